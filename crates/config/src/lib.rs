@@ -1,1 +1,320 @@
-//! config
+//! The one TOML configuration file shared by every service, with defaults that
+//! run the whole CA on loopback from a local state folder.
+//!
+//! Relative paths are resolved against `state_dir`'s parent (the folder the
+//! config file sits in), so a config file can be moved with its state.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("cannot read PIN file {path}: {source}")]
+    Pin { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder holding the SoftHSM token, sled database, CA certificates.
+    pub state_dir: PathBuf,
+    pub hsm: HsmConfig,
+    pub registry: RegistryConfig,
+    pub issuance: IssuanceConfig,
+    pub ca: CaConfig,
+    pub profile: ProfileConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("state"),
+            hsm: HsmConfig::default(),
+            registry: RegistryConfig::default(),
+            issuance: IssuanceConfig::default(),
+            ca: CaConfig::default(),
+            profile: ProfileConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HsmConfig {
+    /// PKCS#11 module.
+    pub module: PathBuf,
+    /// SoftHSM2 configuration file; exported as SOFTHSM2_CONF before the module loads.
+    /// Relative to `state_dir`. Empty to leave the environment alone.
+    pub softhsm2_conf: PathBuf,
+    pub token_label: String,
+    /// File holding the user PIN (relative to `state_dir`). The PIN is never logged.
+    pub pin_file: PathBuf,
+    /// Sessions kept open so concurrent signatures do not serialise.
+    pub sessions: usize,
+}
+
+impl Default for HsmConfig {
+    fn default() -> Self {
+        HsmConfig {
+            module: PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+            softhsm2_conf: PathBuf::from("hsm/softhsm2.conf"),
+            token_label: "hpki-ca".into(),
+            pin_file: PathBuf::from("hsm/user.pin"),
+            sessions: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub listen: String,
+    /// sled database folder, relative to `state_dir`.
+    pub db_path: PathBuf,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { listen: "127.0.0.1:50051".into(), db_path: PathBuf::from("registry.sled") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuanceConfig {
+    pub listen: String,
+    pub registry_url: String,
+}
+
+impl Default for IssuanceConfig {
+    fn default() -> Self {
+        IssuanceConfig {
+            listen: "127.0.0.1:50052".into(),
+            registry_url: "http://127.0.0.1:50051".into(),
+        }
+    }
+}
+
+/// Key algorithm of a CA key in the HSM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    EcdsaP256,
+}
+
+/// The key ceremony: CA keys, names and validity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaConfig {
+    pub key_algorithm: KeyAlgorithm,
+    /// Folder for the CA certificates (PEM), relative to `state_dir`.
+    pub cert_dir: PathBuf,
+    pub root: CaEntity,
+    pub signing: CaEntity,
+    pub authentication: CaEntity,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        let o = |v: &str| DnAttribute { attr: "O".into(), value: v.into() };
+        let ou = |v: &str| DnAttribute { attr: "OU".into(), value: v.into() };
+        let cn = |v: &str| DnAttribute { attr: "CN".into(), value: v.into() };
+        let c = DnAttribute { attr: "C".into(), value: "JP".into() };
+        CaConfig {
+            key_algorithm: KeyAlgorithm::Rsa2048,
+            cert_dir: PathBuf::from("ca"),
+            root: CaEntity {
+                key_label: "root-ca".into(),
+                subject: vec![c.clone(), o("Japan Medical Association"), ou("JMA HPKI Root CA")],
+                validity_years: 30,
+                policy_oid: String::new(),
+                crl_url: "http://127.0.0.1:8081/crl/arl.crl".into(),
+                file_name: "root-ca.pem".into(),
+            },
+            signing: CaEntity {
+                key_label: "sign-ca".into(),
+                subject: vec![
+                    c.clone(),
+                    o("Japan Medical Association"),
+                    ou("JMA HPKI CA"),
+                    cn("HPKI-01-JMACASignCA-forNonRepudiation"),
+                ],
+                validity_years: 20,
+                policy_oid: "1.2.392.100495.1.5.1.1.3.1".into(),
+                crl_url: "http://127.0.0.1:8081/crl/arl.crl".into(),
+                file_name: "sign-ca.pem".into(),
+            },
+            authentication: CaEntity {
+                key_label: "auth-ca".into(),
+                subject: vec![
+                    c,
+                    o("Japan Medical Association"),
+                    ou("JMA HPKI CA"),
+                    cn("HPKI-01-JMACAAuthCA-forAuthentication-forIndividual"),
+                ],
+                validity_years: 20,
+                policy_oid: "1.2.392.100495.1.5.1.2.3.1".into(),
+                crl_url: "http://127.0.0.1:8081/crl/arl.crl".into(),
+                file_name: "auth-ca.pem".into(),
+            },
+        }
+    }
+}
+
+/// One CA of the hierarchy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaEntity {
+    /// CKA_LABEL of the key pair in the token.
+    pub key_label: String,
+    /// Subject DN in order, e.g. `[{attr="C", value="JP"}, {attr="O", value="..."}]`.
+    pub subject: Vec<DnAttribute>,
+    pub validity_years: u32,
+    /// certificatePolicies OID of the CA certificate (critical, as in HPKI); empty for none.
+    #[serde(default)]
+    pub policy_oid: String,
+    /// CRL distribution point of the CA certificate (the root's ARL); empty for none.
+    #[serde(default)]
+    pub crl_url: String,
+    /// Certificate file name in `cert_dir`.
+    pub file_name: String,
+}
+
+/// One attribute of a DN. `attr` is C, O, OU, CN, serialNumber or a dotted OID.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnAttribute {
+    pub attr: String,
+    pub value: String,
+}
+
+/// The subscriber certificate profile (hpki-profile.md sections 2 to 4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub signing_policy_oid: String,
+    pub authentication_policy_oid: String,
+    /// CPS URI qualifier on both policies; empty for none.
+    pub cps_uri: String,
+    pub signing_crl_url: String,
+    pub authentication_crl_url: String,
+    /// AIA OCSP URL; real HPKI CAs publish CRLs only, so it can be turned off.
+    pub ocsp_enabled: bool,
+    pub ocsp_url: String,
+    /// ExtendedKeyUsage of the authentication certificate: "clientAuth",
+    /// "emailProtection" or dotted OIDs; empty for no EKU.
+    pub authentication_eku: Vec<String>,
+    /// ISO 17090 hcRole carried in subjectDirectoryAttributes.
+    pub hc_role: String,
+    /// Validity in years (00:00 JST on the day of issue to 23:59:59 JST this many years later).
+    pub validity_years: u32,
+    /// Prefix of registry-assigned holder ids (subject serialNumber).
+    pub holder_id_prefix: String,
+    /// Smallest accepted RSA modulus in bits.
+    pub min_rsa_bits: u32,
+    /// Maximum age of the ID photo and the resident record, in months.
+    pub document_max_age_months: u32,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        ProfileConfig {
+            signing_policy_oid: "1.2.392.100495.1.5.1.1.0.1".into(),
+            authentication_policy_oid: "1.2.392.100495.1.5.1.2.0.1".into(),
+            cps_uri: "http://127.0.0.1:8081/repository/".into(),
+            signing_crl_url: "http://127.0.0.1:8081/crl/sign.crl".into(),
+            authentication_crl_url: "http://127.0.0.1:8081/crl/auth.crl".into(),
+            ocsp_enabled: true,
+            ocsp_url: "http://127.0.0.1:8082/ocsp".into(),
+            authentication_eku: vec!["clientAuth".into()],
+            hc_role: "Medical Doctor".into(),
+            validity_years: 5,
+            holder_id_prefix: "JMA".into(),
+            min_rsa_bits: 2048,
+            document_max_age_months: 6,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`; a missing file is an error (use `Config::default()` explicitly).
+    /// A relative `state_dir` is taken relative to the config file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut cfg: Config = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        if cfg.state_dir.is_relative() {
+            if let Some(parent) = path.parent() {
+                cfg.state_dir = parent.join(&cfg.state_dir);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Resolves a path from the config against `state_dir`.
+    pub fn state_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_owned() } else { self.state_dir.join(p) }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.state_path(&self.registry.db_path)
+    }
+
+    pub fn cert_dir(&self) -> PathBuf {
+        self.state_path(&self.ca.cert_dir)
+    }
+
+    pub fn softhsm2_conf(&self) -> Option<PathBuf> {
+        if self.hsm.softhsm2_conf.as_os_str().is_empty() {
+            None
+        } else {
+            Some(self.state_path(&self.hsm.softhsm2_conf))
+        }
+    }
+
+    /// Reads the HSM user PIN from `pin_file` (trailing whitespace dropped).
+    pub fn read_pin(&self) -> Result<String, ConfigError> {
+        let path = self.state_path(&self.hsm.pin_file);
+        let pin = std::fs::read_to_string(&path).map_err(|source| ConfigError::Pin { path, source })?;
+        Ok(pin.trim_end().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_relative_state_dir_follows_the_file() {
+        let dir = std::env::temp_dir().join(format!("cfg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ca.toml");
+        std::fs::write(&path, "[issuance]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.state_dir, dir.join("state"));
+        assert_eq!(cfg.issuance.listen, "127.0.0.1:0");
+        assert_eq!(cfg.profile.hc_role, "Medical Doctor");
+        assert_eq!(cfg.db_path(), dir.join("state/registry.sled"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_file_name() {
+        let dir = std::env::temp_dir().join(format!("cfg-test-u-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[hsm]\nmodul = \"x\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("modul"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,1 +1,80 @@
-//! store
+//! The registry's data layer on sled: holders, cards, certificates and the
+//! hash-chained audit log. Only the registry service writes through it.
+//!
+//! Every change runs in one sled transaction over all trees together with the
+//! audit entry that describes it, and is flushed to disk before the call
+//! returns, so an acknowledged change survives a crash and a crash never
+//! leaves half of one.
+
+mod application;
+mod audit;
+mod certificates;
+mod clock;
+mod error;
+mod records;
+mod serial;
+mod tx;
+
+use std::path::Path;
+
+pub use audit::audit_hash;
+pub use certificates::Reservation;
+pub use error::StoreError;
+pub use records::{
+    AuditRecord, BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateRecord,
+    CertificateState, ContactAddress, HolderDetails, HolderRecord, Membership, NewApplication,
+};
+pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};
+
+/// A handle on the database; cheap to clone (sled's `Db` is shared).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    trees: tx::Trees,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database folder at `path`. sled locks the
+    /// folder, so a second process opening it fails rather than corrupting it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::open(path)?;
+        let trees = tx::Trees::open(&db)?;
+        Ok(Store { db, trees })
+    }
+
+    /// Appends an entry for something that happened outside the store (e.g.
+    /// a PIN disclosure), durable when this returns.
+    pub fn append_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail_json: &str,
+    ) -> Result<AuditRecord, StoreError> {
+        let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
+        let record = self.trees.transact(|tx| audit::append(tx, &event))?;
+        self.flush()?;
+        Ok(record)
+    }
+
+    /// Audit entries with sequence >= `from` (sequences start at 1), at most
+    /// `limit` of them, or all with `None`.
+    pub fn list_audit(&self, from: u64, limit: Option<usize>) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::list(&self.trees, from, limit)
+    }
+
+    /// Checks every entry's hash and link; returns how many entries there are,
+    /// or `AuditChainBroken` at the first bad sequence.
+    pub fn verify_audit_chain(&self) -> Result<u64, StoreError> {
+        audit::verify(&self.trees)
+    }
+
+    /// fsyncs everything written so far; called before acknowledging a change.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test_support;

@@ -1,0 +1,452 @@
+//! Applications and cards: begin (holder + pending card), complete, and reads.
+
+use serde_json::json;
+
+use crate::audit::{self, Event};
+use crate::certificates::require_certificate;
+use crate::error::StoreError;
+use crate::records::{
+    BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateState,
+    HolderRecord, NewApplication,
+};
+use crate::tx::{corrupt, fail, Tx, TxResult};
+use crate::Store;
+
+const HOLDER_SEQ_KEY: &[u8] = b"holder_seq";
+
+impl Store {
+    /// Creates the holder (or updates the one with this licence number) and a
+    /// PENDING card, or returns the card already made for this application_id
+    /// with `existing = true` and nothing written. Refuses with `ActiveCard`
+    /// when the holder already has a PENDING or ACTIVE card.
+    pub fn begin_application(&self, app: &NewApplication, holder_id_prefix: &str) -> Result<BeginOutcome, StoreError> {
+        let outcome = self.trees.transact(|tx| begin(tx, app, holder_id_prefix))?;
+        if !outcome.existing {
+            self.flush()?;
+        }
+        Ok(outcome)
+    }
+
+    /// PENDING -> ACTIVE once both certificates are ISSUED; ACTIVE stays ACTIVE.
+    pub fn complete_application(&self, card_id: &str, actor: &str) -> Result<CardRecord, StoreError> {
+        let (card, changed) = self.trees.transact(|tx| complete(tx, card_id, actor))?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(card)
+    }
+
+    pub fn get_card(&self, card_id: &str) -> Result<CardView, StoreError> {
+        self.trees.transact(|tx| load_view(tx, card_id))
+    }
+
+    pub fn get_card_by_application(&self, application_id: &str) -> Result<CardView, StoreError> {
+        self.trees.transact(|tx| match tx.card_by_application.get_str(application_id.as_bytes())? {
+            Some(card_id) => load_view(tx, &card_id),
+            None => fail(StoreError::NoSuchApplication { application_id: application_id.to_owned() }),
+        })
+    }
+
+    /// The newest card of the holder with this licence number.
+    pub fn get_card_by_licence(&self, licence_number: &str) -> Result<CardView, StoreError> {
+        let none = || StoreError::NoSuchLicence { licence_number: licence_number.to_owned() };
+        self.trees.transact(|tx| {
+            let Some(holder_id) = tx.holder_by_licence.get_str(licence_number.as_bytes())? else {
+                return fail(none());
+            };
+            let holder = require_holder(tx, &holder_id, "holder_by_licence", licence_number)?;
+            match holder.card_ids.last() {
+                Some(card_id) => load_view(tx, card_id),
+                None => fail(none()),
+            }
+        })
+    }
+}
+
+fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutcome> {
+    let licence = &app.holder.licence_number;
+    if let Some(card_id) = tx.card_by_application.get_str(app.application_id.as_bytes())? {
+        let view = load_view(tx, &card_id)?;
+        // The same id for another physician is a client bug, not a retry.
+        if view.holder.details.licence_number != *licence {
+            return fail(StoreError::ApplicationMismatch {
+                application_id: app.application_id.clone(),
+                licence_number: view.holder.details.licence_number,
+            });
+        }
+        return Ok(BeginOutcome { view, existing: true });
+    }
+
+    let mut holder = match tx.holder_by_licence.get_str(licence.as_bytes())? {
+        Some(holder_id) => {
+            let mut holder = require_holder(tx, &holder_id, "holder_by_licence", licence)?;
+            if !app.holder_id.is_empty() && app.holder_id != holder.holder_id {
+                return fail(StoreError::HolderIdMismatch { given: app.holder_id.clone(), expected: holder.holder_id });
+            }
+            for card_id in &holder.card_ids {
+                let card = require_card(tx, card_id)?;
+                if matches!(card.state, CardState::Pending | CardState::Active) {
+                    return fail(StoreError::ActiveCard { card_id: card.card_id });
+                }
+            }
+            holder.details = app.holder.clone();
+            holder
+        }
+        None => {
+            if !app.holder_id.is_empty() {
+                return fail(StoreError::HolderIdMismatch {
+                    given: app.holder_id.clone(),
+                    expected: "empty (the registry assigns ids to new holders)".into(),
+                });
+            }
+            HolderRecord { holder_id: next_holder_id(tx, prefix)?, details: app.holder.clone(), card_ids: Vec::new() }
+        }
+    };
+
+    let card_id = new_card_id(tx)?;
+    let card = CardRecord {
+        card_id: card_id.clone(),
+        holder_id: holder.holder_id.clone(),
+        application_id: app.application_id.clone(),
+        state: CardState::Pending,
+        signing_serial: None,
+        authentication_serial: None,
+        created_at_unix: crate::clock::now_unix(),
+        application_json: app.application_json.clone(),
+    };
+    holder.card_ids.push(card_id.clone());
+
+    tx.holders.put_json(holder.holder_id.as_bytes(), &holder)?;
+    tx.holder_by_licence.put_str(licence.as_bytes(), &holder.holder_id)?;
+    tx.cards.put_json(card_id.as_bytes(), &card)?;
+    tx.card_by_application.put_str(app.application_id.as_bytes(), &card_id)?;
+    let detail = json!({
+        "application_id": app.application_id,
+        "holder_id": holder.holder_id,
+        "licence_number": licence,
+    });
+    audit::append(
+        tx,
+        &Event { actor: &app.actor, action: "application.begin", subject: &card_id, detail_json: detail.to_string() },
+    )?;
+    Ok(BeginOutcome { view: CardView { card, holder, certificates: Vec::new() }, existing: false })
+}
+
+/// Holder ids are the prefix and a gapless 10-digit counter, e.g. JMA0000000001.
+fn next_holder_id(tx: &Tx<'_>, prefix: &str) -> TxResult<String> {
+    let mut seq: u64 = tx.meta.get_json(HOLDER_SEQ_KEY)?.unwrap_or(0);
+    loop {
+        seq += 1;
+        let id = format!("{prefix}{seq:010}");
+        // Only taken if the prefix was changed back and forth; skip, never reuse.
+        if !tx.holders.contains(id.as_bytes())? {
+            tx.meta.put_json(HOLDER_SEQ_KEY, &seq)?;
+            return Ok(id);
+        }
+    }
+}
+
+/// "C" and 16 random hex digits; random so ids reveal nothing about volume.
+fn new_card_id(tx: &Tx<'_>) -> TxResult<String> {
+    loop {
+        let id = format!("C{}", hex::encode(rand::random::<[u8; 8]>()));
+        if !tx.cards.contains(id.as_bytes())? {
+            return Ok(id);
+        }
+    }
+}
+
+fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bool)> {
+    let mut card = require_card(tx, card_id)?;
+    match card.state {
+        CardState::Active => return Ok((card, false)),
+        CardState::Revoked => return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state }),
+        CardState::Pending => {}
+    }
+    let mut missing = Vec::new();
+    for kind in CertificateKind::ALL {
+        match card.serial(kind) {
+            None => missing.push(format!("{} certificate not reserved", kind.name())),
+            Some(serial) => {
+                let cert = require_certificate(tx, serial)?;
+                if cert.state != CertificateState::Issued {
+                    missing.push(format!("{} certificate {} is {}, not ISSUED", kind.name(), serial, cert.state));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return fail(StoreError::CardIncomplete { card_id: card.card_id, missing: missing.join("; ") });
+    }
+    card.state = CardState::Active;
+    tx.cards.put_json(card_id.as_bytes(), &card)?;
+    let detail = json!({
+        "signing_serial": card.signing_serial,
+        "authentication_serial": card.authentication_serial,
+    });
+    audit::append(
+        tx,
+        &Event { actor, action: "application.complete", subject: card_id, detail_json: detail.to_string() },
+    )?;
+    Ok((card, true))
+}
+
+pub(crate) fn require_card(tx: &Tx<'_>, card_id: &str) -> TxResult<CardRecord> {
+    match tx.cards.get_json(card_id.as_bytes())? {
+        Some(card) => Ok(card),
+        None => fail(StoreError::NoSuchCard { card_id: card_id.to_owned() }),
+    }
+}
+
+/// A holder another record points at; missing means the database is damaged.
+fn require_holder(tx: &Tx<'_>, holder_id: &str, from_tree: &'static str, from_key: &str) -> TxResult<HolderRecord> {
+    match tx.holders.get_json(holder_id.as_bytes())? {
+        Some(h) => Ok(h),
+        None => fail(corrupt(from_tree, from_key.as_bytes(), &format!("holder {holder_id} is missing"))),
+    }
+}
+
+pub(crate) fn load_view(tx: &Tx<'_>, card_id: &str) -> TxResult<CardView> {
+    let card = require_card(tx, card_id)?;
+    let holder = require_holder(tx, &card.holder_id, "cards", card_id)?;
+    let mut certificates = Vec::new();
+    for kind in CertificateKind::ALL {
+        if let Some(serial) = card.serial(kind) {
+            certificates.push(require_certificate(tx, serial)?);
+        }
+    }
+    Ok(CardView { card, holder, certificates })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::test_support::{application, temp_store};
+    use crate::{Reservation, Store};
+
+    /// Reserves, records and stores both certificates with stand-in bytes.
+    fn issue_both(store: &Store, card_id: &str) {
+        for kind in CertificateKind::ALL {
+            let req = Reservation {
+                card_id: card_id.into(),
+                kind,
+                issuer_label: "sign-ca".into(),
+                not_before_unix: 1_700_000_000,
+                not_after_unix: 1_800_000_000,
+            };
+            let rec = store.reserve_serial(&req, "t").unwrap();
+            let tbs = [b"tbs-".as_slice(), rec.serial.as_bytes()].concat();
+            store.record_tbs(&rec.serial, &tbs, "t").unwrap();
+            store.store_certificate(&rec.serial, b"cert", &tbs, "t").unwrap();
+        }
+    }
+
+    /// Stands in for the revocation service, which is not written yet.
+    fn revoke_card(store: &Store, card_id: &str) {
+        store
+            .trees
+            .transact(|tx| {
+                let mut card = require_card(tx, card_id)?;
+                card.state = CardState::Revoked;
+                tx.cards.put_json(card_id.as_bytes(), &card)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn begin_creates_a_holder_and_a_pending_card_with_an_audit_entry() {
+        let (_dir, store) = temp_store();
+        let out = store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
+        assert!(!out.existing);
+        let card = &out.view.card;
+        assert_eq!(card.state, CardState::Pending);
+        assert_eq!(card.holder_id, "JMA0000000001");
+        assert_eq!(card.application_id, "app-1");
+        assert!(card.card_id.starts_with('C') && card.card_id.len() == 17, "{}", card.card_id);
+        assert!(card.card_id[1..].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(out.view.holder.card_ids, vec![card.card_id.clone()]);
+        assert!(out.view.certificates.is_empty());
+
+        let second = store.begin_application(&application("app-2", "L2"), "JMA").unwrap();
+        assert_eq!(second.view.holder.holder_id, "JMA0000000002");
+
+        let log = store.list_audit(0, None).unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].action, "application.begin");
+        assert_eq!(log[0].subject, card.card_id);
+        assert_eq!(log[0].actor, "ra-test");
+    }
+
+    #[test]
+    fn begin_again_with_the_same_application_id_returns_the_same_card_and_writes_nothing() {
+        let (_dir, store) = temp_store();
+        let first = store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
+        let again = store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
+        assert!(again.existing);
+        assert_eq!(again.view, first.view);
+        assert_eq!(store.list_audit(0, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn begin_with_a_known_application_id_for_another_licence_is_refused() {
+        let (_dir, store) = temp_store();
+        store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
+        let err = store.begin_application(&application("app-1", "L2"), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ApplicationMismatch { ref licence_number, .. } if licence_number == "L1"), "{err}");
+        assert!(matches!(store.get_card_by_licence("L2"), Err(StoreError::NoSuchLicence { .. })));
+    }
+
+    #[test]
+    fn concurrent_begins_with_one_application_id_make_one_card() {
+        let (_dir, store) = temp_store();
+        let store = Arc::new(store);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || store.begin_application(&application("app-1", "L1"), "JMA").unwrap())
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(outcomes.iter().filter(|o| !o.existing).count(), 1);
+        assert!(outcomes.iter().all(|o| o.view.card.card_id == outcomes[0].view.card.card_id));
+        assert_eq!(store.trees.cards.len(), 1);
+        assert_eq!(store.trees.holders.len(), 1);
+        assert_eq!(store.list_audit(0, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_holder_with_a_pending_or_active_card_cannot_begin_another() {
+        let (_dir, store) = temp_store();
+        let first = store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
+        let card_id = first.view.card.card_id.clone();
+        let err = store.begin_application(&application("app-2", "L1"), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ActiveCard { card_id: ref c } if *c == card_id), "{err}");
+
+        issue_both(&store, &card_id);
+        store.complete_application(&card_id, "t").unwrap();
+        let err = store.begin_application(&application("app-2", "L1"), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ActiveCard { .. }), "{err}");
+        assert!(matches!(store.get_card_by_application("app-2"), Err(StoreError::NoSuchApplication { .. })));
+    }
+
+    #[test]
+    fn after_revocation_the_same_holder_gets_a_new_card_and_updated_details() {
+        let (_dir, store) = temp_store();
+        let first = store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
+        revoke_card(&store, &first.view.card.card_id);
+
+        let mut app = application("app-2", "L1");
+        app.holder.family_name_latin = "NEWNAME".into();
+        app.holder_id = "JMA0000000001".into(); // a caller may name the holder it knows
+        let second = store.begin_application(&app, "JMA").unwrap();
+        assert_eq!(second.view.holder.holder_id, "JMA0000000001");
+        assert_eq!(second.view.holder.details.family_name_latin, "NEWNAME");
+        assert_eq!(second.view.holder.card_ids.len(), 2);
+        let newest = store.get_card_by_licence("L1").unwrap();
+        assert_eq!(newest.card.card_id, second.view.card.card_id);
+    }
+
+    #[test]
+    fn a_caller_supplied_holder_id_must_be_the_one_on_file() {
+        let (_dir, store) = temp_store();
+        let mut app = application("app-1", "L1");
+        app.holder_id = "JMA0000000099".into();
+        let err = store.begin_application(&app, "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::HolderIdMismatch { .. }), "{err}");
+        assert_eq!(store.trees.holders.len(), 0);
+
+        let first = store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
+        revoke_card(&store, &first.view.card.card_id);
+        let mut app = application("app-2", "L1");
+        app.holder_id = "JMA0000000099".into();
+        let err = store.begin_application(&app, "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::HolderIdMismatch { ref expected, .. } if expected == "JMA0000000001"));
+    }
+
+    #[test]
+    fn complete_needs_both_certificates_issued_and_is_idempotent() {
+        let (_dir, store) = temp_store();
+        let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        let err = store.complete_application(&card_id, "t").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("signing certificate not reserved"), "{text}");
+        assert!(text.contains("authentication certificate not reserved"), "{text}");
+
+        let req = Reservation {
+            card_id: card_id.clone(),
+            kind: CertificateKind::Signing,
+            issuer_label: "sign-ca".into(),
+            not_before_unix: 1,
+            not_after_unix: 2,
+        };
+        let rec = store.reserve_serial(&req, "t").unwrap();
+        let text = store.complete_application(&card_id, "t").unwrap_err().to_string();
+        assert!(text.contains(&format!("signing certificate {} is RESERVED, not ISSUED", rec.serial)), "{text}");
+
+        let (_dir2, store) = temp_store();
+        let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        issue_both(&store, &card_id);
+        let card = store.complete_application(&card_id, "op").unwrap();
+        assert_eq!(card.state, CardState::Active);
+        let entries = store.list_audit(0, None).unwrap().len();
+        assert_eq!(store.complete_application(&card_id, "op").unwrap(), card);
+        assert_eq!(store.list_audit(0, None).unwrap().len(), entries, "a repeated complete logs nothing");
+        let view = store.get_card(&card_id).unwrap();
+        assert_eq!(view.card.state, CardState::Active);
+        assert!(view.certificates.iter().all(|c| c.state == CertificateState::Issued));
+        assert_eq!(store.list_audit(0, None).unwrap().last().unwrap().action, "application.complete");
+    }
+
+    #[test]
+    fn a_revoked_card_cannot_be_completed() {
+        let (_dir, store) = temp_store();
+        let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        revoke_card(&store, &card_id);
+        let err = store.complete_application(&card_id, "t").unwrap_err();
+        assert!(matches!(err, StoreError::CardNotPending { state: CardState::Revoked, .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_of_unknown_keys_are_not_found() {
+        let (_dir, store) = temp_store();
+        assert!(matches!(store.get_card("Cnope"), Err(StoreError::NoSuchCard { .. })));
+        assert!(matches!(store.get_card_by_application("nope"), Err(StoreError::NoSuchApplication { .. })));
+        assert!(matches!(store.get_card_by_licence("nope"), Err(StoreError::NoSuchLicence { .. })));
+        assert!(matches!(store.complete_application("Cnope", "t"), Err(StoreError::NoSuchCard { .. })));
+    }
+
+    #[test]
+    fn a_damaged_card_record_is_reported_not_panicked_on() {
+        let (_dir, store) = temp_store();
+        let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        store.trees.cards.insert(card_id.as_bytes(), &b"{not json"[..]).unwrap();
+        let err = store.get_card(&card_id).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { tree: "cards", .. }), "{err}");
+        assert!(matches!(store.complete_application(&card_id, "t"), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn data_survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let card_id = {
+            let store = Store::open(&path).unwrap();
+            let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+            issue_both(&store, &card_id);
+            store.complete_application(&card_id, "t").unwrap();
+            card_id
+        };
+        let store = Store::open(&path).unwrap();
+        let view = store.get_card_by_application("app-1").unwrap();
+        assert_eq!(view.card.card_id, card_id);
+        assert_eq!(view.card.state, CardState::Active);
+        assert_eq!(view.certificates.len(), 2);
+        assert_eq!(store.verify_audit_chain().unwrap(), 8);
+        // Counters continue after a reopen.
+        let next = store.begin_application(&application("app-2", "L2"), "JMA").unwrap();
+        assert_eq!(next.view.holder.holder_id, "JMA0000000002");
+        assert_eq!(store.verify_audit_chain().unwrap(), 9);
+    }
+}

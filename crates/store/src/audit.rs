@@ -1,0 +1,229 @@
+//! The hash-chained audit log. Each entry carries the hash of the one before,
+//! so editing, removing or reordering entries breaks the chain at that point.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::StoreError;
+use crate::records::AuditRecord;
+use crate::tx::{decode, Trees, Tx, TxResult};
+
+const HEAD_KEY: &[u8] = b"audit_head";
+const HASH_DOMAIN: &[u8] = b"hpki-registry-audit-v1\0";
+
+/// Where the chain ends; kept in `meta` so appends need no range scan (sled
+/// transactions read by key only) and truncation of the tail is detectable.
+#[derive(Serialize, Deserialize)]
+struct Head {
+    next_sequence: u64,
+    #[serde(with = "hex::serde")]
+    last_hash: [u8; 32],
+    last_at_unix_micros: i64,
+}
+
+impl Head {
+    fn genesis() -> Head {
+        Head { next_sequence: 1, last_hash: [0; 32], last_at_unix_micros: 0 }
+    }
+}
+
+/// What a caller wants logged; the store adds sequence, time and hashes.
+pub(crate) struct Event<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub subject: &'a str,
+    pub detail_json: String,
+}
+
+/// SHA-256 over a canonical encoding: a domain tag, then sequence and time as
+/// 8-byte big-endian, each text field as an 8-byte big-endian length and its
+/// UTF-8 bytes, then the previous hash. Length prefixes make the encoding
+/// unambiguous, so no two different entries hash the same bytes.
+pub fn audit_hash(record: &AuditRecord) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(HASH_DOMAIN);
+    h.update(record.sequence.to_be_bytes());
+    h.update(record.at_unix_micros.to_be_bytes());
+    for text in [&record.actor, &record.action, &record.subject, &record.detail_json] {
+        h.update((text.len() as u64).to_be_bytes());
+        h.update(text.as_bytes());
+    }
+    h.update(record.prev_hash);
+    h.finalize().into()
+}
+
+/// Appends inside the caller's transaction, so the entry commits with the change it describes.
+pub(crate) fn append(tx: &Tx<'_>, event: &Event<'_>) -> TxResult<AuditRecord> {
+    let head = tx.meta.get_json::<Head>(HEAD_KEY)?.unwrap_or_else(Head::genesis);
+    // Never let time run backwards in the log, even if the clock does.
+    let at = crate::clock::now_unix_micros().max(head.last_at_unix_micros);
+    let mut record = AuditRecord {
+        sequence: head.next_sequence,
+        at_unix_micros: at,
+        actor: event.actor.to_owned(),
+        action: event.action.to_owned(),
+        subject: event.subject.to_owned(),
+        detail_json: event.detail_json.clone(),
+        prev_hash: head.last_hash,
+        hash: [0; 32],
+    };
+    record.hash = audit_hash(&record);
+    tx.audit.put_json(&record.sequence.to_be_bytes(), &record)?;
+    let next = Head { next_sequence: record.sequence + 1, last_hash: record.hash, last_at_unix_micros: at };
+    tx.meta.put_json(HEAD_KEY, &next)?;
+    Ok(record)
+}
+
+/// Entries from `from` on, at most `limit` of them (`None` for all).
+pub(crate) fn list(trees: &Trees, from: u64, limit: Option<usize>) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut out = Vec::new();
+    for item in trees.audit.range(from.to_be_bytes()..) {
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+        let (key, value) = item?;
+        out.push(decode("audit", &key, &value)?);
+    }
+    Ok(out)
+}
+
+/// Walks the whole chain; returns the number of entries, or the first sequence
+/// at which an entry is missing, unreadable, out of place or altered.
+pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
+    let broken = |sequence: u64, reason: &str| StoreError::AuditChainBroken { sequence, reason: reason.to_owned() };
+    let mut expected = Head::genesis();
+    for item in trees.audit.iter() {
+        let (key, value) = item?;
+        let key_seq = match <[u8; 8]>::try_from(key.as_ref()) {
+            Ok(k) => u64::from_be_bytes(k),
+            Err(_) => return Err(broken(expected.next_sequence, "malformed key in the audit tree")),
+        };
+        if key_seq != expected.next_sequence {
+            return Err(broken(expected.next_sequence, "entry missing"));
+        }
+        let record: AuditRecord = match serde_json::from_slice(&value) {
+            Ok(r) => r,
+            Err(_) => return Err(broken(key_seq, "entry unreadable")),
+        };
+        if record.sequence != key_seq {
+            return Err(broken(key_seq, "entry stored under another sequence"));
+        }
+        if record.prev_hash != expected.last_hash {
+            return Err(broken(key_seq, "previous hash does not match"));
+        }
+        if record.at_unix_micros < expected.last_at_unix_micros {
+            return Err(broken(key_seq, "time runs backwards"));
+        }
+        if audit_hash(&record) != record.hash {
+            return Err(broken(key_seq, "hash does not match the entry"));
+        }
+        expected = Head { next_sequence: key_seq + 1, last_hash: record.hash, last_at_unix_micros: record.at_unix_micros };
+    }
+    let head = match trees.meta.get(HEAD_KEY)? {
+        Some(bytes) => decode::<Head>("meta", HEAD_KEY, &bytes)?,
+        None => Head::genesis(),
+    };
+    if head.next_sequence != expected.next_sequence || head.last_hash != expected.last_hash {
+        return Err(broken(expected.next_sequence, "entries missing at the end of the log"));
+    }
+    Ok(expected.next_sequence - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::temp_store;
+
+    #[test]
+    fn appended_entries_chain_and_verify() {
+        let (_dir, store) = temp_store();
+        assert_eq!(store.verify_audit_chain().unwrap(), 0);
+        let a = store.append_audit("op", "pin.disclose", "JMA0000000001", r#"{"by":"post"}"#).unwrap();
+        let b = store.append_audit("op", "crl.publish", "", "{}").unwrap();
+        assert_eq!((a.sequence, b.sequence), (1, 2));
+        assert_eq!(a.prev_hash, [0; 32]);
+        assert_eq!(b.prev_hash, a.hash);
+        assert!(b.at_unix_micros >= a.at_unix_micros);
+        assert_eq!(audit_hash(&b), b.hash);
+        assert_eq!(store.verify_audit_chain().unwrap(), 2);
+        assert_eq!(store.list_audit(2, None).unwrap(), vec![b.clone()]);
+        assert_eq!(store.list_audit(0, Some(1)).unwrap(), vec![a]);
+        assert!(store.list_audit(3, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_hash_separates_fields() {
+        let base = AuditRecord {
+            sequence: 1,
+            at_unix_micros: 5,
+            actor: "ab".into(),
+            action: "c".into(),
+            subject: String::new(),
+            detail_json: String::new(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        let shifted = AuditRecord { actor: "a".into(), action: "bc".into(), ..base.clone() };
+        assert_ne!(audit_hash(&base), audit_hash(&shifted));
+    }
+
+    fn five_entries() -> (tempfile::TempDir, crate::Store) {
+        let (dir, store) = temp_store();
+        for i in 0..5 {
+            store.append_audit("op", "test", &format!("s{i}"), "{}").unwrap();
+        }
+        (dir, store)
+    }
+
+    fn broken_at(store: &crate::Store) -> u64 {
+        match store.verify_audit_chain() {
+            Err(StoreError::AuditChainBroken { sequence, .. }) => sequence,
+            other => panic!("expected a broken chain, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn editing_one_entry_breaks_the_chain_at_that_sequence() {
+        let (_dir, store) = five_entries();
+        let key = 3u64.to_be_bytes();
+        let bytes = store.trees.audit.get(key).unwrap().unwrap();
+        let edited = String::from_utf8(bytes.to_vec()).unwrap().replace("\"op\"", "\"mallory\"");
+        store.trees.audit.insert(key, edited.as_bytes()).unwrap();
+        assert_eq!(broken_at(&store), 3);
+    }
+
+    #[test]
+    fn unreadable_missing_or_truncated_entries_break_the_chain() {
+        let (_dir, store) = five_entries();
+        store.trees.audit.insert(2u64.to_be_bytes(), &b"garbage"[..]).unwrap();
+        assert_eq!(broken_at(&store), 2);
+
+        let (_dir, store) = five_entries();
+        store.trees.audit.remove(4u64.to_be_bytes()).unwrap();
+        assert_eq!(broken_at(&store), 4);
+
+        let (_dir, store) = five_entries();
+        store.trees.audit.remove(5u64.to_be_bytes()).unwrap();
+        assert_eq!(broken_at(&store), 5);
+    }
+
+    #[test]
+    fn state_changes_are_logged_in_order_and_the_chain_verifies() {
+        let (_dir, store) = temp_store();
+        let app = crate::test_support::application("app-1", "L1");
+        let card_id = store.begin_application(&app, "JMA").unwrap().view.card.card_id;
+        let req = crate::Reservation {
+            card_id,
+            kind: crate::CertificateKind::Signing,
+            issuer_label: "sign-ca".into(),
+            not_before_unix: 1,
+            not_after_unix: 2,
+        };
+        let rec = store.reserve_serial(&req, "iss").unwrap();
+        store.record_tbs(&rec.serial, b"tbs", "iss").unwrap();
+        store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap();
+        let actions: Vec<_> = store.list_audit(0, None).unwrap().into_iter().map(|e| e.action).collect();
+        assert_eq!(actions, ["application.begin", "serial.reserve", "tbs.record", "certificate.store"]);
+        assert_eq!(store.verify_audit_chain().unwrap(), 4);
+    }
+}

@@ -1,0 +1,369 @@
+//! The life of one certificate before it is signed and stored:
+//! RESERVED (serial taken) -> PRECERT (to-be-signed bytes recorded) -> ISSUED.
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::application::require_card;
+use crate::audit::{self, Event};
+use crate::error::StoreError;
+use crate::records::{CardState, CertificateKind, CertificateRecord, CertificateState};
+use crate::serial::Serial;
+use crate::tx::{decode, fail, Tx, TxResult};
+use crate::Store;
+
+/// What the issuer asks a serial for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub card_id: String,
+    pub kind: CertificateKind,
+    pub issuer_label: String,
+    pub not_before_unix: i64,
+    pub not_after_unix: i64,
+}
+
+impl Store {
+    /// Reserves a fresh random serial for the card's certificate of `kind`.
+    ///
+    /// Idempotent: if the card already has a serial of that kind, that record
+    /// is returned unchanged (whatever its state, and ignoring the new label
+    /// and dates), so a retried call never makes a second certificate of a
+    /// kind for one card. Otherwise the card must be PENDING.
+    pub fn reserve_serial(&self, req: &Reservation, actor: &str) -> Result<CertificateRecord, StoreError> {
+        let (record, changed) = self.trees.transact(|tx| reserve(tx, req, actor))?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(record)
+    }
+
+    /// RESERVED -> PRECERT, keeping `tbs_der`. Recording the same bytes again is
+    /// a no-op; different bytes once some are recorded is `TbsConflict` and
+    /// leaves the record as it was.
+    pub fn record_tbs(&self, serial: &Serial, tbs_der: &[u8], actor: &str) -> Result<CertificateRecord, StoreError> {
+        let (record, changed) = self.trees.transact(|tx| record_tbs(tx, serial, tbs_der, actor))?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(record)
+    }
+
+    /// Stores the signed certificate. `tbs_of_cert` is the tbsCertificate taken
+    /// from `cert_der` by the caller (the store does not parse DER); it must equal
+    /// the recorded bytes. PRECERT -> ISSUED; the same certificate again is a
+    /// no-op. A certificate whose reservation was revoked meanwhile is still
+    /// stored (everything signed is recorded) but stays revoked.
+    pub fn store_certificate(
+        &self,
+        serial: &Serial,
+        cert_der: &[u8],
+        tbs_of_cert: &[u8],
+        actor: &str,
+    ) -> Result<CertificateRecord, StoreError> {
+        let (record, changed) = self.trees.transact(|tx| store_cert(tx, serial, cert_der, tbs_of_cert, actor))?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(record)
+    }
+
+    pub fn get_certificate(&self, serial: &Serial) -> Result<CertificateRecord, StoreError> {
+        match self.trees.certificates.get(serial.as_bytes())? {
+            Some(bytes) => decode("certificates", serial.as_bytes(), &bytes),
+            None => Err(StoreError::NoSuchCertificate { serial: serial.to_hex() }),
+        }
+    }
+
+    /// Certificates still RESERVED or PRECERT, for recovery after a restart:
+    /// each one may or may not have been signed by the CA.
+    pub fn unresolved_reservations(&self) -> Result<Vec<CertificateRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.trees.certificates.iter() {
+            let (key, value) = item?;
+            let record: CertificateRecord = decode("certificates", &key, &value)?;
+            if matches!(record.state, CertificateState::Reserved | CertificateState::Precert) {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(CertificateRecord, bool)> {
+    let mut card = require_card(tx, &req.card_id)?;
+    if let Some(serial) = card.serial(req.kind) {
+        return Ok((require_certificate(tx, serial)?, false));
+    }
+    if card.state != CardState::Pending {
+        return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
+    }
+    // A collision of 127 random bits is not expected, but must never overwrite.
+    let serial = loop {
+        let s = Serial::random();
+        if !tx.certificates.contains(s.as_bytes())? {
+            break s;
+        }
+    };
+    let record = CertificateRecord {
+        serial: serial.clone(),
+        card_id: req.card_id.clone(),
+        kind: req.kind,
+        issuer_label: req.issuer_label.clone(),
+        state: CertificateState::Reserved,
+        tbs_der: None,
+        certificate_der: None,
+        not_before_unix: req.not_before_unix,
+        not_after_unix: req.not_after_unix,
+        reserved_at_unix: crate::clock::now_unix(),
+    };
+    tx.certificates.put_json(serial.as_bytes(), &record)?;
+    card.set_serial(req.kind, serial.clone());
+    tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    let detail = json!({
+        "card_id": req.card_id,
+        "kind": req.kind,
+        "issuer_label": req.issuer_label,
+        "not_before_unix": req.not_before_unix,
+        "not_after_unix": req.not_after_unix,
+    });
+    let subject = serial.to_hex();
+    audit::append(tx, &Event { actor, action: "serial.reserve", subject: &subject, detail_json: detail.to_string() })?;
+    Ok((record, true))
+}
+
+fn record_tbs(tx: &Tx<'_>, serial: &Serial, tbs_der: &[u8], actor: &str) -> TxResult<(CertificateRecord, bool)> {
+    let mut record = find_certificate(tx, serial)?;
+    match &record.tbs_der {
+        Some(recorded) if recorded.as_slice() == tbs_der => return Ok((record, false)),
+        Some(_) => return fail(StoreError::TbsConflict { serial: serial.to_hex() }),
+        None => {}
+    }
+    if record.state != CertificateState::Reserved {
+        return fail(StoreError::CertificateState {
+            serial: serial.to_hex(),
+            state: record.state,
+            reason: "to-be-signed bytes can only be recorded for a RESERVED serial",
+        });
+    }
+    record.tbs_der = Some(tbs_der.to_vec());
+    record.state = CertificateState::Precert;
+    tx.certificates.put_json(serial.as_bytes(), &record)?;
+    let detail = json!({ "card_id": record.card_id, "kind": record.kind, "tbs_sha256": sha256_hex(tbs_der) });
+    let subject = serial.to_hex();
+    audit::append(tx, &Event { actor, action: "tbs.record", subject: &subject, detail_json: detail.to_string() })?;
+    Ok((record, true))
+}
+
+fn store_cert(
+    tx: &Tx<'_>,
+    serial: &Serial,
+    cert_der: &[u8],
+    tbs_of_cert: &[u8],
+    actor: &str,
+) -> TxResult<(CertificateRecord, bool)> {
+    let mismatch = || StoreError::CertificateConflict {
+        serial: serial.to_hex(),
+        reason: "certificate does not match the recorded to-be-signed bytes",
+    };
+    let mut record = find_certificate(tx, serial)?;
+    let Some(recorded_tbs) = &record.tbs_der else {
+        return fail(StoreError::CertificateState {
+            serial: serial.to_hex(),
+            state: record.state,
+            reason: "no to-be-signed bytes recorded; record them before storing a certificate",
+        });
+    };
+    if recorded_tbs.as_slice() != tbs_of_cert {
+        return fail(mismatch());
+    }
+    if let Some(stored) = &record.certificate_der {
+        if stored.as_slice() == cert_der {
+            return Ok((record, false));
+        }
+        // Same TBS, other signature (e.g. ECDSA signed twice): keep the first.
+        return fail(StoreError::CertificateConflict {
+            serial: serial.to_hex(),
+            reason: "a different certificate is already stored for this serial",
+        });
+    }
+    record.certificate_der = Some(cert_der.to_vec());
+    if record.state == CertificateState::Precert {
+        record.state = CertificateState::Issued;
+    }
+    tx.certificates.put_json(serial.as_bytes(), &record)?;
+    let detail = json!({
+        "card_id": record.card_id,
+        "kind": record.kind,
+        "certificate_sha256": sha256_hex(cert_der),
+    });
+    let subject = serial.to_hex();
+    audit::append(tx, &Event { actor, action: "certificate.store", subject: &subject, detail_json: detail.to_string() })?;
+    Ok((record, true))
+}
+
+/// A serial the caller named: absent is the caller's NotFound.
+fn find_certificate(tx: &Tx<'_>, serial: &Serial) -> TxResult<CertificateRecord> {
+    match tx.certificates.get_json(serial.as_bytes())? {
+        Some(r) => Ok(r),
+        None => fail(StoreError::NoSuchCertificate { serial: serial.to_hex() }),
+    }
+}
+
+/// A serial a card points at: absent means the database is damaged.
+pub(crate) fn require_certificate(tx: &Tx<'_>, serial: &Serial) -> TxResult<CertificateRecord> {
+    match tx.certificates.get_json(serial.as_bytes())? {
+        Some(r) => Ok(r),
+        None => fail(crate::tx::corrupt("certificates", serial.as_bytes(), "referenced by a card but missing")),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{application, temp_store};
+
+    fn pending_card(store: &Store) -> String {
+        store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id
+    }
+
+    fn reservation(card_id: &str, kind: CertificateKind) -> Reservation {
+        Reservation {
+            card_id: card_id.into(),
+            kind,
+            issuer_label: "sign-ca".into(),
+            not_before_unix: 1_700_000_000,
+            not_after_unix: 1_857_000_000,
+        }
+    }
+
+    #[test]
+    fn reserve_gives_a_positive_16_octet_serial_and_links_it_to_the_card() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let sign = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+        assert_eq!(sign.state, CertificateState::Reserved);
+        assert_eq!(sign.serial.as_bytes().len(), 16);
+        assert!(sign.serial.as_bytes()[0] & 0x80 == 0 && sign.serial.as_bytes()[0] != 0);
+        assert_eq!(sign.not_after_unix, 1_857_000_000);
+        let auth = store.reserve_serial(&reservation(&card_id, CertificateKind::Authentication), "iss").unwrap();
+        assert_ne!(sign.serial, auth.serial);
+
+        let view = store.get_card(&card_id).unwrap();
+        assert_eq!(view.card.signing_serial.as_ref(), Some(&sign.serial));
+        assert_eq!(view.card.authentication_serial.as_ref(), Some(&auth.serial));
+        assert_eq!(view.certificates, vec![sign.clone(), auth]);
+        assert_eq!(store.get_certificate(&sign.serial).unwrap(), sign);
+        let log = store.list_audit(2, Some(1)).unwrap();
+        assert_eq!(log[0].action, "serial.reserve");
+        assert_eq!(log[0].subject, sign.serial.to_hex());
+    }
+
+    #[test]
+    fn reserving_a_kind_again_returns_the_first_reservation_unchanged() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let first = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+        let mut other = reservation(&card_id, CertificateKind::Signing);
+        other.not_before_unix += 86_400;
+        let again = store.reserve_serial(&other, "iss").unwrap();
+        assert_eq!(again, first);
+        assert_eq!(store.trees.certificates.len(), 1);
+    }
+
+    #[test]
+    fn reserve_needs_a_known_pending_card() {
+        let (_dir, store) = temp_store();
+        let err = store.reserve_serial(&reservation("Cnope", CertificateKind::Signing), "iss").unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchCard { .. }), "{err}");
+
+        let card_id = pending_card(&store);
+        store
+            .trees
+            .transact(|tx| {
+                let mut card = require_card(tx, &card_id)?;
+                card.state = CardState::Revoked;
+                tx.cards.put_json(card_id.as_bytes(), &card)
+            })
+            .unwrap();
+        let err = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap_err();
+        assert!(matches!(err, StoreError::CardNotPending { .. }), "{err}");
+        assert_eq!(store.trees.certificates.len(), 0);
+    }
+
+    #[test]
+    fn record_tbs_moves_to_precert_once_and_refuses_other_bytes() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let rec = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+        let pre = store.record_tbs(&rec.serial, b"tbs-one", "iss").unwrap();
+        assert_eq!(pre.state, CertificateState::Precert);
+        assert_eq!(pre.tbs_der.as_deref(), Some(&b"tbs-one"[..]));
+        let entries = store.list_audit(0, None).unwrap().len();
+        assert_eq!(store.record_tbs(&rec.serial, b"tbs-one", "iss").unwrap(), pre);
+        assert_eq!(store.list_audit(0, None).unwrap().len(), entries);
+
+        let err = store.record_tbs(&rec.serial, b"tbs-two", "iss").unwrap_err();
+        assert!(matches!(err, StoreError::TbsConflict { .. }), "{err}");
+        assert_eq!(store.get_certificate(&rec.serial).unwrap(), pre, "stored TBS unchanged");
+    }
+
+    #[test]
+    fn record_tbs_for_an_unknown_serial_is_not_found() {
+        let (_dir, store) = temp_store();
+        let serial = Serial::random();
+        let err = store.record_tbs(&serial, b"tbs", "iss").unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchCertificate { .. }), "{err}");
+        assert!(matches!(store.get_certificate(&serial), Err(StoreError::NoSuchCertificate { .. })));
+        assert_eq!(store.trees.certificates.len(), 0);
+    }
+
+    #[test]
+    fn store_certificate_checks_the_recorded_tbs_and_is_idempotent() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let rec = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+
+        let err = store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap_err();
+        assert!(matches!(err, StoreError::CertificateState { state: CertificateState::Reserved, .. }), "{err}");
+
+        let pre = store.record_tbs(&rec.serial, b"tbs", "iss").unwrap();
+        let err = store.store_certificate(&rec.serial, b"cert", b"other-tbs", "iss").unwrap_err();
+        assert!(err.to_string().contains("certificate does not match the recorded to-be-signed bytes"), "{err}");
+        assert_eq!(store.get_certificate(&rec.serial).unwrap(), pre, "record unchanged");
+
+        let issued = store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap();
+        assert_eq!(issued.state, CertificateState::Issued);
+        assert_eq!(issued.certificate_der.as_deref(), Some(&b"cert"[..]));
+        assert_eq!(store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap(), issued);
+
+        let err = store.store_certificate(&rec.serial, b"cert-resigned", b"tbs", "iss").unwrap_err();
+        assert!(err.to_string().contains("a different certificate is already stored"), "{err}");
+        let err = store.record_tbs(&rec.serial, b"tbs-two", "iss").unwrap_err();
+        assert!(matches!(err, StoreError::TbsConflict { .. }));
+        assert_eq!(store.get_certificate(&rec.serial).unwrap(), issued);
+        assert_eq!(store.list_audit(0, None).unwrap().last().unwrap().action, "certificate.store");
+    }
+
+    #[test]
+    fn unresolved_reservations_are_those_reserved_or_precert() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let sign = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+        let auth = store.reserve_serial(&reservation(&card_id, CertificateKind::Authentication), "iss").unwrap();
+        store.record_tbs(&auth.serial, b"tbs", "iss").unwrap();
+        let mut open: Vec<_> = store.unresolved_reservations().unwrap().into_iter().map(|r| r.serial).collect();
+        open.sort();
+        let mut want = vec![sign.serial.clone(), auth.serial.clone()];
+        want.sort();
+        assert_eq!(open, want);
+
+        store.store_certificate(&auth.serial, b"cert", b"tbs", "iss").unwrap();
+        let open = store.unresolved_reservations().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].serial, sign.serial);
+    }
+}

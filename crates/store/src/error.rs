@@ -1,0 +1,43 @@
+//! Everything the store can refuse or fail at. The registry maps these to gRPC
+//! status codes in one place.
+
+use crate::records::{CardState, CertificateState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    /// A stored record did not decode: the database was edited or damaged.
+    #[error("stored record {tree}/{key} is unreadable: {reason}")]
+    Corrupt { tree: &'static str, key: String, reason: String },
+
+    #[error("no such card {card_id}")]
+    NoSuchCard { card_id: String },
+    #[error("no card for application {application_id}")]
+    NoSuchApplication { application_id: String },
+    #[error("no card for licence number {licence_number}")]
+    NoSuchLicence { licence_number: String },
+    #[error("no such certificate {serial}")]
+    NoSuchCertificate { serial: String },
+
+    #[error("holder already has an active card {card_id}")]
+    ActiveCard { card_id: String },
+    #[error("application {application_id} was made for licence number {licence_number}")]
+    ApplicationMismatch { application_id: String, licence_number: String },
+    /// A caller-supplied holder_id that is not the one on file for the licence.
+    #[error("holder_id {given} is not {expected}")]
+    HolderIdMismatch { given: String, expected: String },
+    #[error("card {card_id} is {state}, not PENDING")]
+    CardNotPending { card_id: String, state: CardState },
+    #[error("card {card_id} is not complete: {missing}")]
+    CardIncomplete { card_id: String, missing: String },
+    #[error("certificate {serial} is {state}: {reason}")]
+    CertificateState { serial: String, state: CertificateState, reason: &'static str },
+    #[error("different to-be-signed bytes are already recorded for serial {serial}")]
+    TbsConflict { serial: String },
+    #[error("certificate {serial}: {reason}")]
+    CertificateConflict { serial: String, reason: &'static str },
+
+    #[error("audit chain broken at sequence {sequence}: {reason}")]
+    AuditChainBroken { sequence: u64, reason: String },
+}

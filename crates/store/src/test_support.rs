@@ -1,0 +1,38 @@
+//! Fixtures shared by the unit tests.
+
+use crate::records::{ContactAddress, HolderDetails, Membership, NewApplication};
+use crate::Store;
+
+pub fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
+pub fn application(application_id: &str, licence_number: &str) -> NewApplication {
+    NewApplication {
+        application_id: application_id.into(),
+        holder_id: String::new(),
+        holder: HolderDetails {
+            family_name_kanji: "医師".into(),
+            given_name_kanji: "太郎".into(),
+            family_name_kana: "イシ".into(),
+            given_name_kana: "タロウ".into(),
+            family_name_latin: "ISHI".into(),
+            given_name_latin: "TARO".into(),
+            date_of_birth: "1980-04-01".into(),
+            licence_number: licence_number.into(),
+            licence_registered_on: "2006-05-01".into(),
+            membership: Membership::Member,
+            contact: ContactAddress {
+                postal_code: "113-8621".into(),
+                address: "東京都文京区本駒込2-28-16".into(),
+                phone: "03-3946-2121".into(),
+                email: "taro@example.jp".into(),
+            },
+            institution: String::new(),
+        },
+        application_json: r#"{"documents":["licence"]}"#.into(),
+        actor: "ra-test".into(),
+    }
+}

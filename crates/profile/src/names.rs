@@ -1,0 +1,248 @@
+//! Distinguished names: one neutral list of (type, string type, text) turned
+//! into an rcgen `DistinguishedName` (subject, issuer) or an x509-cert `Name`
+//! (subjectAltName directoryName), and CA cert names read back into rcgen.
+
+use der::asn1::{Any, ObjectIdentifier, PrintableStringRef, SetOfVec};
+use der::{Decode, Encode, Tag, Tagged};
+use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString};
+use rcgen::{DistinguishedName, DnType, DnValue};
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+
+pub const ID_AT_COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+pub const ID_AT_SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.5");
+pub const ID_AT_COUNTRY_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
+pub const ID_AT_LOCALITY_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.7");
+pub const ID_AT_STATE_OR_PROVINCE_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.8");
+pub const ID_AT_ORGANIZATION_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
+pub const ID_AT_ORGANIZATIONAL_UNIT_NAME: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.5.4.11");
+
+/// The two string types RFC 5280 lets a new CA use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringKind {
+    Printable,
+    Utf8,
+}
+
+/// One single-valued RDN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameEntry {
+    pub oid: ObjectIdentifier,
+    pub kind: StringKind,
+    pub value: String,
+}
+
+impl NameEntry {
+    pub fn printable(oid: ObjectIdentifier, value: &str) -> Self {
+        NameEntry { oid, kind: StringKind::Printable, value: value.to_owned() }
+    }
+    pub fn utf8(oid: ObjectIdentifier, value: &str) -> Self {
+        NameEntry { oid, kind: StringKind::Utf8, value: value.to_owned() }
+    }
+}
+
+/// Upper bounds from RFC 5280 Appendix A (in characters); None when unbounded here.
+fn upper_bound(oid: ObjectIdentifier) -> Option<usize> {
+    match oid {
+        o if o == ID_AT_COUNTRY_NAME => Some(2),
+        o if o == ID_AT_COMMON_NAME
+            || o == ID_AT_SERIAL_NUMBER
+            || o == ID_AT_ORGANIZATION_NAME
+            || o == ID_AT_ORGANIZATIONAL_UNIT_NAME =>
+        {
+            Some(64)
+        }
+        o if o == ID_AT_LOCALITY_NAME || o == ID_AT_STATE_OR_PROVINCE_NAME => Some(128),
+        _ => None,
+    }
+}
+
+/// Checks emptiness, length and character set; the message names `what`.
+pub fn check_entry(entry: &NameEntry, what: &str) -> Result<(), String> {
+    if entry.value.trim().is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    let chars = entry.value.chars().count();
+    if let Some(ub) = upper_bound(entry.oid) {
+        if chars > ub {
+            return Err(format!("{what} has {chars} characters, at most {ub} are allowed"));
+        }
+    }
+    if entry.oid == ID_AT_COUNTRY_NAME && (chars != 2 || !entry.value.chars().all(|c| c.is_ascii_uppercase())) {
+        return Err(format!("{what} must be a two-letter country code such as JP"));
+    }
+    if entry.kind == StringKind::Printable && PrintableStringRef::new(&entry.value).is_err() {
+        return Err(format!(
+            "{what} ({:?}) must use only PrintableString characters: A-Z a-z 0-9 space ' ( ) + , - . / : = ?",
+            entry.value
+        ));
+    }
+    if entry.value.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    Ok(())
+}
+
+/// Maps a config attribute name (C, O, OU, CN, L, ST, serialNumber or a
+/// dotted OID) to its type and string kind. countryName and serialNumber are
+/// PrintableString by their X.520 syntax; everything else UTF8String.
+pub fn config_attribute(attr: &str) -> Result<(ObjectIdentifier, StringKind), String> {
+    let oid = match attr {
+        "C" => ID_AT_COUNTRY_NAME,
+        "O" => ID_AT_ORGANIZATION_NAME,
+        "OU" => ID_AT_ORGANIZATIONAL_UNIT_NAME,
+        "CN" => ID_AT_COMMON_NAME,
+        "L" => ID_AT_LOCALITY_NAME,
+        "ST" => ID_AT_STATE_OR_PROVINCE_NAME,
+        "serialNumber" => ID_AT_SERIAL_NUMBER,
+        dotted => ObjectIdentifier::new(dotted).map_err(|_| {
+            format!("attribute {dotted:?} is not C, O, OU, CN, L, ST, serialNumber or a dotted OID")
+        })?,
+    };
+    let kind = if oid == ID_AT_COUNTRY_NAME || oid == ID_AT_SERIAL_NUMBER {
+        StringKind::Printable
+    } else {
+        StringKind::Utf8
+    };
+    Ok((oid, kind))
+}
+
+pub fn oid_arcs(oid: ObjectIdentifier) -> Vec<u64> {
+    oid.arcs().map(u64::from).collect()
+}
+
+/// rcgen keeps a DN in a map keyed by `DnType`, so a second attribute of the
+/// same type (two OUs, as in the MHLW root) would overwrite the first. The
+/// named variant and `CustomDnType` with the same OID are different keys that
+/// encode identically, which gives each type two slots.
+fn free_dn_type(dn: &DistinguishedName, oid: ObjectIdentifier) -> Option<DnType> {
+    let arcs = oid_arcs(oid);
+    let named = DnType::from_oid(&arcs);
+    let custom = DnType::CustomDnType(arcs);
+    let slots = if named == custom { vec![named] } else { vec![named, custom] };
+    slots.into_iter().find(|ty| dn.get(ty).is_none())
+}
+
+fn push(dn: &mut DistinguishedName, oid: ObjectIdentifier, value: DnValue) -> Result<(), String> {
+    let ty = free_dn_type(dn, oid).ok_or_else(|| {
+        format!("attribute {oid} appears too often (at most two each of C, L, ST, O, OU, CN and one of any other type)")
+    })?;
+    dn.push(ty, value);
+    Ok(())
+}
+
+pub fn to_rcgen_dn(entries: &[NameEntry]) -> Result<DistinguishedName, String> {
+    let mut dn = DistinguishedName::new();
+    for e in entries {
+        let value = match e.kind {
+            StringKind::Printable => DnValue::PrintableString(
+                PrintableString::try_from(e.value.as_str()).map_err(|err| err.to_string())?,
+            ),
+            StringKind::Utf8 => DnValue::Utf8String(e.value.clone()),
+        };
+        push(&mut dn, e.oid, value)?;
+    }
+    Ok(dn)
+}
+
+pub fn to_x509_name(entries: &[NameEntry]) -> Result<Name, der::Error> {
+    let mut rdns = Vec::with_capacity(entries.len());
+    for e in entries {
+        let tag = match e.kind {
+            StringKind::Printable => {
+                PrintableStringRef::new(&e.value)?;
+                Tag::PrintableString
+            }
+            StringKind::Utf8 => Tag::Utf8String,
+        };
+        let atv = AttributeTypeAndValue { oid: e.oid, value: Any::new(tag, e.value.as_bytes())? };
+        rdns.push(RelativeDistinguishedName::from(SetOfVec::try_from(vec![atv])?));
+    }
+    // Name has no public constructor from an RdnSequence; go through DER.
+    Name::from_der(&RdnSequence::from(rdns).to_der()?)
+}
+
+/// Converts a certificate's Name into an rcgen DN that re-encodes to the same
+/// bytes: same order, same string types. Multi-valued RDNs and values rcgen
+/// cannot represent are refused rather than silently changed.
+pub fn rcgen_dn_from_x509(name: &Name) -> Result<DistinguishedName, String> {
+    let mut dn = DistinguishedName::new();
+    for rdn in name.iter_rdn() {
+        let mut atvs = rdn.iter();
+        let (Some(atv), None) = (atvs.next(), atvs.next()) else {
+            return Err("multi-valued or empty RDNs are not supported".into());
+        };
+        let bytes = atv.value.value();
+        let text = || String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string());
+        let bad = |e: rcgen::Error| format!("attribute {}: {e}", atv.oid);
+        let value = match atv.value.tag() {
+            Tag::PrintableString => DnValue::PrintableString(PrintableString::try_from(text()?).map_err(bad)?),
+            Tag::Utf8String => DnValue::Utf8String(text()?),
+            Tag::Ia5String => DnValue::Ia5String(Ia5String::try_from(text()?).map_err(bad)?),
+            Tag::TeletexString => DnValue::TeletexString(TeletexString::try_from(text()?).map_err(bad)?),
+            Tag::BmpString => DnValue::BmpString(BmpString::from_utf16be(bytes.to_vec()).map_err(bad)?),
+            other => return Err(format!("attribute {} has unsupported string type {other}", atv.oid)),
+        };
+        push(&mut dn, atv.oid, value)?;
+    }
+    Ok(dn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<NameEntry> {
+        vec![
+            NameEntry::printable(ID_AT_COUNTRY_NAME, "JP"),
+            NameEntry::utf8(ID_AT_ORGANIZATION_NAME, "医療情報大学病院"),
+            NameEntry::utf8(ID_AT_ORGANIZATIONAL_UNIT_NAME, "A"),
+            NameEntry::utf8(ID_AT_ORGANIZATIONAL_UNIT_NAME, "B"),
+            NameEntry::utf8(ID_AT_COMMON_NAME, "神楽坂\u{3000}三十四"),
+            NameEntry::printable(ID_AT_SERIAL_NUMBER, "Test117120"),
+        ]
+    }
+
+    #[test]
+    fn x509_name_keeps_order_and_string_types() {
+        let name = to_x509_name(&entries()).unwrap();
+        let tags: Vec<Tag> = name.iter().map(|a| a.value.tag()).collect();
+        assert_eq!(
+            tags,
+            [Tag::PrintableString, Tag::Utf8String, Tag::Utf8String, Tag::Utf8String, Tag::Utf8String, Tag::PrintableString]
+        );
+        assert_eq!(name.to_string(), "SERIALNUMBER=Test117120,CN=神楽坂\u{3000}三十四,OU=B,OU=A,O=医療情報大学病院,C=JP");
+    }
+
+    #[test]
+    fn two_attributes_of_one_type_survive_the_rcgen_map() {
+        let dn = to_rcgen_dn(&entries()).unwrap();
+        assert_eq!(dn.iter().count(), 6);
+        let back = rcgen_dn_from_x509(&to_x509_name(&entries()).unwrap()).unwrap();
+        assert_eq!(back, dn);
+        let mut three = entries();
+        three.push(NameEntry::utf8(ID_AT_ORGANIZATIONAL_UNIT_NAME, "C"));
+        assert!(to_rcgen_dn(&three).unwrap_err().contains("2.5.4.11"));
+    }
+
+    #[test]
+    fn checks_name_the_field() {
+        let e = NameEntry::printable(ID_AT_SERIAL_NUMBER, "医師");
+        assert!(check_entry(&e, "holder_id").unwrap_err().contains("holder_id"));
+        let e = NameEntry::utf8(ID_AT_COMMON_NAME, &"x".repeat(65));
+        assert!(check_entry(&e, "CN").unwrap_err().contains("64"));
+        let e = NameEntry::printable(ID_AT_COUNTRY_NAME, "jp");
+        assert!(check_entry(&e, "C").is_err());
+        assert!(check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, "  "), "CN").is_err());
+        assert!(check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, "a\nb"), "CN").is_err());
+    }
+
+    #[test]
+    fn config_attribute_names() {
+        assert_eq!(config_attribute("C").unwrap(), (ID_AT_COUNTRY_NAME, StringKind::Printable));
+        assert_eq!(config_attribute("serialNumber").unwrap(), (ID_AT_SERIAL_NUMBER, StringKind::Printable));
+        assert_eq!(config_attribute("2.5.4.97").unwrap().1, StringKind::Utf8);
+        assert!(config_attribute("Org").unwrap_err().contains("Org"));
+    }
+}

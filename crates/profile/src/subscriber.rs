@@ -1,0 +1,168 @@
+//! Subscriber (physician) certificates: hpki-profile.md §2 (signing) and §3
+//! (authentication).
+
+use rcgen::{CertificateParams, CrlDistributionPoint, IsCa, KeyUsagePurpose};
+use time::OffsetDateTime;
+
+use crate::ca::{check_period, IssuingCa};
+use crate::error::ProfileError;
+use crate::extensions::{
+    self, ID_CE_CERTIFICATE_POLICIES, ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES,
+    ID_PE_AUTHORITY_INFO_ACCESS,
+};
+use crate::hcrole;
+use crate::names::{
+    self, NameEntry, ID_AT_COMMON_NAME, ID_AT_COUNTRY_NAME, ID_AT_ORGANIZATION_NAME, ID_AT_SERIAL_NUMBER,
+};
+use crate::serial::serial_number;
+use crate::CertKind;
+
+/// The subscriber as the certificate names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    /// Registry-assigned unique id, the subject serialNumber (PrintableString).
+    pub holder_id: String,
+    pub given_name_latin: String,
+    pub family_name_latin: String,
+    pub given_name_kanji: String,
+    pub family_name_kanji: String,
+    /// Medical institution, subject O; omitted when None.
+    pub institution: Option<String>,
+}
+
+/// Full-width space between family and given name, as in real HPKI certificates.
+const IDEOGRAPHIC_SPACE: char = '\u{3000}';
+
+impl Subscriber {
+    /// subject: C=JP, O=institution, CN="Given Family" (romaji), serialNumber=holder_id.
+    pub fn subject_entries(&self) -> Vec<NameEntry> {
+        let cn = format!("{} {}", self.given_name_latin.trim(), self.family_name_latin.trim());
+        self.entries(&cn)
+    }
+
+    /// subjectAltName directoryName: the same, with CN = family + U+3000 + given in kanji.
+    pub fn alt_name_entries(&self) -> Vec<NameEntry> {
+        let cn = format!("{}{IDEOGRAPHIC_SPACE}{}", self.family_name_kanji.trim(), self.given_name_kanji.trim());
+        self.entries(&cn)
+    }
+
+    fn entries(&self, cn: &str) -> Vec<NameEntry> {
+        let mut out = vec![NameEntry::printable(ID_AT_COUNTRY_NAME, "JP")];
+        if let Some(org) = &self.institution {
+            out.push(NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org.trim()));
+        }
+        out.push(NameEntry::utf8(ID_AT_COMMON_NAME, cn));
+        out.push(NameEntry::printable(ID_AT_SERIAL_NUMBER, self.holder_id.trim()));
+        out
+    }
+
+    /// Checks every field on its own, so the message can name it.
+    pub fn validate(&self) -> Result<(), ProfileError> {
+        let invalid = ProfileError::InvalidSubscriber;
+        let fields = [
+            ("given_name_latin", &self.given_name_latin),
+            ("family_name_latin", &self.family_name_latin),
+            ("given_name_kanji", &self.given_name_kanji),
+            ("family_name_kanji", &self.family_name_kanji),
+        ];
+        for (field, value) in fields {
+            names::check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, value), field).map_err(invalid)?;
+        }
+        names::check_entry(&NameEntry::printable(ID_AT_SERIAL_NUMBER, &self.holder_id), "holder_id")
+            .map_err(invalid)?;
+        if let Some(org) = &self.institution {
+            names::check_entry(&NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org), "institution").map_err(invalid)?;
+        }
+        for (cn, what) in [
+            (&self.subject_entries(), "common name \"given family\" in Latin letters"),
+            (&self.alt_name_entries(), "kanji common name"),
+        ] {
+            for entry in cn.iter().filter(|e| e.oid == ID_AT_COMMON_NAME) {
+                names::check_entry(entry, what).map_err(invalid)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// rcgen params of a subscriber certificate. The subjectKeyIdentifier needs
+/// the subscriber's key, so [`crate::tbs_certificate`] adds it (see
+/// [`crate::add_subject_key_identifier`] when signing with rcgen directly).
+pub fn subscriber_params(
+    cfg: &config::ProfileConfig,
+    kind: CertKind,
+    who: &Subscriber,
+    serial: &[u8],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    issuer: &IssuingCa,
+) -> Result<CertificateParams, ProfileError> {
+    who.validate()?;
+    check_period(not_before, not_after)?;
+    if not_after > issuer.not_after() {
+        return Err(ProfileError::InvalidValidity(format!(
+            "not_after {not_after} is later than the issuing CA's not_after {}",
+            issuer.not_after()
+        )));
+    }
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = names::to_rcgen_dn(&who.subject_entries()).map_err(ProfileError::InvalidSubscriber)?;
+    params.serial_number = Some(serial_number(serial)?);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    // No basicConstraints at all, as in the real MEDIS certificate.
+    params.is_ca = IsCa::NoCa;
+    params.use_authority_key_identifier_extension = true;
+
+    let (policy_field, policy, crl_field, crl_url) = match kind {
+        CertKind::Signing => {
+            params.key_usages = vec![KeyUsagePurpose::ContentCommitment];
+            ("profile.signing_policy_oid", &cfg.signing_policy_oid, "profile.signing_crl_url", &cfg.signing_crl_url)
+        }
+        CertKind::Authentication => {
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages =
+                extensions::extended_key_usages(&cfg.authentication_eku, "profile.authentication_eku")?;
+            (
+                "profile.authentication_policy_oid",
+                &cfg.authentication_policy_oid,
+                "profile.authentication_crl_url",
+                &cfg.authentication_crl_url,
+            )
+        }
+    };
+
+    if crl_url.trim().is_empty() {
+        return Err(ProfileError::InvalidConfig(format!(
+            "{crl_field} is empty; HPKI certificates rely on CRLs"
+        )));
+    }
+    let crl_url = extensions::parse_url(crl_url.trim(), crl_field)?;
+    params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl_url.to_string()] }];
+
+    let alt_name = names::to_x509_name(&who.alt_name_entries())?;
+    let san = extensions::subject_alt_name_directory(alt_name)?;
+    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_ALT_NAME, san, false));
+
+    if policy.trim().is_empty() {
+        return Err(ProfileError::InvalidConfig(format!("{policy_field} is empty")));
+    }
+    let policy = extensions::parse_oid(policy, policy_field)?;
+    let cps = match cfg.cps_uri.trim() {
+        "" => None,
+        uri => Some(extensions::parse_url(uri, "profile.cps_uri")?),
+    };
+    let policies = extensions::certificate_policies(policy, cps)?;
+    params.custom_extensions.push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, policies, true));
+
+    let sda = hcrole::subject_directory_attributes(&cfg.hc_role)?;
+    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES, sda, false));
+
+    if cfg.ocsp_enabled {
+        let url = extensions::parse_url(cfg.ocsp_url.trim(), "profile.ocsp_url")?;
+        let aia = extensions::authority_info_access_ocsp(url)?;
+        params.custom_extensions.push(extensions::custom(ID_PE_AUTHORITY_INFO_ACCESS, aia, false));
+    }
+    Ok(params)
+}

@@ -2,12 +2,12 @@
 
 use serde_json::json;
 
-use crate::audit::{self, Event};
+use crate::audit::{self, actions, Event};
 use crate::certificates::require_certificate;
 use crate::error::StoreError;
 use crate::records::{
-    BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateState,
-    HolderRecord, NewApplication,
+    BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateState, HolderRecord,
+    NewApplication,
 };
 use crate::tx::{corrupt, fail, Tx, TxResult};
 use crate::Store;
@@ -19,7 +19,11 @@ impl Store {
     /// PENDING card, or returns the card already made for this application_id
     /// with `existing = true` and nothing written. Refuses with `ActiveCard`
     /// when the holder already has a PENDING or ACTIVE card.
-    pub fn begin_application(&self, app: &NewApplication, holder_id_prefix: &str) -> Result<BeginOutcome, StoreError> {
+    pub fn begin_application(
+        &self,
+        app: &NewApplication,
+        holder_id_prefix: &str,
+    ) -> Result<BeginOutcome, StoreError> {
         let outcome = self.trees.transact(|tx| begin(tx, app, holder_id_prefix))?;
         if !outcome.existing {
             self.flush()?;
@@ -81,7 +85,10 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutco
         Some(holder_id) => {
             let mut holder = require_holder(tx, &holder_id, "holder_by_licence", licence)?;
             if !app.holder_id.is_empty() && app.holder_id != holder.holder_id {
-                return fail(StoreError::HolderIdMismatch { given: app.holder_id.clone(), expected: holder.holder_id });
+                return fail(StoreError::HolderIdMismatch {
+                    given: app.holder_id.clone(),
+                    expected: holder.holder_id,
+                });
             }
             for card_id in &holder.card_ids {
                 let card = require_card(tx, card_id)?;
@@ -99,7 +106,11 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutco
                     expected: "empty (the registry assigns ids to new holders)".into(),
                 });
             }
-            HolderRecord { holder_id: next_holder_id(tx, prefix)?, details: app.holder.clone(), card_ids: Vec::new() }
+            HolderRecord {
+                holder_id: next_holder_id(tx, prefix)?,
+                details: app.holder.clone(),
+                card_ids: Vec::new(),
+            }
         }
     };
 
@@ -127,7 +138,12 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutco
     });
     audit::append(
         tx,
-        &Event { actor: &app.actor, action: "application.begin", subject: &card_id, detail_json: detail.to_string() },
+        &Event {
+            actor: &app.actor,
+            action: actions::APPLICATION_BEGIN,
+            subject: &card_id,
+            detail_json: detail.to_string(),
+        },
     )?;
     Ok(BeginOutcome { view: CardView { card, holder, certificates: Vec::new() }, existing: false })
 }
@@ -160,7 +176,9 @@ fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bo
     let mut card = require_card(tx, card_id)?;
     match card.state {
         CardState::Active => return Ok((card, false)),
-        CardState::Revoked => return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state }),
+        CardState::Revoked => {
+            return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state })
+        }
         CardState::Pending => {}
     }
     let mut missing = Vec::new();
@@ -170,7 +188,12 @@ fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bo
             Some(serial) => {
                 let cert = require_certificate(tx, serial)?;
                 if cert.state != CertificateState::Issued {
-                    missing.push(format!("{} certificate {} is {}, not ISSUED", kind.name(), serial, cert.state));
+                    missing.push(format!(
+                        "{} certificate {} is {}, not ISSUED",
+                        kind.name(),
+                        serial,
+                        cert.state
+                    ));
                 }
             }
         }
@@ -186,7 +209,12 @@ fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bo
     });
     audit::append(
         tx,
-        &Event { actor, action: "application.complete", subject: card_id, detail_json: detail.to_string() },
+        &Event {
+            actor,
+            action: actions::APPLICATION_COMPLETE,
+            subject: card_id,
+            detail_json: detail.to_string(),
+        },
     )?;
     Ok((card, true))
 }
@@ -199,7 +227,12 @@ pub(crate) fn require_card(tx: &Tx<'_>, card_id: &str) -> TxResult<CardRecord> {
 }
 
 /// A holder another record points at; missing means the database is damaged.
-fn require_holder(tx: &Tx<'_>, holder_id: &str, from_tree: &'static str, from_key: &str) -> TxResult<HolderRecord> {
+fn require_holder(
+    tx: &Tx<'_>,
+    holder_id: &str,
+    from_tree: &'static str,
+    from_key: &str,
+) -> TxResult<HolderRecord> {
     match tx.holders.get_json(holder_id.as_bytes())? {
         Some(h) => Ok(h),
         None => fail(corrupt(from_tree, from_key.as_bytes(), &format!("holder {holder_id} is missing"))),
@@ -294,7 +327,10 @@ mod tests {
         let (_dir, store) = temp_store();
         store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
         let err = store.begin_application(&application("app-1", "L2"), "JMA").unwrap_err();
-        assert!(matches!(err, StoreError::ApplicationMismatch { ref licence_number, .. } if licence_number == "L1"), "{err}");
+        assert!(
+            matches!(err, StoreError::ApplicationMismatch { ref licence_number, .. } if licence_number == "L1"),
+            "{err}"
+        );
         assert!(matches!(store.get_card_by_licence("L2"), Err(StoreError::NoSuchLicence { .. })));
     }
 
@@ -305,7 +341,9 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let store = Arc::clone(&store);
-                std::thread::spawn(move || store.begin_application(&application("app-1", "L1"), "JMA").unwrap())
+                std::thread::spawn(move || {
+                    store.begin_application(&application("app-1", "L1"), "JMA").unwrap()
+                })
             })
             .collect();
         let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -362,7 +400,9 @@ mod tests {
         let mut app = application("app-2", "L1");
         app.holder_id = "JMA0000000099".into();
         let err = store.begin_application(&app, "JMA").unwrap_err();
-        assert!(matches!(err, StoreError::HolderIdMismatch { ref expected, .. } if expected == "JMA0000000001"));
+        assert!(
+            matches!(err, StoreError::HolderIdMismatch { ref expected, .. } if expected == "JMA0000000001")
+        );
     }
 
     #[test]
@@ -383,7 +423,10 @@ mod tests {
         };
         let rec = store.reserve_serial(&req, "t").unwrap();
         let text = store.complete_application(&card_id, "t").unwrap_err().to_string();
-        assert!(text.contains(&format!("signing certificate {} is RESERVED, not ISSUED", rec.serial)), "{text}");
+        assert!(
+            text.contains(&format!("signing certificate {} is RESERVED, not ISSUED", rec.serial)),
+            "{text}"
+        );
 
         let (_dir2, store) = temp_store();
         let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
@@ -433,7 +476,8 @@ mod tests {
         let path = dir.path().join("db");
         let card_id = {
             let store = Store::open(&path).unwrap();
-            let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+            let card_id =
+                store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
             issue_both(&store, &card_id);
             store.complete_application(&card_id, "t").unwrap();
             card_id

@@ -8,6 +8,18 @@ use crate::error::StoreError;
 use crate::records::AuditRecord;
 use crate::tx::{decode, Trees, Tx, TxResult};
 
+/// Actions the store logs itself with the change they describe. Callers of
+/// `Store::append_audit` may not use them, so those entries cannot be forged.
+pub mod actions {
+    pub const APPLICATION_BEGIN: &str = "application.begin";
+    pub const SERIAL_RESERVE: &str = "serial.reserve";
+    pub const TBS_RECORD: &str = "tbs.record";
+    pub const CERTIFICATE_STORE: &str = "certificate.store";
+    pub const APPLICATION_COMPLETE: &str = "application.complete";
+    pub const ALL: [&str; 5] =
+        [APPLICATION_BEGIN, SERIAL_RESERVE, TBS_RECORD, CERTIFICATE_STORE, APPLICATION_COMPLETE];
+}
+
 const HEAD_KEY: &[u8] = b"audit_head";
 const HASH_DOMAIN: &[u8] = b"hpki-registry-audit-v1\0";
 
@@ -90,7 +102,8 @@ pub(crate) fn list(trees: &Trees, from: u64, limit: Option<usize>) -> Result<Vec
 /// Walks the whole chain; returns the number of entries, or the first sequence
 /// at which an entry is missing, unreadable, out of place or altered.
 pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
-    let broken = |sequence: u64, reason: &str| StoreError::AuditChainBroken { sequence, reason: reason.to_owned() };
+    let broken =
+        |sequence: u64, reason: &str| StoreError::AuditChainBroken { sequence, reason: reason.to_owned() };
     let mut expected = Head::genesis();
     for item in trees.audit.iter() {
         let (key, value) = item?;
@@ -117,7 +130,11 @@ pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
         if audit_hash(&record) != record.hash {
             return Err(broken(key_seq, "hash does not match the entry"));
         }
-        expected = Head { next_sequence: key_seq + 1, last_hash: record.hash, last_at_unix_micros: record.at_unix_micros };
+        expected = Head {
+            next_sequence: key_seq + 1,
+            last_hash: record.hash,
+            last_at_unix_micros: record.at_unix_micros,
+        };
     }
     let head = match trees.meta.get(HEAD_KEY)? {
         Some(bytes) => decode::<Head>("meta", HEAD_KEY, &bytes)?,
@@ -149,6 +166,14 @@ mod tests {
         assert_eq!(store.list_audit(2, None).unwrap(), vec![b.clone()]);
         assert_eq!(store.list_audit(0, Some(1)).unwrap(), vec![a]);
         assert!(store.list_audit(3, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn callers_cannot_log_the_stores_own_actions() {
+        let (_dir, store) = temp_store();
+        let err = store.append_audit("op", actions::CERTIFICATE_STORE, "x", "{}").unwrap_err();
+        assert!(matches!(err, StoreError::ReservedAction { .. }), "{err}");
+        assert_eq!(store.verify_audit_chain().unwrap(), 0);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum StoreError {
     #[error("certificate {serial}: {reason}")]
     CertificateConflict { serial: String, reason: &'static str },
 
+    #[error("action {action} is logged by the registry itself")]
+    ReservedAction { action: String },
     #[error("audit chain broken at sequence {sequence}: {reason}")]
     AuditChainBroken { sequence: u64, reason: String },
 }

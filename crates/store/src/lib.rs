@@ -17,7 +17,7 @@ mod tx;
 
 use std::path::Path;
 
-pub use audit::audit_hash;
+pub use audit::{actions, audit_hash};
 pub use certificates::Reservation;
 pub use error::StoreError;
 pub use records::{
@@ -43,7 +43,8 @@ impl Store {
     }
 
     /// Appends an entry for something that happened outside the store (e.g.
-    /// a PIN disclosure), durable when this returns.
+    /// a PIN disclosure), durable when this returns. The store's own actions
+    /// (`actions::ALL`) are refused with `ReservedAction`.
     pub fn append_audit(
         &self,
         actor: &str,
@@ -51,6 +52,9 @@ impl Store {
         subject: &str,
         detail_json: &str,
     ) -> Result<AuditRecord, StoreError> {
+        if actions::ALL.contains(&action) {
+            return Err(StoreError::ReservedAction { action: action.to_owned() });
+        }
         let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
         let record = self.trees.transact(|tx| audit::append(tx, &event))?;
         self.flush()?;

@@ -1,0 +1,169 @@
+//! Proto messages <-> store records. Incoming holders are validated here.
+
+use proto::registry::v1 as pb;
+use store::{
+    AuditRecord, CardRecord, CardState, CardView, CertificateKind, CertificateRecord, CertificateState,
+    ContactAddress, HolderDetails, HolderRecord, Membership,
+};
+
+use crate::error::RegistryError;
+use crate::validate::{id, text, MAX_ID_LEN, MAX_TEXT_LEN};
+
+/// The holder of a BeginApplication: its optional holder_id and its details.
+pub fn holder_in(holder: Option<pb::Holder>) -> Result<(String, HolderDetails), RegistryError> {
+    let h = holder.ok_or_else(|| RegistryError::invalid("holder", "is required"))?;
+    let membership = match pb::Membership::try_from(h.membership) {
+        Ok(pb::Membership::Member) => Membership::Member,
+        Ok(pb::Membership::NonMember) => Membership::NonMember,
+        _ => return Err(RegistryError::invalid("holder.membership", "must be MEMBER or NON_MEMBER")),
+    };
+    let c = h.contact.unwrap_or_default();
+    let details = HolderDetails {
+        family_name_kanji: text("holder.family_name_kanji", &h.family_name_kanji, MAX_TEXT_LEN)?,
+        given_name_kanji: text("holder.given_name_kanji", &h.given_name_kanji, MAX_TEXT_LEN)?,
+        family_name_kana: text("holder.family_name_kana", &h.family_name_kana, MAX_TEXT_LEN)?,
+        given_name_kana: text("holder.given_name_kana", &h.given_name_kana, MAX_TEXT_LEN)?,
+        family_name_latin: text("holder.family_name_latin", &h.family_name_latin, MAX_TEXT_LEN)?,
+        given_name_latin: text("holder.given_name_latin", &h.given_name_latin, MAX_TEXT_LEN)?,
+        date_of_birth: text("holder.date_of_birth", &h.date_of_birth, MAX_ID_LEN)?,
+        licence_number: id("holder.licence_number", &h.licence_number)?,
+        licence_registered_on: text("holder.licence_registered_on", &h.licence_registered_on, MAX_ID_LEN)?,
+        membership,
+        contact: ContactAddress {
+            postal_code: text("holder.contact.postal_code", &c.postal_code, MAX_ID_LEN)?,
+            address: text("holder.contact.address", &c.address, MAX_TEXT_LEN)?,
+            phone: text("holder.contact.phone", &c.phone, MAX_ID_LEN)?,
+            email: text("holder.contact.email", &c.email, MAX_TEXT_LEN)?,
+        },
+        institution: text("holder.institution", &h.institution, MAX_TEXT_LEN)?,
+    };
+    let holder_id =
+        if h.holder_id.is_empty() { String::new() } else { id("holder.holder_id", &h.holder_id)? };
+    Ok((holder_id, details))
+}
+
+pub fn holder_out(h: HolderRecord) -> pb::Holder {
+    let d = h.details;
+    pb::Holder {
+        holder_id: h.holder_id,
+        family_name_kanji: d.family_name_kanji,
+        given_name_kanji: d.given_name_kanji,
+        family_name_kana: d.family_name_kana,
+        given_name_kana: d.given_name_kana,
+        family_name_latin: d.family_name_latin,
+        given_name_latin: d.given_name_latin,
+        date_of_birth: d.date_of_birth,
+        licence_number: d.licence_number,
+        licence_registered_on: d.licence_registered_on,
+        membership: match d.membership {
+            Membership::Member => pb::Membership::Member,
+            Membership::NonMember => pb::Membership::NonMember,
+        } as i32,
+        contact: Some(pb::ContactAddress {
+            postal_code: d.contact.postal_code,
+            address: d.contact.address,
+            phone: d.contact.phone,
+            email: d.contact.email,
+        }),
+        institution: d.institution,
+    }
+}
+
+pub fn card_out(c: CardRecord) -> pb::Card {
+    pb::Card {
+        card_id: c.card_id,
+        holder_id: c.holder_id,
+        application_id: c.application_id,
+        state: match c.state {
+            CardState::Pending => pb::CardState::Pending,
+            CardState::Active => pb::CardState::Active,
+            CardState::Revoked => pb::CardState::Revoked,
+        } as i32,
+        signing_serial: c.signing_serial.map(|s| s.to_hex()).unwrap_or_default(),
+        authentication_serial: c.authentication_serial.map(|s| s.to_hex()).unwrap_or_default(),
+        created_at_unix: c.created_at_unix,
+        application_json: c.application_json,
+    }
+}
+
+pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
+    pb::CertificateRecord {
+        serial: r.serial.to_hex(),
+        card_id: r.card_id,
+        kind: match r.kind {
+            CertificateKind::Signing => pb::CertificateKind::Signing,
+            CertificateKind::Authentication => pb::CertificateKind::Authentication,
+        } as i32,
+        issuer_label: r.issuer_label,
+        state: match r.state {
+            CertificateState::Reserved => pb::CertificateState::Reserved,
+            CertificateState::Precert => pb::CertificateState::Precert,
+            CertificateState::Issued => pb::CertificateState::Issued,
+            CertificateState::Revoked => pb::CertificateState::CertRevoked,
+        } as i32,
+        tbs_der: r.tbs_der.unwrap_or_default(),
+        certificate_der: r.certificate_der.unwrap_or_default(),
+        not_before_unix: r.not_before_unix,
+        not_after_unix: r.not_after_unix,
+        reserved_at_unix: r.reserved_at_unix,
+    }
+}
+
+pub fn card_view_out(v: CardView) -> pb::GetCardResponse {
+    pb::GetCardResponse {
+        card: Some(card_out(v.card)),
+        holder: Some(holder_out(v.holder)),
+        certificates: v.certificates.into_iter().map(certificate_out).collect(),
+    }
+}
+
+pub fn audit_out(a: AuditRecord) -> pb::AuditEntry {
+    pb::AuditEntry {
+        sequence: a.sequence,
+        at_unix_micros: a.at_unix_micros,
+        actor: a.actor,
+        action: a.action,
+        subject: a.subject,
+        detail_json: a.detail_json,
+        prev_hash: a.prev_hash.to_vec(),
+        hash: a.hash.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder() -> pb::Holder {
+        pb::Holder {
+            licence_number: "123456".into(),
+            family_name_kanji: "医師".into(),
+            membership: pb::Membership::NonMember as i32,
+            contact: Some(pb::ContactAddress { email: "a@example.jp".into(), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_holder_round_trips() {
+        let (holder_id, details) = holder_in(Some(holder())).unwrap();
+        assert_eq!(holder_id, "");
+        let back = holder_out(HolderRecord { holder_id: "JMA1".into(), details, card_ids: vec![] });
+        assert_eq!(back, pb::Holder { holder_id: "JMA1".into(), ..holder() });
+    }
+
+    #[test]
+    fn holder_fields_are_checked_by_name() {
+        let err = holder_in(None).unwrap_err().to_string();
+        assert_eq!(err, "holder: is required");
+        let err = holder_in(Some(pb::Holder { licence_number: String::new(), ..holder() })).unwrap_err();
+        assert_eq!(err.to_string(), "holder.licence_number: is required");
+        let err = holder_in(Some(pb::Holder { membership: 0, ..holder() })).unwrap_err();
+        assert!(err.to_string().starts_with("holder.membership: "));
+        let err = holder_in(Some(pb::Holder { membership: 42, ..holder() })).unwrap_err();
+        assert!(err.to_string().starts_with("holder.membership: "));
+        let bad_contact = pb::ContactAddress { phone: "03\n1234".into(), ..Default::default() };
+        let err = holder_in(Some(pb::Holder { contact: Some(bad_contact), ..holder() })).unwrap_err();
+        assert!(err.to_string().starts_with("holder.contact.phone: "), "{err}");
+    }
+}

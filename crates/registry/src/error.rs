@@ -1,0 +1,103 @@
+//! The registry's errors and their one mapping to gRPC status codes. Every
+//! message a client sees starts with the request field it is about.
+
+use store::StoreError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A request field is missing or malformed; `field` is its proto path.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create database folder {path}: {source}")]
+    CreateDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A blocking store task panicked or was cancelled.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl RegistryError {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> RegistryError {
+        RegistryError::InvalidArgument { field, reason: reason.into() }
+    }
+}
+
+impl From<RegistryError> for Status {
+    fn from(err: RegistryError) -> Status {
+        match err {
+            RegistryError::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
+            RegistryError::Store(e) => store_status(e),
+            other => {
+                tracing::error!(error = %other, "registry internal error");
+                Status::internal(other.to_string())
+            }
+        }
+    }
+}
+
+fn store_status(err: StoreError) -> Status {
+    use StoreError as E;
+    let (code, field) = match &err {
+        E::NoSuchCard { .. } => (Code::NotFound, "card_id"),
+        E::NoSuchApplication { .. } => (Code::NotFound, "application_id"),
+        E::NoSuchLicence { .. } => (Code::NotFound, "licence_number"),
+        E::NoSuchCertificate { .. } => (Code::NotFound, "serial"),
+        E::ActiveCard { .. } => (Code::FailedPrecondition, "holder.licence_number"),
+        E::ApplicationMismatch { .. } => (Code::FailedPrecondition, "application_id"),
+        E::HolderIdMismatch { .. } => (Code::InvalidArgument, "holder.holder_id"),
+        E::CardNotPending { .. } | E::CardIncomplete { .. } => (Code::FailedPrecondition, "card_id"),
+        E::CertificateState { .. } => (Code::FailedPrecondition, "serial"),
+        E::TbsConflict { .. } => (Code::FailedPrecondition, "tbs_der"),
+        E::CertificateConflict { .. } => (Code::FailedPrecondition, "certificate_der"),
+        E::ReservedAction { .. } => (Code::InvalidArgument, "action"),
+        E::Corrupt { .. } | E::AuditChainBroken { .. } => {
+            tracing::error!(error = %err, "registry database damaged");
+            return Status::data_loss(err.to_string());
+        }
+        E::Db(_) => {
+            tracing::error!(error = %err, "registry database error");
+            return Status::internal(err.to_string());
+        }
+    };
+    Status::new(code, format!("{field}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(err: StoreError) -> Status {
+        Status::from(RegistryError::from(err))
+    }
+
+    #[test]
+    fn store_refusals_map_to_codes_and_name_the_field() {
+        let s = status(StoreError::NoSuchCard { card_id: "C1".into() });
+        assert_eq!((s.code(), s.message()), (Code::NotFound, "card_id: no such card C1"));
+        let s = status(StoreError::ActiveCard { card_id: "C2".into() });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.message(), "holder.licence_number: holder already has an active card C2");
+        let s = status(StoreError::CertificateConflict {
+            serial: "01".into(),
+            reason: "certificate does not match the recorded to-be-signed bytes",
+        });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(s.message().starts_with("certificate_der: "), "{}", s.message());
+        let s = status(StoreError::Corrupt { tree: "cards", key: "C1".into(), reason: "x".into() });
+        assert_eq!(s.code(), Code::DataLoss);
+    }
+
+    #[test]
+    fn invalid_arguments_name_the_field() {
+        let s = Status::from(RegistryError::invalid("serial", "is empty"));
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "serial: is empty"));
+    }
+}

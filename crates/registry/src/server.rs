@@ -1,0 +1,58 @@
+//! Serving the registry: database, gRPC service, health and reflection.
+
+use std::future::Future;
+
+use proto::registry::v1::registry_server::RegistryServer;
+use store::Store;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tracing::info;
+
+use crate::error::RegistryError;
+use crate::service::RegistryService;
+
+/// Opens the database at `cfg.db_path()` (creating the folder) and serves on
+/// `listener` until `shutdown` completes.
+pub async fn serve(
+    cfg: &config::Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RegistryError> {
+    let path = cfg.db_path();
+    std::fs::create_dir_all(&path)
+        .map_err(|source| RegistryError::CreateDir { path: path.clone(), source })?;
+    // Opening replays sled's log, which can take a while: keep it off the async workers.
+    let open_path = path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&open_path))
+        .await
+        .map_err(|e| RegistryError::Internal(format!("opening the database failed: {e}")))??;
+    info!(db = %path.display(), "registry database open");
+    serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown).await
+}
+
+/// Serves an already opened store; for embedding and tests.
+pub async fn serve_store(
+    store: Store,
+    holder_id_prefix: String,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RegistryError> {
+    let addr = listener.local_addr().map_err(RegistryError::Listener)?;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
+    health_reporter.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    info!(%addr, "registry listening");
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(RegistryServer::new(RegistryService::new(store, holder_id_prefix)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    info!(%addr, "registry stopped");
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The gRPC handlers: validate the request, call the store on a blocking
+//! thread (its writes fsync), convert the answer.
+
+use proto::registry::v1 as pb;
+use proto::registry::v1::get_card_request::Key;
+use proto::registry::v1::registry_server::Registry;
+use store::{NewApplication, Reservation, Store, StoreError};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::error::RegistryError;
+use crate::validate::{self, MAX_DER_LEN, MAX_TEXT_LEN};
+use crate::x509;
+
+/// ListAudit answers at most about this many bytes, below tonic's default
+/// 4 MiB decoding limit on the client; callers page on with from_sequence.
+const AUDIT_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct RegistryService {
+    store: Store,
+    holder_id_prefix: String,
+}
+
+impl RegistryService {
+    pub fn new(store: Store, holder_id_prefix: String) -> RegistryService {
+        RegistryService { store, holder_id_prefix }
+    }
+
+    /// Runs a store call off the async workers: store writes block on fsync.
+    async fn run<T, F>(&self, f: F) -> Result<T, RegistryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| RegistryError::Internal(format!("store task failed: {e}")))?
+            .map_err(RegistryError::from)
+    }
+}
+
+/// Who to name in the audit log for calls whose request carries no actor:
+/// the peer address until mTLS client identities are wired in.
+fn peer<T>(request: &Request<T>) -> String {
+    match request.remote_addr() {
+        Some(addr) => format!("peer:{addr}"),
+        None => "peer:unknown".into(),
+    }
+}
+
+/// The request's actor if given, else the peer.
+fn actor<T>(request: &Request<T>, given: &str) -> Result<String, RegistryError> {
+    if given.is_empty() {
+        Ok(peer(request))
+    } else {
+        validate::id("actor", given)
+    }
+}
+
+#[tonic::async_trait]
+impl Registry for RegistryService {
+    async fn begin_application(
+        &self,
+        request: Request<pb::BeginApplicationRequest>,
+    ) -> Result<Response<pb::BeginApplicationResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let req = request.into_inner();
+        let (holder_id, holder) = convert::holder_in(req.holder)?;
+        let app = NewApplication {
+            application_id: validate::id("application_id", &req.application_id)?,
+            holder_id,
+            holder,
+            application_json: validate::json("application_json", &req.application_json)?,
+            actor,
+        };
+        let prefix = self.holder_id_prefix.clone();
+        let outcome = self.run(move |s| s.begin_application(&app, &prefix)).await?;
+        let view = convert::card_view_out(outcome.view);
+        Ok(Response::new(pb::BeginApplicationResponse {
+            card: view.card,
+            holder: view.holder,
+            existing: outcome.existing,
+            certificates: view.certificates,
+        }))
+    }
+
+    async fn reserve_serial(
+        &self,
+        request: Request<pb::ReserveSerialRequest>,
+    ) -> Result<Response<pb::ReserveSerialResponse>, Status> {
+        let actor = peer(&request);
+        let req = request.into_inner();
+        if req.not_before_unix >= req.not_after_unix {
+            return Err(RegistryError::invalid("not_after_unix", "must be later than not_before_unix").into());
+        }
+        let reservation = Reservation {
+            card_id: validate::id("card_id", &req.card_id)?,
+            kind: validate::kind("kind", req.kind)?,
+            issuer_label: validate::id("issuer_label", &req.issuer_label)?,
+            not_before_unix: req.not_before_unix,
+            not_after_unix: req.not_after_unix,
+        };
+        let record = self.run(move |s| s.reserve_serial(&reservation, &actor)).await?;
+        Ok(Response::new(pb::ReserveSerialResponse { serial: record.serial.to_hex() }))
+    }
+
+    async fn record_tbs(
+        &self,
+        request: Request<pb::RecordTbsRequest>,
+    ) -> Result<Response<pb::RecordTbsResponse>, Status> {
+        let actor = peer(&request);
+        let req = request.into_inner();
+        let serial = validate::serial("serial", &req.serial)?;
+        validate::der("tbs_der", &req.tbs_der)?;
+        // Recording bytes that cannot become this serial's certificate would
+        // only fail later, after the HSM has signed them.
+        if x509::tbs_serial("tbs_der", &req.tbs_der)? != serial.as_bytes() {
+            return Err(
+                RegistryError::invalid("tbs_der", format!("its serial number is not {serial}")).into()
+            );
+        }
+        self.run(move |s| s.record_tbs(&serial, &req.tbs_der, &actor)).await?;
+        Ok(Response::new(pb::RecordTbsResponse {}))
+    }
+
+    async fn store_certificate(
+        &self,
+        request: Request<pb::StoreCertificateRequest>,
+    ) -> Result<Response<pb::StoreCertificateResponse>, Status> {
+        let actor = peer(&request);
+        let req = request.into_inner();
+        let serial = validate::serial("serial", &req.serial)?;
+        validate::der("certificate_der", &req.certificate_der)?;
+        let parsed = x509::parse_certificate("certificate_der", &req.certificate_der)?;
+        if parsed.serial != serial.as_bytes() {
+            return Err(RegistryError::invalid(
+                "certificate_der",
+                format!("its serial number is not {serial}"),
+            )
+            .into());
+        }
+        let tbs = parsed.tbs_der.to_vec();
+        self.run(move |s| s.store_certificate(&serial, &req.certificate_der, &tbs, &actor)).await?;
+        Ok(Response::new(pb::StoreCertificateResponse {}))
+    }
+
+    async fn complete_application(
+        &self,
+        request: Request<pb::CompleteApplicationRequest>,
+    ) -> Result<Response<pb::Card>, Status> {
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let card_id = validate::id("card_id", &request.get_ref().card_id)?;
+        let card = self.run(move |s| s.complete_application(&card_id, &actor)).await?;
+        Ok(Response::new(convert::card_out(card)))
+    }
+
+    async fn get_card(
+        &self,
+        request: Request<pb::GetCardRequest>,
+    ) -> Result<Response<pb::GetCardResponse>, Status> {
+        let view = match request.into_inner().key {
+            Some(Key::CardId(v)) => {
+                let card_id = validate::id("card_id", &v)?;
+                self.run(move |s| s.get_card(&card_id)).await?
+            }
+            Some(Key::ApplicationId(v)) => {
+                let application_id = validate::id("application_id", &v)?;
+                self.run(move |s| s.get_card_by_application(&application_id)).await?
+            }
+            Some(Key::LicenceNumber(v)) => {
+                let licence = validate::id("licence_number", &v)?;
+                self.run(move |s| s.get_card_by_licence(&licence)).await?
+            }
+            None => {
+                let reason = "one of card_id, application_id, licence_number is required";
+                return Err(RegistryError::invalid("key", reason).into());
+            }
+        };
+        Ok(Response::new(convert::card_view_out(view)))
+    }
+
+    async fn get_certificate(
+        &self,
+        request: Request<pb::GetCertificateRequest>,
+    ) -> Result<Response<pb::CertificateRecord>, Status> {
+        let serial = validate::serial("serial", &request.get_ref().serial)?;
+        let record = self.run(move |s| s.get_certificate(&serial)).await?;
+        Ok(Response::new(convert::certificate_out(record)))
+    }
+
+    async fn append_audit(
+        &self,
+        request: Request<pb::AppendAuditRequest>,
+    ) -> Result<Response<pb::AuditEntry>, Status> {
+        let req = request.into_inner();
+        let actor = validate::id("actor", &req.actor)?;
+        let action = validate::id("action", &req.action)?;
+        let subject = validate::text("subject", &req.subject, MAX_TEXT_LEN)?;
+        let detail = validate::json("detail_json", &req.detail_json)?;
+        let entry = self.run(move |s| s.append_audit(&actor, &action, &subject, &detail)).await?;
+        Ok(Response::new(convert::audit_out(entry)))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let req = request.into_inner();
+        let limit = match req.limit {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let from = req.from_sequence;
+        let entries = self
+            .run(move |s| {
+                // Read page by page so a huge log is never loaded whole.
+                let mut out = Vec::new();
+                let mut bytes = 0;
+                let mut next = from;
+                loop {
+                    let want = limit.map_or(1000, |l| (l - out.len()).min(1000));
+                    let page = s.list_audit(next, Some(want))?;
+                    let Some(last) = page.last() else { break };
+                    next = last.sequence.saturating_add(1);
+                    for e in page {
+                        bytes += e.actor.len() + e.action.len() + e.subject.len() + e.detail_json.len() + 128;
+                        out.push(e);
+                        if bytes >= AUDIT_PAGE_BYTES || limit.is_some_and(|l| out.len() >= l) {
+                            return Ok(out);
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: entries.into_iter().map(convert::audit_out).collect(),
+        }))
+    }
+}
+
+// Keep the DER bound in line with what a gRPC message may carry anyway.
+const _: () = assert!(MAX_DER_LEN < 4 * 1024 * 1024);

@@ -1,0 +1,111 @@
+//! Checks on request fields, each failing with INVALID_ARGUMENT naming the field.
+//! Only what the registry itself relies on; the domain rules (documents,
+//! dates, licence formats) are the issuance service's.
+
+use store::{CertificateKind, Serial};
+
+use crate::error::RegistryError;
+
+/// Identifiers and labels: ids, licence numbers, actors, action names.
+pub const MAX_ID_LEN: usize = 128;
+/// Names, addresses and other free text of a holder or an audit subject.
+pub const MAX_TEXT_LEN: usize = 1024;
+/// The application as received, and audit details.
+pub const MAX_JSON_LEN: usize = 256 * 1024;
+/// A certificate or its to-be-signed part; HPKI certificates are a few KiB.
+pub const MAX_DER_LEN: usize = 64 * 1024;
+
+/// A non-empty identifier without control characters or surrounding spaces.
+pub fn id(field: &'static str, value: &str) -> Result<String, RegistryError> {
+    if value.is_empty() {
+        return Err(RegistryError::invalid(field, "is required"));
+    }
+    if value.trim() != value {
+        return Err(RegistryError::invalid(field, "has leading or trailing whitespace"));
+    }
+    text(field, value, MAX_ID_LEN)
+}
+
+/// Optional free text, bounded and without control characters.
+pub fn text(field: &'static str, value: &str, max_len: usize) -> Result<String, RegistryError> {
+    if value.len() > max_len {
+        return Err(RegistryError::invalid(field, format!("is longer than {max_len} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RegistryError::invalid(field, "contains control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Empty, or a JSON document.
+pub fn json(field: &'static str, value: &str) -> Result<String, RegistryError> {
+    if value.len() > MAX_JSON_LEN {
+        return Err(RegistryError::invalid(field, format!("is longer than {MAX_JSON_LEN} bytes")));
+    }
+    if !value.is_empty() {
+        serde_json::from_str::<serde_json::Value>(value)
+            .map_err(|e| RegistryError::invalid(field, format!("is not JSON: {e}")))?;
+    }
+    Ok(value.to_owned())
+}
+
+pub fn serial(field: &'static str, value: &str) -> Result<Serial, RegistryError> {
+    Serial::from_hex(value).map_err(|e| RegistryError::invalid(field, e.to_string()))
+}
+
+pub fn der(field: &'static str, value: &[u8]) -> Result<(), RegistryError> {
+    if value.is_empty() {
+        return Err(RegistryError::invalid(field, "is required"));
+    }
+    if value.len() > MAX_DER_LEN {
+        return Err(RegistryError::invalid(field, format!("is longer than {MAX_DER_LEN} bytes")));
+    }
+    Ok(())
+}
+
+pub fn kind(field: &'static str, value: i32) -> Result<CertificateKind, RegistryError> {
+    use proto::registry::v1::CertificateKind as P;
+    match P::try_from(value) {
+        Ok(P::Signing) => Ok(CertificateKind::Signing),
+        Ok(P::Authentication) => Ok(CertificateKind::Authentication),
+        _ => Err(RegistryError::invalid(field, "must be SIGNING or AUTHENTICATION")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(r: Result<impl std::fmt::Debug, RegistryError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn ids_must_be_present_trimmed_short_and_printable() {
+        assert_eq!(id("card_id", "C1").unwrap(), "C1");
+        assert_eq!(message(id("card_id", "")), "card_id: is required");
+        assert!(message(id("card_id", " C1")).contains("whitespace"));
+        assert!(message(id("card_id", &"x".repeat(MAX_ID_LEN + 1))).contains("longer"));
+        assert!(message(id("card_id", "C\u{0}1")).contains("control"));
+    }
+
+    #[test]
+    fn json_may_be_empty_but_not_malformed() {
+        assert_eq!(json("application_json", "").unwrap(), "");
+        assert!(json("application_json", r#"{"a":[1]}"#).is_ok());
+        assert!(message(json("application_json", "{")).starts_with("application_json: is not JSON"));
+        // Deep nesting hits serde_json's recursion limit, an error, not a stack overflow.
+        let deep = "[".repeat(100_000);
+        assert!(json("application_json", &deep).is_err());
+    }
+
+    #[test]
+    fn serials_and_kinds() {
+        assert_eq!(serial("serial", "0A").unwrap().to_hex(), "0a");
+        assert_eq!(message(serial("serial", "")), "serial: is empty");
+        assert!(message(serial("serial", "xyz")).starts_with("serial: is not hex"));
+        assert!(kind("kind", 1).is_ok());
+        assert_eq!(message(kind("kind", 0)), "kind: must be SIGNING or AUTHENTICATION");
+        assert!(kind("kind", 99).is_err());
+    }
+}

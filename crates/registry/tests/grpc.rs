@@ -1,0 +1,424 @@
+//! The registry over a real gRPC connection: the issuance flow, refusals with
+//! the field named, health and reflection.
+
+use der::{Decode, Encode};
+use proto::registry::v1::{self as pb, get_card_request::Key, registry_client::RegistryClient};
+use tonic::transport::Channel;
+use tonic::Code;
+
+struct Server {
+    _dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), registry::RegistryError>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config::Config { state_dir: dir.path().join("state"), ..Default::default() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            registry::serve(&cfg, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Server { _dir: dir, addr, stop: Some(stop), task }
+    }
+
+    async fn channel(&self) -> Channel {
+        // The listener is bound before serve starts, so connecting cannot race it.
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    async fn client(&self) -> RegistryClient<Channel> {
+        RegistryClient::new(self.channel().await)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn holder(licence: &str) -> pb::Holder {
+    pb::Holder {
+        family_name_kanji: "医師".into(),
+        given_name_kanji: "花子".into(),
+        family_name_latin: "ISHI".into(),
+        given_name_latin: "HANAKO".into(),
+        date_of_birth: "1985-01-02".into(),
+        licence_number: licence.into(),
+        licence_registered_on: "2010-04-01".into(),
+        membership: pb::Membership::Member as i32,
+        contact: Some(pb::ContactAddress { email: "hanako@example.jp".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn begin_request(application_id: &str, licence: &str) -> pb::BeginApplicationRequest {
+    pb::BeginApplicationRequest {
+        application_id: application_id.into(),
+        holder: Some(holder(licence)),
+        application_json: r#"{"documents":["licence","resident_record","passport"]}"#.into(),
+        actor: "ra-1".into(),
+    }
+}
+
+fn reserve_request(card_id: &str, kind: pb::CertificateKind) -> pb::ReserveSerialRequest {
+    pb::ReserveSerialRequest {
+        card_id: card_id.into(),
+        kind: kind as i32,
+        issuer_label: "sign-ca".into(),
+        not_before_unix: 1_767_193_200,
+        not_after_unix: 1_924_959_599,
+    }
+}
+
+/// A real signed certificate with this serial, and its tbsCertificate bytes.
+fn certificate(serial_hex: &str) -> (Vec<u8>, Vec<u8>) {
+    let serial = hex_decode(serial_hex);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["doctor.example.jp".into()]).unwrap();
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let der = params.self_signed(&key).unwrap().der().to_vec();
+    let tbs = x509_cert::Certificate::from_der(&der).unwrap().tbs_certificate().to_der().unwrap();
+    (der, tbs)
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, message_start: &str) {
+    let status = result.expect_err("the call must fail");
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().starts_with(message_start),
+        "{:?} does not start with {message_start:?}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn an_application_goes_from_begin_to_an_active_card() {
+    let server = Server::start().await;
+    let mut c = server.client().await;
+
+    let begun = c.begin_application(begin_request("app-1", "555001")).await.unwrap().into_inner();
+    assert!(!begun.existing);
+    let card = begun.card.unwrap();
+    assert_eq!(card.state, pb::CardState::Pending as i32);
+    assert_eq!(begun.holder.unwrap().holder_id, "JMA0000000001");
+    let again = c.begin_application(begin_request("app-1", "555001")).await.unwrap().into_inner();
+    assert!(again.existing);
+    assert_eq!(again.card.unwrap().card_id, card.card_id);
+
+    let mut serials = Vec::new();
+    for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
+        let serial =
+            c.reserve_serial(reserve_request(&card.card_id, kind)).await.unwrap().into_inner().serial;
+        assert_eq!(serial.len(), 32, "16 octets in hex");
+        assert!(u8::from_str_radix(&serial[..2], 16).unwrap() < 0x80, "positive");
+        serials.push(serial);
+    }
+    let certs: Vec<_> = serials.iter().map(|s| certificate(s)).collect();
+    for (serial, (_, tbs)) in serials.iter().zip(&certs) {
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await.unwrap();
+        // A retry with the same bytes is fine.
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await.unwrap();
+    }
+
+    let early = c
+        .complete_application(pb::CompleteApplicationRequest {
+            card_id: card.card_id.clone(),
+            actor: "ra-1".into(),
+        })
+        .await;
+    assert_status(early, Code::FailedPrecondition, "card_id: ");
+
+    for (serial, (der, _)) in serials.iter().zip(&certs) {
+        let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der.clone() };
+        c.store_certificate(req.clone()).await.unwrap();
+        c.store_certificate(req).await.unwrap();
+    }
+    let done = c
+        .complete_application(pb::CompleteApplicationRequest {
+            card_id: card.card_id.clone(),
+            actor: "ra-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.state, pb::CardState::Active as i32);
+
+    for key in [
+        Key::CardId(card.card_id.clone()),
+        Key::ApplicationId("app-1".into()),
+        Key::LicenceNumber("555001".into()),
+    ] {
+        let got = c.get_card(pb::GetCardRequest { key: Some(key) }).await.unwrap().into_inner();
+        let got_card = got.card.unwrap();
+        assert_eq!(got_card.state, pb::CardState::Active as i32);
+        assert_eq!(got_card.signing_serial, serials[0]);
+        assert_eq!(got_card.authentication_serial, serials[1]);
+        assert_eq!(got.certificates.len(), 2);
+        for (record, (der, tbs)) in got.certificates.iter().zip(&certs) {
+            assert_eq!(record.state, pb::CertificateState::Issued as i32);
+            assert_eq!(&record.certificate_der, der);
+            assert_eq!(&record.tbs_der, tbs);
+        }
+    }
+    let cert =
+        c.get_certificate(pb::GetCertificateRequest { serial: serials[1].to_uppercase() }).await.unwrap();
+    assert_eq!(cert.into_inner().kind, pb::CertificateKind::Authentication as i32);
+
+    let log =
+        c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap().into_inner().entries;
+    let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "application.begin",
+            "serial.reserve",
+            "serial.reserve",
+            "tbs.record",
+            "tbs.record",
+            "certificate.store",
+            "certificate.store",
+            "application.complete"
+        ]
+    );
+    assert_eq!(log[0].actor, "ra-1");
+    assert!(log[1].actor.starts_with("peer:127.0.0.1:"), "{}", log[1].actor);
+    assert!(log.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+
+    // Another application for the same physician while the card is active.
+    let second = c.begin_application(begin_request("app-2", "555001")).await;
+    assert_status(
+        second,
+        Code::FailedPrecondition,
+        "holder.licence_number: holder already has an active card",
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothing_changes() {
+    let server = Server::start().await;
+    let mut c = server.client().await;
+    let card =
+        c.begin_application(begin_request("app-1", "555002")).await.unwrap().into_inner().card.unwrap();
+    let serial = c
+        .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
+        .await
+        .unwrap()
+        .into_inner()
+        .serial;
+    let (_, tbs) = certificate(&serial);
+    c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await.unwrap();
+    let before =
+        c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
+
+    // Same serial, other key: a different tbsCertificate.
+    let (other_der, other_tbs) = certificate(&serial);
+    let stored = c
+        .store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: other_der })
+        .await;
+    assert_status(stored, Code::FailedPrecondition, "certificate_der: ");
+    let recorded = c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: other_tbs }).await;
+    assert_status(recorded, Code::FailedPrecondition, "tbs_der: ");
+
+    let after =
+        c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
+    assert_eq!(after, before);
+    assert_eq!(after.state, pb::CertificateState::Precert as i32);
+    assert!(after.certificate_der.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_the_field_named() {
+    let server = Server::start().await;
+    let mut c = server.client().await;
+    let card =
+        c.begin_application(begin_request("app-1", "555003")).await.unwrap().into_inner().card.unwrap();
+    let serial = c
+        .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
+        .await
+        .unwrap()
+        .into_inner()
+        .serial;
+
+    let mut req = begin_request("", "555004");
+    assert_status(c.begin_application(req.clone()).await, Code::InvalidArgument, "application_id: ");
+    req.application_id = "app-x".into();
+    req.holder = None;
+    assert_status(c.begin_application(req.clone()).await, Code::InvalidArgument, "holder: ");
+    req = begin_request("app-x", "");
+    assert_status(c.begin_application(req).await, Code::InvalidArgument, "holder.licence_number: ");
+    req = begin_request("app-x", "555004");
+    req.application_json = "{not json".into();
+    assert_status(c.begin_application(req).await, Code::InvalidArgument, "application_json: ");
+    req = begin_request("app-1", "555999");
+    assert_status(c.begin_application(req).await, Code::FailedPrecondition, "application_id: ");
+
+    let mut r = reserve_request(&card.card_id, pb::CertificateKind::Unspecified);
+    assert_status(c.reserve_serial(r.clone()).await, Code::InvalidArgument, "kind: ");
+    r = reserve_request("Cffffffffffffffff", pb::CertificateKind::Signing);
+    assert_status(c.reserve_serial(r.clone()).await, Code::NotFound, "card_id: no such card");
+    r = reserve_request(&card.card_id, pb::CertificateKind::Signing);
+    r.not_after_unix = r.not_before_unix;
+    assert_status(c.reserve_serial(r).await, Code::InvalidArgument, "not_after_unix: ");
+
+    let (der, tbs) = certificate(&serial);
+    let bad_hex = pb::RecordTbsRequest { serial: "xyz".into(), tbs_der: tbs.clone() };
+    assert_status(c.record_tbs(bad_hex).await, Code::InvalidArgument, "serial: ");
+    let unknown = "01".repeat(16);
+    let (_, unknown_tbs) = certificate(&unknown);
+    let req = pb::RecordTbsRequest { serial: unknown.clone(), tbs_der: unknown_tbs };
+    assert_status(c.record_tbs(req).await, Code::NotFound, "serial: no such certificate");
+    let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: b"not der".to_vec() };
+    assert_status(c.record_tbs(req).await, Code::InvalidArgument, "tbs_der: ");
+    let (_, tbs_of_other_serial) = certificate(&unknown);
+    let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs_of_other_serial };
+    assert_status(c.record_tbs(req).await, Code::InvalidArgument, "tbs_der: its serial number is not");
+
+    let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der.clone() };
+    assert_status(c.store_certificate(req).await, Code::FailedPrecondition, "serial: ");
+    let req =
+        pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: vec![0x30, 0x03, 0x02, 0x01] };
+    assert_status(c.store_certificate(req).await, Code::InvalidArgument, "certificate_der: ");
+    let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: vec![] };
+    assert_status(c.store_certificate(req).await, Code::InvalidArgument, "certificate_der: is required");
+    let req = pb::StoreCertificateRequest { serial: unknown.clone(), certificate_der: der.clone() };
+    assert_status(
+        c.store_certificate(req).await,
+        Code::InvalidArgument,
+        "certificate_der: its serial number is not",
+    );
+
+    assert_status(c.get_card(pb::GetCardRequest { key: None }).await, Code::InvalidArgument, "key: ");
+    let by_licence = pb::GetCardRequest { key: Some(Key::LicenceNumber("000".into())) };
+    assert_status(c.get_card(by_licence).await, Code::NotFound, "licence_number: ");
+    let by_app = pb::GetCardRequest { key: Some(Key::ApplicationId("nope".into())) };
+    assert_status(c.get_card(by_app).await, Code::NotFound, "application_id: ");
+    let cert = c.get_certificate(pb::GetCertificateRequest { serial: unknown }).await;
+    assert_status(cert, Code::NotFound, "serial: ");
+    let complete = pb::CompleteApplicationRequest { card_id: String::new(), actor: String::new() };
+    assert_status(c.complete_application(complete).await, Code::InvalidArgument, "card_id: is required");
+
+    let forged = pb::AppendAuditRequest {
+        actor: "op".into(),
+        action: "certificate.store".into(),
+        subject: serial.clone(),
+        detail_json: "{}".into(),
+    };
+    assert_status(c.append_audit(forged).await, Code::InvalidArgument, "action: ");
+    let no_actor =
+        pb::AppendAuditRequest { actor: String::new(), action: "pin.disclose".into(), ..Default::default() };
+    assert_status(c.append_audit(no_actor).await, Code::InvalidArgument, "actor: ");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn audit_entries_can_be_appended_and_paged() {
+    let server = Server::start().await;
+    let mut c = server.client().await;
+    for i in 0..5 {
+        let req = pb::AppendAuditRequest {
+            actor: "operator-1".into(),
+            action: "pin.disclose".into(),
+            subject: format!("JMA{i:010}"),
+            detail_json: r#"{"by":"post"}"#.into(),
+        };
+        let entry = c.append_audit(req).await.unwrap().into_inner();
+        assert_eq!(entry.sequence, i + 1);
+        assert_eq!(entry.hash.len(), 32);
+    }
+    let page = c.list_audit(pb::ListAuditRequest { from_sequence: 2, limit: 2 }).await.unwrap().into_inner();
+    let seqs: Vec<_> = page.entries.iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, [2, 3]);
+    let rest = c.list_audit(pb::ListAuditRequest { from_sequence: 4, limit: 0 }).await.unwrap().into_inner();
+    assert_eq!(rest.entries.len(), 2);
+    assert_eq!(rest.entries[0].prev_hash, page.entries[1].hash);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_answers_serving_and_reflection_lists_the_service() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+
+    let server = Server::start().await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in ["hpki.registry.v1.Registry", ""] {
+        let answer = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(answer.status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers =
+        reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer {answer:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"hpki.registry.v1.Registry"), "{names:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn data_survives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config::Config { state_dir: dir.path().to_owned(), ..Default::default() };
+    let mut card_id = String::new();
+    for round in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve_cfg = cfg.clone();
+        let task = tokio::spawn(async move {
+            registry::serve(&serve_cfg, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let mut c = RegistryClient::connect(format!("http://{addr}")).await.unwrap();
+        if round == 0 {
+            card_id = c
+                .begin_application(begin_request("app-1", "555005"))
+                .await
+                .unwrap()
+                .into_inner()
+                .card
+                .unwrap()
+                .card_id;
+        } else {
+            let got = c
+                .get_card(pb::GetCardRequest { key: Some(Key::ApplicationId("app-1".into())) })
+                .await
+                .unwrap();
+            assert_eq!(got.into_inner().card.unwrap().card_id, card_id);
+        }
+        drop(c);
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+    assert!(cfg.db_path().is_dir());
+}

@@ -3,11 +3,13 @@
 
 use der::{Decode, Encode};
 use rcgen::{
-    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, IsCa, KeyIdMethod,
-    KeyUsagePurpose, PublicKeyData,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, IsCa,
+    KeyIdMethod, KeyUsagePurpose, PublicKeyData,
 };
 use time::OffsetDateTime;
-use x509_cert::ext::pkix::{BasicConstraints as X509BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+use x509_cert::ext::pkix::{
+    BasicConstraints as X509BasicConstraints, KeyUsage, SubjectKeyIdentifier,
+};
 use x509_cert::Certificate;
 
 use crate::error::ProfileError;
@@ -39,7 +41,8 @@ fn bad_ca(msg: impl Into<String>) -> ProfileError {
 
 impl IssuingCa {
     pub fn from_der(der: &[u8]) -> Result<IssuingCa, ProfileError> {
-        let cert = Certificate::from_der(der).map_err(|e| bad_ca(format!("not an X.509 certificate: {e}")))?;
+        let cert = Certificate::from_der(der)
+            .map_err(|e| bad_ca(format!("not an X.509 certificate: {e}")))?;
         let tbs_der = tbs::tbs_of_certificate(der)?;
         let raw = tbs::RawTbs::parse(&tbs_der)?;
         let tbs_cert = cert.tbs_certificate();
@@ -51,10 +54,13 @@ impl IssuingCa {
         let spki = spki::SubjectPublicKeyInfoRef::from_der(&spki_der)?;
         let key = keys::parse_spki(&spki).map_err(|p| bad_ca(format!("public key: {p}")))?;
 
-        let ski = match tbs_cert.get_extension::<SubjectKeyIdentifier>()? {
-            Some((_, ski)) => ski.0.as_bytes().to_vec(),
-            None => return Err(bad_ca("no subjectKeyIdentifier extension (needed for the AKI of issued certificates)")),
-        };
+        let ski =
+            match tbs_cert.get_extension::<SubjectKeyIdentifier>()? {
+                Some((_, ski)) => ski.0.as_bytes().to_vec(),
+                None => return Err(bad_ca(
+                    "no subjectKeyIdentifier extension (needed for the AKI of issued certificates)",
+                )),
+            };
         match tbs_cert.get_extension::<X509BasicConstraints>()? {
             Some((_, bc)) if bc.ca => {}
             _ => return Err(bad_ca("basicConstraints does not say CA:TRUE")),
@@ -66,7 +72,8 @@ impl IssuingCa {
         }
         let validity = tbs_cert.validity();
         let to_time = |t: x509_cert::time::Time| {
-            let secs = i64::try_from(t.to_unix_duration().as_secs()).map_err(|_| bad_ca("validity out of range"))?;
+            let secs = i64::try_from(t.to_unix_duration().as_secs())
+                .map_err(|_| bad_ca("validity out of range"))?;
             OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad_ca("validity out of range"))
         };
         let ca = IssuingCa {
@@ -85,7 +92,10 @@ impl IssuingCa {
     pub fn from_pem(pem: &str) -> Result<IssuingCa, ProfileError> {
         let parsed = pem::parse(pem).map_err(|e| bad_ca(format!("PEM: {e}")))?;
         if parsed.tag() != "CERTIFICATE" {
-            return Err(bad_ca(format!("PEM label is \"{}\", expected \"CERTIFICATE\"", parsed.tag())));
+            return Err(bad_ca(format!(
+                "PEM label is \"{}\", expected \"CERTIFICATE\"",
+                parsed.tag()
+            )));
         }
         Self::from_der(parsed.contents())
     }
@@ -142,7 +152,7 @@ impl IssuingCa {
     /// Checks that `cert_der` names this CA as issuer and that its signature
     /// verifies with this CA's key (for example before storing what an HSM returned).
     pub fn verify_issued(&self, cert_der: &[u8]) -> Result<(), ProfileError> {
-        let parts = tbs::RawCertificate::parse(cert_der)?;
+        let parts = tbs::RawSigned::parse(cert_der)?;
         let raw = tbs::RawTbs::parse(parts.tbs)?;
         if raw.issuer != self.subject_der.as_slice() {
             return Err(bad_ca("the certificate's issuer is not this CA's subject"));
@@ -161,7 +171,9 @@ impl IssuingCa {
         probe.serial_number = Some(rcgen::SerialNumber::from_slice(&[1]));
         let tbs_der = tbs::capture_tbs(&probe, self, self)?;
         if tbs::RawTbs::parse(&tbs_der)?.issuer != self.subject_der.as_slice() {
-            return Err(bad_ca("its subject name cannot be reproduced byte-for-byte as an issuer name"));
+            return Err(bad_ca(
+                "its subject name cannot be reproduced byte-for-byte as an issuer name",
+            ));
         }
         Ok(())
     }
@@ -194,12 +206,18 @@ pub fn ca_params(
         let what = format!("CA {label:?} subject attribute {}", attr.attr);
         let (oid, kind) = names::config_attribute(&attr.attr)
             .map_err(|e| ProfileError::InvalidConfig(format!("{what}: {e}")))?;
-        let entry = NameEntry { oid, kind, value: attr.value.clone() };
+        let entry = NameEntry {
+            oid,
+            kind,
+            value: attr.value.clone(),
+        };
         names::check_entry(&entry, &what).map_err(ProfileError::InvalidConfig)?;
         entries.push(entry);
     }
     if entries.is_empty() {
-        return Err(ProfileError::InvalidConfig(format!("CA {label:?} subject is empty")));
+        return Err(ProfileError::InvalidConfig(format!(
+            "CA {label:?} subject is empty"
+        )));
     }
 
     let mut params = CertificateParams::default();
@@ -216,23 +234,31 @@ pub fn ca_params(
     });
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     // rcgen writes the SKI of CA certificates from this method.
-    params.key_identifier_method = KeyIdMethod::PreSpecified(keys::key_identifier(ca_public_key.der_bytes()));
+    params.key_identifier_method =
+        KeyIdMethod::PreSpecified(keys::key_identifier(ca_public_key.der_bytes()));
     params.use_authority_key_identifier_extension = !is_root;
 
     if !entity.policy_oid.trim().is_empty() {
         let oid = extensions::parse_oid(&entity.policy_oid, &format!("CA {label:?} policy_oid"))?;
         let value = extensions::certificate_policies(oid, None)?;
         // Critical, as on the real MEDIS issuing CAs.
-        params.custom_extensions.push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, value, true));
+        params
+            .custom_extensions
+            .push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, value, true));
     }
     if !is_root && !entity.crl_url.trim().is_empty() {
         let url = extensions::parse_url(entity.crl_url.trim(), &format!("CA {label:?} crl_url"))?;
-        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.to_string()] }];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![url.to_string()],
+        }];
     }
     Ok(params)
 }
 
-pub(crate) fn check_period(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<(), ProfileError> {
+pub(crate) fn check_period(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(), ProfileError> {
     if not_before >= not_after {
         return Err(ProfileError::InvalidValidity(format!(
             "not_after {not_after} is not later than not_before {not_before}"

@@ -1,11 +1,11 @@
 //! PKCS#10 requests: parsing, proof of possession and key checks.
 
-use der::asn1::{AnyRef, BitStringRef};
-use der::{Decode, Encode, Sequence};
+use der::{Decode, Encode};
 use spki::AlgorithmIdentifierRef;
-use x509_cert::request::CertReqInfo;
+use x509_cert::request::{CertReq, CertReqInfo};
 
 use crate::keys::{self, KeyKind, KeyProblem, PublicKey, VerifyProblem};
+use crate::tbs::RawSigned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsrError {
@@ -34,15 +34,6 @@ impl From<KeyProblem> for CsrError {
             KeyProblem::Unsupported(m) => CsrError::UnsupportedKey(m),
         }
     }
-}
-
-/// `CertificationRequest` (RFC 2986 §4) with the signed part left as raw
-/// bytes: the signature covers exactly those bytes, not a re-encoding.
-#[derive(Sequence)]
-struct CertificationRequest<'a> {
-    certification_request_info: AnyRef<'a>,
-    signature_algorithm: AlgorithmIdentifierRef<'a>,
-    signature: BitStringRef<'a>,
 }
 
 /// A request whose signature verified with its own key, and whose key we accept.
@@ -92,9 +83,11 @@ impl rcgen::PublicKeyData for VerifiedCsr {
 /// self-signature (proof of possession).
 pub fn parse_and_verify(input: &[u8], min_rsa_bits: u32) -> Result<VerifiedCsr, CsrError> {
     let der = to_der(input)?;
-    let req = CertificationRequest::from_der(&der)?;
-    let info_der = req.certification_request_info.to_der()?;
-    let info = CertReqInfo::from_der(&info_der)?;
+    // CertificationRequest (RFC 2986 §4): parsed whole with x509-cert for
+    // strictness, and raw so the signature is checked over the bytes received.
+    CertReq::from_der(&der)?;
+    let req = RawSigned::parse(&der)?;
+    let info = CertReqInfo::from_der(req.tbs)?;
 
     let spki_der = info.public_key.to_der()?;
     let spki = spki::SubjectPublicKeyInfoRef::from_der(&spki_der)?;
@@ -102,18 +95,21 @@ pub fn parse_and_verify(input: &[u8], min_rsa_bits: u32) -> Result<VerifiedCsr, 
     // Size first: a small key is the clearer message, and ring would refuse it anyway.
     if let KeyKind::Rsa { bits } = key.kind {
         if bits < min_rsa_bits {
-            return Err(CsrError::KeyTooSmall { bits, min: min_rsa_bits });
+            return Err(CsrError::KeyTooSmall {
+                bits,
+                min: min_rsa_bits,
+            });
         }
     }
-    let signature = req
-        .signature
-        .as_bytes()
-        .ok_or_else(|| CsrError::Encoding("signature BIT STRING has unused bits".into()))?;
-    keys::verify(&key, &req.signature_algorithm, &info_der, signature).map_err(|p| match p {
+    let alg = AlgorithmIdentifierRef::from_der(req.signature_algorithm)?;
+    keys::verify(&key, &alg, req.tbs, req.signature).map_err(|p| match p {
         VerifyProblem::Unsupported(m) => CsrError::UnsupportedAlgorithm(m),
         VerifyProblem::Bad => CsrError::BadSignature,
     })?;
-    Ok(VerifiedCsr { key, subject_der: info.subject.to_der()? })
+    Ok(VerifiedCsr {
+        key,
+        subject_der: info.subject.to_der()?,
+    })
 }
 
 fn to_der(input: &[u8]) -> Result<Vec<u8>, CsrError> {
@@ -154,11 +150,15 @@ mod tests {
         let from_pem = parse_and_verify(pem.as_bytes(), 2048).unwrap();
         assert_eq!(from_pem, from_der);
         // The SPKI is kept byte-for-byte from the request.
-        assert!(der.windows(from_der.subject_public_key_info_der().len())
+        assert!(der
+            .windows(from_der.subject_public_key_info_der().len())
             .any(|w| w == from_der.subject_public_key_info_der()));
         // rcgen re-derives the same SPKI from der_bytes + algorithm.
         use rcgen::PublicKeyData;
-        assert_eq!(from_der.subject_public_key_info(), from_der.subject_public_key_info_der());
+        assert_eq!(
+            from_der.subject_public_key_info(),
+            from_der.subject_public_key_info_der()
+        );
     }
 
     #[test]
@@ -173,18 +173,24 @@ mod tests {
         let (pem, _) = testutil::openssl_csr(&["-newkey", "rsa:2048"]);
         let relabelled = pem.replace("CERTIFICATE REQUEST", "CERTIFICATE");
         let err = parse_and_verify(relabelled.as_bytes(), 2048).unwrap_err();
-        assert!(matches!(err, CsrError::Encoding(ref m) if m.contains("CERTIFICATE")), "{err}");
+        assert!(
+            matches!(err, CsrError::Encoding(ref m) if m.contains("CERTIFICATE")),
+            "{err}"
+        );
     }
 
     #[test]
     fn p256_csr_from_openssl_and_rcgen_passes() {
-        let (_, der) = testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+        let (_, der) =
+            testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
         let csr = parse_and_verify(&der, 2048).unwrap();
         assert_eq!(csr.key_description(), "EC P-256");
         assert_eq!(csr.rsa_bits(), None);
 
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let req = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
+        let req = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
         let csr = parse_and_verify(req.der(), 2048).unwrap();
         assert_eq!(csr.key_description(), "EC P-256");
         use rcgen::PublicKeyData;
@@ -198,7 +204,9 @@ mod tests {
         assert!(matches!(err, CsrError::BadSignature), "{err}");
 
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let req = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
+        let req = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
         // Flipping inside the ECDSA signature may also break its DER; both must be rejected.
         let err = parse_and_verify(&flip_last_byte(req.der().to_vec()), 2048).unwrap_err();
         assert!(matches!(err, CsrError::BadSignature), "{err}");
@@ -210,24 +218,43 @@ mod tests {
         let pos = der.windows(3).position(|w| w == b"abc").unwrap();
         let mut tampered = der.clone();
         tampered[pos] = b'x';
-        assert!(matches!(parse_and_verify(&tampered, 2048), Err(CsrError::BadSignature)));
+        assert!(matches!(
+            parse_and_verify(&tampered, 2048),
+            Err(CsrError::BadSignature)
+        ));
     }
 
     #[test]
     fn rsa_1024_is_too_small() {
         let (_, der) = testutil::openssl_csr(&["-newkey", "rsa:1024"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(matches!(err, CsrError::KeyTooSmall { bits: 1024, min: 2048 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CsrError::KeyTooSmall {
+                    bits: 1024,
+                    min: 2048
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("1024") && err.to_string().contains("2048"));
         // An operator who lowers the minimum gets ring's legacy verifier.
-        assert_eq!(parse_and_verify(&der, 1024).unwrap().key_description(), "RSA 1024");
+        assert_eq!(
+            parse_and_verify(&der, 1024).unwrap().key_description(),
+            "RSA 1024"
+        );
     }
 
     #[test]
     fn p384_key_is_unsupported() {
-        let (_, der) = testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]);
+        let (_, der) =
+            testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(matches!(err, CsrError::UnsupportedKey(ref m) if m.contains("1.3.132.0.34")), "{err}");
+        assert!(
+            matches!(err, CsrError::UnsupportedKey(ref m) if m.contains("1.3.132.0.34")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -235,14 +262,20 @@ mod tests {
         let (_, der) =
             testutil::openssl_csr(&["-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("PSS")), "{err}");
+        assert!(
+            matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("PSS")),
+            "{err}"
+        );
     }
 
     #[test]
     fn sha1_signature_is_an_unsupported_algorithm() {
         let (_, der) = testutil::openssl_csr(&["-newkey", "rsa:2048", "-sha1"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("sha1")), "{err}");
+        assert!(
+            matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("sha1")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -253,7 +286,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_encoding_error() {
-        for input in [&b""[..], b"   ", b"hello", b"\x30\x03\x02\x01", b"-----BEGIN CERTIFICATE REQUEST-----\n!!\n"] {
+        for input in [
+            &b""[..],
+            b"   ",
+            b"hello",
+            b"\x30\x03\x02\x01",
+            b"-----BEGIN CERTIFICATE REQUEST-----\n!!\n",
+        ] {
             let err = parse_and_verify(input, 2048).unwrap_err();
             assert!(matches!(err, CsrError::Encoding(_)), "{input:?}: {err}");
         }
@@ -263,14 +302,23 @@ mod tests {
     fn truncated_or_extended_input_never_panics_and_is_rejected() {
         let (pem, der) = testutil::openssl_csr(&["-newkey", "rsa:2048"]);
         for n in 0..der.len() {
-            assert!(parse_and_verify(&der[..n], 2048).is_err(), "prefix {n} accepted");
+            assert!(
+                parse_and_verify(&der[..n], 2048).is_err(),
+                "prefix {n} accepted"
+            );
         }
         // Cut before the END line: a PEM missing only its last newline is still whole.
         for n in (0..pem.len() - 35).step_by(7) {
-            assert!(parse_and_verify(&pem.as_bytes()[..n], 2048).is_err(), "PEM prefix {n}");
+            assert!(
+                parse_and_verify(&pem.as_bytes()[..n], 2048).is_err(),
+                "PEM prefix {n}"
+            );
         }
         let mut trailing = der.clone();
         trailing.push(0);
-        assert!(matches!(parse_and_verify(&trailing, 2048), Err(CsrError::Encoding(_))));
+        assert!(matches!(
+            parse_and_verify(&trailing, 2048),
+            Err(CsrError::Encoding(_))
+        ));
     }
 }

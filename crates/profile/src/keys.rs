@@ -9,7 +9,8 @@ use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
 pub(crate) const RSA_ENCRYPTION: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-pub(crate) const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+pub(crate) const ID_EC_PUBLIC_KEY: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 pub(crate) const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 pub(crate) const SHA256_WITH_RSA: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
@@ -93,7 +94,9 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
     let alg = &spki.algorithm;
     let kind = if alg.oid == RSA_ENCRYPTION {
         if !params_absent_or_null(alg.parameters) {
-            return Err(KeyProblem::Encoding("rsaEncryption parameters must be NULL".into()));
+            return Err(KeyProblem::Encoding(
+                "rsaEncryption parameters must be NULL".into(),
+            ));
         }
         let rsa = RsaPublicKey::from_der(&key_bytes)?;
         let bits = uint_bits(rsa.modulus.as_bytes());
@@ -102,7 +105,9 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
         // report a confusing signature failure later.
         let e_odd = e.last().is_some_and(|b| b & 1 == 1);
         if uint_bits(e) > 33 || uint_bits(e) < 2 || !e_odd {
-            return Err(KeyProblem::Unsupported("RSA public exponent must be odd, 3 to 2^33".into()));
+            return Err(KeyProblem::Unsupported(
+                "RSA public exponent must be odd, 3 to 2^33".into(),
+            ));
         }
         if bits > MAX_RSA_BITS {
             return Err(KeyProblem::Unsupported(format!(
@@ -136,7 +141,11 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
             alg.oid
         )));
     };
-    Ok(PublicKey { spki_der, key_bytes, kind })
+    Ok(PublicKey {
+        spki_der,
+        key_bytes,
+        kind,
+    })
 }
 
 /// Significant bits of a big-endian unsigned integer.
@@ -146,7 +155,8 @@ pub(crate) fn uint_bits(bytes: &[u8]) -> u32 {
         None => 0,
         Some(first) => {
             let rest = u32::try_from(iter.count()).unwrap_or(u32::MAX / 16);
-            rest.saturating_mul(8).saturating_add(8 - first.leading_zeros())
+            rest.saturating_mul(8)
+                .saturating_add(8 - first.leading_zeros())
         }
     }
 }
@@ -212,7 +222,9 @@ pub(crate) fn verify(
                 )));
             }
             if alg.parameters.is_some() {
-                return Err(VerifyProblem::Unsupported("ecdsa-with-SHA256 must have no parameters".into()));
+                return Err(VerifyProblem::Unsupported(
+                    "ecdsa-with-SHA256 must have no parameters".into(),
+                ));
             }
             &signature::ECDSA_P256_SHA256_ASN1
         }
@@ -277,7 +289,10 @@ mod tests {
 
     #[test]
     fn names_known_algorithms() {
-        assert_eq!(name_of(SHA256_WITH_RSA), "sha256WithRSAEncryption (1.2.840.113549.1.1.11)");
+        assert_eq!(
+            name_of(SHA256_WITH_RSA),
+            "sha256WithRSAEncryption (1.2.840.113549.1.1.11)"
+        );
         assert_eq!(name_of(ObjectIdentifier::new_unwrap("1.2.3")), "1.2.3");
     }
 }

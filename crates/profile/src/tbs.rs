@@ -46,7 +46,10 @@ pub(crate) fn capture_tbs(
     subject_key: &impl PublicKeyData,
     issuer: &IssuingCa,
 ) -> Result<Vec<u8>, ProfileError> {
-    let signer = CapturingSigner { ca: issuer, captured: RefCell::new(None) };
+    let signer = CapturingSigner {
+        ca: issuer,
+        captured: RefCell::new(None),
+    };
     let rc_issuer = rcgen::Issuer::new(issuer.issuer_params(), &signer);
     params.signed_by(subject_key, &rc_issuer)?;
     signer
@@ -66,11 +69,19 @@ pub fn add_subject_key_identifier(
         return Ok(());
     }
     let ski_arcs = oid_arcs(ID_CE_SUBJECT_KEY_IDENTIFIER);
-    if params.custom_extensions.iter().any(|e| e.oid_components().eq(ski_arcs.iter().copied())) {
+    if params
+        .custom_extensions
+        .iter()
+        .any(|e| e.oid_components().eq(ski_arcs.iter().copied()))
+    {
         return Ok(());
     }
     let value = extensions::subject_key_identifier(&keys::key_identifier(subject_key.der_bytes()))?;
-    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_KEY_IDENTIFIER, value, false));
+    params.custom_extensions.push(extensions::custom(
+        ID_CE_SUBJECT_KEY_IDENTIFIER,
+        value,
+        false,
+    ));
     Ok(())
 }
 
@@ -84,7 +95,9 @@ pub fn tbs_certificate(
 ) -> Result<Vec<u8>, ProfileError> {
     if params.serial_number.is_none() {
         // rcgen would invent one from the key hash; the registry must choose it.
-        return Err(ProfileError::InvalidSerial("the params carry no serial number".into()));
+        return Err(ProfileError::InvalidSerial(
+            "the params carry no serial number".into(),
+        ));
     }
     let mut params = params.clone();
     add_subject_key_identifier(&mut params, subject_key)?;
@@ -109,7 +122,11 @@ pub fn assemble_certificate(tbs_der: &[u8], signature: &[u8]) -> Result<Vec<u8>,
     if signature.is_empty() {
         return Err(ProfileError::Der("the signature is empty".into()));
     }
-    let signature = if alg.oid == ECDSA_WITH_SHA256 { ecdsa_der(signature)? } else { signature.to_vec() };
+    let signature = if alg.oid == ECDSA_WITH_SHA256 {
+        ecdsa_der(signature)?
+    } else {
+        signature.to_vec()
+    };
     let bits = BitStringRef::from_bytes(&signature)?.to_der()?;
 
     let body_len = Length::try_from(tbs_der.len() + raw.signature.len() + bits.len())?;
@@ -117,7 +134,7 @@ pub fn assemble_certificate(tbs_der: &[u8], signature: &[u8]) -> Result<Vec<u8>,
     out.extend_from_slice(tbs_der);
     out.extend_from_slice(raw.signature);
     out.extend_from_slice(&bits);
-    // Checks the result parses and, for the caller, that nothing was re-encoded.
+    // Refuse to hand out something that does not parse as a certificate.
     Certificate::from_der(&out)?;
     Ok(out)
 }
@@ -125,7 +142,7 @@ pub fn assemble_certificate(tbs_der: &[u8], signature: &[u8]) -> Result<Vec<u8>,
 /// The tbsCertificate DER bytes of a certificate, as they appear in it.
 pub fn tbs_of_certificate(cert_der: &[u8]) -> Result<Vec<u8>, ProfileError> {
     Certificate::from_der(cert_der)?;
-    Ok(RawCertificate::parse(cert_der)?.tbs.to_vec())
+    Ok(RawSigned::parse(cert_der)?.tbs.to_vec())
 }
 
 /// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3)
@@ -146,27 +163,40 @@ fn ecdsa_der(signature: &[u8]) -> Result<Vec<u8>, ProfileError> {
         )));
     }
     let (r, s) = signature.split_at(32);
-    Ok(EcdsaSigValue { r: UintRef::new(r)?, s: UintRef::new(s)? }.to_der()?)
+    Ok(EcdsaSigValue {
+        r: UintRef::new(r)?,
+        s: UintRef::new(s)?,
+    }
+    .to_der()?)
 }
 
-/// The three parts of a Certificate, as raw TLV slices (signature as the BIT STRING contents).
-pub(crate) struct RawCertificate<'a> {
+/// `SIGNED{...}`: the three parts shared by Certificate and CertificationRequest
+/// (to-be-signed, signatureAlgorithm, signature), as raw slices so signatures
+/// are checked over the bytes as received, never over a re-encoding.
+pub(crate) struct RawSigned<'a> {
+    /// The to-be-signed TLV (tbsCertificate / certificationRequestInfo).
     pub(crate) tbs: &'a [u8],
     pub(crate) signature_algorithm: &'a [u8],
+    /// The signature BIT STRING contents.
     pub(crate) signature: &'a [u8],
 }
 
-impl<'a> RawCertificate<'a> {
-    pub(crate) fn parse(cert_der: &'a [u8]) -> Result<Self, ProfileError> {
-        let mut reader = SliceReader::new(cert_der)?;
+impl<'a> RawSigned<'a> {
+    pub(crate) fn parse(der: &'a [u8]) -> Result<Self, der::Error> {
+        let mut reader = SliceReader::new(der)?;
         let (tbs, signature_algorithm, bits) = reader.sequence(|r| {
             Ok::<_, der::Error>((r.tlv_bytes()?, r.tlv_bytes()?, BitStringRef::decode(r)?))
         })?;
         reader.finish()?;
+        // A signature is a whole number of octets.
         let signature = bits
             .as_bytes()
-            .ok_or_else(|| ProfileError::Der("signature BIT STRING has unused bits".into()))?;
-        Ok(RawCertificate { tbs, signature_algorithm, signature })
+            .ok_or_else(|| der::Error::from(Tag::BitString.value_error()))?;
+        Ok(RawSigned {
+            tbs,
+            signature_algorithm,
+            signature,
+        })
     }
 }
 
@@ -181,7 +211,10 @@ impl<'a> RawTbs<'a> {
     pub(crate) fn parse(tbs_der: &'a [u8]) -> Result<Self, ProfileError> {
         let mut reader = SliceReader::new(tbs_der)?;
         let raw = reader.sequence(|r| {
-            let version_tag = Tag::ContextSpecific { constructed: true, number: TagNumber(0) };
+            let version_tag = Tag::ContextSpecific {
+                constructed: true,
+                number: TagNumber(0),
+            };
             if Tag::peek(r)? == version_tag {
                 r.tlv_bytes()?;
             }
@@ -193,7 +226,11 @@ impl<'a> RawTbs<'a> {
             while !r.is_finished() {
                 r.tlv_bytes()?;
             }
-            Ok::<_, der::Error>(RawTbs { signature, issuer, subject })
+            Ok::<_, der::Error>(RawTbs {
+                signature,
+                issuer,
+                subject,
+            })
         })?;
         reader.finish()?;
         Ok(raw)

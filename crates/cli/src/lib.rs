@@ -1,1 +1,157 @@
-//! cli
+//! `hpki-ca`: the operator command line and the launcher of every service.
+
+pub mod ceremony;
+pub mod error;
+pub mod launcher;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use config::Config;
+
+pub use error::CliError;
+
+#[derive(Parser, Debug)]
+#[command(name = "hpki-ca", version, about = "HPKI physician-card certificate authority")]
+pub struct Args {
+    /// Configuration file (TOML). Without it, the defaults are used with ./state as the state folder.
+    #[arg(long, short, global = true, env = "HPKI_CA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Overrides `state_dir` of the configuration.
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generates the CA keys in the HSM and writes the root and issuing CA certificates.
+    /// Safe to repeat: existing keys and certificates are kept.
+    Ceremony,
+    /// Runs every service in one process (registry, issuance).
+    Run,
+    /// Runs the registry (the only writer of the database).
+    Registry {
+        /// Overrides registry.listen, e.g. 127.0.0.1:0.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Runs the issuance service.
+    Issuance {
+        /// Overrides issuance.listen.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Overrides issuance.registry_url, e.g. http://127.0.0.1:50051.
+        #[arg(long)]
+        registry_url: Option<String>,
+    },
+}
+
+fn load_config(args: &Args) -> Result<Config, CliError> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &args.state_dir {
+        cfg.state_dir = dir.clone();
+    }
+    Ok(cfg)
+}
+
+/// Must run before any other thread starts: SoftHSM reads SOFTHSM2_CONF when
+/// the module initialises, and changing the environment is only sound while
+/// the process is single-threaded.
+fn export_softhsm_conf(cfg: &Config) {
+    if let Some(conf) = cfg.softhsm2_conf() {
+        if std::env::var_os("SOFTHSM2_CONF").is_none() || conf.exists() {
+            std::env::set_var("SOFTHSM2_CONF", conf);
+        }
+    }
+}
+
+fn open_hsm(cfg: &Config) -> Result<hsm::Hsm, CliError> {
+    let pin = cfg.read_pin()?;
+    Ok(hsm::Hsm::open(&cfg.hsm.module, &cfg.hsm.token_label, &pin, cfg.hsm.sessions)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Ceremony(format!("cannot start the async runtime: {e}")))
+}
+
+fn execute(args: Args) -> Result<(), CliError> {
+    let mut cfg = load_config(&args)?;
+    export_softhsm_conf(&cfg);
+    match args.command {
+        Command::Ceremony => {
+            let hsm = open_hsm(&cfg)?;
+            for ca in ceremony::run(&cfg, &hsm)? {
+                println!(
+                    "{:<15} key {:<8} ({:?})  certificate {:<7} {}\n{:<15} subject {}\n{:<15} sha256 {}",
+                    ca.name,
+                    format!("{:?}", ca.key).to_lowercase(),
+                    ca.key_label,
+                    format!("{:?}", ca.certificate).to_lowercase(),
+                    ca.path.display(),
+                    "",
+                    ca.subject,
+                    "",
+                    ca.fingerprint
+                );
+            }
+            Ok(())
+        }
+        Command::Run => {
+            let hsm = open_hsm(&cfg)?;
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_all(cfg, hsm, stop).await
+            })
+        }
+        Command::Registry { listen } => {
+            if let Some(l) = listen {
+                cfg.registry.listen = l;
+            }
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_registry(cfg, stop).await
+            })
+        }
+        Command::Issuance { listen, registry_url } => {
+            if let Some(l) = listen {
+                cfg.issuance.listen = l;
+            }
+            if let Some(u) = registry_url {
+                cfg.issuance.registry_url = u;
+            }
+            let hsm = open_hsm(&cfg)?;
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_issuance(cfg, hsm, stop).await
+            })
+        }
+    }
+}
+
+/// Entry point of the `hpki-ca` binary.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match execute(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hpki-ca: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,102 @@
-//! issuance
+//! The issuance service: registration-authority systems submit new-card
+//! applications; we check them (`validate`), build the HPKI certificate
+//! profiles (`profile` crate), record the to-be-signed certificates in the
+//! registry, sign them with the issuing CA keys in the HSM and store them.
+
+pub mod error;
+pub mod fee;
+pub mod service;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use der::{Decode, Encode};
+use proto::issuance::v1::issuance_server::IssuanceServer;
+use proto::registry::v1::registry_client::RegistryClient;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint, Server};
+
+pub use error::IssuanceError;
+pub use service::IssuanceService;
+
+/// An issuing CA's certificate with the HSM key that matches it.
+pub struct IssuingCaKey {
+    pub ca: profile::IssuingCa,
+    pub key: hsm::HsmKey,
+    pub label: String,
+}
+
+impl IssuingCaKey {
+    /// Loads the CA certificate (PEM) and finds its key in the HSM by label,
+    /// refusing a certificate whose public key is not the HSM key's.
+    pub fn load(hsm: &hsm::Hsm, cert_path: &std::path::Path, label: &str) -> Result<Self, IssuanceError> {
+        let pem = std::fs::read_to_string(cert_path).map_err(|e| {
+            IssuanceError::Startup(format!(
+                "cannot read issuing CA certificate {}: {e} (run the key ceremony first: hpki-ca ceremony)",
+                cert_path.display()
+            ))
+        })?;
+        let ca = profile::IssuingCa::from_pem(&pem)?;
+        let key = hsm.key(label)?;
+        let cert = x509_cert::Certificate::from_der(ca.certificate_der())
+            .map_err(|e| IssuanceError::Startup(format!("{}: {e}", cert_path.display())))?;
+        let cert_spki = cert
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .map_err(|e| IssuanceError::Startup(format!("{}: {e}", cert_path.display())))?;
+        if cert_spki != key.subject_public_key_info_der() {
+            return Err(IssuanceError::Startup(format!(
+                "{} does not certify the HSM key labelled {label:?}",
+                cert_path.display()
+            )));
+        }
+        Ok(IssuingCaKey { ca, key, label: label.to_owned() })
+    }
+}
+
+/// A lazily connecting client, so issuance can start before the registry.
+pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| IssuanceError::Startup(format!("issuance.registry_url {url:?}: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30));
+    Ok(RegistryClient::new(endpoint.connect_lazy()))
+}
+
+/// Builds the service from config: both issuing CAs and the registry client.
+pub fn build_service(cfg: &config::Config, hsm: &hsm::Hsm) -> Result<IssuanceService, IssuanceError> {
+    let dir = cfg.cert_dir();
+    let signing = IssuingCaKey::load(hsm, &dir.join(&cfg.ca.signing.file_name), &cfg.ca.signing.key_label)?;
+    let authentication =
+        IssuingCaKey::load(hsm, &dir.join(&cfg.ca.authentication.file_name), &cfg.ca.authentication.key_label)?;
+    Ok(IssuanceService::new(
+        registry_client(&cfg.issuance.registry_url)?,
+        cfg.profile.clone(),
+        Arc::new(signing),
+        Arc::new(authentication),
+    ))
+}
+
+/// Serves Issuance, gRPC health and reflection on `listener` until `shutdown`.
+pub async fn serve(
+    service: IssuanceService,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), IssuanceError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<IssuanceServer<IssuanceService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(IssuanceServer::new(service))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| IssuanceError::Startup(format!("issuance server: {e}")))
+}

@@ -1,0 +1,27 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("HSM: {0}")]
+    Hsm(#[from] hsm::HsmError),
+    #[error("certificate profile: {0}")]
+    Profile(#[from] profile::ProfileError),
+    #[error("certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Ceremony(String),
+    #[error(transparent)]
+    Issuance(#[from] issuance::IssuanceError),
+    #[error("registry: {0}")]
+    Registry(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io { path: path.to_owned(), source }
+}

@@ -1,0 +1,48 @@
+//! Issuance errors and their one mapping to gRPC status.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssuanceError {
+    /// The request is wrong; `field` is its proto path, e.g. `documents.photo_taken_on`.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The registry answered with an error.
+    #[error("registry: {0}")]
+    Registry(Status),
+    #[error("HSM: {0}")]
+    Hsm(#[from] hsm::HsmError),
+    #[error("certificate profile: {0}")]
+    Profile(#[from] profile::ProfileError),
+    /// Configuration or CA material unusable at start.
+    #[error("{0}")]
+    Startup(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<Status> for IssuanceError {
+    fn from(s: Status) -> Self {
+        IssuanceError::Registry(s)
+    }
+}
+
+impl From<IssuanceError> for Status {
+    fn from(e: IssuanceError) -> Status {
+        let msg = e.to_string();
+        match e {
+            IssuanceError::InvalidArgument { .. } => Status::invalid_argument(msg),
+            IssuanceError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            IssuanceError::Registry(s) => match s.code() {
+                // The registry's own verdicts about the application pass through.
+                Code::FailedPrecondition | Code::NotFound | Code::AlreadyExists => Status::new(s.code(), msg),
+                Code::Unavailable | Code::DeadlineExceeded => Status::unavailable(msg),
+                _ => Status::internal(msg),
+            },
+            IssuanceError::Hsm(hsm::HsmError::Unavailable(_)) => Status::unavailable(msg),
+            _ => Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Harness for end-to-end tests: a private state folder with its own SoftHSM
+//! token, the real `hpki-ca` binary started as child processes on loopback
+//! port 0, and the `openssl` command line to judge the output.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hpki-ca");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A CA instance under a temp folder.
+pub struct Ca {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Ca {
+    /// Writes a config (all listeners on port 0), creates the token and runs the ceremony.
+    pub fn new(extra_config: &str) -> Ca {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("ca.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"state\"\n{extra_config}\n[registry]\nlisten = \"127.0.0.1:0\"\n[issuance]\nlisten = \"127.0.0.1:0\"\n"
+            ),
+        )
+        .expect("write config");
+        let out = Command::new(repo().join("hsm-config/init-token.sh"))
+            .arg(dir.path().join("state"))
+            .output()
+            .expect("run init-token.sh");
+        assert!(out.status.success(), "init-token.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let ca = Ca { dir, config, children: Vec::new() };
+        let out = ca.cli(&["ceremony"]);
+        assert!(out.status.success(), "ceremony failed: {}", String::from_utf8_lossy(&out.stderr));
+        ca
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn cert_path(&self, name: &str) -> PathBuf {
+        self.state().join("ca").join(name)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN).arg("--config").arg(&self.config).args(args).output().expect("run hpki-ca")
+    }
+
+    /// Starts `hpki-ca <args>` and returns the addresses it announces, by service name.
+    pub fn spawn(&mut self, args: &[&str], services: &[&str]) -> Vec<String> {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hpki-ca");
+        let stdout = child.stdout.take().expect("stdout");
+        self.children.push(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut found = vec![String::new(); services.len()];
+        while found.iter().any(String::is_empty) {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("hpki-ca {args:?} did not announce {services:?}"));
+            let mut words = line.split_whitespace();
+            let (Some(name), Some("listening"), Some("on"), Some(addr)) = (words.next(), words.next(), words.next(), words.next()) else {
+                continue;
+            };
+            if let Some(i) = services.iter().position(|s| *s == name) {
+                found[i] = addr.to_owned();
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Ca {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A key pair and PKCS#10 request made by openssl; returns the DER request.
+pub fn openssl_csr(dir: &Path, name: &str, newkey: &str) -> Vec<u8> {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-new", "-nodes", "-subj", "/CN=card key", "-outform", "DER"]);
+    if newkey.starts_with("ec") {
+        cmd.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    } else {
+        cmd.args(["-newkey", newkey]);
+    }
+    let out = cmd.arg("-keyout").arg(&key).arg("-out").arg(&csr).output().expect("openssl req");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(&csr).expect("read csr")
+}
+
+pub fn write_pem(path: &Path, der: &[u8]) {
+    let b64 = base64_encode(der);
+    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(chunk).expect("ascii"));
+        s.push('\n');
+    }
+    s.push_str("-----END CERTIFICATE-----\n");
+    std::fs::write(path, s).expect("write pem");
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl").args(args).output().expect("run openssl");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

@@ -1,0 +1,463 @@
+//! Finding, generating and inspecting key pairs by label.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki::types::Ulong;
+
+use crate::algorithm::{KeyAlgorithm, P256_PARAMS_DER};
+use crate::error::{from_pkcs11, HsmError};
+use crate::hsm::Hsm;
+use crate::key::{HsmKey, KeyParts};
+use crate::protection::{self, KeyProtection};
+use crate::pubkey;
+
+/// Length of the random CKA_ID shared by both halves of a generated pair.
+const KEY_ID_LEN: u32 = 16;
+
+/// RSA public exponent 65537.
+const RSA_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
+
+impl Hsm {
+    /// Generates a key pair in the token. The private key is sensitive, never
+    /// extractable and can only sign (decrypt/unwrap/derive are switched off
+    /// explicitly because SoftHSM allows them by default). Both halves get the
+    /// label and one random CKA_ID.
+    ///
+    /// Fails with `KeyExists` if a private key with this label exists; it never
+    /// replaces or duplicates a key.
+    pub fn generate_key_pair(&self, label: &str, alg: KeyAlgorithm) -> Result<HsmKey, HsmError> {
+        check_label(label)?;
+        alg.validate()?;
+        // Exclusive: SoftHSM needs it (see store_lock), and it makes "is the label free?
+        // then generate" atomic for every Hsm in this process. Other processes can race.
+        let parts = self.with_session_exclusive(|s| {
+            if find_private(s, label)?.is_some() {
+                return Err(HsmError::KeyExists(label.to_owned()));
+            }
+            let id = s.generate_random_vec(KEY_ID_LEN).map_err(from_pkcs11)?;
+            let (mechanism, key_type, pub_extra) = match alg {
+                KeyAlgorithm::Rsa { bits } => (
+                    Mechanism::RsaPkcsKeyPairGen,
+                    KeyType::RSA,
+                    vec![
+                        Attribute::ModulusBits(Ulong::from(std::os::raw::c_ulong::from(bits))),
+                        Attribute::PublicExponent(RSA_EXPONENT.to_vec()),
+                    ],
+                ),
+                KeyAlgorithm::EcdsaP256 => (
+                    Mechanism::EccKeyPairGen,
+                    KeyType::EC,
+                    vec![Attribute::EcParams(P256_PARAMS_DER.to_vec())],
+                ),
+            };
+            let mut pub_template = vec![
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Verify(true),
+                Attribute::Encrypt(false),
+                Attribute::Wrap(false),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id.clone()),
+            ];
+            pub_template.extend(pub_extra);
+            let priv_template = [
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                Attribute::Decrypt(false),
+                Attribute::Unwrap(false),
+                Attribute::Derive(false),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id),
+            ];
+            let (public, private) = s
+                .generate_key_pair(&mechanism, &pub_template, &priv_template)
+                .map_err(from_pkcs11)?;
+            read_public(s, label, key_type, private, public)
+        })?;
+        tracing::info!(label, algorithm = ?alg, "generated key pair in HSM");
+        Ok(HsmKey::new(self.clone(), parts))
+    }
+
+    /// Finds a private key and its public key by label. Ok(None) if absent.
+    pub fn find_key(&self, label: &str) -> Result<Option<HsmKey>, HsmError> {
+        check_label(label)?;
+        let parts = self.with_session(|s| match find_private(s, label)? {
+            Some(private) => load(s, label, private).map(Some),
+            None => Ok(None),
+        })?;
+        Ok(parts.map(|p| HsmKey::new(self.clone(), p)))
+    }
+
+    /// `find_key`, or `KeyNotFound`.
+    pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
+        self.find_key(label)?
+            .ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))
+    }
+
+    /// Reads the private key's protection attributes back from the token.
+    pub fn key_protection(&self, label: &str) -> Result<KeyProtection, HsmError> {
+        check_label(label)?;
+        self.with_session(|s| {
+            let private =
+                find_private(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
+            let parts = load(s, label, private)?;
+            protection::read(s, private, parts.alg)
+        })
+    }
+}
+
+fn check_label(label: &str) -> Result<(), HsmError> {
+    if label.is_empty() {
+        return Err(HsmError::InvalidArgument("key label is empty".into()));
+    }
+    Ok(())
+}
+
+fn find_one(
+    s: &Session,
+    template: &[Attribute],
+    what: &str,
+) -> Result<Option<ObjectHandle>, HsmError> {
+    match s.find_objects(template).map_err(from_pkcs11)?.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        more => Err(HsmError::Ambiguous(format!(
+            "{} objects match {what}",
+            more.len()
+        ))),
+    }
+}
+
+fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
+    find_one(
+        s,
+        &[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ],
+        &format!("private key {label:?}"),
+    )
+}
+
+/// Builds the key from its private handle: type and CKA_ID from the private key,
+/// the public key found by CKA_ID (by label if the key has no ID).
+fn load(s: &Session, label: &str, private: ObjectHandle) -> Result<KeyParts, HsmError> {
+    let attrs = s
+        .get_attributes(private, &[AttributeType::KeyType, AttributeType::Id])
+        .map_err(from_pkcs11)?;
+    let mut key_type = None;
+    let mut id = Vec::new();
+    for attr in attrs {
+        match attr {
+            Attribute::KeyType(kt) => key_type = Some(kt),
+            Attribute::Id(v) => id = v,
+            _ => {}
+        }
+    }
+    let key_type = key_type
+        .ok_or_else(|| HsmError::Pkcs11(format!("private key {label:?} has no CKA_KEY_TYPE")))?;
+    let link = if id.is_empty() {
+        Attribute::Label(label.as_bytes().to_vec())
+    } else {
+        Attribute::Id(id)
+    };
+    let template = [
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(key_type),
+        link,
+    ];
+    let public = find_one(s, &template, &format!("the public key of {label:?}"))?
+        .ok_or_else(|| HsmError::UnsupportedKey(format!("no public key object for {label:?}")))?;
+    read_public(s, label, key_type, private, public)
+}
+
+/// Reads the public half and derives the algorithm and encodings.
+fn read_public(
+    s: &Session,
+    label: &str,
+    key_type: KeyType,
+    private: ObjectHandle,
+    public: ObjectHandle,
+) -> Result<KeyParts, HsmError> {
+    let (alg, public_key) = if key_type == KeyType::RSA {
+        let attrs = s
+            .get_attributes(
+                public,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )
+            .map_err(from_pkcs11)?;
+        let (mut n, mut e) = (Vec::new(), Vec::new());
+        for attr in attrs {
+            match attr {
+                Attribute::Modulus(v) => n = v,
+                Attribute::PublicExponent(v) => e = v,
+                _ => {}
+            }
+        }
+        let bits = pubkey::rsa_modulus_bits(&n);
+        let alg = KeyAlgorithm::Rsa { bits };
+        alg.validate()
+            .map_err(|_| HsmError::UnsupportedKey(format!("{label:?} is RSA-{bits}")))?;
+        (alg, pubkey::rsa_public_key_der(&n, &e)?)
+    } else if key_type == KeyType::EC {
+        let attrs = s
+            .get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])
+            .map_err(from_pkcs11)?;
+        let (mut params, mut point) = (Vec::new(), Vec::new());
+        for attr in attrs {
+            match attr {
+                Attribute::EcParams(v) => params = v,
+                Attribute::EcPoint(v) => point = v,
+                _ => {}
+            }
+        }
+        if params != P256_PARAMS_DER {
+            return Err(HsmError::UnsupportedKey(format!(
+                "{label:?} is not on P-256"
+            )));
+        }
+        (
+            KeyAlgorithm::EcdsaP256,
+            pubkey::p256_point_from_attribute(&point)?,
+        )
+    } else {
+        return Err(HsmError::UnsupportedKey(format!(
+            "{label:?} has key type {key_type}"
+        )));
+    };
+    let spki = pubkey::spki_der(alg, &public_key)?;
+    Ok(KeyParts {
+        label: label.to_owned(),
+        alg,
+        private,
+        public_key,
+        spki,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{shared_hsm, unique_label};
+
+    const RSA2048: KeyAlgorithm = KeyAlgorithm::Rsa { bits: 2048 };
+
+    fn objects_labelled(hsm: &Hsm, label: &str) -> usize {
+        hsm.with_session(|s| {
+            s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                .map_err(from_pkcs11)
+        })
+        .unwrap()
+        .len()
+    }
+
+    #[test]
+    fn generated_keys_have_the_requested_algorithm() {
+        let hsm = shared_hsm();
+        let rsa = hsm
+            .generate_key_pair(&unique_label("gen-rsa"), RSA2048)
+            .unwrap();
+        assert_eq!(rsa.algorithm(), RSA2048);
+        assert_eq!(rsa.public_key_bytes()[0], 0x30); // SEQUENCE { n, e }
+        let ec = hsm
+            .generate_key_pair(&unique_label("gen-ec"), KeyAlgorithm::EcdsaP256)
+            .unwrap();
+        assert_eq!(ec.algorithm(), KeyAlgorithm::EcdsaP256);
+        assert_eq!(ec.public_key_bytes().len(), 65);
+        assert_eq!(ec.public_key_bytes()[0], 0x04);
+        // One private and one public object each, nothing else.
+        assert_eq!(objects_labelled(&hsm, rsa.label()), 2);
+        assert_eq!(objects_labelled(&hsm, ec.label()), 2);
+    }
+
+    #[test]
+    fn both_halves_share_a_random_id() {
+        let hsm = shared_hsm();
+        let label = unique_label("ids");
+        hsm.generate_key_pair(&label, KeyAlgorithm::EcdsaP256)
+            .unwrap();
+        let ids: Vec<Vec<u8>> = hsm
+            .with_session(|s| {
+                let found = s
+                    .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                    .map_err(from_pkcs11)?;
+                let mut ids = Vec::new();
+                for h in found {
+                    for a in s
+                        .get_attributes(h, &[AttributeType::Id])
+                        .map_err(from_pkcs11)?
+                    {
+                        if let Attribute::Id(id) = a {
+                            ids.push(id);
+                        }
+                    }
+                }
+                Ok(ids)
+            })
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0], ids[1]);
+        assert_eq!(ids[0].len(), KEY_ID_LEN as usize);
+    }
+
+    #[test]
+    fn find_key_returns_the_same_public_key() {
+        let hsm = shared_hsm();
+        for alg in [RSA2048, KeyAlgorithm::EcdsaP256] {
+            let label = unique_label("find");
+            let made = hsm.generate_key_pair(&label, alg).unwrap();
+            let found = hsm.find_key(&label).unwrap().unwrap();
+            assert_eq!(found.label(), label);
+            assert_eq!(found.algorithm(), alg);
+            assert_eq!(found.public_key_bytes(), made.public_key_bytes());
+            assert_eq!(
+                found.subject_public_key_info_der(),
+                made.subject_public_key_info_der()
+            );
+            assert_eq!(
+                hsm.key(&label).unwrap().public_key_bytes(),
+                made.public_key_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn absent_key_is_none_or_key_not_found() {
+        let hsm = shared_hsm();
+        let label = unique_label("absent");
+        assert!(hsm.find_key(&label).unwrap().is_none());
+        assert!(matches!(hsm.key(&label), Err(HsmError::KeyNotFound(l)) if l == label));
+        assert!(matches!(
+            hsm.key_protection(&label),
+            Err(HsmError::KeyNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn existing_label_is_key_exists_and_the_old_key_survives() {
+        let hsm = shared_hsm();
+        for alg in [RSA2048, KeyAlgorithm::EcdsaP256] {
+            let label = unique_label("exists");
+            let old = hsm.generate_key_pair(&label, alg).unwrap();
+            // Same or different algorithm: both refused.
+            for again in [alg, RSA2048, KeyAlgorithm::EcdsaP256] {
+                let err = hsm.generate_key_pair(&label, again).unwrap_err();
+                assert!(
+                    matches!(&err, HsmError::KeyExists(l) if *l == label),
+                    "{err:?}"
+                );
+            }
+            assert_eq!(objects_labelled(&hsm, &label), 2);
+            let found = hsm.key(&label).unwrap();
+            assert_eq!(found.public_key_bytes(), old.public_key_bytes());
+            assert!(!old.sign(b"still here").unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn concurrent_generation_with_one_label_makes_one_key() {
+        let hsm = shared_hsm();
+        let label = unique_label("race");
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (hsm, label) = (hsm.clone(), label.clone());
+                std::thread::spawn(move || hsm.generate_key_pair(&label, KeyAlgorithm::EcdsaP256))
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| matches!(r, Err(HsmError::KeyExists(_))))
+                .count(),
+            3
+        );
+        assert_eq!(objects_labelled(&hsm, &label), 2);
+    }
+
+    #[test]
+    fn protection_is_ca_grade() {
+        let hsm = shared_hsm();
+        for alg in [RSA2048, KeyAlgorithm::EcdsaP256] {
+            let label = unique_label("prot");
+            hsm.generate_key_pair(&label, alg).unwrap();
+            let p = hsm.key_protection(&label).unwrap();
+            assert_eq!(
+                p,
+                KeyProtection {
+                    sensitive: true,
+                    extractable: false,
+                    never_extractable: true,
+                    sign: true,
+                    decrypt: false,
+                    unwrap: false,
+                    derive: false,
+                    private_value_readable: false,
+                },
+                "{alg:?}"
+            );
+            assert!(p.is_ca_grade());
+        }
+    }
+
+    #[test]
+    fn private_values_cannot_be_read_directly() {
+        let hsm = shared_hsm();
+        for (alg, secret) in [
+            (RSA2048, AttributeType::PrivateExponent),
+            (KeyAlgorithm::EcdsaP256, AttributeType::Value),
+        ] {
+            let key = hsm.generate_key_pair(&unique_label("secret"), alg).unwrap();
+            let private = key.private_handle();
+            let attrs = hsm
+                .with_session(|s| s.get_attributes(private, &[secret]).map_err(from_pkcs11))
+                .unwrap();
+            for a in &attrs {
+                match a {
+                    Attribute::PrivateExponent(v) | Attribute::Value(v) => {
+                        assert!(v.is_empty(), "{alg:?}: {} secret bytes came back", v.len())
+                    }
+                    other => panic!("unexpected attribute {other:?}"),
+                }
+            }
+            // Even asking for the RSA prime factors gives nothing.
+            if alg == RSA2048 {
+                let primes = hsm
+                    .with_session(|s| {
+                        s.get_attributes(private, &[AttributeType::Prime1, AttributeType::Prime2])
+                            .map_err(from_pkcs11)
+                    })
+                    .unwrap();
+                assert!(
+                    primes.iter().all(|a| matches!(a,
+                    Attribute::Prime1(v) | Attribute::Prime2(v) if v.is_empty())),
+                    "{primes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_rejected_before_touching_the_token() {
+        let hsm = shared_hsm();
+        assert!(matches!(
+            hsm.generate_key_pair("", KeyAlgorithm::EcdsaP256),
+            Err(HsmError::InvalidArgument(_))
+        ));
+        let label = unique_label("small");
+        assert!(matches!(
+            hsm.generate_key_pair(&label, KeyAlgorithm::Rsa { bits: 1024 }),
+            Err(HsmError::InvalidArgument(_))
+        ));
+        assert_eq!(objects_labelled(&hsm, &label), 0);
+        assert!(matches!(
+            hsm.find_key(""),
+            Err(HsmError::InvalidArgument(_))
+        ));
+    }
+}

@@ -33,7 +33,8 @@ pub struct TestToken {
     pub label: String,
     pub user_pin: String,
     pub so_pin: String,
-    /// Kept alive (and never deleted) for the whole process.
+    /// Kept for the whole process; a later test process deletes it (see
+    /// `remove_stale_token_dirs`).
     _dir: tempfile::TempDir,
 }
 
@@ -81,8 +82,9 @@ fn create_token() -> TestToken {
         "SoftHSM module {} not found: install softhsm2 (make setup) or set HSM_TEST_MODULE",
         module.display()
     );
+    remove_stale_token_dirs();
     let dir = tempfile::Builder::new()
-        .prefix("hsm-test-")
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
         .tempdir()
         .unwrap_or_else(|e| panic!("cannot create a temp folder for the test token: {e}"));
     let tokens = dir.path().join("tokens");
@@ -118,6 +120,34 @@ fn create_token() -> TestToken {
         user_pin,
         so_pin,
         _dir: dir,
+    }
+}
+
+/// Token folders are named `hsm-test-<pid>-<random>`.
+const DIR_PREFIX: &str = "hsm-test-";
+
+/// Statics are never dropped, so each test process leaves its token folder behind.
+/// Remove those whose process is gone (Linux: checked via /proc; elsewhere, keep all).
+fn remove_stale_token_dirs() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path()); // best effort; another process may race us
+        }
     }
 }
 

@@ -153,7 +153,11 @@ mod tests {
     fn signatures_verify_with_ring() {
         let hsm = shared_hsm();
         let msg = vec![0x5a; 300]; // about a TBSCertificate
-        for alg in [RSA2048, KeyAlgorithm::EcdsaP256] {
+        for alg in [
+            RSA2048,
+            KeyAlgorithm::Rsa { bits: 3072 },
+            KeyAlgorithm::EcdsaP256,
+        ] {
             let key = hsm.generate_key_pair(&unique_label("sign"), alg).unwrap();
             let sig = key.sign(&msg).unwrap();
             assert!(verify(&key, &msg, &sig), "{alg:?} signature did not verify");
@@ -162,7 +166,7 @@ mod tests {
                 "{alg:?} verified the wrong message"
             );
             match alg {
-                KeyAlgorithm::Rsa { .. } => assert_eq!(sig.len(), 256),
+                KeyAlgorithm::Rsa { bits } => assert_eq!(sig.len() * 8, bits as usize),
                 KeyAlgorithm::EcdsaP256 => assert_eq!(sig[0], 0x30, "DER SEQUENCE expected"),
             }
         }

@@ -72,10 +72,10 @@ impl Ca {
         self.children.push(child);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Keep draining after the addresses are found: a closed pipe would
+            // make the child's next println fail.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut found = vec![String::new(); services.len()];

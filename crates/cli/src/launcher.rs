@@ -54,7 +54,15 @@ pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), CliError> {
 
 /// The line tests and people read to find a service.
 pub fn announce(name: &str, addr: SocketAddr, what: &str) {
-    println!("{name:<10} listening on {addr} ({what})");
+    say(format_args!("{name:<10} listening on {addr} ({what})"));
+}
+
+/// stdout may be a pipe nobody reads any more; a service must not die of that.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 pub async fn run_registry(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
@@ -81,8 +89,8 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
     announce("issuance", iss_addr, "gRPC hpki.issuance.v1.Issuance");
-    println!("state      {}", cfg.state_dir.display());
-    println!("CA certs   {}", cfg.cert_dir().display());
+    say(format_args!("state      {}", cfg.state_dir.display()));
+    say(format_args!("CA certs   {}", cfg.cert_dir().display()));
     let reg_cfg = cfg.clone();
     let reg_stop = stop.clone();
     let registry = tokio::spawn(async move {

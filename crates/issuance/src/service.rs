@@ -130,11 +130,16 @@ impl IssuanceService {
                 (rec.serial.clone(), rec.tbs_der.clone(), rec.not_before_unix, rec.not_after_unix)
             }
             _ => {
-                let (nb, na) = profile::validity::subscriber_validity(
-                    profile::validity::today_jst(),
-                    self.profile.validity_years,
-                    ca.ca.not_after(),
-                );
+                // A reservation left by an earlier attempt keeps its validity: the
+                // registry returns the same serial and the record must match the TBS.
+                let (nb, na) = match existing.filter(|_| state == reg::CertificateState::Reserved as i32) {
+                    Some(rec) => (unix(rec.not_before_unix)?, unix(rec.not_after_unix)?),
+                    None => profile::validity::subscriber_validity(
+                        profile::validity::today_jst(),
+                        self.profile.validity_years,
+                        ca.ca.not_after(),
+                    ),
+                };
                 let serial = registry
                     .reserve_serial(reg::ReserveSerialRequest {
                         card_id: card_id.to_owned(),
@@ -202,6 +207,11 @@ fn registry_membership(m: i32) -> Membership {
         Ok(reg::Membership::Member) => Membership::Member,
         _ => Membership::NonMember,
     }
+}
+
+fn unix(t: i64) -> Result<time::OffsetDateTime, IssuanceError> {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map_err(|e| IssuanceError::Internal(format!("registry returned a bad time {t}: {e}")))
 }
 
 fn rfc3339(unix: i64) -> String {

@@ -26,6 +26,8 @@ pub struct Config {
     pub hsm: HsmConfig,
     pub registry: RegistryConfig,
     pub issuance: IssuanceConfig,
+    pub crl: CrlConfig,
+    pub revocation: RevocationConfig,
     pub ca: CaConfig,
     pub profile: ProfileConfig,
 }
@@ -37,6 +39,8 @@ impl Default for Config {
             hsm: HsmConfig::default(),
             registry: RegistryConfig::default(),
             issuance: IssuanceConfig::default(),
+            crl: CrlConfig::default(),
+            revocation: RevocationConfig::default(),
             ca: CaConfig::default(),
             profile: ProfileConfig::default(),
         }
@@ -96,6 +100,64 @@ impl Default for IssuanceConfig {
         IssuanceConfig {
             listen: "127.0.0.1:50052".into(),
             registry_url: "http://127.0.0.1:50051".into(),
+        }
+    }
+}
+
+/// The CRL publisher. URLs, partitions and deltas are in `[profile]`, because
+/// issued certificates carry them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrlConfig {
+    /// gRPC (Publish, GetStatus).
+    pub listen: String,
+    /// HTTP distribution point; serves each CRL at the path of its URL.
+    pub http_listen: String,
+    pub registry_url: String,
+    /// Where published CRLs are written (relative to `state_dir`).
+    pub out_dir: PathBuf,
+    /// nextUpdate = thisUpdate + this many hours (full CRLs; MEDIS uses 96).
+    pub next_update_hours: u32,
+    /// nextUpdate of delta CRLs.
+    pub delta_next_update_hours: u32,
+    /// A full CRL is published at least this often, in minutes.
+    pub interval_minutes: u32,
+}
+
+impl Default for CrlConfig {
+    fn default() -> Self {
+        CrlConfig {
+            listen: "127.0.0.1:50053".into(),
+            http_listen: "127.0.0.1:8081".into(),
+            registry_url: "http://127.0.0.1:50051".into(),
+            out_dir: PathBuf::from("crl"),
+            next_update_hours: 48,
+            delta_next_update_hours: 24,
+            interval_minutes: 24 * 60,
+        }
+    }
+}
+
+/// The revocation service (operators).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationConfig {
+    pub listen: String,
+    pub registry_url: String,
+    /// gRPC address of the CRL publisher, asked for an immediate CRL on emergencies.
+    pub crl_url: String,
+    /// Two-person control: an emergency revocation takes effect only once a
+    /// second operator approves it.
+    pub emergency_requires_approval: bool,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            listen: "127.0.0.1:50054".into(),
+            registry_url: "http://127.0.0.1:50051".into(),
+            crl_url: "http://127.0.0.1:50053".into(),
+            emergency_requires_approval: false,
         }
     }
 }
@@ -204,8 +266,15 @@ pub struct ProfileConfig {
     pub authentication_policy_oid: String,
     /// CPS URI qualifier on both policies; empty for none.
     pub cps_uri: String,
+    /// Full CRL of each issuing CA. With partitions, partition `p` is served at
+    /// this URL with `-p{p}` before the extension (see `partition_url`), and with
+    /// deltas the delta CRL at `-delta` (see `delta_url`).
     pub signing_crl_url: String,
     pub authentication_crl_url: String,
+    /// Number of CRL partitions per issuing CA; 0 = one full CRL.
+    pub crl_partitions: u32,
+    /// Publish delta CRLs and point at them with freshestCRL.
+    pub delta_crls: bool,
     /// AIA OCSP URL; real HPKI CAs publish CRLs only, so it can be turned off.
     pub ocsp_enabled: bool,
     pub ocsp_url: String,
@@ -232,6 +301,8 @@ impl Default for ProfileConfig {
             cps_uri: "http://127.0.0.1:8081/repository/".into(),
             signing_crl_url: "http://127.0.0.1:8081/crl/sign.crl".into(),
             authentication_crl_url: "http://127.0.0.1:8081/crl/auth.crl".into(),
+            crl_partitions: 0,
+            delta_crls: false,
             ocsp_enabled: true,
             ocsp_url: "http://127.0.0.1:8082/ocsp".into(),
             authentication_eku: vec!["clientAuth".into()],
@@ -241,6 +312,24 @@ impl Default for ProfileConfig {
             min_rsa_bits: 2048,
             document_max_age_months: 6,
         }
+    }
+}
+
+/// `http://h/crl/sign.crl` -> `http://h/crl/sign-p3.crl`.
+pub fn partition_url(base: &str, partition: u32) -> String {
+    with_suffix(base, &format!("-p{partition}"))
+}
+
+/// `http://h/crl/sign.crl` -> `http://h/crl/sign-delta.crl`.
+pub fn delta_url(base: &str) -> String {
+    with_suffix(base, "-delta")
+}
+
+fn with_suffix(base: &str, suffix: &str) -> String {
+    let file_start = base.rfind('/').map_or(0, |i| i + 1);
+    match base[file_start..].rfind('.') {
+        Some(dot) => format!("{}{suffix}{}", &base[..file_start + dot], &base[file_start + dot..]),
+        None => format!("{base}{suffix}"),
     }
 }
 
@@ -292,6 +381,13 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_and_delta_urls() {
+        assert_eq!(partition_url("http://h:1/crl/sign.crl", 3), "http://h:1/crl/sign-p3.crl");
+        assert_eq!(delta_url("http://h:1/crl/sign.crl"), "http://h:1/crl/sign-delta.crl");
+        assert_eq!(delta_url("http://h.example/crl/sign"), "http://h.example/crl/sign-delta");
+    }
 
     #[test]
     fn empty_file_gives_defaults_and_relative_state_dir_follows_the_file() {

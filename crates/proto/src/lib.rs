@@ -13,5 +13,17 @@ pub mod issuance {
     }
 }
 
+pub mod crl {
+    pub mod v1 {
+        tonic::include_proto!("hpki.crl.v1");
+    }
+}
+
+pub mod revocation {
+    pub mod v1 {
+        tonic::include_proto!("hpki.revocation.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of all our protos, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

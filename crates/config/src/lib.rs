@@ -28,6 +28,7 @@ pub struct Config {
     pub issuance: IssuanceConfig,
     pub crl: CrlConfig,
     pub revocation: RevocationConfig,
+    pub ocsp: OcspConfig,
     pub ca: CaConfig,
     pub profile: ProfileConfig,
 }
@@ -41,6 +42,7 @@ impl Default for Config {
             issuance: IssuanceConfig::default(),
             crl: CrlConfig::default(),
             revocation: RevocationConfig::default(),
+            ocsp: OcspConfig::default(),
             ca: CaConfig::default(),
             profile: ProfileConfig::default(),
         }
@@ -158,6 +160,68 @@ impl Default for RevocationConfig {
             registry_url: "http://127.0.0.1:50051".into(),
             crl_url: "http://127.0.0.1:50053".into(),
             emergency_requires_approval: false,
+        }
+    }
+}
+
+/// How the responder treats a request nonce (RFC 8954).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NonceMode {
+    /// Serve the cached response; the nonce is not echoed (RFC 5019 behaviour).
+    Ignore,
+    /// Sign a fresh response echoing the nonce, within `nonce_signatures_per_second`.
+    Echo,
+}
+
+/// The OCSP responder (RFC 6960 / RFC 5019).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcspConfig {
+    /// HTTP listener; requests are served at `/` and at the path of `profile.ocsp_url`.
+    pub listen: String,
+    /// Prometheus metrics (`/metrics`).
+    pub metrics_listen: String,
+    pub registry_url: String,
+    /// nextUpdate = thisUpdate + this many hours.
+    pub next_update_hours: u32,
+    /// Re-sign a cached response when less than this many minutes remain before nextUpdate.
+    pub refresh_before_minutes: u32,
+    pub nonce: NonceMode,
+    /// Bound on live (nonce-echoing) signatures per second; beyond it the cached response is served.
+    pub nonce_signatures_per_second: u32,
+    /// Largest accepted request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Largest number of certificates asked about in one request.
+    pub max_certificates_per_request: usize,
+    /// Signatures allowed in flight at once; beyond it, fail fast with tryLater.
+    pub max_inflight_signatures: usize,
+    /// Delegated responder certificates: key labels, file names (in the CA cert folder) and validity.
+    pub signing_responder_key_label: String,
+    pub authentication_responder_key_label: String,
+    pub signing_responder_file: String,
+    pub authentication_responder_file: String,
+    pub responder_validity_days: u32,
+}
+
+impl Default for OcspConfig {
+    fn default() -> Self {
+        OcspConfig {
+            listen: "127.0.0.1:8082".into(),
+            metrics_listen: "127.0.0.1:9102".into(),
+            registry_url: "http://127.0.0.1:50051".into(),
+            next_update_hours: 24,
+            refresh_before_minutes: 6 * 60,
+            nonce: NonceMode::Ignore,
+            nonce_signatures_per_second: 100,
+            max_request_bytes: 8 * 1024,
+            max_certificates_per_request: 8,
+            max_inflight_signatures: 64,
+            signing_responder_key_label: "ocsp-sign".into(),
+            authentication_responder_key_label: "ocsp-auth".into(),
+            signing_responder_file: "ocsp-sign.pem".into(),
+            authentication_responder_file: "ocsp-auth.pem".into(),
+            responder_validity_days: 30,
         }
     }
 }

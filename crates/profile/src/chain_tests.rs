@@ -731,3 +731,91 @@ fn assembly_inputs_are_checked() {
             .is_err()
     );
 }
+
+/// With partitions and deltas on, the CRLDP is the partition's URL (chosen
+/// from the serial) and freshestCRL (non-critical) points at that partition's
+/// delta CRL; openssl still verifies the chain.
+#[test]
+fn partition_crl_distribution_point_and_freshest_crl() {
+    let h = hierarchy(ec_key);
+    let cfg = config::ProfileConfig {
+        crl_partitions: 4,
+        delta_crls: true,
+        ..Default::default()
+    };
+    let subject_key = ec_key();
+    let dir = tempfile::tempdir().unwrap();
+    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
+    // Last 8 octets 0x...0b = 11: 11 % 4 + 1 = partition 4.
+    let serial = [0x10, 0, 0, 0, 0, 0, 0, 0, 0x0b];
+    assert_eq!(crate::crl_partition(&serial, 4), 4);
+    let params = subscriber_params(
+        &cfg,
+        CertKind::Signing,
+        &doctor(),
+        &serial,
+        nb,
+        na,
+        &h.sign_ca,
+    )
+    .unwrap();
+    let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
+    let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "part-ee");
+    assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
+    assert!(
+        text.contains("URI:http://127.0.0.1:8081/crl/sign-p4.crl"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"),
+        "{text}"
+    );
+    assert!(text.contains("X509v3 Freshest CRL:"), "{text}");
+    assert!(!text.contains("X509v3 Freshest CRL: critical"), "{text}");
+    assert!(
+        text.contains("URI:http://127.0.0.1:8081/crl/sign-p4-delta.crl"),
+        "{text}"
+    );
+
+    // Deltas without partitions: freshestCRL is the CA's delta CRL.
+    let cfg = config::ProfileConfig {
+        delta_crls: true,
+        ..Default::default()
+    };
+    let params = subscriber_params(
+        &cfg,
+        CertKind::Signing,
+        &doctor(),
+        &serial,
+        nb,
+        na,
+        &h.sign_ca,
+    )
+    .unwrap();
+    let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
+    let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "delta-ee");
+    assert!(
+        text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"),
+        "{text}"
+    );
+    assert!(
+        text.contains("URI:http://127.0.0.1:8081/crl/sign-delta.crl"),
+        "{text}"
+    );
+
+    // Both off (the default): no freshestCRL, the CA's CRL.
+    let params = subscriber_params(
+        &config::ProfileConfig::default(),
+        CertKind::Signing,
+        &doctor(),
+        &serial,
+        nb,
+        na,
+        &h.sign_ca,
+    )
+    .unwrap();
+    let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
+    let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "plain-ee");
+    assert!(!text.contains("Freshest CRL"), "{text}");
+    assert!(!text.contains("sign-p"), "{text}");
+}

@@ -7,9 +7,10 @@ use der::asn1::{Any, Ia5String, ObjectIdentifier, OctetString};
 use der::Encode;
 use rcgen::{CustomExtension, ExtendedKeyUsagePurpose};
 use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
-use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
-    AccessDescription, AuthorityInfoAccessSyntax, CertificatePolicies, SubjectAltName,
+    AccessDescription, AuthorityInfoAccessSyntax, CertificatePolicies, FreshestCrl, SubjectAltName,
     SubjectKeyIdentifier,
 };
 use x509_cert::name::Name;
@@ -23,6 +24,8 @@ pub const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("2.5.29.14");
 pub const ID_CE_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 pub const ID_CE_CERTIFICATE_POLICIES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.32");
+/// freshestCRL (RFC 5280 4.2.1.15): where the delta CRL is.
+pub const ID_CE_FRESHEST_CRL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.46");
 pub const ID_PE_AUTHORITY_INFO_ACCESS: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
 pub const ID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
@@ -84,6 +87,19 @@ pub fn authority_info_access_ocsp(url: Ia5String) -> Result<Vec<u8>, ProfileErro
         access_location: GeneralName::UniformResourceIdentifier(url),
     }]);
     Ok(aia.to_der()?)
+}
+
+/// freshestCRL (same syntax as cRLDistributionPoints) with one
+/// distributionPoint whose fullName is the delta CRL's URI.
+pub fn freshest_crl(url: Ia5String) -> Result<Vec<u8>, ProfileError> {
+    let point = DistributionPoint {
+        distribution_point: Some(DistributionPointName::FullName(vec![
+            GeneralName::UniformResourceIdentifier(url),
+        ])),
+        reasons: None,
+        crl_issuer: None,
+    };
+    Ok(FreshestCrl(vec![point]).to_der()?)
 }
 
 pub fn subject_key_identifier(key_id: &[u8]) -> Result<Vec<u8>, ProfileError> {
@@ -148,6 +164,15 @@ mod tests {
                 ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 4])
             ]
         );
+    }
+
+    #[test]
+    fn freshest_crl_is_one_full_name_uri() {
+        let der = freshest_crl(Ia5String::new("http://h/d.crl").unwrap()).unwrap();
+        // SEQUENCE { SEQUENCE { [0] { [0] { [6] "http://h/d.crl" } } } }
+        let mut expected = vec![0x30, 0x16, 0x30, 0x14, 0xa0, 0x12, 0xa0, 0x10, 0x86, 0x0e];
+        expected.extend_from_slice(b"http://h/d.crl");
+        assert_eq!(der, expected);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod ca;
 pub mod csr;
+pub mod distribution;
 mod error;
 pub mod extensions;
 pub mod hcrole;
@@ -24,6 +25,7 @@ mod testutil;
 
 pub use ca::{ca_params, IssuingCa};
 pub use csr::{CsrError, VerifiedCsr};
+pub use distribution::crl_partition;
 pub use error::ProfileError;
 pub use serial::serial_number;
 pub use subscriber::{subscriber_params, Subscriber};

@@ -5,10 +5,11 @@ use rcgen::{CertificateParams, CrlDistributionPoint, IsCa, KeyUsagePurpose};
 use time::OffsetDateTime;
 
 use crate::ca::{check_period, IssuingCa};
+use crate::distribution;
 use crate::error::ProfileError;
 use crate::extensions::{
-    self, ID_CE_CERTIFICATE_POLICIES, ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES,
-    ID_PE_AUTHORITY_INFO_ACCESS,
+    self, ID_CE_CERTIFICATE_POLICIES, ID_CE_FRESHEST_CRL, ID_CE_SUBJECT_ALT_NAME,
+    ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES, ID_PE_AUTHORITY_INFO_ACCESS,
 };
 use crate::hcrole;
 use crate::names::{
@@ -169,9 +170,21 @@ pub fn subscriber_params(
             "{crl_field} is empty; HPKI certificates rely on CRLs"
         )));
     }
-    let crl_url = extensions::parse_url(crl_url.trim(), crl_field)?;
+    // With partitions, the partition's CRL; with deltas, freshestCRL points at
+    // the delta CRL of that same CRL (its scope must match the full CRL's).
+    let crl_dp = distribution::crl_distribution_url(crl_url.trim(), serial, cfg.crl_partitions);
+    let crl_dp = extensions::parse_url(&crl_dp, crl_field)?;
+    if cfg.delta_crls {
+        let delta = distribution::freshest_crl_url(crl_dp.as_str());
+        let delta = extensions::parse_url(&delta, crl_field)?;
+        params.custom_extensions.push(extensions::custom(
+            ID_CE_FRESHEST_CRL,
+            extensions::freshest_crl(delta)?,
+            false,
+        ));
+    }
     params.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec![crl_url.to_string()],
+        uris: vec![crl_dp.to_string()],
     }];
 
     let alt_name = names::to_x509_name(&who.alt_name_entries())?;

@@ -1,1 +1,14 @@
-//! crl
+//! The CRL publisher: full, delta and partitioned CRLs of the issuing CAs and
+//! the root's ARL, signed by keys in the HSM, written to disk and served over
+//! HTTP at the distribution points the certificates carry.
+#![forbid(unsafe_code)]
+
+pub mod asn1;
+pub mod builder;
+pub mod entry;
+pub mod error;
+
+pub use asn1::{OnlyContains, SignatureAlgorithm};
+pub use builder::{build_crl, CrlEncoder, CrlSigner, CrlSpec, IssuingDistributionPoint, SignedCrl};
+pub use entry::{CrlEntry, CrlReason, SerialNumber};
+pub use error::CrlError;

@@ -1,0 +1,240 @@
+//! One CRL entry as RFC 5280 5.1.2.6 and 5.3.1 name its parts: the revoked
+//! certificate's serial number, the revocation date and the CRLReason.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::CrlError;
+
+/// Longest DER INTEGER content of a CertificateSerialNumber (RFC 5280 4.1.2.2).
+pub const MAX_SERIAL_OCTETS: usize = 20;
+
+/// A positive certificate serial number, kept as its minimal big-endian
+/// magnitude in a fixed buffer (no allocation per CRL entry).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SerialNumber {
+    bytes: [u8; MAX_SERIAL_OCTETS],
+    len: u8,
+}
+
+impl SerialNumber {
+    /// From big-endian octets (leading zero octets allowed). The DER INTEGER
+    /// must be positive and fit in 20 octets.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SerialNumber, CrlError> {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        let magnitude = &bytes[start..];
+        let Some(first) = magnitude.first() else {
+            return Err(CrlError::InvalidArgument("serial number is zero or empty".into()));
+        };
+        let encoded = magnitude.len() + usize::from(first & 0x80 != 0);
+        if encoded > MAX_SERIAL_OCTETS {
+            return Err(CrlError::InvalidArgument(format!(
+                "serial number needs {encoded} octets; at most {MAX_SERIAL_OCTETS} are allowed"
+            )));
+        }
+        let mut out = [0u8; MAX_SERIAL_OCTETS];
+        out[..magnitude.len()].copy_from_slice(magnitude);
+        Ok(SerialNumber { bytes: out, len: magnitude.len() as u8 })
+    }
+
+    /// From hex as the registry writes it (upper or lower case, even length).
+    pub fn from_hex(hex_str: &str) -> Result<SerialNumber, CrlError> {
+        let mut buf = [0u8; MAX_SERIAL_OCTETS + 1];
+        let n = hex_str.len() / 2;
+        if hex_str.len() % 2 != 0 || n == 0 || n > buf.len() {
+            // Allow extra leading zero octets beyond 21 only via from_bytes; rare.
+            let bytes = hex::decode(hex_str).map_err(|_| bad_hex(hex_str))?;
+            return SerialNumber::from_bytes(&bytes);
+        }
+        hex::decode_to_slice(hex_str, &mut buf[..n]).map_err(|_| bad_hex(hex_str))?;
+        SerialNumber::from_bytes(&buf[..n])
+    }
+
+    /// The minimal big-endian magnitude (no sign octet).
+    pub fn magnitude(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Lower-case hex of the magnitude.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.magnitude())
+    }
+}
+
+fn bad_hex(s: &str) -> CrlError {
+    let shown: String = s.chars().take(48).collect();
+    CrlError::InvalidArgument(format!("serial number {shown:?} is not hex"))
+}
+
+impl fmt::Debug for SerialNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SerialNumber({})", self.to_hex())
+    }
+}
+
+/// CRLReason (RFC 5280 5.3.1), without certificateHold and removeFromCRL:
+/// HPKI revocation is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CrlReason {
+    Unspecified,
+    KeyCompromise,
+    #[serde(rename = "cACompromise")]
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    PrivilegeWithdrawn,
+    #[serde(rename = "aACompromise")]
+    AaCompromise,
+}
+
+impl CrlReason {
+    /// The ENUMERATED value.
+    pub fn code(self) -> u8 {
+        match self {
+            CrlReason::Unspecified => 0,
+            CrlReason::KeyCompromise => 1,
+            CrlReason::CaCompromise => 2,
+            CrlReason::AffiliationChanged => 3,
+            CrlReason::Superseded => 4,
+            CrlReason::CessationOfOperation => 5,
+            CrlReason::PrivilegeWithdrawn => 9,
+            CrlReason::AaCompromise => 10,
+        }
+    }
+
+    /// From the registry's RevocationReason (same numbers). Unknown values
+    /// become unspecified: the certificate is still listed as revoked.
+    pub fn from_registry(value: i32) -> CrlReason {
+        use proto::registry::v1::RevocationReason as R;
+        match R::try_from(value) {
+            Ok(R::KeyCompromise) => CrlReason::KeyCompromise,
+            Ok(R::CaCompromise) => CrlReason::CaCompromise,
+            Ok(R::AffiliationChanged) => CrlReason::AffiliationChanged,
+            Ok(R::Superseded) => CrlReason::Superseded,
+            Ok(R::CessationOfOperation) => CrlReason::CessationOfOperation,
+            Ok(R::PrivilegeWithdrawn) => CrlReason::PrivilegeWithdrawn,
+            Ok(R::Unspecified) => CrlReason::Unspecified,
+            Err(_) => {
+                tracing::warn!(value, "unknown revocation reason from the registry; listed as unspecified");
+                CrlReason::Unspecified
+            }
+        }
+    }
+
+    /// The RFC 5280 name, e.g. "keyCompromise".
+    pub fn name(self) -> &'static str {
+        match self {
+            CrlReason::Unspecified => "unspecified",
+            CrlReason::KeyCompromise => "keyCompromise",
+            CrlReason::CaCompromise => "cACompromise",
+            CrlReason::AffiliationChanged => "affiliationChanged",
+            CrlReason::Superseded => "superseded",
+            CrlReason::CessationOfOperation => "cessationOfOperation",
+            CrlReason::PrivilegeWithdrawn => "privilegeWithdrawn",
+            CrlReason::AaCompromise => "aACompromise",
+        }
+    }
+}
+
+impl fmt::Display for CrlReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Accepts the RFC 5280 names in any case, with or without dashes or
+/// underscores ("keyCompromise", "key-compromise", "CA_COMPROMISE").
+impl FromStr for CrlReason {
+    type Err = CrlError;
+
+    fn from_str(s: &str) -> Result<CrlReason, CrlError> {
+        let folded: String =
+            s.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect();
+        let all = [
+            CrlReason::Unspecified,
+            CrlReason::KeyCompromise,
+            CrlReason::CaCompromise,
+            CrlReason::AffiliationChanged,
+            CrlReason::Superseded,
+            CrlReason::CessationOfOperation,
+            CrlReason::PrivilegeWithdrawn,
+            CrlReason::AaCompromise,
+        ];
+        all.into_iter().find(|r| r.name().to_lowercase() == folded).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|r| r.name()).collect();
+            CrlError::InvalidArgument(format!(
+                "unknown revocation reason {s:?}; use one of {}",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+/// One revokedCertificates entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlEntry {
+    pub user_certificate: SerialNumber,
+    /// revocationDate, seconds since the Unix epoch.
+    pub revocation_date: i64,
+    pub reason: CrlReason,
+}
+
+impl CrlEntry {
+    /// From one entry of the registry's ListRevoked stream.
+    pub fn from_registry(e: &proto::registry::v1::RevokedEntry) -> Result<CrlEntry, CrlError> {
+        let user_certificate = SerialNumber::from_hex(&e.serial)
+            .map_err(|err| CrlError::BadEntry(err.to_string()))?;
+        Ok(CrlEntry {
+            user_certificate,
+            revocation_date: e.revoked_at_unix,
+            reason: CrlReason::from_registry(e.reason),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_minimal_positive_and_bounded() {
+        assert_eq!(SerialNumber::from_bytes(&[0, 0, 1]).unwrap().magnitude(), &[1]);
+        assert_eq!(SerialNumber::from_hex("00FF").unwrap().magnitude(), &[0xff]);
+        assert_eq!(SerialNumber::from_hex("0a0B").unwrap().to_hex(), "0a0b");
+        assert!(SerialNumber::from_bytes(&[0x7f; 20]).is_ok());
+        assert!(SerialNumber::from_bytes(&[0x80; 19]).is_ok());
+        assert!(SerialNumber::from_bytes(&[0x80; 20]).is_err());
+        assert!(SerialNumber::from_bytes(&[]).is_err());
+        assert!(SerialNumber::from_hex("0000").is_err());
+        assert!(SerialNumber::from_hex("").is_err());
+        assert!(SerialNumber::from_hex("abc").is_err());
+        assert!(SerialNumber::from_hex("zz").is_err());
+        assert!(SerialNumber::from_hex("ü1").is_err());
+        assert!(SerialNumber::from_hex(&"01".repeat(21)).is_err());
+        assert_eq!(
+            SerialNumber::from_hex(&format!("{}01", "00".repeat(30))).unwrap().magnitude(),
+            &[1]
+        );
+    }
+
+    #[test]
+    fn reasons_parse_and_map() {
+        assert_eq!("keyCompromise".parse::<CrlReason>().unwrap(), CrlReason::KeyCompromise);
+        assert_eq!("ca-compromise".parse::<CrlReason>().unwrap(), CrlReason::CaCompromise);
+        assert_eq!("SUPERSEDED".parse::<CrlReason>().unwrap(), CrlReason::Superseded);
+        let err = "hold".parse::<CrlReason>().unwrap_err().to_string();
+        assert!(err.contains("keyCompromise"), "{err}");
+        assert_eq!(CrlReason::from_registry(9), CrlReason::PrivilegeWithdrawn);
+        assert_eq!(CrlReason::from_registry(6), CrlReason::Unspecified);
+        assert_eq!(CrlReason::from_registry(-1), CrlReason::Unspecified);
+        assert_eq!(CrlReason::PrivilegeWithdrawn.code(), 9);
+    }
+
+    #[test]
+    fn registry_entries_with_bad_serials_are_bad_entries() {
+        let e = proto::registry::v1::RevokedEntry { serial: "xyz".into(), ..Default::default() };
+        assert!(matches!(CrlEntry::from_registry(&e), Err(CrlError::BadEntry(_))));
+    }
+}

@@ -7,8 +7,17 @@ pub mod asn1;
 pub mod builder;
 pub mod entry;
 pub mod error;
+pub mod issuer;
+pub mod published;
+mod timefmt;
 
 pub use asn1::{OnlyContains, SignatureAlgorithm};
 pub use builder::{build_crl, CrlEncoder, CrlSigner, CrlSpec, IssuingDistributionPoint, SignedCrl};
 pub use entry::{CrlEntry, CrlReason, SerialNumber};
 pub use error::CrlError;
+pub use issuer::CaKey;
+
+#[cfg(test)]
+mod builder_tests;
+#[cfg(test)]
+mod testutil;

@@ -2,8 +2,9 @@
 
 use proto::registry::v1 as pb;
 use store::{
-    AuditRecord, CardRecord, CardState, CardView, CertificateKind, CertificateRecord, CertificateState,
-    ContactAddress, HolderDetails, HolderRecord, Membership,
+    ApprovalRecord, ApprovalState, AuditRecord, CardRecord, CardState, CardView, CertificateKind,
+    CertificateRecord, CertificateState, CertificateStatus, ContactAddress, HolderDetails, HolderRecord,
+    Membership, RevocationReason, RevokedEntry, StatusChange,
 };
 
 use crate::error::RegistryError;
@@ -87,6 +88,13 @@ pub fn card_out(c: CardRecord) -> pb::Card {
 }
 
 pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
+    let revocation = r.revocation.unwrap_or(store::Revocation {
+        revoked_at_unix: 0,
+        reason: RevocationReason::Unspecified,
+        revoked_by: String::new(),
+        note: String::new(),
+        sequence: 0,
+    });
     pb::CertificateRecord {
         serial: r.serial.to_hex(),
         card_id: r.card_id,
@@ -106,6 +114,67 @@ pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
         not_before_unix: r.not_before_unix,
         not_after_unix: r.not_after_unix,
         reserved_at_unix: r.reserved_at_unix,
+        revoked_at_unix: revocation.revoked_at_unix,
+        revocation_reason: reason_out(revocation.reason) as i32,
+        revoked_by: revocation.revoked_by,
+        revocation_note: revocation.note,
+        revocation_sequence: revocation.sequence,
+    }
+}
+
+pub fn reason_out(r: RevocationReason) -> pb::RevocationReason {
+    match r {
+        RevocationReason::Unspecified => pb::RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise => pb::RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise => pb::RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged => pb::RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded => pb::RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation => pb::RevocationReason::CessationOfOperation,
+        RevocationReason::PrivilegeWithdrawn => pb::RevocationReason::PrivilegeWithdrawn,
+    }
+}
+
+pub fn status_change_out(c: StatusChange) -> pb::StatusChange {
+    pb::StatusChange {
+        sequence: c.sequence,
+        serial: c.serial.to_hex(),
+        issuer_label: c.issuer_label,
+        status: match c.status {
+            CertificateStatus::Good => pb::CertificateStatus::Good,
+            CertificateStatus::Revoked => pb::CertificateStatus::Revoked,
+        } as i32,
+        revoked_at_unix: c.revoked_at_unix,
+        reason: c.reason.map_or(pb::RevocationReason::Unspecified, reason_out) as i32,
+        not_after_unix: c.not_after_unix,
+        card_id: c.card_id,
+        at_unix_micros: c.at_unix_micros,
+    }
+}
+
+pub fn revoked_entry_out(e: RevokedEntry) -> pb::RevokedEntry {
+    pb::RevokedEntry {
+        serial: e.serial.to_hex(),
+        revoked_at_unix: e.revoked_at_unix,
+        reason: reason_out(e.reason) as i32,
+        not_after_unix: e.not_after_unix,
+        sequence: e.sequence,
+    }
+}
+
+pub fn approval_out(a: ApprovalRecord) -> pb::Approval {
+    pb::Approval {
+        approval_id: a.approval_id,
+        kind: a.kind,
+        subject: a.subject,
+        payload_json: a.payload_json,
+        requested_by: a.requested_by,
+        approved_by: a.approved_by,
+        state: match a.state {
+            ApprovalState::Awaiting => pb::ApprovalState::Awaiting,
+            ApprovalState::Approved => pb::ApprovalState::Approved,
+            ApprovalState::Executed => pb::ApprovalState::Executed,
+        } as i32,
+        created_at_unix: a.created_at_unix,
     }
 }
 

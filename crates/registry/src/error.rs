@@ -58,6 +58,13 @@ fn store_status(err: StoreError) -> Status {
         E::TbsConflict { .. } => (Code::FailedPrecondition, "tbs_der"),
         E::CertificateConflict { .. } => (Code::FailedPrecondition, "certificate_der"),
         E::ReservedAction { .. } => (Code::InvalidArgument, "action"),
+        E::NoSuchApproval { .. } => (Code::NotFound, "approval_id"),
+        E::RevokedAt { .. } => (Code::InvalidArgument, "revoked_at_unix"),
+        E::IssuerLabel { .. } => (Code::InvalidArgument, "issuer_label"),
+        E::CrlScope { .. } => (Code::InvalidArgument, "scope"),
+        E::FeedAhead { .. } => (Code::OutOfRange, "after_sequence"),
+        E::Approver { .. } => (Code::FailedPrecondition, "approver"),
+        E::ApprovalState { .. } => (Code::FailedPrecondition, "approval_id"),
         E::Corrupt { .. } | E::AuditChainBroken { .. } => {
             tracing::error!(error = %err, "registry database damaged");
             return Status::data_loss(err.to_string());
@@ -91,6 +98,17 @@ mod tests {
         });
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert!(s.message().starts_with("certificate_der: "), "{}", s.message());
+        let s = status(StoreError::Approver {
+            approval_id: "A1".into(),
+            reason: "must differ from the requesting operator".into(),
+        });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.message(), "approver: must differ from the requesting operator");
+        let s = status(StoreError::RevokedAt { revoked_at_unix: 9, reason: "is in the future".into() });
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "revoked_at_unix: 9 is in the future"));
+        let s = status(StoreError::FeedAhead { after_sequence: 9, last_sequence: 3 });
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert!(s.message().starts_with("after_sequence: "));
         let s = status(StoreError::Corrupt { tree: "cards", key: "C1".into(), reason: "x".into() });
         assert_eq!(s.code(), Code::DataLoss);
     }

@@ -6,6 +6,7 @@ mod convert;
 mod error;
 mod server;
 mod service;
+mod streams;
 mod validate;
 mod x509;
 

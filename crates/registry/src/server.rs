@@ -46,11 +46,20 @@ pub async fn serve_store(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let service = RegistryService::new(store, holder_id_prefix);
+    let streams = service.clone();
+    // Open WatchStatus streams never end on their own; end them first, or the
+    // graceful shutdown would wait for them forever.
+    let shutdown = async move {
+        shutdown.await;
+        streams.end_streams();
+    };
+
     info!(%addr, "registry listening");
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
-        .add_service(RegistryServer::new(RegistryService::new(store, holder_id_prefix)))
+        .add_service(RegistryServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     info!(%addr, "registry stopped");

@@ -1,14 +1,18 @@
 //! The gRPC handlers: validate the request, call the store on a blocking
 //! thread (its writes fsync), convert the answer.
 
+use std::sync::Arc;
+
 use proto::registry::v1 as pb;
 use proto::registry::v1::get_card_request::Key;
 use proto::registry::v1::registry_server::Registry;
-use store::{NewApplication, Reservation, Store, StoreError};
+use store::{NewApplication, NewApproval, Reservation, RevocationRequest, RevokedQuery, Store, StoreError};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::error::RegistryError;
+use crate::streams::{self, ChunkStream, FEED_PAGE};
 use crate::validate::{self, MAX_DER_LEN, MAX_TEXT_LEN};
 use crate::x509;
 
@@ -20,11 +24,20 @@ const AUDIT_PAGE_BYTES: usize = 2 * 1024 * 1024;
 pub struct RegistryService {
     store: Store,
     holder_id_prefix: String,
+    /// Set to true to end the endless WatchStatus streams (and long
+    /// ListRevoked ones), so a graceful shutdown does not wait on them.
+    end_streams: Arc<watch::Sender<bool>>,
 }
 
 impl RegistryService {
     pub fn new(store: Store, holder_id_prefix: String) -> RegistryService {
-        RegistryService { store, holder_id_prefix }
+        RegistryService { store, holder_id_prefix, end_streams: Arc::new(watch::Sender::new(false)) }
+    }
+
+    /// Ends every open stream with UNAVAILABLE (clients resume with their
+    /// last sequence); call when the server starts shutting down.
+    pub fn end_streams(&self) {
+        self.end_streams.send_replace(true);
     }
 
     /// Runs a store call off the async workers: store writes block on fsync.
@@ -59,8 +72,26 @@ fn actor<T>(request: &Request<T>, given: &str) -> Result<String, RegistryError> 
     }
 }
 
+/// What the operator asked for in a revoke request.
+fn revocation(
+    reason: i32,
+    revoked_at_unix: i64,
+    actor: &str,
+    note: &str,
+) -> Result<RevocationRequest, RegistryError> {
+    Ok(RevocationRequest {
+        reason: validate::reason("reason", reason)?,
+        revoked_at_unix,
+        actor: validate::id("actor", actor)?,
+        note: validate::text("note", note, MAX_TEXT_LEN)?,
+    })
+}
+
 #[tonic::async_trait]
 impl Registry for RegistryService {
+    type ListRevokedStream = ChunkStream<pb::RevokedEntry>;
+    type WatchStatusStream = ChunkStream<pb::StatusChange>;
+
     async fn begin_application(
         &self,
         request: Request<pb::BeginApplicationRequest>,
@@ -238,6 +269,136 @@ impl Registry for RegistryService {
         Ok(Response::new(pb::ListAuditResponse {
             entries: entries.into_iter().map(convert::audit_out).collect(),
         }))
+    }
+
+    async fn revoke_certificate(
+        &self,
+        request: Request<pb::RevokeCertificateRequest>,
+    ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
+        let req = request.into_inner();
+        let serial = validate::serial("serial", &req.serial)?;
+        let revocation = revocation(req.reason, req.revoked_at_unix, &req.actor, &req.note)?;
+        let outcome = self.run(move |s| s.revoke_certificate(&serial, &revocation)).await?;
+        Ok(Response::new(pb::RevokeCertificateResponse {
+            certificate: Some(convert::certificate_out(outcome.certificate)),
+            already_revoked: outcome.already_revoked,
+        }))
+    }
+
+    async fn revoke_card(
+        &self,
+        request: Request<pb::RevokeCardRequest>,
+    ) -> Result<Response<pb::RevokeCardResponse>, Status> {
+        let req = request.into_inner();
+        let card_id = validate::id("card_id", &req.card_id)?;
+        let revocation = revocation(req.reason, req.revoked_at_unix, &req.actor, &req.note)?;
+        let confirmation = validate::json("confirmation_json", &req.confirmation_json)?;
+        let outcome = self.run(move |s| s.revoke_card(&card_id, &revocation, &confirmation)).await?;
+        Ok(Response::new(pb::RevokeCardResponse {
+            card: Some(convert::card_out(outcome.view.card)),
+            certificates: outcome.view.certificates.into_iter().map(convert::certificate_out).collect(),
+            newly_revoked: outcome.newly_revoked,
+        }))
+    }
+
+    async fn list_revoked(
+        &self,
+        request: Request<pb::ListRevokedRequest>,
+    ) -> Result<Response<Self::ListRevokedStream>, Status> {
+        let req = request.into_inner();
+        if req.at_unix < 0 {
+            return Err(RegistryError::invalid("at_unix", "must not be negative (0 means now)").into());
+        }
+        let query = RevokedQuery {
+            issuer_label: validate::id("issuer_label", &req.issuer_label)?,
+            after_sequence: req.after_sequence,
+            include_expired: req.include_expired,
+            at_unix: req.at_unix,
+        };
+        let stream = streams::list_revoked(self.store.clone(), query, self.end_streams.subscribe());
+        Ok(Response::new(stream))
+    }
+
+    async fn watch_status(
+        &self,
+        request: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        let after = request.into_inner().after_sequence;
+        // Subscribe before the first read: whatever becomes durable after the
+        // read moves the position, so the stream reads on and misses nothing.
+        let position = self.store.subscribe_feed();
+        // The first page is read here so a bad resume point fails the call.
+        let first_page = self.run(move |s| s.feed_after(after, FEED_PAGE)).await?;
+        let stream = streams::watch_status(
+            self.store.clone(),
+            position,
+            after,
+            first_page,
+            self.end_streams.subscribe(),
+        );
+        Ok(Response::new(stream))
+    }
+
+    async fn get_feed_position(
+        &self,
+        _request: Request<pb::FeedPositionRequest>,
+    ) -> Result<Response<pb::FeedPosition>, Status> {
+        Ok(Response::new(pb::FeedPosition { last_sequence: self.store.feed_position() }))
+    }
+
+    async fn next_crl_number(
+        &self,
+        request: Request<pb::NextCrlNumberRequest>,
+    ) -> Result<Response<pb::NextCrlNumberResponse>, Status> {
+        let actor = peer(&request);
+        let scope = request.into_inner().scope;
+        let number = self.run(move |s| s.next_crl_number(&scope, &actor)).await?;
+        Ok(Response::new(pb::NextCrlNumberResponse {
+            crl_number: number.crl_number,
+            feed_sequence: number.feed_sequence,
+        }))
+    }
+
+    async fn create_approval(
+        &self,
+        request: Request<pb::CreateApprovalRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let req = request.into_inner();
+        let new = NewApproval {
+            kind: validate::id("kind", &req.kind)?,
+            subject: validate::text("subject", &req.subject, MAX_TEXT_LEN)?,
+            payload_json: validate::json("payload_json", &req.payload_json)?,
+            requested_by: validate::id("requested_by", &req.requested_by)?,
+        };
+        let approval = self.run(move |s| s.create_approval(&new)).await?;
+        Ok(Response::new(convert::approval_out(approval)))
+    }
+
+    async fn approve(&self, request: Request<pb::ApproveRequest>) -> Result<Response<pb::Approval>, Status> {
+        let req = request.into_inner();
+        let approval_id = validate::id("approval_id", &req.approval_id)?;
+        let approver = validate::id("approver", &req.approver)?;
+        let approval = self.run(move |s| s.approve(&approval_id, &approver)).await?;
+        Ok(Response::new(convert::approval_out(approval)))
+    }
+
+    async fn get_approval(
+        &self,
+        request: Request<pb::GetApprovalRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let approval_id = validate::id("approval_id", &request.get_ref().approval_id)?;
+        let approval = self.run(move |s| s.get_approval(&approval_id)).await?;
+        Ok(Response::new(convert::approval_out(approval)))
+    }
+
+    async fn mark_approval_executed(
+        &self,
+        request: Request<pb::MarkApprovalExecutedRequest>,
+    ) -> Result<Response<pb::Approval>, Status> {
+        let actor = peer(&request);
+        let approval_id = validate::id("approval_id", &request.get_ref().approval_id)?;
+        let approval = self.run(move |s| s.mark_approval_executed(&approval_id, &actor)).await?;
+        Ok(Response::new(convert::approval_out(approval)))
     }
 }
 

@@ -2,7 +2,7 @@
 //! Only what the registry itself relies on; the domain rules (documents,
 //! dates, licence formats) are the issuance service's.
 
-use store::{CertificateKind, Serial};
+use store::{CertificateKind, RevocationReason, Serial};
 
 use crate::error::RegistryError;
 
@@ -72,6 +72,24 @@ pub fn kind(field: &'static str, value: i32) -> Result<CertificateKind, Registry
     }
 }
 
+/// A CRLReason the CA uses (the proto's RevocationReason); UNSPECIFIED is
+/// RFC 5280's "unspecified" (0), which CRLs carry as no reasonCode at all.
+pub fn reason(field: &'static str, value: i32) -> Result<RevocationReason, RegistryError> {
+    use proto::registry::v1::RevocationReason as P;
+    Ok(match P::try_from(value) {
+        Ok(P::Unspecified) => RevocationReason::Unspecified,
+        Ok(P::KeyCompromise) => RevocationReason::KeyCompromise,
+        Ok(P::CaCompromise) => RevocationReason::CaCompromise,
+        Ok(P::AffiliationChanged) => RevocationReason::AffiliationChanged,
+        Ok(P::Superseded) => RevocationReason::Superseded,
+        Ok(P::CessationOfOperation) => RevocationReason::CessationOfOperation,
+        Ok(P::PrivilegeWithdrawn) => RevocationReason::PrivilegeWithdrawn,
+        Err(_) => {
+            return Err(RegistryError::invalid(field, format!("{value} is not a reason code the CA uses")))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +125,16 @@ mod tests {
         assert!(kind("kind", 1).is_ok());
         assert_eq!(message(kind("kind", 0)), "kind: must be SIGNING or AUTHENTICATION");
         assert!(kind("kind", 99).is_err());
+    }
+
+    #[test]
+    fn reasons_are_the_rfc_5280_codes() {
+        for r in RevocationReason::ALL {
+            assert_eq!(reason("reason", i32::from(r.code())).unwrap(), r);
+        }
+        // certificateHold (6) and removeFromCRL (8) do not exist here: revocation is final.
+        for bad in [6, 7, 8, 10, -1] {
+            assert!(message(reason("reason", bad)).starts_with("reason: "), "{bad}");
+        }
     }
 }

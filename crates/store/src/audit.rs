@@ -16,8 +16,27 @@ pub mod actions {
     pub const TBS_RECORD: &str = "tbs.record";
     pub const CERTIFICATE_STORE: &str = "certificate.store";
     pub const APPLICATION_COMPLETE: &str = "application.complete";
-    pub const ALL: [&str; 5] =
-        [APPLICATION_BEGIN, SERIAL_RESERVE, TBS_RECORD, CERTIFICATE_STORE, APPLICATION_COMPLETE];
+    pub const CERTIFICATE_REVOKE: &str = "certificate.revoke";
+    pub const CARD_REVOKE: &str = "card.revoke";
+    pub const CRL_NUMBER: &str = "crl.number";
+    pub const APPROVAL_CREATE: &str = "approval.create";
+    pub const APPROVAL_APPROVE: &str = "approval.approve";
+    pub const APPROVAL_EXECUTE: &str = "approval.execute";
+    pub const BENCH_IMPORT: &str = "bench.import-revoked";
+    pub const ALL: [&str; 12] = [
+        APPLICATION_BEGIN,
+        SERIAL_RESERVE,
+        TBS_RECORD,
+        CERTIFICATE_STORE,
+        APPLICATION_COMPLETE,
+        CERTIFICATE_REVOKE,
+        CARD_REVOKE,
+        CRL_NUMBER,
+        APPROVAL_CREATE,
+        APPROVAL_APPROVE,
+        APPROVAL_EXECUTE,
+        BENCH_IMPORT,
+    ];
 }
 
 const HEAD_KEY: &[u8] = b"audit_head";

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 use crate::application::require_card;
 use crate::audit::{self, actions, Event};
 use crate::error::StoreError;
-use crate::records::{CardState, CertificateKind, CertificateRecord, CertificateState};
+use crate::feed::{self, FeedChange};
+use crate::records::{CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus};
 use crate::serial::Serial;
 use crate::tx::{decode, fail, Tx, TxResult};
 use crate::Store;
@@ -56,8 +57,9 @@ impl Store {
     /// Stores the signed certificate. `tbs_of_cert` is the tbsCertificate taken
     /// from `cert_der` by the caller (the store does not parse DER); it must equal
     /// the recorded bytes. PRECERT -> ISSUED; the same certificate again is a
-    /// no-op. A certificate whose reservation was revoked meanwhile is still
-    /// stored (everything signed is recorded) but stays revoked.
+    /// no-op. Becoming ISSUED appends a GOOD change to the status feed. A
+    /// certificate whose reservation was revoked meanwhile is still stored
+    /// (everything signed is recorded) but stays revoked, and no GOOD is sent.
     pub fn store_certificate(
         &self,
         serial: &Serial,
@@ -65,10 +67,10 @@ impl Store {
         tbs_of_cert: &[u8],
         actor: &str,
     ) -> Result<CertificateRecord, StoreError> {
-        let (record, changed) =
+        let (record, changed, issued) =
             self.trees.transact(|tx| store_cert(tx, serial, cert_der, tbs_of_cert, actor))?;
         if changed {
-            self.flush()?;
+            crate::feed::flush_and_raise(self, issued)?;
         }
         Ok(record)
     }
@@ -96,6 +98,13 @@ impl Store {
 }
 
 fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(CertificateRecord, bool)> {
+    // The label is the prefix of the revoked_by_issuer index, ended by 0x00.
+    if req.issuer_label.is_empty() || req.issuer_label.contains('\0') {
+        return fail(StoreError::IssuerLabel {
+            issuer_label: req.issuer_label.clone(),
+            reason: "must be non-empty and contain no NUL",
+        });
+    }
     let mut card = require_card(tx, &req.card_id)?;
     if let Some(serial) = card.serial(req.kind) {
         return Ok((require_certificate(tx, serial)?, false));
@@ -121,6 +130,7 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
         not_before_unix: req.not_before_unix,
         not_after_unix: req.not_after_unix,
         reserved_at_unix: crate::clock::now_unix(),
+        revocation: None,
     };
     tx.certificates.put_json(serial.as_bytes(), &record)?;
     card.set_serial(req.kind, serial.clone());
@@ -171,13 +181,15 @@ fn record_tbs(
     Ok((record, true))
 }
 
+/// The record, whether anything was written, and the GOOD feed sequence if
+/// the certificate became ISSUED.
 fn store_cert(
     tx: &Tx<'_>,
     serial: &Serial,
     cert_der: &[u8],
     tbs_of_cert: &[u8],
     actor: &str,
-) -> TxResult<(CertificateRecord, bool)> {
+) -> TxResult<(CertificateRecord, bool, Option<u64>)> {
     let mismatch = || StoreError::CertificateConflict {
         serial: serial.to_hex(),
         reason: "certificate does not match the recorded to-be-signed bytes",
@@ -195,7 +207,7 @@ fn store_cert(
     }
     if let Some(stored) = &record.certificate_der {
         if stored.as_slice() == cert_der {
-            return Ok((record, false));
+            return Ok((record, false, None));
         }
         // Same TBS, other signature (e.g. ECDSA signed twice): keep the first.
         return fail(StoreError::CertificateConflict {
@@ -204,14 +216,30 @@ fn store_cert(
         });
     }
     record.certificate_der = Some(cert_der.to_vec());
+    let mut good = None;
     if record.state == CertificateState::Precert {
         record.state = CertificateState::Issued;
+        let change = feed::append(
+            tx,
+            &FeedChange {
+                serial,
+                issuer_label: &record.issuer_label,
+                status: CertificateStatus::Good,
+                revoked_at_unix: 0,
+                reason: None,
+                not_after_unix: record.not_after_unix,
+                card_id: &record.card_id,
+            },
+        )?;
+        good = Some(change.sequence);
     }
     tx.certificates.put_json(serial.as_bytes(), &record)?;
     let detail = json!({
         "card_id": record.card_id,
         "kind": record.kind,
         "certificate_sha256": sha256_hex(cert_der),
+        "state": record.state,
+        "feed_sequence": good,
     });
     let subject = serial.to_hex();
     audit::append(
@@ -223,11 +251,11 @@ fn store_cert(
             detail_json: detail.to_string(),
         },
     )?;
-    Ok((record, true))
+    Ok((record, true, good))
 }
 
 /// A serial the caller named: absent is the caller's NotFound.
-fn find_certificate(tx: &Tx<'_>, serial: &Serial) -> TxResult<CertificateRecord> {
+pub(crate) fn find_certificate(tx: &Tx<'_>, serial: &Serial) -> TxResult<CertificateRecord> {
     match tx.certificates.get_json(serial.as_bytes())? {
         Some(r) => Ok(r),
         None => fail(StoreError::NoSuchCertificate { serial: serial.to_hex() }),

@@ -1,7 +1,7 @@
 //! Everything the store can refuse or fail at. The registry maps these to gRPC
 //! status codes in one place.
 
-use crate::records::{CardState, CertificateState};
+use crate::records::{ApprovalState, CardState, CertificateState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,6 +19,8 @@ pub enum StoreError {
     NoSuchLicence { licence_number: String },
     #[error("no such certificate {serial}")]
     NoSuchCertificate { serial: String },
+    #[error("no such approval {approval_id}")]
+    NoSuchApproval { approval_id: String },
 
     #[error("holder already has an active card {card_id}")]
     ActiveCard { card_id: String },
@@ -37,6 +39,20 @@ pub enum StoreError {
     TbsConflict { serial: String },
     #[error("certificate {serial}: {reason}")]
     CertificateConflict { serial: String, reason: &'static str },
+
+    #[error("{revoked_at_unix} {reason}")]
+    RevokedAt { revoked_at_unix: i64, reason: String },
+    #[error("issuer label {issuer_label:?} {reason}")]
+    IssuerLabel { issuer_label: String, reason: &'static str },
+    #[error("CRL scope {scope:?} {reason}")]
+    CrlScope { scope: String, reason: &'static str },
+    #[error("after sequence {after_sequence} is beyond the feed's last sequence {last_sequence}")]
+    FeedAhead { after_sequence: u64, last_sequence: u64 },
+    /// Two-person control refused the approver (e.g. it is the requester).
+    #[error("{reason}")]
+    Approver { approval_id: String, reason: String },
+    #[error("approval {approval_id} is {state}: {reason}")]
+    ApprovalState { approval_id: String, state: ApprovalState, reason: String },
 
     #[error("action {action} is logged by the registry itself")]
     ReservedAction { action: String },

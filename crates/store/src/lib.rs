@@ -1,5 +1,6 @@
-//! The registry's data layer on sled: holders, cards, certificates and the
-//! hash-chained audit log. Only the registry service writes through it.
+//! The registry's data layer on sled: holders, cards, certificates,
+//! revocations, the status feed, CRL numbers, approvals and the hash-chained
+//! audit log. Only the registry service writes through it.
 //!
 //! Every change runs in one sled transaction over all trees together with the
 //! audit entry that describes it, and is flushed to disk before the call
@@ -7,23 +8,33 @@
 //! leaves half of one.
 
 mod application;
+mod approvals;
 mod audit;
+mod bench;
 mod certificates;
 mod clock;
+mod crl_number;
 mod error;
+mod feed;
 mod records;
+mod revocation;
 mod serial;
 mod tx;
 
 use std::path::Path;
 
 pub use audit::{actions, audit_hash};
+pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
+pub use crl_number::MAX_SCOPE_LEN;
 pub use error::StoreError;
 pub use records::{
-    AuditRecord, BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateRecord,
-    CertificateState, ContactAddress, HolderDetails, HolderRecord, Membership, NewApplication,
+    ApprovalRecord, ApprovalState, AuditRecord, BeginOutcome, CardRecord, CardRevokeOutcome, CardState,
+    CardView, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, ContactAddress,
+    CrlNumber, HolderDetails, HolderRecord, Membership, NewApplication, NewApproval, Revocation,
+    RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
 };
+pub use revocation::{RevokedEntries, MAX_CLOCK_SKEW_SECS};
 pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};
 
 /// A handle on the database; cheap to clone (sled's `Db` is shared).
@@ -31,6 +42,7 @@ pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};
 pub struct Store {
     db: sled::Db,
     trees: tx::Trees,
+    durable: feed::Durable,
 }
 
 impl Store {
@@ -39,7 +51,9 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = sled::open(path)?;
         let trees = tx::Trees::open(&db)?;
-        Ok(Store { db, trees })
+        // What sled recovered is on disk, so all of it counts as durable.
+        let durable = feed::Durable::new(feed::last_stored(&trees)?);
+        Ok(Store { db, trees, durable })
     }
 
     /// Appends an entry for something that happened outside the store (e.g.

@@ -149,6 +149,194 @@ pub struct CertificateRecord {
     pub not_before_unix: i64,
     pub not_after_unix: i64,
     pub reserved_at_unix: i64,
+    /// Set once, when revoked (state `Revoked`); never changed afterwards.
+    #[serde(default)]
+    pub revocation: Option<Revocation>,
+}
+
+/// RFC 5280 CRLReason codes the CA uses. There is no certificateHold (6) and
+/// so no removeFromCRL (8): HPKI revocation is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RevocationReason {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    PrivilegeWithdrawn,
+}
+
+impl RevocationReason {
+    pub const ALL: [RevocationReason; 7] = [
+        RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::PrivilegeWithdrawn,
+    ];
+
+    /// The CRLReason ENUMERATED value (RFC 5280 5.3.1), also the proto's number.
+    pub fn code(self) -> u8 {
+        match self {
+            RevocationReason::Unspecified => 0,
+            RevocationReason::KeyCompromise => 1,
+            RevocationReason::CaCompromise => 2,
+            RevocationReason::AffiliationChanged => 3,
+            RevocationReason::Superseded => 4,
+            RevocationReason::CessationOfOperation => 5,
+            RevocationReason::PrivilegeWithdrawn => 9,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<RevocationReason> {
+        RevocationReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// How a certificate was revoked: the first revocation's, kept for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub revoked_at_unix: i64,
+    pub reason: RevocationReason,
+    pub revoked_by: String,
+    pub note: String,
+    /// The status-feed sequence of the REVOKED change.
+    pub sequence: u64,
+}
+
+/// What an operator asks for when revoking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRequest {
+    pub reason: RevocationReason,
+    /// 0 means now; otherwise not before 1970 and not more than
+    /// `MAX_CLOCK_SKEW_SECS` in the future.
+    pub revoked_at_unix: i64,
+    pub actor: String,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeOutcome {
+    /// The certificate as now stored.
+    pub certificate: CertificateRecord,
+    /// True when it was revoked before: nothing was written, the first
+    /// revocation's time and reason stand.
+    pub already_revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRevokeOutcome {
+    /// The card (state REVOKED), its holder and every certificate as now stored.
+    pub view: CardView,
+    /// Certificates this call revoked; 0 when the card was already fully revoked.
+    pub newly_revoked: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CertificateStatus {
+    /// Signed and stored (ISSUED).
+    Good,
+    Revoked,
+}
+
+/// One entry of the status feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// Gapless and strictly increasing from 1; never reused.
+    pub sequence: u64,
+    pub serial: Serial,
+    pub issuer_label: String,
+    pub status: CertificateStatus,
+    /// 0 for GOOD.
+    pub revoked_at_unix: i64,
+    /// `None` for GOOD.
+    pub reason: Option<RevocationReason>,
+    pub not_after_unix: i64,
+    pub card_id: String,
+    /// When the change was committed.
+    pub at_unix_micros: i64,
+}
+
+/// One revoked certificate of an issuing CA, as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    pub serial: Serial,
+    pub revoked_at_unix: i64,
+    pub reason: RevocationReason,
+    pub not_after_unix: i64,
+    /// The status-feed sequence of the revocation.
+    pub sequence: u64,
+}
+
+/// Which revoked certificates `Store::revoked_entries` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedQuery {
+    pub issuer_label: String,
+    /// Only revocations with a feed sequence above this (0 = all): delta CRLs.
+    pub after_sequence: u64,
+    /// Also list certificates past their notAfter.
+    pub include_expired: bool,
+    /// "Now" for the expiry test; 0 = the current time.
+    pub at_unix: i64,
+}
+
+/// A CRL number and the feed position it was taken at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlNumber {
+    pub crl_number: u64,
+    /// Every status change up to and including this sequence was committed
+    /// (and is durable) before the number was taken.
+    pub feed_sequence: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ApprovalState {
+    Awaiting,
+    Approved,
+    Executed,
+}
+
+impl fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ApprovalState::Awaiting => "AWAITING",
+            ApprovalState::Approved => "APPROVED",
+            ApprovalState::Executed => "EXECUTED",
+        })
+    }
+}
+
+/// A change that needs a second operator (two-person control).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub approval_id: String,
+    pub kind: String,
+    pub subject: String,
+    pub payload_json: String,
+    pub requested_by: String,
+    /// Empty until approved.
+    pub approved_by: String,
+    pub state: ApprovalState,
+    pub created_at_unix: i64,
+    #[serde(default)]
+    pub approved_at_unix: i64,
+    #[serde(default)]
+    pub executed_at_unix: i64,
+}
+
+/// A new approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApproval {
+    pub kind: String,
+    pub subject: String,
+    pub payload_json: String,
+    pub requested_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

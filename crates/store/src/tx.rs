@@ -26,6 +26,11 @@ pub(crate) struct Trees {
     pub certificates: Tree,
     pub audit: Tree,
     pub meta: Tree,
+    /// Status feed: sequence (u64 BE) -> StatusChange.
+    pub feed: Tree,
+    /// issuer_label, 0x00, serial bytes -> compact revoked entry (see `revocation`).
+    pub revoked_by_issuer: Tree,
+    pub approvals: Tree,
 }
 
 /// Transactional views of the trees, each knowing its name for error messages.
@@ -37,6 +42,9 @@ pub(crate) struct Tx<'a> {
     pub certificates: Table<'a>,
     pub audit: Table<'a>,
     pub meta: Table<'a>,
+    pub feed: Table<'a>,
+    pub revoked_by_issuer: Table<'a>,
+    pub approvals: Table<'a>,
 }
 
 impl Trees {
@@ -49,6 +57,9 @@ impl Trees {
             certificates: db.open_tree("certificates")?,
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
+            feed: db.open_tree("feed")?,
+            revoked_by_issuer: db.open_tree("revoked_by_issuer")?,
+            approvals: db.open_tree("approvals")?,
         })
     }
 
@@ -64,8 +75,11 @@ impl Trees {
             &self.certificates,
             &self.audit,
             &self.meta,
+            &self.feed,
+            &self.revoked_by_issuer,
+            &self.approvals,
         );
-        all.transaction(|(h, hl, c, ca, ce, a, m)| {
+        all.transaction(|(h, hl, c, ca, ce, a, m, fe, ri, ap)| {
             f(&Tx {
                 holders: Table { name: "holders", tree: h },
                 holder_by_licence: Table { name: "holder_by_licence", tree: hl },
@@ -74,6 +88,9 @@ impl Trees {
                 certificates: Table { name: "certificates", tree: ce },
                 audit: Table { name: "audit", tree: a },
                 meta: Table { name: "meta", tree: m },
+                feed: Table { name: "feed", tree: fe },
+                revoked_by_issuer: Table { name: "revoked_by_issuer", tree: ri },
+                approvals: Table { name: "approvals", tree: ap },
             })
         })
         .map_err(|e| match e {
@@ -125,6 +142,11 @@ impl Table<'_> {
         Ok(())
     }
 
+    pub fn put_raw(&self, key: &[u8], value: &[u8]) -> TxResult<()> {
+        self.tree.insert(key, value)?;
+        Ok(())
+    }
+
     pub fn contains(&self, key: &[u8]) -> TxResult<bool> {
         Ok(self.tree.get(key)?.is_some())
     }
@@ -148,7 +170,7 @@ pub(crate) fn corrupt(tree: &'static str, key: &[u8], reason: &str) -> StoreErro
 }
 
 /// Text keys as text, binary keys (serials, sequence numbers) as hex.
-fn show_key(key: &[u8]) -> String {
+pub(crate) fn show_key(key: &[u8]) -> String {
     match std::str::from_utf8(key) {
         Ok(s) if s.chars().all(|c| c.is_ascii_graphic()) => s.to_owned(),
         _ => hex::encode(key),

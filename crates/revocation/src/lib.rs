@@ -1,1 +1,93 @@
-//! revocation
+//! The revocation service, for operators: revoke one certificate or a whole
+//! card with an RFC 5280 reason, and the emergency revocation of a lost card
+//! (紛失届 → 緊急失効): identity confirmation, optional approval by a second
+//! operator, every certificate revoked for keyCompromise and a CRL published
+//! at once. It talks to the registry and the CRL publisher over gRPC only.
+
+pub mod convert;
+mod error;
+mod service;
+pub mod validate;
+
+use std::future::Future;
+use std::time::Duration;
+
+use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
+use proto::registry::v1::registry_client::RegistryClient;
+use proto::revocation::v1::revocation_server::RevocationServer;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic_health::ServingStatus;
+
+pub use error::RevocationError;
+pub use service::{
+    RevocationService, Settings, AUDIT_EMERGENCY_APPROVED, AUDIT_EMERGENCY_REQUESTED, EMERGENCY_APPROVAL_KIND,
+};
+
+/// How long a CRL publication may take (a full CRL of a large CA is signed in the HSM).
+const CRL_PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn endpoint(field: &str, url: &str, timeout: Duration) -> Result<Channel, RevocationError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| RevocationError::Startup(format!("{field} {url:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout);
+    Ok(endpoint.connect_lazy())
+}
+
+/// A lazily connecting registry client, so the service can start before the registry.
+pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, RevocationError> {
+    Ok(RegistryClient::new(endpoint("revocation.registry_url", url, Duration::from_secs(30))?))
+}
+
+/// A lazily connecting CRL publisher client.
+pub fn crl_client(url: &str) -> Result<CrlPublisherClient<Channel>, RevocationError> {
+    Ok(CrlPublisherClient::new(endpoint("revocation.crl_url", url, CRL_PUBLISH_TIMEOUT)?))
+}
+
+impl RevocationService {
+    /// The service as configured in `[revocation]` (and the CA key labels of `[ca]`).
+    pub fn from_config(cfg: &config::Config) -> Result<RevocationService, RevocationError> {
+        Ok(RevocationService::new(
+            registry_client(&cfg.revocation.registry_url)?,
+            crl_client(&cfg.revocation.crl_url)?,
+            Settings::from_config(cfg),
+        ))
+    }
+}
+
+/// Serves Revocation, gRPC health and reflection on `listener` until `shutdown`.
+pub async fn serve(
+    cfg: &config::Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RevocationError> {
+    serve_service(RevocationService::from_config(cfg)?, listener, shutdown).await
+}
+
+/// As `serve`, with a service built by the caller.
+pub async fn serve_service(
+    service: RevocationService,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RevocationError> {
+    let addr = listener.local_addr().map_err(|e| RevocationError::Startup(format!("listener: {e}")))?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<RevocationServer<RevocationService>>().await;
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
+    tracing::info!(%addr, "revocation service listening");
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(RevocationServer::new(service))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| RevocationError::Startup(format!("revocation server: {e}")))?;
+    tracing::info!(%addr, "revocation service stopped");
+    Ok(())
+}

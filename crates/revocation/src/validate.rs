@@ -1,0 +1,255 @@
+//! Checks on request fields, each failing with INVALID_ARGUMENT naming the
+//! field. They match what the registry accepts, so its refusals (which name
+//! its own fields) are only seen for what it alone can know.
+
+use proto::registry::v1::RevocationReason;
+use proto::revocation::v1::{ConfirmationMethod, IdentityConfirmation};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::RevocationError;
+
+/// Identifiers: card ids, licence numbers, operators, approval ids.
+pub const MAX_ID_LEN: usize = 128;
+/// Free-text notes.
+pub const MAX_NOTE_LEN: usize = 1024;
+/// RFC 5280 4.1.2.2: serials are at most 20 octets.
+pub const MAX_SERIAL_OCTETS: usize = 20;
+/// Clock difference tolerated on times that must not be in the future.
+pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(2);
+
+/// A non-empty identifier without control characters or surrounding spaces.
+pub fn id(field: &str, value: &str) -> Result<String, RevocationError> {
+    if value.is_empty() {
+        return Err(RevocationError::invalid(field, "is required"));
+    }
+    if value.trim() != value {
+        return Err(RevocationError::invalid(field, "has leading or trailing whitespace"));
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(RevocationError::invalid(field, format!("is longer than {MAX_ID_LEN} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RevocationError::invalid(field, "contains control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Optional free text, bounded and on one line.
+pub fn note(field: &str, value: &str) -> Result<String, RevocationError> {
+    if value.len() > MAX_NOTE_LEN {
+        return Err(RevocationError::invalid(field, format!("is longer than {MAX_NOTE_LEN} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RevocationError::invalid(field, "contains control characters (keep it on one line)"));
+    }
+    Ok(value.to_owned())
+}
+
+/// A certificate serial in hex (either case); returned in lower case.
+pub fn serial(field: &str, value: &str) -> Result<String, RevocationError> {
+    if value.is_empty() {
+        return Err(RevocationError::invalid(field, "is required"));
+    }
+    let bytes = hex::decode(value).map_err(|e| RevocationError::invalid(field, format!("is not hex: {e}")))?;
+    if bytes.len() > MAX_SERIAL_OCTETS {
+        return Err(RevocationError::invalid(
+            field,
+            format!("is longer than {MAX_SERIAL_OCTETS} octets (RFC 5280 4.1.2.2)"),
+        ));
+    }
+    Ok(hex::encode(bytes))
+}
+
+/// One of the RFC 5280 reasons the proto defines (UNSPECIFIED included: RFC
+/// 5280's `unspecified`). Anything else, such as certificateHold (6), is refused.
+pub fn reason(field: &str, value: i32) -> Result<RevocationReason, RevocationError> {
+    RevocationReason::try_from(value).map_err(|_| {
+        RevocationError::invalid(
+            field,
+            format!(
+                "{value} is not a revocation reason here (certificateHold and removeFromCRL \
+                 do not exist: revocation is final)"
+            ),
+        )
+    })
+}
+
+/// An RFC 3339 time that is not in the future (beyond `CLOCK_SKEW`).
+pub fn past_time(field: &str, value: &str, now: OffsetDateTime) -> Result<OffsetDateTime, RevocationError> {
+    if value.is_empty() {
+        return Err(RevocationError::invalid(field, "is required"));
+    }
+    let t = OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|e| RevocationError::invalid(field, format!("is not an RFC 3339 time: {e}")))?;
+    if t > now + CLOCK_SKEW {
+        return Err(RevocationError::invalid(field, "is in the future"));
+    }
+    if t.unix_timestamp() <= 0 {
+        return Err(RevocationError::invalid(field, "is not after 1970-01-01"));
+    }
+    Ok(t)
+}
+
+/// Empty (meaning now), or as `past_time`.
+pub fn optional_past_time(
+    field: &str,
+    value: &str,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, RevocationError> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        past_time(field, value, now).map(Some)
+    }
+}
+
+/// The identity-confirmation record of an emergency revocation, as checked;
+/// stored as JSON with the revocation and in the approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub confirmed_by: String,
+    /// `PHONE`, `WRITTEN_REPORT` or `IN_PERSON`.
+    pub method: String,
+    /// RFC 3339, UTC.
+    pub confirmed_at: String,
+    pub note: String,
+}
+
+pub fn confirmation(c: Option<&IdentityConfirmation>, now: OffsetDateTime) -> Result<Confirmation, RevocationError> {
+    let Some(c) = c else {
+        return Err(RevocationError::invalid(
+            "confirmation",
+            "is required (who confirmed the holder's identity, how and when)",
+        ));
+    };
+    let confirmed_by = id("confirmation.confirmed_by", &c.confirmed_by)?;
+    let method = match ConfirmationMethod::try_from(c.method) {
+        Ok(ConfirmationMethod::Unspecified) => {
+            return Err(RevocationError::invalid(
+                "confirmation.method",
+                "is required (PHONE, WRITTEN_REPORT or IN_PERSON)",
+            ))
+        }
+        Ok(m) => m.as_str_name().to_owned(),
+        Err(_) => {
+            return Err(RevocationError::invalid(
+                "confirmation.method",
+                format!("{} is not PHONE, WRITTEN_REPORT or IN_PERSON", c.method),
+            ))
+        }
+    };
+    let at = past_time("confirmation.confirmed_at", &c.confirmed_at, now)?;
+    let confirmed_at = rfc3339(at.unix_timestamp());
+    let note = note("confirmation.note", &c.note)?;
+    Ok(Confirmation { confirmed_by, method, confirmed_at, note })
+}
+
+/// RFC 3339 in UTC; empty for 0 (unset) or an unrepresentable time.
+pub fn rfc3339(unix: i64) -> String {
+    if unix == 0 {
+        return String::new();
+    }
+    OffsetDateTime::from_unix_timestamp(unix).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<T: std::fmt::Debug>(r: Result<T, RevocationError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::parse("2026-05-01T12:00:00+09:00", &Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn ids_must_be_present_trimmed_short_and_printable() {
+        assert_eq!(id("operator", "op-1").unwrap(), "op-1");
+        assert_eq!(message(id("operator", "")), "operator: is required");
+        assert!(message(id("operator", " op")).contains("whitespace"));
+        assert!(message(id("operator", &"x".repeat(MAX_ID_LEN + 1))).contains("longer"));
+        assert!(message(id("card_id", "C\u{7}1")).starts_with("card_id: contains control"));
+    }
+
+    #[test]
+    fn notes_are_optional_bounded_one_line() {
+        assert_eq!(note("note", "").unwrap(), "");
+        assert_eq!(note("note", "紛失 (電話)").unwrap(), "紛失 (電話)");
+        assert!(message(note("note", "a\nb")).starts_with("note: contains control"));
+        assert!(message(note("note", &"x".repeat(MAX_NOTE_LEN + 1))).starts_with("note: is longer"));
+    }
+
+    #[test]
+    fn serials_are_hex_up_to_20_octets_and_come_back_in_lower_case() {
+        assert_eq!(serial("serial", "0A1b").unwrap(), "0a1b");
+        assert_eq!(serial("serial", &"7f".repeat(20)).unwrap(), "7f".repeat(20));
+        assert_eq!(message(serial("serial", "")), "serial: is required");
+        assert!(message(serial("serial", "xyz")).starts_with("serial: is not hex"));
+        assert!(message(serial("serial", "abc")).starts_with("serial: is not hex"));
+        assert!(message(serial("serial", &"01".repeat(21))).starts_with("serial: is longer than 20 octets"));
+    }
+
+    #[test]
+    fn reasons_are_the_enum_values_only() {
+        assert_eq!(reason("reason", 0).unwrap(), RevocationReason::Unspecified);
+        assert_eq!(reason("reason", 1).unwrap(), RevocationReason::KeyCompromise);
+        assert_eq!(reason("reason", 9).unwrap(), RevocationReason::PrivilegeWithdrawn);
+        for hold_like in [6, 7, 8, 10, -1] {
+            assert!(message(reason("reason", hold_like)).starts_with("reason: "), "{hold_like}");
+        }
+    }
+
+    #[test]
+    fn times_are_rfc3339_and_not_in_the_future() {
+        let t = past_time("revoked_at", "2026-05-01T02:00:00Z", now()).unwrap();
+        assert_eq!(t.unix_timestamp(), now().unix_timestamp() - 3600);
+        // Within the tolerated skew.
+        assert!(past_time("revoked_at", "2026-05-01T03:01:00Z", now()).is_ok());
+        assert_eq!(message(past_time("revoked_at", "2026-05-02T00:00:00Z", now())), "revoked_at: is in the future");
+        assert!(message(past_time("revoked_at", "yesterday", now())).starts_with("revoked_at: is not an RFC 3339"));
+        assert_eq!(message(past_time("revoked_at", "", now())), "revoked_at: is required");
+        assert!(past_time("revoked_at", "1969-12-31T00:00:00Z", now()).is_err());
+        assert_eq!(optional_past_time("revoked_at", "", now()).unwrap(), None);
+    }
+
+    fn conf() -> IdentityConfirmation {
+        IdentityConfirmation {
+            confirmed_by: "op-1".into(),
+            method: ConfirmationMethod::Phone as i32,
+            confirmed_at: "2026-05-01T11:30:00+09:00".into(),
+            note: "callback to registered number".into(),
+        }
+    }
+
+    #[test]
+    fn a_confirmation_is_checked_field_by_field() {
+        let c = confirmation(Some(&conf()), now()).unwrap();
+        assert_eq!(c.method, "PHONE");
+        assert_eq!(c.confirmed_at, "2026-05-01T02:30:00Z");
+        assert!(message(confirmation(None, now())).starts_with("confirmation: is required"));
+        type Change = fn(&mut IdentityConfirmation);
+        let cases: [(&str, Change); 5] = [
+            ("confirmation.confirmed_by: is required", |c| c.confirmed_by.clear()),
+            ("confirmation.method: is required", |c| c.method = 0),
+            ("confirmation.method: 7 is not", |c| c.method = 7),
+            ("confirmation.confirmed_at: is in the future", |c| c.confirmed_at = "2027-01-01T00:00:00Z".into()),
+            ("confirmation.note: contains control", |c| c.note = "a\tb".into()),
+        ];
+        for (expected, change) in cases {
+            let mut c = conf();
+            change(&mut c);
+            let got = message(confirmation(Some(&c), now()));
+            assert!(got.starts_with(expected), "{got:?} does not start with {expected:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_of_unset_is_empty() {
+        assert_eq!(rfc3339(0), "");
+        assert_eq!(rfc3339(1_767_193_200), "2025-12-31T15:00:00Z");
+    }
+}

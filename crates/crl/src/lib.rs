@@ -9,6 +9,8 @@ pub mod entry;
 pub mod error;
 pub mod issuer;
 pub mod published;
+pub mod publisher;
+pub mod source;
 mod timefmt;
 
 pub use asn1::{OnlyContains, SignatureAlgorithm};
@@ -19,5 +21,7 @@ pub use issuer::CaKey;
 
 #[cfg(test)]
 mod builder_tests;
+#[cfg(test)]
+mod publisher_tests;
 #[cfg(test)]
 mod testutil;

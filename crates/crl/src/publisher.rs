@@ -1,0 +1,432 @@
+//! Publishing the CRLs of the issuing CAs: which files the current config
+//! calls for, a full or delta CRL built from the registry's stream (split
+//! into partitions as it arrives), signed in the HSM and written out. One
+//! publication at a time per CA.
+
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+use tokio_stream::StreamExt;
+
+use crate::builder::{CrlEncoder, CrlSigner, IssuingDistributionPoint};
+use crate::entry::CrlEntry;
+use crate::error::CrlError;
+use crate::issuer::CaKey;
+use crate::published::{CrlInfo, CrlKind, CrlStore};
+use crate::source::{CrlNumberGrant, RevocationSource};
+use crate::{timefmt, OnlyContains};
+
+/// The two issuing CAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Issuer {
+    Signing,
+    Authentication,
+}
+
+impl Issuer {
+    pub const ALL: [Issuer; 2] = [Issuer::Signing, Issuer::Authentication];
+
+    /// "signing" / "authentication", as in the gRPC API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Issuer::Signing => "signing",
+            Issuer::Authentication => "authentication",
+        }
+    }
+
+    /// The registry's CRL-number scope.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Issuer::Signing => "sign",
+            Issuer::Authentication => "auth",
+        }
+    }
+
+    /// "signing", "authentication", or "" for both.
+    pub fn parse(s: &str) -> Result<Option<Issuer>, CrlError> {
+        match s.trim() {
+            "" => Ok(None),
+            "signing" => Ok(Some(Issuer::Signing)),
+            "authentication" => Ok(Some(Issuer::Authentication)),
+            other => Err(CrlError::InvalidArgument(format!(
+                "issuer {other:?}: use \"signing\", \"authentication\" or \"\" for both"
+            ))),
+        }
+    }
+
+    fn crl_url(self, cfg: &config::ProfileConfig) -> &str {
+        match self {
+            Issuer::Signing => cfg.signing_crl_url.trim(),
+            Issuer::Authentication => cfg.authentication_crl_url.trim(),
+        }
+    }
+}
+
+/// CRL settings from config, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub partitions: u32,
+    pub deltas: bool,
+    pub next_update: Duration,
+    pub delta_next_update: Duration,
+    pub interval: Duration,
+}
+
+/// More partitions than this is a config mistake (each is a signature per publication).
+const MAX_PARTITIONS: u32 = 4096;
+
+impl Settings {
+    pub fn from_config(cfg: &config::Config) -> Result<Settings, CrlError> {
+        let c = &cfg.crl;
+        if c.next_update_hours == 0 {
+            return Err(CrlError::Config("crl.next_update_hours must be at least 1".into()));
+        }
+        if cfg.profile.delta_crls && c.delta_next_update_hours == 0 {
+            return Err(CrlError::Config("crl.delta_next_update_hours must be at least 1".into()));
+        }
+        if c.interval_minutes == 0 {
+            return Err(CrlError::Config("crl.interval_minutes must be at least 1".into()));
+        }
+        if cfg.profile.crl_partitions > MAX_PARTITIONS {
+            return Err(CrlError::Config(format!(
+                "profile.crl_partitions = {} (at most {MAX_PARTITIONS})",
+                cfg.profile.crl_partitions
+            )));
+        }
+        Ok(Settings {
+            partitions: cfg.profile.crl_partitions,
+            deltas: cfg.profile.delta_crls,
+            next_update: Duration::hours(i64::from(c.next_update_hours)),
+            delta_next_update: Duration::hours(i64::from(c.delta_next_update_hours)),
+            interval: Duration::minutes(i64::from(c.interval_minutes)),
+        })
+    }
+}
+
+/// One full CRL of a CA: its partition (0 = not partitioned) and URL.
+#[derive(Debug, Clone)]
+struct Target {
+    partition: u32,
+    url: String,
+}
+
+/// An issuing CA as the publisher sees it.
+#[derive(Debug)]
+struct CaState {
+    issuer: Issuer,
+    ca_key: CaKey,
+    /// The registry's issuer_label (the CA's key label).
+    label: String,
+    targets: Vec<Target>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// The full CRL(s) a delta is based on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Base {
+    pub crl_number: u64,
+    pub feed_sequence: u64,
+    pub this_update: i64,
+    pub next_update: i64,
+}
+
+fn targets(base_url: &str, partitions: u32) -> Vec<Target> {
+    match partitions {
+        0 => vec![Target { partition: 0, url: base_url.to_owned() }],
+        n => (1..=n).map(|p| Target { partition: p, url: config::partition_url(base_url, p) }).collect(),
+    }
+}
+
+/// Every URL the HTTP server serves under `cfg`, with `true` for files made by
+/// another process (the ARL, by the operator CLI).
+pub fn served_urls(cfg: &config::Config) -> Result<Vec<(String, bool)>, CrlError> {
+    let mut urls = Vec::new();
+    for issuer in Issuer::ALL {
+        let base = issuer.crl_url(&cfg.profile);
+        if base.is_empty() {
+            return Err(CrlError::Config(format!(
+                "profile.{}_crl_url is empty",
+                issuer.name()
+            )));
+        }
+        for t in targets(base, cfg.profile.crl_partitions) {
+            if cfg.profile.delta_crls {
+                urls.push((config::delta_url(&t.url), false));
+            }
+            urls.push((t.url, false));
+        }
+    }
+    let arl = cfg.ca.signing.crl_url.trim();
+    if !arl.is_empty() {
+        urls.push((arl.to_owned(), true));
+    }
+    Ok(urls)
+}
+
+/// Publishes the CRLs of both issuing CAs.
+pub struct Publisher<S> {
+    source: S,
+    store: Arc<CrlStore>,
+    settings: Settings,
+    cas: Vec<Arc<CaState>>,
+}
+
+impl<S: RevocationSource> Publisher<S> {
+    pub fn new(
+        cfg: &config::Config,
+        source: S,
+        store: Arc<CrlStore>,
+        signing: CaKey,
+        authentication: CaKey,
+    ) -> Result<Publisher<S>, CrlError> {
+        let settings = Settings::from_config(cfg)?;
+        let ca = |issuer: Issuer, key: CaKey, label: &str| {
+            Arc::new(CaState {
+                issuer,
+                ca_key: key,
+                label: label.to_owned(),
+                targets: targets(issuer.crl_url(&cfg.profile), settings.partitions),
+                lock: tokio::sync::Mutex::new(()),
+            })
+        };
+        let cas = vec![
+            ca(Issuer::Signing, signing, &cfg.ca.signing.key_label),
+            ca(Issuer::Authentication, authentication, &cfg.ca.authentication.key_label),
+        ];
+        Ok(Publisher { source, store, settings, cas })
+    }
+
+    pub fn store(&self) -> &Arc<CrlStore> {
+        &self.store
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Gives the source back (e.g. to carry a test registry over a restart).
+    pub fn into_source(self) -> S {
+        self.source
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn ca(&self, issuer: Issuer) -> Result<&Arc<CaState>, CrlError> {
+        self.cas
+            .iter()
+            .find(|c| c.issuer == issuer)
+            .ok_or_else(|| CrlError::Internal(format!("no {} CA", issuer.name())))
+    }
+
+    /// Publishes for one CA or both (`None`). `kind` None means a delta when
+    /// deltas are on, else a full CRL. A delta without a current base becomes
+    /// a full CRL; a full CRL is followed by an (often empty) delta on top of
+    /// it when deltas are on, so the pair served is always consistent.
+    pub async fn publish(
+        &self,
+        issuer: Option<Issuer>,
+        kind: Option<CrlKind>,
+    ) -> Result<Vec<CrlInfo>, CrlError> {
+        if kind == Some(CrlKind::Delta) && !self.settings.deltas {
+            return Err(CrlError::FailedPrecondition(
+                "delta CRLs are off (profile.delta_crls = false)".into(),
+            ));
+        }
+        let want_delta = match kind {
+            Some(k) => k == CrlKind::Delta,
+            None => self.settings.deltas,
+        };
+        let selected: Vec<Issuer> = match issuer {
+            Some(i) => vec![i],
+            None => Issuer::ALL.to_vec(),
+        };
+        let mut out = Vec::new();
+        for issuer in selected {
+            let ca = self.ca(issuer)?;
+            let _one_at_a_time = ca.lock.lock().await;
+            match (want_delta, self.base(ca)) {
+                (true, Some(base)) => out.extend(self.publish_delta(ca, base).await?),
+                _ => out.extend(self.publish_full(ca).await?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The full CRLs currently served for `ca`, if they form one consistent
+    /// publication under the current config.
+    fn base(&self, ca: &CaState) -> Option<Base> {
+        let mut base: Option<Base> = None;
+        for t in &ca.targets {
+            let info = self.store.by_url(&t.url)?.info.clone()?;
+            if info.kind != CrlKind::Full || info.partition != t.partition {
+                return None;
+            }
+            let this = Base {
+                crl_number: info.crl_number,
+                feed_sequence: info.feed_sequence,
+                this_update: info.this_update,
+                next_update: info.next_update,
+            };
+            match &mut base {
+                None => base = Some(this),
+                Some(b) if b.crl_number == this.crl_number && b.feed_sequence == this.feed_sequence => {
+                    b.this_update = b.this_update.min(this.this_update);
+                    b.next_update = b.next_update.min(this.next_update);
+                }
+                Some(_) => return None,
+            }
+        }
+        base
+    }
+
+    /// What the scheduler should publish now.
+    pub fn due(&self, now: OffsetDateTime) -> Vec<(Issuer, CrlKind)> {
+        let now = now.unix_timestamp();
+        let s = &self.settings;
+        let mut out = Vec::new();
+        for ca in &self.cas {
+            let Some(base) = self.base(ca) else {
+                out.push((ca.issuer, CrlKind::Full));
+                continue;
+            };
+            let age = now - base.this_update;
+            let left = base.next_update - now;
+            if age >= s.interval.whole_seconds() || left < s.next_update.whole_seconds() / 4 {
+                out.push((ca.issuer, CrlKind::Full));
+                continue;
+            }
+            if s.deltas {
+                let fresh = ca.targets.iter().all(|t| {
+                    self.store
+                        .by_url(&config::delta_url(&t.url))
+                        .and_then(|f| f.info.clone())
+                        .is_some_and(|i| {
+                            i.kind == CrlKind::Delta
+                                && i.base_crl_number == base.crl_number
+                                && i.next_update - now >= s.delta_next_update.whole_seconds() / 2
+                        })
+                });
+                if !fresh {
+                    out.push((ca.issuer, CrlKind::Delta));
+                }
+            }
+        }
+        out
+    }
+
+    async fn publish_full(&self, ca: &CaState) -> Result<Vec<CrlInfo>, CrlError> {
+        let grant = self.source.next_crl_number(ca.issuer.scope()).await?;
+        let mut out = self.build(ca, CrlKind::Full, grant, None).await?;
+        if self.settings.deltas {
+            let base = self.base(ca).ok_or_else(|| {
+                CrlError::Internal("the full CRLs just published are not served".into())
+            })?;
+            out.extend(self.publish_delta(ca, base).await?);
+        }
+        Ok(out)
+    }
+
+    async fn publish_delta(&self, ca: &CaState, base: Base) -> Result<Vec<CrlInfo>, CrlError> {
+        let grant = self.source.next_crl_number(ca.issuer.scope()).await?;
+        if grant.crl_number <= base.crl_number {
+            return Err(CrlError::FailedPrecondition(format!(
+                "the registry gave CRL number {} for scope {:?}, not above the base CRL's {}",
+                grant.crl_number,
+                ca.issuer.scope(),
+                base.crl_number
+            )));
+        }
+        self.build(ca, CrlKind::Delta, grant, Some(base)).await
+    }
+
+    /// Streams the registry's entries into one encoder per partition, then
+    /// signs and writes every CRL on a blocking thread.
+    async fn build(
+        &self,
+        ca: &CaState,
+        kind: CrlKind,
+        grant: CrlNumberGrant,
+        base: Option<Base>,
+    ) -> Result<Vec<CrlInfo>, CrlError> {
+        let s = &self.settings;
+        let now = timefmt::now();
+        let validity = match kind {
+            CrlKind::Full => s.next_update,
+            CrlKind::Delta => s.delta_next_update,
+        };
+        let algorithm = ca.ca_key.key.signature_algorithm();
+        let mut jobs = Vec::with_capacity(ca.targets.len());
+        for t in &ca.targets {
+            let mut spec = ca.ca_key.spec(now, now + validity, grant.crl_number);
+            spec.delta_crl_indicator = base.map(|b| b.crl_number);
+            if t.partition > 0 {
+                spec.issuing_distribution_point = Some(IssuingDistributionPoint {
+                    full_name: t.url.clone(),
+                    only_contains: OnlyContains::UserCerts,
+                });
+            }
+            let url = match kind {
+                CrlKind::Full => {
+                    if s.deltas {
+                        spec.freshest_crl = Some(config::delta_url(&t.url));
+                    }
+                    t.url.clone()
+                }
+                CrlKind::Delta => config::delta_url(&t.url),
+            };
+            let info = CrlInfo {
+                issuer: ca.issuer.name().to_owned(),
+                kind,
+                partition: t.partition,
+                crl_number: grant.crl_number,
+                base_crl_number: base.map_or(0, |b| b.crl_number),
+                this_update: spec.this_update.unix_timestamp(),
+                next_update: spec.next_update.unix_timestamp(),
+                url,
+                entries: 0,
+                sha256: String::new(),
+                feed_sequence: grant.feed_sequence,
+            };
+            jobs.push((CrlEncoder::new(&spec, algorithm)?, info));
+        }
+
+        let after = base.map_or(0, |b| b.feed_sequence);
+        let mut stream = self.source.list_revoked(&ca.label, after).await?;
+        while let Some(item) = stream.next().await {
+            let entry = CrlEntry::from_registry(&item?)?;
+            let slot = match profile::crl_partition(entry.user_certificate.magnitude(), s.partitions) {
+                0 => 0,
+                p => p as usize - 1,
+            };
+            if let Some((encoder, _)) = jobs.get_mut(slot) {
+                encoder.push(&entry)?;
+            }
+        }
+
+        let key = ca.ca_key.key.clone();
+        let store = self.store.clone();
+        let started = std::time::Instant::now();
+        let infos = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(jobs.len());
+            for (encoder, mut info) in jobs {
+                info.entries = encoder.entries();
+                let signed = encoder.finish(&key)?;
+                let file = store.publish(signed.der, info.clone())?;
+                out.push(file.info.clone().unwrap_or(info));
+            }
+            Ok::<_, CrlError>(out)
+        })
+        .await
+        .map_err(|e| CrlError::Internal(format!("CRL signing task failed: {e}")))??;
+        for i in &infos {
+            tracing::info!(
+                issuer = %i.issuer, kind = ?i.kind, partition = i.partition, crl_number = i.crl_number,
+                base = i.base_crl_number, entries = i.entries, url = %i.url,
+                sign_and_write_ms = started.elapsed().as_millis() as u64, "CRL published"
+            );
+        }
+        Ok(infos)
+    }
+}

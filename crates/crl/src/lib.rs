@@ -7,6 +7,7 @@ pub mod asn1;
 pub mod builder;
 pub mod entry;
 pub mod error;
+pub mod http;
 pub mod issuer;
 pub mod published;
 pub mod publisher;

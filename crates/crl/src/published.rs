@@ -280,7 +280,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CrlError
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
     use crate::builder::{build_crl, CrlSigner, CrlSpec};
     use crate::SignatureAlgorithm;
@@ -309,6 +309,12 @@ mod tests {
         };
         build_crl(&spec, [], &Unsigned).unwrap().der
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::sample_crl;
+    use super::*;
 
     fn info(url: &str) -> CrlInfo {
         CrlInfo {

@@ -1,0 +1,191 @@
+//! The HTTP distribution point: each CRL at the path of its URL (DER,
+//! `application/pkix-crl`), `<path>.pem` for PEM, with ETag, Last-Modified
+//! and Cache-Control up to nextUpdate.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+
+use crate::error::{http_status, CrlError};
+use crate::published::CrlStore;
+
+/// Longest max-age we hand out, so caches re-check at least hourly.
+const MAX_AGE_CAP: i64 = 3600;
+
+pub fn router(store: Arc<CrlStore>) -> Router {
+    Router::new().fallback(serve_crl).with_state(store)
+}
+
+/// Serves `store` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<CrlStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CrlError> {
+    axum::serve(listener, router(store))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| CrlError::Internal(format!("HTTP server: {e}")))
+}
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text.to_owned()).into_response()
+}
+
+/// True when If-None-Match lists `etag` (weak or strong) or is `*`.
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    })
+}
+
+async fn serve_crl(
+    State(store): State<Arc<CrlStore>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let (path, as_pem) = match uri.path().strip_suffix(".pem") {
+        Some(p) => (p, true),
+        None => (uri.path(), false),
+    };
+    let file = match store.get(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return plain(StatusCode::NOT_FOUND, "no such CRL\n"),
+        Err(e) => {
+            tracing::error!(path, error = %e, "cannot serve CRL");
+            return plain(http_status(&e), "CRL unavailable\n");
+        }
+    };
+    let etag = match as_pem {
+        false => file.etag.clone(),
+        true => format!("{}-pem\"", file.etag.trim_end_matches('"')),
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let max_age = file
+        .next_update
+        .map_or(0, |n| (n.unix_timestamp() - now).clamp(0, MAX_AGE_CAP));
+    let mut builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, &file.last_modified)
+        .header(header::CACHE_CONTROL, format!("public, max-age={max_age}, no-transform"));
+    if etag_matches(&headers, &etag) {
+        builder = builder.status(StatusCode::NOT_MODIFIED);
+        return builder.body(Body::empty()).unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, ""));
+    }
+    let (content_type, body) = match as_pem {
+        false => ("application/pkix-crl", file.der.clone()),
+        true => ("application/x-pem-file", file.pem()),
+    };
+    builder
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::published::{tests_support::sample_crl, CrlInfo, CrlKind};
+
+    /// A raw HTTP/1.1 request; returns (status line + headers, body).
+    pub(crate) async fn request(addr: std::net::SocketAddr, method: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (String::from_utf8_lossy(&raw[..split]).into_owned(), raw[split + 4..].to_vec())
+    }
+
+    fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    #[tokio::test]
+    async fn serves_der_pem_etag_304_404_and_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "http://127.0.0.1:8081/crl/sign.crl".to_string();
+        let store = Arc::new(CrlStore::open(dir.path().into(), &[(url.clone(), false)]).unwrap());
+        let der = sample_crl(3);
+        store
+            .publish(
+                der.clone(),
+                CrlInfo {
+                    issuer: "signing".into(),
+                    kind: CrlKind::Full,
+                    partition: 0,
+                    crl_number: 3,
+                    base_crl_number: 0,
+                    this_update: 1_700_000_000,
+                    next_update: 1_700_003_600,
+                    url,
+                    entries: 0,
+                    sha256: String::new(),
+                    feed_sequence: 0,
+                },
+            )
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, store, async {
+            let _ = stopped.await;
+        }));
+
+        let (head, body) = request(addr, "GET", "/crl/sign.crl", "").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(header_value(&head, "content-type"), Some("application/pkix-crl"));
+        assert_eq!(body, der);
+        let etag = header_value(&head, "etag").unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34, "{etag}");
+        assert_eq!(header_value(&head, "last-modified"), Some("Tue, 14 Nov 2023 22:13:20 GMT"));
+        // nextUpdate is in the past for this sample: nothing to cache.
+        assert_eq!(header_value(&head, "cache-control"), Some("public, max-age=0, no-transform"));
+
+        let (head, body) = request(addr, "GET", "/crl/sign.crl", &format!("If-None-Match: \"x\", {etag}\r\n")).await;
+        assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+        assert!(body.is_empty());
+        assert_eq!(header_value(&head, "etag"), Some(etag.as_str()));
+
+        let (head, body) = request(addr, "GET", "/crl/sign.crl.pem", &format!("If-None-Match: {etag}\r\n")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "PEM has its own ETag: {head}");
+        assert_eq!(header_value(&head, "content-type"), Some("application/x-pem-file"));
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with("-----BEGIN X509 CRL-----\n") && text.trim_end().ends_with("-----END X509 CRL-----"), "{text}");
+
+        let (head, body) = request(addr, "HEAD", "/crl/sign.crl", "").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(header_value(&head, "content-length"), Some(der.len().to_string().as_str()));
+        assert!(body.is_empty(), "HEAD has no body");
+
+        for path in ["/crl/other.crl", "/", "/crl/sign.crl/x", "/crl/sign.crl.json"] {
+            let (head, _) = request(addr, "GET", path, "").await;
+            assert!(head.starts_with("HTTP/1.1 404"), "{path}: {head}");
+        }
+        let (head, _) = request(addr, "POST", "/crl/sign.crl", "Content-Length: 0\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -276,16 +276,10 @@ mod tests {
         }
     }
 
-    /// Stands in for the revocation service, which is not written yet.
     fn revoke_card(store: &Store, card_id: &str) {
-        store
-            .trees
-            .transact(|tx| {
-                let mut card = require_card(tx, card_id)?;
-                card.state = CardState::Revoked;
-                tx.cards.put_json(card_id.as_bytes(), &card)
-            })
-            .unwrap();
+        let req = crate::test_support::revocation(crate::RevocationReason::CessationOfOperation);
+        let out = store.revoke_card(card_id, &req, "").unwrap();
+        assert_eq!(out.view.card.state, CardState::Revoked);
     }
 
     #[test]

@@ -185,3 +185,92 @@ pub(crate) fn flush_and_raise(store: &Store, last_sequence: Option<u64>) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{issued_card, revocation, temp_store};
+
+    #[test]
+    fn issuing_and_revoking_append_gapless_changes() {
+        let (_dir, store) = temp_store();
+        assert_eq!(store.feed_position(), 0);
+        assert!(store.feed_all_after(0).unwrap().is_empty());
+        let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", 2_000_000_000);
+        store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
+
+        let changes = store.feed_all_after(0).unwrap();
+        let seqs: Vec<_> = changes.iter().map(|c| c.sequence).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        let statuses: Vec<_> = changes.iter().map(|c| (c.serial.clone(), c.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                (serials[0].clone(), CertificateStatus::Good),
+                (serials[1].clone(), CertificateStatus::Good),
+                (serials[0].clone(), CertificateStatus::Revoked),
+                (serials[1].clone(), CertificateStatus::Revoked),
+            ]
+        );
+        assert!(changes.iter().all(|c| c.card_id == card_id && c.issuer_label == "sign-ca"));
+        assert!(changes.windows(2).all(|w| w[0].at_unix_micros <= w[1].at_unix_micros));
+        assert_eq!(changes[0].reason, None);
+        assert_eq!(changes[0].not_after_unix, 2_000_000_000);
+        assert_eq!(store.feed_position(), 4);
+
+        assert_eq!(store.feed_after(1, 2).unwrap(), changes[1..3].to_vec());
+        assert_eq!(store.feed_after(3, 100).unwrap(), changes[3..].to_vec());
+        assert!(store.feed_after(4, 100).unwrap().is_empty());
+        let err = store.feed_after(5, 100).unwrap_err();
+        assert!(matches!(err, StoreError::FeedAhead { after_sequence: 5, last_sequence: 4 }), "{err}");
+        store.verify_audit_chain().unwrap();
+    }
+
+    #[test]
+    fn the_durable_position_wakes_subscribers() {
+        let (_dir, store) = temp_store();
+        let mut rx = store.subscribe_feed();
+        assert_eq!(*rx.borrow_and_update(), 0);
+        issued_card(&store, "app-1", "L1", "sign-ca", 2_000_000_000);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), 2);
+        // Changes that write no feed entry do not move it.
+        store.append_audit("op", "pin.disclose", "JMA1", "{}").unwrap();
+        assert!(!rx.has_changed().unwrap());
+        store.durable.raise(1);
+        assert_eq!(store.feed_position(), 2, "never lowered");
+    }
+
+    #[test]
+    fn the_feed_survives_reopen_and_continues_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).unwrap();
+            issued_card(&store, "app-1", "L1", "sign-ca", 2_000_000_000);
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.feed_position(), 2);
+        issued_card(&store, "app-2", "L2", "sign-ca", 2_000_000_000);
+        let seqs: Vec<_> = store.feed_all_after(0).unwrap().iter().map(|c| c.sequence).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_missing_or_damaged_feed_entry_is_reported() {
+        let (_dir, store) = temp_store();
+        issued_card(&store, "app-1", "L1", "sign-ca", 2_000_000_000);
+        issued_card(&store, "app-2", "L2", "sign-ca", 2_000_000_000);
+        store.trees.feed.remove(2u64.to_be_bytes()).unwrap();
+        let err = store.feed_after(0, 10).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { tree: "feed", .. }), "{err}");
+        assert_eq!(store.feed_after(0, 1).unwrap().len(), 1, "entries before the hole still read");
+        assert!(matches!(store.feed_after(1, 10), Err(StoreError::Corrupt { .. })));
+        store.trees.feed.insert(2u64.to_be_bytes(), &b"junk"[..]).unwrap();
+        assert!(matches!(store.feed_after(1, 10), Err(StoreError::Corrupt { .. })));
+
+        // The tree's end and the counter must agree when the store is opened.
+        store.trees.feed.remove(4u64.to_be_bytes()).unwrap();
+        assert!(matches!(last_stored(&store.trees), Err(StoreError::Corrupt { tree: "meta", .. })));
+    }
+}

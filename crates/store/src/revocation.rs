@@ -325,3 +325,326 @@ fn decode_index_entry(key: &[u8], prefix_len: usize, value: &[u8]) -> Result<Rev
         reason: RevocationReason::from_code(v[24]).ok_or_else(|| bad("unknown reason code"))?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::test_support::{application, issued_card, reserved, revocation, temp_store};
+
+    const FAR: i64 = 4_000_000_000;
+
+    fn actions(store: &Store) -> Vec<String> {
+        store.list_audit(0, None).unwrap().into_iter().map(|e| e.action).collect()
+    }
+
+    fn query(issuer_label: &str) -> RevokedQuery {
+        RevokedQuery {
+            issuer_label: issuer_label.into(),
+            after_sequence: 0,
+            include_expired: false,
+            at_unix: 0,
+        }
+    }
+
+    fn listed(store: &Store, q: &RevokedQuery) -> Vec<RevokedEntry> {
+        store.revoked_entries(q).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn revoking_twice_changes_nothing_the_second_time() {
+        let (_dir, store) = temp_store();
+        let (_, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        let feed_before = store.feed_position();
+        let audit_before = store.list_audit(0, None).unwrap().len();
+
+        let mut first_req = revocation(RevocationReason::KeyCompromise);
+        first_req.revoked_at_unix = 1_750_000_000;
+        let first = store.revoke_certificate(&serials[0], &first_req).unwrap();
+        assert!(!first.already_revoked);
+        let cert = &first.certificate;
+        assert_eq!(cert.state, CertificateState::Revoked);
+        let rev = cert.revocation.clone().unwrap();
+        assert_eq!(rev.revoked_at_unix, 1_750_000_000);
+        assert_eq!(rev.reason, RevocationReason::KeyCompromise);
+        assert_eq!(rev.revoked_by, "op-alice");
+        assert_eq!(rev.sequence, feed_before + 1);
+        assert_eq!(store.feed_position(), feed_before + 1);
+
+        let mut second_req = revocation(RevocationReason::Superseded);
+        second_req.actor = "op-bob".into();
+        let second = store.revoke_certificate(&serials[0], &second_req).unwrap();
+        assert!(second.already_revoked);
+        assert_eq!(second.certificate, first.certificate, "the first revocation stands");
+        assert_eq!(store.get_certificate(&serials[0]).unwrap(), first.certificate);
+        assert_eq!(store.feed_position(), feed_before + 1, "no second feed entry");
+        assert_eq!(store.list_audit(0, None).unwrap().len(), audit_before + 1, "one audit entry");
+        assert_eq!(actions(&store).last().map(String::as_str), Some("certificate.revoke"));
+
+        let changes = store.feed_all_after(feed_before).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].status, CertificateStatus::Revoked);
+        assert_eq!(changes[0].serial, serials[0]);
+        assert_eq!(changes[0].reason, Some(RevocationReason::KeyCompromise));
+        assert_eq!(changes[0].revoked_at_unix, 1_750_000_000);
+        assert_eq!(changes[0].not_after_unix, FAR);
+        assert_eq!(store.verify_audit_chain().unwrap() as usize, audit_before + 1);
+    }
+
+    #[test]
+    fn an_unknown_serial_is_not_found_and_nothing_is_written() {
+        let (_dir, store) = temp_store();
+        let serial = Serial::random();
+        let err =
+            store.revoke_certificate(&serial, &revocation(RevocationReason::KeyCompromise)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NoSuchCertificate { serial: ref s } if *s == serial.to_hex()),
+            "{err}"
+        );
+        let err = store.revoke_card("Cnope", &revocation(RevocationReason::KeyCompromise), "{}").unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchCard { .. }), "{err}");
+        assert_eq!(store.feed_position(), 0);
+        assert_eq!(store.verify_audit_chain().unwrap(), 0);
+    }
+
+    #[test]
+    fn revocation_times_in_the_future_or_before_1970_are_refused() {
+        let (_dir, store) = temp_store();
+        let (_, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        let now = crate::clock::now_unix();
+        for bad in [now + MAX_CLOCK_SKEW_SECS + 60, -1] {
+            let mut req = revocation(RevocationReason::KeyCompromise);
+            req.revoked_at_unix = bad;
+            let err = store.revoke_certificate(&serials[0], &req).unwrap_err();
+            assert!(
+                matches!(err, StoreError::RevokedAt { revoked_at_unix, .. } if revoked_at_unix == bad),
+                "{err}"
+            );
+            let err = store.revoke_card("Cwhatever", &req, "").unwrap_err();
+            assert!(matches!(err, StoreError::RevokedAt { .. }), "checked first: {err}");
+        }
+        assert_eq!(store.get_certificate(&serials[0]).unwrap().state, CertificateState::Issued);
+
+        let mut req = revocation(RevocationReason::KeyCompromise);
+        req.revoked_at_unix = now + 10; // a little clock skew is fine
+        let out = store.revoke_certificate(&serials[0], &req).unwrap();
+        assert_eq!(out.certificate.revocation.unwrap().revoked_at_unix, now + 10);
+
+        let out =
+            store.revoke_certificate(&serials[1], &revocation(RevocationReason::KeyCompromise)).unwrap();
+        let at = out.certificate.revocation.unwrap().revoked_at_unix;
+        assert!((now..=now + 5).contains(&at), "0 means now: {at} vs {now}");
+    }
+
+    #[test]
+    fn revoke_card_revokes_every_certificate_and_the_card_in_one_go() {
+        let (_dir, store) = temp_store();
+        let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        store.complete_application(&card_id, "ra").unwrap();
+        let before = store.feed_position();
+        let audit_before = store.list_audit(0, None).unwrap().len();
+        let confirmation = r#"{"confirmed_by":"op-alice","method":"phone","at":"2026-01-05T10:00:00+09:00"}"#;
+
+        let out =
+            store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), confirmation).unwrap();
+        assert_eq!(out.newly_revoked, 2);
+        assert_eq!(out.view.card.state, CardState::Revoked);
+        assert_eq!(out.view.certificates.len(), 2);
+        assert!(out.view.certificates.iter().all(|c| c.state == CertificateState::Revoked));
+        let seqs: Vec<_> =
+            out.view.certificates.iter().map(|c| c.revocation.as_ref().unwrap().sequence).collect();
+        assert_eq!(seqs, [before + 1, before + 2]);
+
+        let log = store.list_audit(0, None).unwrap();
+        let new: Vec<_> = log[audit_before..].iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(new, ["card.revoke", "certificate.revoke", "certificate.revoke"]);
+        let card_entry: Value = serde_json::from_str(&log[audit_before].detail_json).unwrap();
+        assert_eq!(card_entry["confirmation"]["method"], "phone");
+        assert_eq!(card_entry["previous_state"], "ACTIVE");
+        assert_eq!(card_entry["revoked_serials"].as_array().unwrap().len(), 2);
+
+        // Again: nothing to do, nothing written.
+        let again = store.revoke_card(&card_id, &revocation(RevocationReason::Superseded), "").unwrap();
+        assert_eq!(again.newly_revoked, 0);
+        assert_eq!(again.view, out.view);
+        assert_eq!(store.feed_position(), before + 2);
+        assert_eq!(store.list_audit(0, None).unwrap().len(), audit_before + 3);
+        for serial in &serials {
+            let rev = store.get_certificate(serial).unwrap().revocation.unwrap();
+            assert_eq!(rev.reason, RevocationReason::KeyCompromise);
+        }
+    }
+
+    #[test]
+    fn revoke_card_keeps_an_earlier_certificate_revocation() {
+        let (_dir, store) = temp_store();
+        let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        let first =
+            store.revoke_certificate(&serials[1], &revocation(RevocationReason::AffiliationChanged)).unwrap();
+        let out = store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
+        assert_eq!(out.newly_revoked, 1);
+        assert_eq!(out.view.certificates[1], first.certificate);
+        assert_eq!(
+            out.view.certificates[0].revocation.as_ref().unwrap().reason,
+            RevocationReason::KeyCompromise
+        );
+    }
+
+    #[test]
+    fn concurrent_revoke_card_calls_revoke_each_certificate_once() {
+        let (_dir, store) = temp_store();
+        let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        let before = store.feed_position();
+        let store = Arc::new(store);
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, barrier, card_id) = (Arc::clone(&store), Arc::clone(&barrier), card_id.clone());
+                std::thread::spawn(move || {
+                    let mut req = revocation(RevocationReason::KeyCompromise);
+                    req.actor = format!("op-{i}");
+                    barrier.wait();
+                    store.revoke_card(&card_id, &req, "{}").unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(outcomes.iter().map(|o| o.newly_revoked).sum::<u32>(), 2);
+        assert_eq!(outcomes.iter().filter(|o| o.newly_revoked > 0).count(), 1, "one call did it all");
+        assert!(outcomes.iter().all(|o| o.view.card.state == CardState::Revoked));
+        assert!(outcomes.iter().all(|o| o.view.certificates == outcomes[0].view.certificates));
+
+        let changes = store.feed_all_after(before).unwrap();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let mut revoked: Vec<_> = changes.iter().map(|c| c.serial.clone()).collect();
+        revoked.sort();
+        let mut expected = serials.clone();
+        expected.sort();
+        assert_eq!(revoked, expected);
+        assert!(changes.iter().all(|c| c.status == CertificateStatus::Revoked));
+        let log = actions(&store);
+        assert_eq!(log.iter().filter(|a| *a == "card.revoke").count(), 1);
+        assert_eq!(log.iter().filter(|a| *a == "certificate.revoke").count(), 2);
+        assert_eq!(listed(&store, &query("sign-ca")).len(), 2);
+        store.verify_audit_chain().unwrap();
+    }
+
+    #[test]
+    fn reserved_and_precert_serials_are_revoked_too_and_never_become_good() {
+        let (_dir, store) = temp_store();
+        let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        let sign = reserved(&store, &card_id, CertificateKind::Signing, "sign-ca", FAR);
+        let auth = reserved(&store, &card_id, CertificateKind::Authentication, "auth-ca", FAR);
+        store.record_tbs(&auth.serial, b"tbs-auth", "iss").unwrap();
+
+        let out = store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
+        assert_eq!(out.newly_revoked, 2);
+        let audit = store.list_audit(0, None).unwrap().len();
+
+        // The signer's late answer for the PRECERT one is recorded, but it stays revoked.
+        let stored = store.store_certificate(&auth.serial, b"cert-auth", b"tbs-auth", "iss").unwrap();
+        assert_eq!(stored.state, CertificateState::Revoked);
+        assert_eq!(stored.certificate_der.as_deref(), Some(&b"cert-auth"[..]));
+        assert!(stored.revocation.is_some());
+        // The RESERVED one can no longer get to-be-signed bytes, so it is never signed.
+        let err = store.record_tbs(&sign.serial, b"tbs-sign", "iss").unwrap_err();
+        assert!(
+            matches!(err, StoreError::CertificateState { state: CertificateState::Revoked, .. }),
+            "{err}"
+        );
+        assert_eq!(store.list_audit(0, None).unwrap().len(), audit + 1, "certificate.store only");
+
+        let changes = store.feed_all_after(0).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert!(changes.iter().all(|c| c.status == CertificateStatus::Revoked), "no GOOD: {changes:?}");
+        assert_eq!(listed(&store, &query("sign-ca"))[0].serial, sign.serial);
+        assert_eq!(listed(&store, &query("auth-ca"))[0].serial, auth.serial);
+        assert!(store.complete_application(&card_id, "ra").is_err());
+    }
+
+    #[test]
+    fn revoked_entries_filter_by_issuer_expiry_and_sequence() {
+        let (_dir, store) = temp_store();
+        let (_, a) = issued_card(&store, "app-1", "L1", "sign-ca", 2_000_000_000);
+        let (_, b) = issued_card(&store, "app-2", "L2", "sign-ca", 1_800_000_000);
+        let (_, c) = issued_card(&store, "app-3", "L3", "sign-ca", 2_000_000_000);
+        let req = revocation(RevocationReason::CessationOfOperation);
+        let ra = store.revoke_certificate(&a[0], &req).unwrap().certificate;
+        let rb = store.revoke_certificate(&b[0], &req).unwrap().certificate;
+        let mark = store.feed_position();
+        let rc = store.revoke_certificate(&c[0], &req).unwrap().certificate;
+        // Authentication certificates were issued under the same label by the helper;
+        // a different issuer's revocation must not show up.
+        let (_, other) = issued_card(&store, "app-4", "L4", "auth-ca", 2_000_000_000);
+        store.revoke_certificate(&other[0], &req).unwrap();
+
+        let mut all_sign = vec![ra.serial.clone(), rb.serial.clone(), rc.serial.clone()];
+        all_sign.sort();
+        let serials = |q: &RevokedQuery| listed(&store, q).into_iter().map(|e| e.serial).collect::<Vec<_>>();
+
+        let mut q = query("sign-ca");
+        q.at_unix = 1_900_000_000; // b has expired by then
+        let mut without_b = all_sign.clone();
+        without_b.retain(|s| *s != rb.serial);
+        assert_eq!(serials(&q), without_b, "ordered by serial, expired left out");
+        q.include_expired = true;
+        assert_eq!(serials(&q), all_sign);
+        q.at_unix = 1_700_000_000;
+        q.include_expired = false;
+        assert_eq!(serials(&q), all_sign, "nothing expired yet");
+
+        q.after_sequence = mark;
+        let delta = listed(&store, &q);
+        assert_eq!(delta.len(), 1);
+        assert_eq!(delta[0].serial, rc.serial);
+        assert_eq!(delta[0].sequence, mark + 1);
+        assert_eq!(delta[0].reason, RevocationReason::CessationOfOperation);
+        q.after_sequence = store.feed_position();
+        assert!(listed(&store, &q).is_empty());
+        q.after_sequence = u64::MAX;
+        assert!(listed(&store, &q).is_empty());
+
+        assert_eq!(serials(&query("auth-ca")), vec![other[0].clone()]);
+        assert!(serials(&query("sign")).is_empty(), "a label is not a prefix of another");
+        let entry = &listed(&store, &query("auth-ca"))[0];
+        assert_eq!(entry.not_after_unix, 2_000_000_000);
+    }
+
+    #[test]
+    fn the_index_entry_round_trips_and_damage_is_reported() {
+        let entry = RevokedEntry {
+            serial: Serial::from_hex("7f0102").unwrap(),
+            revoked_at_unix: 1_750_000_000,
+            reason: RevocationReason::PrivilegeWithdrawn,
+            not_after_unix: -5,
+            sequence: u64::MAX,
+        };
+        let key = index_key("sign-ca", &entry.serial);
+        let value = encode_index_value(&entry);
+        assert_eq!(decode_index_entry(&key, 8, &value).unwrap(), entry);
+        assert!(decode_index_entry(&key, 8, &value[..24]).is_err());
+        let mut bad_reason = value;
+        bad_reason[24] = 6;
+        assert!(decode_index_entry(&key, 8, &bad_reason).is_err());
+        assert!(decode_index_entry(&key[..8], 8, &value).is_err(), "no serial in the key");
+    }
+
+    #[test]
+    fn revocations_survive_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let serials = {
+            let store = Store::open(&path).unwrap();
+            let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+            store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
+            serials
+        };
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.feed_position(), 4, "2 GOOD + 2 REVOKED");
+        assert_eq!(listed(&store, &query("sign-ca")).len(), 2);
+        let again = store.revoke_certificate(&serials[0], &revocation(RevocationReason::Superseded)).unwrap();
+        assert!(again.already_revoked);
+        store.verify_audit_chain().unwrap();
+    }
+}

@@ -36,3 +36,56 @@ pub fn application(application_id: &str, licence_number: &str) -> NewApplication
         actor: "ra-test".into(),
     }
 }
+
+/// A card with both certificates reserved, recorded and stored (stand-in
+/// bytes) under `issuer_label`, valid until `not_after_unix`; returns the
+/// card id and the serials (signing, authentication).
+pub fn issued_card(
+    store: &Store,
+    application_id: &str,
+    licence_number: &str,
+    issuer_label: &str,
+    not_after_unix: i64,
+) -> (String, Vec<crate::Serial>) {
+    let card_id = store
+        .begin_application(&application(application_id, licence_number), "JMA")
+        .unwrap()
+        .view
+        .card
+        .card_id;
+    let mut serials = Vec::new();
+    for kind in crate::CertificateKind::ALL {
+        let rec = reserved(store, &card_id, kind, issuer_label, not_after_unix);
+        let tbs = [b"tbs-".as_slice(), rec.serial.as_bytes()].concat();
+        store.record_tbs(&rec.serial, &tbs, "t").unwrap();
+        store.store_certificate(&rec.serial, b"cert", &tbs, "t").unwrap();
+        serials.push(rec.serial);
+    }
+    (card_id, serials)
+}
+
+pub fn reserved(
+    store: &Store,
+    card_id: &str,
+    kind: crate::CertificateKind,
+    issuer_label: &str,
+    not_after_unix: i64,
+) -> crate::CertificateRecord {
+    let req = crate::Reservation {
+        card_id: card_id.into(),
+        kind,
+        issuer_label: issuer_label.into(),
+        not_before_unix: 1_700_000_000,
+        not_after_unix,
+    };
+    store.reserve_serial(&req, "t").unwrap()
+}
+
+pub fn revocation(reason: crate::RevocationReason) -> crate::RevocationRequest {
+    crate::RevocationRequest {
+        reason,
+        revoked_at_unix: 0,
+        actor: "op-alice".into(),
+        note: "reported lost by phone".into(),
+    }
+}

@@ -3,17 +3,21 @@
 //! HTTP at the distribution points the certificates carry.
 #![forbid(unsafe_code)]
 
+pub mod arl;
 pub mod asn1;
 pub mod builder;
 pub mod entry;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod issuer;
 pub mod published;
 pub mod publisher;
+pub mod schedule;
 pub mod source;
 mod timefmt;
 
+pub use arl::{publish_arl, PublishedArl};
 pub use asn1::{OnlyContains, SignatureAlgorithm};
 pub use builder::{build_crl, CrlEncoder, CrlSigner, CrlSpec, IssuingDistributionPoint, SignedCrl};
 pub use entry::{CrlEntry, CrlReason, SerialNumber};

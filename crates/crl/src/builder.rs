@@ -109,7 +109,7 @@ impl CrlEncoder {
                 "a delta CRL must not carry freshestCRL (RFC 5280 5.2.6)".into(),
             ));
         }
-        if !spec.issuer.first().is_some_and(|t| *t == TAG_SEQUENCE) {
+        if spec.issuer.first().is_none_or(|t| *t != TAG_SEQUENCE) {
             return Err(CrlError::InvalidArgument("issuer is not a DER Name".into()));
         }
         let mut head = Vec::with_capacity(64 + spec.issuer.len());
@@ -127,7 +127,10 @@ impl CrlEncoder {
             extensions.push(asn1::delta_crl_indicator(base)?);
         }
         if let Some(idp) = &spec.issuing_distribution_point {
-            extensions.push(asn1::issuing_distribution_point(&idp.full_name, idp.only_contains)?);
+            extensions.push(asn1::issuing_distribution_point(
+                &idp.full_name,
+                idp.only_contains,
+            )?);
         }
         if let Some(url) = &spec.freshest_crl {
             extensions.push(asn1::freshest_crl(url)?);
@@ -141,7 +144,13 @@ impl CrlEncoder {
             .saturating_add(tail.len() + 600); // + algorithm and a 4096-bit signature
         let mut buf = Vec::with_capacity(capacity);
         buf.resize(room, 0);
-        Ok(CrlEncoder { buf, head, tail, algorithm, entries: 0 })
+        Ok(CrlEncoder {
+            buf,
+            head,
+            tail,
+            algorithm,
+            entries: 0,
+        })
     }
 
     pub fn push(&mut self, entry: &CrlEntry) -> Result<(), CrlError> {
@@ -165,7 +174,13 @@ impl CrlEncoder {
                 signer.signature_algorithm()
             )));
         }
-        let CrlEncoder { mut buf, head, tail, algorithm, entries } = self;
+        let CrlEncoder {
+            mut buf,
+            head,
+            tail,
+            algorithm,
+            entries,
+        } = self;
         let room = reserved(head.len());
         let mut pos = room;
         if entries > 0 {
@@ -254,7 +269,11 @@ mod tests {
         CrlEntry {
             user_certificate: SerialNumber::from_bytes(&serial).unwrap(),
             revocation_date: 1_699_000_000 + i as i64,
-            reason: if i % 2 == 0 { CrlReason::KeyCompromise } else { CrlReason::Unspecified },
+            reason: if i.is_multiple_of(2) {
+                CrlReason::KeyCompromise
+            } else {
+                CrlReason::Unspecified
+            },
         }
     }
 
@@ -298,8 +317,10 @@ mod tests {
         let crl = build_crl(&s, (0..3).map(entry), &signer).unwrap();
         let parsed = Crl::from_der(&crl.der).unwrap();
         let exts = parsed.tbs_cert_list.crl_extensions.unwrap();
-        let ids: Vec<(String, bool)> =
-            exts.iter().map(|e| (e.extn_id.to_string(), e.critical)).collect();
+        let ids: Vec<(String, bool)> = exts
+            .iter()
+            .map(|e| (e.extn_id.to_string(), e.critical))
+            .collect();
         assert_eq!(
             ids,
             [
@@ -311,10 +332,17 @@ mod tests {
         );
 
         s.freshest_crl = Some("http://h/d.crl".into());
-        assert!(matches!(build_crl(&s, [], &signer), Err(CrlError::InvalidArgument(_))));
+        assert!(matches!(
+            build_crl(&s, [], &signer),
+            Err(CrlError::InvalidArgument(_))
+        ));
         s.delta_crl_indicator = None;
         let crl = build_crl(&s, [], &signer).unwrap();
-        let exts = Crl::from_der(&crl.der).unwrap().tbs_cert_list.crl_extensions.unwrap();
+        let exts = Crl::from_der(&crl.der)
+            .unwrap()
+            .tbs_cert_list
+            .crl_extensions
+            .unwrap();
         assert_eq!(exts.last().unwrap().extn_id.to_string(), "2.5.29.46");
     }
 
@@ -328,6 +356,9 @@ mod tests {
         s.issuer = vec![0x04, 0x00];
         assert!(build_crl(&s, [], &signer).is_err());
         let enc = CrlEncoder::new(&spec(), SignatureAlgorithm::Sha256WithRsaEncryption).unwrap();
-        assert!(matches!(enc.finish(&signer), Err(CrlError::InvalidArgument(_))));
+        assert!(matches!(
+            enc.finish(&signer),
+            Err(CrlError::InvalidArgument(_))
+        ));
     }
 }

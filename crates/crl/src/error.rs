@@ -27,7 +27,10 @@ pub enum CrlError {
     #[error("CA certificate: {0}")]
     Profile(#[from] profile::ProfileError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// DER encoding or decoding failed.
     #[error("encoding: {0}")]
     Encoding(String),
@@ -90,7 +93,10 @@ mod tests {
     #[test]
     fn grpc_codes() {
         let code = |e: CrlError| tonic::Status::from(e).code();
-        assert_eq!(code(CrlError::InvalidArgument("x".into())), tonic::Code::InvalidArgument);
+        assert_eq!(
+            code(CrlError::InvalidArgument("x".into())),
+            tonic::Code::InvalidArgument
+        );
         assert_eq!(
             code(CrlError::FailedPrecondition("x".into())),
             tonic::Code::FailedPrecondition
@@ -113,7 +119,10 @@ mod tests {
     #[test]
     fn http_codes() {
         use axum::http::StatusCode;
-        assert_eq!(http_status(&CrlError::InvalidArgument("x".into())), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            http_status(&CrlError::InvalidArgument("x".into())),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             http_status(&CrlError::Io {
                 path: "f".into(),

@@ -14,6 +14,7 @@ pub mod issuer;
 pub mod published;
 pub mod publisher;
 pub mod schedule;
+mod server;
 pub mod source;
 mod timefmt;
 
@@ -23,6 +24,9 @@ pub use builder::{build_crl, CrlEncoder, CrlSigner, CrlSpec, IssuingDistribution
 pub use entry::{CrlEntry, CrlReason, SerialNumber};
 pub use error::CrlError;
 pub use issuer::CaKey;
+pub use published::{CrlInfo, CrlKind};
+pub use publisher::Issuer;
+pub use server::{serve, serve_publisher};
 
 #[cfg(test)]
 mod builder_tests;

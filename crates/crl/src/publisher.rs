@@ -79,13 +79,19 @@ impl Settings {
     pub fn from_config(cfg: &config::Config) -> Result<Settings, CrlError> {
         let c = &cfg.crl;
         if c.next_update_hours == 0 {
-            return Err(CrlError::Config("crl.next_update_hours must be at least 1".into()));
+            return Err(CrlError::Config(
+                "crl.next_update_hours must be at least 1".into(),
+            ));
         }
         if cfg.profile.delta_crls && c.delta_next_update_hours == 0 {
-            return Err(CrlError::Config("crl.delta_next_update_hours must be at least 1".into()));
+            return Err(CrlError::Config(
+                "crl.delta_next_update_hours must be at least 1".into(),
+            ));
         }
         if c.interval_minutes == 0 {
-            return Err(CrlError::Config("crl.interval_minutes must be at least 1".into()));
+            return Err(CrlError::Config(
+                "crl.interval_minutes must be at least 1".into(),
+            ));
         }
         if cfg.profile.crl_partitions > MAX_PARTITIONS {
             return Err(CrlError::Config(format!(
@@ -132,8 +138,16 @@ pub struct Base {
 
 fn targets(base_url: &str, partitions: u32) -> Vec<Target> {
     match partitions {
-        0 => vec![Target { partition: 0, url: base_url.to_owned() }],
-        n => (1..=n).map(|p| Target { partition: p, url: config::partition_url(base_url, p) }).collect(),
+        0 => vec![Target {
+            partition: 0,
+            url: base_url.to_owned(),
+        }],
+        n => (1..=n)
+            .map(|p| Target {
+                partition: p,
+                url: config::partition_url(base_url, p),
+            })
+            .collect(),
     }
 }
 
@@ -191,9 +205,18 @@ impl<S: RevocationSource> Publisher<S> {
         };
         let cas = vec![
             ca(Issuer::Signing, signing, &cfg.ca.signing.key_label),
-            ca(Issuer::Authentication, authentication, &cfg.ca.authentication.key_label),
+            ca(
+                Issuer::Authentication,
+                authentication,
+                &cfg.ca.authentication.key_label,
+            ),
         ];
-        Ok(Publisher { source, store, settings, cas })
+        Ok(Publisher {
+            source,
+            store,
+            settings,
+            cas,
+        })
     }
 
     pub fn store(&self) -> &Arc<CrlStore> {
@@ -271,7 +294,9 @@ impl<S: RevocationSource> Publisher<S> {
             };
             match &mut base {
                 None => base = Some(this),
-                Some(b) if b.crl_number == this.crl_number && b.feed_sequence == this.feed_sequence => {
+                Some(b)
+                    if b.crl_number == this.crl_number && b.feed_sequence == this.feed_sequence =>
+                {
                     b.this_update = b.this_update.min(this.this_update);
                     b.next_update = b.next_update.min(this.next_update);
                 }
@@ -396,10 +421,11 @@ impl<S: RevocationSource> Publisher<S> {
         let mut stream = self.source.list_revoked(&ca.label, after).await?;
         while let Some(item) = stream.next().await {
             let entry = CrlEntry::from_registry(&item?)?;
-            let slot = match profile::crl_partition(entry.user_certificate.magnitude(), s.partitions) {
-                0 => 0,
-                p => p as usize - 1,
-            };
+            let slot =
+                match profile::crl_partition(entry.user_certificate.magnitude(), s.partitions) {
+                    0 => 0,
+                    p => p as usize - 1,
+                };
             if let Some((encoder, _)) = jobs.get_mut(slot) {
                 encoder.push(&entry)?;
             }

@@ -58,7 +58,9 @@ impl RegistrySource {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| CrlError::Config(format!("crl.registry_url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
-        Ok(RegistrySource { client: RegistryClient::new(endpoint.connect_lazy()) })
+        Ok(RegistrySource {
+            client: RegistryClient::new(endpoint.connect_lazy()),
+        })
     }
 }
 
@@ -67,10 +69,15 @@ impl RevocationSource for RegistrySource {
         let resp = self
             .client
             .clone()
-            .next_crl_number(reg::NextCrlNumberRequest { scope: scope.to_owned() })
+            .next_crl_number(reg::NextCrlNumberRequest {
+                scope: scope.to_owned(),
+            })
             .await?
             .into_inner();
-        Ok(CrlNumberGrant { crl_number: resp.crl_number, feed_sequence: resp.feed_sequence })
+        Ok(CrlNumberGrant {
+            crl_number: resp.crl_number,
+            feed_sequence: resp.feed_sequence,
+        })
     }
 
     async fn list_revoked(
@@ -159,7 +166,9 @@ pub(crate) mod memory {
 
         fn check(&self) -> Result<(), CrlError> {
             match self.state.lock().unwrap().fail {
-                true => Err(CrlError::Registry(tonic::Status::unavailable("registry down"))),
+                true => Err(CrlError::Registry(tonic::Status::unavailable(
+                    "registry down",
+                ))),
                 false => Ok(()),
             }
         }
@@ -172,7 +181,10 @@ pub(crate) mod memory {
             let feed_sequence = s.sequence;
             let n = s.numbers.entry(scope.to_owned()).or_insert(0);
             *n += 1;
-            Ok(CrlNumberGrant { crl_number: *n, feed_sequence })
+            Ok(CrlNumberGrant {
+                crl_number: *n,
+                feed_sequence,
+            })
         }
 
         async fn list_revoked(

@@ -49,7 +49,10 @@ fn ca_cert(
 pub(crate) fn test_pki(alg: KeyAlgorithm) -> TestPki {
     let hsm = shared_hsm();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config::Config { state_dir: dir.path().join("state"), ..Default::default() };
+    let mut cfg = config::Config {
+        state_dir: dir.path().join("state"),
+        ..Default::default()
+    };
     cfg.ca.root.key_label = unique_label("root");
     cfg.ca.signing.key_label = unique_label("sign");
     cfg.ca.authentication.key_label = unique_label("auth");
@@ -59,11 +62,18 @@ pub(crate) fn test_pki(alg: KeyAlgorithm) -> TestPki {
     let (root_key, root_der) = ca_cert(&hsm, &cfg.ca.root, alg, 1, None);
     let root_ca = profile::IssuingCa::from_der(&root_der).unwrap();
     let (sign_key, sign_der) = ca_cert(&hsm, &cfg.ca.signing, alg, 2, Some((&root_ca, &root_key)));
-    let (auth_key, auth_der) =
-        ca_cert(&hsm, &cfg.ca.authentication, alg, 3, Some((&root_ca, &root_key)));
-    for (entity, der) in
-        [(&cfg.ca.root, &root_der), (&cfg.ca.signing, &sign_der), (&cfg.ca.authentication, &auth_der)]
-    {
+    let (auth_key, auth_der) = ca_cert(
+        &hsm,
+        &cfg.ca.authentication,
+        alg,
+        3,
+        Some((&root_ca, &root_key)),
+    );
+    for (entity, der) in [
+        (&cfg.ca.root, &root_der),
+        (&cfg.ca.signing, &sign_der),
+        (&cfg.ca.authentication, &auth_der),
+    ] {
         std::fs::write(cert_dir.join(&entity.file_name), pem("CERTIFICATE", der)).unwrap();
     }
     let ca = |der: &[u8], key: HsmKey| {
@@ -99,8 +109,11 @@ impl TestPki {
             family_name_kanji: "山田".into(),
             institution: None,
         };
-        let (nb, na) =
-            profile::validity::subscriber_validity(profile::validity::today_jst(), 5, ca.ca.not_after());
+        let (nb, na) = profile::validity::subscriber_validity(
+            profile::validity::today_jst(),
+            5,
+            ca.ca.not_after(),
+        );
         let params =
             profile::subscriber_params(profile_cfg, kind, &who, serial, nb, na, &ca.ca).unwrap();
         let subject_key = rcgen::KeyPair::generate().unwrap();
@@ -150,8 +163,15 @@ pub(crate) fn openssl_crl_text(der_path: &Path, ca_pem: &Path) -> String {
         "-verify",
     ]);
     assert!(ok && out.contains("verify OK"), "{out}");
-    let (ok, text) =
-        openssl(&["crl", "-inform", "DER", "-in", der_path.to_str().unwrap(), "-noout", "-text"]);
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        der_path.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
     assert!(ok, "{text}");
     text
 }

@@ -6,8 +6,9 @@ use time::{OffsetDateTime, UtcOffset};
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 5.6.7).
 pub(crate) fn http_date(t: OffsetDateTime) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let t = t.to_offset(UtcOffset::UTC);
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",

@@ -1,0 +1,317 @@
+//! Running the service: CrlPublisher + health + reflection on the gRPC
+//! listener, the distribution point on the HTTP listener, and the schedule,
+//! all stopped by one shutdown future.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use proto::crl::v1::crl_publisher_server::CrlPublisherServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Server;
+
+use crate::error::CrlError;
+use crate::grpc::CrlService;
+use crate::issuer::CaKey;
+use crate::published::CrlStore;
+use crate::publisher::{served_urls, Publisher};
+use crate::schedule::{self, Ticks};
+use crate::source::{RegistrySource, RevocationSource};
+
+/// Loads both issuing CAs and their keys, the CRLs published before, and
+/// serves until `shutdown` resolves.
+pub async fn serve(
+    cfg: &config::Config,
+    hsm: hsm::Hsm,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CrlError> {
+    let dir = cfg.cert_dir();
+    let signing = CaKey::load(
+        &hsm,
+        &dir.join(&cfg.ca.signing.file_name),
+        &cfg.ca.signing.key_label,
+    )?;
+    let authentication = CaKey::load(
+        &hsm,
+        &dir.join(&cfg.ca.authentication.file_name),
+        &cfg.ca.authentication.key_label,
+    )?;
+    let store = Arc::new(CrlStore::open(
+        cfg.state_path(&cfg.crl.out_dir),
+        &served_urls(cfg)?,
+    )?);
+    let source = RegistrySource::connect_lazy(&cfg.crl.registry_url)?;
+    let publisher = Arc::new(Publisher::new(cfg, source, store, signing, authentication)?);
+    serve_publisher(publisher, grpc, http, Ticks::default(), shutdown).await
+}
+
+/// [`serve`] with a ready publisher (any revocation source) and schedule ticks.
+pub async fn serve_publisher<S: RevocationSource>(
+    publisher: Arc<Publisher<S>>,
+    grpc: TcpListener,
+    http: TcpListener,
+    ticks: Ticks,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CrlError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<CrlPublisherServer<CrlService<S>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
+    let grpc_server = Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(CrlPublisherServer::new(CrlService::new(publisher.clone())))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            stopped(stop_rx.clone()),
+        );
+    let grpc_server = async {
+        grpc_server
+            .await
+            .map_err(|e| CrlError::Internal(format!("gRPC server: {e}")))
+    };
+    let http_server = crate::http::serve(http, publisher.store().clone(), stopped(stop_rx.clone()));
+    let scheduler = tokio::spawn(schedule::run(publisher, ticks, stop_rx));
+
+    let result = tokio::try_join!(grpc_server, http_server);
+    scheduler.abort();
+    let _ = scheduler.await;
+    result.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hsm::KeyAlgorithm;
+    use proto::crl::v1 as pb;
+    use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
+    use proto::registry::v1::RevocationReason;
+
+    use super::*;
+    use crate::source::memory::MemorySource;
+    use crate::testutil::test_pki;
+
+    async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    #[tokio::test]
+    async fn schedule_grpc_and_http_together_then_shutdown() {
+        let pki = test_pki(KeyAlgorithm::EcdsaP256);
+        let mut cfg = pki.cfg.clone();
+        cfg.profile.delta_crls = true;
+        let store = Arc::new(
+            CrlStore::open(
+                cfg.state_path(&cfg.crl.out_dir),
+                &served_urls(&cfg).unwrap(),
+            )
+            .unwrap(),
+        );
+        let source = MemorySource::default();
+        source.revoke(
+            &cfg.ca.signing.key_label,
+            "7001",
+            RevocationReason::KeyCompromise,
+        );
+        let publisher = Arc::new(
+            Publisher::new(&cfg, source, store, pki.sign.clone(), pki.auth.clone()).unwrap(),
+        );
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let ticks = Ticks {
+            check: Duration::from_millis(100),
+            retry: Duration::from_millis(100),
+        };
+        let server = tokio::spawn(serve_publisher(
+            publisher.clone(),
+            grpc,
+            http,
+            ticks,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        // The schedule publishes at start: full + delta for both CAs.
+        let mut client = loop {
+            if let Ok(c) = CrlPublisherClient::connect(format!("http://{grpc_addr}")).await {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut latest = Vec::new();
+        for _ in 0..100 {
+            latest = client
+                .get_status(pb::GetStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .latest;
+            if latest.len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(latest.len(), 4, "{latest:?}");
+        assert!(
+            latest
+                .iter()
+                .all(|c| c.this_update.ends_with('Z') && c.sha256.len() == 64),
+            "{latest:?}"
+        );
+
+        // On demand: unspecified kind = a delta, with the new revocation.
+        publisher.source().revoke(
+            &cfg.ca.signing.key_label,
+            "7002",
+            RevocationReason::KeyCompromise,
+        );
+        let resp = client
+            .publish(pb::PublishRequest {
+                issuer: "signing".into(),
+                kind: pb::CrlKind::Unspecified as i32,
+                actor: "op1".into(),
+                reason: "emergency revocation of card C1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.crls.len(), 1);
+        let delta = &resp.crls[0];
+        assert_eq!((delta.kind, delta.entries), (pb::CrlKind::Delta as i32, 1));
+        assert!(delta.crl_number > delta.base_crl_number && delta.base_crl_number > 0);
+        assert_eq!(delta.url, "http://127.0.0.1:8081/crl/sign-delta.crl");
+        let audit = publisher.source().audit_log();
+        assert!(
+            audit.iter().any(|(actor, action, subject)| actor == "op1"
+                && action == "crl-published"
+                && subject == "signing"),
+            "{audit:?}"
+        );
+
+        let err = client
+            .publish(pb::PublishRequest {
+                issuer: "root".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+        let page = http_get(http_addr, "/crl/sign-delta.crl").await;
+        assert!(
+            page.starts_with("HTTP/1.1 200")
+                && page
+                    .to_ascii_lowercase()
+                    .contains("content-type: application/pkix-crl"),
+            "{page}"
+        );
+        let page = http_get(http_addr, "/crl/auth.crl.pem").await;
+        assert!(page.contains("-----BEGIN X509 CRL-----"), "{page}");
+
+        // Health is SERVING.
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "hpki.crl.v1.CrlPublisher".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn serve_loads_the_cas_and_reports_an_absent_registry_as_unavailable() {
+        let pki = test_pki(KeyAlgorithm::EcdsaP256);
+        let mut cfg = pki.cfg.clone();
+        // Nothing listens here.
+        let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        cfg.crl.registry_url = format!("http://{}", unused.local_addr().unwrap());
+        drop(unused);
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let hsm = pki.hsm.clone();
+        let server = tokio::spawn(async move {
+            serve(&cfg, hsm, grpc, http, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let mut client = loop {
+            if let Ok(c) = CrlPublisherClient::connect(format!("http://{grpc_addr}")).await {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let err = client
+            .publish(pb::PublishRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        let page = http_get(http_addr, "/crl/sign.crl").await;
+        assert!(page.starts_with("HTTP/1.1 404"), "{page}");
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+
+        // A missing CA certificate stops it from starting, with a hint.
+        let mut cfg = pki.cfg.clone();
+        cfg.ca.signing.file_name = "missing.pem".into();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = serve(&cfg, pki.hsm.clone(), grpc, http, async {})
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("ceremony"), "{err}");
+    }
+}

@@ -1,109 +1,11 @@
 //! The registry over a real gRPC connection: the issuance flow, refusals with
 //! the field named, health and reflection.
 
-use der::{Decode, Encode};
+mod common;
+
+use common::*;
 use proto::registry::v1::{self as pb, get_card_request::Key, registry_client::RegistryClient};
-use tonic::transport::Channel;
 use tonic::Code;
-
-struct Server {
-    _dir: tempfile::TempDir,
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), registry::RegistryError>>,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config::Config { state_dir: dir.path().join("state"), ..Default::default() };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            registry::serve(&cfg, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        Server { _dir: dir, addr, stop: Some(stop), task }
-    }
-
-    async fn channel(&self) -> Channel {
-        // The listener is bound before serve starts, so connecting cannot race it.
-        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
-    }
-
-    async fn client(&self) -> RegistryClient<Channel> {
-        RegistryClient::new(self.channel().await)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn holder(licence: &str) -> pb::Holder {
-    pb::Holder {
-        family_name_kanji: "医師".into(),
-        given_name_kanji: "花子".into(),
-        family_name_latin: "ISHI".into(),
-        given_name_latin: "HANAKO".into(),
-        date_of_birth: "1985-01-02".into(),
-        licence_number: licence.into(),
-        licence_registered_on: "2010-04-01".into(),
-        membership: pb::Membership::Member as i32,
-        contact: Some(pb::ContactAddress { email: "hanako@example.jp".into(), ..Default::default() }),
-        ..Default::default()
-    }
-}
-
-fn begin_request(application_id: &str, licence: &str) -> pb::BeginApplicationRequest {
-    pb::BeginApplicationRequest {
-        application_id: application_id.into(),
-        holder: Some(holder(licence)),
-        application_json: r#"{"documents":["licence","resident_record","passport"]}"#.into(),
-        actor: "ra-1".into(),
-    }
-}
-
-fn reserve_request(card_id: &str, kind: pb::CertificateKind) -> pb::ReserveSerialRequest {
-    pb::ReserveSerialRequest {
-        card_id: card_id.into(),
-        kind: kind as i32,
-        issuer_label: "sign-ca".into(),
-        not_before_unix: 1_767_193_200,
-        not_after_unix: 1_924_959_599,
-    }
-}
-
-/// A real signed certificate with this serial, and its tbsCertificate bytes.
-fn certificate(serial_hex: &str) -> (Vec<u8>, Vec<u8>) {
-    let serial = hex_decode(serial_hex);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["doctor.example.jp".into()]).unwrap();
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-    let der = params.self_signed(&key).unwrap().der().to_vec();
-    let tbs = x509_cert::Certificate::from_der(&der).unwrap().tbs_certificate().to_der().unwrap();
-    (der, tbs)
-}
-
-fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, message_start: &str) {
-    let status = result.expect_err("the call must fail");
-    assert_eq!(status.code(), code, "{}", status.message());
-    assert!(
-        status.message().starts_with(message_start),
-        "{:?} does not start with {message_start:?}",
-        status.message()
-    );
-}
 
 #[tokio::test]
 async fn an_application_goes_from_begin_to_an_active_card() {

@@ -1,0 +1,154 @@
+//! Shared by the gRPC tests: a registry on 127.0.0.1:0 and request builders.
+#![allow(dead_code)] // each test file uses a different part
+
+use der::{Decode, Encode};
+use proto::registry::v1::{self as pb, registry_client::RegistryClient};
+use tonic::transport::Channel;
+use tonic::Code;
+
+pub struct Server {
+    _dir: Option<tempfile::TempDir>,
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), registry::RegistryError>>,
+}
+
+impl Server {
+    /// A registry over a fresh database in a temporary folder.
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(dir.path().join("state")).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A registry over the database under `state_dir`, which outlives it.
+    pub async fn start_in(state_dir: std::path::PathBuf) -> Server {
+        let cfg = config::Config { state_dir, ..Default::default() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            registry::serve(&cfg, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Server { _dir: None, addr, stop: Some(stop), task }
+    }
+
+    /// A registry over a store the test also uses directly.
+    pub async fn start_with_store(store: store::Store) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            registry::serve_store(store, "JMA".into(), listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Server { _dir: None, addr, stop: Some(stop), task }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        // The listener is bound before serve starts, so connecting cannot race it.
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn client(&self) -> RegistryClient<Channel> {
+        RegistryClient::new(self.channel().await)
+    }
+
+    /// Stops the server and waits until it has; open streams must not hold it up.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), &mut self.task).await;
+        stopped.expect("the server stops within 20 s").unwrap().unwrap();
+    }
+}
+
+pub fn holder(licence: &str) -> pb::Holder {
+    pb::Holder {
+        family_name_kanji: "医師".into(),
+        given_name_kanji: "花子".into(),
+        family_name_latin: "ISHI".into(),
+        given_name_latin: "HANAKO".into(),
+        date_of_birth: "1985-01-02".into(),
+        licence_number: licence.into(),
+        licence_registered_on: "2010-04-01".into(),
+        membership: pb::Membership::Member as i32,
+        contact: Some(pb::ContactAddress { email: "hanako@example.jp".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+pub fn begin_request(application_id: &str, licence: &str) -> pb::BeginApplicationRequest {
+    pb::BeginApplicationRequest {
+        application_id: application_id.into(),
+        holder: Some(holder(licence)),
+        application_json: r#"{"documents":["licence","resident_record","passport"]}"#.into(),
+        actor: "ra-1".into(),
+    }
+}
+
+pub fn reserve_request(card_id: &str, kind: pb::CertificateKind) -> pb::ReserveSerialRequest {
+    pb::ReserveSerialRequest {
+        card_id: card_id.into(),
+        kind: kind as i32,
+        issuer_label: "sign-ca".into(),
+        not_before_unix: 1_767_193_200,
+        not_after_unix: 1_924_959_599,
+    }
+}
+
+/// A real signed certificate with this serial, and its tbsCertificate bytes.
+pub fn certificate(serial_hex: &str) -> (Vec<u8>, Vec<u8>) {
+    let serial = hex_decode(serial_hex);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["doctor.example.jp".into()]).unwrap();
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let der = params.self_signed(&key).unwrap().der().to_vec();
+    let tbs = x509_cert::Certificate::from_der(&der).unwrap().tbs_certificate().to_der().unwrap();
+    (der, tbs)
+}
+
+pub fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, message_start: &str) {
+    let status = result.expect_err("the call must fail");
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().starts_with(message_start),
+        "{:?} does not start with {message_start:?}",
+        status.message()
+    );
+}
+
+/// Runs a whole application over gRPC: begin, both serials, TBS, certificates,
+/// complete. Returns the card id and the serials (signing, authentication).
+pub async fn issue_card(
+    c: &mut RegistryClient<Channel>,
+    application_id: &str,
+    licence: &str,
+) -> (String, Vec<String>) {
+    let card = c.begin_application(begin_request(application_id, licence)).await.unwrap().into_inner();
+    let card_id = card.card.unwrap().card_id;
+    let mut serials = Vec::new();
+    for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
+        let serial = c.reserve_serial(reserve_request(&card_id, kind)).await.unwrap().into_inner().serial;
+        let (der, tbs) = certificate(&serial);
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs }).await.unwrap();
+        c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })
+            .await
+            .unwrap();
+        serials.push(serial);
+    }
+    let complete = pb::CompleteApplicationRequest { card_id: card_id.clone(), actor: "ra-1".into() };
+    c.complete_application(complete).await.unwrap();
+    (card_id, serials)
+}

@@ -51,7 +51,7 @@ impl Store {
     /// real revocations. It writes in transactions of 5,000 certificates
     /// with ONE audit entry ("bench.import-revoked") per transaction instead
     /// of one per certificate, flushing after each. In a release build,
-    /// 100,000 take about 2.5 s and 200 MB of disk, 1,000,000 about 40 s and
+    /// 100,000 take about 2.5 s and 200 MB of disk, 1,000,000 40 to 60 s and
     /// 2 GB (sled's log; its page cache, 1 GB by default, also counts in the
     /// process's resident memory). `examples/import_revoked.rs` runs it.
     ///

@@ -208,6 +208,8 @@ impl CrlEncoder {
         pos -= n;
         buf[pos..pos + n].copy_from_slice(&h[..n]);
         buf.drain(..pos);
+        // Give back growth headroom: the CRL is kept in memory while served.
+        buf.shrink_to_fit();
         Ok(SignedCrl { der: buf, entries })
     }
 }

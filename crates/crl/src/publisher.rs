@@ -414,7 +414,14 @@ impl<S: RevocationSource> Publisher<S> {
                 sha256: String::new(),
                 feed_sequence: grant.feed_sequence,
             };
-            jobs.push((CrlEncoder::new(&spec, algorithm)?, info));
+            // About as many entries as last time: one allocation, no regrowth.
+            let expected = self
+                .store
+                .by_url(&info.url)
+                .and_then(|f| f.info.as_ref().map(|i| i.entries))
+                .map_or(0, |n| n.saturating_add(n / 8).saturating_add(64));
+            let expected = usize::try_from(expected).unwrap_or(0);
+            jobs.push((CrlEncoder::with_capacity(&spec, algorithm, expected)?, info));
         }
 
         let after = base.map_or(0, |b| b.feed_sequence);

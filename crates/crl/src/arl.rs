@@ -55,9 +55,8 @@ pub struct PublishedArl {
 
 fn load_state(path: &std::path::Path) -> Result<ArlState, CrlError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            CrlError::FailedPrecondition(format!("{} is not valid ARL state: {e}", path.display()))
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| CrlError::FailedPrecondition(format!("{} is not valid ARL state: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ArlState::default()),
         Err(e) => Err(CrlError::io(path)(e)),
     }
@@ -73,22 +72,14 @@ pub fn publish_arl(
 ) -> Result<PublishedArl, CrlError> {
     let url = cfg.ca.signing.crl_url.trim();
     if url.is_empty() {
-        return Err(CrlError::Config(
-            "ca.signing.crl_url (the ARL URL) is empty".into(),
-        ));
+        return Err(CrlError::Config("ca.signing.crl_url (the ARL URL) is empty".into()));
     }
     let out_name = file_name(url)?;
     if cfg.crl.next_update_hours == 0 {
-        return Err(CrlError::Config(
-            "crl.next_update_hours must be at least 1".into(),
-        ));
+        return Err(CrlError::Config("crl.next_update_hours must be at least 1".into()));
     }
     let cert_dir = cfg.cert_dir();
-    let root = CaKey::load(
-        hsm,
-        &cert_dir.join(&cfg.ca.root.file_name),
-        &cfg.ca.root.key_label,
-    )?;
+    let root = CaKey::load(hsm, &cert_dir.join(&cfg.ca.root.file_name), &cfg.ca.root.key_label)?;
     let state_path = cert_dir.join("arl.json");
     let mut state = load_state(&state_path)?;
     let now = timefmt::now();
@@ -97,37 +88,26 @@ pub fn publish_arl(
     if let Some((serial_hex, reason)) = revoke {
         let serial = SerialNumber::from_hex(serial_hex.trim())?;
         let root_cert = x509_cert::Certificate::from_der(root.ca.certificate_der())?;
-        let root_serial =
-            SerialNumber::from_bytes(root_cert.tbs_certificate().serial_number().as_bytes())?;
+        let root_serial = SerialNumber::from_bytes(root_cert.tbs_certificate().serial_number().as_bytes())?;
         if serial == root_serial {
             return Err(CrlError::InvalidArgument(
-                "that is the root certificate's own serial; the ARL lists CA certificates under it"
-                    .into(),
+                "that is the root certificate's own serial; the ARL lists CA certificates under it".into(),
             ));
         }
         let hex = serial.to_hex();
         if !state.revoked.iter().any(|r| r.serial == hex) {
-            state.revoked.push(RevokedCa {
-                serial: hex,
-                revoked_at: now.unix_timestamp(),
-                reason,
-            });
+            state.revoked.push(RevokedCa { serial: hex, revoked_at: now.unix_timestamp(), reason });
             newly_revoked = true;
         }
     }
-    state.crl_number = state.crl_number.checked_add(1).ok_or_else(|| {
-        CrlError::FailedPrecondition("the ARL number cannot grow any further".into())
-    })?;
+    state.crl_number = state
+        .crl_number
+        .checked_add(1)
+        .ok_or_else(|| CrlError::FailedPrecondition("the ARL number cannot grow any further".into()))?;
 
-    let mut spec = root.spec(
-        now,
-        now + Duration::hours(i64::from(cfg.crl.next_update_hours)),
-        state.crl_number,
-    );
-    spec.issuing_distribution_point = Some(IssuingDistributionPoint {
-        full_name: url.to_owned(),
-        only_contains: OnlyContains::CaCerts,
-    });
+    let mut spec = root.spec(now, now + Duration::hours(i64::from(cfg.crl.next_update_hours)), state.crl_number);
+    spec.issuing_distribution_point =
+        Some(IssuingDistributionPoint { full_name: url.to_owned(), only_contains: OnlyContains::CaCerts });
     let entries = state
         .revoked
         .iter()
@@ -142,8 +122,7 @@ pub fn publish_arl(
     let signed = build_crl(&spec, entries, &root.key)?;
 
     // The number is stored before the ARL is out, so it is never reused.
-    let json = serde_json::to_vec_pretty(&state)
-        .map_err(|e| CrlError::Internal(format!("ARL state: {e}")))?;
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| CrlError::Internal(format!("ARL state: {e}")))?;
     write_atomically(&state_path, &json)?;
     let out_dir = cfg.state_path(&cfg.crl.out_dir);
     std::fs::create_dir_all(&out_dir).map_err(CrlError::io(&out_dir))?;
@@ -169,80 +148,45 @@ mod tests {
 
     use super::*;
     use crate::builder::build_crl;
-    use crate::testutil::{openssl, openssl_crl_text, pem, test_pki};
+    use crate::testutil::{keep, openssl, openssl_crl_text, pem, test_pki};
 
     #[test]
     fn arl_is_signed_by_the_root_scoped_to_ca_certs_and_numbers_grow() {
         let pki = test_pki(KeyAlgorithm::Rsa { bits: 2048 });
         let cfg = &pki.cfg;
         let first = publish_arl(cfg, &pki.hsm, None).unwrap();
-        assert_eq!(
-            (first.crl_number, first.entries, first.newly_revoked),
-            (1, 0, false)
-        );
+        assert_eq!((first.crl_number, first.entries, first.newly_revoked), (1, 0, false));
         assert_eq!(first.path, cfg.state_path(&cfg.crl.out_dir).join("arl.crl"));
 
         let sign_serial = {
             let c = x509_cert::Certificate::from_der(pki.sign.ca.certificate_der()).unwrap();
             hex::encode(c.tbs_certificate().serial_number().as_bytes())
         };
-        let second =
-            publish_arl(cfg, &pki.hsm, Some((&sign_serial, CrlReason::CaCompromise))).unwrap();
-        assert_eq!(
-            (second.crl_number, second.entries, second.newly_revoked),
-            (2, 1, true)
-        );
-        let third = publish_arl(
-            cfg,
-            &pki.hsm,
-            Some((&sign_serial.to_uppercase(), CrlReason::Superseded)),
-        )
-        .unwrap();
-        assert_eq!(
-            (third.crl_number, third.entries, third.newly_revoked),
-            (3, 1, false)
-        );
+        let second = publish_arl(cfg, &pki.hsm, Some((&sign_serial, CrlReason::CaCompromise))).unwrap();
+        assert_eq!((second.crl_number, second.entries, second.newly_revoked), (2, 1, true));
+        let third = publish_arl(cfg, &pki.hsm, Some((&sign_serial.to_uppercase(), CrlReason::Superseded))).unwrap();
+        assert_eq!((third.crl_number, third.entries, third.newly_revoked), (3, 1, false));
         let state = load_state(&cfg.cert_dir().join("arl.json")).unwrap();
-        assert_eq!(
-            state.revoked[0].reason,
-            CrlReason::CaCompromise,
-            "the first reason stands"
-        );
+        assert_eq!(state.revoked[0].reason, CrlReason::CaCompromise, "the first reason stands");
 
         let root_pem = pki.path("root.pem");
         std::fs::write(&root_pem, pem("CERTIFICATE", pki.root.ca.certificate_der())).unwrap();
+        keep("root", &[&third.path]);
         let text = openssl_crl_text(&third.path, &root_pem);
         println!("{text}");
-        assert!(
-            text.contains("X509v3 Issuing Distribution Point: critical"),
-            "{text}"
-        );
+        assert!(text.contains("X509v3 Issuing Distribution Point: critical"), "{text}");
         assert!(text.contains("Only CA Certificates"), "{text}");
-        assert!(
-            text.contains("URI:http://127.0.0.1:8081/crl/arl.crl"),
-            "{text}"
-        );
-        assert!(
-            text.contains("X509v3 CRL Number: \n                3"),
-            "{text}"
-        );
+        assert!(text.contains("URI:http://127.0.0.1:8081/crl/arl.crl"), "{text}");
+        assert!(text.contains("X509v3 CRL Number: \n                3"), "{text}");
         assert!(text.contains("CA Compromise"), "{text}");
-        assert!(
-            text.contains("Issuer: C = JP, O = Japan Medical Association, OU = JMA HPKI Root CA"),
-            "{text}"
-        );
+        assert!(text.contains("Issuer: C = JP, O = Japan Medical Association, OU = JMA HPKI Root CA"), "{text}");
 
         // With -crl_check_all, a certificate under the revoked signing CA fails.
         let ee = pki.issue(&cfg.profile, profile::CertKind::Signing, &[0x51, 0x01]);
         std::fs::write(pki.path("ee.pem"), pem("CERTIFICATE", &ee)).unwrap();
         pki.write_chain(&pki.path("chain.pem"));
         let now = timefmt::now();
-        let sign_crl = build_crl(
-            &pki.sign.spec(now, now + Duration::hours(1), 1),
-            [],
-            &pki.sign.key,
-        )
-        .unwrap();
+        let sign_crl = build_crl(&pki.sign.spec(now, now + Duration::hours(1), 1), [], &pki.sign.key).unwrap();
         let bundle = pem("X509 CRL", &sign_crl.der) + &pem("X509 CRL", &third.der);
         std::fs::write(pki.path("crls.pem"), bundle).unwrap();
         let (ok, out) = openssl(&[
@@ -265,11 +209,7 @@ mod tests {
             hex::encode(c.tbs_certificate().serial_number().as_bytes())
         };
         assert!(matches!(
-            publish_arl(
-                cfg,
-                &pki.hsm,
-                Some((&root_serial, CrlReason::KeyCompromise))
-            ),
+            publish_arl(cfg, &pki.hsm, Some((&root_serial, CrlReason::KeyCompromise))),
             Err(CrlError::InvalidArgument(_))
         ));
     }

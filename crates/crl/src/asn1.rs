@@ -39,13 +39,10 @@ pub(crate) mod oid {
 }
 
 /// AlgorithmIdentifier sha256WithRSAEncryption with NULL parameters (RFC 4055).
-const SHA256_WITH_RSA: &[u8] = &[
-    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
-];
+const SHA256_WITH_RSA: &[u8] =
+    &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00];
 /// AlgorithmIdentifier ecdsa-with-SHA256, parameters absent (RFC 5758).
-const ECDSA_WITH_SHA256: &[u8] = &[
-    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
-];
+const ECDSA_WITH_SHA256: &[u8] = &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
 
 /// The signature algorithm of a CRL, from the signing key's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +82,8 @@ pub(crate) fn header_len(len: usize) -> usize {
 /// Writes tag and length into `out` (at most [`MAX_HEADER`] octets) and
 /// returns how many were written. Lengths past 4 GiB are refused.
 pub(crate) fn header(tag: u8, len: usize) -> Result<([u8; MAX_HEADER], usize), CrlError> {
-    let len32 = u32::try_from(len)
-        .map_err(|_| CrlError::Encoding(format!("a DER value of {len} octets is too long")))?;
+    let len32 =
+        u32::try_from(len).map_err(|_| CrlError::Encoding(format!("a DER value of {len} octets is too long")))?;
     let mut out = [0u8; MAX_HEADER];
     out[0] = tag;
     let n = header_len(len);
@@ -119,9 +116,7 @@ pub(crate) fn push_date_time(out: &mut Vec<u8>, t: OffsetDateTime) -> Result<(),
     let t = t.to_offset(time::UtcOffset::UTC);
     let year = t.year();
     if !(1950..=9999).contains(&year) {
-        return Err(CrlError::Encoding(format!(
-            "year {year} cannot be encoded as an X.509 Time"
-        )));
+        return Err(CrlError::Encoding(format!("year {year} cannot be encoded as an X.509 Time")));
     }
     let two = |out: &mut Vec<u8>, v: u8| {
         out.push(b'0' + v / 10);
@@ -148,9 +143,7 @@ pub(crate) fn push_date_time(out: &mut Vec<u8>, t: OffsetDateTime) -> Result<(),
 
 /// `Extensions` holding only reasonCode: SEQUENCE { SEQUENCE { id-ce-cRLReasons,
 /// OCTET STRING { ENUMERATED } } }; the last octet is the reason.
-const REASON_CODE_PREFIX: [u8; 13] = [
-    0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01,
-];
+const REASON_CODE_PREFIX: [u8; 13] = [0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01];
 
 /// Appends one `revokedCertificates` element. reasonCode is left out for
 /// unspecified (RFC 5280 5.3.1: SHOULD be absent instead of unspecified).
@@ -176,21 +169,13 @@ pub(crate) fn push_entry(out: &mut Vec<u8>, entry: &CrlEntry) -> Result<(), CrlE
 }
 
 fn uri(url: &str) -> Result<GeneralName, CrlError> {
-    let ia5 = Ia5String::new(url)
-        .map_err(|_| CrlError::Config(format!("CRL URL {url:?} must be ASCII (IA5String)")))?;
+    let ia5 =
+        Ia5String::new(url).map_err(|_| CrlError::Config(format!("CRL URL {url:?} must be ASCII (IA5String)")))?;
     Ok(GeneralName::UniformResourceIdentifier(ia5))
 }
 
-fn extension(
-    extn_id: der::asn1::ObjectIdentifier,
-    critical: bool,
-    value: &impl Encode,
-) -> Result<Extension, CrlError> {
-    Ok(Extension {
-        extn_id,
-        critical,
-        extn_value: OctetString::new(value.to_der()?)?,
-    })
+fn extension(extn_id: der::asn1::ObjectIdentifier, critical: bool, value: &impl Encode) -> Result<Extension, CrlError> {
+    Ok(Extension { extn_id, critical, extn_value: OctetString::new(value.to_der()?)? })
 }
 
 pub(crate) fn authority_key_identifier(key_id: &[u8]) -> Result<Extension, CrlError> {
@@ -203,11 +188,7 @@ pub(crate) fn authority_key_identifier(key_id: &[u8]) -> Result<Extension, CrlEr
 }
 
 pub(crate) fn crl_number(n: u64) -> Result<Extension, CrlError> {
-    extension(
-        oid::CRL_NUMBER,
-        false,
-        &CrlNumber(der::asn1::Uint::new(&n.to_be_bytes())?),
-    )
+    extension(oid::CRL_NUMBER, false, &CrlNumber(der::asn1::Uint::new(&n.to_be_bytes())?))
 }
 
 /// deltaCRLIndicator (critical): the cRLNumber of the base CRL.
@@ -226,10 +207,7 @@ pub enum OnlyContains {
 }
 
 /// issuingDistributionPoint (critical) with fullName = `url`.
-pub(crate) fn issuing_distribution_point(
-    url: &str,
-    only: OnlyContains,
-) -> Result<Extension, CrlError> {
+pub(crate) fn issuing_distribution_point(url: &str, only: OnlyContains) -> Result<Extension, CrlError> {
     let idp = IssuingDistributionPoint {
         distribution_point: Some(DistributionPointName::FullName(vec![uri(url)?])),
         only_contains_user_certs: only == OnlyContains::UserCerts,
@@ -263,9 +241,7 @@ fn split_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), CrlError> {
         if n == 0 || n > 4 || rest.len() < n {
             return Err(bad());
         }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, 2 + n)
     };
     let end = head.checked_add(len).ok_or_else(bad)?;
@@ -277,27 +253,20 @@ fn split_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), CrlError> {
 
 fn content(tlv: &[u8]) -> Result<&[u8], CrlError> {
     let (_, whole, _) = split_tlv(tlv)?;
-    let head = if whole.get(1).is_some_and(|b| *b >= 0x80) {
-        2 + usize::from(whole[1] & 0x7f)
-    } else {
-        2
-    };
+    let head = if whole.get(1).is_some_and(|b| *b >= 0x80) { 2 + usize::from(whole[1] & 0x7f) } else { 2 };
     Ok(&whole[head..])
 }
 
 fn time_of(tlv: &[u8]) -> Result<OffsetDateTime, CrlError> {
     let t = x509_cert::time::Time::from_der(tlv)?;
-    let secs = i64::try_from(t.to_unix_duration().as_secs())
-        .map_err(|_| CrlError::Encoding("time out of range".into()))?;
-    OffsetDateTime::from_unix_timestamp(secs)
-        .map_err(|_| CrlError::Encoding("time out of range".into()))
+    let secs =
+        i64::try_from(t.to_unix_duration().as_secs()).map_err(|_| CrlError::Encoding("time out of range".into()))?;
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|_| CrlError::Encoding("time out of range".into()))
 }
 
 /// thisUpdate and nextUpdate of a DER CertificateList, read without
 /// walking its entries (cheap even for a million of them).
-pub(crate) fn crl_validity(
-    der: &[u8],
-) -> Result<(OffsetDateTime, Option<OffsetDateTime>), CrlError> {
+pub(crate) fn crl_validity(der: &[u8]) -> Result<(OffsetDateTime, Option<OffsetDateTime>), CrlError> {
     let not_crl = || CrlError::Encoding("not a DER CertificateList".into());
     let (tag, _, _) = split_tlv(der)?;
     if tag != TAG_SEQUENCE {
@@ -374,18 +343,13 @@ mod tests {
             };
             let mut out = Vec::new();
             push_entry(&mut out, &entry).unwrap();
-            let parsed =
-                x509_cert::crl::RevokedCert::<x509_cert::certificate::Rfc5280>::from_der(&out)
-                    .unwrap();
+            let parsed = x509_cert::crl::RevokedCert::<x509_cert::certificate::Rfc5280>::from_der(&out).unwrap();
             let magnitude: Vec<u8> = {
                 let b = parsed.serial_number.as_bytes();
                 b.iter().skip_while(|x| **x == 0).copied().collect()
             };
             assert_eq!(magnitude, serial);
-            assert_eq!(
-                parsed.revocation_date.to_unix_duration().as_secs(),
-                1_700_000_000
-            );
+            assert_eq!(parsed.revocation_date.to_unix_duration().as_secs(), 1_700_000_000);
             match reason {
                 CrlReason::Unspecified => assert!(parsed.crl_entry_extensions.is_none()),
                 _ => {
@@ -393,9 +357,7 @@ mod tests {
                     assert_eq!(exts.len(), 1);
                     assert_eq!(exts[0].extn_id.to_string(), "2.5.29.21");
                     assert!(!exts[0].critical);
-                    let r =
-                        x509_cert::ext::pkix::CrlReason::from_der(exts[0].extn_value.as_bytes())
-                            .unwrap();
+                    let r = x509_cert::ext::pkix::CrlReason::from_der(exts[0].extn_value.as_bytes()).unwrap();
                     assert_eq!(r as u32, u32::from(reason.code()));
                 }
             }
@@ -412,30 +374,15 @@ mod tests {
         let delta = delta_crl_indicator(7).unwrap();
         assert!(delta.critical);
         assert_eq!(delta.extn_value.as_bytes(), &[0x02, 0x01, 0x07]);
-        assert_eq!(
-            crl_number(0).unwrap().extn_value.as_bytes(),
-            &[0x02, 0x01, 0x00]
-        );
-        assert_eq!(
-            crl_number(128).unwrap().extn_value.as_bytes(),
-            &[0x02, 0x02, 0x00, 0x80]
-        );
+        assert_eq!(crl_number(0).unwrap().extn_value.as_bytes(), &[0x02, 0x01, 0x00]);
+        assert_eq!(crl_number(128).unwrap().extn_value.as_bytes(), &[0x02, 0x02, 0x00, 0x80]);
         assert!(!freshest_crl("http://h/d.crl").unwrap().critical);
-        assert!(matches!(
-            freshest_crl("http://ü/"),
-            Err(CrlError::Config(_))
-        ));
+        assert!(matches!(freshest_crl("http://ü/"), Err(CrlError::Config(_))));
     }
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
-        for bad in [
-            &[][..],
-            &[0x30],
-            &[0x30, 0x85, 1, 1, 1, 1, 1],
-            &[0x30, 0x05, 0x30],
-            &[0x04, 0x00],
-        ] {
+        for bad in [&[][..], &[0x30], &[0x30, 0x85, 1, 1, 1, 1, 1], &[0x30, 0x05, 0x30], &[0x04, 0x00]] {
             assert!(crl_validity(bad).is_err(), "{bad:?}");
         }
     }

@@ -105,9 +105,7 @@ impl CrlEncoder {
             )));
         }
         if spec.delta_crl_indicator.is_some() && spec.freshest_crl.is_some() {
-            return Err(CrlError::InvalidArgument(
-                "a delta CRL must not carry freshestCRL (RFC 5280 5.2.6)".into(),
-            ));
+            return Err(CrlError::InvalidArgument("a delta CRL must not carry freshestCRL (RFC 5280 5.2.6)".into()));
         }
         if spec.issuer.first().is_none_or(|t| *t != TAG_SEQUENCE) {
             return Err(CrlError::InvalidArgument("issuer is not a DER Name".into()));
@@ -119,18 +117,13 @@ impl CrlEncoder {
         asn1::push_date_time(&mut head, spec.this_update)?;
         asn1::push_date_time(&mut head, spec.next_update)?;
 
-        let mut extensions: Vec<Extension> = vec![
-            asn1::authority_key_identifier(&spec.authority_key_identifier)?,
-            asn1::crl_number(spec.crl_number)?,
-        ];
+        let mut extensions: Vec<Extension> =
+            vec![asn1::authority_key_identifier(&spec.authority_key_identifier)?, asn1::crl_number(spec.crl_number)?];
         if let Some(base) = spec.delta_crl_indicator {
             extensions.push(asn1::delta_crl_indicator(base)?);
         }
         if let Some(idp) = &spec.issuing_distribution_point {
-            extensions.push(asn1::issuing_distribution_point(
-                &idp.full_name,
-                idp.only_contains,
-            )?);
+            extensions.push(asn1::issuing_distribution_point(&idp.full_name, idp.only_contains)?);
         }
         if let Some(url) = &spec.freshest_crl {
             extensions.push(asn1::freshest_crl(url)?);
@@ -139,18 +132,11 @@ impl CrlEncoder {
         asn1::push_tlv(&mut tail, asn1::TAG_CRL_EXTENSIONS, &extensions.to_der()?)?;
 
         let room = reserved(head.len());
-        let capacity = room
-            .saturating_add(expected_entries.saturating_mul(TYPICAL_ENTRY_OCTETS))
-            .saturating_add(tail.len() + 600); // + algorithm and a 4096-bit signature
+        let capacity =
+            room.saturating_add(expected_entries.saturating_mul(TYPICAL_ENTRY_OCTETS)).saturating_add(tail.len() + 600); // + algorithm and a 4096-bit signature
         let mut buf = Vec::with_capacity(capacity);
         buf.resize(room, 0);
-        Ok(CrlEncoder {
-            buf,
-            head,
-            tail,
-            algorithm,
-            entries: 0,
-        })
+        Ok(CrlEncoder { buf, head, tail, algorithm, entries: 0 })
     }
 
     pub fn push(&mut self, entry: &CrlEntry) -> Result<(), CrlError> {
@@ -174,13 +160,7 @@ impl CrlEncoder {
                 signer.signature_algorithm()
             )));
         }
-        let CrlEncoder {
-            mut buf,
-            head,
-            tail,
-            algorithm,
-            entries,
-        } = self;
+        let CrlEncoder { mut buf, head, tail, algorithm, entries } = self;
         let room = reserved(head.len());
         let mut pos = room;
         if entries > 0 {
@@ -221,8 +201,7 @@ pub fn build_crl(
     signer: &impl CrlSigner,
 ) -> Result<SignedCrl, CrlError> {
     let entries = entries.into_iter();
-    let mut encoder =
-        CrlEncoder::with_capacity(spec, signer.signature_algorithm(), entries.size_hint().0)?;
+    let mut encoder = CrlEncoder::with_capacity(spec, signer.signature_algorithm(), entries.size_hint().0)?;
     for entry in entries {
         encoder.push(&entry)?;
     }
@@ -271,11 +250,7 @@ mod tests {
         CrlEntry {
             user_certificate: SerialNumber::from_bytes(&serial).unwrap(),
             revocation_date: 1_699_000_000 + i as i64,
-            reason: if i.is_multiple_of(2) {
-                CrlReason::KeyCompromise
-            } else {
-                CrlReason::Unspecified
-            },
+            reason: if i.is_multiple_of(2) { CrlReason::KeyCompromise } else { CrlReason::Unspecified },
         }
     }
 
@@ -319,10 +294,7 @@ mod tests {
         let crl = build_crl(&s, (0..3).map(entry), &signer).unwrap();
         let parsed = Crl::from_der(&crl.der).unwrap();
         let exts = parsed.tbs_cert_list.crl_extensions.unwrap();
-        let ids: Vec<(String, bool)> = exts
-            .iter()
-            .map(|e| (e.extn_id.to_string(), e.critical))
-            .collect();
+        let ids: Vec<(String, bool)> = exts.iter().map(|e| (e.extn_id.to_string(), e.critical)).collect();
         assert_eq!(
             ids,
             [
@@ -334,17 +306,10 @@ mod tests {
         );
 
         s.freshest_crl = Some("http://h/d.crl".into());
-        assert!(matches!(
-            build_crl(&s, [], &signer),
-            Err(CrlError::InvalidArgument(_))
-        ));
+        assert!(matches!(build_crl(&s, [], &signer), Err(CrlError::InvalidArgument(_))));
         s.delta_crl_indicator = None;
         let crl = build_crl(&s, [], &signer).unwrap();
-        let exts = Crl::from_der(&crl.der)
-            .unwrap()
-            .tbs_cert_list
-            .crl_extensions
-            .unwrap();
+        let exts = Crl::from_der(&crl.der).unwrap().tbs_cert_list.crl_extensions.unwrap();
         assert_eq!(exts.last().unwrap().extn_id.to_string(), "2.5.29.46");
     }
 
@@ -358,9 +323,6 @@ mod tests {
         s.issuer = vec![0x04, 0x00];
         assert!(build_crl(&s, [], &signer).is_err());
         let enc = CrlEncoder::new(&spec(), SignatureAlgorithm::Sha256WithRsaEncryption).unwrap();
-        assert!(matches!(
-            enc.finish(&signer),
-            Err(CrlError::InvalidArgument(_))
-        ));
+        assert!(matches!(enc.finish(&signer), Err(CrlError::InvalidArgument(_))));
     }
 }

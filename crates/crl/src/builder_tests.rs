@@ -34,10 +34,7 @@ fn write(dir: &Path, name: &str, der: &[u8]) {
 
 fn verify(dir: &Path, crl_pems: &[&str], cert: &str, extra: &[&str]) -> (bool, String) {
     let bundle = dir.join("crls-bundle.pem");
-    let text: String = crl_pems
-        .iter()
-        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
-        .collect();
+    let text: String = crl_pems.iter().map(|f| std::fs::read_to_string(dir.join(f)).unwrap()).collect();
     std::fs::write(&bundle, text).unwrap();
     let mut args = vec!["verify", "-crl_check"];
     args.extend_from_slice(extra);
@@ -60,16 +57,8 @@ fn full_crl_with_reasons_verifies_and_revokes_with_rsa() {
     let profile_cfg = config::ProfileConfig::default();
     let revoked = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x01];
     let good = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x02];
-    write_cert(
-        dir,
-        "revoked.pem",
-        &pki.issue(&profile_cfg, profile::CertKind::Signing, &revoked),
-    );
-    write_cert(
-        dir,
-        "good.pem",
-        &pki.issue(&profile_cfg, profile::CertKind::Signing, &good),
-    );
+    write_cert(dir, "revoked.pem", &pki.issue(&profile_cfg, profile::CertKind::Signing, &revoked));
+    write_cert(dir, "good.pem", &pki.issue(&profile_cfg, profile::CertKind::Signing, &good));
 
     let entries = [
         entry(&revoked, CrlReason::KeyCompromise),
@@ -86,39 +75,21 @@ fn full_crl_with_reasons_verifies_and_revokes_with_rsa() {
     println!("{text}");
     assert!(text.contains("Version 2 (0x1)"), "{text}");
     assert!(text.contains("sha256WithRSAEncryption"), "{text}");
-    assert!(
-        text.contains("X509v3 CRL Number: \n                42"),
-        "{text}"
-    );
+    assert!(text.contains("X509v3 CRL Number: \n                42"), "{text}");
     assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
     let ski = hex::encode_upper(pki.sign.ca.subject_key_identifier());
-    let ski_colons: Vec<String> = ski
-        .as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
+    let ski_colons: Vec<String> = ski.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
     assert!(text.contains(&ski_colons.join(":")), "{text}");
     assert!(text.contains("Issuer: C = JP, O = Japan Medical Association, OU = JMA HPKI CA, CN = HPKI-01-JMACASignCA-forNonRepudiation"), "{text}");
     for serial in ["1122334455667701", "0A01", "0A02", "0A03", "0A04", "8A05"] {
-        assert!(
-            text.contains(&format!("Serial Number: {serial}")),
-            "{serial}: {text}"
-        );
+        assert!(text.contains(&format!("Serial Number: {serial}")), "{serial}: {text}");
     }
-    for reason in [
-        "Key Compromise",
-        "Superseded",
-        "Cessation Of Operation",
-        "Affiliation Changed",
-        "Privilege Withdrawn",
-    ] {
+    for reason in
+        ["Key Compromise", "Superseded", "Cessation Of Operation", "Affiliation Changed", "Privilege Withdrawn"]
+    {
         assert!(text.contains(reason), "{reason}: {text}");
     }
-    assert_eq!(
-        text.matches("X509v3 CRL Reason Code").count(),
-        5,
-        "unspecified has none: {text}"
-    );
+    assert_eq!(text.matches("X509v3 CRL Reason Code").count(), 5, "unspecified has none: {text}");
     assert!(!text.contains("Issuing Distribution Point"), "{text}");
     assert!(!text.contains("Freshest CRL"), "{text}");
 
@@ -133,35 +104,19 @@ fn delta_crl_revokes_with_use_deltas() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
     let dir = pki.dir.path();
     pki.write_chain(&dir.join("chain.pem"));
-    let profile_cfg = config::ProfileConfig {
-        delta_crls: true,
-        ..Default::default()
-    };
+    let profile_cfg = config::ProfileConfig { delta_crls: true, ..Default::default() };
     let in_base = [0x21, 0x01];
     let in_delta = [0x21, 0x02];
     let good = [0x21, 0x03];
-    for (name, serial) in [
-        ("base.pem", &in_base),
-        ("delta.pem", &in_delta),
-        ("good.pem", &good),
-    ] {
-        write_cert(
-            dir,
-            name,
-            &pki.issue(&profile_cfg, profile::CertKind::Signing, serial),
-        );
+    for (name, serial) in [("base.pem", &in_base), ("delta.pem", &in_delta), ("good.pem", &good)] {
+        write_cert(dir, name, &pki.issue(&profile_cfg, profile::CertKind::Signing, serial));
     }
     let base_url = &profile_cfg.signing_crl_url;
     let delta_url = config::delta_url(base_url);
 
     let mut full = spec(&pki.sign, 10);
     full.freshest_crl = Some(delta_url.clone());
-    let crl = build_crl(
-        &full,
-        [entry(&in_base, CrlReason::Superseded)],
-        &pki.sign.key,
-    )
-    .unwrap();
+    let crl = build_crl(&full, [entry(&in_base, CrlReason::Superseded)], &pki.sign.key).unwrap();
     write(dir, "full.crl", &crl.der);
     let text = openssl_crl_text(&dir.join("full.crl"), &dir.join("chain.pem"));
     assert!(text.contains("ecdsa-with-SHA256"), "{text}");
@@ -172,23 +127,12 @@ fn delta_crl_revokes_with_use_deltas() {
     let mut delta = spec(&pki.sign, 11);
     delta.delta_crl_indicator = Some(10);
     delta.next_update = delta.this_update + Duration::hours(24);
-    let crl = build_crl(
-        &delta,
-        [entry(&in_delta, CrlReason::KeyCompromise)],
-        &pki.sign.key,
-    )
-    .unwrap();
+    let crl = build_crl(&delta, [entry(&in_delta, CrlReason::KeyCompromise)], &pki.sign.key).unwrap();
     write(dir, "delta.crl", &crl.der);
     let text = openssl_crl_text(&dir.join("delta.crl"), &dir.join("chain.pem"));
     println!("{text}");
-    assert!(
-        text.contains("X509v3 Delta CRL Indicator: critical"),
-        "{text}"
-    );
-    assert!(
-        text.contains("X509v3 CRL Number: \n                11"),
-        "{text}"
-    );
+    assert!(text.contains("X509v3 Delta CRL Indicator: critical"), "{text}");
+    assert!(text.contains("X509v3 CRL Number: \n                11"), "{text}");
     assert!(!text.contains("Freshest CRL"), "{text}");
 
     let both = ["full.crl.pem", "delta.crl.pem"];
@@ -208,58 +152,34 @@ fn partition_crls_cover_only_their_partition() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
     let dir = pki.dir.path();
     pki.write_chain(&dir.join("chain.pem"));
-    let profile_cfg = config::ProfileConfig {
-        crl_partitions: 4,
-        delta_crls: true,
-        ..Default::default()
-    };
+    let profile_cfg = config::ProfileConfig { crl_partitions: 4, delta_crls: true, ..Default::default() };
     let serial = [0x31, 0, 0, 0, 0, 0, 0, 0, 0x06]; // 6 % 4 + 1 = partition 3
     let late = [0x31, 0, 0, 0, 0, 0, 0, 0, 0x0a]; // 10 % 4 + 1 = partition 3
     assert_eq!(profile::crl_partition(&serial, 4), 3);
     assert_eq!(profile::crl_partition(&late, 4), 3);
-    write_cert(
-        dir,
-        "ee.pem",
-        &pki.issue(&profile_cfg, profile::CertKind::Signing, &serial),
-    );
-    write_cert(
-        dir,
-        "late.pem",
-        &pki.issue(&profile_cfg, profile::CertKind::Signing, &late),
-    );
+    write_cert(dir, "ee.pem", &pki.issue(&profile_cfg, profile::CertKind::Signing, &serial));
+    write_cert(dir, "late.pem", &pki.issue(&profile_cfg, profile::CertKind::Signing, &late));
 
     let url = |p| config::partition_url(&profile_cfg.signing_crl_url, p);
     let partition_spec = |p: u32, number: u64| {
         let mut s = spec(&pki.sign, number);
-        s.issuing_distribution_point = Some(IssuingDistributionPoint {
-            full_name: url(p),
-            only_contains: OnlyContains::UserCerts,
-        });
+        s.issuing_distribution_point =
+            Some(IssuingDistributionPoint { full_name: url(p), only_contains: OnlyContains::UserCerts });
         s
     };
     for p in [2u32, 3] {
         let mut s = partition_spec(p, 20);
         s.freshest_crl = Some(config::delta_url(&url(p)));
-        let entries: Vec<CrlEntry> = if p == 3 {
-            vec![entry(&serial, CrlReason::KeyCompromise)]
-        } else {
-            vec![]
-        };
+        let entries: Vec<CrlEntry> = if p == 3 { vec![entry(&serial, CrlReason::KeyCompromise)] } else { vec![] };
         let crl = build_crl(&s, entries, &pki.sign.key).unwrap();
         write(dir, &format!("p{p}.crl"), &crl.der);
     }
     let text = openssl_crl_text(&dir.join("p3.crl"), &dir.join("chain.pem"));
     println!("{text}");
-    assert!(
-        text.contains("X509v3 Issuing Distribution Point: critical"),
-        "{text}"
-    );
+    assert!(text.contains("X509v3 Issuing Distribution Point: critical"), "{text}");
     assert!(text.contains(&format!("URI:{}", url(3))), "{text}");
     assert!(text.contains("Only User Certificates"), "{text}");
-    assert!(
-        text.contains(&format!("URI:{}", config::delta_url(&url(3)))),
-        "{text}"
-    );
+    assert!(text.contains(&format!("URI:{}", config::delta_url(&url(3)))), "{text}");
 
     let (ok, out) = verify(dir, &["p3.crl.pem"], "ee.pem", &[]);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
@@ -273,16 +193,8 @@ fn partition_crls_cover_only_their_partition() {
     let crl = build_crl(&d, [entry(&late, CrlReason::KeyCompromise)], &pki.sign.key).unwrap();
     write(dir, "p3-delta.crl", &crl.der);
     let text = openssl_crl_text(&dir.join("p3-delta.crl"), &dir.join("chain.pem"));
-    assert!(
-        text.contains("X509v3 Delta CRL Indicator: critical"),
-        "{text}"
-    );
-    let (ok, out) = verify(
-        dir,
-        &["p3.crl.pem", "p3-delta.crl.pem"],
-        "late.pem",
-        &["-use_deltas"],
-    );
+    assert!(text.contains("X509v3 Delta CRL Indicator: critical"), "{text}");
+    let (ok, out) = verify(dir, &["p3.crl.pem", "p3-delta.crl.pem"], "late.pem", &["-use_deltas"]);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
     let (ok, out) = verify(dir, &["p3.crl.pem"], "late.pem", &[]);
     assert!(ok, "{out}");

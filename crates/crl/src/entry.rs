@@ -24,9 +24,7 @@ impl SerialNumber {
         let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
         let magnitude = &bytes[start..];
         let Some(first) = magnitude.first() else {
-            return Err(CrlError::InvalidArgument(
-                "serial number is zero or empty".into(),
-            ));
+            return Err(CrlError::InvalidArgument("serial number is zero or empty".into()));
         };
         let encoded = magnitude.len() + usize::from(first & 0x80 != 0);
         if encoded > MAX_SERIAL_OCTETS {
@@ -36,10 +34,7 @@ impl SerialNumber {
         }
         let mut out = [0u8; MAX_SERIAL_OCTETS];
         out[..magnitude.len()].copy_from_slice(magnitude);
-        Ok(SerialNumber {
-            bytes: out,
-            len: magnitude.len() as u8,
-        })
+        Ok(SerialNumber { bytes: out, len: magnitude.len() as u8 })
     }
 
     /// From hex as the registry writes it (upper or lower case, even length).
@@ -122,10 +117,7 @@ impl CrlReason {
             Ok(R::PrivilegeWithdrawn) => CrlReason::PrivilegeWithdrawn,
             Ok(R::Unspecified) => CrlReason::Unspecified,
             Err(_) => {
-                tracing::warn!(
-                    value,
-                    "unknown revocation reason from the registry; listed as unspecified"
-                );
+                tracing::warn!(value, "unknown revocation reason from the registry; listed as unspecified");
                 CrlReason::Unspecified
             }
         }
@@ -158,11 +150,7 @@ impl FromStr for CrlReason {
     type Err = CrlError;
 
     fn from_str(s: &str) -> Result<CrlReason, CrlError> {
-        let folded: String = s
-            .chars()
-            .filter(|c| !matches!(c, '-' | '_' | ' '))
-            .flat_map(char::to_lowercase)
-            .collect();
+        let folded: String = s.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect();
         let all = [
             CrlReason::Unspecified,
             CrlReason::KeyCompromise,
@@ -173,15 +161,10 @@ impl FromStr for CrlReason {
             CrlReason::PrivilegeWithdrawn,
             CrlReason::AaCompromise,
         ];
-        all.into_iter()
-            .find(|r| r.name().to_lowercase() == folded)
-            .ok_or_else(|| {
-                let names: Vec<&str> = all.iter().map(|r| r.name()).collect();
-                CrlError::InvalidArgument(format!(
-                    "unknown revocation reason {s:?}; use one of {}",
-                    names.join(", ")
-                ))
-            })
+        all.into_iter().find(|r| r.name().to_lowercase() == folded).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|r| r.name()).collect();
+            CrlError::InvalidArgument(format!("unknown revocation reason {s:?}; use one of {}", names.join(", ")))
+        })
     }
 }
 
@@ -197,8 +180,7 @@ pub struct CrlEntry {
 impl CrlEntry {
     /// From one entry of the registry's ListRevoked stream.
     pub fn from_registry(e: &proto::registry::v1::RevokedEntry) -> Result<CrlEntry, CrlError> {
-        let user_certificate =
-            SerialNumber::from_hex(&e.serial).map_err(|err| CrlError::BadEntry(err.to_string()))?;
+        let user_certificate = SerialNumber::from_hex(&e.serial).map_err(|err| CrlError::BadEntry(err.to_string()))?;
         Ok(CrlEntry {
             user_certificate,
             revocation_date: e.revoked_at_unix,
@@ -213,10 +195,7 @@ mod tests {
 
     #[test]
     fn serials_are_minimal_positive_and_bounded() {
-        assert_eq!(
-            SerialNumber::from_bytes(&[0, 0, 1]).unwrap().magnitude(),
-            &[1]
-        );
+        assert_eq!(SerialNumber::from_bytes(&[0, 0, 1]).unwrap().magnitude(), &[1]);
         assert_eq!(SerialNumber::from_hex("00FF").unwrap().magnitude(), &[0xff]);
         assert_eq!(SerialNumber::from_hex("0a0B").unwrap().to_hex(), "0a0b");
         assert!(SerialNumber::from_bytes(&[0x7f; 20]).is_ok());
@@ -229,28 +208,14 @@ mod tests {
         assert!(SerialNumber::from_hex("zz").is_err());
         assert!(SerialNumber::from_hex("ü1").is_err());
         assert!(SerialNumber::from_hex(&"01".repeat(21)).is_err());
-        assert_eq!(
-            SerialNumber::from_hex(&format!("{}01", "00".repeat(30)))
-                .unwrap()
-                .magnitude(),
-            &[1]
-        );
+        assert_eq!(SerialNumber::from_hex(&format!("{}01", "00".repeat(30))).unwrap().magnitude(), &[1]);
     }
 
     #[test]
     fn reasons_parse_and_map() {
-        assert_eq!(
-            "keyCompromise".parse::<CrlReason>().unwrap(),
-            CrlReason::KeyCompromise
-        );
-        assert_eq!(
-            "ca-compromise".parse::<CrlReason>().unwrap(),
-            CrlReason::CaCompromise
-        );
-        assert_eq!(
-            "SUPERSEDED".parse::<CrlReason>().unwrap(),
-            CrlReason::Superseded
-        );
+        assert_eq!("keyCompromise".parse::<CrlReason>().unwrap(), CrlReason::KeyCompromise);
+        assert_eq!("ca-compromise".parse::<CrlReason>().unwrap(), CrlReason::CaCompromise);
+        assert_eq!("SUPERSEDED".parse::<CrlReason>().unwrap(), CrlReason::Superseded);
         let err = "hold".parse::<CrlReason>().unwrap_err().to_string();
         assert!(err.contains("keyCompromise"), "{err}");
         assert_eq!(CrlReason::from_registry(9), CrlReason::PrivilegeWithdrawn);
@@ -261,13 +226,7 @@ mod tests {
 
     #[test]
     fn registry_entries_with_bad_serials_are_bad_entries() {
-        let e = proto::registry::v1::RevokedEntry {
-            serial: "xyz".into(),
-            ..Default::default()
-        };
-        assert!(matches!(
-            CrlEntry::from_registry(&e),
-            Err(CrlError::BadEntry(_))
-        ));
+        let e = proto::registry::v1::RevokedEntry { serial: "xyz".into(), ..Default::default() };
+        assert!(matches!(CrlEntry::from_registry(&e), Err(CrlError::BadEntry(_))));
     }
 }

@@ -27,10 +27,7 @@ pub enum CrlError {
     #[error("CA certificate: {0}")]
     Profile(#[from] profile::ProfileError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// DER encoding or decoding failed.
     #[error("encoding: {0}")]
     Encoding(String),
@@ -79,9 +76,7 @@ pub(crate) fn http_status(e: &CrlError) -> axum::http::StatusCode {
     use axum::http::StatusCode;
     match e {
         CrlError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        CrlError::Registry(_) | CrlError::Hsm(hsm::HsmError::Unavailable(_)) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        CrlError::Registry(_) | CrlError::Hsm(hsm::HsmError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -93,41 +88,21 @@ mod tests {
     #[test]
     fn grpc_codes() {
         let code = |e: CrlError| tonic::Status::from(e).code();
-        assert_eq!(
-            code(CrlError::InvalidArgument("x".into())),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            code(CrlError::FailedPrecondition("x".into())),
-            tonic::Code::FailedPrecondition
-        );
-        assert_eq!(
-            code(CrlError::Registry(tonic::Status::unavailable("down"))),
-            tonic::Code::Unavailable
-        );
-        assert_eq!(
-            code(CrlError::Hsm(hsm::HsmError::Unavailable("gone".into()))),
-            tonic::Code::Unavailable
-        );
+        assert_eq!(code(CrlError::InvalidArgument("x".into())), tonic::Code::InvalidArgument);
+        assert_eq!(code(CrlError::FailedPrecondition("x".into())), tonic::Code::FailedPrecondition);
+        assert_eq!(code(CrlError::Registry(tonic::Status::unavailable("down"))), tonic::Code::Unavailable);
+        assert_eq!(code(CrlError::Hsm(hsm::HsmError::Unavailable("gone".into()))), tonic::Code::Unavailable);
         assert_eq!(code(CrlError::BadEntry("x".into())), tonic::Code::Internal);
-        let msg = tonic::Status::from(CrlError::Registry(tonic::Status::not_found("no such")))
-            .message()
-            .to_owned();
+        let msg = tonic::Status::from(CrlError::Registry(tonic::Status::not_found("no such"))).message().to_owned();
         assert!(msg.contains("no such"), "{msg}");
     }
 
     #[test]
     fn http_codes() {
         use axum::http::StatusCode;
+        assert_eq!(http_status(&CrlError::InvalidArgument("x".into())), StatusCode::BAD_REQUEST);
         assert_eq!(
-            http_status(&CrlError::InvalidArgument("x".into())),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            http_status(&CrlError::Io {
-                path: "f".into(),
-                source: std::io::Error::other("x")
-            }),
+            http_status(&CrlError::Io { path: "f".into(), source: std::io::Error::other("x") }),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }

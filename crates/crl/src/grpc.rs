@@ -27,9 +27,7 @@ fn kind_of(value: i32) -> Result<Option<CrlKind>, CrlError> {
         Ok(pb::CrlKind::Unspecified) => Ok(None),
         Ok(pb::CrlKind::Full) => Ok(Some(CrlKind::Full)),
         Ok(pb::CrlKind::Delta) => Ok(Some(CrlKind::Delta)),
-        Err(_) => Err(CrlError::InvalidArgument(format!(
-            "unknown CRL kind {value}"
-        ))),
+        Err(_) => Err(CrlError::InvalidArgument(format!("unknown CRL kind {value}"))),
     }
 }
 
@@ -53,10 +51,7 @@ pub(crate) fn to_proto(i: &CrlInfo) -> pb::PublishedCrl {
 
 #[tonic::async_trait]
 impl<S: RevocationSource> CrlPublisher for CrlService<S> {
-    async fn publish(
-        &self,
-        request: Request<pb::PublishRequest>,
-    ) -> Result<Response<pb::PublishResponse>, Status> {
+    async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
         let req = request.into_inner();
         let issuer = Issuer::parse(&req.issuer)?;
         let kind = kind_of(req.kind)?;
@@ -69,28 +64,13 @@ impl<S: RevocationSource> CrlPublisher for CrlService<S> {
                 "entries": c.entries, "sha256": c.sha256,
             })).collect::<Vec<_>>(),
         });
-        let actor = if req.actor.trim().is_empty() {
-            "unknown"
-        } else {
-            req.actor.trim()
-        };
-        let subject = if req.issuer.is_empty() {
-            "all"
-        } else {
-            req.issuer.as_str()
-        };
+        let actor = if req.actor.trim().is_empty() { "unknown" } else { req.actor.trim() };
+        let subject = if req.issuer.is_empty() { "all" } else { req.issuer.as_str() };
         // The CRLs are out; a failed audit write must not make the caller retry.
-        if let Err(e) = self
-            .publisher
-            .source()
-            .audit(actor, "crl-published", subject, detail.to_string())
-            .await
-        {
+        if let Err(e) = self.publisher.source().audit(actor, "crl-published", subject, detail.to_string()).await {
             tracing::warn!(error = %e, "CRL published but the audit entry could not be written");
         }
-        Ok(Response::new(pb::PublishResponse {
-            crls: crls.iter().map(to_proto).collect(),
-        }))
+        Ok(Response::new(pb::PublishResponse { crls: crls.iter().map(to_proto).collect() }))
     }
 
     async fn get_status(
@@ -98,9 +78,7 @@ impl<S: RevocationSource> CrlPublisher for CrlService<S> {
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let latest = self.publisher.store().latest();
-        Ok(Response::new(pb::GetStatusResponse {
-            latest: latest.iter().map(to_proto).collect(),
-        }))
+        Ok(Response::new(pb::GetStatusResponse { latest: latest.iter().map(to_proto).collect() }))
     }
 }
 
@@ -114,9 +92,6 @@ mod tests {
         assert_eq!(kind_of(1).unwrap(), Some(CrlKind::Full));
         assert_eq!(kind_of(2).unwrap(), Some(CrlKind::Delta));
         assert!(matches!(kind_of(7), Err(CrlError::InvalidArgument(_))));
-        assert!(matches!(
-            Issuer::parse("root"),
-            Err(CrlError::InvalidArgument(_))
-        ));
+        assert!(matches!(Issuer::parse("root"), Err(CrlError::InvalidArgument(_))));
     }
 }

@@ -36,12 +36,7 @@ pub async fn serve(
 }
 
 fn plain(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        text.to_owned(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text.to_owned()).into_response()
 }
 
 /// True when If-None-Match lists `etag` (weak or strong) or is `*`.
@@ -50,23 +45,13 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .map(str::trim)
-                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
-        })
+        .any(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag))
 }
 
-async fn serve_crl(
-    State(store): State<Arc<CrlStore>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn serve_crl(State(store): State<Arc<CrlStore>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let (path, as_pem) = match uri.path().strip_suffix(".pem") {
@@ -86,21 +71,14 @@ async fn serve_crl(
         true => format!("{}-pem\"", file.etag.trim_end_matches('"')),
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let max_age = file
-        .next_update
-        .map_or(0, |n| (n.unix_timestamp() - now).clamp(0, MAX_AGE_CAP));
+    let max_age = file.next_update.map_or(0, |n| (n.unix_timestamp() - now).clamp(0, MAX_AGE_CAP));
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
         .header(header::LAST_MODIFIED, &file.last_modified)
-        .header(
-            header::CACHE_CONTROL,
-            format!("public, max-age={max_age}, no-transform"),
-        );
+        .header(header::CACHE_CONTROL, format!("public, max-age={max_age}, no-transform"));
     if etag_matches(&headers, &etag) {
         builder = builder.status(StatusCode::NOT_MODIFIED);
-        return builder
-            .body(Body::empty())
-            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, ""));
+        return builder.body(Body::empty()).unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, ""));
     }
     let (content_type, body) = match as_pem {
         false => ("application/pkix-crl", file.der.clone()),
@@ -128,16 +106,12 @@ mod tests {
         extra: &str,
     ) -> (String, Vec<u8>) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req =
-            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.unwrap();
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        (
-            String::from_utf8_lossy(&raw[..split]).into_owned(),
-            raw[split + 4..].to_vec(),
-        )
+        (String::from_utf8_lossy(&raw[..split]).into_owned(), raw[split + 4..].to_vec())
     }
 
     fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
@@ -180,73 +154,34 @@ mod tests {
 
         let (head, body) = request(addr, "GET", "/crl/sign.crl", "").await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert_eq!(
-            header_value(&head, "content-type"),
-            Some("application/pkix-crl")
-        );
+        assert_eq!(header_value(&head, "content-type"), Some("application/pkix-crl"));
         assert_eq!(body, der);
         let etag = header_value(&head, "etag").unwrap().to_owned();
-        assert!(
-            etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34,
-            "{etag}"
-        );
-        assert_eq!(
-            header_value(&head, "last-modified"),
-            Some("Tue, 14 Nov 2023 22:13:20 GMT")
-        );
+        assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34, "{etag}");
+        assert_eq!(header_value(&head, "last-modified"), Some("Tue, 14 Nov 2023 22:13:20 GMT"));
         // nextUpdate is in the past for this sample: nothing to cache.
-        assert_eq!(
-            header_value(&head, "cache-control"),
-            Some("public, max-age=0, no-transform")
-        );
+        assert_eq!(header_value(&head, "cache-control"), Some("public, max-age=0, no-transform"));
 
-        let (head, body) = request(
-            addr,
-            "GET",
-            "/crl/sign.crl",
-            &format!("If-None-Match: \"x\", {etag}\r\n"),
-        )
-        .await;
+        let (head, body) = request(addr, "GET", "/crl/sign.crl", &format!("If-None-Match: \"x\", {etag}\r\n")).await;
         assert!(head.starts_with("HTTP/1.1 304"), "{head}");
         assert!(body.is_empty());
         assert_eq!(header_value(&head, "etag"), Some(etag.as_str()));
 
-        let (head, body) = request(
-            addr,
-            "GET",
-            "/crl/sign.crl.pem",
-            &format!("If-None-Match: {etag}\r\n"),
-        )
-        .await;
-        assert!(
-            head.starts_with("HTTP/1.1 200"),
-            "PEM has its own ETag: {head}"
-        );
-        assert_eq!(
-            header_value(&head, "content-type"),
-            Some("application/x-pem-file")
-        );
+        let (head, body) = request(addr, "GET", "/crl/sign.crl.pem", &format!("If-None-Match: {etag}\r\n")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "PEM has its own ETag: {head}");
+        assert_eq!(header_value(&head, "content-type"), Some("application/x-pem-file"));
         let text = String::from_utf8(body).unwrap();
         assert!(
-            text.starts_with("-----BEGIN X509 CRL-----\n")
-                && text.trim_end().ends_with("-----END X509 CRL-----"),
+            text.starts_with("-----BEGIN X509 CRL-----\n") && text.trim_end().ends_with("-----END X509 CRL-----"),
             "{text}"
         );
 
         let (head, body) = request(addr, "HEAD", "/crl/sign.crl", "").await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert_eq!(
-            header_value(&head, "content-length"),
-            Some(der.len().to_string().as_str())
-        );
+        assert_eq!(header_value(&head, "content-length"), Some(der.len().to_string().as_str()));
         assert!(body.is_empty(), "HEAD has no body");
 
-        for path in [
-            "/crl/other.crl",
-            "/",
-            "/crl/sign.crl/x",
-            "/crl/sign.crl.json",
-        ] {
+        for path in ["/crl/other.crl", "/", "/crl/sign.crl/x", "/crl/sign.crl.json"] {
             let (head, _) = request(addr, "GET", path, "").await;
             assert!(head.starts_with("HTTP/1.1 404"), "{path}: {head}");
         }

@@ -27,9 +27,7 @@ impl CaKey {
         let ca = profile::IssuingCa::from_pem(&pem)?;
         let key = hsm.key(key_label)?;
         CaKey::new(ca, key).map_err(|e| match e {
-            CrlError::FailedPrecondition(m) => {
-                CrlError::FailedPrecondition(format!("{}: {m}", cert_path.display()))
-            }
+            CrlError::FailedPrecondition(m) => CrlError::FailedPrecondition(format!("{}: {m}", cert_path.display())),
             other => other,
         })
     }
@@ -46,12 +44,7 @@ impl CaKey {
     }
 
     /// A full-CRL spec with this CA as issuer (subject bytes and SKI).
-    pub fn spec(
-        &self,
-        this_update: OffsetDateTime,
-        next_update: OffsetDateTime,
-        crl_number: u64,
-    ) -> CrlSpec {
+    pub fn spec(&self, this_update: OffsetDateTime, next_update: OffsetDateTime, crl_number: u64) -> CrlSpec {
         CrlSpec {
             issuer: self.ca.subject_der().to_vec(),
             authority_key_identifier: self.ca.subject_key_identifier().to_vec(),

@@ -65,11 +65,7 @@ pub struct PublishedFile {
 }
 
 impl PublishedFile {
-    fn new(
-        der: Vec<u8>,
-        info: Option<CrlInfo>,
-        modified: Option<SystemTime>,
-    ) -> Result<Self, CrlError> {
+    fn new(der: Vec<u8>, info: Option<CrlInfo>, modified: Option<SystemTime>) -> Result<Self, CrlError> {
         let (this_update, next_update) = asn1::crl_validity(&der)?;
         let sha256 = hex::encode(Sha256::digest(&der));
         let info = info.filter(|i| i.sha256 == sha256);
@@ -90,8 +86,7 @@ impl PublishedFile {
     pub fn pem(&self) -> Bytes {
         self.pem
             .get_or_init(|| {
-                let text = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &self.der)
-                    .unwrap_or_default();
+                let text = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &self.der).unwrap_or_default();
                 Bytes::from(text)
             })
             .clone()
@@ -126,13 +121,9 @@ pub fn file_name(url: &str) -> Result<String, CrlError> {
         && name != ".."
         && !name.ends_with(".json")
         && !name.ends_with(".tmp")
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        return Err(CrlError::Config(format!(
-            "CRL URL {url:?} must end in a file name such as sign.crl"
-        )));
+        return Err(CrlError::Config(format!("CRL URL {url:?} must end in a file name such as sign.crl")));
     }
     Ok(name.to_owned())
 }
@@ -155,11 +146,7 @@ impl CrlStore {
         let mut routes = HashMap::new();
         let mut by_file: HashMap<String, String> = HashMap::new();
         for (url, external) in urls {
-            let route = Route {
-                url: url.clone(),
-                file_name: file_name(url)?,
-                external: *external,
-            };
+            let route = Route { url: url.clone(), file_name: file_name(url)?, external: *external };
             if let Some(other) = by_file.insert(route.file_name.clone(), url.clone()) {
                 if &other != url {
                     return Err(CrlError::Config(format!(
@@ -170,11 +157,7 @@ impl CrlStore {
             }
             routes.insert(url_path(url)?, route);
         }
-        let store = CrlStore {
-            out_dir,
-            routes,
-            files: RwLock::new(HashMap::new()),
-        };
+        let store = CrlStore { out_dir, routes, files: RwLock::new(HashMap::new()) };
         for route in store.routes.values() {
             if let Err(e) = store.reload(route) {
                 tracing::warn!(file = %route.file_name, error = %e, "ignoring a published CRL that cannot be read");
@@ -188,9 +171,7 @@ impl CrlStore {
     }
 
     fn read_files(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<PublishedFile>>> {
-        self.files
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.files.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reads a route's file (and sidecar) from disk into memory, if present.
@@ -218,20 +199,17 @@ impl CrlStore {
     /// serves it from now on. Blocking file I/O.
     pub fn publish(&self, der: Vec<u8>, mut info: CrlInfo) -> Result<Arc<PublishedFile>, CrlError> {
         let path_key = url_path(&info.url)?;
-        let route = self.routes.get(&path_key).ok_or_else(|| {
-            CrlError::Internal(format!("{} is not a configured CRL URL", info.url))
-        })?;
+        let route = self
+            .routes
+            .get(&path_key)
+            .ok_or_else(|| CrlError::Internal(format!("{} is not a configured CRL URL", info.url)))?;
         let file = PublishedFile::new(der, None, None)?;
         info.sha256 = file.sha256.clone();
         let path = self.out_dir.join(&route.file_name);
         write_atomically(&path, &file.der)?;
-        let json = serde_json::to_vec_pretty(&info)
-            .map_err(|e| CrlError::Internal(format!("CRL sidecar: {e}")))?;
+        let json = serde_json::to_vec_pretty(&info).map_err(|e| CrlError::Internal(format!("CRL sidecar: {e}")))?;
         write_atomically(&sidecar(&path), &json)?;
-        let file = Arc::new(PublishedFile {
-            info: Some(info),
-            ..file
-        });
+        let file = Arc::new(PublishedFile { info: Some(info), ..file });
         self.files
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -249,9 +227,7 @@ impl CrlStore {
         if !route.external {
             return Ok(current);
         }
-        let on_disk = std::fs::metadata(self.out_dir.join(&route.file_name))
-            .ok()
-            .and_then(|m| m.modified().ok());
+        let on_disk = std::fs::metadata(self.out_dir.join(&route.file_name)).ok().and_then(|m| m.modified().ok());
         match (&current, on_disk) {
             (Some(f), Some(m)) if f.modified == Some(m) => Ok(current),
             (_, None) => Ok(current),
@@ -352,23 +328,10 @@ mod tests {
 
     #[test]
     fn urls_give_paths_and_file_names() {
-        assert_eq!(
-            url_path("http://h:1/crl/sign.crl").unwrap(),
-            "/crl/sign.crl"
-        );
+        assert_eq!(url_path("http://h:1/crl/sign.crl").unwrap(), "/crl/sign.crl");
         assert_eq!(url_path("http://h/a.crl?x=1").unwrap(), "/a.crl");
-        assert_eq!(
-            file_name("http://h/crl/sign-p3.crl").unwrap(),
-            "sign-p3.crl"
-        );
-        for bad in [
-            "nourl",
-            "http://h",
-            "http://h/",
-            "http://h/crl/..",
-            "http://h/x.json",
-            "http://h/a b",
-        ] {
+        assert_eq!(file_name("http://h/crl/sign-p3.crl").unwrap(), "sign-p3.crl");
+        for bad in ["nourl", "http://h", "http://h/", "http://h/crl/..", "http://h/x.json", "http://h/a b"] {
             assert!(file_name(bad).is_err(), "{bad}");
         }
     }
@@ -376,24 +339,15 @@ mod tests {
     #[test]
     fn colliding_file_names_are_a_config_error() {
         let dir = tempfile::tempdir().unwrap();
-        let urls = [
-            ("http://h/a/x.crl".to_string(), false),
-            ("http://h/b/x.crl".to_string(), false),
-        ];
-        assert!(matches!(
-            CrlStore::open(dir.path().into(), &urls),
-            Err(CrlError::Config(_))
-        ));
+        let urls = [("http://h/a/x.crl".to_string(), false), ("http://h/b/x.crl".to_string(), false)];
+        assert!(matches!(CrlStore::open(dir.path().into(), &urls), Err(CrlError::Config(_))));
     }
 
     #[test]
     fn publish_writes_files_and_a_restart_loads_them() {
         let dir = tempfile::tempdir().unwrap();
         let url = "http://h/crl/sign.crl".to_string();
-        let urls = [
-            (url.clone(), false),
-            ("http://h/crl/arl.crl".to_string(), true),
-        ];
+        let urls = [(url.clone(), false), ("http://h/crl/arl.crl".to_string(), true)];
         let store = CrlStore::open(dir.path().join("out"), &urls).unwrap();
         assert!(store.get("/crl/sign.crl").unwrap().is_none());
         let der = sample_crl(1);

@@ -79,19 +79,13 @@ impl Settings {
     pub fn from_config(cfg: &config::Config) -> Result<Settings, CrlError> {
         let c = &cfg.crl;
         if c.next_update_hours == 0 {
-            return Err(CrlError::Config(
-                "crl.next_update_hours must be at least 1".into(),
-            ));
+            return Err(CrlError::Config("crl.next_update_hours must be at least 1".into()));
         }
         if cfg.profile.delta_crls && c.delta_next_update_hours == 0 {
-            return Err(CrlError::Config(
-                "crl.delta_next_update_hours must be at least 1".into(),
-            ));
+            return Err(CrlError::Config("crl.delta_next_update_hours must be at least 1".into()));
         }
         if c.interval_minutes == 0 {
-            return Err(CrlError::Config(
-                "crl.interval_minutes must be at least 1".into(),
-            ));
+            return Err(CrlError::Config("crl.interval_minutes must be at least 1".into()));
         }
         if cfg.profile.crl_partitions > MAX_PARTITIONS {
             return Err(CrlError::Config(format!(
@@ -138,16 +132,8 @@ pub struct Base {
 
 fn targets(base_url: &str, partitions: u32) -> Vec<Target> {
     match partitions {
-        0 => vec![Target {
-            partition: 0,
-            url: base_url.to_owned(),
-        }],
-        n => (1..=n)
-            .map(|p| Target {
-                partition: p,
-                url: config::partition_url(base_url, p),
-            })
-            .collect(),
+        0 => vec![Target { partition: 0, url: base_url.to_owned() }],
+        n => (1..=n).map(|p| Target { partition: p, url: config::partition_url(base_url, p) }).collect(),
     }
 }
 
@@ -158,10 +144,7 @@ pub fn served_urls(cfg: &config::Config) -> Result<Vec<(String, bool)>, CrlError
     for issuer in Issuer::ALL {
         let base = issuer.crl_url(&cfg.profile);
         if base.is_empty() {
-            return Err(CrlError::Config(format!(
-                "profile.{}_crl_url is empty",
-                issuer.name()
-            )));
+            return Err(CrlError::Config(format!("profile.{}_crl_url is empty", issuer.name())));
         }
         for t in targets(base, cfg.profile.crl_partitions) {
             if cfg.profile.delta_crls {
@@ -205,18 +188,9 @@ impl<S: RevocationSource> Publisher<S> {
         };
         let cas = vec![
             ca(Issuer::Signing, signing, &cfg.ca.signing.key_label),
-            ca(
-                Issuer::Authentication,
-                authentication,
-                &cfg.ca.authentication.key_label,
-            ),
+            ca(Issuer::Authentication, authentication, &cfg.ca.authentication.key_label),
         ];
-        Ok(Publisher {
-            source,
-            store,
-            settings,
-            cas,
-        })
+        Ok(Publisher { source, store, settings, cas })
     }
 
     pub fn store(&self) -> &Arc<CrlStore> {
@@ -247,15 +221,9 @@ impl<S: RevocationSource> Publisher<S> {
     /// deltas are on, else a full CRL. A delta without a current base becomes
     /// a full CRL; a full CRL is followed by an (often empty) delta on top of
     /// it when deltas are on, so the pair served is always consistent.
-    pub async fn publish(
-        &self,
-        issuer: Option<Issuer>,
-        kind: Option<CrlKind>,
-    ) -> Result<Vec<CrlInfo>, CrlError> {
+    pub async fn publish(&self, issuer: Option<Issuer>, kind: Option<CrlKind>) -> Result<Vec<CrlInfo>, CrlError> {
         if kind == Some(CrlKind::Delta) && !self.settings.deltas {
-            return Err(CrlError::FailedPrecondition(
-                "delta CRLs are off (profile.delta_crls = false)".into(),
-            ));
+            return Err(CrlError::FailedPrecondition("delta CRLs are off (profile.delta_crls = false)".into()));
         }
         let want_delta = match kind {
             Some(k) => k == CrlKind::Delta,
@@ -294,9 +262,7 @@ impl<S: RevocationSource> Publisher<S> {
             };
             match &mut base {
                 None => base = Some(this),
-                Some(b)
-                    if b.crl_number == this.crl_number && b.feed_sequence == this.feed_sequence =>
-                {
+                Some(b) if b.crl_number == this.crl_number && b.feed_sequence == this.feed_sequence => {
                     b.this_update = b.this_update.min(this.this_update);
                     b.next_update = b.next_update.min(this.next_update);
                 }
@@ -324,14 +290,11 @@ impl<S: RevocationSource> Publisher<S> {
             }
             if s.deltas {
                 let fresh = ca.targets.iter().all(|t| {
-                    self.store
-                        .by_url(&config::delta_url(&t.url))
-                        .and_then(|f| f.info.clone())
-                        .is_some_and(|i| {
-                            i.kind == CrlKind::Delta
-                                && i.base_crl_number == base.crl_number
-                                && i.next_update - now >= s.delta_next_update.whole_seconds() / 2
-                        })
+                    self.store.by_url(&config::delta_url(&t.url)).and_then(|f| f.info.clone()).is_some_and(|i| {
+                        i.kind == CrlKind::Delta
+                            && i.base_crl_number == base.crl_number
+                            && i.next_update - now >= s.delta_next_update.whole_seconds() / 2
+                    })
                 });
                 if !fresh {
                     out.push((ca.issuer, CrlKind::Delta));
@@ -345,9 +308,9 @@ impl<S: RevocationSource> Publisher<S> {
         let grant = self.source.next_crl_number(ca.issuer.scope()).await?;
         let mut out = self.build(ca, CrlKind::Full, grant, None).await?;
         if self.settings.deltas {
-            let base = self.base(ca).ok_or_else(|| {
-                CrlError::Internal("the full CRLs just published are not served".into())
-            })?;
+            let base = self
+                .base(ca)
+                .ok_or_else(|| CrlError::Internal("the full CRLs just published are not served".into()))?;
             out.extend(self.publish_delta(ca, base).await?);
         }
         Ok(out)
@@ -387,10 +350,8 @@ impl<S: RevocationSource> Publisher<S> {
             let mut spec = ca.ca_key.spec(now, now + validity, grant.crl_number);
             spec.delta_crl_indicator = base.map(|b| b.crl_number);
             if t.partition > 0 {
-                spec.issuing_distribution_point = Some(IssuingDistributionPoint {
-                    full_name: t.url.clone(),
-                    only_contains: OnlyContains::UserCerts,
-                });
+                spec.issuing_distribution_point =
+                    Some(IssuingDistributionPoint { full_name: t.url.clone(), only_contains: OnlyContains::UserCerts });
             }
             let url = match kind {
                 CrlKind::Full => {
@@ -428,11 +389,10 @@ impl<S: RevocationSource> Publisher<S> {
         let mut stream = self.source.list_revoked(&ca.label, after).await?;
         while let Some(item) = stream.next().await {
             let entry = CrlEntry::from_registry(&item?)?;
-            let slot =
-                match profile::crl_partition(entry.user_certificate.magnitude(), s.partitions) {
-                    0 => 0,
-                    p => p as usize - 1,
-                };
+            let slot = match profile::crl_partition(entry.user_certificate.magnitude(), s.partitions) {
+                0 => 0,
+                p => p as usize - 1,
+            };
             if let Some((encoder, _)) = jobs.get_mut(slot) {
                 encoder.push(&entry)?;
             }

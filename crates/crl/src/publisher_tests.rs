@@ -8,27 +8,15 @@ use proto::registry::v1::RevocationReason;
 use crate::published::{CrlKind, CrlStore};
 use crate::publisher::{served_urls, Issuer, Publisher};
 use crate::source::memory::MemorySource;
-use crate::testutil::{openssl, openssl_crl_text, pem, test_pki, TestPki};
+use crate::testutil::{keep, openssl, openssl_crl_text, pem, test_pki, TestPki};
 
 fn publisher(pki: &TestPki, cfg: &config::Config) -> Publisher<MemorySource> {
     publisher_with(pki, cfg, MemorySource::default())
 }
 
-fn publisher_with(
-    pki: &TestPki,
-    cfg: &config::Config,
-    source: MemorySource,
-) -> Publisher<MemorySource> {
-    let store =
-        CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &served_urls(cfg).unwrap()).unwrap();
-    Publisher::new(
-        cfg,
-        source,
-        Arc::new(store),
-        pki.sign.clone(),
-        pki.auth.clone(),
-    )
-    .unwrap()
+fn publisher_with(pki: &TestPki, cfg: &config::Config, source: MemorySource) -> Publisher<MemorySource> {
+    let store = CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &served_urls(cfg).unwrap()).unwrap();
+    Publisher::new(cfg, source, Arc::new(store), pki.sign.clone(), pki.auth.clone()).unwrap()
 }
 
 fn out_file(cfg: &config::Config, name: &str) -> std::path::PathBuf {
@@ -42,60 +30,31 @@ async fn full_crls_for_both_cas_with_increasing_numbers() {
     let p = publisher(&pki, &cfg);
     assert_eq!(p.due(time::OffsetDateTime::now_utc()).len(), 2);
     let sign_label = &cfg.ca.signing.key_label;
-    p.source()
-        .revoke(sign_label, "1001", RevocationReason::KeyCompromise);
-    p.source()
-        .revoke(sign_label, "1002", RevocationReason::Superseded);
-    p.source().revoke(
-        &cfg.ca.authentication.key_label,
-        "2001",
-        RevocationReason::CessationOfOperation,
-    );
+    p.source().revoke(sign_label, "1001", RevocationReason::KeyCompromise);
+    p.source().revoke(sign_label, "1002", RevocationReason::Superseded);
+    p.source().revoke(&cfg.ca.authentication.key_label, "2001", RevocationReason::CessationOfOperation);
 
     let infos = p.publish(None, None).await.unwrap();
     assert_eq!(infos.len(), 2);
     assert_eq!(
-        (
-            infos[0].issuer.as_str(),
-            infos[0].kind,
-            infos[0].crl_number,
-            infos[0].entries
-        ),
+        (infos[0].issuer.as_str(), infos[0].kind, infos[0].crl_number, infos[0].entries),
         ("signing", CrlKind::Full, 1, 2)
     );
-    assert_eq!(
-        (
-            infos[1].issuer.as_str(),
-            infos[1].crl_number,
-            infos[1].entries
-        ),
-        ("authentication", 1, 1)
-    );
+    assert_eq!((infos[1].issuer.as_str(), infos[1].crl_number, infos[1].entries), ("authentication", 1, 1));
     assert!(p.due(time::OffsetDateTime::now_utc()).is_empty());
 
     pki.write_chain(&pki.path("chain.pem"));
+    keep("plain", &[&out_file(&cfg, "sign.crl")]);
     let text = openssl_crl_text(&out_file(&cfg, "sign.crl"), &pki.path("chain.pem"));
-    assert!(
-        text.contains("Serial Number: 1001") && text.contains("Serial Number: 1002"),
-        "{text}"
-    );
+    assert!(text.contains("Serial Number: 1001") && text.contains("Serial Number: 1002"), "{text}");
     let text = openssl_crl_text(&out_file(&cfg, "auth.crl"), &pki.path("chain.pem"));
-    assert!(
-        text.contains("Serial Number: 2001") && text.contains("Cessation Of Operation"),
-        "{text}"
-    );
+    assert!(text.contains("Serial Number: 2001") && text.contains("Cessation Of Operation"), "{text}");
 
-    let again = p
-        .publish(Some(Issuer::Signing), Some(CrlKind::Full))
-        .await
-        .unwrap();
+    let again = p.publish(Some(Issuer::Signing), Some(CrlKind::Full)).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].crl_number, 2);
     let err = p.publish(None, Some(CrlKind::Delta)).await.unwrap_err();
-    assert!(
-        matches!(err, crate::CrlError::FailedPrecondition(_)),
-        "{err}"
-    );
+    assert!(matches!(err, crate::CrlError::FailedPrecondition(_)), "{err}");
 }
 
 #[tokio::test]
@@ -107,57 +66,38 @@ async fn deltas_list_only_revocations_after_the_base_and_survive_a_restart() {
     let early = [0x40, 0x01];
     let late = [0x40, 0x02];
     let good = [0x40, 0x03];
-    for (name, serial) in [
-        ("early.pem", &early[..]),
-        ("late.pem", &late),
-        ("good.pem", &good),
-    ] {
+    for (name, serial) in [("early.pem", &early[..]), ("late.pem", &late), ("good.pem", &good)] {
         let der = pki.issue(&profile_cfg, profile::CertKind::Signing, serial);
         std::fs::write(pki.path(name), pem("CERTIFICATE", &der)).unwrap();
     }
     let label = cfg.ca.signing.key_label.clone();
     let p = publisher(&pki, &cfg);
-    p.source()
-        .revoke(&label, "4001", RevocationReason::KeyCompromise);
+    p.source().revoke(&label, "4001", RevocationReason::KeyCompromise);
     let infos = p.publish(Some(Issuer::Signing), None).await.unwrap();
     // No base yet: a full CRL, then a delta on top of it.
-    let kinds: Vec<(CrlKind, u64, u64, u64)> = infos
-        .iter()
-        .map(|i| (i.kind, i.crl_number, i.base_crl_number, i.entries))
-        .collect();
+    let kinds: Vec<(CrlKind, u64, u64, u64)> =
+        infos.iter().map(|i| (i.kind, i.crl_number, i.base_crl_number, i.entries)).collect();
     assert_eq!(kinds, [(CrlKind::Full, 1, 0, 1), (CrlKind::Delta, 2, 1, 0)]);
-    assert!(p
-        .due(time::OffsetDateTime::now_utc())
-        .iter()
-        .all(|(i, _)| *i == Issuer::Authentication));
+    assert!(p.due(time::OffsetDateTime::now_utc()).iter().all(|(i, _)| *i == Issuer::Authentication));
 
     // Restart: a new store and publisher over the same folder find the base;
     // the registry (and its CRL numbers) carries on.
-    p.source()
-        .revoke(&label, "4002", RevocationReason::KeyCompromise);
+    p.source().revoke(&label, "4002", RevocationReason::KeyCompromise);
     let p = publisher_with(&pki, &cfg, p.into_source());
     let infos = p.publish(Some(Issuer::Signing), None).await.unwrap();
     assert_eq!(infos.len(), 1);
     assert_eq!(
-        (
-            infos[0].kind,
-            infos[0].crl_number,
-            infos[0].base_crl_number,
-            infos[0].entries
-        ),
+        (infos[0].kind, infos[0].crl_number, infos[0].base_crl_number, infos[0].entries),
         (CrlKind::Delta, 3, 1, 1)
     );
 
     pki.write_chain(&pki.path("chain.pem"));
     let delta = out_file(&cfg, "sign-delta.crl");
     let text = openssl_crl_text(&delta, &pki.path("chain.pem"));
-    assert!(
-        text.contains("X509v3 Delta CRL Indicator: critical")
-            && text.contains("Serial Number: 4002"),
-        "{text}"
-    );
+    assert!(text.contains("X509v3 Delta CRL Indicator: critical") && text.contains("Serial Number: 4002"), "{text}");
     assert!(!text.contains("Serial Number: 4001"), "{text}");
     let full = out_file(&cfg, "sign.crl");
+    keep("deltas", &[&full, &delta]);
     let text = openssl_crl_text(&full, &pki.path("chain.pem"));
     assert!(text.contains("X509v3 Freshest CRL"), "{text}");
 
@@ -194,16 +134,9 @@ async fn partitions_split_entries_and_carry_their_distribution_point() {
     let p = publisher(&pki, &cfg);
     let label = cfg.ca.signing.key_label.clone();
     for i in 1..=30u32 {
-        p.source().revoke(
-            &label,
-            &format!("{:04x}", 0x5000 + i),
-            RevocationReason::KeyCompromise,
-        );
+        p.source().revoke(&label, &format!("{:04x}", 0x5000 + i), RevocationReason::KeyCompromise);
     }
-    let infos = p
-        .publish(Some(Issuer::Signing), Some(CrlKind::Full))
-        .await
-        .unwrap();
+    let infos = p.publish(Some(Issuer::Signing), Some(CrlKind::Full)).await.unwrap();
     let full: Vec<_> = infos.iter().filter(|i| i.kind == CrlKind::Full).collect();
     let deltas: Vec<_> = infos.iter().filter(|i| i.kind == CrlKind::Delta).collect();
     assert_eq!(full.len(), 3);
@@ -211,52 +144,23 @@ async fn partitions_split_entries_and_carry_their_distribution_point() {
     assert_eq!(full.iter().map(|i| i.entries).sum::<u64>(), 30);
     assert!(full.iter().all(|i| i.entries == 10), "{full:?}");
     assert!(
-        full.iter().all(|i| i.crl_number == 1)
-            && deltas
-                .iter()
-                .all(|i| i.crl_number == 2 && i.base_crl_number == 1)
+        full.iter().all(|i| i.crl_number == 1) && deltas.iter().all(|i| i.crl_number == 2 && i.base_crl_number == 1)
     );
     pki.write_chain(&pki.path("chain.pem"));
+    keep("partitions", &[&out_file(&cfg, "sign-p1.crl"), &out_file(&cfg, "sign-p1-delta.crl")]);
     for part in 1..=3 {
-        let text = openssl_crl_text(
-            &out_file(&cfg, &format!("sign-p{part}.crl")),
-            &pki.path("chain.pem"),
-        );
-        assert!(
-            text.contains("X509v3 Issuing Distribution Point: critical"),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("URI:http://127.0.0.1:8081/crl/sign-p{part}.crl")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "URI:http://127.0.0.1:8081/crl/sign-p{part}-delta.crl"
-            )),
-            "{text}"
-        );
+        let text = openssl_crl_text(&out_file(&cfg, &format!("sign-p{part}.crl")), &pki.path("chain.pem"));
+        assert!(text.contains("X509v3 Issuing Distribution Point: critical"), "{text}");
+        assert!(text.contains(&format!("URI:http://127.0.0.1:8081/crl/sign-p{part}.crl")), "{text}");
+        assert!(text.contains(&format!("URI:http://127.0.0.1:8081/crl/sign-p{part}-delta.crl")), "{text}");
         assert!(text.contains("Only User Certificates"), "{text}");
-        let text = openssl_crl_text(
-            &out_file(&cfg, &format!("sign-p{part}-delta.crl")),
-            &pki.path("chain.pem"),
-        );
-        assert!(
-            text.contains("X509v3 Delta CRL Indicator: critical"),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("URI:http://127.0.0.1:8081/crl/sign-p{part}.crl")),
-            "{text}"
-        );
+        let text = openssl_crl_text(&out_file(&cfg, &format!("sign-p{part}-delta.crl")), &pki.path("chain.pem"));
+        assert!(text.contains("X509v3 Delta CRL Indicator: critical"), "{text}");
+        assert!(text.contains(&format!("URI:http://127.0.0.1:8081/crl/sign-p{part}.crl")), "{text}");
         // Every serial in partition `part` is one whose partition is `part`.
         for line in text.lines().filter(|l| l.contains("Serial Number:")) {
             let hex = line.rsplit(' ').next().unwrap();
-            assert_eq!(
-                profile::crl_partition(&hex::decode(hex).unwrap(), 3),
-                part,
-                "{line}"
-            );
+            assert_eq!(profile::crl_partition(&hex::decode(hex).unwrap(), 3), part, "{line}");
         }
     }
 }
@@ -273,11 +177,7 @@ async fn concurrent_publications_are_serialised_per_ca() {
         let p = p.clone();
         let label = cfg.ca.signing.key_label.clone();
         tasks.push(tokio::spawn(async move {
-            p.source().revoke(
-                &label,
-                &format!("{:04x}", 0x6000 + i),
-                RevocationReason::KeyCompromise,
-            );
+            p.source().revoke(&label, &format!("{:04x}", 0x6000 + i), RevocationReason::KeyCompromise);
             p.publish(Some(Issuer::Signing), None).await.unwrap()
         }));
     }
@@ -290,10 +190,7 @@ async fn concurrent_publications_are_serialised_per_ca() {
     assert_eq!(numbers.len(), 6, "{numbers:?}");
     // The delta served last holds every revocation since the base.
     let latest = p.store().latest();
-    let delta = latest
-        .iter()
-        .find(|i| i.url.ends_with("sign-delta.crl"))
-        .unwrap();
+    let delta = latest.iter().find(|i| i.url.ends_with("sign-delta.crl")).unwrap();
     assert_eq!(delta.entries, 6);
     assert_eq!(delta.crl_number, *numbers.last().unwrap());
 }
@@ -309,11 +206,7 @@ async fn registry_failures_are_errors_and_nothing_is_written() {
     assert!(!out_file(&cfg, "sign.crl").exists());
     // A bad serial from the registry is refused, not panicked on.
     p.source().set_failing(false);
-    p.source().revoke(
-        &cfg.ca.signing.key_label,
-        "not-hex",
-        RevocationReason::KeyCompromise,
-    );
+    p.source().revoke(&cfg.ca.signing.key_label, "not-hex", RevocationReason::KeyCompromise);
     let err = p.publish(Some(Issuer::Signing), None).await.unwrap_err();
     assert!(matches!(err, crate::CrlError::BadEntry(_)), "{err}");
 }

@@ -17,10 +17,7 @@ pub struct Ticks {
 
 impl Default for Ticks {
     fn default() -> Self {
-        Ticks {
-            check: Duration::from_secs(60),
-            retry: Duration::from_secs(15),
-        }
+        Ticks { check: Duration::from_secs(60), retry: Duration::from_secs(15) }
     }
 }
 
@@ -37,12 +34,9 @@ pub async fn run<S: RevocationSource>(
         let mut failed = false;
         for (issuer, kind) in publisher.due(timefmt::now()) {
             match publisher.publish(Some(issuer), Some(kind)).await {
-                Ok(crls) => tracing::info!(
-                    issuer = issuer.name(),
-                    ?kind,
-                    count = crls.len(),
-                    "scheduled CRL publication"
-                ),
+                Ok(crls) => {
+                    tracing::info!(issuer = issuer.name(), ?kind, count = crls.len(), "scheduled CRL publication")
+                }
                 Err(e) => {
                     failed = true;
                     tracing::warn!(issuer = issuer.name(), ?kind, error = %e, "scheduled CRL publication failed; will retry");

@@ -28,20 +28,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CrlError> {
     let dir = cfg.cert_dir();
-    let signing = CaKey::load(
-        &hsm,
-        &dir.join(&cfg.ca.signing.file_name),
-        &cfg.ca.signing.key_label,
-    )?;
-    let authentication = CaKey::load(
-        &hsm,
-        &dir.join(&cfg.ca.authentication.file_name),
-        &cfg.ca.authentication.key_label,
-    )?;
-    let store = Arc::new(CrlStore::open(
-        cfg.state_path(&cfg.crl.out_dir),
-        &served_urls(cfg)?,
-    )?);
+    let signing = CaKey::load(&hsm, &dir.join(&cfg.ca.signing.file_name), &cfg.ca.signing.key_label)?;
+    let authentication =
+        CaKey::load(&hsm, &dir.join(&cfg.ca.authentication.file_name), &cfg.ca.authentication.key_label)?;
+    let store = Arc::new(CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &served_urls(cfg)?)?);
     let source = RegistrySource::connect_lazy(&cfg.crl.registry_url)?;
     let publisher = Arc::new(Publisher::new(cfg, source, store, signing, authentication)?);
     serve_publisher(publisher, grpc, http, Ticks::default(), shutdown).await
@@ -65,9 +55,7 @@ pub async fn serve_publisher<S: RevocationSource>(
     };
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<CrlPublisherServer<CrlService<S>>>()
-        .await;
+    reporter.set_serving::<CrlPublisherServer<CrlService<S>>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -77,15 +65,8 @@ pub async fn serve_publisher<S: RevocationSource>(
         .add_service(health)
         .add_service(reflection)
         .add_service(CrlPublisherServer::new(CrlService::new(publisher.clone())))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            stopped(stop_rx.clone()),
-        );
-    let grpc_server = async {
-        grpc_server
-            .await
-            .map_err(|e| CrlError::Internal(format!("gRPC server: {e}")))
-    };
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+    let grpc_server = async { grpc_server.await.map_err(|e| CrlError::Internal(format!("gRPC server: {e}"))) };
     let http_server = crate::http::serve(http, publisher.store().clone(), stopped(stop_rx.clone()));
     let scheduler = tokio::spawn(schedule::run(publisher, ticks, stop_rx));
 
@@ -111,11 +92,7 @@ mod tests {
     async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.unwrap();
         String::from_utf8_lossy(&raw).into_owned()
@@ -126,39 +103,18 @@ mod tests {
         let pki = test_pki(KeyAlgorithm::EcdsaP256);
         let mut cfg = pki.cfg.clone();
         cfg.profile.delta_crls = true;
-        let store = Arc::new(
-            CrlStore::open(
-                cfg.state_path(&cfg.crl.out_dir),
-                &served_urls(&cfg).unwrap(),
-            )
-            .unwrap(),
-        );
+        let store = Arc::new(CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &served_urls(&cfg).unwrap()).unwrap());
         let source = MemorySource::default();
-        source.revoke(
-            &cfg.ca.signing.key_label,
-            "7001",
-            RevocationReason::KeyCompromise,
-        );
-        let publisher = Arc::new(
-            Publisher::new(&cfg, source, store, pki.sign.clone(), pki.auth.clone()).unwrap(),
-        );
+        source.revoke(&cfg.ca.signing.key_label, "7001", RevocationReason::KeyCompromise);
+        let publisher = Arc::new(Publisher::new(&cfg, source, store, pki.sign.clone(), pki.auth.clone()).unwrap());
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let ticks = Ticks {
-            check: Duration::from_millis(100),
-            retry: Duration::from_millis(100),
-        };
-        let server = tokio::spawn(serve_publisher(
-            publisher.clone(),
-            grpc,
-            http,
-            ticks,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let ticks = Ticks { check: Duration::from_millis(100), retry: Duration::from_millis(100) };
+        let server = tokio::spawn(serve_publisher(publisher.clone(), grpc, http, ticks, async {
+            let _ = stopped.await;
+        }));
 
         // The schedule publishes at start: full + delta for both CAs.
         let mut client = loop {
@@ -169,31 +125,17 @@ mod tests {
         };
         let mut latest = Vec::new();
         for _ in 0..100 {
-            latest = client
-                .get_status(pb::GetStatusRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .latest;
+            latest = client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner().latest;
             if latest.len() == 4 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(latest.len(), 4, "{latest:?}");
-        assert!(
-            latest
-                .iter()
-                .all(|c| c.this_update.ends_with('Z') && c.sha256.len() == 64),
-            "{latest:?}"
-        );
+        assert!(latest.iter().all(|c| c.this_update.ends_with('Z') && c.sha256.len() == 64), "{latest:?}");
 
         // On demand: unspecified kind = a delta, with the new revocation.
-        publisher.source().revoke(
-            &cfg.ca.signing.key_label,
-            "7002",
-            RevocationReason::KeyCompromise,
-        );
+        publisher.source().revoke(&cfg.ca.signing.key_label, "7002", RevocationReason::KeyCompromise);
         let resp = client
             .publish(pb::PublishRequest {
                 issuer: "signing".into(),
@@ -211,58 +153,38 @@ mod tests {
         assert_eq!(delta.url, "http://127.0.0.1:8081/crl/sign-delta.crl");
         let audit = publisher.source().audit_log();
         assert!(
-            audit.iter().any(|(actor, action, subject)| actor == "op1"
-                && action == "crl-published"
-                && subject == "signing"),
+            audit
+                .iter()
+                .any(|(actor, action, subject)| actor == "op1" && action == "crl-published" && subject == "signing"),
             "{audit:?}"
         );
 
-        let err = client
-            .publish(pb::PublishRequest {
-                issuer: "root".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
+        let err = client.publish(pb::PublishRequest { issuer: "root".into(), ..Default::default() }).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
         let page = http_get(http_addr, "/crl/sign-delta.crl").await;
         assert!(
             page.starts_with("HTTP/1.1 200")
-                && page
-                    .to_ascii_lowercase()
-                    .contains("content-type: application/pkix-crl"),
+                && page.to_ascii_lowercase().contains("content-type: application/pkix-crl"),
             "{page}"
         );
         let page = http_get(http_addr, "/crl/auth.crl.pem").await;
         assert!(page.contains("-----BEGIN X509 CRL-----"), "{page}");
 
         // Health is SERVING.
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}")).unwrap().connect().await.unwrap();
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
         let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "hpki.crl.v1.CrlPublisher".into(),
-            })
+            .check(tonic_health::pb::HealthCheckRequest { service: "hpki.crl.v1.CrlPublisher".into() })
             .await
             .unwrap()
             .into_inner()
             .status;
-        assert_eq!(
-            status,
-            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-        );
+        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
         stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
     }
 
     #[tokio::test]
@@ -290,28 +212,19 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let err = client
-            .publish(pb::PublishRequest::default())
-            .await
-            .unwrap_err();
+        let err = client.publish(pb::PublishRequest::default()).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
         let page = http_get(http_addr, "/crl/sign.crl").await;
         assert!(page.starts_with("HTTP/1.1 404"), "{page}");
         stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
 
         // A missing CA certificate stops it from starting, with a hint.
         let mut cfg = pki.cfg.clone();
         cfg.ca.signing.file_name = "missing.pem".into();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let err = serve(&cfg, pki.hsm.clone(), grpc, http, async {})
-            .await
-            .unwrap_err();
+        let err = serve(&cfg, pki.hsm.clone(), grpc, http, async {}).await.unwrap_err();
         assert!(err.to_string().contains("ceremony"), "{err}");
     }
 }

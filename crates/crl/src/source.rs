@@ -23,10 +23,7 @@ pub type EntryStream = Pin<Box<dyn Stream<Item = Result<reg::RevokedEntry, CrlEr
 /// The registry calls the publisher makes.
 pub trait RevocationSource: Send + Sync + 'static {
     /// The next cRLNumber of `scope` ("sign", "auth"); strictly increasing, persisted.
-    fn next_crl_number(
-        &self,
-        scope: &str,
-    ) -> impl Future<Output = Result<CrlNumberGrant, CrlError>> + Send;
+    fn next_crl_number(&self, scope: &str) -> impl Future<Output = Result<CrlNumberGrant, CrlError>> + Send;
 
     /// Unexpired revoked certificates of `issuer_label` whose revocation has a
     /// feed sequence above `after_sequence` (0 = all).
@@ -58,9 +55,7 @@ impl RegistrySource {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| CrlError::Config(format!("crl.registry_url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
-        Ok(RegistrySource {
-            client: RegistryClient::new(endpoint.connect_lazy()),
-        })
+        Ok(RegistrySource { client: RegistryClient::new(endpoint.connect_lazy()) })
     }
 }
 
@@ -69,22 +64,13 @@ impl RevocationSource for RegistrySource {
         let resp = self
             .client
             .clone()
-            .next_crl_number(reg::NextCrlNumberRequest {
-                scope: scope.to_owned(),
-            })
+            .next_crl_number(reg::NextCrlNumberRequest { scope: scope.to_owned() })
             .await?
             .into_inner();
-        Ok(CrlNumberGrant {
-            crl_number: resp.crl_number,
-            feed_sequence: resp.feed_sequence,
-        })
+        Ok(CrlNumberGrant { crl_number: resp.crl_number, feed_sequence: resp.feed_sequence })
     }
 
-    async fn list_revoked(
-        &self,
-        issuer_label: &str,
-        after_sequence: u64,
-    ) -> Result<EntryStream, CrlError> {
+    async fn list_revoked(&self, issuer_label: &str, after_sequence: u64) -> Result<EntryStream, CrlError> {
         let stream = self
             .client
             .clone()
@@ -99,13 +85,7 @@ impl RevocationSource for RegistrySource {
         Ok(Box::pin(stream.map(|item| item.map_err(CrlError::from))))
     }
 
-    async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        subject: &str,
-        detail_json: String,
-    ) -> Result<(), CrlError> {
+    async fn audit(&self, actor: &str, action: &str, subject: &str, detail_json: String) -> Result<(), CrlError> {
         self.client
             .clone()
             .append_audit(reg::AppendAuditRequest {
@@ -166,9 +146,7 @@ pub(crate) mod memory {
 
         fn check(&self) -> Result<(), CrlError> {
             match self.state.lock().unwrap().fail {
-                true => Err(CrlError::Registry(tonic::Status::unavailable(
-                    "registry down",
-                ))),
+                true => Err(CrlError::Registry(tonic::Status::unavailable("registry down"))),
                 false => Ok(()),
             }
         }
@@ -181,17 +159,10 @@ pub(crate) mod memory {
             let feed_sequence = s.sequence;
             let n = s.numbers.entry(scope.to_owned()).or_insert(0);
             *n += 1;
-            Ok(CrlNumberGrant {
-                crl_number: *n,
-                feed_sequence,
-            })
+            Ok(CrlNumberGrant { crl_number: *n, feed_sequence })
         }
 
-        async fn list_revoked(
-            &self,
-            issuer_label: &str,
-            after_sequence: u64,
-        ) -> Result<EntryStream, CrlError> {
+        async fn list_revoked(&self, issuer_label: &str, after_sequence: u64) -> Result<EntryStream, CrlError> {
             self.check()?;
             let s = self.state.lock().unwrap();
             let items: Vec<Result<reg::RevokedEntry, CrlError>> = s
@@ -203,18 +174,8 @@ pub(crate) mod memory {
             Ok(Box::pin(tokio_stream::iter(items)))
         }
 
-        async fn audit(
-            &self,
-            actor: &str,
-            action: &str,
-            subject: &str,
-            _detail_json: String,
-        ) -> Result<(), CrlError> {
-            self.state.lock().unwrap().audit.push((
-                actor.to_owned(),
-                action.to_owned(),
-                subject.to_owned(),
-            ));
+        async fn audit(&self, actor: &str, action: &str, subject: &str, _detail_json: String) -> Result<(), CrlError> {
+            self.state.lock().unwrap().audit.push((actor.to_owned(), action.to_owned(), subject.to_owned()));
             Ok(())
         }
     }

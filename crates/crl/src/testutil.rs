@@ -49,10 +49,7 @@ fn ca_cert(
 pub(crate) fn test_pki(alg: KeyAlgorithm) -> TestPki {
     let hsm = shared_hsm();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config::Config {
-        state_dir: dir.path().join("state"),
-        ..Default::default()
-    };
+    let mut cfg = config::Config { state_dir: dir.path().join("state"), ..Default::default() };
     cfg.ca.root.key_label = unique_label("root");
     cfg.ca.signing.key_label = unique_label("sign");
     cfg.ca.authentication.key_label = unique_label("auth");
@@ -62,23 +59,12 @@ pub(crate) fn test_pki(alg: KeyAlgorithm) -> TestPki {
     let (root_key, root_der) = ca_cert(&hsm, &cfg.ca.root, alg, 1, None);
     let root_ca = profile::IssuingCa::from_der(&root_der).unwrap();
     let (sign_key, sign_der) = ca_cert(&hsm, &cfg.ca.signing, alg, 2, Some((&root_ca, &root_key)));
-    let (auth_key, auth_der) = ca_cert(
-        &hsm,
-        &cfg.ca.authentication,
-        alg,
-        3,
-        Some((&root_ca, &root_key)),
-    );
-    for (entity, der) in [
-        (&cfg.ca.root, &root_der),
-        (&cfg.ca.signing, &sign_der),
-        (&cfg.ca.authentication, &auth_der),
-    ] {
+    let (auth_key, auth_der) = ca_cert(&hsm, &cfg.ca.authentication, alg, 3, Some((&root_ca, &root_key)));
+    for (entity, der) in [(&cfg.ca.root, &root_der), (&cfg.ca.signing, &sign_der), (&cfg.ca.authentication, &auth_der)]
+    {
         std::fs::write(cert_dir.join(&entity.file_name), pem("CERTIFICATE", der)).unwrap();
     }
-    let ca = |der: &[u8], key: HsmKey| {
-        CaKey::new(profile::IssuingCa::from_der(der).unwrap(), key).unwrap()
-    };
+    let ca = |der: &[u8], key: HsmKey| CaKey::new(profile::IssuingCa::from_der(der).unwrap(), key).unwrap();
     TestPki {
         dir,
         hsm,
@@ -91,12 +77,7 @@ pub(crate) fn test_pki(alg: KeyAlgorithm) -> TestPki {
 
 impl TestPki {
     /// A subscriber certificate with `serial` from `ca` under `profile_cfg`.
-    pub fn issue(
-        &self,
-        profile_cfg: &config::ProfileConfig,
-        kind: profile::CertKind,
-        serial: &[u8],
-    ) -> Vec<u8> {
+    pub fn issue(&self, profile_cfg: &config::ProfileConfig, kind: profile::CertKind, serial: &[u8]) -> Vec<u8> {
         let ca = match kind {
             profile::CertKind::Signing => &self.sign,
             profile::CertKind::Authentication => &self.auth,
@@ -109,13 +90,8 @@ impl TestPki {
             family_name_kanji: "山田".into(),
             institution: None,
         };
-        let (nb, na) = profile::validity::subscriber_validity(
-            profile::validity::today_jst(),
-            5,
-            ca.ca.not_after(),
-        );
-        let params =
-            profile::subscriber_params(profile_cfg, kind, &who, serial, nb, na, &ca.ca).unwrap();
+        let (nb, na) = profile::validity::subscriber_validity(profile::validity::today_jst(), 5, ca.ca.not_after());
+        let params = profile::subscriber_params(profile_cfg, kind, &who, serial, nb, na, &ca.ca).unwrap();
         let subject_key = rcgen::KeyPair::generate().unwrap();
         let tbs = profile::tbs_certificate(&params, &subject_key, &ca.ca).unwrap();
         profile::assemble_certificate(&tbs, &ca.key.sign(&tbs).unwrap()).unwrap()
@@ -123,10 +99,8 @@ impl TestPki {
 
     /// root + signing CA + authentication CA, PEM, for -CAfile.
     pub fn write_chain(&self, path: &Path) {
-        let text: String = [&self.root, &self.sign, &self.auth]
-            .iter()
-            .map(|c| pem("CERTIFICATE", c.ca.certificate_der()))
-            .collect();
+        let text: String =
+            [&self.root, &self.sign, &self.auth].iter().map(|c| pem("CERTIFICATE", c.ca.certificate_der())).collect();
         std::fs::write(path, text).unwrap();
     }
 
@@ -141,11 +115,7 @@ pub(crate) fn openssl(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("openssl must be installed to run these tests: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -163,15 +133,21 @@ pub(crate) fn openssl_crl_text(der_path: &Path, ca_pem: &Path) -> String {
         "-verify",
     ]);
     assert!(ok && out.contains("verify OK"), "{out}");
-    let (ok, text) = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        der_path.to_str().unwrap(),
-        "-noout",
-        "-text",
-    ]);
+    let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", der_path.to_str().unwrap(), "-noout", "-text"]);
     assert!(ok, "{text}");
     text
+}
+
+/// Copies `files` to `$CRL_KEEP_DIR/<prefix>-<name>` when that is set, for a
+/// manual pkilint run (`lint_crl lint -t CRL -p PKIX <file>`).
+pub(crate) fn keep(prefix: &str, files: &[&Path]) {
+    let Some(keep) = std::env::var_os("CRL_KEEP_DIR") else {
+        return;
+    };
+    let keep = Path::new(&keep);
+    std::fs::create_dir_all(keep).unwrap();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy();
+        std::fs::copy(f, keep.join(format!("{prefix}-{name}"))).unwrap();
+    }
 }

@@ -6,9 +6,7 @@ use time::{OffsetDateTime, UtcOffset};
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 5.6.7).
 pub(crate) fn http_date(t: OffsetDateTime) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let t = t.to_offset(UtcOffset::UTC);
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
@@ -24,10 +22,7 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
 
 /// RFC 3339 in UTC, e.g. `2026-02-07T03:00:00Z`; empty if out of range.
 pub(crate) fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    OffsetDateTime::from_unix_timestamp(unix).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
 }
 
 /// Now, truncated to the second (CRL times carry no fractions).

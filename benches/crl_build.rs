@@ -43,8 +43,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
-                let now = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
-                    - layout.size();
+                let now = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
                 PEAK.fetch_max(now, Ordering::Relaxed);
             } else {
                 LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
@@ -88,20 +87,14 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let key = hsm::testing::shared_hsm()
-        .generate_key_pair(
-            &hsm::testing::unique_label("bench-ca"),
-            hsm::KeyAlgorithm::Rsa { bits: 2048 },
-        )
+        .generate_key_pair(&hsm::testing::unique_label("bench-ca"), hsm::KeyAlgorithm::Rsa { bits: 2048 })
         .expect("SoftHSM key");
     // A plausible issuer Name: SEQUENCE { SET { SEQUENCE { C=JP } } ... }.
     let issuer = vec![
-        0x30, 0x1d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x06, 0x13, 0x02, b'J', b'P',
-        0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x05, b'H', b'P', b'K', b'I',
-        b'!',
+        0x30, 0x1d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x06, 0x13, 0x02, b'J', b'P', 0x31, 0x0e, 0x30,
+        0x0c, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x05, b'H', b'P', b'K', b'I', b'!',
     ];
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("time");
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("time");
     let spec = crl::CrlSpec {
         issuer,
         authority_key_identifier: vec![0x42; 20],
@@ -120,12 +113,8 @@ fn fixture() -> Fixture {
 /// front, as the publisher does from the previous CRL's entry count.
 fn build(f: &Fixture, n: u64, hint: bool) -> crl::SignedCrl {
     let expected = if hint { n as usize } else { 0 };
-    let mut encoder = crl::CrlEncoder::with_capacity(
-        &f.spec,
-        crl::CrlSigner::signature_algorithm(&f.key),
-        expected,
-    )
-    .expect("encoder");
+    let mut encoder = crl::CrlEncoder::with_capacity(&f.spec, crl::CrlSigner::signature_algorithm(&f.key), expected)
+        .expect("encoder");
     for i in 0..n {
         let entry = crl::CrlEntry::from_registry(&registry_entry(i)).expect("entry");
         encoder.push(&entry).expect("push");
@@ -136,15 +125,10 @@ fn build(f: &Fixture, n: u64, hint: bool) -> crl::SignedCrl {
 fn bench_build(c: &mut Criterion) {
     let f = fixture();
     let mut group = c.benchmark_group("crl_build");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(4));
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
     for n in SIZES {
         group.throughput(Throughput::Elements(n));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            b.iter(|| black_box(build(&f, n, true)))
-        });
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| b.iter(|| black_box(build(&f, n, true))));
     }
     group.finish();
     report(&f);
@@ -174,9 +158,7 @@ fn report(f: &Fixture) {
         }
         rows.push((n, best, peaks, size));
     }
-    println!(
-        "\nCRL build + sign (RSA-2048 in SoftHSM), entries streamed as the registry sends them:"
-    );
+    println!("\nCRL build + sign (RSA-2048 in SoftHSM), entries streamed as the registry sends them:");
     println!(
         "{:>10} {:>10} {:>10} {:>16} {:>16} {:>10}",
         "entries", "time", "ns/entry", "peak heap (hint)", "peak (no hint)", "CRL size"

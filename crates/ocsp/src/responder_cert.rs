@@ -1,0 +1,286 @@
+//! Delegated responder certificates (RFC 6960 §4.2.2.2): one per issuing CA,
+//! issued by it, with id-kp-OCSPSigning, id-pkix-ocsp-nocheck, a critical
+//! keyUsage of digitalSignature only and a short validity. Keys stay in the HSM.
+
+use std::path::{Path, PathBuf};
+
+use config::{CaEntity, Config};
+use der::{Decode, Encode};
+use hsm::{Hsm, HsmError, HsmKey};
+use profile::IssuingCa;
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use x509_cert::Certificate;
+
+use crate::asn1::ID_PKIX_OCSP_NOCHECK;
+use crate::error::OcspError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Kept,
+    /// A certificate existed but was close to expiry (or no longer matched its key or CA).
+    Renewed,
+}
+
+/// What `ensure_responder_certificates` did for one issuing CA.
+#[derive(Debug, Clone)]
+pub struct ResponderCertStatus {
+    /// "signing" or "authentication".
+    pub ca: &'static str,
+    pub key_label: String,
+    pub key: Outcome,
+    pub certificate: Outcome,
+    pub path: PathBuf,
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the certificate DER, hex.
+    pub fingerprint: String,
+}
+
+/// One issuing CA and where its responder lives.
+pub(crate) struct Slot<'a> {
+    pub name: &'static str,
+    pub entity: &'a CaEntity,
+    pub responder_key_label: &'a str,
+    pub responder_path: PathBuf,
+}
+
+pub(crate) fn slots(cfg: &Config) -> [Slot<'_>; 2] {
+    let dir = cfg.cert_dir();
+    [
+        Slot {
+            name: "signing",
+            entity: &cfg.ca.signing,
+            responder_key_label: &cfg.ocsp.signing_responder_key_label,
+            responder_path: dir.join(&cfg.ocsp.signing_responder_file),
+        },
+        Slot {
+            name: "authentication",
+            entity: &cfg.ca.authentication,
+            responder_key_label: &cfg.ocsp.authentication_responder_key_label,
+            responder_path: dir.join(&cfg.ocsp.authentication_responder_file),
+        },
+    ]
+}
+
+/// An issuing CA certificate with its HSM key, checked to match.
+pub(crate) fn load_issuing_ca(cfg: &Config, hsm: &Hsm, entity: &CaEntity) -> Result<(IssuingCa, HsmKey), OcspError> {
+    let path = cfg.cert_dir().join(&entity.file_name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        OcspError::Certificates(format!(
+            "cannot read issuing CA certificate {}: {e} (run the key ceremony first: hpki-ca ceremony)",
+            path.display()
+        ))
+    })?;
+    let ca = IssuingCa::from_pem(&text)?;
+    let key = hsm.key(&entity.key_label)?;
+    if ca.subject_public_key_info_der() != key.subject_public_key_info_der().as_slice() {
+        return Err(OcspError::Certificates(format!(
+            "{} does not certify the HSM key labelled {:?}",
+            path.display(),
+            entity.key_label
+        )));
+    }
+    Ok((ca, key))
+}
+
+fn key_algorithm(a: config::KeyAlgorithm) -> hsm::KeyAlgorithm {
+    match a {
+        config::KeyAlgorithm::Rsa2048 => hsm::KeyAlgorithm::Rsa { bits: 2048 },
+        config::KeyAlgorithm::Rsa3072 => hsm::KeyAlgorithm::Rsa { bits: 3072 },
+        config::KeyAlgorithm::Rsa4096 => hsm::KeyAlgorithm::Rsa { bits: 4096 },
+        config::KeyAlgorithm::EcdsaP256 => hsm::KeyAlgorithm::EcdsaP256,
+    }
+}
+
+/// The responder key, generated (with the CA key algorithm) when missing. Another
+/// replica may generate it at the same moment: then we use theirs.
+fn responder_key(cfg: &Config, hsm: &Hsm, label: &str) -> Result<(HsmKey, Outcome), OcspError> {
+    if let Some(k) = hsm.find_key(label)? {
+        return Ok((k, Outcome::Kept));
+    }
+    match hsm.generate_key_pair(label, key_algorithm(cfg.ca.key_algorithm)) {
+        Ok(k) => Ok((k, Outcome::Created)),
+        Err(HsmError::KeyExists(_)) => Ok((hsm.key(label)?, Outcome::Kept)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The PEM certificate at `path`, if it certifies `key`, was issued by `ca` and
+/// is valid beyond `renew_after`. Ok(None) when it must be (re)issued.
+fn usable_existing(path: &Path, key: &HsmKey, ca: &IssuingCa, renew_after: OffsetDateTime) -> Result<Option<(Vec<u8>, OffsetDateTime)>, OcspError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(OcspError::io(path)(e)),
+    };
+    let Some((der, not_after)) = parse_pem_cert(&text) else {
+        tracing::warn!(path = %path.display(), "unreadable responder certificate; issuing a new one");
+        return Ok(None);
+    };
+    let Ok(cert) = Certificate::from_der(&der) else { return Ok(None) };
+    let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+    if spki != key.subject_public_key_info_der() || ca.verify_issued(&der).is_err() {
+        tracing::warn!(path = %path.display(), "responder certificate does not match its key or CA; issuing a new one");
+        return Ok(None);
+    }
+    if not_after <= renew_after {
+        return Ok(None);
+    }
+    Ok(Some((der, not_after)))
+}
+
+fn parse_pem_cert(text: &str) -> Option<(Vec<u8>, OffsetDateTime)> {
+    let block = pem::parse(text).ok()?;
+    if block.tag() != "CERTIFICATE" {
+        return None;
+    }
+    let der = block.contents().to_vec();
+    let not_after = not_after_of(&der).ok()?;
+    Some((der, not_after))
+}
+
+pub(crate) fn not_after_of(der: &[u8]) -> Result<OffsetDateTime, OcspError> {
+    let cert = Certificate::from_der(der).map_err(|e| OcspError::Certificates(e.to_string()))?;
+    let secs = cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs();
+    let secs = i64::try_from(secs).map_err(|_| OcspError::Certificates("notAfter out of range".into()))?;
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| OcspError::Certificates(e.to_string()))
+}
+
+fn random_serial() -> Result<[u8; 16], OcspError> {
+    let mut s = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut s)
+        .map_err(|_| OcspError::Internal("no randomness for a serial number".into()))?;
+    s[0] = (s[0] & 0x7f) | 0x01; // positive, 16 octets
+    Ok(s)
+}
+
+/// Issues a responder certificate for `key` under `ca` (signed by `ca_key`).
+pub(crate) fn issue(
+    cfg: &Config,
+    entity: &CaEntity,
+    ca: &IssuingCa,
+    ca_key: &HsmKey,
+    key: &HsmKey,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, OcspError> {
+    let mut params = CertificateParams::default();
+    let mut dn = ca.distinguished_name().clone();
+    let ca_cn = entity.subject.iter().find(|a| a.attr.eq_ignore_ascii_case("CN")).map(|a| a.value.as_str());
+    let cn = match ca_cn {
+        Some(cn) => format!("{cn} OCSP Responder"),
+        None => format!("{} OCSP Responder", entity.key_label),
+    };
+    dn.push(DnType::CommonName, rcgen::DnValue::Utf8String(cn));
+    params.distinguished_name = dn;
+    params.serial_number = Some(profile::serial_number(&random_serial()?)?);
+    let not_before = now.replace_nanosecond(0).map_err(|e| OcspError::Internal(e.to_string()))?;
+    let days = i64::from(cfg.ocsp.responder_validity_days.max(1));
+    params.not_before = not_before;
+    params.not_after = (not_before + Duration::days(days)).min(ca.not_after());
+    if params.not_after <= params.not_before {
+        return Err(OcspError::Certificates(format!("issuing CA {:?} has expired", entity.key_label)));
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    // rcgen writes keyUsage critical.
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+    params.use_authority_key_identifier_extension = true;
+    params
+        .custom_extensions
+        .push(profile::extensions::custom(ID_PKIX_OCSP_NOCHECK, vec![0x05, 0x00], false));
+    let tbs = profile::tbs_certificate(&params, key, ca)?;
+    let signature = ca_key.sign(&tbs)?;
+    let der = profile::assemble_certificate(&tbs, &signature)?;
+    ca.verify_issued(&der)?;
+    Ok(der)
+}
+
+fn write_pem(path: &Path, der: &[u8]) -> Result<(), OcspError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(OcspError::io(dir))?;
+    }
+    let text = pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+    // A name of our own, so two replicas renewing at once do not clobber each other's temp file.
+    let tmp = path.with_extension(format!("pem.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text).map_err(OcspError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(OcspError::io(path))
+}
+
+/// Creates the responder keys (keeping existing ones) and (re)issues a
+/// responder certificate for each issuing CA when it is missing or expires
+/// within `renew_within`. Blocking (HSM key generation and signing).
+pub fn ensure_responder_certificates(
+    cfg: &Config,
+    hsm: &Hsm,
+    renew_within: Duration,
+) -> Result<Vec<ResponderCertStatus>, OcspError> {
+    let now = OffsetDateTime::now_utc();
+    let mut out = Vec::with_capacity(2);
+    for slot in slots(cfg) {
+        let (ca, ca_key) = load_issuing_ca(cfg, hsm, slot.entity)?;
+        let (key, key_outcome) = responder_key(cfg, hsm, slot.responder_key_label)?;
+        let existed = slot.responder_path.exists();
+        let (der, not_after, outcome) = match usable_existing(&slot.responder_path, &key, &ca, now + renew_within)? {
+            Some((der, not_after)) => (der, not_after, Outcome::Kept),
+            None => {
+                let der = issue(cfg, slot.entity, &ca, &ca_key, &key, now)?;
+                write_pem(&slot.responder_path, &der)?;
+                let outcome = if existed { Outcome::Renewed } else { Outcome::Created };
+                tracing::info!(ca = slot.name, path = %slot.responder_path.display(), ?outcome, "responder certificate issued");
+                (der.clone(), not_after_of(&der)?, outcome)
+            }
+        };
+        out.push(ResponderCertStatus {
+            ca: slot.name,
+            key_label: slot.responder_key_label.to_owned(),
+            key: key_outcome,
+            certificate: outcome,
+            path: slot.responder_path,
+            not_after,
+            fingerprint: hex::encode(Sha256::digest(&der)),
+        });
+    }
+    Ok(out)
+}
+
+/// What the responder needs of one issuing CA.
+pub(crate) struct LoadedIssuer {
+    pub name: &'static str,
+    pub label: String,
+    pub ca: IssuingCa,
+    pub responder_key: HsmKey,
+    pub responder_cert: Vec<u8>,
+}
+
+/// Loads both issuing CAs and their current responder certificates and keys
+/// (which `ensure_responder_certificates` must have made).
+pub(crate) fn load(cfg: &Config, hsm: &Hsm) -> Result<Vec<LoadedIssuer>, OcspError> {
+    let mut out = Vec::with_capacity(2);
+    for slot in slots(cfg) {
+        let (ca, _) = load_issuing_ca(cfg, hsm, slot.entity)?;
+        let key = hsm.key(slot.responder_key_label)?;
+        let text = std::fs::read_to_string(&slot.responder_path).map_err(OcspError::io(&slot.responder_path))?;
+        let (der, _) = parse_pem_cert(&text).ok_or_else(|| {
+            OcspError::Certificates(format!("{} is not a PEM certificate", slot.responder_path.display()))
+        })?;
+        let cert = Certificate::from_der(&der).map_err(|e| OcspError::Certificates(e.to_string()))?;
+        if cert.tbs_certificate().subject_public_key_info().to_der()? != key.subject_public_key_info_der() {
+            return Err(OcspError::Certificates(format!(
+                "{} does not certify the HSM key {:?}",
+                slot.responder_path.display(),
+                slot.responder_key_label
+            )));
+        }
+        ca.verify_issued(&der)?;
+        out.push(LoadedIssuer {
+            name: slot.name,
+            label: slot.entity.key_label.clone(),
+            ca,
+            responder_key: key,
+            responder_cert: der,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,62 @@
+//! Asking the registry about one serial on a cache miss.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use proto::registry::v1 as reg;
+use proto::registry::v1::registry_client::RegistryClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::OcspError;
+use crate::status::CertState;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where certificate statuses come from on a miss.
+pub trait CertificateSource: Send + Sync + 'static {
+    /// The issuer label and status of `serial_hex`, or None when the registry has never heard of it.
+    fn certificate(&self, serial_hex: String) -> BoxFuture<'_, Result<Option<(String, CertState)>, OcspError>>;
+}
+
+/// A lazily connecting registry client (the responder may start before the registry).
+pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, OcspError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| OcspError::Startup(format!("ocsp.registry_url {url:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    Ok(RegistryClient::new(endpoint.connect_lazy()))
+}
+
+/// GetCertificate, bounded in time: a miss must not hang a client.
+pub struct RegistrySource {
+    client: RegistryClient<Channel>,
+    timeout: Duration,
+}
+
+impl RegistrySource {
+    pub fn new(client: RegistryClient<Channel>) -> RegistrySource {
+        RegistrySource { client, timeout: Duration::from_secs(5) }
+    }
+}
+
+impl CertificateSource for RegistrySource {
+    fn certificate(&self, serial_hex: String) -> BoxFuture<'_, Result<Option<(String, CertState)>, OcspError>> {
+        let mut client = self.client.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let call = client.get_certificate(reg::GetCertificateRequest { serial: serial_hex });
+            match tokio::time::timeout(timeout, call).await {
+                Err(_) => Err(OcspError::Registry("GetCertificate timed out".into())),
+                Ok(Ok(resp)) => {
+                    let rec = resp.into_inner();
+                    let state = CertState::from_record(&rec);
+                    Ok(Some((rec.issuer_label, state)))
+                }
+                // The registry also says NOT_FOUND / INVALID_ARGUMENT for serials it cannot even parse.
+                Ok(Err(s)) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => Ok(None),
+                Ok(Err(s)) => Err(s.into()),
+            }
+        })
+    }
+}

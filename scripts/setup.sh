@@ -9,6 +9,8 @@ command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -19,6 +21,14 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Tools we did not write, to judge our output: pkilint and Python cryptography.
+venv="$(dirname "$0")/../.venv"
+if [ ! -x "$venv/bin/lint_pkix_cert" ] || ! "$venv/bin/python" -c 'import cryptography' >/dev/null 2>&1; then
+    echo "setup: installing pkilint and cryptography into .venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check pkilint cryptography
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

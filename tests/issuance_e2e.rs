@@ -147,6 +147,27 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
         assert!(der.windows(HC_ROLE_DER.len()).any(|w| w == HC_ROLE_DER), "hcRole extension not found byte-for-byte");
     }
 
+    // Tools we did not write: Python cryptography verifies the signatures and
+    // parses the extensions; pkilint finds nothing at WARNING or above.
+    let venv = common::repo().join(".venv/bin");
+    for (ee, issuing, kind) in [(&sign, &sign_ca, "signing"), (&auth, &auth_ca, "authentication")] {
+        let out = std::process::Command::new(venv.join("python"))
+            .arg(common::repo().join("tests/check_cert.py"))
+            .args([ee.as_os_str(), issuing.as_os_str()])
+            .arg(kind)
+            .output()
+            .expect("python from .venv (run make setup)");
+        assert!(out.status.success(), "check_cert.py {kind}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    for cert in [&sign, &auth, &root, &sign_ca, &auth_ca] {
+        let out = std::process::Command::new(venv.join("lint_pkix_cert"))
+            .args(["lint", "-s", "WARNING"])
+            .arg(cert)
+            .output()
+            .expect("pkilint from .venv (run make setup)");
+        assert!(out.status.success(), "pkilint {}: {}", cert.display(), String::from_utf8_lossy(&out.stdout));
+    }
+
     // The same application id again is the same card, never a second one.
     let again = rt
         .block_on(async { client(&addrs[1]).await.submit_application(application("app-1", "123456", sign_csr, auth_csr)).await })

@@ -18,6 +18,12 @@ pub enum CliError {
     Issuance(#[from] issuance::IssuanceError),
     #[error("registry: {0}")]
     Registry(String),
+    #[error("{0}")]
+    Client(String),
+    #[error("CRL: {0}")]
+    Crl(String),
+    #[error("revocation: {0}")]
+    Revocation(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
 }

@@ -81,26 +81,68 @@ pub async fn run_issuance(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool
     Ok(())
 }
 
-/// Every service in one process; issuance talks to the registry on its real address.
+pub async fn run_crl(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+    let (grpc, grpc_addr) = bind(&cfg.crl.listen).await?;
+    let (http, http_addr) = bind(&cfg.crl.http_listen).await?;
+    announce("crl", grpc_addr, "gRPC hpki.crl.v1.CrlPublisher");
+    announce("crl-http", http_addr, "HTTP CRL distribution point");
+    crl::serve(&cfg, hsm, grpc, http, shutdown_signal(stop)).await.map_err(|e| CliError::Crl(e.to_string()))
+}
+
+pub async fn run_revocation(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+    let (listener, addr) = bind(&cfg.revocation.listen).await?;
+    announce("revocation", addr, "gRPC hpki.revocation.v1.Revocation");
+    revocation::serve(&cfg, listener, shutdown_signal(stop))
+        .await
+        .map_err(|e| CliError::Revocation(e.to_string()))
+}
+
+fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<(), CliError> {
+    r.map_err(|e| CliError::Client(format!("service task failed: {e}")))?
+}
+
+/// Every service in one process; each talks to the others on their real addresses.
 pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (reg_listener, reg_addr) = bind(&cfg.registry.listen).await?;
-    cfg.issuance.registry_url = format!("http://{reg_addr}");
+    let (crl_grpc, crl_addr) = bind(&cfg.crl.listen).await?;
+    let (crl_http, crl_http_addr) = bind(&cfg.crl.http_listen).await?;
+    let (rev_listener, rev_addr) = bind(&cfg.revocation.listen).await?;
+    let registry_url = format!("http://{reg_addr}");
+    cfg.issuance.registry_url = registry_url.clone();
+    cfg.crl.registry_url = registry_url.clone();
+    cfg.revocation.registry_url = registry_url;
+    cfg.revocation.crl_url = format!("http://{crl_addr}");
     let service = issuance::build_service(&cfg, &hsm)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
     announce("issuance", iss_addr, "gRPC hpki.issuance.v1.Issuance");
+    announce("revocation", rev_addr, "gRPC hpki.revocation.v1.Revocation");
+    announce("crl", crl_addr, "gRPC hpki.crl.v1.CrlPublisher");
+    announce("crl-http", crl_http_addr, "HTTP CRL distribution point");
     say(format_args!("state      {}", cfg.state_dir.display()));
     say(format_args!("CA certs   {}", cfg.cert_dir().display()));
-    let reg_cfg = cfg.clone();
-    let reg_stop = stop.clone();
+
+    let c = cfg.clone();
+    let s = stop.clone();
     let registry = tokio::spawn(async move {
-        registry::serve(&reg_cfg, reg_listener, shutdown_signal(reg_stop))
-            .await
-            .map_err(|e| CliError::Registry(e.to_string()))
+        registry::serve(&c, reg_listener, shutdown_signal(s)).await.map_err(|e| CliError::Registry(e.to_string()))
     });
-    let issuance = tokio::spawn(issuance::serve(service, iss_listener, shutdown_signal(stop)));
-    let (r, i) = tokio::join!(registry, issuance);
-    r.map_err(|e| CliError::Registry(e.to_string()))??;
-    i.map_err(|e| CliError::Ceremony(e.to_string()))??;
-    Ok(())
+    let s = stop.clone();
+    let issuance = tokio::spawn(async move { issuance::serve(service, iss_listener, shutdown_signal(s)).await.map_err(CliError::from) });
+    let c = cfg.clone();
+    let s = stop.clone();
+    let crl = tokio::spawn(async move {
+        crl::serve(&c, hsm, crl_grpc, crl_http, shutdown_signal(s)).await.map_err(|e| CliError::Crl(e.to_string()))
+    });
+    let c = cfg.clone();
+    let revocation = tokio::spawn(async move {
+        revocation::serve(&c, rev_listener, shutdown_signal(stop))
+            .await
+            .map_err(|e| CliError::Revocation(e.to_string()))
+    });
+    let (r, i, c, v) = tokio::join!(registry, issuance, crl, revocation);
+    joined(r)?;
+    joined(i)?;
+    joined(c)?;
+    joined(v)
 }

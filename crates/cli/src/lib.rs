@@ -3,6 +3,7 @@
 pub mod ceremony;
 pub mod error;
 pub mod launcher;
+pub mod ops;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ pub enum Command {
     /// Generates the CA keys in the HSM and writes the root and issuing CA certificates.
     /// Safe to repeat: existing keys and certificates are kept.
     Ceremony,
-    /// Runs every service in one process (registry, issuance).
+    /// Runs every service in one process (registry, issuance, revocation, CRL).
     Run,
     /// Runs the registry (the only writer of the database).
     Registry {
@@ -46,6 +47,77 @@ pub enum Command {
         /// Overrides issuance.registry_url, e.g. http://127.0.0.1:50051.
         #[arg(long)]
         registry_url: Option<String>,
+    },
+    /// Runs the CRL publisher and its HTTP distribution point.
+    Crl {
+        #[arg(long)]
+        listen: Option<String>,
+        #[arg(long)]
+        http_listen: Option<String>,
+        #[arg(long)]
+        registry_url: Option<String>,
+    },
+    /// Runs the revocation service.
+    Revocation {
+        #[arg(long)]
+        listen: Option<String>,
+        #[arg(long)]
+        registry_url: Option<String>,
+        #[arg(long)]
+        crl_url: Option<String>,
+    },
+    /// Revokes one certificate (--serial) or every certificate of a card (--card).
+    Revoke {
+        #[command(flatten)]
+        args: ops::RevokeArgs,
+        /// Revocation service; default from the config's revocation.listen.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Emergency revocation of a lost card: revokes both certificates (keyCompromise) and publishes a CRL at once.
+    EmergencyRevoke {
+        #[command(flatten)]
+        args: ops::EmergencyArgs,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Approves an emergency revocation as the second operator (two-person control).
+    Approve {
+        #[arg(long)]
+        approval: String,
+        #[arg(long, env = "HPKI_OPERATOR")]
+        operator: String,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Publishes CRLs now.
+    PublishCrl {
+        /// signing, authentication, or both when absent.
+        #[arg(long, default_value = "")]
+        issuer: String,
+        /// full or delta; a delta when deltas are enabled, else full, when absent.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, env = "HPKI_OPERATOR", default_value = "operator")]
+        operator: String,
+        /// CRL publisher; default from the config's crl.listen.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Shows a card's or a certificate's status.
+    Status {
+        #[command(flatten)]
+        target: ops::CardOrSerial,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Publishes the root CA's revocation list for CA certificates (ARL), optionally revoking an issuing CA certificate.
+    Arl {
+        /// Serial (hex) of an issuing CA certificate to revoke.
+        #[arg(long, requires = "reason")]
+        revoke_serial: Option<String>,
+        #[arg(long, value_enum)]
+        reason: Option<ops::Reason>,
     },
 }
 
@@ -133,6 +205,75 @@ fn execute(args: Args) -> Result<(), CliError> {
                 let stop = launcher::watch_signals();
                 launcher::run_issuance(cfg, hsm, stop).await
             })
+        }
+        Command::Crl { listen, http_listen, registry_url } => {
+            if let Some(l) = listen {
+                cfg.crl.listen = l;
+            }
+            if let Some(l) = http_listen {
+                cfg.crl.http_listen = l;
+            }
+            if let Some(u) = registry_url {
+                cfg.crl.registry_url = u;
+            }
+            let hsm = open_hsm(&cfg)?;
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_crl(cfg, hsm, stop).await
+            })
+        }
+        Command::Revocation { listen, registry_url, crl_url } => {
+            if let Some(l) = listen {
+                cfg.revocation.listen = l;
+            }
+            if let Some(u) = registry_url {
+                cfg.revocation.registry_url = u;
+            }
+            if let Some(u) = crl_url {
+                cfg.revocation.crl_url = u;
+            }
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_revocation(cfg, stop).await
+            })
+        }
+        Command::Revoke { args, url } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
+            runtime()?.block_on(ops::revoke(&url, args))
+        }
+        Command::EmergencyRevoke { args, url } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
+            runtime()?.block_on(ops::emergency(&url, args))
+        }
+        Command::Approve { approval, operator, url } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
+            runtime()?.block_on(ops::approve(&url, approval, operator))
+        }
+        Command::PublishCrl { issuer, kind, operator, url } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.crl.listen));
+            runtime()?.block_on(ops::publish(&url, issuer, kind, operator))
+        }
+        Command::Status { target, url } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
+            runtime()?.block_on(ops::status_of(&url, target))
+        }
+        Command::Arl { revoke_serial, reason } => {
+            let hsm = open_hsm(&cfg)?;
+            let revoke = revoke_serial.as_deref().zip(reason.map(ops::Reason::crl_reason));
+            let arl = crl::publish_arl(&cfg, &hsm, revoke).map_err(|e| CliError::Crl(e.to_string()))?;
+            launcher::say(format_args!(
+                "ARL number {}  entries {}  next update {}\n    {}  ->  {}\n    sha256 {}",
+                arl.crl_number,
+                arl.entries,
+                arl.next_update,
+                arl.path.display(),
+                arl.url,
+                arl.sha256
+            ));
+            if revoke_serial.is_some() && !arl.newly_revoked {
+                launcher::say(format_args!("(already revoked; the first time and reason stand)"));
+            }
+            Ok(())
         }
     }
 }

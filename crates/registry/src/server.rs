@@ -42,9 +42,8 @@ pub async fn serve_store(
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
     health_reporter.set_service_status("", ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = proto::reflection::v1()?;
+    let reflection_alpha = proto::reflection::v1alpha()?;
 
     let service = RegistryService::new(store, holder_id_prefix);
     let streams = service.clone();
@@ -58,6 +57,7 @@ pub async fn serve_store(
     info!(%addr, "registry listening");
     tonic::transport::Server::builder()
         .add_service(health)
+        .add_service(reflection_alpha)
         .add_service(reflection)
         .add_service(RegistryServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -75,15 +75,14 @@ pub async fn serve_service(
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<RevocationServer<RevocationService>>().await;
     reporter.set_service_status("", ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
+    let reflection = proto::reflection::v1().map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
+    let reflection_alpha =
+        proto::reflection::v1alpha().map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
     tracing::info!(%addr, "revocation service listening");
     Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(RevocationServer::new(service))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await

@@ -1,0 +1,231 @@
+//! End to end: issue cards, emergency-revoke one through the operator CLI, then
+//! fetch the CRLs over HTTP and let `openssl` judge signatures and revocation.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{http_get, openssl, openssl_csr, write_pem, write_pem_label, Ca};
+use proto::issuance::v1::issuance_client::IssuanceClient;
+use proto::issuance::v1::*;
+use time::{Duration, OffsetDateTime, UtcOffset};
+
+fn days_ago(n: i64) -> String {
+    (OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date() - Duration::days(n)).to_string()
+}
+
+fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
+    NewCardApplication {
+        application_id: id.into(),
+        applicant: Some(Applicant {
+            family_name_kanji: "山田".into(),
+            given_name_kanji: "花子".into(),
+            family_name_kana: "ヤマダ".into(),
+            given_name_kana: "ハナコ".into(),
+            family_name_latin: "Yamada".into(),
+            given_name_latin: "Hanako".into(),
+            date_of_birth: "1975-01-31".into(),
+        }),
+        licence: Some(MedicalLicence { licence_number: licence.into(), registered_on: "2001-05-01".into() }),
+        membership: Membership::Member as i32,
+        contact: Some(ContactAddress { address: "東京都千代田区".into(), ..Default::default() }),
+        documents: Some(DocumentChecks {
+            photo_taken_on: days_ago(10),
+            resident_record_issued_on: days_ago(10),
+            photo_id: Some(PhotoId { r#type: PhotoIdType::Passport as i32, expires_on: "2031-01-01".into(), issued_on: String::new() }),
+            licence_copy_checked: true,
+            ..Default::default()
+        }),
+        signing_csr: openssl_csr(dir, &format!("{id}-s"), "rsa:2048"),
+        authentication_csr: openssl_csr(dir, &format!("{id}-a"), "rsa:2048"),
+        ..Default::default()
+    }
+}
+
+/// Issues a card; returns (signing cert path, auth cert path, card id, serials).
+fn issue(rt: &tokio::runtime::Runtime, addr: &str, id: &str, licence: &str, dir: &Path) -> (PathBuf, PathBuf, String, String, String) {
+    let card = rt
+        .block_on(async {
+            let mut c = IssuanceClient::connect(format!("http://{addr}")).await.expect("connect");
+            c.submit_application(application(id, licence, dir)).await
+        })
+        .expect("issue card")
+        .into_inner();
+    let s = dir.join(format!("{id}-sign.pem"));
+    let a = dir.join(format!("{id}-auth.pem"));
+    write_pem(&s, &card.signing_certificate);
+    write_pem(&a, &card.authentication_certificate);
+    (s, a, card.card_id, card.signing_serial, card.authentication_serial)
+}
+
+/// Fetches a CRL over HTTP and writes it as PEM; checks the content type.
+fn fetch_crl(http: &str, path: &str, out: &Path) -> Vec<u8> {
+    let (status, headers, body) = http_get(http, path);
+    assert_eq!(status, 200, "GET {path}");
+    assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/pkix-crl"), "{headers:?}");
+    assert!(headers.iter().any(|(k, _)| k == "etag"), "{headers:?}");
+    assert!(headers.iter().any(|(k, _)| k == "last-modified"), "{headers:?}");
+    write_pem_label(out, "X509 CRL", &body);
+    body
+}
+
+fn verify_with_crls(root: &Path, issuing: &Path, crls: &[&Path], cert: &Path, deltas: bool) -> (bool, String) {
+    let mut args = vec!["verify", "-crl_check"];
+    if deltas {
+        args.push("-use_deltas");
+    }
+    args.extend(["-CAfile", root.to_str().unwrap(), "-untrusted", issuing.to_str().unwrap()]);
+    for c in crls {
+        args.extend(["-CRLfile", c.to_str().unwrap()]);
+    }
+    args.push(cert.to_str().unwrap());
+    openssl(&args)
+}
+
+fn crl_text(crl: &Path, issuing: &Path) -> String {
+    let (ok, out) = openssl(&["crl", "-in", crl.to_str().unwrap(), "-CAfile", issuing.to_str().unwrap(), "-noout", "-verify", "-text"]);
+    assert!(ok && out.contains("verify OK"), "openssl crl -verify: {out}");
+    out
+}
+
+fn serial_in_text(serial_hex: &str) -> String {
+    serial_hex.to_ascii_uppercase()
+}
+
+fn emergency_then_check(deltas: bool) {
+    let mut ca = Ca::new(if deltas { "[profile]\ndelta_crls = true\n" } else { "" });
+    // With the CRL HTTP listener on port 0, ask for both gRPC and HTTP addresses.
+    std::fs::write(
+        &ca.config,
+        std::fs::read_to_string(&ca.config).unwrap() + "[crl]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[revocation]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
+    let (iss, rev, crl_http) = (&addrs[0], &addrs[1], &addrs[3]);
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (lost_s, lost_a, lost_card, lost_ss, lost_as) = issue(&rt, iss, "lost", "111111", &dir);
+    let (kept_s, kept_a, _, _, _) = issue(&rt, iss, "kept", "222222", &dir);
+
+    let out = ca.cli(&[
+        "emergency-revoke", "--card", &lost_card, "--confirmed-by", "op-ito", "--method", "phone", "--operator", "op-sato",
+        "--url", &format!("http://{rev}"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "emergency-revoke: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let kind = if deltas { "delta CRL published" } else { "full CRL published" };
+    assert!(text.contains(kind), "{text}");
+    assert_eq!(text.matches("KEY_COMPROMISE").count(), 2, "{text}");
+
+    let root = ca.cert_path("root-ca.pem");
+    for (name, issuing, lost, kept, serial) in [
+        ("sign", ca.cert_path("sign-ca.pem"), &lost_s, &kept_s, &lost_ss),
+        ("auth", ca.cert_path("auth-ca.pem"), &lost_a, &kept_a, &lost_as),
+    ] {
+        let full = dir.join(format!("{name}.crl.pem"));
+        fetch_crl(crl_http, &format!("/crl/{name}.crl"), &full);
+        let full_text = crl_text(&full, &issuing);
+        if deltas {
+            let delta = dir.join(format!("{name}-delta.crl.pem"));
+            fetch_crl(crl_http, &format!("/crl/{name}-delta.crl"), &delta);
+            let delta_text = crl_text(&delta, &issuing);
+            assert!(delta_text.contains("Delta CRL Indicator: critical"), "{delta_text}");
+            assert!(delta_text.contains(&serial_in_text(serial)), "delta lacks {serial}: {delta_text}");
+            assert!(delta_text.contains("Key Compromise"), "{delta_text}");
+            assert!(full_text.contains("Freshest CRL"), "{full_text}");
+            let (ok, out) = verify_with_crls(&root, &issuing, &[&full, &delta], lost, true);
+            assert!(!ok && out.contains("certificate revoked"), "{name}: {out}");
+            let (ok, out) = verify_with_crls(&root, &issuing, &[&full, &delta], kept, true);
+            assert!(ok, "{name} kept card: {out}");
+        } else {
+            assert!(full_text.contains(&serial_in_text(serial)), "{name} CRL lacks {serial}: {full_text}");
+            assert!(full_text.contains("Key Compromise"), "{full_text}");
+            assert_eq!(full_text.matches("Serial Number:").count(), 1, "one revoked certificate per CA: {full_text}");
+            let (ok, out) = verify_with_crls(&root, &issuing, &[&full], lost, false);
+            assert!(!ok && out.contains("certificate revoked"), "{name}: {out}");
+            let (ok, out) = verify_with_crls(&root, &issuing, &[&full], kept, false);
+            assert!(ok, "{name} kept card: {out}");
+        }
+    }
+
+    // Twice is safe: the first revocation stands.
+    let out = ca.cli(&[
+        "emergency-revoke", "--card", &lost_card, "--confirmed-by", "op-ito", "--method", "phone", "--operator", "op-sato",
+        "--url", &format!("http://{rev}"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("already revoked").count(), 2);
+
+    // An unknown serial is NOT_FOUND.
+    let out = ca.cli(&["revoke", "--serial", "0badc0ffee", "--reason", "superseded", "--operator", "op-sato", "--url", &format!("http://{rev}")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn emergency_revocation_publishes_a_full_crl_that_openssl_enforces() {
+    emergency_then_check(false);
+}
+
+#[test]
+fn emergency_revocation_publishes_a_delta_crl_that_openssl_enforces() {
+    emergency_then_check(true);
+}
+
+#[test]
+fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
+    let mut ca = Ca::new("");
+    std::fs::write(
+        &ca.config,
+        std::fs::read_to_string(&ca.config).unwrap() + "[crl]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[revocation]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
+    let crl_url = format!("http://{}", addrs[2]);
+    let number = |out: std::process::Output| -> Vec<u64> {
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text.lines()
+            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "number").nth(1).and_then(|n| n.parse().ok()))
+            .collect()
+    };
+    let before = number(ca.cli(&["publish-crl", "--url", &crl_url]));
+    assert_eq!(before.len(), 2, "one CRL per issuing CA");
+
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_, _, card, ss, as_) = issue(&rt, &addrs[0], "race", "333333", &dir);
+    let rev_url = format!("http://{}", addrs[1]);
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (bin, config, card, url) = (common::BIN, ca.config.clone(), card.clone(), rev_url.clone());
+            std::thread::spawn(move || {
+                std::process::Command::new(bin)
+                    .arg("--config").arg(config)
+                    .args(["emergency-revoke", "--card", &card, "--confirmed-by", "op-a", "--method", "written", "--operator", &format!("op-{i}"), "--url", &url])
+                    .output()
+                    .expect("run")
+            })
+        })
+        .collect();
+    for h in handles {
+        let out = h.join().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let status = ca.cli(&["status", "--card", &card, "--url", &rev_url]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(text.lines().filter(|l| l.contains("  revoked  ") && l.contains("KEY_COMPROMISE")).count(), 2, "{text}");
+    assert!(text.contains("state revoked"), "{text}");
+    let (_, _, body) = http_get(&addrs[3], "/crl/sign.crl");
+    let crl = dir.join("race.crl.pem");
+    write_pem_label(&crl, "X509 CRL", &body);
+    let text = crl_text(&crl, &ca.cert_path("sign-ca.pem"));
+    assert_eq!(text.matches(&serial_in_text(&ss)).count(), 1, "one entry for the signing serial: {text}");
+    let _ = as_;
+
+    ca.take_children();
+    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
+    let after = number(ca.cli(&["publish-crl", "--url", &format!("http://{}", addrs[2])]));
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().min() > before.iter().max(), "CRL numbers must grow across a restart: {before:?} then {after:?}");
+}

@@ -24,6 +24,8 @@ pub mod serial;
 pub mod signer;
 pub mod source;
 pub mod status;
+#[cfg(test)]
+mod openssl_tests;
 #[cfg(any(test, feature = "bench"))]
 #[doc(hidden)]
 pub mod testkit;

@@ -467,4 +467,4 @@ fn etag_of(full: &[u8]) -> [u8; 12] {
 
 #[cfg(test)]
 #[path = "responder_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -284,3 +284,79 @@ pub(crate) fn load(cfg: &Config, hsm: &Hsm) -> Result<Vec<LoadedIssuer>, OcspErr
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::test_ca;
+    use std::process::Command;
+
+    fn openssl(args: &[&str]) -> String {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn responder_certificates_have_the_ocsp_profile_and_chain_to_their_ca() {
+        let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
+        for i in 0..2 {
+            let path = ca.responder_path(i);
+            let text = openssl(&["x509", "-in", path.to_str().unwrap(), "-noout", "-text"]);
+            for want in [
+                "X509v3 Key Usage: critical",
+                "Digital Signature",
+                "X509v3 Extended Key Usage: \n                OCSP Signing",
+                "OCSP No Check",
+                "CA:FALSE",
+                "X509v3 Authority Key Identifier",
+                "X509v3 Subject Key Identifier",
+                "OCSP Responder",
+            ] {
+                let norm = text.replace(" \n", "\n");
+                assert!(norm.contains(&want.replace(" \n", "\n")), "missing {want:?} in\n{text}");
+            }
+            assert!(!text.contains("Certificate Sign"), "{text}");
+            let verified = openssl(&["verify", "-CAfile", ca.ca_path(i).to_str().unwrap(), "-purpose", "ocsphelper", path.to_str().unwrap()]);
+            assert!(verified.contains(": OK"), "{verified}");
+            let not_after = not_after_of(&pem::parse(std::fs::read_to_string(&path).unwrap()).unwrap().into_contents()).unwrap();
+            let days = (not_after - OffsetDateTime::now_utc()).whole_days();
+            assert!((29..=30).contains(&days), "validity {days} days");
+        }
+    }
+
+    #[test]
+    fn ensuring_keeps_valid_certificates_and_renews_expiring_ones() {
+        let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
+        // test_ca already ran it once: everything exists now.
+        let kept = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert!(kept.iter().all(|s| s.key == Outcome::Kept && s.certificate == Outcome::Kept), "{kept:?}");
+        assert_eq!(kept[0].ca, "signing");
+        assert_eq!(kept[1].key_label, ca.cfg.ocsp.authentication_responder_key_label);
+        // Expiring within 60 days (validity is 30): renewed, same key.
+        let renewed = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(60)).unwrap();
+        assert!(renewed.iter().all(|s| s.key == Outcome::Kept && s.certificate == Outcome::Renewed), "{renewed:?}");
+        assert_ne!(renewed[0].fingerprint, kept[0].fingerprint);
+        // A certificate from elsewhere (not for our key) is replaced.
+        std::fs::copy(ca.ca_path(0), ca.responder_path(0)).unwrap();
+        let replaced = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap();
+        assert_eq!(replaced[0].certificate, Outcome::Renewed);
+        assert_eq!(replaced[1].certificate, Outcome::Kept);
+        // Missing: created.
+        std::fs::remove_file(ca.responder_path(1)).unwrap();
+        let created = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap();
+        assert_eq!(created[1].certificate, Outcome::Created);
+        let loaded = load(&ca.cfg, &ca.hsm).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[1].label, ca.cfg.ca.authentication.key_label);
+    }
+
+    #[test]
+    fn a_missing_issuing_ca_is_a_clear_error() {
+        let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
+        std::fs::remove_file(ca.ca_path(1)).unwrap();
+        let err = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap_err().to_string();
+        assert!(err.contains("hpki-ca ceremony"), "{err}");
+    }
+}

@@ -56,14 +56,12 @@ pub async fn serve_publisher<S: RevocationSource>(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<CrlPublisherServer<CrlService<S>>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
+    let reflection = proto::reflection::v1().map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
+    let reflection_alpha = proto::reflection::v1alpha().map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
     let grpc_server = Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(CrlPublisherServer::new(CrlService::new(publisher.clone())))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
     let grpc_server = async { grpc_server.await.map_err(|e| CrlError::Internal(format!("gRPC server: {e}"))) };

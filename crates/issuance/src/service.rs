@@ -284,6 +284,8 @@ fn begin_request(app: &NewCardApplication, checked: &CheckedApplication) -> reg:
         }),
         application_json: record.to_string(),
         actor: actor(app),
+        procedure: "new".into(),
+        replaces_card_id: String::new(),
     }
 }
 

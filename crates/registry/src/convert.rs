@@ -84,6 +84,7 @@ pub fn card_out(c: CardRecord) -> pb::Card {
         authentication_serial: c.authentication_serial.map(|s| s.to_hex()).unwrap_or_default(),
         created_at_unix: c.created_at_unix,
         application_json: c.application_json,
+        ..Default::default()
     }
 }
 

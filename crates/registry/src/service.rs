@@ -400,6 +400,34 @@ impl Registry for RegistryService {
         let approval = self.run(move |s| s.mark_approval_executed(&approval_id, &actor)).await?;
         Ok(Response::new(convert::approval_out(approval)))
     }
+
+    async fn update_contact(
+        &self,
+        _request: Request<pb::UpdateContactRequest>,
+    ) -> Result<Response<pb::UpdateContactResponse>, Status> {
+        Err(Status::unimplemented("UpdateContact is not implemented yet"))
+    }
+
+    async fn store_pin_escrow(
+        &self,
+        _request: Request<pb::StorePinEscrowRequest>,
+    ) -> Result<Response<pb::PinEscrowRecord>, Status> {
+        Err(Status::unimplemented("StorePinEscrow is not implemented yet"))
+    }
+
+    async fn disclose_pin_escrow(
+        &self,
+        _request: Request<pb::PinDisclosureRequest>,
+    ) -> Result<Response<pb::PinEscrowRecord>, Status> {
+        Err(Status::unimplemented("DisclosePinEscrow is not implemented yet"))
+    }
+
+    async fn list_holder_cards(
+        &self,
+        _request: Request<pb::ListHolderCardsRequest>,
+    ) -> Result<Response<pb::ListHolderCardsResponse>, Status> {
+        Err(Status::unimplemented("ListHolderCards is not implemented yet"))
+    }
 }
 
 // Keep the DER bound in line with what a gRPC message may carry anyway.

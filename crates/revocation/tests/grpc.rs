@@ -140,6 +140,7 @@ impl Harness {
                 holder: Some(holder(licence)),
                 application_json: r#"{"documents":["licence"]}"#.into(),
                 actor: "ra-1".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

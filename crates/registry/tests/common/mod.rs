@@ -91,6 +91,7 @@ pub fn begin_request(application_id: &str, licence: &str) -> pb::BeginApplicatio
         holder: Some(holder(licence)),
         application_json: r#"{"documents":["licence","resident_record","passport"]}"#.into(),
         actor: "ra-1".into(),
+        ..Default::default()
     }
 }
 

@@ -1,1 +1,248 @@
-fn main() {}
+//! Load-test fixture and measurements for `scripts/bench-ocsp.sh` (feature `bench`).
+//!
+//! ```text
+//! ocsp_bench_server serve <dir> <certs> <revoked-percent> <listen-addr>
+//!     A populated responder (SoftHSM in a temp folder, RSA-2048, cache filled
+//!     directly) on <listen-addr>; writes into <dir>: paths.txt (one GET path per
+//!     certificate), fixed.der (one `good` response, for nginx), and index.txt,
+//!     ca.pem, rsigner.pem, rkey.pem for `openssl ocsp`. Prints `READY <addr>`.
+//! ocsp_bench_server memory <count>
+//!     Resident memory with <count> cached responses.
+//! ocsp_bench_server propagation <rounds>
+//!     A real registry and the full responder (status feed): time from the return
+//!     of RevokeCertificate to the first `revoked` answer over HTTP.
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use der::Decode;
+use ocsp::asn1::{BasicOCSPResponse, CertStatus, OCSPResponse};
+use ocsp::bench_support::{self, get_path, populate};
+use ocsp::http::{self, HttpState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn usage() -> ! {
+    eprintln!("usage: ocsp_bench_server serve <dir> <certs> <revoked-percent> <listen> | memory <count> | propagation <rounds>");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") if args.len() == 5 => {
+            serve(&args[1], args[2].parse().unwrap_or_else(|_| usage()), args[3].parse().unwrap_or_else(|_| usage()), &args[4]).await
+        }
+        Some("memory") if args.len() == 2 => memory(args[1].parse().unwrap_or_else(|_| usage())).await,
+        Some("propagation") if args.len() == 2 => propagation(args[1].parse().unwrap_or_else(|_| usage())).await,
+        _ => usage(),
+    }
+}
+
+async fn serve(dir: &str, certs: usize, revoked_percent: usize, listen: &str) {
+    let dir = std::path::Path::new(dir);
+    let started = Instant::now();
+    let p = populate(certs, revoked_percent, config::KeyAlgorithm::Rsa2048).await.unwrap();
+    eprintln!("populated {certs} certificates in {:.1} s", started.elapsed().as_secs_f64());
+    bench_support::write_openssl_files(&p, dir).unwrap();
+    let paths: String = p.requests.iter().map(|r| get_path(r) + "\n").collect();
+    std::fs::write(dir.join("paths.txt"), paths).unwrap();
+    let good = p.certs.iter().position(|c| !c.revoked).unwrap();
+    let ocsp::Step::Done(answer) = p.responder.lookup(&p.requests[good]) else { panic!("not cached") };
+    std::fs::write(dir.join("fixed.der"), &answer.der).unwrap();
+
+    let listener = TcpListener::bind(listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(HttpState { responder: p.responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    println!("READY {addr}");
+    axum::serve(listener, http::router(state)).await.unwrap();
+}
+
+async fn memory(count: usize) {
+    let base = bench_support::rss_bytes().unwrap_or(0);
+    let p = populate(1000, 10, config::KeyAlgorithm::Rsa2048).await.unwrap();
+    let after_signed = bench_support::rss_bytes().unwrap_or(0);
+    let template = &p.certs.iter().find(|c| !c.revoked).unwrap().serial;
+    let started = Instant::now();
+    bench_support::fill_copies(&p.responder, template, count.saturating_sub(1000)).unwrap();
+    let full = bench_support::rss_bytes().unwrap_or(0);
+    let (entries, responses) = bench_support::cache_len(&p.responder);
+    let ocsp::Step::Done(answer) = p.responder.lookup(&p.requests[0]) else { panic!("not cached") };
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("MEMORY start_rss_mib={:.1} rss_with_1000_signed_mib={:.1} rss_with_{responses}_cached_mib={:.1} per_response_bytes={:.0} response_size_bytes={} entries={entries} fill_seconds={:.1}",
+        mib(base), mib(after_signed), mib(full),
+        (full.saturating_sub(after_signed)) as f64 / (responses.saturating_sub(1000)).max(1) as f64,
+        answer.der.len(), started.elapsed().as_secs_f64());
+}
+
+/// A keep-alive HTTP/1.1 GET client, just enough for polling.
+struct Client {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, addr }
+    }
+
+    async fn get(&mut self, path: &str) -> Vec<u8> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        self.stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    let n = self.stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "connection closed");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                return buf[end + 4..end + 4 + len].to_vec();
+            }
+        }
+    }
+}
+
+fn status_of(der: &[u8]) -> &'static str {
+    let Ok(r) = OCSPResponse::from_der(der) else { return "garbage" };
+    let Some(bytes) = r.response_bytes else { return "error" };
+    let basic = BasicOCSPResponse::from_der(bytes.response.as_bytes()).unwrap();
+    match basic.tbs_response_data.responses[0].cert_status {
+        CertStatus::Good(_) => "good",
+        CertStatus::Revoked(_) => "revoked",
+        CertStatus::Unknown(_) => "unknown",
+    }
+}
+
+fn application(n: usize) -> store::NewApplication {
+    store::NewApplication {
+        application_id: format!("bench-{n}"),
+        holder_id: String::new(),
+        holder: store::HolderDetails {
+            family_name_kanji: "医師".into(),
+            given_name_kanji: "太郎".into(),
+            family_name_kana: "イシ".into(),
+            given_name_kana: "タロウ".into(),
+            family_name_latin: "ISHI".into(),
+            given_name_latin: "TARO".into(),
+            date_of_birth: "1980-04-01".into(),
+            licence_number: format!("B{n:06}"),
+            licence_registered_on: "2006-05-01".into(),
+            membership: store::Membership::Member,
+            contact: store::ContactAddress {
+                postal_code: "113-8621".into(),
+                address: "東京都文京区本駒込2-28-16".into(),
+                phone: "03-3946-2121".into(),
+                email: "bench@example.jp".into(),
+            },
+            institution: String::new(),
+        },
+        application_json: "{}".into(),
+        actor: "bench".into(),
+    }
+}
+
+async fn propagation(rounds: usize) {
+    use proto::registry::v1 as reg;
+    let ca = ocsp::testkit::test_ca(config::KeyAlgorithm::Rsa2048);
+    let db = tempfile::tempdir().unwrap();
+    let store = store::Store::open(&db.path().join("db")).unwrap();
+    let hashes = ocsp::issuers::IssuerHashes::from_ca(&ca.issuing(0).0);
+    let mut serials = Vec::new();
+    for n in 0..rounds {
+        let card = store.begin_application(&application(n), "JMA").unwrap().view.card.card_id;
+        let now = ocsp::responder::unix_now();
+        let rec = store
+            .reserve_serial(
+                &store::Reservation {
+                    card_id: card,
+                    kind: store::CertificateKind::Signing,
+                    issuer_label: ca.label(0),
+                    not_before_unix: now - 3600,
+                    not_after_unix: now + 365 * 86400,
+                },
+                "bench",
+            )
+            .unwrap();
+        let (der, _) = ca.issue_leaf(0, rec.serial.as_bytes());
+        let tbs = profile::tbs_of_certificate(&der).unwrap();
+        store.record_tbs(&rec.serial, &tbs, "bench").unwrap();
+        store.store_certificate(&rec.serial, &der, &tbs, "bench").unwrap();
+        serials.push(rec.serial);
+    }
+    let reg_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reg_addr = reg_listener.local_addr().unwrap();
+    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), reg_listener, std::future::pending()));
+    let mut cfg = ca.cfg.clone();
+    cfg.ocsp.registry_url = format!("http://{reg_addr}");
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
+    let hsm = ca.hsm.clone();
+    tokio::spawn(async move { ocsp::serve(&cfg, hsm, http, metrics, std::future::pending()).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = Client::connect(http_addr).await;
+    let paths: Vec<String> = serials
+        .iter()
+        .map(|s| get_path(&ocsp::request::encode_request(&hashes, ocsp::issuers::HashAlg::Sha1, &[s.as_bytes()], None).unwrap()))
+        .collect();
+    for p in &paths {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status_of(&client.get(p).await) != "good" {
+            assert!(Instant::now() < deadline, "no good answer");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let mut grpc = reg::registry_client::RegistryClient::connect(format!("http://{reg_addr}")).await.unwrap();
+    let mut after_return = Vec::new();
+    let mut from_call = Vec::new();
+    for (s, p) in serials.iter().zip(&paths) {
+        let t0 = Instant::now();
+        grpc.revoke_certificate(reg::RevokeCertificateRequest {
+            serial: s.to_hex(),
+            reason: reg::RevocationReason::KeyCompromise as i32,
+            actor: "bench".into(),
+            note: "propagation".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let t1 = Instant::now();
+        let mut polls = 0;
+        while status_of(&client.get(p).await) != "revoked" {
+            polls += 1;
+            assert!(t1.elapsed() < Duration::from_secs(10), "never revoked");
+        }
+        let t2 = Instant::now();
+        after_return.push(t2 - t1);
+        from_call.push(t2 - t0);
+        let _ = polls;
+    }
+    after_return.sort();
+    from_call.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pick = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "PROPAGATION rounds={rounds} after_return_ms_median={:.2} after_return_ms_p90={:.2} after_return_ms_max={:.2} from_call_ms_median={:.2} from_call_ms_max={:.2}",
+        ms(pick(&after_return, 0.5)), ms(pick(&after_return, 0.9)), ms(pick(&after_return, 1.0)),
+        ms(pick(&from_call, 0.5)), ms(pick(&from_call, 1.0))
+    );
+}

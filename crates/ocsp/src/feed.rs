@@ -53,8 +53,8 @@ pub fn apply(responder: &Arc<Responder>, change: &reg::StatusChange) {
 /// Follows the feed forever (until the task is aborted), reconnecting with backoff.
 pub async fn follow(responder: Arc<Responder>, mut client: RegistryClient<Channel>) {
     let mut backoff = MIN_BACKOFF;
+    let mut after = 0u64;
     loop {
-        let after = responder.metrics().feed_sequence.load(Relaxed);
         match client.watch_status(reg::WatchStatusRequest { after_sequence: after }).await {
             Ok(resp) => {
                 let m = responder.metrics();
@@ -63,6 +63,7 @@ pub async fn follow(responder: Arc<Responder>, mut client: RegistryClient<Channe
                 tracing::info!(after, "following the status feed");
                 let mut stream = resp.into_inner();
                 let mut last = after;
+                let applied = &mut after;
                 loop {
                     match stream.message().await {
                         Ok(Some(change)) => {
@@ -74,6 +75,7 @@ pub async fn follow(responder: Arc<Responder>, mut client: RegistryClient<Channe
                             }
                             apply(&responder, &change);
                             last = change.sequence;
+                            *applied = last;
                             backoff = MIN_BACKOFF;
                         }
                         Ok(None) => {
@@ -87,6 +89,13 @@ pub async fn follow(responder: Arc<Responder>, mut client: RegistryClient<Channe
                     }
                 }
                 m.feed_connected.store(0, Relaxed);
+            }
+            Err(e) if e.code() == tonic::Code::OutOfRange => {
+                // The registry is behind us: its database was replaced. Statuses only
+                // move forward in our cache, so replaying from the start is safe.
+                tracing::error!(after, error = %e, "the registry's feed is behind ours; replaying it from the start");
+                after = 0;
+                responder.metrics().feed_sequence.store(0, Relaxed);
             }
             Err(e) => tracing::warn!(error = %e, "cannot subscribe to the status feed"),
         }

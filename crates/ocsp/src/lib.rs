@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod asn1;
+#[cfg(feature = "bench")]
+pub mod bench_support;
 mod cache;
 pub mod encode;
 mod error;
@@ -26,6 +28,8 @@ pub mod source;
 pub mod status;
 #[cfg(test)]
 mod openssl_tests;
+#[cfg(test)]
+mod serve_tests;
 #[cfg(any(test, feature = "bench"))]
 #[doc(hidden)]
 pub mod testkit;

@@ -80,40 +80,47 @@ fn usable_nonce(extn_value: &[u8]) -> bool {
     }
 }
 
+/// An OCSP request for `serials` (DER content octets) under issuer `h`, as a
+/// client would send it (for tests and benchmarks).
+pub fn encode_request(h: &IssuerHashes, alg: HashAlg, serials: &[&[u8]], nonce: Option<&[u8]>) -> Result<Vec<u8>, OcspError> {
+    use crate::asn1::{CertID, Request, TBSRequest, Version};
+    use der::asn1::{AnyRef, IntRef};
+    use der::Encode;
+    let mut request_list = Vec::with_capacity(serials.len());
+    for s in serials {
+        request_list.push(Request {
+            req_cert: CertID {
+                hash_algorithm: spki::AlgorithmIdentifierRef { oid: alg.oid(), parameters: Some(AnyRef::NULL) },
+                issuer_name_hash: OctetStringRef::new(h.name_hash(alg))?,
+                issuer_key_hash: OctetStringRef::new(h.key_hash(alg))?,
+                serial_number: IntRef::new(s)?,
+            },
+            single_request_extensions: None,
+        });
+    }
+    let nonce_value = match nonce {
+        Some(n) => Some(OctetStringRef::new(n)?.to_der()?),
+        None => None,
+    };
+    let request_extensions = match &nonce_value {
+        Some(v) => Some(vec![Extension { extn_id: ID_PKIX_OCSP_NONCE, critical: false, extn_value: OctetStringRef::new(v)? }]),
+        None => None,
+    };
+    let req = OCSPRequest {
+        tbs_request: TBSRequest { version: Version::V1, requestor_name: None, request_list, request_extensions },
+        optional_signature: None,
+    };
+    Ok(req.to_der()?)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::asn1::{CertID, Request, TBSRequest, Version};
-    use der::asn1::{AnyRef, IntRef, ObjectIdentifier};
+    use der::asn1::ObjectIdentifier;
     use der::Encode;
-    use spki::AlgorithmIdentifierRef;
 
-    /// A request for `serials` under `h`, built with our own types.
     pub(crate) fn build(h: &IssuerHashes, alg: HashAlg, serials: &[&[u8]], nonce: Option<&[u8]>) -> Vec<u8> {
-        let name = h.name_hash(alg).to_vec();
-        let key = h.key_hash(alg).to_vec();
-        let request_list = serials
-            .iter()
-            .map(|s| Request {
-                req_cert: CertID {
-                    hash_algorithm: AlgorithmIdentifierRef { oid: alg.oid(), parameters: Some(AnyRef::NULL) },
-                    issuer_name_hash: OctetStringRef::new(&name).unwrap(),
-                    issuer_key_hash: OctetStringRef::new(&key).unwrap(),
-                    serial_number: IntRef::new(s).unwrap(),
-                },
-                single_request_extensions: None,
-            })
-            .collect();
-        let nonce_value = nonce.map(|n| OctetStringRef::new(n).unwrap().to_der().unwrap());
-        let request_extensions = nonce_value.as_ref().map(|v| {
-            vec![Extension { extn_id: ID_PKIX_OCSP_NONCE, critical: false, extn_value: OctetStringRef::new(v).unwrap() }]
-        });
-        OCSPRequest {
-            tbs_request: TBSRequest { version: Version::V1, requestor_name: None, request_list, request_extensions },
-            optional_signature: None,
-        }
-        .to_der()
-        .unwrap()
+        encode_request(h, alg, serials, nonce).unwrap()
     }
 
     fn issuers() -> Vec<IssuerHashes> {

@@ -162,7 +162,7 @@ pub(crate) fn issue(
     entity: &CaEntity,
     ca: &IssuingCa,
     ca_key: &HsmKey,
-    key: &HsmKey,
+    key: &impl rcgen::PublicKeyData,
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, OcspError> {
     let mut params = CertificateParams::default();

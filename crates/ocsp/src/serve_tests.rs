@@ -1,0 +1,191 @@
+//! The whole responder (`serve`) against a real in-process registry: issuance
+//! and revocation arrive over the status feed; two replicas follow it on their
+//! own; openssl verifies over HTTP; metrics are served.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use proto::registry::v1 as reg;
+use proto::registry::v1::registry_client::RegistryClient;
+use store::{CertificateKind, ContactAddress, HolderDetails, Membership, NewApplication, Reservation, Serial, Store};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::testkit::{test_ca, TestCa};
+
+fn application(n: u32) -> NewApplication {
+    NewApplication {
+        application_id: format!("app-{n}"),
+        holder_id: String::new(),
+        holder: HolderDetails {
+            family_name_kanji: "医師".into(),
+            given_name_kanji: "太郎".into(),
+            family_name_kana: "イシ".into(),
+            given_name_kana: "タロウ".into(),
+            family_name_latin: "ISHI".into(),
+            given_name_latin: "TARO".into(),
+            date_of_birth: "1980-04-01".into(),
+            licence_number: format!("L{n:06}"),
+            licence_registered_on: "2006-05-01".into(),
+            membership: Membership::Member,
+            contact: ContactAddress {
+                postal_code: "113-8621".into(),
+                address: "東京都文京区本駒込2-28-16".into(),
+                phone: "03-3946-2121".into(),
+                email: "taro@example.jp".into(),
+            },
+            institution: String::new(),
+        },
+        application_json: "{}".into(),
+        actor: "ra-test".into(),
+    }
+}
+
+/// Issues a real certificate under CA 0 through the store (reserve, record, store).
+fn issue(store: &Store, ca: &TestCa, n: u32) -> (Serial, std::path::PathBuf) {
+    let card = store.begin_application(&application(n), "JMA").unwrap().view.card.card_id;
+    let now = crate::responder::unix_now();
+    let rec = store
+        .reserve_serial(
+            &Reservation {
+                card_id: card,
+                kind: CertificateKind::Signing,
+                issuer_label: ca.label(0),
+                not_before_unix: now - 3600,
+                not_after_unix: now + 86400 * 365,
+            },
+            "test",
+        )
+        .unwrap();
+    let (der, path) = ca.issue_leaf(0, rec.serial.as_bytes());
+    let tbs = profile::tbs_of_certificate(&der).unwrap();
+    store.record_tbs(&rec.serial, &tbs, "test").unwrap();
+    store.store_certificate(&rec.serial, &der, &tbs, "test").unwrap();
+    (rec.serial, path)
+}
+
+struct Replica {
+    http: SocketAddr,
+    metrics: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), crate::OcspError>>,
+}
+
+async fn replica(ca: &TestCa, registry: SocketAddr) -> Replica {
+    let mut cfg = ca.cfg.clone();
+    cfg.ocsp.registry_url = format!("http://{registry}");
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (http_addr, metrics_addr) = (http.local_addr().unwrap(), metrics.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let hsm = ca.hsm.clone();
+    let task = tokio::spawn(async move {
+        crate::serve(&cfg, hsm, http, metrics, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Replica { http: http_addr, metrics: metrics_addr, stop: Some(tx), task }
+}
+
+fn ocsp(ca: &TestCa, cert: &std::path::Path, at: SocketAddr) -> String {
+    let ca_pem = ca.ca_path(0);
+    let out = Command::new("openssl")
+        .args(["ocsp", "-issuer", ca_pem.to_str().unwrap(), "-cert", cert.to_str().unwrap()])
+        .args(["-url", &format!("http://{at}/ocsp"), "-CAfile", ca_pem.to_str().unwrap(), "-no_nonce", "-timeout", "5"])
+        .output()
+        .unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_follow_the_feed_from_issuance_to_revocation() {
+    let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
+    let db = tempfile::tempdir().unwrap();
+    let store = Store::open(&db.path().join("db")).unwrap();
+    let (first_serial, first) = issue(&store, &ca, 1);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry_addr = listener.local_addr().unwrap();
+    let (reg_stop, reg_rx) = oneshot::channel::<()>();
+    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), listener, async {
+        let _ = reg_rx.await;
+    }));
+
+    let mut replicas = vec![replica(&ca, registry_addr).await, replica(&ca, registry_addr).await];
+    for r in &replicas {
+        until("a good answer", Duration::from_secs(20), || {
+            let text = ocsp(&ca, &first, r.http);
+            text.contains("Response verify OK") && text.contains(": good")
+        })
+        .await;
+    }
+    // Issued after the replicas started: good at once, from the feed.
+    let (_, second) = issue(&store, &ca, 2);
+    for r in &replicas {
+        until("the new certificate", Duration::from_secs(5), || ocsp(&ca, &second, r.http).contains(": good")).await;
+    }
+    // Never issued.
+    let (_, never) = ca.issue_leaf(0, &[0x55, 0x66, 0x77]);
+    assert!(ocsp(&ca, &never, replicas[0].http).contains(": unknown"));
+
+    // Emergency revocation through the registry: both replicas flip.
+    let mut client = RegistryClient::connect(format!("http://{registry_addr}")).await.unwrap();
+    client
+        .revoke_certificate(reg::RevokeCertificateRequest {
+            serial: first_serial.to_hex(),
+            reason: reg::RevocationReason::KeyCompromise as i32,
+            actor: "op-test".into(),
+            note: "lost".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for r in &replicas {
+        let took = until("revoked", Duration::from_secs(5), || {
+            let text = ocsp(&ca, &first, r.http);
+            text.contains(": revoked") && text.contains("Reason: keyCompromise") && text.contains("Response verify OK")
+        })
+        .await;
+        assert!(took < Duration::from_secs(2), "propagation took {took:?}");
+    }
+
+    // Garbage does not hurt.
+    let garbage = Command::new("curl")
+        .args(["-s", "--data-binary", "garbage", &format!("http://{}/", replicas[0].http)])
+        .output()
+        .unwrap();
+    assert_eq!(garbage.stdout, vec![0x30, 0x03, 0x0a, 0x01, 0x01]);
+    assert!(ocsp(&ca, &second, replicas[0].http).contains(": good"));
+
+    // Metrics.
+    let m = Command::new("curl").args(["-s", &format!("http://{}/metrics", replicas[0].metrics)]).output().unwrap();
+    let text = String::from_utf8_lossy(&m.stdout);
+    let value = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(-1.0)
+    };
+    assert!(value("ocsp_responses_total{status=\"revoked\"}") >= 1.0, "{text}");
+    assert!(value("ocsp_responses_total{status=\"malformed\"}") >= 1.0, "{text}");
+    assert_eq!(value("ocsp_feed_sequence"), 3.0, "two GOOD and one REVOKED: {text}");
+    assert_eq!(value("ocsp_feed_connected"), 1.0, "{text}");
+    assert!(value("ocsp_signing_seconds_count") >= 1.0, "{text}");
+    assert!(value("ocsp_cache_hits_total") >= 0.0, "{text}");
+
+    for r in &mut replicas {
+        let _ = r.stop.take().unwrap().send(());
+    }
+    for r in replicas {
+        r.task.await.unwrap().unwrap();
+    }
+    let _ = reg_stop.send(());
+}

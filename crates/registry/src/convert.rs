@@ -2,9 +2,9 @@
 
 use proto::registry::v1 as pb;
 use store::{
-    ApprovalRecord, ApprovalState, AuditRecord, CardRecord, CardState, CardView, CertificateKind,
-    CertificateRecord, CertificateState, CertificateStatus, ContactAddress, HolderDetails, HolderRecord,
-    Membership, RevocationReason, RevokedEntry, StatusChange,
+    ApprovalRecord, ApprovalState, AuditRecord, CardRecord, CardState, CardView, CertificateKind, CertificateRecord,
+    CertificateState, CertificateStatus, ContactAddress, HolderDetails, HolderRecord, Membership, RevocationReason,
+    RevokedEntry, StatusChange,
 };
 
 use crate::error::RegistryError;
@@ -38,8 +38,7 @@ pub fn holder_in(holder: Option<pb::Holder>) -> Result<(String, HolderDetails), 
         },
         institution: text("holder.institution", &h.institution, MAX_TEXT_LEN)?,
     };
-    let holder_id =
-        if h.holder_id.is_empty() { String::new() } else { id("holder.holder_id", &h.holder_id)? };
+    let holder_id = if h.holder_id.is_empty() { String::new() } else { id("holder.holder_id", &h.holder_id)? };
     Ok((holder_id, details))
 }
 

@@ -20,8 +20,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
     let path = cfg.db_path();
-    std::fs::create_dir_all(&path)
-        .map_err(|source| RegistryError::CreateDir { path: path.clone(), source })?;
+    std::fs::create_dir_all(&path).map_err(|source| RegistryError::CreateDir { path: path.clone(), source })?;
     // Opening replays sled's log, which can take a while: keep it off the async workers.
     let open_path = path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&open_path))

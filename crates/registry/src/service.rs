@@ -73,12 +73,7 @@ fn actor<T>(request: &Request<T>, given: &str) -> Result<String, RegistryError> 
 }
 
 /// What the operator asked for in a revoke request.
-fn revocation(
-    reason: i32,
-    revoked_at_unix: i64,
-    actor: &str,
-    note: &str,
-) -> Result<RevocationRequest, RegistryError> {
+fn revocation(reason: i32, revoked_at_unix: i64, actor: &str, note: &str) -> Result<RevocationRequest, RegistryError> {
     Ok(RevocationRequest {
         reason: validate::reason("reason", reason)?,
         revoked_at_unix,
@@ -148,9 +143,7 @@ impl Registry for RegistryService {
         // Recording bytes that cannot become this serial's certificate would
         // only fail later, after the HSM has signed them.
         if x509::tbs_serial("tbs_der", &req.tbs_der)? != serial.as_bytes() {
-            return Err(
-                RegistryError::invalid("tbs_der", format!("its serial number is not {serial}")).into()
-            );
+            return Err(RegistryError::invalid("tbs_der", format!("its serial number is not {serial}")).into());
         }
         self.run(move |s| s.record_tbs(&serial, &req.tbs_der, &actor)).await?;
         Ok(Response::new(pb::RecordTbsResponse {}))
@@ -166,11 +159,7 @@ impl Registry for RegistryService {
         validate::der("certificate_der", &req.certificate_der)?;
         let parsed = x509::parse_certificate("certificate_der", &req.certificate_der)?;
         if parsed.serial != serial.as_bytes() {
-            return Err(RegistryError::invalid(
-                "certificate_der",
-                format!("its serial number is not {serial}"),
-            )
-            .into());
+            return Err(RegistryError::invalid("certificate_der", format!("its serial number is not {serial}")).into());
         }
         let tbs = parsed.tbs_der.to_vec();
         self.run(move |s| s.store_certificate(&serial, &req.certificate_der, &tbs, &actor)).await?;
@@ -187,10 +176,7 @@ impl Registry for RegistryService {
         Ok(Response::new(convert::card_out(card)))
     }
 
-    async fn get_card(
-        &self,
-        request: Request<pb::GetCardRequest>,
-    ) -> Result<Response<pb::GetCardResponse>, Status> {
+    async fn get_card(&self, request: Request<pb::GetCardRequest>) -> Result<Response<pb::GetCardResponse>, Status> {
         let view = match request.into_inner().key {
             Some(Key::CardId(v)) => {
                 let card_id = validate::id("card_id", &v)?;
@@ -221,10 +207,7 @@ impl Registry for RegistryService {
         Ok(Response::new(convert::certificate_out(record)))
     }
 
-    async fn append_audit(
-        &self,
-        request: Request<pb::AppendAuditRequest>,
-    ) -> Result<Response<pb::AuditEntry>, Status> {
+    async fn append_audit(&self, request: Request<pb::AppendAuditRequest>) -> Result<Response<pb::AuditEntry>, Status> {
         let req = request.into_inner();
         let actor = validate::id("actor", &req.actor)?;
         let action = validate::id("action", &req.action)?;
@@ -266,9 +249,7 @@ impl Registry for RegistryService {
                 Ok(out)
             })
             .await?;
-        Ok(Response::new(pb::ListAuditResponse {
-            entries: entries.into_iter().map(convert::audit_out).collect(),
-        }))
+        Ok(Response::new(pb::ListAuditResponse { entries: entries.into_iter().map(convert::audit_out).collect() }))
     }
 
     async fn revoke_certificate(
@@ -329,13 +310,8 @@ impl Registry for RegistryService {
         let position = self.store.subscribe_feed();
         // The first page is read here so a bad resume point fails the call.
         let first_page = self.run(move |s| s.feed_after(after, FEED_PAGE)).await?;
-        let stream = streams::watch_status(
-            self.store.clone(),
-            position,
-            after,
-            first_page,
-            self.end_streams.subscribe(),
-        );
+        let stream =
+            streams::watch_status(self.store.clone(), position, after, first_page, self.end_streams.subscribe());
         Ok(Response::new(stream))
     }
 
@@ -382,10 +358,7 @@ impl Registry for RegistryService {
         Ok(Response::new(convert::approval_out(approval)))
     }
 
-    async fn get_approval(
-        &self,
-        request: Request<pb::GetApprovalRequest>,
-    ) -> Result<Response<pb::Approval>, Status> {
+    async fn get_approval(&self, request: Request<pb::GetApprovalRequest>) -> Result<Response<pb::Approval>, Status> {
         let approval_id = validate::id("approval_id", &request.get_ref().approval_id)?;
         let approval = self.run(move |s| s.get_approval(&approval_id)).await?;
         Ok(Response::new(convert::approval_out(approval)))

@@ -84,9 +84,7 @@ pub fn reason(field: &'static str, value: i32) -> Result<RevocationReason, Regis
         Ok(P::Superseded) => RevocationReason::Superseded,
         Ok(P::CessationOfOperation) => RevocationReason::CessationOfOperation,
         Ok(P::PrivilegeWithdrawn) => RevocationReason::PrivilegeWithdrawn,
-        Err(_) => {
-            return Err(RegistryError::invalid(field, format!("{value} is not a reason code the CA uses")))
-        }
+        Err(_) => return Err(RegistryError::invalid(field, format!("{value} is not a reason code the CA uses"))),
     })
 }
 

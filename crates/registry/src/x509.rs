@@ -13,10 +13,7 @@ pub struct ParsedCertificate<'a> {
     pub tbs_der: &'a [u8],
 }
 
-pub fn parse_certificate<'a>(
-    field: &'static str,
-    der: &'a [u8],
-) -> Result<ParsedCertificate<'a>, RegistryError> {
+pub fn parse_certificate<'a>(field: &'static str, der: &'a [u8]) -> Result<ParsedCertificate<'a>, RegistryError> {
     let bad = |e: der::Error| RegistryError::invalid(field, format!("not a DER X.509 certificate: {e}"));
     let cert = Certificate::from_der(der).map_err(bad)?;
     // Sliced rather than re-encoded: what was signed is the bytes as they are.

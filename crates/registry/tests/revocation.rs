@@ -117,10 +117,8 @@ async fn revoking_a_certificate_is_final_and_idempotent() {
     let mut future = revoke_cert(&serials[1], pb::RevocationReason::KeyCompromise);
     future.revoked_at_unix = 4_000_000_000;
     assert_status(c.revoke_certificate(future).await, Code::InvalidArgument, "revoked_at_unix: ");
-    let hold = pb::RevokeCertificateRequest {
-        reason: 6,
-        ..revoke_cert(&serials[1], pb::RevocationReason::KeyCompromise)
-    };
+    let hold =
+        pb::RevokeCertificateRequest { reason: 6, ..revoke_cert(&serials[1], pb::RevocationReason::KeyCompromise) };
     assert_status(c.revoke_certificate(hold).await, Code::InvalidArgument, "reason: ");
     let no_actor = pb::RevokeCertificateRequest {
         actor: String::new(),
@@ -175,8 +173,7 @@ async fn concurrent_card_revocations_give_one_set_of_revocations() {
     assert!(changes.iter().all(|ch| ch.reason == pb::RevocationReason::KeyCompromise as i32));
 
     let listed =
-        list_revoked(&mut c, pb::ListRevokedRequest { issuer_label: "sign-ca".into(), ..Default::default() })
-            .await;
+        list_revoked(&mut c, pb::ListRevokedRequest { issuer_label: "sign-ca".into(), ..Default::default() }).await;
     assert_eq!(listed.len(), 2);
     let actions = audit_actions(&mut c).await;
     assert_eq!(actions.iter().filter(|a| *a == "card.revoke").count(), 1);
@@ -227,11 +224,7 @@ async fn a_resuming_subscriber_gets_exactly_the_changes_it_missed() {
     let missed = next_changes(&mut feed, 3).await;
     assert_eq!(
         summary(&missed),
-        [
-            (5, serials_b[0].clone(), GOOD),
-            (6, serials_b[1].clone(), GOOD),
-            (7, serials_b[1].clone(), REVOKED)
-        ]
+        [(5, serials_b[0].clone(), GOOD), (6, serials_b[1].clone(), GOOD), (7, serials_b[1].clone(), REVOKED)]
     );
     assert_quiet(&mut feed).await;
 
@@ -330,8 +323,7 @@ async fn revoked_lists_stream_fully_and_filter() {
     assert!(delta.iter().all(|e| e.sequence > mark && e.not_after_unix == 1_600_000_000));
     assert!(list_revoked(&mut c, req(mark, false, 0)).await.is_empty());
 
-    let auth =
-        list_revoked(&mut c, pb::ListRevokedRequest { issuer_label: "auth-ca".into(), ..req(0, false, 0) });
+    let auth = list_revoked(&mut c, pb::ListRevokedRequest { issuer_label: "auth-ca".into(), ..req(0, false, 0) });
     assert_eq!(auth.await.len(), 3);
     let none = pb::ListRevokedRequest { issuer_label: "root-ca".into(), ..req(0, true, 0) };
     assert!(list_revoked(&mut c, none).await.is_empty());

@@ -34,8 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let started = Instant::now();
-    let query =
-        RevokedQuery { issuer_label: label.clone(), after_sequence: 0, include_expired: false, at_unix: 0 };
+    let query = RevokedQuery { issuer_label: label.clone(), after_sequence: 0, include_expired: false, at_unix: 0 };
     let mut listed = 0u64;
     for entry in store.revoked_entries(&query)? {
         entry?;

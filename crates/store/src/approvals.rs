@@ -99,11 +99,7 @@ impl Store {
     }
 
     /// APPROVED -> EXECUTED; EXECUTED again is a no-op; AWAITING is refused.
-    pub fn mark_approval_executed(
-        &self,
-        approval_id: &str,
-        actor: &str,
-    ) -> Result<ApprovalRecord, StoreError> {
+    pub fn mark_approval_executed(&self, approval_id: &str, actor: &str) -> Result<ApprovalRecord, StoreError> {
         let (record, changed) = self.trees.transact(|tx| {
             let mut record = require_approval(tx, approval_id)?;
             match record.state {
@@ -120,8 +116,7 @@ impl Store {
             record.state = ApprovalState::Executed;
             record.executed_at_unix = crate::clock::now_unix();
             tx.approvals.put_json(approval_id.as_bytes(), &record)?;
-            let detail =
-                json!({ "kind": record.kind, "subject": record.subject, "approved_by": record.approved_by });
+            let detail = json!({ "kind": record.kind, "subject": record.subject, "approved_by": record.approved_by });
             audit::append(
                 tx,
                 &Event {

@@ -174,12 +174,8 @@ mod tests {
         let report = store.bench_import_revoked(&spec).unwrap();
         assert_eq!(report, BenchImportReport { count: 12_345, first_sequence: 1, last_sequence: 12_345 });
         assert_eq!(store.feed_position(), 12_345);
-        let query = RevokedQuery {
-            issuer_label: "sign-ca".into(),
-            after_sequence: 0,
-            include_expired: false,
-            at_unix: 0,
-        };
+        let query =
+            RevokedQuery { issuer_label: "sign-ca".into(), after_sequence: 0, include_expired: false, at_unix: 0 };
         let entries: Vec<_> = store.revoked_entries(&query).unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(entries.len(), 12_345);
         assert!(entries.windows(2).all(|w| w[0].serial < w[1].serial), "ordered by serial");

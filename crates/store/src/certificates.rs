@@ -41,12 +41,7 @@ impl Store {
     /// RESERVED -> PRECERT, keeping `tbs_der`. Recording the same bytes again is
     /// a no-op; different bytes once some are recorded is `TbsConflict` and
     /// leaves the record as it was.
-    pub fn record_tbs(
-        &self,
-        serial: &Serial,
-        tbs_der: &[u8],
-        actor: &str,
-    ) -> Result<CertificateRecord, StoreError> {
+    pub fn record_tbs(&self, serial: &Serial, tbs_der: &[u8], actor: &str) -> Result<CertificateRecord, StoreError> {
         let (record, changed) = self.trees.transact(|tx| record_tbs(tx, serial, tbs_der, actor))?;
         if changed {
             self.flush()?;
@@ -150,12 +145,7 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
     Ok((record, true))
 }
 
-fn record_tbs(
-    tx: &Tx<'_>,
-    serial: &Serial,
-    tbs_der: &[u8],
-    actor: &str,
-) -> TxResult<(CertificateRecord, bool)> {
+fn record_tbs(tx: &Tx<'_>, serial: &Serial, tbs_der: &[u8], actor: &str) -> TxResult<(CertificateRecord, bool)> {
     let mut record = find_certificate(tx, serial)?;
     match &record.tbs_der {
         Some(recorded) if recorded.as_slice() == tbs_der => return Ok((record, false)),
@@ -244,12 +234,7 @@ fn store_cert(
     let subject = serial.to_hex();
     audit::append(
         tx,
-        &Event {
-            actor,
-            action: actions::CERTIFICATE_STORE,
-            subject: &subject,
-            detail_json: detail.to_string(),
-        },
+        &Event { actor, action: actions::CERTIFICATE_STORE, subject: &subject, detail_json: detail.to_string() },
     )?;
     Ok((record, true, good))
 }
@@ -266,9 +251,7 @@ pub(crate) fn find_certificate(tx: &Tx<'_>, serial: &Serial) -> TxResult<Certifi
 pub(crate) fn require_certificate(tx: &Tx<'_>, serial: &Serial) -> TxResult<CertificateRecord> {
     match tx.certificates.get_json(serial.as_bytes())? {
         Some(r) => Ok(r),
-        None => {
-            fail(crate::tx::corrupt("certificates", serial.as_bytes(), "referenced by a card but missing"))
-        }
+        None => fail(crate::tx::corrupt("certificates", serial.as_bytes(), "referenced by a card but missing")),
     }
 }
 
@@ -304,8 +287,7 @@ mod tests {
         assert_eq!(sign.serial.as_bytes().len(), 16);
         assert!(sign.serial.as_bytes()[0] & 0x80 == 0 && sign.serial.as_bytes()[0] != 0);
         assert_eq!(sign.not_after_unix, 1_857_000_000);
-        let auth =
-            store.reserve_serial(&reservation(&card_id, CertificateKind::Authentication), "iss").unwrap();
+        let auth = store.reserve_serial(&reservation(&card_id, CertificateKind::Authentication), "iss").unwrap();
         assert_ne!(sign.serial, auth.serial);
 
         let view = store.get_card(&card_id).unwrap();
@@ -384,17 +366,11 @@ mod tests {
         let rec = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
 
         let err = store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap_err();
-        assert!(
-            matches!(err, StoreError::CertificateState { state: CertificateState::Reserved, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, StoreError::CertificateState { state: CertificateState::Reserved, .. }), "{err}");
 
         let pre = store.record_tbs(&rec.serial, b"tbs", "iss").unwrap();
         let err = store.store_certificate(&rec.serial, b"cert", b"other-tbs", "iss").unwrap_err();
-        assert!(
-            err.to_string().contains("certificate does not match the recorded to-be-signed bytes"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("certificate does not match the recorded to-be-signed bytes"), "{err}");
         assert_eq!(store.get_certificate(&rec.serial).unwrap(), pre, "record unchanged");
 
         let issued = store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap();
@@ -415,11 +391,9 @@ mod tests {
         let (_dir, store) = temp_store();
         let card_id = pending_card(&store);
         let sign = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
-        let auth =
-            store.reserve_serial(&reservation(&card_id, CertificateKind::Authentication), "iss").unwrap();
+        let auth = store.reserve_serial(&reservation(&card_id, CertificateKind::Authentication), "iss").unwrap();
         store.record_tbs(&auth.serial, b"tbs", "iss").unwrap();
-        let mut open: Vec<_> =
-            store.unresolved_reservations().unwrap().into_iter().map(|r| r.serial).collect();
+        let mut open: Vec<_> = store.unresolved_reservations().unwrap().into_iter().map(|r| r.serial).collect();
         open.sort();
         let mut want = vec![sign.serial.clone(), auth.serial.clone()];
         want.sort();

@@ -28,12 +28,7 @@ impl Store {
             let detail = json!({ "crl_number": crl_number, "feed_sequence": feed_sequence });
             audit::append(
                 tx,
-                &Event {
-                    actor,
-                    action: actions::CRL_NUMBER,
-                    subject: scope,
-                    detail_json: detail.to_string(),
-                },
+                &Event { actor, action: actions::CRL_NUMBER, subject: scope, detail_json: detail.to_string() },
             )?;
             Ok(CrlNumber { crl_number, feed_sequence })
         })?;

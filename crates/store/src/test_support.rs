@@ -47,12 +47,8 @@ pub fn issued_card(
     issuer_label: &str,
     not_after_unix: i64,
 ) -> (String, Vec<crate::Serial>) {
-    let card_id = store
-        .begin_application(&application(application_id, licence_number), "JMA")
-        .unwrap()
-        .view
-        .card
-        .card_id;
+    let card_id =
+        store.begin_application(&application(application_id, licence_number), "JMA").unwrap().view.card.card_id;
     let mut serials = Vec::new();
     for kind in crate::CertificateKind::ALL {
         let rec = reserved(store, &card_id, kind, issuer_label, not_after_unix);

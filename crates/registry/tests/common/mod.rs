@@ -132,11 +132,7 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code:
 
 /// Runs a whole application over gRPC: begin, both serials, TBS, certificates,
 /// complete. Returns the card id and the serials (signing, authentication).
-pub async fn issue_card(
-    c: &mut RegistryClient<Channel>,
-    application_id: &str,
-    licence: &str,
-) -> (String, Vec<String>) {
+pub async fn issue_card(c: &mut RegistryClient<Channel>, application_id: &str, licence: &str) -> (String, Vec<String>) {
     let card = c.begin_application(begin_request(application_id, licence)).await.unwrap().into_inner();
     let card_id = card.card.unwrap().card_id;
     let mut serials = Vec::new();

@@ -50,8 +50,17 @@ fn store_status(err: StoreError) -> Status {
         E::NoSuchApplication { .. } => (Code::NotFound, "application_id"),
         E::NoSuchLicence { .. } => (Code::NotFound, "licence_number"),
         E::NoSuchCertificate { .. } => (Code::NotFound, "serial"),
+        E::NoSuchHolder { .. } => (Code::NotFound, "holder_id"),
+        E::NoSuchReplacedCard { .. } => (Code::NotFound, "replaces_card_id"),
+        E::NoPinEscrow { .. } => (Code::NotFound, "card_id"),
         E::ActiveCard { .. } => (Code::FailedPrecondition, "holder.licence_number"),
-        E::ApplicationMismatch { .. } => (Code::FailedPrecondition, "application_id"),
+        E::ApplicationMismatch { .. } | E::ApplicationProcedureMismatch { .. } => {
+            (Code::FailedPrecondition, "application_id")
+        }
+        E::ReplacedCard { .. } => (Code::FailedPrecondition, "replaces_card_id"),
+        E::PinEscrowExists { .. } => (Code::AlreadyExists, "card_id"),
+        E::DisclosureRepeated { .. } => (Code::FailedPrecondition, "request_id"),
+        E::DisclosureLimit { .. } => (Code::ResourceExhausted, "card_id"),
         E::HolderIdMismatch { .. } => (Code::InvalidArgument, "holder.holder_id"),
         E::CardNotPending { .. } | E::CardIncomplete { .. } => (Code::FailedPrecondition, "card_id"),
         E::CertificateState { .. } => (Code::FailedPrecondition, "serial"),
@@ -109,6 +118,30 @@ mod tests {
         let s = status(StoreError::FeedAhead { after_sequence: 9, last_sequence: 3 });
         assert_eq!(s.code(), Code::OutOfRange);
         assert!(s.message().starts_with("after_sequence: "));
+        let s = status(StoreError::ReplacedCard { card_id: "C1".into(), reason: "belongs to another holder".into() });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.message(), "replaces_card_id: belongs to another holder");
+        let s = status(StoreError::NoSuchReplacedCard { card_id: "C1".into() });
+        assert_eq!((s.code(), s.message()), (Code::NotFound, "replaces_card_id: no such card C1"));
+        let s = status(StoreError::NoSuchHolder { holder_id: "JMA1".into() });
+        assert_eq!((s.code(), s.message()), (Code::NotFound, "holder_id: no such holder JMA1"));
+        let s = status(StoreError::PinEscrowExists { card_id: "C1".into() });
+        assert_eq!(s.code(), Code::AlreadyExists);
+        assert_eq!(s.message(), "card_id: a PIN is already escrowed for this card");
+        let s = status(StoreError::DisclosureRepeated { card_id: "C1".into(), request_id: "r1".into() });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.message(), "request_id: the PIN was already disclosed for this request");
+        let s = status(StoreError::DisclosureLimit {
+            card_id: "C1".into(),
+            retry_after_unix: 0,
+            max_per_window: 3,
+            window_seconds: 60,
+        });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(
+            s.message(),
+            "card_id: disclosure limit reached, retry after 1970-01-01T00:00:00Z (at most 3 per 60 s)"
+        );
         let s = status(StoreError::Corrupt { tree: "cards", key: "C1".into(), reason: "x".into() });
         assert_eq!(s.code(), Code::DataLoss);
     }

@@ -23,8 +23,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
 
     let mut serials = Vec::new();
     for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
-        let serial =
-            c.reserve_serial(reserve_request(&card.card_id, kind)).await.unwrap().into_inner().serial;
+        let serial = c.reserve_serial(reserve_request(&card.card_id, kind)).await.unwrap().into_inner().serial;
         assert_eq!(serial.len(), 32, "16 octets in hex");
         assert!(u8::from_str_radix(&serial[..2], 16).unwrap() < 0x80, "positive");
         serials.push(serial);
@@ -37,10 +36,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
     }
 
     let early = c
-        .complete_application(pb::CompleteApplicationRequest {
-            card_id: card.card_id.clone(),
-            actor: "ra-1".into(),
-        })
+        .complete_application(pb::CompleteApplicationRequest { card_id: card.card_id.clone(), actor: "ra-1".into() })
         .await;
     assert_status(early, Code::FailedPrecondition, "card_id: ");
 
@@ -50,20 +46,15 @@ async fn an_application_goes_from_begin_to_an_active_card() {
         c.store_certificate(req).await.unwrap();
     }
     let done = c
-        .complete_application(pb::CompleteApplicationRequest {
-            card_id: card.card_id.clone(),
-            actor: "ra-1".into(),
-        })
+        .complete_application(pb::CompleteApplicationRequest { card_id: card.card_id.clone(), actor: "ra-1".into() })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(done.state, pb::CardState::Active as i32);
 
-    for key in [
-        Key::CardId(card.card_id.clone()),
-        Key::ApplicationId("app-1".into()),
-        Key::LicenceNumber("555001".into()),
-    ] {
+    for key in
+        [Key::CardId(card.card_id.clone()), Key::ApplicationId("app-1".into()), Key::LicenceNumber("555001".into())]
+    {
         let got = c.get_card(pb::GetCardRequest { key: Some(key) }).await.unwrap().into_inner();
         let got_card = got.card.unwrap();
         assert_eq!(got_card.state, pb::CardState::Active as i32);
@@ -76,12 +67,10 @@ async fn an_application_goes_from_begin_to_an_active_card() {
             assert_eq!(&record.tbs_der, tbs);
         }
     }
-    let cert =
-        c.get_certificate(pb::GetCertificateRequest { serial: serials[1].to_uppercase() }).await.unwrap();
+    let cert = c.get_certificate(pb::GetCertificateRequest { serial: serials[1].to_uppercase() }).await.unwrap();
     assert_eq!(cert.into_inner().kind, pb::CertificateKind::Authentication as i32);
 
-    let log =
-        c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap().into_inner().entries;
+    let log = c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap().into_inner().entries;
     let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -102,11 +91,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
 
     // Another application for the same physician while the card is active.
     let second = c.begin_application(begin_request("app-2", "555001")).await;
-    assert_status(
-        second,
-        Code::FailedPrecondition,
-        "holder.licence_number: holder already has an active card",
-    );
+    assert_status(second, Code::FailedPrecondition, "holder.licence_number: holder already has an active card");
     server.stop().await;
 }
 
@@ -114,8 +99,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
 async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothing_changes() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    let card =
-        c.begin_application(begin_request("app-1", "555002")).await.unwrap().into_inner().card.unwrap();
+    let card = c.begin_application(begin_request("app-1", "555002")).await.unwrap().into_inner().card.unwrap();
     let serial = c
         .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
         .await
@@ -124,20 +108,17 @@ async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothi
         .serial;
     let (_, tbs) = certificate(&serial);
     c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await.unwrap();
-    let before =
-        c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
+    let before = c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
 
     // Same serial, other key: a different tbsCertificate.
     let (other_der, other_tbs) = certificate(&serial);
-    let stored = c
-        .store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: other_der })
-        .await;
+    let stored =
+        c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: other_der }).await;
     assert_status(stored, Code::FailedPrecondition, "certificate_der: ");
     let recorded = c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: other_tbs }).await;
     assert_status(recorded, Code::FailedPrecondition, "tbs_der: ");
 
-    let after =
-        c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
+    let after = c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
     assert_eq!(after, before);
     assert_eq!(after.state, pb::CertificateState::Precert as i32);
     assert!(after.certificate_der.is_empty());
@@ -148,8 +129,7 @@ async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothi
 async fn bad_requests_are_refused_with_the_field_named() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    let card =
-        c.begin_application(begin_request("app-1", "555003")).await.unwrap().into_inner().card.unwrap();
+    let card = c.begin_application(begin_request("app-1", "555003")).await.unwrap().into_inner().card.unwrap();
     let serial = c
         .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
         .await
@@ -193,17 +173,12 @@ async fn bad_requests_are_refused_with_the_field_named() {
 
     let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der.clone() };
     assert_status(c.store_certificate(req).await, Code::FailedPrecondition, "serial: ");
-    let req =
-        pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: vec![0x30, 0x03, 0x02, 0x01] };
+    let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: vec![0x30, 0x03, 0x02, 0x01] };
     assert_status(c.store_certificate(req).await, Code::InvalidArgument, "certificate_der: ");
     let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: vec![] };
     assert_status(c.store_certificate(req).await, Code::InvalidArgument, "certificate_der: is required");
     let req = pb::StoreCertificateRequest { serial: unknown.clone(), certificate_der: der.clone() };
-    assert_status(
-        c.store_certificate(req).await,
-        Code::InvalidArgument,
-        "certificate_der: its serial number is not",
-    );
+    assert_status(c.store_certificate(req).await, Code::InvalidArgument, "certificate_der: its serial number is not");
 
     assert_status(c.get_card(pb::GetCardRequest { key: None }).await, Code::InvalidArgument, "key: ");
     let by_licence = pb::GetCardRequest { key: Some(Key::LicenceNumber("000".into())) };
@@ -222,8 +197,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
         detail_json: "{}".into(),
     };
     assert_status(c.append_audit(forged).await, Code::InvalidArgument, "action: ");
-    let no_actor =
-        pb::AppendAuditRequest { actor: String::new(), action: "pin.disclose".into(), ..Default::default() };
+    let no_actor = pb::AppendAuditRequest { actor: String::new(), action: "ra.note".into(), ..Default::default() };
     assert_status(c.append_audit(no_actor).await, Code::InvalidArgument, "actor: ");
     server.stop().await;
 }
@@ -235,7 +209,7 @@ async fn audit_entries_can_be_appended_and_paged() {
     for i in 0..5 {
         let req = pb::AppendAuditRequest {
             actor: "operator-1".into(),
-            action: "pin.disclose".into(),
+            action: "ra.note".into(),
             subject: format!("JMA{i:010}"),
             detail_json: r#"{"by":"post"}"#.into(),
         };
@@ -254,9 +228,7 @@ async fn audit_entries_can_be_appended_and_paged() {
 
 #[tokio::test]
 async fn health_answers_serving_and_reflection_lists_the_service() {
-    use tonic_health::pb::{
-        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-    };
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
     use tonic_reflection::pb::v1::{
         server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
         server_reflection_response::MessageResponse, ServerReflectionRequest,
@@ -274,8 +246,7 @@ async fn health_answers_serving_and_reflection_lists_the_service() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut answers =
-        reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let mut answers = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
     let answer = answers.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("unexpected reflection answer {answer:?}");
@@ -303,19 +274,10 @@ async fn data_survives_a_server_restart() {
         });
         let mut c = RegistryClient::connect(format!("http://{addr}")).await.unwrap();
         if round == 0 {
-            card_id = c
-                .begin_application(begin_request("app-1", "555005"))
-                .await
-                .unwrap()
-                .into_inner()
-                .card
-                .unwrap()
-                .card_id;
+            card_id =
+                c.begin_application(begin_request("app-1", "555005")).await.unwrap().into_inner().card.unwrap().card_id;
         } else {
-            let got = c
-                .get_card(pb::GetCardRequest { key: Some(Key::ApplicationId("app-1".into())) })
-                .await
-                .unwrap();
+            let got = c.get_card(pb::GetCardRequest { key: Some(Key::ApplicationId("app-1".into())) }).await.unwrap();
             assert_eq!(got.into_inner().card.unwrap().card_id, card_id);
         }
         drop(c);

@@ -1,13 +1,13 @@
 //! Applications and cards: begin (holder + pending card), complete, and reads.
 
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use crate::audit::{self, actions, Event};
 use crate::certificates::require_certificate;
 use crate::error::StoreError;
 use crate::records::{
-    BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateState, HolderRecord,
-    NewApplication,
+    ApplicationProcedure, BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateState,
+    HolderDetails, HolderRecord, NewApplication, Procedure,
 };
 use crate::tx::{corrupt, fail, Tx, TxResult};
 use crate::Store;
@@ -15,16 +15,30 @@ use crate::Store;
 const HOLDER_SEQ_KEY: &[u8] = b"holder_seq";
 
 impl Store {
-    /// Creates the holder (or updates the one with this licence number) and a
-    /// PENDING card, or returns the card already made for this application_id
-    /// with `existing = true` and nothing written. Refuses with `ActiveCard`
-    /// when the holder already has a PENDING or ACTIVE card.
-    pub fn begin_application(
+    /// A "new" application: `begin_procedure` with `ApplicationProcedure::New`.
+    pub fn begin_application(&self, app: &NewApplication, holder_id_prefix: &str) -> Result<BeginOutcome, StoreError> {
+        self.begin_procedure(app, &ApplicationProcedure::New, holder_id_prefix)
+    }
+
+    /// Creates the holder (or updates the details of the one with this
+    /// licence number) and a PENDING card, or returns the card already made
+    /// for this application_id with `existing = true` and nothing written
+    /// (`ApplicationMismatch` / `ApplicationProcedureMismatch` when that card
+    /// was made for another licence number, procedure or replaced card).
+    ///
+    /// The holder may have no other current card: a PENDING or ACTIVE card
+    /// whose `superseded_by` is unset (`ActiveCard`). A renewal replaces an
+    /// ACTIVE card, a reissue a REVOKED one; either must be the same holder's
+    /// and not superseded yet (`NoSuchReplacedCard`, `ReplacedCard`). The
+    /// replaced card gets `superseded_by` in the same transaction and keeps
+    /// its state (a renewed card stays ACTIVE until its certificates expire).
+    pub fn begin_procedure(
         &self,
         app: &NewApplication,
+        procedure: &ApplicationProcedure,
         holder_id_prefix: &str,
     ) -> Result<BeginOutcome, StoreError> {
-        let outcome = self.trees.transact(|tx| begin(tx, app, holder_id_prefix))?;
+        let outcome = self.trees.transact(|tx| begin(tx, app, procedure, holder_id_prefix))?;
         if !outcome.existing {
             self.flush()?;
         }
@@ -67,37 +81,38 @@ impl Store {
     }
 }
 
-fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutcome> {
+fn begin(tx: &Tx<'_>, app: &NewApplication, procedure: &ApplicationProcedure, prefix: &str) -> TxResult<BeginOutcome> {
     let licence = &app.holder.licence_number;
     if let Some(card_id) = tx.card_by_application.get_str(app.application_id.as_bytes())? {
         let view = load_view(tx, &card_id)?;
-        // The same id for another physician is a client bug, not a retry.
+        // The same id for another physician or procedure is a client bug, not a retry.
         if view.holder.details.licence_number != *licence {
             return fail(StoreError::ApplicationMismatch {
                 application_id: app.application_id.clone(),
                 licence_number: view.holder.details.licence_number,
             });
         }
+        let card = &view.card;
+        if card.procedure != procedure.procedure() || card.replaces_card_id.as_deref() != procedure.replaces_card_id() {
+            let made_as = match &card.replaces_card_id {
+                Some(old) => format!("a {} of card {old}", card.procedure),
+                None => format!("a {} application", card.procedure),
+            };
+            return fail(StoreError::ApplicationProcedureMismatch {
+                application_id: app.application_id.clone(),
+                made_as,
+            });
+        }
         return Ok(BeginOutcome { view, existing: true });
     }
 
-    let mut holder = match tx.holder_by_licence.get_str(licence.as_bytes())? {
+    let existing_holder = match tx.holder_by_licence.get_str(licence.as_bytes())? {
         Some(holder_id) => {
-            let mut holder = require_holder(tx, &holder_id, "holder_by_licence", licence)?;
+            let holder = require_holder(tx, &holder_id, "holder_by_licence", licence)?;
             if !app.holder_id.is_empty() && app.holder_id != holder.holder_id {
-                return fail(StoreError::HolderIdMismatch {
-                    given: app.holder_id.clone(),
-                    expected: holder.holder_id,
-                });
+                return fail(StoreError::HolderIdMismatch { given: app.holder_id.clone(), expected: holder.holder_id });
             }
-            for card_id in &holder.card_ids {
-                let card = require_card(tx, card_id)?;
-                if matches!(card.state, CardState::Pending | CardState::Active) {
-                    return fail(StoreError::ActiveCard { card_id: card.card_id });
-                }
-            }
-            holder.details = app.holder.clone();
-            holder
+            Some(holder)
         }
         None => {
             if !app.holder_id.is_empty() {
@@ -106,11 +121,37 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutco
                     expected: "empty (the registry assigns ids to new holders)".into(),
                 });
             }
-            HolderRecord {
+            None
+        }
+    };
+
+    let replaced = match procedure.replaces_card_id() {
+        None => None,
+        Some(old_id) => Some(replaceable(tx, old_id, procedure.procedure(), existing_holder.as_ref())?),
+    };
+
+    let (mut holder, holder_changes) = match existing_holder {
+        Some(mut holder) => {
+            for card_id in &holder.card_ids {
+                if replaced.as_ref().is_some_and(|old| old.card_id == *card_id) {
+                    continue;
+                }
+                let card = require_card(tx, card_id)?;
+                if card.superseded_by.is_none() && matches!(card.state, CardState::Pending | CardState::Active) {
+                    return fail(StoreError::ActiveCard { card_id: card.card_id });
+                }
+            }
+            let changes = holder_changes(&holder.details, &app.holder);
+            holder.details = app.holder.clone();
+            (holder, changes)
+        }
+        None => {
+            let holder = HolderRecord {
                 holder_id: next_holder_id(tx, prefix)?,
                 details: app.holder.clone(),
                 card_ids: Vec::new(),
-            }
+            };
+            (holder, Map::new())
         }
     };
 
@@ -124,6 +165,9 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutco
         authentication_serial: None,
         created_at_unix: crate::clock::now_unix(),
         application_json: app.application_json.clone(),
+        procedure: procedure.procedure(),
+        replaces_card_id: procedure.replaces_card_id().map(str::to_owned),
+        superseded_by: None,
     };
     holder.card_ids.push(card_id.clone());
 
@@ -131,11 +175,18 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutco
     tx.holder_by_licence.put_str(licence.as_bytes(), &holder.holder_id)?;
     tx.cards.put_json(card_id.as_bytes(), &card)?;
     tx.card_by_application.put_str(app.application_id.as_bytes(), &card_id)?;
-    let detail = json!({
+    let mut detail = json!({
         "application_id": app.application_id,
         "holder_id": holder.holder_id,
         "licence_number": licence,
+        "procedure": card.procedure,
     });
+    if let Some(old) = &card.replaces_card_id {
+        detail["replaces_card_id"] = json!(old);
+    }
+    if !holder_changes.is_empty() {
+        detail["holder_changes"] = Value::Object(holder_changes);
+    }
     audit::append(
         tx,
         &Event {
@@ -145,7 +196,96 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, prefix: &str) -> TxResult<BeginOutco
             detail_json: detail.to_string(),
         },
     )?;
+    if let Some(mut old) = replaced {
+        old.superseded_by = Some(card_id.clone());
+        tx.cards.put_json(old.card_id.as_bytes(), &old)?;
+        let detail = json!({
+            "superseded_by": card_id,
+            "procedure": card.procedure,
+            "state": old.state,
+            "application_id": app.application_id,
+        });
+        audit::append(
+            tx,
+            &Event {
+                actor: &app.actor,
+                action: actions::CARD_SUPERSEDE,
+                subject: &old.card_id,
+                detail_json: detail.to_string(),
+            },
+        )?;
+    }
     Ok(BeginOutcome { view: CardView { card, holder, certificates: Vec::new() }, existing: false })
+}
+
+/// The card a renewal or reissue replaces, if it may be replaced: the same
+/// holder's, not superseded, ACTIVE for a renewal and REVOKED for a reissue.
+fn replaceable(
+    tx: &Tx<'_>,
+    card_id: &str,
+    procedure: Procedure,
+    holder: Option<&HolderRecord>,
+) -> TxResult<CardRecord> {
+    let Some(old) = tx.cards.get_json::<CardRecord>(card_id.as_bytes())? else {
+        return fail(StoreError::NoSuchReplacedCard { card_id: card_id.to_owned() });
+    };
+    let refuse = |reason: String| fail(StoreError::ReplacedCard { card_id: card_id.to_owned(), reason });
+    if holder.is_none_or(|h| h.holder_id != old.holder_id) {
+        return refuse("belongs to another holder".into());
+    }
+    if let Some(next) = &old.superseded_by {
+        let how = match tx.cards.get_json::<CardRecord>(next.as_bytes())?.map(|c| c.procedure) {
+            Some(Procedure::Reissue) => "reissued as",
+            _ => "renewed by",
+        };
+        return refuse(format!("already {how} card {next}"));
+    }
+    match (procedure, old.state) {
+        (Procedure::Renewal, CardState::Active) | (Procedure::Reissue, CardState::Revoked) => Ok(old),
+        (Procedure::Renewal, CardState::Revoked) => {
+            refuse("is REVOKED: a renewal needs an ACTIVE card (a revoked card is reissued)".into())
+        }
+        (Procedure::Renewal, state) => refuse(format!("is {state}: a renewal needs an ACTIVE card")),
+        (_, state) => refuse(format!("must be revoked before a reissue (it is {state})")),
+    }
+}
+
+/// The holder details that differ, as {field: {old, new}}, for the audit log.
+pub(crate) fn holder_changes(old: &HolderDetails, new: &HolderDetails) -> Map<String, Value> {
+    // Destructured so a new field cannot be left out of the comparison.
+    let HolderDetails {
+        family_name_kanji,
+        given_name_kanji,
+        family_name_kana,
+        given_name_kana,
+        family_name_latin,
+        given_name_latin,
+        date_of_birth,
+        licence_number,
+        licence_registered_on,
+        membership,
+        contact,
+        institution,
+    } = old;
+    let pairs = [
+        ("family_name_kanji", json!(family_name_kanji), json!(new.family_name_kanji)),
+        ("given_name_kanji", json!(given_name_kanji), json!(new.given_name_kanji)),
+        ("family_name_kana", json!(family_name_kana), json!(new.family_name_kana)),
+        ("given_name_kana", json!(given_name_kana), json!(new.given_name_kana)),
+        ("family_name_latin", json!(family_name_latin), json!(new.family_name_latin)),
+        ("given_name_latin", json!(given_name_latin), json!(new.given_name_latin)),
+        ("date_of_birth", json!(date_of_birth), json!(new.date_of_birth)),
+        ("licence_number", json!(licence_number), json!(new.licence_number)),
+        ("licence_registered_on", json!(licence_registered_on), json!(new.licence_registered_on)),
+        ("membership", json!(membership), json!(new.membership)),
+        ("contact", json!(contact), json!(new.contact)),
+        ("institution", json!(institution), json!(new.institution)),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(field, old, new)| (field.to_owned(), json!({ "old": old, "new": new })))
+        .collect()
 }
 
 /// Holder ids are the prefix and a gapless 10-digit counter, e.g. JMA0000000001.
@@ -176,9 +316,7 @@ fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bo
     let mut card = require_card(tx, card_id)?;
     match card.state {
         CardState::Active => return Ok((card, false)),
-        CardState::Revoked => {
-            return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state })
-        }
+        CardState::Revoked => return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state }),
         CardState::Pending => {}
     }
     let mut missing = Vec::new();
@@ -188,12 +326,7 @@ fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bo
             Some(serial) => {
                 let cert = require_certificate(tx, serial)?;
                 if cert.state != CertificateState::Issued {
-                    missing.push(format!(
-                        "{} certificate {} is {}, not ISSUED",
-                        kind.name(),
-                        serial,
-                        cert.state
-                    ));
+                    missing.push(format!("{} certificate {} is {}, not ISSUED", kind.name(), serial, cert.state));
                 }
             }
         }
@@ -209,12 +342,7 @@ fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bo
     });
     audit::append(
         tx,
-        &Event {
-            actor,
-            action: actions::APPLICATION_COMPLETE,
-            subject: card_id,
-            detail_json: detail.to_string(),
-        },
+        &Event { actor, action: actions::APPLICATION_COMPLETE, subject: card_id, detail_json: detail.to_string() },
     )?;
     Ok((card, true))
 }
@@ -227,7 +355,7 @@ pub(crate) fn require_card(tx: &Tx<'_>, card_id: &str) -> TxResult<CardRecord> {
 }
 
 /// A holder another record points at; missing means the database is damaged.
-fn require_holder(
+pub(crate) fn require_holder(
     tx: &Tx<'_>,
     holder_id: &str,
     from_tree: &'static str,
@@ -256,6 +384,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::records::Membership;
     use crate::test_support::{application, temp_store};
     use crate::{Reservation, Store};
 
@@ -335,9 +464,7 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let store = Arc::clone(&store);
-                std::thread::spawn(move || {
-                    store.begin_application(&application("app-1", "L1"), "JMA").unwrap()
-                })
+                std::thread::spawn(move || store.begin_application(&application("app-1", "L1"), "JMA").unwrap())
             })
             .collect();
         let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -394,9 +521,7 @@ mod tests {
         let mut app = application("app-2", "L1");
         app.holder_id = "JMA0000000099".into();
         let err = store.begin_application(&app, "JMA").unwrap_err();
-        assert!(
-            matches!(err, StoreError::HolderIdMismatch { ref expected, .. } if expected == "JMA0000000001")
-        );
+        assert!(matches!(err, StoreError::HolderIdMismatch { ref expected, .. } if expected == "JMA0000000001"));
     }
 
     #[test]
@@ -417,10 +542,7 @@ mod tests {
         };
         let rec = store.reserve_serial(&req, "t").unwrap();
         let text = store.complete_application(&card_id, "t").unwrap_err().to_string();
-        assert!(
-            text.contains(&format!("signing certificate {} is RESERVED, not ISSUED", rec.serial)),
-            "{text}"
-        );
+        assert!(text.contains(&format!("signing certificate {} is RESERVED, not ISSUED", rec.serial)), "{text}");
 
         let (_dir2, store) = temp_store();
         let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
@@ -470,8 +592,7 @@ mod tests {
         let path = dir.path().join("db");
         let card_id = {
             let store = Store::open(&path).unwrap();
-            let card_id =
-                store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+            let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
             issue_both(&store, &card_id);
             store.complete_application(&card_id, "t").unwrap();
             card_id
@@ -486,5 +607,238 @@ mod tests {
         let next = store.begin_application(&application("app-2", "L2"), "JMA").unwrap();
         assert_eq!(next.view.holder.holder_id, "JMA0000000002");
         assert_eq!(store.verify_audit_chain().unwrap(), 9);
+    }
+
+    fn renewal(replaces: &str) -> ApplicationProcedure {
+        ApplicationProcedure::Renewal { replaces_card_id: replaces.into() }
+    }
+
+    fn reissue(replaces: &str) -> ApplicationProcedure {
+        ApplicationProcedure::Reissue { replaces_card_id: replaces.into() }
+    }
+
+    /// An ACTIVE card for licence `licence` made by application `app_id`.
+    fn active_card(store: &Store, app_id: &str, licence: &str) -> String {
+        let card_id = store.begin_application(&application(app_id, licence), "JMA").unwrap().view.card.card_id;
+        issue_both(store, &card_id);
+        store.complete_application(&card_id, "t").unwrap();
+        card_id
+    }
+
+    fn replaced_refusal(err: StoreError) -> String {
+        match err {
+            StoreError::ReplacedCard { reason, .. } => reason,
+            other => panic!("expected ReplacedCard, got {other:?}"),
+        }
+    }
+
+    fn audit_len(store: &Store) -> usize {
+        store.list_audit(0, None).unwrap().len()
+    }
+
+    #[test]
+    fn a_renewal_makes_a_pending_card_and_supersedes_the_active_one_in_one_step() {
+        let (_dir, store) = temp_store();
+        let old_id = active_card(&store, "app-1", "L1");
+        let before = audit_len(&store);
+
+        let out = store.begin_procedure(&application("app-2", "L1"), &renewal(&old_id), "JMA").unwrap();
+        assert!(!out.existing);
+        let new = &out.view.card;
+        assert_eq!(new.state, CardState::Pending);
+        assert_eq!(new.procedure, Procedure::Renewal);
+        assert_eq!(new.replaces_card_id.as_deref(), Some(old_id.as_str()));
+        assert_eq!(new.superseded_by, None);
+        assert_eq!(out.view.holder.card_ids, vec![old_id.clone(), new.card_id.clone()]);
+
+        let old = store.get_card(&old_id).unwrap();
+        assert_eq!(old.card.state, CardState::Active, "a renewed card stays valid until it expires");
+        assert_eq!(old.card.superseded_by.as_deref(), Some(new.card_id.as_str()));
+        assert!(old.certificates.iter().all(|c| c.state == CertificateState::Issued));
+
+        let log = store.list_audit(0, None).unwrap();
+        assert_eq!(log.len(), before + 2);
+        assert_eq!(log[before].action, "application.begin");
+        assert_eq!(log[before].subject, new.card_id);
+        let detail: Value = serde_json::from_str(&log[before].detail_json).unwrap();
+        assert_eq!(detail["procedure"], "renewal");
+        assert_eq!(detail["replaces_card_id"], old_id.as_str());
+        assert!(detail.get("holder_changes").is_none(), "same details: {detail}");
+        assert_eq!(log[before + 1].action, "card.supersede");
+        assert_eq!(log[before + 1].subject, old_id);
+        let detail: Value = serde_json::from_str(&log[before + 1].detail_json).unwrap();
+        assert_eq!(detail["superseded_by"], new.card_id.as_str());
+        assert_eq!(store.verify_audit_chain().unwrap(), log.len() as u64);
+    }
+
+    #[test]
+    fn a_renewal_is_refused_for_unknown_foreign_pending_revoked_or_superseded_cards() {
+        let (_dir, store) = temp_store();
+        let other = active_card(&store, "app-other", "L9");
+        let pending = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        let before = audit_len(&store);
+
+        let err = store.begin_procedure(&application("app-2", "L1"), &renewal("Cnope"), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchReplacedCard { ref card_id } if card_id == "Cnope"), "{err}");
+        let err = store.begin_procedure(&application("app-2", "L1"), &renewal(&other), "JMA").unwrap_err();
+        assert_eq!(replaced_refusal(err), "belongs to another holder");
+        // A licence with no holder yet cannot renew anyone's card either.
+        let err = store.begin_procedure(&application("app-2", "L5"), &renewal(&other), "JMA").unwrap_err();
+        assert_eq!(replaced_refusal(err), "belongs to another holder");
+        let err = store.begin_procedure(&application("app-2", "L1"), &renewal(&pending), "JMA").unwrap_err();
+        assert_eq!(replaced_refusal(err), "is PENDING: a renewal needs an ACTIVE card");
+
+        revoke_card(&store, &pending);
+        let before_revoked = audit_len(&store);
+        let err = store.begin_procedure(&application("app-2", "L1"), &renewal(&pending), "JMA").unwrap_err();
+        assert!(replaced_refusal(err).starts_with("is REVOKED: a renewal needs an ACTIVE card"));
+        assert_eq!(audit_len(&store), before_revoked, "refusals write nothing");
+        assert!(before_revoked > before);
+
+        let renewed = store.begin_procedure(&application("app-3", "L9"), &renewal(&other), "JMA").unwrap();
+        let err = store.begin_procedure(&application("app-4", "L9"), &renewal(&other), "JMA").unwrap_err();
+        assert_eq!(replaced_refusal(err), format!("already renewed by card {}", renewed.view.card.card_id));
+        assert!(matches!(store.get_card_by_application("app-2"), Err(StoreError::NoSuchApplication { .. })));
+        assert!(matches!(store.get_card_by_application("app-4"), Err(StoreError::NoSuchApplication { .. })));
+    }
+
+    #[test]
+    fn a_reissue_needs_the_old_card_revoked_first() {
+        let (_dir, store) = temp_store();
+        let old_id = active_card(&store, "app-1", "L1");
+        let err = store.begin_procedure(&application("app-2", "L1"), &reissue(&old_id), "JMA").unwrap_err();
+        assert_eq!(replaced_refusal(err), "must be revoked before a reissue (it is ACTIVE)");
+        assert!(store.get_card(&old_id).unwrap().card.superseded_by.is_none());
+
+        revoke_card(&store, &old_id);
+        let out = store.begin_procedure(&application("app-2", "L1"), &reissue(&old_id), "JMA").unwrap();
+        let new = out.view.card;
+        assert_eq!((new.state, new.procedure), (CardState::Pending, Procedure::Reissue));
+        assert_eq!(new.replaces_card_id.as_deref(), Some(old_id.as_str()));
+        let old = store.get_card(&old_id).unwrap().card;
+        assert_eq!(old.state, CardState::Revoked);
+        assert_eq!(old.superseded_by.as_deref(), Some(new.card_id.as_str()));
+
+        let err = store.begin_procedure(&application("app-3", "L1"), &reissue(&old_id), "JMA").unwrap_err();
+        assert_eq!(replaced_refusal(err), format!("already reissued as card {}", new.card_id));
+    }
+
+    #[test]
+    fn only_cards_that_are_not_superseded_count_as_the_holders_current_card() {
+        let (_dir, store) = temp_store();
+        let old_id = active_card(&store, "app-1", "L1");
+        let err = store.begin_application(&application("app-2", "L1"), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ActiveCard { ref card_id } if *card_id == old_id), "{err}");
+
+        let new_id =
+            store.begin_procedure(&application("app-2", "L1"), &renewal(&old_id), "JMA").unwrap().view.card.card_id;
+        // The old card no longer counts, the pending renewal does.
+        let err = store.begin_application(&application("app-3", "L1"), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ActiveCard { ref card_id } if *card_id == new_id), "{err}");
+    }
+
+    #[test]
+    fn a_reissue_of_an_old_card_is_refused_while_another_card_is_current() {
+        let (_dir, store) = temp_store();
+        let first = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        revoke_card(&store, &first);
+        let current = active_card(&store, "app-2", "L1");
+        let err = store.begin_procedure(&application("app-3", "L1"), &reissue(&first), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ActiveCard { ref card_id } if *card_id == current), "{err}");
+        assert!(store.get_card(&first).unwrap().card.superseded_by.is_none());
+    }
+
+    #[test]
+    fn a_repeated_renewal_returns_the_same_card_and_another_procedure_is_refused() {
+        let (_dir, store) = temp_store();
+        let old_id = active_card(&store, "app-1", "L1");
+        let first = store.begin_procedure(&application("app-2", "L1"), &renewal(&old_id), "JMA").unwrap();
+        let entries = audit_len(&store);
+        let again = store.begin_procedure(&application("app-2", "L1"), &renewal(&old_id), "JMA").unwrap();
+        assert!(again.existing);
+        assert_eq!(again.view, first.view);
+        assert_eq!(audit_len(&store), entries, "a retry writes nothing");
+
+        let err = store.begin_application(&application("app-2", "L1"), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ApplicationProcedureMismatch { .. }), "{err}");
+        assert_eq!(err.to_string(), format!("application app-2 was made as a renewal of card {old_id}"));
+        let err = store.begin_procedure(&application("app-2", "L1"), &reissue(&old_id), "JMA").unwrap_err();
+        assert!(matches!(err, StoreError::ApplicationProcedureMismatch { .. }), "{err}");
+        let err = store.begin_procedure(&application("app-1", "L1"), &renewal(&old_id), "JMA").unwrap_err();
+        assert_eq!(err.to_string(), "application app-1 was made as a new application");
+    }
+
+    #[test]
+    fn concurrent_renewals_of_one_card_make_one_new_card() {
+        let (_dir, store) = temp_store();
+        let old_id = active_card(&store, "app-0", "L1");
+        let store = Arc::new(store);
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let procedure = renewal(&old_id);
+                std::thread::spawn(move || {
+                    store.begin_procedure(&application(&format!("app-r{i}"), "L1"), &procedure, "JMA")
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let made: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(made.len(), 1, "{outcomes:?}");
+        for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+            assert!(refused.to_string().starts_with("already renewed by card"), "{refused}");
+        }
+        let old = store.get_card(&old_id).unwrap().card;
+        assert_eq!(old.superseded_by.as_deref(), Some(made[0].view.card.card_id.as_str()));
+        assert_eq!(store.trees.cards.len(), 2);
+    }
+
+    #[test]
+    fn holder_details_are_updated_and_their_changes_audited() {
+        let (_dir, store) = temp_store();
+        let old_id = active_card(&store, "app-1", "L1");
+        revoke_card(&store, &old_id);
+        let mut app = application("app-2", "L1");
+        app.holder.family_name_kanji = "新姓".into();
+        app.holder.membership = Membership::NonMember;
+        let out = store.begin_procedure(&app, &reissue(&old_id), "JMA").unwrap();
+        assert_eq!(out.view.holder.details, app.holder);
+        assert_eq!(store.get_card(&old_id).unwrap().holder.details, app.holder);
+
+        let log = store.list_audit(0, None).unwrap();
+        let begin = log.iter().rev().find(|e| e.action == "application.begin").unwrap();
+        let detail: Value = serde_json::from_str(&begin.detail_json).unwrap();
+        assert_eq!(
+            detail["holder_changes"],
+            json!({
+                "family_name_kanji": { "old": "医師", "new": "新姓" },
+                "membership": { "old": "MEMBER", "new": "NON_MEMBER" },
+            })
+        );
+    }
+
+    #[test]
+    fn cards_stored_before_procedures_existed_read_as_new() {
+        let (_dir, store) = temp_store();
+        let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        let old_json = json!({
+            "card_id": card_id,
+            "holder_id": "JMA0000000001",
+            "application_id": "app-1",
+            "state": "PENDING",
+            "signing_serial": null,
+            "authentication_serial": null,
+            "created_at_unix": 1_700_000_000,
+            "application_json": "{}",
+        });
+        store.trees.cards.insert(card_id.as_bytes(), old_json.to_string().as_bytes()).unwrap();
+        let card = store.get_card(&card_id).unwrap().card;
+        assert_eq!((card.procedure, card.replaces_card_id, card.superseded_by), (Procedure::New, None, None));
+        // And a new card writes no empty links.
+        let (_dir2, store) = temp_store();
+        let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
+        let raw = store.trees.cards.get(card_id.as_bytes()).unwrap().unwrap();
+        let text = std::str::from_utf8(&raw).unwrap();
+        assert!(text.contains(r#""procedure":"new""#) && !text.contains("superseded_by"), "{text}");
     }
 }

@@ -23,7 +23,12 @@ pub mod actions {
     pub const APPROVAL_APPROVE: &str = "approval.approve";
     pub const APPROVAL_EXECUTE: &str = "approval.execute";
     pub const BENCH_IMPORT: &str = "bench.import-revoked";
-    pub const ALL: [&str; 12] = [
+    /// The old card of a renewal or reissue got its `superseded_by`.
+    pub const CARD_SUPERSEDE: &str = "card.supersede";
+    pub const HOLDER_CONTACT: &str = "holder.contact";
+    pub const PIN_ESCROW: &str = "pin.escrow";
+    pub const PIN_DISCLOSE: &str = "pin.disclose";
+    pub const ALL: [&str; 16] = [
         APPLICATION_BEGIN,
         SERIAL_RESERVE,
         TBS_RECORD,
@@ -36,6 +41,10 @@ pub mod actions {
         APPROVAL_APPROVE,
         APPROVAL_EXECUTE,
         BENCH_IMPORT,
+        CARD_SUPERSEDE,
+        HOLDER_CONTACT,
+        PIN_ESCROW,
+        PIN_DISCLOSE,
     ];
 }
 
@@ -105,6 +114,15 @@ pub(crate) fn append(tx: &Tx<'_>, event: &Event<'_>) -> TxResult<AuditRecord> {
     Ok(record)
 }
 
+/// A JSON document given as text (the registry checks it), for embedding in
+/// an audit detail: `null` when empty, kept as a string if it does not parse.
+pub(crate) fn embed_json(text: &str) -> serde_json::Value {
+    if text.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+}
+
 /// Entries from `from` on, at most `limit` of them (`None` for all).
 pub(crate) fn list(trees: &Trees, from: u64, limit: Option<usize>) -> Result<Vec<AuditRecord>, StoreError> {
     let mut out = Vec::new();
@@ -121,8 +139,7 @@ pub(crate) fn list(trees: &Trees, from: u64, limit: Option<usize>) -> Result<Vec
 /// Walks the whole chain; returns the number of entries, or the first sequence
 /// at which an entry is missing, unreadable, out of place or altered.
 pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
-    let broken =
-        |sequence: u64, reason: &str| StoreError::AuditChainBroken { sequence, reason: reason.to_owned() };
+    let broken = |sequence: u64, reason: &str| StoreError::AuditChainBroken { sequence, reason: reason.to_owned() };
     let mut expected = Head::genesis();
     for item in trees.audit.iter() {
         let (key, value) = item?;
@@ -149,11 +166,8 @@ pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
         if audit_hash(&record) != record.hash {
             return Err(broken(key_seq, "hash does not match the entry"));
         }
-        expected = Head {
-            next_sequence: key_seq + 1,
-            last_hash: record.hash,
-            last_at_unix_micros: record.at_unix_micros,
-        };
+        expected =
+            Head { next_sequence: key_seq + 1, last_hash: record.hash, last_at_unix_micros: record.at_unix_micros };
     }
     let head = match trees.meta.get(HEAD_KEY)? {
         Some(bytes) => decode::<Head>("meta", HEAD_KEY, &bytes)?,
@@ -174,7 +188,7 @@ mod tests {
     fn appended_entries_chain_and_verify() {
         let (_dir, store) = temp_store();
         assert_eq!(store.verify_audit_chain().unwrap(), 0);
-        let a = store.append_audit("op", "pin.disclose", "JMA0000000001", r#"{"by":"post"}"#).unwrap();
+        let a = store.append_audit("op", "ra.note", "JMA0000000001", r#"{"by":"post"}"#).unwrap();
         let b = store.append_audit("op", "crl.publish", "", "{}").unwrap();
         assert_eq!((a.sequence, b.sequence), (1, 2));
         assert_eq!(a.prev_hash, [0; 32]);
@@ -190,8 +204,10 @@ mod tests {
     #[test]
     fn callers_cannot_log_the_stores_own_actions() {
         let (_dir, store) = temp_store();
-        let err = store.append_audit("op", actions::CERTIFICATE_STORE, "x", "{}").unwrap_err();
-        assert!(matches!(err, StoreError::ReservedAction { .. }), "{err}");
+        for action in actions::ALL {
+            let err = store.append_audit("op", action, "x", "{}").unwrap_err();
+            assert!(matches!(err, StoreError::ReservedAction { .. }), "{action}: {err}");
+        }
         assert_eq!(store.verify_audit_chain().unwrap(), 0);
     }
 

@@ -21,6 +21,13 @@ pub enum StoreError {
     NoSuchCertificate { serial: String },
     #[error("no such approval {approval_id}")]
     NoSuchApproval { approval_id: String },
+    #[error("no such holder {holder_id}")]
+    NoSuchHolder { holder_id: String },
+    /// The card a renewal or reissue names does not exist.
+    #[error("no such card {card_id}")]
+    NoSuchReplacedCard { card_id: String },
+    #[error("no PIN is escrowed for card {card_id}")]
+    NoPinEscrow { card_id: String },
 
     #[error("holder already has an active card {card_id}")]
     ActiveCard { card_id: String },
@@ -29,6 +36,12 @@ pub enum StoreError {
     /// A caller-supplied holder_id that is not the one on file for the licence.
     #[error("holder_id {given} is not {expected}")]
     HolderIdMismatch { given: String, expected: String },
+    /// An application_id seen before, with another procedure or replaced card.
+    #[error("application {application_id} was made as {made_as}")]
+    ApplicationProcedureMismatch { application_id: String, made_as: String },
+    /// The card a renewal or reissue names cannot be replaced; `reason` says why.
+    #[error("{reason}")]
+    ReplacedCard { card_id: String, reason: String },
     #[error("card {card_id} is {state}, not PENDING")]
     CardNotPending { card_id: String, state: CardState },
     #[error("card {card_id} is not complete: {missing}")]
@@ -53,6 +66,17 @@ pub enum StoreError {
     Approver { approval_id: String, reason: String },
     #[error("approval {approval_id} is {state}: {reason}")]
     ApprovalState { approval_id: String, state: ApprovalState, reason: String },
+
+    /// A different escrow record for a card that has one (records are never replaced).
+    #[error("a PIN is already escrowed for this card")]
+    PinEscrowExists { card_id: String },
+    #[error("the PIN was already disclosed for this request")]
+    DisclosureRepeated { card_id: String, request_id: String },
+    #[error(
+        "disclosure limit reached, retry after {} (at most {max_per_window} per {window_seconds} s)",
+        crate::clock::format_utc(*retry_after_unix)
+    )]
+    DisclosureLimit { card_id: String, retry_after_unix: i64, max_per_window: u32, window_seconds: u32 },
 
     #[error("action {action} is logged by the registry itself")]
     ReservedAction { action: String },

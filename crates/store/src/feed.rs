@@ -82,9 +82,7 @@ pub(crate) fn last_stored(trees: &Trees) -> Result<u64, StoreError> {
 }
 
 fn sequence_of_key(key: &[u8]) -> Result<u64, StoreError> {
-    <[u8; 8]>::try_from(key)
-        .map(u64::from_be_bytes)
-        .map_err(|_| corrupt("feed", key, "key is not an 8-byte sequence"))
+    <[u8; 8]>::try_from(key).map(u64::from_be_bytes).map_err(|_| corrupt("feed", key, "key is not an 8-byte sequence"))
 }
 
 /// The durable position, shared by every clone of a `Store`; a
@@ -235,7 +233,7 @@ mod tests {
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 2);
         // Changes that write no feed entry do not move it.
-        store.append_audit("op", "pin.disclose", "JMA1", "{}").unwrap();
+        store.append_audit("op", "ra.note", "JMA1", "{}").unwrap();
         assert!(!rx.has_changed().unwrap());
         store.durable.raise(1);
         assert_eq!(store.feed_position(), 2, "never lowered");

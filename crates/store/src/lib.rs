@@ -1,6 +1,6 @@
-//! The registry's data layer on sled: holders, cards, certificates,
-//! revocations, the status feed, CRL numbers, approvals and the hash-chained
-//! audit log. Only the registry service writes through it.
+//! The registry's data layer on sled: holders, cards (new, renewed,
+//! reissued), certificates, revocations, the status feed, CRL numbers,
+//! approvals, PIN escrows and the hash-chained audit log. Only the registry service writes through it.
 //!
 //! Every change runs in one sled transaction over all trees together with the
 //! audit entry that describes it, and is flushed to disk before the call
@@ -16,6 +16,8 @@ mod clock;
 mod crl_number;
 mod error;
 mod feed;
+mod holders;
+mod pin;
 mod records;
 mod revocation;
 mod serial;
@@ -29,10 +31,11 @@ pub use certificates::Reservation;
 pub use crl_number::MAX_SCOPE_LEN;
 pub use error::StoreError;
 pub use records::{
-    ApprovalRecord, ApprovalState, AuditRecord, BeginOutcome, CardRecord, CardRevokeOutcome, CardState,
-    CardView, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, ContactAddress,
-    CrlNumber, HolderDetails, HolderRecord, Membership, NewApplication, NewApproval, Revocation,
-    RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
+    ApplicationProcedure, ApprovalRecord, ApprovalState, AuditRecord, BeginOutcome, CardRecord, CardRevokeOutcome,
+    CardState, CardView, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, ContactAddress,
+    ContactUpdate, CrlNumber, DisclosureLimit, HolderCards, HolderDetails, HolderRecord, Membership, NewApplication,
+    NewApproval, NewPinEscrow, PinDisclosure, PinDisclosureRequest, PinEscrow, Procedure, Revocation, RevocationReason,
+    RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
 };
 pub use revocation::{RevokedEntries, MAX_CLOCK_SKEW_SECS};
 pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};

@@ -117,6 +117,85 @@ pub struct CardRecord {
     pub authentication_serial: Option<Serial>,
     pub created_at_unix: i64,
     pub application_json: String,
+    /// How the card came about; records written before procedures existed are "new".
+    #[serde(default)]
+    pub procedure: Procedure,
+    /// Renewal or reissue: the card this one follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_card_id: Option<String>,
+    /// Set on this card, in the same transaction, when a renewal or reissue of
+    /// it begins; the card then no longer counts as the holder's current card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
+}
+
+/// How a card came about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Procedure {
+    #[default]
+    New,
+    /// Before the old card expires; the old card stays ACTIVE and its
+    /// certificates valid until they expire.
+    Renewal,
+    /// After the old card was revoked (loss, damage, change of name or membership).
+    Reissue,
+}
+
+impl Procedure {
+    pub const ALL: [Procedure; 3] = [Procedure::New, Procedure::Renewal, Procedure::Reissue];
+
+    /// The proto's spelling: "new", "renewal", "reissue".
+    pub fn name(self) -> &'static str {
+        match self {
+            Procedure::New => "new",
+            Procedure::Renewal => "renewal",
+            Procedure::Reissue => "reissue",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Procedure> {
+        Procedure::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Procedure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What `Store::begin_procedure` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplicationProcedure {
+    New,
+    /// Replaces an ACTIVE card that is not superseded yet.
+    Renewal {
+        replaces_card_id: String,
+    },
+    /// Replaces a REVOKED card that is not superseded yet.
+    Reissue {
+        replaces_card_id: String,
+    },
+}
+
+impl ApplicationProcedure {
+    pub fn procedure(&self) -> Procedure {
+        match self {
+            ApplicationProcedure::New => Procedure::New,
+            ApplicationProcedure::Renewal { .. } => Procedure::Renewal,
+            ApplicationProcedure::Reissue { .. } => Procedure::Reissue,
+        }
+    }
+
+    pub fn replaces_card_id(&self) -> Option<&str> {
+        match self {
+            ApplicationProcedure::New => None,
+            ApplicationProcedure::Renewal { replaces_card_id } | ApplicationProcedure::Reissue { replaces_card_id } => {
+                Some(replaces_card_id)
+            }
+        }
+    }
 }
 
 impl CardRecord {
@@ -382,6 +461,87 @@ pub struct NewApplication {
     pub actor: String,
 }
 
+/// The outcome of `Store::update_contact`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactUpdate {
+    /// The holder as now stored.
+    pub holder: HolderRecord,
+    /// The contact details before the call.
+    pub previous: ContactAddress,
+    /// False when the new details equal the stored ones: nothing was written.
+    pub changed: bool,
+}
+
+/// A holder and every card of theirs, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderCards {
+    pub holder: HolderRecord,
+    pub cards: Vec<CardView>,
+}
+
+/// A card PIN as the issuance service encrypted it (AES-GCM under a key in
+/// the HSM). The registry never sees the plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPinEscrow {
+    pub card_id: String,
+    pub key_label: String,
+    /// The GCM nonce.
+    pub iv: Vec<u8>,
+    /// The encrypted PIN followed by the GCM tag.
+    pub ciphertext: Vec<u8>,
+    pub actor: String,
+}
+
+/// A stored PIN escrow and the disclosures made from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinEscrow {
+    pub card_id: String,
+    pub key_label: String,
+    #[serde(with = "hex::serde")]
+    pub iv: Vec<u8>,
+    #[serde(with = "hex::serde")]
+    pub ciphertext: Vec<u8>,
+    pub stored_at_unix: i64,
+    pub stored_by: String,
+    /// Oldest first.
+    #[serde(default)]
+    pub disclosures: Vec<PinDisclosure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinDisclosure {
+    pub request_id: String,
+    pub at_unix: i64,
+    pub actor: String,
+    /// The identity-confirmation record the disclosure was made on.
+    pub confirmation_json: String,
+}
+
+/// How many disclosures of one card's PIN are allowed within a sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisclosureLimit {
+    /// At least 1.
+    pub max_per_window: u32,
+    /// At least 1.
+    pub window_seconds: u32,
+}
+
+impl DisclosureLimit {
+    /// Three disclosures per 30 days.
+    pub const DEFAULT: DisclosureLimit = DisclosureLimit { max_per_window: 3, window_seconds: 30 * 24 * 3600 };
+}
+
+/// A request to disclose an escrowed PIN to the RA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinDisclosureRequest {
+    pub card_id: String,
+    /// One disclosure per request id and card.
+    pub request_id: String,
+    pub confirmation_json: String,
+    pub actor: String,
+    pub limit: DisclosureLimit,
+}
+
 /// DER blobs as hex in JSON: half the size of serde's array of numbers.
 mod hex_opt {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -394,8 +554,6 @@ mod hex_opt {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
-            .transpose()
+        Option::<String>::deserialize(d)?.map(|h| hex::decode(h).map_err(serde::de::Error::custom)).transpose()
     }
 }

@@ -2,7 +2,7 @@
 //! certificate's revocation, a REVOKED change on the status feed, an entry in
 //! the per-issuer index that CRLs are built from, and the audit entry.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::application::{load_view, require_card};
 use crate::audit::{self, actions, Event};
@@ -10,8 +10,8 @@ use crate::certificates::{find_certificate, require_certificate};
 use crate::error::StoreError;
 use crate::feed::{self, FeedChange};
 use crate::records::{
-    CardRevokeOutcome, CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus,
-    Revocation, RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
+    CardRevokeOutcome, CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, Revocation,
+    RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
 };
 use crate::serial::Serial;
 use crate::tx::{corrupt, decode, Tx, TxResult};
@@ -29,11 +29,7 @@ impl Store {
     /// serial is then never served as good, and stays revoked if its
     /// certificate is stored later). Revoking a revoked certificate writes
     /// nothing and answers `already_revoked` with the first revocation.
-    pub fn revoke_certificate(
-        &self,
-        serial: &Serial,
-        req: &RevocationRequest,
-    ) -> Result<RevokeOutcome, StoreError> {
+    pub fn revoke_certificate(&self, serial: &Serial, req: &RevocationRequest) -> Result<RevokeOutcome, StoreError> {
         let revoked_at = resolve_revoked_at(req.revoked_at_unix)?;
         let (outcome, sequence) = self.trees.transact(|tx| {
             let mut record = find_certificate(tx, serial)?;
@@ -188,8 +184,7 @@ fn revoke_in_tx(
         not_after_unix: record.not_after_unix,
         sequence: change.sequence,
     };
-    tx.revoked_by_issuer
-        .put_raw(&index_key(&record.issuer_label, &record.serial), &encode_index_value(&entry))?;
+    tx.revoked_by_issuer.put_raw(&index_key(&record.issuer_label, &record.serial), &encode_index_value(&entry))?;
     let detail = json!({
         "card_id": record.card_id,
         "kind": record.kind,
@@ -242,13 +237,7 @@ fn revoke_card_in_tx(
     let previous = card.state;
     card.state = CardState::Revoked;
     tx.cards.put_json(card_id.as_bytes(), &card)?;
-    // The confirmation record is JSON (the registry checks it); kept as text otherwise.
-    let confirmation = if confirmation_json.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(confirmation_json)
-            .unwrap_or_else(|_| Value::String(confirmation_json.to_owned()))
-    };
+    let confirmation = audit::embed_json(confirmation_json);
     let serials: Vec<String> = to_revoke.iter().map(|r| r.serial.to_hex()).collect();
     let detail = json!({
         "previous_state": previous,
@@ -261,12 +250,7 @@ fn revoke_card_in_tx(
     });
     audit::append(
         tx,
-        &Event {
-            actor: &req.actor,
-            action: actions::CARD_REVOKE,
-            subject: card_id,
-            detail_json: detail.to_string(),
-        },
+        &Event { actor: &req.actor, action: actions::CARD_REVOKE, subject: card_id, detail_json: detail.to_string() },
     )?;
 
     let mut last = None;
@@ -307,10 +291,8 @@ pub(crate) fn encode_index_value(e: &RevokedEntry) -> [u8; INDEX_VALUE_LEN] {
 
 fn decode_index_entry(key: &[u8], prefix_len: usize, value: &[u8]) -> Result<RevokedEntry, StoreError> {
     let bad = |reason: &str| corrupt("revoked_by_issuer", key, reason);
-    let serial = key
-        .get(prefix_len..)
-        .and_then(|s| Serial::from_bytes(s).ok())
-        .ok_or_else(|| bad("key has no valid serial"))?;
+    let serial =
+        key.get(prefix_len..).and_then(|s| Serial::from_bytes(s).ok()).ok_or_else(|| bad("key has no valid serial"))?;
     let v: &[u8; INDEX_VALUE_LEN] = value.try_into().map_err(|_| bad("value is not 25 bytes"))?;
     let word = |i: usize| {
         let mut b = [0u8; 8];
@@ -332,6 +314,7 @@ mod tests {
 
     use super::*;
     use crate::test_support::{application, issued_card, reserved, revocation, temp_store};
+    use serde_json::Value;
 
     const FAR: i64 = 4_000_000_000;
 
@@ -340,12 +323,7 @@ mod tests {
     }
 
     fn query(issuer_label: &str) -> RevokedQuery {
-        RevokedQuery {
-            issuer_label: issuer_label.into(),
-            after_sequence: 0,
-            include_expired: false,
-            at_unix: 0,
-        }
+        RevokedQuery { issuer_label: issuer_label.into(), after_sequence: 0, include_expired: false, at_unix: 0 }
     }
 
     fn listed(store: &Store, q: &RevokedQuery) -> Vec<RevokedEntry> {
@@ -396,12 +374,8 @@ mod tests {
     fn an_unknown_serial_is_not_found_and_nothing_is_written() {
         let (_dir, store) = temp_store();
         let serial = Serial::random();
-        let err =
-            store.revoke_certificate(&serial, &revocation(RevocationReason::KeyCompromise)).unwrap_err();
-        assert!(
-            matches!(err, StoreError::NoSuchCertificate { serial: ref s } if *s == serial.to_hex()),
-            "{err}"
-        );
+        let err = store.revoke_certificate(&serial, &revocation(RevocationReason::KeyCompromise)).unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchCertificate { serial: ref s } if *s == serial.to_hex()), "{err}");
         let err = store.revoke_card("Cnope", &revocation(RevocationReason::KeyCompromise), "{}").unwrap_err();
         assert!(matches!(err, StoreError::NoSuchCard { .. }), "{err}");
         assert_eq!(store.feed_position(), 0);
@@ -417,10 +391,7 @@ mod tests {
             let mut req = revocation(RevocationReason::KeyCompromise);
             req.revoked_at_unix = bad;
             let err = store.revoke_certificate(&serials[0], &req).unwrap_err();
-            assert!(
-                matches!(err, StoreError::RevokedAt { revoked_at_unix, .. } if revoked_at_unix == bad),
-                "{err}"
-            );
+            assert!(matches!(err, StoreError::RevokedAt { revoked_at_unix, .. } if revoked_at_unix == bad), "{err}");
             let err = store.revoke_card("Cwhatever", &req, "").unwrap_err();
             assert!(matches!(err, StoreError::RevokedAt { .. }), "checked first: {err}");
         }
@@ -431,8 +402,7 @@ mod tests {
         let out = store.revoke_certificate(&serials[0], &req).unwrap();
         assert_eq!(out.certificate.revocation.unwrap().revoked_at_unix, now + 10);
 
-        let out =
-            store.revoke_certificate(&serials[1], &revocation(RevocationReason::KeyCompromise)).unwrap();
+        let out = store.revoke_certificate(&serials[1], &revocation(RevocationReason::KeyCompromise)).unwrap();
         let at = out.certificate.revocation.unwrap().revoked_at_unix;
         assert!((now..=now + 5).contains(&at), "0 means now: {at} vs {now}");
     }
@@ -446,14 +416,12 @@ mod tests {
         let audit_before = store.list_audit(0, None).unwrap().len();
         let confirmation = r#"{"confirmed_by":"op-alice","method":"phone","at":"2026-01-05T10:00:00+09:00"}"#;
 
-        let out =
-            store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), confirmation).unwrap();
+        let out = store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), confirmation).unwrap();
         assert_eq!(out.newly_revoked, 2);
         assert_eq!(out.view.card.state, CardState::Revoked);
         assert_eq!(out.view.certificates.len(), 2);
         assert!(out.view.certificates.iter().all(|c| c.state == CertificateState::Revoked));
-        let seqs: Vec<_> =
-            out.view.certificates.iter().map(|c| c.revocation.as_ref().unwrap().sequence).collect();
+        let seqs: Vec<_> = out.view.certificates.iter().map(|c| c.revocation.as_ref().unwrap().sequence).collect();
         assert_eq!(seqs, [before + 1, before + 2]);
 
         let log = store.list_audit(0, None).unwrap();
@@ -480,15 +448,11 @@ mod tests {
     fn revoke_card_keeps_an_earlier_certificate_revocation() {
         let (_dir, store) = temp_store();
         let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
-        let first =
-            store.revoke_certificate(&serials[1], &revocation(RevocationReason::AffiliationChanged)).unwrap();
+        let first = store.revoke_certificate(&serials[1], &revocation(RevocationReason::AffiliationChanged)).unwrap();
         let out = store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
         assert_eq!(out.newly_revoked, 1);
         assert_eq!(out.view.certificates[1], first.certificate);
-        assert_eq!(
-            out.view.certificates[0].revocation.as_ref().unwrap().reason,
-            RevocationReason::KeyCompromise
-        );
+        assert_eq!(out.view.certificates[0].revocation.as_ref().unwrap().reason, RevocationReason::KeyCompromise);
     }
 
     #[test]
@@ -549,10 +513,7 @@ mod tests {
         assert!(stored.revocation.is_some());
         // The RESERVED one can no longer get to-be-signed bytes, so it is never signed.
         let err = store.record_tbs(&sign.serial, b"tbs-sign", "iss").unwrap_err();
-        assert!(
-            matches!(err, StoreError::CertificateState { state: CertificateState::Revoked, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, StoreError::CertificateState { state: CertificateState::Revoked, .. }), "{err}");
         assert_eq!(store.list_audit(0, None).unwrap().len(), audit + 1, "certificate.store only");
 
         let changes = store.feed_all_after(0).unwrap();

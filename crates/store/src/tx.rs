@@ -3,8 +3,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{
-    ConflictableTransactionError, ConflictableTransactionResult, TransactionError, Transactional,
-    TransactionalTree,
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError, Transactional, TransactionalTree,
 };
 use sled::{Db, Tree};
 
@@ -31,6 +30,8 @@ pub(crate) struct Trees {
     /// issuer_label, 0x00, serial bytes -> compact revoked entry (see `revocation`).
     pub revoked_by_issuer: Tree,
     pub approvals: Tree,
+    /// card_id -> PinEscrow (with its disclosures).
+    pub pin_escrow: Tree,
 }
 
 /// Transactional views of the trees, each knowing its name for error messages.
@@ -45,6 +46,7 @@ pub(crate) struct Tx<'a> {
     pub feed: Table<'a>,
     pub revoked_by_issuer: Table<'a>,
     pub approvals: Table<'a>,
+    pub pin_escrow: Table<'a>,
 }
 
 impl Trees {
@@ -60,6 +62,7 @@ impl Trees {
             feed: db.open_tree("feed")?,
             revoked_by_issuer: db.open_tree("revoked_by_issuer")?,
             approvals: db.open_tree("approvals")?,
+            pin_escrow: db.open_tree("pin_escrow")?,
         })
     }
 
@@ -78,8 +81,9 @@ impl Trees {
             &self.feed,
             &self.revoked_by_issuer,
             &self.approvals,
+            &self.pin_escrow,
         );
-        all.transaction(|(h, hl, c, ca, ce, a, m, fe, ri, ap)| {
+        all.transaction(|(h, hl, c, ca, ce, a, m, fe, ri, ap, pe)| {
             f(&Tx {
                 holders: Table { name: "holders", tree: h },
                 holder_by_licence: Table { name: "holder_by_licence", tree: hl },
@@ -91,6 +95,7 @@ impl Trees {
                 feed: Table { name: "feed", tree: fe },
                 revoked_by_issuer: Table { name: "revoked_by_issuer", tree: ri },
                 approvals: Table { name: "approvals", tree: ap },
+                pin_escrow: Table { name: "pin_escrow", tree: pe },
             })
         })
         .map_err(|e| match e {
@@ -152,11 +157,7 @@ impl Table<'_> {
     }
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(
-    tree: &'static str,
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(tree, key, &e.to_string()))
 }
 

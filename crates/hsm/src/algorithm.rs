@@ -3,8 +3,7 @@
 use crate::error::HsmError;
 
 /// DER of the prime256v1 OID (1.2.840.10045.3.1.7), as CKA_EC_PARAMS wants it.
-pub(crate) const P256_PARAMS_DER: [u8; 10] =
-    [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub(crate) const P256_PARAMS_DER: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
 /// Smallest and largest RSA sizes accepted; ring (and most verifiers) reject < 2048.
 const RSA_MIN_BITS: u32 = 2048;
@@ -23,9 +22,7 @@ impl KeyAlgorithm {
     /// Rejects sizes we would not want a CA key to have.
     pub(crate) fn validate(self) -> Result<(), HsmError> {
         match self {
-            KeyAlgorithm::Rsa { bits }
-                if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) || bits % 8 != 0 =>
-            {
+            KeyAlgorithm::Rsa { bits } if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) || bits % 8 != 0 => {
                 Err(HsmError::InvalidArgument(format!(
                     "RSA key size {bits} (want a multiple of 8 in {RSA_MIN_BITS}..={RSA_MAX_BITS})"
                 )))
@@ -51,10 +48,7 @@ mod tests {
     fn rsa_sizes_are_checked() {
         assert!(KeyAlgorithm::Rsa { bits: 2048 }.validate().is_ok());
         assert!(KeyAlgorithm::Rsa { bits: 4096 }.validate().is_ok());
-        assert!(matches!(
-            KeyAlgorithm::Rsa { bits: 1024 }.validate(),
-            Err(HsmError::InvalidArgument(_))
-        ));
+        assert!(matches!(KeyAlgorithm::Rsa { bits: 1024 }.validate(), Err(HsmError::InvalidArgument(_))));
         assert!(KeyAlgorithm::Rsa { bits: 2049 }.validate().is_err());
         assert!(KeyAlgorithm::Rsa { bits: 16384 }.validate().is_err());
         assert!(KeyAlgorithm::EcdsaP256.validate().is_ok());

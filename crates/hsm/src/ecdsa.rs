@@ -19,19 +19,11 @@ struct EcdsaSigValue<'a> {
 /// 0x00 pad when the high bit is set, so the INTEGERs are minimal and positive.
 pub(crate) fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>, HsmError> {
     if raw.len() != P256_RAW_SIG_LEN {
-        return Err(HsmError::Encoding(format!(
-            "ECDSA signature is {} bytes, expected {P256_RAW_SIG_LEN}",
-            raw.len()
-        )));
+        return Err(HsmError::Encoding(format!("ECDSA signature is {} bytes, expected {P256_RAW_SIG_LEN}", raw.len())));
     }
     let (r, s) = raw.split_at(P256_RAW_SIG_LEN / 2);
     let enc = |e: der::Error| HsmError::Encoding(format!("ECDSA signature: {e}"));
-    EcdsaSigValue {
-        r: UintRef::new(r).map_err(enc)?,
-        s: UintRef::new(s).map_err(enc)?,
-    }
-    .to_der()
-    .map_err(enc)
+    EcdsaSigValue { r: UintRef::new(r).map_err(enc)?, s: UintRef::new(s).map_err(enc)? }.to_der().map_err(enc)
 }
 
 #[cfg(test)]

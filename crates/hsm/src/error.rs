@@ -16,10 +16,11 @@ pub enum HsmError {
     /// C_Login failed (wrong or locked PIN, ...). Never contains the PIN.
     #[error("login failed: {0}")]
     Login(String),
-    /// No private key with this label.
+    /// No private key (or, for the AES calls, no secret key) with this label.
     #[error("no key labelled {0:?}")]
     KeyNotFound(String),
-    /// A private key with this label already exists; nothing was generated.
+    /// A private key (or, for the AES calls, a secret key) with this label already
+    /// exists; nothing was generated.
     #[error("a key labelled {0:?} already exists")]
     KeyExists(String),
     /// More than one object matched where exactly one is required.
@@ -37,6 +38,10 @@ pub enum HsmError {
     /// Any other PKCS#11 failure.
     #[error("PKCS#11: {0}")]
     Pkcs11(String),
+    /// AES-GCM decryption failed: wrong key, IV or AAD, or the ciphertext or tag was
+    /// altered (or is too short). Never contains plaintext, ciphertext or key material.
+    #[error("decryption failed: {0}")]
+    Decrypt(String),
     /// Data from the token could not be encoded or decoded.
     #[error("encoding: {0}")]
     Encoding(String),
@@ -102,26 +107,16 @@ mod tests {
             RvError::TokenNotPresent,
         ] {
             let e = from_pkcs11(CkError::Pkcs11(rv, Function::Sign));
-            assert!(
-                e.is_unavailable(),
-                "{rv:?} should be Unavailable, got {e:?}"
-            );
+            assert!(e.is_unavailable(), "{rv:?} should be Unavailable, got {e:?}");
         }
     }
 
     #[test]
     fn other_errors_are_pkcs11() {
-        for rv in [
-            RvError::KeyHandleInvalid,
-            RvError::DataLenRange,
-            RvError::GeneralError,
-        ] {
+        for rv in [RvError::KeyHandleInvalid, RvError::DataLenRange, RvError::GeneralError] {
             let e = from_pkcs11(CkError::Pkcs11(rv, Function::Sign));
             assert!(matches!(e, HsmError::Pkcs11(_)), "{rv:?} gave {e:?}");
         }
-        assert!(matches!(
-            from_pkcs11(CkError::NotSupported),
-            HsmError::Pkcs11(_)
-        ));
+        assert!(matches!(from_pkcs11(CkError::NotSupported), HsmError::Pkcs11(_)));
     }
 }

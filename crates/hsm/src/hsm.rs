@@ -27,9 +27,7 @@ struct Inner {
 
 impl fmt::Debug for Hsm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hsm")
-            .field("token_label", &self.inner.token_label)
-            .finish_non_exhaustive()
+        f.debug_struct("Hsm").field("token_label", &self.inner.token_label).finish_non_exhaustive()
     }
 }
 
@@ -39,24 +37,13 @@ impl Hsm {
     /// `sessions` caps the pooled sessions (at least 1); one more session is held
     /// open for the login. If this process is already logged in to the token,
     /// CKR_USER_ALREADY_LOGGED_IN is accepted, but only with the same PIN.
-    pub fn open(
-        module: &Path,
-        token_label: &str,
-        user_pin: &str,
-        sessions: usize,
-    ) -> Result<Hsm, HsmError> {
-        let pkcs11 = Pkcs11::new(module)
-            .map_err(|e| HsmError::Module(format!("loading {}: {e}", module.display())))?;
+    pub fn open(module: &Path, token_label: &str, user_pin: &str, sessions: usize) -> Result<Hsm, HsmError> {
+        let pkcs11 = Pkcs11::new(module).map_err(|e| HsmError::Module(format!("loading {}: {e}", module.display())))?;
         match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) => {}
             // C_Initialize is once per process; another Hsm (or library) got there first.
             Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
-            Err(e) => {
-                return Err(HsmError::Module(format!(
-                    "initialising {}: {e}",
-                    module.display()
-                )))
-            }
+            Err(e) => return Err(HsmError::Module(format!("initialising {}: {e}", module.display()))),
         }
         let (slot, token_id) = find_token(&pkcs11, token_label)?;
         let anchor = pkcs11.open_rw_session(slot).map_err(from_pkcs11)?;
@@ -85,18 +72,13 @@ impl Hsm {
             let info = s.get_session_info().map_err(from_pkcs11)?;
             match info.session_state() {
                 SessionState::RwUser | SessionState::RoUser => Ok(()),
-                other => Err(HsmError::Unavailable(format!(
-                    "session is not logged in ({other:?})"
-                ))),
+                other => Err(HsmError::Unavailable(format!("session is not logged in ({other:?})"))),
             }
         })
     }
 
     /// Runs `f` on a pooled session; for operations that only read objects or use keys.
-    pub(crate) fn with_session<T>(
-        &self,
-        f: impl FnOnce(&Session) -> Result<T, HsmError>,
-    ) -> Result<T, HsmError> {
+    pub(crate) fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
         self.inner.pool.with_session(Access::Shared, f)
     }
 
@@ -127,10 +109,7 @@ fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<(Slot, String), HsmError> 
     match found.as_slice() {
         [] => Err(HsmError::TokenNotFound(label.to_owned())),
         [one] => Ok(one.clone()),
-        more => Err(HsmError::Ambiguous(format!(
-            "{} tokens are labelled {label:?}",
-            more.len()
-        ))),
+        more => Err(HsmError::Ambiguous(format!("{} tokens are labelled {label:?}", more.len()))),
     }
 }
 
@@ -180,24 +159,16 @@ mod tests {
         if let Some(pin) = std::env::var_os(CHILD_PIN_ENV) {
             let pin = pin.to_string_lossy().into_owned();
             let module = std::env::var_os("HSM_TEST_MODULE").unwrap();
-            let err =
-                Hsm::open(Path::new(&module), testing::TEST_TOKEN_LABEL, &pin, 1).unwrap_err();
+            let err = Hsm::open(Path::new(&module), testing::TEST_TOKEN_LABEL, &pin, 1).unwrap_err();
             println!("child got: {err}");
             assert!(matches!(err, HsmError::Login(_)), "{err:?}");
-            assert!(
-                err.to_string().contains("PinIncorrect")
-                    || err.to_string().contains("PIN is incorrect"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("PinIncorrect") || err.to_string().contains("PIN is incorrect"), "{err}");
             assert!(!err.to_string().contains(&pin), "{err}");
             return;
         }
         let t = testing::shared_token();
         let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "hsm::tests::wrong_pin_is_rejected_by_a_fresh_process",
-            ])
+            .args(["--exact", "hsm::tests::wrong_pin_is_rejected_by_a_fresh_process"])
             .args(["--nocapture", "--test-threads=1"])
             .env(CHILD_PIN_ENV, WRONG_PIN)
             .env("SOFTHSM2_CONF", &t.conf)
@@ -205,11 +176,7 @@ mod tests {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "child failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("child got: login failed"), "{stdout}");
         assert!(stdout.contains("1 passed"), "{stdout}");
     }
@@ -219,10 +186,7 @@ mod tests {
         let _shared = testing::shared_hsm();
         let t = testing::shared_token();
         let err = Hsm::open(&t.module, "no-such-token", &t.user_pin, 1).unwrap_err();
-        assert!(
-            matches!(&err, HsmError::TokenNotFound(l) if l == "no-such-token"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, HsmError::TokenNotFound(l) if l == "no-such-token"), "{err:?}");
     }
 
     #[test]

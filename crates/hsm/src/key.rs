@@ -74,17 +74,16 @@ impl HsmKey {
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, HsmError> {
         let private = self.inner.private;
         match self.inner.alg {
-            KeyAlgorithm::Rsa { .. } => self.inner.hsm.with_session(|s| {
-                s.sign(&Mechanism::Sha256RsaPkcs, private, msg)
-                    .map_err(from_pkcs11)
-            }),
+            KeyAlgorithm::Rsa { .. } => {
+                self.inner.hsm.with_session(|s| s.sign(&Mechanism::Sha256RsaPkcs, private, msg).map_err(from_pkcs11))
+            }
             KeyAlgorithm::EcdsaP256 => {
                 // SoftHSM has no CKM_ECDSA_SHA256: hash here, sign the digest raw.
                 let digest = Sha256::digest(msg);
-                let raw = self.inner.hsm.with_session(|s| {
-                    s.sign(&Mechanism::Ecdsa, private, &digest)
-                        .map_err(from_pkcs11)
-                })?;
+                let raw = self
+                    .inner
+                    .hsm
+                    .with_session(|s| s.sign(&Mechanism::Ecdsa, private, &digest).map_err(from_pkcs11))?;
                 ecdsa::raw_to_der(&raw)
             }
         }
@@ -144,27 +143,18 @@ mod tests {
             KeyAlgorithm::Rsa { .. } => &RSA_PKCS1_2048_8192_SHA256,
             KeyAlgorithm::EcdsaP256 => &ECDSA_P256_SHA256_ASN1,
         };
-        UnparsedPublicKey::new(alg, key.public_key_bytes())
-            .verify(msg, sig)
-            .is_ok()
+        UnparsedPublicKey::new(alg, key.public_key_bytes()).verify(msg, sig).is_ok()
     }
 
     #[test]
     fn signatures_verify_with_ring() {
         let hsm = shared_hsm();
         let msg = vec![0x5a; 300]; // about a TBSCertificate
-        for alg in [
-            RSA2048,
-            KeyAlgorithm::Rsa { bits: 3072 },
-            KeyAlgorithm::EcdsaP256,
-        ] {
+        for alg in [RSA2048, KeyAlgorithm::Rsa { bits: 3072 }, KeyAlgorithm::EcdsaP256] {
             let key = hsm.generate_key_pair(&unique_label("sign"), alg).unwrap();
             let sig = key.sign(&msg).unwrap();
             assert!(verify(&key, &msg, &sig), "{alg:?} signature did not verify");
-            assert!(
-                !verify(&key, b"another message", &sig),
-                "{alg:?} verified the wrong message"
-            );
+            assert!(!verify(&key, b"another message", &sig), "{alg:?} verified the wrong message");
             match alg {
                 KeyAlgorithm::Rsa { bits } => assert_eq!(sig.len() * 8, bits as usize),
                 KeyAlgorithm::EcdsaP256 => assert_eq!(sig[0], 0x30, "DER SEQUENCE expected"),
@@ -175,9 +165,7 @@ mod tests {
     #[test]
     fn ecdsa_signatures_are_randomised_and_all_verify() {
         // Many signatures hit every r/s shape: leading zeros and high bits.
-        let key = shared_hsm()
-            .generate_key_pair(&unique_label("ec-many"), KeyAlgorithm::EcdsaP256)
-            .unwrap();
+        let key = shared_hsm().generate_key_pair(&unique_label("ec-many"), KeyAlgorithm::EcdsaP256).unwrap();
         let mut seen = std::collections::HashSet::new();
         for i in 0..200u32 {
             let msg = i.to_be_bytes();
@@ -185,10 +173,7 @@ mod tests {
             assert!(verify(&key, &msg, &sig), "signature {i} did not verify");
             seen.insert(sig.len());
         }
-        assert!(
-            seen.len() > 1,
-            "expected some signatures with padded or short INTEGERs: {seen:?}"
-        );
+        assert!(seen.len() > 1, "expected some signatures with padded or short INTEGERs: {seen:?}");
     }
 
     #[test]
@@ -197,11 +182,7 @@ mod tests {
         for alg in [RSA2048, KeyAlgorithm::EcdsaP256] {
             let key = hsm.generate_key_pair(&unique_label("spki"), alg).unwrap();
             let ours = key.subject_public_key_info_der();
-            assert_eq!(
-                ours,
-                PublicKeyData::subject_public_key_info(&key),
-                "{alg:?}"
-            );
+            assert_eq!(ours, PublicKeyData::subject_public_key_info(&key), "{alg:?}");
             assert!(ours.ends_with(key.public_key_bytes()));
         }
     }
@@ -213,10 +194,8 @@ mod tests {
         // A small pool of its own, so 8 threads really contend for 3 sessions.
         let hsm = Hsm::open(&t.module, &t.label, &t.user_pin, 3).unwrap();
         let keys = [
-            hsm.generate_key_pair(&unique_label("conc-rsa"), RSA2048)
-                .unwrap(),
-            hsm.generate_key_pair(&unique_label("conc-ec"), KeyAlgorithm::EcdsaP256)
-                .unwrap(),
+            hsm.generate_key_pair(&unique_label("conc-rsa"), RSA2048).unwrap(),
+            hsm.generate_key_pair(&unique_label("conc-ec"), KeyAlgorithm::EcdsaP256).unwrap(),
         ];
         drop(shared);
         let threads: Vec<_> = (0..8)
@@ -227,11 +206,7 @@ mod tests {
                         let key = &keys[(t + i) % 2];
                         let msg = format!("thread {t} message {i}");
                         let sig = key.sign(msg.as_bytes()).unwrap();
-                        assert!(
-                            verify(key, msg.as_bytes(), &sig),
-                            "{t}/{i} {:?}",
-                            key.algorithm()
-                        );
+                        assert!(verify(key, msg.as_bytes(), &sig), "{t}/{i} {:?}", key.algorithm());
                     }
                 })
             })
@@ -245,13 +220,10 @@ mod tests {
     #[test]
     fn rcgen_sign_maps_errors_to_remote_key_error() {
         let hsm = shared_hsm();
-        let key = hsm
-            .generate_key_pair(&unique_label("rc-err"), KeyAlgorithm::EcdsaP256)
-            .unwrap();
+        let key = hsm.generate_key_pair(&unique_label("rc-err"), KeyAlgorithm::EcdsaP256).unwrap();
         // Destroy the private object behind the key's back: signing must fail cleanly.
         let private = key.private_handle();
-        hsm.with_session_exclusive(|s| s.destroy_object(private).map_err(from_pkcs11))
-            .unwrap();
+        hsm.with_session_exclusive(|s| s.destroy_object(private).map_err(from_pkcs11)).unwrap();
         assert!(matches!(HsmKey::sign(&key, b"x"), Err(HsmError::Pkcs11(_))));
         let err = rcgen::SigningKey::sign(&key, b"x").unwrap_err();
         assert!(matches!(err, rcgen::Error::RemoteKeyError), "{err:?}");
@@ -261,10 +233,7 @@ mod tests {
     fn rcgen_self_signed_ca_verifies_with_openssl() {
         let hsm = shared_hsm();
         let dir = tempfile::tempdir().unwrap();
-        for (alg, sig_name) in [
-            (RSA2048, "sha256WithRSAEncryption"),
-            (KeyAlgorithm::EcdsaP256, "ecdsa-with-SHA256"),
-        ] {
+        for (alg, sig_name) in [(RSA2048, "sha256WithRSAEncryption"), (KeyAlgorithm::EcdsaP256, "ecdsa-with-SHA256")] {
             let key = hsm.generate_key_pair(&unique_label("ca"), alg).unwrap();
             let mut params = CertificateParams::default();
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -272,23 +241,13 @@ mod tests {
             let path = dir.path().join(format!("{}.pem", key.label()));
             std::fs::write(&path, cert.pem()).unwrap();
 
-            let text = Command::new("openssl")
-                .args(["x509", "-noout", "-text", "-in"])
-                .arg(&path)
-                .output()
-                .unwrap();
+            let text = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&path).output().unwrap();
             assert!(text.status.success());
             let text = String::from_utf8_lossy(&text.stdout);
             assert!(text.contains(sig_name), "{alg:?}: {text}");
             assert!(text.contains("CA:TRUE"), "{alg:?}: {text}");
 
-            let verified = Command::new("openssl")
-                .arg("verify")
-                .arg("-CAfile")
-                .arg(&path)
-                .arg(&path)
-                .output()
-                .unwrap();
+            let verified = Command::new("openssl").arg("verify").arg("-CAfile").arg(&path).arg(&path).output().unwrap();
             let out = String::from_utf8_lossy(&verified.stdout);
             assert!(
                 verified.status.success() && out.trim_end().ends_with(": OK"),

@@ -12,8 +12,8 @@ use crate::key::{HsmKey, KeyParts};
 use crate::protection::{self, KeyProtection};
 use crate::pubkey;
 
-/// Length of the random CKA_ID shared by both halves of a generated pair.
-const KEY_ID_LEN: u32 = 16;
+/// Length of the random CKA_ID shared by both halves of a generated pair (and of AES keys).
+pub(crate) const KEY_ID_LEN: u32 = 16;
 
 /// RSA public exponent 65537.
 const RSA_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
@@ -45,11 +45,9 @@ impl Hsm {
                         Attribute::PublicExponent(RSA_EXPONENT.to_vec()),
                     ],
                 ),
-                KeyAlgorithm::EcdsaP256 => (
-                    Mechanism::EccKeyPairGen,
-                    KeyType::EC,
-                    vec![Attribute::EcParams(P256_PARAMS_DER.to_vec())],
-                ),
+                KeyAlgorithm::EcdsaP256 => {
+                    (Mechanism::EccKeyPairGen, KeyType::EC, vec![Attribute::EcParams(P256_PARAMS_DER.to_vec())])
+                }
             };
             let mut pub_template = vec![
                 Attribute::Token(true),
@@ -73,9 +71,8 @@ impl Hsm {
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id),
             ];
-            let (public, private) = s
-                .generate_key_pair(&mechanism, &pub_template, &priv_template)
-                .map_err(from_pkcs11)?;
+            let (public, private) =
+                s.generate_key_pair(&mechanism, &pub_template, &priv_template).map_err(from_pkcs11)?;
             read_public(s, label, key_type, private, public)
         })?;
         tracing::info!(label, algorithm = ?alg, "generated key pair in HSM");
@@ -94,51 +91,39 @@ impl Hsm {
 
     /// `find_key`, or `KeyNotFound`.
     pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
-        self.find_key(label)?
-            .ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))
+        self.find_key(label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))
     }
 
     /// Reads the private key's protection attributes back from the token.
     pub fn key_protection(&self, label: &str) -> Result<KeyProtection, HsmError> {
         check_label(label)?;
         self.with_session(|s| {
-            let private =
-                find_private(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
+            let private = find_private(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
             let parts = load(s, label, private)?;
             protection::read(s, private, parts.alg)
         })
     }
 }
 
-fn check_label(label: &str) -> Result<(), HsmError> {
+pub(crate) fn check_label(label: &str) -> Result<(), HsmError> {
     if label.is_empty() {
         return Err(HsmError::InvalidArgument("key label is empty".into()));
     }
     Ok(())
 }
 
-fn find_one(
-    s: &Session,
-    template: &[Attribute],
-    what: &str,
-) -> Result<Option<ObjectHandle>, HsmError> {
+pub(crate) fn find_one(s: &Session, template: &[Attribute], what: &str) -> Result<Option<ObjectHandle>, HsmError> {
     match s.find_objects(template).map_err(from_pkcs11)?.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(*one)),
-        more => Err(HsmError::Ambiguous(format!(
-            "{} objects match {what}",
-            more.len()
-        ))),
+        more => Err(HsmError::Ambiguous(format!("{} objects match {what}", more.len()))),
     }
 }
 
 fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
     find_one(
         s,
-        &[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ],
+        &[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(label.as_bytes().to_vec())],
         &format!("private key {label:?}"),
     )
 }
@@ -146,9 +131,7 @@ fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmErr
 /// Builds the key from its private handle: type and CKA_ID from the private key,
 /// the public key found by CKA_ID (by label if the key has no ID).
 fn load(s: &Session, label: &str, private: ObjectHandle) -> Result<KeyParts, HsmError> {
-    let attrs = s
-        .get_attributes(private, &[AttributeType::KeyType, AttributeType::Id])
-        .map_err(from_pkcs11)?;
+    let attrs = s.get_attributes(private, &[AttributeType::KeyType, AttributeType::Id]).map_err(from_pkcs11)?;
     let mut key_type = None;
     let mut id = Vec::new();
     for attr in attrs {
@@ -158,18 +141,9 @@ fn load(s: &Session, label: &str, private: ObjectHandle) -> Result<KeyParts, Hsm
             _ => {}
         }
     }
-    let key_type = key_type
-        .ok_or_else(|| HsmError::Pkcs11(format!("private key {label:?} has no CKA_KEY_TYPE")))?;
-    let link = if id.is_empty() {
-        Attribute::Label(label.as_bytes().to_vec())
-    } else {
-        Attribute::Id(id)
-    };
-    let template = [
-        Attribute::Class(ObjectClass::PUBLIC_KEY),
-        Attribute::KeyType(key_type),
-        link,
-    ];
+    let key_type = key_type.ok_or_else(|| HsmError::Pkcs11(format!("private key {label:?} has no CKA_KEY_TYPE")))?;
+    let link = if id.is_empty() { Attribute::Label(label.as_bytes().to_vec()) } else { Attribute::Id(id) };
+    let template = [Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::KeyType(key_type), link];
     let public = find_one(s, &template, &format!("the public key of {label:?}"))?
         .ok_or_else(|| HsmError::UnsupportedKey(format!("no public key object for {label:?}")))?;
     read_public(s, label, key_type, private, public)
@@ -184,12 +158,8 @@ fn read_public(
     public: ObjectHandle,
 ) -> Result<KeyParts, HsmError> {
     let (alg, public_key) = if key_type == KeyType::RSA {
-        let attrs = s
-            .get_attributes(
-                public,
-                &[AttributeType::Modulus, AttributeType::PublicExponent],
-            )
-            .map_err(from_pkcs11)?;
+        let attrs =
+            s.get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent]).map_err(from_pkcs11)?;
         let (mut n, mut e) = (Vec::new(), Vec::new());
         for attr in attrs {
             match attr {
@@ -200,13 +170,11 @@ fn read_public(
         }
         let bits = pubkey::rsa_modulus_bits(&n);
         let alg = KeyAlgorithm::Rsa { bits };
-        alg.validate()
-            .map_err(|_| HsmError::UnsupportedKey(format!("{label:?} is RSA-{bits}")))?;
+        alg.validate().map_err(|_| HsmError::UnsupportedKey(format!("{label:?} is RSA-{bits}")))?;
         (alg, pubkey::rsa_public_key_der(&n, &e)?)
     } else if key_type == KeyType::EC {
-        let attrs = s
-            .get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])
-            .map_err(from_pkcs11)?;
+        let attrs =
+            s.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint]).map_err(from_pkcs11)?;
         let (mut params, mut point) = (Vec::new(), Vec::new());
         for attr in attrs {
             match attr {
@@ -216,27 +184,14 @@ fn read_public(
             }
         }
         if params != P256_PARAMS_DER {
-            return Err(HsmError::UnsupportedKey(format!(
-                "{label:?} is not on P-256"
-            )));
+            return Err(HsmError::UnsupportedKey(format!("{label:?} is not on P-256")));
         }
-        (
-            KeyAlgorithm::EcdsaP256,
-            pubkey::p256_point_from_attribute(&point)?,
-        )
+        (KeyAlgorithm::EcdsaP256, pubkey::p256_point_from_attribute(&point)?)
     } else {
-        return Err(HsmError::UnsupportedKey(format!(
-            "{label:?} has key type {key_type}"
-        )));
+        return Err(HsmError::UnsupportedKey(format!("{label:?} has key type {key_type}")));
     };
     let spki = pubkey::spki_der(alg, &public_key)?;
-    Ok(KeyParts {
-        label: label.to_owned(),
-        alg,
-        private,
-        public_key,
-        spki,
-    })
+    Ok(KeyParts { label: label.to_owned(), alg, private, public_key, spki })
 }
 
 #[cfg(test)]
@@ -247,25 +202,18 @@ mod tests {
     const RSA2048: KeyAlgorithm = KeyAlgorithm::Rsa { bits: 2048 };
 
     fn objects_labelled(hsm: &Hsm, label: &str) -> usize {
-        hsm.with_session(|s| {
-            s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-                .map_err(from_pkcs11)
-        })
-        .unwrap()
-        .len()
+        hsm.with_session(|s| s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())]).map_err(from_pkcs11))
+            .unwrap()
+            .len()
     }
 
     #[test]
     fn generated_keys_have_the_requested_algorithm() {
         let hsm = shared_hsm();
-        let rsa = hsm
-            .generate_key_pair(&unique_label("gen-rsa"), RSA2048)
-            .unwrap();
+        let rsa = hsm.generate_key_pair(&unique_label("gen-rsa"), RSA2048).unwrap();
         assert_eq!(rsa.algorithm(), RSA2048);
         assert_eq!(rsa.public_key_bytes()[0], 0x30); // SEQUENCE { n, e }
-        let ec = hsm
-            .generate_key_pair(&unique_label("gen-ec"), KeyAlgorithm::EcdsaP256)
-            .unwrap();
+        let ec = hsm.generate_key_pair(&unique_label("gen-ec"), KeyAlgorithm::EcdsaP256).unwrap();
         assert_eq!(ec.algorithm(), KeyAlgorithm::EcdsaP256);
         assert_eq!(ec.public_key_bytes().len(), 65);
         assert_eq!(ec.public_key_bytes()[0], 0x04);
@@ -278,19 +226,13 @@ mod tests {
     fn both_halves_share_a_random_id() {
         let hsm = shared_hsm();
         let label = unique_label("ids");
-        hsm.generate_key_pair(&label, KeyAlgorithm::EcdsaP256)
-            .unwrap();
+        hsm.generate_key_pair(&label, KeyAlgorithm::EcdsaP256).unwrap();
         let ids: Vec<Vec<u8>> = hsm
             .with_session(|s| {
-                let found = s
-                    .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-                    .map_err(from_pkcs11)?;
+                let found = s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())]).map_err(from_pkcs11)?;
                 let mut ids = Vec::new();
                 for h in found {
-                    for a in s
-                        .get_attributes(h, &[AttributeType::Id])
-                        .map_err(from_pkcs11)?
-                    {
+                    for a in s.get_attributes(h, &[AttributeType::Id]).map_err(from_pkcs11)? {
                         if let Attribute::Id(id) = a {
                             ids.push(id);
                         }
@@ -314,14 +256,8 @@ mod tests {
             assert_eq!(found.label(), label);
             assert_eq!(found.algorithm(), alg);
             assert_eq!(found.public_key_bytes(), made.public_key_bytes());
-            assert_eq!(
-                found.subject_public_key_info_der(),
-                made.subject_public_key_info_der()
-            );
-            assert_eq!(
-                hsm.key(&label).unwrap().public_key_bytes(),
-                made.public_key_bytes()
-            );
+            assert_eq!(found.subject_public_key_info_der(), made.subject_public_key_info_der());
+            assert_eq!(hsm.key(&label).unwrap().public_key_bytes(), made.public_key_bytes());
         }
     }
 
@@ -331,10 +267,7 @@ mod tests {
         let label = unique_label("absent");
         assert!(hsm.find_key(&label).unwrap().is_none());
         assert!(matches!(hsm.key(&label), Err(HsmError::KeyNotFound(l)) if l == label));
-        assert!(matches!(
-            hsm.key_protection(&label),
-            Err(HsmError::KeyNotFound(_))
-        ));
+        assert!(matches!(hsm.key_protection(&label), Err(HsmError::KeyNotFound(_))));
     }
 
     #[test]
@@ -346,10 +279,7 @@ mod tests {
             // Same or different algorithm: both refused.
             for again in [alg, RSA2048, KeyAlgorithm::EcdsaP256] {
                 let err = hsm.generate_key_pair(&label, again).unwrap_err();
-                assert!(
-                    matches!(&err, HsmError::KeyExists(l) if *l == label),
-                    "{err:?}"
-                );
+                assert!(matches!(&err, HsmError::KeyExists(l) if *l == label), "{err:?}");
             }
             assert_eq!(objects_labelled(&hsm, &label), 2);
             let found = hsm.key(&label).unwrap();
@@ -370,13 +300,7 @@ mod tests {
             .collect();
         let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-        assert_eq!(
-            results
-                .iter()
-                .filter(|r| matches!(r, Err(HsmError::KeyExists(_))))
-                .count(),
-            3
-        );
+        assert_eq!(results.iter().filter(|r| matches!(r, Err(HsmError::KeyExists(_)))).count(), 3);
         assert_eq!(objects_labelled(&hsm, &label), 2);
     }
 
@@ -394,7 +318,10 @@ mod tests {
                     extractable: false,
                     never_extractable: true,
                     sign: true,
+                    verify: false,
+                    encrypt: false,
                     decrypt: false,
+                    wrap: false,
                     unwrap: false,
                     derive: false,
                     private_value_readable: false,
@@ -402,21 +329,19 @@ mod tests {
                 "{alg:?}"
             );
             assert!(p.is_ca_grade());
+            assert!(!p.is_escrow_grade());
         }
     }
 
     #[test]
     fn private_values_cannot_be_read_directly() {
         let hsm = shared_hsm();
-        for (alg, secret) in [
-            (RSA2048, AttributeType::PrivateExponent),
-            (KeyAlgorithm::EcdsaP256, AttributeType::Value),
-        ] {
+        for (alg, secret) in
+            [(RSA2048, AttributeType::PrivateExponent), (KeyAlgorithm::EcdsaP256, AttributeType::Value)]
+        {
             let key = hsm.generate_key_pair(&unique_label("secret"), alg).unwrap();
             let private = key.private_handle();
-            let attrs = hsm
-                .with_session(|s| s.get_attributes(private, &[secret]).map_err(from_pkcs11))
-                .unwrap();
+            let attrs = hsm.with_session(|s| s.get_attributes(private, &[secret]).map_err(from_pkcs11)).unwrap();
             for a in &attrs {
                 match a {
                     Attribute::PrivateExponent(v) | Attribute::Value(v) => {
@@ -429,8 +354,7 @@ mod tests {
             if alg == RSA2048 {
                 let primes = hsm
                     .with_session(|s| {
-                        s.get_attributes(private, &[AttributeType::Prime1, AttributeType::Prime2])
-                            .map_err(from_pkcs11)
+                        s.get_attributes(private, &[AttributeType::Prime1, AttributeType::Prime2]).map_err(from_pkcs11)
                     })
                     .unwrap();
                 assert!(
@@ -445,19 +369,13 @@ mod tests {
     #[test]
     fn bad_arguments_are_rejected_before_touching_the_token() {
         let hsm = shared_hsm();
-        assert!(matches!(
-            hsm.generate_key_pair("", KeyAlgorithm::EcdsaP256),
-            Err(HsmError::InvalidArgument(_))
-        ));
+        assert!(matches!(hsm.generate_key_pair("", KeyAlgorithm::EcdsaP256), Err(HsmError::InvalidArgument(_))));
         let label = unique_label("small");
         assert!(matches!(
             hsm.generate_key_pair(&label, KeyAlgorithm::Rsa { bits: 1024 }),
             Err(HsmError::InvalidArgument(_))
         ));
         assert_eq!(objects_labelled(&hsm, &label), 0);
-        assert!(matches!(
-            hsm.find_key(""),
-            Err(HsmError::InvalidArgument(_))
-        ));
+        assert!(matches!(hsm.find_key(""), Err(HsmError::InvalidArgument(_))));
     }
 }

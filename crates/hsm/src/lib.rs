@@ -1,8 +1,9 @@
-//! PKCS#11 key storage and signing for the CA.
+//! PKCS#11 key storage, signing and PIN-escrow encryption for the CA.
 //!
 //! Keys are generated inside the token (SoftHSM in development) and never leave it;
 //! callers get an [`HsmKey`] that signs through a small pool of PKCS#11 sessions and
-//! plugs into rcgen as a [`rcgen::SigningKey`].
+//! plugs into rcgen as a [`rcgen::SigningKey`], or an [`AesKey`] that encrypts and
+//! decrypts with AES-GCM (CKM_AES_GCM) for the card-PIN escrow.
 //!
 //! Things callers must know:
 //! - SoftHSM reads `SOFTHSM2_CONF` once per process (at `C_Initialize`), so the binary
@@ -13,10 +14,16 @@
 //! - [`HsmKey::sign`] blocks on the token; call it from `spawn_blocking` in async code.
 //! - [`HsmError::Unavailable`] means the token or its sessions are gone; reopening
 //!   may recover, retrying the same call will not.
+//! - [`AesKey::encrypt_gcm`] returns a fresh random 12-byte IV and ciphertext‖tag;
+//!   store both, and pass the same `aad` (the card id) to [`AesKey::decrypt_gcm`].
+//!   Any mismatch or altered bit is [`HsmError::Decrypt`]. Both calls block.
+//! - Key pairs and AES keys are looked up by label *and* object class, so one label
+//!   may name both a key pair and an AES key without confusing either lookup.
 //! - Key generation takes a process-wide exclusive lock (SoftHSM's object store
 //!   misbehaves when objects are created concurrently with other use), so signing
 //!   pauses briefly while a key is being generated.
 
+mod aes;
 mod algorithm;
 mod ecdsa;
 mod error;
@@ -32,6 +39,7 @@ mod store_lock;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use aes::{AesKey, GCM_IV_LEN, GCM_TAG_LEN};
 pub use algorithm::KeyAlgorithm;
 pub use error::HsmError;
 pub use hsm::Hsm;

@@ -27,21 +27,12 @@ struct Verified {
 static VERIFIED: Mutex<Vec<Verified>> = Mutex::new(Vec::new());
 
 fn digest(salt: &[u8], pin: &str) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(salt)
-        .chain_update(pin.as_bytes())
-        .finalize()
-        .into()
+    Sha256::new().chain_update(salt).chain_update(pin.as_bytes()).finalize().into()
 }
 
 /// Logs `session`'s application in as User on the token identified by `token`
 /// (label + serial). `label` is only used in messages.
-pub(crate) fn login(
-    session: &Session,
-    token: &str,
-    label: &str,
-    pin: &str,
-) -> Result<(), HsmError> {
+pub(crate) fn login(session: &Session, token: &str, label: &str, pin: &str) -> Result<(), HsmError> {
     let auth = AuthPin::new(pin.into()); // zeroised on drop
     match session.login(UserType::User, Some(&auth)) {
         Ok(()) => remember(session, token, pin),
@@ -60,14 +51,8 @@ pub(crate) fn login(
 /// Records the PIN that the token just accepted.
 fn remember(session: &Session, token: &str, pin: &str) -> Result<(), HsmError> {
     let mut salt = [0u8; SALT_LEN];
-    session
-        .generate_random_slice(&mut salt)
-        .map_err(from_pkcs11)?;
-    let entry = Verified {
-        token: token.to_owned(),
-        salt,
-        digest: digest(&salt, pin),
-    };
+    session.generate_random_slice(&mut salt).map_err(from_pkcs11)?;
+    let entry = Verified { token: token.to_owned(), salt, digest: digest(&salt, pin) };
     let mut verified = VERIFIED.lock().unwrap_or_else(PoisonError::into_inner);
     verified.retain(|v| v.token != token);
     verified.push(entry);
@@ -79,15 +64,12 @@ fn remember(session: &Session, token: &str, pin: &str) -> Result<(), HsmError> {
 fn check(token: &str, label: &str, pin: &str) -> Result<(), HsmError> {
     let verified = VERIFIED.lock().unwrap_or_else(PoisonError::into_inner);
     match verified.iter().find(|v| v.token == token) {
-        Some(v) if digest(&v.salt, pin) != v.digest => Err(HsmError::Login(format!(
-            "token {label:?}: PIN differs from the one this process is logged in with"
-        ))),
+        Some(v) if digest(&v.salt, pin) != v.digest => {
+            Err(HsmError::Login(format!("token {label:?}: PIN differs from the one this process is logged in with")))
+        }
         Some(_) => Ok(()),
         None => {
-            tracing::warn!(
-                token = label,
-                "token was already logged in outside this crate; PIN not checked"
-            );
+            tracing::warn!(token = label, "token was already logged in outside this crate; PIN not checked");
             Ok(())
         }
     }

@@ -37,10 +37,7 @@ impl SessionPool {
             pkcs11,
             slot,
             max: max.max(1),
-            state: Mutex::new(PoolState {
-                idle: Vec::new(),
-                open: 0,
-            }),
+            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
             returned: Condvar::new(),
             _anchor: Mutex::new(anchor),
         }
@@ -57,10 +54,7 @@ impl SessionPool {
         let mut lease = self.checkout()?;
         // Session first, then lock: see store_lock::lock.
         let guard = store_lock::lock(access);
-        let result = lease
-            .session
-            .as_ref()
-            .map_or_else(|| Err(HsmError::Pkcs11("session lease is empty".into())), f);
+        let result = lease.session.as_ref().map_or_else(|| Err(HsmError::Pkcs11("session lease is empty".into())), f);
         drop(guard);
         if matches!(&result, Err(e) if e.is_unavailable()) {
             lease.broken = true;
@@ -90,10 +84,7 @@ impl SessionPool {
                     }
                 };
             }
-            state = self
-                .returned
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = self.returned.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -127,11 +118,7 @@ struct Lease<'a> {
 
 impl<'a> Lease<'a> {
     fn new(pool: &'a SessionPool, session: Session) -> Self {
-        Lease {
-            pool,
-            session: Some(session),
-            broken: false,
-        }
+        Lease { pool, session: Some(session), broken: false }
     }
 }
 
@@ -205,11 +192,7 @@ mod tests {
         for t in threads {
             t.join().unwrap().unwrap();
         }
-        assert_eq!(
-            peak.load(Ordering::SeqCst),
-            2,
-            "6 waiting callers should fill a pool of 2"
-        );
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "6 waiting callers should fill a pool of 2");
         assert_eq!(hsm.pool().counts(), (2, 2));
     }
 
@@ -217,9 +200,7 @@ mod tests {
     fn unavailable_error_drops_the_session_and_the_pool_recovers() {
         let hsm = hsm_with_pool(1);
         hsm.ping().unwrap();
-        let err = hsm
-            .with_session(|_| Err::<(), _>(HsmError::Unavailable("simulated".into())))
-            .unwrap_err();
+        let err = hsm.with_session(|_| Err::<(), _>(HsmError::Unavailable("simulated".into()))).unwrap_err();
         assert!(matches!(err, HsmError::Unavailable(_)));
         assert_eq!(hsm.pool().counts(), (0, 0));
         // Other errors keep the session.
@@ -231,9 +212,8 @@ mod tests {
     #[test]
     fn panic_inside_an_operation_frees_its_slot() {
         let hsm = hsm_with_pool(1);
-        let caught = catch_unwind(AssertUnwindSafe(|| {
-            hsm.with_session(|_| -> Result<(), HsmError> { panic!("boom") })
-        }));
+        let caught =
+            catch_unwind(AssertUnwindSafe(|| hsm.with_session(|_| -> Result<(), HsmError> { panic!("boom") })));
         assert!(caught.is_err());
         assert_eq!(hsm.pool().counts(), (0, 0));
         hsm.ping().unwrap(); // would block forever if the slot had leaked

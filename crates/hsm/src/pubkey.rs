@@ -38,9 +38,7 @@ fn enc(what: &str) -> impl Fn(der::Error) -> HsmError + '_ {
 /// RSAPublicKey DER from CKA_MODULUS / CKA_PUBLIC_EXPONENT (unsigned big-endian).
 pub(crate) fn rsa_public_key_der(modulus: &[u8], exponent: &[u8]) -> Result<Vec<u8>, HsmError> {
     if modulus.iter().all(|b| *b == 0) || exponent.iter().all(|b| *b == 0) {
-        return Err(HsmError::Encoding(
-            "RSA public key attribute is empty".into(),
-        ));
+        return Err(HsmError::Encoding("RSA public key attribute is empty".into()));
     }
     RsaPublicKey {
         modulus: UintRef::new(modulus).map_err(enc("RSA modulus"))?,
@@ -73,10 +71,7 @@ pub(crate) fn p256_point_from_attribute(attr: &[u8]) -> Result<Vec<u8>, HsmError
     if is_point(attr) {
         return Ok(attr.to_vec());
     }
-    Err(HsmError::Encoding(format!(
-        "CKA_EC_POINT ({} bytes) is not an uncompressed P-256 point",
-        attr.len()
-    )))
+    Err(HsmError::Encoding(format!("CKA_EC_POINT ({} bytes) is not an uncompressed P-256 point", attr.len())))
 }
 
 /// SubjectPublicKeyInfo DER for `public_key` (RSAPublicKey DER or the bare EC point).
@@ -108,10 +103,7 @@ mod tests {
     fn rsa_public_key_is_pkcs1() {
         // n = 0x80 01 (high bit: needs a pad), e = 65537 with a redundant leading zero.
         let der = rsa_public_key_der(&[0x80, 0x01], &[0x00, 0x01, 0x00, 0x01]).unwrap();
-        assert_eq!(
-            der,
-            [0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01]
-        );
+        assert_eq!(der, [0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01]);
         assert!(rsa_public_key_der(&[], &[1, 0, 1]).is_err());
         assert!(rsa_public_key_der(&[0x80], &[0]).is_err());
     }
@@ -142,10 +134,7 @@ mod tests {
         // Compressed point inside an OCTET STRING.
         let mut compressed = vec![0x04, 0x21, 0x02];
         compressed.extend([0x11; 32]);
-        assert!(matches!(
-            p256_point_from_attribute(&compressed),
-            Err(HsmError::Encoding(_))
-        ));
+        assert!(matches!(p256_point_from_attribute(&compressed), Err(HsmError::Encoding(_))));
         // Trailing garbage after the OCTET STRING.
         let mut trailing = vec![0x04, 0x41, 0x04];
         trailing.extend([0x11; 64]);
@@ -160,15 +149,10 @@ mod tests {
         // SEQUENCE { SEQUENCE { rsaEncryption, NULL }, BIT STRING }
         assert_eq!(
             &rsa[2..17],
-            &[
-                0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
-                0x00
-            ]
+            &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00]
         );
         let ec = spki_der(KeyAlgorithm::EcdsaP256, &[0x04; 65]).unwrap();
-        let mut want = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
-        ];
+        let mut want = vec![0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
         want.extend(P256_PARAMS_DER);
         want.extend([0x03, 0x42, 0x00]);
         assert_eq!(&ec[..want.len()], &want[..]);

@@ -31,8 +31,6 @@ pub(crate) enum StoreGuard {
 pub(crate) fn lock(access: Access) -> StoreGuard {
     match access {
         Access::Shared => StoreGuard::Shared(STORE.read().unwrap_or_else(PoisonError::into_inner)),
-        Access::Exclusive => {
-            StoreGuard::Exclusive(STORE.write().unwrap_or_else(PoisonError::into_inner))
-        }
+        Access::Exclusive => StoreGuard::Exclusive(STORE.write().unwrap_or_else(PoisonError::into_inner)),
     }
 }

@@ -74,9 +74,8 @@ pub fn unique_label(prefix: &str) -> String {
 }
 
 fn create_token() -> TestToken {
-    let module = std::env::var_os("HSM_TEST_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOFTHSM_MODULE));
+    let module =
+        std::env::var_os("HSM_TEST_MODULE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_SOFTHSM_MODULE));
     assert!(
         module.exists(),
         "SoftHSM module {} not found: install softhsm2 (make setup) or set HSM_TEST_MODULE",
@@ -106,21 +105,10 @@ fn create_token() -> TestToken {
         .unwrap_or_else(|e| {
             panic!("cannot run softhsm2-util ({e}): install softhsm2 (`make setup` / apt-get install softhsm2)")
         });
-    assert!(
-        output.status.success(),
-        "softhsm2-util --init-token failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "softhsm2-util --init-token failed: {}", String::from_utf8_lossy(&output.stderr));
     // Only now, before anyone calls C_Initialize through shared_hsm().
     std::env::set_var("SOFTHSM2_CONF", &conf);
-    TestToken {
-        conf,
-        module,
-        label: TEST_TOKEN_LABEL.to_owned(),
-        user_pin,
-        so_pin,
-        _dir: dir,
-    }
+    TestToken { conf, module, label: TEST_TOKEN_LABEL.to_owned(), user_pin, so_pin, _dir: dir }
 }
 
 /// Token folders are named `hsm-test-<pid>-<random>`.

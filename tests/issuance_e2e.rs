@@ -60,6 +60,7 @@ fn application(id: &str, licence: &str, sign_csr: Vec<u8>, auth_csr: Vec<u8>) ->
         application_date: String::new(),
         institution: "Bunkyo Medical Clinic".into(),
         ra_operator: "ra-test".into(),
+        card_pin: String::new(),
     }
 }
 
@@ -260,8 +261,8 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
     let out = ca.cli(&["ceremony"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("key kept").count(), 3, "{text}");
-    assert_eq!(text.matches("certificate kept").count(), 3, "{text}");
+    assert_eq!(text.matches("key kept").count(), 6, "root, signing, auth, PIN escrow and two OCSP responder keys: {text}");
+    assert_eq!(text.matches("certificate kept").count(), 5, "{text}");
     let after: Vec<Vec<u8>> = ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"]
         .iter()
         .map(|f| std::fs::read(ca.cert_path(f)).unwrap())
@@ -299,10 +300,21 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
         .output()
         .expect("pkcs11-tool");
     let listing = String::from_utf8_lossy(&out.stdout);
-    for label in ["root-ca", "sign-ca", "auth-ca"] {
+    for label in ["root-ca", "sign-ca", "auth-ca", "ocsp-sign", "ocsp-auth"] {
         assert!(listing.contains(&format!("label:      {label}")), "{listing}");
     }
-    assert_eq!(listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(), 3, "{listing}");
-    assert_eq!(listing.matches("Usage:      sign\n").count(), 3, "CA keys must only sign:\n{listing}");
+    assert_eq!(listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(), 5, "{listing}");
+    assert_eq!(listing.matches("Usage:      sign\n").count(), 5, "CA and responder keys must only sign:\n{listing}");
     assert!(!listing.to_lowercase().contains("decrypt"), "CA keys must only sign:\n{listing}");
+
+    // The PIN escrow key: AES, encrypt/decrypt only, never extractable.
+    let out = std::process::Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--login", "--pin", pin.trim(), "--list-objects", "--type", "secrkey"])
+        .output()
+        .expect("pkcs11-tool");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("label:      pin-escrow"), "{listing}");
+    assert!(listing.contains("Usage:      encrypt, decrypt\n"), "{listing}");
+    assert!(listing.contains("never extractable"), "{listing}");
 }

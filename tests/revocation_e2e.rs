@@ -94,12 +94,6 @@ fn serial_in_text(serial_hex: &str) -> String {
 
 fn emergency_then_check(deltas: bool) {
     let mut ca = Ca::new(if deltas { "[profile]\ndelta_crls = true\n" } else { "" });
-    // With the CRL HTTP listener on port 0, ask for both gRPC and HTTP addresses.
-    std::fs::write(
-        &ca.config,
-        std::fs::read_to_string(&ca.config).unwrap() + "[crl]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[revocation]\nlisten = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
     let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
     let (iss, rev, crl_http) = (&addrs[0], &addrs[1], &addrs[3]);
     let dir = ca.dir.path().to_owned();
@@ -175,11 +169,6 @@ fn emergency_revocation_publishes_a_delta_crl_that_openssl_enforces() {
 #[test]
 fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
     let mut ca = Ca::new("");
-    std::fs::write(
-        &ca.config,
-        std::fs::read_to_string(&ca.config).unwrap() + "[crl]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[revocation]\nlisten = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
     let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
     let crl_url = format!("http://{}", addrs[2]);
     let number = |out: std::process::Output| -> Vec<u64> {

@@ -151,3 +151,13 @@ pub fn run(cfg: &Config, hsm: &Hsm) -> Result<Vec<CaOutcome>, CliError> {
     }
     Ok(out)
 }
+
+/// The AES key that encrypts escrowed card PINs; created once, kept after.
+pub fn pin_escrow_key(cfg: &Config, hsm: &Hsm) -> Result<Outcome, CliError> {
+    let label = &cfg.issuance.pin_escrow_key_label;
+    if hsm.find_aes_key(label)?.is_some() {
+        return Ok(Outcome::Kept);
+    }
+    hsm.generate_aes_key(label, 256)?;
+    Ok(Outcome::Created)
+}

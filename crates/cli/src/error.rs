@@ -22,6 +22,8 @@ pub enum CliError {
     Client(String),
     #[error("CRL: {0}")]
     Crl(String),
+    #[error("OCSP: {0}")]
+    Ocsp(String),
     #[error("revocation: {0}")]
     Revocation(String),
     #[error("cannot listen on {addr}: {source}")]

@@ -97,6 +97,14 @@ pub async fn run_revocation(cfg: Config, stop: watch::Receiver<bool>) -> Result<
         .map_err(|e| CliError::Revocation(e.to_string()))
 }
 
+pub async fn run_ocsp(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+    let (http, http_addr) = bind(&cfg.ocsp.listen).await?;
+    let (metrics, metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
+    announce("ocsp", http_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
+    announce("ocsp-metrics", metrics_addr, "HTTP Prometheus /metrics");
+    ocsp::serve(&cfg, hsm, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
+}
+
 fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<(), CliError> {
     r.map_err(|e| CliError::Client(format!("service task failed: {e}")))?
 }
@@ -107,11 +115,16 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
     let (crl_grpc, crl_addr) = bind(&cfg.crl.listen).await?;
     let (crl_http, crl_http_addr) = bind(&cfg.crl.http_listen).await?;
     let (rev_listener, rev_addr) = bind(&cfg.revocation.listen).await?;
+    let (ocsp_http, ocsp_addr) = bind(&cfg.ocsp.listen).await?;
+    let (ocsp_metrics, ocsp_metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
     let registry_url = format!("http://{reg_addr}");
+    cfg.ocsp.registry_url = registry_url.clone();
     cfg.issuance.registry_url = registry_url.clone();
     cfg.crl.registry_url = registry_url.clone();
     cfg.revocation.registry_url = registry_url;
     cfg.revocation.crl_url = format!("http://{crl_addr}");
+    cfg.issuance.revocation_url = format!("http://{rev_addr}");
+    cfg.issuance.crl_url = format!("http://{crl_addr}");
     let service = issuance::build_service(&cfg, &hsm)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
@@ -119,6 +132,8 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
     announce("revocation", rev_addr, "gRPC hpki.revocation.v1.Revocation");
     announce("crl", crl_addr, "gRPC hpki.crl.v1.CrlPublisher");
     announce("crl-http", crl_http_addr, "HTTP CRL distribution point");
+    announce("ocsp", ocsp_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
+    announce("ocsp-metrics", ocsp_metrics_addr, "HTTP Prometheus /metrics");
     say(format_args!("state      {}", cfg.state_dir.display()));
     say(format_args!("CA certs   {}", cfg.cert_dir().display()));
 
@@ -131,6 +146,12 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
     let issuance = tokio::spawn(async move { issuance::serve(service, iss_listener, shutdown_signal(s)).await.map_err(CliError::from) });
     let c = cfg.clone();
     let s = stop.clone();
+    let h = hsm.clone();
+    let ocsp = tokio::spawn(async move {
+        ocsp::serve(&c, h, ocsp_http, ocsp_metrics, shutdown_signal(s)).await.map_err(|e| CliError::Ocsp(e.to_string()))
+    });
+    let c = cfg.clone();
+    let s = stop.clone();
     let crl = tokio::spawn(async move {
         crl::serve(&c, hsm, crl_grpc, crl_http, shutdown_signal(s)).await.map_err(|e| CliError::Crl(e.to_string()))
     });
@@ -140,9 +161,10 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
             .await
             .map_err(|e| CliError::Revocation(e.to_string()))
     });
-    let (r, i, c, v) = tokio::join!(registry, issuance, crl, revocation);
+    let (r, i, c, v, o) = tokio::join!(registry, issuance, crl, revocation, ocsp);
     joined(r)?;
     joined(i)?;
     joined(c)?;
-    joined(v)
+    joined(v)?;
+    joined(o)
 }

@@ -1,5 +1,6 @@
 //! `hpki-ca`: the operator command line and the launcher of every service.
 
+pub mod card;
 pub mod ceremony;
 pub mod error;
 pub mod launcher;
@@ -22,6 +23,9 @@ pub struct Args {
     /// Overrides `state_dir` of the configuration.
     #[arg(long, global = true)]
     pub state_dir: Option<PathBuf>,
+    /// Machine-readable output (one JSON object per line) where a command supports it.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -66,6 +70,15 @@ pub enum Command {
         #[arg(long)]
         crl_url: Option<String>,
     },
+    /// Runs the OCSP responder and its metrics endpoint.
+    Ocsp {
+        #[arg(long)]
+        listen: Option<String>,
+        #[arg(long)]
+        registry_url: Option<String>,
+    },
+    /// Creates or renews the delegated OCSP responder certificates (keys in the HSM).
+    OcspCerts,
     /// Revokes one certificate (--serial) or every certificate of a card (--card).
     Revoke {
         #[command(flatten)]
@@ -111,6 +124,22 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// RA procedures on cards: show, history, apply, renew, reissue, contact, cease, disclose-pin, fee.
+    Card {
+        #[command(subcommand)]
+        command: card::CardCommand,
+        /// Issuance service; default from the config's issuance.listen.
+        #[arg(long, global = true)]
+        url: Option<String>,
+    },
+    /// Bulk import of new-card applications (JSON lines, or CSV with a header), with progress;
+    /// each failed line is reported with its reason and the import carries on.
+    Import {
+        #[command(flatten)]
+        args: card::ImportArgs,
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Publishes the root CA's revocation list for CA certificates (ARL), optionally revoking an issuing CA certificate.
     Arl {
         /// Serial (hex) of an issuing CA certificate to revoke.
@@ -148,6 +177,23 @@ fn open_hsm(cfg: &Config) -> Result<hsm::Hsm, CliError> {
     Ok(hsm::Hsm::open(&cfg.hsm.module, &cfg.hsm.token_label, &pin, cfg.hsm.sessions)?)
 }
 
+fn print_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<(), CliError> {
+    let window = ocsp::renew_window(&cfg.ocsp);
+    let done = ocsp::ensure_responder_certificates(cfg, hsm, window).map_err(|e| CliError::Ocsp(e.to_string()))?;
+    for r in done {
+        launcher::say(format_args!(
+            "{:<15} key {:<8} ({:?})  certificate {:<7} {}  (OCSP responder, until {})",
+            format!("ocsp-{}", r.ca),
+            format!("{:?}", r.key).to_lowercase(),
+            r.key_label,
+            format!("{:?}", r.certificate).to_lowercase(),
+            r.path.display(),
+            r.not_after.date()
+        ));
+    }
+    Ok(())
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -175,6 +221,14 @@ fn execute(args: Args) -> Result<(), CliError> {
                     ca.fingerprint
                 );
             }
+            let escrow = ceremony::pin_escrow_key(&cfg, &hsm)?;
+            launcher::say(format_args!(
+                "{:<15} key {:<8} ({:?})  AES-256, PIN escrow",
+                "pin-escrow",
+                format!("{escrow:?}").to_lowercase(),
+                cfg.issuance.pin_escrow_key_label
+            ));
+            print_responders(&cfg, &hsm)?;
             // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
             if !cfg.cert_dir().join("arl.json").exists() {
                 let arl = crl::publish_arl(&cfg, &hsm, None).map_err(|e| CliError::Crl(e.to_string()))?;
@@ -242,6 +296,23 @@ fn execute(args: Args) -> Result<(), CliError> {
                 launcher::run_revocation(cfg, stop).await
             })
         }
+        Command::Ocsp { listen, registry_url } => {
+            if let Some(l) = listen {
+                cfg.ocsp.listen = l;
+            }
+            if let Some(u) = registry_url {
+                cfg.ocsp.registry_url = u;
+            }
+            let hsm = open_hsm(&cfg)?;
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_ocsp(cfg, hsm, stop).await
+            })
+        }
+        Command::OcspCerts => {
+            let hsm = open_hsm(&cfg)?;
+            print_responders(&cfg, &hsm)
+        }
         Command::Revoke { args, url } => {
             let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
             runtime()?.block_on(ops::revoke(&url, args))
@@ -261,6 +332,14 @@ fn execute(args: Args) -> Result<(), CliError> {
         Command::Status { target, url } => {
             let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
             runtime()?.block_on(ops::status_of(&url, target))
+        }
+        Command::Card { command, url } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.issuance.listen));
+            runtime()?.block_on(card::run(&url, command, args.json))
+        }
+        Command::Import { args: import, url } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.issuance.listen));
+            runtime()?.block_on(card::import(&url, import, args.json))
         }
         Command::Arl { revoke_serial, reason } => {
             let hsm = open_hsm(&cfg)?;

@@ -95,6 +95,19 @@ impl Default for RegistryConfig {
 pub struct IssuanceConfig {
     pub listen: String,
     pub registry_url: String,
+    /// Revocation service, for reissue (the old card is revoked first) and cessation.
+    pub revocation_url: String,
+    /// CRL publisher, asked for a CRL at once after a reissue or cessation revokes a card.
+    pub crl_url: String,
+    /// Label of the AES key in the HSM that encrypts escrowed card PINs.
+    pub pin_escrow_key_label: String,
+    /// Digits of a PIN we generate when the RA sends none.
+    pub generated_pin_digits: u32,
+    /// A renewal is accepted from this many days before the card's expiry.
+    pub renewal_window_days: u32,
+    /// PIN disclosures allowed per card within `pin_disclosure_window_days`.
+    pub pin_disclosures_per_window: u32,
+    pub pin_disclosure_window_days: u32,
 }
 
 impl Default for IssuanceConfig {
@@ -102,6 +115,13 @@ impl Default for IssuanceConfig {
         IssuanceConfig {
             listen: "127.0.0.1:50052".into(),
             registry_url: "http://127.0.0.1:50051".into(),
+            revocation_url: "http://127.0.0.1:50054".into(),
+            crl_url: "http://127.0.0.1:50053".into(),
+            pin_escrow_key_label: "pin-escrow".into(),
+            generated_pin_digits: 6,
+            renewal_window_days: 90,
+            pin_disclosures_per_window: 3,
+            pin_disclosure_window_days: 30,
         }
     }
 }

@@ -10,8 +10,11 @@ pub enum IssuanceError {
     #[error("{0}")]
     FailedPrecondition(String),
     /// The registry answered with an error.
-    #[error("registry: {0}")]
+    #[error("{}", .0.message())]
     Registry(Status),
+    /// Another of our services answered with an error.
+    #[error("{service}: {}", status.message())]
+    Upstream { service: &'static str, status: Status },
     #[error("HSM: {0}")]
     Hsm(#[from] hsm::HsmError),
     #[error("certificate profile: {0}")]
@@ -37,7 +40,16 @@ impl From<IssuanceError> for Status {
             IssuanceError::FailedPrecondition(_) => Status::failed_precondition(msg),
             IssuanceError::Registry(s) => match s.code() {
                 // The registry's own verdicts about the application pass through.
-                Code::FailedPrecondition | Code::NotFound | Code::AlreadyExists => Status::new(s.code(), msg),
+                Code::FailedPrecondition | Code::NotFound | Code::AlreadyExists | Code::ResourceExhausted => {
+                    Status::new(s.code(), msg)
+                }
+                Code::Unavailable | Code::DeadlineExceeded => Status::unavailable(msg),
+                _ => Status::internal(msg),
+            },
+            IssuanceError::Upstream { status, .. } => match status.code() {
+                Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument | Code::AlreadyExists => {
+                    Status::new(status.code(), msg)
+                }
                 Code::Unavailable | Code::DeadlineExceeded => Status::unavailable(msg),
                 _ => Status::internal(msg),
             },

@@ -5,6 +5,9 @@
 
 pub mod error;
 pub mod fee;
+mod lifecycle;
+mod pin;
+mod query;
 pub mod service;
 pub mod validate;
 
@@ -13,7 +16,9 @@ use std::sync::Arc;
 
 use der::{Decode, Encode};
 use proto::issuance::v1::issuance_server::IssuanceServer;
+use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
 use proto::registry::v1::registry_client::RegistryClient;
+use proto::revocation::v1::revocation_client::RevocationClient;
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint, Server};
 
@@ -65,17 +70,35 @@ pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceErr
     Ok(RegistryClient::new(endpoint.connect_lazy()))
 }
 
-/// Builds the service from config: both issuing CAs and the registry client.
+fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|e| IssuanceError::Startup(format!("{field} {url:?}: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(60))
+        .connect_lazy())
+}
+
+/// Builds the service from config: both issuing CAs, the PIN escrow key and the clients.
 pub fn build_service(cfg: &config::Config, hsm: &hsm::Hsm) -> Result<IssuanceService, IssuanceError> {
     let dir = cfg.cert_dir();
     let signing = IssuingCaKey::load(hsm, &dir.join(&cfg.ca.signing.file_name), &cfg.ca.signing.key_label)?;
     let authentication =
         IssuingCaKey::load(hsm, &dir.join(&cfg.ca.authentication.file_name), &cfg.ca.authentication.key_label)?;
+    let escrow = hsm.find_aes_key(&cfg.issuance.pin_escrow_key_label)?.ok_or_else(|| {
+        IssuanceError::Startup(format!(
+            "no PIN escrow key {:?} in the HSM (run the key ceremony first: hpki-ca ceremony)",
+            cfg.issuance.pin_escrow_key_label
+        ))
+    })?;
     Ok(IssuanceService::new(
         registry_client(&cfg.issuance.registry_url)?,
+        RevocationClient::new(lazy_channel("issuance.revocation_url", &cfg.issuance.revocation_url)?),
+        CrlPublisherClient::new(lazy_channel("issuance.crl_url", &cfg.issuance.crl_url)?),
         cfg.profile.clone(),
+        cfg.issuance.clone(),
         Arc::new(signing),
         Arc::new(authentication),
+        escrow,
     ))
 }
 

@@ -1,25 +1,36 @@
-//! The Issuance gRPC service: check the application, then for each card key
-//! reserve a serial, record the to-be-signed certificate in the registry, sign
-//! it in the HSM and store the result. A retry with the same application id
-//! resumes where a previous attempt stopped and never makes a second card.
+//! The Issuance gRPC service. Every procedure that issues a card (new,
+//! renewal, reissue) goes through `issue_card`: begin the application in the
+//! registry, escrow the PIN, then for each card key reserve a serial, record
+//! the to-be-signed certificate, sign it in the HSM and store the result. A
+//! retry with the same application id resumes where a previous attempt stopped
+//! and never makes a second card.
 
 use std::sync::Arc;
 
-use proto::issuance::v1::{issuance_server::Issuance, Fee, GetFeeRequest, IssuedCard, Membership, NewCardApplication};
+use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
+use proto::issuance::v1 as iss;
+use proto::issuance::v1::{issuance_server::Issuance, IssuedCard, Membership};
 use proto::registry::v1 as reg;
 use proto::registry::v1::registry_client::RegistryClient;
+use proto::revocation::v1::revocation_client::RevocationClient;
 use tonic::{transport::Channel, Request, Response, Status};
 
 use crate::error::IssuanceError;
-use crate::fee::fee_for;
-use crate::validate::{check_application, CheckedApplication};
+use crate::fee::{fee_for, Procedure};
+use crate::pin::PinChoice;
+use crate::validate::check_application;
 use crate::IssuingCaKey;
 
+/// The service's collaborators: other services over gRPC and the HSM keys.
 pub struct IssuanceService {
-    registry: RegistryClient<Channel>,
-    profile: config::ProfileConfig,
-    signing: Arc<IssuingCaKey>,
-    authentication: Arc<IssuingCaKey>,
+    pub(crate) registry: RegistryClient<Channel>,
+    pub(crate) revocation: RevocationClient<Channel>,
+    pub(crate) crl: CrlPublisherClient<Channel>,
+    pub(crate) profile: config::ProfileConfig,
+    pub(crate) settings: config::IssuanceConfig,
+    pub(crate) signing: Arc<IssuingCaKey>,
+    pub(crate) authentication: Arc<IssuingCaKey>,
+    pub(crate) escrow: hsm::AesKey,
 }
 
 /// One certificate as the registry holds it once issued.
@@ -30,14 +41,32 @@ struct Issued {
     not_after: i64,
 }
 
+/// Everything `issue_card` needs, whichever procedure asked.
+pub(crate) struct IssueInput {
+    pub application_id: String,
+    pub procedure: Procedure,
+    pub replaces_card_id: String,
+    pub holder: reg::Holder,
+    pub application_json: String,
+    pub actor: String,
+    pub signing_csr: profile::csr::VerifiedCsr,
+    pub authentication_csr: profile::csr::VerifiedCsr,
+    pub pin: PinChoice,
+}
+
 impl IssuanceService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: RegistryClient<Channel>,
+        revocation: RevocationClient<Channel>,
+        crl: CrlPublisherClient<Channel>,
         profile: config::ProfileConfig,
+        settings: config::IssuanceConfig,
         signing: Arc<IssuingCaKey>,
         authentication: Arc<IssuingCaKey>,
+        escrow: hsm::AesKey,
     ) -> Self {
-        IssuanceService { registry, profile, signing, authentication }
+        IssuanceService { registry, revocation, crl, profile, settings, signing, authentication, escrow }
     }
 
     fn ca(&self, kind: profile::CertKind) -> &Arc<IssuingCaKey> {
@@ -47,22 +76,67 @@ impl IssuanceService {
         }
     }
 
-    async fn submit(&self, app: NewCardApplication) -> Result<IssuedCard, IssuanceError> {
-        let today = profile::validity::today_jst();
-        let checked = check_application(&app, today, self.profile.document_max_age_months)?;
+    /// Parses and verifies both CSRs (proof of possession, key size).
+    pub(crate) fn csrs(
+        &self,
+        signing: &[u8],
+        authentication: &[u8],
+    ) -> Result<(profile::csr::VerifiedCsr, profile::csr::VerifiedCsr), IssuanceError> {
         let min_bits = self.profile.min_rsa_bits;
-        let signing_csr = profile::csr::parse_and_verify(&app.signing_csr, min_bits)
-            .map_err(|e| invalid("signing_csr", e))?;
-        let auth_csr = profile::csr::parse_and_verify(&app.authentication_csr, min_bits)
+        let s = profile::csr::parse_and_verify(signing, min_bits).map_err(|e| invalid("signing_csr", e))?;
+        let a = profile::csr::parse_and_verify(authentication, min_bits)
             .map_err(|e| invalid("authentication_csr", e))?;
-        if signing_csr.subject_public_key_info_der() == auth_csr.subject_public_key_info_der() {
+        if s.subject_public_key_info_der() == a.subject_public_key_info_der() {
             return Err(invalid("authentication_csr", "uses the same key as signing_csr; the card has two keys"));
         }
+        Ok((s, a))
+    }
 
+    async fn submit(&self, app: iss::NewCardApplication) -> Result<IssuedCard, IssuanceError> {
+        let today = profile::validity::today_jst();
+        let checked = check_application(&app, today, self.profile.document_max_age_months)?;
+        let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
+        let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
+        let holder = holder_from(
+            app.applicant.as_ref(),
+            app.licence.as_ref(),
+            checked.membership,
+            app.contact.as_ref(),
+            &app.institution,
+        );
+        let json = application_record(&app.application_id, checked.application_date, &app.ra_operator, app.documents.as_ref(), "new", "");
+        self.issue_card(IssueInput {
+            application_id: app.application_id.trim().to_owned(),
+            procedure: Procedure::New,
+            replaces_card_id: String::new(),
+            holder,
+            application_json: json,
+            actor: actor(&app.ra_operator),
+            signing_csr,
+            authentication_csr,
+            pin,
+        })
+        .await
+    }
+
+    /// The one path that makes a card.
+    pub(crate) async fn issue_card(&self, input: IssueInput) -> Result<IssuedCard, IssuanceError> {
+        let procedure_name = match input.procedure {
+            Procedure::New => "new",
+            Procedure::Renewal => "renewal",
+            Procedure::Reissue => "reissue",
+        };
         let begun = self
             .registry
             .clone()
-            .begin_application(begin_request(&app, &checked))
+            .begin_application(reg::BeginApplicationRequest {
+                application_id: input.application_id.clone(),
+                holder: Some(input.holder),
+                application_json: input.application_json,
+                actor: input.actor.clone(),
+                procedure: procedure_name.into(),
+                replaces_card_id: input.replaces_card_id.clone(),
+            })
             .await?
             .into_inner();
         let card = begun.card.ok_or_else(|| IssuanceError::Internal("registry returned no card".into()))?;
@@ -70,12 +144,16 @@ impl IssuanceService {
         let replayed = begun.existing;
         let who = subscriber(&holder);
 
+        // The PIN is escrowed before any certificate exists, so a card is never
+        // usable without a recoverable PIN.
+        let generated_pin = self.escrow_pin(&card.card_id, input.pin, &input.actor).await?;
+
         let mut out = Vec::with_capacity(2);
         for kind in [profile::CertKind::Signing, profile::CertKind::Authentication] {
             let existing = begun.certificates.iter().find(|c| c.kind == reg_kind(kind) as i32);
             let csr = match kind {
-                profile::CertKind::Signing => &signing_csr,
-                profile::CertKind::Authentication => &auth_csr,
+                profile::CertKind::Signing => &input.signing_csr,
+                profile::CertKind::Authentication => &input.authentication_csr,
             };
             out.push(self.ensure_certificate(kind, &card.card_id, existing, csr, &who).await?);
         }
@@ -84,12 +162,12 @@ impl IssuanceService {
                 .clone()
                 .complete_application(reg::CompleteApplicationRequest {
                     card_id: card.card_id.clone(),
-                    actor: actor(&app),
+                    actor: input.actor.clone(),
                 })
                 .await?;
         }
         let (sign, auth) = (&out[0], &out[1]);
-        tracing::info!(card_id = %card.card_id, holder_id = %holder.holder_id, replayed, "card issued");
+        tracing::info!(card_id = %card.card_id, holder_id = %holder.holder_id, procedure = procedure_name, replayed, "card issued");
         Ok(IssuedCard {
             card_id: card.card_id,
             holder_id: holder.holder_id,
@@ -99,8 +177,11 @@ impl IssuanceService {
             authentication_serial: auth.serial.clone(),
             not_before: rfc3339(sign.not_before),
             not_after: rfc3339(sign.not_after),
-            fee: Some(fee_for(registry_membership(holder.membership))),
+            fee: Some(fee_for(registry_membership(holder.membership), input.procedure)),
             replayed,
+            generated_pin: generated_pin.unwrap_or_default(),
+            replaces_card_id: input.replaces_card_id,
+            crl_numbers: Vec::new(),
         })
     }
 
@@ -124,6 +205,11 @@ impl IssuanceService {
                 not_before: rec.not_before_unix,
                 not_after: rec.not_after_unix,
             });
+        }
+        if state == reg::CertificateState::CertRevoked as i32 {
+            return Err(IssuanceError::FailedPrecondition(format!(
+                "application_id: this card was revoked before it was complete (card {card_id})"
+            )));
         }
         let (serial, tbs, not_before, not_after) = match existing {
             Some(rec) if state == reg::CertificateState::Precert as i32 => {
@@ -155,9 +241,7 @@ impl IssuanceService {
                     .map_err(|_| IssuanceError::Internal(format!("registry returned a bad serial {serial:?}")))?;
                 let params = profile::subscriber_params(&self.profile, kind, who, &serial_bytes, nb, na, &ca.ca)?;
                 let tbs = profile::tbs_certificate(&params, csr, &ca.ca)?;
-                registry
-                    .record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() })
-                    .await?;
+                registry.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await?;
                 (serial, tbs, nb.unix_timestamp(), na.unix_timestamp())
             }
         };
@@ -173,26 +257,30 @@ impl IssuanceService {
         Ok(Issued { serial, der, not_before, not_after })
     }
 
-    async fn audit_rejection(&self, app: &NewCardApplication, err: &IssuanceError) {
-        let detail = serde_json::json!({ "application_id": app.application_id, "error": err.to_string() });
+    pub(crate) async fn audit_rejection(&self, action: &str, subject: &str, operator: &str, err: &IssuanceError) {
+        let detail = serde_json::json!({ "subject": subject, "error": err.to_string() });
         let req = reg::AppendAuditRequest {
-            actor: actor(app),
-            action: "application.rejected".into(),
-            subject: app.application_id.clone(),
+            actor: actor(operator),
+            action: action.into(),
+            subject: subject.into(),
             detail_json: detail.to_string(),
         };
         if let Err(e) = self.registry.clone().append_audit(req).await {
-            tracing::warn!(error = %e, "could not audit a rejected application");
+            tracing::warn!(error = %e, "could not audit a rejected request");
         }
     }
 }
 
-fn invalid(field: &str, why: impl std::fmt::Display) -> IssuanceError {
+pub(crate) fn invalid(field: &str, why: impl std::fmt::Display) -> IssuanceError {
     IssuanceError::InvalidArgument { field: field.into(), reason: why.to_string() }
 }
 
-fn actor(app: &NewCardApplication) -> String {
-    if app.ra_operator.is_empty() { "ra".into() } else { format!("ra:{}", app.ra_operator) }
+pub(crate) fn actor(ra_operator: &str) -> String {
+    if ra_operator.is_empty() {
+        "ra".into()
+    } else {
+        format!("ra:{ra_operator}")
+    }
 }
 
 fn reg_kind(kind: profile::CertKind) -> reg::CertificateKind {
@@ -202,19 +290,22 @@ fn reg_kind(kind: profile::CertKind) -> reg::CertificateKind {
     }
 }
 
-fn registry_membership(m: i32) -> Membership {
+pub(crate) fn registry_membership(m: i32) -> Membership {
     match reg::Membership::try_from(m) {
         Ok(reg::Membership::Member) => Membership::Member,
         _ => Membership::NonMember,
     }
 }
 
-fn unix(t: i64) -> Result<time::OffsetDateTime, IssuanceError> {
+pub(crate) fn unix(t: i64) -> Result<time::OffsetDateTime, IssuanceError> {
     time::OffsetDateTime::from_unix_timestamp(t)
         .map_err(|e| IssuanceError::Internal(format!("registry returned a bad time {t}: {e}")))
 }
 
-fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
+    if unix == 0 {
+        return String::new();
+    }
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
@@ -232,26 +323,67 @@ fn subscriber(h: &reg::Holder) -> profile::Subscriber {
     }
 }
 
-fn begin_request(app: &NewCardApplication, checked: &CheckedApplication) -> reg::BeginApplicationRequest {
-    let a = app.applicant.clone().unwrap_or_default();
-    let l = app.licence.clone().unwrap_or_default();
-    let c = app.contact.clone().unwrap_or_default();
-    let membership = match checked.membership {
-        Membership::Member => reg::Membership::Member,
-        _ => reg::Membership::NonMember,
-    };
-    let docs = app.documents.clone().unwrap_or_default();
+pub(crate) fn contact_to_registry(c: &iss::ContactAddress) -> reg::ContactAddress {
+    reg::ContactAddress {
+        postal_code: c.postal_code.trim().into(),
+        address: c.address.trim().into(),
+        phone: c.phone.trim().into(),
+        email: c.email.trim().into(),
+    }
+}
+
+/// The holder as the registry stores it (holder_id assigned by the registry).
+pub(crate) fn holder_from(
+    a: Option<&iss::Applicant>,
+    l: Option<&iss::MedicalLicence>,
+    membership: Membership,
+    contact: Option<&iss::ContactAddress>,
+    institution: &str,
+) -> reg::Holder {
+    let a = a.cloned().unwrap_or_default();
+    let l = l.cloned().unwrap_or_default();
+    reg::Holder {
+        holder_id: String::new(),
+        family_name_kanji: a.family_name_kanji.trim().into(),
+        given_name_kanji: a.given_name_kanji.trim().into(),
+        family_name_kana: a.family_name_kana.trim().into(),
+        given_name_kana: a.given_name_kana.trim().into(),
+        family_name_latin: a.family_name_latin.trim().into(),
+        given_name_latin: a.given_name_latin.trim().into(),
+        date_of_birth: a.date_of_birth,
+        licence_number: l.licence_number.trim().into(),
+        licence_registered_on: l.registered_on,
+        membership: match membership {
+            Membership::Member => reg::Membership::Member,
+            _ => reg::Membership::NonMember,
+        } as i32,
+        contact: contact.map(contact_to_registry),
+        institution: institution.trim().into(),
+    }
+}
+
+/// What the RA declared it checked, kept with the card (CSRs are in the certificates; the PIN nowhere).
+pub(crate) fn application_record(
+    application_id: &str,
+    application_date: time::Date,
+    ra_operator: &str,
+    docs: Option<&iss::DocumentChecks>,
+    procedure: &str,
+    reason: &str,
+) -> String {
+    let docs = docs.cloned().unwrap_or_default();
     let photo_id = docs.photo_id.clone().unwrap_or_default();
-    // What the RA declared it checked, kept with the card (CSRs are in the certificates).
-    let record = serde_json::json!({
-        "application_id": app.application_id,
-        "application_date": checked.application_date.to_string(),
-        "ra_operator": app.ra_operator,
+    serde_json::json!({
+        "application_id": application_id,
+        "application_date": application_date.to_string(),
+        "procedure": procedure,
+        "reason": reason,
+        "ra_operator": ra_operator,
         "documents": {
             "photo_taken_on": docs.photo_taken_on,
             "resident_record_issued_on": docs.resident_record_issued_on,
             "photo_id": {
-                "type": proto::issuance::v1::PhotoIdType::try_from(photo_id.r#type).map(|t| t.as_str_name()).unwrap_or("?"),
+                "type": iss::PhotoIdType::try_from(photo_id.r#type).map(|t| t.as_str_name()).unwrap_or("?"),
                 "expires_on": photo_id.expires_on,
                 "issued_on": photo_id.issued_on,
             },
@@ -259,57 +391,88 @@ fn begin_request(app: &NewCardApplication, checked: &CheckedApplication) -> reg:
             "licence_back_endorsed": docs.licence_back_endorsed,
             "licence_back_copied": docs.licence_back_copied,
         },
-    });
-    reg::BeginApplicationRequest {
-        application_id: app.application_id.trim().to_owned(),
-        holder: Some(reg::Holder {
-            holder_id: String::new(),
-            family_name_kanji: a.family_name_kanji.trim().into(),
-            given_name_kanji: a.given_name_kanji.trim().into(),
-            family_name_kana: a.family_name_kana.trim().into(),
-            given_name_kana: a.given_name_kana.trim().into(),
-            family_name_latin: a.family_name_latin.trim().into(),
-            given_name_latin: a.given_name_latin.trim().into(),
-            date_of_birth: a.date_of_birth,
-            licence_number: l.licence_number.trim().into(),
-            licence_registered_on: l.registered_on,
-            membership: membership as i32,
-            contact: Some(reg::ContactAddress {
-                postal_code: c.postal_code,
-                address: c.address,
-                phone: c.phone,
-                email: c.email,
-            }),
-            institution: app.institution.trim().into(),
-        }),
-        application_json: record.to_string(),
-        actor: actor(app),
-        procedure: "new".into(),
-        replaces_card_id: String::new(),
-    }
+    })
+    .to_string()
+}
+
+/// Runs a procedure, audits a refusal, and maps the error to a status.
+macro_rules! handle {
+    ($self:ident, $action:expr, $subject:expr, $operator:expr, $body:expr) => {{
+        let subject: String = $subject;
+        let operator: String = $operator;
+        match $body.await {
+            Ok(v) => Ok(Response::new(v)),
+            Err(e) => {
+                if matches!(e, IssuanceError::InvalidArgument { .. } | IssuanceError::FailedPrecondition(_) | IssuanceError::Registry(_)) {
+                    $self.audit_rejection($action, &subject, &operator, &e).await;
+                }
+                tracing::info!(action = $action, subject = %subject, error = %e, "request refused");
+                Err(Status::from(e))
+            }
+        }
+    }};
 }
 
 #[tonic::async_trait]
 impl Issuance for IssuanceService {
-    async fn submit_application(&self, request: Request<NewCardApplication>) -> Result<Response<IssuedCard>, Status> {
+    async fn submit_application(
+        &self,
+        request: Request<iss::NewCardApplication>,
+    ) -> Result<Response<IssuedCard>, Status> {
         let app = request.into_inner();
-        match self.submit(app.clone()).await {
-            Ok(card) => Ok(Response::new(card)),
-            Err(e) => {
-                if matches!(e, IssuanceError::InvalidArgument { .. } | IssuanceError::Registry(_)) {
-                    self.audit_rejection(&app, &e).await;
-                }
-                tracing::info!(application_id = %app.application_id, error = %e, "application not issued");
-                Err(e.into())
-            }
-        }
+        handle!(self, "application.rejected", app.application_id.clone(), app.ra_operator.clone(), self.submit(app))
     }
 
-    async fn get_fee(&self, request: Request<GetFeeRequest>) -> Result<Response<Fee>, Status> {
+    async fn renew(&self, request: Request<iss::RenewalApplication>) -> Result<Response<IssuedCard>, Status> {
+        let app = request.into_inner();
+        handle!(self, "renewal.rejected", app.application_id.clone(), app.ra_operator.clone(), self.renew_card(app))
+    }
+
+    async fn reissue(&self, request: Request<iss::ReissueApplication>) -> Result<Response<IssuedCard>, Status> {
+        let app = request.into_inner();
+        handle!(self, "reissue.rejected", app.application_id.clone(), app.ra_operator.clone(), self.reissue_card(app))
+    }
+
+    async fn change_contact(
+        &self,
+        request: Request<iss::ContactChange>,
+    ) -> Result<Response<iss::ContactChangeResult>, Status> {
+        let req = request.into_inner();
+        handle!(self, "contact.rejected", req.card_id.clone(), req.ra_operator.clone(), self.change_contact_of(req))
+    }
+
+    async fn cease_use(
+        &self,
+        request: Request<iss::CessationRequest>,
+    ) -> Result<Response<iss::CessationResult>, Status> {
+        let req = request.into_inner();
+        handle!(self, "cessation.rejected", req.card_id.clone(), req.ra_operator.clone(), self.cease(req))
+    }
+
+    async fn disclose_pin(
+        &self,
+        request: Request<iss::PinDisclosureRequest>,
+    ) -> Result<Response<iss::PinDisclosure>, Status> {
+        let req = request.into_inner();
+        handle!(self, "pin.disclosure-rejected", req.card_id.clone(), req.ra_operator.clone(), self.disclose(req))
+    }
+
+    async fn get_fee(&self, request: Request<iss::GetFeeRequest>) -> Result<Response<iss::Fee>, Status> {
         let m = Membership::try_from(request.into_inner().membership).unwrap_or(Membership::Unspecified);
         if m == Membership::Unspecified {
             return Err(invalid("membership", "is required (MEMBER or NON_MEMBER)").into());
         }
-        Ok(Response::new(fee_for(m)))
+        Ok(Response::new(fee_for(m, Procedure::New)))
+    }
+
+    async fn get_card(&self, request: Request<iss::CardRef>) -> Result<Response<iss::CardDetails>, Status> {
+        Ok(Response::new(self.card_details(request.into_inner()).await?))
+    }
+
+    async fn get_holder_history(
+        &self,
+        request: Request<iss::HolderRef>,
+    ) -> Result<Response<iss::HolderHistory>, Status> {
+        Ok(Response::new(self.holder_history(request.into_inner()).await?))
     }
 }

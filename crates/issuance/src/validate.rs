@@ -40,7 +40,7 @@ pub fn months_before(date: Date, months: u32) -> Date {
     Date::from_calendar_date(year, month, day).unwrap_or(date)
 }
 
-fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, IssuanceError> {
+pub(crate) fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, IssuanceError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(invalid(field, "is required"));
@@ -87,7 +87,7 @@ fn applicant(a: Option<&Applicant>, today: Date) -> Result<(), IssuanceError> {
     Ok(())
 }
 
-fn within_months(field: &str, value: &str, application_date: Date, months: u32) -> Result<(), IssuanceError> {
+pub(crate) fn within_months(field: &str, value: &str, application_date: Date, months: u32) -> Result<(), IssuanceError> {
     let d = parse_date(field, value)?;
     if d > application_date {
         return Err(invalid(field, format!("{d} is after the application date {application_date}")));
@@ -102,7 +102,7 @@ fn within_months(field: &str, value: &str, application_date: Date, months: u32) 
     Ok(())
 }
 
-fn documents(d: Option<&DocumentChecks>, application_date: Date, max_age_months: u32) -> Result<(), IssuanceError> {
+pub(crate) fn documents(d: Option<&DocumentChecks>, application_date: Date, max_age_months: u32) -> Result<(), IssuanceError> {
     let d = d.ok_or_else(|| invalid("documents", "is required"))?;
     within_months("documents.photo_taken_on", &d.photo_taken_on, application_date, max_age_months)?;
     within_months("documents.resident_record_issued_on", &d.resident_record_issued_on, application_date, max_age_months)?;
@@ -144,27 +144,59 @@ fn documents(d: Option<&DocumentChecks>, application_date: Date, max_age_months:
     Ok(())
 }
 
-/// Checks everything but the CSRs. `today` is the JST date of the call.
-pub fn check_application(
-    app: &NewCardApplication,
-    today: Date,
-    max_age_months: u32,
-) -> Result<CheckedApplication, IssuanceError> {
-    let id = app.application_id.trim();
+/// The RA's idempotency key.
+pub(crate) fn application_id(id: &str) -> Result<&str, IssuanceError> {
+    let id = id.trim();
     if id.is_empty() {
         return Err(invalid("application_id", "is required (an idempotency key chosen by the RA)"));
     }
     if id.len() > MAX_APPLICATION_ID || !id.chars().all(|c| c.is_ascii_graphic()) {
         return Err(invalid("application_id", format!("must be 1 to {MAX_APPLICATION_ID} printable ASCII characters")));
     }
-    let application_date = if app.application_date.is_empty() {
-        today
-    } else {
-        parse_date("application_date", &app.application_date)?
-    };
-    if application_date > today {
-        return Err(invalid("application_date", format!("{application_date} is in the future")));
+    Ok(id)
+}
+
+/// The application date: today (JST) when empty, never in the future.
+pub(crate) fn application_date(field: &str, value: &str, today: Date) -> Result<Date, IssuanceError> {
+    let d = if value.is_empty() { today } else { parse_date(field, value)? };
+    if d > today {
+        return Err(invalid(field, format!("{d} is in the future")));
     }
+    Ok(d)
+}
+
+/// An identity-confirmation record: who, how, when (not in the future).
+pub(crate) fn confirmation(
+    field: &str,
+    c: Option<&proto::issuance::v1::IdentityConfirmation>,
+) -> Result<serde_json::Value, IssuanceError> {
+    let c = c.ok_or_else(|| invalid(field, "is required (who confirmed the holder's identity, how and when)"))?;
+    required(&format!("{field}.confirmed_by"), &c.confirmed_by)?;
+    let method = c.method.trim().to_ascii_lowercase();
+    if !matches!(method.as_str(), "phone" | "written_report" | "in_person") {
+        return Err(invalid(&format!("{field}.method"), "must be phone, written_report or in_person"));
+    }
+    let at = time::OffsetDateTime::parse(&c.confirmed_at, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| invalid(&format!("{field}.confirmed_at"), "must be an RFC 3339 time"))?;
+    if at > time::OffsetDateTime::now_utc() + time::Duration::minutes(2) {
+        return Err(invalid(&format!("{field}.confirmed_at"), "is in the future"));
+    }
+    Ok(serde_json::json!({
+        "confirmed_by": c.confirmed_by.trim(),
+        "method": method,
+        "confirmed_at": c.confirmed_at,
+        "note": c.note,
+    }))
+}
+
+/// Checks everything but the CSRs. `today` is the JST date of the call.
+pub fn check_application(
+    app: &NewCardApplication,
+    today: Date,
+    max_age_months: u32,
+) -> Result<CheckedApplication, IssuanceError> {
+    application_id(&app.application_id)?;
+    let application_date = application_date("application_date", &app.application_date, today)?;
     applicant(app.applicant.as_ref(), today)?;
     let licence = app.licence.as_ref().ok_or_else(|| invalid("licence", "is required"))?;
     let number = licence.licence_number.trim();

@@ -1,0 +1,731 @@
+//! RA-side commands against the issuance service: card queries, renewal,
+//! reissue, contact change, cessation, PIN disclosure, fees and bulk import.
+//! Output is for people by default and JSON with `--json`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use proto::issuance::v1 as iss;
+use proto::issuance::v1::issuance_client::IssuanceClient;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use crate::error::CliError;
+use crate::launcher::say;
+use crate::ops::connect;
+
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    /// A card with its certificates and fees.
+    Show {
+        #[arg(long, conflicts_with = "licence", required_unless_present = "licence")]
+        card: Option<String>,
+        #[arg(long)]
+        licence: Option<String>,
+    },
+    /// Every card a holder has had, oldest first.
+    History {
+        #[arg(long, conflicts_with = "holder", required_unless_present = "holder")]
+        licence: Option<String>,
+        #[arg(long)]
+        holder: Option<String>,
+    },
+    /// Submits a new-card application from a JSON file (the import format, one object).
+    Apply {
+        file: PathBuf,
+    },
+    /// Renewal from a JSON file: {"application_id", "card_id", "documents", "signing_csr", "authentication_csr", ...}.
+    Renew {
+        file: PathBuf,
+    },
+    /// Reissue from a JSON file: {"application_id", "card_id", "reason": "LOSS|DAMAGE|NAME_CHANGE|MEMBERSHIP_CHANGE", "applicant", "membership", "documents", CSRs, "confirmation"}.
+    Reissue {
+        file: PathBuf,
+    },
+    /// Changes the holder's contact details.
+    Contact {
+        #[arg(long)]
+        card: String,
+        #[arg(long)]
+        address: String,
+        #[arg(long, default_value = "")]
+        postal_code: String,
+        #[arg(long, default_value = "")]
+        phone: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Issue date of the new resident record (YYYY-MM-DD); needed when the address changes.
+        #[arg(long, default_value = "")]
+        resident_record_issued_on: String,
+        #[arg(long, env = "HPKI_OPERATOR", default_value = "")]
+        operator: String,
+    },
+    /// Cessation of use (利用中止): revokes the card's certificates (cessationOfOperation).
+    Cease {
+        #[arg(long)]
+        card: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, env = "HPKI_OPERATOR", default_value = "")]
+        operator: String,
+    },
+    /// Discloses the escrowed card PIN for one identity-checked request.
+    DisclosePin {
+        #[arg(long)]
+        card: String,
+        #[arg(long)]
+        request_id: String,
+        #[arg(long)]
+        confirmed_by: String,
+        #[arg(long, value_enum)]
+        method: ConfirmMethod,
+        #[arg(long)]
+        confirmed_at: Option<String>,
+        #[arg(long, env = "HPKI_OPERATOR", default_value = "")]
+        operator: String,
+    },
+    /// The fee table for a membership.
+    Fee {
+        #[arg(long, value_enum)]
+        membership: MembershipArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ConfirmMethod {
+    Phone,
+    WrittenReport,
+    InPerson,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MembershipArg {
+    Member,
+    NonMember,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSON-lines file (one application per line) or CSV with a header row.
+    pub file: PathBuf,
+    /// Stop at the first failure instead of carrying on.
+    #[arg(long)]
+    pub stop_on_error: bool,
+}
+
+// ---- the JSON forms an RA writes (snake_case, dates as YYYY-MM-DD, CSRs as PEM, base64 DER or a file path) ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApplicantJson {
+    family_name_kanji: String,
+    given_name_kanji: String,
+    family_name_kana: String,
+    given_name_kana: String,
+    family_name_latin: String,
+    given_name_latin: String,
+    date_of_birth: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContactJson {
+    postal_code: String,
+    address: String,
+    phone: String,
+    email: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocumentsJson {
+    photo_taken_on: String,
+    resident_record_issued_on: String,
+    photo_id_type: String,
+    photo_id_expires_on: String,
+    photo_id_issued_on: String,
+    licence_copy_checked: bool,
+    licence_back_endorsed: bool,
+    licence_back_copied: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfirmationJson {
+    confirmed_by: String,
+    method: String,
+    confirmed_at: String,
+    note: String,
+}
+
+/// One application: a new card, a renewal or a reissue, by which fields are set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApplicationJson {
+    application_id: String,
+    card_id: String,
+    reason: String,
+    applicant: ApplicantJson,
+    licence_number: String,
+    licence_registered_on: String,
+    membership: String,
+    contact: Option<ContactJson>,
+    documents: DocumentsJson,
+    signing_csr: String,
+    authentication_csr: String,
+    application_date: String,
+    institution: String,
+    ra_operator: String,
+    card_pin: String,
+    confirmation: Option<ConfirmationJson>,
+}
+
+fn csr_bytes(field: &str, v: &str, base: &Path) -> Result<Vec<u8>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(format!("{field}: is required"));
+    }
+    if v.starts_with("-----BEGIN") {
+        return Ok(v.as_bytes().to_vec());
+    }
+    let path = base.join(v);
+    if path.is_file() {
+        return std::fs::read(&path).map_err(|e| format!("{field}: {}: {e}", path.display()));
+    }
+    base64_decode(v).ok_or_else(|| format!("{field}: neither PEM, a readable file nor base64"))
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn membership(v: &str) -> Result<i32, String> {
+    match v.trim().to_ascii_uppercase().replace('-', "_").as_str() {
+        "MEMBER" => Ok(iss::Membership::Member as i32),
+        "NON_MEMBER" | "NONMEMBER" => Ok(iss::Membership::NonMember as i32),
+        "" => Ok(iss::Membership::Unspecified as i32),
+        other => Err(format!("membership: {other:?} is neither MEMBER nor NON_MEMBER")),
+    }
+}
+
+fn photo_id_type(v: &str) -> Result<i32, String> {
+    let name = v.trim().to_ascii_uppercase().replace('-', "_");
+    if name.is_empty() {
+        return Ok(0);
+    }
+    iss::PhotoIdType::from_str_name(&name)
+        .map(|t| t as i32)
+        .ok_or_else(|| format!("documents.photo_id_type: {v:?} is not a photo ID type"))
+}
+
+impl ApplicationJson {
+    fn applicant(&self) -> iss::Applicant {
+        let a = &self.applicant;
+        iss::Applicant {
+            family_name_kanji: a.family_name_kanji.clone(),
+            given_name_kanji: a.given_name_kanji.clone(),
+            family_name_kana: a.family_name_kana.clone(),
+            given_name_kana: a.given_name_kana.clone(),
+            family_name_latin: a.family_name_latin.clone(),
+            given_name_latin: a.given_name_latin.clone(),
+            date_of_birth: a.date_of_birth.clone(),
+        }
+    }
+
+    fn contact(&self) -> Option<iss::ContactAddress> {
+        self.contact.as_ref().map(|c| iss::ContactAddress {
+            postal_code: c.postal_code.clone(),
+            address: c.address.clone(),
+            phone: c.phone.clone(),
+            email: c.email.clone(),
+        })
+    }
+
+    fn documents(&self) -> Result<iss::DocumentChecks, String> {
+        let d = &self.documents;
+        Ok(iss::DocumentChecks {
+            photo_taken_on: d.photo_taken_on.clone(),
+            resident_record_issued_on: d.resident_record_issued_on.clone(),
+            photo_id: Some(iss::PhotoId {
+                r#type: photo_id_type(&d.photo_id_type)?,
+                expires_on: d.photo_id_expires_on.clone(),
+                issued_on: d.photo_id_issued_on.clone(),
+            }),
+            licence_copy_checked: d.licence_copy_checked,
+            licence_back_endorsed: d.licence_back_endorsed,
+            licence_back_copied: d.licence_back_copied,
+        })
+    }
+
+    fn confirmation(&self) -> Option<iss::IdentityConfirmation> {
+        self.confirmation.as_ref().map(|c| iss::IdentityConfirmation {
+            confirmed_by: c.confirmed_by.clone(),
+            method: c.method.clone(),
+            confirmed_at: c.confirmed_at.clone(),
+            note: c.note.clone(),
+        })
+    }
+
+    pub fn new_card(&self, base: &Path) -> Result<iss::NewCardApplication, String> {
+        Ok(iss::NewCardApplication {
+            application_id: self.application_id.clone(),
+            applicant: Some(self.applicant()),
+            licence: Some(iss::MedicalLicence {
+                licence_number: self.licence_number.clone(),
+                registered_on: self.licence_registered_on.clone(),
+            }),
+            membership: membership(&self.membership)?,
+            contact: self.contact(),
+            documents: Some(self.documents()?),
+            signing_csr: csr_bytes("signing_csr", &self.signing_csr, base)?,
+            authentication_csr: csr_bytes("authentication_csr", &self.authentication_csr, base)?,
+            application_date: self.application_date.clone(),
+            institution: self.institution.clone(),
+            ra_operator: self.ra_operator.clone(),
+            card_pin: self.card_pin.clone(),
+        })
+    }
+
+    fn renewal(&self, base: &Path) -> Result<iss::RenewalApplication, String> {
+        Ok(iss::RenewalApplication {
+            application_id: self.application_id.clone(),
+            card_id: self.card_id.clone(),
+            documents: Some(self.documents()?),
+            signing_csr: csr_bytes("signing_csr", &self.signing_csr, base)?,
+            authentication_csr: csr_bytes("authentication_csr", &self.authentication_csr, base)?,
+            application_date: self.application_date.clone(),
+            ra_operator: self.ra_operator.clone(),
+            card_pin: self.card_pin.clone(),
+            contact: self.contact(),
+        })
+    }
+
+    fn reissue(&self, base: &Path) -> Result<iss::ReissueApplication, String> {
+        let reason = iss::ReissueReason::from_str_name(&self.reason.trim().to_ascii_uppercase())
+            .ok_or_else(|| format!("reason: {:?} is not LOSS, DAMAGE, NAME_CHANGE or MEMBERSHIP_CHANGE", self.reason))?;
+        Ok(iss::ReissueApplication {
+            application_id: self.application_id.clone(),
+            card_id: self.card_id.clone(),
+            reason: reason as i32,
+            applicant: Some(self.applicant()),
+            membership: membership(&self.membership)?,
+            documents: Some(self.documents()?),
+            signing_csr: csr_bytes("signing_csr", &self.signing_csr, base)?,
+            authentication_csr: csr_bytes("authentication_csr", &self.authentication_csr, base)?,
+            confirmation: self.confirmation(),
+            application_date: self.application_date.clone(),
+            ra_operator: self.ra_operator.clone(),
+            card_pin: self.card_pin.clone(),
+            institution: self.institution.clone(),
+            contact: self.contact(),
+        })
+    }
+}
+
+fn read_json(file: &Path) -> Result<(ApplicationJson, PathBuf), CliError> {
+    let text = std::fs::read_to_string(file).map_err(crate::error::io(file))?;
+    let app: ApplicationJson =
+        serde_json::from_str(&text).map_err(|e| CliError::Client(format!("{}: {e}", file.display())))?;
+    Ok((app, file.parent().map(Path::to_owned).unwrap_or_default()))
+}
+
+// ---- output ----
+
+fn fee_json(f: &iss::Fee) -> Value {
+    json!({"issuance_fee": f.issuance_fee, "yearly_fee": f.yearly_fee, "renewal_fee": f.renewal_fee,
+           "due_now": f.due_now, "currency": f.currency, "note": f.note})
+}
+
+fn issued_json(c: &iss::IssuedCard) -> Value {
+    let mut v = json!({
+        "card_id": c.card_id, "holder_id": c.holder_id,
+        "signing_serial": c.signing_serial, "authentication_serial": c.authentication_serial,
+        "not_before": c.not_before, "not_after": c.not_after, "replayed": c.replayed,
+        "replaces_card_id": c.replaces_card_id, "crl_numbers": c.crl_numbers,
+        "fee": c.fee.as_ref().map(fee_json),
+        "signing_certificate_pem": pem::encode(&pem::Pem::new("CERTIFICATE", c.signing_certificate.clone())),
+        "authentication_certificate_pem": pem::encode(&pem::Pem::new("CERTIFICATE", c.authentication_certificate.clone())),
+    });
+    if !c.generated_pin.is_empty() {
+        v["generated_pin"] = json!(c.generated_pin);
+    }
+    v
+}
+
+fn print_issued(c: &iss::IssuedCard, as_json: bool) {
+    if as_json {
+        say(format_args!("{}", issued_json(c)));
+        return;
+    }
+    say(format_args!(
+        "card {}  holder {}{}",
+        c.card_id,
+        c.holder_id,
+        if c.replayed { "  (same application id: the card issued before)" } else { "" }
+    ));
+    if !c.replaces_card_id.is_empty() {
+        say(format_args!("replaces card {}", c.replaces_card_id));
+    }
+    say(format_args!("signing         {}", c.signing_serial));
+    say(format_args!("authentication  {}", c.authentication_serial));
+    say(format_args!("valid           {} .. {}", c.not_before, c.not_after));
+    if let Some(f) = &c.fee {
+        say(format_args!("fee due now     {} {} ({})", f.due_now, f.currency, f.note));
+    }
+    if !c.generated_pin.is_empty() {
+        say(format_args!("generated PIN   {}  (shown once; hand it to the holder)", c.generated_pin));
+    }
+}
+
+fn details_json(d: &iss::CardDetails) -> Value {
+    let name = d.holder_name.clone().unwrap_or_default();
+    json!({
+        "card_id": d.card_id, "holder_id": d.holder_id, "state": d.state, "procedure": d.procedure,
+        "replaces_card_id": d.replaces_card_id, "superseded_by": d.superseded_by,
+        "application_id": d.application_id, "created_at": d.created_at,
+        "name": {"kanji": format!("{}\u{3000}{}", name.family_name_kanji, name.given_name_kanji),
+                 "latin": format!("{} {}", name.given_name_latin, name.family_name_latin)},
+        "membership": iss::Membership::try_from(d.membership).map(|m| m.as_str_name()).unwrap_or("?"),
+        "licence_number": d.licence_number,
+        "certificates": d.certificates.iter().map(|c| json!({
+            "serial": c.serial, "kind": c.kind, "status": c.status, "not_before": c.not_before,
+            "not_after": c.not_after, "revoked_at": c.revoked_at, "revocation_reason": c.revocation_reason,
+        })).collect::<Vec<_>>(),
+        "fee": d.fee.as_ref().map(fee_json),
+    })
+}
+
+fn print_details(d: &iss::CardDetails) {
+    let name = d.holder_name.clone().unwrap_or_default();
+    say(format_args!(
+        "card {}  {}  ({})  holder {}  {} {}  licence {}",
+        d.card_id, d.state, d.procedure, d.holder_id, name.family_name_kanji, name.given_name_kanji, d.licence_number
+    ));
+    if !d.replaces_card_id.is_empty() {
+        say(format_args!("  replaces {}", d.replaces_card_id));
+    }
+    if !d.superseded_by.is_empty() {
+        say(format_args!("  superseded by {}", d.superseded_by));
+    }
+    for c in &d.certificates {
+        let revoked = if c.status == "revoked" { format!("  {} {}", c.revoked_at, c.revocation_reason) } else { String::new() };
+        say(format_args!("  {:<15} {}  {:<8} until {}{}", c.kind, c.serial, c.status, c.not_after, revoked));
+    }
+}
+
+async fn client(url: &str) -> Result<IssuanceClient<Channel>, CliError> {
+    Ok(IssuanceClient::new(connect(url).await?))
+}
+
+fn status(e: tonic::Status) -> CliError {
+    CliError::Client(format!("{:?}: {}", e.code(), e.message()))
+}
+
+fn now_rfc3339() -> Result<String, CliError> {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| CliError::Client(e.to_string()))
+}
+
+pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliError> {
+    let mut c = client(url).await?;
+    match cmd {
+        CardCommand::Show { card, licence } => {
+            let key = match (card, licence) {
+                (Some(id), _) => iss::card_ref::Key::CardId(id),
+                (_, Some(l)) => iss::card_ref::Key::LicenceNumber(l),
+                _ => return Err(CliError::Client("--card or --licence".into())),
+            };
+            let d = c.get_card(iss::CardRef { key: Some(key) }).await.map_err(status)?.into_inner();
+            if as_json {
+                say(format_args!("{}", details_json(&d)));
+            } else {
+                print_details(&d);
+            }
+        }
+        CardCommand::History { licence, holder } => {
+            let key = match (licence, holder) {
+                (Some(l), _) => iss::holder_ref::Key::LicenceNumber(l),
+                (_, Some(h)) => iss::holder_ref::Key::HolderId(h),
+                _ => return Err(CliError::Client("--licence or --holder".into())),
+            };
+            let h = c.get_holder_history(iss::HolderRef { key: Some(key) }).await.map_err(status)?.into_inner();
+            if as_json {
+                say(format_args!("{}", json!({"holder_id": h.holder_id, "cards": h.cards.iter().map(details_json).collect::<Vec<_>>()})));
+            } else {
+                say(format_args!("holder {}: {} card(s)", h.holder_id, h.cards.len()));
+                h.cards.iter().for_each(print_details);
+            }
+        }
+        CardCommand::Apply { file } => {
+            let (app, base) = read_json(&file)?;
+            let req = app.new_card(&base).map_err(CliError::Client)?;
+            print_issued(&c.submit_application(req).await.map_err(status)?.into_inner(), as_json);
+        }
+        CardCommand::Renew { file } => {
+            let (app, base) = read_json(&file)?;
+            let req = app.renewal(&base).map_err(CliError::Client)?;
+            print_issued(&c.renew(req).await.map_err(status)?.into_inner(), as_json);
+        }
+        CardCommand::Reissue { file } => {
+            let (app, base) = read_json(&file)?;
+            let req = app.reissue(&base).map_err(CliError::Client)?;
+            print_issued(&c.reissue(req).await.map_err(status)?.into_inner(), as_json);
+        }
+        CardCommand::Contact { card, address, postal_code, phone, email, resident_record_issued_on, operator } => {
+            let r = c
+                .change_contact(iss::ContactChange {
+                    card_id: card,
+                    contact: Some(iss::ContactAddress { postal_code, address, phone, email }),
+                    resident_record_issued_on,
+                    ra_operator: operator,
+                    change_date: String::new(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let addr = |c: &Option<iss::ContactAddress>| c.as_ref().map(|c| c.address.clone()).unwrap_or_default();
+            if as_json {
+                say(format_args!("{}", json!({"holder_id": r.holder_id, "changed": r.changed, "previous_address": addr(&r.previous), "address": addr(&r.current)})));
+            } else if r.changed {
+                say(format_args!("holder {}: address {:?} -> {:?}", r.holder_id, addr(&r.previous), addr(&r.current)));
+            } else {
+                say(format_args!("holder {}: nothing changed", r.holder_id));
+            }
+        }
+        CardCommand::Cease { card, note, operator } => {
+            let r = c
+                .cease_use(iss::CessationRequest { card_id: card, ra_operator: operator, note })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if as_json {
+                say(format_args!("{}", json!({"card_id": r.card_id, "revoked_serials": r.revoked_serials, "already_revoked": r.already_revoked, "crl_numbers": r.crl_numbers})));
+            } else {
+                say(format_args!(
+                    "card {}: {} certificate(s) revoked (cessationOfOperation){}",
+                    r.card_id,
+                    r.revoked_serials.len(),
+                    if r.already_revoked { ", already before" } else { "" }
+                ));
+            }
+        }
+        CardCommand::DisclosePin { card, request_id, confirmed_by, method, confirmed_at, operator } => {
+            let method = match method {
+                ConfirmMethod::Phone => "phone",
+                ConfirmMethod::WrittenReport => "written_report",
+                ConfirmMethod::InPerson => "in_person",
+            };
+            let r = c
+                .disclose_pin(iss::PinDisclosureRequest {
+                    request_id,
+                    card_id: card,
+                    confirmation: Some(iss::IdentityConfirmation {
+                        confirmed_by,
+                        method: method.into(),
+                        confirmed_at: match confirmed_at {
+                            Some(t) => t,
+                            None => now_rfc3339()?,
+                        },
+                        note: String::new(),
+                    }),
+                    ra_operator: operator,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if as_json {
+                say(format_args!("{}", json!({"card_id": r.card_id, "pin": r.pin, "disclosed_at": r.disclosed_at})));
+            } else {
+                say(format_args!("card {}: PIN {} (disclosed {})", r.card_id, r.pin, r.disclosed_at));
+            }
+        }
+        CardCommand::Fee { membership } => {
+            let m = match membership {
+                MembershipArg::Member => iss::Membership::Member,
+                MembershipArg::NonMember => iss::Membership::NonMember,
+            };
+            let f = c.get_fee(iss::GetFeeRequest { membership: m as i32 }).await.map_err(status)?.into_inner();
+            if as_json {
+                say(format_args!("{}", fee_json(&f)));
+            } else {
+                say(format_args!(
+                    "issuance {}  yearly {} (years 1-5)  renewal {}  due at issuance {} {}",
+                    f.issuance_fee, f.yearly_fee, f.renewal_fee, f.due_now, f.currency
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- bulk import ----
+
+/// Reads applications from JSON lines, or CSV with a header whose columns are
+/// the JSON field names (nested ones as `applicant.family_name_kanji`, ...).
+fn read_lines(file: &Path) -> Result<Vec<(usize, Result<ApplicationJson, String>)>, CliError> {
+    let f = std::fs::File::open(file).map_err(crate::error::io(file))?;
+    let lines: Vec<String> = std::io::BufReader::new(f).lines().collect::<Result<_, _>>().map_err(crate::error::io(file))?;
+    let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let mut out = Vec::new();
+    if is_csv {
+        let mut rows = lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let Some((_, header)) = rows.next() else { return Ok(out) };
+        let columns: Vec<String> = split_csv(header);
+        for (i, line) in rows {
+            let values = split_csv(line);
+            let mut obj = serde_json::Map::new();
+            for (k, v) in columns.iter().zip(values) {
+                insert_path(&mut obj, k, v);
+            }
+            let parsed = serde_json::from_value::<ApplicationJson>(Value::Object(obj)).map_err(|e| e.to_string());
+            out.push((i + 1, parsed));
+        }
+    } else {
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            out.push((i + 1, serde_json::from_str::<ApplicationJson>(line).map_err(|e| e.to_string())));
+        }
+    }
+    Ok(out)
+}
+
+fn insert_path(obj: &mut serde_json::Map<String, Value>, key: &str, value: String) {
+    let value = match value.as_str() {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(value),
+    };
+    match key.split_once('.') {
+        Some((head, rest)) => {
+            let inner = obj.entry(head.to_owned()).or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(m) = inner {
+                insert_path(m, rest, value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string()));
+            }
+        }
+        None => {
+            obj.insert(key.to_owned(), value);
+        }
+    }
+}
+
+/// Comma-separated values with "double quotes" for fields holding commas.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().map(|s| s.trim().to_owned()).collect()
+}
+
+fn progress(done: usize, total: usize, failed: usize) {
+    let width = 30;
+    let filled = if total == 0 { width } else { done * width / total };
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r[{}{}] {done}/{total}  failed {failed}", "=".repeat(filled), " ".repeat(width - filled));
+    let _ = err.flush();
+}
+
+pub async fn import(url: &str, args: ImportArgs, as_json: bool) -> Result<(), CliError> {
+    let mut c = client(url).await?;
+    let base = args.file.parent().map(Path::to_owned).unwrap_or_default();
+    let lines = read_lines(&args.file)?;
+    let total = lines.len();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    for (done, (line_no, parsed)) in lines.into_iter().enumerate() {
+        let result = match parsed.and_then(|a| a.new_card(&base)) {
+            Err(e) => Err(e),
+            Ok(req) => c.submit_application(req).await.map(|r| r.into_inner()).map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+        };
+        match result {
+            Ok(card) => {
+                ok += 1;
+                if as_json {
+                    say(format_args!("{}", json!({"line": line_no, "ok": true, "card_id": card.card_id, "holder_id": card.holder_id})));
+                }
+            }
+            Err(reason) => {
+                failed += 1;
+                if as_json {
+                    say(format_args!("{}", json!({"line": line_no, "ok": false, "error": reason})));
+                } else {
+                    eprintln!("\rline {line_no}: {reason}");
+                }
+                if args.stop_on_error {
+                    progress(done + 1, total, failed);
+                    eprintln!();
+                    return Err(CliError::Client(format!("stopped at line {line_no}")));
+                }
+            }
+        }
+        progress(done + 1, total, failed);
+    }
+    eprintln!();
+    if !as_json {
+        say(format_args!("imported {ok} of {total}; {failed} failed"));
+    }
+    if failed > 0 {
+        return Err(CliError::Client(format!("{failed} of {total} applications failed")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_become_applications_with_nested_fields() {
+        let cols = split_csv("application_id,applicant.family_name_kanji,documents.licence_copy_checked,contact.address");
+        let vals = split_csv("a-1,山田,true,\"東京都, 千代田区\"");
+        let mut obj = serde_json::Map::new();
+        for (k, v) in cols.iter().zip(vals) {
+            insert_path(&mut obj, k, v);
+        }
+        let app: ApplicationJson = serde_json::from_value(Value::Object(obj)).unwrap();
+        assert_eq!(app.application_id, "a-1");
+        assert_eq!(app.applicant.family_name_kanji, "山田");
+        assert!(app.documents.licence_copy_checked);
+        assert_eq!(app.contact.unwrap().address, "東京都, 千代田区");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_enums_are_reported() {
+        assert!(serde_json::from_str::<ApplicationJson>(r#"{"application_idd":"x"}"#).is_err());
+        assert!(membership("gold").unwrap_err().starts_with("membership:"));
+        assert!(photo_id_type("paper").unwrap_err().starts_with("documents.photo_id_type:"));
+        assert_eq!(base64_decode("AQID").unwrap(), vec![1, 2, 3]);
+    }
+}

@@ -182,6 +182,7 @@ impl Cache {
         (entries, signed)
     }
 
+    #[cfg(feature = "bench")]
     /// Bench loading: puts a response in place whatever the entry's generation.
     pub fn insert_signed(&self, key: SerialKey, alg: HashAlg, signed: Arc<Signed>) {
         let mut map = self.shard(&key).write().unwrap_or_else(PoisonError::into_inner);
@@ -195,6 +196,7 @@ impl Cache {
         e.signed[alg.index()] = Some(signed);
     }
 
+    #[cfg(feature = "bench")]
     /// Reserves room for `n` more entries spread over the shards (bulk loading).
     pub fn reserve(&self, n: usize) {
         for shard in self.shards.iter() {

@@ -54,17 +54,24 @@ async fn handle(State(st): State<Arc<HttpState>>, req: Request) -> Response {
     let get = match parts.method {
         Method::GET | Method::HEAD => true,
         Method::POST => false,
-        ref other => return reject(&OcspError::MethodNotAllowed(other.to_string())),
+        ref other => {
+            let mut resp = reject(&OcspError::MethodNotAllowed(other.to_string()));
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            return resp;
+        }
     };
     let der = if get {
-        match get_request(&st, parts.uri.path()) {
-            Ok(der) => Bytes::from(der),
-            Err(e) => return reject(&e),
-        }
+        get_request(&st, parts.uri.path()).map(Bytes::from)
     } else {
-        match post_request(&st, parts.uri.path(), &parts.headers, body).await {
-            Ok(der) => der,
-            Err(e) => return reject(&e),
+        post_request(&st, parts.uri.path(), &parts.headers, body).await
+    };
+    let der = match der {
+        Ok(der) => der,
+        Err(e) => {
+            if e.response_status().is_some() {
+                st.responder.metrics().count(Answer::error(&e).status);
+            }
+            return reject(&e);
         }
     };
     let answer = st.responder.respond(&der).await;

@@ -1,10 +1,36 @@
 //! The OCSP responder (RFC 6960, RFC 5019 profile) of the HPKI CA.
 //!
-//! The hot path is a lookup: `Responder::lookup` decodes a request and, when a
-//! pre-signed response for that serial is cached, returns it encoded, with no
-//! signature and no I/O. Responses are signed (delegated responder certificate,
-//! key in the HSM) when first asked for, when the registry's status feed says a
-//! status changed, and in the background before they expire.
+//! **The hot path is a lookup.** [`Responder::lookup`] decodes a request and,
+//! when a pre-signed response for that CertID is cached, returns it encoded:
+//! no signature, no I/O, no registry call. The cache (`cache`) is a sharded
+//! `RwLock<HashMap>` from (issuer, serial) to the status we know and, per CertID
+//! hash (SHA-1, SHA-256), the last response signed for it.
+//!
+//! Responses are signed with a delegated responder certificate per issuing CA
+//! (`ensure_responder_certificates`; key in the HSM, ResponderID byKey, the
+//! certificate carried in every response):
+//! - when first asked for: a serial with no cached answer is looked up
+//!   (status feed, or `GetCertificate` on a miss), signed and cached;
+//!   serials the registry does not know are `unknown`, cached for a minute;
+//! - when its status changes: the registry's status feed (`feed`) makes the old
+//!   response unservable at once and re-signs it in the background;
+//! - before it expires: a background task re-signs responses
+//!   `refresh_before_minutes` before their nextUpdate. If that fails, the old
+//!   response is served until its nextUpdate.
+//!
+//! Signing is bounded: at most `max_inflight_signatures` at once (beyond it,
+//! `tryLater` at once), and nonce echoes at most `nonce_signatures_per_second`
+//! (beyond it, the cached response without the nonce).
+//!
+//! **Restarts and replicas.** The cache lives in memory, so a starting replica
+//! follows the feed from sequence 0: replaying it sets the status of every
+//! certificate ever issued or revoked without signing anything (responses are
+//! signed when asked for). Statuses only move forward (unknown → good →
+//! revoked), so replays and reordering are harmless. Each replica follows the
+//! feed on its own; a broken stream resumes from the last sequence applied.
+//!
+//! Errors become OCSP statuses and HTTP statuses in one place
+//! ([`OcspError::response_status`], [`OcspError::http_status`]).
 #![forbid(unsafe_code)]
 
 pub mod asn1;
@@ -16,6 +42,7 @@ mod error;
 pub mod feed;
 pub mod http;
 pub mod issuers;
+mod keylocks;
 mod limits;
 pub mod metrics;
 pub mod request;

@@ -15,6 +15,7 @@ use crate::cache::{Cache, Found, Signed};
 use crate::encode::{self, Single};
 use crate::error::OcspError;
 use crate::issuers::{HashAlg, IssuerHashes};
+use crate::keylocks::KeyLocks;
 use crate::limits::TokenBucket;
 use crate::metrics::{AnswerStatus, Metrics};
 use crate::request::{self, Item, Parsed};
@@ -26,6 +27,9 @@ use crate::status::CertState;
 /// How long "unknown" is believed before the registry is asked again (and the
 /// nextUpdate of unknown responses, so HTTP caches do not keep them longer).
 pub const NEGATIVE_TTL_SECS: i64 = 60;
+
+/// How long a miss waits for another request's signature of the same response.
+const SAME_SERIAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The responder's settings, from `[ocsp]`.
 #[derive(Debug, Clone)]
@@ -155,6 +159,7 @@ pub struct Responder {
     nonce_bucket: TokenBucket,
     source: Arc<dyn CertificateSource>,
     metrics: Arc<Metrics>,
+    signing: KeyLocks<(SerialKey, HashAlg)>,
 }
 
 impl Responder {
@@ -168,6 +173,7 @@ impl Responder {
             cache: Cache::default(),
             source,
             metrics,
+            signing: KeyLocks::default(),
         }
     }
 
@@ -259,17 +265,20 @@ impl Responder {
     }
 
     async fn sign_single(&self, item: Item<'_>, now: i64) -> Result<Answer, OcspError> {
-        let _permit = self.try_permit()?;
         let Some(key) = SerialKey::new(item.issuer, item.serial) else {
             // Longer than any serial we issue: unknown, and not worth caching.
             let parsed = Parsed { items: vec![item], nonce: None };
-            return self.sign_live_with_permit(&parsed, false, now).await;
+            return self.sign_live(&parsed, false, now).await;
         };
-        let (state, generation) = self.current_state(key, now).await?;
-        // Someone else may have signed it while we asked the registry.
+        // Concurrent misses for one serial wait for the first signature (holding no permit).
+        let _turn = tokio::time::timeout(SAME_SERIAL_WAIT, self.signing.lock((key, item.alg)))
+            .await
+            .map_err(|_| OcspError::Busy("a signature for this serial is taking too long"))?;
         if let Found::Hit(s) = self.cache.get(&key, item.alg, now) {
             return Ok(Answer::from_signed(&s));
         }
+        let _permit = self.try_permit()?;
+        let (state, generation) = self.current_state(key, now).await?;
         let signed = self.sign_entry(key, item.alg, state, now).await?;
         self.cache.store(&key, item.alg, generation, signed.clone());
         Ok(Answer::from_signed(&signed))

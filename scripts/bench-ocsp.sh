@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# OCSP load benchmark (`make bench-ocsp`): the same GET requests for 10,000
+# certificates (10 % revoked) against
+#   (a) our responder (populated cache, RSA-2048 responder key in SoftHSM),
+#   (b) `openssl ocsp -index ... -multi 2` over the same serials,
+#   (c) nginx serving one fixed response of the same size (the ceiling),
+# each server and its wrk load inside a network namespace of its own (loopback
+# only; `openssl ocsp -port` binds every interface otherwise). Then resident
+# memory with 1M cached responses and revocation-to-`revoked` propagation.
+#
+# Knobs (environment): DURATION (s per target, 10), CONNS (32), THREADS (wrk, 2),
+# CERTS (10000), REVOKED (% revoked, 10), MEMORY_COUNT (1000000), ROUNDS (20).
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+CERTS=${CERTS:-10000}
+REVOKED=${REVOKED:-10}
+MEMORY_COUNT=${MEMORY_COUNT:-1000000}
+ROUNDS=${ROUNDS:-20}
+PORT=8080
+CARGO=${CARGO:-cargo}
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+# --- tools -------------------------------------------------------------------
+missing=()
+for t in wrk nginx openssl unshare ip curl softhsm2-util; do
+  command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || missing+=("$t")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing: wrk nginx-light iproute2 util-linux curl softhsm2 (missing: ${missing[*]})" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light iproute2 util-linux curl softhsm2 openssl >/dev/null
+  else
+    echo "missing tools: ${missing[*]} (apt-get install wrk nginx-light iproute2 curl softhsm2)" >&2
+    exit 1
+  fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ "$(id -u)" = 0 ]; then NETNS=(unshare -n); else NETNS=(unshare -r -n); fi
+
+# --- build -------------------------------------------------------------------
+echo "building the bench server (release)..." >&2
+(cd "$root" && $CARGO build -q --release -p ocsp --features bench --example ocsp_bench_server)
+BIN="$root/target/release/examples/ocsp_bench_server"
+
+WORK=$(mktemp -d /tmp/bench-ocsp.XXXXXX)
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+cp "$here/bench-ocsp/rotate.lua" "$WORK/rotate.lua"
+export PATHS_FILE="$WORK/paths.txt"
+
+# Runs, inside a fresh network namespace: the server command ($1), waits for
+# 127.0.0.1:$PORT, checks one good and one revoked answer, then the wrk load.
+run_target() {
+  local name=$1 server=$2
+  "${NETNS[@]}" bash -s -- "$name" "$server" <<'INNER'
+set -euo pipefail
+name=$1; server=$2
+ip link set lo up
+bash -c "$server" >"$WORK/$name.server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then break; fi
+  kill -0 $pid 2>/dev/null || { echo "$name: server died" >&2; cat "$WORK/$name.server.log" >&2; exit 1; }
+  sleep 0.1
+done
+# Sanity: the first path is a revoked certificate, the last a good one (for nginx: the fixed response).
+for line in 1 $(wc -l <"$PATHS_FILE"); do
+  path=$(sed -n "${line}p" "$PATHS_FILE")
+  curl -s -o "$WORK/$name.check.der" "http://127.0.0.1:$PORT$path"
+  st=$(openssl ocsp -respin "$WORK/$name.check.der" -resp_text -noverify 2>/dev/null | sed -n 's/^ *Cert Status: //p' | head -1)
+  echo "CHECK $name line=$line status=${st:-none} bytes=$(stat -c %s "$WORK/$name.check.der")"
+done
+wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >"$WORK/$name.wrk" 2>&1 || true
+grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/"
+kill $pid 2>/dev/null || true
+sleep 0.3
+kill -9 $pid 2>/dev/null || true
+pkill -P $pid 2>/dev/null || true
+INNER
+}
+export WORK PORT THREADS CONNS DURATION PATHS_FILE
+
+# (a) ours; it also writes the request paths and the files for (b) and (c).
+results=$(run_target ours "'$BIN' serve '$WORK' $CERTS $REVOKED 127.0.0.1:$PORT")
+echo "$results" | grep '^CHECK' >&2
+# The revoked certificates come first in paths.txt.
+res_a=$(echo "$results" | grep '^RESULT ours' || true)
+
+results=$(run_target openssl "cd '$WORK' && exec openssl ocsp -index index.txt -CA ca.pem -rsigner rsigner.pem -rkey rkey.pem -port $PORT -multi 2 -nmin 60")
+echo "$results" | grep '^CHECK' >&2
+res_b=$(echo "$results" | grep '^RESULT openssl' || true)
+
+mkdir -p "$WORK/nginx-tmp"
+sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$PORT|g" "$here/bench-ocsp/nginx.conf.in" >"$WORK/nginx.conf"
+results=$(run_target nginx "exec '$NGINX' -e '$WORK/nginx-error.log' -c '$WORK/nginx.conf'")
+echo "$results" | grep '^CHECK' >&2
+res_c=$(echo "$results" | grep '^RESULT nginx' || true)
+
+# --- memory and propagation --------------------------------------------------
+echo "measuring memory with $MEMORY_COUNT cached responses..." >&2
+mem=$("$BIN" memory "$MEMORY_COUNT" 2>/dev/null | grep '^MEMORY' || true)
+echo "measuring revocation propagation ($ROUNDS rounds)..." >&2
+prop=$("$BIN" propagation "$ROUNDS" 2>/dev/null | grep '^PROPAGATION' || true)
+
+# --- table -------------------------------------------------------------------
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+rps() { awk -v r="$(field "$1" requests)" -v d="$(field "$1" duration_us)" 'BEGIN { if (d > 0) printf "%.0f", r / (d / 1e6); else print 0 }'; }
+ms() { awk -v u="$(field "$1" "$2")" 'BEGIN { if (u != "") printf "%.2f", u / 1000; else print "-" }'; }
+ceiling=$(rps "$res_c")
+ratio() { awk -v a="$1" -v c="$ceiling" 'BEGIN { if (c > 0) printf "%.3f", a / c; else print "-" }'; }
+
+cores=$(nproc)
+cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+size=$(stat -c %s "$WORK/fixed.der" 2>/dev/null || echo "?")
+echo
+echo "OCSP load benchmark: $CERTS certificates ($REVOKED % revoked), GET form, $CONNS connections, ${DURATION} s per target,"
+echo "wrk $THREADS threads, loopback in a network namespace per target; $cores cores ($cpu); response $size bytes (RSA-2048, responder cert included)"
+echo
+printf "%-34s %12s %10s %10s %12s %10s\n" "target" "requests/s" "mean ms" "p99 ms" "vs nginx" "errors"
+for row in "(a) hpki-ca ocsp responder|$res_a" "(b) openssl ocsp -multi 2|$res_b" "(c) nginx fixed response (ceiling)|$res_c"; do
+  name=${row%%|*}; res=${row#*|}
+  if [ -z "$res" ]; then printf "%-34s %12s\n" "$name" "FAILED"; continue; fi
+  r=$(rps "$res")
+  errs=$(( $(field "$res" status_errors) + $(field "$res" socket_errors) ))
+  printf "%-34s %12s %10s %10s %12s %10s\n" "$name" "$r" "$(ms "$res" mean_us)" "$(ms "$res" p99_us)" "$(ratio "$r")" "$errs"
+done
+if [ -n "$res_a" ] && [ -n "$res_b" ]; then
+  awk -v a="$(rps "$res_a")" -v b="$(rps "$res_b")" 'BEGIN { if (b > 0) printf "(a) / (b) = %.1fx\n", a / b }'
+fi
+echo
+if [ -n "$mem" ]; then
+  echo "memory: $(field "$mem" rss_with_${MEMORY_COUNT}_cached_mib) MiB resident with $MEMORY_COUNT cached responses" \
+       "($(field "$mem" per_response_bytes) bytes per cached response; $(field "$mem" rss_with_1000_signed_mib) MiB with 1,000)"
+else
+  echo "memory: measurement failed"
+fi
+if [ -n "$prop" ]; then
+  echo "propagation (RevokeCertificate returned -> first 'revoked' answer, $ROUNDS rounds):" \
+       "median $(field "$prop" after_return_ms_median) ms, p90 $(field "$prop" after_return_ms_p90) ms, max $(field "$prop" after_return_ms_max) ms"
+else
+  echo "propagation: measurement failed"
+fi

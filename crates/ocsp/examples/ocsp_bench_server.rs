@@ -35,7 +35,13 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") if args.len() == 5 => {
-            serve(&args[1], args[2].parse().unwrap_or_else(|_| usage()), args[3].parse().unwrap_or_else(|_| usage()), &args[4]).await
+            serve(
+                &args[1],
+                args[2].parse().unwrap_or_else(|_| usage()),
+                args[3].parse().unwrap_or_else(|_| usage()),
+                &args[4],
+            )
+            .await
         }
         Some("memory") if args.len() == 2 => memory(args[1].parse().unwrap_or_else(|_| usage())).await,
         Some("propagation") if args.len() == 2 => propagation(args[1].parse().unwrap_or_else(|_| usage())).await,
@@ -57,7 +63,8 @@ async fn serve(dir: &str, certs: usize, revoked_percent: usize, listen: &str) {
 
     let listener = TcpListener::bind(listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(HttpState { responder: p.responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
+    let state =
+        Arc::new(HttpState { responder: p.responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
@@ -202,7 +209,11 @@ async fn propagation(rounds: usize) {
     let mut client = Client::connect(http_addr).await;
     let paths: Vec<String> = serials
         .iter()
-        .map(|s| get_path(&ocsp::request::encode_request(&hashes, ocsp::issuers::HashAlg::Sha1, &[s.as_bytes()], None).unwrap()))
+        .map(|s| {
+            get_path(
+                &ocsp::request::encode_request(&hashes, ocsp::issuers::HashAlg::Sha1, &[s.as_bytes()], None).unwrap(),
+            )
+        })
         .collect();
     for p in &paths {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -293,12 +293,10 @@ mod tests {
         assert_eq!(CertStatus::Good(Null).to_der().unwrap(), vec![0x80, 0x00]);
         assert_eq!(CertStatus::Unknown(Null).to_der().unwrap(), vec![0x82, 0x00]);
         let t = GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(0)).unwrap();
-        let revoked = CertStatus::Revoked(RevokedInfo {
-            revocation_time: t,
-            revocation_reason: Some(CRLReason::KeyCompromise),
-        })
-        .to_der()
-        .unwrap();
+        let revoked =
+            CertStatus::Revoked(RevokedInfo { revocation_time: t, revocation_reason: Some(CRLReason::KeyCompromise) })
+                .to_der()
+                .unwrap();
         assert_eq!(revoked[0], 0xa1);
         assert_eq!(&revoked[revoked.len() - 5..], &[0xa0, 0x03, 0x0a, 0x01, 0x01]);
         assert_eq!(CertStatus::from_der(&revoked).unwrap().to_der().unwrap(), revoked);

@@ -59,9 +59,8 @@ pub async fn populate(n: usize, revoked_percent: usize, alg: config::KeyAlgorith
     let ca = test_ca(alg);
     let responder = Arc::new(ca.responder(ca.settings(), Arc::new(MapSource::default())));
     responder.cache().reserve(n);
-    let certs: Vec<BenchCert> = (0..n)
-        .map(|i| BenchCert { serial: random_serial(), revoked: i * 100 < n * revoked_percent })
-        .collect();
+    let certs: Vec<BenchCert> =
+        (0..n).map(|i| BenchCert { serial: random_serial(), revoked: i * 100 < n * revoked_percent }).collect();
     let mut set = tokio::task::JoinSet::new();
     for c in &certs {
         let key = SerialKey::new(0, &c.serial).ok_or_else(|| OcspError::Internal("serial".into()))?;
@@ -163,7 +162,9 @@ fn run(cmd: &mut Command) -> Result<Vec<u8>, OcspError> {
 pub fn write_openssl_files(p: &Populated, dir: &Path) -> Result<(), OcspError> {
     std::fs::create_dir_all(dir).map_err(OcspError::io(dir))?;
     let rkey = dir.join("rkey.pem");
-    run(Command::new("openssl").args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"]).arg(&rkey))?;
+    run(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&rkey))?;
     let spki_der = run(Command::new("openssl").args(["pkey", "-pubout", "-outform", "DER", "-in"]).arg(&rkey))?;
     let spki = spki::SubjectPublicKeyInfoRef::from_der(&spki_der)?;
     let key = SpkiKey {
@@ -171,7 +172,8 @@ pub fn write_openssl_files(p: &Populated, dir: &Path) -> Result<(), OcspError> {
         alg: &rcgen::PKCS_RSA_SHA256,
     };
     let (ca, ca_key) = p.ca.issuing(0);
-    let cert = crate::responder_cert::issue(&p.ca.cfg, &p.ca.cfg.ca.signing, &ca, &ca_key, &key, OffsetDateTime::now_utc())?;
+    let cert =
+        crate::responder_cert::issue(&p.ca.cfg, &p.ca.cfg.ca.signing, &ca, &ca_key, &key, OffsetDateTime::now_utc())?;
     let write = |name: &str, data: &[u8]| std::fs::write(dir.join(name), data).map_err(OcspError::io(dir.join(name)));
     write("rsigner.pem", pem::encode(&pem::Pem::new("CERTIFICATE", cert)).as_bytes())?;
     write("ca.pem", pem::encode(&pem::Pem::new("CERTIFICATE", ca.certificate_der().to_vec())).as_bytes())?;

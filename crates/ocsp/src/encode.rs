@@ -192,12 +192,27 @@ mod tests {
         let issuer = IssuerHashes::new(b"n", b"k");
         let state = CertState::Revoked { at_unix: 1_700_000_000, reason: Some(asn1::CRLReason::KeyCompromise) };
         let singles = [
-            Single { alg: HashAlg::Sha1, issuer: &issuer, serial: &[0x01, 0x02], state, this_update: 1_700_000_100, next_update: 1_700_086_500 },
-            Single { alg: HashAlg::Sha256, issuer: &issuer, serial: &[0x7f], state: CertState::Good, this_update: 1_700_000_100, next_update: 1_700_086_500 },
+            Single {
+                alg: HashAlg::Sha1,
+                issuer: &issuer,
+                serial: &[0x01, 0x02],
+                state,
+                this_update: 1_700_000_100,
+                next_update: 1_700_086_500,
+            },
+            Single {
+                alg: HashAlg::Sha256,
+                issuer: &issuer,
+                serial: &[0x7f],
+                state: CertState::Good,
+                this_update: 1_700_000_100,
+                next_update: 1_700_086_500,
+            },
         ];
         let nonce = [0x04, 0x02, 0xaa, 0xbb];
         let tbs = response_data(&[3; 20], 1_700_000_100, &singles, Some(&nonce)).unwrap();
-        let alg = AlgorithmIdentifierRef { oid: asn1::SHA256_WITH_RSA, parameters: Some(AnyRef::NULL) }.to_der().unwrap();
+        let alg =
+            AlgorithmIdentifierRef { oid: asn1::SHA256_WITH_RSA, parameters: Some(AnyRef::NULL) }.to_der().unwrap();
         // Certificates are opaque here; any DER SEQUENCE will do.
         let cert_a = [0x30, 0x03, 0x02, 0x01, 0x05];
         let big_cert = {
@@ -235,10 +250,13 @@ mod tests {
             let basic = BasicOCSPResponse::from_der(bytes.response.as_bytes()).unwrap();
             let data = basic.tbs_response_data;
             assert_eq!(data.responses.len(), 2);
-            assert_eq!(data.responses[0].cert_status, CertStatus::Revoked(RevokedInfo {
-                revocation_time: time(1_700_000_000).unwrap(),
-                revocation_reason: Some(asn1::CRLReason::KeyCompromise),
-            }));
+            assert_eq!(
+                data.responses[0].cert_status,
+                CertStatus::Revoked(RevokedInfo {
+                    revocation_time: time(1_700_000_000).unwrap(),
+                    revocation_reason: Some(asn1::CRLReason::KeyCompromise),
+                })
+            );
             assert_eq!(data.responses[1].cert_status, CertStatus::Good(Null));
             assert_eq!(data.response_extensions.unwrap()[0].extn_value.as_bytes(), &nonce);
         }
@@ -246,7 +264,8 @@ mod tests {
 
     #[test]
     fn error_responses_decode() {
-        for s in [OCSPResponseStatus::MalformedRequest, OCSPResponseStatus::TryLater, OCSPResponseStatus::Unauthorized] {
+        for s in [OCSPResponseStatus::MalformedRequest, OCSPResponseStatus::TryLater, OCSPResponseStatus::Unauthorized]
+        {
             let der = error_response(s);
             let r = OCSPResponse::from_der(&der).unwrap();
             assert_eq!(r.response_status, s);

@@ -108,10 +108,8 @@ async fn post_request(st: &HttpState, path: &str, headers: &HeaderMap, body: Bod
     if !(trimmed.is_empty() || trimmed == st.ocsp_path) {
         return Err(OcspError::NotFound(path.to_owned()));
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > st.max_request_bytes as u64) {
         return Err(OcspError::Malformed("request body over the limit".into()));
     }

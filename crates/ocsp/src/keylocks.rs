@@ -25,13 +25,7 @@ pub struct KeyGuard<'a, K: Eq + Hash + Clone> {
 
 impl<K: Eq + Hash + Clone> KeyLocks<K> {
     pub async fn lock(&self, key: K) -> KeyGuard<'_, K> {
-        let lock = self
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let lock = self.map.lock().unwrap_or_else(PoisonError::into_inner).entry(key.clone()).or_default().clone();
         let guard = lock.clone().lock_owned().await;
         KeyGuard { locks: self, key, lock, _guard: guard }
     }

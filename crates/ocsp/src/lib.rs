@@ -45,18 +45,18 @@ pub mod issuers;
 mod keylocks;
 mod limits;
 pub mod metrics;
+#[cfg(test)]
+mod openssl_tests;
 pub mod request;
 pub mod responder;
 mod responder_cert;
-mod serve;
 pub mod serial;
+mod serve;
+#[cfg(test)]
+mod serve_tests;
 pub mod signer;
 pub mod source;
 pub mod status;
-#[cfg(test)]
-mod openssl_tests;
-#[cfg(test)]
-mod serve_tests;
 #[cfg(any(test, feature = "bench"))]
 #[doc(hidden)]
 pub mod testkit;

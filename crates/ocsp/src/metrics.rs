@@ -103,7 +103,12 @@ impl Metrics {
         for s in AnswerStatus::ALL {
             writeln!(o, "ocsp_responses_total{{status=\"{}\"}} {}", s.label(), self.responses(s))?;
         }
-        counter(o, "ocsp_cache_hits_total", "Answers served from a pre-signed response.", self.cache_hits.load(Relaxed))?;
+        counter(
+            o,
+            "ocsp_cache_hits_total",
+            "Answers served from a pre-signed response.",
+            self.cache_hits.load(Relaxed),
+        )?;
         counter(o, "ocsp_cache_misses_total", "Answers that needed a signature.", self.cache_misses.load(Relaxed))?;
         writeln!(o, "# HELP ocsp_signing_seconds Time to sign one response in the HSM.")?;
         writeln!(o, "# TYPE ocsp_signing_seconds histogram")?;
@@ -115,7 +120,12 @@ impl Metrics {
         writeln!(o, "ocsp_signing_seconds_sum {}", self.sign_micros.load(Relaxed) as f64 / 1e6)?;
         writeln!(o, "ocsp_signing_seconds_count {count}")?;
         counter(o, "ocsp_signing_failures_total", "Signatures that failed.", self.sign_failures.load(Relaxed))?;
-        counter(o, "ocsp_refresh_failures_total", "Background re-signatures that failed (the old response is served until it expires).", self.refresh_failures.load(Relaxed))?;
+        counter(
+            o,
+            "ocsp_refresh_failures_total",
+            "Background re-signatures that failed (the old response is served until it expires).",
+            self.refresh_failures.load(Relaxed),
+        )?;
         gauge(o, "ocsp_cache_entries", "Serials with a known status.", g.cache_entries as f64)?;
         gauge(o, "ocsp_cached_responses", "Pre-signed responses held.", g.cached_responses as f64)?;
         gauge(o, "ocsp_inflight_signatures", "Signatures in flight.", g.inflight_signatures as f64)?;
@@ -123,12 +133,27 @@ impl Metrics {
         let head = self.registry_sequence.load(Relaxed);
         gauge(o, "ocsp_feed_sequence", "Last status-feed sequence applied.", seen as f64)?;
         gauge(o, "ocsp_feed_registry_sequence", "The registry's last feed sequence (polled).", head as f64)?;
-        gauge(o, "ocsp_feed_lag_events", "Feed events the registry has that we have not applied.", head.saturating_sub(seen) as f64)?;
+        gauge(
+            o,
+            "ocsp_feed_lag_events",
+            "Feed events the registry has that we have not applied.",
+            head.saturating_sub(seen) as f64,
+        )?;
         let last = self.feed_last_event_ms.load(Relaxed);
         let since = if last == 0 { -1.0 } else { g.now_ms.saturating_sub(last) as f64 / 1000.0 };
         gauge(o, "ocsp_feed_seconds_since_last_event", "Seconds since the last feed event (-1: none yet).", since)?;
-        gauge(o, "ocsp_feed_connected", "1 while subscribed to the status feed.", self.feed_connected.load(Relaxed) as f64)?;
-        counter(o, "ocsp_feed_reconnects_total", "Status-feed subscriptions started.", self.feed_reconnects.load(Relaxed))?;
+        gauge(
+            o,
+            "ocsp_feed_connected",
+            "1 while subscribed to the status feed.",
+            self.feed_connected.load(Relaxed) as f64,
+        )?;
+        counter(
+            o,
+            "ocsp_feed_reconnects_total",
+            "Status-feed subscriptions started.",
+            self.feed_reconnects.load(Relaxed),
+        )?;
         Ok(())
     }
 }

@@ -8,14 +8,14 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+use crate::asn1::{CRLReason, OCSPResponseStatus};
 use crate::http::{self, HttpState};
 use crate::issuers::HashAlg;
 use crate::request;
-use crate::responder::{Responder, Settings};
 use crate::responder::tests::decode;
+use crate::responder::{Responder, Settings};
 use crate::status::CertState;
 use crate::testkit::{test_ca, MapSource, TestCa};
-use crate::asn1::{CRLReason, OCSPResponseStatus};
 
 /// RSA-2048, as the default configuration.
 fn ca() -> &'static TestCa {
@@ -62,7 +62,11 @@ async fn fixture(settings: Settings) -> Fixture {
     let c = ca();
     let source = Arc::new(MapSource::default());
     source.set(&GOOD, &c.label(0), CertState::Good);
-    source.set(&REVOKED, &c.label(0), CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise) });
+    source.set(
+        &REVOKED,
+        &c.label(0),
+        CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise) },
+    );
     let (_, good) = c.issue_leaf(0, &GOOD);
     let (_, revoked) = c.issue_leaf(0, &REVOKED);
     // Signed by the CA but unknown to the registry: a certificate this CA never issued.
@@ -115,8 +119,19 @@ async fn nonces_from_openssl_are_echoed_in_echo_mode() {
     let url = format!("http://{}/ocsp", f.addr);
     let ca_pem = ca().ca_path(0);
     let (ok, text) = openssl(&[
-        "ocsp", "-issuer", p(&ca_pem), "-cert", p(&f.good), "-cert", p(&f.revoked), "-cert", p(&f.never),
-        "-url", &url, "-CAfile", p(&ca_pem),
+        "ocsp",
+        "-issuer",
+        p(&ca_pem),
+        "-cert",
+        p(&f.good),
+        "-cert",
+        p(&f.revoked),
+        "-cert",
+        p(&f.never),
+        "-url",
+        &url,
+        "-CAfile",
+        p(&ca_pem),
     ]);
     assert!(ok, "{text}");
     assert!(text.contains("Response verify OK") && !text.contains("WARNING"), "{text}");
@@ -129,18 +144,40 @@ async fn other_issuers_get_unauthorized_and_garbage_gets_malformed() {
     let other_key = f.dir.path().join("other.key");
     let other = f.dir.path().join("other.pem");
     let (ok, text) = openssl(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=other",
-        "-days", "2", "-keyout", p(&other_key), "-out", p(&other),
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=other",
+        "-days",
+        "2",
+        "-keyout",
+        p(&other_key),
+        "-out",
+        p(&other),
     ]);
     assert!(ok, "{text}");
     let url = format!("http://{}/ocsp", f.addr);
-    let (_, text) = openssl(&["ocsp", "-issuer", p(&other), "-serial", "0x01", "-url", &url, "-CAfile", p(&other), "-no_nonce"]);
+    let (_, text) =
+        openssl(&["ocsp", "-issuer", p(&other), "-serial", "0x01", "-url", &url, "-CAfile", p(&other), "-no_nonce"]);
     assert!(text.contains("unauthorized (6)"), "{text}");
 
     for body in [&b"not DER at all"[..], &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], &[]] {
         let file = f.dir.path().join("garbage");
         std::fs::write(&file, body).unwrap();
-        let out = curl(&["-X", "POST", "--data-binary", &format!("@{}", p(&file)), "-H", "Content-Type: application/ocsp-request", &url]);
+        let out = curl(&[
+            "-X",
+            "POST",
+            "--data-binary",
+            &format!("@{}", p(&file)),
+            "-H",
+            "Content-Type: application/ocsp-request",
+            &url,
+        ]);
         assert_eq!(out.status, 200);
         assert_eq!(out.body, vec![0x30, 0x03, 0x0a, 0x01, 0x01], "malformedRequest");
     }
@@ -151,7 +188,8 @@ async fn other_issuers_get_unauthorized_and_garbage_gets_malformed() {
     std::fs::write(&big, vec![0x30; 9_000]).unwrap();
     let out = curl(&["-X", "POST", "--data-binary", &format!("@{}", p(&big)), &url]);
     assert_eq!(out.body, vec![0x30, 0x03, 0x0a, 0x01, 0x01]);
-    let out = curl(&["-X", "POST", "-H", "Transfer-Encoding: chunked", "--data-binary", &format!("@{}", p(&big)), &url]);
+    let out =
+        curl(&["-X", "POST", "-H", "Transfer-Encoding: chunked", "--data-binary", &format!("@{}", p(&big)), &url]);
     assert_eq!(out.body, vec![0x30, 0x03, 0x0a, 0x01, 0x01]);
     std::fs::write(&big, vec![0x30; 10_000_000]).unwrap();
     let _ = run(Command::new("curl").args(["-s", "--max-time", "10", "--data-binary", &format!("@{}", p(&big)), &url]));
@@ -178,7 +216,8 @@ fn curl(args: &[&str]) -> CurlOut {
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body");
     let headers = dir.path().join("headers");
-    let (ok, text) = run(Command::new("curl").args(["-sS", "-o", p(&body), "-D", p(&headers), "--max-time", "10"]).args(args));
+    let (ok, text) =
+        run(Command::new("curl").args(["-sS", "-o", p(&body), "-D", p(&headers), "--max-time", "10"]).args(args));
     assert!(ok, "curl {args:?}: {text}");
     let headers = std::fs::read_to_string(&headers).unwrap();
     let status = headers.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -225,7 +264,18 @@ async fn the_get_form_has_rfc5019_headers_and_etag_gets_304() {
         assert_eq!(etag.len(), 26);
         let resp = f.dir.path().join("resp.der");
         std::fs::write(&resp, &out.body).unwrap();
-        let (_, text) = openssl(&["ocsp", "-respin", p(&resp), "-issuer", p(&ca_pem), "-cert", p(&f.revoked), "-CAfile", p(&ca_pem), "-no_nonce"]);
+        let (_, text) = openssl(&[
+            "ocsp",
+            "-respin",
+            p(&resp),
+            "-issuer",
+            p(&ca_pem),
+            "-cert",
+            p(&f.revoked),
+            "-CAfile",
+            p(&ca_pem),
+            "-no_nonce",
+        ]);
         assert!(text.contains("Response verify OK") && text.contains(": revoked"), "{text}");
         let again = curl(&["-H", &format!("If-None-Match: {etag}"), &url]);
         assert_eq!(again.status, 304, "{}", again.headers);
@@ -251,11 +301,17 @@ async fn openssl_parses_and_verifies_a_saved_response_with_cafile_and_vafile() {
     let c = ca();
     let ca_pem = c.ca_path(0);
     let source = Arc::new(MapSource::default());
-    source.set(&REVOKED, &c.label(0), CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise) });
+    source.set(
+        &REVOKED,
+        &c.label(0),
+        CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise) },
+    );
     source.set(&GOOD, &c.label(0), CertState::Good);
     let r = c.responder(c.settings(), source);
     let hashes = r.issuers()[0].hashes.clone();
-    for (serial, status, alg) in [(REVOKED, "revoked", HashAlg::Sha1), (GOOD, "good", HashAlg::Sha256), (NEVER, "unknown", HashAlg::Sha1)] {
+    for (serial, status, alg) in
+        [(REVOKED, "revoked", HashAlg::Sha1), (GOOD, "good", HashAlg::Sha256), (NEVER, "unknown", HashAlg::Sha1)]
+    {
         let answer = r.respond(&request::tests::build(&hashes, alg, &[&serial], None)).await;
         let resp = f.dir.path().join(format!("{status}.der"));
         std::fs::write(&resp, &answer.der).unwrap();
@@ -271,7 +327,17 @@ async fn openssl_parses_and_verifies_a_saved_response_with_cafile_and_vafile() {
         let hash_arg = if alg == HashAlg::Sha256 { "-sha256" } else { "-sha1" };
         for trust in [["-CAfile", p(&ca_pem)], ["-VAfile", p(&c.responder_path(0))]] {
             let (_, text) = openssl(&[
-                "ocsp", "-respin", p(&resp), trust[0], trust[1], "-issuer", p(&ca_pem), hash_arg, "-serial", &serial_arg, "-no_nonce",
+                "ocsp",
+                "-respin",
+                p(&resp),
+                trust[0],
+                trust[1],
+                "-issuer",
+                p(&ca_pem),
+                hash_arg,
+                "-serial",
+                &serial_arg,
+                "-no_nonce",
             ]);
             assert!(text.contains("Response verify OK"), "{trust:?}: {text}");
             assert!(text.contains(&format!("{serial_arg}: {status}")), "{text}");

@@ -82,7 +82,12 @@ fn usable_nonce(extn_value: &[u8]) -> bool {
 
 /// An OCSP request for `serials` (DER content octets) under issuer `h`, as a
 /// client would send it (for tests and benchmarks).
-pub fn encode_request(h: &IssuerHashes, alg: HashAlg, serials: &[&[u8]], nonce: Option<&[u8]>) -> Result<Vec<u8>, OcspError> {
+pub fn encode_request(
+    h: &IssuerHashes,
+    alg: HashAlg,
+    serials: &[&[u8]],
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, OcspError> {
     use crate::asn1::{CertID, Request, TBSRequest, Version};
     use der::asn1::{AnyRef, IntRef};
     use der::Encode;
@@ -103,7 +108,9 @@ pub fn encode_request(h: &IssuerHashes, alg: HashAlg, serials: &[&[u8]], nonce: 
         None => None,
     };
     let request_extensions = match &nonce_value {
-        Some(v) => Some(vec![Extension { extn_id: ID_PKIX_OCSP_NONCE, critical: false, extn_value: OctetStringRef::new(v)? }]),
+        Some(v) => {
+            Some(vec![Extension { extn_id: ID_PKIX_OCSP_NONCE, critical: false, extn_value: OctetStringRef::new(v)? }])
+        }
         None => None,
     };
     let req = OCSPRequest {

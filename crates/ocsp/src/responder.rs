@@ -163,7 +163,12 @@ pub struct Responder {
 }
 
 impl Responder {
-    pub fn new(settings: Settings, issuers: Vec<IssuerSlot>, source: Arc<dyn CertificateSource>, metrics: Arc<Metrics>) -> Responder {
+    pub fn new(
+        settings: Settings,
+        issuers: Vec<IssuerSlot>,
+        source: Arc<dyn CertificateSource>,
+        metrics: Arc<Metrics>,
+    ) -> Responder {
         Responder {
             hashes: issuers.iter().map(|i| i.hashes.clone()).collect(),
             permits: Semaphore::new(settings.max_inflight),
@@ -307,7 +312,12 @@ impl Responder {
     }
 
     /// (thisUpdate, nextUpdate, refresh time) of a response signed now.
-    fn validity(&self, state: CertState, now: i64, responder: &ResponderIdentity) -> Result<(i64, i64, i64), OcspError> {
+    fn validity(
+        &self,
+        state: CertState,
+        now: i64,
+        responder: &ResponderIdentity,
+    ) -> Result<(i64, i64, i64), OcspError> {
         let span = match state {
             CertState::Unknown => self.settings.negative_ttl_secs,
             _ => self.settings.next_update_secs,
@@ -320,7 +330,13 @@ impl Responder {
         Ok((now, next, next - before))
     }
 
-    async fn sign_entry(&self, key: SerialKey, alg: HashAlg, state: CertState, now: i64) -> Result<Arc<Signed>, OcspError> {
+    async fn sign_entry(
+        &self,
+        key: SerialKey,
+        alg: HashAlg,
+        state: CertState,
+        now: i64,
+    ) -> Result<Arc<Signed>, OcspError> {
         let slot = &self.issuers[key.issuer()];
         let responder = slot.responder();
         let (this_update, next_update, refresh_at) = self.validity(state, now, &responder)?;
@@ -361,7 +377,12 @@ impl Responder {
         self.sign_live_with_permit(parsed, echo_nonce, now).await
     }
 
-    async fn sign_live_with_permit(&self, parsed: &Parsed<'_>, echo_nonce: bool, now: i64) -> Result<Answer, OcspError> {
+    async fn sign_live_with_permit(
+        &self,
+        parsed: &Parsed<'_>,
+        echo_nonce: bool,
+        now: i64,
+    ) -> Result<Answer, OcspError> {
         let issuer = parsed.items[0].issuer;
         let slot = &self.issuers[issuer];
         let responder = slot.responder();
@@ -378,7 +399,14 @@ impl Responder {
                 _ => AnswerStatus::Good,
             };
             let (this_update, next_update, _) = self.validity(state, now, &responder)?;
-            singles.push(Single { alg: item.alg, issuer: &slot.hashes, serial: item.serial, state, this_update, next_update });
+            singles.push(Single {
+                alg: item.alg,
+                issuer: &slot.hashes,
+                serial: item.serial,
+                state,
+                this_update,
+                next_update,
+            });
         }
         let nonce = if echo_nonce { parsed.nonce } else { None };
         let tbs = encode::response_data(responder.key_hash(), now, &singles, nonce)?;
@@ -406,11 +434,8 @@ impl Responder {
     /// Re-signs the cached response of `key` for `alg` with its current status,
     /// waiting for a signing slot (background work, not a client).
     pub async fn resign(&self, key: SerialKey, alg: HashAlg) -> Result<(), OcspError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| OcspError::Internal("signing semaphore closed".into()))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| OcspError::Internal("signing semaphore closed".into()))?;
         let now = unix_now();
         let Some((state, generation)) = self.cache.state_of(&key) else { return Ok(()) };
         let signed = self.sign_entry(key, alg, state, now).await?;

@@ -109,7 +109,12 @@ fn responder_key(cfg: &Config, hsm: &Hsm, label: &str) -> Result<(HsmKey, Outcom
 
 /// The PEM certificate at `path`, if it certifies `key`, was issued by `ca` and
 /// is valid beyond `renew_after`. Ok(None) when it must be (re)issued.
-fn usable_existing(path: &Path, key: &HsmKey, ca: &IssuingCa, renew_after: OffsetDateTime) -> Result<Option<(Vec<u8>, OffsetDateTime)>, OcspError> {
+fn usable_existing(
+    path: &Path,
+    key: &HsmKey,
+    ca: &IssuingCa,
+    renew_after: OffsetDateTime,
+) -> Result<Option<(Vec<u8>, OffsetDateTime)>, OcspError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -187,9 +192,7 @@ pub(crate) fn issue(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
     params.use_authority_key_identifier_extension = true;
-    params
-        .custom_extensions
-        .push(profile::extensions::custom(ID_PKIX_OCSP_NOCHECK, vec![0x05, 0x00], false));
+    params.custom_extensions.push(profile::extensions::custom(ID_PKIX_OCSP_NOCHECK, vec![0x05, 0x00], false));
     let tbs = profile::tbs_certificate(&params, key, ca)?;
     let signature = ca_key.sign(&tbs)?;
     let der = profile::assemble_certificate(&tbs, &signature)?;
@@ -317,9 +320,17 @@ mod tests {
                 assert!(norm.contains(&want.replace(" \n", "\n")), "missing {want:?} in\n{text}");
             }
             assert!(!text.contains("Certificate Sign"), "{text}");
-            let verified = openssl(&["verify", "-CAfile", ca.ca_path(i).to_str().unwrap(), "-purpose", "ocsphelper", path.to_str().unwrap()]);
+            let verified = openssl(&[
+                "verify",
+                "-CAfile",
+                ca.ca_path(i).to_str().unwrap(),
+                "-purpose",
+                "ocsphelper",
+                path.to_str().unwrap(),
+            ]);
             assert!(verified.contains(": OK"), "{verified}");
-            let not_after = not_after_of(&pem::parse(std::fs::read_to_string(&path).unwrap()).unwrap().into_contents()).unwrap();
+            let not_after =
+                not_after_of(&pem::parse(std::fs::read_to_string(&path).unwrap()).unwrap().into_contents()).unwrap();
             let days = (not_after - OffsetDateTime::now_utc()).whole_days();
             assert!((29..=30).contains(&days), "validity {days} days");
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use der::Decode;
 use proto::registry::v1 as reg;
 
-use crate::asn1::{BasicOCSPResponse, CertStatus, CRLReason, OCSPResponse, OCSPResponseStatus};
+use crate::asn1::{BasicOCSPResponse, CRLReason, CertStatus, OCSPResponse, OCSPResponseStatus};
 use crate::error::OcspError;
 use crate::issuers::HashAlg;
 use crate::metrics::{AnswerStatus, Metrics};
@@ -136,7 +136,9 @@ async fn the_second_request_is_a_cache_hit_without_registry_or_signature() {
 fn change(r: &Responder, issuer: usize, serial: &[u8], seq: u64, state: CertState) -> reg::StatusChange {
     let (status, at, reason) = match state {
         CertState::Good => (reg::CertificateStatus::Good, 0, 0),
-        CertState::Revoked { at_unix, .. } => (reg::CertificateStatus::Revoked, at_unix, reg::RevocationReason::KeyCompromise as i32),
+        CertState::Revoked { at_unix, .. } => {
+            (reg::CertificateStatus::Revoked, at_unix, reg::RevocationReason::KeyCompromise as i32)
+        }
         CertState::Unknown => (reg::CertificateStatus::Unspecified, 0, 0),
     };
     reg::StatusChange {
@@ -219,7 +221,13 @@ struct Controlled {
 
 impl Controlled {
     fn new(inner: hsm::HsmKey) -> Arc<Controlled> {
-        Arc::new(Controlled { inner, fail: AtomicBool::new(false), hold: Mutex::new(false), released: Condvar::new(), waiting: AtomicUsize::new(0) })
+        Arc::new(Controlled {
+            inner,
+            fail: AtomicBool::new(false),
+            hold: Mutex::new(false),
+            released: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+        })
     }
 
     fn set_hold(&self, hold: bool) {

@@ -49,7 +49,9 @@ pub(crate) fn slots(loaded: Vec<LoadedIssuer>) -> Result<Vec<IssuerSlot>, OcspEr
         .collect()
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OcspError> + Send + 'static) -> Result<T, OcspError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OcspError> + Send + 'static,
+) -> Result<T, OcspError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| OcspError::Internal(format!("blocking task: {e}")))?
 }
 
@@ -166,7 +168,9 @@ async fn renew_loop(responder: Arc<Responder>, cfg: Config, hsm: hsm::Hsm, renew
                                 tracing::info!(ca = l.name, "using a renewed responder certificate");
                                 responder.replace_responder(i, id);
                             }
-                            Err(e) => tracing::error!(ca = l.name, error = %e, "renewed responder certificate unusable"),
+                            Err(e) => {
+                                tracing::error!(ca = l.name, error = %e, "renewed responder certificate unusable")
+                            }
                         }
                     }
                 }

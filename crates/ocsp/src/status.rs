@@ -13,7 +13,10 @@ pub enum CertState {
     /// Never issued by this CA (or not issued yet).
     Unknown,
     Good,
-    Revoked { at_unix: i64, reason: Option<CRLReason> },
+    Revoked {
+        at_unix: i64,
+        reason: Option<CRLReason>,
+    },
 }
 
 impl CertState {

@@ -54,7 +54,9 @@ pub fn test_ca(alg: config::KeyAlgorithm) -> TestCa {
     for (n, entity) in [&cfg.ca.signing, &cfg.ca.authentication].into_iter().enumerate() {
         let key = hsm.generate_key_pair(&entity.key_label, key_algorithm(alg)).unwrap();
         let serial = [0x11, 0x22, n as u8 + 1];
-        let params = profile::ca_params(entity, true, &serial, &key, now - Duration::hours(1), now + Duration::days(3650)).unwrap();
+        let params =
+            profile::ca_params(entity, true, &serial, &key, now - Duration::hours(1), now + Duration::days(3650))
+                .unwrap();
         let der = params.self_signed(&key).unwrap().der().to_vec();
         let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));
         std::fs::write(cert_dir.join(&entity.file_name), pem).unwrap();

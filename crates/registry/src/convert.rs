@@ -3,8 +3,8 @@
 use proto::registry::v1 as pb;
 use store::{
     ApprovalRecord, ApprovalState, AuditRecord, CardRecord, CardState, CardView, CertificateKind, CertificateRecord,
-    CertificateState, CertificateStatus, ContactAddress, HolderDetails, HolderRecord, Membership, RevocationReason,
-    RevokedEntry, StatusChange,
+    CertificateState, CertificateStatus, ContactAddress, HolderCards, HolderDetails, HolderRecord, Membership,
+    PinEscrow, RevocationReason, RevokedEntry, StatusChange,
 };
 
 use crate::error::RegistryError;
@@ -18,7 +18,6 @@ pub fn holder_in(holder: Option<pb::Holder>) -> Result<(String, HolderDetails), 
         Ok(pb::Membership::NonMember) => Membership::NonMember,
         _ => return Err(RegistryError::invalid("holder.membership", "must be MEMBER or NON_MEMBER")),
     };
-    let c = h.contact.unwrap_or_default();
     let details = HolderDetails {
         family_name_kanji: text("holder.family_name_kanji", &h.family_name_kanji, MAX_TEXT_LEN)?,
         given_name_kanji: text("holder.given_name_kanji", &h.given_name_kanji, MAX_TEXT_LEN)?,
@@ -30,16 +29,31 @@ pub fn holder_in(holder: Option<pb::Holder>) -> Result<(String, HolderDetails), 
         licence_number: id("holder.licence_number", &h.licence_number)?,
         licence_registered_on: text("holder.licence_registered_on", &h.licence_registered_on, MAX_ID_LEN)?,
         membership,
-        contact: ContactAddress {
-            postal_code: text("holder.contact.postal_code", &c.postal_code, MAX_ID_LEN)?,
-            address: text("holder.contact.address", &c.address, MAX_TEXT_LEN)?,
-            phone: text("holder.contact.phone", &c.phone, MAX_ID_LEN)?,
-            email: text("holder.contact.email", &c.email, MAX_TEXT_LEN)?,
-        },
+        contact: contact_in(h.contact.unwrap_or_default(), HOLDER_CONTACT_FIELDS)?,
         institution: text("holder.institution", &h.institution, MAX_TEXT_LEN)?,
     };
     let holder_id = if h.holder_id.is_empty() { String::new() } else { id("holder.holder_id", &h.holder_id)? };
     Ok((holder_id, details))
+}
+
+/// The proto paths of a contact's fields: postal code, address, phone, email.
+pub type ContactFields = [&'static str; 4];
+pub const HOLDER_CONTACT_FIELDS: ContactFields =
+    ["holder.contact.postal_code", "holder.contact.address", "holder.contact.phone", "holder.contact.email"];
+pub const CONTACT_FIELDS: ContactFields = ["contact.postal_code", "contact.address", "contact.phone", "contact.email"];
+
+pub fn contact_in(c: pb::ContactAddress, fields: ContactFields) -> Result<ContactAddress, RegistryError> {
+    let [postal_code, address, phone, email] = fields;
+    Ok(ContactAddress {
+        postal_code: text(postal_code, &c.postal_code, MAX_ID_LEN)?,
+        address: text(address, &c.address, MAX_TEXT_LEN)?,
+        phone: text(phone, &c.phone, MAX_ID_LEN)?,
+        email: text(email, &c.email, MAX_TEXT_LEN)?,
+    })
+}
+
+pub fn contact_out(c: ContactAddress) -> pb::ContactAddress {
+    pb::ContactAddress { postal_code: c.postal_code, address: c.address, phone: c.phone, email: c.email }
 }
 
 pub fn holder_out(h: HolderRecord) -> pb::Holder {
@@ -59,12 +73,7 @@ pub fn holder_out(h: HolderRecord) -> pb::Holder {
             Membership::Member => pb::Membership::Member,
             Membership::NonMember => pb::Membership::NonMember,
         } as i32,
-        contact: Some(pb::ContactAddress {
-            postal_code: d.contact.postal_code,
-            address: d.contact.address,
-            phone: d.contact.phone,
-            email: d.contact.email,
-        }),
+        contact: Some(contact_out(d.contact)),
         institution: d.institution,
     }
 }
@@ -83,7 +92,26 @@ pub fn card_out(c: CardRecord) -> pb::Card {
         authentication_serial: c.authentication_serial.map(|s| s.to_hex()).unwrap_or_default(),
         created_at_unix: c.created_at_unix,
         application_json: c.application_json,
-        ..Default::default()
+        procedure: c.procedure.name().to_owned(),
+        replaces_card_id: c.replaces_card_id.unwrap_or_default(),
+        superseded_by: c.superseded_by.unwrap_or_default(),
+    }
+}
+
+pub fn pin_escrow_out(e: PinEscrow) -> pb::PinEscrowRecord {
+    pb::PinEscrowRecord {
+        card_id: e.card_id,
+        key_label: e.key_label,
+        iv: e.iv,
+        ciphertext: e.ciphertext,
+        stored_at_unix: e.stored_at_unix,
+    }
+}
+
+pub fn holder_cards_out(h: HolderCards) -> pb::ListHolderCardsResponse {
+    pb::ListHolderCardsResponse {
+        holder: Some(holder_out(h.holder)),
+        cards: h.cards.into_iter().map(card_view_out).collect(),
     }
 }
 

@@ -30,6 +30,56 @@
 //! - **Approvals**: the approver must differ from the requester
 //!   (FAILED_PRECONDITION `approver`); AWAITING -> APPROVED -> EXECUTED, each
 //!   step idempotent.
+//!
+//! # The card's life: renewal, reissue, contact change, PIN escrow, history
+//!
+//! - **BeginApplication `procedure`**: "" or "new" (default), "renewal",
+//!   "reissue"; anything else is INVALID_ARGUMENT `procedure`. A "new"
+//!   application must leave `replaces_card_id` empty; a renewal or reissue
+//!   requires it (INVALID_ARGUMENT `replaces_card_id`). The named card must
+//!   exist (NOT_FOUND `replaces_card_id`), be the same holder's, i.e. its
+//!   holder has this licence number, and not be superseded already; a
+//!   renewal needs it ACTIVE, a reissue REVOKED (FAILED_PRECONDITION
+//!   `replaces_card_id: belongs to another holder` / `already renewed by
+//!   card X` / `already reissued as card X` / `is PENDING: a renewal needs
+//!   an ACTIVE card` / `is REVOKED: ...` / `must be revoked before a reissue
+//!   (it is ACTIVE)`). In one transaction the new card is created PENDING
+//!   with `procedure` and `replaces_card_id`, the old card gets
+//!   `superseded_by` (audited as "card.supersede" on the old card) and keeps
+//!   its state: a renewed card stays ACTIVE and its certificates valid until
+//!   they expire. The holder's details are replaced by the request's for
+//!   every procedure; changed fields are in the "application.begin" entry's
+//!   `holder_changes` as {field: {old, new}}.
+//! - **Current card**: a holder may have one PENDING or ACTIVE card whose
+//!   `superseded_by` is empty; another application, of any procedure, is
+//!   FAILED_PRECONDITION `holder.licence_number` naming it (a renewal's own
+//!   old card excepted).
+//! - **Retries**: the same application_id returns the card made for it with
+//!   `existing = true` and writes nothing, also after the old card was
+//!   superseded by it; with another licence number, procedure or
+//!   replaces_card_id it is FAILED_PRECONDITION `application_id`.
+//! - **UpdateContact**: NOT_FOUND `holder_id`; `contact` is required and
+//!   replaces the stored one; `resident_record_issued_on` (empty or
+//!   YYYY-MM-DD) is only recorded in the "holder.contact" entry with the old
+//!   and new contact. Equal contact: `changed = false`, nothing written.
+//! - **StorePinEscrow**: card must exist (NOT_FOUND `card_id`); `iv` 12
+//!   bytes, `ciphertext` 16..=1024 bytes, `key_label` required. Once per
+//!   card: the same key label, IV and ciphertext again returns the stored
+//!   record; anything else is ALREADY_EXISTS `card_id`. Audited as
+//!   "pin.escrow" with the key label and lengths only.
+//! - **DisclosePinEscrow**: `request_id`, `actor` and `confirmation_json`
+//!   (JSON) are required; NOT_FOUND `card_id` without an escrow; a request id
+//!   already disclosed for this card is FAILED_PRECONDITION `request_id`;
+//!   `max_per_window` disclosures within the last `window_seconds` (both 0:
+//!   3 per 30 days; one without the other is INVALID_ARGUMENT) make it
+//!   RESOURCE_EXHAUSTED `card_id: disclosure limit reached, retry after
+//!   <RFC 3339 UTC>`. A disclosure is recorded and audited ("pin.disclose",
+//!   with the confirmation, never the ciphertext) before the record is
+//!   returned; a refused one writes nothing.
+//! - **ListHolderCards**: the holder and every card with its certificates,
+//!   oldest first; NOT_FOUND `holder_id` / `licence_number`.
+//! - "card.supersede", "holder.contact", "pin.escrow" and "pin.disclose" are
+//!   the registry's own audit actions: AppendAudit refuses them.
 
 mod convert;
 mod error;

@@ -5,8 +5,12 @@ use std::sync::Arc;
 
 use proto::registry::v1 as pb;
 use proto::registry::v1::get_card_request::Key;
+use proto::registry::v1::list_holder_cards_request::Key as HolderKey;
 use proto::registry::v1::registry_server::Registry;
-use store::{NewApplication, NewApproval, Reservation, RevocationRequest, RevokedQuery, Store, StoreError};
+use store::{
+    ApplicationProcedure, DisclosureLimit, NewApplication, NewApproval, NewPinEscrow, PinDisclosureRequest, Procedure,
+    Reservation, RevocationRequest, RevokedQuery, Store, StoreError,
+};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -93,6 +97,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::BeginApplicationResponse>, Status> {
         let actor = actor(&request, &request.get_ref().actor)?;
         let req = request.into_inner();
+        let procedure = procedure(&req.procedure, &req.replaces_card_id)?;
         let (holder_id, holder) = convert::holder_in(req.holder)?;
         let app = NewApplication {
             application_id: validate::id("application_id", &req.application_id)?,
@@ -102,7 +107,7 @@ impl Registry for RegistryService {
             actor,
         };
         let prefix = self.holder_id_prefix.clone();
-        let outcome = self.run(move |s| s.begin_application(&app, &prefix)).await?;
+        let outcome = self.run(move |s| s.begin_procedure(&app, &procedure, &prefix)).await?;
         let view = convert::card_view_out(outcome.view);
         Ok(Response::new(pb::BeginApplicationResponse {
             card: view.card,
@@ -376,32 +381,115 @@ impl Registry for RegistryService {
 
     async fn update_contact(
         &self,
-        _request: Request<pb::UpdateContactRequest>,
+        request: Request<pb::UpdateContactRequest>,
     ) -> Result<Response<pb::UpdateContactResponse>, Status> {
-        Err(Status::unimplemented("UpdateContact is not implemented yet"))
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let req = request.into_inner();
+        let holder_id = validate::id("holder_id", &req.holder_id)?;
+        let Some(contact) = req.contact else {
+            return Err(RegistryError::invalid("contact", "is required").into());
+        };
+        let contact = convert::contact_in(contact, convert::CONTACT_FIELDS)?;
+        let issued_on = validate::optional_date("resident_record_issued_on", &req.resident_record_issued_on)?;
+        let update = self.run(move |s| s.update_contact(&holder_id, &contact, &issued_on, &actor)).await?;
+        Ok(Response::new(pb::UpdateContactResponse {
+            holder: Some(convert::holder_out(update.holder)),
+            previous: Some(convert::contact_out(update.previous)),
+            changed: update.changed,
+        }))
     }
 
     async fn store_pin_escrow(
         &self,
-        _request: Request<pb::StorePinEscrowRequest>,
+        request: Request<pb::StorePinEscrowRequest>,
     ) -> Result<Response<pb::PinEscrowRecord>, Status> {
-        Err(Status::unimplemented("StorePinEscrow is not implemented yet"))
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let req = request.into_inner();
+        let card_id = validate::id("card_id", &req.card_id)?;
+        let key_label = validate::id("key_label", &req.key_label)?;
+        validate::bytes_len("iv", &req.iv, PIN_IV_LEN..=PIN_IV_LEN, "the AES-GCM nonce")?;
+        validate::bytes_len("ciphertext", &req.ciphertext, PIN_CIPHERTEXT_LEN, "the encrypted PIN and its GCM tag")?;
+        let new = NewPinEscrow { card_id, key_label, iv: req.iv, ciphertext: req.ciphertext, actor };
+        let escrow = self.run(move |s| s.store_pin_escrow(&new)).await?;
+        Ok(Response::new(convert::pin_escrow_out(escrow)))
     }
 
     async fn disclose_pin_escrow(
         &self,
-        _request: Request<pb::PinDisclosureRequest>,
+        request: Request<pb::PinDisclosureRequest>,
     ) -> Result<Response<pb::PinEscrowRecord>, Status> {
-        Err(Status::unimplemented("DisclosePinEscrow is not implemented yet"))
+        let req = request.into_inner();
+        if req.confirmation_json.is_empty() {
+            return Err(RegistryError::invalid("confirmation_json", "is required").into());
+        }
+        let disclosure = PinDisclosureRequest {
+            card_id: validate::id("card_id", &req.card_id)?,
+            request_id: validate::id("request_id", &req.request_id)?,
+            confirmation_json: validate::json("confirmation_json", &req.confirmation_json)?,
+            actor: validate::id("actor", &req.actor)?,
+            limit: disclosure_limit(req.max_per_window, req.window_seconds)?,
+        };
+        let escrow = self.run(move |s| s.disclose_pin_escrow(&disclosure)).await?;
+        Ok(Response::new(convert::pin_escrow_out(escrow)))
     }
 
     async fn list_holder_cards(
         &self,
-        _request: Request<pb::ListHolderCardsRequest>,
+        request: Request<pb::ListHolderCardsRequest>,
     ) -> Result<Response<pb::ListHolderCardsResponse>, Status> {
-        Err(Status::unimplemented("ListHolderCards is not implemented yet"))
+        let cards = match request.into_inner().key {
+            Some(HolderKey::HolderId(v)) => {
+                let holder_id = validate::id("holder_id", &v)?;
+                self.run(move |s| s.list_holder_cards(&holder_id)).await?
+            }
+            Some(HolderKey::LicenceNumber(v)) => {
+                let licence = validate::id("licence_number", &v)?;
+                self.run(move |s| s.list_holder_cards_by_licence(&licence)).await?
+            }
+            None => return Err(RegistryError::invalid("key", "one of holder_id, licence_number is required").into()),
+        };
+        Ok(Response::new(convert::holder_cards_out(cards)))
     }
 }
+
+/// The procedure of a BeginApplication and the card it replaces.
+fn procedure(name: &str, replaces_card_id: &str) -> Result<ApplicationProcedure, RegistryError> {
+    let procedure = match name {
+        "" => Procedure::New,
+        other => Procedure::from_name(other).ok_or_else(|| {
+            RegistryError::invalid("procedure", format!("{other:?} is not \"new\", \"renewal\" or \"reissue\""))
+        })?,
+    };
+    if procedure == Procedure::New {
+        if !replaces_card_id.is_empty() {
+            return Err(RegistryError::invalid("replaces_card_id", "must be empty for a new application"));
+        }
+        return Ok(ApplicationProcedure::New);
+    }
+    if replaces_card_id.is_empty() {
+        return Err(RegistryError::invalid("replaces_card_id", format!("is required for a {procedure}")));
+    }
+    let replaces_card_id = validate::id("replaces_card_id", replaces_card_id)?;
+    Ok(match procedure {
+        Procedure::Renewal => ApplicationProcedure::Renewal { replaces_card_id },
+        _ => ApplicationProcedure::Reissue { replaces_card_id },
+    })
+}
+
+/// The rate limit of a disclosure: both set, or both 0 for the default.
+fn disclosure_limit(max_per_window: u32, window_seconds: u32) -> Result<DisclosureLimit, RegistryError> {
+    match (max_per_window, window_seconds) {
+        (0, 0) => Ok(DisclosureLimit::DEFAULT),
+        (0, _) => Err(RegistryError::invalid("max_per_window", "is required when window_seconds is set")),
+        (_, 0) => Err(RegistryError::invalid("window_seconds", "is required when max_per_window is set")),
+        (max_per_window, window_seconds) => Ok(DisclosureLimit { max_per_window, window_seconds }),
+    }
+}
+
+/// The AES-GCM nonce of an escrowed PIN.
+const PIN_IV_LEN: usize = 12;
+/// An escrowed PIN's ciphertext: at least the 16-byte GCM tag.
+const PIN_CIPHERTEXT_LEN: std::ops::RangeInclusive<usize> = 16..=1024;
 
 // Keep the DER bound in line with what a gRPC message may carry anyway.
 const _: () = assert!(MAX_DER_LEN < 4 * 1024 * 1024);

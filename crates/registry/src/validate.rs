@@ -49,6 +49,51 @@ pub fn json(field: &'static str, value: &str) -> Result<String, RegistryError> {
     Ok(value.to_owned())
 }
 
+/// Empty, or a calendar date written YYYY-MM-DD.
+pub fn optional_date(field: &'static str, value: &str) -> Result<String, RegistryError> {
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let bad = || RegistryError::invalid(field, format!("{value:?} is not a date (YYYY-MM-DD)"));
+    let b = value.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
+        return Err(bad());
+    }
+    let number = |r: std::ops::Range<usize>| value[r].parse::<u32>().map_err(|_| bad());
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if day == 0 || day > days {
+        return Err(bad());
+    }
+    Ok(value.to_owned())
+}
+
+/// A byte string whose length lies in `range`; `what` says what it holds.
+pub fn bytes_len(
+    field: &'static str,
+    value: &[u8],
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+) -> Result<(), RegistryError> {
+    if range.contains(&value.len()) {
+        return Ok(());
+    }
+    let wanted = if range.start() == range.end() {
+        format!("{} bytes", range.start())
+    } else {
+        format!("{} to {} bytes", range.start(), range.end())
+    };
+    Err(RegistryError::invalid(field, format!("must be {wanted} ({what}), not {}", value.len())))
+}
+
 pub fn serial(field: &'static str, value: &str) -> Result<Serial, RegistryError> {
     Serial::from_hex(value).map_err(|e| RegistryError::invalid(field, e.to_string()))
 }
@@ -113,6 +158,45 @@ mod tests {
         // Deep nesting hits serde_json's recursion limit, an error, not a stack overflow.
         let deep = "[".repeat(100_000);
         assert!(json("application_json", &deep).is_err());
+    }
+
+    #[test]
+    fn dates_are_empty_or_real_calendar_dates() {
+        assert_eq!(optional_date("d", "").unwrap(), "");
+        for good in ["2026-01-05", "2024-02-29", "2000-02-29", "1999-12-31"] {
+            assert_eq!(optional_date("d", good).unwrap(), good);
+        }
+        for bad in [
+            "2026-1-05",
+            "2026/01/05",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-04-31",
+            "2023-02-29",
+            "1900-02-29",
+            "2026-01-00",
+            "2026-01-05T00:00",
+            "２０２６-01-05",
+            "+026-01-05",
+        ] {
+            assert!(message(optional_date("d", bad)).starts_with("d: "), "{bad}");
+        }
+    }
+
+    #[test]
+    fn byte_lengths_name_the_field_and_the_bounds() {
+        assert!(bytes_len("iv", &[0; 12], 12..=12, "GCM nonce").is_ok());
+        assert_eq!(
+            message(bytes_len("iv", &[0; 16], 12..=12, "GCM nonce")),
+            "iv: must be 12 bytes (GCM nonce), not 16"
+        );
+        assert!(bytes_len("ciphertext", &[0; 16], 16..=1024, "x").is_ok());
+        assert!(bytes_len("ciphertext", &[0; 1024], 16..=1024, "x").is_ok());
+        assert_eq!(
+            message(bytes_len("ciphertext", &[0; 15], 16..=1024, "x")),
+            "ciphertext: must be 16 to 1024 bytes (x), not 15"
+        );
+        assert!(bytes_len("ciphertext", &[0; 1025], 16..=1024, "x").is_err());
     }
 
     #[test]

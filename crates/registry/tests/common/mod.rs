@@ -133,7 +133,17 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code:
 /// Runs a whole application over gRPC: begin, both serials, TBS, certificates,
 /// complete. Returns the card id and the serials (signing, authentication).
 pub async fn issue_card(c: &mut RegistryClient<Channel>, application_id: &str, licence: &str) -> (String, Vec<String>) {
-    let card = c.begin_application(begin_request(application_id, licence)).await.unwrap().into_inner();
+    let (card, serials) = issue_card_from(c, begin_request(application_id, licence)).await;
+    (card.card_id, serials)
+}
+
+/// As `issue_card` for any BeginApplication (renewals, reissues); returns
+/// the completed card and the serials (signing, authentication).
+pub async fn issue_card_from(
+    c: &mut RegistryClient<Channel>,
+    begin: pb::BeginApplicationRequest,
+) -> (pb::Card, Vec<String>) {
+    let card = c.begin_application(begin).await.unwrap().into_inner();
     let card_id = card.card.unwrap().card_id;
     let mut serials = Vec::new();
     for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
@@ -146,6 +156,6 @@ pub async fn issue_card(c: &mut RegistryClient<Channel>, application_id: &str, l
         serials.push(serial);
     }
     let complete = pb::CompleteApplicationRequest { card_id: card_id.clone(), actor: "ra-1".into() };
-    c.complete_application(complete).await.unwrap();
-    (card_id, serials)
+    let card = c.complete_application(complete).await.unwrap().into_inner();
+    (card, serials)
 }

@@ -3,7 +3,7 @@ STATE ?= state
 CARGO ?= cargo
 BIN := target/debug/hpki-ca
 
-.PHONY: setup build run ceremony test lint clean-state
+.PHONY: setup build run ceremony test lint bench bench-crl bench-ocsp clean-state
 
 setup:            ## install softhsm2, opensc, openssl if missing (Debian, as root)
 	@scripts/setup.sh
@@ -20,6 +20,15 @@ run: ceremony     ## run the whole CA locally on loopback
 
 test: setup       ## every test: unit, SoftHSM and end-to-end with openssl
 	$(CARGO) test --workspace --locked
+
+bench: bench-crl bench-ocsp   ## every benchmark (bounded in time)
+
+bench-crl: setup  ## build + sign CRLs of 10k, 100k, 1M entries: time and peak memory
+	$(CARGO) bench -p crl --bench crl_build
+
+bench-ocsp: setup ## OCSP: criterion hot path, then the load benchmark vs openssl ocsp and an nginx ceiling
+	$(CARGO) bench -p ocsp --bench ocsp_hot_path
+	scripts/bench-ocsp.sh
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -265,6 +265,7 @@ mod tests {
             application_date: "2026-11-20".into(),
             institution: String::new(),
             ra_operator: "ra-op".into(),
+            card_pin: String::new(),
         }
     }
 

@@ -9,7 +9,8 @@
 # memory with 1M cached responses and revocation-to-`revoked` propagation.
 #
 # Knobs (environment): DURATION (s per target, 10), CONNS (32), THREADS (wrk, 2),
-# CERTS (10000), REVOKED (% revoked, 10), MEMORY_COUNT (1000000), ROUNDS (20).
+# CERTS (10000), REVOKED (% revoked, 10), MEMORY_COUNT (1000000), ROUNDS (20),
+# KEEP=1 keeps the work folder.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -48,13 +49,18 @@ echo "building the bench server (release)..." >&2
 BIN="$root/target/release/examples/ocsp_bench_server"
 
 WORK=$(mktemp -d /tmp/bench-ocsp.XXXXXX)
-cleanup() { rm -rf "$WORK"; }
+chmod 755 "$WORK" # nginx workers run as www-data
+cleanup() { if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi; }
 trap cleanup EXIT
 cp "$here/bench-ocsp/rotate.lua" "$WORK/rotate.lua"
 export PATHS_FILE="$WORK/paths.txt"
 
-# Runs, inside a fresh network namespace: the server command ($1), waits for
-# 127.0.0.1:$PORT, checks one good and one revoked answer, then the wrk load.
+# Runs, inside a fresh network namespace: the server command ($2), waits until
+# it answers, checks one revoked and one good answer, then the wrk load, then
+# stops the server and everything it started (by process id).
+# Probes and checks send `Connection: close`: OpenSSL 3.0's responder spins
+# forever on a kept-alive connection the client closes (even a bare TCP
+# connect), which would leave it without a free child for the load.
 run_target() {
   local name=$1 server=$2
   "${NETNS[@]}" bash -s -- "$name" "$server" <<'INNER'
@@ -63,24 +69,31 @@ name=$1; server=$2
 ip link set lo up
 bash -c "$server" >"$WORK/$name.server.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
-  if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then break; fi
+kill_tree() {
+  local p=$1 c
+  for c in $(pgrep -P "$p" || true); do kill_tree "$c"; done
+  kill -TERM "$p" 2>/dev/null || true
+  sleep 0.2
+  kill -KILL "$p" 2>/dev/null || true
+}
+trap 'kill_tree $pid' EXIT
+ready=
+for _ in $(seq 1 900); do
   kill -0 $pid 2>/dev/null || { echo "$name: server died" >&2; cat "$WORK/$name.server.log" >&2; exit 1; }
+  if [ -s "$PATHS_FILE" ] && curl -s -o /dev/null -H 'Connection: close' --max-time 2 \
+      "http://127.0.0.1:$PORT$(head -1 "$PATHS_FILE")"; then ready=1; break; fi
   sleep 0.1
 done
-# Sanity: the first path is a revoked certificate, the last a good one (for nginx: the fixed response).
+[ -n "$ready" ] || { echo "$name: not answering" >&2; exit 1; }
+# Sanity: the first path is a revoked certificate, the last a good one (nginx: the fixed response).
 for line in 1 $(wc -l <"$PATHS_FILE"); do
   path=$(sed -n "${line}p" "$PATHS_FILE")
-  curl -s -o "$WORK/$name.check.der" "http://127.0.0.1:$PORT$path"
-  st=$(openssl ocsp -respin "$WORK/$name.check.der" -resp_text -noverify 2>/dev/null | sed -n 's/^ *Cert Status: //p' | head -1)
-  echo "CHECK $name line=$line status=${st:-none} bytes=$(stat -c %s "$WORK/$name.check.der")"
+  curl -s -H 'Connection: close' -o "$WORK/$name.check.der" "http://127.0.0.1:$PORT$path" || true
+  st=$(openssl ocsp -respin "$WORK/$name.check.der" -resp_text -noverify 2>/dev/null | sed -n 's/^ *Cert Status: //p' | head -1 || true)
+  echo "CHECK $name line=$line status=${st:-none} bytes=$(stat -c %s "$WORK/$name.check.der" 2>/dev/null || echo 0)"
 done
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >"$WORK/$name.wrk" 2>&1 || true
-grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/"
-kill $pid 2>/dev/null || true
-sleep 0.3
-kill -9 $pid 2>/dev/null || true
-pkill -P $pid 2>/dev/null || true
+grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/" || true
 INNER
 }
 export WORK PORT THREADS CONNS DURATION PATHS_FILE
@@ -141,7 +154,8 @@ else
 fi
 if [ -n "$prop" ]; then
   echo "propagation (RevokeCertificate returned -> first 'revoked' answer, $ROUNDS rounds):" \
-       "median $(field "$prop" after_return_ms_median) ms, p90 $(field "$prop" after_return_ms_p90) ms, max $(field "$prop" after_return_ms_max) ms"
+       "median $(field "$prop" after_return_ms_median) ms, p90 $(field "$prop" after_return_ms_p90) ms, max $(field "$prop" after_return_ms_max) ms;" \
+       "from the call: median $(field "$prop" from_call_ms_median) ms, max $(field "$prop" from_call_ms_max) ms"
 else
   echo "propagation: measurement failed"
 fi

@@ -16,9 +16,14 @@ function init(args)
   i = ((id or 1) * 1009) % #paths
 end
 
+local headers = nil
+if os.getenv("CONNECTION_CLOSE") == "1" then
+  headers = { ["Connection"] = "close" }
+end
+
 function request()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], headers)
 end
 
 function done(summary, latency, requests)

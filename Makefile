@@ -27,7 +27,7 @@ bench-crl: setup  ## build + sign CRLs of 10k, 100k, 1M entries: time and peak m
 	$(CARGO) bench -p crl --bench crl_build
 
 bench-ocsp: setup ## OCSP: criterion hot path, then the load benchmark vs openssl ocsp and an nginx ceiling
-	$(CARGO) bench -p ocsp --bench ocsp_hot_path
+	$(CARGO) bench -p ocsp --features bench --bench ocsp_hot_path
 	scripts/bench-ocsp.sh
 
 lint:

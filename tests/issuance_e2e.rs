@@ -261,7 +261,7 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
     let out = ca.cli(&["ceremony"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("key kept").count(), 6, "root, signing, auth, PIN escrow and two OCSP responder keys: {text}");
+    assert_eq!(text.matches("key kept").count(), 7, "root, signing, auth, PIN escrow, audit checkpoint and two OCSP responder keys: {text}");
     assert_eq!(text.matches("certificate kept").count(), 5, "{text}");
     let after: Vec<Vec<u8>> = ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"]
         .iter()
@@ -300,11 +300,11 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
         .output()
         .expect("pkcs11-tool");
     let listing = String::from_utf8_lossy(&out.stdout);
-    for label in ["root-ca", "sign-ca", "auth-ca", "ocsp-sign", "ocsp-auth"] {
+    for label in ["root-ca", "sign-ca", "auth-ca", "ocsp-sign", "ocsp-auth", "audit-checkpoint"] {
         assert!(listing.contains(&format!("label:      {label}")), "{listing}");
     }
-    assert_eq!(listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(), 5, "{listing}");
-    assert_eq!(listing.matches("Usage:      sign\n").count(), 5, "CA and responder keys must only sign:\n{listing}");
+    assert_eq!(listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(), 6, "{listing}");
+    assert_eq!(listing.matches("Usage:      sign\n").count(), 6, "CA, responder and checkpoint keys must only sign:\n{listing}");
     assert!(!listing.to_lowercase().contains("decrypt"), "CA keys must only sign:\n{listing}");
 
     // The PIN escrow key: AES, encrypt/decrypt only, never extractable.

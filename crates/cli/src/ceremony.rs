@@ -161,3 +161,46 @@ pub fn pin_escrow_key(cfg: &Config, hsm: &Hsm) -> Result<Outcome, CliError> {
     hsm.generate_aes_key(label, 256)?;
     Ok(Outcome::Created)
 }
+
+/// HSM label of the key that signs audit-log checkpoints (`hpki-ca audit checkpoint`).
+pub const AUDIT_CHECKPOINT_KEY_LABEL: &str = "audit-checkpoint";
+/// Its public half, SubjectPublicKeyInfo PEM in the certificate folder, for `hpki-ca audit verify`.
+pub const AUDIT_CHECKPOINT_PUB_FILE: &str = "audit-checkpoint.pub.pem";
+
+/// The key pair that signs audit checkpoints (the CA key algorithm); created
+/// once, kept after. Its public key is written next to the CA certificates so
+/// checkpoints verify without the HSM; an existing file for another key is
+/// refused rather than overwritten (it may be needed for older checkpoints).
+pub fn audit_checkpoint_key(cfg: &Config, hsm: &Hsm) -> Result<(Outcome, PathBuf), CliError> {
+    let (key, outcome) = match hsm.find_key(AUDIT_CHECKPOINT_KEY_LABEL)? {
+        Some(k) => (k, Outcome::Kept),
+        None => {
+            let alg = key_algorithm(cfg.ca.key_algorithm);
+            (hsm.generate_key_pair(AUDIT_CHECKPOINT_KEY_LABEL, alg)?, Outcome::Created)
+        }
+    };
+    let dir = cfg.cert_dir();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let path = dir.join(AUDIT_CHECKPOINT_PUB_FILE);
+    let spki = key.subject_public_key_info_der();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let block = pem::parse(&text).map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
+            if block.tag() != "PUBLIC KEY" || block.contents() != spki.as_slice() {
+                return Err(CliError::Ceremony(format!(
+                    "{} exists but is not the public key of the HSM key {AUDIT_CHECKPOINT_KEY_LABEL:?}; refusing to \
+                     overwrite it (older checkpoints may need it: move it away)",
+                    path.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = pem::encode(&pem::Pem::new("PUBLIC KEY", spki));
+            let tmp = path.with_extension("pem.tmp");
+            std::fs::write(&tmp, text).map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        }
+        Err(e) => return Err(io(&path)(e)),
+    }
+    Ok((outcome, path))
+}

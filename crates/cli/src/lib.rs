@@ -1,5 +1,6 @@
 //! `hpki-ca`: the operator command line and the launcher of every service.
 
+pub mod audit;
 pub mod card;
 pub mod ceremony;
 pub mod error;
@@ -140,6 +141,14 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// The hash-chained audit log: export, verify (chain and HSM-signed checkpoints), checkpoint.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+        /// Registry; default from the config's registry.listen.
+        #[arg(long, global = true)]
+        url: Option<String>,
+    },
     /// Publishes the root CA's revocation list for CA certificates (ARL), optionally revoking an issuing CA certificate.
     Arl {
         /// Serial (hex) of an issuing CA certificate to revoke.
@@ -227,6 +236,14 @@ fn execute(args: Args) -> Result<(), CliError> {
                 "pin-escrow",
                 format!("{escrow:?}").to_lowercase(),
                 cfg.issuance.pin_escrow_key_label
+            ));
+            let (checkpoint, pub_path) = ceremony::audit_checkpoint_key(&cfg, &hsm)?;
+            launcher::say(format_args!(
+                "{:<15} key {:<8} ({:?})  audit checkpoints, public key {}",
+                "audit",
+                format!("{checkpoint:?}").to_lowercase(),
+                ceremony::AUDIT_CHECKPOINT_KEY_LABEL,
+                pub_path.display()
             ));
             print_responders(&cfg, &hsm)?;
             // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
@@ -341,6 +358,7 @@ fn execute(args: Args) -> Result<(), CliError> {
             let url = url.unwrap_or_else(|| format!("http://{}", cfg.issuance.listen));
             runtime()?.block_on(card::import(&url, import, args.json))
         }
+        Command::Audit { command, url } => audit::run(&cfg, url, command),
         Command::Arl { revoke_serial, reason } => {
             let hsm = open_hsm(&cfg)?;
             let revoke = revoke_serial.as_deref().zip(reason.map(ops::Reason::crl_reason));

@@ -24,7 +24,13 @@ pub struct Ca {
 
 impl Ca {
     /// Writes a config (all listeners on port 0), creates the token and runs the ceremony.
+    ///
+    /// gRPC is plain text (`[tls] enabled = false`) unless `extra_config` has a
+    /// `[tls]` section: most end-to-end tests drive the services with plain
+    /// tonic clients; `tls_e2e` runs with mTLS and [`Ca::grpc`].
     pub fn new(extra_config: &str) -> Ca {
+        let plain = if extra_config.contains("[tls]") { "" } else { "[tls]\nenabled = false\n" };
+        let extra_config = format!("{extra_config}\n{plain}");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("ca.toml");
         std::fs::write(
@@ -53,6 +59,18 @@ impl Ca {
 
     pub fn cert_path(&self, name: &str) -> PathBuf {
         self.state().join("ca").join(name)
+    }
+
+    /// A gRPC channel to `addr` over mTLS with the client certificate of `role`
+    /// (ra, operator, auditor, service) from the state folder.
+    pub async fn grpc(&self, addr: &str, role: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let dir = self.state().join("tls");
+        let read = |name: String| std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.pem".into())))
+            .identity(Identity::from_pem(read(format!("{role}.pem")), read(format!("{role}.key"))));
+        Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?.connect().await
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {

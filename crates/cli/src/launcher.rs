@@ -44,6 +44,52 @@ pub fn watch_signals() -> watch::Receiver<bool> {
     rx
 }
 
+/// Transport security of this process, set before anything connects or listens.
+///
+/// With `[tls] enabled` (the default) every gRPC server requires a client
+/// certificate from the local service-identity CA under `[tls] dir` (created
+/// here when missing, so `make run` and the ceremony set it up), our services
+/// call each other as `service`, and CLI commands present the certificate of
+/// the role they need (`[tls] client_role` overrides it). `enabled = false` is
+/// the explicit development switch for plain-text gRPC.
+pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError> {
+    use crate::Command as C;
+    if !cfg.tls.enabled {
+        tracing::warn!("[tls] enabled = false: gRPC is plain text (development only)");
+        tls::install(None, None);
+        return Ok(());
+    }
+    let dir = cfg.tls_dir();
+    let tls_err = |e: tls::TlsError| CliError::Client(format!("TLS: {e}"));
+    let (server, role) = match command {
+        C::Ceremony | C::Run | C::Registry { .. } | C::Issuance { .. } | C::Crl { .. } | C::Revocation { .. } | C::Ocsp { .. } => {
+            let written = tls::ensure_local_pki(&dir).map_err(tls_err)?;
+            if !written.is_empty() {
+                say(format_args!("{:<15} service-identity CA and role certificates written to {}", "tls", dir.display()));
+            }
+            (Some(tls::server_tls(&dir).map_err(tls_err)?), tls::Role::Service)
+        }
+        C::Card { .. } | C::Import { .. } => (None, tls::Role::Ra),
+        C::Revoke { .. } | C::EmergencyRevoke { .. } | C::Approve { .. } | C::PublishCrl { .. } | C::Status { .. } => {
+            (None, tls::Role::Operator)
+        }
+        // `audit checkpoint` signs the chain's head with the HSM key on the CA
+        // host, as our services do; the other audit commands only read the log.
+        C::Audit { command: crate::audit::AuditCommand::Checkpoint { .. }, .. } => (None, tls::Role::Service),
+        C::Audit { .. } => (None, tls::Role::Auditor),
+        // No gRPC.
+        C::OcspCerts | C::Arl { .. } => return Ok(()),
+    };
+    let role = if cfg.tls.client_role.is_empty() { role } else { tls::Role::parse(&cfg.tls.client_role).map_err(tls_err)? };
+    tls::install(server, Some(tls::client_tls(&dir, role).map_err(tls_err)?));
+    Ok(())
+}
+
+/// `https` when gRPC runs over TLS, else `http`.
+pub fn grpc_scheme(cfg: &Config) -> &'static str {
+    if cfg.tls.enabled { "https" } else { "http" }
+}
+
 pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), CliError> {
     let l = TcpListener::bind(addr)
         .await
@@ -117,14 +163,15 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
     let (rev_listener, rev_addr) = bind(&cfg.revocation.listen).await?;
     let (ocsp_http, ocsp_addr) = bind(&cfg.ocsp.listen).await?;
     let (ocsp_metrics, ocsp_metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
-    let registry_url = format!("http://{reg_addr}");
+    let scheme = grpc_scheme(&cfg);
+    let registry_url = format!("{scheme}://{reg_addr}");
     cfg.ocsp.registry_url = registry_url.clone();
     cfg.issuance.registry_url = registry_url.clone();
     cfg.crl.registry_url = registry_url.clone();
     cfg.revocation.registry_url = registry_url;
-    cfg.revocation.crl_url = format!("http://{crl_addr}");
-    cfg.issuance.revocation_url = format!("http://{rev_addr}");
-    cfg.issuance.crl_url = format!("http://{crl_addr}");
+    cfg.revocation.crl_url = format!("{scheme}://{crl_addr}");
+    cfg.issuance.revocation_url = format!("{scheme}://{rev_addr}");
+    cfg.issuance.crl_url = format!("{scheme}://{crl_addr}");
     let service = issuance::build_service(&cfg, &hsm)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");

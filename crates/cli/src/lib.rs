@@ -213,6 +213,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn execute(args: Args) -> Result<(), CliError> {
     let mut cfg = load_config(&args)?;
     export_softhsm_conf(&cfg);
+    launcher::setup_tls(&cfg, &args.command)?;
     match args.command {
         Command::Ceremony => {
             let hsm = open_hsm(&cfg)?;

@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use proto::crl::v1 as crlpb;
 use proto::registry::v1::RevocationReason;
 use proto::revocation::v1 as rev;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::CliError;
 
@@ -106,7 +106,7 @@ pub struct EmergencyArgs {
 }
 
 pub async fn connect(url: &str) -> Result<Channel, CliError> {
-    Endpoint::from_shared(url.to_owned())
+    tls::endpoint(url)
         .map_err(|e| CliError::Client(format!("{url}: {e}")))?
         .connect()
         .await

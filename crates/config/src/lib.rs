@@ -31,6 +31,7 @@ pub struct Config {
     pub ocsp: OcspConfig,
     pub ca: CaConfig,
     pub profile: ProfileConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -45,7 +46,28 @@ impl Default for Config {
             ocsp: OcspConfig::default(),
             ca: CaConfig::default(),
             profile: ProfileConfig::default(),
+            tls: TlsConfig::default(),
         }
+    }
+}
+
+/// mTLS on every gRPC listener and client (the HTTP OCSP responder and CRL
+/// distribution point stay plain HTTP). Roles come from the client certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// `false` is the explicit development switch for plain-text gRPC.
+    pub enabled: bool,
+    /// The service-identity CA, server and role certificates (relative to `state_dir`).
+    pub dir: PathBuf,
+    /// Role certificate the CLI presents (ra, operator, auditor, service);
+    /// empty: the role the command needs.
+    pub client_role: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { enabled: true, dir: PathBuf::from("tls"), client_role: String::new() }
     }
 }
 
@@ -114,9 +136,9 @@ impl Default for IssuanceConfig {
     fn default() -> Self {
         IssuanceConfig {
             listen: "127.0.0.1:50052".into(),
-            registry_url: "http://127.0.0.1:50051".into(),
-            revocation_url: "http://127.0.0.1:50054".into(),
-            crl_url: "http://127.0.0.1:50053".into(),
+            registry_url: "https://127.0.0.1:50051".into(),
+            revocation_url: "https://127.0.0.1:50054".into(),
+            crl_url: "https://127.0.0.1:50053".into(),
             pin_escrow_key_label: "pin-escrow".into(),
             generated_pin_digits: 6,
             renewal_window_days: 90,
@@ -151,7 +173,7 @@ impl Default for CrlConfig {
         CrlConfig {
             listen: "127.0.0.1:50053".into(),
             http_listen: "127.0.0.1:8081".into(),
-            registry_url: "http://127.0.0.1:50051".into(),
+            registry_url: "https://127.0.0.1:50051".into(),
             out_dir: PathBuf::from("crl"),
             next_update_hours: 48,
             delta_next_update_hours: 24,
@@ -177,8 +199,8 @@ impl Default for RevocationConfig {
     fn default() -> Self {
         RevocationConfig {
             listen: "127.0.0.1:50054".into(),
-            registry_url: "http://127.0.0.1:50051".into(),
-            crl_url: "http://127.0.0.1:50053".into(),
+            registry_url: "https://127.0.0.1:50051".into(),
+            crl_url: "https://127.0.0.1:50053".into(),
             emergency_requires_approval: false,
         }
     }
@@ -229,7 +251,7 @@ impl Default for OcspConfig {
         OcspConfig {
             listen: "127.0.0.1:8082".into(),
             metrics_listen: "127.0.0.1:9102".into(),
-            registry_url: "http://127.0.0.1:50051".into(),
+            registry_url: "https://127.0.0.1:50051".into(),
             next_update_hours: 24,
             refresh_before_minutes: 6 * 60,
             nonce: NonceMode::Ignore,
@@ -444,6 +466,11 @@ impl Config {
 
     pub fn cert_dir(&self) -> PathBuf {
         self.state_path(&self.ca.cert_dir)
+    }
+
+    /// The service-identity CA and the role certificates (`[tls] dir`).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.state_path(&self.tls.dir)
     }
 
     pub fn softhsm2_conf(&self) -> Option<PathBuf> {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use proto::crl::v1::crl_publisher_server::CrlPublisherServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::Server;
 
 use crate::error::CrlError;
 use crate::grpc::CrlService;
@@ -58,7 +57,8 @@ pub async fn serve_publisher<S: RevocationSource>(
     reporter.set_serving::<CrlPublisherServer<CrlService<S>>>().await;
     let reflection = proto::reflection::v1().map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
     let reflection_alpha = proto::reflection::v1alpha().map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
-    let grpc_server = Server::builder()
+    let grpc_server = tls::server()
+        .map_err(|e| CrlError::Internal(format!("gRPC server TLS: {e}")))?
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)

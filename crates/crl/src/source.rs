@@ -7,7 +7,7 @@ use std::pin::Pin;
 use proto::registry::v1 as reg;
 use proto::registry::v1::registry_client::RegistryClient;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::CrlError;
 
@@ -52,7 +52,7 @@ pub struct RegistrySource {
 impl RegistrySource {
     /// A lazily connecting client, so the publisher can start before the registry.
     pub fn connect_lazy(url: &str) -> Result<RegistrySource, CrlError> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
+        let endpoint = tls::endpoint(url)
             .map_err(|e| CrlError::Config(format!("crl.registry_url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
         Ok(RegistrySource { client: RegistryClient::new(endpoint.connect_lazy()) })

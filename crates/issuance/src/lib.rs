@@ -20,7 +20,7 @@ use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
 use proto::registry::v1::registry_client::RegistryClient;
 use proto::revocation::v1::revocation_client::RevocationClient;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Channel;
 
 pub use error::IssuanceError;
 pub use service::IssuanceService;
@@ -63,7 +63,7 @@ impl IssuingCaKey {
 
 /// A lazily connecting client, so issuance can start before the registry.
 pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    let endpoint = tls::endpoint(url)
         .map_err(|e| IssuanceError::Startup(format!("issuance.registry_url {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30));
@@ -71,7 +71,7 @@ pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceErr
 }
 
 fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
-    Ok(Endpoint::from_shared(url.to_owned())
+    Ok(tls::endpoint(url)
         .map_err(|e| IssuanceError::Startup(format!("{field} {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60))
@@ -113,7 +113,8 @@ pub async fn serve(
     let reflection = proto::reflection::v1().map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
     let reflection_alpha =
         proto::reflection::v1alpha().map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
-    Server::builder()
+    tls::server()
+        .map_err(|e| IssuanceError::Startup(format!("issuance server TLS: {e}")))?
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proto::registry::v1 as reg;
 use proto::registry::v1::registry_client::RegistryClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::OcspError;
 use crate::status::CertState;
@@ -21,7 +21,7 @@ pub trait CertificateSource: Send + Sync + 'static {
 
 /// A lazily connecting registry client (the responder may start before the registry).
 pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, OcspError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    let endpoint = tls::endpoint(url)
         .map_err(|e| OcspError::Startup(format!("ocsp.registry_url {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);

@@ -54,7 +54,7 @@ pub async fn serve_store(
     };
 
     info!(%addr, "registry listening");
-    tonic::transport::Server::builder()
+    tls::server()?
         .add_service(health)
         .add_service(reflection_alpha)
         .add_service(reflection)

@@ -16,7 +16,7 @@ use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
 use proto::registry::v1::registry_client::RegistryClient;
 use proto::revocation::v1::revocation_server::RevocationServer;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Channel;
 use tonic_health::ServingStatus;
 
 pub use error::RevocationError;
@@ -28,7 +28,7 @@ pub use service::{
 const CRL_PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn endpoint(field: &str, url: &str, timeout: Duration) -> Result<Channel, RevocationError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    let endpoint = tls::endpoint(url)
         .map_err(|e| RevocationError::Startup(format!("{field} {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(timeout);
@@ -79,7 +79,8 @@ pub async fn serve_service(
     let reflection_alpha =
         proto::reflection::v1alpha().map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
     tracing::info!(%addr, "revocation service listening");
-    Server::builder()
+    tls::server()
+        .map_err(|e| RevocationError::Startup(format!("revocation server TLS: {e}")))?
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -8,6 +8,7 @@ pub mod fee;
 mod lifecycle;
 mod pin;
 mod query;
+mod recovery;
 pub mod service;
 pub mod validate;
 
@@ -108,6 +109,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IssuanceError> {
+    recovery::spawn(&service);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<IssuanceServer<IssuanceService>>().await;
     let reflection = proto::reflection::v1().map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;

@@ -136,6 +136,7 @@ pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
             CertificateState::Precert => pb::CertificateState::Precert,
             CertificateState::Issued => pb::CertificateState::Issued,
             CertificateState::Revoked => pb::CertificateState::CertRevoked,
+            CertificateState::Abandoned => pb::CertificateState::Abandoned,
         } as i32,
         tbs_der: r.tbs_der.unwrap_or_default(),
         certificate_der: r.certificate_der.unwrap_or_default(),
@@ -203,6 +204,15 @@ pub fn approval_out(a: ApprovalRecord) -> pb::Approval {
             ApprovalState::Executed => pb::ApprovalState::Executed,
         } as i32,
         created_at_unix: a.created_at_unix,
+    }
+}
+
+/// An unresolved certificate with the card and holder it belongs to.
+pub fn unresolved_out(record: CertificateRecord, v: CardView) -> pb::UnresolvedCertificate {
+    pb::UnresolvedCertificate {
+        certificate: Some(certificate_out(record)),
+        card: Some(card_out(v.card)),
+        holder: Some(holder_out(v.holder)),
     }
 }
 

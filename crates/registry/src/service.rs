@@ -433,6 +433,35 @@ impl Registry for RegistryService {
         Ok(Response::new(convert::pin_escrow_out(escrow)))
     }
 
+    async fn list_unresolved(
+        &self,
+        _request: Request<pb::ListUnresolvedRequest>,
+    ) -> Result<Response<pb::ListUnresolvedResponse>, Status> {
+        let found = self
+            .run(|s| {
+                let mut out = Vec::new();
+                for record in s.unresolved_reservations()? {
+                    let view = s.get_card(&record.card_id)?;
+                    out.push((record, view));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(Response::new(pb::ListUnresolvedResponse {
+            entries: found.into_iter().map(|(record, view)| convert::unresolved_out(record, view)).collect(),
+        }))
+    }
+
+    async fn abandon_reservation(
+        &self,
+        request: Request<pb::AbandonReservationRequest>,
+    ) -> Result<Response<pb::CertificateRecord>, Status> {
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let serial = validate::serial("serial", &request.get_ref().serial)?;
+        let record = self.run(move |s| s.abandon_reservation(&serial, &actor)).await?;
+        Ok(Response::new(convert::certificate_out(record)))
+    }
+
     async fn list_holder_cards(
         &self,
         request: Request<pb::ListHolderCardsRequest>,

@@ -28,7 +28,9 @@ pub mod actions {
     pub const HOLDER_CONTACT: &str = "holder.contact";
     pub const PIN_ESCROW: &str = "pin.escrow";
     pub const PIN_DISCLOSE: &str = "pin.disclose";
-    pub const ALL: [&str; 16] = [
+    /// A RESERVED serial given up by restart recovery (never signed).
+    pub const SERIAL_ABANDON: &str = "serial.abandon";
+    pub const ALL: [&str; 17] = [
         APPLICATION_BEGIN,
         SERIAL_RESERVE,
         TBS_RECORD,
@@ -45,6 +47,7 @@ pub mod actions {
         HOLDER_CONTACT,
         PIN_ESCROW,
         PIN_DISCLOSE,
+        SERIAL_ABANDON,
     ];
 }
 

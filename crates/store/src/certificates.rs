@@ -77,6 +77,20 @@ impl Store {
         }
     }
 
+    /// RESERVED -> ABANDONED, for recovery after a restart: nothing was
+    /// recorded to sign, so the CA never signed this serial and never will.
+    /// The card's slot of that kind is freed, so a retry of the application
+    /// reserves a fresh serial (the abandoned one is never reused). A later
+    /// RecordTbs or StoreCertificate for it is refused. Abandoning an abandoned
+    /// serial writes nothing; any other state is `CertificateState`.
+    pub fn abandon_reservation(&self, serial: &Serial, actor: &str) -> Result<CertificateRecord, StoreError> {
+        let (record, changed) = self.trees.transact(|tx| abandon(tx, serial, actor))?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(record)
+    }
+
     /// Certificates still RESERVED or PRECERT, for recovery after a restart:
     /// each one may or may not have been signed by the CA.
     pub fn unresolved_reservations(&self) -> Result<Vec<CertificateRecord>, StoreError> {
@@ -141,6 +155,36 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
     audit::append(
         tx,
         &Event { actor, action: actions::SERIAL_RESERVE, subject: &subject, detail_json: detail.to_string() },
+    )?;
+    Ok((record, true))
+}
+
+fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRecord, bool)> {
+    let mut record = find_certificate(tx, serial)?;
+    match record.state {
+        CertificateState::Abandoned => return Ok((record, false)),
+        CertificateState::Reserved if record.tbs_der.is_none() => {}
+        state => {
+            return fail(StoreError::CertificateState {
+                serial: serial.to_hex(),
+                state,
+                reason: "only a RESERVED serial with nothing recorded can be abandoned",
+            })
+        }
+    }
+    record.state = CertificateState::Abandoned;
+    tx.certificates.put_json(serial.as_bytes(), &record)?;
+    let mut card = require_card(tx, &record.card_id)?;
+    let freed = card.serial(record.kind) == Some(serial);
+    if freed {
+        card.clear_serial(record.kind);
+        tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    }
+    let detail = json!({ "card_id": record.card_id, "kind": record.kind, "slot_freed": freed });
+    let subject = serial.to_hex();
+    audit::append(
+        tx,
+        &Event { actor, action: actions::SERIAL_ABANDON, subject: &subject, detail_json: detail.to_string() },
     )?;
     Ok((record, true))
 }
@@ -276,6 +320,47 @@ mod tests {
             not_before_unix: 1_700_000_000,
             not_after_unix: 1_857_000_000,
         }
+    }
+
+    #[test]
+    fn abandon_frees_the_slot_refuses_later_steps_and_is_idempotent() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let first = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+        assert_eq!(store.unresolved_reservations().unwrap().len(), 1);
+        let gone = store.abandon_reservation(&first.serial, "recovery").unwrap();
+        assert_eq!(gone.state, CertificateState::Abandoned);
+        assert!(store.unresolved_reservations().unwrap().is_empty());
+        let audit_len = store.list_audit(1, None).unwrap().len();
+        assert_eq!(store.abandon_reservation(&first.serial, "recovery").unwrap(), gone);
+        assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len, "a repeat writes nothing");
+        let last = store.list_audit(1, None).unwrap().pop().unwrap();
+        assert_eq!(last.action, actions::SERIAL_ABANDON);
+        assert!(matches!(
+            store.record_tbs(&first.serial, b"tbs", "iss"),
+            Err(StoreError::CertificateState { state: CertificateState::Abandoned, .. })
+        ));
+        assert!(store.store_certificate(&first.serial, b"cert", b"tbs", "iss").is_err());
+        assert!(store
+            .revoke_certificate(
+                &first.serial,
+                &crate::RevocationRequest {
+                    reason: crate::RevocationReason::KeyCompromise,
+                    revoked_at_unix: 0,
+                    actor: "op".into(),
+                    note: String::new(),
+                }
+            )
+            .is_err());
+        let second = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+        assert_ne!(second.serial, first.serial, "the retry gets a fresh serial");
+        assert_eq!(store.get_card(&card_id).unwrap().card.signing_serial, Some(second.serial.clone()));
+        store.record_tbs(&second.serial, b"tbs", "iss").unwrap();
+        assert!(matches!(
+            store.abandon_reservation(&second.serial, "recovery"),
+            Err(StoreError::CertificateState { state: CertificateState::Precert, .. })
+        ));
+        store.verify_audit_chain().unwrap();
     }
 
     #[test]

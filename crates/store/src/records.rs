@@ -57,6 +57,10 @@ pub enum CertificateState {
     Precert,
     Issued,
     Revoked,
+    /// Reserved but never signed, and never will be: recovery after a restart
+    /// gave the serial up (no to-be-signed bytes were recorded, so the CA cannot
+    /// have signed it). Terminal; the card's slot was freed for a new serial.
+    Abandoned,
 }
 
 impl fmt::Display for CertificateState {
@@ -66,6 +70,7 @@ impl fmt::Display for CertificateState {
             CertificateState::Precert => "PRECERT",
             CertificateState::Issued => "ISSUED",
             CertificateState::Revoked => "CERT_REVOKED",
+            CertificateState::Abandoned => "ABANDONED",
         })
     }
 }
@@ -203,6 +208,14 @@ impl CardRecord {
         match kind {
             CertificateKind::Signing => self.signing_serial.as_ref(),
             CertificateKind::Authentication => self.authentication_serial.as_ref(),
+        }
+    }
+
+    /// Frees the card's slot of `kind` (an abandoned reservation).
+    pub(crate) fn clear_serial(&mut self, kind: CertificateKind) {
+        match kind {
+            CertificateKind::Signing => self.signing_serial = None,
+            CertificateKind::Authentication => self.authentication_serial = None,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::records::{
     RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
 };
 use crate::serial::Serial;
-use crate::tx::{corrupt, decode, Tx, TxResult};
+use crate::tx::{corrupt, decode, fail, Tx, TxResult};
 use crate::Store;
 
 /// How far in the future a revocation time may lie (clocks of operator
@@ -35,6 +35,13 @@ impl Store {
             let mut record = find_certificate(tx, serial)?;
             if record.state == CertificateState::Revoked {
                 return Ok((RevokeOutcome { certificate: record, already_revoked: true }, None));
+            }
+            if record.state == CertificateState::Abandoned {
+                return fail(StoreError::CertificateState {
+                    serial: serial.to_hex(),
+                    state: record.state,
+                    reason: "an abandoned serial was never signed and cannot be revoked",
+                });
             }
             let sequence = revoke_in_tx(tx, &mut record, req, revoked_at)?;
             Ok((RevokeOutcome { certificate: record, already_revoked: false }, Some(sequence)))

@@ -19,7 +19,7 @@ run: ceremony     ## run the whole CA locally on loopback
 	$(BIN) --state-dir $(STATE) run
 
 test: setup       ## every test: unit, SoftHSM and end-to-end with openssl
-	$(CARGO) test --workspace --locked
+	scripts/test.sh
 
 bench: bench-crl bench-ocsp   ## every benchmark (bounded in time)
 

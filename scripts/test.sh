@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test and ends with one summary line over all test binaries, so
+# the last line says how many tests ran (cargo's own last line is the
+# doc-test run, which often has none).
+set -uo pipefail
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+read -r passed failed < <(awk '/^test result:/ {
+    for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) }
+} END { print p + 0, f + 0 }' "$log")
+echo
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"

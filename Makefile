@@ -3,7 +3,7 @@ STATE ?= state
 CARGO ?= cargo
 BIN := target/debug/hpki-ca
 
-.PHONY: setup build run ceremony test lint bench bench-crl bench-ocsp clean-state
+.PHONY: setup build run ceremony test lint bench bench-crl bench-ocsp fuzz clean-state
 
 setup:            ## install softhsm2, opensc, openssl if missing (Debian, as root)
 	@scripts/setup.sh
@@ -29,6 +29,9 @@ bench-crl: setup  ## build + sign CRLs of 10k, 100k, 1M entries: time and peak m
 bench-ocsp: setup ## OCSP: criterion hot path, then the load benchmark vs openssl ocsp and an nginx ceiling
 	$(CARGO) bench -p ocsp --features bench --bench ocsp_hot_path
 	scripts/bench-ocsp.sh
+
+fuzz: setup       ## each cargo-fuzz target for FUZZ_SECONDS (default 20); stable Rust via RUSTC_BOOTSTRAP
+	scripts/fuzz.sh
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -31,13 +31,15 @@ pub fn parse_date(field: &str, value: &str) -> Result<Date, IssuanceError> {
     Date::parse(value, &fmt).map_err(|_| invalid(field, format!("{value:?} is not a date (YYYY-MM-DD)")))
 }
 
-/// `date` minus `months`, with the day clamped to the target month's length.
+/// `date` minus `months`, with the day clamped to the target month's length;
+/// `Date::MIN` when that is before the calendar (a huge configured age).
 pub fn months_before(date: Date, months: u32) -> Date {
-    let total = date.year() * 12 + (date.month() as i32 - 1) - months as i32;
+    let total = i64::from(date.year()) * 12 + i64::from(date.month() as u8) - 1 - i64::from(months);
     let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
+    let Ok(year) = i32::try_from(year) else { return Date::MIN };
     let month = Month::try_from(month0 as u8 + 1).unwrap_or(Month::January);
     let day = date.day().min(time::util::days_in_month(month, year));
-    Date::from_calendar_date(year, month, day).unwrap_or(date)
+    Date::from_calendar_date(year, month, day).unwrap_or(Date::MIN)
 }
 
 pub(crate) fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, IssuanceError> {
@@ -292,6 +294,15 @@ mod tests {
         assert!(check_application(&a, TODAY, 6).is_ok());
         a.documents.as_mut().unwrap().photo_taken_on = "2026-05-19".into();
         assert_eq!(field_of(&a), "documents.photo_taken_on");
+    }
+
+    #[test]
+    fn a_huge_configured_age_does_not_overflow() {
+        // Found by reading the fuzz report: u32 months used to overflow i32.
+        assert_eq!(months_before(date!(2025 - 06 - 10), u32::MAX), Date::MIN);
+        assert_eq!(months_before(date!(2025 - 06 - 10), 0x8000_0000), Date::MIN);
+        assert_eq!(months_before(date!(2025 - 06 - 10), 12 * 3000).year(), -975);
+        assert!(check_application(&good(), TODAY, u32::MAX).is_ok());
     }
 
     #[test]

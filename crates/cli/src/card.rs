@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use crate::error::CliError;
 use crate::launcher::say;
-use crate::ops::connect;
+use crate::ops::{connect, now_rfc3339, status};
 
 #[derive(Debug, Subcommand)]
 pub enum CardCommand {
@@ -436,16 +436,6 @@ fn print_details(d: &iss::CardDetails) {
 
 async fn client(url: &str) -> Result<IssuanceClient<Channel>, CliError> {
     Ok(IssuanceClient::new(connect(url).await?))
-}
-
-fn status(e: tonic::Status) -> CliError {
-    CliError::Client(format!("{:?}: {}", e.code(), e.message()))
-}
-
-fn now_rfc3339() -> Result<String, CliError> {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| CliError::Client(e.to_string()))
 }
 
 pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliError> {

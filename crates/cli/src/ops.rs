@@ -113,8 +113,16 @@ pub async fn connect(url: &str) -> Result<Channel, CliError> {
         .map_err(|e| CliError::Client(format!("cannot reach {url}: {e}")))
 }
 
-fn status(e: tonic::Status) -> CliError {
+/// A service's refusal, as the operator reads it: code and message.
+pub(crate) fn status(e: tonic::Status) -> CliError {
     CliError::Client(format!("{:?}: {}", e.code(), e.message()))
+}
+
+/// Now, as an RFC 3339 time.
+pub(crate) fn now_rfc3339() -> Result<String, CliError> {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| CliError::Client(e.to_string()))
 }
 
 fn print_certificates(certs: &[rev::RevokedCertificate]) {
@@ -177,9 +185,7 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
     };
     let confirmed_at = match a.confirmed_at {
         Some(t) => t,
-        None => time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| CliError::Client(e.to_string()))?,
+        None => now_rfc3339()?,
     };
     let method = match a.method {
         Method::Phone => rev::ConfirmationMethod::Phone,

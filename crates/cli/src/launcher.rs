@@ -85,6 +85,19 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError>
     Ok(())
 }
 
+/// `[limits]` of every gRPC server this process starts (the CRL HTTP server
+/// reads its own from the config).
+pub fn setup_limits(cfg: &Config) -> Result<(), CliError> {
+    let l = &cfg.limits;
+    l.validate()?;
+    tls::install_limits(tls::Limits {
+        max_message_bytes: l.max_message_bytes,
+        max_concurrent_streams: l.max_concurrent_streams,
+        request_timeout: std::time::Duration::from_secs(l.request_timeout_seconds),
+    });
+    Ok(())
+}
+
 /// `https` when gRPC runs over TLS, else `http`.
 pub fn grpc_scheme(cfg: &Config) -> &'static str {
     if cfg.tls.enabled { "https" } else { "http" }

@@ -214,6 +214,7 @@ fn execute(args: Args) -> Result<(), CliError> {
     let mut cfg = load_config(&args)?;
     export_softhsm_conf(&cfg);
     launcher::setup_tls(&cfg, &args.command)?;
+    launcher::setup_limits(&cfg)?;
     match args.command {
         Command::Ceremony => {
             let hsm = open_hsm(&cfg)?;

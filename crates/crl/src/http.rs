@@ -5,9 +5,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use time::OffsetDateTime;
@@ -19,17 +22,72 @@ use crate::published::CrlStore;
 /// Longest max-age we hand out, so caches re-check at least hourly.
 const MAX_AGE_CAP: i64 = 3600;
 
+/// Bounds of the HTTP distribution point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body (413 beyond it; a CRL request has none).
+    pub body_bytes: usize,
+    /// Time a request may take (503 beyond it).
+    pub timeout: Duration,
+}
+
+impl HttpLimits {
+    pub fn from_config(limits: &config::LimitsConfig) -> HttpLimits {
+        HttpLimits { body_bytes: limits.http_body_bytes, timeout: Duration::from_secs(limits.request_timeout_seconds) }
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::from_config(&config::LimitsConfig::default())
+    }
+}
+
 pub fn router(store: Arc<CrlStore>) -> Router {
-    Router::new().fallback(serve_crl).with_state(store)
+    router_with_limits(store, HttpLimits::default())
+}
+
+/// [`router`] with explicit limits: bodies over `body_bytes` (by their
+/// Content-Length, or as read) are refused with 413, requests slower than
+/// `timeout` get 503.
+pub fn router_with_limits(store: Arc<CrlStore>, limits: HttpLimits) -> Router {
+    with_limits(Router::new().fallback(serve_crl).with_state(store), limits)
+}
+
+fn with_limits(router: Router, limits: HttpLimits) -> Router {
+    router
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| limit(limits, req, next)))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+}
+
+/// Refuses an announced body over the limit before the handler runs, and
+/// bounds the time the handler may take.
+async fn limit(limits: HttpLimits, req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limits.body_bytes as u64) {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+    match tokio::time::timeout(limits.timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?limits.timeout, "CRL HTTP request timed out");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
+        }
+    }
 }
 
 /// Serves `store` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<CrlStore>,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CrlError> {
-    axum::serve(listener, router(store))
+    axum::serve(listener, router_with_limits(store, limits))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| CrlError::Internal(format!("HTTP server: {e}")))
@@ -148,7 +206,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, store, async {
+        let limits = HttpLimits { body_bytes: 1024, timeout: Duration::from_secs(60) };
+        let server = tokio::spawn(serve(listener, store, limits, async {
             let _ = stopped.await;
         }));
 
@@ -188,7 +247,44 @@ mod tests {
         let (head, _) = request(addr, "POST", "/crl/sign.crl", "Content-Length: 0\r\n").await;
         assert!(head.starts_with("HTTP/1.1 405"), "{head}");
 
+        // A body over the limit is refused before anything reads it, whatever the method.
+        for method in ["POST", "GET"] {
+            let (head, body) = request(addr, method, "/crl/sign.crl", "Content-Length: 100000\r\n").await;
+            assert!(head.starts_with("HTTP/1.1 413"), "{method}: {head}");
+            assert_eq!(String::from_utf8_lossy(&body), "request body too large\n");
+        }
+        // The server lives on.
+        let (head, body) = request(addr, "GET", "/crl/sign.crl", "").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, der);
+
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn slow_request_gets_503_and_fast_one_passes() {
+        let slow = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "ok" }));
+        let app = with_limits(slow, HttpLimits { body_bytes: 1024, timeout: Duration::from_millis(200) });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let started = std::time::Instant::now();
+        let (head, body) = request(addr, "GET", "/slow", "").await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert_eq!(String::from_utf8_lossy(&body), "request timed out\n");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        let (head, body) = request(addr, "GET", "/fast", "").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, b"ok");
+        server.abort();
     }
 }

@@ -70,6 +70,8 @@ pub struct Settings {
     pub next_update: Duration,
     pub delta_next_update: Duration,
     pub interval: Duration,
+    /// Body size and request timeout of the HTTP distribution point (`[limits]`).
+    pub http: crate::http::HttpLimits,
 }
 
 /// More partitions than this is a config mistake (each is a signature per publication).
@@ -99,6 +101,7 @@ impl Settings {
             next_update: Duration::hours(i64::from(c.next_update_hours)),
             delta_next_update: Duration::hours(i64::from(c.delta_next_update_hours)),
             interval: Duration::minutes(i64::from(c.interval_minutes)),
+            http: crate::http::HttpLimits::from_config(&cfg.limits),
         })
     }
 }

@@ -62,10 +62,11 @@ pub async fn serve_publisher<S: RevocationSource>(
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(CrlPublisherServer::new(CrlService::new(publisher.clone())))
+        .add_service(tls::limit_messages!(CrlPublisherServer::new(CrlService::new(publisher.clone()))))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
     let grpc_server = async { grpc_server.await.map_err(|e| CrlError::Internal(format!("gRPC server: {e}"))) };
-    let http_server = crate::http::serve(http, publisher.store().clone(), stopped(stop_rx.clone()));
+    let http_server =
+        crate::http::serve(http, publisher.store().clone(), publisher.settings().http, stopped(stop_rx.clone()));
     let scheduler = tokio::spawn(schedule::run(publisher, ticks, stop_rx));
 
     let result = tokio::try_join!(grpc_server, http_server);

@@ -58,7 +58,7 @@ pub async fn serve_store(
         .add_service(health)
         .add_service(reflection_alpha)
         .add_service(reflection)
-        .add_service(RegistryServer::new(service))
+        .add_service(tls::limit_messages!(RegistryServer::new(service)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     info!(%addr, "registry stopped");

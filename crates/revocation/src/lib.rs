@@ -84,7 +84,7 @@ pub async fn serve_service(
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(RevocationServer::new(service))
+        .add_service(tls::limit_messages!(RevocationServer::new(service)))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| RevocationError::Startup(format!("revocation server: {e}")))?;

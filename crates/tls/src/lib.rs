@@ -245,6 +245,58 @@ struct Installed {
 
 static INSTALLED: RwLock<Installed> = RwLock::new(Installed { server: None, client: None });
 
+/// Bounds applied by [`server`] to every gRPC server, and by [`limit_messages!`]
+/// to every generated service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message decoded or encoded (tonic answers OUT_OF_RANGE beyond it).
+    pub max_message_bytes: usize,
+    /// HTTP/2 concurrent streams per connection; also the calls in flight per connection.
+    pub max_concurrent_streams: u32,
+    /// Time a call may take to produce its response (see [`server`]).
+    pub request_timeout: std::time::Duration,
+}
+
+impl Limits {
+    /// 4 MiB messages, 256 streams per connection, 60 s per call.
+    pub const DEFAULT: Limits = Limits {
+        max_message_bytes: 4 * 1024 * 1024,
+        max_concurrent_streams: 256,
+        request_timeout: std::time::Duration::from_secs(60),
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+static LIMITS: RwLock<Limits> = RwLock::new(Limits::DEFAULT);
+
+/// Sets, for this process, the limits of every gRPC server started after it.
+/// Called once at start by the launcher; unset, [`Limits::DEFAULT`] applies.
+pub fn install_limits(limits: Limits) {
+    *LIMITS.write().unwrap_or_else(|e| e.into_inner()) = limits;
+}
+
+/// The limits in force (see [`install_limits`]).
+pub fn limits() -> Limits {
+    *LIMITS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies the installed message size limit to a generated `XServer`:
+/// `tls::limit_messages!(RegistryServer::new(service))` is the server with
+/// `max_decoding_message_size` and `max_encoding_message_size` set to
+/// [`Limits::max_message_bytes`].
+#[macro_export]
+macro_rules! limit_messages {
+    ($server:expr) => {{
+        let max = $crate::limits().max_message_bytes;
+        $server.max_decoding_message_size(max).max_encoding_message_size(max)
+    }};
+}
+
 /// Sets, for this process, the TLS of every gRPC server started by [`server`]
 /// and every client made by [`endpoint`]. `None`: plain text (development).
 /// Called once at start by the launcher and the CLI.
@@ -279,13 +331,21 @@ pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
 }
 
 /// The `Server::builder()` of every gRPC service: TLS with required client
-/// certificates when installed, and role authorization on every call.
+/// certificates when installed, role authorization on every call, and the
+/// installed [`Limits`]: a timeout per call, a bound on concurrent HTTP/2
+/// streams and on calls in flight per connection. (Message sizes are set per
+/// service with [`limit_messages!`].)
 pub fn server() -> Result<Server<Stack<AuthzLayer, NoLayer>>, tonic::transport::Error> {
     let tls = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).server.clone();
+    let limits = limits();
     let enforce = tls.is_some();
+    let builder = Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .concurrency_limit_per_connection(limits.max_concurrent_streams as usize);
     let builder = match tls {
-        Some(tls) => Server::builder().tls_config(tls)?,
-        None => Server::builder(),
+        Some(tls) => builder.tls_config(tls)?,
+        None => builder,
     };
     Ok(builder.layer(AuthzLayer { enforce }))
 }
@@ -413,6 +473,79 @@ mod tests {
         assert_eq!(role_of_certificate(&server), None);
         server_tls(dir.path()).unwrap();
         client_tls(dir.path(), Role::Ra).unwrap();
+    }
+
+    /// A stand-in gRPC service: `/test.Limits/Sleep<ms>` answers OK after `ms`.
+    #[derive(Clone)]
+    struct Sleeper;
+
+    impl tonic::server::NamedService for Sleeper {
+        const NAME: &'static str = "test.Limits";
+    }
+
+    impl Service<http::Request<Body>> for Sleeper {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+            let ms: u64 = req.uri().path().rsplit("Sleep").next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok(tonic::Status::ok("").into_http())
+            })
+        }
+    }
+
+    async fn call(channel: &tonic::transport::Channel, path: &str) -> String {
+        let mut channel = channel.clone();
+        std::future::poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://localhost{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Body::empty())
+            .unwrap();
+        let resp = channel.call(req).await.unwrap();
+        resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned()
+    }
+
+    #[tokio::test]
+    async fn server_applies_the_installed_timeout_and_stream_bound() {
+        use std::time::{Duration, Instant};
+        install_limits(Limits {
+            max_message_bytes: 1024,
+            max_concurrent_streams: 1,
+            request_timeout: Duration::from_millis(1000),
+        });
+        assert_eq!(limits().max_concurrent_streams, 1);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(
+            server()
+                .unwrap()
+                .add_service(Sleeper)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+
+        assert_eq!(call(&channel, "/test.Limits/Sleep0").await, "0");
+        // Past the timeout: CANCELLED (tonic's answer), well before the handler ends.
+        let started = Instant::now();
+        assert_eq!(call(&channel, "/test.Limits/Sleep30000").await, (tonic::Code::Cancelled as i32).to_string());
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        // One call at a time per connection: two 400 ms calls take twice as long.
+        let started = Instant::now();
+        let (a, b) = tokio::join!(call(&channel, "/test.Limits/Sleep400"), call(&channel, "/test.Limits/Sleep400"));
+        assert_eq!((a.as_str(), b.as_str()), ("0", "0"));
+        assert!(started.elapsed() >= Duration::from_millis(800), "not serialized: {:?}", started.elapsed());
+        server.abort();
+        install_limits(Limits::DEFAULT);
     }
 
     fn pem_to_der(pem: &str) -> Vec<u8> {

@@ -1,0 +1,149 @@
+//! End to end: the `[limits]` of every listener. With a small configured
+//! `max_message_bytes`, an oversized Issuance or Registry call is refused with
+//! OUT_OF_RANGE (what tonic answers for a message over the limit) while a
+//! normal call on the same server still succeeds (the process lives on); the
+//! CRL HTTP server refuses an oversized body.
+
+mod common;
+
+use common::{openssl_csr, Ca};
+use proto::issuance::v1::issuance_client::IssuanceClient;
+use proto::issuance::v1::*;
+use proto::registry::v1::get_card_request::Key;
+use proto::registry::v1::registry_client::RegistryClient;
+use proto::registry::v1::GetCardRequest;
+use time::{Duration, OffsetDateTime, UtcOffset};
+
+const LIMITS: &str = "[limits]\nmax_message_bytes = 65536\nhttp_body_bytes = 4096\n";
+
+fn today_jst() -> time::Date {
+    OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date()
+}
+
+fn application(id: &str, licence: &str, sign_csr: Vec<u8>, auth_csr: Vec<u8>) -> NewCardApplication {
+    NewCardApplication {
+        application_id: id.into(),
+        applicant: Some(Applicant {
+            family_name_kanji: "神楽坂".into(),
+            given_name_kanji: "三十四".into(),
+            family_name_kana: "カグラザカ".into(),
+            given_name_kana: "サンジュウシ".into(),
+            family_name_latin: "Kagurazaka".into(),
+            given_name_latin: "Sanjushi".into(),
+            date_of_birth: "1980-04-01".into(),
+        }),
+        licence: Some(MedicalLicence { licence_number: licence.into(), registered_on: "2006-05-01".into() }),
+        membership: Membership::NonMember as i32,
+        contact: Some(ContactAddress {
+            postal_code: "113-8621".into(),
+            address: "東京都文京区本駒込2-28-16".into(),
+            phone: "03-0000-0000".into(),
+            email: "doctor@example.jp".into(),
+        }),
+        documents: Some(DocumentChecks {
+            photo_taken_on: (today_jst() - Duration::days(30)).to_string(),
+            resident_record_issued_on: (today_jst() - Duration::days(60)).to_string(),
+            photo_id: Some(PhotoId {
+                r#type: PhotoIdType::MyNumberCard as i32,
+                expires_on: (today_jst() + Duration::days(900)).to_string(),
+                issued_on: String::new(),
+            }),
+            licence_copy_checked: true,
+            licence_back_endorsed: false,
+            licence_back_copied: false,
+        }),
+        signing_csr: sign_csr,
+        authentication_csr: auth_csr,
+        application_date: String::new(),
+        institution: "Bunkyo Medical Clinic".into(),
+        ra_operator: "ra-test".into(),
+        card_pin: String::new(),
+    }
+}
+
+fn assert_too_large(status: &tonic::Status, what: &str) {
+    assert_eq!(
+        status.code(),
+        tonic::Code::OutOfRange,
+        "{what}: tonic answers an over-limit request with OUT_OF_RANGE: {status:?}"
+    );
+    assert!(
+        status.message().contains("too large") && status.message().contains("65536"),
+        "{what}: the message should say the limit was exceeded: {:?}",
+        status.message()
+    );
+}
+
+#[test]
+fn oversized_grpc_messages_are_refused_and_the_services_live_on() {
+    let mut ca = Ca::new(LIMITS);
+    let addrs = ca.spawn(&["run"], &["registry", "issuance", "crl-http"]);
+    let work = ca.dir.path().to_owned();
+    let sign_csr = openssl_csr(&work, "sign", "rsa:2048");
+    let auth_csr = openssl_csr(&work, "auth", "rsa:2048");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut issuance = IssuanceClient::connect(format!("http://{}", addrs[1])).await.expect("connect issuance");
+        let mut registry = RegistryClient::connect(format!("http://{}", addrs[0])).await.expect("connect registry");
+
+        // 100 KiB of CSR: over the 64 KiB limit, refused before any work is done.
+        let huge = vec![0x30u8; 100 * 1024];
+        let err = issuance
+            .submit_application(application("app-big", "111111", huge, auth_csr.clone()))
+            .await
+            .expect_err("an oversized application must be refused");
+        assert_too_large(&err, "issuance");
+
+        // The same server (and connection) still issues a normal application.
+        let card = issuance
+            .submit_application(application("app-1", "123456", sign_csr.clone(), auth_csr.clone()))
+            .await
+            .expect("a normal application after the oversized one")
+            .into_inner();
+        assert!(!card.card_id.is_empty());
+        assert!(!card.signing_certificate.is_empty());
+
+        // Registry: an oversized key is refused, a normal lookup answers.
+        let err = registry
+            .get_card(GetCardRequest { key: Some(Key::CardId("x".repeat(100 * 1024))) })
+            .await
+            .expect_err("an oversized registry call must be refused");
+        assert_too_large(&err, "registry");
+        let got = registry
+            .get_card(GetCardRequest { key: Some(Key::CardId(card.card_id.clone())) })
+            .await
+            .expect("a normal registry call after the oversized one")
+            .into_inner();
+        assert_eq!(got.card.map(|c| c.card_id), Some(card.card_id.clone()));
+
+        // A fresh connection works too: the process lives on.
+        let mut again = IssuanceClient::connect(format!("http://{}", addrs[1])).await.expect("reconnect issuance");
+        let replay = again
+            .submit_application(application("app-1", "123456", sign_csr, auth_csr))
+            .await
+            .expect("replay on a new connection")
+            .into_inner();
+        assert!(replay.replayed);
+        assert_eq!(replay.card_id, card.card_id);
+    });
+
+    // CRL HTTP: a body over http_body_bytes is refused with 413; GETs still work.
+    let (status, body) = http_raw(&addrs[2], "POST /crl/sign.crl HTTP/1.1", "Content-Length: 100000\r\n");
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = http_raw(&addrs[2], "GET /crl/sign.crl HTTP/1.1", "");
+    assert!(status == 200 || status == 404, "GET after the refused body: {status}");
+}
+
+/// One request with `Connection: close`, headers only; the status and body.
+fn http_raw(addr: &str, request_line: &str, extra: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect http");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    write!(s, "{request_line}\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n").expect("write request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    (status, raw[split + 4..].to_vec())
+}

@@ -78,7 +78,10 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let card = rt
         .block_on(async {
-            client(&addrs[1]).await.submit_application(application("app-1", "123456", sign_csr.clone(), auth_csr.clone())).await
+            client(&addrs[1])
+                .await
+                .submit_application(application("app-1", "123456", sign_csr.clone(), auth_csr.clone()))
+                .await
         })
         .expect("issue")
         .into_inner();
@@ -96,11 +99,25 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     write_pem(&auth, &card.authentication_certificate);
 
     for (ee, issuing) in [(&sign, &sign_ca), (&auth, &auth_ca)] {
-        let (ok, out) = openssl(&["verify", "-CAfile", root.to_str().unwrap(), "-untrusted", issuing.to_str().unwrap(), ee.to_str().unwrap()]);
+        let (ok, out) = openssl(&[
+            "verify",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            issuing.to_str().unwrap(),
+            ee.to_str().unwrap(),
+        ]);
         assert!(ok && out.contains(": OK"), "openssl verify: {out}");
     }
     // The wrong issuing CA must not verify: the two CAs are distinct keys.
-    let (ok, _) = openssl(&["verify", "-CAfile", root.to_str().unwrap(), "-untrusted", auth_ca.to_str().unwrap(), sign.to_str().unwrap()]);
+    let (ok, _) = openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-untrusted",
+        auth_ca.to_str().unwrap(),
+        sign.to_str().unwrap(),
+    ]);
     assert!(!ok, "signing certificate verified under the authentication CA");
 
     let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", sign.to_str().unwrap()]);
@@ -124,7 +141,10 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     }
     // The SAN directoryName carries the kanji name; openssl prints it as escaped UTF-8.
     let kanji: String = "神楽坂\u{3000}三十四".bytes().map(|b| format!("\\x{b:02X}")).collect();
-    assert!(text.contains(&format!("DirName:/C=JP/O=Bunkyo Medical Clinic/CN={kanji}/serialNumber=JMA")), "SAN:\n{text}");
+    assert!(
+        text.contains(&format!("DirName:/C=JP/O=Bunkyo Medical Clinic/CN={kanji}/serialNumber=JMA")),
+        "SAN:\n{text}"
+    );
     assert!(!text.contains("Extended Key Usage"), "signing certificate must have no EKU:\n{text}");
     assert!(!text.contains("Basic Constraints"), "signing certificate must have no basicConstraints:\n{text}");
     assert!(!text.contains("Digital Signature"), "signing keyUsage is nonRepudiation only:\n{text}");
@@ -158,7 +178,12 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
             .arg(kind)
             .output()
             .expect("python from .venv (run make setup)");
-        assert!(out.status.success(), "check_cert.py {kind}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "check_cert.py {kind}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for cert in [&sign, &auth, &root, &sign_ca, &auth_ca] {
         let out = std::process::Command::new(venv.join("lint_pkix_cert"))
@@ -171,7 +196,9 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
 
     // The same application id again is the same card, never a second one.
     let again = rt
-        .block_on(async { client(&addrs[1]).await.submit_application(application("app-1", "123456", sign_csr, auth_csr)).await })
+        .block_on(async {
+            client(&addrs[1]).await.submit_application(application("app-1", "123456", sign_csr, auth_csr)).await
+        })
         .expect("replay")
         .into_inner();
     assert!(again.replayed);
@@ -221,7 +248,8 @@ fn separate_processes_reject_bad_applications_naming_the_field() {
         }),
         ("documents.photo_id.type", {
             let mut a = base();
-            a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().r#type = PhotoIdType::MyNumberNotificationCard as i32;
+            a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().r#type =
+                PhotoIdType::MyNumberNotificationCard as i32;
             a
         }),
         ("documents.photo_id.expires_on", {
@@ -254,19 +282,19 @@ fn separate_processes_reject_bad_applications_naming_the_field() {
 #[test]
 fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
     let ca = Ca::new("");
-    let before: Vec<Vec<u8>> = ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"]
-        .iter()
-        .map(|f| std::fs::read(ca.cert_path(f)).unwrap())
-        .collect();
+    let before: Vec<Vec<u8>> =
+        ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"].iter().map(|f| std::fs::read(ca.cert_path(f)).unwrap()).collect();
     let out = ca.cli(&["ceremony"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("key kept").count(), 7, "root, signing, auth, PIN escrow, audit checkpoint and two OCSP responder keys: {text}");
+    assert_eq!(
+        text.matches("key kept").count(),
+        7,
+        "root, signing, auth, PIN escrow, audit checkpoint and two OCSP responder keys: {text}"
+    );
     assert_eq!(text.matches("certificate kept").count(), 5, "{text}");
-    let after: Vec<Vec<u8>> = ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"]
-        .iter()
-        .map(|f| std::fs::read(ca.cert_path(f)).unwrap())
-        .collect();
+    let after: Vec<Vec<u8>> =
+        ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"].iter().map(|f| std::fs::read(ca.cert_path(f)).unwrap()).collect();
     assert_eq!(before, after);
 
     let root = ca.cert_path("root-ca.pem");
@@ -281,14 +309,36 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
 
     // The ceremony made the root's ARL; `hpki-ca arl` revokes an issuing CA certificate in the next one.
     let arl = ca.state().join("crl/arl.crl");
-    let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", arl.to_str().unwrap(), "-CAfile", root.to_str().unwrap(), "-noout", "-verify", "-text"]);
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        arl.to_str().unwrap(),
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-noout",
+        "-verify",
+        "-text",
+    ]);
     assert!(ok && text.contains("verify OK"), "{text}");
     assert!(text.contains("Issuing Distribution Point: critical") && text.contains("Only CA Certificates"), "{text}");
     let (_, serial) = openssl(&["x509", "-noout", "-serial", "-in", ca.cert_path("auth-ca.pem").to_str().unwrap()]);
     let serial = serial.trim().trim_start_matches("serial=").to_owned();
     let out = ca.cli(&["arl", "--revoke-serial", &serial, "--reason", "superseded"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", arl.to_str().unwrap(), "-CAfile", root.to_str().unwrap(), "-noout", "-verify", "-text"]);
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        arl.to_str().unwrap(),
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-noout",
+        "-verify",
+        "-text",
+    ]);
     assert!(ok && text.contains(&serial) && text.contains("Superseded"), "{text}");
 
     // pkcs11-tool, a tool we did not write, sees the CA keys as sign-only and never extractable.
@@ -296,21 +346,47 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
     let pin = std::fs::read_to_string(ca.state().join("hsm/user.pin")).unwrap();
     let out = std::process::Command::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", &conf)
-        .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--login", "--pin", pin.trim(), "--list-objects", "--type", "privkey"])
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--login",
+            "--pin",
+            pin.trim(),
+            "--list-objects",
+            "--type",
+            "privkey",
+        ])
         .output()
         .expect("pkcs11-tool");
     let listing = String::from_utf8_lossy(&out.stdout);
     for label in ["root-ca", "sign-ca", "auth-ca", "ocsp-sign", "ocsp-auth", "audit-checkpoint"] {
         assert!(listing.contains(&format!("label:      {label}")), "{listing}");
     }
-    assert_eq!(listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(), 6, "{listing}");
-    assert_eq!(listing.matches("Usage:      sign\n").count(), 6, "CA, responder and checkpoint keys must only sign:\n{listing}");
+    assert_eq!(
+        listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(),
+        6,
+        "{listing}"
+    );
+    assert_eq!(
+        listing.matches("Usage:      sign\n").count(),
+        6,
+        "CA, responder and checkpoint keys must only sign:\n{listing}"
+    );
     assert!(!listing.to_lowercase().contains("decrypt"), "CA keys must only sign:\n{listing}");
 
     // The PIN escrow key: AES, encrypt/decrypt only, never extractable.
     let out = std::process::Command::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", &conf)
-        .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--login", "--pin", pin.trim(), "--list-objects", "--type", "secrkey"])
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--login",
+            "--pin",
+            pin.trim(),
+            "--list-objects",
+            "--type",
+            "secrkey",
+        ])
         .output()
         .expect("pkcs11-tool");
     let listing = String::from_utf8_lossy(&out.stdout);

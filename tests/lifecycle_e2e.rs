@@ -25,7 +25,11 @@ fn documents() -> DocumentChecks {
     DocumentChecks {
         photo_taken_on: days_ago(20),
         resident_record_issued_on: days_ago(20),
-        photo_id: Some(PhotoId { r#type: PhotoIdType::DriversLicence as i32, expires_on: "2032-03-03".into(), issued_on: String::new() }),
+        photo_id: Some(PhotoId {
+            r#type: PhotoIdType::DriversLicence as i32,
+            expires_on: "2032-03-03".into(),
+            issued_on: String::new(),
+        }),
         licence_copy_checked: true,
         ..Default::default()
     }
@@ -84,11 +88,7 @@ fn lab() -> Lab {
         "[issuance]\nlisten = \"127.0.0.1:0\"\n",
         "[issuance]\nlisten = \"127.0.0.1:0\"\nrenewal_window_days = 4000\npin_disclosures_per_window = 2\n",
     );
-    std::fs::write(
-        &ca.config,
-        cfg,
-    )
-    .unwrap();
+    std::fs::write(&ca.config, cfg).unwrap();
     let addrs = ca.spawn(&["run"], &["issuance", "crl-http"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let issuance_url = format!("http://{}", addrs[0]);
@@ -104,7 +104,16 @@ fn crl_texts(lab: &Lab) -> String {
         assert_eq!(status, 200);
         let path = lab.ca.dir.path().join(format!("{name}-now.crl.pem"));
         write_pem_label(&path, "X509 CRL", &body);
-        let (ok, text) = openssl(&["crl", "-in", path.to_str().unwrap(), "-CAfile", lab.ca.cert_path(ca).to_str().unwrap(), "-noout", "-verify", "-text"]);
+        let (ok, text) = openssl(&[
+            "crl",
+            "-in",
+            path.to_str().unwrap(),
+            "-CAfile",
+            lab.ca.cert_path(ca).to_str().unwrap(),
+            "-noout",
+            "-verify",
+            "-text",
+        ]);
         assert!(ok && text.contains("verify OK"), "{text}");
         all.push_str(&text);
     }
@@ -139,13 +148,25 @@ fn sled_files_contain(dir: &Path, needle: &[u8]) -> bool {
 fn pin_escrow_disclosure_and_contact_change() {
     let mut lab = lab();
     let dir = lab.ca.dir.path().to_owned();
-    let generated = lab.rt.block_on(lab.issuance.submit_application(new_card("p-1", "400001", Membership::Member, "", &dir))).expect("issue").into_inner();
+    let generated = lab
+        .rt
+        .block_on(lab.issuance.submit_application(new_card("p-1", "400001", Membership::Member, "", &dir)))
+        .expect("issue")
+        .into_inner();
     assert_eq!(generated.generated_pin.len(), 6, "a generated PIN is returned once");
     let pin = "73915204";
-    let given = lab.rt.block_on(lab.issuance.submit_application(new_card("p-2", "400002", Membership::Member, pin, &dir))).expect("issue").into_inner();
+    let given = lab
+        .rt
+        .block_on(lab.issuance.submit_application(new_card("p-2", "400002", Membership::Member, pin, &dir)))
+        .expect("issue")
+        .into_inner();
     assert!(given.generated_pin.is_empty());
     // A replay never returns the PIN again.
-    let replay = lab.rt.block_on(lab.issuance.submit_application(new_card("p-1", "400001", Membership::Member, "", &dir))).expect("replay").into_inner();
+    let replay = lab
+        .rt
+        .block_on(lab.issuance.submit_application(new_card("p-1", "400001", Membership::Member, "", &dir)))
+        .expect("replay")
+        .into_inner();
     assert!(replay.replayed && replay.generated_pin.is_empty());
 
     // Neither PIN is anywhere in the database files, in plaintext.
@@ -171,7 +192,12 @@ fn pin_escrow_disclosure_and_contact_change() {
     assert_eq!(limited.code(), tonic::Code::ResourceExhausted, "{limited:?}");
     let bad = lab
         .rt
-        .block_on(lab.issuance.disclose_pin(PinDisclosureRequest { request_id: "req-4".into(), card_id: given.card_id.clone(), confirmation: None, ra_operator: String::new() }))
+        .block_on(lab.issuance.disclose_pin(PinDisclosureRequest {
+            request_id: "req-4".into(),
+            card_id: given.card_id.clone(),
+            confirmation: None,
+            ra_operator: String::new(),
+        }))
         .expect_err("no confirmation");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().starts_with("confirmation"), "{}", bad.message());
@@ -181,7 +207,11 @@ fn pin_escrow_disclosure_and_contact_change() {
     let change = |lab: &mut Lab, rr: &str| {
         lab.rt.block_on(lab.issuance.change_contact(ContactChange {
             card_id: given.card_id.clone(),
-            contact: Some(ContactAddress { address: "京都府京都市左京区".into(), phone: "075-000-0000".into(), ..Default::default() }),
+            contact: Some(ContactAddress {
+                address: "京都府京都市左京区".into(),
+                phone: "075-000-0000".into(),
+                ..Default::default()
+            }),
             resident_record_issued_on: rr.into(),
             ra_operator: "ra-7".into(),
             change_date: String::new(),
@@ -196,7 +226,11 @@ fn pin_escrow_disclosure_and_contact_change() {
     assert_eq!(ok.previous.unwrap().address, "大阪府大阪市北区");
     assert!(!change(&mut lab, &days_ago(3)).expect("same again").into_inner().changed);
     // No certificate changed.
-    let card = lab.rt.block_on(lab.issuance.get_card(CardRef { key: Some(card_ref::Key::CardId(given.card_id.clone())) })).unwrap().into_inner();
+    let card = lab
+        .rt
+        .block_on(lab.issuance.get_card(CardRef { key: Some(card_ref::Key::CardId(given.card_id.clone())) }))
+        .unwrap()
+        .into_inner();
     assert_eq!(card.state, "active");
     assert!(card.certificates.iter().all(|c| c.status == "good"));
     assert_eq!(card.contact.unwrap().address, "京都府京都市左京区");
@@ -207,7 +241,10 @@ fn renewal_reissue_and_cessation_show_in_the_crl_with_their_reasons() {
     let mut lab = lab();
     let dir = lab.ca.dir.path().to_owned();
     let issue = |lab: &mut Lab, id: &str, licence: &str, m: Membership| {
-        lab.rt.block_on(lab.issuance.submit_application(new_card(id, licence, m, "1234", &dir))).expect("issue").into_inner()
+        lab.rt
+            .block_on(lab.issuance.submit_application(new_card(id, licence, m, "1234", &dir)))
+            .expect("issue")
+            .into_inner()
     };
     let renewed = issue(&mut lab, "r-1", "500001", Membership::Member);
     let lost = issue(&mut lab, "l-1", "500002", Membership::NonMember);
@@ -216,7 +253,10 @@ fn renewal_reissue_and_cessation_show_in_the_crl_with_their_reasons() {
     let ceased = issue(&mut lab, "c-1", "500005", Membership::NonMember);
 
     // A new application for a holder with an active card is refused.
-    let err = lab.rt.block_on(lab.issuance.submit_application(new_card("r-x", "500001", Membership::Member, "1234", &dir))).expect_err("second card");
+    let err = lab
+        .rt
+        .block_on(lab.issuance.submit_application(new_card("r-x", "500001", Membership::Member, "1234", &dir)))
+        .expect_err("second card");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 
     // Renewal: a new card; the old one stays valid until it expires.
@@ -239,7 +279,12 @@ fn renewal_reissue_and_cessation_show_in_the_crl_with_their_reasons() {
     let err = renewal(&mut lab, "r-3").expect_err("renewing twice");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 
-    let reissue = |lab: &mut Lab, id: &str, card: &IssuedCard, reason: ReissueReason, m: Membership, conf: Option<IdentityConfirmation>| {
+    let reissue = |lab: &mut Lab,
+                   id: &str,
+                   card: &IssuedCard,
+                   reason: ReissueReason,
+                   m: Membership,
+                   conf: Option<IdentityConfirmation>| {
         lab.rt.block_on(lab.issuance.reissue(ReissueApplication {
             application_id: id.into(),
             card_id: card.card_id.clone(),
@@ -255,16 +300,31 @@ fn renewal_reissue_and_cessation_show_in_the_crl_with_their_reasons() {
             ..Default::default()
         }))
     };
-    let err = reissue(&mut lab, "l-2", &lost, ReissueReason::Loss, Membership::NonMember, None).expect_err("loss needs a confirmation");
+    let err = reissue(&mut lab, "l-2", &lost, ReissueReason::Loss, Membership::NonMember, None)
+        .expect_err("loss needs a confirmation");
     assert!(err.message().starts_with("confirmation"), "{}", err.message());
-    let new_l = reissue(&mut lab, "l-2", &lost, ReissueReason::Loss, Membership::NonMember, Some(confirmation())).expect("loss reissue").into_inner();
+    let new_l = reissue(&mut lab, "l-2", &lost, ReissueReason::Loss, Membership::NonMember, Some(confirmation()))
+        .expect("loss reissue")
+        .into_inner();
     assert!(!new_l.crl_numbers.is_empty(), "the emergency path publishes a CRL");
     assert_eq!(new_l.fee.clone().unwrap().due_now, 5_000, "non-member reissue");
-    let new_m = reissue(&mut lab, "m-2", &moved, ReissueReason::MembershipChange, Membership::NonMember, None).expect("membership reissue").into_inner();
+    let new_m = reissue(&mut lab, "m-2", &moved, ReissueReason::MembershipChange, Membership::NonMember, None)
+        .expect("membership reissue")
+        .into_inner();
     assert_eq!(new_m.fee.clone().unwrap().due_now, 5_000, "the fee follows the membership after the change");
-    let new_d = reissue(&mut lab, "d-2", &damaged, ReissueReason::Damage, Membership::Member, None).expect("damage reissue").into_inner();
+    let new_d = reissue(&mut lab, "d-2", &damaged, ReissueReason::Damage, Membership::Member, None)
+        .expect("damage reissue")
+        .into_inner();
     assert_eq!(new_d.fee.clone().unwrap().due_now, 0);
-    let ceased_r = lab.rt.block_on(lab.issuance.cease_use(CessationRequest { card_id: ceased.card_id.clone(), ra_operator: "ra-7".into(), note: "retired".into() })).expect("cessation").into_inner();
+    let ceased_r = lab
+        .rt
+        .block_on(lab.issuance.cease_use(CessationRequest {
+            card_id: ceased.card_id.clone(),
+            ra_operator: "ra-7".into(),
+            note: "retired".into(),
+        }))
+        .expect("cessation")
+        .into_inner();
     assert_eq!(ceased_r.revoked_serials.len(), 2);
 
     let text = crl_texts(&lab);
@@ -287,16 +347,42 @@ fn renewal_reissue_and_cessation_show_in_the_crl_with_their_reasons() {
         let cert = dir.join(format!("new-{i}.pem"));
         write_pem(&cert, &card.signing_certificate);
         let crl = dir.join("sign-now.crl.pem");
-        let (ok, out) = openssl(&["verify", "-crl_check", "-CAfile", root.to_str().unwrap(), "-untrusted", lab.ca.cert_path("sign-ca.pem").to_str().unwrap(), "-CRLfile", crl.to_str().unwrap(), cert.to_str().unwrap()]);
+        let (ok, out) = openssl(&[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            lab.ca.cert_path("sign-ca.pem").to_str().unwrap(),
+            "-CRLfile",
+            crl.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ]);
         assert!(ok, "new card {i}: {out}");
     }
     let old = dir.join("old-lost.pem");
     write_pem(&old, &lost.signing_certificate);
-    let (ok, out) = openssl(&["verify", "-crl_check", "-CAfile", root.to_str().unwrap(), "-untrusted", lab.ca.cert_path("sign-ca.pem").to_str().unwrap(), "-CRLfile", dir.join("sign-now.crl.pem").to_str().unwrap(), old.to_str().unwrap()]);
+    let (ok, out) = openssl(&[
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-untrusted",
+        lab.ca.cert_path("sign-ca.pem").to_str().unwrap(),
+        "-CRLfile",
+        dir.join("sign-now.crl.pem").to_str().unwrap(),
+        old.to_str().unwrap(),
+    ]);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
 
     // The holder's history: the lost card, then its replacement.
-    let h = lab.rt.block_on(lab.issuance.get_holder_history(HolderRef { key: Some(holder_ref::Key::LicenceNumber("500002".into())) })).unwrap().into_inner();
+    let h = lab
+        .rt
+        .block_on(
+            lab.issuance.get_holder_history(HolderRef { key: Some(holder_ref::Key::LicenceNumber("500002".into())) }),
+        )
+        .unwrap()
+        .into_inner();
     assert_eq!(h.cards.len(), 2);
     assert_eq!((h.cards[0].state.as_str(), h.cards[1].procedure.as_str()), ("revoked", "reissue"));
     assert_eq!(h.cards[0].superseded_by, h.cards[1].card_id);
@@ -330,7 +416,11 @@ fn bulk_import_reports_each_failed_line_and_carries_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "one line failed, so the import reports failure");
     assert!(stderr.contains("line 2: InvalidArgument: licence.licence_number"), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 2 of 3; 1 failed"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("imported 2 of 3; 1 failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let out = lab.ca.cli(&["--json", "card", "show", "--licence", "600003", "--url", &issuance_url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -339,4 +429,3 @@ fn bulk_import_reports_each_failed_line_and_carries_on() {
     assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
     assert_eq!(v["fee"]["due_now"], 0);
 }
-

@@ -35,7 +35,11 @@ fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
         documents: Some(DocumentChecks {
             photo_taken_on: days_ago(3),
             resident_record_issued_on: days_ago(3),
-            photo_id: Some(PhotoId { r#type: PhotoIdType::Passport as i32, expires_on: "2031-01-01".into(), issued_on: String::new() }),
+            photo_id: Some(PhotoId {
+                r#type: PhotoIdType::Passport as i32,
+                expires_on: "2031-01-01".into(),
+                issued_on: String::new(),
+            }),
             licence_copy_checked: true,
             ..Default::default()
         }),
@@ -50,7 +54,15 @@ fn ask(ca: &Ca, responder: &str, cert: &Path, issuer: &str) -> (bool, String, St
     let url = format!("http://{responder}/ocsp");
     let (issuer, root) = (ca.cert_path(issuer), ca.cert_path("root-ca.pem"));
     let (_, out) = openssl(&[
-        "ocsp", "-issuer", issuer.to_str().unwrap(), "-cert", cert.to_str().unwrap(), "-url", &url, "-CAfile", root.to_str().unwrap(),
+        "ocsp",
+        "-issuer",
+        issuer.to_str().unwrap(),
+        "-cert",
+        cert.to_str().unwrap(),
+        "-url",
+        &url,
+        "-CAfile",
+        root.to_str().unwrap(),
     ]);
     let line = out.lines().find(|l| l.starts_with(cert.to_str().unwrap())).unwrap_or("").to_owned();
     (out.contains("Response verify OK"), line, out)
@@ -66,7 +78,13 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let card = rt
-        .block_on(async { IssuanceClient::connect(format!("http://{issuance}")).await.unwrap().submit_application(application("o-1", "700001", &dir)).await })
+        .block_on(async {
+            IssuanceClient::connect(format!("http://{issuance}"))
+                .await
+                .unwrap()
+                .submit_application(application("o-1", "700001", &dir))
+                .await
+        })
         .expect("issue")
         .into_inner();
     let sign = dir.join("o-sign.pem");
@@ -86,13 +104,32 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
     // at hand, so ask by serial number under the real issuer.
     let url = format!("http://{ocsp_a}/ocsp");
     let (_, out) = openssl(&[
-        "ocsp", "-issuer", ca.cert_path("sign-ca.pem").to_str().unwrap(), "-serial", "0x0badc0ffee0badc0ffee",
-        "-url", &url, "-CAfile", ca.cert_path("root-ca.pem").to_str().unwrap(),
+        "ocsp",
+        "-issuer",
+        ca.cert_path("sign-ca.pem").to_str().unwrap(),
+        "-serial",
+        "0x0badc0ffee0badc0ffee",
+        "-url",
+        &url,
+        "-CAfile",
+        ca.cert_path("root-ca.pem").to_str().unwrap(),
     ]);
     assert!(out.contains("Response verify OK") && out.contains("0x0badc0ffee0badc0ffee: unknown"), "{out}");
 
     // Emergency revocation; both replicas flip to revoked (keyCompromise) within a second.
-    let out = ca.cli(&["emergency-revoke", "--card", &card.card_id, "--confirmed-by", "op-a", "--method", "phone", "--operator", "op-b", "--url", &format!("http://{revocation}")]);
+    let out = ca.cli(&[
+        "emergency-revoke",
+        "--card",
+        &card.card_id,
+        "--confirmed-by",
+        "op-a",
+        "--method",
+        "phone",
+        "--operator",
+        "op-b",
+        "--url",
+        &format!("http://{revocation}"),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let returned = Instant::now();
     for responder in [&ocsp_a, &ocsp_b] {
@@ -111,21 +148,46 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
     // The GET form (RFC 5019), through curl-free plain HTTP: base64 of the DER request in the path.
     let req = dir.join("req.der");
     let (ok, out) = openssl(&[
-        "ocsp", "-issuer", ca.cert_path("auth-ca.pem").to_str().unwrap(), "-cert", auth.to_str().unwrap(), "-no_nonce", "-reqout", req.to_str().unwrap(),
+        "ocsp",
+        "-issuer",
+        ca.cert_path("auth-ca.pem").to_str().unwrap(),
+        "-cert",
+        auth.to_str().unwrap(),
+        "-no_nonce",
+        "-reqout",
+        req.to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
-    let b64 = std::process::Command::new("openssl").args(["base64", "-A", "-in", req.to_str().unwrap()]).output().unwrap().stdout;
+    let b64 = std::process::Command::new("openssl")
+        .args(["base64", "-A", "-in", req.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .stdout;
     let path: String = String::from_utf8(b64).unwrap().replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
     let (status, headers, body) = common::http_get(&ocsp_b, &format!("/ocsp/{path}"));
     assert_eq!(status, 200);
     assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/ocsp-response"), "{headers:?}");
-    assert!(headers.iter().any(|(k, v)| k == "cache-control" && v.contains("max-age=") && v.contains("public")), "{headers:?}");
-    assert!(headers.iter().any(|(k, _)| k == "etag") && headers.iter().any(|(k, _)| k == "last-modified"), "{headers:?}");
+    assert!(
+        headers.iter().any(|(k, v)| k == "cache-control" && v.contains("max-age=") && v.contains("public")),
+        "{headers:?}"
+    );
+    assert!(
+        headers.iter().any(|(k, _)| k == "etag") && headers.iter().any(|(k, _)| k == "last-modified"),
+        "{headers:?}"
+    );
     let resp = dir.join("get.der");
     std::fs::write(&resp, body).unwrap();
     let (ok, out) = openssl(&[
-        "ocsp", "-respin", resp.to_str().unwrap(), "-issuer", ca.cert_path("auth-ca.pem").to_str().unwrap(), "-cert", auth.to_str().unwrap(),
-        "-CAfile", ca.cert_path("root-ca.pem").to_str().unwrap(), "-no_nonce",
+        "ocsp",
+        "-respin",
+        resp.to_str().unwrap(),
+        "-issuer",
+        ca.cert_path("auth-ca.pem").to_str().unwrap(),
+        "-cert",
+        auth.to_str().unwrap(),
+        "-CAfile",
+        ca.cert_path("root-ca.pem").to_str().unwrap(),
+        "-no_nonce",
     ]);
     assert!(ok && out.contains("Response verify OK") && out.contains(": revoked"), "{out}");
 

@@ -32,7 +32,11 @@ fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
         documents: Some(DocumentChecks {
             photo_taken_on: days_ago(10),
             resident_record_issued_on: days_ago(10),
-            photo_id: Some(PhotoId { r#type: PhotoIdType::Passport as i32, expires_on: "2031-01-01".into(), issued_on: String::new() }),
+            photo_id: Some(PhotoId {
+                r#type: PhotoIdType::Passport as i32,
+                expires_on: "2031-01-01".into(),
+                issued_on: String::new(),
+            }),
             licence_copy_checked: true,
             ..Default::default()
         }),
@@ -43,7 +47,13 @@ fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
 }
 
 /// Issues a card; returns (signing cert path, auth cert path, card id, serials).
-fn issue(rt: &tokio::runtime::Runtime, addr: &str, id: &str, licence: &str, dir: &Path) -> (PathBuf, PathBuf, String, String, String) {
+fn issue(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    id: &str,
+    licence: &str,
+    dir: &Path,
+) -> (PathBuf, PathBuf, String, String, String) {
     let card = rt
         .block_on(async {
             let mut c = IssuanceClient::connect(format!("http://{addr}")).await.expect("connect");
@@ -83,7 +93,16 @@ fn verify_with_crls(root: &Path, issuing: &Path, crls: &[&Path], cert: &Path, de
 }
 
 fn crl_text(crl: &Path, issuing: &Path) -> String {
-    let (ok, out) = openssl(&["crl", "-in", crl.to_str().unwrap(), "-CAfile", issuing.to_str().unwrap(), "-noout", "-verify", "-text"]);
+    let (ok, out) = openssl(&[
+        "crl",
+        "-in",
+        crl.to_str().unwrap(),
+        "-CAfile",
+        issuing.to_str().unwrap(),
+        "-noout",
+        "-verify",
+        "-text",
+    ]);
     assert!(ok && out.contains("verify OK"), "openssl crl -verify: {out}");
     out
 }
@@ -102,8 +121,17 @@ fn emergency_then_check(deltas: bool) {
     let (kept_s, kept_a, _, _, _) = issue(&rt, iss, "kept", "222222", &dir);
 
     let out = ca.cli(&[
-        "emergency-revoke", "--card", &lost_card, "--confirmed-by", "op-ito", "--method", "phone", "--operator", "op-sato",
-        "--url", &format!("http://{rev}"),
+        "emergency-revoke",
+        "--card",
+        &lost_card,
+        "--confirmed-by",
+        "op-ito",
+        "--method",
+        "phone",
+        "--operator",
+        "op-sato",
+        "--url",
+        &format!("http://{rev}"),
     ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "emergency-revoke: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -144,14 +172,33 @@ fn emergency_then_check(deltas: bool) {
 
     // Twice is safe: the first revocation stands.
     let out = ca.cli(&[
-        "emergency-revoke", "--card", &lost_card, "--confirmed-by", "op-ito", "--method", "phone", "--operator", "op-sato",
-        "--url", &format!("http://{rev}"),
+        "emergency-revoke",
+        "--card",
+        &lost_card,
+        "--confirmed-by",
+        "op-ito",
+        "--method",
+        "phone",
+        "--operator",
+        "op-sato",
+        "--url",
+        &format!("http://{rev}"),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("already revoked").count(), 2);
 
     // An unknown serial is NOT_FOUND.
-    let out = ca.cli(&["revoke", "--serial", "0badc0ffee", "--reason", "superseded", "--operator", "op-sato", "--url", &format!("http://{rev}")]);
+    let out = ca.cli(&[
+        "revoke",
+        "--serial",
+        "0badc0ffee",
+        "--reason",
+        "superseded",
+        "--operator",
+        "op-sato",
+        "--url",
+        &format!("http://{rev}"),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -190,8 +237,21 @@ fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
             let (bin, config, card, url) = (common::BIN, ca.config.clone(), card.clone(), rev_url.clone());
             std::thread::spawn(move || {
                 std::process::Command::new(bin)
-                    .arg("--config").arg(config)
-                    .args(["emergency-revoke", "--card", &card, "--confirmed-by", "op-a", "--method", "written", "--operator", &format!("op-{i}"), "--url", &url])
+                    .arg("--config")
+                    .arg(config)
+                    .args([
+                        "emergency-revoke",
+                        "--card",
+                        &card,
+                        "--confirmed-by",
+                        "op-a",
+                        "--method",
+                        "written",
+                        "--operator",
+                        &format!("op-{i}"),
+                        "--url",
+                        &url,
+                    ])
                     .output()
                     .expect("run")
             })
@@ -216,5 +276,8 @@ fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
     let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
     let after = number(ca.cli(&["publish-crl", "--url", &format!("http://{}", addrs[2])]));
     assert_eq!(after.len(), 2);
-    assert!(after.iter().min() > before.iter().max(), "CRL numbers must grow across a restart: {before:?} then {after:?}");
+    assert!(
+        after.iter().min() > before.iter().max(),
+        "CRL numbers must grow across a restart: {before:?} then {after:?}"
+    );
 }

@@ -43,7 +43,11 @@ fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
         documents: Some(DocumentChecks {
             photo_taken_on: days_ago(10),
             resident_record_issued_on: days_ago(10),
-            photo_id: Some(PhotoId { r#type: PhotoIdType::Passport as i32, expires_on: "2031-01-01".into(), issued_on: String::new() }),
+            photo_id: Some(PhotoId {
+                r#type: PhotoIdType::Passport as i32,
+                expires_on: "2031-01-01".into(),
+                issued_on: String::new(),
+            }),
             licence_copy_checked: true,
             ..Default::default()
         }),
@@ -103,8 +107,16 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
             .expect("ra reads the card");
         assert_eq!(got.into_inner().card_id, card.card_id);
         let by_card = || StatusRequest { key: Some(status_request::Key::CardId(card.card_id.clone())) };
-        denied(RevocationClient::new(ch(rev, "ra").await).get_status(by_card()).await, "ra", "hpki.revocation.v1.Revocation/GetStatus");
-        denied(CrlPublisherClient::new(ch(crl, "ra").await).get_status(CrlStatusRequest {}).await, "ra", "hpki.crl.v1.CrlPublisher/GetStatus");
+        denied(
+            RevocationClient::new(ch(rev, "ra").await).get_status(by_card()).await,
+            "ra",
+            "hpki.revocation.v1.Revocation/GetStatus",
+        );
+        denied(
+            CrlPublisherClient::new(ch(crl, "ra").await).get_status(CrlStatusRequest {}).await,
+            "ra",
+            "hpki.crl.v1.CrlPublisher/GetStatus",
+        );
         denied(
             RegistryClient::new(ch(reg, "ra").await).list_audit(ListAuditRequest { from_sequence: 0, limit: 1 }).await,
             "ra",
@@ -112,17 +124,24 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
         );
 
         // operator: revocation and CRL publication, not issuance nor the registry.
-        let status = RevocationClient::new(ch(rev, "operator").await).get_status(by_card()).await.expect("operator status");
+        let status =
+            RevocationClient::new(ch(rev, "operator").await).get_status(by_card()).await.expect("operator status");
         assert_eq!(status.into_inner().certificates.len(), 2);
         let crls = CrlPublisherClient::new(ch(crl, "operator").await).get_status(CrlStatusRequest {}).await;
         crls.expect("operator reads the CRL status");
         denied(
-            IssuanceClient::new(ch(iss, "operator").await).get_card(CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) }).await,
+            IssuanceClient::new(ch(iss, "operator").await)
+                .get_card(CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) })
+                .await,
             "operator",
             "hpki.issuance.v1.Issuance/GetCard",
         );
         let get_card = || GetCardRequest { key: Some(get_card_request::Key::CardId(card.card_id.clone())) };
-        denied(RegistryClient::new(ch(reg, "operator").await).get_card(get_card()).await, "operator", "hpki.registry.v1.Registry/GetCard");
+        denied(
+            RegistryClient::new(ch(reg, "operator").await).get_card(get_card()).await,
+            "operator",
+            "hpki.registry.v1.Registry/GetCard",
+        );
 
         // auditor: the audit log only.
         let audit = RegistryClient::new(ch(reg, "auditor").await)
@@ -130,16 +149,29 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
             .await
             .expect("auditor reads the audit log");
         assert!(!audit.into_inner().entries.is_empty());
-        denied(RegistryClient::new(ch(reg, "auditor").await).get_card(get_card()).await, "auditor", "hpki.registry.v1.Registry/GetCard");
-        denied(RevocationClient::new(ch(rev, "auditor").await).get_status(by_card()).await, "auditor", "hpki.revocation.v1.Revocation/GetStatus");
         denied(
-            IssuanceClient::new(ch(iss, "auditor").await).get_card(CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) }).await,
+            RegistryClient::new(ch(reg, "auditor").await).get_card(get_card()).await,
+            "auditor",
+            "hpki.registry.v1.Registry/GetCard",
+        );
+        denied(
+            RevocationClient::new(ch(rev, "auditor").await).get_status(by_card()).await,
+            "auditor",
+            "hpki.revocation.v1.Revocation/GetStatus",
+        );
+        denied(
+            IssuanceClient::new(ch(iss, "auditor").await)
+                .get_card(CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) })
+                .await,
             "auditor",
             "hpki.issuance.v1.Issuance/GetCard",
         );
 
         // service: between our services, everything.
-        let reg_card = RegistryClient::new(ch(reg, "service").await).get_card(get_card()).await.expect("service reads the registry");
+        let reg_card = RegistryClient::new(ch(reg, "service").await)
+            .get_card(get_card())
+            .await
+            .expect("service reads the registry");
         assert_eq!(reg_card.into_inner().certificates.len(), 2);
     });
 
@@ -157,8 +189,17 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
         .expect("card")
         .card_id;
     let out = ca.cli(&[
-        "emergency-revoke", "--card", &card_id, "--confirmed-by", "op-ito", "--method", "phone", "--operator", "op-sato",
-        "--url", &format!("https://{rev}"),
+        "emergency-revoke",
+        "--card",
+        &card_id,
+        "--confirmed-by",
+        "op-ito",
+        "--method",
+        "phone",
+        "--operator",
+        "op-sato",
+        "--url",
+        &format!("https://{rev}"),
     ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "emergency-revoke over mTLS: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -173,7 +214,12 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
     assert!(out.status.success(), "audit verify over mTLS: {}", String::from_utf8_lossy(&out.stderr));
     // The RA's command line (ra certificate) reaches issuance.
     let out = ca.cli(&["card", "--url", &format!("https://{iss}"), "show", "--card", &card_id]);
-    assert!(out.status.success(), "card show over mTLS: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "card show over mTLS: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A call through `channel` (or its connection) fails; returns what the client saw.
@@ -220,12 +266,14 @@ fn no_certificate_a_foreign_ca_or_plain_text_cannot_connect() {
 
         // No client certificate: the server requires one.
         let no_cert = ClientTlsConfig::new().ca_certificate(our_ca.clone());
-        let seen = refused(async { Endpoint::from_shared(https.clone())?.tls_config(no_cert)?.connect().await }.await).await;
+        let seen =
+            refused(async { Endpoint::from_shared(https.clone())?.tls_config(no_cert)?.connect().await }.await).await;
         eprintln!("no client certificate -> {seen}");
 
         // A certificate claiming the service role, from another CA.
         let foreign = ClientTlsConfig::new().ca_certificate(our_ca.clone()).identity(foreign_identity());
-        let seen = refused(async { Endpoint::from_shared(https.clone())?.tls_config(foreign)?.connect().await }.await).await;
+        let seen =
+            refused(async { Endpoint::from_shared(https.clone())?.tls_config(foreign)?.connect().await }.await).await;
         eprintln!("foreign CA -> {seen}");
 
         // Plain text to the TLS port.

@@ -104,7 +104,9 @@ impl Ca {
                 .recv_timeout(Duration::from_secs(60))
                 .unwrap_or_else(|_| panic!("hpki-ca {args:?} did not announce {services:?}"));
             let mut words = line.split_whitespace();
-            let (Some(name), Some("listening"), Some("on"), Some(addr)) = (words.next(), words.next(), words.next(), words.next()) else {
+            let (Some(name), Some("listening"), Some("on"), Some(addr)) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
                 continue;
             };
             if let Some(i) = services.iter().position(|s| *s == name) {
@@ -195,7 +197,8 @@ pub fn http_get(addr: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>)
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status line");
+    let status: u16 =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status line");
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))

@@ -33,17 +33,11 @@ pub enum CardCommand {
         holder: Option<String>,
     },
     /// Submits a new-card application from a JSON file (the import format, one object).
-    Apply {
-        file: PathBuf,
-    },
+    Apply { file: PathBuf },
     /// Renewal from a JSON file: {"application_id", "card_id", "documents", "signing_csr", "authentication_csr", ...}.
-    Renew {
-        file: PathBuf,
-    },
+    Renew { file: PathBuf },
     /// Reissue from a JSON file: {"application_id", "card_id", "reason": "LOSS|DAMAGE|NAME_CHANGE|MEMBERSHIP_CHANGE", "applicant", "membership", "documents", CSRs, "confirmation"}.
-    Reissue {
-        file: PathBuf,
-    },
+    Reissue { file: PathBuf },
     /// Changes the holder's contact details.
     Contact {
         #[arg(long)]
@@ -322,8 +316,9 @@ impl ApplicationJson {
     }
 
     fn reissue(&self, base: &Path) -> Result<iss::ReissueApplication, String> {
-        let reason = iss::ReissueReason::from_str_name(&self.reason.trim().to_ascii_uppercase())
-            .ok_or_else(|| format!("reason: {:?} is not LOSS, DAMAGE, NAME_CHANGE or MEMBERSHIP_CHANGE", self.reason))?;
+        let reason = iss::ReissueReason::from_str_name(&self.reason.trim().to_ascii_uppercase()).ok_or_else(|| {
+            format!("reason: {:?} is not LOSS, DAMAGE, NAME_CHANGE or MEMBERSHIP_CHANGE", self.reason)
+        })?;
         Ok(iss::ReissueApplication {
             application_id: self.application_id.clone(),
             card_id: self.card_id.clone(),
@@ -429,7 +424,8 @@ fn print_details(d: &iss::CardDetails) {
         say(format_args!("  superseded by {}", d.superseded_by));
     }
     for c in &d.certificates {
-        let revoked = if c.status == "revoked" { format!("  {} {}", c.revoked_at, c.revocation_reason) } else { String::new() };
+        let revoked =
+            if c.status == "revoked" { format!("  {} {}", c.revoked_at, c.revocation_reason) } else { String::new() };
         say(format_args!("  {:<15} {}  {:<8} until {}{}", c.kind, c.serial, c.status, c.not_after, revoked));
     }
 }
@@ -462,7 +458,10 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
             };
             let h = c.get_holder_history(iss::HolderRef { key: Some(key) }).await.map_err(status)?.into_inner();
             if as_json {
-                say(format_args!("{}", json!({"holder_id": h.holder_id, "cards": h.cards.iter().map(details_json).collect::<Vec<_>>()})));
+                say(format_args!(
+                    "{}",
+                    json!({"holder_id": h.holder_id, "cards": h.cards.iter().map(details_json).collect::<Vec<_>>()})
+                ));
             } else {
                 say(format_args!("holder {}: {} card(s)", h.holder_id, h.cards.len()));
                 h.cards.iter().for_each(print_details);
@@ -497,7 +496,10 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
                 .into_inner();
             let addr = |c: &Option<iss::ContactAddress>| c.as_ref().map(|c| c.address.clone()).unwrap_or_default();
             if as_json {
-                say(format_args!("{}", json!({"holder_id": r.holder_id, "changed": r.changed, "previous_address": addr(&r.previous), "address": addr(&r.current)})));
+                say(format_args!(
+                    "{}",
+                    json!({"holder_id": r.holder_id, "changed": r.changed, "previous_address": addr(&r.previous), "address": addr(&r.current)})
+                ));
             } else if r.changed {
                 say(format_args!("holder {}: address {:?} -> {:?}", r.holder_id, addr(&r.previous), addr(&r.current)));
             } else {
@@ -511,7 +513,10 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
                 .map_err(status)?
                 .into_inner();
             if as_json {
-                say(format_args!("{}", json!({"card_id": r.card_id, "revoked_serials": r.revoked_serials, "already_revoked": r.already_revoked, "crl_numbers": r.crl_numbers})));
+                say(format_args!(
+                    "{}",
+                    json!({"card_id": r.card_id, "revoked_serials": r.revoked_serials, "already_revoked": r.already_revoked, "crl_numbers": r.crl_numbers})
+                ));
             } else {
                 say(format_args!(
                     "card {}: {} certificate(s) revoked (cessationOfOperation){}",
@@ -576,7 +581,8 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
 /// the JSON field names (nested ones as `applicant.family_name_kanji`, ...).
 fn read_lines(file: &Path) -> Result<Vec<(usize, Result<ApplicationJson, String>)>, CliError> {
     let f = std::fs::File::open(file).map_err(crate::error::io(file))?;
-    let lines: Vec<String> = std::io::BufReader::new(f).lines().collect::<Result<_, _>>().map_err(crate::error::io(file))?;
+    let lines: Vec<String> =
+        std::io::BufReader::new(f).lines().collect::<Result<_, _>>().map_err(crate::error::io(file))?;
     let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let mut out = Vec::new();
     if is_csv {
@@ -657,13 +663,20 @@ pub async fn import(url: &str, args: ImportArgs, as_json: bool) -> Result<(), Cl
     for (done, (line_no, parsed)) in lines.into_iter().enumerate() {
         let result = match parsed.and_then(|a| a.new_card(&base)) {
             Err(e) => Err(e),
-            Ok(req) => c.submit_application(req).await.map(|r| r.into_inner()).map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+            Ok(req) => c
+                .submit_application(req)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
         };
         match result {
             Ok(card) => {
                 ok += 1;
                 if as_json {
-                    say(format_args!("{}", json!({"line": line_no, "ok": true, "card_id": card.card_id, "holder_id": card.holder_id})));
+                    say(format_args!(
+                        "{}",
+                        json!({"line": line_no, "ok": true, "card_id": card.card_id, "holder_id": card.holder_id})
+                    ));
                 }
             }
             Err(reason) => {
@@ -698,7 +711,8 @@ mod tests {
 
     #[test]
     fn csv_rows_become_applications_with_nested_fields() {
-        let cols = split_csv("application_id,applicant.family_name_kanji,documents.licence_copy_checked,contact.address");
+        let cols =
+            split_csv("application_id,applicant.family_name_kanji,documents.licence_copy_checked,contact.address");
         let vals = split_csv("a-1,山田,true,\"東京都, 千代田区\"");
         let mut obj = serde_json::Map::new();
         for (k, v) in cols.iter().zip(vals) {

@@ -71,7 +71,8 @@ fn existing_cert(path: &Path, key: &HsmKey) -> Result<Option<Vec<u8>>, CliError>
     };
     let block = pem::parse(&text).map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
     let der = block.contents().to_vec();
-    let cert = x509_cert::Certificate::from_der(&der).map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
+    let cert =
+        x509_cert::Certificate::from_der(&der).map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
     let spki = cert
         .tbs_certificate()
         .subject_public_key_info()
@@ -94,10 +95,16 @@ fn write_pem(path: &Path, der: &[u8]) -> Result<(), CliError> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn describe(name: &'static str, entity: &CaEntity, key: Outcome, certificate: Outcome, path: PathBuf, der: &[u8]) -> CaOutcome {
-    let subject = x509_cert::Certificate::from_der(der)
-        .map(|c| c.tbs_certificate().subject().to_string())
-        .unwrap_or_default();
+fn describe(
+    name: &'static str,
+    entity: &CaEntity,
+    key: Outcome,
+    certificate: Outcome,
+    path: PathBuf,
+    der: &[u8],
+) -> CaOutcome {
+    let subject =
+        x509_cert::Certificate::from_der(der).map(|c| c.tbs_certificate().subject().to_string()).unwrap_or_default();
     CaOutcome {
         name,
         key_label: entity.key_label.clone(),

@@ -62,10 +62,20 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError>
     let dir = cfg.tls_dir();
     let tls_err = |e: tls::TlsError| CliError::Client(format!("TLS: {e}"));
     let (server, role) = match command {
-        C::Ceremony | C::Run | C::Registry { .. } | C::Issuance { .. } | C::Crl { .. } | C::Revocation { .. } | C::Ocsp { .. } => {
+        C::Ceremony
+        | C::Run
+        | C::Registry { .. }
+        | C::Issuance { .. }
+        | C::Crl { .. }
+        | C::Revocation { .. }
+        | C::Ocsp { .. } => {
             let written = tls::ensure_local_pki(&dir).map_err(tls_err)?;
             if !written.is_empty() {
-                say(format_args!("{:<15} service-identity CA and role certificates written to {}", "tls", dir.display()));
+                say(format_args!(
+                    "{:<15} service-identity CA and role certificates written to {}",
+                    "tls",
+                    dir.display()
+                ));
             }
             (Some(tls::server_tls(&dir).map_err(tls_err)?), tls::Role::Service)
         }
@@ -80,7 +90,8 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError>
         // No gRPC.
         C::OcspCerts | C::Arl { .. } => return Ok(()),
     };
-    let role = if cfg.tls.client_role.is_empty() { role } else { tls::Role::parse(&cfg.tls.client_role).map_err(tls_err)? };
+    let role =
+        if cfg.tls.client_role.is_empty() { role } else { tls::Role::parse(&cfg.tls.client_role).map_err(tls_err)? };
     tls::install(server, Some(tls::client_tls(&dir, role).map_err(tls_err)?));
     Ok(())
 }
@@ -100,13 +111,15 @@ pub fn setup_limits(cfg: &Config) -> Result<(), CliError> {
 
 /// `https` when gRPC runs over TLS, else `http`.
 pub fn grpc_scheme(cfg: &Config) -> &'static str {
-    if cfg.tls.enabled { "https" } else { "http" }
+    if cfg.tls.enabled {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), CliError> {
-    let l = TcpListener::bind(addr)
-        .await
-        .map_err(|source| CliError::Listen { addr: addr.to_owned(), source })?;
+    let l = TcpListener::bind(addr).await.map_err(|source| CliError::Listen { addr: addr.to_owned(), source })?;
     let local = l.local_addr().map_err(|source| CliError::Listen { addr: addr.to_owned(), source })?;
     Ok((l, local))
 }
@@ -127,9 +140,7 @@ pub fn say(line: std::fmt::Arguments<'_>) {
 pub async fn run_registry(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.registry.listen).await?;
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
-    registry::serve(&cfg, listener, shutdown_signal(stop))
-        .await
-        .map_err(|e| CliError::Registry(e.to_string()))
+    registry::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Registry(e.to_string()))
 }
 
 pub async fn run_issuance(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
@@ -151,9 +162,7 @@ pub async fn run_crl(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) ->
 pub async fn run_revocation(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.revocation.listen).await?;
     announce("revocation", addr, "gRPC hpki.revocation.v1.Revocation");
-    revocation::serve(&cfg, listener, shutdown_signal(stop))
-        .await
-        .map_err(|e| CliError::Revocation(e.to_string()))
+    revocation::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Revocation(e.to_string()))
 }
 
 pub async fn run_ocsp(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
@@ -203,7 +212,9 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
         registry::serve(&c, reg_listener, shutdown_signal(s)).await.map_err(|e| CliError::Registry(e.to_string()))
     });
     let s = stop.clone();
-    let issuance = tokio::spawn(async move { issuance::serve(service, iss_listener, shutdown_signal(s)).await.map_err(CliError::from) });
+    let issuance = tokio::spawn(async move {
+        issuance::serve(service, iss_listener, shutdown_signal(s)).await.map_err(CliError::from)
+    });
     let c = cfg.clone();
     let s = stop.clone();
     let h = hsm.clone();

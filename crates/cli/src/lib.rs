@@ -251,7 +251,12 @@ fn execute(args: Args) -> Result<(), CliError> {
             // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
             if !cfg.cert_dir().join("arl.json").exists() {
                 let arl = crl::publish_arl(&cfg, &hsm, None).map_err(|e| CliError::Crl(e.to_string()))?;
-                launcher::say(format_args!("{:<15} ARL number {} written to {}", "root", arl.crl_number, arl.path.display()));
+                launcher::say(format_args!(
+                    "{:<15} ARL number {} written to {}",
+                    "root",
+                    arl.crl_number,
+                    arl.path.display()
+                ));
             }
             Ok(())
         }

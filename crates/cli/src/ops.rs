@@ -137,18 +137,28 @@ pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
     let mut client = rev::revocation_client::RevocationClient::new(connect(url).await?);
     let reason = RevocationReason::from(a.reason) as i32;
     let resp = match (a.target.serial, a.target.card, a.target.licence) {
-        (Some(serial), _, _) => client
-            .revoke_certificate(rev::RevokeCertificateRequest {
-                serial,
-                reason,
-                operator: a.operator,
-                note: a.note,
-                revoked_at: a.revoked_at,
-            })
-            .await,
-        (_, Some(card_id), _) => client
-            .revoke_card(rev::RevokeCardRequest { card_id, reason, operator: a.operator, note: a.note, revoked_at: a.revoked_at })
-            .await,
+        (Some(serial), _, _) => {
+            client
+                .revoke_certificate(rev::RevokeCertificateRequest {
+                    serial,
+                    reason,
+                    operator: a.operator,
+                    note: a.note,
+                    revoked_at: a.revoked_at,
+                })
+                .await
+        }
+        (_, Some(card_id), _) => {
+            client
+                .revoke_card(rev::RevokeCardRequest {
+                    card_id,
+                    reason,
+                    operator: a.operator,
+                    note: a.note,
+                    revoked_at: a.revoked_at,
+                })
+                .await
+        }
         _ => return Err(CliError::Client("revoke takes --serial or --card".into())),
     }
     .map_err(status)?
@@ -253,11 +263,7 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
         (_, _, Some(l)) => rev::status_request::Key::LicenceNumber(l),
         _ => return Err(CliError::Client("status takes --serial, --card or --licence".into())),
     };
-    let s = client
-        .get_status(rev::StatusRequest { key: Some(key) })
-        .await
-        .map_err(status)?
-        .into_inner();
+    let s = client.get_status(rev::StatusRequest { key: Some(key) }).await.map_err(status)?.into_inner();
     crate::launcher::say(format_args!("card {}  holder {}  state {}", s.card_id, s.holder_id, s.card_state));
     for c in s.certificates {
         let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");

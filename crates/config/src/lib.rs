@@ -492,10 +492,10 @@ impl Config {
     /// Loads `path`; a missing file is an error (use `Config::default()` explicitly).
     /// A relative `state_dir` is taken relative to the config file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut cfg: Config = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut cfg: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         if cfg.state_dir.is_relative() {
             if let Some(parent) = path.parent() {
                 cfg.state_dir = parent.join(&cfg.state_dir);
@@ -506,7 +506,11 @@ impl Config {
 
     /// Resolves a path from the config against `state_dir`.
     pub fn state_path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_owned() } else { self.state_dir.join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.state_dir.join(p)
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use der::{Decode, Encode};
-use proto::issuance::v1::issuance_server::IssuanceServer;
 use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
+use proto::issuance::v1::issuance_server::IssuanceServer;
 use proto::registry::v1::registry_client::RegistryClient;
 use proto::revocation::v1::revocation_client::RevocationClient;
 use tokio::net::TcpListener;

@@ -101,7 +101,14 @@ impl IssuanceService {
             validate::required("contact.address", &c.address)?;
             holder.contact = Some(contact_to_registry(c));
         }
-        let json = application_record(&application_id, application_date, &app.ra_operator, app.documents.as_ref(), "renewal", "");
+        let json = application_record(
+            &application_id,
+            application_date,
+            &app.ra_operator,
+            app.documents.as_ref(),
+            "renewal",
+            "",
+        );
         self.issue_card(IssueInput {
             application_id,
             procedure: Procedure::Renewal,
@@ -155,7 +162,9 @@ impl IssuanceService {
             card_pin: String::new(),
         };
         let checked = check_application(&as_new, today, self.profile.document_max_age_months)?;
-        if reason == iss::ReissueReason::MembershipChange && checked.membership == registry_membership(old_holder.membership) {
+        if reason == iss::ReissueReason::MembershipChange
+            && checked.membership == registry_membership(old_holder.membership)
+        {
             return Err(invalid("membership", "a membership change must change the membership"));
         }
         let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
@@ -300,7 +309,12 @@ impl IssuanceService {
             .await?
             .into_inner();
         let to_iss = |c: Option<reg::ContactAddress>| {
-            c.map(|c| iss::ContactAddress { postal_code: c.postal_code, address: c.address, phone: c.phone, email: c.email })
+            c.map(|c| iss::ContactAddress {
+                postal_code: c.postal_code,
+                address: c.address,
+                phone: c.phone,
+                email: c.email,
+            })
         };
         Ok(iss::ContactChangeResult {
             holder_id: holder.holder_id,
@@ -327,8 +341,11 @@ impl IssuanceService {
             .map_err(upstream("revocation"))?
             .into_inner();
         let already = !resp.certificates.is_empty() && resp.certificates.iter().all(|c| c.already_revoked);
-        let crl_numbers =
-            if already { Vec::new() } else { self.publish_crls(&format!("cessation of card {}", card.card_id), &req.ra_operator).await };
+        let crl_numbers = if already {
+            Vec::new()
+        } else {
+            self.publish_crls(&format!("cessation of card {}", card.card_id), &req.ra_operator).await
+        };
         Ok(iss::CessationResult {
             card_id: card.card_id,
             revoked_serials: resp.certificates.into_iter().map(|c| c.serial).collect(),

@@ -119,7 +119,8 @@ impl IssuanceService {
         let plaintext = tokio::task::spawn_blocking(move || key.decrypt_gcm(&record.iv, &record.ciphertext, &aad))
             .await
             .map_err(|e| IssuanceError::Internal(format!("escrow task failed: {e}")))??;
-        let pin = Pin(String::from_utf8(plaintext).map_err(|_| IssuanceError::Internal("escrowed PIN is not text".into()))?);
+        let pin =
+            Pin(String::from_utf8(plaintext).map_err(|_| IssuanceError::Internal("escrowed PIN is not text".into()))?);
         tracing::info!(card_id = %card_id, "PIN disclosed");
         Ok(iss::PinDisclosure {
             card_id,

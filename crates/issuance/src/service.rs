@@ -84,8 +84,8 @@ impl IssuanceService {
     ) -> Result<(profile::csr::VerifiedCsr, profile::csr::VerifiedCsr), IssuanceError> {
         let min_bits = self.profile.min_rsa_bits;
         let s = profile::csr::parse_and_verify(signing, min_bits).map_err(|e| invalid("signing_csr", e))?;
-        let a = profile::csr::parse_and_verify(authentication, min_bits)
-            .map_err(|e| invalid("authentication_csr", e))?;
+        let a =
+            profile::csr::parse_and_verify(authentication, min_bits).map_err(|e| invalid("authentication_csr", e))?;
         if s.subject_public_key_info_der() == a.subject_public_key_info_der() {
             return Err(invalid("authentication_csr", "uses the same key as signing_csr; the card has two keys"));
         }
@@ -104,7 +104,14 @@ impl IssuanceService {
             app.contact.as_ref(),
             &app.institution,
         );
-        let json = application_record(&app.application_id, checked.application_date, &app.ra_operator, app.documents.as_ref(), "new", "");
+        let json = application_record(
+            &app.application_id,
+            checked.application_date,
+            &app.ra_operator,
+            app.documents.as_ref(),
+            "new",
+            "",
+        );
         self.issue_card(IssueInput {
             application_id: app.application_id.trim().to_owned(),
             procedure: Procedure::New,

@@ -67,7 +67,9 @@ fn latin_name(field: &str, value: &str) -> Result<(), IssuanceError> {
 
 fn kana_name(field: &str, value: &str) -> Result<(), IssuanceError> {
     let v = required(field, value)?;
-    let ok = v.chars().all(|c| matches!(c, '\u{3040}'..='\u{30FF}' | '\u{31F0}'..='\u{31FF}' | '\u{FF66}'..='\u{FF9F}' | '\u{3000}' | ' '));
+    let ok = v.chars().all(
+        |c| matches!(c, '\u{3040}'..='\u{30FF}' | '\u{31F0}'..='\u{31FF}' | '\u{FF66}'..='\u{FF9F}' | '\u{3000}' | ' '),
+    );
     if !ok {
         return Err(invalid(field, "must be written in kana"));
     }
@@ -89,7 +91,12 @@ fn applicant(a: Option<&Applicant>, today: Date) -> Result<(), IssuanceError> {
     Ok(())
 }
 
-pub(crate) fn within_months(field: &str, value: &str, application_date: Date, months: u32) -> Result<(), IssuanceError> {
+pub(crate) fn within_months(
+    field: &str,
+    value: &str,
+    application_date: Date,
+    months: u32,
+) -> Result<(), IssuanceError> {
     let d = parse_date(field, value)?;
     if d > application_date {
         return Err(invalid(field, format!("{d} is after the application date {application_date}")));
@@ -104,15 +111,27 @@ pub(crate) fn within_months(field: &str, value: &str, application_date: Date, mo
     Ok(())
 }
 
-pub(crate) fn documents(d: Option<&DocumentChecks>, application_date: Date, max_age_months: u32) -> Result<(), IssuanceError> {
+pub(crate) fn documents(
+    d: Option<&DocumentChecks>,
+    application_date: Date,
+    max_age_months: u32,
+) -> Result<(), IssuanceError> {
     let d = d.ok_or_else(|| invalid("documents", "is required"))?;
     within_months("documents.photo_taken_on", &d.photo_taken_on, application_date, max_age_months)?;
-    within_months("documents.resident_record_issued_on", &d.resident_record_issued_on, application_date, max_age_months)?;
+    within_months(
+        "documents.resident_record_issued_on",
+        &d.resident_record_issued_on,
+        application_date,
+        max_age_months,
+    )?;
     if !d.licence_copy_checked {
         return Err(invalid("documents.licence_copy_checked", "the RA must check a copy of the medical licence"));
     }
     if d.licence_back_endorsed && !d.licence_back_copied {
-        return Err(invalid("documents.licence_back_copied", "the licence has an endorsement on the back, so both sides must be copied"));
+        return Err(invalid(
+            "documents.licence_back_copied",
+            "the licence has an endorsement on the back, so both sides must be copied",
+        ));
     }
     let id = d.photo_id.as_ref().ok_or_else(|| invalid("documents.photo_id", "is required"))?;
     let kind = PhotoIdType::try_from(id.r#type).unwrap_or(PhotoIdType::Unspecified);
@@ -135,7 +154,10 @@ pub(crate) fn documents(d: Option<&DocumentChecks>, application_date: Date, max_
             false
         }
         PhotoIdType::GovernmentEmployeeId => false,
-        PhotoIdType::Passport | PhotoIdType::DriversLicence | PhotoIdType::MyNumberCard | PhotoIdType::BasicResidentRegisterCard => true,
+        PhotoIdType::Passport
+        | PhotoIdType::DriversLicence
+        | PhotoIdType::MyNumberCard
+        | PhotoIdType::BasicResidentRegisterCard => true,
     };
     if expiry_required || !id.expires_on.is_empty() {
         let expires = parse_date("documents.photo_id.expires_on", &id.expires_on)?;
@@ -253,11 +275,17 @@ mod tests {
             }),
             licence: Some(MedicalLicence { licence_number: "123456".into(), registered_on: "2006-05-01".into() }),
             membership: Membership::Member as i32,
-            contact: Some(ContactAddress { address: "東京都文京区本駒込2-28-16".into(), ..Default::default() }),
+            contact: Some(ContactAddress {
+                address: "東京都文京区本駒込2-28-16".into(), ..Default::default()
+            }),
             documents: Some(DocumentChecks {
                 photo_taken_on: "2026-10-01".into(),
                 resident_record_issued_on: "2026-09-01".into(),
-                photo_id: Some(PhotoId { r#type: PhotoIdType::Passport as i32, expires_on: "2030-01-01".into(), issued_on: String::new() }),
+                photo_id: Some(PhotoId {
+                    r#type: PhotoIdType::Passport as i32,
+                    expires_on: "2030-01-01".into(),
+                    issued_on: String::new(),
+                }),
                 licence_copy_checked: true,
                 licence_back_endorsed: false,
                 licence_back_copied: false,
@@ -312,22 +340,58 @@ mod tests {
             ("licence.licence_number", Box::new(|a| a.licence.as_mut().unwrap().licence_number.clear())),
             ("licence.licence_number", Box::new(|a| a.licence.as_mut().unwrap().licence_number = "12ab".into())),
             ("licence", Box::new(|a| a.licence = None)),
-            ("documents.resident_record_issued_on", Box::new(|a| a.documents.as_mut().unwrap().resident_record_issued_on = "2025-01-01".into())),
-            ("documents.photo_taken_on", Box::new(|a| a.documents.as_mut().unwrap().photo_taken_on = "2026-11-21".into())),
-            ("documents.photo_id.type", Box::new(|a| a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().r#type = PhotoIdType::MyNumberNotificationCard as i32)),
-            ("documents.photo_id.type", Box::new(|a| a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().r#type = 0)),
-            ("documents.photo_id.expires_on", Box::new(|a| a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().expires_on = "2026-11-19".into())),
-            ("documents.photo_id.expires_on", Box::new(|a| a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().expires_on.clear())),
-            ("documents.photo_id.issued_on", Box::new(|a| {
-                let id = a.documents.as_mut().unwrap().photo_id.as_mut().unwrap();
-                id.r#type = PhotoIdType::DrivingHistoryCertificate as i32;
-                id.issued_on = "2012-03-31".into();
-            })),
-            ("documents.licence_copy_checked", Box::new(|a| a.documents.as_mut().unwrap().licence_copy_checked = false)),
+            (
+                "documents.resident_record_issued_on",
+                Box::new(|a| a.documents.as_mut().unwrap().resident_record_issued_on = "2025-01-01".into()),
+            ),
+            (
+                "documents.photo_taken_on",
+                Box::new(|a| a.documents.as_mut().unwrap().photo_taken_on = "2026-11-21".into()),
+            ),
+            (
+                "documents.photo_id.type",
+                Box::new(|a| {
+                    a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().r#type =
+                        PhotoIdType::MyNumberNotificationCard as i32
+                }),
+            ),
+            (
+                "documents.photo_id.type",
+                Box::new(|a| a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().r#type = 0),
+            ),
+            (
+                "documents.photo_id.expires_on",
+                Box::new(|a| a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().expires_on = "2026-11-19".into()),
+            ),
+            (
+                "documents.photo_id.expires_on",
+                Box::new(|a| a.documents.as_mut().unwrap().photo_id.as_mut().unwrap().expires_on.clear()),
+            ),
+            (
+                "documents.photo_id.issued_on",
+                Box::new(|a| {
+                    let id = a.documents.as_mut().unwrap().photo_id.as_mut().unwrap();
+                    id.r#type = PhotoIdType::DrivingHistoryCertificate as i32;
+                    id.issued_on = "2012-03-31".into();
+                }),
+            ),
+            (
+                "documents.licence_copy_checked",
+                Box::new(|a| a.documents.as_mut().unwrap().licence_copy_checked = false),
+            ),
             ("documents.licence_back_copied", Box::new(|a| a.documents.as_mut().unwrap().licence_back_endorsed = true)),
-            ("applicant.family_name_latin", Box::new(|a| a.applicant.as_mut().unwrap().family_name_latin = "神楽坂".into())),
-            ("applicant.given_name_kana", Box::new(|a| a.applicant.as_mut().unwrap().given_name_kana = "Sanjushi".into())),
-            ("applicant.date_of_birth", Box::new(|a| a.applicant.as_mut().unwrap().date_of_birth = "1980-02-30".into())),
+            (
+                "applicant.family_name_latin",
+                Box::new(|a| a.applicant.as_mut().unwrap().family_name_latin = "神楽坂".into()),
+            ),
+            (
+                "applicant.given_name_kana",
+                Box::new(|a| a.applicant.as_mut().unwrap().given_name_kana = "Sanjushi".into()),
+            ),
+            (
+                "applicant.date_of_birth",
+                Box::new(|a| a.applicant.as_mut().unwrap().date_of_birth = "1980-02-30".into()),
+            ),
             ("membership", Box::new(|a| a.membership = 0)),
             ("application_date", Box::new(|a| a.application_date = "2026-12-01".into())),
             ("contact.address", Box::new(|a| a.contact.as_mut().unwrap().address = " ".into())),

@@ -3,13 +3,11 @@
 
 use der::{Decode, Encode};
 use rcgen::{
-    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, IsCa,
-    KeyIdMethod, KeyUsagePurpose, PublicKeyData,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, IsCa, KeyIdMethod, KeyUsagePurpose,
+    PublicKeyData,
 };
 use time::OffsetDateTime;
-use x509_cert::ext::pkix::{
-    BasicConstraints as X509BasicConstraints, KeyUsage, SubjectKeyIdentifier,
-};
+use x509_cert::ext::pkix::{BasicConstraints as X509BasicConstraints, KeyUsage, SubjectKeyIdentifier};
 use x509_cert::Certificate;
 
 use crate::error::ProfileError;
@@ -41,26 +39,24 @@ fn bad_ca(msg: impl Into<String>) -> ProfileError {
 
 impl IssuingCa {
     pub fn from_der(der: &[u8]) -> Result<IssuingCa, ProfileError> {
-        let cert = Certificate::from_der(der)
-            .map_err(|e| bad_ca(format!("not an X.509 certificate: {e}")))?;
+        let cert = Certificate::from_der(der).map_err(|e| bad_ca(format!("not an X.509 certificate: {e}")))?;
         let tbs_der = tbs::tbs_of_certificate(der)?;
         let raw = tbs::RawTbs::parse(&tbs_der)?;
         let tbs_cert = cert.tbs_certificate();
 
-        let distinguished_name = names::rcgen_dn_from_x509(tbs_cert.subject())
-            .map_err(|e| bad_ca(format!("subject name: {e}")))?;
+        let distinguished_name =
+            names::rcgen_dn_from_x509(tbs_cert.subject()).map_err(|e| bad_ca(format!("subject name: {e}")))?;
 
         let spki_der = tbs_cert.subject_public_key_info().to_der()?;
         let spki = spki::SubjectPublicKeyInfoRef::from_der(&spki_der)?;
         let key = keys::parse_spki(&spki).map_err(|p| bad_ca(format!("public key: {p}")))?;
 
-        let ski =
-            match tbs_cert.get_extension::<SubjectKeyIdentifier>()? {
-                Some((_, ski)) => ski.0.as_bytes().to_vec(),
-                None => return Err(bad_ca(
-                    "no subjectKeyIdentifier extension (needed for the AKI of issued certificates)",
-                )),
-            };
+        let ski = match tbs_cert.get_extension::<SubjectKeyIdentifier>()? {
+            Some((_, ski)) => ski.0.as_bytes().to_vec(),
+            None => {
+                return Err(bad_ca("no subjectKeyIdentifier extension (needed for the AKI of issued certificates)"))
+            }
+        };
         match tbs_cert.get_extension::<X509BasicConstraints>()? {
             Some((_, bc)) if bc.ca => {}
             _ => return Err(bad_ca("basicConstraints does not say CA:TRUE")),
@@ -72,8 +68,7 @@ impl IssuingCa {
         }
         let validity = tbs_cert.validity();
         let to_time = |t: x509_cert::time::Time| {
-            let secs = i64::try_from(t.to_unix_duration().as_secs())
-                .map_err(|_| bad_ca("validity out of range"))?;
+            let secs = i64::try_from(t.to_unix_duration().as_secs()).map_err(|_| bad_ca("validity out of range"))?;
             OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad_ca("validity out of range"))
         };
         let ca = IssuingCa {
@@ -92,10 +87,7 @@ impl IssuingCa {
     pub fn from_pem(pem: &str) -> Result<IssuingCa, ProfileError> {
         let parsed = pem::parse(pem).map_err(|e| bad_ca(format!("PEM: {e}")))?;
         if parsed.tag() != "CERTIFICATE" {
-            return Err(bad_ca(format!(
-                "PEM label is \"{}\", expected \"CERTIFICATE\"",
-                parsed.tag()
-            )));
+            return Err(bad_ca(format!("PEM label is \"{}\", expected \"CERTIFICATE\"", parsed.tag())));
         }
         Self::from_der(parsed.contents())
     }
@@ -171,9 +163,7 @@ impl IssuingCa {
         probe.serial_number = Some(rcgen::SerialNumber::from_slice(&[1]));
         let tbs_der = tbs::capture_tbs(&probe, self, self)?;
         if tbs::RawTbs::parse(&tbs_der)?.issuer != self.subject_der.as_slice() {
-            return Err(bad_ca(
-                "its subject name cannot be reproduced byte-for-byte as an issuer name",
-            ));
+            return Err(bad_ca("its subject name cannot be reproduced byte-for-byte as an issuer name"));
         }
         Ok(())
     }
@@ -204,61 +194,43 @@ pub fn ca_params(
     let mut entries = Vec::with_capacity(entity.subject.len());
     for attr in &entity.subject {
         let what = format!("CA {label:?} subject attribute {}", attr.attr);
-        let (oid, kind) = names::config_attribute(&attr.attr)
-            .map_err(|e| ProfileError::InvalidConfig(format!("{what}: {e}")))?;
-        let entry = NameEntry {
-            oid,
-            kind,
-            value: attr.value.clone(),
-        };
+        let (oid, kind) =
+            names::config_attribute(&attr.attr).map_err(|e| ProfileError::InvalidConfig(format!("{what}: {e}")))?;
+        let entry = NameEntry { oid, kind, value: attr.value.clone() };
         names::check_entry(&entry, &what).map_err(ProfileError::InvalidConfig)?;
         entries.push(entry);
     }
     if entries.is_empty() {
-        return Err(ProfileError::InvalidConfig(format!(
-            "CA {label:?} subject is empty"
-        )));
+        return Err(ProfileError::InvalidConfig(format!("CA {label:?} subject is empty")));
     }
 
     let mut params = CertificateParams::default();
-    params.distinguished_name = names::to_rcgen_dn(&entries)
-        .map_err(|e| ProfileError::InvalidConfig(format!("CA {label:?} subject: {e}")))?;
+    params.distinguished_name =
+        names::to_rcgen_dn(&entries).map_err(|e| ProfileError::InvalidConfig(format!("CA {label:?} subject: {e}")))?;
     params.serial_number = Some(serial_number(serial)?);
     params.not_before = truncate_to_second(not_before);
     params.not_after = truncate_to_second(not_after);
     check_period(params.not_before, params.not_after)?;
-    params.is_ca = IsCa::Ca(if is_root {
-        BasicConstraints::Unconstrained
-    } else {
-        BasicConstraints::Constrained(0)
-    });
+    params.is_ca = IsCa::Ca(if is_root { BasicConstraints::Unconstrained } else { BasicConstraints::Constrained(0) });
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     // rcgen writes the SKI of CA certificates from this method.
-    params.key_identifier_method =
-        KeyIdMethod::PreSpecified(keys::key_identifier(ca_public_key.der_bytes()));
+    params.key_identifier_method = KeyIdMethod::PreSpecified(keys::key_identifier(ca_public_key.der_bytes()));
     params.use_authority_key_identifier_extension = !is_root;
 
     if !entity.policy_oid.trim().is_empty() {
         let oid = extensions::parse_oid(&entity.policy_oid, &format!("CA {label:?} policy_oid"))?;
         let value = extensions::certificate_policies(oid, None)?;
         // Critical, as on the real MEDIS issuing CAs.
-        params
-            .custom_extensions
-            .push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, value, true));
+        params.custom_extensions.push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, value, true));
     }
     if !is_root && !entity.crl_url.trim().is_empty() {
         let url = extensions::parse_url(entity.crl_url.trim(), &format!("CA {label:?} crl_url"))?;
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![url.to_string()],
-        }];
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.to_string()] }];
     }
     Ok(params)
 }
 
-pub(crate) fn check_period(
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-) -> Result<(), ProfileError> {
+pub(crate) fn check_period(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<(), ProfileError> {
     if not_before >= not_after {
         return Err(ProfileError::InvalidValidity(format!(
             "not_after {not_after} is not later than not_before {not_before}"

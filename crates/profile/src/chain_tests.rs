@@ -14,8 +14,8 @@ use crate::tbs::RawTbs;
 use crate::testutil::{openssl, openssl_csr, openssl_rsa_key};
 use crate::validity::{ca_validity, subscriber_validity};
 use crate::{
-    assemble_certificate, ca_params, csr, hcrole, subscriber_params, tbs_certificate,
-    tbs_of_certificate, CertKind, IssuingCa, ProfileError, Subscriber,
+    assemble_certificate, ca_params, csr, hcrole, subscriber_params, tbs_certificate, tbs_of_certificate, CertKind,
+    IssuingCa, ProfileError, Subscriber,
 };
 
 fn pem(der: &[u8]) -> String {
@@ -43,11 +43,7 @@ fn issue(
     let tbs = tbs_certificate(params, subject_key, issuer)?;
     let signature = issuer_key.sign(&tbs)?;
     let cert = assemble_certificate(&tbs, &signature)?;
-    assert_eq!(
-        tbs_of_certificate(&cert)?,
-        tbs,
-        "assembled certificate must carry the recorded TBS unchanged"
-    );
+    assert_eq!(tbs_of_certificate(&cert)?, tbs, "assembled certificate must carry the recorded TBS unchanged");
     issuer.verify_issued(&cert)?;
     Ok(cert)
 }
@@ -74,21 +70,13 @@ fn hierarchy(keygen: impl Fn() -> KeyPair) -> Hierarchy {
     let (nb, na) = ca_validity(now, cfg.signing.validity_years, Some(root.not_after()));
     let sign_key = keygen();
     let params = ca_params(&cfg.signing, false, &[0x02], &sign_key, nb, na).unwrap();
-    let sign_ca =
-        IssuingCa::from_der(&issue(&params, &sign_key, &root, &root_key).unwrap()).unwrap();
+    let sign_ca = IssuingCa::from_der(&issue(&params, &sign_key, &root, &root_key).unwrap()).unwrap();
 
     let auth_key = keygen();
     let params = ca_params(&cfg.authentication, false, &[0x03], &auth_key, nb, na).unwrap();
-    let auth_ca =
-        IssuingCa::from_der(&issue(&params, &auth_key, &root, &root_key).unwrap()).unwrap();
+    let auth_ca = IssuingCa::from_der(&issue(&params, &auth_key, &root, &root_key).unwrap()).unwrap();
 
-    Hierarchy {
-        root_key,
-        root,
-        sign_key,
-        sign_ca,
-        auth_ca,
-    }
+    Hierarchy { root_key, root, sign_key, sign_ca, auth_ca }
 }
 
 fn ec_key() -> KeyPair {
@@ -110,17 +98,7 @@ fn openssl_check(dir: &Path, root: &IssuingCa, ca: &IssuingCa, ee: &[u8], name: 
     write(dir, &format!("{name}.pem"), ee);
     let ca_pem = format!("{name}-ca.pem");
     let ee_pem = format!("{name}.pem");
-    let out = openssl(
-        dir,
-        &[
-            "verify",
-            "-CAfile",
-            "root.pem",
-            "-untrusted",
-            &ca_pem,
-            &ee_pem,
-        ],
-    );
+    let out = openssl(dir, &["verify", "-CAfile", "root.pem", "-untrusted", &ca_pem, &ee_pem]);
     assert_eq!(out.trim(), format!("{ee_pem}: OK"));
     // Keep copies for a manual pkilint run when asked to.
     if let Some(keep) = std::env::var_os("PROFILE_KEEP_CERTS") {
@@ -130,140 +108,66 @@ fn openssl_check(dir: &Path, root: &IssuingCa, ca: &IssuingCa, ee: &[u8], name: 
             std::fs::copy(dir.join(f), keep.join(f)).unwrap();
         }
     }
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-noout",
-            "-text",
-            "-nameopt",
-            "utf8,sep_comma_plus_space",
-            "-in",
-            &ee_pem,
-        ],
-    )
+    openssl(dir, &["x509", "-noout", "-text", "-nameopt", "utf8,sep_comma_plus_space", "-in", &ee_pem])
 }
 
 fn escaped_utf8(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b < 0x80 {
-                (b as char).to_string()
-            } else {
-                format!("\\x{b:02X}")
-            }
-        })
-        .collect()
+    s.bytes().map(|b| if b < 0x80 { (b as char).to_string() } else { format!("\\x{b:02X}") }).collect()
 }
 
 #[test]
 fn full_chain_signing_and_authentication_certificates() {
     let h = hierarchy(rsa_key);
-    let cfg = config::ProfileConfig {
-        ocsp_enabled: true,
-        ..Default::default()
-    };
+    let cfg = config::ProfileConfig { ocsp_enabled: true, ..Default::default() };
     let (_, csr_der) = openssl_csr(&["-newkey", "rsa:2048"]);
     let key = csr::parse_and_verify(&csr_der, cfg.min_rsa_bits).unwrap();
     let dir = tempfile::tempdir().unwrap();
 
-    let (nb, na) = subscriber_validity(
-        date!(2026 - 02 - 07),
-        cfg.validity_years,
-        h.sign_ca.not_after(),
-    );
+    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), cfg.validity_years, h.sign_ca.not_after());
     let who = doctor();
 
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &who,
-        &[0x10, 0x01],
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let params = subscriber_params(&cfg, CertKind::Signing, &who, &[0x10, 0x01], nb, na, &h.sign_ca).unwrap();
     let sign_ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &sign_ee, "sign-ee");
     println!("{text}");
     assert!(text.contains("Non Repudiation"), "{text}");
     assert!(!text.contains("Digital Signature"), "{text}");
     assert!(text.contains("X509v3 Key Usage: critical"), "{text}");
-    assert!(
-        text.contains("X509v3 Certificate Policies: critical"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Policy: 1.2.392.100495.1.5.1.1.0.1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("CPS: http://127.0.0.1:8081/repository/"),
-        "{text}"
-    );
+    assert!(text.contains("X509v3 Certificate Policies: critical"), "{text}");
+    assert!(text.contains("Policy: 1.2.392.100495.1.5.1.1.0.1"), "{text}");
+    assert!(text.contains("CPS: http://127.0.0.1:8081/repository/"), "{text}");
     assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
-    assert!(
-        text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"),
-        "{text}"
-    );
-    assert!(
-        text.contains("OCSP - URI:http://127.0.0.1:8082/ocsp"),
-        "{text}"
-    );
+    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"), "{text}");
+    assert!(text.contains("OCSP - URI:http://127.0.0.1:8082/ocsp"), "{text}");
     assert!(!text.contains("Extended Key Usage"), "{text}");
     assert!(!text.contains("Basic Constraints"), "{text}");
     assert!(text.contains("X509v3 Subject Key Identifier"), "{text}");
     assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
-    assert!(text.contains("Subject: C=JP, O=MEDIS UNIVERSITY HOSPITAL, CN=Sanjushi Kagurazaka, serialNumber=JMA0000123"), "{text}");
     assert!(
-        text.contains("Not Before: Feb  6 15:00:00 2026 GMT"),
+        text.contains("Subject: C=JP, O=MEDIS UNIVERSITY HOSPITAL, CN=Sanjushi Kagurazaka, serialNumber=JMA0000123"),
         "{text}"
     );
-    assert!(
-        text.contains("Not After : Feb  7 14:59:59 2031 GMT"),
-        "{text}"
-    );
+    assert!(text.contains("Not Before: Feb  6 15:00:00 2026 GMT"), "{text}");
+    assert!(text.contains("Not After : Feb  7 14:59:59 2031 GMT"), "{text}");
     // openssl prints a directoryName the old one-line way, escaping UTF-8 bytes as \xNN.
     let kanji_cn = escaped_utf8("神楽坂\u{3000}三十四");
     assert!(
-        text.contains(&format!(
-            "DirName:/C=JP/O=MEDIS UNIVERSITY HOSPITAL/CN={kanji_cn}/serialNumber=JMA0000123"
-        )),
+        text.contains(&format!("DirName:/C=JP/O=MEDIS UNIVERSITY HOSPITAL/CN={kanji_cn}/serialNumber=JMA0000123")),
         "{text}"
     );
     let hc_role = hcrole::subject_directory_attributes("Medical Doctor").unwrap();
     assert!(sign_ee.windows(hc_role.len()).any(|w| w == hc_role));
-    assert!(
-        sign_ee.windows(4).any(|w| w == [0x03, 0x02, 0x06, 0x40]),
-        "keyUsage nonRepudiation bits"
-    );
+    assert!(sign_ee.windows(4).any(|w| w == [0x03, 0x02, 0x06, 0x40]), "keyUsage nonRepudiation bits");
 
-    let (nb, na) = subscriber_validity(
-        date!(2026 - 02 - 07),
-        cfg.validity_years,
-        h.auth_ca.not_after(),
-    );
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Authentication,
-        &who,
-        &[0x10, 0x02],
-        nb,
-        na,
-        &h.auth_ca,
-    )
-    .unwrap();
+    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), cfg.validity_years, h.auth_ca.not_after());
+    let params = subscriber_params(&cfg, CertKind::Authentication, &who, &[0x10, 0x02], nb, na, &h.auth_ca).unwrap();
     // The authentication CA key is not kept by `hierarchy`; sign with a CA
     // whose key we hold by issuing a second auth CA here.
     let auth_key = rsa_key();
     let ca_cfg = config::CaConfig::default();
     let (cnb, cna) = ca_validity(OffsetDateTime::now_utc(), 20, Some(h.root.not_after()));
-    let auth_ca_params =
-        ca_params(&ca_cfg.authentication, false, &[0x04], &auth_key, cnb, cna).unwrap();
-    let auth_ca =
-        IssuingCa::from_der(&issue(&auth_ca_params, &auth_key, &h.root, &h.root_key).unwrap())
-            .unwrap();
+    let auth_ca_params = ca_params(&ca_cfg.authentication, false, &[0x04], &auth_key, cnb, cna).unwrap();
+    let auth_ca = IssuingCa::from_der(&issue(&auth_ca_params, &auth_key, &h.root, &h.root_key).unwrap()).unwrap();
     assert_eq!(auth_ca.subject_der(), h.auth_ca.subject_der());
     let auth_ee = issue(&params, &key, &auth_ca, &auth_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &auth_ca, &auth_ee, "auth-ee");
@@ -272,30 +176,17 @@ fn full_chain_signing_and_authentication_certificates() {
     assert!(!text.contains("Non Repudiation"), "{text}");
     assert!(text.contains("X509v3 Key Usage: critical"), "{text}");
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
-    assert!(
-        text.contains("Policy: 1.2.392.100495.1.5.1.2.0.1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("X509v3 Certificate Policies: critical"),
-        "{text}"
-    );
-    assert!(
-        text.contains("URI:http://127.0.0.1:8081/crl/auth.crl"),
-        "{text}"
-    );
+    assert!(text.contains("Policy: 1.2.392.100495.1.5.1.2.0.1"), "{text}");
+    assert!(text.contains("X509v3 Certificate Policies: critical"), "{text}");
+    assert!(text.contains("URI:http://127.0.0.1:8081/crl/auth.crl"), "{text}");
     assert!(text.contains("DirName:"), "{text}");
     assert!(auth_ee.windows(hc_role.len()).any(|w| w == hc_role));
 
     // String types of the subject as parsed by x509-cert.
     for ee in [&sign_ee, &auth_ee] {
         let cert = Certificate::from_der(ee).unwrap();
-        let tags: Vec<(String, Tag)> = cert
-            .tbs_certificate()
-            .subject()
-            .iter()
-            .map(|atv| (atv.oid.to_string(), atv.value.tag()))
-            .collect();
+        let tags: Vec<(String, Tag)> =
+            cert.tbs_certificate().subject().iter().map(|atv| (atv.oid.to_string(), atv.value.tag())).collect();
         assert_eq!(
             tags,
             vec![
@@ -311,22 +202,10 @@ fn full_chain_signing_and_authentication_certificates() {
 #[test]
 fn ocsp_disabled_means_no_aia() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig {
-        ocsp_enabled: false,
-        ..Default::default()
-    };
+    let cfg = config::ProfileConfig { ocsp_enabled: false, ..Default::default() };
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 04 - 01), 5, h.sign_ca.not_after());
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &[0x20],
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x20], nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "sign-ee-ec");
@@ -341,16 +220,7 @@ fn issuer_field_equals_ca_subject_byte_for_byte() {
     let cfg = config::ProfileConfig::default();
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 04 - 01), 5, h.sign_ca.not_after());
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &[0x21],
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x21], nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
 
     let ca_tbs = tbs_of_certificate(h.sign_ca.certificate_der()).unwrap();
@@ -418,26 +288,12 @@ fn ca_with_foreign_string_types_and_two_ous_keeps_its_subject() {
     let key = ec_key();
     let cfg = config::ProfileConfig::default();
     let (nb, na) = subscriber_validity(crate::validity::today_jst(), 5, ca.not_after());
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Authentication,
-        &doctor(),
-        &[0x22],
-        nb,
-        na,
-        &ca,
-    )
-    .unwrap();
+    let params = subscriber_params(&cfg, CertKind::Authentication, &doctor(), &[0x22], nb, na, &ca).unwrap();
     let tbs = tbs_certificate(&params, &key, &ca).unwrap();
     assert_eq!(RawTbs::parse(&tbs).unwrap().issuer, ca.subject_der());
     // Sign with openssl's key through `openssl dgst`, then verify the chain.
     std::fs::write(dir.path().join("tbs.der"), &tbs).unwrap();
-    openssl(
-        dir.path(),
-        &[
-            "dgst", "-sha256", "-sign", "ca.key", "-out", "sig.der", "tbs.der",
-        ],
-    );
+    openssl(dir.path(), &["dgst", "-sha256", "-sign", "ca.key", "-out", "sig.der", "tbs.der"]);
     let sig = std::fs::read(dir.path().join("sig.der")).unwrap();
     let ee = assemble_certificate(&tbs, &sig).unwrap();
     ca.verify_issued(&ee).unwrap();
@@ -453,16 +309,7 @@ fn rsa_two_phase_equals_direct_rcgen_signing_byte_for_byte() {
     let (_, csr_der) = openssl_csr(&["-newkey", "rsa:2048"]);
     let key = csr::parse_and_verify(&csr_der, 2048).unwrap();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let mut params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &[0x30],
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let mut params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x30], nb, na, &h.sign_ca).unwrap();
 
     let two_phase = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     crate::add_subject_key_identifier(&mut params, &key).unwrap();
@@ -477,16 +324,7 @@ fn ecdsa_two_phase_matches_direct_structure_and_accepts_raw_signatures() {
     let cfg = config::ProfileConfig::default();
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let mut params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &[0x31],
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let mut params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x31], nb, na, &h.sign_ca).unwrap();
     let tbs = tbs_certificate(&params, &key, &h.sign_ca).unwrap();
 
     crate::add_subject_key_identifier(&mut params, &key).unwrap();
@@ -524,35 +362,17 @@ fn wrong_signature_is_caught_by_verify_issued() {
     let cfg = config::ProfileConfig::default();
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &[0x32],
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x32], nb, na, &h.sign_ca).unwrap();
     let tbs = tbs_certificate(&params, &key, &h.sign_ca).unwrap();
     // Signed by the root key instead of the signing CA key.
     let sig = h.root_key.sign(&tbs).unwrap();
     let cert = assemble_certificate(&tbs, &sig).unwrap();
-    assert!(matches!(
-        h.sign_ca.verify_issued(&cert),
-        Err(ProfileError::BadSignature)
-    ));
+    assert!(matches!(h.sign_ca.verify_issued(&cert), Err(ProfileError::BadSignature)));
     // And a certificate from another CA is refused by name.
-    assert!(matches!(
-        h.auth_ca.verify_issued(&cert),
-        Err(ProfileError::InvalidCaCertificate(_))
-    ));
+    assert!(matches!(h.auth_ca.verify_issued(&cert), Err(ProfileError::InvalidCaCertificate(_))));
     // An end-entity certificate cannot be loaded as an issuing CA.
     let err = IssuingCa::from_der(&cert).unwrap_err();
-    assert!(
-        matches!(err, ProfileError::InvalidCaCertificate(ref m) if m.contains("CA:TRUE")),
-        "{err}"
-    );
+    assert!(matches!(err, ProfileError::InvalidCaCertificate(ref m) if m.contains("CA:TRUE")), "{err}");
 }
 
 #[test]
@@ -561,43 +381,24 @@ fn ca_certificates_have_the_ceremony_profile() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "root.pem", h.root.certificate_der());
     write(dir.path(), "sign-ca.pem", h.sign_ca.certificate_der());
-    let out = openssl(
-        dir.path(),
-        &["verify", "-CAfile", "root.pem", "sign-ca.pem"],
-    );
+    let out = openssl(dir.path(), &["verify", "-CAfile", "root.pem", "sign-ca.pem"]);
     assert_eq!(out.trim(), "sign-ca.pem: OK");
     let root = openssl(dir.path(), &["x509", "-noout", "-text", "-in", "root.pem"]);
-    assert!(
-        root.contains("CA:TRUE") && !root.contains("pathlen"),
-        "{root}"
-    );
+    assert!(root.contains("CA:TRUE") && !root.contains("pathlen"), "{root}");
     assert!(root.contains("Certificate Sign, CRL Sign"), "{root}");
     assert!(!root.contains("Authority Key Identifier"), "{root}");
     assert!(!root.contains("CRL Distribution Points"), "{root}");
-    let ca = openssl(
-        dir.path(),
-        &["x509", "-noout", "-text", "-in", "sign-ca.pem"],
-    );
+    let ca = openssl(dir.path(), &["x509", "-noout", "-text", "-in", "sign-ca.pem"]);
     assert!(ca.contains("CA:TRUE, pathlen:0"), "{ca}");
     assert!(ca.contains("X509v3 Certificate Policies: critical"), "{ca}");
     assert!(ca.contains("Policy: 1.2.392.100495.1.5.1.1.3.1"), "{ca}");
     assert!(ca.contains("URI:http://127.0.0.1:8081/crl/arl.crl"), "{ca}");
     assert!(ca.contains("X509v3 Authority Key Identifier"), "{ca}");
     // SKI is SHA-1 of the key, and the issuing CA's AKI is the root's SKI.
-    assert_eq!(
-        h.sign_ca.subject_key_identifier(),
-        crate::keys::key_identifier(h.sign_key.der_bytes())
-    );
-    assert_eq!(
-        h.root.subject_key_identifier(),
-        crate::keys::key_identifier(h.root_key.der_bytes())
-    );
+    assert_eq!(h.sign_ca.subject_key_identifier(), crate::keys::key_identifier(h.sign_key.der_bytes()));
+    assert_eq!(h.root.subject_key_identifier(), crate::keys::key_identifier(h.root_key.der_bytes()));
     let root_ski = h.root.subject_key_identifier();
-    assert!(h
-        .sign_ca
-        .certificate_der()
-        .windows(root_ski.len())
-        .any(|w| w == root_ski));
+    assert!(h.sign_ca.certificate_der().windows(root_ski.len()).any(|w| w == root_ski));
     assert!(h.sign_ca.not_after() <= h.root.not_after());
 }
 
@@ -610,45 +411,21 @@ fn bad_config_is_reported_by_field() {
         assert!(matches!(err, ProfileError::InvalidConfig(_)), "{err}");
         assert!(err.to_string().contains(field), "{err}");
     };
-    let cfg = config::ProfileConfig {
-        signing_policy_oid: "not-an-oid".into(),
-        ..Default::default()
-    };
+    let cfg = config::ProfileConfig { signing_policy_oid: "not-an-oid".into(), ..Default::default() };
     check(cfg, CertKind::Signing, "profile.signing_policy_oid");
-    let cfg = config::ProfileConfig {
-        authentication_crl_url: String::new(),
-        ..Default::default()
-    };
-    check(
-        cfg,
-        CertKind::Authentication,
-        "profile.authentication_crl_url",
-    );
-    let cfg = config::ProfileConfig {
-        ocsp_url: "nope".into(),
-        ..Default::default()
-    };
+    let cfg = config::ProfileConfig { authentication_crl_url: String::new(), ..Default::default() };
+    check(cfg, CertKind::Authentication, "profile.authentication_crl_url");
+    let cfg = config::ProfileConfig { ocsp_url: "nope".into(), ..Default::default() };
     check(cfg, CertKind::Signing, "profile.ocsp_url");
-    let cfg = config::ProfileConfig {
-        hc_role: String::new(),
-        ..Default::default()
-    };
+    let cfg = config::ProfileConfig { hc_role: String::new(), ..Default::default() };
     check(cfg, CertKind::Signing, "profile.hc_role");
-    let cfg = config::ProfileConfig {
-        authentication_eku: vec!["serverAuthentication".into()],
-        ..Default::default()
-    };
+    let cfg = config::ProfileConfig { authentication_eku: vec!["serverAuthentication".into()], ..Default::default() };
     check(cfg, CertKind::Authentication, "profile.authentication_eku");
 
     let mut entity = config::CaConfig::default().signing;
-    entity.subject.push(config::DnAttribute {
-        attr: "Email".into(),
-        value: "x".into(),
-    });
+    entity.subject.push(config::DnAttribute { attr: "Email".into(), value: "x".into() });
     let key = ec_key();
-    let err = ca_params(&entity, false, &[1], &key, nb, na)
-        .unwrap_err()
-        .to_string();
+    let err = ca_params(&entity, false, &[1], &key, nb, na).unwrap_err().to_string();
     assert!(err.contains("sign-ca") && err.contains("Email"), "{err}");
 }
 
@@ -659,33 +436,18 @@ fn bad_subscriber_data_and_validity_are_refused() {
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
     let mut who = doctor();
     who.holder_id = "JMA_0001".into(); // '_' is not a PrintableString character
-    let err =
-        subscriber_params(&cfg, CertKind::Signing, &who, &[1], nb, na, &h.sign_ca).unwrap_err();
-    assert!(
-        matches!(err, ProfileError::InvalidSubscriber(ref m) if m.contains("holder_id")),
-        "{err}"
-    );
+    let err = subscriber_params(&cfg, CertKind::Signing, &who, &[1], nb, na, &h.sign_ca).unwrap_err();
+    assert!(matches!(err, ProfileError::InvalidSubscriber(ref m) if m.contains("holder_id")), "{err}");
     let mut who = doctor();
     who.family_name_kanji = " ".into();
     assert!(subscriber_params(&cfg, CertKind::Signing, &who, &[1], nb, na, &h.sign_ca).is_err());
 
     let late = h.sign_ca.not_after() + time::Duration::seconds(1);
-    let err = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &[1],
-        nb,
-        late,
-        &h.sign_ca,
-    )
-    .unwrap_err();
+    let err = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[1], nb, late, &h.sign_ca).unwrap_err();
     assert!(matches!(err, ProfileError::InvalidValidity(_)), "{err}");
-    let err = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[1], na, nb, &h.sign_ca)
-        .unwrap_err();
+    let err = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[1], na, nb, &h.sign_ca).unwrap_err();
     assert!(matches!(err, ProfileError::InvalidValidity(_)), "{err}");
-    let err = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0], nb, na, &h.sign_ca)
-        .unwrap_err();
+    let err = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0], nb, na, &h.sign_ca).unwrap_err();
     assert!(matches!(err, ProfileError::InvalidSerial(_)), "{err}");
 }
 
@@ -696,15 +458,11 @@ fn no_institution_means_no_o() {
     let mut who = doctor();
     who.institution = None;
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let params =
-        subscriber_params(&cfg, CertKind::Signing, &who, &[0x40], nb, na, &h.sign_ca).unwrap();
+    let params = subscriber_params(&cfg, CertKind::Signing, &who, &[0x40], nb, na, &h.sign_ca).unwrap();
     let key = ec_key();
     let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     let cert = Certificate::from_der(&ee).unwrap();
-    assert_eq!(
-        cert.tbs_certificate().subject().to_string(),
-        "SERIALNUMBER=JMA0000123,CN=Sanjushi Kagurazaka,C=JP"
-    );
+    assert_eq!(cert.tbs_certificate().subject().to_string(), "SERIALNUMBER=JMA0000123,CN=Sanjushi Kagurazaka,C=JP");
     let dir = tempfile::tempdir().unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "no-o");
     assert!(text.contains("DirName:/C=JP/CN=\\x"), "{text}");
@@ -722,14 +480,8 @@ fn assembly_inputs_are_checked() {
     }
     let tbs = tbs_of_certificate(der).unwrap();
     assert!(assemble_certificate(&tbs, &[]).is_err());
-    assert!(
-        assemble_certificate(&tbs, &[0x30, 0x01]).is_err(),
-        "neither DER nor r||s"
-    );
-    assert!(
-        IssuingCa::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .is_err()
-    );
+    assert!(assemble_certificate(&tbs, &[0x30, 0x01]).is_err(), "neither DER nor r||s");
+    assert!(IssuingCa::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
 }
 
 /// With partitions and deltas on, the CRLDP is the partition's URL (chosen
@@ -738,82 +490,35 @@ fn assembly_inputs_are_checked() {
 #[test]
 fn partition_crl_distribution_point_and_freshest_crl() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig {
-        crl_partitions: 4,
-        delta_crls: true,
-        ..Default::default()
-    };
+    let cfg = config::ProfileConfig { crl_partitions: 4, delta_crls: true, ..Default::default() };
     let subject_key = ec_key();
     let dir = tempfile::tempdir().unwrap();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
     // Last 8 octets 0x...0b = 11: 11 % 4 + 1 = partition 4.
     let serial = [0x10, 0, 0, 0, 0, 0, 0, 0, 0x0b];
     assert_eq!(crate::crl_partition(&serial, 4), 4);
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &serial,
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "part-ee");
     assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
-    assert!(
-        text.contains("URI:http://127.0.0.1:8081/crl/sign-p4.crl"),
-        "{text}"
-    );
-    assert!(
-        !text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"),
-        "{text}"
-    );
+    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-p4.crl"), "{text}");
+    assert!(!text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"), "{text}");
     assert!(text.contains("X509v3 Freshest CRL:"), "{text}");
     assert!(!text.contains("X509v3 Freshest CRL: critical"), "{text}");
-    assert!(
-        text.contains("URI:http://127.0.0.1:8081/crl/sign-p4-delta.crl"),
-        "{text}"
-    );
+    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-p4-delta.crl"), "{text}");
 
     // Deltas without partitions: freshestCRL is the CA's delta CRL.
-    let cfg = config::ProfileConfig {
-        delta_crls: true,
-        ..Default::default()
-    };
-    let params = subscriber_params(
-        &cfg,
-        CertKind::Signing,
-        &doctor(),
-        &serial,
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let cfg = config::ProfileConfig { delta_crls: true, ..Default::default() };
+    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "delta-ee");
-    assert!(
-        text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"),
-        "{text}"
-    );
-    assert!(
-        text.contains("URI:http://127.0.0.1:8081/crl/sign-delta.crl"),
-        "{text}"
-    );
+    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"), "{text}");
+    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-delta.crl"), "{text}");
 
     // Both off (the default): no freshestCRL, the CA's CRL.
-    let params = subscriber_params(
-        &config::ProfileConfig::default(),
-        CertKind::Signing,
-        &doctor(),
-        &serial,
-        nb,
-        na,
-        &h.sign_ca,
-    )
-    .unwrap();
+    let params =
+        subscriber_params(&config::ProfileConfig::default(), CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca)
+            .unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "plain-ee");
     assert!(!text.contains("Freshest CRL"), "{text}");

@@ -11,7 +11,9 @@ use crate::tbs::RawSigned;
 pub enum CsrError {
     #[error("the CSR is not a valid PKCS#10 request (DER, or PEM \"CERTIFICATE REQUEST\"): {0}")]
     Encoding(String),
-    #[error("the CSR signature does not verify with the CSR's own public key (no proof of possession of the private key)")]
+    #[error(
+        "the CSR signature does not verify with the CSR's own public key (no proof of possession of the private key)"
+    )]
     BadSignature,
     #[error("unsupported CSR signature algorithm: {0}")]
     UnsupportedAlgorithm(String),
@@ -95,10 +97,7 @@ pub fn parse_and_verify(input: &[u8], min_rsa_bits: u32) -> Result<VerifiedCsr, 
     // Size first: a small key is the clearer message, and ring would refuse it anyway.
     if let KeyKind::Rsa { bits } = key.kind {
         if bits < min_rsa_bits {
-            return Err(CsrError::KeyTooSmall {
-                bits,
-                min: min_rsa_bits,
-            });
+            return Err(CsrError::KeyTooSmall { bits, min: min_rsa_bits });
         }
     }
     let alg = AlgorithmIdentifierRef::from_der(req.signature_algorithm)?;
@@ -106,10 +105,7 @@ pub fn parse_and_verify(input: &[u8], min_rsa_bits: u32) -> Result<VerifiedCsr, 
         VerifyProblem::Unsupported(m) => CsrError::UnsupportedAlgorithm(m),
         VerifyProblem::Bad => CsrError::BadSignature,
     })?;
-    Ok(VerifiedCsr {
-        key,
-        subject_der: info.subject.to_der()?,
-    })
+    Ok(VerifiedCsr { key, subject_der: info.subject.to_der()? })
 }
 
 fn to_der(input: &[u8]) -> Result<Vec<u8>, CsrError> {
@@ -120,9 +116,7 @@ fn to_der(input: &[u8]) -> Result<Vec<u8>, CsrError> {
             let pem = pem::parse(input).map_err(|e| CsrError::Encoding(format!("PEM: {e}")))?;
             match pem.tag() {
                 "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => Ok(pem.into_contents()),
-                other => Err(CsrError::Encoding(format!(
-                    "PEM label is \"{other}\", expected \"CERTIFICATE REQUEST\""
-                ))),
+                other => Err(CsrError::Encoding(format!("PEM label is \"{other}\", expected \"CERTIFICATE REQUEST\""))),
             }
         }
         Some(_) => Ok(input.to_vec()),
@@ -155,10 +149,7 @@ mod tests {
             .any(|w| w == from_der.subject_public_key_info_der()));
         // rcgen re-derives the same SPKI from der_bytes + algorithm.
         use rcgen::PublicKeyData;
-        assert_eq!(
-            from_der.subject_public_key_info(),
-            from_der.subject_public_key_info_der()
-        );
+        assert_eq!(from_der.subject_public_key_info(), from_der.subject_public_key_info_der());
     }
 
     #[test]
@@ -173,24 +164,18 @@ mod tests {
         let (pem, _) = testutil::openssl_csr(&["-newkey", "rsa:2048"]);
         let relabelled = pem.replace("CERTIFICATE REQUEST", "CERTIFICATE");
         let err = parse_and_verify(relabelled.as_bytes(), 2048).unwrap_err();
-        assert!(
-            matches!(err, CsrError::Encoding(ref m) if m.contains("CERTIFICATE")),
-            "{err}"
-        );
+        assert!(matches!(err, CsrError::Encoding(ref m) if m.contains("CERTIFICATE")), "{err}");
     }
 
     #[test]
     fn p256_csr_from_openssl_and_rcgen_passes() {
-        let (_, der) =
-            testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+        let (_, der) = testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
         let csr = parse_and_verify(&der, 2048).unwrap();
         assert_eq!(csr.key_description(), "EC P-256");
         assert_eq!(csr.rsa_bits(), None);
 
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let req = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap();
+        let req = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
         let csr = parse_and_verify(req.der(), 2048).unwrap();
         assert_eq!(csr.key_description(), "EC P-256");
         use rcgen::PublicKeyData;
@@ -204,9 +189,7 @@ mod tests {
         assert!(matches!(err, CsrError::BadSignature), "{err}");
 
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let req = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap();
+        let req = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
         // Flipping inside the ECDSA signature may also break its DER; both must be rejected.
         let err = parse_and_verify(&flip_last_byte(req.der().to_vec()), 2048).unwrap_err();
         assert!(matches!(err, CsrError::BadSignature), "{err}");
@@ -218,64 +201,38 @@ mod tests {
         let pos = der.windows(3).position(|w| w == b"abc").unwrap();
         let mut tampered = der.clone();
         tampered[pos] = b'x';
-        assert!(matches!(
-            parse_and_verify(&tampered, 2048),
-            Err(CsrError::BadSignature)
-        ));
+        assert!(matches!(parse_and_verify(&tampered, 2048), Err(CsrError::BadSignature)));
     }
 
     #[test]
     fn rsa_1024_is_too_small() {
         let (_, der) = testutil::openssl_csr(&["-newkey", "rsa:1024"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CsrError::KeyTooSmall {
-                    bits: 1024,
-                    min: 2048
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, CsrError::KeyTooSmall { bits: 1024, min: 2048 }), "{err}");
         assert!(err.to_string().contains("1024") && err.to_string().contains("2048"));
         // An operator who lowers the minimum gets ring's legacy verifier.
-        assert_eq!(
-            parse_and_verify(&der, 1024).unwrap().key_description(),
-            "RSA 1024"
-        );
+        assert_eq!(parse_and_verify(&der, 1024).unwrap().key_description(), "RSA 1024");
     }
 
     #[test]
     fn p384_key_is_unsupported() {
-        let (_, der) =
-            testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]);
+        let (_, der) = testutil::openssl_csr(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(
-            matches!(err, CsrError::UnsupportedKey(ref m) if m.contains("1.3.132.0.34")),
-            "{err}"
-        );
+        assert!(matches!(err, CsrError::UnsupportedKey(ref m) if m.contains("1.3.132.0.34")), "{err}");
     }
 
     #[test]
     fn rsa_pss_signature_is_an_unsupported_algorithm() {
-        let (_, der) =
-            testutil::openssl_csr(&["-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss"]);
+        let (_, der) = testutil::openssl_csr(&["-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(
-            matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("PSS")),
-            "{err}"
-        );
+        assert!(matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("PSS")), "{err}");
     }
 
     #[test]
     fn sha1_signature_is_an_unsupported_algorithm() {
         let (_, der) = testutil::openssl_csr(&["-newkey", "rsa:2048", "-sha1"]);
         let err = parse_and_verify(&der, 2048).unwrap_err();
-        assert!(
-            matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("sha1")),
-            "{err}"
-        );
+        assert!(matches!(err, CsrError::UnsupportedAlgorithm(ref m) if m.contains("sha1")), "{err}");
     }
 
     #[test]
@@ -286,13 +243,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_encoding_error() {
-        for input in [
-            &b""[..],
-            b"   ",
-            b"hello",
-            b"\x30\x03\x02\x01",
-            b"-----BEGIN CERTIFICATE REQUEST-----\n!!\n",
-        ] {
+        for input in [&b""[..], b"   ", b"hello", b"\x30\x03\x02\x01", b"-----BEGIN CERTIFICATE REQUEST-----\n!!\n"] {
             let err = parse_and_verify(input, 2048).unwrap_err();
             assert!(matches!(err, CsrError::Encoding(_)), "{input:?}: {err}");
         }
@@ -302,23 +253,14 @@ mod tests {
     fn truncated_or_extended_input_never_panics_and_is_rejected() {
         let (pem, der) = testutil::openssl_csr(&["-newkey", "rsa:2048"]);
         for n in 0..der.len() {
-            assert!(
-                parse_and_verify(&der[..n], 2048).is_err(),
-                "prefix {n} accepted"
-            );
+            assert!(parse_and_verify(&der[..n], 2048).is_err(), "prefix {n} accepted");
         }
         // Cut before the END line: a PEM missing only its last newline is still whole.
         for n in (0..pem.len() - 35).step_by(7) {
-            assert!(
-                parse_and_verify(&pem.as_bytes()[..n], 2048).is_err(),
-                "PEM prefix {n}"
-            );
+            assert!(parse_and_verify(&pem.as_bytes()[..n], 2048).is_err(), "PEM prefix {n}");
         }
         let mut trailing = der.clone();
         trailing.push(0);
-        assert!(matches!(
-            parse_and_verify(&trailing, 2048),
-            Err(CsrError::Encoding(_))
-        ));
+        assert!(matches!(parse_and_verify(&trailing, 2048), Err(CsrError::Encoding(_))));
     }
 }

@@ -48,11 +48,7 @@ mod tests {
     fn partition_is_zero_when_off_and_in_range_when_on() {
         assert_eq!(crl_partition(&[1, 2, 3], 0), 0);
         for n in [1u32, 2, 7, 16, 1000] {
-            for serial in [
-                &[0x01][..],
-                &[0x7f; 16],
-                &[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x11],
-            ] {
+            for serial in [&[0x01][..], &[0x7f; 16], &[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x11]] {
                 let p = crl_partition(serial, n);
                 assert!((1..=n).contains(&p), "{p} not in 1..={n}");
             }
@@ -68,10 +64,7 @@ mod tests {
         assert_eq!(crl_partition(&[0, 0, 0x0b], 4), 4);
         assert_eq!(crl_partition(&[0x01, 0x00, 0x01], 2), 2); // 257 % 2 = 1
         assert_eq!(crl_partition(&[], 5), 1); // empty: value 0, never a panic
-        assert_eq!(
-            crl_partition(&[0xff; 20], u32::MAX),
-            (u64::MAX % u64::from(u32::MAX)) as u32 + 1
-        );
+        assert_eq!(crl_partition(&[0xff; 20], u32::MAX), (u64::MAX % u64::from(u32::MAX)) as u32 + 1);
     }
 
     #[test]
@@ -93,14 +86,8 @@ mod tests {
     fn distribution_and_delta_urls() {
         let base = "http://h:1/crl/sign.crl";
         assert_eq!(crl_distribution_url(base, &[0x0b], 0), base);
-        assert_eq!(
-            crl_distribution_url(base, &[0x0b], 4),
-            "http://h:1/crl/sign-p4.crl"
-        );
+        assert_eq!(crl_distribution_url(base, &[0x0b], 4), "http://h:1/crl/sign-p4.crl");
         assert_eq!(freshest_crl_url(base), "http://h:1/crl/sign-delta.crl");
-        assert_eq!(
-            freshest_crl_url("http://h:1/crl/sign-p4.crl"),
-            "http://h:1/crl/sign-p4-delta.crl"
-        );
+        assert_eq!(freshest_crl_url("http://h:1/crl/sign-p4.crl"), "http://h:1/crl/sign-p4-delta.crl");
     }
 }

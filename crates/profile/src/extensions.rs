@@ -18,16 +18,13 @@ use x509_cert::name::Name;
 use crate::error::ProfileError;
 use crate::names::oid_arcs;
 
-pub const ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.5.29.9");
-pub const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.5.29.14");
+pub const ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.9");
+pub const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 pub const ID_CE_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 pub const ID_CE_CERTIFICATE_POLICIES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.32");
 /// freshestCRL (RFC 5280 4.2.1.15): where the delta CRL is.
 pub const ID_CE_FRESHEST_CRL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.46");
-pub const ID_PE_AUTHORITY_INFO_ACCESS: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
+pub const ID_PE_AUTHORITY_INFO_ACCESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
 pub const ID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
 pub const ID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
 
@@ -39,39 +36,28 @@ pub fn custom(oid: ObjectIdentifier, content: Vec<u8>, critical: bool) -> Custom
 
 /// Parses a dotted OID from config; the error names `field`.
 pub fn parse_oid(value: &str, field: &str) -> Result<ObjectIdentifier, ProfileError> {
-    ObjectIdentifier::new(value.trim()).map_err(|e| {
-        ProfileError::InvalidConfig(format!("{field} = {value:?} is not a dotted OID: {e}"))
-    })
+    ObjectIdentifier::new(value.trim())
+        .map_err(|e| ProfileError::InvalidConfig(format!("{field} = {value:?} is not a dotted OID: {e}")))
 }
 
 /// Checks a URL from config can go in an IA5String GeneralName.
 pub fn parse_url(value: &str, field: &str) -> Result<Ia5String, ProfileError> {
     if !value.contains("://") || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ProfileError::InvalidConfig(format!(
-            "{field} = {value:?} is not a URL"
-        )));
+        return Err(ProfileError::InvalidConfig(format!("{field} = {value:?} is not a URL")));
     }
-    Ia5String::new(value).map_err(|_| {
-        ProfileError::InvalidConfig(format!("{field} = {value:?} must be ASCII (IA5String)"))
-    })
+    Ia5String::new(value)
+        .map_err(|_| ProfileError::InvalidConfig(format!("{field} = {value:?} must be ASCII (IA5String)")))
 }
 
 /// certificatePolicies with one policy and, when given, a CPS URI qualifier.
-pub fn certificate_policies(
-    policy: ObjectIdentifier,
-    cps_uri: Option<Ia5String>,
-) -> Result<Vec<u8>, ProfileError> {
+pub fn certificate_policies(policy: ObjectIdentifier, cps_uri: Option<Ia5String>) -> Result<Vec<u8>, ProfileError> {
     let policy_qualifiers = match cps_uri {
         None => None,
-        Some(uri) => Some(vec![PolicyQualifierInfo {
-            policy_qualifier_id: ID_QT_CPS,
-            qualifier: Some(Any::encode_from(&uri)?),
-        }]),
+        Some(uri) => {
+            Some(vec![PolicyQualifierInfo { policy_qualifier_id: ID_QT_CPS, qualifier: Some(Any::encode_from(&uri)?) }])
+        }
     };
-    let policies = CertificatePolicies(vec![PolicyInformation {
-        policy_identifier: policy,
-        policy_qualifiers,
-    }]);
+    let policies = CertificatePolicies(vec![PolicyInformation { policy_identifier: policy, policy_qualifiers }]);
     Ok(policies.to_der()?)
 }
 
@@ -93,9 +79,7 @@ pub fn authority_info_access_ocsp(url: Ia5String) -> Result<Vec<u8>, ProfileErro
 /// distributionPoint whose fullName is the delta CRL's URI.
 pub fn freshest_crl(url: Ia5String) -> Result<Vec<u8>, ProfileError> {
     let point = DistributionPoint {
-        distribution_point: Some(DistributionPointName::FullName(vec![
-            GeneralName::UniformResourceIdentifier(url),
-        ])),
+        distribution_point: Some(DistributionPointName::FullName(vec![GeneralName::UniformResourceIdentifier(url)])),
         reasons: None,
         crl_issuer: None,
     };
@@ -107,18 +91,13 @@ pub fn subject_key_identifier(key_id: &[u8]) -> Result<Vec<u8>, ProfileError> {
 }
 
 /// EKU purposes from config names ("clientAuth", "emailProtection") or dotted OIDs.
-pub fn extended_key_usages(
-    names: &[String],
-    field: &str,
-) -> Result<Vec<ExtendedKeyUsagePurpose>, ProfileError> {
+pub fn extended_key_usages(names: &[String], field: &str) -> Result<Vec<ExtendedKeyUsagePurpose>, ProfileError> {
     names
         .iter()
         .map(|name| match name.trim() {
             "clientAuth" => Ok(ExtendedKeyUsagePurpose::ClientAuth),
             "emailProtection" => Ok(ExtendedKeyUsagePurpose::EmailProtection),
-            dotted => {
-                parse_oid(dotted, field).map(|oid| ExtendedKeyUsagePurpose::Other(oid_arcs(oid)))
-            }
+            dotted => parse_oid(dotted, field).map(|oid| ExtendedKeyUsagePurpose::Other(oid_arcs(oid))),
         })
         .collect()
 }
@@ -130,11 +109,7 @@ mod tests {
     #[test]
     fn policies_with_and_without_cps() {
         let oid = ObjectIdentifier::new_unwrap("1.2.392.100495.1.5.1.1.0.1");
-        let with = certificate_policies(
-            oid,
-            Some(Ia5String::new("http://www.medis.or.jp/8_hpki/").unwrap()),
-        )
-        .unwrap();
+        let with = certificate_policies(oid, Some(Ia5String::new("http://www.medis.or.jp/8_hpki/").unwrap())).unwrap();
         let without = certificate_policies(oid, None).unwrap();
         // SEQUENCE { SEQUENCE { OID } }
         assert_eq!(&without[..6], &[0x30, 0x10, 0x30, 0x0e, 0x06, 0x0c]);
@@ -145,24 +120,16 @@ mod tests {
 
     #[test]
     fn config_values_are_checked_with_the_field_name() {
-        let err = parse_oid("1.2.x", "profile.signing_policy_oid")
-            .unwrap_err()
-            .to_string();
+        let err = parse_oid("1.2.x", "profile.signing_policy_oid").unwrap_err().to_string();
         assert!(err.contains("profile.signing_policy_oid"), "{err}");
-        let err = parse_url("http://例え.jp/", "profile.ocsp_url")
-            .unwrap_err()
-            .to_string();
+        let err = parse_url("http://例え.jp/", "profile.ocsp_url").unwrap_err().to_string();
         assert!(err.contains("profile.ocsp_url"), "{err}");
         assert!(parse_url("not a url", "x").is_err());
-        let err =
-            extended_key_usages(&["serverAuthx".into()], "profile.authentication_eku").unwrap_err();
+        let err = extended_key_usages(&["serverAuthx".into()], "profile.authentication_eku").unwrap_err();
         assert!(err.to_string().contains("profile.authentication_eku"));
         assert_eq!(
             extended_key_usages(&["clientAuth".into(), "1.3.6.1.5.5.7.3.4".into()], "f").unwrap(),
-            vec![
-                ExtendedKeyUsagePurpose::ClientAuth,
-                ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 4])
-            ]
+            vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 4])]
         );
     }
 
@@ -177,9 +144,6 @@ mod tests {
 
     #[test]
     fn ski_is_an_octet_string() {
-        assert_eq!(
-            subject_key_identifier(&[1, 2, 3]).unwrap(),
-            vec![0x04, 0x03, 1, 2, 3]
-        );
+        assert_eq!(subject_key_identifier(&[1, 2, 3]).unwrap(), vec![0x04, 0x03, 1, 2, 3]);
     }
 }

@@ -22,8 +22,7 @@ use x509_cert::ext::pkix::SubjectDirectoryAttributes;
 use crate::error::ProfileError;
 
 /// id-hcpki-at-healthcareactor: the attribute type in subjectDirectoryAttributes.
-pub const ID_HCPKI_AT_HEALTHCAREACTOR: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.0.17090.0.1");
+pub const ID_HCPKI_AT_HEALTHCAREACTOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.0.17090.0.1");
 
 /// id-jhpki-cdata: the Japanese coding scheme seen in real certificates.
 pub const ID_JHPKI_CDATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.392.100495.1.6.1.1");
@@ -61,9 +60,7 @@ pub type HcActorData = SetOfVec<HcActor>;
 /// HCActor whose free text is `role` (e.g. "Medical Doctor").
 pub fn subject_directory_attributes(role: &str) -> Result<Vec<u8>, ProfileError> {
     if role.trim().is_empty() {
-        return Err(ProfileError::InvalidConfig(
-            "profile.hc_role is empty".into(),
-        ));
+        return Err(ProfileError::InvalidConfig("profile.hc_role is empty".into()));
     }
     let actor = HcActor {
         coded_data: CodedData {
@@ -77,10 +74,7 @@ pub fn subject_directory_attributes(role: &str) -> Result<Vec<u8>, ProfileError>
     actors.insert(actor)?;
     let mut values = SetOfVec::new();
     values.insert(Any::encode_from(&actors)?)?;
-    let attrs = SubjectDirectoryAttributes(vec![Attribute {
-        oid: ID_HCPKI_AT_HEALTHCAREACTOR,
-        values,
-    }]);
+    let attrs = SubjectDirectoryAttributes(vec![Attribute { oid: ID_HCPKI_AT_HEALTHCAREACTOR, values }]);
     Ok(attrs.to_der()?)
 }
 
@@ -89,11 +83,7 @@ pub fn subject_directory_attributes(role: &str) -> Result<Vec<u8>, ProfileError>
 pub fn roles(extension_value: &[u8]) -> Result<Vec<String>, ProfileError> {
     let attrs = SubjectDirectoryAttributes::from_der(extension_value)?;
     let mut out = Vec::new();
-    for attr in attrs
-        .0
-        .iter()
-        .filter(|a| a.oid == ID_HCPKI_AT_HEALTHCAREACTOR)
-    {
+    for attr in attrs.0.iter().filter(|a| a.oid == ID_HCPKI_AT_HEALTHCAREACTOR) {
         for value in attr.values.iter() {
             let actors: HcActorData = value.decode_as()?;
             for actor in actors.iter() {
@@ -111,9 +101,9 @@ mod tests {
     /// The extension value of a real MEDIS test certificate (hpki-profile.md §4).
     const MEDICAL_DOCTOR: [u8; 54] = {
         let head: [u8; 40] = [
-            0x30, 0x34, 0x30, 0x32, 0x06, 0x06, 0x28, 0x81, 0x85, 0x42, 0x00, 0x01, 0x31, 0x28,
-            0x31, 0x26, 0x30, 0x24, 0xa0, 0x22, 0x31, 0x20, 0xa0, 0x0c, 0x06, 0x0a, 0x2a, 0x83,
-            0x08, 0x86, 0x91, 0x0f, 0x01, 0x06, 0x01, 0x01, 0xa2, 0x10, 0x0c, 0x0e,
+            0x30, 0x34, 0x30, 0x32, 0x06, 0x06, 0x28, 0x81, 0x85, 0x42, 0x00, 0x01, 0x31, 0x28, 0x31, 0x26, 0x30, 0x24,
+            0xa0, 0x22, 0x31, 0x20, 0xa0, 0x0c, 0x06, 0x0a, 0x2a, 0x83, 0x08, 0x86, 0x91, 0x0f, 0x01, 0x06, 0x01, 0x01,
+            0xa2, 0x10, 0x0c, 0x0e,
         ];
         let text = *b"Medical Doctor";
         let mut out = [0u8; 54];
@@ -137,10 +127,7 @@ mod tests {
 
     #[test]
     fn real_bytes_decode_to_the_role() {
-        assert_eq!(
-            roles(&MEDICAL_DOCTOR).unwrap(),
-            vec!["Medical Doctor".to_string()]
-        );
+        assert_eq!(roles(&MEDICAL_DOCTOR).unwrap(), vec!["Medical Doctor".to_string()]);
     }
 
     #[test]

@@ -7,19 +7,13 @@ use der::{Decode, Encode, Sequence, Tag, Tagged};
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
-pub(crate) const RSA_ENCRYPTION: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-pub(crate) const ID_EC_PUBLIC_KEY: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+pub(crate) const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+pub(crate) const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 pub(crate) const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-pub(crate) const SHA256_WITH_RSA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-pub(crate) const SHA384_WITH_RSA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
-pub(crate) const SHA512_WITH_RSA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-pub(crate) const ECDSA_WITH_SHA256: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+pub(crate) const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+pub(crate) const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+pub(crate) const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+pub(crate) const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 
 /// ring verifies RSA moduli up to this size.
 const MAX_RSA_BITS: u32 = 8192;
@@ -94,9 +88,7 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
     let alg = &spki.algorithm;
     let kind = if alg.oid == RSA_ENCRYPTION {
         if !params_absent_or_null(alg.parameters) {
-            return Err(KeyProblem::Encoding(
-                "rsaEncryption parameters must be NULL".into(),
-            ));
+            return Err(KeyProblem::Encoding("rsaEncryption parameters must be NULL".into()));
         }
         let rsa = RsaPublicKey::from_der(&key_bytes)?;
         let bits = uint_bits(rsa.modulus.as_bytes());
@@ -105,24 +97,16 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
         // report a confusing signature failure later.
         let e_odd = e.last().is_some_and(|b| b & 1 == 1);
         if uint_bits(e) > 33 || uint_bits(e) < 2 || !e_odd {
-            return Err(KeyProblem::Unsupported(
-                "RSA public exponent must be odd, 3 to 2^33".into(),
-            ));
+            return Err(KeyProblem::Unsupported("RSA public exponent must be odd, 3 to 2^33".into()));
         }
         if bits > MAX_RSA_BITS {
-            return Err(KeyProblem::Unsupported(format!(
-                "RSA modulus of {bits} bits is larger than {MAX_RSA_BITS}"
-            )));
+            return Err(KeyProblem::Unsupported(format!("RSA modulus of {bits} bits is larger than {MAX_RSA_BITS}")));
         }
         KeyKind::Rsa { bits }
     } else if alg.oid == ID_EC_PUBLIC_KEY {
         let curve = match alg.parameters {
             Some(p) if p.tag() == Tag::ObjectIdentifier => p.decode_as::<ObjectIdentifier>()?,
-            _ => {
-                return Err(KeyProblem::Unsupported(
-                    "EC key without a named curve (only P-256 is accepted)".into(),
-                ))
-            }
+            _ => return Err(KeyProblem::Unsupported("EC key without a named curve (only P-256 is accepted)".into())),
         };
         if curve != PRIME256V1 {
             return Err(KeyProblem::Unsupported(format!(
@@ -130,9 +114,7 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
             )));
         }
         if key_bytes.len() != 65 || key_bytes.first() != Some(&0x04) {
-            return Err(KeyProblem::Unsupported(
-                "EC P-256 point must be uncompressed (65 bytes starting 04)".into(),
-            ));
+            return Err(KeyProblem::Unsupported("EC P-256 point must be uncompressed (65 bytes starting 04)".into()));
         }
         KeyKind::EcP256
     } else {
@@ -141,11 +123,7 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
             alg.oid
         )));
     };
-    Ok(PublicKey {
-        spki_der,
-        key_bytes,
-        kind,
-    })
+    Ok(PublicKey { spki_der, key_bytes, kind })
 }
 
 /// Significant bits of a big-endian unsigned integer.
@@ -155,8 +133,7 @@ pub(crate) fn uint_bits(bytes: &[u8]) -> u32 {
         None => 0,
         Some(first) => {
             let rest = u32::try_from(iter.count()).unwrap_or(u32::MAX / 16);
-            rest.saturating_mul(8)
-                .saturating_add(8 - first.leading_zeros())
+            rest.saturating_mul(8).saturating_add(8 - first.leading_zeros())
         }
     }
 }
@@ -192,12 +169,8 @@ pub(crate) fn verify(
                 (o, false) if o == SHA256_WITH_RSA => Some(&signature::RSA_PKCS1_2048_8192_SHA256),
                 (o, false) if o == SHA384_WITH_RSA => Some(&signature::RSA_PKCS1_2048_8192_SHA384),
                 (o, false) if o == SHA512_WITH_RSA => Some(&signature::RSA_PKCS1_2048_8192_SHA512),
-                (o, true) if o == SHA256_WITH_RSA => {
-                    Some(&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY)
-                }
-                (o, true) if o == SHA512_WITH_RSA => {
-                    Some(&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY)
-                }
+                (o, true) if o == SHA256_WITH_RSA => Some(&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY),
+                (o, true) if o == SHA512_WITH_RSA => Some(&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY),
                 _ => None,
             };
             let Some(chosen) = chosen else {
@@ -222,16 +195,12 @@ pub(crate) fn verify(
                 )));
             }
             if alg.parameters.is_some() {
-                return Err(VerifyProblem::Unsupported(
-                    "ecdsa-with-SHA256 must have no parameters".into(),
-                ));
+                return Err(VerifyProblem::Unsupported("ecdsa-with-SHA256 must have no parameters".into()));
             }
             &signature::ECDSA_P256_SHA256_ASN1
         }
     };
-    UnparsedPublicKey::new(ring_alg, &key.key_bytes)
-        .verify(message, signature)
-        .map_err(|_| VerifyProblem::Bad)
+    UnparsedPublicKey::new(ring_alg, &key.key_bytes).verify(message, signature).map_err(|_| VerifyProblem::Bad)
 }
 
 /// A readable name for the signature algorithms people are likely to send.
@@ -257,9 +226,7 @@ pub(crate) fn name_of(oid: ObjectIdentifier) -> String {
 /// SHA-1 of the subjectPublicKey BIT STRING contents: RFC 5280 §4.2.1.2
 /// method (1). SHA-1 is used because pkilint recognises only this method.
 pub(crate) fn key_identifier(key_bytes: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key_bytes)
-        .as_ref()
-        .to_vec()
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key_bytes).as_ref().to_vec()
 }
 
 #[cfg(test)]
@@ -281,18 +248,15 @@ mod tests {
         assert_eq!(
             key_identifier(b"abc"),
             [
-                0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
-                0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d
+                0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50, 0xc2, 0x6c, 0x9c,
+                0xd0, 0xd8, 0x9d
             ]
         );
     }
 
     #[test]
     fn names_known_algorithms() {
-        assert_eq!(
-            name_of(SHA256_WITH_RSA),
-            "sha256WithRSAEncryption (1.2.840.113549.1.1.11)"
-        );
+        assert_eq!(name_of(SHA256_WITH_RSA), "sha256WithRSAEncryption (1.2.840.113549.1.1.11)");
         assert_eq!(name_of(ObjectIdentifier::new_unwrap("1.2.3")), "1.2.3");
     }
 }

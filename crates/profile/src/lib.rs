@@ -29,9 +29,7 @@ pub use distribution::crl_partition;
 pub use error::ProfileError;
 pub use serial::serial_number;
 pub use subscriber::{subscriber_params, Subscriber};
-pub use tbs::{
-    add_subject_key_identifier, assemble_certificate, tbs_certificate, tbs_of_certificate,
-};
+pub use tbs::{add_subject_key_identifier, assemble_certificate, tbs_certificate, tbs_of_certificate};
 
 /// Which of the two subscriber certificates on a card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

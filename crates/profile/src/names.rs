@@ -15,8 +15,7 @@ pub const ID_AT_COUNTRY_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2
 pub const ID_AT_LOCALITY_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.7");
 pub const ID_AT_STATE_OR_PROVINCE_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.8");
 pub const ID_AT_ORGANIZATION_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
-pub const ID_AT_ORGANIZATIONAL_UNIT_NAME: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.5.4.11");
+pub const ID_AT_ORGANIZATIONAL_UNIT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.11");
 
 /// The two string types RFC 5280 lets a new CA use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +34,10 @@ pub struct NameEntry {
 
 impl NameEntry {
     pub fn printable(oid: ObjectIdentifier, value: &str) -> Self {
-        NameEntry {
-            oid,
-            kind: StringKind::Printable,
-            value: value.to_owned(),
-        }
+        NameEntry { oid, kind: StringKind::Printable, value: value.to_owned() }
     }
     pub fn utf8(oid: ObjectIdentifier, value: &str) -> Self {
-        NameEntry {
-            oid,
-            kind: StringKind::Utf8,
-            value: value.to_owned(),
-        }
+        NameEntry { oid, kind: StringKind::Utf8, value: value.to_owned() }
     }
 }
 
@@ -74,17 +65,11 @@ pub fn check_entry(entry: &NameEntry, what: &str) -> Result<(), String> {
     let chars = entry.value.chars().count();
     if let Some(ub) = upper_bound(entry.oid) {
         if chars > ub {
-            return Err(format!(
-                "{what} has {chars} characters, at most {ub} are allowed"
-            ));
+            return Err(format!("{what} has {chars} characters, at most {ub} are allowed"));
         }
     }
-    if entry.oid == ID_AT_COUNTRY_NAME
-        && (chars != 2 || !entry.value.chars().all(|c| c.is_ascii_uppercase()))
-    {
-        return Err(format!(
-            "{what} must be a two-letter country code such as JP"
-        ));
+    if entry.oid == ID_AT_COUNTRY_NAME && (chars != 2 || !entry.value.chars().all(|c| c.is_ascii_uppercase())) {
+        return Err(format!("{what} must be a two-letter country code such as JP"));
     }
     if entry.kind == StringKind::Printable && PrintableStringRef::new(&entry.value).is_err() {
         return Err(format!(
@@ -110,15 +95,11 @@ pub fn config_attribute(attr: &str) -> Result<(ObjectIdentifier, StringKind), St
         "L" => ID_AT_LOCALITY_NAME,
         "ST" => ID_AT_STATE_OR_PROVINCE_NAME,
         "serialNumber" => ID_AT_SERIAL_NUMBER,
-        dotted => ObjectIdentifier::new(dotted).map_err(|_| {
-            format!("attribute {dotted:?} is not C, O, OU, CN, L, ST, serialNumber or a dotted OID")
-        })?,
+        dotted => ObjectIdentifier::new(dotted)
+            .map_err(|_| format!("attribute {dotted:?} is not C, O, OU, CN, L, ST, serialNumber or a dotted OID"))?,
     };
-    let kind = if oid == ID_AT_COUNTRY_NAME || oid == ID_AT_SERIAL_NUMBER {
-        StringKind::Printable
-    } else {
-        StringKind::Utf8
-    };
+    let kind =
+        if oid == ID_AT_COUNTRY_NAME || oid == ID_AT_SERIAL_NUMBER { StringKind::Printable } else { StringKind::Utf8 };
     Ok((oid, kind))
 }
 
@@ -134,11 +115,7 @@ fn free_dn_type(dn: &DistinguishedName, oid: ObjectIdentifier) -> Option<DnType>
     let arcs = oid_arcs(oid);
     let named = DnType::from_oid(&arcs);
     let custom = DnType::CustomDnType(arcs);
-    let slots = if named == custom {
-        vec![named]
-    } else {
-        vec![named, custom]
-    };
+    let slots = if named == custom { vec![named] } else { vec![named, custom] };
     slots.into_iter().find(|ty| dn.get(ty).is_none())
 }
 
@@ -154,9 +131,9 @@ pub fn to_rcgen_dn(entries: &[NameEntry]) -> Result<DistinguishedName, String> {
     let mut dn = DistinguishedName::new();
     for e in entries {
         let value = match e.kind {
-            StringKind::Printable => DnValue::PrintableString(
-                PrintableString::try_from(e.value.as_str()).map_err(|err| err.to_string())?,
-            ),
+            StringKind::Printable => {
+                DnValue::PrintableString(PrintableString::try_from(e.value.as_str()).map_err(|err| err.to_string())?)
+            }
             StringKind::Utf8 => DnValue::Utf8String(e.value.clone()),
         };
         push(&mut dn, e.oid, value)?;
@@ -174,13 +151,8 @@ pub fn to_x509_name(entries: &[NameEntry]) -> Result<Name, der::Error> {
             }
             StringKind::Utf8 => Tag::Utf8String,
         };
-        let atv = AttributeTypeAndValue {
-            oid: e.oid,
-            value: Any::new(tag, e.value.as_bytes())?,
-        };
-        rdns.push(RelativeDistinguishedName::from(SetOfVec::try_from(vec![
-            atv,
-        ])?));
+        let atv = AttributeTypeAndValue { oid: e.oid, value: Any::new(tag, e.value.as_bytes())? };
+        rdns.push(RelativeDistinguishedName::from(SetOfVec::try_from(vec![atv])?));
     }
     // Name has no public constructor from an RdnSequence; go through DER.
     Name::from_der(&RdnSequence::from(rdns).to_der()?)
@@ -200,23 +172,12 @@ pub fn rcgen_dn_from_x509(name: &Name) -> Result<DistinguishedName, String> {
         let text = || String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string());
         let bad = |e: rcgen::Error| format!("attribute {}: {e}", atv.oid);
         let value = match atv.value.tag() {
-            Tag::PrintableString => {
-                DnValue::PrintableString(PrintableString::try_from(text()?).map_err(bad)?)
-            }
+            Tag::PrintableString => DnValue::PrintableString(PrintableString::try_from(text()?).map_err(bad)?),
             Tag::Utf8String => DnValue::Utf8String(text()?),
             Tag::Ia5String => DnValue::Ia5String(Ia5String::try_from(text()?).map_err(bad)?),
-            Tag::TeletexString => {
-                DnValue::TeletexString(TeletexString::try_from(text()?).map_err(bad)?)
-            }
-            Tag::BmpString => {
-                DnValue::BmpString(BmpString::from_utf16be(bytes.to_vec()).map_err(bad)?)
-            }
-            other => {
-                return Err(format!(
-                    "attribute {} has unsupported string type {other}",
-                    atv.oid
-                ))
-            }
+            Tag::TeletexString => DnValue::TeletexString(TeletexString::try_from(text()?).map_err(bad)?),
+            Tag::BmpString => DnValue::BmpString(BmpString::from_utf16be(bytes.to_vec()).map_err(bad)?),
+            other => return Err(format!("attribute {} has unsupported string type {other}", atv.oid)),
         };
         push(&mut dn, atv.oid, value)?;
     }
@@ -273,9 +234,7 @@ mod tests {
     #[test]
     fn checks_name_the_field() {
         let e = NameEntry::printable(ID_AT_SERIAL_NUMBER, "医師");
-        assert!(check_entry(&e, "holder_id")
-            .unwrap_err()
-            .contains("holder_id"));
+        assert!(check_entry(&e, "holder_id").unwrap_err().contains("holder_id"));
         let e = NameEntry::utf8(ID_AT_COMMON_NAME, &"x".repeat(65));
         assert!(check_entry(&e, "CN").unwrap_err().contains("64"));
         let e = NameEntry::printable(ID_AT_COUNTRY_NAME, "jp");
@@ -286,14 +245,8 @@ mod tests {
 
     #[test]
     fn config_attribute_names() {
-        assert_eq!(
-            config_attribute("C").unwrap(),
-            (ID_AT_COUNTRY_NAME, StringKind::Printable)
-        );
-        assert_eq!(
-            config_attribute("serialNumber").unwrap(),
-            (ID_AT_SERIAL_NUMBER, StringKind::Printable)
-        );
+        assert_eq!(config_attribute("C").unwrap(), (ID_AT_COUNTRY_NAME, StringKind::Printable));
+        assert_eq!(config_attribute("serialNumber").unwrap(), (ID_AT_SERIAL_NUMBER, StringKind::Printable));
         assert_eq!(config_attribute("2.5.4.97").unwrap().1, StringKind::Utf8);
         assert!(config_attribute("Org").unwrap_err().contains("Org"));
     }

@@ -7,9 +7,7 @@ pub fn serial_number(serial: &[u8]) -> Result<rcgen::SerialNumber, ProfileError>
     let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
     let magnitude = &serial[start..];
     let Some(first) = magnitude.first() else {
-        return Err(ProfileError::InvalidSerial(
-            "the serial number must be positive, not zero or empty".into(),
-        ));
+        return Err(ProfileError::InvalidSerial("the serial number must be positive, not zero or empty".into()));
     };
     // DER adds a 0x00 octet when the top bit is set, to keep the INTEGER positive.
     let encoded_len = magnitude.len() + usize::from(first & 0x80 != 0);

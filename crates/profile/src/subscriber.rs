@@ -8,13 +8,12 @@ use crate::ca::{check_period, IssuingCa};
 use crate::distribution;
 use crate::error::ProfileError;
 use crate::extensions::{
-    self, ID_CE_CERTIFICATE_POLICIES, ID_CE_FRESHEST_CRL, ID_CE_SUBJECT_ALT_NAME,
-    ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES, ID_PE_AUTHORITY_INFO_ACCESS,
+    self, ID_CE_CERTIFICATE_POLICIES, ID_CE_FRESHEST_CRL, ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES,
+    ID_PE_AUTHORITY_INFO_ACCESS,
 };
 use crate::hcrole;
 use crate::names::{
-    self, NameEntry, ID_AT_COMMON_NAME, ID_AT_COUNTRY_NAME, ID_AT_ORGANIZATION_NAME,
-    ID_AT_SERIAL_NUMBER,
+    self, NameEntry, ID_AT_COMMON_NAME, ID_AT_COUNTRY_NAME, ID_AT_ORGANIZATION_NAME, ID_AT_SERIAL_NUMBER,
 };
 use crate::serial::serial_number;
 use crate::CertKind;
@@ -38,21 +37,13 @@ const IDEOGRAPHIC_SPACE: char = '\u{3000}';
 impl Subscriber {
     /// subject: C=JP, O=institution, CN="Given Family" (romaji), serialNumber=holder_id.
     pub fn subject_entries(&self) -> Vec<NameEntry> {
-        let cn = format!(
-            "{} {}",
-            self.given_name_latin.trim(),
-            self.family_name_latin.trim()
-        );
+        let cn = format!("{} {}", self.given_name_latin.trim(), self.family_name_latin.trim());
         self.entries(&cn)
     }
 
     /// subjectAltName directoryName: the same, with CN = family + U+3000 + given in kanji.
     pub fn alt_name_entries(&self) -> Vec<NameEntry> {
-        let cn = format!(
-            "{}{IDEOGRAPHIC_SPACE}{}",
-            self.family_name_kanji.trim(),
-            self.given_name_kanji.trim()
-        );
+        let cn = format!("{}{IDEOGRAPHIC_SPACE}{}", self.family_name_kanji.trim(), self.given_name_kanji.trim());
         self.entries(&cn)
     }
 
@@ -62,10 +53,7 @@ impl Subscriber {
             out.push(NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org.trim()));
         }
         out.push(NameEntry::utf8(ID_AT_COMMON_NAME, cn));
-        out.push(NameEntry::printable(
-            ID_AT_SERIAL_NUMBER,
-            self.holder_id.trim(),
-        ));
+        out.push(NameEntry::printable(ID_AT_SERIAL_NUMBER, self.holder_id.trim()));
         out
     }
 
@@ -79,26 +67,15 @@ impl Subscriber {
             ("family_name_kanji", &self.family_name_kanji),
         ];
         for (field, value) in fields {
-            names::check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, value), field)
-                .map_err(invalid)?;
+            names::check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, value), field).map_err(invalid)?;
         }
-        names::check_entry(
-            &NameEntry::printable(ID_AT_SERIAL_NUMBER, &self.holder_id),
-            "holder_id",
-        )
-        .map_err(invalid)?;
-        if let Some(org) = &self.institution {
-            names::check_entry(
-                &NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org),
-                "institution",
-            )
+        names::check_entry(&NameEntry::printable(ID_AT_SERIAL_NUMBER, &self.holder_id), "holder_id")
             .map_err(invalid)?;
+        if let Some(org) = &self.institution {
+            names::check_entry(&NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org), "institution").map_err(invalid)?;
         }
         for (cn, what) in [
-            (
-                &self.subject_entries(),
-                "common name \"given family\" in Latin letters",
-            ),
+            (&self.subject_entries(), "common name \"given family\" in Latin letters"),
             (&self.alt_name_entries(), "kanji common name"),
         ] {
             for entry in cn.iter().filter(|e| e.oid == ID_AT_COMMON_NAME) {
@@ -131,8 +108,7 @@ pub fn subscriber_params(
     }
 
     let mut params = CertificateParams::default();
-    params.distinguished_name =
-        names::to_rcgen_dn(&who.subject_entries()).map_err(ProfileError::InvalidSubscriber)?;
+    params.distinguished_name = names::to_rcgen_dn(&who.subject_entries()).map_err(ProfileError::InvalidSubscriber)?;
     params.serial_number = Some(serial_number(serial)?);
     params.not_before = not_before;
     params.not_after = not_after;
@@ -143,19 +119,12 @@ pub fn subscriber_params(
     let (policy_field, policy, crl_field, crl_url) = match kind {
         CertKind::Signing => {
             params.key_usages = vec![KeyUsagePurpose::ContentCommitment];
-            (
-                "profile.signing_policy_oid",
-                &cfg.signing_policy_oid,
-                "profile.signing_crl_url",
-                &cfg.signing_crl_url,
-            )
+            ("profile.signing_policy_oid", &cfg.signing_policy_oid, "profile.signing_crl_url", &cfg.signing_crl_url)
         }
         CertKind::Authentication => {
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            params.extended_key_usages = extensions::extended_key_usages(
-                &cfg.authentication_eku,
-                "profile.authentication_eku",
-            )?;
+            params.extended_key_usages =
+                extensions::extended_key_usages(&cfg.authentication_eku, "profile.authentication_eku")?;
             (
                 "profile.authentication_policy_oid",
                 &cfg.authentication_policy_oid,
@@ -166,9 +135,7 @@ pub fn subscriber_params(
     };
 
     if crl_url.trim().is_empty() {
-        return Err(ProfileError::InvalidConfig(format!(
-            "{crl_field} is empty; HPKI certificates rely on CRLs"
-        )));
+        return Err(ProfileError::InvalidConfig(format!("{crl_field} is empty; HPKI certificates rely on CRLs")));
     }
     // With partitions, the partition's CRL; with deltas, freshestCRL points at
     // the delta CRL of that same CRL (its scope must match the full CRL's).
@@ -177,26 +144,16 @@ pub fn subscriber_params(
     if cfg.delta_crls {
         let delta = distribution::freshest_crl_url(crl_dp.as_str());
         let delta = extensions::parse_url(&delta, crl_field)?;
-        params.custom_extensions.push(extensions::custom(
-            ID_CE_FRESHEST_CRL,
-            extensions::freshest_crl(delta)?,
-            false,
-        ));
+        params.custom_extensions.push(extensions::custom(ID_CE_FRESHEST_CRL, extensions::freshest_crl(delta)?, false));
     }
-    params.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec![crl_dp.to_string()],
-    }];
+    params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl_dp.to_string()] }];
 
     let alt_name = names::to_x509_name(&who.alt_name_entries())?;
     let san = extensions::subject_alt_name_directory(alt_name)?;
-    params
-        .custom_extensions
-        .push(extensions::custom(ID_CE_SUBJECT_ALT_NAME, san, false));
+    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_ALT_NAME, san, false));
 
     if policy.trim().is_empty() {
-        return Err(ProfileError::InvalidConfig(format!(
-            "{policy_field} is empty"
-        )));
+        return Err(ProfileError::InvalidConfig(format!("{policy_field} is empty")));
     }
     let policy = extensions::parse_oid(policy, policy_field)?;
     let cps = match cfg.cps_uri.trim() {
@@ -204,25 +161,15 @@ pub fn subscriber_params(
         uri => Some(extensions::parse_url(uri, "profile.cps_uri")?),
     };
     let policies = extensions::certificate_policies(policy, cps)?;
-    params.custom_extensions.push(extensions::custom(
-        ID_CE_CERTIFICATE_POLICIES,
-        policies,
-        true,
-    ));
+    params.custom_extensions.push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, policies, true));
 
     let sda = hcrole::subject_directory_attributes(&cfg.hc_role)?;
-    params.custom_extensions.push(extensions::custom(
-        ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES,
-        sda,
-        false,
-    ));
+    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES, sda, false));
 
     if cfg.ocsp_enabled {
         let url = extensions::parse_url(cfg.ocsp_url.trim(), "profile.ocsp_url")?;
         let aia = extensions::authority_info_access_ocsp(url)?;
-        params
-            .custom_extensions
-            .push(extensions::custom(ID_PE_AUTHORITY_INFO_ACCESS, aia, false));
+        params.custom_extensions.push(extensions::custom(ID_PE_AUTHORITY_INFO_ACCESS, aia, false));
     }
     Ok(params)
 }

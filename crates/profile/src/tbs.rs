@@ -46,16 +46,10 @@ pub(crate) fn capture_tbs(
     subject_key: &impl PublicKeyData,
     issuer: &IssuingCa,
 ) -> Result<Vec<u8>, ProfileError> {
-    let signer = CapturingSigner {
-        ca: issuer,
-        captured: RefCell::new(None),
-    };
+    let signer = CapturingSigner { ca: issuer, captured: RefCell::new(None) };
     let rc_issuer = rcgen::Issuer::new(issuer.issuer_params(), &signer);
     params.signed_by(subject_key, &rc_issuer)?;
-    signer
-        .captured
-        .take()
-        .ok_or_else(|| ProfileError::Der("rcgen produced no TBSCertificate to sign".into()))
+    signer.captured.take().ok_or_else(|| ProfileError::Der("rcgen produced no TBSCertificate to sign".into()))
 }
 
 /// Adds the subjectKeyIdentifier (SHA-1 of the subjectPublicKey, RFC 5280
@@ -69,19 +63,11 @@ pub fn add_subject_key_identifier(
         return Ok(());
     }
     let ski_arcs = oid_arcs(ID_CE_SUBJECT_KEY_IDENTIFIER);
-    if params
-        .custom_extensions
-        .iter()
-        .any(|e| e.oid_components().eq(ski_arcs.iter().copied()))
-    {
+    if params.custom_extensions.iter().any(|e| e.oid_components().eq(ski_arcs.iter().copied())) {
         return Ok(());
     }
     let value = extensions::subject_key_identifier(&keys::key_identifier(subject_key.der_bytes()))?;
-    params.custom_extensions.push(extensions::custom(
-        ID_CE_SUBJECT_KEY_IDENTIFIER,
-        value,
-        false,
-    ));
+    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_KEY_IDENTIFIER, value, false));
     Ok(())
 }
 
@@ -95,9 +81,7 @@ pub fn tbs_certificate(
 ) -> Result<Vec<u8>, ProfileError> {
     if params.serial_number.is_none() {
         // rcgen would invent one from the key hash; the registry must choose it.
-        return Err(ProfileError::InvalidSerial(
-            "the params carry no serial number".into(),
-        ));
+        return Err(ProfileError::InvalidSerial("the params carry no serial number".into()));
     }
     let mut params = params.clone();
     add_subject_key_identifier(&mut params, subject_key)?;
@@ -122,11 +106,7 @@ pub fn assemble_certificate(tbs_der: &[u8], signature: &[u8]) -> Result<Vec<u8>,
     if signature.is_empty() {
         return Err(ProfileError::Der("the signature is empty".into()));
     }
-    let signature = if alg.oid == ECDSA_WITH_SHA256 {
-        ecdsa_der(signature)?
-    } else {
-        signature.to_vec()
-    };
+    let signature = if alg.oid == ECDSA_WITH_SHA256 { ecdsa_der(signature)? } else { signature.to_vec() };
     let bits = BitStringRef::from_bytes(&signature)?.to_der()?;
 
     let body_len = Length::try_from(tbs_der.len() + raw.signature.len() + bits.len())?;
@@ -163,11 +143,7 @@ fn ecdsa_der(signature: &[u8]) -> Result<Vec<u8>, ProfileError> {
         )));
     }
     let (r, s) = signature.split_at(32);
-    Ok(EcdsaSigValue {
-        r: UintRef::new(r)?,
-        s: UintRef::new(s)?,
-    }
-    .to_der()?)
+    Ok(EcdsaSigValue { r: UintRef::new(r)?, s: UintRef::new(s)? }.to_der()?)
 }
 
 /// `SIGNED{...}`: the three parts shared by Certificate and CertificationRequest
@@ -184,19 +160,12 @@ pub(crate) struct RawSigned<'a> {
 impl<'a> RawSigned<'a> {
     pub(crate) fn parse(der: &'a [u8]) -> Result<Self, der::Error> {
         let mut reader = SliceReader::new(der)?;
-        let (tbs, signature_algorithm, bits) = reader.sequence(|r| {
-            Ok::<_, der::Error>((r.tlv_bytes()?, r.tlv_bytes()?, BitStringRef::decode(r)?))
-        })?;
+        let (tbs, signature_algorithm, bits) =
+            reader.sequence(|r| Ok::<_, der::Error>((r.tlv_bytes()?, r.tlv_bytes()?, BitStringRef::decode(r)?)))?;
         reader.finish()?;
         // A signature is a whole number of octets.
-        let signature = bits
-            .as_bytes()
-            .ok_or_else(|| der::Error::from(Tag::BitString.value_error()))?;
-        Ok(RawSigned {
-            tbs,
-            signature_algorithm,
-            signature,
-        })
+        let signature = bits.as_bytes().ok_or_else(|| der::Error::from(Tag::BitString.value_error()))?;
+        Ok(RawSigned { tbs, signature_algorithm, signature })
     }
 }
 
@@ -211,10 +180,7 @@ impl<'a> RawTbs<'a> {
     pub(crate) fn parse(tbs_der: &'a [u8]) -> Result<Self, ProfileError> {
         let mut reader = SliceReader::new(tbs_der)?;
         let raw = reader.sequence(|r| {
-            let version_tag = Tag::ContextSpecific {
-                constructed: true,
-                number: TagNumber(0),
-            };
+            let version_tag = Tag::ContextSpecific { constructed: true, number: TagNumber(0) };
             if Tag::peek(r)? == version_tag {
                 r.tlv_bytes()?;
             }
@@ -226,11 +192,7 @@ impl<'a> RawTbs<'a> {
             while !r.is_finished() {
                 r.tlv_bytes()?;
             }
-            Ok::<_, der::Error>(RawTbs {
-                signature,
-                issuer,
-                subject,
-            })
+            Ok::<_, der::Error>(RawTbs { signature, issuer, subject })
         })?;
         reader.finish()?;
         Ok(raw)

@@ -23,15 +23,10 @@ pub(crate) fn openssl(dir: &Path, args: &[&str]) -> String {
 /// `extra` must include the `-newkey` choice; a later `-subj` overrides.
 pub(crate) fn openssl_csr(extra: &[&str]) -> (String, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "req", "-new", "-nodes", "-subj", "/CN=x", "-keyout", "k.pem", "-out", "r.pem",
-    ];
+    let mut args = vec!["req", "-new", "-nodes", "-subj", "/CN=x", "-keyout", "k.pem", "-out", "r.pem"];
     args.extend_from_slice(extra);
     openssl(dir.path(), &args);
-    openssl(
-        dir.path(),
-        &["req", "-in", "r.pem", "-outform", "DER", "-out", "r.der"],
-    );
+    openssl(dir.path(), &["req", "-in", "r.pem", "-outform", "DER", "-out", "r.der"]);
     let pem = std::fs::read_to_string(dir.path().join("r.pem")).unwrap();
     let der = std::fs::read(dir.path().join("r.der")).unwrap();
     (pem, der)
@@ -41,17 +36,6 @@ pub(crate) fn openssl_csr(extra: &[&str]) -> (String, Vec<u8>) {
 pub(crate) fn openssl_rsa_key(bits: u32) -> String {
     let dir = tempfile::tempdir().unwrap();
     let bits_opt = format!("rsa_keygen_bits:{bits}");
-    openssl(
-        dir.path(),
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            &bits_opt,
-            "-out",
-            "k.pem",
-        ],
-    );
+    openssl(dir.path(), &["genpkey", "-algorithm", "RSA", "-pkeyopt", &bits_opt, "-out", "k.pem"]);
     std::fs::read_to_string(dir.path().join("k.pem")).unwrap()
 }

@@ -32,10 +32,7 @@ pub fn subscriber_validity(
     let not_after = add_years(issue_date, years)
         .map(|d| PrimitiveDateTime::new(d, LAST_SECOND).assume_offset(JST))
         .map_or(ca_not_after, |na| na.min(ca_not_after));
-    (
-        not_before.to_offset(UtcOffset::UTC),
-        not_after.to_offset(UtcOffset::UTC),
-    )
+    (not_before.to_offset(UtcOffset::UTC), not_after.to_offset(UtcOffset::UTC))
 }
 
 /// CA certificate validity: `now` (truncated to the second) to the same

@@ -141,7 +141,12 @@ fn ca_params() -> Result<rcgen::CertificateParams, TlsError> {
     Ok(p)
 }
 
-fn leaf_params(sans: Vec<String>, cn: &str, ou: Option<&str>, server: bool) -> Result<rcgen::CertificateParams, TlsError> {
+fn leaf_params(
+    sans: Vec<String>,
+    cn: &str,
+    ou: Option<&str>,
+    server: bool,
+) -> Result<rcgen::CertificateParams, TlsError> {
     let mut p = rcgen::CertificateParams::new(sans)?;
     p.distinguished_name.push(rcgen::DnType::OrganizationName, "hpki-ca");
     if let Some(ou) = ou {
@@ -190,12 +195,7 @@ pub fn ensure_local_pki(dir: &Path) -> Result<Vec<String>, TlsError> {
     let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
     let mut leaves: Vec<(String, rcgen::CertificateParams)> = vec![(
         "server".into(),
-        leaf_params(
-            vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
-            "hpki-ca services",
-            None,
-            true,
-        )?,
+        leaf_params(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()], "hpki-ca services", None, true)?,
     )];
     for role in Role::ALL {
         let mut p = leaf_params(Vec::new(), &format!("hpki-ca {role}"), Some(role.as_str()), false)?;

@@ -5,49 +5,13 @@
 
 mod common;
 
+use common::application;
+
 use std::path::Path;
 use std::time::{Duration as StdDuration, Instant};
 
-use common::{openssl, openssl_csr, write_pem, Ca};
+use common::{openssl, write_pem, Ca};
 use proto::issuance::v1::issuance_client::IssuanceClient;
-use proto::issuance::v1::*;
-use time::{Duration, OffsetDateTime, UtcOffset};
-
-fn days_ago(n: i64) -> String {
-    (OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date() - Duration::days(n)).to_string()
-}
-
-fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
-    NewCardApplication {
-        application_id: id.into(),
-        applicant: Some(Applicant {
-            family_name_kanji: "鈴木".into(),
-            given_name_kanji: "花".into(),
-            family_name_kana: "スズキ".into(),
-            given_name_kana: "ハナ".into(),
-            family_name_latin: "Suzuki".into(),
-            given_name_latin: "Hana".into(),
-            date_of_birth: "1985-03-03".into(),
-        }),
-        licence: Some(MedicalLicence { licence_number: licence.into(), registered_on: "2010-05-01".into() }),
-        membership: Membership::Member as i32,
-        contact: Some(ContactAddress { address: "札幌市".into(), ..Default::default() }),
-        documents: Some(DocumentChecks {
-            photo_taken_on: days_ago(3),
-            resident_record_issued_on: days_ago(3),
-            photo_id: Some(PhotoId {
-                r#type: PhotoIdType::Passport as i32,
-                expires_on: "2031-01-01".into(),
-                issued_on: String::new(),
-            }),
-            licence_copy_checked: true,
-            ..Default::default()
-        }),
-        signing_csr: openssl_csr(dir, &format!("{id}-s"), "rsa:2048"),
-        authentication_csr: openssl_csr(dir, &format!("{id}-a"), "rsa:2048"),
-        ..Default::default()
-    }
-}
 
 /// `openssl ocsp` (POST, with a nonce) against a responder; returns (verified, status line for the cert, whole output).
 fn ask(ca: &Ca, responder: &str, cert: &Path, issuer: &str) -> (bool, String, String) {

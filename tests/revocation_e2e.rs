@@ -3,48 +3,12 @@
 
 mod common;
 
+use common::application;
+
 use std::path::{Path, PathBuf};
 
-use common::{http_get, openssl, openssl_csr, write_pem, write_pem_label, Ca};
+use common::{http_get, openssl, write_pem, write_pem_label, Ca};
 use proto::issuance::v1::issuance_client::IssuanceClient;
-use proto::issuance::v1::*;
-use time::{Duration, OffsetDateTime, UtcOffset};
-
-fn days_ago(n: i64) -> String {
-    (OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date() - Duration::days(n)).to_string()
-}
-
-fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
-    NewCardApplication {
-        application_id: id.into(),
-        applicant: Some(Applicant {
-            family_name_kanji: "山田".into(),
-            given_name_kanji: "花子".into(),
-            family_name_kana: "ヤマダ".into(),
-            given_name_kana: "ハナコ".into(),
-            family_name_latin: "Yamada".into(),
-            given_name_latin: "Hanako".into(),
-            date_of_birth: "1975-01-31".into(),
-        }),
-        licence: Some(MedicalLicence { licence_number: licence.into(), registered_on: "2001-05-01".into() }),
-        membership: Membership::Member as i32,
-        contact: Some(ContactAddress { address: "東京都千代田区".into(), ..Default::default() }),
-        documents: Some(DocumentChecks {
-            photo_taken_on: days_ago(10),
-            resident_record_issued_on: days_ago(10),
-            photo_id: Some(PhotoId {
-                r#type: PhotoIdType::Passport as i32,
-                expires_on: "2031-01-01".into(),
-                issued_on: String::new(),
-            }),
-            licence_copy_checked: true,
-            ..Default::default()
-        }),
-        signing_csr: openssl_csr(dir, &format!("{id}-s"), "rsa:2048"),
-        authentication_csr: openssl_csr(dir, &format!("{id}-a"), "rsa:2048"),
-        ..Default::default()
-    }
-}
 
 /// Issues a card; returns (signing cert path, auth cert path, card id, serials).
 fn issue(

@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::path::Path;
+use common::application;
 
-use common::{openssl_csr, Ca};
+use common::Ca;
 use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
 use proto::crl::v1::GetStatusRequest as CrlStatusRequest;
 use proto::issuance::v1::issuance_client::IssuanceClient;
@@ -17,46 +17,8 @@ use proto::registry::v1::registry_client::RegistryClient;
 use proto::registry::v1::{get_card_request, GetCardRequest, ListAuditRequest};
 use proto::revocation::v1::revocation_client::RevocationClient;
 use proto::revocation::v1::{status_request, StatusRequest};
-use time::{Duration, OffsetDateTime, UtcOffset};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
-
-fn days_ago(n: i64) -> String {
-    (OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date() - Duration::days(n)).to_string()
-}
-
-fn application(id: &str, licence: &str, dir: &Path) -> NewCardApplication {
-    NewCardApplication {
-        application_id: id.into(),
-        applicant: Some(Applicant {
-            family_name_kanji: "山田".into(),
-            given_name_kanji: "花子".into(),
-            family_name_kana: "ヤマダ".into(),
-            given_name_kana: "ハナコ".into(),
-            family_name_latin: "Yamada".into(),
-            given_name_latin: "Hanako".into(),
-            date_of_birth: "1975-01-31".into(),
-        }),
-        licence: Some(MedicalLicence { licence_number: licence.into(), registered_on: "2001-05-01".into() }),
-        membership: Membership::Member as i32,
-        contact: Some(ContactAddress { address: "東京都千代田区".into(), ..Default::default() }),
-        documents: Some(DocumentChecks {
-            photo_taken_on: days_ago(10),
-            resident_record_issued_on: days_ago(10),
-            photo_id: Some(PhotoId {
-                r#type: PhotoIdType::Passport as i32,
-                expires_on: "2031-01-01".into(),
-                issued_on: String::new(),
-            }),
-            licence_copy_checked: true,
-            ..Default::default()
-        }),
-        signing_csr: openssl_csr(dir, &format!("{id}-s"), "rsa:2048"),
-        authentication_csr: openssl_csr(dir, &format!("{id}-a"), "rsa:2048"),
-        ra_operator: "ra-tls".into(),
-        ..Default::default()
-    }
-}
 
 fn denied<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>, role: &str, what: &str) {
     let e = r.expect_err(&format!("{role} must not call {what}"));

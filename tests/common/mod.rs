@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use proto::issuance::v1 as iss;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_hpki-ca");
 
 pub fn repo() -> PathBuf {
@@ -229,4 +231,44 @@ pub fn write_pem_label(path: &Path, label: &str, der: &[u8]) {
     write_pem(path, der);
     let text = std::fs::read_to_string(path).expect("read pem").replace("CERTIFICATE", label);
     std::fs::write(path, text).expect("write pem");
+}
+
+/// Days before today in JST, as YYYY-MM-DD.
+pub fn days_ago(n: i64) -> String {
+    (time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(9, 0, 0).unwrap()).date()
+        - time::Duration::days(n))
+    .to_string()
+}
+
+/// A member's new-card application that passes every check, with fresh openssl CSRs.
+pub fn application(id: &str, licence: &str, dir: &Path) -> iss::NewCardApplication {
+    iss::NewCardApplication {
+        application_id: id.into(),
+        applicant: Some(iss::Applicant {
+            family_name_kanji: "山田".into(),
+            given_name_kanji: "花子".into(),
+            family_name_kana: "ヤマダ".into(),
+            given_name_kana: "ハナコ".into(),
+            family_name_latin: "Yamada".into(),
+            given_name_latin: "Hanako".into(),
+            date_of_birth: "1975-01-31".into(),
+        }),
+        licence: Some(iss::MedicalLicence { licence_number: licence.into(), registered_on: "2001-05-01".into() }),
+        membership: iss::Membership::Member as i32,
+        contact: Some(iss::ContactAddress { address: "東京都千代田区".into(), ..Default::default() }),
+        documents: Some(iss::DocumentChecks {
+            photo_taken_on: days_ago(10),
+            resident_record_issued_on: days_ago(10),
+            photo_id: Some(iss::PhotoId {
+                r#type: iss::PhotoIdType::Passport as i32,
+                expires_on: "2031-01-01".into(),
+                issued_on: String::new(),
+            }),
+            licence_copy_checked: true,
+            ..Default::default()
+        }),
+        signing_csr: openssl_csr(dir, &format!("{id}-s"), "rsa:2048"),
+        authentication_csr: openssl_csr(dir, &format!("{id}-a"), "rsa:2048"),
+        ..Default::default()
+    }
 }

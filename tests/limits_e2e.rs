@@ -6,60 +6,13 @@
 
 mod common;
 
-use common::{openssl_csr, Ca};
+use common::{application_with_csrs as application, openssl_csr, Ca};
 use proto::issuance::v1::issuance_client::IssuanceClient;
-use proto::issuance::v1::*;
 use proto::registry::v1::get_card_request::Key;
 use proto::registry::v1::registry_client::RegistryClient;
 use proto::registry::v1::GetCardRequest;
-use time::{Duration, OffsetDateTime, UtcOffset};
 
 const LIMITS: &str = "[limits]\nmax_message_bytes = 65536\nhttp_body_bytes = 4096\n";
-
-fn today_jst() -> time::Date {
-    OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date()
-}
-
-fn application(id: &str, licence: &str, sign_csr: Vec<u8>, auth_csr: Vec<u8>) -> NewCardApplication {
-    NewCardApplication {
-        application_id: id.into(),
-        applicant: Some(Applicant {
-            family_name_kanji: "神楽坂".into(),
-            given_name_kanji: "三十四".into(),
-            family_name_kana: "カグラザカ".into(),
-            given_name_kana: "サンジュウシ".into(),
-            family_name_latin: "Kagurazaka".into(),
-            given_name_latin: "Sanjushi".into(),
-            date_of_birth: "1980-04-01".into(),
-        }),
-        licence: Some(MedicalLicence { licence_number: licence.into(), registered_on: "2006-05-01".into() }),
-        membership: Membership::NonMember as i32,
-        contact: Some(ContactAddress {
-            postal_code: "113-8621".into(),
-            address: "東京都文京区本駒込2-28-16".into(),
-            phone: "03-0000-0000".into(),
-            email: "doctor@example.jp".into(),
-        }),
-        documents: Some(DocumentChecks {
-            photo_taken_on: (today_jst() - Duration::days(30)).to_string(),
-            resident_record_issued_on: (today_jst() - Duration::days(60)).to_string(),
-            photo_id: Some(PhotoId {
-                r#type: PhotoIdType::MyNumberCard as i32,
-                expires_on: (today_jst() + Duration::days(900)).to_string(),
-                issued_on: String::new(),
-            }),
-            licence_copy_checked: true,
-            licence_back_endorsed: false,
-            licence_back_copied: false,
-        }),
-        signing_csr: sign_csr,
-        authentication_csr: auth_csr,
-        application_date: String::new(),
-        institution: "Bunkyo Medical Clinic".into(),
-        ra_operator: "ra-test".into(),
-        card_pin: String::new(),
-    }
-}
 
 fn assert_too_large(status: &tonic::Status, what: &str) {
     assert_eq!(

@@ -242,6 +242,18 @@ pub fn days_ago(n: i64) -> String {
 
 /// A member's new-card application that passes every check, with fresh openssl CSRs.
 pub fn application(id: &str, licence: &str, dir: &Path) -> iss::NewCardApplication {
+    let signing_csr = openssl_csr(dir, &format!("{id}-s"), "rsa:2048");
+    let authentication_csr = openssl_csr(dir, &format!("{id}-a"), "rsa:2048");
+    application_with_csrs(id, licence, signing_csr, authentication_csr)
+}
+
+/// The same application, with CSRs the caller made (DER or PEM).
+pub fn application_with_csrs(
+    id: &str,
+    licence: &str,
+    signing_csr: Vec<u8>,
+    authentication_csr: Vec<u8>,
+) -> iss::NewCardApplication {
     iss::NewCardApplication {
         application_id: id.into(),
         applicant: Some(iss::Applicant {
@@ -267,8 +279,8 @@ pub fn application(id: &str, licence: &str, dir: &Path) -> iss::NewCardApplicati
             licence_copy_checked: true,
             ..Default::default()
         }),
-        signing_csr: openssl_csr(dir, &format!("{id}-s"), "rsa:2048"),
-        authentication_csr: openssl_csr(dir, &format!("{id}-a"), "rsa:2048"),
+        signing_csr,
+        authentication_csr,
         ..Default::default()
     }
 }

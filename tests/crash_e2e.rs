@@ -72,8 +72,10 @@ fn start(config: &Path, args: &[&str], service: &str) -> (Child, String) {
         }
     });
     loop {
-        let line =
-            rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{args:?} did not announce {service}"));
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            kill(&mut child);
+            panic!("{args:?} did not announce {service}");
+        };
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, "listening", "on", addr, ..] = words.as_slice() {
             if *name == service {

@@ -579,7 +579,10 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
 
 /// Reads applications from JSON lines, or CSV with a header whose columns are
 /// the JSON field names (nested ones as `applicant.family_name_kanji`, ...).
-fn read_lines(file: &Path) -> Result<Vec<(usize, Result<ApplicationJson, String>)>, CliError> {
+/// A line number of the input file and what that line held.
+type NumberedLine = (usize, Result<ApplicationJson, String>);
+
+fn read_lines(file: &Path) -> Result<Vec<NumberedLine>, CliError> {
     let f = std::fs::File::open(file).map_err(crate::error::io(file))?;
     let lines: Vec<String> =
         std::io::BufReader::new(f).lines().collect::<Result<_, _>>().map_err(crate::error::io(file))?;
@@ -648,7 +651,7 @@ fn split_csv(line: &str) -> Vec<String> {
 
 fn progress(done: usize, total: usize, failed: usize) {
     let width = 30;
-    let filled = if total == 0 { width } else { done * width / total };
+    let filled = (done * width).checked_div(total).unwrap_or(width);
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r[{}{}] {done}/{total}  failed {failed}", "=".repeat(filled), " ".repeat(width - filled));
     let _ = err.flush();

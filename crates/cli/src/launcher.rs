@@ -1,6 +1,5 @@
 //! Starting services: one each, or all of them in one process on loopback.
 
-use std::future::Future;
 use std::net::SocketAddr;
 
 use config::Config;
@@ -10,10 +9,8 @@ use tokio::sync::watch;
 use crate::error::CliError;
 
 /// Resolves when SIGINT or SIGTERM arrives (or the sender side says stop).
-pub fn shutdown_signal(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+pub async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Spawns a task that flips `tx` on SIGINT/SIGTERM.

@@ -335,7 +335,8 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut NewCardApplication)>)> = vec![
+        type Edit = Box<dyn Fn(&mut NewCardApplication)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("application_id", Box::new(|a| a.application_id.clear())),
             ("licence.licence_number", Box::new(|a| a.licence.as_mut().unwrap().licence_number.clear())),
             ("licence.licence_number", Box::new(|a| a.licence.as_mut().unwrap().licence_number = "12ab".into())),

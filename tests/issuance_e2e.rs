@@ -4,7 +4,6 @@
 mod common;
 
 use common::{openssl, openssl_csr, write_pem, Ca};
-use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::issuance::v1::*;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
@@ -64,10 +63,6 @@ fn application(id: &str, licence: &str, sign_csr: Vec<u8>, auth_csr: Vec<u8>) ->
     }
 }
 
-async fn client(addr: &str) -> IssuanceClient<tonic::transport::Channel> {
-    IssuanceClient::connect(format!("http://{addr}")).await.expect("connect issuance")
-}
-
 #[test]
 fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() {
     let mut ca = Ca::new("");
@@ -78,7 +73,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let card = rt
         .block_on(async {
-            client(&addrs[1])
+            ca.issuance(&addrs[1])
                 .await
                 .submit_application(application("app-1", "123456", sign_csr.clone(), auth_csr.clone()))
                 .await
@@ -197,7 +192,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     // The same application id again is the same card, never a second one.
     let again = rt
         .block_on(async {
-            client(&addrs[1]).await.submit_application(application("app-1", "123456", sign_csr, auth_csr)).await
+            ca.issuance(&addrs[1]).await.submit_application(application("app-1", "123456", sign_csr, auth_csr)).await
         })
         .expect("replay")
         .into_inner();
@@ -211,7 +206,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
         .block_on(async {
             let s = openssl_csr(&work, "s2", "rsa:2048");
             let a = openssl_csr(&work, "a2", "rsa:2048");
-            client(&addrs[1]).await.submit_application(application("app-2", "123456", s, a)).await
+            ca.issuance(&addrs[1]).await.submit_application(application("app-2", "123456", s, a)).await
         })
         .expect_err("second card for the same holder");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
@@ -221,7 +216,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
 fn separate_processes_reject_bad_applications_naming_the_field() {
     let mut ca = Ca::new("");
     let reg = ca.spawn(&["registry"], &["registry"]);
-    let url = format!("http://{}", reg[0]);
+    let url = ca.url(&reg[0]);
     let iss = ca.spawn(&["issuance", "--registry-url", &url], &["issuance"]);
     let work = ca.dir.path().to_owned();
     let good_sign = openssl_csr(&work, "s", "rsa:2048");
@@ -265,7 +260,7 @@ fn separate_processes_reject_bad_applications_naming_the_field() {
     ];
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = client(&iss[0]).await;
+        let mut c = ca.issuance(&iss[0]).await;
         for (field, app) in cases {
             let err = c.submit_application(app).await.expect_err(field);
             assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");

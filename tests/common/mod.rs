@@ -9,7 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
 use proto::issuance::v1 as iss;
+use proto::issuance::v1::issuance_client::IssuanceClient;
+use proto::registry::v1::registry_client::RegistryClient;
+use proto::revocation::v1::revocation_client::RevocationClient;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hpki-ca");
 
@@ -21,18 +25,23 @@ pub fn repo() -> PathBuf {
 pub struct Ca {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// gRPC over mTLS (the default); false only when the test's config says
+    /// `[tls] enabled = false`.
+    pub tls: bool,
     children: Vec<Child>,
 }
 
 impl Ca {
     /// Writes a config (all listeners on port 0), creates the token and runs the ceremony.
     ///
-    /// gRPC is plain text (`[tls] enabled = false`) unless `extra_config` has a
-    /// `[tls]` section: most end-to-end tests drive the services with plain
-    /// tonic clients; `tls_e2e` runs with mTLS and [`Ca::grpc`].
+    /// gRPC is mutual TLS, as in production: the ceremony writes the role
+    /// certificates under `state/tls`, and tests connect with [`Ca::grpc`] or
+    /// the typed helpers ([`Ca::issuance`] as `ra`, [`Ca::revocation`] and
+    /// [`Ca::crl_publisher`] as `operator`, [`Ca::registry`] as `service`) and
+    /// give the CLI [`Ca::url`]s. A test that needs plain text says
+    /// `[tls]\nenabled = false` in `extra_config`, with a comment on why.
     pub fn new(extra_config: &str) -> Ca {
-        let plain = if extra_config.contains("[tls]") { "" } else { "[tls]\nenabled = false\n" };
-        let extra_config = format!("{extra_config}\n{plain}");
+        let tls = !plain_text_configured(extra_config);
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("ca.toml");
         std::fs::write(
@@ -49,9 +58,12 @@ impl Ca {
             .output()
             .expect("run init-token.sh");
         assert!(out.status.success(), "init-token.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-        let ca = Ca { dir, config, children: Vec::new() };
+        let ca = Ca { dir, config, tls, children: Vec::new() };
         let out = ca.cli(&["ceremony"]);
         assert!(out.status.success(), "ceremony failed: {}", String::from_utf8_lossy(&out.stderr));
+        if ca.tls {
+            assert!(ca.state().join("tls/ra.pem").exists(), "the ceremony wrote no role certificates");
+        }
         ca
     }
 
@@ -63,16 +75,62 @@ impl Ca {
         self.state().join("ca").join(name)
     }
 
-    /// A gRPC channel to `addr` over mTLS with the client certificate of `role`
-    /// (ra, operator, auditor, service) from the state folder.
-    pub async fn grpc(&self, addr: &str, role: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    /// The URL of a gRPC service for the CLI (`--url`, `--registry-url`):
+    /// `https://` over mTLS, `http://` when the test chose plain text.
+    pub fn url(&self, addr: &str) -> String {
+        format!("{}://{addr}", if self.tls { "https" } else { "http" })
+    }
+
+    /// An endpoint for `addr` with the client certificate of `role` (ra,
+    /// operator, auditor, service) from the state folder; plain text only when
+    /// the test configured it. For lazy channels (`.connect_lazy()`).
+    pub fn endpoint(&self, addr: &str, role: &str) -> tonic::transport::Endpoint {
         use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let endpoint = Endpoint::from_shared(self.url(addr)).unwrap_or_else(|e| panic!("endpoint {addr}: {e}"));
+        if !self.tls {
+            return endpoint;
+        }
         let dir = self.state().join("tls");
         let read = |name: String| std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read("ca.pem".into())))
             .identity(Identity::from_pem(read(format!("{role}.pem")), read(format!("{role}.key"))));
-        Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?.connect().await
+        endpoint.tls_config(tls).unwrap_or_else(|e| panic!("TLS for {role}: {e}"))
+    }
+
+    /// A gRPC channel to `addr` over mTLS with the client certificate of `role`
+    /// (ra, operator, auditor, service) from the state folder.
+    pub async fn grpc(&self, addr: &str, role: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        self.endpoint(addr, role).connect().await
+    }
+
+    async fn channel(&self, addr: &str, role: &str) -> tonic::transport::Channel {
+        self.grpc(addr, role).await.unwrap_or_else(|e| panic!("{role} connects to {addr}: {e:?}"))
+    }
+
+    /// The Issuance service as an RA system calls it (role `ra`).
+    pub async fn issuance(&self, addr: &str) -> IssuanceClient<tonic::transport::Channel> {
+        IssuanceClient::new(self.channel(addr, "ra").await)
+    }
+
+    /// The registry as our own services call it (role `service`).
+    pub async fn registry(&self, addr: &str) -> RegistryClient<tonic::transport::Channel> {
+        RegistryClient::new(self.channel(addr, "service").await)
+    }
+
+    /// The registry's audit log as an auditor reads it (role `auditor`: ListAudit only).
+    pub async fn audit_reader(&self, addr: &str) -> RegistryClient<tonic::transport::Channel> {
+        RegistryClient::new(self.channel(addr, "auditor").await)
+    }
+
+    /// The Revocation service as an operator calls it (role `operator`).
+    pub async fn revocation(&self, addr: &str) -> RevocationClient<tonic::transport::Channel> {
+        RevocationClient::new(self.channel(addr, "operator").await)
+    }
+
+    /// The CRL publisher as an operator calls it (role `operator`).
+    pub async fn crl_publisher(&self, addr: &str) -> CrlPublisherClient<tonic::transport::Channel> {
+        CrlPublisherClient::new(self.channel(addr, "operator").await)
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
@@ -117,6 +175,23 @@ impl Ca {
         }
         found
     }
+}
+
+/// Whether `extra_config` turns gRPC TLS off (`enabled = false` in its `[tls]` section).
+fn plain_text_configured(extra_config: &str) -> bool {
+    let mut in_tls = false;
+    for line in extra_config.lines().map(|l| l.split('#').next().unwrap_or("").trim()) {
+        if line.starts_with('[') {
+            in_tls = line == "[tls]";
+        } else if in_tls {
+            if let Some((key, value)) = line.split_once('=') {
+                if key.trim() == "enabled" {
+                    return value.trim() == "false";
+                }
+            }
+        }
+    }
+    false
 }
 
 impl Ca {

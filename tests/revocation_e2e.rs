@@ -8,10 +8,10 @@ use common::application;
 use std::path::{Path, PathBuf};
 
 use common::{http_get, openssl, write_pem, write_pem_label, Ca};
-use proto::issuance::v1::issuance_client::IssuanceClient;
 
 /// Issues a card; returns (signing cert path, auth cert path, card id, serials).
 fn issue(
+    ca: &Ca,
     rt: &tokio::runtime::Runtime,
     addr: &str,
     id: &str,
@@ -19,10 +19,7 @@ fn issue(
     dir: &Path,
 ) -> (PathBuf, PathBuf, String, String, String) {
     let card = rt
-        .block_on(async {
-            let mut c = IssuanceClient::connect(format!("http://{addr}")).await.expect("connect");
-            c.submit_application(application(id, licence, dir)).await
-        })
+        .block_on(async { ca.issuance(addr).await.submit_application(application(id, licence, dir)).await })
         .expect("issue card")
         .into_inner();
     let s = dir.join(format!("{id}-sign.pem"));
@@ -81,8 +78,8 @@ fn emergency_then_check(deltas: bool) {
     let (iss, rev, crl_http) = (&addrs[0], &addrs[1], &addrs[3]);
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (lost_s, lost_a, lost_card, lost_ss, lost_as) = issue(&rt, iss, "lost", "111111", &dir);
-    let (kept_s, kept_a, _, _, _) = issue(&rt, iss, "kept", "222222", &dir);
+    let (lost_s, lost_a, lost_card, lost_ss, lost_as) = issue(&ca, &rt, iss, "lost", "111111", &dir);
+    let (kept_s, kept_a, _, _, _) = issue(&ca, &rt, iss, "kept", "222222", &dir);
 
     let out = ca.cli(&[
         "emergency-revoke",
@@ -95,7 +92,7 @@ fn emergency_then_check(deltas: bool) {
         "--operator",
         "op-sato",
         "--url",
-        &format!("http://{rev}"),
+        &ca.url(rev),
     ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "emergency-revoke: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -146,7 +143,7 @@ fn emergency_then_check(deltas: bool) {
         "--operator",
         "op-sato",
         "--url",
-        &format!("http://{rev}"),
+        &ca.url(rev),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("already revoked").count(), 2);
@@ -161,7 +158,7 @@ fn emergency_then_check(deltas: bool) {
         "--operator",
         "op-sato",
         "--url",
-        &format!("http://{rev}"),
+        &ca.url(rev),
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -181,7 +178,7 @@ fn emergency_revocation_publishes_a_delta_crl_that_openssl_enforces() {
 fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
     let mut ca = Ca::new("");
     let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
-    let crl_url = format!("http://{}", addrs[2]);
+    let crl_url = ca.url(&addrs[2]);
     let number = |out: std::process::Output| -> Vec<u64> {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
@@ -194,8 +191,8 @@ fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
 
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_, _, card, ss, as_) = issue(&rt, &addrs[0], "race", "333333", &dir);
-    let rev_url = format!("http://{}", addrs[1]);
+    let (_, _, card, ss, as_) = issue(&ca, &rt, &addrs[0], "race", "333333", &dir);
+    let rev_url = ca.url(&addrs[1]);
     let handles: Vec<_> = (0..4)
         .map(|i| {
             let (bin, config, card, url) = (common::BIN, ca.config.clone(), card.clone(), rev_url.clone());
@@ -238,7 +235,7 @@ fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
 
     ca.take_children();
     let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
-    let after = number(ca.cli(&["publish-crl", "--url", &format!("http://{}", addrs[2])]));
+    let after = number(ca.cli(&["publish-crl", "--url", &ca.url(&addrs[2])]));
     assert_eq!(after.len(), 2);
     assert!(
         after.iter().min() > before.iter().max(),

@@ -91,8 +91,8 @@ fn lab() -> Lab {
     std::fs::write(&ca.config, cfg).unwrap();
     let addrs = ca.spawn(&["run"], &["issuance", "crl-http"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let issuance_url = format!("http://{}", addrs[0]);
-    let issuance = rt.block_on(IssuanceClient::connect(issuance_url.clone())).expect("connect");
+    let issuance_url = ca.url(&addrs[0]);
+    let issuance = rt.block_on(ca.issuance(&addrs[0]));
     Lab { ca, rt, issuance, crl_http: addrs[1].clone(), issuance_url }
 }
 

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::{Duration as StdDuration, Instant};
 
 use common::{openssl, write_pem, Ca};
-use proto::issuance::v1::issuance_client::IssuanceClient;
 
 /// `openssl ocsp` (POST, with a nonce) against a responder; returns (verified, status line for the cert, whole output).
 fn ask(ca: &Ca, responder: &str, cert: &Path, issuer: &str) -> (bool, String, String) {
@@ -37,18 +36,12 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
     let mut ca = Ca::new("");
     let addrs = ca.spawn(&["run"], &["registry", "issuance", "revocation", "ocsp"]);
     let (registry, issuance, revocation, ocsp_a) = (&addrs[0], &addrs[1], &addrs[2], addrs[3].clone());
-    let replica = ca.spawn(&["ocsp", "--registry-url", &format!("http://{registry}")], &["ocsp"]);
+    let replica = ca.spawn(&["ocsp", "--registry-url", &ca.url(registry)], &["ocsp"]);
     let ocsp_b = replica[0].clone();
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let card = rt
-        .block_on(async {
-            IssuanceClient::connect(format!("http://{issuance}"))
-                .await
-                .unwrap()
-                .submit_application(application("o-1", "700001", &dir))
-                .await
-        })
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("o-1", "700001", &dir)).await })
         .expect("issue")
         .into_inner();
     let sign = dir.join("o-sign.pem");
@@ -92,7 +85,7 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
         "--operator",
         "op-b",
         "--url",
-        &format!("http://{revocation}"),
+        &ca.url(revocation),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let returned = Instant::now();

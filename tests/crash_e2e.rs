@@ -20,7 +20,6 @@ use common::{openssl_csr, Ca, BIN};
 use proto::issuance::v1 as iss;
 use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::registry::v1 as reg;
-use proto::registry::v1::registry_client::RegistryClient;
 use proto::revocation::v1 as rev;
 use proto::revocation::v1::revocation_client::RevocationClient;
 use time::{OffsetDateTime, UtcOffset};
@@ -190,8 +189,8 @@ fn hex(s: &str) -> Vec<u8> {
 /// certificates are PRECERT (the recorded bytes are a real issued TBS with the
 /// serial swapped, so the issuing CA can sign them). Returns the RESERVED
 /// serial, its card and the PRECERT card.
-async fn stage_leftovers(reg_url: &str, seed: &iss::IssuedCard) -> (String, String, String) {
-    let mut registry = RegistryClient::connect(reg_url.to_owned()).await.expect("connect registry");
+async fn stage_leftovers(ca: &Ca, reg_addr: &str, seed: &iss::IssuedCard) -> (String, String, String) {
+    let mut registry = ca.registry(reg_addr).await;
     let view = registry
         .get_card(reg::GetCardRequest { key: Some(reg::get_card_request::Key::CardId(seed.card_id.clone())) })
         .await
@@ -241,7 +240,7 @@ async fn stage_leftovers(reg_url: &str, seed: &iss::IssuedCard) -> (String, Stri
 fn publish_crl_numbers(ca: &Ca, crl: &str) -> Vec<u64> {
     let start = Instant::now();
     loop {
-        let out = ca.cli(&["publish-crl", "--url", &format!("http://{crl}")]);
+        let out = ca.cli(&["publish-crl", "--url", &ca.url(crl)]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if out.status.success() {
             let numbers: Vec<u64> = text
@@ -269,8 +268,8 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     let iss_addr = format!("127.0.0.1:{iss_port}");
     let rev_addr = format!("127.0.0.1:{rev_port}");
     let crl_addr = format!("127.0.0.1:{crl_port}");
-    let reg_url = format!("http://{reg_addr}");
-    let crl_url = format!("http://{crl_addr}");
+    let reg_url = ca.url(&reg_addr);
+    let crl_url = ca.url(&crl_addr);
     let registry_args = ["registry", "--listen", reg_addr.as_str()];
     let issuance_args = ["issuance", "--listen", iss_addr.as_str(), "--registry-url", reg_url.as_str()];
 
@@ -295,13 +294,14 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     // A crash's leftovers, staged, then a kill of issuance: its recovery resolves them.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let seed = rt.block_on(async {
-        let mut c = IssuanceClient::connect(format!("http://{iss_addr}")).await.expect("connect issuance");
-        c.submit_application(application(9000, &signing_csr, &authentication_csr))
+        ca.issuance(&iss_addr)
+            .await
+            .submit_application(application(9000, &signing_csr, &authentication_csr))
             .await
             .expect("seed card")
             .into_inner()
     });
-    let (left_reserved, left_reserved_card, left_precert_card) = rt.block_on(stage_leftovers(&reg_url, &seed));
+    let (left_reserved, left_reserved_card, left_precert_card) = rt.block_on(stage_leftovers(&ca, &reg_addr, &seed));
     kill(&mut issuance);
     issuance = start(&config, &issuance_args, "issuance").0;
     let staged_kills = 1;
@@ -321,18 +321,14 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     let retries = Arc::new(Mutex::new(0u32));
     let client = {
         let (stop, received, revoked, retries) = (stop.clone(), received.clone(), revoked.clone(), retries.clone());
-        let (iss_url, rev_url) = (format!("http://{iss_addr}"), format!("http://{rev_addr}"));
+        // As a real RA system and operator would: ra for issuance, operator for revocation.
+        let iss_endpoint = ca.endpoint(&iss_addr, "ra").timeout(Duration::from_secs(20));
+        let rev_endpoint = ca.endpoint(&rev_addr, "operator").timeout(Duration::from_secs(20));
         std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(async move {
-                let iss_ch = tonic::transport::Endpoint::from_shared(iss_url)
-                    .unwrap()
-                    .timeout(Duration::from_secs(20))
-                    .connect_lazy();
-                let rev_ch = tonic::transport::Endpoint::from_shared(rev_url)
-                    .unwrap()
-                    .timeout(Duration::from_secs(20))
-                    .connect_lazy();
+                let iss_ch = iss_endpoint.connect_lazy();
+                let rev_ch = rev_endpoint.connect_lazy();
                 let mut i = 0u32;
                 while !stop.load(Ordering::SeqCst) && i < 400 {
                     let app = application(i, &signing_csr, &authentication_csr);
@@ -414,7 +410,8 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     kill(&mut issuance);
     issuance = start(&config, &issuance_args, "issuance").0;
     rt.block_on(async {
-        let mut registry_client = RegistryClient::connect(reg_url.clone()).await.expect("connect registry");
+        let mut registry_client = ca.registry(&reg_addr).await;
+        let mut auditor = ca.audit_reader(&reg_addr).await;
         let mut seen_all = BTreeSet::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -499,7 +496,7 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
         let mut abandoned = 0;
         let mut from = 1;
         loop {
-            let page = registry_client
+            let page = auditor
                 .list_audit(reg::ListAuditRequest { from_sequence: from, limit: 1000 })
                 .await
                 .expect("ListAudit")

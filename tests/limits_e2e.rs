@@ -7,9 +7,7 @@
 mod common;
 
 use common::{application_with_csrs as application, openssl_csr, Ca};
-use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::registry::v1::get_card_request::Key;
-use proto::registry::v1::registry_client::RegistryClient;
 use proto::registry::v1::GetCardRequest;
 
 const LIMITS: &str = "[limits]\nmax_message_bytes = 65536\nhttp_body_bytes = 4096\n";
@@ -36,8 +34,8 @@ fn oversized_grpc_messages_are_refused_and_the_services_live_on() {
     let auth_csr = openssl_csr(&work, "auth", "rsa:2048");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut issuance = IssuanceClient::connect(format!("http://{}", addrs[1])).await.expect("connect issuance");
-        let mut registry = RegistryClient::connect(format!("http://{}", addrs[0])).await.expect("connect registry");
+        let mut issuance = ca.issuance(&addrs[1]).await;
+        let mut registry = ca.registry(&addrs[0]).await;
 
         // 100 KiB of CSR: over the 64 KiB limit, refused before any work is done.
         let huge = vec![0x30u8; 100 * 1024];
@@ -69,8 +67,8 @@ fn oversized_grpc_messages_are_refused_and_the_services_live_on() {
             .into_inner();
         assert_eq!(got.card.map(|c| c.card_id), Some(card.card_id.clone()));
 
-        // A fresh connection works too: the process lives on.
-        let mut again = IssuanceClient::connect(format!("http://{}", addrs[1])).await.expect("reconnect issuance");
+        // A fresh connection (a new channel, so a new TLS handshake) works too: the process lives on.
+        let mut again = ca.issuance(&addrs[1]).await;
         let replay = again
             .submit_application(application("app-1", "123456", sign_csr, auth_csr))
             .await

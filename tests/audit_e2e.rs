@@ -12,19 +12,15 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::Ca;
-use proto::issuance::v1::issuance_client::IssuanceClient;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-fn issue(rt: &tokio::runtime::Runtime, addr: &str, id: &str, licence: &str, dir: &Path) -> String {
-    rt.block_on(async {
-        let mut c = IssuanceClient::connect(format!("http://{addr}")).await.expect("connect issuance");
-        c.submit_application(application(id, licence, dir)).await
-    })
-    .expect("issue card")
-    .into_inner()
-    .card_id
+fn issue(ca: &Ca, rt: &tokio::runtime::Runtime, addr: &str, id: &str, licence: &str, dir: &Path) -> String {
+    rt.block_on(async { ca.issuance(addr).await.submit_application(application(id, licence, dir)).await })
+        .expect("issue card")
+        .into_inner()
+        .card_id
 }
 
 /// Runs the CLI, shows what it printed, returns (success, stdout).
@@ -89,11 +85,11 @@ fn audit_chain_verifies_with_a_checkpoint_and_an_edited_entry_fails_at_exactly_t
     assert!(pub_key.contains("BEGIN PUBLIC KEY"), "{pub_key}");
 
     let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
-    let registry = format!("http://{}", addrs[0]);
+    let registry = ca.url(&addrs[0]);
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    issue(&rt, &addrs[1], "audit-1", "333333", &dir);
-    issue(&rt, &addrs[1], "audit-2", "444444", &dir);
+    issue(&ca, &rt, &addrs[1], "audit-1", "333333", &dir);
+    issue(&ca, &rt, &addrs[1], "audit-2", "444444", &dir);
 
     // Anchor the head, then verify: every entry and the one checkpoint.
     let (ok, out) = audit(&ca, &["checkpoint", "--url", &registry, "--operator", "op-audit"]);
@@ -187,7 +183,7 @@ fn audit_chain_verifies_with_a_checkpoint_and_an_edited_entry_fails_at_exactly_t
     }
 
     let addrs = ca.spawn(&["run"], &["registry"]);
-    let registry = format!("http://{}", addrs[0]);
+    let registry = ca.url(&addrs[0]);
     let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
     assert!(!ok, "verify must fail on the edited store: {out}");
     assert!(out.contains(&format!("audit chain BROKEN at sequence {target}: hash does not match the entry")), "{out}");

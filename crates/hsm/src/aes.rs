@@ -15,9 +15,11 @@ use cryptoki::session::Session;
 use cryptoki::types::Ulong;
 
 use crate::error::{from_pkcs11, HsmError};
+use crate::handle::HandleCache;
 use crate::hsm::Hsm;
 use crate::keystore::{check_label, find_one, KEY_ID_LEN};
 use crate::protection::{self, KeyProtection};
+use crate::store_lock::Access;
 
 /// Length of the AES-GCM IV (nonce) that [`AesKey::encrypt_gcm`] generates.
 pub const GCM_IV_LEN: usize = 12;
@@ -38,8 +40,8 @@ struct AesInner {
     hsm: Hsm,
     label: String,
     bits: u32,
-    // Token object handles are valid in every session of this process.
-    handle: ObjectHandle,
+    // Token object handles are valid in every session of this process, until a reconnect.
+    handle: HandleCache,
 }
 
 impl fmt::Debug for AesKey {
@@ -65,7 +67,7 @@ impl Hsm {
         let len = aes_key_len(bits)?;
         // Exclusive, like key-pair generation: SoftHSM needs it (see store_lock), and it
         // makes "is the label free? then generate" atomic within this process.
-        let handle = self.with_session_exclusive(|s| {
+        let (epoch, handle) = self.with_live(Access::Exclusive, |live, s| {
             if find_secret(s, label)?.is_some() {
                 return Err(HsmError::KeyExists(label.to_owned()));
             }
@@ -91,21 +93,21 @@ impl Hsm {
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id),
             ];
-            s.generate_key(&Mechanism::AesKeyGen, &template).map_err(from_pkcs11)
+            Ok((live.epoch(), s.generate_key(&Mechanism::AesKeyGen, &template).map_err(from_pkcs11)?))
         })?;
         tracing::info!(label, bits, "generated AES key in HSM");
-        Ok(AesKey::new(self.clone(), label, bits, handle))
+        Ok(AesKey::new(self.clone(), label, bits, epoch, handle))
     }
 
     /// Finds an AES key by label. Ok(None) if there is no secret key with this label;
     /// `UnsupportedKey` if there is one but it is not AES.
     pub fn find_aes_key(&self, label: &str) -> Result<Option<AesKey>, HsmError> {
         check_label(label)?;
-        let found = self.with_session(|s| match find_secret(s, label)? {
-            Some(handle) => aes_bits(s, label, handle).map(|bits| Some((bits, handle))),
+        let found = self.with_live(Access::Shared, |live, s| match find_secret(s, label)? {
+            Some(handle) => aes_bits(s, label, handle).map(|bits| Some((bits, live.epoch(), handle))),
             None => Ok(None),
         })?;
-        Ok(found.map(|(bits, handle)| AesKey::new(self.clone(), label, bits, handle)))
+        Ok(found.map(|(bits, epoch, handle)| AesKey::new(self.clone(), label, bits, epoch, handle)))
     }
 
     /// `find_aes_key`, or `KeyNotFound`.
@@ -126,8 +128,28 @@ impl Hsm {
 }
 
 impl AesKey {
-    fn new(hsm: Hsm, label: &str, bits: u32, handle: ObjectHandle) -> Self {
+    fn new(hsm: Hsm, label: &str, bits: u32, epoch: u64, handle: ObjectHandle) -> Self {
+        let handle = HandleCache::new(epoch, handle);
         AesKey { inner: Arc::new(AesInner { hsm, label: label.to_owned(), bits, handle }) }
+    }
+
+    /// Runs `f` with the key's handle in the current library epoch; after a reconnect
+    /// the key is found again by label and must still be AES of the same size.
+    fn with_handle<T>(&self, f: impl FnOnce(&Session, ObjectHandle) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        let label = &self.inner.label;
+        self.inner.hsm.with_live(Access::Shared, |live, s| {
+            let handle = self.inner.handle.resolve(live.epoch(), || {
+                let handle = find_secret(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.clone()))?;
+                match aes_bits(s, label, handle)? {
+                    bits if bits == self.inner.bits => Ok(handle),
+                    bits => Err(HsmError::UnsupportedKey(format!(
+                        "the token came back with AES-{bits} under {label:?}, not AES-{}",
+                        self.inner.bits
+                    ))),
+                }
+            })?;
+            f(s, handle)
+        })
     }
 
     pub fn label(&self) -> &str {
@@ -147,8 +169,7 @@ impl AesKey {
     ///
     /// Random 96-bit IVs are safe for up to 2^32 encryptions under one key.
     pub fn encrypt_gcm(&self, plaintext: &[u8], aad: &[u8]) -> Result<([u8; GCM_IV_LEN], Vec<u8>), HsmError> {
-        let handle = self.inner.handle;
-        self.inner.hsm.with_session(|s| {
+        self.with_handle(|s, handle| {
             let mut iv = [0u8; GCM_IV_LEN];
             s.generate_random_slice(&mut iv).map_err(from_pkcs11)?;
             let ciphertext = {
@@ -178,8 +199,7 @@ impl AesKey {
                 ciphertext.len()
             )));
         }
-        let handle = self.inner.handle;
-        let plaintext = self.inner.hsm.with_session(|s| {
+        let plaintext = self.with_handle(|s, handle| {
             let params = gcm_params(&mut iv, aad)?;
             s.decrypt(&Mechanism::AesGcm(params), handle, ciphertext).map_err(decrypt_error)
         })?;
@@ -195,7 +215,7 @@ impl AesKey {
 
     #[cfg(test)]
     pub(crate) fn handle(&self) -> ObjectHandle {
-        self.inner.handle
+        self.inner.handle.current()
     }
 }
 

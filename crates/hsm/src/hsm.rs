@@ -1,20 +1,35 @@
-//! Opening the token: load the module, find the token, log in once.
+//! Opening the token (load the module, find the token, log in) and getting it back
+//! when it went away.
+//!
+//! An operation that fails with `Unavailable` marks the connection down; the next
+//! operation (at most one attempt per `RETRY_GAP`) re-initialises the library, finds
+//! the token again and logs in again. Until then every call fails fast with
+//! `Unavailable`; nothing waits for the token.
 
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
 use cryptoki::session::{Session, SessionState};
 use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use secrecy::ExposeSecret;
 
 use crate::error::{from_pkcs11, rv_of, HsmError};
+use crate::library;
 use crate::login;
 use crate::pool::SessionPool;
 use crate::store_lock::{self, Access};
 
-/// A logged-in token. Cheap to clone; all clones share one session pool.
+/// The shortest time between two reconnect attempts of one `Hsm`.
+const RETRY_GAP: Duration = Duration::from_millis(200);
+
+/// A logged-in token. Cheap to clone; all clones share one session pool and
+/// reconnect together.
 #[derive(Clone)]
 pub struct Hsm {
     inner: Arc<Inner>,
@@ -22,7 +37,32 @@ pub struct Hsm {
 
 struct Inner {
     token_label: String,
+    module: PathBuf,
+    /// Kept to log in again after a reconnect; zeroised on drop, never printed.
+    pin: AuthPin,
+    sessions: usize,
+    pkcs11: Pkcs11,
+    live: RwLock<Option<Arc<Live>>>,
+    /// When the last reconnect was tried; also serialises attempts.
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+/// One logged-in connection, valid for one library epoch.
+pub(crate) struct Live {
+    epoch: u64,
     pool: SessionPool,
+    down: AtomicBool,
+}
+
+impl Live {
+    /// The library epoch this connection (and every handle found through it) belongs to.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn usable(&self, epoch: u64) -> bool {
+        self.epoch == epoch && !self.down.load(Ordering::SeqCst)
+    }
 }
 
 impl fmt::Debug for Hsm {
@@ -39,26 +79,20 @@ impl Hsm {
     /// CKR_USER_ALREADY_LOGGED_IN is accepted, but only with the same PIN.
     pub fn open(module: &Path, token_label: &str, user_pin: &str, sessions: usize) -> Result<Hsm, HsmError> {
         let pkcs11 = Pkcs11::new(module).map_err(|e| HsmError::Module(format!("loading {}: {e}", module.display())))?;
-        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) => {}
-            // C_Initialize is once per process; another Hsm (or library) got there first.
-            Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
-            Err(e) => return Err(HsmError::Module(format!("initialising {}: {e}", module.display()))),
-        }
-        let (slot, token_id) = find_token(&pkcs11, token_label)?;
-        let anchor = pkcs11.open_rw_session(slot).map_err(from_pkcs11)?;
-        {
-            // A successful C_Login rewrites the token's flags in the object store.
-            let _store = store_lock::lock(Access::Exclusive);
-            login::login(&anchor, &token_id, token_label, user_pin)?;
-        }
-        tracing::info!(token = token_label, sessions, "HSM token opened");
-        Ok(Hsm {
+        let hsm = Hsm {
             inner: Arc::new(Inner {
                 token_label: token_label.to_owned(),
-                pool: SessionPool::new(pkcs11, slot, sessions, anchor),
+                module: module.to_owned(),
+                pin: AuthPin::new(user_pin.into()),
+                sessions,
+                pkcs11,
+                live: RwLock::new(None),
+                last_attempt: Mutex::new(None),
             }),
-        })
+        };
+        hsm.connect(true)?;
+        tracing::info!(token = token_label, sessions, "HSM token opened");
+        Ok(hsm)
     }
 
     /// The label of the token this handle is logged in to.
@@ -66,9 +100,11 @@ impl Hsm {
         &self.inner.token_label
     }
 
-    /// Checks that a pooled session works and is still logged in (for health checks).
+    /// Checks that the token is present and a pooled session is logged in (for
+    /// health checks). Reconnects first if the token went away earlier.
     pub fn ping(&self) -> Result<(), HsmError> {
-        self.with_session(|s| {
+        self.with_live(Access::Shared, |live, s| {
+            live.pool.check_token()?;
             let info = s.get_session_info().map_err(from_pkcs11)?;
             match info.session_state() {
                 SessionState::RwUser | SessionState::RoUser => Ok(()),
@@ -79,21 +115,161 @@ impl Hsm {
 
     /// Runs `f` on a pooled session; for operations that only read objects or use keys.
     pub(crate) fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
-        self.inner.pool.with_session(Access::Shared, f)
+        self.with_live(Access::Shared, |_, s| f(s))
     }
 
     /// Runs `f` on a pooled session with the object store to itself; for operations
     /// that create, change or destroy objects.
+    #[cfg(test)]
     pub(crate) fn with_session_exclusive<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
-        self.inner.pool.with_session(Access::Exclusive, f)
+        self.with_live(Access::Exclusive, |_, s| f(s))
+    }
+
+    /// Runs `f` on a pooled session of a live connection, reconnecting first if
+    /// needed. An `Unavailable` result marks the connection down.
+    pub(crate) fn with_live<T>(
+        &self,
+        access: Access,
+        f: impl FnOnce(&Live, &Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        let mut f = Some(f);
+        // Another Hsm in this process may re-initialise the library between our
+        // reconnect and taking the gate; then reconnect again (rarely more than once).
+        for _ in 0..3 {
+            self.ensure_connected()?;
+            let gate = library::shared();
+            let Some(live) = self.live().filter(|l| l.usable(*gate)) else { continue };
+            let Some(f) = f.take() else { break };
+            let result = match live.pool.with_session(access, |s| f(&live, s)) {
+                // SoftHSM answers "object handle invalid" when its token folder has
+                // gone; a destroyed key gives the same code with the token still there.
+                Err(HsmError::Pkcs11(m)) if live.pool.check_token().is_err() => {
+                    Err(HsmError::Unavailable(format!("{m} (and the token is gone)")))
+                }
+                other => other,
+            };
+            drop(gate);
+            if let Err(e) = &result {
+                if e.is_unavailable() && !live.down.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(token = %self.inner.token_label, error = %e, "HSM unavailable; will reconnect");
+                }
+            }
+            return result;
+        }
+        Err(HsmError::Unavailable(format!("token {:?}: the library kept being re-initialised", self.inner.token_label)))
+    }
+
+    fn live(&self) -> Option<Arc<Live>> {
+        self.inner.live.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn ensure_connected(&self) -> Result<(), HsmError> {
+        let usable = || self.live().is_some_and(|l| l.usable(library::epoch()));
+        if usable() {
+            return Ok(());
+        }
+        let mut last = self.inner.last_attempt.lock().unwrap_or_else(PoisonError::into_inner);
+        if usable() {
+            return Ok(()); // another thread reconnected meanwhile
+        }
+        if last.is_some_and(|at| at.elapsed() < RETRY_GAP) {
+            return Err(HsmError::Unavailable(format!(
+                "token {:?} is unavailable (reconnecting at most every {} ms)",
+                self.inner.token_label,
+                RETRY_GAP.as_millis()
+            )));
+        }
+        *last = Some(Instant::now());
+        match self.connect(false) {
+            Ok(()) => {
+                tracing::info!(token = %self.inner.token_label, "HSM token reconnected");
+                Ok(())
+            }
+            Err(HsmError::Unavailable(m)) => Err(HsmError::Unavailable(m)),
+            Err(e) => Err(HsmError::Unavailable(format!("reconnecting to token {:?}: {e}", self.inner.token_label))),
+        }
+    }
+
+    /// (Re)connects with the library gate held exclusively, so no operation is in
+    /// flight. A connection that failed in the current epoch re-initialises the
+    /// library (SoftHSM only sees a returned token after C_Finalize/C_Initialize); one
+    /// left over from an earlier epoch is abandoned, never closed.
+    fn connect(&self, first: bool) -> Result<(), HsmError> {
+        let mut epoch = library::exclusive();
+        let old = self.inner.live.write().unwrap_or_else(PoisonError::into_inner).take();
+        let pkcs11 = &self.inner.pkcs11;
+        let module = self.inner.module.display();
+        if let Some(old) = old {
+            let same_epoch = old.epoch == *epoch;
+            match Arc::try_unwrap(old) {
+                // Closes its sessions while their handles still mean them.
+                Ok(old) if same_epoch => drop(old),
+                Ok(old) => old.pool.abandon(),
+                // Someone still holds it for a moment; never let its sessions be closed
+                // later, when their handle numbers may name new sessions.
+                Err(old) => std::mem::forget(old),
+            }
+            if same_epoch {
+                if let Err(e) = pkcs11.clone().finalize() {
+                    tracing::warn!(error = %e, "C_Finalize before reconnecting failed");
+                }
+                *epoch += 1;
+            }
+        }
+        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) => {}
+            // C_Initialize is once per process; another Hsm (or library) got there first.
+            Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
+            Err(e) => return Err(HsmError::Module(format!("initialising {module}: {e}"))),
+        }
+        match self.log_in(pkcs11) {
+            Ok(pool) => {
+                let live = Live { epoch: *epoch, pool, down: AtomicBool::new(false) };
+                *self.inner.live.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(live));
+                Ok(())
+            }
+            Err(e) => {
+                // The library now holds the slot list of a moment without the token;
+                // finalise so that the next attempt reads it afresh. Not on the first
+                // open: other handles in the process may be using the library.
+                if !first {
+                    if let Err(e) = pkcs11.clone().finalize() {
+                        tracing::warn!(error = %e, "C_Finalize after a failed reconnect failed");
+                    }
+                    *epoch += 1;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Finds the token, opens the login session and logs in: a new session pool.
+    fn log_in(&self, pkcs11: &Pkcs11) -> Result<SessionPool, HsmError> {
+        let label = &self.inner.token_label;
+        let (slot, token_id) = find_token(pkcs11, label)?;
+        let anchor = pkcs11.open_rw_session(slot).map_err(from_pkcs11)?;
+        {
+            // A successful C_Login rewrites the token's flags in the object store.
+            let _store = store_lock::lock(Access::Exclusive);
+            login::login(&anchor, &token_id, label, self.inner.pin.expose_secret())?;
+        }
+        Ok(SessionPool::new(pkcs11.clone(), slot, self.inner.sessions, anchor))
     }
 
     #[cfg(test)]
-    pub(crate) fn pool(&self) -> &SessionPool {
-        &self.inner.pool
+    pub(crate) fn pool(&self) -> Arc<Live> {
+        self.live().expect("connected")
+    }
+}
+
+#[cfg(test)]
+impl std::ops::Deref for Live {
+    type Target = SessionPool;
+    fn deref(&self) -> &SessionPool {
+        &self.pool
     }
 }
 

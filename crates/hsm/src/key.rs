@@ -7,10 +7,15 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use sha2::{Digest, Sha256};
 
+use cryptoki::session::Session;
+
 use crate::algorithm::KeyAlgorithm;
 use crate::ecdsa;
 use crate::error::{from_pkcs11, HsmError};
-use crate::hsm::Hsm;
+use crate::handle::HandleCache;
+use crate::hsm::{Hsm, Live};
+use crate::keystore;
+use crate::store_lock::Access;
 
 /// A private key in the token plus its public half. Cheap to clone.
 #[derive(Clone)]
@@ -22,8 +27,8 @@ struct KeyInner {
     hsm: Hsm,
     label: String,
     alg: KeyAlgorithm,
-    // Token object handles are valid in every session of this process.
-    private: ObjectHandle,
+    // Token object handles are valid in every session of this process, until a reconnect.
+    private: HandleCache,
     public_key: Vec<u8>,
     spki: Vec<u8>,
 }
@@ -32,6 +37,8 @@ struct KeyInner {
 pub(crate) struct KeyParts {
     pub label: String,
     pub alg: KeyAlgorithm,
+    /// The library epoch `private` was found in.
+    pub epoch: u64,
     pub private: ObjectHandle,
     pub public_key: Vec<u8>,
     pub spki: Vec<u8>,
@@ -53,7 +60,7 @@ impl HsmKey {
                 hsm,
                 label: parts.label,
                 alg: parts.alg,
-                private: parts.private,
+                private: HandleCache::new(parts.epoch, parts.private),
                 public_key: parts.public_key,
                 spki: parts.spki,
             }),
@@ -72,21 +79,41 @@ impl HsmKey {
     /// bytes for RSA (CKM_SHA256_RSA_PKCS), a DER Ecdsa-Sig-Value for P-256.
     /// Blocking; uses a pooled session.
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let private = self.inner.private;
         match self.inner.alg {
             KeyAlgorithm::Rsa { .. } => {
-                self.inner.hsm.with_session(|s| s.sign(&Mechanism::Sha256RsaPkcs, private, msg).map_err(from_pkcs11))
+                self.with_private(|s, private| s.sign(&Mechanism::Sha256RsaPkcs, private, msg).map_err(from_pkcs11))
             }
             KeyAlgorithm::EcdsaP256 => {
                 // SoftHSM has no CKM_ECDSA_SHA256: hash here, sign the digest raw.
                 let digest = Sha256::digest(msg);
-                let raw = self
-                    .inner
-                    .hsm
-                    .with_session(|s| s.sign(&Mechanism::Ecdsa, private, &digest).map_err(from_pkcs11))?;
+                let raw =
+                    self.with_private(|s, private| s.sign(&Mechanism::Ecdsa, private, &digest).map_err(from_pkcs11))?;
                 ecdsa::raw_to_der(&raw)
             }
         }
+    }
+
+    /// Runs `f` with the private key's handle in the current library epoch.
+    fn with_private<T>(&self, f: impl FnOnce(&Session, ObjectHandle) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        self.inner.hsm.with_live(Access::Shared, |live: &Live, s| {
+            let private = self.inner.private.resolve(live.epoch(), || self.find_again(s))?;
+            f(s, private)
+        })
+    }
+
+    /// After a reconnect: the private key with our label, if it is still this key.
+    /// A token that came back with another key under the label must not sign for us.
+    fn find_again(&self, s: &Session) -> Result<ObjectHandle, HsmError> {
+        let label = &self.inner.label;
+        let private = keystore::find_private(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.clone()))?;
+        let parts = keystore::load(s, label, private, 0)?;
+        if parts.spki != self.inner.spki {
+            return Err(HsmError::UnsupportedKey(format!(
+                "the token came back with a different key labelled {label:?}; refusing to sign with it"
+            )));
+        }
+        tracing::info!(label = %label, "found the key again after a reconnect");
+        Ok(private)
     }
 
     /// RSA: PKCS#1 RSAPublicKey DER. P-256: the bare 65-byte uncompressed point.
@@ -101,7 +128,7 @@ impl HsmKey {
 
     #[cfg(test)]
     pub(crate) fn private_handle(&self) -> ObjectHandle {
-        self.inner.private
+        self.inner.private.current()
     }
 }
 

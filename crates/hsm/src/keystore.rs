@@ -11,6 +11,7 @@ use crate::hsm::Hsm;
 use crate::key::{HsmKey, KeyParts};
 use crate::protection::{self, KeyProtection};
 use crate::pubkey;
+use crate::store_lock::Access;
 
 /// Length of the random CKA_ID shared by both halves of a generated pair (and of AES keys).
 pub(crate) const KEY_ID_LEN: u32 = 16;
@@ -31,7 +32,7 @@ impl Hsm {
         alg.validate()?;
         // Exclusive: SoftHSM needs it (see store_lock), and it makes "is the label free?
         // then generate" atomic for every Hsm in this process. Other processes can race.
-        let parts = self.with_session_exclusive(|s| {
+        let parts = self.with_live(Access::Exclusive, |live, s| {
             if find_private(s, label)?.is_some() {
                 return Err(HsmError::KeyExists(label.to_owned()));
             }
@@ -73,7 +74,7 @@ impl Hsm {
             ];
             let (public, private) =
                 s.generate_key_pair(&mechanism, &pub_template, &priv_template).map_err(from_pkcs11)?;
-            read_public(s, label, key_type, private, public)
+            read_public(s, label, key_type, private, public, live.epoch())
         })?;
         tracing::info!(label, algorithm = ?alg, "generated key pair in HSM");
         Ok(HsmKey::new(self.clone(), parts))
@@ -82,8 +83,8 @@ impl Hsm {
     /// Finds a private key and its public key by label. Ok(None) if absent.
     pub fn find_key(&self, label: &str) -> Result<Option<HsmKey>, HsmError> {
         check_label(label)?;
-        let parts = self.with_session(|s| match find_private(s, label)? {
-            Some(private) => load(s, label, private).map(Some),
+        let parts = self.with_live(Access::Shared, |live, s| match find_private(s, label)? {
+            Some(private) => load(s, label, private, live.epoch()).map(Some),
             None => Ok(None),
         })?;
         Ok(parts.map(|p| HsmKey::new(self.clone(), p)))
@@ -99,7 +100,7 @@ impl Hsm {
         check_label(label)?;
         self.with_session(|s| {
             let private = find_private(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
-            let parts = load(s, label, private)?;
+            let parts = load(s, label, private, 0)?;
             protection::read(s, private, parts.alg)
         })
     }
@@ -120,7 +121,7 @@ pub(crate) fn find_one(s: &Session, template: &[Attribute], what: &str) -> Resul
     }
 }
 
-fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
+pub(crate) fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
     find_one(
         s,
         &[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(label.as_bytes().to_vec())],
@@ -129,8 +130,9 @@ fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmErr
 }
 
 /// Builds the key from its private handle: type and CKA_ID from the private key,
-/// the public key found by CKA_ID (by label if the key has no ID).
-fn load(s: &Session, label: &str, private: ObjectHandle) -> Result<KeyParts, HsmError> {
+/// the public key found by CKA_ID (by label if the key has no ID). `epoch` is the
+/// library epoch of the session.
+pub(crate) fn load(s: &Session, label: &str, private: ObjectHandle, epoch: u64) -> Result<KeyParts, HsmError> {
     let attrs = s.get_attributes(private, &[AttributeType::KeyType, AttributeType::Id]).map_err(from_pkcs11)?;
     let mut key_type = None;
     let mut id = Vec::new();
@@ -146,7 +148,7 @@ fn load(s: &Session, label: &str, private: ObjectHandle) -> Result<KeyParts, Hsm
     let template = [Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::KeyType(key_type), link];
     let public = find_one(s, &template, &format!("the public key of {label:?}"))?
         .ok_or_else(|| HsmError::UnsupportedKey(format!("no public key object for {label:?}")))?;
-    read_public(s, label, key_type, private, public)
+    read_public(s, label, key_type, private, public, epoch)
 }
 
 /// Reads the public half and derives the algorithm and encodings.
@@ -156,6 +158,7 @@ fn read_public(
     key_type: KeyType,
     private: ObjectHandle,
     public: ObjectHandle,
+    epoch: u64,
 ) -> Result<KeyParts, HsmError> {
     let (alg, public_key) = if key_type == KeyType::RSA {
         let attrs =
@@ -191,7 +194,7 @@ fn read_public(
         return Err(HsmError::UnsupportedKey(format!("{label:?} has key type {key_type}")));
     };
     let spki = pubkey::spki_der(alg, &public_key)?;
-    Ok(KeyParts { label: label.to_owned(), alg, private, public_key, spki })
+    Ok(KeyParts { label: label.to_owned(), alg, epoch, private, public_key, spki })
 }
 
 #[cfg(test)]

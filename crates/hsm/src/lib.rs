@@ -12,8 +12,10 @@
 //! - Login is per process, not per session: a second [`Hsm::open`] of the same token
 //!   reuses it (the PIN must still match; SoftHSM itself would not check it again).
 //! - [`HsmKey::sign`] blocks on the token; call it from `spawn_blocking` in async code.
-//! - [`HsmError::Unavailable`] means the token or its sessions are gone; reopening
-//!   may recover, retrying the same call will not.
+//! - [`HsmError::Unavailable`] means the token or its sessions are gone. The `Hsm`
+//!   then reconnects on a later call (re-initialising the library, at most every
+//!   200 ms), and keys find their objects again by label, checking they are the same
+//!   key; so a caller retries later, it need not reopen anything.
 //! - [`AesKey::encrypt_gcm`] returns a fresh random 12-byte IV and ciphertext‖tag;
 //!   store both, and pass the same `aad` (the card id) to [`AesKey::decrypt_gcm`].
 //!   Any mismatch or altered bit is [`HsmError::Decrypt`]. Both calls block.
@@ -27,14 +29,19 @@ mod aes;
 mod algorithm;
 mod ecdsa;
 mod error;
+mod handle;
 mod hsm;
 mod key;
 mod keystore;
+mod library;
 mod login;
 mod pool;
 mod protection;
 mod pubkey;
 mod store_lock;
+
+#[cfg(test)]
+mod outage_tests;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

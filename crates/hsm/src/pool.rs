@@ -101,6 +101,23 @@ impl SessionPool {
         self.returned.notify_one();
     }
 
+    /// Fails with `Unavailable` unless the slot still reports its token (a session can
+    /// look fine after the token's objects are gone).
+    pub(crate) fn check_token(&self) -> Result<(), HsmError> {
+        self.pkcs11.get_token_info(self.slot).map(|_| ()).map_err(|e| HsmError::Unavailable(format!("token info: {e}")))
+    }
+
+    /// Drops the pool without closing its sessions: for a pool from an earlier library
+    /// epoch, whose session handles may now name other sessions. Only called while no
+    /// session is checked out (the library gate is held exclusively).
+    pub(crate) fn abandon(self) {
+        let state = self.state.into_inner().unwrap_or_else(PoisonError::into_inner);
+        for session in state.idle {
+            std::mem::forget(session);
+        }
+        std::mem::forget(self._anchor);
+    }
+
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize) {
         let state = self.lock();

@@ -13,6 +13,8 @@
 //!   else is PERMISSION_DENIED, no readable role is UNAUTHENTICATED.
 //! * [`install`] sets, once per process at start, what servers and clients use;
 //!   [`endpoint`] is the `Endpoint::from_shared` of every gRPC client.
+//! * [`install_limits`] sets the `[limits]` of the process: [`server`] and
+//!   [`limit_messages!`] apply them to servers, [`limit_client!`] to clients.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -297,6 +299,23 @@ macro_rules! limit_messages {
     }};
 }
 
+/// Applies the installed message size limit to a generated `XClient`, so our
+/// clients read every reply our servers may send (tonic's client default is
+/// 4 MiB whatever `[limits]` says): `tls::limit_client!(RegistryClient::new(channel))`
+/// is the client with `max_decoding_message_size` set to
+/// [`Limits::max_message_bytes`]. `tls::limit_client!(client, at_least = n)`
+/// keeps a larger bound a caller needs for its own replies (the larger of the two).
+/// Outgoing messages are left to the server's limit, whose refusal names it.
+#[macro_export]
+macro_rules! limit_client {
+    ($client:expr) => {{
+        $client.max_decoding_message_size($crate::limits().max_message_bytes)
+    }};
+    ($client:expr, at_least = $floor:expr) => {{
+        $client.max_decoding_message_size(::std::cmp::max($crate::limits().max_message_bytes, $floor))
+    }};
+}
+
 /// Sets, for this process, the TLS of every gRPC server started by [`server`]
 /// and every client made by [`endpoint`]. `None`: plain text (development).
 /// Called once at start by the launcher and the CLI.
@@ -447,6 +466,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::crl::v1 as crl;
+    use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
+    use proto::crl::v1::crl_publisher_server::{CrlPublisher, CrlPublisherServer};
 
     #[test]
     fn pki_is_created_once_and_roles_are_read_back() {
@@ -515,9 +537,13 @@ mod tests {
         resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned()
     }
 
+    /// Tests that install process-wide limits run one at a time.
+    static LIMITS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test]
     async fn server_applies_the_installed_timeout_and_stream_bound() {
         use std::time::{Duration, Instant};
+        let _limits = LIMITS_LOCK.lock().await;
         install_limits(Limits {
             max_message_bytes: 1024,
             max_concurrent_streams: 1,
@@ -544,6 +570,68 @@ mod tests {
         let (a, b) = tokio::join!(call(&channel, "/test.Limits/Sleep400"), call(&channel, "/test.Limits/Sleep400"));
         assert_eq!((a.as_str(), b.as_str()), ("0", "0"));
         assert!(started.elapsed() >= Duration::from_millis(800), "not serialized: {:?}", started.elapsed());
+        server.abort();
+        install_limits(Limits::DEFAULT);
+    }
+
+    /// A CRL publisher whose GetStatus reply carries a URL of the given length.
+    struct BigStatus(usize);
+
+    #[tonic::async_trait]
+    impl CrlPublisher for BigStatus {
+        async fn publish(
+            &self,
+            _: tonic::Request<crl::PublishRequest>,
+        ) -> Result<tonic::Response<crl::PublishResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("test"))
+        }
+
+        async fn get_status(
+            &self,
+            _: tonic::Request<crl::GetStatusRequest>,
+        ) -> Result<tonic::Response<crl::GetStatusResponse>, tonic::Status> {
+            let latest = vec![crl::PublishedCrl { url: "x".repeat(self.0), ..Default::default() }];
+            Ok(tonic::Response::new(crl::GetStatusResponse { latest }))
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_read_replies_up_to_the_installed_limit() {
+        const MIB: usize = 1024 * 1024;
+        let _limits = LIMITS_LOCK.lock().await;
+        install_limits(Limits { max_message_bytes: 8 * MIB, ..Limits::DEFAULT });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A 5 MiB reply: over tonic's 4 MiB default, within the configured 8 MiB.
+        let server = tokio::spawn(
+            server()
+                .unwrap()
+                .add_service(limit_messages!(CrlPublisherServer::new(BigStatus(5 * MIB))))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let ask = |client: CrlPublisherClient<tonic::transport::Channel>| async move {
+            let mut client = client;
+            client.get_status(crl::GetStatusRequest {}).await.map(|r| r.into_inner().latest[0].url.len())
+        };
+
+        // tonic's default client refuses the reply the server was allowed to send...
+        let err = ask(CrlPublisherClient::new(channel.clone())).await.expect_err("default 4 MiB client limit");
+        assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+        // ...a client through limit_client! reads it whole.
+        assert_eq!(ask(limit_client!(CrlPublisherClient::new(channel.clone()))).await.unwrap(), 5 * MIB);
+        // A caller's own larger bound is kept, a smaller one does not lower the installed limit.
+        assert_eq!(
+            ask(limit_client!(CrlPublisherClient::new(channel.clone()), at_least = MIB)).await.unwrap(),
+            5 * MIB
+        );
+        install_limits(Limits { max_message_bytes: MIB, ..Limits::DEFAULT });
+        let err = ask(limit_client!(CrlPublisherClient::new(channel.clone()))).await.expect_err("1 MiB installed");
+        assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+        assert_eq!(
+            ask(limit_client!(CrlPublisherClient::new(channel.clone()), at_least = 8 * MIB)).await.unwrap(),
+            5 * MIB
+        );
         server.abort();
         install_limits(Limits::DEFAULT);
     }

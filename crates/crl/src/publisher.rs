@@ -3,6 +3,7 @@
 //! into partitions as it arrives), signed in the HSM and written out. One
 //! publication at a time per CA.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
@@ -122,6 +123,9 @@ struct CaState {
     label: String,
     targets: Vec<Target>,
     lock: tokio::sync::Mutex<()>,
+    /// A publication of this CA failed (HSM or registry down during an emergency
+    /// revocation, say): the schedule owes one and retries until it succeeds.
+    owed: AtomicBool,
 }
 
 /// The full CRL(s) a delta is based on.
@@ -169,6 +173,8 @@ pub struct Publisher<S> {
     store: Arc<CrlStore>,
     settings: Settings,
     cas: Vec<Arc<CaState>>,
+    /// Wakes the schedule when a publication failed.
+    owed: tokio::sync::Notify,
 }
 
 impl<S: RevocationSource> Publisher<S> {
@@ -187,13 +193,19 @@ impl<S: RevocationSource> Publisher<S> {
                 label: label.to_owned(),
                 targets: targets(issuer.crl_url(&cfg.profile), settings.partitions),
                 lock: tokio::sync::Mutex::new(()),
+                owed: AtomicBool::new(false),
             })
         };
         let cas = vec![
             ca(Issuer::Signing, signing, &cfg.ca.signing.key_label),
             ca(Issuer::Authentication, authentication, &cfg.ca.authentication.key_label),
         ];
-        Ok(Publisher { source, store, settings, cas })
+        Ok(Publisher { source, store, settings, cas, owed: tokio::sync::Notify::new() })
+    }
+
+    /// Resolves when a publication failed and is now owed (see `due`).
+    pub async fn owed(&self) {
+        self.owed.notified().await
     }
 
     pub fn store(&self) -> &Arc<CrlStore> {
@@ -240,9 +252,21 @@ impl<S: RevocationSource> Publisher<S> {
         for issuer in selected {
             let ca = self.ca(issuer)?;
             let _one_at_a_time = ca.lock.lock().await;
-            match (want_delta, self.base(ca)) {
-                (true, Some(base)) => out.extend(self.publish_delta(ca, base).await?),
-                _ => out.extend(self.publish_full(ca).await?),
+            let published = match (want_delta, self.base(ca)) {
+                (true, Some(base)) => self.publish_delta(ca, base).await,
+                _ => self.publish_full(ca).await,
+            };
+            match published {
+                Ok(crls) => {
+                    ca.owed.store(false, Ordering::SeqCst);
+                    out.extend(crls);
+                }
+                Err(e) => {
+                    if !ca.owed.swap(true, Ordering::SeqCst) {
+                        self.owed.notify_one();
+                    }
+                    return Err(e);
+                }
             }
         }
         Ok(out)
@@ -281,6 +305,10 @@ impl<S: RevocationSource> Publisher<S> {
         let s = &self.settings;
         let mut out = Vec::new();
         for ca in &self.cas {
+            if ca.owed.load(Ordering::SeqCst) {
+                out.push((ca.issuer, CrlKind::Full));
+                continue;
+            }
             let Some(base) = self.base(ca) else {
                 out.push((ca.issuer, CrlKind::Full));
                 continue;

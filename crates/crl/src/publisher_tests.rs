@@ -210,3 +210,51 @@ async fn registry_failures_are_errors_and_nothing_is_written() {
     let err = p.publish(Some(Issuer::Signing), None).await.unwrap_err();
     assert!(matches!(err, crate::CrlError::BadEntry(_)), "{err}");
 }
+
+#[tokio::test]
+async fn a_failed_publication_is_owed_until_one_succeeds() {
+    let pki = test_pki(KeyAlgorithm::EcdsaP256);
+    let cfg = pki.cfg.clone();
+    let p = Arc::new(publisher(&pki, &cfg));
+    p.publish(None, None).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    assert!(p.due(now).is_empty(), "fresh CRLs: nothing due");
+    // An emergency revocation's publication fails (registry or HSM down).
+    p.source().set_failing(true);
+    p.publish(Some(Issuer::Signing), None).await.unwrap_err();
+    assert_eq!(p.due(now), vec![(Issuer::Signing, CrlKind::Full)], "the failed publication is owed");
+    // The schedule is woken at once rather than at its next tick.
+    tokio::time::timeout(std::time::Duration::from_secs(1), p.owed()).await.expect("owed() wakes");
+    p.source().set_failing(false);
+    p.publish(Some(Issuer::Signing), Some(CrlKind::Full)).await.unwrap();
+    assert!(p.due(now).is_empty(), "paid: nothing due");
+}
+
+#[tokio::test]
+async fn the_schedule_retries_an_owed_publication_soon_after_the_failure_ends() {
+    let pki = test_pki(KeyAlgorithm::EcdsaP256);
+    let cfg = pki.cfg.clone();
+    let p = Arc::new(publisher(&pki, &cfg));
+    p.publish(None, None).await.unwrap();
+    let before = p.store().latest().iter().map(|i| i.crl_number).max().unwrap();
+    p.source().set_failing(true);
+    p.publish(Some(Issuer::Signing), None).await.unwrap_err();
+    // A schedule that would otherwise look only once an hour.
+    let ticks = crate::schedule::Ticks {
+        check: std::time::Duration::from_secs(3600),
+        retry: std::time::Duration::from_millis(200),
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(crate::schedule::run(p.clone(), ticks, stop));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    p.source().set_failing(false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while p.due(time::OffsetDateTime::now_utc()).contains(&(Issuer::Signing, CrlKind::Full)) {
+        assert!(std::time::Instant::now() < deadline, "owed publication not retried");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after = p.store().latest().iter().map(|i| i.crl_number).max().unwrap();
+    assert!(after > before, "a new CRL was published: {before} -> {after}");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}

@@ -1,5 +1,6 @@
 //! The schedule: at start and then every minute, publish whatever is due
-//! (missing or old full CRLs, stale deltas); retry sooner after a failure.
+//! (missing or old full CRLs, stale deltas, publications that failed); after a
+//! failure retry from a second on, backing off to `retry`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,8 @@ pub async fn run<S: RevocationSource>(
     ticks: Ticks,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let first_retry = ticks.retry.min(Duration::from_secs(1));
+    let mut backoff = first_retry;
     loop {
         if *stop.borrow() {
             return;
@@ -43,9 +46,18 @@ pub async fn run<S: RevocationSource>(
                 }
             }
         }
-        let wait = if failed { ticks.retry } else { ticks.check };
+        let wait = if failed {
+            let wait = backoff;
+            backoff = (backoff * 2).min(ticks.retry);
+            wait
+        } else {
+            backoff = first_retry;
+            ticks.check
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // A publication asked for by a caller failed: it is owed now.
+            _ = publisher.owed() => {}
             changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
         }
     }

@@ -319,7 +319,7 @@ impl Progress {
 
 async fn registry(url: &str) -> Result<RegistryClient<Channel>, CliError> {
     let channel = crate::ops::connect(url).await?;
-    Ok(RegistryClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES))
+    Ok(tls::limit_client!(RegistryClient::new(channel), at_least = MAX_REPLY_BYTES))
 }
 
 fn status(e: tonic::Status) -> CliError {

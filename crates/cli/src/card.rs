@@ -431,7 +431,7 @@ fn print_details(d: &iss::CardDetails) {
 }
 
 async fn client(url: &str) -> Result<IssuanceClient<Channel>, CliError> {
-    Ok(IssuanceClient::new(connect(url).await?))
+    Ok(tls::limit_client!(IssuanceClient::new(connect(url).await?)))
 }
 
 pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliError> {

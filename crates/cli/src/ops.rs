@@ -134,7 +134,7 @@ fn print_certificates(certs: &[rev::RevokedCertificate]) {
 }
 
 pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
-    let mut client = rev::revocation_client::RevocationClient::new(connect(url).await?);
+    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
     let reason = RevocationReason::from(a.reason) as i32;
     let resp = match (a.target.serial, a.target.card, a.target.licence) {
         (Some(serial), _, _) => {
@@ -187,7 +187,7 @@ fn print_emergency(r: &rev::EmergencyRevokeResponse) {
 }
 
 pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
-    let mut client = rev::revocation_client::RevocationClient::new(connect(url).await?);
+    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
     let card = match (a.card, a.licence) {
         (Some(c), _) => Some(rev::emergency_revoke_request::Card::CardId(c)),
         (_, Some(l)) => Some(rev::emergency_revoke_request::Card::LicenceNumber(l)),
@@ -222,7 +222,7 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
 }
 
 pub async fn approve(url: &str, approval_id: String, operator: String) -> Result<(), CliError> {
-    let mut client = rev::revocation_client::RevocationClient::new(connect(url).await?);
+    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
     let resp = client
         .approve_emergency_revocation(rev::ApproveEmergencyRequest { approval_id, operator })
         .await
@@ -233,7 +233,7 @@ pub async fn approve(url: &str, approval_id: String, operator: String) -> Result
 }
 
 pub async fn publish(url: &str, issuer: String, kind: Option<String>, actor: String) -> Result<(), CliError> {
-    let mut client = crlpb::crl_publisher_client::CrlPublisherClient::new(connect(url).await?);
+    let mut client = tls::limit_client!(crlpb::crl_publisher_client::CrlPublisherClient::new(connect(url).await?));
     let kind = match kind.as_deref() {
         None => crlpb::CrlKind::Unspecified,
         Some("full") => crlpb::CrlKind::Full,
@@ -256,7 +256,7 @@ pub async fn publish(url: &str, issuer: String, kind: Option<String>, actor: Str
 }
 
 pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> {
-    let mut client = rev::revocation_client::RevocationClient::new(connect(url).await?);
+    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
     let key = match (target.serial, target.card, target.licence) {
         (Some(s), _, _) => rev::status_request::Key::Serial(s),
         (_, Some(c), _) => rev::status_request::Key::CardId(c),

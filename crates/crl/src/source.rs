@@ -55,7 +55,7 @@ impl RegistrySource {
         let endpoint = tls::endpoint(url)
             .map_err(|e| CrlError::Config(format!("crl.registry_url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
-        Ok(RegistrySource { client: RegistryClient::new(endpoint.connect_lazy()) })
+        Ok(RegistrySource { client: tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())) })
     }
 }
 

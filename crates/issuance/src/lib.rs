@@ -68,7 +68,7 @@ pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceErr
         .map_err(|e| IssuanceError::Startup(format!("issuance.registry_url {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30));
-    Ok(RegistryClient::new(endpoint.connect_lazy()))
+    Ok(tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())))
 }
 
 fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
@@ -93,8 +93,11 @@ pub fn build_service(cfg: &config::Config, hsm: &hsm::Hsm) -> Result<IssuanceSer
     })?;
     Ok(IssuanceService::new(
         registry_client(&cfg.issuance.registry_url)?,
-        RevocationClient::new(lazy_channel("issuance.revocation_url", &cfg.issuance.revocation_url)?),
-        CrlPublisherClient::new(lazy_channel("issuance.crl_url", &cfg.issuance.crl_url)?),
+        tls::limit_client!(RevocationClient::new(lazy_channel(
+            "issuance.revocation_url",
+            &cfg.issuance.revocation_url
+        )?)),
+        tls::limit_client!(CrlPublisherClient::new(lazy_channel("issuance.crl_url", &cfg.issuance.crl_url)?)),
         cfg.profile.clone(),
         cfg.issuance.clone(),
         Arc::new(signing),

@@ -25,7 +25,7 @@ pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, OcspError> 
         .map_err(|e| OcspError::Startup(format!("ocsp.registry_url {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    Ok(RegistryClient::new(endpoint.connect_lazy()))
+    Ok(tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())))
 }
 
 /// GetCertificate, bounded in time: a miss must not hang a client.

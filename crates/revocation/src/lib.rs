@@ -37,12 +37,12 @@ fn endpoint(field: &str, url: &str, timeout: Duration) -> Result<Channel, Revoca
 
 /// A lazily connecting registry client, so the service can start before the registry.
 pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, RevocationError> {
-    Ok(RegistryClient::new(endpoint("revocation.registry_url", url, Duration::from_secs(30))?))
+    Ok(tls::limit_client!(RegistryClient::new(endpoint("revocation.registry_url", url, Duration::from_secs(30))?)))
 }
 
 /// A lazily connecting CRL publisher client.
 pub fn crl_client(url: &str) -> Result<CrlPublisherClient<Channel>, RevocationError> {
-    Ok(CrlPublisherClient::new(endpoint("revocation.crl_url", url, CRL_PUBLISH_TIMEOUT)?))
+    Ok(tls::limit_client!(CrlPublisherClient::new(endpoint("revocation.crl_url", url, CRL_PUBLISH_TIMEOUT)?)))
 }
 
 impl RevocationService {

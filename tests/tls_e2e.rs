@@ -3,6 +3,7 @@
 //! a required client certificate, its services call each other as `service`,
 //! and each role reaches only its services. Clients without a certificate,
 //! with one from a foreign CA, or speaking plain text do not get through.
+//! Plain text is served only when `[tls] enabled = false` says so.
 
 mod common;
 
@@ -26,8 +27,11 @@ fn denied<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>, role
     assert_eq!(e.message(), format!("role {role} may not call {what}"));
 }
 
+/// No `[tls]` section at all: mutual TLS is the default.
 fn mtls() -> Ca {
-    Ca::new("[tls]\nenabled = true\n")
+    let ca = Ca::new("");
+    assert!(ca.tls);
+    ca
 }
 
 #[test]
@@ -166,6 +170,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "emergency-revoke over mTLS: {text}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text.matches("KEY_COMPROMISE").count(), 2, "{text}");
+    // An http:// URL on purpose: the CLI follows [tls], not the URL's scheme.
     let out = ca.cli(&["publish-crl", "--url", &format!("http://{crl}")]);
     assert!(out.status.success(), "publish-crl over mTLS: {}", String::from_utf8_lossy(&out.stderr));
     // The auditor's command line reads and verifies the audit log; a checkpoint
@@ -248,4 +253,41 @@ fn no_certificate_a_foreign_ca_or_plain_text_cannot_connect() {
     let out = ca.cli(&["status", "--serial", "01", "--url", &format!("https://{reg}")]);
     assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stderr).contains("operator.key"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn plain_text_only_when_configured_and_then_without_roles() {
+    // Plain text on purpose: `[tls] enabled = false` is the development switch, tested here.
+    let mut ca = Ca::new("[tls]\n# development only: this test checks the plain-text switch\nenabled = false\n");
+    assert!(!ca.tls);
+    let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
+    let (reg, iss) = (&addrs[0], &addrs[1]);
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let card = ca
+            .issuance(iss)
+            .await
+            .submit_application(application("plain-1", "626262", &dir))
+            .await
+            .expect("plain-text issuance")
+            .into_inner();
+        assert!(!card.signing_certificate.is_empty() && !card.authentication_certificate.is_empty());
+        // No roles without certificates: any plain client may read the registry.
+        let view =
+            RegistryClient::new(Endpoint::from_shared(format!("http://{reg}")).unwrap().connect().await.unwrap())
+                .get_card(GetCardRequest { key: Some(get_card_request::Key::CardId(card.card_id.clone())) })
+                .await
+                .expect("plain-text registry read")
+                .into_inner();
+        assert_eq!(view.certificates.len(), 2);
+        // No service-identity PKI is made for plain text, and a TLS client does not get through.
+        assert!(!ca.state().join("tls/ca.pem").exists());
+        let anchor = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(anchor.cert.pem()));
+        let seen =
+            refused(async { Endpoint::from_shared(format!("https://{reg}"))?.tls_config(tls)?.connect().await }.await)
+                .await;
+        eprintln!("TLS to a plain-text server -> {seen}");
+    });
 }

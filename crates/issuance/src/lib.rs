@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod fee;
+mod hsm_watch;
 mod lifecycle;
 mod pin;
 mod query;
@@ -103,6 +104,7 @@ pub fn build_service(cfg: &config::Config, hsm: &hsm::Hsm) -> Result<IssuanceSer
         Arc::new(signing),
         Arc::new(authentication),
         escrow,
+        hsm.clone(),
     ))
 }
 
@@ -112,9 +114,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IssuanceError> {
-    recovery::spawn(&service);
+    let recovery = recovery::Recovery::new(&service);
+    recovery.spawn();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<IssuanceServer<IssuanceService>>().await;
+    hsm_watch::spawn(service.hsm.clone(), service.hsm_status.clone(), reporter, recovery);
     let reflection = proto::reflection::v1().map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
     let reflection_alpha =
         proto::reflection::v1alpha().map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;

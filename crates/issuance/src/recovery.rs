@@ -44,22 +44,29 @@ pub struct Summary {
     pub failed: u32,
 }
 
-struct Recovery {
+/// What recovery needs of the service; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Recovery {
     registry: RegistryClient<Channel>,
     keys: Vec<Arc<IssuingCaKey>>,
 }
 
-/// Starts recovery in the background (the registry may not be up yet): passes
-/// are repeated, a second apart, until one leaves nothing unresolved.
-pub(crate) fn spawn(service: &IssuanceService) {
-    let recovery = Recovery {
-        registry: service.registry.clone(),
-        keys: vec![service.signing.clone(), service.authentication.clone()],
-    };
-    tokio::spawn(async move { recovery.run().await });
-}
-
 impl Recovery {
+    pub(crate) fn new(service: &IssuanceService) -> Recovery {
+        Recovery {
+            registry: service.registry.clone(),
+            keys: vec![service.signing.clone(), service.authentication.clone()],
+        }
+    }
+
+    /// Starts recovery in the background (the registry may not be up yet): passes
+    /// are repeated, a second apart, until one leaves nothing unresolved. Run at
+    /// start and whenever the HSM comes back.
+    pub(crate) fn spawn(&self) {
+        let recovery = self.clone();
+        tokio::spawn(async move { recovery.run().await });
+    }
+
     async fn run(self) {
         for pass in 1..=MAX_PASSES {
             match self.pass().await {
@@ -70,7 +77,7 @@ impl Recovery {
                         raced = s.raced,
                         completed = s.completed,
                         pass,
-                        "restart recovery done: {} PRECERT signed and stored, {} RESERVED abandoned, {} cards completed",
+                        "recovery done: {} PRECERT signed and stored, {} RESERVED abandoned, {} cards completed",
                         s.signed,
                         s.abandoned,
                         s.completed

@@ -17,6 +17,7 @@ use tonic::{transport::Channel, Request, Response, Status};
 
 use crate::error::IssuanceError;
 use crate::fee::{fee_for, Procedure};
+use crate::hsm_watch::HsmStatus;
 use crate::pin::PinChoice;
 use crate::validate::check_application;
 use crate::IssuingCaKey;
@@ -31,6 +32,8 @@ pub struct IssuanceService {
     pub(crate) signing: Arc<IssuingCaKey>,
     pub(crate) authentication: Arc<IssuingCaKey>,
     pub(crate) escrow: hsm::AesKey,
+    pub(crate) hsm: hsm::Hsm,
+    pub(crate) hsm_status: HsmStatus,
 }
 
 /// One certificate as the registry holds it once issued.
@@ -65,8 +68,21 @@ impl IssuanceService {
         signing: Arc<IssuingCaKey>,
         authentication: Arc<IssuingCaKey>,
         escrow: hsm::AesKey,
+        hsm: hsm::Hsm,
     ) -> Self {
-        IssuanceService { registry, revocation, crl, profile, settings, signing, authentication, escrow }
+        let hsm_status = HsmStatus::new();
+        IssuanceService {
+            registry,
+            revocation,
+            crl,
+            profile,
+            settings,
+            signing,
+            authentication,
+            escrow,
+            hsm,
+            hsm_status,
+        }
     }
 
     fn ca(&self, kind: profile::CertKind) -> &Arc<IssuingCaKey> {
@@ -128,6 +144,12 @@ impl IssuanceService {
 
     /// The one path that makes a card.
     pub(crate) async fn issue_card(&self, input: IssueInput) -> Result<IssuedCard, IssuanceError> {
+        if !self.hsm_status.is_up() {
+            // Known down: refuse before the registry records anything.
+            return Err(IssuanceError::Hsm(hsm::HsmError::Unavailable(
+                "the HSM cannot be reached; nothing was recorded, retry later".into(),
+            )));
+        }
         let procedure_name = match input.procedure {
             Procedure::New => "new",
             Procedure::Renewal => "renewal",

@@ -18,8 +18,9 @@ pub enum RevocationError {
     /// publisher could not publish the new CRL.
     #[error(
         "card {card_id}: the revocation is recorded ({newly_revoked} certificate(s) newly revoked), \
-         but the CRL could not be published yet ({detail}); retry the call to publish it, \
-         otherwise the next scheduled CRL will include it"
+         but the CRL could not be published yet ({detail}); retry this call to publish it (a CRL \
+         publisher that received the request retries by itself, otherwise the next scheduled CRL \
+         includes it)"
     )]
     CrlNotPublished { card_id: String, newly_revoked: u32, detail: String },
     /// Configuration unusable at start, or the server failed.

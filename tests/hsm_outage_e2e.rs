@@ -1,0 +1,267 @@
+//! End to end: the HSM goes away under the running CA and comes back.
+//!
+//! The SoftHSM token folder of a running `hpki-ca run` is moved aside (what the
+//! process sees when the token's storage disappears) and later moved back. While
+//! it is away: issuance reports NOT_SERVING and refuses applications with
+//! UNAVAILABLE, recording nothing; an emergency revocation is recorded, and the
+//! OCSP responder never calls the lost card good (it says tryLater until it can
+//! sign). When it returns, without restarting anything: issuance serves again, the
+//! refused application succeeds on retry, OCSP says revoked and the CRL lists the
+//! card, all verified with openssl.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
+use proto::registry::v1 as reg;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+const ISSUANCE: &str = "hpki.issuance.v1.Issuance";
+
+struct TokenFolder {
+    tokens: PathBuf,
+    aside: PathBuf,
+}
+
+impl TokenFolder {
+    fn of(ca: &Ca) -> TokenFolder {
+        let hsm = ca.state().join("hsm");
+        TokenFolder { tokens: hsm.join("tokens"), aside: hsm.join("tokens-away") }
+    }
+
+    fn remove(&self) {
+        std::fs::rename(&self.tokens, &self.aside).expect("move the token folder aside");
+        std::fs::create_dir(&self.tokens).expect("empty token folder");
+    }
+
+    fn restore(&self) {
+        std::fs::remove_dir_all(&self.tokens).expect("remove the empty token folder");
+        std::fs::rename(&self.aside, &self.tokens).expect("move the token folder back");
+    }
+}
+
+async fn health(ca: &Ca, addr: &str) -> ServingStatus {
+    let channel = ca.grpc(addr, "ra").await.expect("connect for health");
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: ISSUANCE.into() })
+        .await
+        .expect("health check")
+        .into_inner();
+    ServingStatus::try_from(reply.status).unwrap_or(ServingStatus::Unknown)
+}
+
+async fn wait_health(ca: &Ca, addr: &str, want: ServingStatus, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let now = health(ca, addr).await;
+        if now == want {
+            return;
+        }
+        assert!(start.elapsed() < limit, "issuance health stayed {now:?}, expected {want:?} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `openssl ocsp` for `cert`; returns the whole output.
+fn ocsp(ca: &Ca, responder: &str, cert: &Path) -> String {
+    let (issuer, root) = (ca.cert_path("sign-ca.pem"), ca.cert_path("root-ca.pem"));
+    let url = format!("http://{responder}/ocsp");
+    let (_, out) = openssl(&[
+        "ocsp",
+        "-issuer",
+        issuer.to_str().unwrap(),
+        "-cert",
+        cert.to_str().unwrap(),
+        "-url",
+        &url,
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-no_nonce",
+    ]);
+    out
+}
+
+#[test]
+fn the_hsm_goes_away_and_comes_back_without_a_restart() {
+    let mut ca = Ca::new("");
+    let addrs = ca.spawn(&["run"], &["registry", "issuance", "revocation", "crl-http", "ocsp"]);
+    let (registry, issuance, revocation, crl_http, responder) = (&addrs[0], &addrs[1], &addrs[2], &addrs[3], &addrs[4]);
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // A card issued while all is well; OCSP calls it good.
+    let lost = rt
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-1", "810001", &dir)).await })
+        .expect("issue before the outage")
+        .into_inner();
+    let lost_sign = dir.join("lost-sign.pem");
+    write_pem(&lost_sign, &lost.signing_certificate);
+    let out = ocsp(&ca, responder, &lost_sign);
+    assert!(out.contains("Response verify OK") && out.contains(": good"), "{out}");
+    rt.block_on(wait_health(&ca, issuance, ServingStatus::Serving, Duration::from_secs(5)));
+
+    let folder = TokenFolder::of(&ca);
+    folder.remove();
+    let gone = Instant::now();
+    rt.block_on(wait_health(&ca, issuance, ServingStatus::NotServing, Duration::from_secs(5)));
+    println!("issuance NOT_SERVING {:?} after the token went away", gone.elapsed());
+
+    // An application now is refused with UNAVAILABLE, fast, and leaves no trace.
+    let started = Instant::now();
+    let refused = rt
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", &dir)).await })
+        .expect_err("no issuance without the HSM");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("HSM"), "{}", refused.message());
+    assert!(started.elapsed() < Duration::from_secs(3), "refused in {:?}", started.elapsed());
+    let by_application =
+        |id: &str| reg::GetCardRequest { key: Some(reg::get_card_request::Key::ApplicationId(id.into())) };
+    let missing = rt.block_on(async { ca.registry(registry).await.get_card(by_application("h-2")).await });
+    assert_eq!(missing.expect_err("nothing recorded").code(), Code::NotFound);
+    let unresolved = rt.block_on(async {
+        ca.registry(registry).await.list_unresolved(reg::ListUnresolvedRequest {}).await.unwrap().into_inner()
+    });
+    assert!(unresolved.entries.is_empty(), "half-done records: {:?}", unresolved.entries);
+
+    // The card is lost meanwhile: the revocation is recorded, the CRL must wait.
+    let out = ca.cli(&[
+        "emergency-revoke",
+        "--card",
+        &lost.card_id,
+        "--confirmed-by",
+        "op-ito",
+        "--method",
+        "phone",
+        "--operator",
+        "op-sato",
+        "--url",
+        &ca.url(revocation),
+    ]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("revocation is recorded") && text.contains("CRL could not be published"), "{text}");
+    // OCSP cannot sign "revoked" now, and must not answer "good" from its cache.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = ocsp(&ca, responder, &lost_sign);
+        assert!(!out.contains(": good"), "OCSP called a revoked card good during the outage: {out}");
+        if out.to_lowercase().contains("trylater") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "expected tryLater from the responder: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    folder.restore();
+    let back = Instant::now();
+    rt.block_on(wait_health(&ca, issuance, ServingStatus::Serving, Duration::from_secs(10)));
+    println!("issuance SERVING {:?} after the token came back", back.elapsed());
+
+    // The refused application goes through on retry; the card verifies.
+    let card = rt
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", &dir)).await })
+        .expect("issue after the HSM came back")
+        .into_inner();
+    let sign = dir.join("after-sign.pem");
+    write_pem(&sign, &card.signing_certificate);
+    let (root, issuing) = (ca.cert_path("root-ca.pem"), ca.cert_path("sign-ca.pem"));
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-untrusted",
+        issuing.to_str().unwrap(),
+        sign.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+
+    // OCSP now signs "revoked"; the CRL publisher paid what it owed, unasked.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ocsp(&ca, responder, &lost_sign);
+        if out.contains("Response verify OK") && out.contains(": revoked") {
+            assert!(out.contains("keyCompromise"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "OCSP did not say revoked after the HSM returned: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let serial = lost.signing_serial.to_uppercase();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let crl = dir.join("sign.crl.pem");
+    loop {
+        let (status, _, body) = http_get(crl_http, "/crl/sign.crl");
+        assert_eq!(status, 200);
+        write_pem_label(&crl, "X509 CRL", &body);
+        let (ok, text) = openssl(&["crl", "-in", crl.to_str().unwrap(), "-noout", "-text"]);
+        assert!(ok, "{text}");
+        if text.replace(':', "").to_uppercase().contains(&serial) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the CRL still lacks {serial} after the HSM returned:\n{text}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("CRL lists the lost card {:?} after the token came back", back.elapsed());
+
+    // A second outage, this time caught mid-request: the token goes away and an
+    // application arrives before the watcher (1 s ping) notices. The request fails
+    // at its first HSM call (the PIN escrow, then the signatures); what it recorded
+    // before is never a signed-but-unrecorded certificate, and whatever it left
+    // unresolved (RESERVED, PRECERT) is resolved when the token returns, unasked.
+    let mut client = rt.block_on(ca.issuance(issuance)); // connected beforehand: no handshake in the window
+    let third = application("h-3", "810003", &dir);
+    folder.remove();
+    let caught = rt.block_on(client.submit_application(third)).expect_err("no issuance without the HSM");
+    assert_eq!(caught.code(), Code::Unavailable, "{caught:?}");
+    assert!(caught.message().contains("HSM"), "{}", caught.message());
+    let recorded = rt.block_on(async { ca.registry(registry).await.get_card(by_application("h-3")).await });
+    let issued = reg::CertificateState::Issued as i32;
+    match &recorded {
+        Ok(view) => {
+            let view = view.get_ref();
+            assert_eq!(view.card.as_ref().map(|c| c.state), Some(reg::CardState::Pending as i32), "{view:?}");
+            assert!(view.certificates.iter().all(|c| c.state != issued), "nothing signed: {:?}", view.certificates);
+            println!("the request was caught mid-way: pending card, {} certificate record(s)", view.certificates.len());
+        }
+        Err(status) => {
+            assert_eq!(status.code(), Code::NotFound, "{status:?}");
+            println!("the watcher noticed first: nothing recorded");
+        }
+    }
+    folder.restore();
+    rt.block_on(wait_health(&ca, issuance, ServingStatus::Serving, Duration::from_secs(10)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = rt.block_on(async {
+            ca.registry(registry).await.list_unresolved(reg::ListUnresolvedRequest {}).await.unwrap().into_inner()
+        });
+        if left.entries.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left unresolved after the HSM returned: {:?}", left.entries);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The RA's retry returns the card either way; its certificates verify.
+    let card = rt
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-3", "810003", &dir)).await })
+        .expect("retry after the HSM came back")
+        .into_inner();
+    let auth = dir.join("h3-auth.pem");
+    write_pem(&auth, &card.authentication_certificate);
+    let auth_ca = ca.cert_path("auth-ca.pem");
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().unwrap(),
+        "-untrusted",
+        auth_ca.to_str().unwrap(),
+        auth.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    ca.take_children();
+}

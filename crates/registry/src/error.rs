@@ -13,6 +13,8 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error("cannot create database folder {path}: {source}")]
     CreateDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {source}")]
+    ConfigRead { path: std::path::PathBuf, source: std::io::Error },
     #[error("listener: {0}")]
     Listener(std::io::Error),
     #[error("gRPC server: {0}")]
@@ -66,7 +68,7 @@ fn store_status(err: StoreError) -> Status {
         E::CertificateState { .. } => (Code::FailedPrecondition, "serial"),
         E::TbsConflict { .. } => (Code::FailedPrecondition, "tbs_der"),
         E::CertificateConflict { .. } => (Code::FailedPrecondition, "certificate_der"),
-        E::ReservedAction { .. } => (Code::InvalidArgument, "action"),
+        E::ReservedAction { .. } | E::NotCeremonyAction { .. } => (Code::InvalidArgument, "action"),
         E::NoSuchApproval { .. } => (Code::NotFound, "approval_id"),
         E::RevokedAt { .. } => (Code::InvalidArgument, "revoked_at_unix"),
         E::IssuerLabel { .. } => (Code::InvalidArgument, "issuer_label"),
@@ -78,7 +80,7 @@ fn store_status(err: StoreError) -> Status {
             tracing::error!(error = %err, "registry database damaged");
             return Status::data_loss(err.to_string());
         }
-        E::Db(_) => {
+        E::Db(_) | E::Locked { .. } => {
             tracing::error!(error = %err, "registry database error");
             return Status::internal(err.to_string());
         }

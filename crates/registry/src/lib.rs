@@ -80,7 +80,21 @@
 //!   oldest first; NOT_FOUND `holder_id` / `licence_number`.
 //! - "card.supersede", "holder.contact", "pin.escrow" and "pin.disclose" are
 //!   the registry's own audit actions: AppendAudit refuses them.
+//!
+//! # Audit entries nobody can append over gRPC
+//!
+//! - **"config.start"**: [`serve_recording_start`] writes one before serving:
+//!   actor "registry", subject the config file, detail `config_path`,
+//!   `config_sha256` (of the file's bytes), `settings` (listeners, TLS,
+//!   limits, validity, CRL/OCSP intervals; never a PIN), `previous`
+//!   ({sequence, config_sha256} of the last start, null on the first) and
+//!   `changed` (digest differs from `previous`; true on the first start).
+//! - **"ceremony.start" / ".key" / ".certificate" / ".arl" / ".end"**: written by
+//!   `hpki-ca ceremony` straight into the database while no registry runs.
+//!
+//! AppendAudit refuses these actions, so the entries cannot be forged by a client.
 
+mod config_start;
 mod convert;
 mod error;
 mod server;
@@ -89,6 +103,7 @@ mod streams;
 mod validate;
 mod x509;
 
+pub use config_start::{settings as config_settings, ConfigSource, CONFIG_START_ACTOR};
 pub use error::RegistryError;
-pub use server::{serve, serve_store};
+pub use server::{serve, serve_recording_start, serve_store};
 pub use service::RegistryService;

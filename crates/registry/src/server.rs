@@ -9,16 +9,46 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tracing::info;
 
+use crate::config_start::{self, ConfigSource};
 use crate::error::RegistryError;
 use crate::service::RegistryService;
 
 /// Opens the database at `cfg.db_path()` (creating the folder) and serves on
-/// `listener` until `shutdown` completes.
+/// `listener` until `shutdown` completes. Writes no "config.start" entry (for
+/// embedding and tests); the `hpki-ca` launcher uses [`serve_recording_start`].
 pub async fn serve(
     cfg: &config::Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
+    let store = open_store(cfg).await?;
+    serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown).await
+}
+
+/// As [`serve`], but first appends this start's "config.start" audit entry
+/// (config file, its digest, effective settings, changed since the previous
+/// start). No entry, no service: a start the log does not show must not happen.
+pub async fn serve_recording_start(
+    cfg: &config::Config,
+    source: &ConfigSource,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RegistryError> {
+    let store = open_store(cfg).await?;
+    let (s, c, src) = (store.clone(), cfg.clone(), source.clone());
+    let outcome = tokio::task::spawn_blocking(move || config_start::record(&s, &c, &src))
+        .await
+        .map_err(|e| RegistryError::Internal(format!("recording config.start failed: {e}")))??;
+    info!(
+        sequence = outcome.record.sequence,
+        sha256 = %source.sha256,
+        changed = outcome.changed,
+        "config.start recorded in the audit log"
+    );
+    serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown).await
+}
+
+async fn open_store(cfg: &config::Config) -> Result<Store, RegistryError> {
     let path = cfg.db_path();
     std::fs::create_dir_all(&path).map_err(|source| RegistryError::CreateDir { path: path.clone(), source })?;
     // Opening replays sled's log, which can take a while: keep it off the async workers.
@@ -27,7 +57,7 @@ pub async fn serve(
         .await
         .map_err(|e| RegistryError::Internal(format!("opening the database failed: {e}")))??;
     info!(db = %path.display(), "registry database open");
-    serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown).await
+    Ok(store)
 }
 
 /// Serves an already opened store; for embedding and tests.

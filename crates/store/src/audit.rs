@@ -30,7 +30,21 @@ pub mod actions {
     pub const PIN_DISCLOSE: &str = "pin.disclose";
     /// A RESERVED serial given up by restart recovery (never signed).
     pub const SERIAL_ABANDON: &str = "serial.abandon";
-    pub const ALL: [&str; 17] = [
+    /// The registry started: config file, its digest, whether it changed.
+    pub const CONFIG_START: &str = "config.start";
+    /// The key ceremony, written by `hpki-ca ceremony` straight into the
+    /// database while no registry runs (`Store::append_ceremony_audit`).
+    pub const CEREMONY_START: &str = "ceremony.start";
+    /// A key found in or generated inside the HSM.
+    pub const CEREMONY_KEY: &str = "ceremony.key";
+    /// A CA, OCSP responder certificate (or the checkpoint public key) written or kept.
+    pub const CEREMONY_CERTIFICATE: &str = "ceremony.certificate";
+    /// The root's first ARL.
+    pub const CEREMONY_ARL: &str = "ceremony.arl";
+    /// The ceremony's outcome: ok, or failed with the error.
+    pub const CEREMONY_END: &str = "ceremony.end";
+    pub const CEREMONY: [&str; 5] = [CEREMONY_START, CEREMONY_KEY, CEREMONY_CERTIFICATE, CEREMONY_ARL, CEREMONY_END];
+    pub const ALL: [&str; 23] = [
         APPLICATION_BEGIN,
         SERIAL_RESERVE,
         TBS_RECORD,
@@ -48,6 +62,12 @@ pub mod actions {
         PIN_ESCROW,
         PIN_DISCLOSE,
         SERIAL_ABANDON,
+        CONFIG_START,
+        CEREMONY_START,
+        CEREMONY_KEY,
+        CEREMONY_CERTIFICATE,
+        CEREMONY_ARL,
+        CEREMONY_END,
     ];
 }
 
@@ -212,6 +232,31 @@ mod tests {
             assert!(matches!(err, StoreError::ReservedAction { .. }), "{action}: {err}");
         }
         assert_eq!(store.verify_audit_chain().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_second_open_while_the_first_holds_the_database_is_locked() {
+        let (dir, store) = temp_store();
+        match crate::Store::open(&dir.path().join("db")) {
+            Err(StoreError::Locked { path }) => assert_eq!(path, dir.path().join("db")),
+            Err(other) => panic!("expected Locked, got {other}"),
+            Ok(_) => panic!("expected Locked, got a second handle"),
+        }
+        drop(store);
+        assert!(crate::Store::open(&dir.path().join("db")).is_ok(), "reopens once released");
+    }
+
+    #[test]
+    fn the_ceremony_appends_only_its_own_actions() {
+        let (_dir, store) = temp_store();
+        let a = store.append_ceremony_audit("op-ito", actions::CEREMONY_START, "hpki-ca", "{}").unwrap();
+        let b = store.append_ceremony_audit("op-ito", actions::CEREMONY_KEY, "root-ca", r#"{"outcome":"generated"}"#);
+        assert_eq!((a.sequence, b.unwrap().prev_hash), (1, a.hash));
+        for action in ["ra.note", actions::CONFIG_START, actions::CERTIFICATE_STORE] {
+            let err = store.append_ceremony_audit("op", action, "x", "{}").unwrap_err();
+            assert!(matches!(err, StoreError::NotCeremonyAction { .. }), "{action}: {err}");
+        }
+        assert_eq!(store.verify_audit_chain().unwrap(), 2);
     }
 
     #[test]

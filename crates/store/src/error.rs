@@ -80,6 +80,11 @@ pub enum StoreError {
 
     #[error("action {action} is logged by the registry itself")]
     ReservedAction { action: String },
+    #[error("action {action} is not one of the key ceremony's")]
+    NotCeremonyAction { action: String },
+    /// Another process (normally the running registry) has the database open.
+    #[error("the database {path} is in use by another process (is the registry running?)")]
+    Locked { path: std::path::PathBuf },
     #[error("audit chain broken at sequence {sequence}: {reason}")]
     AuditChainBroken { sequence: u64, reason: String },
 }

@@ -13,6 +13,7 @@ mod audit;
 mod bench;
 mod certificates;
 mod clock;
+mod config_start;
 mod crl_number;
 mod error;
 mod feed;
@@ -28,6 +29,7 @@ use std::path::Path;
 pub use audit::{actions, audit_hash};
 pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
+pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};
 pub use crl_number::MAX_SCOPE_LEN;
 pub use error::StoreError;
 pub use records::{
@@ -52,7 +54,13 @@ impl Store {
     /// Opens (creating if needed) the database folder at `path`. sled locks the
     /// folder, so a second process opening it fails rather than corrupting it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::open(path)?;
+        let db = sled::open(path).map_err(|e| match e {
+            // sled reports its file lock held elsewhere only as this I/O error text.
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked { path: path.to_owned() }
+            }
+            other => StoreError::Db(other),
+        })?;
         let trees = tx::Trees::open(&db)?;
         // What sled recovered is on disk, so all of it counts as durable.
         let durable = feed::Durable::new(feed::last_stored(&trees)?);
@@ -76,6 +84,34 @@ impl Store {
         let record = self.trees.transact(|tx| audit::append(tx, &event))?;
         self.flush()?;
         Ok(record)
+    }
+
+    /// Appends an entry of the key ceremony (`actions::CEREMONY` only), durable
+    /// when this returns. The ceremony opens the database itself while no
+    /// registry runs; these actions are reserved, so no gRPC client can forge
+    /// them through AppendAudit.
+    pub fn append_ceremony_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail_json: &str,
+    ) -> Result<AuditRecord, StoreError> {
+        if !actions::CEREMONY.contains(&action) {
+            return Err(StoreError::NotCeremonyAction { action: action.to_owned() });
+        }
+        let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
+        let record = self.trees.transact(|tx| audit::append(tx, &event))?;
+        self.flush()?;
+        Ok(record)
+    }
+
+    /// Appends the registry's "config.start" entry, compared with the previous
+    /// start's config digest; durable when this returns.
+    pub fn record_config_start(&self, start: &ConfigStart) -> Result<ConfigStartOutcome, StoreError> {
+        let outcome = self.trees.transact(|tx| config_start::record(tx, start))?;
+        self.flush()?;
+        Ok(outcome)
     }
 
     /// Audit entries with sequence >= `from` (sequences start at 1), at most

@@ -3,6 +3,10 @@
 //! export` read it through the registry. Then one entry is edited in the sled
 //! database itself (and, separately, one line of an export), and verification
 //! must fail at exactly that entry.
+//!
+//! Also: the ceremony's entries (keys, certificates, who ran it), the
+//! registry's "config.start" on every start (digest, changed since the last
+//! start), and the checkpoints `hpki-ca run` signs by itself.
 
 mod common;
 
@@ -10,6 +14,7 @@ use common::application;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::Ca;
 use serde_json::Value;
@@ -79,7 +84,8 @@ fn hex_encode(b: &[u8]) -> String {
 
 #[test]
 fn audit_chain_verifies_with_a_checkpoint_and_an_edited_entry_fails_at_exactly_that_entry() {
-    let mut ca = Ca::new("");
+    // Automatic checkpoints off: the only checkpoint is the one this test asks for.
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 0\n");
     let pub_key =
         std::fs::read_to_string(ca.cert_path("audit-checkpoint.pub.pem")).expect("ceremony writes the checkpoint key");
     assert!(pub_key.contains("BEGIN PUBLIC KEY"), "{pub_key}");
@@ -114,6 +120,7 @@ fn audit_chain_verifies_with_a_checkpoint_and_an_edited_entry_fails_at_exactly_t
         assert!(actions.contains(want), "no {want} in {actions:?}");
     }
     eprintln!("first line: {}\nlast line:  {}", lines[0], lines[lines.len() - 1]);
+    assert!(!lines.iter().any(|l| l["actor"] == "audit-checkpointer"), "interval 0 turns the checkpointer off");
     let last = &lines[lines.len() - 1];
     assert_eq!(last["action"], "audit.checkpoint");
     assert_eq!(last["actor"], "op-audit");
@@ -198,5 +205,231 @@ fn audit_chain_verifies_with_a_checkpoint_and_an_edited_entry_fails_at_exactly_t
     assert_eq!(read_lines(&export2)[target_index]["actor"], "mallory");
     let (ok, out) = audit(&ca, &["verify", "--file", export2.to_str().unwrap()]);
     assert!(!ok && out.contains(&format!("audit chain BROKEN at sequence {target}:")), "{out}");
+    ca.take_children();
+}
+
+/// The live log, exported through the CLI (quietly: callers poll it).
+fn export(ca: &Ca, registry: &str, name: &str) -> Vec<Value> {
+    let path = ca.dir.path().join(name);
+    let out = ca.cli(&["audit", "export", "--url", registry, "--out", path.to_str().unwrap()]);
+    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+    read_lines(&path)
+}
+
+fn with_action<'a>(lines: &'a [Value], action: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["action"] == action).collect()
+}
+
+/// SHA-256 of a file, hex, as openssl computes it.
+fn sha256_file(path: &Path) -> String {
+    let (ok, out) = common::openssl(&["dgst", "-sha256", "-r", path.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+/// (serial, SHA-256 fingerprint) of a PEM certificate, lower-case hex, as openssl reads it.
+fn openssl_serial_and_fingerprint(path: &Path) -> (String, String) {
+    let (ok, out) =
+        common::openssl(&["x509", "-in", path.to_str().unwrap(), "-noout", "-serial", "-fingerprint", "-sha256"]);
+    assert!(ok, "{out}");
+    let value = |prefix: &str| {
+        let line = out.lines().find(|l| l.to_lowercase().starts_with(prefix)).unwrap_or_else(|| panic!("{out}"));
+        line.split_once('=').unwrap().1.replace(':', "").to_lowercase()
+    };
+    (value("serial="), value("sha256 fingerprint="))
+}
+
+#[test]
+fn the_ceremony_and_every_start_are_audited_and_a_changed_config_is_flagged() {
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 0\n");
+    // A second ceremony, by a named operator: every key found, every certificate kept.
+    let out = ca.cli(&["ceremony", "--operator", "op-ito"]);
+    assert!(out.status.success(), "second ceremony: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("audit log") && stdout.contains("(operator op-ito)"), "{stdout}");
+    let config_path = std::fs::canonicalize(&ca.config).unwrap();
+    let first_digest = sha256_file(&ca.config);
+
+    let addrs = ca.spawn(&["run"], &["registry"]);
+    let registry = ca.url(&addrs[0]);
+    // While the registry holds the database, the ceremony refuses before touching the HSM.
+    let out = ca.cli(&["ceremony", "--operator", "op-while-running"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a ceremony while the registry runs must fail");
+    assert!(stderr.contains("is in use") && stderr.contains("registry.sled"), "{stderr}");
+
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok, "verify: {out}");
+    let lines = export(&ca, &registry, "start-1.jsonl");
+    assert!(!lines.iter().any(|l| l["actor"] == "op-while-running"), "the refused ceremony wrote nothing");
+
+    // Two ceremonies: start, keys, certificates, (the first one's ARL), end.
+    let starts = with_action(&lines, "ceremony.start");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(lines[0]["action"], "ceremony.start", "the ceremony's entries come first");
+    assert_eq!(starts[1]["actor"], "op-ito");
+    assert_eq!(starts[1]["detail"]["operator"], "op-ito");
+    assert_eq!(starts[1]["detail"]["config_sha256"], first_digest.as_str());
+    assert_eq!(starts[1]["detail"]["config_path"], config_path.to_str().unwrap());
+    let labels = ["root-ca", "sign-ca", "auth-ca", "pin-escrow", "audit-checkpoint", "ocsp-sign", "ocsp-auth"];
+    let keys = with_action(&lines, "ceremony.key");
+    for (run, outcome) in [(0, "generated"), (1, "found")] {
+        let seq = |i: usize| starts[i]["sequence"].as_u64().unwrap();
+        let in_run = |l: &Value| {
+            let s = l["sequence"].as_u64().unwrap();
+            s > seq(run) && (run == 1 || s < seq(1))
+        };
+        let mut named: Vec<&str> =
+            keys.iter().copied().filter(|l| in_run(l)).map(|k| k["subject"].as_str().unwrap()).collect();
+        named.sort_unstable();
+        let mut want = labels.to_vec();
+        want.sort_unstable();
+        assert_eq!(named, want, "keys of ceremony {run}");
+        for k in keys.iter().copied().filter(|l| in_run(l)) {
+            assert_eq!(k["detail"]["outcome"], outcome, "{k}");
+            assert_eq!(k["detail"]["label"], k["subject"], "{k}");
+            let alg = k["detail"]["algorithm"].as_str().unwrap();
+            let want_alg = if k["subject"] == "pin-escrow" { "aes-256" } else { "rsa-2048" };
+            assert_eq!(alg, want_alg, "{k}");
+        }
+    }
+    let certificates = with_action(&lines, "ceremony.certificate");
+    assert_eq!(certificates.len(), 10, "five certificates, written then kept: {certificates:?}");
+    for file in ["root-ca.pem", "sign-ca.pem", "auth-ca.pem", "ocsp-sign.pem", "ocsp-auth.pem"] {
+        let (serial, fingerprint) = openssl_serial_and_fingerprint(&ca.cert_path(file));
+        let of_file: Vec<&&Value> =
+            certificates.iter().filter(|c| c["detail"]["file"].as_str().unwrap().ends_with(file)).collect();
+        let outcomes: Vec<&str> = of_file.iter().map(|c| c["detail"]["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["written", "kept"], "{file}");
+        for c in of_file {
+            assert_eq!(c["subject"].as_str().unwrap().trim_start_matches('0'), serial.trim_start_matches('0'), "{c}");
+            assert_eq!(c["detail"]["sha256"], fingerprint.as_str(), "{c}");
+        }
+    }
+    assert_eq!(with_action(&lines, "ceremony.arl").len(), 1, "the root's first ARL comes with the first ceremony");
+    let ends = with_action(&lines, "ceremony.end");
+    assert_eq!(ends.len(), 2);
+    assert_eq!(
+        (ends[0]["detail"]["outcome"].as_str(), ends[0]["detail"]["keys_generated"].as_u64()),
+        (Some("ok"), Some(7))
+    );
+    assert_eq!(ends[0]["detail"]["certificates_written"], 5);
+    assert_eq!(
+        (ends[1]["detail"]["keys_found"].as_u64(), ends[1]["detail"]["certificates_kept"].as_u64()),
+        (Some(7), Some(5))
+    );
+
+    // The registry's start.
+    let first = with_action(&lines, "config.start");
+    assert_eq!(first.len(), 1);
+    let first = first[0].clone();
+    eprintln!("config.start: {first}");
+    assert_eq!(first["actor"], "registry");
+    assert_eq!(first["subject"], config_path.to_str().unwrap());
+    assert_eq!(first["detail"]["config_sha256"], first_digest.as_str());
+    assert_eq!((first["detail"]["changed"].as_bool(), first["detail"]["previous"].is_null()), (Some(true), true));
+    let settings = &first["detail"]["settings"];
+    assert_eq!(settings["listen"]["registry"], "127.0.0.1:0");
+    assert_eq!(settings["tls"]["enabled"], true);
+    assert_eq!(settings["limits"]["request_timeout_seconds"], 60);
+    assert_eq!(settings["audit"]["checkpoint_interval_seconds"], 0);
+    assert!(settings["crl"]["interval_minutes"].is_u64() && settings["ocsp"]["next_update_hours"].is_u64());
+    let text = first["detail_json"].as_str().unwrap();
+    assert!(!text.contains(".pin") && !text.to_lowercase().contains("pin_file"), "no PIN file in {text}");
+
+    // Start again with the same file: not changed, and the previous start named.
+    ca.take_children();
+    let addrs = ca.spawn(&["run"], &["registry"]);
+    let registry = ca.url(&addrs[0]);
+    let lines = export(&ca, &registry, "start-2.jsonl");
+    let second = with_action(&lines, "config.start")[1].clone();
+    assert_eq!(second["detail"]["changed"], false, "{second}");
+    assert_eq!(second["detail"]["previous"]["sequence"], first["sequence"]);
+    assert_eq!(second["detail"]["previous"]["config_sha256"], first_digest.as_str());
+
+    // An edited config: changed, with the previous digest.
+    ca.take_children();
+    let mut text = std::fs::read_to_string(&ca.config).unwrap();
+    text.push_str("\n[limits]\nrequest_timeout_seconds = 30\n");
+    std::fs::write(&ca.config, text).unwrap();
+    let edited_digest = sha256_file(&ca.config);
+    assert_ne!(edited_digest, first_digest);
+    let addrs = ca.spawn(&["run"], &["registry"]);
+    let registry = ca.url(&addrs[0]);
+    let lines = export(&ca, &registry, "start-3.jsonl");
+    let third = with_action(&lines, "config.start")[2].clone();
+    eprintln!("config.start after the edit: {third}");
+    assert_eq!(third["detail"]["changed"], true, "{third}");
+    assert_eq!(third["detail"]["config_sha256"], edited_digest.as_str());
+    assert_eq!(third["detail"]["previous"]["config_sha256"], first_digest.as_str());
+    assert_eq!(third["detail"]["previous"]["sequence"], second["sequence"]);
+    assert_eq!(third["detail"]["settings"]["limits"]["request_timeout_seconds"], 30);
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok, "verify after three starts: {out}");
+    ca.take_children();
+}
+
+#[test]
+fn the_running_ca_signs_checkpoints_by_itself() {
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 1\n");
+    let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
+    let registry = ca.url(&addrs[0]);
+    let automatic = |lines: &[Value]| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| l["action"] == "audit.checkpoint" && l["actor"] == "audit-checkpointer")
+            .cloned()
+            .collect()
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&[Value]) -> bool| -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let lines = export(&ca, &registry, "auto.jsonl");
+            if done(&lines) {
+                return lines;
+            }
+            assert!(Instant::now() < deadline, "no {what} within 60 s: {lines:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+
+    // A fresh CA gets its first checkpoint shortly after start, over the ceremony and config.start.
+    let lines = wait_for("first automatic checkpoint", &|l| !automatic(l).is_empty());
+    let first = &automatic(&lines)[0];
+    let config_start = with_action(&lines, "config.start")[0]["sequence"].as_u64().unwrap();
+    assert!(first["detail"]["sequence"].as_u64().unwrap() >= config_start, "{first}");
+    assert_eq!(first["detail"]["key_label"], "audit-checkpoint");
+
+    // New entries get anchored by a later one.
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    issue(&ca, &rt, &addrs[1], "auto-1", "555555", &dir);
+    let lines = export(&ca, &registry, "auto.jsonl");
+    let completed = with_action(&lines, "application.complete")[0]["sequence"].as_u64().unwrap();
+    let lines = wait_for("checkpoint over the new card", &|l| {
+        automatic(l).iter().any(|c| c["detail"]["sequence"].as_u64().unwrap() >= completed)
+    });
+    assert!(automatic(&lines).len() >= 2);
+
+    // A checkpoint never just signs another one: a quiet CA's head stays anchored as it is.
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = export(&ca, &registry, "auto.jsonl");
+    for pair in lines.windows(2) {
+        if pair[1]["actor"] == "audit-checkpointer" {
+            assert_ne!(pair[0]["action"], "audit.checkpoint", "a checkpoint signed a checkpoint: {}", pair[1]);
+        }
+    }
+
+    // `audit verify` checks every one of their signatures with the public key.
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok, "verify: {out}");
+    let verified: u64 = out
+        .split("checkpoints: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no checkpoint count: {out}"));
+    assert!(verified >= automatic(&lines).len() as u64 && verified >= 2, "{out}");
+    assert!(out.contains(&format!("checkpoints: {verified} verified")), "{out}");
     ca.take_children();
 }

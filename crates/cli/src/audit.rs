@@ -145,6 +145,14 @@ pub struct Verified {
     pub key_path: PathBuf,
 }
 
+impl Verified {
+    /// The last entry is a checkpoint whose signature was checked: the whole
+    /// chain is anchored and a new checkpoint would only sign that one.
+    pub fn head_is_checkpoint(&self) -> bool {
+        self.entries > 0 && self.latest_checkpoint.is_some_and(|(at, _)| at == self.entries)
+    }
+}
+
 /// Walks a chain entry by entry, in order, keeping 32 bytes per entry (the
 /// hashes checkpoints may refer back to).
 pub struct Verifier {
@@ -643,73 +651,172 @@ impl CheckpointKey {
     }
 }
 
-/// Verifies the live chain, signs its head in the HSM and appends the checkpoint.
-/// A broken chain is not signed.
-fn checkpoint(cfg: &Config, url: &str, operator: &str, key_path: &Path) -> Result<(), CliError> {
-    let hsm = crate::open_hsm(cfg)?;
-    let key = hsm.find_key(AUDIT_CHECKPOINT_KEY_LABEL)?.ok_or_else(|| {
-        CliError::Client(format!("the HSM has no key {AUDIT_CHECKPOINT_KEY_LABEL:?}: run `hpki-ca ceremony` first"))
-    })?;
-    let public = CheckpointKey::load(key_path)?.ok_or_else(|| {
-        CliError::Client(format!("no {}: run `hpki-ca ceremony` first (it writes the public key)", key_path.display()))
-    })?;
-    if public.spki_der != key.subject_public_key_info_der() {
-        return Err(CliError::Client(format!(
-            "{} is not the public key of the HSM key {AUDIT_CHECKPOINT_KEY_LABEL:?}: checkpoints would not verify",
-            key_path.display()
-        )));
-    }
+/// What [`Checkpointer::checkpoint`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    /// A checkpoint entry was appended at `sequence`, signing entry `signs` (hash `head`).
+    Signed { sequence: u64, signs: u64, head: [u8; 32], algorithm: &'static str, key_spki_sha256: String },
+    /// The head is itself a verified checkpoint: nothing new to anchor (only
+    /// when asked to skip that case).
+    AlreadyAnchored { sequence: u64 },
+}
 
-    let rt = crate::runtime()?;
-    let mut client = rt.block_on(registry(url))?;
-    let verifier = Verifier::new(Some(public.clone()), key_path.to_owned());
-    let head = match rt.block_on(verify_live(&mut client, verifier))? {
-        Ok(v) => v,
-        Err(b) => {
-            println!("{b}");
+/// Why no checkpoint was made.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A broken chain is never signed.
+    #[error("refusing to checkpoint: {0}")]
+    Broken(Broken),
+    #[error("the audit log is empty: nothing to checkpoint")]
+    Empty,
+    #[error(transparent)]
+    Failed(#[from] CliError),
+}
+
+impl From<hsm::HsmError> for CheckpointError {
+    fn from(e: hsm::HsmError) -> CheckpointError {
+        CheckpointError::Failed(e.into())
+    }
+}
+
+/// The HSM key "audit-checkpoint" with its public half on disk, checked to be
+/// the same key, so every checkpoint it signs verifies with that file. Both
+/// `hpki-ca audit checkpoint` and the launcher's periodic task sign with it.
+pub struct Checkpointer {
+    key: hsm::HsmKey,
+    public: CheckpointKey,
+    key_path: PathBuf,
+}
+
+impl Checkpointer {
+    /// Finds the key in the HSM and loads `key_path`. Blocking (PKCS#11).
+    pub fn new(hsm: &hsm::Hsm, key_path: &Path) -> Result<Checkpointer, CliError> {
+        let key = hsm.find_key(AUDIT_CHECKPOINT_KEY_LABEL)?.ok_or_else(|| {
+            CliError::Client(format!("the HSM has no key {AUDIT_CHECKPOINT_KEY_LABEL:?}: run `hpki-ca ceremony` first"))
+        })?;
+        let public = CheckpointKey::load(key_path)?.ok_or_else(|| {
+            CliError::Client(format!(
+                "no {}: run `hpki-ca ceremony` first (it writes the public key)",
+                key_path.display()
+            ))
+        })?;
+        if public.spki_der != key.subject_public_key_info_der() {
             return Err(CliError::Client(format!(
-                "refusing to checkpoint: the audit chain is broken at sequence {}",
-                b.sequence
+                "{} is not the public key of the HSM key {AUDIT_CHECKPOINT_KEY_LABEL:?}: checkpoints would not verify",
+                key_path.display()
             )));
         }
-    };
-    if head.entries == 0 {
-        return Err(CliError::Client("the audit log is empty: nothing to checkpoint".into()));
+        Ok(Checkpointer { key, public, key_path: key_path.to_owned() })
     }
 
-    let message = checkpoint_message(head.entries, &head.head);
-    let signature = key.sign(&message)?; // blocking, outside the runtime
-    if !public.verify(&message, &signature) {
-        return Err(CliError::Client(format!(
-            "the HSM's checkpoint signature does not verify with {}",
-            key_path.display()
-        )));
+    /// Verifies the live chain (signatures of earlier checkpoints included),
+    /// signs its head in the HSM and appends the checkpoint entry as `actor`.
+    /// With `skip_anchored`, a head that already is a verified checkpoint is
+    /// left alone (a periodic task on a quiet CA would otherwise only sign its
+    /// own checkpoints).
+    pub async fn checkpoint(
+        &self,
+        client: &mut RegistryClient<Channel>,
+        actor: &str,
+        skip_anchored: bool,
+    ) -> Result<CheckpointOutcome, CheckpointError> {
+        let verifier = Verifier::new(Some(self.public.clone()), self.key_path.clone());
+        let head = verify_live(client, verifier).await?.map_err(CheckpointError::Broken)?;
+        if head.entries == 0 {
+            return Err(CheckpointError::Empty);
+        }
+        if skip_anchored && head.head_is_checkpoint() {
+            return Ok(CheckpointOutcome::AlreadyAnchored { sequence: head.entries });
+        }
+
+        let message = checkpoint_message(head.entries, &head.head);
+        // PKCS#11 blocks: keep it off the async workers.
+        let key = self.key.clone();
+        let to_sign = message.clone();
+        let signature = tokio::task::spawn_blocking(move || key.sign(&to_sign))
+            .await
+            .map_err(|e| CliError::Client(format!("the signing task failed: {e}")))??;
+        if !self.public.verify(&message, &signature) {
+            return Err(CliError::Client(format!(
+                "the HSM's checkpoint signature does not verify with {}",
+                self.key_path.display()
+            ))
+            .into());
+        }
+        let detail = CheckpointDetail {
+            sequence: head.entries,
+            head_hash: hex::encode(head.head),
+            algorithm: self.public.algorithm().to_owned(),
+            key_label: AUDIT_CHECKPOINT_KEY_LABEL.to_owned(),
+            key_spki_sha256: self.public.spki_sha256.clone(),
+            signature: hex::encode(&signature),
+        };
+        let detail_json = serde_json::to_string(&detail).map_err(|e| CliError::Client(e.to_string()))?;
+        let request = pb::AppendAuditRequest {
+            actor: actor.to_owned(),
+            action: CHECKPOINT_ACTION.to_owned(),
+            subject: AUDIT_CHECKPOINT_KEY_LABEL.to_owned(),
+            detail_json,
+        };
+        let entry = client.append_audit(request).await.map_err(status)?.into_inner();
+        Ok(CheckpointOutcome::Signed {
+            sequence: entry.sequence,
+            signs: head.entries,
+            head: head.head,
+            algorithm: self.public.algorithm(),
+            key_spki_sha256: detail.key_spki_sha256,
+        })
     }
-    let detail = CheckpointDetail {
-        sequence: head.entries,
-        head_hash: hex::encode(head.head),
-        algorithm: public.algorithm().to_owned(),
-        key_label: AUDIT_CHECKPOINT_KEY_LABEL.to_owned(),
-        key_spki_sha256: public.spki_sha256.clone(),
-        signature: hex::encode(&signature),
-    };
-    let detail_json = serde_json::to_string(&detail).map_err(|e| CliError::Client(e.to_string()))?;
-    let request = pb::AppendAuditRequest {
-        actor: operator.to_owned(),
-        action: CHECKPOINT_ACTION.to_owned(),
-        subject: AUDIT_CHECKPOINT_KEY_LABEL.to_owned(),
-        detail_json,
-    };
-    let entry = rt.block_on(client.append_audit(request)).map_err(status)?.into_inner();
-    println!(
-        "audit checkpoint at sequence {}: signs entry {} (head {}) with HSM key {AUDIT_CHECKPOINT_KEY_LABEL:?} ({}, SPKI SHA-256 {})",
-        entry.sequence,
-        head.entries,
-        hex::encode(head.head),
-        detail.algorithm,
-        detail.key_spki_sha256
-    );
-    Ok(())
+}
+
+/// One checkpoint against the registry at `url`, as the launcher's periodic
+/// task makes it: a fresh HSM lookup and connection each time, so a token or
+/// registry that came back is used again.
+pub async fn checkpoint_now(
+    hsm: &hsm::Hsm,
+    url: &str,
+    key_path: &Path,
+    actor: &str,
+) -> Result<CheckpointOutcome, CheckpointError> {
+    let (h, path) = (hsm.clone(), key_path.to_owned());
+    let checkpointer = tokio::task::spawn_blocking(move || Checkpointer::new(&h, &path))
+        .await
+        .map_err(|e| CliError::Client(format!("the HSM lookup task failed: {e}")))??;
+    let mut client = registry(url).await?;
+    checkpointer.checkpoint(&mut client, actor, true).await
+}
+
+/// `hpki-ca audit checkpoint`: always signs the head (an operator asked).
+fn checkpoint(cfg: &Config, url: &str, operator: &str, key_path: &Path) -> Result<(), CliError> {
+    let hsm = crate::open_hsm(cfg)?;
+    let checkpointer = Checkpointer::new(&hsm, key_path)?;
+    let outcome = crate::runtime()?.block_on(async {
+        let mut client = registry(url).await?;
+        checkpointer.checkpoint(&mut client, operator, false).await
+    });
+    match outcome {
+        Ok(CheckpointOutcome::Signed { sequence, signs, head, algorithm, key_spki_sha256 }) => {
+            println!(
+                "audit checkpoint at sequence {sequence}: signs entry {signs} (head {}) with HSM key \
+                 {AUDIT_CHECKPOINT_KEY_LABEL:?} ({algorithm}, SPKI SHA-256 {key_spki_sha256})",
+                hex::encode(head)
+            );
+            Ok(())
+        }
+        Ok(CheckpointOutcome::AlreadyAnchored { sequence }) => {
+            println!("audit head {sequence} is already a checkpoint");
+            Ok(())
+        }
+        Err(CheckpointError::Broken(b)) => {
+            println!("{b}");
+            Err(CliError::Client(format!(
+                "refusing to checkpoint: the audit chain is broken at sequence {}",
+                b.sequence
+            )))
+        }
+        Err(CheckpointError::Empty) => Err(CliError::Client(CheckpointError::Empty.to_string())),
+        Err(CheckpointError::Failed(e)) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -867,6 +974,20 @@ mod tests {
         // Without the public key the chain still verifies but the checkpoint is counted as unchecked.
         let v = verify(&log, None).unwrap();
         assert_eq!((v.checkpoints, v.unchecked), (0, 1));
+    }
+
+    #[test]
+    fn the_head_is_anchored_only_while_a_verified_checkpoint_is_last() {
+        let s = signer();
+        let mut log = chain(3);
+        assert!(!verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
+        add_checkpoint(&mut log, &s);
+        assert!(verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
+        // Unchecked for want of the key: not anchored as far as we can tell.
+        assert!(!verify(&log, None).unwrap().head_is_checkpoint());
+        append(&mut log, "test", "{}");
+        assert!(!verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
+        assert!(!verify(&[], Some(s.key.clone())).unwrap().head_is_checkpoint());
     }
 
     #[test]

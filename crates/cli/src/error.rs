@@ -28,6 +28,8 @@ pub enum CliError {
     Revocation(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("audit log: {0}")]
+    Store(#[from] store::StoreError),
 }
 
 pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {

@@ -1,6 +1,7 @@
 //! Starting services: one each, or all of them in one process on loopback.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use config::Config;
 use tokio::net::TcpListener;
@@ -59,7 +60,7 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError>
     let dir = cfg.tls_dir();
     let tls_err = |e: tls::TlsError| CliError::Client(format!("TLS: {e}"));
     let (server, role) = match command {
-        C::Ceremony
+        C::Ceremony { .. }
         | C::Run
         | C::Registry { .. }
         | C::Issuance { .. }
@@ -134,10 +135,73 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = out.flush();
 }
 
-pub async fn run_registry(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+/// The config file this process runs with, digested for the registry's
+/// "config.start" audit entry (`None`: the built-in defaults).
+pub fn config_source(path: Option<&std::path::Path>) -> Result<registry::ConfigSource, CliError> {
+    registry::ConfigSource::read(path).map_err(|e| CliError::Registry(e.to_string()))
+}
+
+pub async fn run_registry(
+    cfg: Config,
+    source: registry::ConfigSource,
+    stop: watch::Receiver<bool>,
+) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.registry.listen).await?;
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
-    registry::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Registry(e.to_string()))
+    registry::serve_recording_start(&cfg, &source, listener, shutdown_signal(stop))
+        .await
+        .map_err(|e| CliError::Registry(e.to_string()))
+}
+
+/// Actor of the checkpoints `hpki-ca run` makes by itself.
+pub const CHECKPOINTER_ACTOR: &str = "audit-checkpointer";
+/// The first automatic checkpoint comes this soon after start (or after one
+/// interval, if shorter), so a fresh CA has one.
+const FIRST_CHECKPOINT_AFTER: Duration = Duration::from_secs(2);
+/// After a failed checkpoint the next try comes after at most this long,
+/// rather than a whole interval later.
+const RETRY_CHECKPOINT_AFTER: Duration = Duration::from_secs(30);
+/// Bound on one attempt (connect, verify the chain, sign, append), so a hung
+/// registry or token cannot stall the task for good.
+const CHECKPOINT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Signs the audit chain's head every `interval` (as `hpki-ca audit checkpoint`
+/// does, through the registry at `registry_url`) until `stop`. A failure, of
+/// the registry or the HSM, is logged and tried again; it never ends the
+/// process. A head that already is a checkpoint is not signed again.
+pub async fn run_checkpointer(
+    hsm: hsm::Hsm,
+    registry_url: String,
+    key_path: std::path::PathBuf,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut wait = FIRST_CHECKPOINT_AFTER.min(interval);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown_signal(stop.clone()) => return,
+        }
+        let attempt = crate::audit::checkpoint_now(&hsm, &registry_url, &key_path, CHECKPOINTER_ACTOR);
+        wait = match tokio::time::timeout(CHECKPOINT_ATTEMPT_TIMEOUT, attempt).await {
+            Ok(Ok(crate::audit::CheckpointOutcome::Signed { sequence, signs, .. })) => {
+                tracing::info!(sequence, signs, "audit checkpoint signed");
+                interval
+            }
+            Ok(Ok(crate::audit::CheckpointOutcome::AlreadyAnchored { sequence })) => {
+                tracing::debug!(sequence, "audit head is already a checkpoint");
+                interval
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "automatic audit checkpoint failed; trying again");
+                interval.min(RETRY_CHECKPOINT_AFTER)
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?CHECKPOINT_ATTEMPT_TIMEOUT, "automatic audit checkpoint timed out; trying again");
+                interval.min(RETRY_CHECKPOINT_AFTER)
+            }
+        };
+    }
 }
 
 pub async fn run_issuance(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
@@ -174,8 +238,16 @@ fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<()
     r.map_err(|e| CliError::Client(format!("service task failed: {e}")))?
 }
 
-/// Every service in one process; each talks to the others on their real addresses.
-pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+/// Every service in one process; each talks to the others on their real
+/// addresses. With `[audit] checkpoint_interval_seconds` > 0 a task signs the
+/// audit chain's head periodically.
+pub async fn run_all(
+    mut cfg: Config,
+    source: registry::ConfigSource,
+    hsm: hsm::Hsm,
+    stop: watch::Receiver<bool>,
+) -> Result<(), CliError> {
+    cfg.audit.validate()?;
     let (reg_listener, reg_addr) = bind(&cfg.registry.listen).await?;
     let (crl_grpc, crl_addr) = bind(&cfg.crl.listen).await?;
     let (crl_http, crl_http_addr) = bind(&cfg.crl.http_listen).await?;
@@ -187,7 +259,7 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
     cfg.ocsp.registry_url = registry_url.clone();
     cfg.issuance.registry_url = registry_url.clone();
     cfg.crl.registry_url = registry_url.clone();
-    cfg.revocation.registry_url = registry_url;
+    cfg.revocation.registry_url = registry_url.clone();
     cfg.revocation.crl_url = format!("{scheme}://{crl_addr}");
     cfg.issuance.revocation_url = format!("{scheme}://{rev_addr}");
     cfg.issuance.crl_url = format!("{scheme}://{crl_addr}");
@@ -206,7 +278,13 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
     let c = cfg.clone();
     let s = stop.clone();
     let registry = tokio::spawn(async move {
-        registry::serve(&c, reg_listener, shutdown_signal(s)).await.map_err(|e| CliError::Registry(e.to_string()))
+        registry::serve_recording_start(&c, &source, reg_listener, shutdown_signal(s))
+            .await
+            .map_err(|e| CliError::Registry(e.to_string()))
+    });
+    let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
+        let key_path = cfg.cert_dir().join(crate::ceremony::AUDIT_CHECKPOINT_PUB_FILE);
+        tokio::spawn(run_checkpointer(hsm.clone(), registry_url.clone(), key_path, interval, stop.clone()))
     });
     let s = stop.clone();
     let issuance = tokio::spawn(async move {
@@ -230,6 +308,10 @@ pub async fn run_all(mut cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>
             .map_err(|e| CliError::Revocation(e.to_string()))
     });
     let (r, i, c, v, o) = tokio::join!(registry, issuance, crl, revocation, ocsp);
+    if let Some(task) = checkpointer {
+        // It ends on the same stop signal; never a reason to fail.
+        task.abort();
+    }
     joined(r)?;
     joined(i)?;
     joined(c)?;

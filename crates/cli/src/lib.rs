@@ -34,8 +34,13 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generates the CA keys in the HSM and writes the root and issuing CA certificates.
-    /// Safe to repeat: existing keys and certificates are kept.
-    Ceremony,
+    /// Safe to repeat: existing keys and certificates are kept. Every run is recorded in the
+    /// audit log (the registry must be stopped: the ceremony writes to its database).
+    Ceremony {
+        /// Who runs the ceremony, recorded as the audit entries' actor; default the OS user.
+        #[arg(long, env = "HPKI_OPERATOR")]
+        operator: Option<String>,
+    },
     /// Runs every service in one process (registry, issuance, revocation, CRL).
     Run,
     /// Runs the registry (the only writer of the database).
@@ -186,10 +191,10 @@ fn open_hsm(cfg: &Config) -> Result<hsm::Hsm, CliError> {
     Ok(hsm::Hsm::open(&cfg.hsm.module, &cfg.hsm.token_label, &pin, cfg.hsm.sessions)?)
 }
 
-fn print_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<(), CliError> {
+fn print_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<Vec<ocsp::ResponderCertStatus>, CliError> {
     let window = ocsp::renew_window(&cfg.ocsp);
     let done = ocsp::ensure_responder_certificates(cfg, hsm, window).map_err(|e| CliError::Ocsp(e.to_string()))?;
-    for r in done {
+    for r in &done {
         launcher::say(format_args!(
             "{:<15} key {:<8} ({:?})  certificate {:<7} {}  (OCSP responder, until {})",
             format!("ocsp-{}", r.ca),
@@ -200,7 +205,7 @@ fn print_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<(), CliError> {
             r.not_after.date()
         ));
     }
-    Ok(())
+    Ok(done)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -216,64 +221,23 @@ fn execute(args: Args) -> Result<(), CliError> {
     launcher::setup_tls(&cfg, &args.command)?;
     launcher::setup_limits(&cfg)?;
     match args.command {
-        Command::Ceremony => {
-            let hsm = open_hsm(&cfg)?;
-            for ca in ceremony::run(&cfg, &hsm)? {
-                println!(
-                    "{:<15} key {:<8} ({:?})  certificate {:<7} {}\n{:<15} subject {}\n{:<15} sha256 {}",
-                    ca.name,
-                    format!("{:?}", ca.key).to_lowercase(),
-                    ca.key_label,
-                    format!("{:?}", ca.certificate).to_lowercase(),
-                    ca.path.display(),
-                    "",
-                    ca.subject,
-                    "",
-                    ca.fingerprint
-                );
-            }
-            let escrow = ceremony::pin_escrow_key(&cfg, &hsm)?;
-            launcher::say(format_args!(
-                "{:<15} key {:<8} ({:?})  AES-256, PIN escrow",
-                "pin-escrow",
-                format!("{escrow:?}").to_lowercase(),
-                cfg.issuance.pin_escrow_key_label
-            ));
-            let (checkpoint, pub_path) = ceremony::audit_checkpoint_key(&cfg, &hsm)?;
-            launcher::say(format_args!(
-                "{:<15} key {:<8} ({:?})  audit checkpoints, public key {}",
-                "audit",
-                format!("{checkpoint:?}").to_lowercase(),
-                ceremony::AUDIT_CHECKPOINT_KEY_LABEL,
-                pub_path.display()
-            ));
-            print_responders(&cfg, &hsm)?;
-            // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
-            if !cfg.cert_dir().join("arl.json").exists() {
-                let arl = crl::publish_arl(&cfg, &hsm, None).map_err(|e| CliError::Crl(e.to_string()))?;
-                launcher::say(format_args!(
-                    "{:<15} ARL number {} written to {}",
-                    "root",
-                    arl.crl_number,
-                    arl.path.display()
-                ));
-            }
-            Ok(())
-        }
+        Command::Ceremony { operator } => ceremony::execute(&cfg, args.config.as_deref(), operator),
         Command::Run => {
             let hsm = open_hsm(&cfg)?;
+            let source = launcher::config_source(args.config.as_deref())?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_all(cfg, hsm, stop).await
+                launcher::run_all(cfg, source, hsm, stop).await
             })
         }
         Command::Registry { listen } => {
             if let Some(l) = listen {
                 cfg.registry.listen = l;
             }
+            let source = launcher::config_source(args.config.as_deref())?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_registry(cfg, stop).await
+                launcher::run_registry(cfg, source, stop).await
             })
         }
         Command::Issuance { listen, registry_url } => {
@@ -335,7 +299,7 @@ fn execute(args: Args) -> Result<(), CliError> {
         }
         Command::OcspCerts => {
             let hsm = open_hsm(&cfg)?;
-            print_responders(&cfg, &hsm)
+            print_responders(&cfg, &hsm).map(drop)
         }
         Command::Revoke { args, url } => {
             let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
+use proto::issuance::v1 as iss;
+use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::registry::v1 as reg;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -219,6 +221,27 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
     let caught = rt.block_on(client.submit_application(third)).expect_err("no issuance without the HSM");
     assert_eq!(caught.code(), Code::Unavailable, "{caught:?}");
     assert!(caught.message().contains("HSM"), "{}", caught.message());
+    // A PIN disclosure now is refused before the registry counts it, so the same
+    // request id still works once the HSM is back.
+    let disclose = |client: &mut IssuanceClient<tonic::transport::Channel>| {
+        rt.block_on(
+            client.disclose_pin(iss::PinDisclosureRequest {
+                request_id: "outage-req-1".into(),
+                card_id: card.card_id.clone(),
+                confirmation: Some(iss::IdentityConfirmation {
+                    confirmed_by: "op-kato".into(),
+                    method: "phone".into(),
+                    confirmed_at: (time::OffsetDateTime::now_utc() - time::Duration::minutes(5))
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap(),
+                    note: String::new(),
+                }),
+                ra_operator: "ra-7".into(),
+            }),
+        )
+    };
+    let refused_pin = disclose(&mut client).expect_err("no disclosure without the HSM");
+    assert_eq!(refused_pin.code(), Code::Unavailable, "{refused_pin:?}");
     let recorded = rt.block_on(async { ca.registry(registry).await.get_card(by_application("h-3")).await });
     let issued = reg::CertificateState::Issued as i32;
     match &recorded {
@@ -246,6 +269,20 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
         assert!(Instant::now() < deadline, "left unresolved after the HSM returned: {:?}", left.entries);
         std::thread::sleep(Duration::from_millis(200));
     }
+    // UNAVAILABLE means nothing was recorded, so the RA may simply retry: the first
+    // call after the return can still fall in the HSM's reconnect back-off.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pin = loop {
+        match disclose(&mut client) {
+            Ok(d) => break d.into_inner().pin,
+            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("the same disclosure request after the return: {e:?}"),
+        }
+    };
+    assert_eq!(pin, card.generated_pin, "the escrowed PIN of the card issued after the first outage");
+
     // The RA's retry returns the card either way; its certificates verify.
     let card = rt
         .block_on(async { ca.issuance(issuance).await.submit_application(application("h-3", "810003", &dir)).await })

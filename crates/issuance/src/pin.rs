@@ -94,6 +94,10 @@ impl IssuanceService {
         let request_id = validate::required("request_id", &req.request_id)?.to_owned();
         let card_id = validate::required("card_id", &req.card_id)?.to_owned();
         let confirmation = validate::confirmation("confirmation", req.confirmation.as_ref())?;
+        // The registry counts a disclosure before handing out the ciphertext, and a
+        // request id is good for one disclosure: make sure the HSM can decrypt first,
+        // so an outage does not use up the request or the holder's allowance.
+        self.hsm_reachable_now().await?;
         let record = self
             .registry
             .clone()

@@ -143,13 +143,35 @@ impl IssuanceService {
     }
 
     /// The one path that makes a card.
-    pub(crate) async fn issue_card(&self, input: IssueInput) -> Result<IssuedCard, IssuanceError> {
-        if !self.hsm_status.is_up() {
-            // Known down: refuse before the registry records anything.
-            return Err(IssuanceError::Hsm(hsm::HsmError::Unavailable(
-                "the HSM cannot be reached; nothing was recorded, retry later".into(),
-            )));
+    /// Refuses at once while the watcher knows the HSM is down, before the registry
+    /// records anything.
+    fn hsm_known_up(&self) -> Result<(), IssuanceError> {
+        if self.hsm_status.is_up() {
+            return Ok(());
         }
+        Err(IssuanceError::Hsm(hsm::HsmError::Unavailable(
+            "the HSM cannot be reached; nothing was recorded, retry later".into(),
+        )))
+    }
+
+    /// `hsm_known_up`, then a ping of the token now: for steps that cannot be
+    /// recorded twice.
+    pub(crate) async fn hsm_reachable_now(&self) -> Result<(), IssuanceError> {
+        self.hsm_known_up()?;
+        let hsm = self.hsm.clone();
+        tokio::task::spawn_blocking(move || hsm.ping())
+            .await
+            .map_err(|e| IssuanceError::Internal(format!("HSM ping task failed: {e}")))?
+            .map_err(|e| match e {
+                hsm::HsmError::Unavailable(m) => {
+                    IssuanceError::Hsm(hsm::HsmError::Unavailable(format!("{m}; nothing was recorded, retry later")))
+                }
+                other => IssuanceError::Hsm(other),
+            })
+    }
+
+    pub(crate) async fn issue_card(&self, input: IssueInput) -> Result<IssuedCard, IssuanceError> {
+        self.hsm_known_up()?;
         let procedure_name = match input.procedure {
             Procedure::New => "new",
             Procedure::Renewal => "renewal",

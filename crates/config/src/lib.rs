@@ -335,6 +335,71 @@ pub struct OcspConfig {
     pub signing_responder_file: String,
     pub authentication_responder_file: String,
     pub responder_validity_days: u32,
+    /// How often the background pass re-signs responses due for refresh and
+    /// drops expired negative answers.
+    pub refresh_interval_seconds: u64,
+    /// How often the responder certificates are checked for renewal (and ones
+    /// another replica or `hpki-ca ocsp-certs` wrote are picked up).
+    pub renewal_check_seconds: u64,
+    /// How long "unknown" (a serial the registry does not know) is believed
+    /// before the registry is asked again; also the nextUpdate span of
+    /// unknown responses, so HTTP caches do not keep them longer.
+    pub negative_ttl_seconds: u64,
+    /// Time a client has to send a request's headers, counted from connecting
+    /// or from the previous response (so it also closes idle keep-alive
+    /// connections), and as long again for its body. Slow headers: the
+    /// connection is closed; a slow body: 408.
+    pub read_timeout_ms: u64,
+    /// Deadline for answering a request once it is read (waiting on the
+    /// registry or the HSM); past it the answer is tryLater.
+    pub request_timeout_ms: u64,
+}
+
+impl OcspConfig {
+    /// Refuses values that would leave responses to expire unrefreshed or
+    /// make every request time out.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(format!("ocsp.{msg}")));
+        let zero = [
+            ("next_update_hours", self.next_update_hours == 0),
+            ("refresh_before_minutes", self.refresh_before_minutes == 0),
+            ("refresh_interval_seconds", self.refresh_interval_seconds == 0),
+            ("renewal_check_seconds", self.renewal_check_seconds == 0),
+            ("negative_ttl_seconds", self.negative_ttl_seconds == 0),
+            ("read_timeout_ms", self.read_timeout_ms == 0),
+            ("request_timeout_ms", self.request_timeout_ms == 0),
+            ("max_request_bytes", self.max_request_bytes == 0),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, z)| *z) {
+            return invalid(format!("{name} must be at least 1"));
+        }
+        let validity = u64::from(self.next_update_hours) * 3600;
+        // A response is due for refresh this long before its nextUpdate (at most
+        // half its lifetime); passes further apart could let it expire first.
+        let window = (u64::from(self.refresh_before_minutes) * 60).min(validity / 2);
+        if self.refresh_interval_seconds >= window {
+            return invalid(format!(
+                "refresh_interval_seconds ({}) must be shorter than the refresh window ({window} s: \
+                 refresh_before_minutes, at most half of next_update_hours)",
+                self.refresh_interval_seconds
+            ));
+        }
+        if self.negative_ttl_seconds > validity {
+            return invalid(format!(
+                "negative_ttl_seconds ({}) must not exceed next_update_hours ({validity} s)",
+                self.negative_ttl_seconds
+            ));
+        }
+        // Renewal is due at least two response lifetimes before the responder
+        // certificate expires: checking once per lifetime never misses it.
+        if self.renewal_check_seconds > validity {
+            return invalid(format!(
+                "renewal_check_seconds ({}) must not exceed next_update_hours ({validity} s)",
+                self.renewal_check_seconds
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for OcspConfig {
@@ -355,6 +420,11 @@ impl Default for OcspConfig {
             signing_responder_file: "ocsp-sign.pem".into(),
             authentication_responder_file: "ocsp-auth.pem".into(),
             responder_validity_days: 30,
+            refresh_interval_seconds: 30,
+            renewal_check_seconds: 3600,
+            negative_ttl_seconds: 60,
+            read_timeout_ms: 10_000,
+            request_timeout_ms: 5_000,
         }
     }
 }
@@ -604,6 +674,44 @@ mod tests {
         let err = zero.limits.validate().unwrap_err().to_string();
         assert!(err.contains("limits.max_concurrent_streams"), "{err}");
         assert!(toml::from_str::<Config>("[limits]\nmax_streams = 1\n").is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn ocsp_defaults_parse_and_bad_timings_are_refused() {
+        let d = OcspConfig::default();
+        assert_eq!((d.refresh_interval_seconds, d.renewal_check_seconds, d.negative_ttl_seconds), (30, 3600, 60));
+        assert_eq!((d.read_timeout_ms, d.request_timeout_ms), (10_000, 5_000));
+        d.validate().unwrap();
+        let cfg: Config =
+            toml::from_str("[ocsp]\nnegative_ttl_seconds = 5\nread_timeout_ms = 250\nrequest_timeout_ms = 100\n")
+                .unwrap();
+        assert_eq!(
+            (cfg.ocsp.negative_ttl_seconds, cfg.ocsp.read_timeout_ms, cfg.ocsp.request_timeout_ms),
+            (5, 250, 100)
+        );
+        assert_eq!(cfg.ocsp.refresh_interval_seconds, 30, "unset keys keep their default");
+        cfg.ocsp.validate().unwrap();
+        let refused = |toml_text: &str, names: &str| {
+            let cfg: Config = toml::from_str(toml_text).unwrap();
+            let err = cfg.ocsp.validate().unwrap_err().to_string();
+            assert!(err.contains(names), "{toml_text:?}: {err}");
+        };
+        for key in ["refresh_interval_seconds", "renewal_check_seconds", "negative_ttl_seconds", "read_timeout_ms"] {
+            refused(&format!("[ocsp]\n{key} = 0\n"), &format!("ocsp.{key} must be at least 1"));
+        }
+        refused("[ocsp]\nrequest_timeout_ms = 0\n", "ocsp.request_timeout_ms");
+        // Refreshing every 2 h cannot catch a window of 1 h before nextUpdate.
+        refused(
+            "[ocsp]\nrefresh_before_minutes = 60\nrefresh_interval_seconds = 7200\n",
+            "ocsp.refresh_interval_seconds",
+        );
+        // The window is at most half a response's lifetime (1 h of 2 h here).
+        refused("[ocsp]\nnext_update_hours = 2\nrefresh_interval_seconds = 3600\n", "ocsp.refresh_interval_seconds");
+        let ok: Config = toml::from_str("[ocsp]\nnext_update_hours = 2\nrefresh_interval_seconds = 3599\n").unwrap();
+        ok.ocsp.validate().unwrap();
+        refused("[ocsp]\nnext_update_hours = 1\nnegative_ttl_seconds = 3601\n", "ocsp.negative_ttl_seconds");
+        refused("[ocsp]\nnext_update_hours = 1\nrenewal_check_seconds = 7200\n", "ocsp.renewal_check_seconds");
+        assert!(toml::from_str::<Config>("[ocsp]\nnegative_ttl = 5\n").is_err(), "unknown keys are refused");
     }
 
     #[test]

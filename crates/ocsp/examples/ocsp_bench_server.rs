@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use der::Decode;
 use ocsp::asn1::{BasicOCSPResponse, CertStatus, OCSPResponse};
 use ocsp::bench_support::{self, get_path, populate};
-use ocsp::http::{self, HttpState};
+use ocsp::http::{self, HttpLimits, HttpState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -65,11 +65,11 @@ async fn serve(dir: &str, certs: usize, revoked_percent: usize, listen: &str) {
     let addr = listener.local_addr().unwrap();
     let state =
         Arc::new(HttpState { responder: p.responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // The production accept loop and time bounds (default `[ocsp]` values).
+    let limits = HttpLimits::default();
+    let (_stop, never) = tokio::sync::watch::channel(false);
     println!("READY {addr}");
-    axum::serve(listener, http::router(state)).await.unwrap();
+    ocsp::serve_http(listener, http::router_with_limits(state, limits), limits.read_timeout, None, never).await;
 }
 
 async fn memory(count: usize) {

@@ -2,6 +2,7 @@
 //! becomes on the wire: an OCSP response status and an HTTP status.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 
@@ -18,6 +19,12 @@ pub enum OcspError {
     /// Too many signatures in flight: fail fast.
     #[error("busy: {0}")]
     Busy(&'static str),
+    /// Still waiting on the registry or the HSM when the request's deadline passed.
+    #[error("no answer within the request deadline of {0:?}")]
+    DeadlineExceeded(Duration),
+    /// The client did not send its request body within the read timeout.
+    #[error("request body not received within {0:?}")]
+    SlowClient(Duration),
     /// A request path we do not serve.
     #[error("no OCSP endpoint at {0:?}")]
     NotFound(String),
@@ -39,6 +46,8 @@ pub enum OcspError {
     Certificates(String),
     #[error("startup: {0}")]
     Startup(String),
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -50,13 +59,17 @@ impl OcspError {
             OcspError::Malformed(_) => OCSPResponseStatus::MalformedRequest,
             OcspError::Unauthorized(_) => OCSPResponseStatus::Unauthorized,
             // Transient: the client may ask again (RFC 6960 §2.3).
-            OcspError::Busy(_) | OcspError::Hsm(_) | OcspError::Registry(_) => OCSPResponseStatus::TryLater,
-            OcspError::NotFound(_) | OcspError::MethodNotAllowed(_) => return None,
+            OcspError::Busy(_) | OcspError::DeadlineExceeded(_) | OcspError::Hsm(_) | OcspError::Registry(_) => {
+                OCSPResponseStatus::TryLater
+            }
+            // An HTTP matter: the request never arrived whole.
+            OcspError::NotFound(_) | OcspError::MethodNotAllowed(_) | OcspError::SlowClient(_) => return None,
             OcspError::Profile(_)
             | OcspError::Der(_)
             | OcspError::Io { .. }
             | OcspError::Certificates(_)
             | OcspError::Startup(_)
+            | OcspError::Config(_)
             | OcspError::Internal(_) => OCSPResponseStatus::InternalError,
         })
     }
@@ -66,6 +79,7 @@ impl OcspError {
         match self {
             OcspError::NotFound(_) => StatusCode::NOT_FOUND,
             OcspError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            OcspError::SlowClient(_) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::OK,
         }
     }
@@ -98,5 +112,9 @@ mod tests {
         assert_eq!(OcspError::NotFound("/x".into()).response_status(), None);
         assert_eq!(OcspError::NotFound("/x".into()).http_status(), StatusCode::NOT_FOUND);
         assert_eq!(OcspError::MethodNotAllowed("PUT".into()).http_status(), StatusCode::METHOD_NOT_ALLOWED);
+        let late = OcspError::DeadlineExceeded(std::time::Duration::from_secs(5));
+        assert_eq!((late.response_status(), late.http_status()), (Some(OCSPResponseStatus::TryLater), StatusCode::OK));
+        let slow = OcspError::SlowClient(std::time::Duration::from_secs(10));
+        assert_eq!((slow.response_status(), slow.http_status()), (None, StatusCode::REQUEST_TIMEOUT));
     }
 }

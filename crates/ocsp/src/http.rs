@@ -1,8 +1,14 @@
 //! HTTP (RFC 6960 Appendix A, RFC 5019): POST of a DER request at `/` and at
 //! the path of the configured OCSP URL, and the GET form `/{url-encoded base64}`
 //! under either. Caching headers on GET; `If-None-Match` gets 304.
+//!
+//! Time bounds ([`HttpLimits`]): a request body must arrive within the read
+//! timeout (408 and the connection closed beyond it), and the answer is
+//! tryLater once the request deadline passes. The headers' bound belongs to
+//! the connection (`serve_http`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -30,6 +36,30 @@ const B64_URL: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Time bounds of the OCSP listener, from `[ocsp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// For a request's headers (see `serve_http`) and, once they are in, for its body.
+    pub read_timeout: Duration,
+    /// For the answer once the request is read.
+    pub request_timeout: Duration,
+}
+
+impl HttpLimits {
+    pub fn from_config(c: &config::OcspConfig) -> HttpLimits {
+        HttpLimits {
+            read_timeout: Duration::from_millis(c.read_timeout_ms.max(1)),
+            request_timeout: Duration::from_millis(c.request_timeout_ms.max(1)),
+        }
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::from_config(&config::OcspConfig::default())
+    }
+}
+
 pub struct HttpState {
     pub responder: Arc<Responder>,
     /// Path of `profile.ocsp_url` without a trailing slash ("" when it is the root).
@@ -45,11 +75,18 @@ pub fn ocsp_path(url: &str) -> String {
     path.trim_end_matches('/').to_owned()
 }
 
+/// [`router_with_limits`] with the default `[ocsp]` time bounds.
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    router_with_limits(state, HttpLimits::default())
 }
 
-async fn handle(State(st): State<Arc<HttpState>>, req: Request) -> Response {
+pub fn router_with_limits(state: Arc<HttpState>, limits: HttpLimits) -> Router {
+    Router::new()
+        .fallback(move |State(st): State<Arc<HttpState>>, req: Request| handle(st, limits, req))
+        .with_state(state)
+}
+
+async fn handle(st: Arc<HttpState>, limits: HttpLimits, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let get = match parts.method {
         Method::GET | Method::HEAD => true,
@@ -63,7 +100,7 @@ async fn handle(State(st): State<Arc<HttpState>>, req: Request) -> Response {
     let der = if get {
         get_request(&st, parts.uri.path()).map(Bytes::from)
     } else {
-        post_request(&st, parts.uri.path(), &parts.headers, body).await
+        post_request(&st, limits.read_timeout, parts.uri.path(), &parts.headers, body).await
     };
     let der = match der {
         Ok(der) => der,
@@ -71,10 +108,13 @@ async fn handle(State(st): State<Arc<HttpState>>, req: Request) -> Response {
             if e.response_status().is_some() {
                 st.responder.metrics().count(Answer::error(&e).status);
             }
+            if matches!(e, OcspError::SlowClient(_)) {
+                st.responder.metrics().read_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             return reject(&e);
         }
     };
-    let answer = st.responder.respond(&der).await;
+    let answer = st.responder.respond_within(&der, limits.request_timeout).await;
     st.responder.metrics().count(answer.status);
     respond(answer, get, &parts.headers)
 }
@@ -103,7 +143,13 @@ fn get_request(st: &HttpState, path: &str) -> Result<Vec<u8>, OcspError> {
     Ok(der)
 }
 
-async fn post_request(st: &HttpState, path: &str, headers: &HeaderMap, body: Body) -> Result<Bytes, OcspError> {
+async fn post_request(
+    st: &HttpState,
+    read_timeout: Duration,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, OcspError> {
     let trimmed = path.trim_end_matches('/');
     if !(trimmed.is_empty() || trimmed == st.ocsp_path) {
         return Err(OcspError::NotFound(path.to_owned()));
@@ -113,9 +159,10 @@ async fn post_request(st: &HttpState, path: &str, headers: &HeaderMap, body: Bod
     if declared.is_some_and(|n| n > st.max_request_bytes as u64) {
         return Err(OcspError::Malformed("request body over the limit".into()));
     }
-    axum::body::to_bytes(body, st.max_request_bytes)
-        .await
-        .map_err(|e| OcspError::Malformed(format!("request body: {e}")))
+    match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, st.max_request_bytes)).await {
+        Ok(read) => read.map_err(|e| OcspError::Malformed(format!("request body: {e}"))),
+        Err(_) => Err(OcspError::SlowClient(read_timeout)),
+    }
 }
 
 fn percent_decode(s: &[u8]) -> Result<Vec<u8>, OcspError> {
@@ -156,6 +203,10 @@ fn reject(e: &OcspError) -> Response {
         resp.headers_mut().insert(header::CONTENT_TYPE, OCSP_RESPONSE);
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, NO_CACHE);
+    if matches!(e, OcspError::SlowClient(_)) {
+        // The rest of the body may still be dribbling in: do not wait for it.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 

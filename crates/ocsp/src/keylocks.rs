@@ -6,7 +6,13 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub struct KeyLocks<K> {
-    map: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+    map: Mutex<HashMap<K, Slot>>,
+}
+
+struct Slot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Holders and waiters: the slot goes when the last one leaves.
+    users: usize,
 }
 
 impl<K> Default for KeyLocks<K> {
@@ -15,19 +21,27 @@ impl<K> Default for KeyLocks<K> {
     }
 }
 
-/// Held while working on a key; forgets the key's lock when the last holder leaves.
+/// Held while working on a key; forgets the key's lock when the last holder
+/// or waiter leaves.
 pub struct KeyGuard<'a, K: Eq + Hash + Clone> {
     locks: &'a KeyLocks<K>,
     key: K,
-    lock: Arc<tokio::sync::Mutex<()>>,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl<K: Eq + Hash + Clone> KeyLocks<K> {
     pub async fn lock(&self, key: K) -> KeyGuard<'_, K> {
-        let lock = self.map.lock().unwrap_or_else(PoisonError::into_inner).entry(key.clone()).or_default().clone();
-        let guard = lock.clone().lock_owned().await;
-        KeyGuard { locks: self, key, lock, _guard: guard }
+        let lock = {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = map.entry(key.clone()).or_insert_with(|| Slot { lock: Arc::default(), users: 0 });
+            slot.users += 1;
+            slot.lock.clone()
+        };
+        // Counted before waiting, so a wait cut short (a request past its
+        // deadline) is uncounted again when this guard drops.
+        let mut held = KeyGuard { locks: self, key, guard: None };
+        held.guard = Some(lock.lock_owned().await);
+        held
     }
 
     #[cfg(test)]
@@ -38,10 +52,13 @@ impl<K: Eq + Hash + Clone> KeyLocks<K> {
 
 impl<K: Eq + Hash + Clone> Drop for KeyGuard<'_, K> {
     fn drop(&mut self) {
+        drop(self.guard.take());
         let mut map = self.locks.map.lock().unwrap_or_else(PoisonError::into_inner);
-        // The map's reference, ours, and the guard's: nobody else is waiting.
-        if Arc::strong_count(&self.lock) <= 3 {
-            map.remove(&self.key);
+        if let Some(slot) = map.get_mut(&self.key) {
+            slot.users = slot.users.saturating_sub(1);
+            if slot.users == 0 {
+                map.remove(&self.key);
+            }
         }
     }
 }
@@ -74,5 +91,19 @@ mod tests {
         assert_eq!(locks.len(), 2);
         drop((a, b));
         assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_nothing_behind() {
+        let locks = KeyLocks::<u32>::default();
+        let held = locks.lock(3).await;
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), locks.lock(3)).await;
+        assert!(waited.is_err(), "the key is held");
+        assert_eq!(locks.len(), 1);
+        drop(held);
+        assert_eq!(locks.len(), 0, "the abandoned waiter does not keep the key's lock alive");
+        // And the key can be taken again at once.
+        let again = tokio::time::timeout(std::time::Duration::from_millis(20), locks.lock(3)).await;
+        assert!(again.is_ok());
     }
 }

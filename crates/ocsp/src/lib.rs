@@ -11,16 +11,25 @@
 //! certificate carried in every response):
 //! - when first asked for: a serial with no cached answer is looked up
 //!   (status feed, or `GetCertificate` on a miss), signed and cached;
-//!   serials the registry does not know are `unknown`, cached for a minute;
+//!   serials the registry does not know are `unknown`, cached for
+//!   `negative_ttl_seconds` (a minute);
 //! - when its status changes: the registry's status feed (`feed`) makes the old
 //!   response unservable at once and re-signs it in the background;
-//! - before it expires: a background task re-signs responses
-//!   `refresh_before_minutes` before their nextUpdate. If that fails, the old
-//!   response is served until its nextUpdate.
+//! - before it expires: a background pass (every `refresh_interval_seconds`)
+//!   re-signs responses `refresh_before_minutes` before their nextUpdate. If
+//!   that fails, the old response is served until its nextUpdate.
 //!
 //! Signing is bounded: at most `max_inflight_signatures` at once (beyond it,
 //! `tryLater` at once), and nonce echoes at most `nonce_signatures_per_second`
 //! (beyond it, the cached response without the nonce).
+//!
+//! **Time is bounded too** (`serve_http`, `http::HttpLimits`): a connection
+//! must send a request's headers within `read_timeout_ms` of connecting or of
+//! its previous response, or it is closed (slowloris, silent and idle
+//! keep-alive connections alike), and its body within as long again (408). An
+//! answer still waiting on the registry or the HSM after `request_timeout_ms`
+//! is `tryLater`; the signature under way keeps its in-flight slot until the
+//! HSM returns and is cached for the next request.
 //!
 //! **Restarts and replicas.** The cache lives in memory, so a starting replica
 //! follows the feed from sequence 0: replaying it sets the status of every
@@ -60,8 +69,10 @@ pub mod status;
 #[cfg(any(test, feature = "bench"))]
 #[doc(hidden)]
 pub mod testkit;
+#[cfg(test)]
+mod timeout_tests;
 
 pub use error::OcspError;
 pub use responder::{Answer, Responder, Step};
 pub use responder_cert::{ensure_responder_certificates, Outcome, ResponderCertStatus};
-pub use serve::{metrics_router, renew_window, serve};
+pub use serve::{metrics_router, renew_window, serve, serve_http};

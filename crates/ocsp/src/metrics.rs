@@ -53,6 +53,11 @@ pub struct Metrics {
     sign_micros: AtomicU64,
     pub sign_failures: AtomicU64,
     pub refresh_failures: AtomicU64,
+    /// Requests answered tryLater because the registry or the HSM outlasted their deadline.
+    pub deadline_exceeded: AtomicU64,
+    /// Connections closed for not sending a request's headers in time (idle
+    /// keep-alive ones included), and bodies too slow to arrive (408).
+    pub read_timeouts: AtomicU64,
     /// Last feed sequence applied.
     pub feed_sequence: AtomicU64,
     /// Registry's last sequence (GetFeedPosition), polled.
@@ -126,6 +131,19 @@ impl Metrics {
             "Background re-signatures that failed (the old response is served until it expires).",
             self.refresh_failures.load(Relaxed),
         )?;
+        counter(
+            o,
+            "ocsp_deadline_exceeded_total",
+            "Requests answered tryLater because the registry or the HSM outlasted the request deadline.",
+            self.deadline_exceeded.load(Relaxed),
+        )?;
+        counter(
+            o,
+            "ocsp_read_timeouts_total",
+            "Connections closed for sending no complete request headers in time (idle keep-alive included), \
+             and request bodies too slow to arrive (408).",
+            self.read_timeouts.load(Relaxed),
+        )?;
         gauge(o, "ocsp_cache_entries", "Serials with a known status.", g.cache_entries as f64)?;
         gauge(o, "ocsp_cached_responses", "Pre-signed responses held.", g.cached_responses as f64)?;
         gauge(o, "ocsp_inflight_signatures", "Signatures in flight.", g.inflight_signatures as f64)?;
@@ -189,6 +207,8 @@ mod tests {
             "ocsp_feed_lag_events 3",
             "ocsp_feed_seconds_since_last_event -1",
             "ocsp_cache_entries 3",
+            "ocsp_deadline_exceeded_total 0",
+            "ocsp_read_timeouts_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

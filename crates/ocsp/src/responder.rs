@@ -3,13 +3,13 @@
 //! a response expires.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use config::{NonceMode, OcspConfig};
 use proto::registry::v1 as reg;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{Cache, Found, Signed};
 use crate::encode::{self, Single};
@@ -24,18 +24,16 @@ use crate::signer::ResponderIdentity;
 use crate::source::CertificateSource;
 use crate::status::CertState;
 
-/// How long "unknown" is believed before the registry is asked again (and the
-/// nextUpdate of unknown responses, so HTTP caches do not keep them longer).
-pub const NEGATIVE_TTL_SECS: i64 = 60;
-
 /// How long a miss waits for another request's signature of the same response.
-const SAME_SERIAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const SAME_SERIAL_WAIT: Duration = Duration::from_secs(2);
 
 /// The responder's settings, from `[ocsp]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub next_update_secs: i64,
     pub refresh_before_secs: i64,
+    /// How long "unknown" is believed before the registry is asked again (and
+    /// the nextUpdate span of unknown responses).
     pub negative_ttl_secs: i64,
     pub max_items: usize,
     pub nonce: NonceMode,
@@ -49,7 +47,7 @@ impl Settings {
         Settings {
             next_update_secs,
             refresh_before_secs: i64::from(c.refresh_before_minutes) * 60,
-            negative_ttl_secs: NEGATIVE_TTL_SECS.min(next_update_secs),
+            negative_ttl_secs: i64::try_from(c.negative_ttl_seconds.max(1)).unwrap_or(i64::MAX).min(next_update_secs),
             max_items: c.max_certificates_per_request.max(1),
             nonce: c.nonce,
             nonce_per_second: c.nonce_signatures_per_second,
@@ -154,8 +152,10 @@ pub struct Responder {
     settings: Settings,
     issuers: Vec<IssuerSlot>,
     hashes: Vec<IssuerHashes>,
-    cache: Cache,
-    permits: Semaphore,
+    /// Shared with the signing threads, which store what they signed.
+    cache: Arc<Cache>,
+    /// Owned permits travel with each signature to its blocking thread.
+    permits: Arc<Semaphore>,
     nonce_bucket: TokenBucket,
     source: Arc<dyn CertificateSource>,
     metrics: Arc<Metrics>,
@@ -171,11 +171,11 @@ impl Responder {
     ) -> Responder {
         Responder {
             hashes: issuers.iter().map(|i| i.hashes.clone()).collect(),
-            permits: Semaphore::new(settings.max_inflight),
+            permits: Arc::new(Semaphore::new(settings.max_inflight)),
             nonce_bucket: TokenBucket::new(settings.nonce_per_second),
             settings,
             issuers,
-            cache: Cache::default(),
+            cache: Arc::new(Cache::default()),
             source,
             metrics,
             signing: KeyLocks::default(),
@@ -241,18 +241,42 @@ impl Responder {
         }
     }
 
+    /// [`respond`](Self::respond) bounded by `deadline`: a request still
+    /// waiting on the registry or the HSM when it passes gets tryLater. A
+    /// signature under way carries on and is cached for the next request.
+    pub async fn respond_within(&self, der: &[u8], deadline: Duration) -> Answer {
+        match self.lookup(der) {
+            Step::Done(a) => a,
+            Step::Work(w) => self.work_within(w, unix_now(), Some(deadline)).await,
+        }
+    }
+
     pub(crate) async fn work(&self, w: Work<'_>, now: i64) -> Answer {
+        self.work_within(w, now, None).await
+    }
+
+    pub(crate) async fn work_within(&self, w: Work<'_>, now: i64, deadline: Option<Duration>) -> Answer {
         let single = w.parsed.items.len() == 1;
-        let result = if single && !w.live_nonce {
-            self.sign_single(w.parsed.items[0], now).await
-        } else {
-            self.sign_live(&w.parsed, w.live_nonce, now).await
+        let signing = async {
+            if single && !w.live_nonce {
+                self.sign_single(w.parsed.items[0], now).await
+            } else {
+                self.sign_live(&w.parsed, w.live_nonce, now).await
+            }
+        };
+        let result = match deadline {
+            None => signing.await,
+            Some(d) => tokio::time::timeout(d, signing).await.unwrap_or(Err(OcspError::DeadlineExceeded(d))),
         };
         match result {
             Ok(a) => a,
             Err(e) => {
-                if w.live_nonce && single && matches!(e, OcspError::Busy(_)) {
-                    // Over the signing cap: the cached answer, without the nonce.
+                let overloaded = matches!(e, OcspError::Busy(_) | OcspError::DeadlineExceeded(_));
+                if matches!(e, OcspError::DeadlineExceeded(_)) {
+                    self.metrics.deadline_exceeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if w.live_nonce && single && overloaded {
+                    // Over the signing cap or too slow: the cached answer, without the nonce.
                     if let Some(a) = self.cached(&w.parsed.items[0], now) {
                         return a;
                     }
@@ -265,8 +289,8 @@ impl Responder {
         }
     }
 
-    fn try_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, OcspError> {
-        self.permits.try_acquire().map_err(|_| OcspError::Busy("too many signatures in flight"))
+    fn try_permit(&self) -> Result<OwnedSemaphorePermit, OcspError> {
+        self.permits.clone().try_acquire_owned().map_err(|_| OcspError::Busy("too many signatures in flight"))
     }
 
     async fn sign_single(&self, item: Item<'_>, now: i64) -> Result<Answer, OcspError> {
@@ -282,10 +306,9 @@ impl Responder {
         if let Found::Hit(s) = self.cache.get(&key, item.alg, now) {
             return Ok(Answer::from_signed(&s));
         }
-        let _permit = self.try_permit()?;
+        let permit = self.try_permit()?;
         let (state, generation) = self.current_state(key, now).await?;
-        let signed = self.sign_entry(key, item.alg, state, now).await?;
-        self.cache.store(&key, item.alg, generation, signed.clone());
+        let signed = self.sign_entry(key, item.alg, state, generation, now, permit).await?;
         Ok(Answer::from_signed(&signed))
     }
 
@@ -330,51 +353,75 @@ impl Responder {
         Ok((now, next, next - before))
     }
 
+    /// Signs the response of `key` for `alg` stating `state`, and caches it
+    /// unless the status has moved past `generation` meanwhile.
     async fn sign_entry(
         &self,
         key: SerialKey,
         alg: HashAlg,
         state: CertState,
+        generation: u64,
         now: i64,
+        permit: OwnedSemaphorePermit,
     ) -> Result<Arc<Signed>, OcspError> {
         let slot = &self.issuers[key.issuer()];
         let responder = slot.responder();
         let (this_update, next_update, refresh_at) = self.validity(state, now, &responder)?;
         let single = Single { alg, issuer: &slot.hashes, serial: key.serial(), state, this_update, next_update };
         let tbs = encode::response_data(responder.key_hash(), now, &[single], None)?;
-        let body = self.sign_blocking(responder.clone(), tbs).await?;
-        let full = encode::assemble(&body, responder.tail());
-        Ok(Arc::new(Signed {
-            body: body.into_boxed_slice(),
-            responder,
-            state,
-            this_update,
-            next_update,
-            refresh_at,
-            etag: etag_of(&full),
-        }))
+        let cache = self.cache.clone();
+        self.sign_blocking(permit, responder, tbs, move |body, responder| {
+            let full = encode::assemble(&body, responder.tail());
+            let signed = Arc::new(Signed {
+                body: body.into_boxed_slice(),
+                responder,
+                state,
+                this_update,
+                next_update,
+                refresh_at,
+                etag: etag_of(&full),
+            });
+            cache.store(&key, alg, generation, signed.clone());
+            signed
+        })
+        .await
     }
 
-    async fn sign_blocking(&self, responder: Arc<ResponderIdentity>, tbs: Vec<u8>) -> Result<Vec<u8>, OcspError> {
-        let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || responder.sign_body(&tbs))
-            .await
-            .map_err(|e| OcspError::Internal(format!("signing task: {e}")))
-            .and_then(|r| r);
-        match &result {
-            Ok(_) => self.metrics.observe_signing(started.elapsed()),
-            Err(e) => {
-                self.metrics.sign_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(error = %e, "signing an OCSP response failed");
+    /// Signs `tbs` on a blocking thread, then runs `finish` on the body there.
+    /// The thread holds `permit` and runs `finish` even when the request that
+    /// asked has given up (its deadline): a stalled HSM keeps its slots taken,
+    /// so later misses fail fast, and a slow signature still gets cached.
+    async fn sign_blocking<T: Send + 'static>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        responder: Arc<ResponderIdentity>,
+        tbs: Vec<u8>,
+        finish: impl FnOnce(Vec<u8>, Arc<ResponderIdentity>) -> T + Send + 'static,
+    ) -> Result<T, OcspError> {
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let started = Instant::now();
+            match responder.sign_body(&tbs) {
+                Ok(body) => {
+                    metrics.observe_signing(started.elapsed());
+                    Ok(finish(body, responder))
+                }
+                Err(e) => {
+                    metrics.sign_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error = %e, "signing an OCSP response failed");
+                    Err(e)
+                }
             }
-        }
-        result
+        })
+        .await
+        .map_err(|e| OcspError::Internal(format!("signing task: {e}")))?
     }
 
     /// A response signed for this request only: several certificates, or an echoed nonce.
     async fn sign_live(&self, parsed: &Parsed<'_>, echo_nonce: bool, now: i64) -> Result<Answer, OcspError> {
-        let _permit = self.try_permit()?;
-        self.sign_live_with_permit(parsed, echo_nonce, now).await
+        let permit = self.try_permit()?;
+        self.sign_live_with_permit(parsed, echo_nonce, now, permit).await
     }
 
     async fn sign_live_with_permit(
@@ -382,6 +429,7 @@ impl Responder {
         parsed: &Parsed<'_>,
         echo_nonce: bool,
         now: i64,
+        permit: OwnedSemaphorePermit,
     ) -> Result<Answer, OcspError> {
         let issuer = parsed.items[0].issuer;
         let slot = &self.issuers[issuer];
@@ -410,8 +458,12 @@ impl Responder {
         }
         let nonce = if echo_nonce { parsed.nonce } else { None };
         let tbs = encode::response_data(responder.key_hash(), now, &singles, nonce)?;
-        let body = self.sign_blocking(responder.clone(), tbs).await?;
-        Ok(Answer { der: Bytes::from(encode::assemble(&body, responder.tail())), status: worst, caching: None })
+        let der = self
+            .sign_blocking(permit, responder, tbs, |body, responder| {
+                Bytes::from(encode::assemble(&body, responder.tail()))
+            })
+            .await?;
+        Ok(Answer { der, status: worst, caching: None })
     }
 
     /// Applies one status-feed change. Returns the serial and the algorithms
@@ -434,12 +486,15 @@ impl Responder {
     /// Re-signs the cached response of `key` for `alg` with its current status,
     /// waiting for a signing slot (background work, not a client).
     pub async fn resign(&self, key: SerialKey, alg: HashAlg) -> Result<(), OcspError> {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| OcspError::Internal("signing semaphore closed".into()))?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| OcspError::Internal("signing semaphore closed".into()))?;
         let now = unix_now();
         let Some((state, generation)) = self.cache.state_of(&key) else { return Ok(()) };
-        let signed = self.sign_entry(key, alg, state, now).await?;
-        self.cache.store(&key, alg, generation, signed);
+        self.sign_entry(key, alg, state, generation, now, permit).await?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use crate::metrics::{AnswerStatus, Metrics};
 use crate::request::tests::build;
 use crate::responder::{unix_now, Answer, IssuerSlot, Responder, Settings, Step};
 use crate::signer::{ResponderIdentity, ResponseSigner};
+use crate::source::CertificateSource;
 use crate::status::CertState;
 use crate::testkit::{test_ca, MapSource, TestCa};
 
@@ -211,12 +212,13 @@ async fn a_negative_answer_is_cached_briefly_and_replaced_by_good_from_the_feed(
 }
 
 /// A signer that can be told to fail, or to wait until released.
-struct Controlled {
+pub(crate) struct Controlled {
     inner: hsm::HsmKey,
-    fail: AtomicBool,
+    pub(crate) fail: AtomicBool,
     hold: Mutex<bool>,
     released: Condvar,
-    waiting: AtomicUsize,
+    /// Signatures held at the moment.
+    pub(crate) waiting: AtomicUsize,
 }
 
 impl Controlled {
@@ -230,7 +232,7 @@ impl Controlled {
         })
     }
 
-    fn set_hold(&self, hold: bool) {
+    pub(crate) fn set_hold(&self, hold: bool) {
         *self.hold.lock().unwrap() = hold;
         self.released.notify_all();
     }
@@ -252,7 +254,11 @@ impl ResponseSigner for Controlled {
     }
 }
 
-fn controlled_responder(settings: Settings, source: Arc<MapSource>) -> (Arc<Responder>, Arc<Controlled>) {
+/// A responder whose signatures go through [`Controlled`] (the one of CA 0 is returned).
+pub(crate) fn controlled_responder(
+    settings: Settings,
+    source: Arc<dyn CertificateSource>,
+) -> (Arc<Responder>, Arc<Controlled>) {
     let c = ca();
     let loaded = crate::responder_cert::load(&c.cfg, &c.hsm).unwrap();
     let mut signer = None;

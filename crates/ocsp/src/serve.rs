@@ -2,19 +2,22 @@
 //! background work (feed, refresh, renewal), the OCSP and metrics listeners.
 
 use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use config::Config;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::error::OcspError;
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpLimits, HttpState};
 use crate::issuers::IssuerHashes;
 use crate::metrics::{Gauges, Metrics};
 use crate::responder::{IssuerSlot, Responder, Settings};
@@ -23,10 +26,6 @@ use crate::signer::ResponderIdentity;
 use crate::source::{self, RegistrySource};
 use crate::{feed, feed::now_ms_pub as now_ms};
 
-/// How often due responses are re-signed and expired negative answers dropped.
-const REFRESH_TICK: Duration = Duration::from_secs(30);
-/// How often the responder certificates are checked for renewal.
-const RENEW_TICK: Duration = Duration::from_secs(3600);
 /// How often the registry's feed position is polled (lag metric).
 const POSITION_TICK: Duration = Duration::from_secs(5);
 
@@ -65,6 +64,7 @@ pub async fn serve(
     metrics: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OcspError> {
+    cfg.ocsp.validate()?;
     let renew_within = renew_window(&cfg.ocsp);
     let (c, h) = (cfg.clone(), hsm.clone());
     let done = blocking(move || ensure_responder_certificates(&c, &h, renew_within)).await?;
@@ -85,8 +85,14 @@ pub async fn serve(
     let tasks = [
         tokio::spawn(feed::follow(responder.clone(), client.clone())),
         tokio::spawn(feed::poll_position(responder.clone(), client, POSITION_TICK)),
-        tokio::spawn(refresh_loop(responder.clone())),
-        tokio::spawn(renew_loop(responder.clone(), cfg.clone(), hsm, renew_within)),
+        tokio::spawn(refresh_loop(responder.clone(), Duration::from_secs(cfg.ocsp.refresh_interval_seconds))),
+        tokio::spawn(renew_loop(
+            responder.clone(),
+            cfg.clone(),
+            hsm,
+            renew_within,
+            Duration::from_secs(cfg.ocsp.renewal_check_seconds),
+        )),
     ];
 
     let (tx, rx) = watch::channel(false);
@@ -94,29 +100,95 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(true);
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let state = Arc::new(HttpState {
         responder: responder.clone(),
         ocsp_path: http::ocsp_path(&cfg.profile.ocsp_url),
         max_request_bytes: cfg.ocsp.max_request_bytes,
     });
-    let http = http.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let ocsp_server = axum::serve(http, http::router(state)).with_graceful_shutdown(stopped(rx.clone()));
-    let metrics_server = axum::serve(metrics, metrics_router(responder)).with_graceful_shutdown(stopped(rx));
-    let (a, b) = tokio::join!(
-        std::future::IntoFuture::into_future(ocsp_server),
-        std::future::IntoFuture::into_future(metrics_server)
-    );
+    let limits = HttpLimits::from_config(&cfg.ocsp);
+    let counted = Some(responder.metrics().clone());
+    let ocsp_server =
+        serve_http(http, http::router_with_limits(state, limits), limits.read_timeout, counted, rx.clone());
+    // A scraper's idle keep-alive closing is not a slow client: not counted.
+    let metrics_server = serve_http(metrics, metrics_router(responder), limits.read_timeout, None, rx);
+    tokio::join!(ocsp_server, metrics_server);
     for t in &tasks {
         t.abort();
     }
-    a.map_err(|e| OcspError::Startup(format!("OCSP listener: {e}")))?;
-    b.map_err(|e| OcspError::Startup(format!("metrics listener: {e}")))?;
     Ok(())
+}
+
+/// Serves `router` over HTTP/1.1 on `listener` until `stop` turns true (or its
+/// sender goes), then lets open connections finish (bounded by `read_timeout`
+/// plus a few seconds).
+///
+/// Each connection must deliver a request's headers within `read_timeout` of
+/// connecting or of its previous response, or it is closed without an answer:
+/// that bounds slowloris clients, connections that never send a full request
+/// and idle keep-alive connections alike. (This is hyper's header read
+/// timeout, which needs a timer; axum::serve sets none.) Bodies and answers
+/// are bounded by the router (see [`HttpLimits`]). Timeouts are counted in
+/// `metrics` when given.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    read_timeout: Duration,
+    metrics: Option<Arc<Metrics>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);
+    let builder = Arc::new(builder);
+    let mut connections = JoinSet::new();
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            // Reap finished connections as we go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let (builder, metrics, mut stop) = (builder.clone(), metrics.clone(), stop.clone());
+        connections.spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                if e.is_timeout() {
+                    if let Some(m) = &metrics {
+                        m.read_timeouts.fetch_add(1, Relaxed);
+                    }
+                }
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let grace = read_timeout + Duration::from_secs(5);
+    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(open = connections.len(), "HTTP connections still open at shutdown: closing them");
+    }
+}
+
+/// Resolves once `stop` is true or its sender is gone (the guard `wait_for`
+/// returns must not live across an await: it is not Send).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 pub fn metrics_router(responder: Arc<Responder>) -> Router {
@@ -134,9 +206,9 @@ async fn render_metrics(State(r): State<Arc<Responder>>) -> ([(axum::http::Heade
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
-async fn refresh_loop(responder: Arc<Responder>) {
+pub(crate) async fn refresh_loop(responder: Arc<Responder>, every: Duration) {
     loop {
-        tokio::time::sleep(REFRESH_TICK).await;
+        tokio::time::sleep(every).await;
         let now = crate::responder::unix_now();
         let concurrency = (responder.max_inflight() / 4).max(1);
         let (ok, failed) = responder.refresh_due(now, 100_000, concurrency).await;
@@ -149,9 +221,15 @@ async fn refresh_loop(responder: Arc<Responder>) {
 
 /// Renews the responder certificates when due and picks up certificates
 /// another replica (or `hpki-ca ocsp-certs`) wrote.
-async fn renew_loop(responder: Arc<Responder>, cfg: Config, hsm: hsm::Hsm, renew_within: time::Duration) {
+async fn renew_loop(
+    responder: Arc<Responder>,
+    cfg: Config,
+    hsm: hsm::Hsm,
+    renew_within: time::Duration,
+    every: Duration,
+) {
     loop {
-        tokio::time::sleep(RENEW_TICK).await;
+        tokio::time::sleep(every).await;
         let (c, h) = (cfg.clone(), hsm.clone());
         let result = blocking(move || {
             ensure_responder_certificates(&c, &h, renew_within)?;

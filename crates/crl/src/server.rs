@@ -55,8 +55,10 @@ pub async fn serve_publisher<S: RevocationSource>(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<CrlPublisherServer<CrlService<S>>>().await;
-    let reflection = proto::reflection::v1().map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
-    let reflection_alpha = proto::reflection::v1alpha().map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
+    let reflection = proto::reflection::v1(proto::crl::v1::crl_publisher_server::SERVICE_NAME)
+        .map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
+    let reflection_alpha = proto::reflection::v1alpha(proto::crl::v1::crl_publisher_server::SERVICE_NAME)
+        .map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
     let grpc_server = tls::server()
         .map_err(|e| CrlError::Internal(format!("gRPC server TLS: {e}")))?
         .add_service(health)

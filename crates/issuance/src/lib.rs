@@ -119,9 +119,10 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<IssuanceServer<IssuanceService>>().await;
     hsm_watch::spawn(service.hsm.clone(), service.hsm_status.clone(), reporter, recovery);
-    let reflection = proto::reflection::v1().map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
-    let reflection_alpha =
-        proto::reflection::v1alpha().map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
+    let reflection = proto::reflection::v1(proto::issuance::v1::issuance_server::SERVICE_NAME)
+        .map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
+    let reflection_alpha = proto::reflection::v1alpha(proto::issuance::v1::issuance_server::SERVICE_NAME)
+        .map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
     tls::server()
         .map_err(|e| IssuanceError::Startup(format!("issuance server TLS: {e}")))?
         .add_service(health)

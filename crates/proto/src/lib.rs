@@ -28,22 +28,28 @@ pub mod revocation {
 /// Encoded `FileDescriptorSet` of all our protos, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 
-/// gRPC server reflection over every proto of ours plus grpc.health.v1, in both
-/// protocol versions: v1, and v1alpha, which grpcurl up to 1.8 still asks for.
+/// gRPC server reflection in both protocol versions: v1, and v1alpha, which grpcurl
+/// up to 1.8 still asks for. Each server lists only what it serves: its own service
+/// (e.g. `issuance_server::SERVICE_NAME`), grpc.health.v1 and reflection itself; the
+/// descriptors of all our protos stay available for describing their messages.
 pub mod reflection {
     use tonic_reflection::server::{v1, v1alpha, Builder, Error};
 
-    fn builder() -> Builder<'static> {
+    const HEALTH: &str = "grpc.health.v1.Health";
+
+    fn builder(service: &str) -> Builder<'static> {
         Builder::configure()
             .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service)
+            .with_service_name(HEALTH)
     }
 
-    pub fn v1() -> Result<v1::ServerReflectionServer<impl v1::ServerReflection>, Error> {
-        builder().build_v1()
+    pub fn v1(service: &str) -> Result<v1::ServerReflectionServer<impl v1::ServerReflection>, Error> {
+        builder(service).build_v1()
     }
 
-    pub fn v1alpha() -> Result<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>, Error> {
-        builder().build_v1alpha()
+    pub fn v1alpha(service: &str) -> Result<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>, Error> {
+        builder(service).build_v1alpha()
     }
 }

@@ -71,8 +71,8 @@ pub async fn serve_store(
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
     health_reporter.set_service_status("", ServingStatus::Serving).await;
-    let reflection = proto::reflection::v1()?;
-    let reflection_alpha = proto::reflection::v1alpha()?;
+    let reflection = proto::reflection::v1(proto::registry::v1::registry_server::SERVICE_NAME)?;
+    let reflection_alpha = proto::reflection::v1alpha(proto::registry::v1::registry_server::SERVICE_NAME)?;
 
     let service = RegistryService::new(store, holder_id_prefix);
     let streams = service.clone();

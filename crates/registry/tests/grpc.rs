@@ -253,6 +253,9 @@ async fn health_answers_serving_and_reflection_lists_the_service() {
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"hpki.registry.v1.Registry"), "{names:?}");
+    // Only what this port serves: not the other services of our protos.
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    assert!(!names.contains(&"hpki.issuance.v1.Issuance") && !names.contains(&"hpki.crl.v1.CrlPublisher"), "{names:?}");
     server.stop().await;
 }
 

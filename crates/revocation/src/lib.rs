@@ -75,9 +75,10 @@ pub async fn serve_service(
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<RevocationServer<RevocationService>>().await;
     reporter.set_service_status("", ServingStatus::Serving).await;
-    let reflection = proto::reflection::v1().map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
-    let reflection_alpha =
-        proto::reflection::v1alpha().map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
+    let reflection = proto::reflection::v1(proto::revocation::v1::revocation_server::SERVICE_NAME)
+        .map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
+    let reflection_alpha = proto::reflection::v1alpha(proto::revocation::v1::revocation_server::SERVICE_NAME)
+        .map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
     tracing::info!(%addr, "revocation service listening");
     tls::server()
         .map_err(|e| RevocationError::Startup(format!("revocation server TLS: {e}")))?

@@ -100,7 +100,7 @@ mod tests {
     fn store_refusals_map_to_codes_and_name_the_field() {
         let s = status(StoreError::NoSuchCard { card_id: "C1".into() });
         assert_eq!((s.code(), s.message()), (Code::NotFound, "card_id: no such card C1"));
-        let s = status(StoreError::ActiveCard { card_id: "C2".into() });
+        let s = status(StoreError::ActiveCard { card_id: "C2".into(), pending_application: None });
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert_eq!(s.message(), "holder.licence_number: holder already has an active card C2");
         let s = status(StoreError::CertificateConflict {

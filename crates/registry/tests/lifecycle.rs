@@ -87,7 +87,11 @@ async fn a_renewal_supersedes_the_active_card_which_stays_valid() {
     assert_status(
         fresh,
         Code::FailedPrecondition,
-        &format!("holder.licence_number: holder already has an active card {}", new.card_id),
+        &format!(
+            "holder.licence_number: holder already has card {} still being issued for application app-2; \
+             submit that application again",
+            new.card_id
+        ),
     );
 
     // The new card is issued like any other; every Card answer carries the links.

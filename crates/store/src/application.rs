@@ -138,7 +138,8 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, procedure: &ApplicationProcedure, pr
                 }
                 let card = require_card(tx, card_id)?;
                 if card.superseded_by.is_none() && matches!(card.state, CardState::Pending | CardState::Active) {
-                    return fail(StoreError::ActiveCard { card_id: card.card_id });
+                    let pending_application = (card.state == CardState::Pending).then(|| card.application_id.clone());
+                    return fail(StoreError::ActiveCard { card_id: card.card_id, pending_application });
                 }
             }
             let changes = holder_changes(&holder.details, &app.holder);
@@ -481,12 +482,19 @@ mod tests {
         let first = store.begin_application(&application("app-1", "L1"), "JMA").unwrap();
         let card_id = first.view.card.card_id.clone();
         let err = store.begin_application(&application("app-2", "L1"), "JMA").unwrap_err();
-        assert!(matches!(err, StoreError::ActiveCard { card_id: ref c } if *c == card_id), "{err}");
+        assert!(matches!(err, StoreError::ActiveCard { card_id: ref c, .. } if *c == card_id), "{err}");
+        // Still being issued: the error names the application to submit again.
+        assert!(
+            matches!(err, StoreError::ActiveCard { pending_application: Some(ref a), .. } if a == "app-1"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("application app-1") && err.to_string().contains("again"), "{err}");
 
         issue_both(&store, &card_id);
         store.complete_application(&card_id, "t").unwrap();
         let err = store.begin_application(&application("app-2", "L1"), "JMA").unwrap_err();
-        assert!(matches!(err, StoreError::ActiveCard { .. }), "{err}");
+        assert!(matches!(err, StoreError::ActiveCard { pending_application: None, .. }), "{err}");
+        assert_eq!(err.to_string(), format!("holder already has an active card {card_id}"));
         assert!(matches!(store.get_card_by_application("app-2"), Err(StoreError::NoSuchApplication { .. })));
     }
 
@@ -728,13 +736,13 @@ mod tests {
         let (_dir, store) = temp_store();
         let old_id = active_card(&store, "app-1", "L1");
         let err = store.begin_application(&application("app-2", "L1"), "JMA").unwrap_err();
-        assert!(matches!(err, StoreError::ActiveCard { ref card_id } if *card_id == old_id), "{err}");
+        assert!(matches!(err, StoreError::ActiveCard { ref card_id, .. } if *card_id == old_id), "{err}");
 
         let new_id =
             store.begin_procedure(&application("app-2", "L1"), &renewal(&old_id), "JMA").unwrap().view.card.card_id;
         // The old card no longer counts, the pending renewal does.
         let err = store.begin_application(&application("app-3", "L1"), "JMA").unwrap_err();
-        assert!(matches!(err, StoreError::ActiveCard { ref card_id } if *card_id == new_id), "{err}");
+        assert!(matches!(err, StoreError::ActiveCard { ref card_id, .. } if *card_id == new_id), "{err}");
     }
 
     #[test]
@@ -744,7 +752,7 @@ mod tests {
         revoke_card(&store, &first);
         let current = active_card(&store, "app-2", "L1");
         let err = store.begin_procedure(&application("app-3", "L1"), &reissue(&first), "JMA").unwrap_err();
-        assert!(matches!(err, StoreError::ActiveCard { ref card_id } if *card_id == current), "{err}");
+        assert!(matches!(err, StoreError::ActiveCard { ref card_id, .. } if *card_id == current), "{err}");
         assert!(store.get_card(&first).unwrap().card.superseded_by.is_none());
     }
 

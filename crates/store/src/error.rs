@@ -29,8 +29,10 @@ pub enum StoreError {
     #[error("no PIN is escrowed for card {card_id}")]
     NoPinEscrow { card_id: String },
 
-    #[error("holder already has an active card {card_id}")]
-    ActiveCard { card_id: String },
+    /// The holder's current card; `pending_application` when it is still being
+    /// issued (an attempt that failed half-way), which a retry of that application finishes.
+    #[error("{}", active_card_message(card_id, pending_application.as_deref()))]
+    ActiveCard { card_id: String, pending_application: Option<String> },
     #[error("application {application_id} was made for licence number {licence_number}")]
     ApplicationMismatch { application_id: String, licence_number: String },
     /// A caller-supplied holder_id that is not the one on file for the licence.
@@ -87,4 +89,14 @@ pub enum StoreError {
     Locked { path: std::path::PathBuf },
     #[error("audit chain broken at sequence {sequence}: {reason}")]
     AuditChainBroken { sequence: u64, reason: String },
+}
+
+fn active_card_message(card_id: &str, pending_application: Option<&str>) -> String {
+    match pending_application {
+        None => format!("holder already has an active card {card_id}"),
+        Some(app) => format!(
+            "holder already has card {card_id} still being issued for application {app}; \
+             submit that application again to finish it"
+        ),
+    }
 }

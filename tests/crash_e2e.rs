@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -397,8 +397,10 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     let received = received.lock().unwrap().clone();
     let revoked: BTreeSet<String> = revoked.lock().unwrap().iter().cloned().collect();
     let retries = *retries.lock().unwrap();
-    println!(
-        "survived {kills} kills ({staged_kills} after staged leftovers, then {victims:?}) in {:.1?}: {} cards issued, {} revoked, {retries} client retries",
+    // Straight to stderr, past libtest's capture, so `make test` and CI show it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "crash_e2e: survived {kills} kills ({staged_kills} after staged leftovers, then {victims:?}) in {:.1?}: {} cards issued, {} revoked, {retries} client retries",
         began.elapsed(),
         received.len(),
         revoked.len()

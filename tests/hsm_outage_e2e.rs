@@ -25,6 +25,14 @@ use tonic_health::pb::HealthCheckRequest;
 
 const ISSUANCE: &str = "hpki.issuance.v1.Issuance";
 
+/// A progress line straight to stderr, past libtest's capture, so `make test` shows it.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "hsm_outage_e2e: {}", format_args!($($t)*));
+    }};
+}
+
 struct TokenFolder {
     tokens: PathBuf,
     aside: PathBuf,
@@ -111,7 +119,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
     folder.remove();
     let gone = Instant::now();
     rt.block_on(wait_health(&ca, issuance, ServingStatus::NotServing, Duration::from_secs(5)));
-    println!("issuance NOT_SERVING {:?} after the token went away", gone.elapsed());
+    say!("issuance NOT_SERVING {:?} after the token went away", gone.elapsed());
 
     // An application now is refused with UNAVAILABLE, fast, and leaves no trace.
     let started = Instant::now();
@@ -162,7 +170,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
     folder.restore();
     let back = Instant::now();
     rt.block_on(wait_health(&ca, issuance, ServingStatus::Serving, Duration::from_secs(10)));
-    println!("issuance SERVING {:?} after the token came back", back.elapsed());
+    say!("issuance SERVING {:?} after the token came back", back.elapsed());
 
     // The refused application goes through on retry; the card verifies.
     let card = rt
@@ -208,7 +216,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
         assert!(Instant::now() < deadline, "the CRL still lacks {serial} after the HSM returned:\n{text}");
         std::thread::sleep(Duration::from_millis(250));
     }
-    println!("CRL lists the lost card {:?} after the token came back", back.elapsed());
+    say!("CRL lists the lost card {:?} after the token came back", back.elapsed());
 
     // A second outage, this time caught mid-request: the token goes away and an
     // application arrives before the watcher (1 s ping) notices. The request fails
@@ -249,11 +257,11 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
             let view = view.get_ref();
             assert_eq!(view.card.as_ref().map(|c| c.state), Some(reg::CardState::Pending as i32), "{view:?}");
             assert!(view.certificates.iter().all(|c| c.state != issued), "nothing signed: {:?}", view.certificates);
-            println!("the request was caught mid-way: pending card, {} certificate record(s)", view.certificates.len());
+            say!("the request was caught mid-way: pending card, {} certificate record(s)", view.certificates.len());
         }
         Err(status) => {
             assert_eq!(status.code(), Code::NotFound, "{status:?}");
-            println!("the watcher noticed first: nothing recorded");
+            say!("the watcher noticed first: nothing recorded");
         }
     }
     folder.restore();

@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
+use common::{application, http_get, openssl, verify_chain, write_pem, write_pem_label, Ca};
 use proto::issuance::v1 as iss;
 use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::registry::v1 as reg;
@@ -139,19 +139,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
     assert!(unresolved.entries.is_empty(), "half-done records: {:?}", unresolved.entries);
 
     // The card is lost meanwhile: the revocation is recorded, the CRL must wait.
-    let out = ca.cli(&[
-        "emergency-revoke",
-        "--card",
-        &lost.card_id,
-        "--confirmed-by",
-        "op-ito",
-        "--method",
-        "phone",
-        "--operator",
-        "op-sato",
-        "--url",
-        &ca.url(revocation),
-    ]);
+    let out = ca.emergency_revoke(&lost.card_id, revocation);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("revocation is recorded") && text.contains("CRL could not be published"), "{text}");
@@ -179,15 +167,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
         .into_inner();
     let sign = dir.join("after-sign.pem");
     write_pem(&sign, &card.signing_certificate);
-    let (root, issuing) = (ca.cert_path("root-ca.pem"), ca.cert_path("sign-ca.pem"));
-    let (ok, out) = openssl(&[
-        "verify",
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-untrusted",
-        issuing.to_str().unwrap(),
-        sign.to_str().unwrap(),
-    ]);
+    let (ok, out) = verify_chain(&ca, &ca.cert_path("sign-ca.pem"), &sign);
     assert!(ok, "{out}");
 
     // OCSP now signs "revoked"; the CRL publisher paid what it owed, unasked.
@@ -298,15 +278,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
         .into_inner();
     let auth = dir.join("h3-auth.pem");
     write_pem(&auth, &card.authentication_certificate);
-    let auth_ca = ca.cert_path("auth-ca.pem");
-    let (ok, out) = openssl(&[
-        "verify",
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-untrusted",
-        auth_ca.to_str().unwrap(),
-        auth.to_str().unwrap(),
-    ]);
+    let (ok, out) = verify_chain(&ca, &ca.cert_path("auth-ca.pem"), &auth);
     assert!(ok, "{out}");
     ca.take_children();
 }

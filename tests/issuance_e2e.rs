@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{openssl, openssl_csr, write_pem, Ca};
+use common::{openssl, openssl_csr, verify_chain, write_pem, Ca};
 use proto::issuance::v1::*;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
@@ -94,25 +94,11 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     write_pem(&auth, &card.authentication_certificate);
 
     for (ee, issuing) in [(&sign, &sign_ca), (&auth, &auth_ca)] {
-        let (ok, out) = openssl(&[
-            "verify",
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-untrusted",
-            issuing.to_str().unwrap(),
-            ee.to_str().unwrap(),
-        ]);
+        let (ok, out) = verify_chain(&ca, issuing, ee);
         assert!(ok && out.contains(": OK"), "openssl verify: {out}");
     }
     // The wrong issuing CA must not verify: the two CAs are distinct keys.
-    let (ok, _) = openssl(&[
-        "verify",
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-untrusted",
-        auth_ca.to_str().unwrap(),
-        sign.to_str().unwrap(),
-    ]);
+    let (ok, _) = verify_chain(&ca, &auth_ca, &sign);
     assert!(!ok, "signing certificate verified under the authentication CA");
 
     let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", sign.to_str().unwrap()]);

@@ -81,19 +81,7 @@ fn emergency_then_check(deltas: bool) {
     let (lost_s, lost_a, lost_card, lost_ss, lost_as) = issue(&ca, &rt, iss, "lost", "111111", &dir);
     let (kept_s, kept_a, _, _, _) = issue(&ca, &rt, iss, "kept", "222222", &dir);
 
-    let out = ca.cli(&[
-        "emergency-revoke",
-        "--card",
-        &lost_card,
-        "--confirmed-by",
-        "op-ito",
-        "--method",
-        "phone",
-        "--operator",
-        "op-sato",
-        "--url",
-        &ca.url(rev),
-    ]);
+    let out = ca.emergency_revoke(&lost_card, rev);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "emergency-revoke: {text}{}", String::from_utf8_lossy(&out.stderr));
     let kind = if deltas { "delta CRL published" } else { "full CRL published" };
@@ -132,19 +120,7 @@ fn emergency_then_check(deltas: bool) {
     }
 
     // Twice is safe: the first revocation stands.
-    let out = ca.cli(&[
-        "emergency-revoke",
-        "--card",
-        &lost_card,
-        "--confirmed-by",
-        "op-ito",
-        "--method",
-        "phone",
-        "--operator",
-        "op-sato",
-        "--url",
-        &ca.url(rev),
-    ]);
+    let out = ca.emergency_revoke(&lost_card, rev);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("already revoked").count(), 2);
 

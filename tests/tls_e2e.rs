@@ -154,19 +154,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
         .card
         .expect("card")
         .card_id;
-    let out = ca.cli(&[
-        "emergency-revoke",
-        "--card",
-        &card_id,
-        "--confirmed-by",
-        "op-ito",
-        "--method",
-        "phone",
-        "--operator",
-        "op-sato",
-        "--url",
-        &format!("https://{rev}"),
-    ]);
+    let out = ca.emergency_revoke(&card_id, rev);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "emergency-revoke over mTLS: {text}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text.matches("KEY_COMPROMISE").count(), 2, "{text}");

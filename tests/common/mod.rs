@@ -133,6 +133,25 @@ impl Ca {
         CrlPublisherClient::new(self.channel(addr, "operator").await)
     }
 
+    /// `hpki-ca emergency-revoke` of `card_id` through the Revocation service at
+    /// `revocation`: loss reported by phone and confirmed by op-ito, revoked by op-sato.
+    pub fn emergency_revoke(&self, card_id: &str, revocation: &str) -> std::process::Output {
+        let url = self.url(revocation);
+        self.cli(&[
+            "emergency-revoke",
+            "--card",
+            card_id,
+            "--confirmed-by",
+            "op-ito",
+            "--method",
+            "phone",
+            "--operator",
+            "op-sato",
+            "--url",
+            &url,
+        ])
+    }
+
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN).arg("--config").arg(&self.config).args(args).output().expect("run hpki-ca")
     }
@@ -228,6 +247,14 @@ pub fn openssl_csr(dir: &Path, name: &str, newkey: &str) -> Vec<u8> {
     let out = cmd.arg("-keyout").arg(&key).arg("-out").arg(&csr).output().expect("openssl req");
     assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
     std::fs::read(&csr).expect("read csr")
+}
+
+/// `openssl verify` of the certificate file `cert` against the CA's root and the
+/// issuing CA certificate file `issuing`; (verified, openssl's output).
+pub fn verify_chain(ca: &Ca, issuing: &Path, cert: &Path) -> (bool, String) {
+    let root = ca.cert_path("root-ca.pem");
+    let path = |p: &Path| p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display())).to_owned();
+    openssl(&["verify", "-CAfile", &path(&root), "-untrusted", &path(issuing), &path(cert)])
 }
 
 pub fn write_pem(path: &Path, der: &[u8]) {

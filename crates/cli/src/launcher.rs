@@ -212,12 +212,24 @@ pub async fn run_issuance(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool
     Ok(())
 }
 
+/// The CRL publisher alone (services split over processes). It also signs the
+/// automatic audit checkpoints there: it holds the HSM and talks to the registry.
 pub async fn run_crl(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+    cfg.audit.validate()?;
     let (grpc, grpc_addr) = bind(&cfg.crl.listen).await?;
     let (http, http_addr) = bind(&cfg.crl.http_listen).await?;
     announce("crl", grpc_addr, "gRPC hpki.crl.v1.CrlPublisher");
     announce("crl-http", http_addr, "HTTP CRL distribution point");
-    crl::serve(&cfg, hsm, grpc, http, shutdown_signal(stop)).await.map_err(|e| CliError::Crl(e.to_string()))
+    let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
+        let key_path = cfg.cert_dir().join(crate::ceremony::AUDIT_CHECKPOINT_PUB_FILE);
+        tokio::spawn(run_checkpointer(hsm.clone(), cfg.crl.registry_url.clone(), key_path, interval, stop.clone()))
+    });
+    let served =
+        crl::serve(&cfg, hsm, grpc, http, shutdown_signal(stop)).await.map_err(|e| CliError::Crl(e.to_string()));
+    if let Some(task) = checkpointer {
+        task.abort();
+    }
+    served
 }
 
 pub async fn run_revocation(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {

@@ -259,17 +259,10 @@ impl Hsm {
         Ok(SessionPool::new(pkcs11.clone(), slot, self.inner.sessions, anchor))
     }
 
+    /// (sessions open, sessions idle) of the current connection's pool.
     #[cfg(test)]
-    pub(crate) fn pool(&self) -> Arc<Live> {
-        self.live().expect("connected")
-    }
-}
-
-#[cfg(test)]
-impl std::ops::Deref for Live {
-    type Target = SessionPool;
-    fn deref(&self) -> &SessionPool {
-        &self.pool
+    pub(crate) fn pool_counts(&self) -> (usize, usize) {
+        self.live().map_or((0, 0), |l| l.pool.counts())
     }
 }
 

@@ -241,7 +241,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert!(hsm.pool().counts().0 <= 3);
+        assert!(hsm.pool_counts().0 <= 3);
     }
 
     #[test]

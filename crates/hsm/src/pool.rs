@@ -174,17 +174,17 @@ mod tests {
     #[test]
     fn sessions_open_lazily_and_are_reused() {
         let hsm = hsm_with_pool(3);
-        assert_eq!(hsm.pool().counts(), (0, 0));
+        assert_eq!(hsm.pool_counts(), (0, 0));
         hsm.ping().unwrap();
         hsm.ping().unwrap();
-        assert_eq!(hsm.pool().counts(), (1, 1));
+        assert_eq!(hsm.pool_counts(), (1, 1));
     }
 
     #[test]
     fn zero_sessions_means_one() {
         let hsm = hsm_with_pool(0);
         hsm.ping().unwrap();
-        assert_eq!(hsm.pool().counts(), (1, 1));
+        assert_eq!(hsm.pool_counts(), (1, 1));
     }
 
     #[test]
@@ -210,7 +210,7 @@ mod tests {
             t.join().unwrap().unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 2, "6 waiting callers should fill a pool of 2");
-        assert_eq!(hsm.pool().counts(), (2, 2));
+        assert_eq!(hsm.pool_counts(), (2, 2));
     }
 
     #[test]
@@ -219,10 +219,10 @@ mod tests {
         hsm.ping().unwrap();
         let err = hsm.with_session(|_| Err::<(), _>(HsmError::Unavailable("simulated".into()))).unwrap_err();
         assert!(matches!(err, HsmError::Unavailable(_)));
-        assert_eq!(hsm.pool().counts(), (0, 0));
+        assert_eq!(hsm.pool_counts(), (0, 0));
         // Other errors keep the session.
         let _ = hsm.with_session(|_| Err::<(), _>(HsmError::Pkcs11("simulated".into())));
-        assert_eq!(hsm.pool().counts(), (1, 1));
+        assert_eq!(hsm.pool_counts(), (1, 1));
         hsm.ping().unwrap(); // a new session, still logged in
     }
 
@@ -232,7 +232,7 @@ mod tests {
         let caught =
             catch_unwind(AssertUnwindSafe(|| hsm.with_session(|_| -> Result<(), HsmError> { panic!("boom") })));
         assert!(caught.is_err());
-        assert_eq!(hsm.pool().counts(), (0, 0));
+        assert_eq!(hsm.pool_counts(), (0, 0));
         hsm.ping().unwrap(); // would block forever if the slot had leaked
     }
 }

@@ -10,11 +10,13 @@ use hsm::{Hsm, HsmError, HsmKey};
 use profile::IssuingCa;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose};
 use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use x509_cert::Certificate;
 
 use crate::asn1::ID_PKIX_OCSP_NOCHECK;
 use crate::error::OcspError;
+use crate::source::AuditEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -36,6 +38,10 @@ pub struct ResponderCertStatus {
     pub not_after: OffsetDateTime,
     /// SHA-256 of the certificate DER, hex.
     pub fingerprint: String,
+    /// The issuing CA's key label (the registry's issuer_label).
+    pub issuer_label: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
 }
 
 /// One issuing CA and where its responder lives.
@@ -213,39 +219,113 @@ fn write_pem(path: &Path, der: &[u8]) -> Result<(), OcspError> {
 
 /// Creates the responder keys (keeping existing ones) and (re)issues a
 /// responder certificate for each issuing CA when it is missing or expires
-/// within `renew_within`. Blocking (HSM key generation and signing).
+/// within `renew_within`. Blocking (HSM key generation and signing). Stops at
+/// the first CA that fails.
 pub fn ensure_responder_certificates(
     cfg: &Config,
     hsm: &Hsm,
     renew_within: Duration,
 ) -> Result<Vec<ResponderCertStatus>, OcspError> {
     let now = OffsetDateTime::now_utc();
-    let mut out = Vec::with_capacity(2);
-    for slot in slots(cfg) {
-        let (ca, ca_key) = load_issuing_ca(cfg, hsm, slot.entity)?;
-        let (key, key_outcome) = responder_key(cfg, hsm, slot.responder_key_label)?;
-        let existed = slot.responder_path.exists();
-        let (der, not_after, outcome) = match usable_existing(&slot.responder_path, &key, &ca, now + renew_within)? {
-            Some((der, not_after)) => (der, not_after, Outcome::Kept),
-            None => {
-                let der = issue(cfg, slot.entity, &ca, &ca_key, &key, now)?;
-                write_pem(&slot.responder_path, &der)?;
-                let outcome = if existed { Outcome::Renewed } else { Outcome::Created };
-                tracing::info!(ca = slot.name, path = %slot.responder_path.display(), ?outcome, "responder certificate issued");
-                (der.clone(), not_after_of(&der)?, outcome)
-            }
-        };
-        out.push(ResponderCertStatus {
-            ca: slot.name,
-            key_label: slot.responder_key_label.to_owned(),
-            key: key_outcome,
-            certificate: outcome,
-            path: slot.responder_path,
-            not_after,
-            fingerprint: hex::encode(Sha256::digest(&der)),
-        });
-    }
-    Ok(out)
+    slots(cfg).into_iter().map(|slot| ensure_one(cfg, hsm, slot, now, renew_within)).collect()
+}
+
+/// The same for every issuing CA, each on its own: one CA that fails does not
+/// hide a certificate issued for the other (the running responder audits each).
+pub(crate) fn ensure_each(
+    cfg: &Config,
+    hsm: &Hsm,
+    renew_within: Duration,
+) -> Vec<Result<ResponderCertStatus, OcspError>> {
+    let now = OffsetDateTime::now_utc();
+    slots(cfg).into_iter().map(|slot| ensure_one(cfg, hsm, slot, now, renew_within)).collect()
+}
+
+fn ensure_one(
+    cfg: &Config,
+    hsm: &Hsm,
+    slot: Slot<'_>,
+    now: OffsetDateTime,
+    renew_within: Duration,
+) -> Result<ResponderCertStatus, OcspError> {
+    let (ca, ca_key) = load_issuing_ca(cfg, hsm, slot.entity)?;
+    let (key, key_outcome) = responder_key(cfg, hsm, slot.responder_key_label)?;
+    let existed = slot.responder_path.exists();
+    let (der, not_after, outcome) = match usable_existing(&slot.responder_path, &key, &ca, now + renew_within)? {
+        Some((der, not_after)) => (der, not_after, Outcome::Kept),
+        None => {
+            let der = issue(cfg, slot.entity, &ca, &ca_key, &key, now)?;
+            write_pem(&slot.responder_path, &der)?;
+            let outcome = if existed { Outcome::Renewed } else { Outcome::Created };
+            tracing::info!(ca = slot.name, path = %slot.responder_path.display(), ?outcome, "responder certificate issued");
+            let not_after = not_after_of(&der)?;
+            (der, not_after, outcome)
+        }
+    };
+    Ok(ResponderCertStatus {
+        ca: slot.name,
+        key_label: slot.responder_key_label.to_owned(),
+        key: key_outcome,
+        certificate: outcome,
+        path: slot.responder_path,
+        not_after,
+        fingerprint: hex::encode(Sha256::digest(&der)),
+        issuer_label: slot.entity.key_label.clone(),
+        der,
+    })
+}
+
+/// Who the running responder's audit entries name.
+pub(crate) const AUDIT_ACTOR: &str = "ocsp-responder";
+/// `store::actions::OCSP_RESPONDER_CERTIFICATE` (a test checks they agree;
+/// the store is no dependency of the responder).
+pub(crate) const AUDIT_ACTION: &str = "ocsp.responder_certificate";
+
+fn rfc3339_of(t: x509_cert::time::Time) -> String {
+    i64::try_from(t.to_unix_duration().as_secs())
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "unrepresentable".into())
+}
+
+/// The "ocsp.responder_certificate" entry for a certificate this process
+/// issued or renewed at `issued_at`: subject the issuing CA's label; detail
+/// the serial, subject, issuer, validity, SHA-256, the key and the file.
+/// `issued_at` is kept apart from the entry's own time, which is later when
+/// the registry was away.
+pub(crate) fn audit_event(done: &ResponderCertStatus, issued_at: OffsetDateTime) -> Result<AuditEvent, OcspError> {
+    let cert = Certificate::from_der(&done.der).map_err(|e| OcspError::Certificates(e.to_string()))?;
+    let tbs = cert.tbs_certificate();
+    let outcome = match done.certificate {
+        Outcome::Created => "created",
+        Outcome::Renewed => "renewed",
+        Outcome::Kept => "kept",
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
+    let detail = serde_json::json!({
+        "ca": done.ca,
+        "issuer_label": done.issuer_label,
+        "outcome": outcome,
+        "serial": hex::encode(tbs.serial_number().as_bytes()),
+        "subject": tbs.subject().to_string(),
+        "issuer": tbs.issuer().to_string(),
+        "not_before": rfc3339_of(tbs.validity().not_before),
+        "not_after": rfc3339_of(tbs.validity().not_after),
+        "sha256": done.fingerprint,
+        "key_label": done.key_label,
+        "key": if done.key == Outcome::Created { "generated" } else { "found" },
+        "file": done.path.display().to_string(),
+        "issued_at": issued_at.format(&Rfc3339).unwrap_or_else(|_| "unrepresentable".into()),
+        "host": host,
+        "pid": std::process::id(),
+    });
+    Ok(AuditEvent {
+        actor: AUDIT_ACTOR.into(),
+        action: AUDIT_ACTION.into(),
+        subject: done.issuer_label.clone(),
+        detail_json: detail.to_string(),
+    })
 }
 
 /// What the responder needs of one issuing CA.

@@ -18,7 +18,7 @@ use crate::error::OcspError;
 use crate::metrics::Metrics;
 use crate::responder::{Responder, Settings};
 use crate::responder_cert::{self, ensure_responder_certificates, load_issuing_ca};
-use crate::source::{BoxFuture, CertificateSource};
+use crate::source::{AuditError, AuditEvent, AuditSink, BoxFuture, CertificateSource};
 use crate::status::CertState;
 
 /// A CA on the process's shared test token, with its files in a temp folder.
@@ -115,6 +115,58 @@ impl TestCa {
 
     pub fn settings(&self) -> Settings {
         Settings::from_config(&self.cfg.ocsp)
+    }
+
+    /// Replaces responder certificate `i` with one for the same key and CA
+    /// that expires within a day, so the next renewal check renews it.
+    /// Returns its DER.
+    pub fn make_responder_due(&self, i: usize) -> Vec<u8> {
+        let mut short = self.cfg.clone();
+        short.ocsp.responder_validity_days = 1;
+        let entity = [&self.cfg.ca.signing, &self.cfg.ca.authentication][i];
+        let label = [&self.cfg.ocsp.signing_responder_key_label, &self.cfg.ocsp.authentication_responder_key_label][i];
+        let (ca, ca_key) = self.issuing(i);
+        let key = self.hsm.key(label).unwrap();
+        let der = responder_cert::issue(&short, entity, &ca, &ca_key, &key, OffsetDateTime::now_utc()).unwrap();
+        // Renamed into place: a running responder never reads half a file.
+        let path = self.responder_path(i);
+        let tmp = path.with_extension("pem.test.tmp");
+        std::fs::write(&tmp, pem::encode(&pem::Pem::new("CERTIFICATE", der.clone()))).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        der
+    }
+}
+
+/// An in-memory audit log standing in for the registry's AppendAudit:
+/// records every entry taken; `down` answers as a registry that is away,
+/// `refuse` as one that rejects the entry.
+#[derive(Default)]
+pub struct RecordingAudit {
+    pub entries: Mutex<Vec<AuditEvent>>,
+    pub attempts: AtomicUsize,
+    pub down: AtomicBool,
+    pub refuse: AtomicBool,
+}
+
+impl RecordingAudit {
+    pub fn entries(&self) -> Vec<AuditEvent> {
+        self.entries.lock().unwrap().clone()
+    }
+}
+
+impl AuditSink for RecordingAudit {
+    fn append_audit(&self, event: AuditEvent) -> BoxFuture<'_, Result<u64, AuditError>> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let result = if self.down.load(Ordering::SeqCst) {
+            Err(AuditError::Unavailable("registry down (test)".into()))
+        } else if self.refuse.load(Ordering::SeqCst) {
+            Err(AuditError::Refused("InvalidArgument (test)".into()))
+        } else {
+            let mut entries = self.entries.lock().unwrap();
+            entries.push(event);
+            Ok(entries.len() as u64)
+        };
+        Box::pin(async move { result })
     }
 }
 

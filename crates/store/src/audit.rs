@@ -44,6 +44,10 @@ pub mod actions {
     /// The ceremony's outcome: ok, or failed with the error.
     pub const CEREMONY_END: &str = "ceremony.end";
     pub const CEREMONY: [&str; 5] = [CEREMONY_START, CEREMONY_KEY, CEREMONY_CERTIFICATE, CEREMONY_ARL, CEREMONY_END];
+    /// The running OCSP responder issued or renewed its own delegated
+    /// responder certificate. Not in `ALL`: the responder appends it through
+    /// AppendAudit (role `service`), which refuses every action in `ALL`.
+    pub const OCSP_RESPONDER_CERTIFICATE: &str = "ocsp.responder_certificate";
     pub const ALL: [&str; 23] = [
         APPLICATION_BEGIN,
         SERIAL_RESERVE,
@@ -232,6 +236,10 @@ mod tests {
             assert!(matches!(err, StoreError::ReservedAction { .. }), "{action}: {err}");
         }
         assert_eq!(store.verify_audit_chain().unwrap(), 0);
+        // A service's own action is not reserved: the OCSP responder must be able to log it.
+        assert!(!actions::ALL.contains(&actions::OCSP_RESPONDER_CERTIFICATE));
+        let entry = store.append_audit("ocsp-responder", actions::OCSP_RESPONDER_CERTIFICATE, "sign-ca", "{}").unwrap();
+        assert_eq!((entry.sequence, entry.action.as_str()), (1, "ocsp.responder_certificate"));
     }
 
     #[test]

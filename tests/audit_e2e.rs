@@ -252,6 +252,10 @@ fn the_ceremony_and_every_start_are_audited_and_a_changed_config_is_flagged() {
 
     let addrs = ca.spawn(&["run"], &["registry"]);
     let registry = ca.url(&addrs[0]);
+    // `run` announces its listeners before the registry opens the database:
+    // once the registry answers, it holds it.
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok, "verify: {out}");
     // While the registry holds the database, the ceremony refuses before touching the HSM.
     let out = ca.cli(&["ceremony", "--operator", "op-while-running"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -431,5 +435,198 @@ fn the_running_ca_signs_checkpoints_by_itself() {
         .unwrap_or_else(|| panic!("no checkpoint count: {out}"));
     assert!(verified >= automatic(&lines).len() as u64 && verified >= 2, "{out}");
     assert!(out.contains(&format!("checkpoints: {verified} verified")), "{out}");
+    ca.take_children();
+}
+
+/// `hpki-ca <args>`, shown; returns (success, stdout, stderr).
+fn hpki(ca: &Ca, args: &[&str]) -> (bool, String, String) {
+    let out = ca.cli(args);
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    eprintln!("$ hpki-ca {}\n{stdout}{stderr}[exit {}]", args.join(" "), out.status.code().unwrap_or(-1));
+    (out.status.success(), stdout, stderr)
+}
+
+/// The entries of the last audited operation `operation` run by `operator`:
+/// its "ceremony.start" and every entry after it up to its "ceremony.end".
+fn operation_entries<'a>(lines: &'a [Value], operation: &str, operator: &str) -> Vec<&'a Value> {
+    let start = lines
+        .iter()
+        .rposition(|l| {
+            l["action"] == "ceremony.start" && l["detail"]["operation"] == operation && l["actor"] == operator
+        })
+        .unwrap_or_else(|| panic!("no ceremony.start of {operation} by {operator}"));
+    let len = lines[start..].iter().position(|l| l["action"] == "ceremony.end").expect("its ceremony.end") + 1;
+    lines[start..start + len].iter().collect()
+}
+
+fn same_serial(a: &str, b: &str) -> bool {
+    a.trim_start_matches('0').eq_ignore_ascii_case(b.trim_start_matches('0'))
+}
+
+#[test]
+fn revoking_an_issuing_ca_on_the_arl_is_audited_and_refused_while_the_ca_runs() {
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 0\n");
+    let (sign_serial, _) = openssl_serial_and_fingerprint(&ca.cert_path("sign-ca.pem"));
+    let arl_state = ca.cert_path("arl.json");
+    let revoke = ["arl", "--revoke-serial", &sign_serial, "--reason", "key-compromise", "--operator", "op-x"];
+
+    // While the CA runs: refused before the root key is touched; nothing written anywhere.
+    let addrs = ca.spawn(&["run"], &["registry"]);
+    let registry = ca.url(&addrs[0]);
+    let state_before = std::fs::read(&arl_state).expect("the ceremony's ARL state");
+    let before = export(&ca, &registry, "arl-before.jsonl");
+    let (ok, _, stderr) = hpki(&ca, &revoke);
+    assert!(!ok, "an ARL while the registry runs must be refused");
+    assert!(stderr.contains("is in use") && stderr.contains("`hpki-ca arl`"), "{stderr}");
+    assert_eq!(std::fs::read(&arl_state).unwrap(), state_before, "no ARL number used, no serial listed");
+    // (The running CA may log its own work meanwhile, e.g. its first CRLs.)
+    let after = export(&ca, &registry, "arl-refused.jsonl");
+    let new = &after[before.len()..];
+    assert!(
+        !new.iter().any(|l| l["action"].as_str().unwrap().starts_with("ceremony.") || l["actor"] == "op-x"),
+        "{new:?}"
+    );
+    ca.take_children();
+
+    // Services stopped: the signing CA is revoked on ARL number 2.
+    let (ok, stdout, _) = hpki(&ca, &revoke);
+    assert!(ok, "arl --revoke-serial: {stdout}");
+    assert!(stdout.contains("ARL number 2  entries 1") && stdout.contains("(operator op-x)"), "{stdout}");
+    // Again, with another reason: listed already, the first reason stands; recorded as such.
+    let (ok, stdout, _) =
+        hpki(&ca, &["arl", "--revoke-serial", &sign_serial, "--reason", "superseded", "--operator", "op-x2"]);
+    assert!(ok && stdout.contains("already revoked"), "{stdout}");
+    // A serial that is not hex: refused, and the failure is in the log too.
+    let (ok, _, stderr) = hpki(&ca, &["arl", "--revoke-serial", "zz", "--reason", "superseded", "--operator", "op-x3"]);
+    assert!(!ok && stderr.contains("not hex"), "{stderr}");
+
+    let addrs = ca.spawn(&["run"], &["registry"]);
+    let registry = ca.url(&addrs[0]);
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok, "verify: {out}");
+    let lines = export(&ca, &registry, "arl.jsonl");
+
+    let ops = operation_entries(&lines, "arl", "op-x");
+    let actions: Vec<&str> = ops.iter().map(|l| l["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["ceremony.start", "ceremony.arl", "ceremony.end"]);
+    assert!(ops.iter().all(|l| l["actor"] == "op-x"), "{ops:?}");
+    let (start, arl, end) = (&ops[0]["detail"], &ops[1]["detail"], &ops[2]["detail"]);
+    eprintln!("ceremony.arl: {}", ops[1]);
+    assert_eq!((start["operator"].as_str(), start["reason"].as_str()), (Some("op-x"), Some("keyCompromise")));
+    assert!(same_serial(start["revoke_serial"].as_str().unwrap(), &sign_serial), "{start}");
+    assert_eq!((arl["crl_number"].as_u64(), arl["entries"].as_u64()), (Some(2), Some(1)));
+    assert!(same_serial(arl["revocation"]["serial"].as_str().unwrap(), &sign_serial), "{arl}");
+    assert_eq!(arl["revocation"]["reason"], "keyCompromise");
+    assert_eq!(arl["revocation"]["newly_revoked"], true);
+    assert_eq!(arl["url"], "http://127.0.0.1:8081/crl/arl.crl");
+    assert_eq!(
+        (end["outcome"].as_str(), end["operation"].as_str(), end["error"].is_null()),
+        (Some("ok"), Some("arl"), true)
+    );
+
+    // The ARL the entry names: its digest, signed by the root, listing the signing CA.
+    let arl_file = Path::new(arl["file"].as_str().unwrap()).to_owned();
+    let arl_file = if arl_file.is_absolute() { arl_file } else { ca.dir.path().join(arl_file) };
+    let (ok, text) = common::openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        arl_file.to_str().unwrap(),
+        "-CAfile",
+        ca.cert_path("root-ca.pem").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok && text.contains("verify OK"), "{text}");
+    let listed = text.split("Serial Number: ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
+    assert!(same_serial(listed, &sign_serial), "the ARL lists {listed:?}, not {sign_serial}: {text}");
+    assert!(text.contains("Key Compromise") && text.contains("X509v3 CRL Number: \n                3"), "{text}");
+
+    // The repeat: the ARL after it (number 3), and what stands.
+    let again = operation_entries(&lines, "arl", "op-x2");
+    let arl3 = &again[1]["detail"];
+    assert_eq!(again[0]["detail"]["reason"], "superseded");
+    assert_eq!((arl3["crl_number"].as_u64(), arl3["entries"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(
+        (arl3["revocation"]["newly_revoked"].as_bool(), arl3["revocation"]["reason"].as_str()),
+        (Some(false), Some("keyCompromise"))
+    );
+    assert_eq!(arl3["sha256"], sha256_file(&arl_file).as_str(), "the digest of the ARL on disk");
+    // The failure: start and end, no ARL.
+    let failed = operation_entries(&lines, "arl", "op-x3");
+    let actions: Vec<&str> = failed.iter().map(|l| l["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["ceremony.start", "ceremony.end"]);
+    assert_eq!(failed[1]["detail"]["outcome"], "failed");
+    assert!(failed[1]["detail"]["error"].as_str().unwrap().contains("not hex"), "{}", failed[1]);
+    ca.take_children();
+}
+
+#[test]
+fn ocsp_certs_logs_each_responder_certificate_and_is_refused_while_the_ca_runs() {
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 0\n");
+    let addrs = ca.spawn(&["run"], &["registry"]);
+    let registry = ca.url(&addrs[0]);
+    let before = export(&ca, &registry, "ocsp-before.jsonl"); // the registry answers: it holds the database
+    let (ok, _, stderr) = hpki(&ca, &["ocsp-certs", "--operator", "op-while-running"]);
+    assert!(!ok && stderr.contains("is in use") && stderr.contains("`hpki-ca ocsp-certs`"), "{stderr}");
+    let after = export(&ca, &registry, "ocsp-refused.jsonl");
+    let new = &after[before.len()..];
+    assert!(!new.iter().any(|l| l["action"].as_str().unwrap().starts_with("ceremony.")), "{new:?}");
+    ca.take_children();
+
+    // One responder certificate missing (written), one not for its key (renewed).
+    std::fs::remove_file(ca.cert_path("ocsp-sign.pem")).unwrap();
+    std::fs::copy(ca.cert_path("auth-ca.pem"), ca.cert_path("ocsp-auth.pem")).unwrap();
+    let (ok, stdout, _) = hpki(&ca, &["ocsp-certs", "--operator", "op-y"]);
+    assert!(ok && stdout.contains("(operator op-y)"), "{stdout}");
+    let (ok, text) = common::openssl(&[
+        "verify",
+        "-CAfile",
+        ca.cert_path("root-ca.pem").to_str().unwrap(),
+        "-untrusted",
+        ca.cert_path("sign-ca.pem").to_str().unwrap(),
+        ca.cert_path("ocsp-sign.pem").to_str().unwrap(),
+    ]);
+    assert!(ok, "the new responder certificate chains to the root: {text}");
+
+    let addrs = ca.spawn(&["run"], &["registry"]);
+    let registry = ca.url(&addrs[0]);
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok, "verify: {out}");
+    let lines = export(&ca, &registry, "ocsp-certs.jsonl");
+    let ops = operation_entries(&lines, "ocsp-certs", "op-y");
+    assert!(ops.iter().all(|l| l["actor"] == "op-y"), "{ops:?}");
+    let actions: Vec<&str> = ops.iter().map(|l| l["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "ceremony.start",
+            "ceremony.key",
+            "ceremony.certificate",
+            "ceremony.key",
+            "ceremony.certificate",
+            "ceremony.end"
+        ]
+    );
+    for (file, label, outcome) in [("ocsp-sign.pem", "ocsp-sign", "written"), ("ocsp-auth.pem", "ocsp-auth", "renewed")]
+    {
+        let (serial, fingerprint) = openssl_serial_and_fingerprint(&ca.cert_path(file));
+        let entry = ops
+            .iter()
+            .find(|l| l["action"] == "ceremony.certificate" && l["detail"]["key_label"] == label)
+            .unwrap_or_else(|| panic!("no certificate entry for {label}: {ops:?}"));
+        assert_eq!(entry["detail"]["outcome"], outcome, "{entry}");
+        assert!(entry["detail"]["file"].as_str().unwrap().ends_with(file), "{entry}");
+        assert!(same_serial(entry["subject"].as_str().unwrap(), &serial), "{entry}");
+        assert_eq!(entry["detail"]["sha256"], fingerprint.as_str(), "{entry}");
+        assert!(entry["detail"]["subject"].as_str().unwrap().contains("OCSP Responder"), "{entry}");
+        let key = ops.iter().find(|l| l["action"] == "ceremony.key" && l["subject"] == label).expect("its key entry");
+        assert_eq!(key["detail"]["outcome"], "found", "{key}");
+    }
+    let end = &ops[ops.len() - 1]["detail"];
+    assert_eq!((end["outcome"].as_str(), end["operation"].as_str()), (Some("ok"), Some("ocsp-certs")));
+    assert_eq!((end["certificates_written"].as_u64(), end["keys_found"].as_u64()), (Some(2), Some(2)));
     ca.take_children();
 }

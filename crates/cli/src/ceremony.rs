@@ -8,6 +8,12 @@
 //! responder certificate written or kept (serial, subject, issuer, validity,
 //! SHA-256), "ceremony.arl" for the root's first ARL and "ceremony.end" with
 //! the outcome, "ok" or the error.
+//!
+//! The other operations that sign with CA keys outside the running CA are
+//! audited the same way, each "ceremony.start" naming its operation:
+//! `hpki-ca arl` (the root's ARL, maybe revoking an issuing CA certificate;
+//! [`arl`]) and `hpki-ca ocsp-certs` (the delegated OCSP responder
+//! certificates; [`ocsp_certs`]).
 
 use std::path::{Path, PathBuf};
 
@@ -236,12 +242,75 @@ pub fn audit_checkpoint_key(cfg: &Config, hsm: &Hsm) -> Result<(HsmKey, Outcome,
 /// touched, so no key is made that the log cannot show; a failure is recorded
 /// as "ceremony.end" with the error before it is returned.
 pub fn execute(cfg: &Config, config_path: Option<&Path>, operator: Option<String>) -> Result<(), CliError> {
+    audited(cfg, config_path, operator, "ceremony", json!({}), steps)
+}
+
+/// `hpki-ca arl`: publishes the root's next ARL, first revoking `revoke`
+/// (serial hex, reason) when given, as an audited operation: "ceremony.start"
+/// (operation "arl", the request), "ceremony.arl" (number, entries, SHA-256,
+/// file and URL, and for a revocation the serial, reason and whether it was
+/// newly revoked) and "ceremony.end". The root key signs only here and in
+/// the ceremony, with the services stopped.
+pub fn arl(
+    cfg: &Config,
+    config_path: Option<&Path>,
+    operator: Option<String>,
+    revoke: Option<(String, crl::CrlReason)>,
+) -> Result<(), CliError> {
+    let request = match &revoke {
+        Some((serial, reason)) => json!({ "revoke_serial": serial, "reason": reason }),
+        None => json!({}),
+    };
+    audited(cfg, config_path, operator, "arl", request, |cfg, log| {
+        let hsm = crate::open_hsm(cfg)?;
+        let wanted = revoke.as_ref().map(|(serial, reason)| (serial.as_str(), *reason));
+        let arl = crl::publish_arl(cfg, &hsm, wanted).map_err(|e| CliError::Crl(e.to_string()))?;
+        log.arl(&arl)?;
+        say(format_args!(
+            "ARL number {}  entries {}  next update {}\n    {}  ->  {}\n    sha256 {}",
+            arl.crl_number,
+            arl.entries,
+            arl.next_update,
+            arl.path.display(),
+            arl.url,
+            arl.sha256
+        ));
+        if revoke.is_some() && !arl.newly_revoked {
+            say(format_args!("(already revoked; the first time and reason stand)"));
+        }
+        Ok(())
+    })
+}
+
+/// `hpki-ca ocsp-certs`: issues or renews the delegated OCSP responder
+/// certificates with the issuing CA keys, as an audited operation:
+/// "ceremony.start" (operation "ocsp-certs"), one "ceremony.key" and one
+/// "ceremony.certificate" per responder, as the ceremony logs them, and
+/// "ceremony.end".
+pub fn ocsp_certs(cfg: &Config, config_path: Option<&Path>, operator: Option<String>) -> Result<(), CliError> {
+    audited(cfg, config_path, operator, "ocsp-certs", json!({}), |cfg, log| {
+        let hsm = crate::open_hsm(cfg)?;
+        responders(cfg, &hsm, log)
+    })
+}
+
+/// Runs `work` between "ceremony.start" (naming `operation`, with `request`
+/// merged into its detail) and "ceremony.end" (ok, or its error). The log is
+/// opened first: while a registry holds the database nothing else happens.
+fn audited(
+    cfg: &Config,
+    config_path: Option<&Path>,
+    operator: Option<String>,
+    operation: &'static str,
+    request: Value,
+    work: impl FnOnce(&Config, &mut CeremonyLog) -> Result<(), CliError>,
+) -> Result<(), CliError> {
     let operator = operator_name(operator, std::env::var("USER").ok().or_else(|| std::env::var("LOGNAME").ok()))?;
-    let mut log = CeremonyLog::open(cfg, &operator)?;
-    log.start(cfg, config_path)?;
-    let result = steps(cfg, &mut log);
+    let mut log = CeremonyLog::open(cfg, &operator, operation)?;
+    log.start(cfg, config_path, request)?;
+    let result = work(cfg, &mut log);
     let ended = log.end(&result);
-    // The ceremony's own error first; a log that failed to close is reported otherwise.
+    // The operation's own error first; a log that failed to close is reported otherwise.
     result?;
     ended?;
     say(format_args!(
@@ -287,21 +356,7 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
         AUDIT_CHECKPOINT_KEY_LABEL,
         pub_path.display()
     ));
-    for r in crate::print_responders(cfg, &hsm)? {
-        let role = format!("ocsp-{}", r.ca);
-        let key = hsm.find_key(&r.key_label)?.ok_or_else(|| {
-            CliError::Ceremony(format!("the OCSP responder key {:?} vanished from the HSM", r.key_label))
-        })?;
-        let key_word = if r.key == ocsp::Outcome::Created { "generated" } else { "found" };
-        log.key(&role, &key, key_word)?;
-        let der = read_pem_certificate(&r.path)?;
-        let word = match r.certificate {
-            ocsp::Outcome::Created => "written",
-            ocsp::Outcome::Kept => "kept",
-            ocsp::Outcome::Renewed => "renewed",
-        };
-        log.certificate(&role, &r.key_label, &r.path, &der, word)?;
-    }
+    responders(cfg, &hsm, log)?;
     // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
     if !cfg.cert_dir().join("arl.json").exists() {
         let arl = crl::publish_arl(cfg, &hsm, None).map_err(|e| CliError::Crl(e.to_string()))?;
@@ -311,10 +366,24 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
     Ok(())
 }
 
-fn read_pem_certificate(path: &Path) -> Result<Vec<u8>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let block = pem::parse(&text).map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
-    Ok(block.contents().to_vec())
+/// The OCSP responder keys and certificates (issued, renewed or kept), each
+/// logged: its key as "ceremony.key", its certificate as "ceremony.certificate".
+fn responders(cfg: &Config, hsm: &Hsm, log: &mut CeremonyLog) -> Result<(), CliError> {
+    for r in crate::print_responders(cfg, hsm)? {
+        let role = format!("ocsp-{}", r.ca);
+        let key = hsm.find_key(&r.key_label)?.ok_or_else(|| {
+            CliError::Ceremony(format!("the OCSP responder key {:?} vanished from the HSM", r.key_label))
+        })?;
+        let key_word = if r.key == ocsp::Outcome::Created { "generated" } else { "found" };
+        log.key(&role, &key, key_word)?;
+        let word = match r.certificate {
+            ocsp::Outcome::Created => "written",
+            ocsp::Outcome::Kept => "kept",
+            ocsp::Outcome::Renewed => "renewed",
+        };
+        log.certificate(&role, &r.key_label, &r.path, &r.der, word)?;
+    }
+    Ok(())
 }
 
 /// Who the entries name: `--operator` (or HPKI_OPERATOR), else the OS user,
@@ -393,6 +462,8 @@ fn certificate_detail(der: &[u8]) -> Result<(String, Value), CliError> {
 pub struct CeremonyLog {
     store: Store,
     operator: String,
+    /// "ceremony", "arl" or "ocsp-certs".
+    operation: &'static str,
     db_path: PathBuf,
     first: Option<u64>,
     last: u64,
@@ -403,15 +474,15 @@ pub struct CeremonyLog {
 }
 
 impl CeremonyLog {
-    pub fn open(cfg: &Config, operator: &str) -> Result<CeremonyLog, CliError> {
+    pub fn open(cfg: &Config, operator: &str, operation: &'static str) -> Result<CeremonyLog, CliError> {
         let db_path = cfg.db_path();
         std::fs::create_dir_all(&db_path).map_err(io(&db_path))?;
         let store = match Store::open(&db_path) {
             Ok(s) => s,
             Err(StoreError::Locked { path }) => {
                 return Err(CliError::Ceremony(format!(
-                    "the registry database {} is in use (is the CA running?): stop it before the ceremony, which \
-                     records its audit entries in that database itself",
+                    "the registry database {} is in use (is the CA running?): stop it before `hpki-ca {operation}`, \
+                     which records its audit entries in that database itself",
                     path.display()
                 )))
             }
@@ -420,6 +491,7 @@ impl CeremonyLog {
         Ok(CeremonyLog {
             store,
             operator: operator.to_owned(),
+            operation,
             db_path,
             first: None,
             last: 0,
@@ -437,10 +509,12 @@ impl CeremonyLog {
         Ok(())
     }
 
-    fn start(&mut self, cfg: &Config, config_path: Option<&Path>) -> Result<(), CliError> {
+    /// `request`'s fields (what the operation was asked to do) join the detail.
+    fn start(&mut self, cfg: &Config, config_path: Option<&Path>, request: Value) -> Result<(), CliError> {
         let source = registry::ConfigSource::read(config_path).map_err(|e| CliError::Ceremony(e.to_string()))?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
-        let detail = json!({
+        let mut detail = json!({
+            "operation": self.operation,
             "operator": self.operator,
             "host": host,
             "hpki_ca_version": env!("CARGO_PKG_VERSION"),
@@ -451,6 +525,9 @@ impl CeremonyLog {
             "config_path": source.path.as_ref().map(|p| p.display().to_string()),
             "config_sha256": source.sha256,
         });
+        if let (Value::Object(d), Value::Object(r)) = (&mut detail, request) {
+            d.extend(r);
+        }
         self.append(actions::CEREMONY_START, &cfg.hsm.token_label, &detail)
     }
 
@@ -504,7 +581,18 @@ impl CeremonyLog {
         self.append(actions::CEREMONY_CERTIFICATE, &serial, &detail)
     }
 
+    /// An ARL published; with a revocation requested, the serial, the reason
+    /// and revocation time that stand (the first ones when it was already
+    /// listed) and whether this run added it.
     fn arl(&mut self, arl: &crl::PublishedArl) -> Result<(), CliError> {
+        let revocation = arl.revoked.as_ref().map(|r| {
+            json!({
+                "serial": r.serial,
+                "reason": r.reason,
+                "revoked_at": OffsetDateTime::from_unix_timestamp(r.revoked_at).ok().and_then(|t| t.format(&Rfc3339).ok()),
+                "newly_revoked": arl.newly_revoked,
+            })
+        });
         let detail = json!({
             "crl_number": arl.crl_number,
             "entries": arl.entries,
@@ -513,6 +601,7 @@ impl CeremonyLog {
             "url": arl.url,
             "file": arl.path.display().to_string(),
             "sha256": arl.sha256,
+            "revocation": revocation,
         });
         self.append(actions::CEREMONY_ARL, &arl.crl_number.to_string(), &detail)
     }
@@ -523,6 +612,7 @@ impl CeremonyLog {
             Err(e) => ("failed", Some(e.to_string())),
         };
         let detail = json!({
+            "operation": self.operation,
             "outcome": outcome,
             "error": error,
             "keys_generated": self.keys_generated,
@@ -582,20 +672,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config { state_dir: dir.path().to_owned(), ..Config::default() };
         let held = Store::open(&cfg.db_path()).unwrap();
-        let err = CeremonyLog::open(&cfg, "op").err().expect("a held database must be refused");
-        assert!(err.to_string().contains("is in use"), "{err}");
+        let err = CeremonyLog::open(&cfg, "op", "arl").err().expect("a held database must be refused");
+        assert!(err.to_string().contains("is in use") && err.to_string().contains("`hpki-ca arl`"), "{err}");
         drop(held);
 
-        let mut log = CeremonyLog::open(&cfg, "op-ito").unwrap();
-        log.start(&cfg, None).unwrap();
+        let mut log = CeremonyLog::open(&cfg, "op-ito", "ceremony").unwrap();
+        log.start(&cfg, None, json!({ "revoke_serial": "01ab" })).unwrap();
         log.aes_key("pin-escrow", "pin-escrow", 256, "generated").unwrap();
         log.end(&Err(CliError::Ceremony("HSM gone".into()))).unwrap();
         let entries = log.store.list_audit(1, None).unwrap();
         let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["ceremony.start", "ceremony.key", "ceremony.end"]);
         assert!(entries.iter().all(|e| e.actor == "op-ito"));
+        let start: Value = serde_json::from_str(&entries[0].detail_json).unwrap();
+        assert_eq!((start["operation"].as_str(), start["revoke_serial"].as_str()), (Some("ceremony"), Some("01ab")));
+        assert_eq!(start["operator"], "op-ito");
         let end: Value = serde_json::from_str(&entries[2].detail_json).unwrap();
         assert_eq!((end["outcome"].as_str(), end["error"].as_str()), (Some("failed"), Some("HSM gone")));
+        assert_eq!(end["operation"], "ceremony");
         assert_eq!(end["keys_generated"], 1);
         assert_eq!((log.first, log.last), (Some(1), 3));
         assert_eq!(log.store.verify_audit_chain().unwrap(), 3);

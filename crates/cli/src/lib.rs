@@ -83,8 +83,13 @@ pub enum Command {
         #[arg(long)]
         registry_url: Option<String>,
     },
-    /// Creates or renews the delegated OCSP responder certificates (keys in the HSM).
-    OcspCerts,
+    /// Creates or renews the delegated OCSP responder certificates (keys in the HSM). Recorded
+    /// in the audit log like the ceremony (the registry must be stopped: it writes to its database).
+    OcspCerts {
+        /// Who runs it, recorded as the audit entries' actor; default the OS user.
+        #[arg(long, env = "HPKI_OPERATOR")]
+        operator: Option<String>,
+    },
     /// Revokes one certificate (--serial) or every certificate of a card (--card).
     Revoke {
         #[command(flatten)]
@@ -155,12 +160,16 @@ pub enum Command {
         url: Option<String>,
     },
     /// Publishes the root CA's revocation list for CA certificates (ARL), optionally revoking an issuing CA certificate.
+    /// Recorded in the audit log like the ceremony (the registry must be stopped: it writes to its database).
     Arl {
         /// Serial (hex) of an issuing CA certificate to revoke.
         #[arg(long, requires = "reason")]
         revoke_serial: Option<String>,
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, requires = "revoke_serial")]
         reason: Option<ops::Reason>,
+        /// Who runs it, recorded as the audit entries' actor; default the OS user.
+        #[arg(long, env = "HPKI_OPERATOR")]
+        operator: Option<String>,
     },
 }
 
@@ -297,10 +306,7 @@ fn execute(args: Args) -> Result<(), CliError> {
                 launcher::run_ocsp(cfg, hsm, stop).await
             })
         }
-        Command::OcspCerts => {
-            let hsm = open_hsm(&cfg)?;
-            print_responders(&cfg, &hsm).map(drop)
-        }
+        Command::OcspCerts { operator } => ceremony::ocsp_certs(&cfg, args.config.as_deref(), operator),
         Command::Revoke { args, url } => {
             let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
             runtime()?.block_on(ops::revoke(&url, args))
@@ -330,23 +336,9 @@ fn execute(args: Args) -> Result<(), CliError> {
             runtime()?.block_on(card::import(&url, import, args.json))
         }
         Command::Audit { command, url } => audit::run(&cfg, url, command),
-        Command::Arl { revoke_serial, reason } => {
-            let hsm = open_hsm(&cfg)?;
-            let revoke = revoke_serial.as_deref().zip(reason.map(ops::Reason::crl_reason));
-            let arl = crl::publish_arl(&cfg, &hsm, revoke).map_err(|e| CliError::Crl(e.to_string()))?;
-            launcher::say(format_args!(
-                "ARL number {}  entries {}  next update {}\n    {}  ->  {}\n    sha256 {}",
-                arl.crl_number,
-                arl.entries,
-                arl.next_update,
-                arl.path.display(),
-                arl.url,
-                arl.sha256
-            ));
-            if revoke_serial.is_some() && !arl.newly_revoked {
-                launcher::say(format_args!("(already revoked; the first time and reason stand)"));
-            }
-            Ok(())
+        Command::Arl { revoke_serial, reason, operator } => {
+            let revoke = revoke_serial.zip(reason.map(ops::Reason::crl_reason));
+            ceremony::arl(&cfg, args.config.as_deref(), operator, revoke)
         }
     }
 }

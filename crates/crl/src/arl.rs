@@ -50,6 +50,9 @@ pub struct PublishedArl {
     pub sha256: String,
     /// False when the requested serial was already listed (the first time and reason stand).
     pub newly_revoked: bool,
+    /// The ARL's entry for the requested serial (new, or the one already
+    /// listed), so callers can record what stands; None without a request.
+    pub revoked: Option<RevokedCa>,
     pub der: Vec<u8>,
 }
 
@@ -85,6 +88,7 @@ pub fn publish_arl(
     let now = timefmt::now();
 
     let mut newly_revoked = false;
+    let mut requested = None;
     if let Some((serial_hex, reason)) = revoke {
         let serial = SerialNumber::from_hex(serial_hex.trim())?;
         let root_cert = x509_cert::Certificate::from_der(root.ca.certificate_der())?;
@@ -95,10 +99,16 @@ pub fn publish_arl(
             ));
         }
         let hex = serial.to_hex();
-        if !state.revoked.iter().any(|r| r.serial == hex) {
-            state.revoked.push(RevokedCa { serial: hex, revoked_at: now.unix_timestamp(), reason });
-            newly_revoked = true;
-        }
+        let listed = match state.revoked.iter().find(|r| r.serial == hex) {
+            Some(r) => r.clone(),
+            None => {
+                let r = RevokedCa { serial: hex, revoked_at: now.unix_timestamp(), reason };
+                state.revoked.push(r.clone());
+                newly_revoked = true;
+                r
+            }
+        };
+        requested = Some(listed);
     }
     state.crl_number = state
         .crl_number
@@ -138,6 +148,7 @@ pub fn publish_arl(
         entries: signed.entries,
         sha256: hex::encode(Sha256::digest(&signed.der)),
         newly_revoked,
+        revoked: requested,
         der: signed.der,
     })
 }
@@ -164,8 +175,15 @@ mod tests {
         };
         let second = publish_arl(cfg, &pki.hsm, Some((&sign_serial, CrlReason::CaCompromise))).unwrap();
         assert_eq!((second.crl_number, second.entries, second.newly_revoked), (2, 1, true));
+        let listed = second.revoked.clone().expect("the requested serial's entry");
+        assert_eq!(
+            (listed.serial.as_str(), listed.reason),
+            (sign_serial.trim_start_matches("00"), CrlReason::CaCompromise)
+        );
         let third = publish_arl(cfg, &pki.hsm, Some((&sign_serial.to_uppercase(), CrlReason::Superseded))).unwrap();
         assert_eq!((third.crl_number, third.entries, third.newly_revoked), (3, 1, false));
+        assert_eq!(third.revoked, Some(listed), "the entry already listed, with its first time and reason");
+        assert_eq!(first.revoked, None);
         let state = load_state(&cfg.cert_dir().join("arl.json")).unwrap();
         assert_eq!(state.revoked[0].reason, CrlReason::CaCompromise, "the first reason stands");
 

@@ -16,6 +16,19 @@ use crate::IssuanceService;
 /// How often the token is pinged; also bounds how long a returned HSM goes unnoticed.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
 
+/// A failed ping is confirmed by another this much later (past the HSM's 200 ms
+/// reconnect gap) before the service stops serving.
+const CONFIRM_AFTER: Duration = Duration::from_millis(250);
+
+async fn ping(hsm: &hsm::Hsm) -> Result<(), String> {
+    let hsm = hsm.clone();
+    match tokio::task::spawn_blocking(move || hsm.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("ping task: {e}")),
+    }
+}
+
 /// Whether the last ping reached the HSM; shared by the watcher and the service.
 #[derive(Debug, Clone)]
 pub(crate) struct HsmStatus(Arc<AtomicBool>);
@@ -39,11 +52,13 @@ impl HsmStatus {
 pub(crate) fn spawn(hsm: hsm::Hsm, status: HsmStatus, health: HealthReporter, recovery: Recovery) {
     tokio::spawn(async move {
         loop {
-            let pinged = {
-                let hsm = hsm.clone();
-                tokio::task::spawn_blocking(move || hsm.ping()).await
-            };
-            let up = matches!(pinged, Ok(Ok(())));
+            let mut pinged = ping(&hsm).await;
+            if pinged.is_err() && status.is_up() {
+                // One failed ping is not yet an outage: ask again past the reconnect gap.
+                tokio::time::sleep(CONFIRM_AFTER).await;
+                pinged = ping(&hsm).await;
+            }
+            let up = pinged.is_ok();
             if status.set(up) {
                 if up {
                     tracing::info!(
@@ -53,11 +68,7 @@ pub(crate) fn spawn(hsm: hsm::Hsm, status: HsmStatus, health: HealthReporter, re
                     health.set_serving::<IssuanceServer<IssuanceService>>().await;
                     recovery.spawn();
                 } else {
-                    let why = match pinged {
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => format!("ping task: {e}"),
-                        Ok(Ok(())) => String::new(),
-                    };
+                    let why = pinged.err().unwrap_or_default();
                     tracing::error!(token = hsm.token_label(), error = %why, "HSM unreachable; not serving issuance");
                     health.set_not_serving::<IssuanceServer<IssuanceService>>().await;
                 }

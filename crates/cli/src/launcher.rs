@@ -147,8 +147,10 @@ pub async fn run_registry(
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.registry.listen).await?;
+    // Announced only once the database is ours and the start is in the log.
+    let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
-    registry::serve_recording_start(&cfg, &source, listener, shutdown_signal(stop))
+    registry::serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown_signal(stop))
         .await
         .map_err(|e| CliError::Registry(e.to_string()))
 }
@@ -277,6 +279,8 @@ pub async fn run_all(
     cfg.issuance.crl_url = format!("{scheme}://{crl_addr}");
     let service = issuance::build_service(&cfg, &hsm)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
+    // Announced only once the database is ours and the start is in the log.
+    let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
     announce("issuance", iss_addr, "gRPC hpki.issuance.v1.Issuance");
     announce("revocation", rev_addr, "gRPC hpki.revocation.v1.Revocation");
@@ -290,7 +294,7 @@ pub async fn run_all(
     let c = cfg.clone();
     let s = stop.clone();
     let registry = tokio::spawn(async move {
-        registry::serve_recording_start(&c, &source, reg_listener, shutdown_signal(s))
+        registry::serve_store(store, c.profile.holder_id_prefix.clone(), reg_listener, shutdown_signal(s))
             .await
             .map_err(|e| CliError::Registry(e.to_string()))
     });

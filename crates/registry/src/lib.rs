@@ -83,7 +83,7 @@
 //!
 //! # Audit entries nobody can append over gRPC
 //!
-//! - **"config.start"**: [`serve_recording_start`] writes one before serving:
+//! - **"config.start"**: [`open_recording_start`] writes one before serving:
 //!   actor "registry", subject the config file, detail `config_path`,
 //!   `config_sha256` (of the file's bytes), `settings` (listeners, TLS,
 //!   limits, validity, CRL/OCSP intervals; never a PIN), `previous`
@@ -105,5 +105,5 @@ mod x509;
 
 pub use config_start::{settings as config_settings, ConfigSource, CONFIG_START_ACTOR};
 pub use error::RegistryError;
-pub use server::{serve, serve_recording_start, serve_store};
+pub use server::{open_recording_start, serve, serve_store};
 pub use service::RegistryService;

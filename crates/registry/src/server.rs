@@ -15,7 +15,7 @@ use crate::service::RegistryService;
 
 /// Opens the database at `cfg.db_path()` (creating the folder) and serves on
 /// `listener` until `shutdown` completes. Writes no "config.start" entry (for
-/// embedding and tests); the `hpki-ca` launcher uses [`serve_recording_start`].
+/// embedding and tests); the `hpki-ca` launcher uses [`open_recording_start`] and [`serve_store`].
 pub async fn serve(
     cfg: &config::Config,
     listener: TcpListener,
@@ -25,15 +25,12 @@ pub async fn serve(
     serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown).await
 }
 
-/// As [`serve`], but first appends this start's "config.start" audit entry
+/// Opens the database and appends this start's "config.start" audit entry
 /// (config file, its digest, effective settings, changed since the previous
-/// start). No entry, no service: a start the log does not show must not happen.
-pub async fn serve_recording_start(
-    cfg: &config::Config,
-    source: &ConfigSource,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RegistryError> {
+/// start); then [`serve_store`]. No entry, no service: a start the log does not
+/// show must not happen. Two steps, so a launcher announces the registry only
+/// once the database is its own (sled's lock) and the start is in the log.
+pub async fn open_recording_start(cfg: &config::Config, source: &ConfigSource) -> Result<Store, RegistryError> {
     let store = open_store(cfg).await?;
     let (s, c, src) = (store.clone(), cfg.clone(), source.clone());
     let outcome = tokio::task::spawn_blocking(move || config_start::record(&s, &c, &src))
@@ -45,7 +42,7 @@ pub async fn serve_recording_start(
         changed = outcome.changed,
         "config.start recorded in the audit log"
     );
-    serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown).await
+    Ok(store)
 }
 
 async fn open_store(cfg: &config::Config) -> Result<Store, RegistryError> {

@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{application, http_get, openssl, verify_chain, write_pem, write_pem_label, Ca};
+use common::{application, http_get, ocsp_query, openssl, verify_chain, write_pem, write_pem_label, Ca};
 use proto::issuance::v1 as iss;
 use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::registry::v1 as reg;
@@ -77,23 +77,9 @@ async fn wait_health(ca: &Ca, addr: &str, want: ServingStatus, limit: Duration) 
     }
 }
 
-/// `openssl ocsp` for `cert`; returns the whole output.
+/// `openssl ocsp` for a certificate of the signing CA; the whole output.
 fn ocsp(ca: &Ca, responder: &str, cert: &Path) -> String {
-    let (issuer, root) = (ca.cert_path("sign-ca.pem"), ca.cert_path("root-ca.pem"));
-    let url = format!("http://{responder}/ocsp");
-    let (_, out) = openssl(&[
-        "ocsp",
-        "-issuer",
-        issuer.to_str().unwrap(),
-        "-cert",
-        cert.to_str().unwrap(),
-        "-url",
-        &url,
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-no_nonce",
-    ]);
-    out
+    ocsp_query(ca, responder, "sign-ca.pem", cert, &["-no_nonce"])
 }
 
 #[test]

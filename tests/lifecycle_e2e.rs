@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{http_get, openssl, openssl_csr, write_pem, write_pem_label, Ca};
+use common::{http_get, openssl, openssl_csr, verify_with_crl, write_pem, write_pem_label, Ca};
 use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::issuance::v1::*;
 use time::{Duration, OffsetDateTime, UtcOffset};
@@ -347,17 +347,7 @@ fn renewal_reissue_and_cessation_show_in_the_crl_with_their_reasons() {
         let cert = dir.join(format!("new-{i}.pem"));
         write_pem(&cert, &card.signing_certificate);
         let crl = dir.join("sign-now.crl.pem");
-        let (ok, out) = openssl(&[
-            "verify",
-            "-crl_check",
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-untrusted",
-            lab.ca.cert_path("sign-ca.pem").to_str().unwrap(),
-            "-CRLfile",
-            crl.to_str().unwrap(),
-            cert.to_str().unwrap(),
-        ]);
+        let (ok, out) = verify_with_crl(&lab.ca, &lab.ca.cert_path("sign-ca.pem"), &crl, &cert);
         assert!(ok, "new card {i}: {out}");
     }
     let old = dir.join("old-lost.pem");

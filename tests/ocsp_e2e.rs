@@ -10,23 +10,11 @@ use common::application;
 use std::path::Path;
 use std::time::{Duration as StdDuration, Instant};
 
-use common::{openssl, write_pem, Ca};
+use common::{ocsp_query, openssl, write_pem, Ca};
 
 /// `openssl ocsp` (POST, with a nonce) against a responder; returns (verified, status line for the cert, whole output).
 fn ask(ca: &Ca, responder: &str, cert: &Path, issuer: &str) -> (bool, String, String) {
-    let url = format!("http://{responder}/ocsp");
-    let (issuer, root) = (ca.cert_path(issuer), ca.cert_path("root-ca.pem"));
-    let (_, out) = openssl(&[
-        "ocsp",
-        "-issuer",
-        issuer.to_str().unwrap(),
-        "-cert",
-        cert.to_str().unwrap(),
-        "-url",
-        &url,
-        "-CAfile",
-        root.to_str().unwrap(),
-    ]);
+    let out = ocsp_query(ca, responder, issuer, cert, &[]);
     let line = out.lines().find(|l| l.starts_with(cert.to_str().unwrap())).unwrap_or("").to_owned();
     (out.contains("Response verify OK"), line, out)
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{application, http_get, openssl, verify_chain, write_pem, write_pem_label, Ca};
+use common::{application, http_get, ocsp_query, verify_chain, verify_with_crl, write_pem, write_pem_label, Ca};
 
 #[test]
 fn split_services_issue_revoke_publish_and_checkpoint() {
@@ -46,34 +46,13 @@ fn split_services_issue_revoke_publish_and_checkpoint() {
     assert_eq!(status, 200);
     let crl_pem = dir.join("sign.crl.pem");
     write_pem_label(&crl_pem, "X509 CRL", &body);
-    let root = ca.cert_path("root-ca.pem");
-    let (ok, out) = openssl(&[
-        "verify",
-        "-crl_check",
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-untrusted",
-        sign_ca.to_str().unwrap(),
-        "-CRLfile",
-        crl_pem.to_str().unwrap(),
-        sign.to_str().unwrap(),
-    ]);
+    let (ok, out) = verify_with_crl(&ca, &sign_ca, &crl_pem, &sign);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
 
     // The OCSP process follows the registry's feed: revoked within a second.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, out) = openssl(&[
-            "ocsp",
-            "-issuer",
-            sign_ca.to_str().unwrap(),
-            "-cert",
-            sign.to_str().unwrap(),
-            "-url",
-            &format!("http://{responder}/ocsp"),
-            "-CAfile",
-            root.to_str().unwrap(),
-        ]);
+        let out = ocsp_query(&ca, &responder, "sign-ca.pem", &sign, &[]);
         if out.contains("Response verify OK") && out.contains(": revoked") {
             break;
         }

@@ -257,6 +257,38 @@ pub fn verify_chain(ca: &Ca, issuing: &Path, cert: &Path) -> (bool, String) {
     openssl(&["verify", "-CAfile", &path(&root), "-untrusted", &path(issuing), &path(cert)])
 }
 
+/// `openssl verify -crl_check` of `cert` with the CA's root, the issuing CA
+/// certificate file `issuing` and the CRL file `crl` (PEM); (verified, output).
+pub fn verify_with_crl(ca: &Ca, issuing: &Path, crl: &Path, cert: &Path) -> (bool, String) {
+    let root = ca.cert_path("root-ca.pem");
+    let path = |p: &Path| p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display())).to_owned();
+    openssl(&[
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        &path(&root),
+        "-untrusted",
+        &path(issuing),
+        "-CRLfile",
+        &path(crl),
+        &path(cert),
+    ])
+}
+
+/// `openssl ocsp` (POST) for `cert`, issued by the CA certificate `issuer` (a
+/// file name under state/ca), against the responder at `responder`, checked
+/// against the root; `extra` adds options (e.g. `-no_nonce`). openssl's output.
+pub fn ocsp_query(ca: &Ca, responder: &str, issuer: &str, cert: &Path, extra: &[&str]) -> String {
+    let (issuer, root) = (ca.cert_path(issuer), ca.cert_path("root-ca.pem"));
+    let path = |p: &Path| p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display())).to_owned();
+    let url = format!("http://{responder}/ocsp");
+    let mut args = vec!["ocsp".to_owned(), "-issuer".into(), path(&issuer), "-cert".into(), path(cert)];
+    args.extend(["-url".into(), url, "-CAfile".into(), path(&root)]);
+    args.extend(extra.iter().map(|e| (*e).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    openssl(&args).1
+}
+
 pub fn write_pem(path: &Path, der: &[u8]) {
     let b64 = base64_encode(der);
     let mut s = String::from("-----BEGIN CERTIFICATE-----\n");

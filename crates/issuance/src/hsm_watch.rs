@@ -20,13 +20,12 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
 /// reconnect gap) before the service stops serving.
 const CONFIRM_AFTER: Duration = Duration::from_millis(250);
 
-async fn ping(hsm: &hsm::Hsm) -> Result<(), String> {
+/// Pings the token off the async workers.
+pub(crate) async fn ping(hsm: &hsm::Hsm) -> Result<(), hsm::HsmError> {
     let hsm = hsm.clone();
-    match tokio::task::spawn_blocking(move || hsm.ping()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("ping task: {e}")),
-    }
+    tokio::task::spawn_blocking(move || hsm.ping())
+        .await
+        .unwrap_or_else(|e| Err(hsm::HsmError::Unavailable(format!("ping task: {e}"))))
 }
 
 /// Whether the last ping reached the HSM; shared by the watcher and the service.
@@ -68,7 +67,7 @@ pub(crate) fn spawn(hsm: hsm::Hsm, status: HsmStatus, health: HealthReporter, re
                     health.set_serving::<IssuanceServer<IssuanceService>>().await;
                     recovery.spawn();
                 } else {
-                    let why = pinged.err().unwrap_or_default();
+                    let why = pinged.err().map(|e| e.to_string()).unwrap_or_default();
                     tracing::error!(token = hsm.token_label(), error = %why, "HSM unreachable; not serving issuance");
                     health.set_not_serving::<IssuanceServer<IssuanceService>>().await;
                 }

@@ -17,7 +17,7 @@ use tonic::{transport::Channel, Request, Response, Status};
 
 use crate::error::IssuanceError;
 use crate::fee::{fee_for, Procedure};
-use crate::hsm_watch::HsmStatus;
+use crate::hsm_watch::{self, HsmStatus};
 use crate::pin::PinChoice;
 use crate::validate::check_application;
 use crate::IssuingCaKey;
@@ -142,7 +142,6 @@ impl IssuanceService {
         .await
     }
 
-    /// The one path that makes a card.
     /// Refuses at once while the watcher knows the HSM is down, before the registry
     /// records anything.
     fn hsm_known_up(&self) -> Result<(), IssuanceError> {
@@ -158,18 +157,15 @@ impl IssuanceService {
     /// recorded twice.
     pub(crate) async fn hsm_reachable_now(&self) -> Result<(), IssuanceError> {
         self.hsm_known_up()?;
-        let hsm = self.hsm.clone();
-        tokio::task::spawn_blocking(move || hsm.ping())
-            .await
-            .map_err(|e| IssuanceError::Internal(format!("HSM ping task failed: {e}")))?
-            .map_err(|e| match e {
-                hsm::HsmError::Unavailable(m) => {
-                    IssuanceError::Hsm(hsm::HsmError::Unavailable(format!("{m}; nothing was recorded, retry later")))
-                }
-                other => IssuanceError::Hsm(other),
-            })
+        hsm_watch::ping(&self.hsm).await.map_err(|e| match e {
+            hsm::HsmError::Unavailable(m) => {
+                IssuanceError::Hsm(hsm::HsmError::Unavailable(format!("{m}; nothing was recorded, retry later")))
+            }
+            other => IssuanceError::Hsm(other),
+        })
     }
 
+    /// The one path that makes a card.
     pub(crate) async fn issue_card(&self, input: IssueInput) -> Result<IssuedCard, IssuanceError> {
         self.hsm_known_up()?;
         let procedure_name = match input.procedure {

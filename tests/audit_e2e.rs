@@ -630,3 +630,227 @@ fn ocsp_certs_logs_each_responder_certificate_and_is_refused_while_the_ca_runs()
     assert_eq!((end["certificates_written"].as_u64(), end["keys_found"].as_u64()), (Some(2), Some(2)));
     ca.take_children();
 }
+
+/// The checkpoint record outside the database, where the config's state folder puts it.
+fn checkpoint_record(ca: &Ca) -> std::path::PathBuf {
+    ca.state().join("audit").join("checkpoints.jsonl")
+}
+
+/// `hpki-ca audit checkpoint`; the sequence of the entry it appended.
+fn checkpoint_as(ca: &Ca, registry: &str, operator: &str) -> u64 {
+    let (ok, out) = audit(ca, &["checkpoint", "--url", registry, "--operator", operator]);
+    assert!(ok, "checkpoint: {out}");
+    let record = checkpoint_record(ca);
+    assert!(out.contains(&format!("recorded in {}", record.display())), "{out}");
+    out.split("audit checkpoint at sequence ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no checkpoint sequence: {out}"))
+}
+
+#[test]
+fn a_log_cut_off_before_its_latest_checkpoint_fails_against_the_record_outside_the_database() {
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 0\n");
+    let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
+    let registry = ca.url(&addrs[0]);
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    issue(&ca, &rt, &addrs[1], "cut-1", "610001", &dir);
+    let first = checkpoint_as(&ca, &registry, "op-cut");
+    issue(&ca, &rt, &addrs[1], "cut-2", "610002", &dir);
+    let latest = checkpoint_as(&ca, &registry, "op-cut");
+    assert!(latest > first + 3, "a card's entries lie between the checkpoints: {first}, {latest}");
+
+    // Each checkpoint is a line of the record, as the log has it, in an owner-only folder.
+    let record = checkpoint_record(&ca);
+    let recorded = read_lines(&record);
+    let exported = export(&ca, &registry, "before-cut.jsonl");
+    let sequences: Vec<u64> = recorded.iter().map(|l| l["checkpoint_sequence"].as_u64().unwrap()).collect();
+    assert_eq!(sequences, [first, latest]);
+    for line in &recorded {
+        let entry = &exported[line["checkpoint_sequence"].as_u64().unwrap() as usize - 1];
+        assert_eq!(entry["action"], "audit.checkpoint");
+        assert_eq!(line["checkpoint_hash"], entry["hash"], "{line}");
+        assert_eq!(line["at"], entry["at"], "{line}");
+        assert_eq!((line["actor"].as_str(), entry["actor"].as_str()), (Some("op-cut"), Some("op-cut")));
+        assert_eq!(line["signs_sequence"], entry["detail"]["sequence"], "{line}");
+        assert_eq!(line["head_hash"], entry["detail"]["head_hash"], "{line}");
+        assert_eq!(line["signature"], entry["detail"]["signature"], "{line}");
+        assert_eq!(line["key_label"], "audit-checkpoint");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(record.parent().unwrap()), 0o700);
+        assert_eq!(mode(&record), 0o600);
+    }
+
+    // Before the cut: live and export verify, both recorded checkpoints matched.
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok && out.contains("checkpoints: 2 verified"), "verify: {out}");
+    assert!(out.contains(&format!("; 2 recorded checkpoints matched in {}", record.display())), "{out}");
+    let before = dir.join("before-cut.jsonl");
+    let (ok, out) = audit(&ca, &["verify", "--file", before.to_str().unwrap()]);
+    assert!(ok && out.contains("2 recorded checkpoints matched"), "verify --file: {out}");
+    // The operator ships a copy off-host.
+    let offsite = dir.join("offsite-checkpoints.jsonl");
+    std::fs::copy(&record, &offsite).unwrap();
+
+    // Someone with the database cuts its tail: every entry after `cut` (the latest
+    // checkpoint among them), and the head pointer moved back to match.
+    ca.take_children();
+    let cut = latest - 2;
+    let db_path = ca.state().join("registry.sled");
+    {
+        let db = sled::open(&db_path).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let tail: Vec<_> = tree.range((cut + 1).to_be_bytes()..).keys().map(Result::unwrap).collect();
+        assert!(tail.len() as u64 >= latest - cut, "the tail holds the latest checkpoint");
+        for key in tail {
+            tree.remove(key).unwrap();
+        }
+        let last: store::AuditRecord = serde_json::from_slice(&tree.get(cut.to_be_bytes()).unwrap().unwrap()).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        let mut head: Value = serde_json::from_slice(&meta.get(b"audit_head").unwrap().unwrap()).unwrap();
+        for field in ["next_sequence", "last_hash", "last_at_unix_micros"] {
+            assert!(head.get(field).is_some(), "no {field} in the head {head}");
+        }
+        head["next_sequence"] = (cut + 1).into();
+        head["last_hash"] = hex_encode(&last.hash).into();
+        head["last_at_unix_micros"] = last.at_unix_micros.into();
+        meta.insert(b"audit_head", serde_json::to_vec(&head).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    // The chain alone cannot tell: the store's own walk finds nothing wrong.
+    assert_eq!(store::Store::open(&db_path).unwrap().verify_audit_chain().unwrap(), cut);
+
+    // The registry alone (nothing else logs meanwhile): its start is entry cut + 1.
+    let addr = ca.spawn(&["registry"], &["registry"]).remove(0);
+    let registry = ca.url(&addr);
+    let ends = cut + 1;
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(!ok, "a log cut before its latest recorded checkpoint must not verify: {out}");
+    assert!(
+        out.contains(&format!(
+            "audit chain BROKEN: checkpoint at sequence {latest} recorded in {} is missing from the log (the log ends \
+             at {ends}): entries were removed from its end",
+            record.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("audit chain OK"), "{out}");
+    let after = export(&ca, &registry, "after-cut.jsonl");
+    assert_eq!(after.len() as u64, ends);
+    let after_path = dir.join("after-cut.jsonl");
+    let (ok, out) = audit(&ca, &["verify", "--file", after_path.to_str().unwrap()]);
+    assert!(!ok, "an export of the cut log must not verify: {out}");
+    assert!(
+        out.contains(&format!(
+            "checkpoint at sequence {latest} recorded in {} is missing from the export",
+            record.display()
+        )),
+        "{out}"
+    );
+
+    // Removing the local record as well hides the cut from it, not from the off-host copy.
+    std::fs::remove_file(&record).unwrap();
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok && out.contains(&format!("no checkpoint record at {}", record.display())), "{out}");
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry, "--checkpoints", offsite.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "checkpoint at sequence {latest} recorded in {} is missing from the log",
+            offsite.display()
+        )),
+        "{out}"
+    );
+    ca.take_children();
+}
+
+#[test]
+fn a_forged_checkpoint_record_is_reported_and_a_named_copy_must_exist() {
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 0\n");
+    let addr = ca.spawn(&["registry"], &["registry"]).remove(0);
+    let registry = ca.url(&addr);
+    let first = checkpoint_as(&ca, &registry, "op-rec");
+    let second = checkpoint_as(&ca, &registry, "op-rec");
+    assert_eq!(second, first + 1, "a manual checkpoint signs even a checkpoint head");
+    let dir = ca.dir.path().to_owned();
+
+    // A copy elsewhere, named with --checkpoints, is what the log is held to.
+    let copy = dir.join("copy.jsonl");
+    std::fs::copy(checkpoint_record(&ca), &copy).unwrap();
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry, "--checkpoints", copy.to_str().unwrap()]);
+    assert!(ok, "verify against a copy: {out}");
+    assert!(out.contains(&format!("; 2 recorded checkpoints matched in {}", copy.display())), "{out}");
+    assert!(out.contains("checkpoints: 2 verified"), "{out}");
+    // Named but not there: an error, not a silent "no record".
+    let gone = dir.join("not-there.jsonl");
+    let (ok, stdout, stderr) =
+        hpki(&ca, &["audit", "verify", "--url", &registry, "--checkpoints", gone.to_str().unwrap()]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains(&format!("{}: no such checkpoint record", gone.display())), "{stderr}");
+    assert!(!stdout.contains("audit chain OK"), "{stdout}");
+
+    // One signature digit changed in the second line: reported as that record, by line.
+    let mut lines = read_lines(&copy);
+    let signature = lines[1]["signature"].as_str().unwrap().to_owned();
+    let flipped = if signature.ends_with('0') { "1" } else { "0" };
+    lines[1]["signature"] = format!("{}{flipped}", &signature[..signature.len() - 1]).into();
+    write_lines(&copy, &lines);
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry, "--checkpoints", copy.to_str().unwrap()]);
+    assert!(!ok, "a forged record must fail: {out}");
+    let key = ca.cert_path("audit-checkpoint.pub.pem");
+    assert!(
+        out.contains(&format!(
+            "audit chain BROKEN: checkpoint at sequence {second} recorded in {} (line 2) has a signature that does not \
+             verify with {}",
+            copy.display(),
+            key.display()
+        )),
+        "{out}"
+    );
+    // The same in the CA's own record is found without naming it.
+    write_lines(&checkpoint_record(&ca), &lines);
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(!ok && out.contains(&format!("checkpoint at sequence {second} recorded in")), "{out}");
+    ca.take_children();
+}
+
+#[test]
+fn automatic_checkpoints_are_recorded_outside_the_database_too() {
+    let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 1\n");
+    let addr = ca.spawn(&["run"], &["registry"]).remove(0);
+    let registry = ca.url(&addr);
+    let record = checkpoint_record(&ca);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let recorded = loop {
+        let lines = if record.exists() { read_lines(&record) } else { Vec::new() };
+        if lines.iter().any(|l| l["actor"] == "audit-checkpointer") {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "no automatic checkpoint recorded in {} within 60 s", record.display());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let lines = export(&ca, &registry, "auto-recorded.jsonl");
+    let first = &recorded[0];
+    let entry = &lines[first["checkpoint_sequence"].as_u64().unwrap() as usize - 1];
+    assert_eq!(
+        (entry["action"].as_str(), entry["actor"].as_str()),
+        (Some("audit.checkpoint"), Some("audit-checkpointer"))
+    );
+    assert_eq!(first["checkpoint_hash"], entry["hash"]);
+    let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
+    assert!(ok, "verify: {out}");
+    let matched: u64 = out
+        .split("; ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no recorded count: {out}"));
+    assert!(matched >= 1 && out.contains(&format!("{matched} recorded checkpoint")), "{out}");
+    ca.take_children();
+}

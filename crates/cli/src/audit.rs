@@ -17,11 +17,19 @@
 //! HSM. A checkpoint whose head is not the chain's, or whose signature does not
 //! verify, breaks the chain at the checkpoint's own sequence.
 //!
+//! Checkpoints inside the log cannot show that its tail was cut off, the
+//! latest checkpoints with it: what is left still verifies. So every checkpoint
+//! the CA signs is also appended to a record outside the database,
+//! `<state_dir>/audit/checkpoints.jsonl` ([`CheckpointRecord`], one JSON line
+//! each), and `verify` requires every checkpoint recorded there to be in the
+//! chain, unchanged, at its sequence.
+//!
 //! Export lines carry `detail` (the parsed JSON, for people and `jq`) and
 //! `detail_json` (the exact text the hash covers); `verify --file` requires the
 //! two to agree, so an edit of either is caught.
 
-use std::io::{BufRead, BufWriter, Write};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -74,6 +82,10 @@ pub enum AuditCommand {
         /// The checkpoint key's public key (SPKI PEM); default <cert_dir>/audit-checkpoint.pub.pem.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// The record of signed checkpoints to hold the log to, e.g. a copy shipped off-host
+        /// (it must exist); default <state_dir>/audit/checkpoints.jsonl, if there is one.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
     },
     /// Verifies the chain, signs its head with the HSM key "audit-checkpoint" and appends
     /// the signed checkpoint as an "audit.checkpoint" entry.
@@ -93,9 +105,24 @@ pub fn run(cfg: &Config, url: Option<String>, command: AuditCommand) -> Result<(
     let key_path = |given: Option<PathBuf>| given.unwrap_or_else(|| cfg.cert_dir().join(AUDIT_CHECKPOINT_PUB_FILE));
     match command {
         AuditCommand::Export { out } => crate::runtime()?.block_on(export(&url, out.as_deref())),
-        AuditCommand::Verify { file, public_key } => {
+        AuditCommand::Verify { file, public_key, checkpoints } => {
             let path = key_path(public_key);
-            let verifier = Verifier::new(CheckpointKey::load(&path)?, path);
+            let key = CheckpointKey::load(&path)?;
+            // Read before the log: a checkpoint is recorded only once the registry
+            // has it, so each record read now is in the log listed next; one signed
+            // meanwhile cannot look missing.
+            let recorded = match checkpoints {
+                Some(named) => {
+                    let recorded = Recorded::load(&named)?;
+                    if !recorded.exists() {
+                        return Err(CliError::Client(format!("{}: no such checkpoint record", named.display())));
+                    }
+                    recorded
+                }
+                None => Recorded::load(&cfg.audit_checkpoints_path())?,
+            };
+            let source = if file.is_some() { LogSource::Export } else { LogSource::Live };
+            let verifier = Verifier::new(key.clone(), path);
             let outcome = match file {
                 Some(file) => verify_file(&file, verifier)?,
                 None => crate::runtime()?.block_on(async {
@@ -103,9 +130,12 @@ pub fn run(cfg: &Config, url: Option<String>, command: AuditCommand) -> Result<(
                     verify_live(&mut client, verifier).await
                 })?,
             };
-            report(outcome)
+            report(outcome, &recorded, key.as_ref(), source)
         }
-        AuditCommand::Checkpoint { operator, public_key } => checkpoint(cfg, &url, &operator, &key_path(public_key)),
+        AuditCommand::Checkpoint { operator, public_key } => {
+            let files = CheckpointFiles { public_key: key_path(public_key), records: cfg.audit_checkpoints_path() };
+            checkpoint(cfg, &url, &operator, &files)
+        }
     }
 }
 
@@ -141,8 +171,21 @@ pub struct Verified {
     pub unchecked: u64,
     /// The latest checked checkpoint: (its own sequence, the sequence it signs).
     pub latest_checkpoint: Option<(u64, u64)>,
+    /// Every checkpoint entry whose head matched the chain, by its own sequence
+    /// (signature checked or not): what recorded checkpoints are held against.
+    pub checkpoint_entries: BTreeMap<u64, SeenCheckpoint>,
     /// Where the public key was looked for.
     pub key_path: PathBuf,
+}
+
+/// A checkpoint entry as the chain holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenCheckpoint {
+    /// The entry it signs and that entry's hash.
+    pub signs: u64,
+    pub head: [u8; 32],
+    /// The checkpoint entry's own hash.
+    pub entry_hash: [u8; 32],
 }
 
 impl Verified {
@@ -165,6 +208,7 @@ pub struct Verifier {
     checkpoints: u64,
     unchecked: u64,
     latest_checkpoint: Option<(u64, u64)>,
+    seen: BTreeMap<u64, SeenCheckpoint>,
 }
 
 impl Verifier {
@@ -180,6 +224,7 @@ impl Verifier {
             checkpoints: 0,
             unchecked: 0,
             latest_checkpoint: None,
+            seen: BTreeMap::new(),
         }
     }
 
@@ -233,6 +278,7 @@ impl Verifier {
         }
         let signature =
             hex::decode(&d.signature).map_err(|e| broken(seq, format!("checkpoint signature is not hex: {e}")))?;
+        self.seen.insert(seq, SeenCheckpoint { signs: d.sequence, head, entry_hash: r.hash });
         let Some(key) = &self.key else {
             self.unchecked += 1;
             return Ok(());
@@ -262,6 +308,7 @@ impl Verifier {
             checkpoints: self.checkpoints,
             unchecked: self.unchecked,
             latest_checkpoint: self.latest_checkpoint,
+            checkpoint_entries: self.seen,
             key_path: self.key_path,
         }
     }
@@ -272,8 +319,14 @@ fn hash32(text: &str) -> Result<[u8; 32], String> {
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("is {} bytes, not 32", bytes.len()))
 }
 
-/// Prints the outcome; a break or an unchecked checkpoint is an error (non-zero exit).
-fn report(outcome: Result<Verified, Broken>) -> Result<(), CliError> {
+/// Prints the outcome; a break, a recorded checkpoint the chain lacks or an
+/// unchecked checkpoint is an error (non-zero exit).
+fn report(
+    outcome: Result<Verified, Broken>,
+    recorded: &Recorded,
+    key: Option<&CheckpointKey>,
+    source: LogSource,
+) -> Result<(), CliError> {
     let v = match outcome {
         Ok(v) => v,
         Err(b) => {
@@ -281,7 +334,21 @@ fn report(outcome: Result<Verified, Broken>) -> Result<(), CliError> {
             return Err(CliError::Client(format!("audit chain broken at sequence {}", b.sequence)));
         }
     };
-    println!("audit chain OK: {} entries, head {}", v.entries, hex::encode(v.head));
+    let matched = match recorded.check(&v, key, source) {
+        Ok(m) => m,
+        Err(b) => {
+            println!("{b}");
+            return Err(CliError::Client(b.summary()));
+        }
+    };
+    // No "checkpoints: " here: scripts read the count from the line below.
+    let anchors = if recorded.exists() {
+        let s = if matched.matched == 1 { "" } else { "s" };
+        format!("{} recorded checkpoint{s} matched in {}", matched.matched, recorded.path.display())
+    } else {
+        format!("no checkpoint record at {} (a cut-off tail would not show)", recorded.path.display())
+    };
+    println!("audit chain OK: {} entries, head {}; {anchors}", v.entries, hex::encode(v.head));
     match v.latest_checkpoint {
         Some((at, signs)) => println!(
             "checkpoints: {} verified; the latest, at sequence {at}, signs entry {signs}; {} entries after it not yet anchored",
@@ -293,10 +360,10 @@ fn report(outcome: Result<Verified, Broken>) -> Result<(), CliError> {
         }
         None => println!("checkpoints: 0 verified, {} not checked", v.unchecked),
     }
-    if v.unchecked > 0 {
+    let unchecked = v.unchecked + matched.unchecked;
+    if unchecked > 0 {
         return Err(CliError::Client(format!(
-            "{} checkpoint(s) not checked: no public key at {} (run `hpki-ca ceremony`, or pass --public-key)",
-            v.unchecked,
+            "{unchecked} checkpoint(s) not checked: no public key at {} (run `hpki-ca ceremony`, or pass --public-key)",
             v.key_path.display()
         )));
     }
@@ -576,6 +643,296 @@ pub fn checkpoint_message(sequence: u64, hash: &[u8; 32]) -> Vec<u8> {
     m
 }
 
+// ---------------------------------------------------------------------------
+// The checkpoint record outside the database
+
+/// Where checkpoints are signed from and recorded: the public key that must
+/// belong to the HSM key, and the append-only record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFiles {
+    pub public_key: PathBuf,
+    pub records: PathBuf,
+}
+
+impl CheckpointFiles {
+    /// `<cert_dir>/audit-checkpoint.pub.pem` and `<state_dir>/audit/checkpoints.jsonl`.
+    pub fn of(cfg: &Config) -> CheckpointFiles {
+        CheckpointFiles {
+            public_key: cfg.cert_dir().join(AUDIT_CHECKPOINT_PUB_FILE),
+            records: cfg.audit_checkpoints_path(),
+        }
+    }
+}
+
+/// One line of the checkpoint record: a signed checkpoint as the registry took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The "audit.checkpoint" entry's own sequence and hash (hex) in the log.
+    pub checkpoint_sequence: u64,
+    pub checkpoint_hash: String,
+    /// When it was appended (RFC 3339, UTC, microseconds) and by whom.
+    pub at: String,
+    pub actor: String,
+    /// The entry it signs and that entry's hash, hex (the detail's `sequence` and `head_hash`).
+    pub signs_sequence: u64,
+    pub head_hash: String,
+    pub algorithm: String,
+    pub key_label: String,
+    pub key_spki_sha256: String,
+    /// Over [`checkpoint_message`], hex.
+    pub signature: String,
+}
+
+impl CheckpointRecord {
+    /// The record of the checkpoint entry `sequence` (hash `hash`) with `detail`.
+    pub fn new(
+        sequence: u64,
+        hash: &[u8],
+        at_unix_micros: i64,
+        actor: &str,
+        detail: &CheckpointDetail,
+    ) -> Result<CheckpointRecord, String> {
+        Ok(CheckpointRecord {
+            checkpoint_sequence: sequence,
+            checkpoint_hash: hex::encode(hash),
+            at: format_micros(at_unix_micros)?,
+            actor: actor.to_owned(),
+            signs_sequence: detail.sequence,
+            head_hash: detail.head_hash.clone(),
+            algorithm: detail.algorithm.clone(),
+            key_label: detail.key_label.clone(),
+            key_spki_sha256: detail.key_spki_sha256.clone(),
+            signature: detail.signature.clone(),
+        })
+    }
+}
+
+/// Appends `record` as one line to `path` and syncs it to disk. The folder is
+/// made owner-only, the file owner-read/write; an existing file is only ever
+/// appended to.
+pub fn append_record(path: &Path, record: &CheckpointRecord) -> Result<(), CliError> {
+    let mut line = serde_json::to_vec(record).map_err(|e| CliError::Client(format!("checkpoint record: {e}")))?;
+    line.push(b'\n');
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(io(dir))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    if len > 0 {
+        // A line cut short by a crash must not swallow this one: it stays a bad line of its own.
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::End(-1)).and_then(|_| file.read_exact(&mut last)).map_err(io(path))?;
+        if last[0] != b'\n' {
+            line.insert(0, b'\n');
+        }
+    }
+    // One write on an O_APPEND file: a manual and an automatic checkpoint cannot interleave.
+    file.write_all(&line).map_err(io(path))?;
+    file.sync_all().map_err(io(path))?;
+    if let (0, Some(dir)) = (len, dir) {
+        // A new file: its name must survive a crash too.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Where the chain being verified came from (for the wording of a missing checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    Live,
+    Export,
+}
+
+/// The checkpoint record as read for `verify`: each non-blank line, parsed or
+/// why not, with its line number.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: PathBuf,
+    /// `None`: there is no such file.
+    lines: Option<Vec<(usize, Result<CheckpointRecord, String>)>>,
+}
+
+/// How many recorded checkpoints the chain holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordsMatched {
+    /// Distinct checkpoint sequences found in the chain as recorded.
+    pub matched: u64,
+    /// Record lines whose signature could not be checked for want of the public key.
+    pub unchecked: u64,
+}
+
+/// A recorded checkpoint the chain does not hold as recorded, or a record that is not genuine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBroken {
+    /// The recorded checkpoint's sequence; `None` when its line is unreadable.
+    pub sequence: Option<u64>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for RecordBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "audit chain BROKEN: {}", self.reason)
+    }
+}
+
+impl RecordBroken {
+    /// For the exit message, after the full line was printed.
+    fn summary(&self) -> String {
+        match self.sequence {
+            Some(s) => format!("audit chain broken: the recorded checkpoint at sequence {s} does not match the log"),
+            None => "audit chain broken: the checkpoint record is unreadable".to_owned(),
+        }
+    }
+}
+
+/// A record line with its hex fields decoded.
+struct RecordLine<'a> {
+    line: usize,
+    record: &'a CheckpointRecord,
+    head: [u8; 32],
+    entry_hash: [u8; 32],
+    signature: Vec<u8>,
+}
+
+impl Recorded {
+    /// Reads `path`; a missing file is an empty, absent record.
+    pub fn load(path: &Path) -> Result<Recorded, CliError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Recorded { path: path.to_owned(), lines: None })
+            }
+            Err(e) => return Err(io(path)(e)),
+        };
+        let lines = bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, l)| (i + 1, serde_json::from_slice::<CheckpointRecord>(l).map_err(|e| e.to_string())))
+            .collect();
+        Ok(Recorded { path: path.to_owned(), lines: Some(lines) })
+    }
+
+    pub fn exists(&self) -> bool {
+        self.lines.is_some()
+    }
+
+    /// Holds the verified chain `v` to every record: each must be signed by
+    /// `key` and be in the chain at its sequence with the same signed head and
+    /// the same entry hash. An unreadable line fails first; otherwise the
+    /// failing record with the lowest sequence is named.
+    pub fn check(
+        &self,
+        v: &Verified,
+        key: Option<&CheckpointKey>,
+        source: LogSource,
+    ) -> Result<RecordsMatched, RecordBroken> {
+        let Some(lines) = &self.lines else {
+            return Ok(RecordsMatched::default());
+        };
+        let file = self.path.display();
+        let mut decoded = Vec::with_capacity(lines.len());
+        for (line, parsed) in lines {
+            let unreadable = |why: String| RecordBroken {
+                sequence: None,
+                reason: format!("{file} line {line} is not a checkpoint record: {why}"),
+            };
+            let record = parsed.as_ref().map_err(|e| unreadable(e.clone()))?;
+            decoded.push(RecordLine {
+                line: *line,
+                record,
+                head: hash32(&record.head_hash).map_err(|e| unreadable(format!("head_hash {e}")))?,
+                entry_hash: hash32(&record.checkpoint_hash).map_err(|e| unreadable(format!("checkpoint_hash {e}")))?,
+                signature: hex::decode(&record.signature)
+                    .map_err(|e| unreadable(format!("signature is not hex: {e}")))?,
+            });
+        }
+        decoded.sort_by_key(|d| (d.record.checkpoint_sequence, d.line));
+        let mut matched = BTreeSet::new();
+        let mut unchecked = 0;
+        for d in &decoded {
+            let seq = d.record.checkpoint_sequence;
+            let fail = |why: String| RecordBroken {
+                sequence: Some(seq),
+                reason: format!("checkpoint at sequence {seq} recorded in {file} {why}"),
+            };
+            // Not signed by our key: a forged or corrupted record, whatever the chain says.
+            match key {
+                None => unchecked += 1,
+                Some(k) if d.record.key_spki_sha256 != k.spki_sha256 => {
+                    return Err(fail(format!(
+                        "(line {}) is signed by another key (SPKI SHA-256 {}), not the one in {}",
+                        d.line,
+                        d.record.key_spki_sha256,
+                        v.key_path.display()
+                    )))
+                }
+                Some(k) if !k.verify(&checkpoint_message(d.record.signs_sequence, &d.head), &d.signature) => {
+                    return Err(fail(format!(
+                        "(line {}) has a signature that does not verify with {}: the record is forged or corrupted",
+                        d.line,
+                        v.key_path.display()
+                    )))
+                }
+                Some(_) => {}
+            }
+            let Some(seen) = v.checkpoint_entries.get(&seq) else {
+                return Err(fail(if seq > v.entries {
+                    match source {
+                        LogSource::Live => format!(
+                            "is missing from the log (the log ends at {}): entries were removed from its end",
+                            v.entries
+                        ),
+                        LogSource::Export => format!(
+                            "is missing from the export (it ends at {}): entries were removed from the log's end, \
+                             or the export was made before the checkpoint",
+                            v.entries
+                        ),
+                    }
+                } else {
+                    format!(
+                        "differs from the log: entry {seq} there is not a checkpoint (entries were removed from \
+                         the log's end and others appended, or the record is another log's)"
+                    )
+                }));
+            };
+            if (seen.signs, seen.head) != (d.record.signs_sequence, d.head) {
+                return Err(fail(format!(
+                    "differs from the log: the entry there signs entry {} (hash {}), the record entry {} (hash {})",
+                    seen.signs,
+                    hex::encode(seen.head),
+                    d.record.signs_sequence,
+                    d.record.head_hash
+                )));
+            }
+            if seen.entry_hash != d.entry_hash {
+                return Err(fail(
+                    "differs from the log: the checkpoint entry there has another hash (its time, actor or \
+                     detail differ)"
+                        .to_owned(),
+                ));
+            }
+            matched.insert(seq);
+        }
+        Ok(RecordsMatched { matched: u64::try_from(matched.len()).unwrap_or(u64::MAX), unchecked })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyKind {
     Rsa,
@@ -654,8 +1011,17 @@ impl CheckpointKey {
 /// What [`Checkpointer::checkpoint`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckpointOutcome {
-    /// A checkpoint entry was appended at `sequence`, signing entry `signs` (hash `head`).
-    Signed { sequence: u64, signs: u64, head: [u8; 32], algorithm: &'static str, key_spki_sha256: String },
+    /// A checkpoint entry was appended at `sequence`, signing entry `signs` (hash
+    /// `head`). `record_error`: why it is not in the record outside the database
+    /// (already logged as an error; the checkpoint stands in the log).
+    Signed {
+        sequence: u64,
+        signs: u64,
+        head: [u8; 32],
+        algorithm: &'static str,
+        key_spki_sha256: String,
+        record_error: Option<String>,
+    },
     /// The head is itself a verified checkpoint: nothing new to anchor (only
     /// when asked to skip that case).
     AlreadyAnchored { sequence: u64 },
@@ -681,16 +1047,19 @@ impl From<hsm::HsmError> for CheckpointError {
 
 /// The HSM key "audit-checkpoint" with its public half on disk, checked to be
 /// the same key, so every checkpoint it signs verifies with that file. Both
-/// `hpki-ca audit checkpoint` and the launcher's periodic task sign with it.
+/// `hpki-ca audit checkpoint` and the launcher's periodic task sign with it,
+/// and both record what they signed outside the database.
 pub struct Checkpointer {
     key: hsm::HsmKey,
     public: CheckpointKey,
     key_path: PathBuf,
+    records: PathBuf,
 }
 
 impl Checkpointer {
-    /// Finds the key in the HSM and loads `key_path`. Blocking (PKCS#11).
-    pub fn new(hsm: &hsm::Hsm, key_path: &Path) -> Result<Checkpointer, CliError> {
+    /// Finds the key in the HSM and loads the public key file. Blocking (PKCS#11).
+    pub fn new(hsm: &hsm::Hsm, files: &CheckpointFiles) -> Result<Checkpointer, CliError> {
+        let key_path = files.public_key.as_path();
         let key = hsm.find_key(AUDIT_CHECKPOINT_KEY_LABEL)?.ok_or_else(|| {
             CliError::Client(format!("the HSM has no key {AUDIT_CHECKPOINT_KEY_LABEL:?}: run `hpki-ca ceremony` first"))
         })?;
@@ -706,7 +1075,7 @@ impl Checkpointer {
                 key_path.display()
             )));
         }
-        Ok(Checkpointer { key, public, key_path: key_path.to_owned() })
+        Ok(Checkpointer { key, public, key_path: key_path.to_owned(), records: files.records.clone() })
     }
 
     /// Verifies the live chain (signatures of earlier checkpoints included),
@@ -759,13 +1128,37 @@ impl Checkpointer {
             detail_json,
         };
         let entry = client.append_audit(request).await.map_err(status)?.into_inner();
+        // The log has it now; the record is a second copy, so failing to write it
+        // is reported loudly but undoes nothing.
+        let record_error = self.record(&entry, &detail).await.err();
+        if let Some(error) = &record_error {
+            tracing::error!(
+                sequence = entry.sequence,
+                file = %self.records.display(),
+                %error,
+                "audit checkpoint signed and in the log, but NOT recorded outside the database: \
+                 a cut-off log tail would not be detected up to it"
+            );
+        }
         Ok(CheckpointOutcome::Signed {
             sequence: entry.sequence,
             signs: head.entries,
             head: head.head,
             algorithm: self.public.algorithm(),
             key_spki_sha256: detail.key_spki_sha256,
+            record_error,
         })
+    }
+
+    /// Appends the checkpoint the registry returned as `entry` to the record.
+    async fn record(&self, entry: &pb::AuditEntry, detail: &CheckpointDetail) -> Result<(), String> {
+        let record = CheckpointRecord::new(entry.sequence, &entry.hash, entry.at_unix_micros, &entry.actor, detail)?;
+        let path = self.records.clone();
+        // Blocking file I/O and fsync: off the async workers.
+        tokio::task::spawn_blocking(move || append_record(&path, &record))
+            .await
+            .map_err(|e| format!("the writing task failed: {e}"))?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -775,11 +1168,11 @@ impl Checkpointer {
 pub async fn checkpoint_now(
     hsm: &hsm::Hsm,
     url: &str,
-    key_path: &Path,
+    files: &CheckpointFiles,
     actor: &str,
 ) -> Result<CheckpointOutcome, CheckpointError> {
-    let (h, path) = (hsm.clone(), key_path.to_owned());
-    let checkpointer = tokio::task::spawn_blocking(move || Checkpointer::new(&h, &path))
+    let (h, files) = (hsm.clone(), files.clone());
+    let checkpointer = tokio::task::spawn_blocking(move || Checkpointer::new(&h, &files))
         .await
         .map_err(|e| CliError::Client(format!("the HSM lookup task failed: {e}")))??;
     let mut client = registry(url).await?;
@@ -787,21 +1180,31 @@ pub async fn checkpoint_now(
 }
 
 /// `hpki-ca audit checkpoint`: always signs the head (an operator asked).
-fn checkpoint(cfg: &Config, url: &str, operator: &str, key_path: &Path) -> Result<(), CliError> {
+fn checkpoint(cfg: &Config, url: &str, operator: &str, files: &CheckpointFiles) -> Result<(), CliError> {
     let hsm = crate::open_hsm(cfg)?;
-    let checkpointer = Checkpointer::new(&hsm, key_path)?;
+    let checkpointer = Checkpointer::new(&hsm, files)?;
     let outcome = crate::runtime()?.block_on(async {
         let mut client = registry(url).await?;
         checkpointer.checkpoint(&mut client, operator, false).await
     });
     match outcome {
-        Ok(CheckpointOutcome::Signed { sequence, signs, head, algorithm, key_spki_sha256 }) => {
+        Ok(CheckpointOutcome::Signed { sequence, signs, head, algorithm, key_spki_sha256, record_error }) => {
             println!(
                 "audit checkpoint at sequence {sequence}: signs entry {signs} (head {}) with HSM key \
                  {AUDIT_CHECKPOINT_KEY_LABEL:?} ({algorithm}, SPKI SHA-256 {key_spki_sha256})",
                 hex::encode(head)
             );
-            Ok(())
+            match record_error {
+                None => {
+                    println!("recorded in {}", files.records.display());
+                    Ok(())
+                }
+                // Non-zero exit so a script notices; the checkpoint itself is in the log.
+                Some(e) => Err(CliError::Client(format!(
+                    "the checkpoint at sequence {sequence} is in the audit log, but recording it in {} failed: {e}",
+                    files.records.display()
+                ))),
+            }
         }
         Ok(CheckpointOutcome::AlreadyAnchored { sequence }) => {
             println!("audit head {sequence} is already a checkpoint");
@@ -1101,5 +1504,170 @@ mod tests {
         let b = verify_file(&path, Verifier::new(None, "k".into())).unwrap().unwrap_err();
         assert_eq!(b.sequence, 2, "{b}");
         assert!(b.reason.contains("line 2"), "{b}");
+    }
+
+    /// The record line the CA would have written for the checkpoint entry `r`.
+    fn record_of(r: &AuditRecord) -> CheckpointRecord {
+        let d: CheckpointDetail = serde_json::from_str(&r.detail_json).unwrap();
+        CheckpointRecord::new(r.sequence, &r.hash, r.at_unix_micros, &r.actor, &d).unwrap()
+    }
+
+    fn recorded(records: &[CheckpointRecord]) -> Recorded {
+        let lines = records.iter().cloned().enumerate().map(|(i, r)| (i + 1, Ok(r))).collect();
+        Recorded { path: "cp.jsonl".into(), lines: Some(lines) }
+    }
+
+    /// 1-3, a checkpoint at 4 (signs 3), 5-6, a checkpoint at 7 (signs 6), 8; and the records of 4 and 7.
+    fn checkpointed_log(s: &Signer) -> (Vec<AuditRecord>, Vec<CheckpointRecord>) {
+        let mut log = chain(3);
+        add_checkpoint(&mut log, s);
+        append(&mut log, "test", "{}");
+        append(&mut log, "test", "{}");
+        add_checkpoint(&mut log, s);
+        append(&mut log, "test", "{}");
+        let records = vec![record_of(&log[3]), record_of(&log[6])];
+        (log, records)
+    }
+
+    fn check(
+        log: &[AuditRecord],
+        records: &[CheckpointRecord],
+        key: Option<&CheckpointKey>,
+        source: LogSource,
+    ) -> Result<RecordsMatched, RecordBroken> {
+        let v = verify(log, key.cloned()).expect("the chain itself verifies");
+        recorded(records).check(&v, key, source)
+    }
+
+    #[test]
+    fn recorded_checkpoints_the_chain_holds_match() {
+        let s = signer();
+        let (log, mut records) = checkpointed_log(&s);
+        let m = check(&log, &records, Some(&s.key), LogSource::Live).unwrap();
+        assert_eq!(m, RecordsMatched { matched: 2, unchecked: 0 });
+        // The same checkpoint recorded twice (two copies concatenated) is one match.
+        records.push(records[0].clone());
+        assert_eq!(check(&log, &records, Some(&s.key), LogSource::Live).unwrap().matched, 2);
+        // Without the public key the records still match the chain, but their signatures are unchecked.
+        assert_eq!(check(&log, &records, None, LogSource::Live).unwrap(), RecordsMatched { matched: 2, unchecked: 3 });
+        // No record file: nothing to hold the chain to.
+        let v = verify(&log, Some(s.key.clone())).unwrap();
+        let absent = Recorded { path: "none.jsonl".into(), lines: None };
+        assert!(!absent.exists());
+        assert_eq!(absent.check(&v, Some(&s.key), LogSource::Live).unwrap(), RecordsMatched::default());
+    }
+
+    #[test]
+    fn a_cut_off_tail_is_named_by_the_first_recorded_checkpoint_it_lost() {
+        let s = signer();
+        let (mut log, records) = checkpointed_log(&s);
+        log.truncate(6);
+        // What is left is a valid chain with a valid checkpoint: only the record shows the cut.
+        assert_eq!(verify(&log, Some(s.key.clone())).unwrap().checkpoints, 1);
+        let b = check(&log, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert_eq!(
+            b.to_string(),
+            "audit chain BROKEN: checkpoint at sequence 7 recorded in cp.jsonl is missing from the log \
+             (the log ends at 6): entries were removed from its end"
+        );
+        let b = check(&log, &records, Some(&s.key), LogSource::Export).unwrap_err();
+        assert!(b.reason.contains("missing from the export (it ends at 6)"), "{b}");
+        // Cut deeper: the lower of the two lost checkpoints is named.
+        log.truncate(3);
+        let b = check(&log, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(4), "{b}");
+        assert!(b.reason.contains("(the log ends at 3)"), "{b}");
+    }
+
+    #[test]
+    fn a_log_cut_and_grown_again_differs_from_the_record() {
+        let s = signer();
+        let (log, records) = checkpointed_log(&s);
+        // Other entries where the checkpoint was.
+        let mut regrown = log[..6].to_vec();
+        append(&mut regrown, "test", "{}");
+        append(&mut regrown, "test", "{}");
+        let b = check(&regrown, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("differs from the log: entry 7 there is not a checkpoint"), "{b}");
+        // A new, genuine checkpoint at 7 over another entry 6.
+        let mut other_head = log[..5].to_vec();
+        append(&mut other_head, "test", r#"{"other": true}"#);
+        add_checkpoint(&mut other_head, &s);
+        let b = check(&other_head, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("the entry there signs entry 6 (hash"), "{b}");
+        // A checkpoint at 7 over the same entry 6, signed again: same head, another entry.
+        let mut resigned = log[..6].to_vec();
+        add_checkpoint(&mut resigned, &s);
+        let b = check(&resigned, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("the checkpoint entry there has another hash"), "{b}");
+    }
+
+    #[test]
+    fn a_record_not_signed_by_the_key_is_reported_before_the_chain_is_consulted() {
+        let s = signer();
+        let other = signer();
+        let (log, records) = checkpointed_log(&s);
+        // One bit of the signature flipped, on a checkpoint the chain does hold.
+        let mut flipped = records.clone();
+        let mut sig = hex::decode(&flipped[1].signature).unwrap();
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+        flipped[1].signature = hex::encode(sig);
+        let b = check(&log, &flipped, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("(line 2) has a signature that does not verify with test.pub.pem"), "{b}");
+        // A record of a checkpoint the log never had, made with another key: forged, not "missing".
+        let mut forged = records.clone();
+        let mut fake = records[1].clone();
+        fake.checkpoint_sequence = 9;
+        fake.key_spki_sha256 = other.key.spki_sha256.clone();
+        forged.push(fake);
+        let b = check(&log, &forged, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(9));
+        assert!(b.reason.contains("(line 3) is signed by another key"), "{b}");
+        // An unreadable line fails, naming the line.
+        let mut unreadable = recorded(&records);
+        if let Some(lines) = unreadable.lines.as_mut() {
+            lines.insert(1, (2, Err("expected value at line 1 column 1".into())));
+        }
+        let v = verify(&log, Some(s.key.clone())).unwrap();
+        let b = unreadable.check(&v, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, None);
+        assert!(b.reason.starts_with("cp.jsonl line 2 is not a checkpoint record"), "{b}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn records_are_appended_owner_only_and_a_torn_line_stays_on_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = signer();
+        let (log, records) = checkpointed_log(&s);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/audit/checkpoints.jsonl");
+        assert!(!Recorded::load(&path).unwrap().exists());
+        append_record(&path, &records[0]).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        // A write cut short by a crash, then the next checkpoint.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"checkpoint_seq").unwrap();
+        append_record(&path, &records[1]).unwrap();
+        let loaded = Recorded::load(&path).unwrap();
+        let lines = loaded.lines.as_ref().unwrap();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!((lines[0].0, lines[0].1.as_ref().unwrap()), (1, &records[0]));
+        assert!(lines[1].1.is_err());
+        assert_eq!((lines[2].0, lines[2].1.as_ref().unwrap()), (3, &records[1]));
+        let v = verify(&log, Some(s.key.clone())).unwrap();
+        assert_eq!(loaded.check(&v, Some(&s.key), LogSource::Live).unwrap_err().sequence, None);
+        // Without the torn line both records match.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text.lines().filter(|l| l.ends_with('}')).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, kept).unwrap();
+        assert_eq!(Recorded::load(&path).unwrap().check(&v, Some(&s.key), LogSource::Live).unwrap().matched, 2);
     }
 }

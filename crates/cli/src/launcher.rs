@@ -168,13 +168,14 @@ const RETRY_CHECKPOINT_AFTER: Duration = Duration::from_secs(30);
 const CHECKPOINT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Signs the audit chain's head every `interval` (as `hpki-ca audit checkpoint`
-/// does, through the registry at `registry_url`) until `stop`. A failure, of
+/// does, through the registry at `registry_url`, recording each in
+/// `files.records`) until `stop`. A failure, of
 /// the registry or the HSM, is logged and tried again; it never ends the
 /// process. A head that already is a checkpoint is not signed again.
 pub async fn run_checkpointer(
     hsm: hsm::Hsm,
     registry_url: String,
-    key_path: std::path::PathBuf,
+    files: crate::audit::CheckpointFiles,
     interval: Duration,
     stop: watch::Receiver<bool>,
 ) {
@@ -184,7 +185,7 @@ pub async fn run_checkpointer(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown_signal(stop.clone()) => return,
         }
-        let attempt = crate::audit::checkpoint_now(&hsm, &registry_url, &key_path, CHECKPOINTER_ACTOR);
+        let attempt = crate::audit::checkpoint_now(&hsm, &registry_url, &files, CHECKPOINTER_ACTOR);
         wait = match tokio::time::timeout(CHECKPOINT_ATTEMPT_TIMEOUT, attempt).await {
             Ok(Ok(crate::audit::CheckpointOutcome::Signed { sequence, signs, .. })) => {
                 tracing::info!(sequence, signs, "audit checkpoint signed");
@@ -223,8 +224,8 @@ pub async fn run_crl(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) ->
     announce("crl", grpc_addr, "gRPC hpki.crl.v1.CrlPublisher");
     announce("crl-http", http_addr, "HTTP CRL distribution point");
     let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
-        let key_path = cfg.cert_dir().join(crate::ceremony::AUDIT_CHECKPOINT_PUB_FILE);
-        tokio::spawn(run_checkpointer(hsm.clone(), cfg.crl.registry_url.clone(), key_path, interval, stop.clone()))
+        let files = crate::audit::CheckpointFiles::of(&cfg);
+        tokio::spawn(run_checkpointer(hsm.clone(), cfg.crl.registry_url.clone(), files, interval, stop.clone()))
     });
     let served =
         crl::serve(&cfg, hsm, grpc, http, shutdown_signal(stop)).await.map_err(|e| CliError::Crl(e.to_string()));
@@ -299,8 +300,8 @@ pub async fn run_all(
             .map_err(|e| CliError::Registry(e.to_string()))
     });
     let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
-        let key_path = cfg.cert_dir().join(crate::ceremony::AUDIT_CHECKPOINT_PUB_FILE);
-        tokio::spawn(run_checkpointer(hsm.clone(), registry_url.clone(), key_path, interval, stop.clone()))
+        let files = crate::audit::CheckpointFiles::of(&cfg);
+        tokio::spawn(run_checkpointer(hsm.clone(), registry_url.clone(), files, interval, stop.clone()))
     });
     let s = stop.clone();
     let issuance = tokio::spawn(async move {

@@ -638,6 +638,12 @@ impl Config {
         self.state_path(&self.tls.dir)
     }
 
+    /// Append-only copy of every audit checkpoint the CA signs, kept outside the
+    /// database so that cutting the log's tail (checkpoints included) shows.
+    pub fn audit_checkpoints_path(&self) -> PathBuf {
+        self.state_dir.join("audit").join("checkpoints.jsonl")
+    }
+
     pub fn softhsm2_conf(&self) -> Option<PathBuf> {
         if self.hsm.softhsm2_conf.as_os_str().is_empty() {
             None
@@ -750,6 +756,12 @@ mod tests {
         assert_eq!(cfg.profile.hc_role, "Medical Doctor");
         assert_eq!(cfg.db_path(), dir.join("state/registry.sled"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn audit_checkpoints_live_under_the_state_folder() {
+        let cfg = Config { state_dir: PathBuf::from("/srv/ca/state"), ..Config::default() };
+        assert_eq!(cfg.audit_checkpoints_path(), PathBuf::from("/srv/ca/state/audit/checkpoints.jsonl"));
     }
 
     #[test]

@@ -79,6 +79,29 @@ struct Execution<'a> {
     approval: Option<&'a reg::Approval>,
 }
 
+/// The terms every operator revocation carries, checked the same way for one
+/// certificate or a whole card; each error names its request field.
+struct Terms {
+    reason: reg::RevocationReason,
+    operator: String,
+    note: String,
+    /// 0: now (the registry's clock).
+    revoked_at_unix: i64,
+}
+
+impl Terms {
+    fn check(reason: i32, operator: &str, note: &str, revoked_at: &str) -> Result<Terms, RevocationError> {
+        let now = OffsetDateTime::now_utc();
+        Ok(Terms {
+            reason: validate::reason("reason", reason)?,
+            operator: validate::id("operator", operator)?,
+            note: validate::note("note", note)?,
+            revoked_at_unix: validate::optional_past_time("revoked_at", revoked_at, now)?
+                .map_or(0, |t| t.unix_timestamp()),
+        })
+    }
+}
+
 impl RevocationService {
     pub fn new(registry: RegistryClient<Channel>, crl: CrlPublisherClient<Channel>, settings: Settings) -> Self {
         RevocationService { registry, crl, settings }
@@ -88,19 +111,16 @@ impl RevocationService {
         &self,
         req: pb::RevokeCertificateRequest,
     ) -> Result<pb::RevokeResponse, RevocationError> {
-        let now = OffsetDateTime::now_utc();
         let serial = validate::serial("serial", &req.serial)?;
-        let reason = validate::reason("reason", req.reason)?;
-        let operator = validate::id("operator", &req.operator)?;
-        let note = validate::note("note", &req.note)?;
-        let revoked_at = validate::optional_past_time("revoked_at", &req.revoked_at, now)?;
+        let Terms { reason, operator, note, revoked_at_unix } =
+            Terms::check(req.reason, &req.operator, &req.note, &req.revoked_at)?;
         let answer = self
             .registry
             .clone()
             .revoke_certificate(reg::RevokeCertificateRequest {
                 serial: serial.clone(),
                 reason: reason as i32,
-                revoked_at_unix: revoked_at.map_or(0, |t| t.unix_timestamp()),
+                revoked_at_unix,
                 actor: operator.clone(),
                 note,
             })
@@ -118,19 +138,16 @@ impl RevocationService {
     }
 
     async fn revoke_card(&self, req: pb::RevokeCardRequest) -> Result<pb::RevokeResponse, RevocationError> {
-        let now = OffsetDateTime::now_utc();
         let card_id = validate::id("card_id", &req.card_id)?;
-        let reason = validate::reason("reason", req.reason)?;
-        let operator = validate::id("operator", &req.operator)?;
-        let note = validate::note("note", &req.note)?;
-        let revoked_at = validate::optional_past_time("revoked_at", &req.revoked_at, now)?;
+        let Terms { reason, operator, note, revoked_at_unix } =
+            Terms::check(req.reason, &req.operator, &req.note, &req.revoked_at)?;
         let answer = self
             .registry
             .clone()
             .revoke_card(reg::RevokeCardRequest {
                 card_id: card_id.clone(),
                 reason: reason as i32,
-                revoked_at_unix: revoked_at.map_or(0, |t| t.unix_timestamp()),
+                revoked_at_unix,
                 actor: operator.clone(),
                 note,
                 confirmation_json: String::new(),

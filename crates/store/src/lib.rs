@@ -42,6 +42,10 @@ pub use records::{
 pub use revocation::{RevokedEntries, MAX_CLOCK_SKEW_SECS};
 pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};
 
+/// How long `Store::open` waits for a held lock, and how often it asks.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A handle on the database; cheap to clone (sled's `Db` is shared).
 #[derive(Clone)]
 pub struct Store {
@@ -53,14 +57,26 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database folder at `path`. sled locks the
     /// folder, so a second process opening it fails rather than corrupting it.
+    ///
+    /// A lock still held is asked again for up to a second: when this process has
+    /// just dropped its own handle, sled's background thread closes the file a
+    /// moment later (seen as a rare `Locked` on close-and-reopen in the tests).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::open(path).map_err(|e| match e {
-            // sled reports its file lock held elsewhere only as this I/O error text.
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked { path: path.to_owned() }
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match sled::open(path) {
+                Ok(db) => break db,
+                // sled reports its file lock held elsewhere only as this I/O error text.
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if waited >= LOCK_PATIENCE {
+                        return Err(StoreError::Locked { path: path.to_owned() });
+                    }
+                    std::thread::sleep(LOCK_RETRY);
+                    waited += LOCK_RETRY;
+                }
+                Err(other) => return Err(StoreError::Db(other)),
             }
-            other => StoreError::Db(other),
-        })?;
+        };
         let trees = tx::Trees::open(&db)?;
         // What sled recovered is on disk, so all of it counts as durable.
         let durable = feed::Durable::new(feed::last_stored(&trees)?);

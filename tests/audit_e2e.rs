@@ -754,6 +754,14 @@ fn a_log_cut_off_before_its_latest_checkpoint_fails_against_the_record_outside_t
         "{out}"
     );
 
+    // Nor is the cut log anchored anew: a checkpoint is refused and nothing is appended.
+    let records_before = std::fs::read(&record).unwrap();
+    let (ok, out) = audit(&ca, &["checkpoint", "--url", &registry, "--operator", "op-cut"]);
+    assert!(!ok, "a cut log must not be checkpointed: {out}");
+    assert!(out.contains(&format!("checkpoint at sequence {latest} recorded in")), "{out}");
+    assert_eq!(export(&ca, &registry, "after-refusal.jsonl").len() as u64, ends, "nothing appended");
+    assert_eq!(std::fs::read(&record).unwrap(), records_before, "nothing recorded");
+
     // Removing the local record as well hides the cut from it, not from the off-host copy.
     std::fs::remove_file(&record).unwrap();
     let (ok, out) = audit(&ca, &["verify", "--url", &registry]);

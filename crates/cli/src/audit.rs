@@ -1035,6 +1035,10 @@ pub enum CheckpointError {
     Broken(Broken),
     #[error("the audit log is empty: nothing to checkpoint")]
     Empty,
+    /// A log that lost checkpoints the record holds is not re-anchored: signing
+    /// its head would vouch for the cut.
+    #[error("refusing to checkpoint: {0}")]
+    Unrecorded(RecordBroken),
     #[error(transparent)]
     Failed(#[from] CliError),
 }
@@ -1089,8 +1093,11 @@ impl Checkpointer {
         actor: &str,
         skip_anchored: bool,
     ) -> Result<CheckpointOutcome, CheckpointError> {
+        // Read before the log, as `verify` does.
+        let recorded = Recorded::load(&self.records)?;
         let verifier = Verifier::new(Some(self.public.clone()), self.key_path.clone());
         let head = verify_live(client, verifier).await?.map_err(CheckpointError::Broken)?;
+        recorded.check(&head, Some(&self.public), LogSource::Live).map_err(CheckpointError::Unrecorded)?;
         if head.entries == 0 {
             return Err(CheckpointError::Empty);
         }
@@ -1216,6 +1223,10 @@ fn checkpoint(cfg: &Config, url: &str, operator: &str, files: &CheckpointFiles) 
                 "refusing to checkpoint: the audit chain is broken at sequence {}",
                 b.sequence
             )))
+        }
+        Err(CheckpointError::Unrecorded(b)) => {
+            println!("{b}");
+            Err(CliError::Client(format!("refusing to checkpoint: {}", b.summary())))
         }
         Err(CheckpointError::Empty) => Err(CliError::Client(CheckpointError::Empty.to_string())),
         Err(CheckpointError::Failed(e)) => Err(e),

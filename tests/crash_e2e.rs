@@ -22,7 +22,6 @@ use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::registry::v1 as reg;
 use proto::revocation::v1 as rev;
 use proto::revocation::v1::revocation_client::RevocationClient;
-use time::{OffsetDateTime, UtcOffset};
 
 const SEED: u64 = 0x5eed_c0de_2026;
 const KILLS: u32 = 10;
@@ -89,44 +88,14 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn days_ago(n: i64) -> String {
-    (OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date() - time::Duration::days(n))
-        .to_string()
-}
-
+/// Card `i`'s application: the shared member application, numbered.
 fn application(i: u32, signing_csr: &[u8], authentication_csr: &[u8]) -> iss::NewCardApplication {
-    iss::NewCardApplication {
-        application_id: format!("crash-{i}"),
-        applicant: Some(iss::Applicant {
-            family_name_kanji: "山田".into(),
-            given_name_kanji: "花子".into(),
-            family_name_kana: "ヤマダ".into(),
-            given_name_kana: "ハナコ".into(),
-            family_name_latin: "Yamada".into(),
-            given_name_latin: "Hanako".into(),
-            date_of_birth: "1975-01-31".into(),
-        }),
-        licence: Some(iss::MedicalLicence {
-            licence_number: format!("{}", 700_000 + i),
-            registered_on: "2001-05-01".into(),
-        }),
-        membership: iss::Membership::Member as i32,
-        contact: Some(iss::ContactAddress { address: "東京都千代田区".into(), ..Default::default() }),
-        documents: Some(iss::DocumentChecks {
-            photo_taken_on: days_ago(10),
-            resident_record_issued_on: days_ago(10),
-            photo_id: Some(iss::PhotoId {
-                r#type: iss::PhotoIdType::Passport as i32,
-                expires_on: "2031-01-01".into(),
-                issued_on: String::new(),
-            }),
-            licence_copy_checked: true,
-            ..Default::default()
-        }),
-        signing_csr: signing_csr.to_vec(),
-        authentication_csr: authentication_csr.to_vec(),
-        ..Default::default()
-    }
+    common::application_with_csrs(
+        &format!("crash-{i}"),
+        &format!("{}", 700_000 + i),
+        signing_csr.to_vec(),
+        authentication_csr.to_vec(),
+    )
 }
 
 /// What the client got back for one card.

@@ -290,36 +290,28 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
 
     // The ceremony made the root's ARL; `hpki-ca arl` revokes an issuing CA certificate in the next one.
     let arl = ca.state().join("crl/arl.crl");
-    let (ok, text) = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        arl.to_str().unwrap(),
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-noout",
-        "-verify",
-        "-text",
-    ]);
+    let arl_text = || {
+        openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            arl.to_str().unwrap(),
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-noout",
+            "-verify",
+            "-text",
+        ])
+    };
+    let (ok, text) = arl_text();
     assert!(ok && text.contains("verify OK"), "{text}");
     assert!(text.contains("Issuing Distribution Point: critical") && text.contains("Only CA Certificates"), "{text}");
     let (_, serial) = openssl(&["x509", "-noout", "-serial", "-in", ca.cert_path("auth-ca.pem").to_str().unwrap()]);
     let serial = serial.trim().trim_start_matches("serial=").to_owned();
     let out = ca.cli(&["arl", "--revoke-serial", &serial, "--reason", "superseded"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (ok, text) = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        arl.to_str().unwrap(),
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-noout",
-        "-verify",
-        "-text",
-    ]);
+    let (ok, text) = arl_text();
     assert!(ok && text.contains(&serial) && text.contains("Superseded"), "{text}");
 
     // pkcs11-tool, a tool we did not write, sees the CA keys as sign-only and never extractable.

@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::Router;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -87,7 +88,7 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CrlError> {
-    axum::serve(listener, router_with_limits(store, limits))
+    axum::serve(listener.tap_io(|tcp: &mut tokio::net::TcpStream| tls::net::accepted(tcp)), router_with_limits(store, limits))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| CrlError::Internal(format!("HTTP server: {e}")))

@@ -65,7 +65,7 @@ pub async fn serve_publisher<S: RevocationSource>(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(tls::limit_messages!(CrlPublisherServer::new(CrlService::new(publisher.clone()))))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(tls::incoming(grpc), stopped(stop_rx.clone()));
     let grpc_server = async { grpc_server.await.map_err(|e| CrlError::Internal(format!("gRPC server: {e}"))) };
     let http_server =
         crate::http::serve(http, publisher.store().clone(), publisher.settings().http, stopped(stop_rx.clone()));

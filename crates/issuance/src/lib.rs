@@ -129,7 +129,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(tls::limit_messages!(IssuanceServer::new(service)))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(tls::incoming(listener), shutdown)
         .await
         .map_err(|e| IssuanceError::Startup(format!("issuance server: {e}")))
 }

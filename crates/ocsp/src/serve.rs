@@ -164,7 +164,7 @@ pub async fn serve_http(
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
+        tls::net::accepted(&tcp);
         let service = TowerToHyperService::new(router.clone());
         let (builder, metrics, mut stop) = (builder.clone(), metrics.clone(), stop.clone());
         connections.spawn(async move {

@@ -53,8 +53,7 @@ pub trait AuditSink: Send + Sync + 'static {
 pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, OcspError> {
     let endpoint = tls::endpoint(url)
         .map_err(|e| OcspError::Startup(format!("ocsp.registry_url {url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .connect_timeout(Duration::from_secs(5));
     Ok(tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())))
 }
 

@@ -5,7 +5,6 @@ use std::future::Future;
 use proto::registry::v1::registry_server::RegistryServer;
 use store::Store;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tracing::info;
 
@@ -86,7 +85,7 @@ pub async fn serve_store(
         .add_service(reflection_alpha)
         .add_service(reflection)
         .add_service(tls::limit_messages!(RegistryServer::new(service)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(tls::incoming(listener), shutdown)
         .await?;
     info!(%addr, "registry stopped");
     Ok(())

@@ -86,7 +86,7 @@ pub async fn serve_service(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(tls::limit_messages!(RevocationServer::new(service)))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(tls::incoming(listener), shutdown)
         .await
         .map_err(|e| RevocationError::Startup(format!("revocation server: {e}")))?;
     tracing::info!(%addr, "revocation service stopped");

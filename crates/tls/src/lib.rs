@@ -13,6 +13,8 @@
 //!   else is PERMISSION_DENIED, no readable role is UNAUTHENTICATED.
 //! * [`install`] sets, once per process at start, what servers and clients use;
 //!   [`endpoint`] is the `Endpoint::from_shared` of every gRPC client.
+//! * [`incoming`] is what every gRPC server accepts from, and [`net::accepted`]
+//!   tunes each HTTP connection: `TCP_NODELAY` everywhere (see [`net`]).
 //! * [`install_limits`] sets the `[limits]` of the process: [`server`] and
 //!   [`limit_messages!`] apply them to servers, [`limit_client!`] to clients.
 
@@ -28,6 +30,9 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 use tower_layer::{Identity as NoLayer, Layer, Stack};
 use tower_service::Service;
+
+pub mod net;
+pub use net::incoming;
 
 /// Prefix of the URI SAN that carries a role.
 pub const ROLE_URI_PREFIX: &str = "urn:hpki-ca:role:";
@@ -331,7 +336,7 @@ pub fn install(server: Option<ServerTlsConfig>, client: Option<ClientTlsConfig>)
 /// other setting still reaches the service.
 pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
     let client = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).client.clone();
-    match client {
+    let endpoint = match client {
         Some(tls) => {
             let url = match url.strip_prefix("http://") {
                 Some(rest) => format!("https://{rest}"),
@@ -346,7 +351,8 @@ pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
             };
             Endpoint::from_shared(url)
         }
-    }
+    }?;
+    Ok(endpoint.tcp_nodelay(true).tcp_keepalive(Some(net::TCP_KEEPALIVE)))
 }
 
 /// The `Server::builder()` of every gRPC service: TLS with required client

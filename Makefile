@@ -13,7 +13,7 @@ build: setup
 
 ceremony: build   ## create the SoftHSM token and the CA keys/certificates under $(STATE)
 	hsm-config/init-token.sh $(STATE)
-	$(BIN) --state-dir $(STATE) ceremony
+	$(BIN) --state-dir $(STATE) ceremony --yes
 
 run: ceremony     ## run the whole CA locally on loopback
 	$(BIN) --state-dir $(STATE) run

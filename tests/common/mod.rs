@@ -59,7 +59,7 @@ impl Ca {
             .expect("run init-token.sh");
         assert!(out.status.success(), "init-token.sh failed: {}", String::from_utf8_lossy(&out.stderr));
         let ca = Ca { dir, config, tls, children: Vec::new() };
-        let out = ca.cli(&["ceremony"]);
+        let out = ca.cli(&["ceremony", "--yes"]);
         assert!(out.status.success(), "ceremony failed: {}", String::from_utf8_lossy(&out.stderr));
         if ca.tls {
             assert!(ca.state().join("tls/ra.pem").exists(), "the ceremony wrote no role certificates");

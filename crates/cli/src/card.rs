@@ -20,68 +20,97 @@ use crate::ops::{connect, now_rfc3339, status};
 pub enum CardCommand {
     /// A card with its certificates and fees.
     Show {
+        /// Card id.
         #[arg(long, conflicts_with = "licence", required_unless_present = "licence")]
         card: Option<String>,
+        /// Or the holder's medical licence number: their current card.
         #[arg(long)]
         licence: Option<String>,
     },
     /// Every card a holder has had, oldest first.
     History {
+        /// The holder's medical licence number.
         #[arg(long, conflicts_with = "holder", required_unless_present = "holder")]
         licence: Option<String>,
+        /// Or the holder id (subject serialNumber, e.g. JMA0000123456).
         #[arg(long)]
         holder: Option<String>,
     },
     /// Submits a new-card application from a JSON file (the import format, one object).
-    Apply { file: PathBuf },
+    Apply {
+        /// The application, one JSON object.
+        file: PathBuf,
+    },
     /// Renewal from a JSON file: {"application_id", "card_id", "documents", "signing_csr", "authentication_csr", ...}.
-    Renew { file: PathBuf },
+    Renew {
+        /// The renewal application, one JSON object.
+        file: PathBuf,
+    },
     /// Reissue from a JSON file: {"application_id", "card_id", "reason": "LOSS|DAMAGE|NAME_CHANGE|MEMBERSHIP_CHANGE", "applicant", "membership", "documents", CSRs, "confirmation"}.
-    Reissue { file: PathBuf },
+    Reissue {
+        /// The reissue application, one JSON object.
+        file: PathBuf,
+    },
     /// Changes the holder's contact details.
     Contact {
+        /// Card id.
         #[arg(long)]
         card: String,
+        /// New postal address.
         #[arg(long)]
         address: String,
+        /// New postal code, e.g. 113-8621.
         #[arg(long, default_value = "")]
         postal_code: String,
+        /// New phone number.
         #[arg(long, default_value = "")]
         phone: String,
+        /// New e-mail address.
         #[arg(long, default_value = "")]
         email: String,
         /// Issue date of the new resident record (YYYY-MM-DD); needed when the address changes.
         #[arg(long, default_value = "")]
         resident_record_issued_on: String,
+        /// RA operator, recorded in the audit log.
         #[arg(long, env = "HPKI_OPERATOR", default_value = "")]
         operator: String,
     },
     /// Cessation of use (利用中止): revokes the card's certificates (cessationOfOperation).
     Cease {
+        /// Card id.
         #[arg(long)]
         card: String,
+        /// Free text kept with the cessation in the audit log.
         #[arg(long, default_value = "")]
         note: String,
+        /// RA operator, recorded in the audit log.
         #[arg(long, env = "HPKI_OPERATOR", default_value = "")]
         operator: String,
     },
     /// Discloses the escrowed card PIN for one identity-checked request.
     DisclosePin {
+        /// Card id.
         #[arg(long)]
         card: String,
+        /// The RA's id of this request; a PIN is disclosed once per request id.
         #[arg(long)]
         request_id: String,
+        /// Operator who confirmed the holder's identity.
         #[arg(long)]
         confirmed_by: String,
+        /// How the holder's identity was confirmed.
         #[arg(long, value_enum)]
         method: ConfirmMethod,
+        /// When the identity was confirmed (RFC 3339); now when absent.
         #[arg(long)]
         confirmed_at: Option<String>,
+        /// RA operator, recorded in the audit log.
         #[arg(long, env = "HPKI_OPERATOR", default_value = "")]
         operator: String,
     },
     /// The fee table for a membership.
     Fee {
+        /// Medical association membership, which sets the yearly fee.
         #[arg(long, value_enum)]
         membership: MembershipArg,
     },

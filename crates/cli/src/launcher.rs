@@ -86,7 +86,7 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError>
         C::Audit { command: crate::audit::AuditCommand::Checkpoint { .. }, .. } => (None, tls::Role::Service),
         C::Audit { .. } => (None, tls::Role::Auditor),
         // No gRPC.
-        C::OcspCerts { .. } | C::Arl { .. } => return Ok(()),
+        C::OcspCerts { .. } | C::Arl { .. } | C::Config { .. } => return Ok(()),
     };
     let role =
         if cfg.tls.client_role.is_empty() { role } else { tls::Role::parse(&cfg.tls.client_role).map_err(tls_err)? };

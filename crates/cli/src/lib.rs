@@ -3,9 +3,13 @@
 pub mod audit;
 pub mod card;
 pub mod ceremony;
+pub mod config_check;
 pub mod error;
 pub mod launcher;
 pub mod ops;
+
+#[cfg(test)]
+mod help_tests;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,12 +40,22 @@ pub enum Command {
     /// Generates the CA keys in the HSM and writes the root and issuing CA certificates.
     /// Safe to repeat: existing keys and certificates are kept. Every run is recorded in the
     /// audit log (the registry must be stopped: the ceremony writes to its database).
+    /// Before writing a CA certificate it prints the URLs certificates will carry and asks for
+    /// confirmation (`--yes` confirms up front; without a terminal it is required).
     Ceremony {
         /// Who runs the ceremony, recorded as the audit entries' actor; default the OS user.
         #[arg(long, env = "HPKI_OPERATOR")]
         operator: Option<String>,
+        /// Confirms the URLs to be baked into the CA certificates without asking.
+        #[arg(long)]
+        yes: bool,
     },
-    /// Runs every service in one process (registry, issuance, revocation, CRL).
+    /// The configuration: `config check` prints the effective config and the URLs certificates will carry.
+    Config {
+        #[command(subcommand)]
+        command: config_check::ConfigCommand,
+    },
+    /// Runs every service in one process (registry, issuance, revocation, CRL, OCSP).
     Run,
     /// Runs the registry (the only writer of the database).
     Registry {
@@ -54,32 +68,46 @@ pub enum Command {
         /// Overrides issuance.listen.
         #[arg(long)]
         listen: Option<String>,
-        /// Overrides issuance.registry_url, e.g. http://127.0.0.1:50051.
+        /// Overrides issuance.registry_url, e.g. https://127.0.0.1:50051.
         #[arg(long)]
         registry_url: Option<String>,
+        /// Overrides issuance.revocation_url (reissue revokes the old card through it).
+        #[arg(long)]
+        revocation_url: Option<String>,
+        /// Overrides issuance.crl_url (the CRL publisher asked for a CRL after a reissue or cessation).
+        #[arg(long)]
+        crl_url: Option<String>,
     },
     /// Runs the CRL publisher and its HTTP distribution point.
     Crl {
+        /// Overrides crl.listen (gRPC: Publish, GetStatus).
         #[arg(long)]
         listen: Option<String>,
+        /// Overrides crl.http_listen (the HTTP CRL distribution point).
         #[arg(long)]
         http_listen: Option<String>,
+        /// Overrides crl.registry_url.
         #[arg(long)]
         registry_url: Option<String>,
     },
     /// Runs the revocation service.
     Revocation {
+        /// Overrides revocation.listen.
         #[arg(long)]
         listen: Option<String>,
+        /// Overrides revocation.registry_url.
         #[arg(long)]
         registry_url: Option<String>,
+        /// Overrides revocation.crl_url (the CRL publisher asked for a CRL at once on emergencies).
         #[arg(long)]
         crl_url: Option<String>,
     },
     /// Runs the OCSP responder and its metrics endpoint.
     Ocsp {
+        /// Overrides ocsp.listen (the HTTP responder).
         #[arg(long)]
         listen: Option<String>,
+        /// Overrides ocsp.registry_url (the status feed it follows).
         #[arg(long)]
         registry_url: Option<String>,
     },
@@ -102,15 +130,19 @@ pub enum Command {
     EmergencyRevoke {
         #[command(flatten)]
         args: ops::EmergencyArgs,
+        /// Revocation service; default from the config's revocation.listen.
         #[arg(long)]
         url: Option<String>,
     },
     /// Approves an emergency revocation as the second operator (two-person control).
     Approve {
+        /// The approval id that EmergencyRevoke answered with.
         #[arg(long)]
         approval: String,
+        /// The approving operator; must differ from the one who asked.
         #[arg(long, env = "HPKI_OPERATOR")]
         operator: String,
+        /// Revocation service; default from the config's revocation.listen.
         #[arg(long)]
         url: Option<String>,
     },
@@ -122,6 +154,7 @@ pub enum Command {
         /// full or delta; a delta when deltas are enabled, else full, when absent.
         #[arg(long)]
         kind: Option<String>,
+        /// Who asks, recorded in the audit log.
         #[arg(long, env = "HPKI_OPERATOR", default_value = "operator")]
         operator: String,
         /// CRL publisher; default from the config's crl.listen.
@@ -132,6 +165,7 @@ pub enum Command {
     Status {
         #[command(flatten)]
         target: ops::CardOrSerial,
+        /// Revocation service; default from the config's revocation.listen.
         #[arg(long)]
         url: Option<String>,
     },
@@ -148,6 +182,7 @@ pub enum Command {
     Import {
         #[command(flatten)]
         args: card::ImportArgs,
+        /// Issuance service; default from the config's issuance.listen.
         #[arg(long)]
         url: Option<String>,
     },
@@ -165,6 +200,7 @@ pub enum Command {
         /// Serial (hex) of an issuing CA certificate to revoke.
         #[arg(long, requires = "reason")]
         revoke_serial: Option<String>,
+        /// Reason for revoking it (required with --revoke-serial).
         #[arg(long, value_enum, requires = "revoke_serial")]
         reason: Option<ops::Reason>,
         /// Who runs it, recorded as the audit entries' actor; default the OS user.
@@ -227,10 +263,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn execute(args: Args) -> Result<(), CliError> {
     let mut cfg = load_config(&args)?;
     export_softhsm_conf(&cfg);
+    if let Command::Ceremony { yes, .. } = &args.command {
+        // Before anything is written, the TLS identities included.
+        config_check::confirm_ceremony_urls(&cfg, *yes)?;
+    }
     launcher::setup_tls(&cfg, &args.command)?;
     launcher::setup_limits(&cfg)?;
     match args.command {
-        Command::Ceremony { operator } => ceremony::execute(&cfg, args.config.as_deref(), operator),
+        Command::Ceremony { operator, .. } => ceremony::execute(&cfg, args.config.as_deref(), operator),
+        Command::Config { command } => config_check::run(&cfg, args.config.as_deref(), command),
         Command::Run => {
             let hsm = open_hsm(&cfg)?;
             let source = launcher::config_source(args.config.as_deref())?;
@@ -249,12 +290,18 @@ fn execute(args: Args) -> Result<(), CliError> {
                 launcher::run_registry(cfg, source, stop).await
             })
         }
-        Command::Issuance { listen, registry_url } => {
+        Command::Issuance { listen, registry_url, revocation_url, crl_url } => {
             if let Some(l) = listen {
                 cfg.issuance.listen = l;
             }
             if let Some(u) = registry_url {
                 cfg.issuance.registry_url = u;
+            }
+            if let Some(u) = revocation_url {
+                cfg.issuance.revocation_url = u;
+            }
+            if let Some(u) = crl_url {
+                cfg.issuance.crl_url = u;
             }
             let hsm = open_hsm(&cfg)?;
             runtime()?.block_on(async {

@@ -73,11 +73,13 @@ pub struct CardOrSerial {
 pub struct RevokeArgs {
     #[command(flatten)]
     pub target: CardOrSerial,
+    /// Revocation reason (CRL reasonCode).
     #[arg(long, value_enum)]
     pub reason: Reason,
     /// Operator id, recorded in the audit log.
     #[arg(long, env = "HPKI_OPERATOR")]
     pub operator: String,
+    /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
     /// Revocation time (RFC 3339); now when absent.
@@ -87,20 +89,25 @@ pub struct RevokeArgs {
 
 #[derive(Debug, Args)]
 pub struct EmergencyArgs {
+    /// The lost card's id.
     #[arg(long, conflicts_with = "licence", required_unless_present = "licence")]
     pub card: Option<String>,
+    /// Or the holder's medical licence number: their active card.
     #[arg(long)]
     pub licence: Option<String>,
     /// Operator who confirmed the holder's identity.
     #[arg(long)]
     pub confirmed_by: String,
+    /// How the holder's identity was confirmed.
     #[arg(long, value_enum)]
     pub method: Method,
     /// When the identity was confirmed (RFC 3339); now when absent.
     #[arg(long)]
     pub confirmed_at: Option<String>,
+    /// Operator who revokes, recorded in the audit log.
     #[arg(long, env = "HPKI_OPERATOR")]
     pub operator: String,
+    /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
 }

@@ -6,7 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
+
+mod urls;
+pub use urls::{CertificateUrl, PublicConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -20,11 +23,14 @@ pub enum ConfigError {
     Pin { path: PathBuf, source: std::io::Error },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Folder holding the SoftHSM token, sled database, CA certificates.
     pub state_dir: PathBuf,
+    /// Where relying parties reach us; every URL baked into certificates that
+    /// the file does not give is derived from it.
+    pub public: PublicConfig,
     pub hsm: HsmConfig,
     pub registry: RegistryConfig,
     pub issuance: IssuanceConfig,
@@ -42,6 +48,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             state_dir: PathBuf::from("state"),
+            public: PublicConfig::default(),
             hsm: HsmConfig::default(),
             registry: RegistryConfig::default(),
             issuance: IssuanceConfig::default(),
@@ -59,7 +66,7 @@ impl Default for Config {
 
 /// The audit log: how often the all-in-one launcher (`hpki-ca run`) signs the
 /// chain's head with the HSM key "audit-checkpoint".
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Seconds between automatic checkpoints; 0 turns them off. At most a day:
@@ -100,7 +107,7 @@ impl Default for AuditConfig {
 /// Bounds on every listener: gRPC message sizes, concurrent streams and a
 /// request timeout on every gRPC server; body size and timeout on the CRL
 /// distribution point's HTTP server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest gRPC message decoded or encoded by our services (bulk CRL
@@ -144,7 +151,7 @@ impl Default for LimitsConfig {
 
 /// mTLS on every gRPC listener and client (the HTTP OCSP responder and CRL
 /// distribution point stay plain HTTP). Roles come from the client certificate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// `false` is the explicit development switch for plain-text gRPC.
@@ -162,7 +169,7 @@ impl Default for TlsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HsmConfig {
     /// PKCS#11 module.
@@ -189,7 +196,7 @@ impl Default for HsmConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     pub listen: String,
@@ -203,7 +210,7 @@ impl Default for RegistryConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IssuanceConfig {
     pub listen: String,
@@ -241,7 +248,7 @@ impl Default for IssuanceConfig {
 
 /// The CRL publisher. URLs, partitions and deltas are in `[profile]`, because
 /// issued certificates carry them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CrlConfig {
     /// gRPC (Publish, GetStatus).
@@ -274,7 +281,7 @@ impl Default for CrlConfig {
 }
 
 /// The revocation service (operators).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RevocationConfig {
     pub listen: String,
@@ -298,7 +305,7 @@ impl Default for RevocationConfig {
 }
 
 /// How the responder treats a request nonce (RFC 8954).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NonceMode {
     /// Serve the cached response; the nonce is not echoed (RFC 5019 behaviour).
@@ -308,7 +315,7 @@ pub enum NonceMode {
 }
 
 /// The OCSP responder (RFC 6960 / RFC 5019).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OcspConfig {
     /// HTTP listener; requests are served at `/` and at the path of `profile.ocsp_url`.
@@ -430,7 +437,7 @@ impl Default for OcspConfig {
 }
 
 /// Key algorithm of a CA key in the HSM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyAlgorithm {
     Rsa2048,
@@ -440,14 +447,17 @@ pub enum KeyAlgorithm {
 }
 
 /// The key ceremony: CA keys, names and validity.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaConfig {
     pub key_algorithm: KeyAlgorithm,
     /// Folder for the CA certificates (PEM), relative to `state_dir`.
     pub cert_dir: PathBuf,
+    #[serde(deserialize_with = "root_entity")]
     pub root: CaEntity,
+    #[serde(deserialize_with = "signing_entity")]
     pub signing: CaEntity,
+    #[serde(deserialize_with = "authentication_entity")]
     pub authentication: CaEntity,
 }
 
@@ -498,9 +508,9 @@ impl Default for CaConfig {
     }
 }
 
-/// One CA of the hierarchy.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One CA of the hierarchy. In the file each `[ca.*]` table may give any
+/// subset of these keys; the others keep that CA's default.
+#[derive(Debug, Clone, Serialize)]
 pub struct CaEntity {
     /// CKA_LABEL of the key pair in the token.
     pub key_label: String,
@@ -508,17 +518,53 @@ pub struct CaEntity {
     pub subject: Vec<DnAttribute>,
     pub validity_years: u32,
     /// certificatePolicies OID of the CA certificate (critical, as in HPKI); empty for none.
-    #[serde(default)]
     pub policy_oid: String,
-    /// CRL distribution point of the CA certificate (the root's ARL); empty for none.
-    #[serde(default)]
+    /// CRL distribution point of the CA certificate (the root's ARL); empty for
+    /// none; absent: `{public.crl_base_url}/crl/arl.crl`.
     pub crl_url: String,
     /// Certificate file name in `cert_dir`.
     pub file_name: String,
 }
 
+/// A `[ca.*]` table as written: every key optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaEntityPatch {
+    key_label: Option<String>,
+    subject: Option<Vec<DnAttribute>>,
+    validity_years: Option<u32>,
+    policy_oid: Option<String>,
+    crl_url: Option<String>,
+    file_name: Option<String>,
+}
+
+impl CaEntityPatch {
+    fn over(self, d: CaEntity) -> CaEntity {
+        CaEntity {
+            key_label: self.key_label.unwrap_or(d.key_label),
+            subject: self.subject.unwrap_or(d.subject),
+            validity_years: self.validity_years.unwrap_or(d.validity_years),
+            policy_oid: self.policy_oid.unwrap_or(d.policy_oid),
+            crl_url: self.crl_url.unwrap_or(d.crl_url),
+            file_name: self.file_name.unwrap_or(d.file_name),
+        }
+    }
+}
+
+fn root_entity<'de, D: Deserializer<'de>>(d: D) -> Result<CaEntity, D::Error> {
+    Ok(CaEntityPatch::deserialize(d)?.over(CaConfig::default().root))
+}
+
+fn signing_entity<'de, D: Deserializer<'de>>(d: D) -> Result<CaEntity, D::Error> {
+    Ok(CaEntityPatch::deserialize(d)?.over(CaConfig::default().signing))
+}
+
+fn authentication_entity<'de, D: Deserializer<'de>>(d: D) -> Result<CaEntity, D::Error> {
+    Ok(CaEntityPatch::deserialize(d)?.over(CaConfig::default().authentication))
+}
+
 /// One attribute of a DN. `attr` is C, O, OU, CN, serialNumber or a dotted OID.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnAttribute {
     pub attr: String,
@@ -526,7 +572,7 @@ pub struct DnAttribute {
 }
 
 /// The subscriber certificate profile (hpki-profile.md sections 2 to 4).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProfileConfig {
     pub signing_policy_oid: String,
@@ -606,13 +652,22 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut cfg: Config =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let mut cfg = Config::parse(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         if cfg.state_dir.is_relative() {
             if let Some(parent) = path.parent() {
                 cfg.state_dir = parent.join(&cfg.state_dir);
             }
         }
+        Ok(cfg)
+    }
+
+    /// Parses a config file's text. URLs the text does not give are derived:
+    /// those baked into certificates from `[public]`, those between services
+    /// from the listener of the service they name (see [`PublicConfig`]).
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        let given: toml::Table = toml::from_str(text)?;
+        let mut cfg: Config = toml::from_str(text)?;
+        cfg.derive_urls(&given);
         Ok(cfg)
     }
 

@@ -91,6 +91,55 @@ fn toml_keys(prefix: &str, table: &toml::Table, out: &mut BTreeSet<String>) {
     }
 }
 
+/// Keys shown commented out (`# key = value`) under their `[section]`: left
+/// out on purpose, so that their derived value applies.
+fn commented_keys(text: &str) -> BTreeSet<String> {
+    let mut section = String::new();
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, _)) = line.strip_prefix("# ").and_then(|l| l.split_once(" = ")) {
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                out.insert(if section.is_empty() { key.to_owned() } else { format!("{section}.{key}") });
+            }
+        }
+    }
+    out
+}
+
+/// Keys whose value is derived when absent (from `[public]` or a listener).
+const DERIVED: [&str; 15] = [
+    "profile.signing_crl_url",
+    "profile.authentication_crl_url",
+    "profile.ocsp_url",
+    "profile.cps_uri",
+    "ca.root.crl_url",
+    "ca.signing.crl_url",
+    "ca.authentication.crl_url",
+    "issuance.registry_url",
+    "issuance.revocation_url",
+    "issuance.crl_url",
+    "crl.registry_url",
+    "revocation.registry_url",
+    "revocation.crl_url",
+    "ocsp.registry_url",
+    "public.repository_base_url",
+];
+
+#[test]
+fn derived_urls_are_shown_commented_out_so_they_follow_listeners_and_base_urls() {
+    let text = example_text();
+    let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("docs/config.example.toml: {e}"));
+    let mut set = BTreeSet::new();
+    toml_keys("", &table, &mut set);
+    let commented = commented_keys(&text);
+    for key in DERIVED.iter().filter(|k| **k != "public.repository_base_url") {
+        assert!(!set.contains(*key), "{key} is set in the example: it would no longer follow [public] or its listener");
+        assert!(commented.contains(*key), "{key} is not shown (commented out) in the example");
+    }
+}
+
 #[test]
 fn the_example_loads_with_the_crate_loader_and_passes_the_start_checks() {
     let path = example_path();
@@ -107,6 +156,7 @@ fn the_example_names_every_key_of_the_config() {
     let table: toml::Table = example_text().parse().unwrap_or_else(|e| panic!("docs/config.example.toml: {e}"));
     let mut documented = BTreeSet::new();
     toml_keys("", &table, &mut documented);
+    documented.extend(commented_keys(&example_text()));
     let known = default_keys();
     // Sanity: the Debug reading found the nested tables and the DN lists.
     for probe in ["state_dir", "hsm.module", "ocsp.request_timeout_ms", "ca.signing.subject.[].attr", "audit"] {

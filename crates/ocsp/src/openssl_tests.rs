@@ -382,3 +382,40 @@ fn requests_written_by_openssl_decode() {
     let decoded = decode(&crate::encode::error_response(OCSPResponseStatus::TryLater));
     assert_eq!(decoded.status, OCSPResponseStatus::TryLater);
 }
+
+/// RFC 9654 nonce lengths, as openssl sees them: 0 and 129 octets are
+/// malformedRequest; 1 to 128 are echoed in echo mode (openssl checks the
+/// echo against its request); in ignore mode they get the cached answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonce_lengths_follow_rfc_9654() {
+    for mode in [config::NonceMode::Echo, config::NonceMode::Ignore] {
+        let f = fixture(Settings { nonce: mode, nonce_per_second: 1000, ..ca().settings() }).await;
+        let hashes = &issuer_hashes();
+        let url = format!("http://{}/ocsp", f.addr);
+        for len in [0usize, 1, 16, 32, 33, 128, 129] {
+            let nonce = vec![0xa5; len];
+            let der = request::encode_request(hashes, HashAlg::Sha1, &[&GOOD], Some(&nonce)).unwrap();
+            let req = f.dir.path().join(format!("req-{len}.der"));
+            std::fs::write(&req, &der).unwrap();
+            let (_, text) = openssl(&["ocsp", "-reqin", p(&req), "-url", &url, "-resp_text", "-noverify"]);
+            let what = format!("{mode:?}, nonce of {len} octets:\n{text}");
+            match (len, mode) {
+                (0 | 129, _) => assert!(text.contains("malformedrequest"), "{what}"),
+                (_, config::NonceMode::Echo) => {
+                    assert!(text.contains("OCSP Response Status: successful"), "{what}");
+                    assert!(text.contains("OCSP Nonce"), "{what}");
+                    assert!(!text.contains("WARNING"), "openssl matched the echo: {what}");
+                }
+                (_, config::NonceMode::Ignore) => {
+                    assert!(text.contains("OCSP Response Status: successful"), "{what}");
+                    assert!(!text.contains("OCSP Nonce"), "{what}");
+                }
+            }
+        }
+    }
+}
+
+fn issuer_hashes() -> crate::issuers::IssuerHashes {
+    let r = ca().responder(ca().settings(), Arc::new(MapSource::default()));
+    r.issuers()[0].hashes.clone()
+}

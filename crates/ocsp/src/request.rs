@@ -9,8 +9,9 @@ use crate::asn1::{Extension, OCSPRequest, ID_PKIX_OCSP_NONCE};
 use crate::error::OcspError;
 use crate::issuers::{match_issuer, HashAlg, IssuerHashes};
 
-/// RFC 8954 §2.1: nonces of 1 to 32 octets.
-pub const MAX_NONCE_LEN: usize = 32;
+/// RFC 9654 §2.1: a nonce is 1 to 128 octets; a request whose nonce is
+/// empty or longer is malformedRequest.
+pub const MAX_NONCE_LEN: usize = 128;
 
 /// One certificate asked about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,9 +27,9 @@ pub struct Item<'a> {
 pub struct Parsed<'a> {
     /// All of one issuer, at least one, at most the configured number.
     pub items: Vec<Item<'a>>,
-    /// The nonce extension's extnValue as received (echoed byte for byte), when it
-    /// holds a well-formed nonce of 1 to 32 octets; other nonces are ignored
-    /// (RFC 8954 lets a responder answer without one).
+    /// The nonce extension's extnValue as received (echoed byte for byte): an
+    /// OCTET STRING of 1 to [`MAX_NONCE_LEN`] octets. Any other nonce fails
+    /// the whole request (RFC 9654).
     pub nonce: Option<&'a [u8]>,
 }
 
@@ -57,11 +58,10 @@ pub fn parse<'a>(der: &'a [u8], max_items: usize, issuers: &[IssuerHashes]) -> R
     }
     let extensions = tbs.request_extensions.as_deref().unwrap_or_default();
     check_extensions(extensions)?;
-    let nonce = extensions
-        .iter()
-        .find(|e| e.extn_id == ID_PKIX_OCSP_NONCE)
-        .map(|e| e.extn_value.as_bytes())
-        .filter(|v| usable_nonce(v));
+    let nonce = match extensions.iter().find(|e| e.extn_id == ID_PKIX_OCSP_NONCE) {
+        Some(e) => Some(checked_nonce(e.extn_value.as_bytes())?),
+        None => None,
+    };
     Ok(Parsed { items, nonce })
 }
 
@@ -73,10 +73,17 @@ fn check_extensions(exts: &[Extension<'_>]) -> Result<(), OcspError> {
     }
 }
 
-fn usable_nonce(extn_value: &[u8]) -> bool {
-    match <&OctetStringRef>::from_der(extn_value) {
-        Ok(n) => (1..=MAX_NONCE_LEN).contains(&n.as_bytes().len()),
-        Err(_) => false,
+/// RFC 9654 §2.1: `Nonce ::= OCTET STRING (SIZE(1..128))`; a responder
+/// rejects 0 octets and more than 128 with malformedRequest.
+fn checked_nonce(extn_value: &[u8]) -> Result<&[u8], OcspError> {
+    let nonce = <&OctetStringRef>::from_der(extn_value)
+        .map_err(|e| OcspError::Malformed(format!("the nonce extension does not hold an OCTET STRING: {e}")))?;
+    match nonce.as_bytes().len() {
+        0 => Err(OcspError::Malformed("the nonce is empty; RFC 9654 allows 1 to 128 octets".into())),
+        n if n > MAX_NONCE_LEN => {
+            Err(OcspError::Malformed(format!("the nonce has {n} octets; RFC 9654 allows 1 to {MAX_NONCE_LEN}")))
+        }
+        _ => Ok(extn_value),
     }
 }
 
@@ -171,14 +178,26 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn odd_nonces_are_ignored_and_critical_unknown_extensions_rejected() {
+    fn nonces_follow_rfc_9654_and_critical_unknown_extensions_are_rejected() {
         let is = issuers();
-        for n in [&[][..], &[1u8; 33][..]] {
-            let der = build(&is[0], HashAlg::Sha1, &[&[1]], Some(n));
-            assert_eq!(parse(&der, 8, &is).unwrap().nonce, None, "nonce of {} octets", n.len());
+        for len in [0, 129, 4000] {
+            let der = build(&is[0], HashAlg::Sha1, &[&[1]], Some(&vec![7; len]));
+            match parse(&der, 8, &is) {
+                Err(OcspError::Malformed(m)) => assert!(m.contains("nonce"), "{len}: {m}"),
+                other => panic!("nonce of {len} octets: {other:?}"),
+            }
         }
+        for len in [1, 16, 32, 33, 128] {
+            let der = build(&is[0], HashAlg::Sha1, &[&[1]], Some(&vec![7; len]));
+            let nonce = parse(&der, 8, &is).unwrap().nonce.unwrap();
+            assert_eq!(<&OctetStringRef>::from_der(nonce).unwrap().as_bytes().len(), len);
+        }
+        // An extnValue that is not an OCTET STRING.
         let der = build(&is[0], HashAlg::Sha1, &[&[1]], Some(&[1; 32]));
-        assert!(parse(&der, 8, &is).unwrap().nonce.is_some());
+        let mut req = OCSPRequest::from_der(&der).unwrap();
+        let not_octets = [0x02, 0x01, 0x05];
+        req.tbs_request.request_extensions.as_mut().unwrap()[0].extn_value = OctetStringRef::new(&not_octets).unwrap();
+        assert!(matches!(parse(&req.to_der().unwrap(), 8, &is), Err(OcspError::Malformed(_))));
 
         let mut req = OCSPRequest::from_der(&der).unwrap();
         let value = [0x05, 0x00];

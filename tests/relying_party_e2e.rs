@@ -1,0 +1,165 @@
+//! End to end: the relying-party examples in `examples/relying-party` (openssl,
+//! Java, Python) run against a running CA, as a pharmacy or a hospital would
+//! run them: a good card is valid with the role Medical Doctor, a card revoked
+//! through the emergency path is revoked with its reason (keyCompromise), and
+//! Java with its PKIX defaults rejects every card certificate (the warning in
+//! docs/relying-parties.md).
+//!
+//! The examples take the URLs from the certificates, so the CA's `[public]`
+//! base URLs point at two listeners of this test (port 0, bound before the
+//! ceremony), which forward to the CA's CRL and OCSP listeners, as a
+//! deployment's public front would.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{application, write_pem, Ca};
+
+/// Forwards every connection to `listener` to `target`, both ways, until either side closes.
+fn forward(listener: TcpListener, target: String) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let Ok(server) = TcpStream::connect(&target) else { continue };
+            for (mut from, mut to) in [
+                (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+fn examples() -> PathBuf {
+    common::repo().join("examples/relying-party")
+}
+
+fn venv_python() -> PathBuf {
+    common::repo().join(".venv/bin/python")
+}
+
+/// What each example needs; a missing tool fails the test (never a skip).
+fn missing_tools() -> Vec<String> {
+    let runs = |program: &Path, args: &[&str], want: &str| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(want))
+            .unwrap_or(false)
+    };
+    let mut missing = Vec::new();
+    if !runs(Path::new("openssl"), &["version"], "OpenSSL") {
+        missing.push("openssl".to_owned());
+    }
+    if !runs(Path::new("curl"), &["--version"], "curl") {
+        missing.push("curl".to_owned());
+    }
+    // `java Verify.java` (source-file mode) needs a JDK: the jdk.compiler module.
+    if !runs(Path::new("java"), &["--list-modules"], "jdk.compiler") {
+        missing.push("java 11+ with jdk.compiler (a JDK, e.g. openjdk-17-jdk-headless)".to_owned());
+    }
+    if !runs(&venv_python(), &["-c", "import cryptography, pyhanko_certvalidator; print('ok')"], "ok") {
+        missing.push(".venv with cryptography and pyhanko-certvalidator".to_owned());
+    }
+    missing
+}
+
+/// Runs one example; (exit code, stdout and stderr).
+fn run(program: &str, args: &[&Path], extra: &[&str]) -> (i32, String) {
+    let mut cmd = match program {
+        "openssl" => {
+            let mut c = Command::new("sh");
+            c.arg(examples().join("verify.sh"));
+            c
+        }
+        "java" => {
+            let mut c = Command::new("java");
+            c.arg(examples().join("Verify.java"));
+            c
+        }
+        "python" => {
+            let mut c = Command::new(venv_python());
+            c.arg(examples().join("verify.py"));
+            c
+        }
+        other => panic!("no example for {other}"),
+    };
+    let out = cmd.args(args).args(extra).output().unwrap_or_else(|e| panic!("run the {program} example: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn each_example_finds_a_good_card_valid_and_an_emergency_revoked_card_revoked_with_its_reason() {
+    let missing = missing_tools();
+    assert!(missing.is_empty(), "relying-party tools missing: {missing:?}; run `make setup` (as root)");
+
+    let crl_front = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let ocsp_front = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let public = format!(
+        "[public]\ncrl_base_url = \"http://{}\"\nocsp_base_url = \"http://{}\"\n",
+        crl_front.local_addr().unwrap(),
+        ocsp_front.local_addr().unwrap()
+    );
+    let mut ca = Ca::new(&public);
+    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl-http", "ocsp"]);
+    let (issuance, revocation) = (&addrs[0], &addrs[1]);
+    forward(crl_front, addrs[2].clone());
+    forward(ocsp_front, addrs[3].clone());
+
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cards = Vec::new();
+    for (id, licence) in [("good", "810001"), ("lost", "810002")] {
+        let card = rt
+            .block_on(async { ca.issuance(issuance).await.submit_application(application(id, licence, &dir)).await })
+            .expect("issue card")
+            .into_inner();
+        let (sign, auth) = (dir.join(format!("{id}-sign.pem")), dir.join(format!("{id}-auth.pem")));
+        write_pem(&sign, &card.signing_certificate);
+        write_pem(&auth, &card.authentication_certificate);
+        cards.push((card.card_id, sign, auth));
+    }
+    let out = ca.emergency_revoke(&cards[1].0, revocation);
+    assert!(out.status.success(), "emergency-revoke: {}", String::from_utf8_lossy(&out.stderr));
+
+    let (root, sign_ca, auth_ca) = (ca.cert_path("root-ca.pem"), ca.cert_path("sign-ca.pem"), ca.cert_path("auth-ca.pem"));
+    let (good_sign, good_auth) = (cards[0].1.as_path(), cards[0].2.as_path());
+    let (lost_sign, lost_auth) = (cards[1].1.as_path(), cards[1].2.as_path());
+
+    for (program, extra) in [("openssl", &[][..]), ("python", &[][..]), ("java", &[][..]), ("java", &["--crl"][..])] {
+        for (cert, issuing) in [(good_sign, &sign_ca), (good_auth, &auth_ca)] {
+            let (code, text) = run(program, &[cert, issuing, &root], extra);
+            println!("{program} {extra:?} {}:\n{text}", cert.display());
+            assert!(code == 0 && text.starts_with("valid"), "{program} {extra:?}, good card {}: {text}", cert.display());
+            assert!(text.contains("role: Medical Doctor"), "{program} {extra:?}: {text}");
+        }
+        for (cert, issuing) in [(lost_sign, &sign_ca), (lost_auth, &auth_ca)] {
+            let (code, text) = run(program, &[cert, issuing, &root], extra);
+            println!("{program} {extra:?} {}:\n{text}", cert.display());
+            assert!(
+                code == 1 && text.starts_with("revoked: keyCompromise at "),
+                "{program} {extra:?}, revoked card {}: {text}",
+                cert.display()
+            );
+            assert!(text.contains("role: Medical Doctor"), "{program} {extra:?}: {text}");
+            if program == "java" {
+                // Who said so: the delegated OCSP responder by default, the issuing CA's CRL with --crl.
+                assert_eq!(text.contains("OCSP Responder"), extra.is_empty(), "{program} {extra:?}: {text}");
+            }
+        }
+    }
+
+    // Java's defaults reject the good card: the reason docs/relying-parties.md gives.
+    let (code, text) = run("java", &[good_sign, &sign_ca, &root], &["--defaults"]);
+    assert!(
+        code == 2 && text.contains("INVALID_POLICY") && text.contains("critical policy qualifiers present in certificate"),
+        "Java with PKIX defaults: {text}"
+    );
+}

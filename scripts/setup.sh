@@ -11,6 +11,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# examples/relying-party/Verify.java runs as `java Verify.java`: source-file mode needs a JDK.
+java --list-modules 2>/dev/null | grep '^jdk.compiler' >/dev/null || need+=(openjdk-17-jdk-headless)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -23,12 +25,14 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Tools we did not write, to judge our output: pkilint and Python cryptography.
+# Tools we did not write, to judge our output: pkilint, Python cryptography,
+# and pyHanko's certvalidator (examples/relying-party/verify.py).
 venv="$(dirname "$0")/../.venv"
-if [ ! -x "$venv/bin/lint_pkix_cert" ] || ! "$venv/bin/python" -c 'import cryptography' >/dev/null 2>&1; then
-    echo "setup: installing pkilint and cryptography into .venv"
+if [ ! -x "$venv/bin/lint_pkix_cert" ] ||
+    ! "$venv/bin/python" -c 'import cryptography, pyhanko, pyhanko_certvalidator' >/dev/null 2>&1; then
+    echo "setup: installing pkilint, cryptography and pyhanko into .venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check pkilint cryptography
+    "$venv/bin/pip" install -q --disable-pip-version-check pkilint cryptography pyhanko pyhanko-certvalidator
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -23,10 +23,9 @@ fn forward(listener: TcpListener, target: String) {
     std::thread::spawn(move || {
         for client in listener.incoming().map_while(Result::ok) {
             let Ok(server) = TcpStream::connect(&target) else { continue };
-            for (mut from, mut to) in [
-                (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
-                (server, client),
-            ] {
+            for (mut from, mut to) in
+                [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
+            {
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut from, &mut to);
                     let _ = to.shutdown(std::net::Shutdown::Write);
@@ -95,15 +94,26 @@ fn run(program: &str, args: &[&Path], extra: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-#[test]
-fn each_example_finds_a_good_card_valid_and_an_emergency_revoked_card_revoked_with_its_reason() {
+/// A running CA whose public URLs reach it, with a good card and a lost one
+/// (emergency-revoked): the certificate files and the CA certificates.
+struct Cards {
+    ca: Ca,
+    root: PathBuf,
+    sign_ca: PathBuf,
+    auth_ca: PathBuf,
+    /// (signing, authentication) certificate files.
+    good: (PathBuf, PathBuf),
+    lost: (PathBuf, PathBuf),
+}
+
+fn good_and_lost_cards(extra_config: &str) -> Cards {
     let missing = missing_tools();
     assert!(missing.is_empty(), "relying-party tools missing: {missing:?}; run `make setup` (as root)");
 
     let crl_front = TcpListener::bind("127.0.0.1:0").expect("bind");
     let ocsp_front = TcpListener::bind("127.0.0.1:0").expect("bind");
     let public = format!(
-        "[public]\ncrl_base_url = \"http://{}\"\nocsp_base_url = \"http://{}\"\n",
+        "[public]\ncrl_base_url = \"http://{}\"\nocsp_base_url = \"http://{}\"\n{extra_config}",
         crl_front.local_addr().unwrap(),
         ocsp_front.local_addr().unwrap()
     );
@@ -128,20 +138,50 @@ fn each_example_finds_a_good_card_valid_and_an_emergency_revoked_card_revoked_wi
     }
     let out = ca.emergency_revoke(&cards[1].0, revocation);
     assert!(out.status.success(), "emergency-revoke: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let published =
+        if extra_config.contains("delta_crls = true") { "delta CRL published" } else { "full CRL published" };
+    assert!(text.contains(published), "{text}");
 
-    let (root, sign_ca, auth_ca) = (ca.cert_path("root-ca.pem"), ca.cert_path("sign-ca.pem"), ca.cert_path("auth-ca.pem"));
-    let (good_sign, good_auth) = (cards[0].1.as_path(), cards[0].2.as_path());
-    let (lost_sign, lost_auth) = (cards[1].1.as_path(), cards[1].2.as_path());
+    let (root, sign_ca, auth_ca) =
+        (ca.cert_path("root-ca.pem"), ca.cert_path("sign-ca.pem"), ca.cert_path("auth-ca.pem"));
+    let lost = cards.pop().expect("lost card");
+    let good = cards.pop().expect("good card");
+    Cards { ca, root, sign_ca, auth_ca, good: (good.1, good.2), lost: (lost.1, lost.2) }
+}
 
-    for (program, extra) in [("openssl", &[][..]), ("python", &[][..]), ("java", &[][..]), ("java", &["--crl"][..])] {
-        for (cert, issuing) in [(good_sign, &sign_ca), (good_auth, &auth_ca)] {
-            let (code, text) = run(program, &[cert, issuing, &root], extra);
+#[test]
+fn each_example_finds_a_good_card_valid_and_an_emergency_revoked_card_revoked_with_its_reason() {
+    let c = good_and_lost_cards("");
+    let (root, sign_ca, auth_ca) = (&c.root, &c.sign_ca, &c.auth_ca);
+    let (good_sign, good_auth) = (c.good.0.as_path(), c.good.1.as_path());
+    let (lost_sign, lost_auth) = (c.lost.0.as_path(), c.lost.1.as_path());
+
+    for (program, extra) in [
+        ("openssl", &[][..]),
+        ("python", &[][..]),
+        ("python", &["--crl"][..]),
+        ("java", &[][..]),
+        ("java", &["--crl"][..]),
+    ] {
+        // The CRL-only modes differ in revocation alone: one good certificate is enough.
+        let good = if extra.is_empty() {
+            &[(good_sign, sign_ca), (good_auth, auth_ca)][..]
+        } else {
+            &[(good_sign, sign_ca)][..]
+        };
+        for &(cert, issuing) in good {
+            let (code, text) = run(program, &[cert, issuing, root], extra);
             println!("{program} {extra:?} {}:\n{text}", cert.display());
-            assert!(code == 0 && text.starts_with("valid"), "{program} {extra:?}, good card {}: {text}", cert.display());
+            assert!(
+                code == 0 && text.starts_with("valid"),
+                "{program} {extra:?}, good card {}: {text}",
+                cert.display()
+            );
             assert!(text.contains("role: Medical Doctor"), "{program} {extra:?}: {text}");
         }
-        for (cert, issuing) in [(lost_sign, &sign_ca), (lost_auth, &auth_ca)] {
-            let (code, text) = run(program, &[cert, issuing, &root], extra);
+        for (cert, issuing) in [(lost_sign, sign_ca), (lost_auth, auth_ca)] {
+            let (code, text) = run(program, &[cert, issuing, root], extra);
             println!("{program} {extra:?} {}:\n{text}", cert.display());
             assert!(
                 code == 1 && text.starts_with("revoked: keyCompromise at "),
@@ -156,10 +196,42 @@ fn each_example_finds_a_good_card_valid_and_an_emergency_revoked_card_revoked_wi
         }
     }
 
+    // The root is the pin: another root (the CA's own TLS root) makes the good card invalid.
+    let stranger = c.ca.state().join("tls/ca.pem");
+    for program in ["openssl", "python", "java"] {
+        let (code, text) = run(program, &[good_sign, sign_ca, &stranger], &[]);
+        assert!(code == 2 && text.starts_with("invalid: "), "{program} with another root: {text}");
+    }
+
     // Java's defaults reject the good card: the reason docs/relying-parties.md gives.
-    let (code, text) = run("java", &[good_sign, &sign_ca, &root], &["--defaults"]);
+    let (code, text) = run("java", &[good_sign, sign_ca, root], &["--defaults"]);
     assert!(
-        code == 2 && text.contains("INVALID_POLICY") && text.contains("critical policy qualifiers present in certificate"),
+        code == 2
+            && text.contains("INVALID_POLICY")
+            && text.contains("critical policy qualifiers present in certificate"),
         "Java with PKIX defaults: {text}"
     );
+}
+
+#[test]
+fn with_delta_crls_openssl_and_python_see_a_revocation_only_the_delta_lists_and_java_crls_do_not() {
+    let c = good_and_lost_cards("[profile]\ndelta_crls = true\n");
+    let (root, sign_ca) = (&c.root, &c.sign_ca);
+    let lost = [c.lost.0.as_path(), sign_ca, root];
+    // The emergency revocation is on the delta CRL only (until the next full CRL).
+    let (code, text) = run("openssl", &lost, &[]);
+    assert!(code == 1 && text.starts_with("revoked: keyCompromise at ") && text.contains("(OCSP and CRL)"), "{text}");
+    let (code, text) = run("python", &lost, &["--crl"]);
+    assert!(
+        code == 1 && text.starts_with("revoked: keyCompromise at ") && text.contains("CRL"),
+        "python --crl: {text}"
+    );
+    let (code, text) = run("java", &lost, &[]);
+    assert!(code == 1 && text.starts_with("revoked: keyCompromise at "), "java (OCSP): {text}");
+    // Java's PKIX reads full CRLs only: CRL-only Java misses the revocation.
+    // docs/relying-parties.md warns of this; if this fails, Java learned deltas: update the guide.
+    let (code, text) = run("java", &lost, &["--crl"]);
+    assert!(code == 0 && text.starts_with("valid"), "java --crl with a revocation on the delta CRL only: {text}");
+    let (code, text) = run("python", &[&c.good.0, sign_ca, root], &["--crl"]);
+    assert!(code == 0 && text.starts_with("valid"), "python --crl, good card: {text}");
 }

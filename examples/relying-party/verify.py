@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Verify an HPKI physician card certificate the way a relying party does.
 
-Usage: verify.py CERT ISSUING_CA ROOT     (PEM or DER files)
+Usage: verify.py CERT ISSUING_CA ROOT [--crl]    (PEM or DER files)
 
 Trust anchor: ROOT only, the JMA root you pinned out of band. The issuing CA
 certificate is an untrusted intermediate; it is trusted only because ROOT
 signed it. Revocation is hard-fail: the card's CRL (from its CRL distribution
-point) or OCSP (from its AIA), and the root's ARL for the issuing CA, are
-fetched over HTTP; no answer means no verdict.
+point, with its delta CRL) or OCSP (from its AIA), and the root's ARL for the
+issuing CA, are fetched over HTTP; no answer means no verdict. --crl: CRLs
+only, never OCSP.
 
 Prints one verdict line, then the holder's role:
   valid
@@ -24,6 +25,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import PathValidationError, RevokedError
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
 
 HC_ACTOR = "1.0.17090.0.1"  # ISO 17090 id-hcpki-at-healthcareactor (hcRole)
 SUBJECT_DIRECTORY_ATTRIBUTES = x509.ObjectIdentifier("2.5.29.9")
@@ -82,7 +84,7 @@ def oid_text(content):
     return ".".join(map(str, [first, arcs[0] - 40 * first] + arcs[1:]))
 
 
-async def main(cert_path, issuing_path, root_path):
+async def main(cert_path, issuing_path, root_path, mode=None):
     cert_der = der(cert_path)
     cert = x509.load_der_x509_certificate(cert_der)
     roles = hc_roles(cert)
@@ -92,10 +94,15 @@ async def main(cert_path, issuing_path, root_path):
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     usage = {"non_repudiation"} if ku.content_commitment else {"digital_signature"}
 
+    # Hard-fail: no revocation information means invalid, never "valid". By
+    # default a CRL or an OCSP response will do (OCSP is asked first); --crl
+    # requires CRLs for the card and the issuing CA.
+    crl_only = RevocationCheckingPolicy(RevocationCheckingRule.CRL_REQUIRED, RevocationCheckingRule.CRL_REQUIRED)
     context = ValidationContext(
         trust_roots=[asn1_x509.Certificate.load(der(root_path))],  # pin the root, nothing else
         allow_fetching=True,  # fetch CRLs and OCSP from the URLs in the certificates
-        revocation_mode="hard-fail",  # no revocation information: invalid, never "valid"
+        revocation_mode="hard-fail",
+        revinfo_policy=CertRevTrustPolicy(crl_only) if mode == "--crl" else None,
     )
     validator = CertificateValidator(
         asn1_x509.Certificate.load(cert_der),
@@ -124,6 +131,6 @@ async def main(cert_path, issuing_path, root_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5) or sys.argv[4:] not in ([], ["--crl"]):
         sys.exit(__doc__)
     sys.exit(asyncio.run(main(*sys.argv[1:])))

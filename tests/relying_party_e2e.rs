@@ -235,3 +235,18 @@ fn with_delta_crls_openssl_and_python_see_a_revocation_only_the_delta_lists_and_
     let (code, text) = run("python", &[&c.good.0, sign_ca, root], &["--crl"]);
     assert!(code == 0 && text.starts_with("valid"), "python --crl, good card: {text}");
 }
+
+#[test]
+fn without_an_ocsp_url_as_on_real_hpki_cards_each_example_judges_by_the_crls() {
+    let c = good_and_lost_cards("[profile]\nocsp_enabled = false\n");
+    let (root, sign_ca) = (&c.root, &c.sign_ca);
+    let (ok, aia) = common::openssl(&["x509", "-in", c.good.0.to_str().unwrap(), "-noout", "-ocsp_uri"]);
+    assert!(ok && aia.trim().is_empty(), "no AIA expected: {aia}");
+    for program in ["openssl", "python", "java"] {
+        let (code, text) = run(program, &[&c.good.0, sign_ca, root], &[]);
+        assert!(code == 0 && text.starts_with("valid"), "{program} without OCSP, good card: {text}");
+        let (code, text) = run(program, &[&c.lost.0, sign_ca, root], &[]);
+        assert!(code == 1 && text.starts_with("revoked: keyCompromise at "), "{program} without OCSP, lost card: {text}");
+        assert!(!text.contains("OCSP"), "{program} without OCSP names OCSP: {text}");
+    }
+}

@@ -246,7 +246,10 @@ fn without_an_ocsp_url_as_on_real_hpki_cards_each_example_judges_by_the_crls() {
         let (code, text) = run(program, &[&c.good.0, sign_ca, root], &[]);
         assert!(code == 0 && text.starts_with("valid"), "{program} without OCSP, good card: {text}");
         let (code, text) = run(program, &[&c.lost.0, sign_ca, root], &[]);
-        assert!(code == 1 && text.starts_with("revoked: keyCompromise at "), "{program} without OCSP, lost card: {text}");
+        assert!(
+            code == 1 && text.starts_with("revoked: keyCompromise at "),
+            "{program} without OCSP, lost card: {text}"
+        );
         assert!(!text.contains("OCSP"), "{program} without OCSP names OCSP: {text}");
     }
 }

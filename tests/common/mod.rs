@@ -158,9 +158,16 @@ impl Ca {
 
     /// Starts `hpki-ca <args>` and returns the addresses it announces, by service name.
     pub fn spawn(&mut self, args: &[&str], services: &[&str]) -> Vec<String> {
+        let config =
+            self.config.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", self.config.display())).to_owned();
+        let args: Vec<&str> = ["--config", config.as_str()].into_iter().chain(args.iter().copied()).collect();
+        self.spawn_command(&args, services)
+    }
+
+    /// Starts `hpki-ca <args>` as given (no `--config` added: a process with a
+    /// config file of its own) and returns the addresses it announces, by service name.
+    pub fn spawn_command(&mut self, args: &[&str], services: &[&str]) -> Vec<String> {
         let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -221,6 +228,14 @@ impl Ca {
             let _ = c.wait();
         }
         self.children.clear();
+    }
+}
+
+impl Ca {
+    /// A CA whose state folder (`dir/state`: token, ceremony) the test sets up
+    /// itself; `config` is the file [`Ca::cli`] and [`Ca::spawn`] use. gRPC is mTLS.
+    pub fn adopt(dir: tempfile::TempDir, config: PathBuf) -> Ca {
+        Ca { dir, config, tls: true, children: Vec::new() }
     }
 }
 

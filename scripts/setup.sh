@@ -9,6 +9,8 @@ command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# tests/deploy_e2e.rs runs `systemd-analyze verify` on deploy/systemd.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # examples/relying-party/Verify.java runs as `java Verify.java`: source-file mode needs a JDK.

@@ -83,13 +83,6 @@ where
     all
 }
 
-/// A P-256 CSR made in memory: card keys are distinct and cheap to make.
-fn csr() -> Vec<u8> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
-    let params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CSR params");
-    params.serialize_request(&key).expect("CSR").der().to_vec()
-}
-
 /// p50 of one RSA-2048 signature by the signing CA key in the token, before
 /// the CA runs: the unit the budget is written in.
 fn raw_signature(ca: &Ca) -> Duration {
@@ -119,7 +112,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut samples: Vec<Sample> = Vec::new();
     let cards_needed = CARDS_1 + 8 * CARDS_8 + 64 * CARDS_64;
-    let csrs: Vec<(Vec<u8>, Vec<u8>)> = (0..cards_needed).map(|_| (csr(), csr())).collect();
+    let csrs: Vec<(Vec<u8>, Vec<u8>)> = (0..cards_needed).map(|_| common::fresh_csrs()).collect();
 
     let (throughput_64, writes_64, card_ids) = rt.block_on(async {
         let issuance = ca.issuance(&addrs[1]).await;

@@ -174,6 +174,7 @@ async fn stage_leftovers(ca: &Ca, reg_addr: &str, seed: &iss::IssuedCard) -> (St
             actor: "crash-test".into(),
             procedure: String::new(),
             replaces_card_id: String::new(),
+            keys: Vec::new(),
         };
         let mut registry = registry.clone();
         async move {
@@ -259,6 +260,8 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     let work = ca.dir.path().to_owned();
     let signing_csr = openssl_csr(&work, "sign", "rsa:2048");
     let authentication_csr = openssl_csr(&work, "auth", "ec");
+    // Every card after the seed has keys of its own: a key goes on one card only.
+    let keys: Vec<(Vec<u8>, Vec<u8>)> = (0..400).map(|_| common::fresh_csrs()).collect();
 
     // A crash's leftovers, staged, then a kill of issuance: its recovery resolves them.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -300,7 +303,8 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
                 let rev_ch = rev_endpoint.connect_lazy();
                 let mut i = 0u32;
                 while !stop.load(Ordering::SeqCst) && i < 400 {
-                    let app = application(i, &signing_csr, &authentication_csr);
+                    let (sign, auth) = &keys[i as usize];
+                    let app = application(i, sign, auth);
                     let card = retry(&format!("application {i}"), PER_CARD, &retries, || {
                         let mut c = IssuanceClient::new(iss_ch.clone());
                         let app = app.clone();

@@ -395,6 +395,17 @@ pub fn application(id: &str, licence: &str, dir: &Path) -> iss::NewCardApplicati
     application_with_csrs(id, licence, signing_csr, authentication_csr)
 }
 
+/// A fresh P-256 key pair per certificate, as CSRs (DER), made in memory: a
+/// key goes on one card only, and openssl is slow for hundreds of cards.
+pub fn fresh_csrs() -> (Vec<u8>, Vec<u8>) {
+    let csr = || {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+        let params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CSR params");
+        params.serialize_request(&key).expect("CSR").der().to_vec()
+    };
+    (csr(), csr())
+}
+
 /// The same application, with CSRs the caller made (DER or PEM).
 pub fn application_with_csrs(
     id: &str,

@@ -12,6 +12,10 @@ pub enum IssuanceError {
     /// The registry answered with an error.
     #[error("{}", .0.message())]
     Registry(Status),
+    /// A CSR's public key is already certified on a card; the registry's
+    /// message names the CSR field.
+    #[error("{0}")]
+    KeyInUse(String),
     /// Another of our services answered with an error.
     #[error("{service}: {}", status.message())]
     Upstream { service: &'static str, status: Status },
@@ -36,7 +40,7 @@ impl From<IssuanceError> for Status {
     fn from(e: IssuanceError) -> Status {
         let msg = e.to_string();
         match e {
-            IssuanceError::InvalidArgument { .. } => Status::invalid_argument(msg),
+            IssuanceError::InvalidArgument { .. } | IssuanceError::KeyInUse(_) => Status::invalid_argument(msg),
             IssuanceError::FailedPrecondition(_) => Status::failed_precondition(msg),
             IssuanceError::Registry(s) => match s.code() {
                 // The registry's own verdicts about the application pass through.

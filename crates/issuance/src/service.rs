@@ -183,8 +183,17 @@ impl IssuanceService {
                 actor: input.actor.clone(),
                 procedure: procedure_name.into(),
                 replaces_card_id: input.replaces_card_id.clone(),
+                keys: vec![
+                    card_key(reg::CertificateKind::Signing, &input.signing_csr),
+                    card_key(reg::CertificateKind::Authentication, &input.authentication_csr),
+                ],
             })
-            .await?
+            .await
+            .map_err(|s| match s.code() {
+                // The only ALREADY_EXISTS of BeginApplication: a key certified before.
+                tonic::Code::AlreadyExists => IssuanceError::KeyInUse(s.message().to_owned()),
+                _ => IssuanceError::Registry(s),
+            })?
             .into_inner();
         let card = begun.card.ok_or_else(|| IssuanceError::Internal("registry returned no card".into()))?;
         let holder = begun.holder.ok_or_else(|| IssuanceError::Internal("registry returned no holder".into()))?;
@@ -522,4 +531,10 @@ impl Issuance for IssuanceService {
     ) -> Result<Response<iss::HolderHistory>, Status> {
         Ok(Response::new(self.holder_history(request.into_inner()).await?))
     }
+}
+
+/// A CSR's key as the registry indexes it: SHA-256 of the SubjectPublicKeyInfo DER.
+fn card_key(kind: reg::CertificateKind, csr: &profile::csr::VerifiedCsr) -> reg::CardKey {
+    use sha2::Digest;
+    reg::CardKey { kind: kind as i32, spki_sha256: sha2::Sha256::digest(csr.subject_public_key_info_der()).to_vec() }
 }

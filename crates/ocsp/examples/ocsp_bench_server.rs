@@ -164,6 +164,7 @@ fn application(n: usize) -> store::NewApplication {
         },
         application_json: "{}".into(),
         actor: "bench".into(),
+        keys: Vec::new(),
     }
 }
 

@@ -50,6 +50,7 @@ fn application(n: u32) -> NewApplication {
         },
         application_json: "{}".into(),
         actor: "ra-test".into(),
+        keys: Vec::new(),
     }
 }
 

@@ -56,6 +56,9 @@ fn store_status(err: StoreError) -> Status {
         E::NoSuchReplacedCard { .. } => (Code::NotFound, "replaces_card_id"),
         E::NoPinEscrow { .. } => (Code::NotFound, "card_id"),
         E::ActiveCard { .. } => (Code::FailedPrecondition, "holder.licence_number"),
+        // Named as the RA knows it: the CSR that carried the key.
+        E::KeyInUse { kind: store::CertificateKind::Signing, .. } => (Code::AlreadyExists, "signing_csr"),
+        E::KeyInUse { kind: store::CertificateKind::Authentication, .. } => (Code::AlreadyExists, "authentication_csr"),
         E::ApplicationMismatch { .. } | E::ApplicationProcedureMismatch { .. } => {
             (Code::FailedPrecondition, "application_id")
         }

@@ -105,6 +105,7 @@ impl Registry for RegistryService {
             holder,
             application_json: validate::json("application_json", &req.application_json)?,
             actor,
+            keys: convert::card_keys_in(&req.keys)?,
         };
         let prefix = self.holder_id_prefix.clone();
         let outcome = self.run(move |s| s.begin_procedure(&app, &procedure, &prefix)).await?;

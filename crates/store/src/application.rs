@@ -156,6 +156,7 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, procedure: &ApplicationProcedure, pr
         }
     };
 
+    crate::keys::check_unused(tx, &app.keys, None)?;
     let card_id = new_card_id(tx)?;
     let card = CardRecord {
         card_id: card_id.clone(),
@@ -176,6 +177,7 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, procedure: &ApplicationProcedure, pr
     tx.holder_by_licence.put_str(licence.as_bytes(), &holder.holder_id)?;
     tx.cards.put_json(card_id.as_bytes(), &card)?;
     tx.card_by_application.put_str(app.application_id.as_bytes(), &card_id)?;
+    crate::keys::index(tx, &card_id, &app.keys)?;
     let mut detail = json!({
         "application_id": app.application_id,
         "holder_id": holder.holder_id,
@@ -187,6 +189,11 @@ fn begin(tx: &Tx<'_>, app: &NewApplication, procedure: &ApplicationProcedure, pr
     }
     if !holder_changes.is_empty() {
         detail["holder_changes"] = Value::Object(holder_changes);
+    }
+    if !app.keys.is_empty() {
+        let keys: Map<String, Value> =
+            app.keys.iter().map(|k| (k.kind.name().to_owned(), json!(hex::encode(k.spki_sha256)))).collect();
+        detail["key_spki_sha256"] = Value::Object(keys);
     }
     audit::append(
         tx,

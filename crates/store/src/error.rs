@@ -33,6 +33,13 @@ pub enum StoreError {
     /// issued (an attempt that failed half-way), which a retry of that application finishes.
     #[error("{}", active_card_message(card_id, pending_application.as_deref()))]
     ActiveCard { card_id: String, pending_application: Option<String> },
+    /// A public key already certified on another card; `compromised` when that
+    /// card's certificate was revoked for keyCompromise.
+    #[error(
+        "the public key is already certified on card {card_id}{}; every certificate needs a new key",
+        if *compromised { " and was revoked for keyCompromise" } else { "" }
+    )]
+    KeyInUse { kind: crate::records::CertificateKind, card_id: String, compromised: bool },
     #[error("application {application_id} was made for licence number {licence_number}")]
     ApplicationMismatch { application_id: String, licence_number: String },
     /// A caller-supplied holder_id that is not the one on file for the licence.

@@ -18,6 +18,7 @@ mod crl_number;
 mod error;
 mod feed;
 mod holders;
+mod keys;
 mod pin;
 mod records;
 mod revocation;
@@ -31,9 +32,10 @@ pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};
 pub use crl_number::MAX_SCOPE_LEN;
+pub use keys::spki_sha256_of;
 pub use error::StoreError;
 pub use records::{
-    ApplicationProcedure, ApprovalRecord, ApprovalState, AuditRecord, BeginOutcome, CardRecord, CardRevokeOutcome,
+    ApplicationProcedure, ApprovalRecord, ApprovalState, AuditRecord, BeginOutcome, CardKey, CardRecord, CardRevokeOutcome,
     CardState, CardView, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, ContactAddress,
     ContactUpdate, CrlNumber, DisclosureLimit, HolderCards, HolderDetails, HolderRecord, Membership, NewApplication,
     NewApproval, NewPinEscrow, PinDisclosure, PinDisclosureRequest, PinEscrow, Procedure, Revocation, RevocationReason,
@@ -78,6 +80,9 @@ impl Store {
             }
         };
         let trees = tx::Trees::open(&db)?;
+        if keys::backfill(&trees)? {
+            db.flush()?;
+        }
         // What sled recovered is on disk, so all of it counts as durable.
         let durable = feed::Durable::new(feed::last_stored(&trees)?);
         Ok(Store { db, trees, durable })

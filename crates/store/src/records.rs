@@ -462,6 +462,13 @@ pub struct BeginOutcome {
     pub existing: bool,
 }
 
+/// One of a card's public keys, named by the SHA-256 of its SubjectPublicKeyInfo DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardKey {
+    pub kind: CertificateKind,
+    pub spki_sha256: [u8; 32],
+}
+
 /// A new application as the RA submitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApplication {
@@ -472,6 +479,9 @@ pub struct NewApplication {
     pub holder: HolderDetails,
     pub application_json: String,
     pub actor: String,
+    /// The card's public keys (from its CSRs). None may be certified on any
+    /// other card, whatever its state; they are indexed with the new card.
+    pub keys: Vec<CardKey>,
 }
 
 /// The outcome of `Store::update_contact`.

@@ -34,6 +34,7 @@ pub fn application(application_id: &str, licence_number: &str) -> NewApplication
         },
         application_json: r#"{"documents":["licence"]}"#.into(),
         actor: "ra-test".into(),
+        keys: Vec::new(),
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct Trees {
     pub approvals: Tree,
     /// card_id -> PinEscrow (with its disclosures).
     pub pin_escrow: Tree,
+    /// SHA-256 of a certified SubjectPublicKeyInfo -> its card and kind (see `keys`).
+    pub key_owner: Tree,
 }
 
 /// Transactional views of the trees, each knowing its name for error messages.
@@ -47,6 +49,7 @@ pub(crate) struct Tx<'a> {
     pub revoked_by_issuer: Table<'a>,
     pub approvals: Table<'a>,
     pub pin_escrow: Table<'a>,
+    pub key_owner: Table<'a>,
 }
 
 impl Trees {
@@ -63,6 +66,7 @@ impl Trees {
             revoked_by_issuer: db.open_tree("revoked_by_issuer")?,
             approvals: db.open_tree("approvals")?,
             pin_escrow: db.open_tree("pin_escrow")?,
+            key_owner: db.open_tree("key_owner")?,
         })
     }
 
@@ -82,8 +86,9 @@ impl Trees {
             &self.revoked_by_issuer,
             &self.approvals,
             &self.pin_escrow,
+            &self.key_owner,
         );
-        all.transaction(|(h, hl, c, ca, ce, a, m, fe, ri, ap, pe)| {
+        all.transaction(|(h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko)| {
             f(&Tx {
                 holders: Table { name: "holders", tree: h },
                 holder_by_licence: Table { name: "holder_by_licence", tree: hl },
@@ -96,6 +101,7 @@ impl Trees {
                 revoked_by_issuer: Table { name: "revoked_by_issuer", tree: ri },
                 approvals: Table { name: "approvals", tree: ap },
                 pin_escrow: Table { name: "pin_escrow", tree: pe },
+                key_owner: Table { name: "key_owner", tree: ko },
             })
         })
         .map_err(|e| match e {

@@ -174,7 +174,9 @@ fn main() {
                 move |i| {
                     let (mut c, card) = (c.clone(), cards[i % cards.len()].clone());
                     async move {
-                        c.get_card(iss::CardRef { key: Some(iss::card_ref::Key::CardId(card)) }).await.expect("GetCard");
+                        c.get_card(iss::CardRef { key: Some(iss::card_ref::Key::CardId(card)) })
+                            .await
+                            .expect("GetCard");
                     }
                 }
             })
@@ -266,7 +268,11 @@ fn main() {
     let write = samples[0].pct(50.0);
     let submit_budget = (2.0 * ms(signature) + WRITES_PER_CARD * ms(write)) * 2.0;
     println!("\nlatency budget: release hpki-ca run on loopback, mTLS, {card_ids} cards issued");
-    println!("baseline: one SoftHSM RSA-2048 signature p50 {:.3} ms; one durable registry write p50 {:.3} ms\n", ms(signature), ms(write));
+    println!(
+        "baseline: one SoftHSM RSA-2048 signature p50 {:.3} ms; one durable registry write p50 {:.3} ms\n",
+        ms(signature),
+        ms(write)
+    );
     println!("| call | clients | calls | p50 ms | p99 ms | p50 / signature | target | met |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut missed = Vec::new();

@@ -10,13 +10,8 @@ use std::process::{Command, Stdio};
 use common::{openssl, repo, BIN};
 
 fn hpki(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run hpki-ca");
+    let out =
+        Command::new(BIN).arg("--config").arg(config).args(args).stdin(Stdio::null()).output().expect("run hpki-ca");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -91,7 +86,10 @@ fn the_ceremony_writes_nothing_until_its_urls_are_confirmed() {
     let sign_ca = state.join("ca/sign-ca.pem");
     let (ok, text) = openssl(&["x509", "-in", sign_ca.to_str().unwrap(), "-noout", "-text"]);
     assert!(ok, "{text}");
-    assert!(text.contains("URI:http://127.0.0.1:9281/crl/arl.crl"), "the CA certificate carries the derived URL:\n{text}");
+    assert!(
+        text.contains("URI:http://127.0.0.1:9281/crl/arl.crl"),
+        "the CA certificate carries the derived URL:\n{text}"
+    );
 
     // Everything exists now: a repeat keeps it all and needs no confirmation.
     let (ok, out, err) = hpki(&config, &["ceremony"]);

@@ -95,9 +95,11 @@ impl Config {
         if absent(&["profile", "cps_uri"]) {
             p.cps_uri = format!("{repository}/repository/");
         }
-        for (name, entity) in
-            [("root", &mut self.ca.root), ("signing", &mut self.ca.signing), ("authentication", &mut self.ca.authentication)]
-        {
+        for (name, entity) in [
+            ("root", &mut self.ca.root),
+            ("signing", &mut self.ca.signing),
+            ("authentication", &mut self.ca.authentication),
+        ] {
             if absent(&["ca", name, "crl_url"]) {
                 entity.crl_url = format!("{crl}/crl/arl.crl");
             }
@@ -266,7 +268,8 @@ mod tests {
         assert_eq!(cfg.profile.cps_uri, "", "an explicit empty value means none");
         assert_eq!(cfg.ca.root.crl_url, "");
         assert_eq!(cfg.ca.authentication.crl_url, "http://crl.example.jp/crl/arl.crl");
-        for url in [&cfg.issuance.registry_url, &cfg.crl.registry_url, &cfg.revocation.registry_url, &cfg.ocsp.registry_url]
+        for url in
+            [&cfg.issuance.registry_url, &cfg.crl.registry_url, &cfg.revocation.registry_url, &cfg.ocsp.registry_url]
         {
             assert_eq!(url, "https://127.0.0.1:6001");
         }
@@ -276,7 +279,9 @@ mod tests {
         assert!(urls.iter().all(|u| !u.url.is_empty()));
         assert!(urls.iter().any(|u| u.certificate == "signing certificates" && u.field == "AIA OCSP"));
         assert!(!urls.iter().any(|u| u.certificate.starts_with("root")), "the root carries no CRL DP");
-        assert!(urls.iter().any(|u| u.certificate == "authentication CA certificate" && u.url.ends_with("/crl/arl.crl")));
+        assert!(urls
+            .iter()
+            .any(|u| u.certificate == "authentication CA certificate" && u.url.ends_with("/crl/arl.crl")));
     }
 
     #[test]
@@ -307,7 +312,10 @@ mod tests {
         assert!(w.iter().any(|w| w.starts_with("issuance.registry_url https://localhost:7000")), "{w:#?}");
         assert!(!w.iter().any(|w| w.contains("ocsp_url")), "the OCSP base URL was moved with its listener: {w:#?}");
         // A public host name is not ours to judge.
-        let public = Config::parse("[crl]\nhttp_listen = \"127.0.0.1:9081\"\n[public]\ncrl_base_url = \"http://crl.example.jp\"\n").unwrap();
+        let public = Config::parse(
+            "[crl]\nhttp_listen = \"127.0.0.1:9081\"\n[public]\ncrl_base_url = \"http://crl.example.jp\"\n",
+        )
+        .unwrap();
         assert!(public.url_warnings().is_empty(), "{:?}", public.url_warnings());
     }
 }

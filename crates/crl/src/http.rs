@@ -88,10 +88,13 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CrlError> {
-    axum::serve(listener.tap_io(|tcp: &mut tokio::net::TcpStream| tls::net::accepted(tcp)), router_with_limits(store, limits))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| CrlError::Internal(format!("HTTP server: {e}")))
+    axum::serve(
+        listener.tap_io(|tcp: &mut tokio::net::TcpStream| tls::net::accepted(tcp)),
+        router_with_limits(store, limits),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| CrlError::Internal(format!("HTTP server: {e}")))
 }
 
 fn plain(status: StatusCode, text: &str) -> Response {

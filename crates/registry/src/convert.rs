@@ -237,6 +237,26 @@ pub fn audit_out(a: AuditRecord) -> pb::AuditEntry {
     }
 }
 
+/// The keys of a BeginApplication: a known kind each, at most one per kind,
+/// and a 32-byte SHA-256.
+pub fn card_keys_in(keys: &[pb::CardKey]) -> Result<Vec<store::CardKey>, RegistryError> {
+    let mut out: Vec<store::CardKey> = Vec::with_capacity(keys.len());
+    for k in keys {
+        let kind = crate::validate::kind("keys.kind", k.kind)?;
+        let spki_sha256: [u8; 32] = k.spki_sha256.as_slice().try_into().map_err(|_| {
+            RegistryError::invalid("keys.spki_sha256", format!("is {} bytes, not 32", k.spki_sha256.len()))
+        })?;
+        if out.iter().any(|o| o.kind == kind) {
+            return Err(RegistryError::invalid("keys.kind", format!("{} is given twice", kind.name())));
+        }
+        if out.iter().any(|o| o.spki_sha256 == spki_sha256) {
+            return Err(RegistryError::invalid("keys.spki_sha256", "both keys of a card are the same key"));
+        }
+        out.push(store::CardKey { kind, spki_sha256 });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,26 +293,4 @@ mod tests {
         let err = holder_in(Some(pb::Holder { contact: Some(bad_contact), ..holder() })).unwrap_err();
         assert!(err.to_string().starts_with("holder.contact.phone: "), "{err}");
     }
-}
-
-/// The keys of a BeginApplication: a known kind each, at most one per kind,
-/// and a 32-byte SHA-256.
-pub fn card_keys_in(keys: &[pb::CardKey]) -> Result<Vec<store::CardKey>, RegistryError> {
-    let mut out: Vec<store::CardKey> = Vec::with_capacity(keys.len());
-    for k in keys {
-        let kind = crate::validate::kind("keys.kind", k.kind)?;
-        let spki_sha256: [u8; 32] = k
-            .spki_sha256
-            .as_slice()
-            .try_into()
-            .map_err(|_| RegistryError::invalid("keys.spki_sha256", format!("is {} bytes, not 32", k.spki_sha256.len())))?;
-        if out.iter().any(|o| o.kind == kind) {
-            return Err(RegistryError::invalid("keys.kind", format!("{} is given twice", kind.name())));
-        }
-        if out.iter().any(|o| o.spki_sha256 == spki_sha256) {
-            return Err(RegistryError::invalid("keys.spki_sha256", "both keys of a card are the same key"));
-        }
-        out.push(store::CardKey { kind, spki_sha256 });
-    }
-    Ok(out)
 }

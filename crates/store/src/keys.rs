@@ -49,7 +49,9 @@ pub(crate) fn index(tx: &Tx<'_>, card_id: &str, keys: &[CardKey]) -> TxResult<()
 pub fn spki_sha256_of(der: &[u8]) -> Option<[u8; 32]> {
     let spki = match x509_cert::TbsCertificate::from_der(der) {
         Ok(tbs) => tbs.subject_public_key_info().to_der().ok()?,
-        Err(_) => x509_cert::Certificate::from_der(der).ok()?.tbs_certificate().subject_public_key_info().to_der().ok()?,
+        Err(_) => {
+            x509_cert::Certificate::from_der(der).ok()?.tbs_certificate().subject_public_key_info().to_der().ok()?
+        }
     };
     Some(Sha256::digest(spki).into())
 }
@@ -67,7 +69,8 @@ pub(crate) fn backfill(trees: &Trees) -> Result<bool, StoreError> {
         let Some(digest) = spki_sha256_of(der) else { continue };
         if !trees.key_owner.contains_key(digest)? {
             let owner = Owner { card_id: record.card_id.clone(), kind: record.kind };
-            let bytes = serde_json::to_vec(&owner).map_err(|e| crate::tx::corrupt("key_owner", &digest, &e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(&owner).map_err(|e| crate::tx::corrupt("key_owner", &digest, &e.to_string()))?;
             trees.key_owner.insert(digest, bytes)?;
         }
     }

@@ -32,14 +32,14 @@ pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};
 pub use crl_number::MAX_SCOPE_LEN;
-pub use keys::spki_sha256_of;
 pub use error::StoreError;
+pub use keys::spki_sha256_of;
 pub use records::{
-    ApplicationProcedure, ApprovalRecord, ApprovalState, AuditRecord, BeginOutcome, CardKey, CardRecord, CardRevokeOutcome,
-    CardState, CardView, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, ContactAddress,
-    ContactUpdate, CrlNumber, DisclosureLimit, HolderCards, HolderDetails, HolderRecord, Membership, NewApplication,
-    NewApproval, NewPinEscrow, PinDisclosure, PinDisclosureRequest, PinEscrow, Procedure, Revocation, RevocationReason,
-    RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
+    ApplicationProcedure, ApprovalRecord, ApprovalState, AuditRecord, BeginOutcome, CardKey, CardRecord,
+    CardRevokeOutcome, CardState, CardView, CertificateKind, CertificateRecord, CertificateState, CertificateStatus,
+    ContactAddress, ContactUpdate, CrlNumber, DisclosureLimit, HolderCards, HolderDetails, HolderRecord, Membership,
+    NewApplication, NewApproval, NewPinEscrow, PinDisclosure, PinDisclosureRequest, PinEscrow, Procedure, Revocation,
+    RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
 };
 pub use revocation::{RevokedEntries, MAX_CLOCK_SKEW_SECS};
 pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};

@@ -248,7 +248,13 @@ pub async fn publish(url: &str, issuer: String, kind: Option<String>, actor: Str
         Some(other) => return Err(CliError::Client(format!("--kind {other:?}: use full or delta"))),
     };
     let resp = client
-        .publish(crlpb::PublishRequest { issuer, kind: kind as i32, actor, reason: "operator request".into() })
+        .publish(crlpb::PublishRequest {
+            issuer,
+            kind: kind as i32,
+            actor,
+            reason: "operator request".into(),
+            ..Default::default()
+        })
         .await
         .map_err(status)?
         .into_inner();

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::CrlError;
 use crate::published::{CrlInfo, CrlKind};
-use crate::publisher::{Issuer, Publisher};
+use crate::publisher::{Issuer, Publisher, Urgent};
 use crate::source::RevocationSource;
 use crate::timefmt::rfc3339;
 
@@ -55,13 +55,32 @@ impl<S: RevocationSource> CrlPublisher for CrlService<S> {
         let req = request.into_inner();
         let issuer = Issuer::parse(&req.issuer)?;
         let kind = kind_of(req.kind)?;
-        let crls = self.publisher.publish(issuer, kind).await?;
+        let Urgent { crls, following } = match (req.full_after_delta, kind) {
+            (true, Some(CrlKind::Full)) => {
+                return Err(CrlError::InvalidArgument(
+                    "full_after_delta with kind FULL: the full CRL is published at once; leave kind unspecified".into(),
+                )
+                .into())
+            }
+            (true, _) => {
+                if kind == Some(CrlKind::Delta) && !self.publisher.settings().deltas {
+                    return Err(
+                        CrlError::FailedPrecondition("delta CRLs are off (profile.delta_crls = false)".into()).into()
+                    );
+                }
+                self.publisher.publish_urgent(issuer).await?
+            }
+            (false, _) => Urgent { crls: self.publisher.publish(issuer, kind).await?, following: Vec::new() },
+        };
         let detail = serde_json::json!({
             "reason": req.reason,
             "crls": crls.iter().map(|c| serde_json::json!({
                 "issuer": c.issuer, "kind": c.kind, "partition": c.partition,
                 "crl_number": c.crl_number, "base_crl_number": c.base_crl_number,
                 "entries": c.entries, "sha256": c.sha256,
+            })).collect::<Vec<_>>(),
+            "following_full": following.iter().map(|f| serde_json::json!({
+                "issuer": f.issuer.name(), "crl_number": f.crl_number,
             })).collect::<Vec<_>>(),
         });
         let actor = if req.actor.trim().is_empty() { "unknown" } else { req.actor.trim() };
@@ -70,7 +89,13 @@ impl<S: RevocationSource> CrlPublisher for CrlService<S> {
         if let Err(e) = self.publisher.source().audit(actor, "crl-published", subject, detail.to_string()).await {
             tracing::warn!(error = %e, "CRL published but the audit entry could not be written");
         }
-        Ok(Response::new(pb::PublishResponse { crls: crls.iter().map(to_proto).collect() }))
+        Ok(Response::new(pb::PublishResponse {
+            crls: crls.iter().map(to_proto).collect(),
+            following: following
+                .iter()
+                .map(|f| pb::FollowingCrl { issuer: f.issuer.name().to_owned(), crl_number: f.crl_number })
+                .collect(),
+        }))
     }
 
     async fn get_status(

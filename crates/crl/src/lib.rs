@@ -25,7 +25,7 @@ pub use entry::{CrlEntry, CrlReason, SerialNumber};
 pub use error::CrlError;
 pub use issuer::CaKey;
 pub use published::{CrlInfo, CrlKind};
-pub use publisher::Issuer;
+pub use publisher::{FollowingFull, Issuer, Urgent};
 pub use server::{serve, serve_publisher};
 
 #[cfg(test)]

@@ -122,7 +122,8 @@ struct CaState {
     /// The registry's issuer_label (the CA's key label).
     label: String,
     targets: Vec<Target>,
-    lock: tokio::sync::Mutex<()>,
+    /// Owned (Arc) so a background full CRL can keep it from its delta on.
+    lock: Arc<tokio::sync::Mutex<()>>,
     /// A publication of this CA failed (HSM or registry down during an emergency
     /// revocation, say): the schedule owes one and retries until it succeeds.
     owed: AtomicBool,
@@ -167,6 +168,22 @@ pub fn served_urls(cfg: &config::Config) -> Result<Vec<(String, bool)>, CrlError
     Ok(urls)
 }
 
+/// A full CRL following an urgent delta in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowingFull {
+    pub issuer: Issuer,
+    /// Reserved before the caller is answered; 0 when the registry gave none
+    /// (the schedule then publishes it as owed).
+    pub crl_number: u64,
+}
+
+/// What an urgent publication published at once, and what follows.
+#[derive(Debug, Default)]
+pub struct Urgent {
+    pub crls: Vec<CrlInfo>,
+    pub following: Vec<FollowingFull>,
+}
+
 /// Publishes the CRLs of both issuing CAs.
 pub struct Publisher<S> {
     source: S,
@@ -192,7 +209,7 @@ impl<S: RevocationSource> Publisher<S> {
                 ca_key: key,
                 label: label.to_owned(),
                 targets: targets(issuer.crl_url(&cfg.profile), settings.partitions),
-                lock: tokio::sync::Mutex::new(()),
+                lock: Arc::new(tokio::sync::Mutex::new(())),
                 owed: AtomicBool::new(false),
             })
         };
@@ -256,20 +273,99 @@ impl<S: RevocationSource> Publisher<S> {
                 (true, Some(base)) => self.publish_delta(ca, base).await,
                 _ => self.publish_full(ca).await,
             };
-            match published {
-                Ok(crls) => {
-                    ca.owed.store(false, Ordering::SeqCst);
-                    out.extend(crls);
-                }
+            out.extend(self.settle(ca, published)?);
+        }
+        Ok(out)
+    }
+
+    /// For an emergency: publishes as `publish(issuer, None)`; with deltas
+    /// on, a full CRL then follows each delta in the background, so relying
+    /// parties that read only the full CRL see the revocation within seconds.
+    /// Its number is reserved before this returns. The CA stays locked from
+    /// the delta to the end of the full CRL: nothing comes between them, and
+    /// at most one such full CRL per CA is under way. A failed one is owed,
+    /// so the schedule retries it.
+    pub async fn publish_urgent(self: &Arc<Self>, issuer: Option<Issuer>) -> Result<Urgent, CrlError> {
+        let selected: Vec<Issuer> = match issuer {
+            Some(i) => vec![i],
+            None => Issuer::ALL.to_vec(),
+        };
+        let mut out = Urgent::default();
+        // Every delta first: the fulls would slow the next CA's delta.
+        let mut held: Vec<(Arc<CaState>, tokio::sync::OwnedMutexGuard<()>)> = Vec::new();
+        for issuer in selected {
+            let ca = self.ca(issuer)?.clone();
+            let guard = ca.lock.clone().lock_owned().await;
+            let (published, follow) = match (self.settings.deltas, self.base(&ca)) {
+                (true, Some(base)) => (self.publish_delta(&ca, base).await, true),
+                // A full CRL at once already lists the revocation.
+                _ => (self.publish_full(&ca).await, false),
+            };
+            match self.settle(&ca, published) {
+                Ok(crls) => out.crls.extend(crls),
                 Err(e) => {
-                    if !ca.owed.swap(true, Ordering::SeqCst) {
-                        self.owed.notify_one();
+                    // The deltas already out still owe their full CRL.
+                    for (ca, _) in &held {
+                        self.mark_owed(ca);
                     }
                     return Err(e);
                 }
             }
+            if follow {
+                held.push((ca, guard));
+            }
+        }
+        for (ca, guard) in held {
+            let grant = match self.source.next_crl_number(ca.issuer.scope()).await {
+                Ok(grant) => grant,
+                Err(e) => {
+                    tracing::warn!(issuer = ca.issuer.name(), error = %e, "no CRL number for the full CRL after the delta; it is owed");
+                    self.mark_owed(&ca);
+                    out.following.push(FollowingFull { issuer: ca.issuer, crl_number: 0 });
+                    continue;
+                }
+            };
+            out.following.push(FollowingFull { issuer: ca.issuer, crl_number: grant.crl_number });
+            let publisher = Arc::clone(self);
+            tokio::spawn(async move {
+                let _one_at_a_time = guard;
+                let published = publisher.publish_full_with(&ca, grant).await;
+                match publisher.settle(&ca, published) {
+                    Ok(crls) => tracing::info!(
+                        issuer = ca.issuer.name(),
+                        crl_number = grant.crl_number,
+                        count = crls.len(),
+                        "full CRL published after the urgent delta"
+                    ),
+                    Err(e) => tracing::warn!(
+                        issuer = ca.issuer.name(), crl_number = grant.crl_number, error = %e,
+                        "full CRL after the urgent delta failed; the schedule retries it"
+                    ),
+                }
+            });
         }
         Ok(out)
+    }
+
+    /// Records the outcome of a publication of `ca`: a success pays what was
+    /// owed, a failure is owed (and wakes the schedule).
+    fn settle(&self, ca: &CaState, published: Result<Vec<CrlInfo>, CrlError>) -> Result<Vec<CrlInfo>, CrlError> {
+        match published {
+            Ok(crls) => {
+                ca.owed.store(false, Ordering::SeqCst);
+                Ok(crls)
+            }
+            Err(e) => {
+                self.mark_owed(ca);
+                Err(e)
+            }
+        }
+    }
+
+    fn mark_owed(&self, ca: &CaState) {
+        if !ca.owed.swap(true, Ordering::SeqCst) {
+            self.owed.notify_one();
+        }
     }
 
     /// The full CRLs currently served for `ca`, if they form one consistent
@@ -337,6 +433,10 @@ impl<S: RevocationSource> Publisher<S> {
 
     async fn publish_full(&self, ca: &CaState) -> Result<Vec<CrlInfo>, CrlError> {
         let grant = self.source.next_crl_number(ca.issuer.scope()).await?;
+        self.publish_full_with(ca, grant).await
+    }
+
+    async fn publish_full_with(&self, ca: &CaState, grant: CrlNumberGrant) -> Result<Vec<CrlInfo>, CrlError> {
         let mut out = self.build(ca, CrlKind::Full, grant, None).await?;
         if self.settings.deltas {
             let base = self

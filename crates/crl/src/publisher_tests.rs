@@ -258,3 +258,98 @@ async fn the_schedule_retries_an_owed_publication_soon_after_the_failure_ends() 
     stop_tx.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// The full CRL served at `url` once its number reaches `crl_number`.
+async fn wait_for_full(p: &Publisher<MemorySource>, url: &str, crl_number: u64) -> crate::CrlInfo {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(info) = p.store().by_url(url).and_then(|f| f.info.clone()) {
+            if info.crl_number >= crl_number {
+                return info;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no full CRL {crl_number} at {url}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_urgent_delta_is_followed_by_a_full_crl_under_the_reserved_number() {
+    let pki = test_pki(KeyAlgorithm::EcdsaP256);
+    pki.write_chain(&pki.path("chain.pem"));
+    let mut cfg = pki.cfg.clone();
+    cfg.profile.delta_crls = true;
+    let label = cfg.ca.signing.key_label.clone();
+    let p = Arc::new(publisher(&pki, &cfg));
+    p.publish(None, None).await.unwrap();
+    let full_url = cfg.profile.signing_crl_url.clone();
+    let base = p.store().by_url(&full_url).unwrap().info.clone().unwrap();
+    p.source().revoke(&label, "5001", RevocationReason::KeyCompromise);
+
+    let urgent = p.publish_urgent(Some(Issuer::Signing)).await.unwrap();
+    let delta: Vec<(CrlKind, u64, u64)> = urgent.crls.iter().map(|i| (i.kind, i.base_crl_number, i.entries)).collect();
+    assert_eq!(delta, [(CrlKind::Delta, base.crl_number, 1)]);
+    let reserved = urgent.following.clone();
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(reserved[0].issuer, Issuer::Signing);
+    assert!(reserved[0].crl_number > urgent.crls[0].crl_number, "{reserved:?}");
+    // One runtime thread: the full CRL has not started, so the delta listing
+    // the card is what is served first.
+    let text = openssl_crl_text(&out_file(&cfg, "sign-delta.crl"), &pki.path("chain.pem"));
+    assert!(text.contains("Serial Number: 5001") && text.contains("Delta CRL Indicator"), "{text}");
+    let text = openssl_crl_text(&out_file(&cfg, "sign.crl"), &pki.path("chain.pem"));
+    assert!(!text.contains("Serial Number: 5001"), "{text}");
+
+    // Then the full CRL, under the reserved number, listing the card, and a
+    // delta on top of it; nothing is owed.
+    let full = wait_for_full(&p, &full_url, reserved[0].crl_number).await;
+    assert_eq!((full.kind, full.crl_number, full.entries), (CrlKind::Full, reserved[0].crl_number, 1));
+    // Waits for the CA's lock, so for the background delta on top of the full.
+    let delta = p.publish(Some(Issuer::Signing), Some(CrlKind::Delta)).await.unwrap();
+    assert_eq!((delta[0].base_crl_number, delta[0].entries), (reserved[0].crl_number, 0));
+    let text = openssl_crl_text(&out_file(&cfg, "sign.crl"), &pki.path("chain.pem"));
+    assert!(text.contains("Serial Number: 5001") && text.contains("Key Compromise"), "{text}");
+    assert!(p.due(time::OffsetDateTime::now_utc()).is_empty());
+
+    // The CA stays locked from the delta to the end of the full CRL: a
+    // publication asked for meanwhile comes after it.
+    p.source().revoke(&label, "5002", RevocationReason::KeyCompromise);
+    let urgent = p.publish_urgent(Some(Issuer::Signing)).await.unwrap();
+    let next = p.publish(Some(Issuer::Signing), Some(CrlKind::Full)).await.unwrap();
+    assert!(next[0].crl_number > urgent.following[0].crl_number, "{next:?} after {:?}", urgent.following);
+}
+
+#[tokio::test]
+async fn a_failed_full_crl_after_an_urgent_delta_is_owed_and_without_deltas_nothing_follows() {
+    let pki = test_pki(KeyAlgorithm::EcdsaP256);
+    let mut cfg = pki.cfg.clone();
+    cfg.profile.delta_crls = true;
+    let p = Arc::new(publisher(&pki, &cfg));
+    p.publish(None, None).await.unwrap();
+    p.source().revoke(&cfg.ca.authentication.key_label, "6001", RevocationReason::KeyCompromise);
+    let urgent = p.publish_urgent(None).await.unwrap();
+    let kinds: Vec<(&str, CrlKind)> = urgent.crls.iter().map(|i| (i.issuer.as_str(), i.kind)).collect();
+    assert_eq!(kinds, [("signing", CrlKind::Delta), ("authentication", CrlKind::Delta)]);
+    let issuers: Vec<Issuer> = urgent.following.iter().map(|f| f.issuer).collect();
+    assert_eq!(issuers, Issuer::ALL);
+    // The registry goes away before the full CRLs start (one runtime thread).
+    p.source().set_failing(true);
+    tokio::time::timeout(std::time::Duration::from_secs(5), p.owed()).await.expect("owed() wakes the schedule");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while p.due(time::OffsetDateTime::now_utc()).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", p.due(time::OffsetDateTime::now_utc()));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        p.due(time::OffsetDateTime::now_utc()),
+        [(Issuer::Signing, CrlKind::Full), (Issuer::Authentication, CrlKind::Full)]
+    );
+
+    // Without deltas the CRL published at once is full: nothing follows.
+    let pki = test_pki(KeyAlgorithm::EcdsaP256);
+    let p = Arc::new(publisher(&pki, &pki.cfg));
+    let urgent = p.publish_urgent(Some(Issuer::Authentication)).await.unwrap();
+    assert_eq!(urgent.crls.len(), 1);
+    assert_eq!(urgent.crls[0].kind, CrlKind::Full);
+    assert!(urgent.following.is_empty());
+}

@@ -143,6 +143,7 @@ mod tests {
                 kind: pb::CrlKind::Unspecified as i32,
                 actor: "op1".into(),
                 reason: "emergency revocation of card C1".into(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -162,6 +163,20 @@ mod tests {
 
         let err = client.publish(pb::PublishRequest { issuer: "root".into(), ..Default::default() }).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+        // An emergency: the delta at once, the full CRL's number reserved.
+        publisher.source().revoke(&cfg.ca.authentication.key_label, "7003", RevocationReason::KeyCompromise);
+        let urgent = pb::PublishRequest { full_after_delta: true, reason: "emergency".into(), ..Default::default() };
+        let resp = client.publish(urgent.clone()).await.unwrap().into_inner();
+        let kinds: Vec<(&str, i32)> = resp.crls.iter().map(|c| (c.issuer.as_str(), c.kind)).collect();
+        let delta = pb::CrlKind::Delta as i32;
+        assert_eq!(kinds, [("signing", delta), ("authentication", delta)]);
+        let following: Vec<&str> = resp.following.iter().map(|f| f.issuer.as_str()).collect();
+        assert_eq!(following, ["signing", "authentication"]);
+        assert!(resp.following.iter().zip(&resp.crls).all(|(f, d)| f.crl_number > d.crl_number), "{resp:?}");
+        let err = client.publish(pb::PublishRequest { kind: pb::CrlKind::Full as i32, ..urgent }).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("full_after_delta"), "{err:?}");
 
         let page = http_get(http_addr, "/crl/sign-delta.crl").await;
         assert!(

@@ -51,6 +51,7 @@ impl IssuanceService {
             kind: crl::CrlKind::Unspecified as i32,
             actor: actor(operator),
             reason: why.to_owned(),
+            full_after_delta: false,
         };
         match self.crl.clone().publish(req).await {
             Ok(r) => r.into_inner().crls.iter().map(|c| c.crl_number).collect(),

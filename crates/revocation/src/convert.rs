@@ -116,6 +116,36 @@ pub fn crl_numbers(crls: &[crl::PublishedCrl]) -> Vec<u64> {
     out
 }
 
+/// Per issuing CA, in the publisher's order: the delta and full CRL numbers,
+/// the full one pending when it follows in the background.
+pub fn issuer_crls(published: &crl::PublishResponse) -> Vec<pb::IssuerCrls> {
+    let mut out: Vec<pb::IssuerCrls> = Vec::new();
+    fn entry<'a>(out: &'a mut Vec<pb::IssuerCrls>, issuer: &str) -> &'a mut pb::IssuerCrls {
+        match out.iter().position(|e| e.issuer == issuer) {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(pb::IssuerCrls { issuer: issuer.to_owned(), ..Default::default() });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        }
+    }
+    for c in &published.crls {
+        let e = entry(&mut out, &c.issuer);
+        if c.kind == crl::CrlKind::Delta as i32 {
+            e.delta_crl_number = e.delta_crl_number.max(c.crl_number);
+        } else if c.kind == crl::CrlKind::Full as i32 {
+            e.full_crl_number = e.full_crl_number.max(c.crl_number);
+        }
+    }
+    for f in &published.following {
+        let e = entry(&mut out, &f.issuer);
+        e.full_crl_number = f.crl_number;
+        e.full_pending = true;
+    }
+    out
+}
+
 /// "delta", "full", or "full+delta" when the publisher made both kinds.
 pub fn crl_kind(crls: &[crl::PublishedCrl]) -> String {
     let full = crls.iter().any(|c| c.kind == crl::CrlKind::Full as i32);
@@ -201,5 +231,43 @@ mod tests {
         assert_eq!(crl_numbers(&mixed), [4]);
         assert_eq!(crl_kind(&mixed), "full+delta");
         assert_eq!(crl_kind(&[]), "");
+    }
+
+    #[test]
+    fn issuer_crls_name_each_cas_numbers() {
+        let published = |issuer: &str, kind: crl::CrlKind, n| crl::PublishedCrl {
+            issuer: issuer.into(),
+            kind: kind as i32,
+            crl_number: n,
+            ..Default::default()
+        };
+        let emergency = crl::PublishResponse {
+            crls: vec![
+                published("signing", crl::CrlKind::Delta, 7),
+                published("authentication", crl::CrlKind::Delta, 5),
+            ],
+            following: vec![
+                crl::FollowingCrl { issuer: "signing".into(), crl_number: 8 },
+                crl::FollowingCrl { issuer: "authentication".into(), crl_number: 0 },
+            ],
+        };
+        let got: Vec<(String, u64, u64, bool)> = issuer_crls(&emergency)
+            .into_iter()
+            .map(|e| (e.issuer, e.delta_crl_number, e.full_crl_number, e.full_pending))
+            .collect();
+        assert_eq!(got, [("signing".into(), 7, 8, true), ("authentication".into(), 5, 0, true)]);
+        // Deltas off, or a first publication: the full CRL (and its delta) at once.
+        let at_once = crl::PublishResponse {
+            crls: vec![
+                published("authentication", crl::CrlKind::Full, 3),
+                published("authentication", crl::CrlKind::Delta, 4),
+            ],
+            following: Vec::new(),
+        };
+        let got: Vec<(String, u64, u64, bool)> = issuer_crls(&at_once)
+            .into_iter()
+            .map(|e| (e.issuer, e.delta_crl_number, e.full_crl_number, e.full_pending))
+            .collect();
+        assert_eq!(got, [("authentication".into(), 4, 3, false)]);
     }
 }

@@ -365,15 +365,18 @@ impl RevocationService {
             kind: crl::CrlKind::Unspecified as i32,
             actor: x.operator.to_owned(),
             reason: format!("emergency revocation of card {}", x.card_id),
+            // Relying parties that read only the full CRL must see it too.
+            full_after_delta: true,
         };
         match self.crl.clone().publish(publish).await {
             Ok(published) => {
-                let crls = published.into_inner().crls;
-                response.crl_numbers = convert::crl_numbers(&crls);
-                response.crl_kind = convert::crl_kind(&crls);
+                let published = published.into_inner();
+                response.crl_numbers = convert::crl_numbers(&published.crls);
+                response.crl_kind = convert::crl_kind(&published.crls);
+                response.crls = convert::issuer_crls(&published);
                 tracing::info!(
                     card_id = %x.card_id, issuer = %issuer, crl_numbers = ?response.crl_numbers,
-                    crl_kind = %response.crl_kind, "CRL published after emergency revocation"
+                    crl_kind = %response.crl_kind, crls = ?response.crls, "CRL published after emergency revocation"
                 );
                 Ok(response)
             }

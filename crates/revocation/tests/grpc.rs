@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 /// Records every Publish call and answers with made-up CRL numbers 101, 102, ...
+/// (and, when asked for a full CRL after the delta, that number plus 1000 for it).
 #[derive(Clone, Default)]
 struct FakeCrl {
     calls: Arc<Mutex<Vec<crl::PublishRequest>>>,
@@ -33,8 +34,15 @@ impl CrlPublisher for FakeCrl {
                 crl_number: 101 + self.next.fetch_add(1, Ordering::SeqCst),
                 ..Default::default()
             })
-            .collect();
-        Ok(Response::new(crl::PublishResponse { crls }))
+            .collect::<Vec<_>>();
+        let following = match req.full_after_delta {
+            true => crls
+                .iter()
+                .map(|c| crl::FollowingCrl { issuer: c.issuer.clone(), crl_number: c.crl_number + 1000 })
+                .collect(),
+            false => Vec::new(),
+        };
+        Ok(Response::new(crl::PublishResponse { crls, following }))
     }
 
     async fn get_status(
@@ -377,6 +385,9 @@ async fn emergency_by_card_id_revokes_both_for_key_compromise_and_publishes_once
     }
     assert_eq!(got.crl_numbers, [101, 102]);
     assert_eq!(got.crl_kind, "delta");
+    let per_ca: Vec<_> =
+        got.crls.iter().map(|c| (c.issuer.as_str(), c.delta_crl_number, c.full_crl_number, c.full_pending)).collect();
+    assert_eq!(per_ca, [("signing", 101, 1101, true), ("authentication", 102, 1102, true)]);
 
     let calls = h.publish_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
@@ -384,6 +395,7 @@ async fn emergency_by_card_id_revokes_both_for_key_compromise_and_publishes_once
     assert_eq!(calls[0].kind, crl::CrlKind::Unspecified as i32);
     assert_eq!(calls[0].actor, "op-1");
     assert_eq!(calls[0].reason, format!("emergency revocation of card {}", card.card_id));
+    assert!(calls[0].full_after_delta, "a full CRL follows the delta");
 
     let stored = h.card(&card.card_id).await;
     assert_card_revoked_for_key_compromise(&stored);

@@ -182,15 +182,37 @@ fn print_emergency(r: &rev::EmergencyRevokeResponse) {
         )),
         _ => {
             print_certificates(&r.certificates);
-            let numbers: Vec<String> = r.crl_numbers.iter().map(u64::to_string).collect();
-            crate::launcher::say(format_args!(
-                "card {} revoked; {} CRL published, number {}",
-                r.card_id,
-                r.crl_kind,
-                numbers.join(", ")
-            ));
+            crate::launcher::say(format_args!("card {} revoked; {}", r.card_id, crl_summary(r)));
         }
     }
+}
+
+/// Which CA each CRL number belongs to, e.g. `delta CRL published: signing CA
+/// number 7, authentication CA number 5; full CRLs: signing CA number 8, ...`.
+fn crl_summary(r: &rev::EmergencyRevokeResponse) -> String {
+    if r.crls.is_empty() {
+        // A revocation service that predates per-CA numbers.
+        let numbers: Vec<String> = r.crl_numbers.iter().map(u64::to_string).collect();
+        return match numbers.is_empty() {
+            true => "no CRL published (no certificates)".into(),
+            false => format!("{} CRL published, number {}", r.crl_kind, numbers.join(", ")),
+        };
+    }
+    let ca = |c: &rev::IssuerCrls, n: u64| match n {
+        0 => format!("{} CA number pending", c.issuer),
+        n => format!("{} CA number {n}", c.issuer),
+    };
+    let fulls: Vec<String> = r.crls.iter().map(|c| ca(c, c.full_crl_number)).collect();
+    let deltas: Vec<String> =
+        r.crls.iter().filter(|c| c.delta_crl_number > 0).map(|c| ca(c, c.delta_crl_number)).collect();
+    if deltas.is_empty() {
+        return format!("full CRL published: {}", fulls.join(", "));
+    }
+    let pending = match r.crls.iter().any(|c| c.full_pending) {
+        true => " (being published)",
+        false => "",
+    };
+    format!("delta CRL published: {}; full CRLs: {}{pending}", deltas.join(", "), fulls.join(", "))
 }
 
 pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
@@ -291,4 +313,38 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(crls: Vec<rev::IssuerCrls>) -> rev::EmergencyRevokeResponse {
+        rev::EmergencyRevokeResponse { state: rev::EmergencyState::Done as i32, crls, ..Default::default() }
+    }
+
+    fn ca(issuer: &str, delta: u64, full: u64, pending: bool) -> rev::IssuerCrls {
+        rev::IssuerCrls { issuer: issuer.into(), delta_crl_number: delta, full_crl_number: full, full_pending: pending }
+    }
+
+    #[test]
+    fn the_summary_names_the_ca_of_each_crl_number() {
+        let both = done(vec![ca("signing", 7, 8, true), ca("authentication", 5, 6, true)]);
+        assert_eq!(
+            crl_summary(&both),
+            "delta CRL published: signing CA number 7, authentication CA number 5; \
+             full CRLs: signing CA number 8, authentication CA number 6 (being published)"
+        );
+        let no_number = done(vec![ca("authentication", 5, 0, true)]);
+        assert_eq!(
+            crl_summary(&no_number),
+            "delta CRL published: authentication CA number 5; full CRLs: authentication CA number pending (being published)"
+        );
+        let deltas_off = done(vec![ca("signing", 0, 4, false), ca("authentication", 0, 3, false)]);
+        assert_eq!(crl_summary(&deltas_off), "full CRL published: signing CA number 4, authentication CA number 3");
+        let old_server =
+            rev::EmergencyRevokeResponse { crl_numbers: vec![7, 5], crl_kind: "delta".into(), ..done(vec![]) };
+        assert_eq!(crl_summary(&old_server), "delta CRL published, number 7, 5");
+        assert_eq!(crl_summary(&done(vec![])), "no CRL published (no certificates)");
+    }
 }

@@ -72,14 +72,51 @@ fn serial_in_text(serial_hex: &str) -> String {
     serial_hex.to_ascii_uppercase()
 }
 
+/// The number in the line after `label` of `openssl crl -text` ("X509v3 CRL Number:", "Delta CRL Indicator: critical").
+fn number_after(text: &str, label: &str) -> Option<u64> {
+    let rest = text.split(label).nth(1)?;
+    rest.lines().nth(1)?.trim().parse().ok()
+}
+
+/// With deltas on, the delta published at once is followed within moments by
+/// a full CRL and a delta on top of it: fetches full and delta until they are
+/// that settled pair (the full lists `serial`, the delta's base is the full).
+fn settled_pair(
+    http: &str,
+    name: &str,
+    issuing: &Path,
+    serial: &str,
+    dir: &Path,
+) -> (PathBuf, String, PathBuf, String) {
+    let (full, delta) = (dir.join(format!("{name}.crl.pem")), dir.join(format!("{name}-delta.crl.pem")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        fetch_crl(http, &format!("/crl/{name}.crl"), &full);
+        fetch_crl(http, &format!("/crl/{name}-delta.crl"), &delta);
+        let (full_text, delta_text) = (crl_text(&full, issuing), crl_text(&delta, issuing));
+        let number = number_after(&full_text, "X509v3 CRL Number:");
+        if full_text.contains(&serial_in_text(serial))
+            && number.is_some()
+            && number_after(&delta_text, "Delta CRL Indicator: critical") == number
+        {
+            return (full, full_text, delta, delta_text);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: no settled full + delta pair:\n{full_text}\n{delta_text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn emergency_then_check(deltas: bool) {
     let mut ca = Ca::new(if deltas { "[profile]\ndelta_crls = true\n" } else { "" });
     let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl", "crl-http"]);
-    let (iss, rev, crl_http) = (&addrs[0], &addrs[1], &addrs[3]);
+    let (iss, rev, crl_grpc, crl_http) = (&addrs[0], &addrs[1], &addrs[2], &addrs[3]);
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (lost_s, lost_a, lost_card, lost_ss, lost_as) = issue(&ca, &rt, iss, "lost", "111111", &dir);
-    let (kept_s, kept_a, _, _, _) = issue(&ca, &rt, iss, "kept", "222222", &dir);
+    let (kept_s, kept_a, kept_card, kept_ss, kept_as) = issue(&ca, &rt, iss, "kept", "222222", &dir);
 
     let out = ca.emergency_revoke(&lost_card, rev);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -93,22 +130,19 @@ fn emergency_then_check(deltas: bool) {
         ("sign", ca.cert_path("sign-ca.pem"), &lost_s, &kept_s, &lost_ss),
         ("auth", ca.cert_path("auth-ca.pem"), &lost_a, &kept_a, &lost_as),
     ] {
-        let full = dir.join(format!("{name}.crl.pem"));
-        fetch_crl(crl_http, &format!("/crl/{name}.crl"), &full);
-        let full_text = crl_text(&full, &issuing);
         if deltas {
-            let delta = dir.join(format!("{name}-delta.crl.pem"));
-            fetch_crl(crl_http, &format!("/crl/{name}-delta.crl"), &delta);
-            let delta_text = crl_text(&delta, &issuing);
+            let (full, full_text, delta, delta_text) = settled_pair(crl_http, name, &issuing, serial, &dir);
             assert!(delta_text.contains("Delta CRL Indicator: critical"), "{delta_text}");
-            assert!(delta_text.contains(&serial_in_text(serial)), "delta lacks {serial}: {delta_text}");
-            assert!(delta_text.contains("Key Compromise"), "{delta_text}");
+            assert!(full_text.contains("Key Compromise"), "{full_text}");
             assert!(full_text.contains("Freshest CRL"), "{full_text}");
             let (ok, out) = verify_with_crls(&root, &issuing, &[&full, &delta], lost, true);
             assert!(!ok && out.contains("certificate revoked"), "{name}: {out}");
             let (ok, out) = verify_with_crls(&root, &issuing, &[&full, &delta], kept, true);
             assert!(ok, "{name} kept card: {out}");
         } else {
+            let full = dir.join(format!("{name}.crl.pem"));
+            fetch_crl(crl_http, &format!("/crl/{name}.crl"), &full);
+            let full_text = crl_text(&full, &issuing);
             assert!(full_text.contains(&serial_in_text(serial)), "{name} CRL lacks {serial}: {full_text}");
             assert!(full_text.contains("Key Compromise"), "{full_text}");
             assert_eq!(full_text.matches("Serial Number:").count(), 1, "one revoked certificate per CA: {full_text}");
@@ -116,6 +150,39 @@ fn emergency_then_check(deltas: bool) {
             assert!(!ok && out.contains("certificate revoked"), "{name}: {out}");
             let (ok, out) = verify_with_crls(&root, &issuing, &[&full], kept, false);
             assert!(ok, "{name} kept card: {out}");
+        }
+    }
+
+    if deltas {
+        // A revocation after the full CRL reaches -use_deltas relying parties
+        // through a delta alone (no emergency here: nothing but the delta is published).
+        let out = ca.cli(&[
+            "revoke",
+            "--card",
+            &kept_card,
+            "--reason",
+            "key-compromise",
+            "--operator",
+            "op-sato",
+            "--url",
+            &ca.url(rev),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ca.cli(&["publish-crl", "--kind", "delta", "--url", &ca.url(crl_grpc)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for (name, issuing, kept, serial) in [
+            ("sign", ca.cert_path("sign-ca.pem"), &kept_s, &kept_ss),
+            ("auth", ca.cert_path("auth-ca.pem"), &kept_a, &kept_as),
+        ] {
+            let (full, delta) = (dir.join(format!("{name}.crl.pem")), dir.join(format!("{name}-delta.crl.pem")));
+            fetch_crl(crl_http, &format!("/crl/{name}.crl"), &full);
+            fetch_crl(crl_http, &format!("/crl/{name}-delta.crl"), &delta);
+            let delta_text = crl_text(&delta, &issuing);
+            assert!(delta_text.contains(&serial_in_text(serial)), "delta lacks {serial}: {delta_text}");
+            assert!(delta_text.contains("Key Compromise"), "{delta_text}");
+            assert!(!crl_text(&full, &issuing).contains(&serial_in_text(serial)), "only the delta lists {serial}");
+            let (ok, out) = verify_with_crls(&root, &issuing, &[&full, &delta], kept, true);
+            assert!(!ok && out.contains("certificate revoked"), "{name}: {out}");
         }
     }
 

@@ -3,7 +3,11 @@
 //! reasons) and the TBSCertList signed by an RSA-2048 key in SoftHSM.
 //!
 //! `cargo bench --bench crl_build` (needs softhsm2). Prints criterion's timings,
-//! then a table of time and peak heap per size and how both grow.
+//! then a table of time and peak heap per size and how both grow, then the
+//! emergency timing: with delta CRLs on and 1M entries already revoked, the
+//! time from EmergencyRevoke to the delta and to the full CRL being served
+//! over HTTP (registry, revocation service and CRL publisher in process, over
+//! loopback gRPC). `CRL_BENCH_EMERGENCY_ENTRIES` changes the 1M.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -188,5 +192,281 @@ fn report(f: &Fixture) {
     }
 }
 
-criterion_group!(benches, bench_build);
+fn bench_emergency(_c: &mut Criterion) {
+    emergency::run();
+}
+
+criterion_group!(benches, bench_build, bench_emergency);
 criterion_main!(benches);
+
+/// EmergencyRevoke to the delta and the full CRL served over HTTP.
+mod emergency {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use der::{Decode, Encode};
+    use proto::registry::v1 as reg;
+    use proto::registry::v1::registry_client::RegistryClient;
+    use proto::revocation::v1 as rev;
+    use proto::revocation::v1::revocation_client::RevocationClient;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Targets from the issue: delta < 1 s, full < 5 s.
+    const DELTA_TARGET: Duration = Duration::from_secs(1);
+    const FULL_TARGET: Duration = Duration::from_secs(5);
+    /// Every wait of the bench stops here, so it always ends.
+    const STAGE_LIMIT: Duration = Duration::from_secs(180);
+
+    pub fn run() {
+        let entries =
+            std::env::var("CRL_BENCH_EMERGENCY_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        match rt.block_on(tokio::time::timeout(STAGE_LIMIT * 4, measure(entries))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => println!("\nemergency timing failed: {e}"),
+            Err(_) => println!("\nemergency timing gave up after {:?}", STAGE_LIMIT * 4),
+        }
+    }
+
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    async fn measure(entries: u64) -> Result<(), Error> {
+        let dir = tempfile::tempdir()?;
+        let mut cfg = config::Config { state_dir: dir.path().join("state"), ..Default::default() };
+        cfg.profile.delta_crls = true;
+        let (sign, auth) = pki(&mut cfg)?;
+
+        // The registry, with `entries` revocations of the signing CA already recorded.
+        let db = store::Store::open(&dir.path().join("db"))?;
+        let started = Instant::now();
+        let label = cfg.ca.signing.key_label.clone();
+        let s = db.clone();
+        tokio::task::spawn_blocking(move || {
+            s.bench_import_revoked(&store::BenchImport {
+                issuer_label: label,
+                count: entries,
+                not_before_unix: 1_767_193_200,
+                not_after_unix: 4_000_000_000,
+                revoked_at_unix: 1_780_000_000,
+                reason: store::RevocationReason::KeyCompromise,
+            })
+        })
+        .await??;
+        println!("\nemergency revocation, delta CRLs on: {entries} revocations imported in {:.1?}", started.elapsed());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let (listener, registry_url) = listen().await?;
+        tokio::spawn(registry::serve_store(db, "JMA".into(), listener, until_stopped(stopped.clone())));
+
+        // The CRL publisher; its schedule publishes the first full and delta CRLs at start.
+        let urls = crl::publisher::served_urls(&cfg)?;
+        let crl_store = Arc::new(crl::published::CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &urls)?);
+        let source = crl::source::RegistrySource::connect_lazy(&registry_url)?;
+        let publisher = Arc::new(crl::publisher::Publisher::new(&cfg, source, crl_store.clone(), sign, auth)?);
+        let (grpc, crl_url) = listen().await?;
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let http_addr = http.local_addr()?;
+        let ticks = crl::schedule::Ticks::default();
+        tokio::spawn(crl::serve_publisher(publisher, grpc, http, ticks, until_stopped(stopped.clone())));
+        let full_urls = [cfg.profile.signing_crl_url.clone(), cfg.profile.authentication_crl_url.clone()];
+        let started = Instant::now();
+        for url in full_urls.iter().flat_map(|u| [u.clone(), config::delta_url(u)]) {
+            while crl_store.by_url(&url).and_then(|f| f.info.clone()).is_none() {
+                if started.elapsed() > STAGE_LIMIT {
+                    return Err(format!("{url} not published within {STAGE_LIMIT:?}").into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        println!("first full + delta CRLs published in {:.1?}", started.elapsed());
+
+        let mut registry = RegistryClient::connect(registry_url.clone()).await?;
+        let card_id = issue_card(&mut registry, &cfg).await?;
+        cfg.revocation.registry_url = registry_url;
+        cfg.revocation.crl_url = crl_url;
+        let (listener, revocation_url) = listen().await?;
+        let rev_cfg = cfg.clone();
+        tokio::spawn(async move { revocation::serve(&rev_cfg, listener, until_stopped(stopped)).await });
+        let mut client = RevocationClient::connect(revocation_url).await?;
+
+        let confirmed_at = (time::OffsetDateTime::now_utc() - time::Duration::minutes(5))
+            .format(&time::format_description::well_known::Rfc3339)?;
+        let started = Instant::now();
+        let answer = client
+            .emergency_revoke(rev::EmergencyRevokeRequest {
+                card: Some(rev::emergency_revoke_request::Card::CardId(card_id)),
+                confirmation: Some(rev::IdentityConfirmation {
+                    confirmed_by: "op-desk".into(),
+                    method: rev::ConfirmationMethod::Phone as i32,
+                    confirmed_at,
+                    note: String::new(),
+                }),
+                operator: "op-bench".into(),
+                note: "bench".into(),
+            })
+            .await?
+            .into_inner();
+        let answered = started.elapsed();
+        let signing = answer
+            .crls
+            .iter()
+            .find(|c| c.issuer == "signing")
+            .ok_or_else(|| format!("no signing CA CRLs in the answer: {answer:?}"))?;
+        let sign_url = &full_urls[0];
+        let delta =
+            served(&crl_store, http_addr, &config::delta_url(sign_url), signing.delta_crl_number, started).await?;
+        let full = served(&crl_store, http_addr, sign_url, signing.full_crl_number, started).await?;
+        let _ = stop.send(true);
+
+        let verdict = |t: Duration, target: Duration| if t < target { "ok" } else { "OVER TARGET" };
+        println!(
+            "EmergencyRevoke answered in {answered:.1?} (signing CA: delta {}, full {})",
+            signing.delta_crl_number, signing.full_crl_number
+        );
+        println!(
+            "EmergencyRevoke -> delta CRL served over HTTP: {:>8.1?}  (target < {DELTA_TARGET:?}: {})",
+            delta,
+            verdict(delta, DELTA_TARGET)
+        );
+        println!(
+            "EmergencyRevoke -> full CRL served over HTTP:  {:>8.1?}  (target < {FULL_TARGET:?}: {}), {} entries",
+            full,
+            verdict(full, FULL_TARGET),
+            crl_store.by_url(sign_url).and_then(|f| f.info.clone()).map_or(0, |i| i.entries)
+        );
+        Ok(())
+    }
+
+    /// Time from `started` until the HTTP distribution point serves the CRL
+    /// numbered at least `number` at `url` (its ETag, asked with HEAD).
+    async fn served(
+        store: &crl::published::CrlStore,
+        http: std::net::SocketAddr,
+        url: &str,
+        number: u64,
+        started: Instant,
+    ) -> Result<Duration, Error> {
+        let path = crl::published::url_path(url)?;
+        loop {
+            let etag = head_etag(http, &path).await?;
+            let current = store.by_url(url);
+            if let Some(file) = current.filter(|f| f.info.as_ref().is_some_and(|i| i.crl_number >= number)) {
+                if etag.as_deref() == Some(file.etag.as_str()) {
+                    return Ok(started.elapsed());
+                }
+            }
+            if started.elapsed() > STAGE_LIMIT {
+                return Err(format!("CRL {number} not served at {url} within {STAGE_LIMIT:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn head_etag(http: std::net::SocketAddr, path: &str) -> Result<Option<String>, Error> {
+        let mut s = tokio::net::TcpStream::connect(http).await?;
+        s.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        let head = String::from_utf8_lossy(&raw);
+        Ok(head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case("etag").then(|| v.trim().to_owned())
+        }))
+    }
+
+    async fn listen() -> Result<(TcpListener, String), Error> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        Ok((listener, url))
+    }
+
+    /// Root, signing and authentication CAs (RSA-2048 in SoftHSM), certificates
+    /// written where the config says.
+    fn pki(cfg: &mut config::Config) -> Result<(crl::CaKey, crl::CaKey), Error> {
+        let hsm = hsm::testing::shared_hsm();
+        cfg.ca.root.key_label = hsm::testing::unique_label("bench-root");
+        cfg.ca.signing.key_label = hsm::testing::unique_label("bench-sign");
+        cfg.ca.authentication.key_label = hsm::testing::unique_label("bench-auth");
+        let alg = hsm::KeyAlgorithm::Rsa { bits: 2048 };
+        let now = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let make = |entity: &config::CaEntity, serial: u8, issuer: Option<(&profile::IssuingCa, &hsm::HsmKey)>| {
+            let key = hsm.generate_key_pair(&entity.key_label, alg)?;
+            let (nb, na) = profile::validity::ca_validity(now, entity.validity_years, None);
+            let params = profile::ca_params(entity, issuer.is_none(), &[serial], &key, nb, na)?;
+            let der = match issuer {
+                None => params.self_signed(&key)?.der().to_vec(),
+                Some((ca, ca_key)) => {
+                    let tbs = profile::tbs_certificate(&params, &key, ca)?;
+                    profile::assemble_certificate(&tbs, &ca_key.sign(&tbs)?)?
+                }
+            };
+            Ok::<_, Error>((key, der))
+        };
+        let (root_key, root_der) = make(&cfg.ca.root, 1, None)?;
+        let root = profile::IssuingCa::from_der(&root_der)?;
+        let (sign_key, sign_der) = make(&cfg.ca.signing, 2, Some((&root, &root_key)))?;
+        let (auth_key, auth_der) = make(&cfg.ca.authentication, 3, Some((&root, &root_key)))?;
+        Ok((
+            crl::CaKey::new(profile::IssuingCa::from_der(&sign_der)?, sign_key)?,
+            crl::CaKey::new(profile::IssuingCa::from_der(&auth_der)?, auth_key)?,
+        ))
+    }
+
+    /// An ACTIVE card with a certificate from each issuing CA, recorded as issuance does.
+    async fn issue_card(
+        c: &mut RegistryClient<tonic::transport::Channel>,
+        cfg: &config::Config,
+    ) -> Result<String, Error> {
+        let begun = c
+            .begin_application(reg::BeginApplicationRequest {
+                application_id: "bench-1".into(),
+                holder: Some(reg::Holder {
+                    family_name_kanji: "医師".into(),
+                    given_name_kanji: "花子".into(),
+                    family_name_latin: "ISHI".into(),
+                    given_name_latin: "HANAKO".into(),
+                    date_of_birth: "1985-01-02".into(),
+                    licence_number: "700001".into(),
+                    licence_registered_on: "2010-04-01".into(),
+                    membership: reg::Membership::Member as i32,
+                    contact: Some(reg::ContactAddress { email: "hanako@example.jp".into(), ..Default::default() }),
+                    ..Default::default()
+                }),
+                application_json: "{}".into(),
+                actor: "ra-bench".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let card_id = begun.card.ok_or("BeginApplication answered without a card")?.card_id;
+        for (kind, label) in [
+            (reg::CertificateKind::Signing, &cfg.ca.signing.key_label),
+            (reg::CertificateKind::Authentication, &cfg.ca.authentication.key_label),
+        ] {
+            let serial = c
+                .reserve_serial(reg::ReserveSerialRequest {
+                    card_id: card_id.clone(),
+                    kind: kind as i32,
+                    issuer_label: label.clone(),
+                    not_before_unix: 1_767_193_200,
+                    not_after_unix: 1_924_959_599,
+                })
+                .await?
+                .into_inner()
+                .serial;
+            let key = rcgen::KeyPair::generate()?;
+            let mut params = rcgen::CertificateParams::new(vec!["doctor.example.jp".into()])?;
+            params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(&serial)?));
+            let der = params.self_signed(&key)?.der().to_vec();
+            let tbs = x509_cert::Certificate::from_der(&der)?.tbs_certificate().to_der()?;
+            c.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs }).await?;
+            c.store_certificate(reg::StoreCertificateRequest { serial, certificate_der: der }).await?;
+        }
+        c.complete_application(reg::CompleteApplicationRequest { card_id: card_id.clone(), actor: "ra-bench".into() })
+            .await?;
+        Ok(card_id)
+    }
+}

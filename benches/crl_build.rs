@@ -222,7 +222,7 @@ mod emergency {
         let entries =
             std::env::var("CRL_BENCH_EMERGENCY_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        match rt.block_on(tokio::time::timeout(STAGE_LIMIT * 4, measure(entries))) {
+        match rt.block_on(async { tokio::time::timeout(STAGE_LIMIT * 4, measure(entries)).await }) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => println!("\nemergency timing failed: {e}"),
             Err(_) => println!("\nemergency timing gave up after {:?}", STAGE_LIMIT * 4),

@@ -55,22 +55,9 @@ impl<S: RevocationSource> CrlPublisher for CrlService<S> {
         let req = request.into_inner();
         let issuer = Issuer::parse(&req.issuer)?;
         let kind = kind_of(req.kind)?;
-        let Urgent { crls, following } = match (req.full_after_delta, kind) {
-            (true, Some(CrlKind::Full)) => {
-                return Err(CrlError::InvalidArgument(
-                    "full_after_delta with kind FULL: the full CRL is published at once; leave kind unspecified".into(),
-                )
-                .into())
-            }
-            (true, _) => {
-                if kind == Some(CrlKind::Delta) && !self.publisher.settings().deltas {
-                    return Err(
-                        CrlError::FailedPrecondition("delta CRLs are off (profile.delta_crls = false)".into()).into()
-                    );
-                }
-                self.publisher.publish_urgent(issuer).await?
-            }
-            (false, _) => Urgent { crls: self.publisher.publish(issuer, kind).await?, following: Vec::new() },
+        let Urgent { crls, following } = match req.full_after_delta {
+            true => self.publisher.publish_urgent(issuer, kind).await?,
+            false => Urgent { crls: self.publisher.publish(issuer, kind).await?, following: Vec::new() },
         };
         let detail = serde_json::json!({
             "reason": req.reason,

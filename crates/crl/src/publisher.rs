@@ -285,7 +285,23 @@ impl<S: RevocationSource> Publisher<S> {
     /// the delta to the end of the full CRL: nothing comes between them, and
     /// at most one such full CRL per CA is under way. A failed one is owed,
     /// so the schedule retries it.
-    pub async fn publish_urgent(self: &Arc<Self>, issuer: Option<Issuer>) -> Result<Urgent, CrlError> {
+    /// `kind` FULL is refused (nothing would follow), DELTA needs deltas on.
+    pub async fn publish_urgent(
+        self: &Arc<Self>,
+        issuer: Option<Issuer>,
+        kind: Option<CrlKind>,
+    ) -> Result<Urgent, CrlError> {
+        match kind {
+            Some(CrlKind::Full) => {
+                return Err(CrlError::InvalidArgument(
+                    "full_after_delta with kind FULL: the full CRL is published at once; leave kind unspecified".into(),
+                ))
+            }
+            Some(CrlKind::Delta) if !self.settings.deltas => {
+                return Err(CrlError::FailedPrecondition("delta CRLs are off (profile.delta_crls = false)".into()))
+            }
+            _ => {}
+        }
         let selected: Vec<Issuer> = match issuer {
             Some(i) => vec![i],
             None => Issuer::ALL.to_vec(),

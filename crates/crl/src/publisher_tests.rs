@@ -286,7 +286,7 @@ async fn an_urgent_delta_is_followed_by_a_full_crl_under_the_reserved_number() {
     let base = p.store().by_url(&full_url).unwrap().info.clone().unwrap();
     p.source().revoke(&label, "5001", RevocationReason::KeyCompromise);
 
-    let urgent = p.publish_urgent(Some(Issuer::Signing)).await.unwrap();
+    let urgent = p.publish_urgent(Some(Issuer::Signing), None).await.unwrap();
     let delta: Vec<(CrlKind, u64, u64)> = urgent.crls.iter().map(|i| (i.kind, i.base_crl_number, i.entries)).collect();
     assert_eq!(delta, [(CrlKind::Delta, base.crl_number, 1)]);
     let reserved = urgent.following.clone();
@@ -314,7 +314,7 @@ async fn an_urgent_delta_is_followed_by_a_full_crl_under_the_reserved_number() {
     // The CA stays locked from the delta to the end of the full CRL: a
     // publication asked for meanwhile comes after it.
     p.source().revoke(&label, "5002", RevocationReason::KeyCompromise);
-    let urgent = p.publish_urgent(Some(Issuer::Signing)).await.unwrap();
+    let urgent = p.publish_urgent(Some(Issuer::Signing), None).await.unwrap();
     let next = p.publish(Some(Issuer::Signing), Some(CrlKind::Full)).await.unwrap();
     assert!(next[0].crl_number > urgent.following[0].crl_number, "{next:?} after {:?}", urgent.following);
 }
@@ -327,7 +327,7 @@ async fn a_failed_full_crl_after_an_urgent_delta_is_owed_and_without_deltas_noth
     let p = Arc::new(publisher(&pki, &cfg));
     p.publish(None, None).await.unwrap();
     p.source().revoke(&cfg.ca.authentication.key_label, "6001", RevocationReason::KeyCompromise);
-    let urgent = p.publish_urgent(None).await.unwrap();
+    let urgent = p.publish_urgent(None, Some(CrlKind::Delta)).await.unwrap();
     let kinds: Vec<(&str, CrlKind)> = urgent.crls.iter().map(|i| (i.issuer.as_str(), i.kind)).collect();
     assert_eq!(kinds, [("signing", CrlKind::Delta), ("authentication", CrlKind::Delta)]);
     let issuers: Vec<Issuer> = urgent.following.iter().map(|f| f.issuer).collect();
@@ -348,8 +348,10 @@ async fn a_failed_full_crl_after_an_urgent_delta_is_owed_and_without_deltas_noth
     // Without deltas the CRL published at once is full: nothing follows.
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
     let p = Arc::new(publisher(&pki, &pki.cfg));
-    let urgent = p.publish_urgent(Some(Issuer::Authentication)).await.unwrap();
+    let urgent = p.publish_urgent(Some(Issuer::Authentication), None).await.unwrap();
     assert_eq!(urgent.crls.len(), 1);
     assert_eq!(urgent.crls[0].kind, CrlKind::Full);
     assert!(urgent.following.is_empty());
+    let err = p.publish_urgent(None, Some(CrlKind::Delta)).await.unwrap_err();
+    assert!(matches!(err, crate::CrlError::FailedPrecondition(_)), "{err}");
 }

@@ -8,8 +8,8 @@
 #   1. CRLs, with `openssl verify -crl_check`, in two steps: the issuing CA
 #      against the root's ARL (the issuing CA's CRL distribution point), then the
 #      card against its CRL (its CRL distribution point) and delta CRL (its
-#      freshestCRL, when present). Not one `-crl_check_all`: openssl 3.0 then
-#      also wants a CRL for the root itself, and fails with "different CRL scope";
+#      freshestCRL, when present). One `-crl_check_all` with both CRLs does the
+#      same; two steps tell which certificate failed;
 #   2. OCSP: the responder named in the card's AIA, if any; its signature checked up to ROOT.
 # Prints "valid", "revoked: <reason> at <time> (<source>)" or "invalid: <why>",
 # then "role: ...". Exit status: 0 valid, 1 revoked, 2 invalid.

@@ -116,8 +116,13 @@ pub fn publish_arl(
         .ok_or_else(|| CrlError::FailedPrecondition("the ARL number cannot grow any further".into()))?;
 
     let mut spec = root.spec(now, now + Duration::hours(i64::from(cfg.crl.next_update_hours)), state.crl_number);
+    // No distributionPoint name: the ARL is then in scope for the root itself
+    // (which names no CRL DP) and for every issuing CA whatever URL it names;
+    // with the URL, `openssl verify -crl_check_all` refused the chain at the
+    // root ("different CRL scope"). onlyContainsCACerts still keeps it from
+    // standing in for an issuing CA's CRL.
     spec.issuing_distribution_point =
-        Some(IssuingDistributionPoint { full_name: url.to_owned(), only_contains: OnlyContains::CaCerts });
+        Some(IssuingDistributionPoint { full_name: String::new(), only_contains: OnlyContains::CaCerts });
     let entries = state
         .revoked
         .iter()
@@ -194,7 +199,7 @@ mod tests {
         println!("{text}");
         assert!(text.contains("X509v3 Issuing Distribution Point: critical"), "{text}");
         assert!(text.contains("Only CA Certificates"), "{text}");
-        assert!(text.contains("URI:http://127.0.0.1:8081/crl/arl.crl"), "{text}");
+        assert!(!text.contains("arl.crl"), "no distributionPoint name, so the root is in scope too: {text}");
         assert!(text.contains("X509v3 CRL Number: \n                3"), "{text}");
         assert!(text.contains("CA Compromise"), "{text}");
         assert!(text.contains("Issuer: C = JP, O = Japan Medical Association, OU = JMA HPKI Root CA"), "{text}");

@@ -206,10 +206,15 @@ pub enum OnlyContains {
     CaCerts,
 }
 
-/// issuingDistributionPoint (critical) with fullName = `url`.
+/// issuingDistributionPoint (critical) with fullName = `url`, or with no
+/// distributionPoint when `url` is empty.
 pub(crate) fn issuing_distribution_point(url: &str, only: OnlyContains) -> Result<Extension, CrlError> {
+    let distribution_point = match url {
+        "" => None,
+        url => Some(DistributionPointName::FullName(vec![uri(url)?])),
+    };
     let idp = IssuingDistributionPoint {
-        distribution_point: Some(DistributionPointName::FullName(vec![uri(url)?])),
+        distribution_point,
         only_contains_user_certs: only == OnlyContains::UserCerts,
         only_contains_ca_certs: only == OnlyContains::CaCerts,
         only_some_reasons: None,

@@ -18,6 +18,8 @@ use crate::error::CrlError;
 /// kind of certificates it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuingDistributionPoint {
+    /// The distributionPoint fullName; empty for none (the CRL's scope is then
+    /// every certificate `only_contains` allows, whatever CRL DP it names).
     pub full_name: String,
     pub only_contains: OnlyContains,
 }

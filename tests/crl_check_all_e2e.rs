@@ -1,0 +1,70 @@
+//! The whole chain's revocation, as relying parties that check every
+//! certificate do it (`openssl verify -crl_check_all`, Java PKIX, CryptoAPI):
+//! the root's ARL must be in scope for the root and for both issuing CAs
+//! (issue 12, item 1: before, openssl said "different CRL scope"), and a card
+//! revoked as lost fails while a good one passes.
+
+mod common;
+
+use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
+
+#[test]
+fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
+    let mut ca = Ca::new("");
+    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl-http"]);
+    let dir = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cards = Vec::new();
+    for (id, licence) in [("all-good", "820001"), ("all-lost", "820002")] {
+        let card = rt
+            .block_on(async { ca.issuance(&addrs[0]).await.submit_application(application(id, licence, &dir)).await })
+            .expect("issue a card")
+            .into_inner();
+        let (sign, auth) = (dir.join(format!("{id}-sign.pem")), dir.join(format!("{id}-auth.pem")));
+        write_pem(&sign, &card.signing_certificate);
+        write_pem(&auth, &card.authentication_certificate);
+        cards.push((card.card_id, sign, auth));
+    }
+    let out = ca.emergency_revoke(&cards[1].0, &addrs[1]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let crl = |path: &str, name: &str| {
+        let (status, _, body) = http_get(&addrs[2], path);
+        assert_eq!(status, 200, "{path}");
+        let file = dir.join(name);
+        write_pem_label(&file, "X509 CRL", &body);
+        file
+    };
+    let (arl, sign_crl, auth_crl) =
+        (crl("/crl/arl.crl", "arl.pem"), crl("/crl/sign.crl", "sign.pem"), crl("/crl/auth.crl", "auth.pem"));
+    let root = ca.cert_path("root-ca.pem");
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let verify = |issuing: &str, crl: &std::path::Path, cert: &std::path::Path| {
+        let issuing = ca.cert_path(issuing);
+        openssl(&[
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            &p(&root),
+            "-untrusted",
+            &p(&issuing),
+            "-CRLfile",
+            &p(&arl),
+            "-CRLfile",
+            &p(crl),
+            &p(cert),
+        ])
+    };
+    for (issuing, crl, cert) in
+        [("sign-ca.pem", &sign_crl, &cards[0].1), ("auth-ca.pem", &auth_crl, &cards[0].2)]
+    {
+        let (ok, text) = verify(issuing, crl, cert);
+        assert!(ok && text.contains(": OK"), "good card, {issuing}: {text}");
+    }
+    for (issuing, crl, cert) in
+        [("sign-ca.pem", &sign_crl, &cards[1].1), ("auth-ca.pem", &auth_crl, &cards[1].2)]
+    {
+        let (ok, text) = verify(issuing, crl, cert);
+        assert!(!ok && text.contains("certificate revoked"), "lost card, {issuing}: {text}");
+    }
+}

@@ -51,8 +51,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A child killed when dropped: a failing test leaves no process behind (an
+/// orphan holding the output pipe would keep `make test` waiting for ever).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
 /// Starts `hpki-ca <args>` and waits until it announces `service`.
-fn start(config: &Path, args: &[&str], service: &str) -> (Child, String) {
+fn start(config: &Path, args: &[&str], service: &str) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(config)
@@ -77,7 +87,7 @@ fn start(config: &Path, args: &[&str], service: &str) -> (Child, String) {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, "listening", "on", addr, ..] = words.as_slice() {
             if *name == service {
-                return (child, (*addr).to_owned());
+                return (Proc(child), (*addr).to_owned());
             }
         }
     }
@@ -274,7 +284,7 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
             .into_inner()
     });
     let (left_reserved, left_reserved_card, left_precert_card) = rt.block_on(stage_leftovers(&ca, &reg_addr, &seed));
-    kill(&mut issuance);
+    kill(&mut issuance.0);
     issuance = start(&config, &issuance_args, "issuance").0;
     let staged_kills = 1;
 
@@ -350,13 +360,13 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     while kills < KILLS + staged_kills && began.elapsed() < KILL_PHASE && !client.is_finished() {
         std::thread::sleep(Duration::from_millis(200 + rng.below(1800)));
         if rng.below(2) == 0 {
-            kill(&mut registry);
+            kill(&mut registry.0);
             std::thread::sleep(Duration::from_millis(rng.below(300)));
             registry = start(&config, &registry_args, "registry").0;
             *victims.entry("registry").or_default() += 1;
             crl_numbers.push(publish_crl_numbers(&ca, &crl_addr));
         } else {
-            kill(&mut issuance);
+            kill(&mut issuance.0);
             std::thread::sleep(Duration::from_millis(rng.below(300)));
             issuance = start(&config, &issuance_args, "issuance").0;
             *victims.entry("issuance").or_default() += 1;
@@ -382,7 +392,7 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     assert!(received.len() >= 3, "too few cards issued: {}", received.len());
 
     // Restart issuance once more: its recovery resolves whatever is left.
-    kill(&mut issuance);
+    kill(&mut issuance.0);
     issuance = start(&config, &issuance_args, "issuance").0;
     rt.block_on(async {
         let mut registry_client = ca.registry(&reg_addr).await;
@@ -512,10 +522,10 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     }
 
     // The audit chain verifies on the database itself.
-    kill(&mut issuance);
-    kill(&mut revocation);
-    kill(&mut crl);
-    kill(&mut registry);
+    kill(&mut issuance.0);
+    kill(&mut revocation.0);
+    kill(&mut crl.0);
+    kill(&mut registry.0);
     let store = store::Store::open(&ca.state().join("registry.sled")).expect("open the registry database");
     let entries = store.verify_audit_chain().expect("audit chain verifies");
     println!("audit chain of {entries} entries verifies");

@@ -108,6 +108,7 @@ fn fixture() -> Fixture {
         delta_crl_indicator: None,
         issuing_distribution_point: None,
         freshest_crl: None,
+        expired_certs_on_crl: None,
     };
     Fixture { key, spec }
 }

@@ -55,15 +55,11 @@ fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
             &p(cert),
         ])
     };
-    for (issuing, crl, cert) in
-        [("sign-ca.pem", &sign_crl, &cards[0].1), ("auth-ca.pem", &auth_crl, &cards[0].2)]
-    {
+    for (issuing, crl, cert) in [("sign-ca.pem", &sign_crl, &cards[0].1), ("auth-ca.pem", &auth_crl, &cards[0].2)] {
         let (ok, text) = verify(issuing, crl, cert);
         assert!(ok && text.contains(": OK"), "good card, {issuing}: {text}");
     }
-    for (issuing, crl, cert) in
-        [("sign-ca.pem", &sign_crl, &cards[1].1), ("auth-ca.pem", &auth_crl, &cards[1].2)]
-    {
+    for (issuing, crl, cert) in [("sign-ca.pem", &sign_crl, &cards[1].1), ("auth-ca.pem", &auth_crl, &cards[1].2)] {
         let (ok, text) = verify(issuing, crl, cert);
         assert!(!ok && text.contains("certificate revoked"), "lost card, {issuing}: {text}");
     }

@@ -264,6 +264,13 @@ pub struct CrlConfig {
     pub delta_next_update_hours: u32,
     /// A full CRL is published at least this often, in minutes.
     pub interval_minutes: u32,
+    /// How long a revoked certificate stays on the CRLs after its notAfter, in
+    /// days. 0 (the default): for ever, and every CRL carries ExpiredCertsOnCRL
+    /// (X.509, 2019) from the issuing CA's notBefore, because signatures are
+    /// checked long after a card expires. Otherwise the entry leaves that many
+    /// days after expiry; it must outlast `interval_minutes`, so at least one
+    /// scheduled full CRL after the expiry still lists it (RFC 5280 §3.3).
+    pub expired_retention_days: u32,
 }
 
 impl Default for CrlConfig {
@@ -276,6 +283,7 @@ impl Default for CrlConfig {
             next_update_hours: 48,
             delta_next_update_hours: 24,
             interval_minutes: 24 * 60,
+            expired_retention_days: 0,
         }
     }
 }

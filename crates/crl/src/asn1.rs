@@ -36,6 +36,8 @@ pub(crate) mod oid {
     pub const ISSUING_DISTRIBUTION_POINT: Oid = Oid::new_unwrap("2.5.29.28");
     /// id-ce-freshestCRL
     pub const FRESHEST_CRL: Oid = Oid::new_unwrap("2.5.29.46");
+    /// id-ce-expiredCertsOnCRL (X.509 2019, 9.6.2.9)
+    pub const EXPIRED_CERTS_ON_CRL: Oid = Oid::new_unwrap("2.5.29.60");
 }
 
 /// AlgorithmIdentifier sha256WithRSAEncryption with NULL parameters (RFC 4055).
@@ -222,6 +224,15 @@ pub(crate) fn issuing_distribution_point(url: &str, only: OnlyContains) -> Resul
         only_contains_attribute_certs: false,
     };
     extension(oid::ISSUING_DISTRIBUTION_POINT, true, &idp)
+}
+
+/// ExpiredCertsOnCRL ::= GeneralizedTime (non-critical): certificates that
+/// expired at or after `since` stay listed once revoked.
+pub(crate) fn expired_certs_on_crl(since: OffsetDateTime) -> Result<Extension, CrlError> {
+    let secs = u64::try_from(since.unix_timestamp())
+        .map_err(|_| CrlError::Encoding(format!("ExpiredCertsOnCRL time {since} is before 1970")))?;
+    let time = der::asn1::GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))?;
+    extension(oid::EXPIRED_CERTS_ON_CRL, false, &time)
 }
 
 /// freshestCRL (non-critical) pointing at the delta CRL.

@@ -40,6 +40,9 @@ pub struct CrlSpec {
     pub issuing_distribution_point: Option<IssuingDistributionPoint>,
     /// freshestCRL (non-critical): the delta CRL's URL. Full CRLs only.
     pub freshest_crl: Option<String>,
+    /// ExpiredCertsOnCRL (non-critical, X.509 2019): revoked certificates that
+    /// expired after this time are still listed.
+    pub expired_certs_on_crl: Option<OffsetDateTime>,
 }
 
 /// Signs TBSCertList bytes. Blocking.
@@ -129,6 +132,9 @@ impl CrlEncoder {
         }
         if let Some(url) = &spec.freshest_crl {
             extensions.push(asn1::freshest_crl(url)?);
+        }
+        if let Some(since) = spec.expired_certs_on_crl {
+            extensions.push(asn1::expired_certs_on_crl(since)?);
         }
         let mut tail = Vec::new();
         asn1::push_tlv(&mut tail, asn1::TAG_CRL_EXTENSIONS, &extensions.to_der()?)?;
@@ -242,6 +248,7 @@ mod tests {
             delta_crl_indicator: None,
             issuing_distribution_point: None,
             freshest_crl: None,
+            expired_certs_on_crl: None,
         }
     }
 

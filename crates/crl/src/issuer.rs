@@ -54,6 +54,7 @@ impl CaKey {
             delta_crl_indicator: None,
             issuing_distribution_point: None,
             freshest_crl: None,
+            expired_certs_on_crl: None,
         }
     }
 }

@@ -300,6 +300,7 @@ pub(crate) mod tests_support {
             delta_crl_indicator: None,
             issuing_distribution_point: None,
             freshest_crl: None,
+            expired_certs_on_crl: None,
         };
         build_crl(&spec, [], &Unsigned).unwrap().der
     }

@@ -71,6 +71,9 @@ pub struct Settings {
     pub next_update: Duration,
     pub delta_next_update: Duration,
     pub interval: Duration,
+    /// How long a revoked certificate stays listed after its notAfter; `None`:
+    /// for ever, with ExpiredCertsOnCRL (`[crl] expired_retention_days = 0`).
+    pub expired_retention: Option<Duration>,
     /// Body size and request timeout of the HTTP distribution point (`[limits]`).
     pub http: crate::http::HttpLimits,
 }
@@ -96,7 +99,23 @@ impl Settings {
                 cfg.profile.crl_partitions
             )));
         }
+        let expired_retention = match c.expired_retention_days {
+            0 => None,
+            days => {
+                let retention = Duration::days(i64::from(days));
+                if retention <= Duration::minutes(i64::from(c.interval_minutes)) {
+                    return Err(CrlError::Config(format!(
+                        "crl.expired_retention_days = {days} must outlast crl.interval_minutes ({}), so a \
+                         scheduled CRL after a certificate expires still lists it (RFC 5280 3.3); 0 keeps \
+                         expired entries for ever",
+                        c.interval_minutes
+                    )));
+                }
+                Some(retention)
+            }
+        };
         Ok(Settings {
+            expired_retention,
             partitions: cfg.profile.crl_partitions,
             deltas: cfg.profile.delta_crls,
             next_update: Duration::hours(i64::from(c.next_update_hours)),
@@ -496,6 +515,10 @@ impl<S: RevocationSource> Publisher<S> {
         for t in &ca.targets {
             let mut spec = ca.ca_key.spec(now, now + validity, grant.crl_number);
             spec.delta_crl_indicator = base.map(|b| b.crl_number);
+            if s.expired_retention.is_none() {
+                // Every certificate of this CA that expired is kept once revoked.
+                spec.expired_certs_on_crl = Some(ca.ca_key.ca.not_before());
+            }
             if t.partition > 0 {
                 spec.issuing_distribution_point =
                     Some(IssuingDistributionPoint { full_name: t.url.clone(), only_contains: OnlyContains::UserCerts });
@@ -533,7 +556,8 @@ impl<S: RevocationSource> Publisher<S> {
         }
 
         let after = base.map_or(0, |b| b.feed_sequence);
-        let mut stream = self.source.list_revoked(&ca.label, after).await?;
+        let expired_since = s.expired_retention.map(|r| (now - r).unix_timestamp());
+        let mut stream = self.source.list_revoked(&ca.label, after, expired_since).await?;
         while let Some(item) = stream.next().await {
             let entry = CrlEntry::from_registry(&item?)?;
             let slot = match profile::crl_partition(entry.user_certificate.magnitude(), s.partitions) {

@@ -355,3 +355,50 @@ async fn a_failed_full_crl_after_an_urgent_delta_is_owed_and_without_deltas_noth
     let err = p.publish_urgent(None, Some(CrlKind::Delta)).await.unwrap_err();
     assert!(matches!(err, crate::CrlError::FailedPrecondition(_)), "{err}");
 }
+
+/// RFC 5280 3.3 and long-term signature validation: by default a revoked
+/// certificate stays listed after it expires, and the CRL says so with
+/// ExpiredCertsOnCRL; with `expired_retention_days` it leaves that many days
+/// after expiry, and the extension is absent.
+#[tokio::test]
+async fn expired_revoked_certificates_stay_listed_by_default_or_for_the_configured_days() {
+    let pki = test_pki(KeyAlgorithm::EcdsaP256);
+    let label = pki.cfg.ca.signing.key_label.clone();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let day = 86_400;
+    let fill = |source: &MemorySource| {
+        source.revoke_expiring(&label, "3001", RevocationReason::KeyCompromise, now - 400 * day);
+        source.revoke_expiring(&label, "3002", RevocationReason::KeyCompromise, now - 5 * day);
+        source.revoke_expiring(&label, "3003", RevocationReason::KeyCompromise, now + 365 * day);
+    };
+    pki.write_chain(&pki.path("chain.pem"));
+
+    let cfg = pki.cfg.clone();
+    assert_eq!(cfg.crl.expired_retention_days, 0, "the default keeps expired entries");
+    let p = publisher(&pki, &cfg);
+    fill(p.source());
+    p.publish(Some(Issuer::Signing), Some(CrlKind::Full)).await.unwrap();
+    keep("expired-kept", &[&out_file(&cfg, "sign.crl")]);
+    let text = openssl_crl_text(&out_file(&cfg, "sign.crl"), &pki.path("chain.pem"));
+    for serial in ["3001", "3002", "3003"] {
+        assert!(text.contains(&format!("Serial Number: {serial}")), "{serial}: {text}");
+    }
+    assert!(text.contains("2.5.29.60"), "ExpiredCertsOnCRL: {text}");
+
+    let mut cfg = pki.cfg.clone();
+    cfg.crl.expired_retention_days = 30;
+    cfg.crl.out_dir = "crl-retained".into();
+    let p = publisher(&pki, &cfg);
+    fill(p.source());
+    p.publish(Some(Issuer::Signing), Some(CrlKind::Full)).await.unwrap();
+    let text = openssl_crl_text(&out_file(&cfg, "sign.crl"), &pki.path("chain.pem"));
+    assert!(!text.contains("Serial Number: 3001"), "expired 400 days ago: gone after 30: {text}");
+    assert!(text.contains("Serial Number: 3002") && text.contains("Serial Number: 3003"), "{text}");
+    assert!(!text.contains("2.5.29.60"), "{text}");
+
+    // A retention shorter than the publication interval could skip the CRL after expiry.
+    cfg.crl.expired_retention_days = 1;
+    cfg.crl.interval_minutes = 2 * 24 * 60;
+    let err = crate::publisher::Settings::from_config(&cfg).unwrap_err().to_string();
+    assert!(err.contains("crl.expired_retention_days = 1"), "{err}");
+}

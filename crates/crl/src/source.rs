@@ -25,12 +25,14 @@ pub trait RevocationSource: Send + Sync + 'static {
     /// The next cRLNumber of `scope` ("sign", "auth"); strictly increasing, persisted.
     fn next_crl_number(&self, scope: &str) -> impl Future<Output = Result<CrlNumberGrant, CrlError>> + Send;
 
-    /// Unexpired revoked certificates of `issuer_label` whose revocation has a
-    /// feed sequence above `after_sequence` (0 = all).
+    /// Revoked certificates of `issuer_label` whose revocation has a feed
+    /// sequence above `after_sequence` (0 = all): every one with
+    /// `expired_since: None`, else those whose notAfter is not before it.
     fn list_revoked(
         &self,
         issuer_label: &str,
         after_sequence: u64,
+        expired_since: Option<i64>,
     ) -> impl Future<Output = Result<EntryStream, CrlError>> + Send;
 
     /// Appends to the audit log.
@@ -70,15 +72,21 @@ impl RevocationSource for RegistrySource {
         Ok(CrlNumberGrant { crl_number: resp.crl_number, feed_sequence: resp.feed_sequence })
     }
 
-    async fn list_revoked(&self, issuer_label: &str, after_sequence: u64) -> Result<EntryStream, CrlError> {
+    async fn list_revoked(
+        &self,
+        issuer_label: &str,
+        after_sequence: u64,
+        expired_since: Option<i64>,
+    ) -> Result<EntryStream, CrlError> {
         let stream = self
             .client
             .clone()
             .list_revoked(reg::ListRevokedRequest {
                 issuer_label: issuer_label.to_owned(),
                 after_sequence,
-                include_expired: false,
-                at_unix: 0,
+                include_expired: expired_since.is_none(),
+                // Never 0 here: the registry reads 0 as now.
+                at_unix: expired_since.map_or(0, |t| t.max(1)),
             })
             .await?
             .into_inner();
@@ -124,13 +132,24 @@ pub(crate) mod memory {
 
     impl MemorySource {
         pub fn revoke(&self, issuer_label: &str, serial: &str, reason: reg::RevocationReason) {
+            self.revoke_expiring(issuer_label, serial, reason, 4_000_000_000);
+        }
+
+        /// A revocation of a certificate whose notAfter is `not_after_unix`.
+        pub fn revoke_expiring(
+            &self,
+            issuer_label: &str,
+            serial: &str,
+            reason: reg::RevocationReason,
+            not_after_unix: i64,
+        ) {
             let mut s = self.state.lock().unwrap();
             s.sequence += 1;
             let entry = reg::RevokedEntry {
                 serial: serial.to_owned(),
                 revoked_at_unix: time::OffsetDateTime::now_utc().unix_timestamp() - 30,
                 reason: reason as i32,
-                not_after_unix: 4_000_000_000,
+                not_after_unix,
                 sequence: s.sequence,
             };
             s.revoked.push((issuer_label.to_owned(), entry));
@@ -162,13 +181,19 @@ pub(crate) mod memory {
             Ok(CrlNumberGrant { crl_number: *n, feed_sequence })
         }
 
-        async fn list_revoked(&self, issuer_label: &str, after_sequence: u64) -> Result<EntryStream, CrlError> {
+        async fn list_revoked(
+            &self,
+            issuer_label: &str,
+            after_sequence: u64,
+            expired_since: Option<i64>,
+        ) -> Result<EntryStream, CrlError> {
             self.check()?;
             let s = self.state.lock().unwrap();
             let items: Vec<Result<reg::RevokedEntry, CrlError>> = s
                 .revoked
                 .iter()
                 .filter(|(label, e)| label == issuer_label && e.sequence > after_sequence)
+                .filter(|(_, e)| expired_since.is_none_or(|t| e.not_after_unix >= t))
                 .map(|(_, e)| Ok(e.clone()))
                 .collect();
             Ok(Box::pin(tokio_stream::iter(items)))

@@ -113,11 +113,10 @@ pub struct EmergencyArgs {
 }
 
 pub async fn connect(url: &str) -> Result<Channel, CliError> {
-    tls::endpoint(url)
-        .map_err(|e| CliError::Client(format!("{url}: {e}")))?
-        .connect()
-        .await
-        .map_err(|e| CliError::Client(format!("cannot reach {url}: {e}")))
+    let endpoint = tls::endpoint(url).map_err(|e| CliError::Client(format!("{url}: {e}")))?;
+    // The URL as dialled: its scheme follows [tls] enabled.
+    let tried = endpoint.uri().to_string();
+    endpoint.connect().await.map_err(|e| CliError::Client(format!("cannot reach {tried}: {e}")))
 }
 
 /// A service's refusal, as the operator reads it: code and message.

@@ -10,6 +10,7 @@
 mod application;
 mod approvals;
 mod audit;
+#[cfg(feature = "bench")]
 mod bench;
 mod certificates;
 mod clock;
@@ -28,6 +29,7 @@ mod tx;
 use std::path::Path;
 
 pub use audit::{actions, audit_hash};
+#[cfg(feature = "bench")]
 pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};

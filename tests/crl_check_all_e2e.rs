@@ -11,7 +11,7 @@ use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
 #[test]
 fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
     let mut ca = Ca::new("");
-    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl-http"]);
+    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl-http", "crl"]);
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut cards = Vec::new();
@@ -25,6 +25,19 @@ fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
         write_pem(&auth, &card.authentication_certificate);
         cards.push((card.card_id, sign, auth));
     }
+    // The ceremony's ARL is fresh (90 days): its health service says so.
+    let status = rt.block_on(async {
+        let channel = ca.grpc(&addrs[3], "operator").await.expect("crl gRPC");
+        let req = tonic_health::pb::HealthCheckRequest { service: "hpki.crl.v1.Arl".into() };
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(req)
+            .await
+            .expect("health")
+            .into_inner()
+            .status
+    });
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
     let out = ca.emergency_revoke(&cards[1].0, &addrs[1]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 

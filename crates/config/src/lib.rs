@@ -271,6 +271,10 @@ pub struct CrlConfig {
     /// days after expiry; it must outlast `interval_minutes`, so at least one
     /// scheduled full CRL after the expiry still lists it (RFC 5280 §3.3).
     pub expired_retention_days: u32,
+    /// nextUpdate of the root's ARL = thisUpdate + this many days (the ceremony
+    /// and `hpki-ca arl`). The root signs rarely, with the services stopped;
+    /// the CRL service warns once a quarter of it is left.
+    pub arl_validity_days: u32,
 }
 
 impl Default for CrlConfig {
@@ -284,6 +288,7 @@ impl Default for CrlConfig {
             delta_next_update_hours: 24,
             interval_minutes: 24 * 60,
             expired_retention_days: 0,
+            arl_validity_days: 90,
         }
     }
 }

@@ -78,8 +78,8 @@ pub fn publish_arl(
         return Err(CrlError::Config("ca.signing.crl_url (the ARL URL) is empty".into()));
     }
     let out_name = file_name(url)?;
-    if cfg.crl.next_update_hours == 0 {
-        return Err(CrlError::Config("crl.next_update_hours must be at least 1".into()));
+    if cfg.crl.arl_validity_days == 0 {
+        return Err(CrlError::Config("crl.arl_validity_days must be at least 1".into()));
     }
     let cert_dir = cfg.cert_dir();
     let root = CaKey::load(hsm, &cert_dir.join(&cfg.ca.root.file_name), &cfg.ca.root.key_label)?;
@@ -115,7 +115,7 @@ pub fn publish_arl(
         .checked_add(1)
         .ok_or_else(|| CrlError::FailedPrecondition("the ARL number cannot grow any further".into()))?;
 
-    let mut spec = root.spec(now, now + Duration::hours(i64::from(cfg.crl.next_update_hours)), state.crl_number);
+    let mut spec = root.spec(now, now + Duration::days(i64::from(cfg.crl.arl_validity_days)), state.crl_number);
     // No distributionPoint name: the ARL is then in scope for the root itself
     // (which names no CRL DP) and for every issuing CA whatever URL it names;
     // with the URL, `openssl verify -crl_check_all` refused the chain at the
@@ -201,6 +201,8 @@ mod tests {
         assert!(text.contains("Only CA Certificates"), "{text}");
         assert!(!text.contains("arl.crl"), "no distributionPoint name, so the root is in scope too: {text}");
         assert!(text.contains("X509v3 CRL Number: \n                3"), "{text}");
+        let (this, next) = crate::arl_watch::validity(&third.der).unwrap();
+        assert_eq!(next - this, Duration::days(i64::from(cfg.crl.arl_validity_days)), "[crl] arl_validity_days");
         assert!(text.contains("CA Compromise"), "{text}");
         assert!(text.contains("Issuer: C = JP, O = Japan Medical Association, OU = JMA HPKI Root CA"), "{text}");
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arl;
+pub mod arl_watch;
 pub mod asn1;
 pub mod builder;
 pub mod entry;

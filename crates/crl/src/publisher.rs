@@ -74,6 +74,8 @@ pub struct Settings {
     /// How long a revoked certificate stays listed after its notAfter; `None`:
     /// for ever, with ExpiredCertsOnCRL (`[crl] expired_retention_days = 0`).
     pub expired_retention: Option<Duration>,
+    /// Where the root's ARL is served (`[ca.signing] crl_url`); empty: none.
+    pub arl_url: String,
     /// Body size and request timeout of the HTTP distribution point (`[limits]`).
     pub http: crate::http::HttpLimits,
 }
@@ -116,6 +118,7 @@ impl Settings {
         };
         Ok(Settings {
             expired_retention,
+            arl_url: cfg.ca.signing.crl_url.trim().to_owned(),
             partitions: cfg.profile.crl_partitions,
             deltas: cfg.profile.delta_crls,
             next_update: Duration::hours(i64::from(c.next_update_hours)),

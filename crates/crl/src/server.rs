@@ -55,6 +55,9 @@ pub async fn serve_publisher<S: RevocationSource>(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<CrlPublisherServer<CrlService<S>>>().await;
+    let arl_url = publisher.settings().arl_url.clone();
+    let arl_watch = (!arl_url.is_empty())
+        .then(|| crate::arl_watch::spawn(publisher.store().clone(), arl_url, reporter.clone(), ticks.check));
     let reflection = proto::reflection::v1(proto::crl::v1::crl_publisher_server::SERVICE_NAME)
         .map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
     let reflection_alpha = proto::reflection::v1alpha(proto::crl::v1::crl_publisher_server::SERVICE_NAME)
@@ -72,6 +75,9 @@ pub async fn serve_publisher<S: RevocationSource>(
     let scheduler = tokio::spawn(schedule::run(publisher, ticks, stop_rx));
 
     let result = tokio::try_join!(grpc_server, http_server);
+    if let Some(w) = arl_watch {
+        w.abort();
+    }
     scheduler.abort();
     let _ = scheduler.await;
     result.map(|_| ())
@@ -198,6 +204,41 @@ mod tests {
             .into_inner()
             .status;
         assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+        // The root's ARL: NOT_SERVING while none is served, or a quarter or
+        // less of its validity is left; SERVING once a fresh one is.
+        use tonic_health::pb::health_check_response::ServingStatus as S;
+        let arl_status = |want: S| {
+            let mut health = health.clone();
+            async move {
+                let mut got = None;
+                for _ in 0..50 {
+                    let req = tonic_health::pb::HealthCheckRequest { service: crate::arl_watch::HEALTH_SERVICE.into() };
+                    got = health.check(req).await.ok().map(|r| r.into_inner().status);
+                    if got == Some(want as i32) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                panic!("ARL health {got:?}, wanted {want:?}");
+            }
+        };
+        arl_status(S::NotServing).await;
+        let arl_path = cfg.state_path(&cfg.crl.out_dir).join("arl.crl");
+        let now = time::OffsetDateTime::now_utc();
+        let write_arl = |this: time::OffsetDateTime, next: time::OffsetDateTime| {
+            let spec = pki.root.spec(this, next, 1);
+            let arl = crate::builder::build_crl(&spec, [], &pki.root.key).unwrap();
+            crate::published::write_atomically(&arl_path, &arl.der).unwrap();
+        };
+        write_arl(now, now + time::Duration::days(90));
+        arl_status(S::Serving).await;
+        write_arl(now - time::Duration::days(80), now + time::Duration::days(20));
+        arl_status(S::NotServing).await;
+        write_arl(now - time::Duration::days(1), now + time::Duration::days(89));
+        arl_status(S::Serving).await;
+        write_arl(now - time::Duration::days(91), now - time::Duration::days(1));
+        arl_status(S::NotServing).await;
 
         stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();

@@ -37,6 +37,17 @@ fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
             .status
     });
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    // And its time to nextUpdate is a metric of the distribution point.
+    let (code, _, body) = http_get(&addrs[2], "/metrics");
+    assert_eq!(code, 200);
+    let text = String::from_utf8(body).unwrap();
+    let left: i64 = text
+        .lines()
+        .find(|l| l.starts_with("hpki_crl_seconds_to_next_update{path=\"/crl/arl.crl\",arl=\"true\"} "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ARL line in:\n{text}"));
+    assert!((89 * 86_400..=90 * 86_400).contains(&left), "90 days by default: {left}");
 
     let out = ca.emergency_revoke(&cards[1].0, &addrs[1]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -52,7 +52,31 @@ pub fn router(store: Arc<CrlStore>) -> Router {
 /// Content-Length, or as read) are refused with 413, requests slower than
 /// `timeout` get 503.
 pub fn router_with_limits(store: Arc<CrlStore>, limits: HttpLimits) -> Router {
-    with_limits(Router::new().fallback(serve_crl).with_state(store), limits)
+    let router = Router::new().route("/metrics", axum::routing::get(metrics)).fallback(serve_crl);
+    with_limits(router.with_state(store), limits)
+}
+
+/// Prometheus text: seconds until each served CRL's nextUpdate (negative once
+/// it has passed), so a CRL or the root's ARL going stale can be alerted on.
+async fn metrics(State(store): State<Arc<CrlStore>>) -> Response {
+    use std::fmt::Write;
+    let now = OffsetDateTime::now_utc();
+    let mut text = String::from(
+        "# HELP hpki_crl_seconds_to_next_update Seconds until the nextUpdate of a served CRL (negative: expired).\n\
+         # TYPE hpki_crl_seconds_to_next_update gauge\n",
+    );
+    for (path, arl) in store.paths() {
+        let Ok(Some(file)) = store.get(&path) else { continue };
+        let Some(next) = file.next_update else { continue };
+        let _ = writeln!(
+            text,
+            "hpki_crl_seconds_to_next_update{{path=\"{path}\",arl=\"{arl}\"}} {}",
+            (next - now).whole_seconds()
+        );
+    }
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
 }
 
 fn with_limits(router: Router, limits: HttpLimits) -> Router {
@@ -243,6 +267,16 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert_eq!(header_value(&head, "content-length"), Some(der.len().to_string().as_str()));
         assert!(body.is_empty(), "HEAD has no body");
+
+        let (head, body) = request(addr, "GET", "/metrics", "").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let text = String::from_utf8(body).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hpki_crl_seconds_to_next_update{path=\"/crl/sign.crl\",arl=\"false\"} "));
+        let left: i64 = line.and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse().ok()).expect(&text);
+        let expected = 1_700_003_600 - OffsetDateTime::now_utc().unix_timestamp();
+        assert!((expected - 5..=expected + 5).contains(&left), "the sample expired long ago: {text}");
 
         for path in ["/crl/other.crl", "/", "/crl/sign.crl/x", "/crl/sign.crl.json"] {
             let (head, _) = request(addr, "GET", path, "").await;

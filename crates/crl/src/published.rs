@@ -235,6 +235,14 @@ impl CrlStore {
         }
     }
 
+    /// Every URL path served, sorted, each with whether another process
+    /// writes its file (the root's ARL).
+    pub fn paths(&self) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = self.routes.iter().map(|(p, r)| (p.clone(), r.external)).collect();
+        out.sort();
+        out
+    }
+
     /// The CRL currently published for `url`, if any.
     pub fn by_url(&self, url: &str) -> Option<Arc<PublishedFile>> {
         let route = self.routes.get(&url_path(url).ok()?)?;

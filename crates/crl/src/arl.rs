@@ -65,6 +65,19 @@ fn load_state(path: &std::path::Path) -> Result<ArlState, CrlError> {
     }
 }
 
+/// Every distinct URL at which an issuing CA certificate names the ARL
+/// (`[ca.signing]` first, then `[ca.authentication]`), empty ones left out.
+pub fn arl_urls(cfg: &config::Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for url in [&cfg.ca.signing.crl_url, &cfg.ca.authentication.crl_url] {
+        let url = url.trim();
+        if !url.is_empty() && !out.iter().any(|u| u == url) {
+            out.push(url.to_owned());
+        }
+    }
+    out
+}
+
 /// Publishes a new ARL, first adding `revoke` (serial hex, reason) when given.
 /// Revoking a listed serial again changes nothing but the ARL's number and
 /// dates. Blocking (HSM, files). Run one at a time.
@@ -143,6 +156,14 @@ pub fn publish_arl(
     std::fs::create_dir_all(&out_dir).map_err(CrlError::io(&out_dir))?;
     let path = out_dir.join(out_name);
     write_atomically(&path, &signed.der)?;
+    // The authentication CA's certificate may name another URL for the ARL:
+    // the same ARL is served there too.
+    for other in arl_urls(cfg).into_iter().skip(1) {
+        let copy = out_dir.join(file_name(&other)?);
+        if copy != path {
+            write_atomically(&copy, &signed.der)?;
+        }
+    }
     tracing::info!(crl_number = state.crl_number, entries = signed.entries, path = %path.display(), "ARL published");
     Ok(PublishedArl {
         crl_number: state.crl_number,
@@ -245,5 +266,26 @@ mod tests {
         std::fs::write(pki.cfg.cert_dir().join("arl.json"), b"{not json").unwrap();
         let err = publish_arl(&pki.cfg, &pki.hsm, None).unwrap_err();
         assert!(matches!(err, CrlError::FailedPrecondition(_)), "{err}");
+    }
+
+    #[test]
+    fn an_authentication_ca_naming_another_arl_url_gets_the_same_arl_there() {
+        let pki = test_pki(KeyAlgorithm::EcdsaP256);
+        let mut cfg = pki.cfg.clone();
+        cfg.ca.authentication.crl_url = "http://127.0.0.1:8081/crl/arl-auth.crl".into();
+        assert_eq!(
+            arl_urls(&cfg),
+            [cfg.ca.signing.crl_url.clone(), "http://127.0.0.1:8081/crl/arl-auth.crl".to_owned()]
+        );
+        let served = crate::publisher::served_urls(&cfg).unwrap();
+        for url in arl_urls(&cfg) {
+            assert!(served.contains(&(url.clone(), true)), "{url} is served: {served:?}");
+        }
+        let arl = publish_arl(&cfg, &pki.hsm, None).unwrap();
+        let out = cfg.state_path(&cfg.crl.out_dir);
+        assert_eq!(std::fs::read(out.join("arl.crl")).unwrap(), arl.der);
+        assert_eq!(std::fs::read(out.join("arl-auth.crl")).unwrap(), arl.der);
+        // One URL for both (the default): one file, one route.
+        assert_eq!(arl_urls(&pki.cfg).len(), 1);
     }
 }

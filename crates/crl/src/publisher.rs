@@ -183,9 +183,8 @@ pub fn served_urls(cfg: &config::Config) -> Result<Vec<(String, bool)>, CrlError
             urls.push((t.url, false));
         }
     }
-    let arl = cfg.ca.signing.crl_url.trim();
-    if !arl.is_empty() {
-        urls.push((arl.to_owned(), true));
+    for arl in crate::arl::arl_urls(cfg) {
+        urls.push((arl, true));
     }
     Ok(urls)
 }

@@ -617,6 +617,11 @@ pub struct ProfileConfig {
     pub min_rsa_bits: u32,
     /// Maximum age of the ID photo and the resident record, in months.
     pub document_max_age_months: u32,
+    /// authorityKeyIdentifier of card certificates also names the issuing CA
+    /// certificate's issuer and serial (authorityCertIssuer,
+    /// authorityCertSerialNumber), as the real MEDIS certificates do; false:
+    /// keyIdentifier only (RFC 5280's recommendation).
+    pub authority_key_identifier_issuer_serial: bool,
 }
 
 impl Default for ProfileConfig {
@@ -637,6 +642,7 @@ impl Default for ProfileConfig {
             holder_id_prefix: "JMA".into(),
             min_rsa_bits: 2048,
             document_max_age_months: 6,
+            authority_key_identifier_issuer_serial: false,
         }
     }
 }

@@ -524,3 +524,37 @@ fn partition_crl_distribution_point_and_freshest_crl() {
     assert!(!text.contains("Freshest CRL"), "{text}");
     assert!(!text.contains("sign-p"), "{text}");
 }
+
+/// `[profile] authority_key_identifier_issuer_serial`: the AKI also names the
+/// signing CA certificate's issuer (the root's DN) and serial, as the real
+/// MEDIS certificates do; openssl still builds and verifies the path.
+#[test]
+fn authority_key_identifier_can_name_the_issuing_ca_certificate_by_issuer_and_serial() {
+    let h = hierarchy(rsa_key);
+    let cfg = config::ProfileConfig { authority_key_identifier_issuer_serial: true, ..Default::default() };
+    let (_, csr_der) = openssl_csr(&["-newkey", "rsa:2048"]);
+    let key = csr::parse_and_verify(&csr_der, cfg.min_rsa_bits).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), cfg.validity_years, h.sign_ca.not_after());
+    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x10, 0x03], nb, na, &h.sign_ca).unwrap();
+    let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
+    let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "aki-ee");
+    assert_eq!(text.matches("X509v3 Authority Key Identifier").count(), 1, "{text}");
+    assert!(text.contains("DirName:/C=JP/O=Japan Medical Association/OU=JMA HPKI Root CA"), "{text}");
+
+    let cert = Certificate::from_der(&ee).unwrap();
+    let ext =
+        cert.tbs_certificate().extensions().unwrap().iter().find(|e| e.extn_id.to_string() == "2.5.29.35").unwrap();
+    let aki = x509_cert::ext::pkix::AuthorityKeyIdentifier::from_der(ext.extn_value.as_bytes()).unwrap();
+    let ca = Certificate::from_der(h.sign_ca.certificate_der()).unwrap();
+    assert_eq!(aki.key_identifier.unwrap().as_bytes(), h.sign_ca.subject_key_identifier());
+    assert_eq!(aki.authority_cert_serial_number.as_ref(), Some(ca.tbs_certificate().serial_number()));
+    assert!(!ext.critical);
+
+    // The default: keyIdentifier only.
+    let plain = config::ProfileConfig::default();
+    let params = subscriber_params(&plain, CertKind::Signing, &doctor(), &[0x10, 0x04], nb, na, &h.sign_ca).unwrap();
+    let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
+    let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "aki-plain");
+    assert!(!text.contains("DirName:/C=JP/O=Japan Medical Association/OU=JMA HPKI Root CA"), "{text}");
+}

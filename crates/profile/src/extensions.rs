@@ -20,6 +20,7 @@ use crate::names::oid_arcs;
 
 pub const ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.9");
 pub const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
+pub const ID_CE_AUTHORITY_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
 pub const ID_CE_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 pub const ID_CE_CERTIFICATE_POLICIES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.32");
 /// freshestCRL (RFC 5280 4.2.1.15): where the delta CRL is.
@@ -84,6 +85,22 @@ pub fn freshest_crl(url: Ia5String) -> Result<Vec<u8>, ProfileError> {
         crl_issuer: None,
     };
     Ok(FreshestCrl(vec![point]).to_der()?)
+}
+
+/// authorityKeyIdentifier with keyIdentifier `key_id` and also
+/// authorityCertIssuer and authorityCertSerialNumber: the issuer and serial of
+/// the issuing CA's certificate `ca_cert_der`, as the real MEDIS certificates
+/// carry them (`[profile] authority_key_identifier_issuer_serial`).
+pub fn authority_key_identifier_with_issuer_serial(key_id: &[u8], ca_cert_der: &[u8]) -> Result<Vec<u8>, ProfileError> {
+    use der::Decode;
+    let ca = x509_cert::Certificate::from_der(ca_cert_der)?;
+    let tbs = ca.tbs_certificate();
+    let aki = x509_cert::ext::pkix::AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(key_id)?),
+        authority_cert_issuer: Some(vec![GeneralName::DirectoryName(tbs.issuer().clone())]),
+        authority_cert_serial_number: Some(tbs.serial_number().clone()),
+    };
+    Ok(aki.to_der()?)
 }
 
 pub fn subject_key_identifier(key_id: &[u8]) -> Result<Vec<u8>, ProfileError> {

@@ -114,7 +114,16 @@ pub fn subscriber_params(
     params.not_after = not_after;
     // No basicConstraints at all, as in the real MEDIS certificate.
     params.is_ca = IsCa::NoCa;
-    params.use_authority_key_identifier_extension = true;
+    if cfg.authority_key_identifier_issuer_serial {
+        params.use_authority_key_identifier_extension = false;
+        let aki = extensions::authority_key_identifier_with_issuer_serial(
+            issuer.subject_key_identifier(),
+            issuer.certificate_der(),
+        )?;
+        params.custom_extensions.push(extensions::custom(extensions::ID_CE_AUTHORITY_KEY_IDENTIFIER, aki, false));
+    } else {
+        params.use_authority_key_identifier_extension = true;
+    }
 
     let (policy_field, policy, crl_field, crl_url) = match kind {
         CertKind::Signing => {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
+use common::{http_get, issue_card_pems, openssl, write_pem_label, Ca};
 
 #[test]
 fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
@@ -14,17 +14,8 @@ fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
     let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl-http", "crl"]);
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut cards = Vec::new();
-    for (id, licence) in [("all-good", "820001"), ("all-lost", "820002")] {
-        let card = rt
-            .block_on(async { ca.issuance(&addrs[0]).await.submit_application(application(id, licence, &dir)).await })
-            .expect("issue a card")
-            .into_inner();
-        let (sign, auth) = (dir.join(format!("{id}-sign.pem")), dir.join(format!("{id}-auth.pem")));
-        write_pem(&sign, &card.signing_certificate);
-        write_pem(&auth, &card.authentication_certificate);
-        cards.push((card.card_id, sign, auth));
-    }
+    let cards = [("all-good", "820001"), ("all-lost", "820002")]
+        .map(|(id, licence)| issue_card_pems(&ca, &rt, &addrs[0], id, licence));
     // The ceremony's ARL is fresh (90 days): its health service says so.
     let status = rt.block_on(async {
         let channel = ca.grpc(&addrs[3], "operator").await.expect("crl gRPC");

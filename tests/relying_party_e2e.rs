@@ -16,7 +16,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{application, write_pem, Ca};
+use common::{issue_card_pems, Ca};
 
 /// Forwards every connection to `listener` to `target`, both ways, until either side closes.
 fn forward(listener: TcpListener, target: String) {
@@ -123,19 +123,10 @@ fn good_and_lost_cards(extra_config: &str) -> Cards {
     forward(crl_front, addrs[2].clone());
     forward(ocsp_front, addrs[3].clone());
 
-    let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut cards = Vec::new();
-    for (id, licence) in [("good", "810001"), ("lost", "810002")] {
-        let card = rt
-            .block_on(async { ca.issuance(issuance).await.submit_application(application(id, licence, &dir)).await })
-            .expect("issue card")
-            .into_inner();
-        let (sign, auth) = (dir.join(format!("{id}-sign.pem")), dir.join(format!("{id}-auth.pem")));
-        write_pem(&sign, &card.signing_certificate);
-        write_pem(&auth, &card.authentication_certificate);
-        cards.push((card.card_id, sign, auth));
-    }
+    let mut cards: Vec<_> = [("good", "810001"), ("lost", "810002")]
+        .map(|(id, licence)| issue_card_pems(&ca, &rt, issuance, id, licence))
+        .into();
     let out = ca.emergency_revoke(&cards[1].0, revocation);
     assert!(out.status.success(), "emergency-revoke: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);

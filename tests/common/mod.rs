@@ -406,6 +406,27 @@ pub fn fresh_csrs() -> (Vec<u8>, Vec<u8>) {
     (csr(), csr())
 }
 
+/// A card issued through the Issuance service at `issuance` for `id`, with
+/// both certificates written as PEM to `<id>-sign.pem` and `<id>-auth.pem`
+/// in the CA's folder: (card id, signing PEM path, authentication PEM path).
+pub fn issue_card_pems(
+    ca: &Ca,
+    rt: &tokio::runtime::Runtime,
+    issuance: &str,
+    id: &str,
+    licence: &str,
+) -> (String, PathBuf, PathBuf) {
+    let dir = ca.dir.path();
+    let card = rt
+        .block_on(async { ca.issuance(issuance).await.submit_application(application(id, licence, dir)).await })
+        .unwrap_or_else(|e| panic!("issue card {id}: {e:?}"))
+        .into_inner();
+    let (sign, auth) = (dir.join(format!("{id}-sign.pem")), dir.join(format!("{id}-auth.pem")));
+    write_pem(&sign, &card.signing_certificate);
+    write_pem(&auth, &card.authentication_certificate);
+    (card.card_id, sign, auth)
+}
+
 /// The same application, with CSRs the caller made (DER or PEM).
 pub fn application_with_csrs(
     id: &str,

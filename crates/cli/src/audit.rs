@@ -86,6 +86,11 @@ pub enum AuditCommand {
         /// (it must exist); default <state_dir>/audit/checkpoints.jsonl, if there is one.
         #[arg(long)]
         checkpoints: Option<PathBuf>,
+        /// Accept a verification with no checkpoint record to hold the log to (a fresh CA, or
+        /// one whose record is elsewhere); without it, no record is an error: a log whose end
+        /// was cut off would still verify.
+        #[arg(long, conflicts_with = "checkpoints")]
+        without_record: bool,
     },
     /// Verifies the chain, signs its head with the HSM key "audit-checkpoint" and appends
     /// the signed checkpoint as an "audit.checkpoint" entry.
@@ -105,7 +110,7 @@ pub fn run(cfg: &Config, url: Option<String>, command: AuditCommand) -> Result<(
     let key_path = |given: Option<PathBuf>| given.unwrap_or_else(|| cfg.cert_dir().join(AUDIT_CHECKPOINT_PUB_FILE));
     match command {
         AuditCommand::Export { out } => crate::runtime()?.block_on(export(&url, out.as_deref())),
-        AuditCommand::Verify { file, public_key, checkpoints } => {
+        AuditCommand::Verify { file, public_key, checkpoints, without_record } => {
             let path = key_path(public_key);
             let key = CheckpointKey::load(&path)?;
             // Read before the log: a checkpoint is recorded only once the registry
@@ -130,7 +135,15 @@ pub fn run(cfg: &Config, url: Option<String>, command: AuditCommand) -> Result<(
                     verify_live(&mut client, verifier).await
                 })?,
             };
-            report(outcome, &recorded, key.as_ref(), source)
+            report(outcome, &recorded, key.as_ref(), source)?;
+            if !recorded.exists() && !without_record {
+                return Err(CliError::Client(format!(
+                    "no checkpoint record at {}: a log cut off at its end would verify too. Name a copy with \
+                     --checkpoints FILE, or pass --without-record to accept this",
+                    recorded.path.display()
+                )));
+            }
+            Ok(())
         }
         AuditCommand::Checkpoint { operator, public_key } => {
             let files = CheckpointFiles { public_key: key_path(public_key), records: cfg.audit_checkpoints_path() };

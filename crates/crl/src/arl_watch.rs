@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use der::Decode;
 use time::OffsetDateTime;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -26,15 +25,6 @@ pub enum Freshness {
     Renew { seconds_left: i64 },
     /// Past nextUpdate (or none): relying parties that check the chain fail.
     Expired,
-}
-
-/// Reads thisUpdate and nextUpdate of a DER CRL.
-pub fn validity(der: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
-    let crl = x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der).ok()?;
-    let this = crl.tbs_cert_list.this_update.to_unix_duration().as_secs();
-    let next = crl.tbs_cert_list.next_update?.to_unix_duration().as_secs();
-    let at = |s: u64| OffsetDateTime::from_unix_timestamp(i64::try_from(s).ok()?).ok();
-    Some((at(this)?, at(next)?))
 }
 
 pub fn freshness(this_update: OffsetDateTime, next_update: OffsetDateTime, now: OffsetDateTime) -> Freshness {
@@ -62,7 +52,8 @@ pub fn spawn(
         loop {
             // `get` re-reads the file when `hpki-ca arl` replaced it on disk.
             let served = path.as_deref().and_then(|p| store.get(p).ok().flatten());
-            let state = served.and_then(|f| validity(&f.der));
+            // The store parsed thisUpdate and nextUpdate when it read the file.
+            let state = served.and_then(|f| Some((f.this_update, f.next_update?)));
             let status = match state.map(|(this, next)| (next, freshness(this, next, OffsetDateTime::now_utc()))) {
                 Some((_, Freshness::Fresh { .. })) => ServingStatus::Serving,
                 Some((next, Freshness::Renew { seconds_left })) => {

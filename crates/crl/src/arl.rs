@@ -223,7 +223,11 @@ mod tests {
         assert!(!text.contains("arl.crl"), "no distributionPoint name, so the root is in scope too: {text}");
         assert!(text.contains("X509v3 CRL Number: \n                3"), "{text}");
         let (this, next) = crate::asn1::crl_validity(&third.der).unwrap();
-        assert_eq!(next.unwrap() - this, Duration::days(i64::from(cfg.crl.arl_validity_days)), "[crl] arl_validity_days");
+        assert_eq!(
+            next.unwrap() - this,
+            Duration::days(i64::from(cfg.crl.arl_validity_days)),
+            "[crl] arl_validity_days"
+        );
         assert!(text.contains("CA Compromise"), "{text}");
         assert!(text.contains("Issuer: C = JP, O = Japan Medical Association, OU = JMA HPKI Root CA"), "{text}");
 

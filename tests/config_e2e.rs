@@ -60,6 +60,9 @@ fn config_check_prints_the_certificate_urls_and_warns_on_a_port_left_behind() {
     std::fs::write(&config, "[limits]\nmax_message_bytes = 0\n").unwrap();
     let (ok, _, err) = hpki(&config, &["config", "check"]);
     assert!(!ok && err.contains("limits.max_message_bytes"), "{err}");
+    std::fs::write(&config, "[crl]\nexpired_retention_days = 1\ninterval_minutes = 2880\n").unwrap();
+    let (ok, _, err) = hpki(&config, &["config", "check"]);
+    assert!(!ok && err.contains("crl.expired_retention_days = 1"), "the CRL publisher's start checks too: {err}");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 """Independent check of an issued certificate with Python `cryptography`:
 the issuing CA's key verifies its signature, and the HPKI extensions parse.
-Usage: check_cert.py EE_PEM ISSUER_PEM (signing|authentication)"""
+Usage: check_cert.py EE_PEM ISSUER_PEM (signing|authentication) [SUBJECT_O SAN_O]
+With SUBJECT_O and SAN_O, the subject's O (Latin) and the SAN directoryName's
+O (kanji) must be exactly those."""
 import sys
 
 from cryptography import x509
@@ -30,5 +32,10 @@ san = ee.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
 dn = san.get_values_for_type(x509.DirectoryName)[0]
 cn = dn.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 assert "\u3000" in cn, cn
+if len(sys.argv) > 5:
+    subject_o = ee.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
+    san_o = dn.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
+    assert subject_o == sys.argv[4], (subject_o, sys.argv[4])
+    assert san_o == sys.argv[5], (san_o, sys.argv[5])
 serial_attr = ee.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value
 print(f"ok {kind} serial={ee.serial_number:x} holder={serial_attr} san_cn={cn}")

@@ -14,6 +14,9 @@ const HC_ROLE_DER: &[u8] = &[
     0x0c, 0x0e, b'M', b'e', b'd', b'i', b'c', b'a', b'l', b' ', b'D', b'o', b'c', b't', b'o', b'r',
 ];
 
+/// The institution's Japanese name: the O of the SAN directoryName.
+const INSTITUTION_KANJI: &str = "文京医療クリニック";
+
 fn today_jst() -> time::Date {
     OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(9, 0, 0).unwrap()).date()
 }
@@ -58,6 +61,7 @@ fn application(id: &str, licence: &str, sign_csr: Vec<u8>, auth_csr: Vec<u8>) ->
         authentication_csr: auth_csr,
         application_date: String::new(),
         institution: "Bunkyo Medical Clinic".into(),
+        institution_kanji: INSTITUTION_KANJI.into(),
         ra_operator: "ra-test".into(),
         card_pin: String::new(),
     }
@@ -120,12 +124,11 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     ] {
         assert!(text.contains(want), "signing certificate lacks {want:?}:\n{text}");
     }
-    // The SAN directoryName carries the kanji name; openssl prints it as escaped UTF-8.
-    let kanji: String = "神楽坂\u{3000}三十四".bytes().map(|b| format!("\\x{b:02X}")).collect();
-    assert!(
-        text.contains(&format!("DirName:/C=JP/O=Bunkyo Medical Clinic/CN={kanji}/serialNumber=JMA")),
-        "SAN:\n{text}"
-    );
+    // The SAN directoryName carries the kanji names of the holder and the
+    // institution (the subject has the Latin ones); openssl prints it as escaped UTF-8.
+    let escaped = |s: &str| s.bytes().map(|b| format!("\\x{b:02X}")).collect::<String>();
+    let (kanji, kanji_o) = (escaped("神楽坂\u{3000}三十四"), escaped(INSTITUTION_KANJI));
+    assert!(text.contains(&format!("DirName:/C=JP/O={kanji_o}/CN={kanji}/serialNumber=JMA")), "SAN:\n{text}");
     assert!(!text.contains("Extended Key Usage"), "signing certificate must have no EKU:\n{text}");
     assert!(!text.contains("Basic Constraints"), "signing certificate must have no basicConstraints:\n{text}");
     assert!(!text.contains("Digital Signature"), "signing keyUsage is nonRepudiation only:\n{text}");
@@ -156,7 +159,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
         let out = std::process::Command::new(venv.join("python"))
             .arg(common::repo().join("tests/check_cert.py"))
             .args([ee.as_os_str(), issuing.as_os_str()])
-            .arg(kind)
+            .args([kind, "Bunkyo Medical Clinic", INSTITUTION_KANJI])
             .output()
             .expect("python from .venv (run make setup)");
         assert!(

@@ -200,6 +200,7 @@ pub struct ApplicationJson {
     authentication_csr: String,
     application_date: String,
     institution: String,
+    institution_kanji: String,
     ra_operator: String,
     card_pin: String,
     confirmation: Option<ConfirmationJson>,
@@ -325,6 +326,7 @@ impl ApplicationJson {
             authentication_csr: csr_bytes("authentication_csr", &self.authentication_csr, base)?,
             application_date: self.application_date.clone(),
             institution: self.institution.clone(),
+            institution_kanji: self.institution_kanji.clone(),
             ra_operator: self.ra_operator.clone(),
             card_pin: self.card_pin.clone(),
         })
@@ -362,6 +364,7 @@ impl ApplicationJson {
             ra_operator: self.ra_operator.clone(),
             card_pin: self.card_pin.clone(),
             institution: self.institution.clone(),
+            institution_kanji: self.institution_kanji.clone(),
             contact: self.contact(),
         })
     }

@@ -89,6 +89,7 @@ impl TestPki {
             given_name_kanji: "太郎".into(),
             family_name_kanji: "山田".into(),
             institution: None,
+            institution_kanji: None,
         };
         let (nb, na) = profile::validity::subscriber_validity(profile::validity::today_jst(), 5, ca.ca.not_after());
         let params = profile::subscriber_params(profile_cfg, kind, &who, serial, nb, na, &ca.ca).unwrap();

@@ -159,6 +159,7 @@ impl IssuanceService {
             authentication_csr: app.authentication_csr.clone(),
             application_date: app.application_date.clone(),
             institution: app.institution.clone(),
+            institution_kanji: app.institution_kanji.clone(),
             ra_operator: app.ra_operator.clone(),
             card_pin: String::new(),
         };
@@ -197,6 +198,7 @@ impl IssuanceService {
             checked.membership,
             as_new.contact.as_ref(),
             &as_new.institution,
+            &as_new.institution_kanji,
         );
         let json = application_record(
             &application_id,

@@ -119,6 +119,7 @@ impl IssuanceService {
             checked.membership,
             app.contact.as_ref(),
             &app.institution,
+            &app.institution_kanji,
         );
         let json = application_record(
             &app.application_id,
@@ -376,6 +377,7 @@ fn subscriber(h: &reg::Holder) -> profile::Subscriber {
         given_name_kanji: h.given_name_kanji.clone(),
         family_name_kanji: h.family_name_kanji.clone(),
         institution: if h.institution.is_empty() { None } else { Some(h.institution.clone()) },
+        institution_kanji: if h.institution_kanji.is_empty() { None } else { Some(h.institution_kanji.clone()) },
     }
 }
 
@@ -395,6 +397,7 @@ pub(crate) fn holder_from(
     membership: Membership,
     contact: Option<&iss::ContactAddress>,
     institution: &str,
+    institution_kanji: &str,
 ) -> reg::Holder {
     let a = a.cloned().unwrap_or_default();
     let l = l.cloned().unwrap_or_default();
@@ -415,6 +418,7 @@ pub(crate) fn holder_from(
         } as i32,
         contact: contact.map(contact_to_registry),
         institution: institution.trim().into(),
+        institution_kanji: institution_kanji.trim().into(),
     }
 }
 

@@ -56,6 +56,27 @@ pub(crate) fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Issua
     Ok(v)
 }
 
+/// The institution's Latin name (subject O) is printable ASCII; its kanji
+/// name (SAN O) may be any UTF-8 but needs the Latin one beside it.
+fn institution(latin: &str, kanji: &str) -> Result<(), IssuanceError> {
+    if !latin.is_empty() {
+        let v = required("institution", latin)?;
+        if let Some(bad) = v.chars().find(|c| !(' '..='~').contains(c)) {
+            return Err(invalid(
+                "institution",
+                format!("{bad:?} is not printable ASCII: give the Latin (English or romaji) name here and the Japanese name in institution_kanji"),
+            ));
+        }
+    }
+    if !kanji.is_empty() {
+        required("institution_kanji", kanji)?;
+        if latin.trim().is_empty() {
+            return Err(invalid("institution_kanji", "needs institution too (the Latin name for the subject O)"));
+        }
+    }
+    Ok(())
+}
+
 fn latin_name(field: &str, value: &str) -> Result<(), IssuanceError> {
     let v = required(field, value)?;
     let ok = v.chars().all(|c| c.is_ascii_alphabetic() || matches!(c, ' ' | '-' | '\'' | '.'));
@@ -240,9 +261,7 @@ pub fn check_application(
     }
     let contact = app.contact.as_ref().ok_or_else(|| invalid("contact", "is required"))?;
     required("contact.address", &contact.address)?;
-    if !app.institution.is_empty() {
-        required("institution", &app.institution)?;
-    }
+    institution(&app.institution, &app.institution_kanji)?;
     documents(app.documents.as_ref(), application_date, max_age_months)?;
     if app.signing_csr.is_empty() {
         return Err(invalid("signing_csr", "is required (PKCS#10, DER or PEM)"));
@@ -294,6 +313,7 @@ mod tests {
             authentication_csr: vec![1],
             application_date: "2026-11-20".into(),
             institution: String::new(),
+            institution_kanji: String::new(),
             ra_operator: "ra-op".into(),
             card_pin: String::new(),
         }
@@ -311,6 +331,16 @@ mod tests {
         let c = check_application(&good(), TODAY, 6).unwrap();
         assert_eq!(c.application_date, date!(2026 - 11 - 20));
         assert_eq!(c.membership, Membership::Member);
+    }
+
+    #[test]
+    fn the_institution_has_a_latin_name_and_may_have_a_kanji_name() {
+        let mut a = good();
+        a.institution = "MEDIS University Hospital".into();
+        a.institution_kanji = "医療情報大学病院".into();
+        assert!(check_application(&a, TODAY, 6).is_ok());
+        a.institution_kanji.clear();
+        assert!(check_application(&a, TODAY, 6).is_ok());
     }
 
     #[test]
@@ -338,6 +368,8 @@ mod tests {
         type Edit = Box<dyn Fn(&mut NewCardApplication)>;
         let cases: Vec<(&str, Edit)> = vec![
             ("application_id", Box::new(|a| a.application_id.clear())),
+            ("institution", Box::new(|a| a.institution = "医療情報大学病院".into())),
+            ("institution_kanji", Box::new(|a| a.institution_kanji = "医療情報大学病院".into())),
             ("licence.licence_number", Box::new(|a| a.licence.as_mut().unwrap().licence_number.clear())),
             ("licence.licence_number", Box::new(|a| a.licence.as_mut().unwrap().licence_number = "12ab".into())),
             ("licence", Box::new(|a| a.licence = None)),

@@ -161,6 +161,7 @@ fn application(n: usize) -> store::NewApplication {
                 email: "bench@example.jp".into(),
             },
             institution: String::new(),
+            institution_kanji: String::new(),
         },
         application_json: "{}".into(),
         actor: "bench".into(),

@@ -47,6 +47,7 @@ fn application(n: u32) -> NewApplication {
                 email: "taro@example.jp".into(),
             },
             institution: String::new(),
+            institution_kanji: String::new(),
         },
         application_json: "{}".into(),
         actor: "ra-test".into(),

@@ -30,6 +30,7 @@ fn doctor() -> Subscriber {
         given_name_kanji: "三十四".into(),
         family_name_kanji: "神楽坂".into(),
         institution: Some("MEDIS UNIVERSITY HOSPITAL".into()),
+        institution_kanji: Some("医療情報大学病院".into()),
     }
 }
 
@@ -150,11 +151,10 @@ fn full_chain_signing_and_authentication_certificates() {
     assert!(text.contains("Not Before: Feb  6 15:00:00 2026 GMT"), "{text}");
     assert!(text.contains("Not After : Feb  7 14:59:59 2031 GMT"), "{text}");
     // openssl prints a directoryName the old one-line way, escaping UTF-8 bytes as \xNN.
+    // The SAN's O is the institution's kanji name, the subject's its Latin name.
     let kanji_cn = escaped_utf8("神楽坂\u{3000}三十四");
-    assert!(
-        text.contains(&format!("DirName:/C=JP/O=MEDIS UNIVERSITY HOSPITAL/CN={kanji_cn}/serialNumber=JMA0000123")),
-        "{text}"
-    );
+    let kanji_o = escaped_utf8("医療情報大学病院");
+    assert!(text.contains(&format!("DirName:/C=JP/O={kanji_o}/CN={kanji_cn}/serialNumber=JMA0000123")), "{text}");
     let hc_role = hcrole::subject_directory_attributes("Medical Doctor").unwrap();
     assert!(sign_ee.windows(hc_role.len()).any(|w| w == hc_role));
     assert!(sign_ee.windows(4).any(|w| w == [0x03, 0x02, 0x06, 0x40]), "keyUsage nonRepudiation bits");
@@ -457,6 +457,7 @@ fn no_institution_means_no_o() {
     let cfg = config::ProfileConfig::default();
     let mut who = doctor();
     who.institution = None;
+    who.institution_kanji = None;
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
     let params = subscriber_params(&cfg, CertKind::Signing, &who, &[0x40], nb, na, &h.sign_ca).unwrap();
     let key = ec_key();

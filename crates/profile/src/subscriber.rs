@@ -27,8 +27,12 @@ pub struct Subscriber {
     pub family_name_latin: String,
     pub given_name_kanji: String,
     pub family_name_kanji: String,
-    /// Medical institution, subject O; omitted when None.
+    /// Medical institution in Latin letters (English or romaji), subject O;
+    /// omitted when None.
     pub institution: Option<String>,
+    /// The institution's Japanese name, the O of the SAN directoryName
+    /// (hpki-profile.md); the Latin name is used there when None.
+    pub institution_kanji: Option<String>,
 }
 
 /// Full-width space between family and given name, as in real HPKI certificates.
@@ -38,18 +42,20 @@ impl Subscriber {
     /// subject: C=JP, O=institution, CN="Given Family" (romaji), serialNumber=holder_id.
     pub fn subject_entries(&self) -> Vec<NameEntry> {
         let cn = format!("{} {}", self.given_name_latin.trim(), self.family_name_latin.trim());
-        self.entries(&cn)
+        self.entries(self.institution.as_deref(), &cn)
     }
 
-    /// subjectAltName directoryName: the same, with CN = family + U+3000 + given in kanji.
+    /// subjectAltName directoryName: the same, with CN = family + U+3000 + given
+    /// in kanji, and O = the institution's kanji name where there is one.
     pub fn alt_name_entries(&self) -> Vec<NameEntry> {
         let cn = format!("{}{IDEOGRAPHIC_SPACE}{}", self.family_name_kanji.trim(), self.given_name_kanji.trim());
-        self.entries(&cn)
+        let org = self.institution.as_ref().map(|latin| self.institution_kanji.as_deref().unwrap_or(latin));
+        self.entries(org, &cn)
     }
 
-    fn entries(&self, cn: &str) -> Vec<NameEntry> {
+    fn entries(&self, org: Option<&str>, cn: &str) -> Vec<NameEntry> {
         let mut out = vec![NameEntry::printable(ID_AT_COUNTRY_NAME, "JP")];
-        if let Some(org) = &self.institution {
+        if let Some(org) = org {
             out.push(NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org.trim()));
         }
         out.push(NameEntry::utf8(ID_AT_COMMON_NAME, cn));
@@ -73,6 +79,20 @@ impl Subscriber {
             .map_err(invalid)?;
         if let Some(org) = &self.institution {
             names::check_entry(&NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org), "institution").map_err(invalid)?;
+            if let Some(bad) = org.chars().find(|c| !(' '..='~').contains(c)) {
+                return Err(invalid(format!(
+                    "institution: {bad:?} is not printable ASCII; the subject O holds the Latin (English or romaji) \
+                     name, the kanji name goes in institution_kanji"
+                )));
+            }
+        }
+        if let Some(org) = &self.institution_kanji {
+            if self.institution.is_none() {
+                return Err(invalid(
+                    "institution_kanji: needs institution too (the Latin name for the subject O)".into(),
+                ));
+            }
+            names::check_entry(&NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org), "institution_kanji").map_err(invalid)?;
         }
         for (cn, what) in [
             (&self.subject_entries(), "common name \"given family\" in Latin letters"),
@@ -181,4 +201,44 @@ pub fn subscriber_params(
         params.custom_extensions.push(extensions::custom(ID_PE_AUTHORITY_INFO_ACCESS, aia, false));
     }
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(latin: Option<&str>, kanji: Option<&str>) -> Subscriber {
+        Subscriber {
+            holder_id: "JMA0000123".into(),
+            given_name_latin: "Sanjushi".into(),
+            family_name_latin: "Kagurazaka".into(),
+            given_name_kanji: "三十四".into(),
+            family_name_kanji: "神楽坂".into(),
+            institution: latin.map(Into::into),
+            institution_kanji: kanji.map(Into::into),
+        }
+    }
+
+    fn org(entries: &[NameEntry]) -> Option<String> {
+        entries.iter().find(|e| e.oid == ID_AT_ORGANIZATION_NAME).map(|e| e.value.clone())
+    }
+
+    #[test]
+    fn subject_has_the_latin_institution_and_the_san_the_kanji_one() {
+        let w = who(Some("MEDIS Hospital"), Some("医療情報大学病院"));
+        w.validate().unwrap();
+        assert_eq!(org(&w.subject_entries()).as_deref(), Some("MEDIS Hospital"));
+        assert_eq!(org(&w.alt_name_entries()).as_deref(), Some("医療情報大学病院"));
+        // Without a kanji name the SAN repeats the Latin one; without either, no O.
+        assert_eq!(org(&who(Some("MEDIS"), None).alt_name_entries()).as_deref(), Some("MEDIS"));
+        assert_eq!(org(&who(None, None).alt_name_entries()), None);
+    }
+
+    #[test]
+    fn kanji_in_the_latin_field_or_a_kanji_name_alone_is_refused() {
+        let e = who(Some("医療情報大学病院"), None).validate().unwrap_err().to_string();
+        assert!(e.contains("institution:") && e.contains("institution_kanji"), "{e}");
+        let e = who(None, Some("医療情報大学病院")).validate().unwrap_err().to_string();
+        assert!(e.contains("institution_kanji: needs institution"), "{e}");
+    }
 }

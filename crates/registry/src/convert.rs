@@ -31,6 +31,7 @@ pub fn holder_in(holder: Option<pb::Holder>) -> Result<(String, HolderDetails), 
         membership,
         contact: contact_in(h.contact.unwrap_or_default(), HOLDER_CONTACT_FIELDS)?,
         institution: text("holder.institution", &h.institution, MAX_TEXT_LEN)?,
+        institution_kanji: text("holder.institution_kanji", &h.institution_kanji, MAX_TEXT_LEN)?,
     };
     let holder_id = if h.holder_id.is_empty() { String::new() } else { id("holder.holder_id", &h.holder_id)? };
     Ok((holder_id, details))
@@ -75,6 +76,7 @@ pub fn holder_out(h: HolderRecord) -> pb::Holder {
         } as i32,
         contact: Some(contact_out(d.contact)),
         institution: d.institution,
+        institution_kanji: d.institution_kanji,
     }
 }
 

@@ -274,6 +274,7 @@ pub(crate) fn holder_changes(old: &HolderDetails, new: &HolderDetails) -> Map<St
         membership,
         contact,
         institution,
+        institution_kanji,
     } = old;
     let pairs = [
         ("family_name_kanji", json!(family_name_kanji), json!(new.family_name_kanji)),
@@ -288,6 +289,7 @@ pub(crate) fn holder_changes(old: &HolderDetails, new: &HolderDetails) -> Map<St
         ("membership", json!(membership), json!(new.membership)),
         ("contact", json!(contact), json!(new.contact)),
         ("institution", json!(institution), json!(new.institution)),
+        ("institution_kanji", json!(institution_kanji), json!(new.institution_kanji)),
     ];
     pairs
         .into_iter()

@@ -100,6 +100,9 @@ pub struct HolderDetails {
     pub membership: Membership,
     pub contact: ContactAddress,
     pub institution: String,
+    /// Records from before the kanji name existed have none.
+    #[serde(default)]
+    pub institution_kanji: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,6 +31,7 @@ pub fn application(application_id: &str, licence_number: &str) -> NewApplication
                 email: "taro@example.jp".into(),
             },
             institution: String::new(),
+            institution_kanji: String::new(),
         },
         application_json: r#"{"documents":["licence"]}"#.into(),
         actor: "ra-test".into(),

@@ -463,7 +463,7 @@ mod emergency {
             params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(&serial)?));
             let der = params.self_signed(&key)?.der().to_vec();
             let tbs = x509_cert::Certificate::from_der(&der)?.tbs_certificate().to_der()?;
-            c.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs }).await?;
+            c.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await?;
             c.store_certificate(reg::StoreCertificateRequest { serial, certificate_der: der }).await?;
         }
         c.complete_application(reg::CompleteApplicationRequest { card_id: card_id.clone(), actor: "ra-bench".into() })

@@ -209,7 +209,7 @@ async fn stage_leftovers(ca: &Ca, reg_addr: &str, seed: &iss::IssuedCard) -> (St
     for cert in &view.certificates {
         let serial = registry.reserve_serial(reserve(&precert_card, cert)).await.expect("reserve").into_inner().serial;
         let tbs_der = with_serial(&cert.tbs_der, &cert.serial, &serial);
-        registry.record_tbs(reg::RecordTbsRequest { serial, tbs_der }).await.expect("RecordTbs");
+        registry.record_tbs(reg::RecordTbsRequest { serial, tbs_der, crl_scope: None }).await.expect("RecordTbs");
     }
     let left =
         registry.list_unresolved(reg::ListUnresolvedRequest {}).await.expect("ListUnresolved").into_inner().entries;

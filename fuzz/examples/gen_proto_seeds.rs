@@ -54,7 +54,8 @@ fn valid_application(seeds: &Path) -> iss::NewCardApplication {
         signing_csr: csr("rsa2048.der"),
         authentication_csr: csr("p256.pem"),
         application_date: "2025-06-10".into(),
-        institution: "神楽坂クリニック".into(),
+        institution: "Kagurazaka Clinic".into(),
+        institution_kanji: "神楽坂クリニック".into(),
         ra_operator: "ra-op-1".into(),
         card_pin: "1234".into(),
     }
@@ -83,6 +84,7 @@ fn main() {
     let mut a = ok.clone();
     a.application_date.clear();
     a.institution.clear();
+    a.institution_kanji.clear();
     write(&d, "valid_today_no_institution", &a.encode_to_vec());
     let mut a = ok.clone();
     let docs = a.documents.as_mut().unwrap();

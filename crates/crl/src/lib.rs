@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod issuer;
+pub mod layout;
 pub mod published;
 pub mod publisher;
 pub mod schedule;

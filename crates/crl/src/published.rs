@@ -132,8 +132,9 @@ pub fn file_name(url: &str) -> Result<String, CrlError> {
 #[derive(Debug)]
 pub struct CrlStore {
     out_dir: PathBuf,
-    /// URL path -> route.
-    routes: HashMap<String, Route>,
+    /// URL path -> route. The config's URLs, plus those of older CRL scopes
+    /// that certificates still name (added as they are published).
+    routes: RwLock<HashMap<String, Route>>,
     /// File name -> current file.
     files: RwLock<HashMap<String, Arc<PublishedFile>>>,
 }
@@ -157,13 +158,55 @@ impl CrlStore {
             }
             routes.insert(url_path(url)?, route);
         }
-        let store = CrlStore { out_dir, routes, files: RwLock::new(HashMap::new()) };
-        for route in store.routes.values() {
+        let store = CrlStore { out_dir, routes: RwLock::new(routes), files: RwLock::new(HashMap::new()) };
+        // CRLs of older scopes published before a restart are served again
+        // at once: their sidecar names their URL.
+        for url in store.published_urls() {
+            if let Err(e) = store.ensure_route(&url) {
+                tracing::warn!(%url, error = %e, "not serving an earlier CRL");
+            }
+        }
+        let routes: Vec<Route> = store.read_routes().values().cloned().collect();
+        for route in &routes {
             if let Err(e) = store.reload(route) {
                 tracing::warn!(file = %route.file_name, error = %e, "ignoring a published CRL that cannot be read");
             }
         }
         Ok(store)
+    }
+
+    fn read_routes(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Route>> {
+        self.routes.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The URLs named by the sidecars in `out_dir` (best effort).
+    fn published_urls(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.out_dir) else { return Vec::new() };
+        dir.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".crl.json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|json| serde_json::from_slice::<CrlInfo>(&json).ok())
+            .map(|info| info.url)
+            .collect()
+    }
+
+    /// Serves `url` from now on (a CRL this process publishes), unless it
+    /// is served already. Refused if its file name is another URL's.
+    pub fn ensure_route(&self, url: &str) -> Result<(), CrlError> {
+        let path = url_path(url)?;
+        if self.read_routes().contains_key(&path) {
+            return Ok(());
+        }
+        let route = Route { url: url.to_owned(), file_name: file_name(url)?, external: false };
+        let mut routes = self.routes.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(other) = routes.values().find(|r| r.file_name == route.file_name && r.url != route.url) {
+            return Err(CrlError::Config(format!(
+                "CRL URLs {:?} and {url:?} would share the file {}",
+                other.url, route.file_name
+            )));
+        }
+        routes.entry(path).or_insert(route);
+        Ok(())
     }
 
     pub fn out_dir(&self) -> &Path {
@@ -200,9 +243,10 @@ impl CrlStore {
     pub fn publish(&self, der: Vec<u8>, mut info: CrlInfo) -> Result<Arc<PublishedFile>, CrlError> {
         let path_key = url_path(&info.url)?;
         let route = self
-            .routes
+            .read_routes()
             .get(&path_key)
-            .ok_or_else(|| CrlError::Internal(format!("{} is not a configured CRL URL", info.url)))?;
+            .cloned()
+            .ok_or_else(|| CrlError::Internal(format!("{} is not a served CRL URL", info.url)))?;
         let file = PublishedFile::new(der, None, None)?;
         info.sha256 = file.sha256.clone();
         let path = self.out_dir.join(&route.file_name);
@@ -220,7 +264,7 @@ impl CrlStore {
     /// The CRL served at URL path `path` (e.g. `/crl/sign.crl`). Files made
     /// elsewhere are re-read when they changed on disk.
     pub fn get(&self, path: &str) -> Result<Option<Arc<PublishedFile>>, CrlError> {
-        let Some(route) = self.routes.get(path) else {
+        let Some(route) = self.read_routes().get(path).cloned() else {
             return Ok(None);
         };
         let current = self.read_files().get(&route.file_name).cloned();
@@ -231,22 +275,22 @@ impl CrlStore {
         match (&current, on_disk) {
             (Some(f), Some(m)) if f.modified == Some(m) => Ok(current),
             (_, None) => Ok(current),
-            _ => self.reload(route),
+            _ => self.reload(&route),
         }
     }
 
     /// Every URL path served, sorted, each with whether another process
     /// writes its file (the root's ARL).
     pub fn paths(&self) -> Vec<(String, bool)> {
-        let mut out: Vec<(String, bool)> = self.routes.iter().map(|(p, r)| (p.clone(), r.external)).collect();
+        let mut out: Vec<(String, bool)> = self.read_routes().iter().map(|(p, r)| (p.clone(), r.external)).collect();
         out.sort();
         out
     }
 
     /// The CRL currently published for `url`, if any.
     pub fn by_url(&self, url: &str) -> Option<Arc<PublishedFile>> {
-        let route = self.routes.get(&url_path(url).ok()?)?;
-        self.read_files().get(&route.file_name).cloned()
+        let file_name = self.read_routes().get(&url_path(url).ok()?)?.file_name.clone();
+        self.read_files().get(&file_name).cloned()
     }
 
     /// What is published now, ordered by URL.

@@ -4,7 +4,7 @@
 //! publication at a time per CA.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use time::{Duration, OffsetDateTime};
 use tokio_stream::StreamExt;
@@ -13,6 +13,7 @@ use crate::builder::{CrlEncoder, CrlSigner, IssuingDistributionPoint};
 use crate::entry::CrlEntry;
 use crate::error::CrlError;
 use crate::issuer::CaKey;
+use crate::layout::{Layout, Scope};
 use crate::published::{CrlInfo, CrlKind, CrlStore};
 use crate::source::{CrlNumberGrant, RevocationSource};
 use crate::{timefmt, OnlyContains};
@@ -129,13 +130,6 @@ impl Settings {
     }
 }
 
-/// One full CRL of a CA: its partition (0 = not partitioned) and URL.
-#[derive(Debug, Clone)]
-struct Target {
-    partition: u32,
-    url: String,
-}
-
 /// An issuing CA as the publisher sees it.
 #[derive(Debug)]
 struct CaState {
@@ -143,7 +137,11 @@ struct CaState {
     ca_key: CaKey,
     /// The registry's issuer_label (the CA's key label).
     label: String,
-    targets: Vec<Target>,
+    /// The config's CRL scope.
+    current: Scope,
+    /// The files to publish: the config's and those of older scopes still
+    /// named by live certificates (see `layout`), refreshed from the registry.
+    layout: RwLock<Arc<Layout>>,
     /// Owned (Arc) so a background full CRL can keep it from its delta on.
     lock: Arc<tokio::sync::Mutex<()>>,
     /// A publication of this CA failed (HSM or registry down during an emergency
@@ -160,15 +158,15 @@ pub struct Base {
     pub next_update: i64,
 }
 
-fn targets(base_url: &str, partitions: u32) -> Vec<Target> {
-    match partitions {
-        0 => vec![Target { partition: 0, url: base_url.to_owned() }],
-        n => (1..=n).map(|p| Target { partition: p, url: config::partition_url(base_url, p) }).collect(),
+impl CaState {
+    fn layout(&self) -> Arc<Layout> {
+        self.layout.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 
-/// Every URL the HTTP server serves under `cfg`, with `true` for files made by
-/// another process (the ARL, by the operator CLI).
+/// Every URL the HTTP server serves under `cfg` from the start, with `true`
+/// for files made by another process (the ARL, by the operator CLI). Older
+/// CRL scopes' URLs are added as they are published.
 pub fn served_urls(cfg: &config::Config) -> Result<Vec<(String, bool)>, CrlError> {
     let mut urls = Vec::new();
     for issuer in Issuer::ALL {
@@ -176,8 +174,10 @@ pub fn served_urls(cfg: &config::Config) -> Result<Vec<(String, bool)>, CrlError
         if base.is_empty() {
             return Err(CrlError::Config(format!("profile.{}_crl_url is empty", issuer.name())));
         }
-        for t in targets(base, cfg.profile.crl_partitions) {
-            if cfg.profile.delta_crls {
+        let current =
+            Scope { crl_url: base.to_owned(), partitions: cfg.profile.crl_partitions, deltas: cfg.profile.delta_crls };
+        for t in Layout::new(&current, &[], 0, None).targets {
+            if t.deltas {
                 urls.push((config::delta_url(&t.url), false));
             }
             urls.push((t.url, false));
@@ -225,11 +225,18 @@ impl<S: RevocationSource> Publisher<S> {
     ) -> Result<Publisher<S>, CrlError> {
         let settings = Settings::from_config(cfg)?;
         let ca = |issuer: Issuer, key: CaKey, label: &str| {
+            let current = Scope {
+                crl_url: issuer.crl_url(&cfg.profile).to_owned(),
+                partitions: settings.partitions,
+                deltas: settings.deltas,
+            };
+            let layout = RwLock::new(Arc::new(Layout::new(&current, &[], 0, None)));
             Arc::new(CaState {
                 issuer,
                 ca_key: key,
                 label: label.to_owned(),
-                targets: targets(issuer.crl_url(&cfg.profile), settings.partitions),
+                current,
+                layout,
                 lock: Arc::new(tokio::sync::Mutex::new(())),
                 owed: AtomicBool::new(false),
             })
@@ -275,21 +282,22 @@ impl<S: RevocationSource> Publisher<S> {
     /// a full CRL; a full CRL is followed by an (often empty) delta on top of
     /// it when deltas are on, so the pair served is always consistent.
     pub async fn publish(&self, issuer: Option<Issuer>, kind: Option<CrlKind>) -> Result<Vec<CrlInfo>, CrlError> {
-        if kind == Some(CrlKind::Delta) && !self.settings.deltas {
-            return Err(CrlError::FailedPrecondition("delta CRLs are off (profile.delta_crls = false)".into()));
-        }
-        let want_delta = match kind {
-            Some(k) => k == CrlKind::Delta,
-            None => self.settings.deltas,
-        };
         let selected: Vec<Issuer> = match issuer {
             Some(i) => vec![i],
             None => Issuer::ALL.to_vec(),
         };
+        if kind == Some(CrlKind::Delta) && !selected.iter().any(|i| self.ca(*i).is_ok_and(|ca| ca.layout().deltas())) {
+            return Err(CrlError::FailedPrecondition("delta CRLs are off (profile.delta_crls = false)".into()));
+        }
         let mut out = Vec::new();
         for issuer in selected {
             let ca = self.ca(issuer)?;
             let _one_at_a_time = ca.lock.lock().await;
+            let deltas = ca.layout().deltas();
+            let want_delta = match kind {
+                Some(k) => k == CrlKind::Delta && deltas,
+                None => deltas,
+            };
             let published = match (want_delta, self.base(ca)) {
                 (true, Some(base)) => self.publish_delta(ca, base).await,
                 _ => self.publish_full(ca).await,
@@ -318,7 +326,7 @@ impl<S: RevocationSource> Publisher<S> {
                     "full_after_delta with kind FULL: the full CRL is published at once; leave kind unspecified".into(),
                 ))
             }
-            Some(CrlKind::Delta) if !self.settings.deltas => {
+            Some(CrlKind::Delta) if !self.cas.iter().any(|ca| ca.layout().deltas()) => {
                 return Err(CrlError::FailedPrecondition("delta CRLs are off (profile.delta_crls = false)".into()))
             }
             _ => {}
@@ -333,7 +341,7 @@ impl<S: RevocationSource> Publisher<S> {
         for issuer in selected {
             let ca = self.ca(issuer)?.clone();
             let guard = ca.lock.clone().lock_owned().await;
-            let (published, follow) = match (self.settings.deltas, self.base(&ca)) {
+            let (published, follow) = match (ca.layout().deltas(), self.base(&ca)) {
                 (true, Some(base)) => (self.publish_delta(&ca, base).await, true),
                 // A full CRL at once already lists the revocation.
                 _ => (self.publish_full(&ca).await, false),
@@ -409,7 +417,7 @@ impl<S: RevocationSource> Publisher<S> {
     /// publication under the current config.
     fn base(&self, ca: &CaState) -> Option<Base> {
         let mut base: Option<Base> = None;
-        for t in &ca.targets {
+        for t in &ca.layout().targets {
             let info = self.store.by_url(&t.url)?.info.clone()?;
             if info.kind != CrlKind::Full || info.partition != t.partition {
                 return None;
@@ -432,6 +440,39 @@ impl<S: RevocationSource> Publisher<S> {
         base
     }
 
+    /// Reads the CRL scopes recorded for every CA, so `due` sees the files of
+    /// older scopes that are not published yet.
+    pub async fn refresh_layouts(&self) -> Result<(), CrlError> {
+        for ca in &self.cas {
+            self.refresh(ca).await?;
+        }
+        Ok(())
+    }
+
+    /// The layout of `ca` from the scopes the registry recorded; its new
+    /// files are served from their first publication on.
+    async fn refresh(&self, ca: &CaState) -> Result<(), CrlError> {
+        let recorded = self.source.crl_scopes(&ca.label).await?;
+        let retention = self.settings.expired_retention.map(|r| r.whole_seconds());
+        let layout = Layout::new(&ca.current, &recorded, timefmt::now().unix_timestamp(), retention);
+        if *ca.layout() == layout {
+            return Ok(());
+        }
+        for t in &layout.targets {
+            self.store.ensure_route(&t.url)?;
+            if t.deltas {
+                self.store.ensure_route(&config::delta_url(&t.url))?;
+            }
+        }
+        tracing::info!(
+            issuer = ca.issuer.name(),
+            files = layout.targets.len(),
+            "CRL files: the config's and those older certificates still name"
+        );
+        *ca.layout.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(layout);
+        Ok(())
+    }
+
     /// What the scheduler should publish now.
     pub fn due(&self, now: OffsetDateTime) -> Vec<(Issuer, CrlKind)> {
         let now = now.unix_timestamp();
@@ -452,8 +493,9 @@ impl<S: RevocationSource> Publisher<S> {
                 out.push((ca.issuer, CrlKind::Full));
                 continue;
             }
-            if s.deltas {
-                let fresh = ca.targets.iter().all(|t| {
+            let layout = ca.layout();
+            if layout.deltas() {
+                let fresh = layout.targets.iter().filter(|t| t.deltas).all(|t| {
                     self.store.by_url(&config::delta_url(&t.url)).and_then(|f| f.info.clone()).is_some_and(|i| {
                         i.kind == CrlKind::Delta
                             && i.base_crl_number == base.crl_number
@@ -474,8 +516,9 @@ impl<S: RevocationSource> Publisher<S> {
     }
 
     async fn publish_full_with(&self, ca: &CaState, grant: CrlNumberGrant) -> Result<Vec<CrlInfo>, CrlError> {
+        self.refresh(ca).await?;
         let mut out = self.build(ca, CrlKind::Full, grant, None).await?;
-        if self.settings.deltas {
+        if ca.layout().deltas() {
             let base = self
                 .base(ca)
                 .ok_or_else(|| CrlError::Internal("the full CRLs just published are not served".into()))?;
@@ -513,8 +556,15 @@ impl<S: RevocationSource> Publisher<S> {
             CrlKind::Delta => s.delta_next_update,
         };
         let algorithm = ca.ca_key.key.signature_algorithm();
-        let mut jobs = Vec::with_capacity(ca.targets.len());
-        for t in &ca.targets {
+        let layout = ca.layout();
+        let mut jobs = Vec::with_capacity(layout.targets.len());
+        // Target index -> job index; a delta has jobs only for the targets with deltas.
+        let mut job_of = vec![None; layout.targets.len()];
+        for (i, t) in layout.targets.iter().enumerate() {
+            if kind == CrlKind::Delta && !t.deltas {
+                continue;
+            }
+            job_of[i] = Some(jobs.len());
             let mut spec = ca.ca_key.spec(now, now + validity, grant.crl_number);
             spec.delta_crl_indicator = base.map(|b| b.crl_number);
             if s.expired_retention.is_none() {
@@ -527,7 +577,7 @@ impl<S: RevocationSource> Publisher<S> {
             }
             let url = match kind {
                 CrlKind::Full => {
-                    if s.deltas {
+                    if t.deltas {
                         spec.freshest_crl = Some(config::delta_url(&t.url));
                     }
                     t.url.clone()
@@ -560,14 +610,14 @@ impl<S: RevocationSource> Publisher<S> {
         let after = base.map_or(0, |b| b.feed_sequence);
         let expired_since = s.expired_retention.map(|r| (now - r).unix_timestamp());
         let mut stream = self.source.list_revoked(&ca.label, after, expired_since).await?;
+        let mut routed = Vec::with_capacity(4);
         while let Some(item) = stream.next().await {
             let entry = CrlEntry::from_registry(&item?)?;
-            let slot = match profile::crl_partition(entry.user_certificate.magnitude(), s.partitions) {
-                0 => 0,
-                p => p as usize - 1,
-            };
-            if let Some((encoder, _)) = jobs.get_mut(slot) {
-                encoder.push(&entry)?;
+            layout.route(entry.user_certificate.magnitude(), &mut routed);
+            for &t in &routed {
+                if let Some((encoder, _)) = job_of.get(t).copied().flatten().and_then(|j| jobs.get_mut(j)) {
+                    encoder.push(&entry)?;
+                }
             }
         }
 

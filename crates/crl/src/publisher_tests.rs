@@ -166,6 +166,61 @@ async fn partitions_split_entries_and_carry_their_distribution_point() {
 }
 
 #[tokio::test]
+async fn files_of_an_older_scope_stay_published_after_the_config_changes() {
+    use crate::layout::{RecordedScope, Scope};
+    let pki = test_pki(KeyAlgorithm::EcdsaP256);
+    let mut cfg = pki.cfg.clone();
+    // Today: two partitions, no deltas. Earlier certificates were issued
+    // unpartitioned with deltas, and one batch under three partitions that
+    // expired long ago (past the 30 days of retention).
+    cfg.profile.crl_partitions = 2;
+    cfg.crl.expired_retention_days = 30;
+    let label = cfg.ca.signing.key_label.clone();
+    let source = MemorySource::default();
+    let base = cfg.profile.signing_crl_url.clone();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let scope = |partitions, deltas, not_after_unix| RecordedScope {
+        scope: Scope { crl_url: base.clone(), partitions, deltas },
+        not_after_unix,
+    };
+    source.record_scope(&label, scope(0, true, now + 86_400 * 365));
+    source.record_scope(&label, scope(3, false, now - 86_400 * 60));
+    for i in 1..=10u32 {
+        source.revoke(&label, &format!("{:04x}", 0x6000 + i), RevocationReason::KeyCompromise);
+    }
+    let p = publisher_with(&pki, &cfg, source);
+    let infos = p.publish(Some(Issuer::Signing), None).await.unwrap();
+    let urls: Vec<(&str, CrlKind, u64)> = infos.iter().map(|i| (i.url.as_str(), i.kind, i.entries)).collect();
+    // The two partitions get their share, the old whole CRL gets every entry
+    // and keeps its delta, and the expired three-partition files are gone.
+    let (p1, p2) = (urls[0].2, urls[1].2);
+    assert_eq!(p1 + p2, 10, "{urls:?}");
+    assert_eq!(
+        urls,
+        [
+            ("http://127.0.0.1:8081/crl/sign-p1.crl", CrlKind::Full, p1),
+            ("http://127.0.0.1:8081/crl/sign-p2.crl", CrlKind::Full, p2),
+            ("http://127.0.0.1:8081/crl/sign.crl", CrlKind::Full, 10),
+            ("http://127.0.0.1:8081/crl/sign-delta.crl", CrlKind::Delta, 0),
+        ]
+    );
+    pki.write_chain(&pki.path("chain.pem"));
+    let text = openssl_crl_text(&out_file(&cfg, "sign.crl"), &pki.path("chain.pem"));
+    assert!(text.contains("Freshest CRL") && text.contains("sign-delta.crl"), "{text}");
+    let text = openssl_crl_text(&out_file(&cfg, "sign-p1.crl"), &pki.path("chain.pem"));
+    assert!(!text.contains("Freshest CRL"), "{text}");
+    assert!(!out_file(&cfg, "sign-p3.crl").exists());
+    // Served now, and again after a restart, before any new publication.
+    assert!(p.store().get("/crl/sign.crl").unwrap().is_some());
+    let store = CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &served_urls(&cfg).unwrap()).unwrap();
+    assert!(store.get("/crl/sign-delta.crl").unwrap().is_some());
+    // A delta now goes to the old scope only; nothing of this CA is due.
+    assert!(!p.due(time::OffsetDateTime::now_utc()).iter().any(|(i, _)| *i == Issuer::Signing));
+    let delta = p.publish(Some(Issuer::Signing), Some(CrlKind::Delta)).await.unwrap();
+    assert_eq!(delta.iter().map(|i| i.url.as_str()).collect::<Vec<_>>(), ["http://127.0.0.1:8081/crl/sign-delta.crl"]);
+}
+
+#[tokio::test]
 async fn concurrent_publications_are_serialised_per_ca() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
     let mut cfg = pki.cfg.clone();

@@ -35,6 +35,10 @@ pub async fn run<S: RevocationSource>(
             return;
         }
         let mut failed = false;
+        if let Err(e) = publisher.refresh_layouts().await {
+            tracing::warn!(error = %e, "cannot read the recorded CRL scopes; will retry");
+            failed = true;
+        }
         for (issuer, kind) in publisher.due(timefmt::now()) {
             match publisher.publish(Some(issuer), Some(kind)).await {
                 Ok(crls) => {

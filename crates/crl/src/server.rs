@@ -212,7 +212,8 @@ mod tests {
             let mut health = health.clone();
             async move {
                 let mut got = None;
-                for _ in 0..50 {
+                // Up to 10 s: on a loaded machine the watch's first look comes late.
+                for _ in 0..200 {
                     let req = tonic_health::pb::HealthCheckRequest { service: crate::arl_watch::HEALTH_SERVICE.into() };
                     got = health.check(req).await.ok().map(|r| r.into_inner().status);
                     if got == Some(want as i32) {

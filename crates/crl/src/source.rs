@@ -10,6 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::Channel;
 
 use crate::error::CrlError;
+use crate::layout::{RecordedScope, Scope};
 
 /// A CRL number and the status-feed position when it was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub trait RevocationSource: Send + Sync + 'static {
         after_sequence: u64,
         expired_since: Option<i64>,
     ) -> impl Future<Output = Result<EntryStream, CrlError>> + Send;
+
+    /// The CRL scopes certificates of `issuer_label` were issued under.
+    fn crl_scopes(&self, issuer_label: &str) -> impl Future<Output = Result<Vec<RecordedScope>, CrlError>> + Send;
 
     /// Appends to the audit log.
     fn audit(
@@ -93,6 +97,26 @@ impl RevocationSource for RegistrySource {
         Ok(Box::pin(stream.map(|item| item.map_err(CrlError::from))))
     }
 
+    async fn crl_scopes(&self, issuer_label: &str) -> Result<Vec<RecordedScope>, CrlError> {
+        let resp = self
+            .client
+            .clone()
+            .list_crl_scopes(reg::ListCrlScopesRequest { issuer_label: issuer_label.to_owned() })
+            .await?
+            .into_inner();
+        Ok(resp
+            .scopes
+            .into_iter()
+            .filter_map(|r| {
+                let s = r.scope?;
+                Some(RecordedScope {
+                    scope: Scope { crl_url: s.crl_url, partitions: s.partitions, deltas: s.delta_crls },
+                    not_after_unix: r.not_after_unix,
+                })
+            })
+            .collect())
+    }
+
     async fn audit(&self, actor: &str, action: &str, subject: &str, detail_json: String) -> Result<(), CrlError> {
         self.client
             .clone()
@@ -122,6 +146,7 @@ pub(crate) mod memory {
         numbers: HashMap<String, u64>,
         revoked: Vec<(String, reg::RevokedEntry)>,
         audit: Vec<(String, String, String)>,
+        scopes: Vec<(String, RecordedScope)>,
         fail: bool,
     }
 
@@ -153,6 +178,11 @@ pub(crate) mod memory {
                 sequence: s.sequence,
             };
             s.revoked.push((issuer_label.to_owned(), entry));
+        }
+
+        /// Records that certificates of `issuer_label` were issued under `scope`.
+        pub fn record_scope(&self, issuer_label: &str, scope: RecordedScope) {
+            self.state.lock().unwrap().scopes.push((issuer_label.to_owned(), scope));
         }
 
         pub fn set_failing(&self, fail: bool) {
@@ -197,6 +227,12 @@ pub(crate) mod memory {
                 .map(|(_, e)| Ok(e.clone()))
                 .collect();
             Ok(Box::pin(tokio_stream::iter(items)))
+        }
+
+        async fn crl_scopes(&self, issuer_label: &str) -> Result<Vec<RecordedScope>, CrlError> {
+            self.check()?;
+            let s = self.state.lock().unwrap();
+            Ok(s.scopes.iter().filter(|(label, _)| label == issuer_label).map(|(_, r)| r.clone()).collect())
         }
 
         async fn audit(&self, actor: &str, action: &str, subject: &str, _detail_json: String) -> Result<(), CrlError> {

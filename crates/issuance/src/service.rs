@@ -298,7 +298,18 @@ impl IssuanceService {
                     .map_err(|_| IssuanceError::Internal(format!("registry returned a bad serial {serial:?}")))?;
                 let params = profile::subscriber_params(&self.profile, kind, who, &serial_bytes, nb, na, &ca.ca)?;
                 let tbs = profile::tbs_certificate(&params, csr, &ca.ca)?;
-                registry.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await?;
+                let crl_scope = reg::CrlScope {
+                    crl_url: profile::distribution::ca_crl_url(&self.profile, kind).trim().to_owned(),
+                    partitions: self.profile.crl_partitions,
+                    delta_crls: self.profile.delta_crls,
+                };
+                registry
+                    .record_tbs(reg::RecordTbsRequest {
+                        serial: serial.clone(),
+                        tbs_der: tbs.clone(),
+                        crl_scope: Some(crl_scope),
+                    })
+                    .await?;
                 (serial, tbs, nb.unix_timestamp(), na.unix_timestamp())
             }
         };

@@ -193,7 +193,7 @@ async fn propagation(rounds: usize) {
             .unwrap();
         let (der, _) = ca.issue_leaf(0, rec.serial.as_bytes());
         let tbs = profile::tbs_of_certificate(&der).unwrap();
-        store.record_tbs(&rec.serial, &tbs, "bench").unwrap();
+        store.record_tbs(&rec.serial, &tbs, None, "bench").unwrap();
         store.store_certificate(&rec.serial, &der, &tbs, "bench").unwrap();
         serials.push(rec.serial);
     }

@@ -73,7 +73,7 @@ fn issue(store: &Store, ca: &TestCa, n: u32) -> (Serial, std::path::PathBuf) {
         .unwrap();
     let (der, path) = ca.issue_leaf(0, rec.serial.as_bytes());
     let tbs = profile::tbs_of_certificate(&der).unwrap();
-    store.record_tbs(&rec.serial, &tbs, "test").unwrap();
+    store.record_tbs(&rec.serial, &tbs, None, "test").unwrap();
     store.store_certificate(&rec.serial, &der, &tbs, "test").unwrap();
     (rec.serial, path)
 }

@@ -76,6 +76,7 @@ fn store_status(err: StoreError) -> Status {
         E::RevokedAt { .. } => (Code::InvalidArgument, "revoked_at_unix"),
         E::IssuerLabel { .. } => (Code::InvalidArgument, "issuer_label"),
         E::CrlScope { .. } => (Code::InvalidArgument, "scope"),
+        E::InvalidCrlScope { .. } => (Code::InvalidArgument, "crl_scope"),
         E::FeedAhead { .. } => (Code::OutOfRange, "after_sequence"),
         E::Approver { .. } => (Code::FailedPrecondition, "approver"),
         E::ApprovalState { .. } => (Code::FailedPrecondition, "approval_id"),

@@ -151,7 +151,8 @@ impl Registry for RegistryService {
         if x509::tbs_serial("tbs_der", &req.tbs_der)? != serial.as_bytes() {
             return Err(RegistryError::invalid("tbs_der", format!("its serial number is not {serial}")).into());
         }
-        self.run(move |s| s.record_tbs(&serial, &req.tbs_der, &actor)).await?;
+        let scope = req.crl_scope.map(|s| crl_scope_in(s, &req.tbs_der)).transpose()?;
+        self.run(move |s| s.record_tbs(&serial, &req.tbs_der, scope.as_ref(), &actor)).await?;
         Ok(Response::new(pb::RecordTbsResponse {}))
     }
 
@@ -341,6 +342,26 @@ impl Registry for RegistryService {
         }))
     }
 
+    async fn list_crl_scopes(
+        &self,
+        request: Request<pb::ListCrlScopesRequest>,
+    ) -> Result<Response<pb::ListCrlScopesResponse>, Status> {
+        let label = validate::id("issuer_label", &request.into_inner().issuer_label)?;
+        let records = self.run(move |s| s.crl_scopes(&label)).await?;
+        let scopes = records
+            .into_iter()
+            .map(|r| pb::RecordedCrlScope {
+                scope: Some(pb::CrlScope {
+                    crl_url: r.scope.crl_url,
+                    partitions: r.scope.partitions,
+                    delta_crls: r.scope.delta_crls,
+                }),
+                not_after_unix: r.not_after_unix,
+            })
+            .collect();
+        Ok(Response::new(pb::ListCrlScopesResponse { scopes }))
+    }
+
     async fn create_approval(
         &self,
         request: Request<pb::CreateApprovalRequest>,
@@ -483,6 +504,27 @@ impl Registry for RegistryService {
 }
 
 /// The procedure of a BeginApplication and the card it replaces.
+/// A CRL scope as recorded. The TBS must name its URL: its path without
+/// ".crl" is in every URL derived from it (partition `<path>-pN.crl`, delta
+/// `<path>-delta.crl`), whatever the URL parser did to scheme and host. So a
+/// scope that does not belong to the certificate is refused rather than
+/// published for years.
+fn crl_scope_in(scope: pb::CrlScope, tbs_der: &[u8]) -> Result<store::CrlScope, RegistryError> {
+    let url = validate::text("crl_scope.crl_url", &scope.crl_url, MAX_TEXT_LEN)?;
+    let path = url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or("");
+    let stem = path.strip_suffix(".crl").unwrap_or(path);
+    if stem.len() < 2 || !tbs_der.windows(stem.len()).any(|w| w == stem.as_bytes()) {
+        return Err(RegistryError::invalid("crl_scope.crl_url", format!("{url} is not named by tbs_der")));
+    }
+    if scope.partitions > store::MAX_SCOPE_PARTITIONS {
+        return Err(RegistryError::invalid(
+            "crl_scope.partitions",
+            format!("{} (at most {})", scope.partitions, store::MAX_SCOPE_PARTITIONS),
+        ));
+    }
+    Ok(store::CrlScope { crl_url: url, partitions: scope.partitions, delta_crls: scope.delta_crls })
+}
+
 fn procedure(name: &str, replaces_card_id: &str) -> Result<ApplicationProcedure, RegistryError> {
     let procedure = match name {
         "" => Procedure::New,

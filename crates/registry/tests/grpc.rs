@@ -30,9 +30,13 @@ async fn an_application_goes_from_begin_to_an_active_card() {
     }
     let certs: Vec<_> = serials.iter().map(|s| certificate(s)).collect();
     for (serial, (_, tbs)) in serials.iter().zip(&certs) {
-        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await.unwrap();
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: None })
+            .await
+            .unwrap();
         // A retry with the same bytes is fine.
-        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await.unwrap();
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: None })
+            .await
+            .unwrap();
     }
 
     let early = c
@@ -107,7 +111,7 @@ async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothi
         .into_inner()
         .serial;
     let (_, tbs) = certificate(&serial);
-    c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone() }).await.unwrap();
+    c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: None }).await.unwrap();
     let before = c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
 
     // Same serial, other key: a different tbsCertificate.
@@ -115,7 +119,8 @@ async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothi
     let stored =
         c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: other_der }).await;
     assert_status(stored, Code::FailedPrecondition, "certificate_der: ");
-    let recorded = c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: other_tbs }).await;
+    let recorded =
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: other_tbs, crl_scope: None }).await;
     assert_status(recorded, Code::FailedPrecondition, "tbs_der: ");
 
     let after = c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
@@ -159,16 +164,16 @@ async fn bad_requests_are_refused_with_the_field_named() {
     assert_status(c.reserve_serial(r).await, Code::InvalidArgument, "not_after_unix: ");
 
     let (der, tbs) = certificate(&serial);
-    let bad_hex = pb::RecordTbsRequest { serial: "xyz".into(), tbs_der: tbs.clone() };
+    let bad_hex = pb::RecordTbsRequest { serial: "xyz".into(), tbs_der: tbs.clone(), crl_scope: None };
     assert_status(c.record_tbs(bad_hex).await, Code::InvalidArgument, "serial: ");
     let unknown = "01".repeat(16);
     let (_, unknown_tbs) = certificate(&unknown);
-    let req = pb::RecordTbsRequest { serial: unknown.clone(), tbs_der: unknown_tbs };
+    let req = pb::RecordTbsRequest { serial: unknown.clone(), tbs_der: unknown_tbs, crl_scope: None };
     assert_status(c.record_tbs(req).await, Code::NotFound, "serial: no such certificate");
-    let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: b"not der".to_vec() };
+    let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: b"not der".to_vec(), crl_scope: None };
     assert_status(c.record_tbs(req).await, Code::InvalidArgument, "tbs_der: ");
     let (_, tbs_of_other_serial) = certificate(&unknown);
-    let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs_of_other_serial };
+    let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs_of_other_serial, crl_scope: None };
     assert_status(c.record_tbs(req).await, Code::InvalidArgument, "tbs_der: its serial number is not");
 
     let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der.clone() };

@@ -99,7 +99,7 @@ async fn a_renewal_supersedes_the_active_card_which_stays_valid() {
     for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
         let serial = c.reserve_serial(reserve_request(&new.card_id, kind)).await.unwrap().into_inner().serial;
         let (der, tbs) = certificate(&serial);
-        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs }).await.unwrap();
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
         c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })
             .await
             .unwrap();

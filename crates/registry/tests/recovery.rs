@@ -25,7 +25,7 @@ async fn unresolved_certificates_are_listed_and_a_reservation_can_be_abandoned()
         .into_inner()
         .serial;
     let (der, tbs) = certificate(&precert);
-    c.record_tbs(pb::RecordTbsRequest { serial: precert.clone(), tbs_der: tbs }).await.unwrap();
+    c.record_tbs(pb::RecordTbsRequest { serial: precert.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
 
     let left = c.list_unresolved(pb::ListUnresolvedRequest {}).await.unwrap().into_inner().entries;
     assert_eq!(left.len(), 2);
@@ -55,7 +55,7 @@ async fn unresolved_certificates_are_listed_and_a_reservation_can_be_abandoned()
         .into_inner();
     assert_eq!(again, gone, "idempotent");
     let (_, tbs) = certificate(&reserved);
-    let late = c.record_tbs(pb::RecordTbsRequest { serial: reserved.clone(), tbs_der: tbs }).await;
+    let late = c.record_tbs(pb::RecordTbsRequest { serial: reserved.clone(), tbs_der: tbs, crl_scope: None }).await;
     assert_status(late, Code::FailedPrecondition, "serial: ");
 
     c.store_certificate(pb::StoreCertificateRequest { serial: precert.clone(), certificate_der: der }).await.unwrap();

@@ -171,7 +171,9 @@ impl Harness {
                 .into_inner()
                 .serial;
             let (der, tbs) = certificate(&serial);
-            c.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs }).await.unwrap();
+            c.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None })
+                .await
+                .unwrap();
             c.store_certificate(reg::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })
                 .await
                 .unwrap();

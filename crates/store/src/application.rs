@@ -410,7 +410,7 @@ mod tests {
             };
             let rec = store.reserve_serial(&req, "t").unwrap();
             let tbs = [b"tbs-".as_slice(), rec.serial.as_bytes()].concat();
-            store.record_tbs(&rec.serial, &tbs, "t").unwrap();
+            store.record_tbs(&rec.serial, &tbs, None, "t").unwrap();
             store.store_certificate(&rec.serial, b"cert", &tbs, "t").unwrap();
         }
     }

@@ -336,7 +336,7 @@ mod tests {
             not_after_unix: 2,
         };
         let rec = store.reserve_serial(&req, "iss").unwrap();
-        store.record_tbs(&rec.serial, b"tbs", "iss").unwrap();
+        store.record_tbs(&rec.serial, b"tbs", None, "iss").unwrap();
         store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap();
         let actions: Vec<_> = store.list_audit(0, None).unwrap().into_iter().map(|e| e.action).collect();
         assert_eq!(actions, ["application.begin", "serial.reserve", "tbs.record", "certificate.store"]);

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::application::require_card;
 use crate::audit::{self, actions, Event};
+use crate::crl_scopes::CrlScope;
 use crate::error::StoreError;
 use crate::feed::{self, FeedChange};
 use crate::records::{CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus};
@@ -41,8 +42,20 @@ impl Store {
     /// RESERVED -> PRECERT, keeping `tbs_der`. Recording the same bytes again is
     /// a no-op; different bytes once some are recorded is `TbsConflict` and
     /// leaves the record as it was.
-    pub fn record_tbs(&self, serial: &Serial, tbs_der: &[u8], actor: &str) -> Result<CertificateRecord, StoreError> {
-        let (record, changed) = self.trees.transact(|tx| record_tbs(tx, serial, tbs_der, actor))?;
+    /// `scope`, when given, is recorded for the CRL publisher in the same
+    /// transaction (see `crl_scopes`): how the certificate's distribution
+    /// point was chosen.
+    pub fn record_tbs(
+        &self,
+        serial: &Serial,
+        tbs_der: &[u8],
+        scope: Option<&CrlScope>,
+        actor: &str,
+    ) -> Result<CertificateRecord, StoreError> {
+        if let Some(scope) = scope {
+            crate::crl_scopes::check(scope)?;
+        }
+        let (record, changed) = self.trees.transact(|tx| record_tbs(tx, serial, tbs_der, scope, actor))?;
         if changed {
             self.flush()?;
         }
@@ -189,7 +202,13 @@ fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRe
     Ok((record, true))
 }
 
-fn record_tbs(tx: &Tx<'_>, serial: &Serial, tbs_der: &[u8], actor: &str) -> TxResult<(CertificateRecord, bool)> {
+fn record_tbs(
+    tx: &Tx<'_>,
+    serial: &Serial,
+    tbs_der: &[u8],
+    scope: Option<&CrlScope>,
+    actor: &str,
+) -> TxResult<(CertificateRecord, bool)> {
     let mut record = find_certificate(tx, serial)?;
     match &record.tbs_der {
         Some(recorded) if recorded.as_slice() == tbs_der => return Ok((record, false)),
@@ -206,6 +225,9 @@ fn record_tbs(tx: &Tx<'_>, serial: &Serial, tbs_der: &[u8], actor: &str) -> TxRe
     record.tbs_der = Some(tbs_der.to_vec());
     record.state = CertificateState::Precert;
     tx.certificates.put_json(serial.as_bytes(), &record)?;
+    if let Some(scope) = scope {
+        crate::crl_scopes::record(tx, &record.issuer_label, scope, record.not_after_unix)?;
+    }
     let detail = json!({ "card_id": record.card_id, "kind": record.kind, "tbs_sha256": sha256_hex(tbs_der) });
     let subject = serial.to_hex();
     audit::append(
@@ -337,7 +359,7 @@ mod tests {
         let last = store.list_audit(1, None).unwrap().pop().unwrap();
         assert_eq!(last.action, actions::SERIAL_ABANDON);
         assert!(matches!(
-            store.record_tbs(&first.serial, b"tbs", "iss"),
+            store.record_tbs(&first.serial, b"tbs", None, "iss"),
             Err(StoreError::CertificateState { state: CertificateState::Abandoned, .. })
         ));
         assert!(store.store_certificate(&first.serial, b"cert", b"tbs", "iss").is_err());
@@ -355,7 +377,7 @@ mod tests {
         let second = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
         assert_ne!(second.serial, first.serial, "the retry gets a fresh serial");
         assert_eq!(store.get_card(&card_id).unwrap().card.signing_serial, Some(second.serial.clone()));
-        store.record_tbs(&second.serial, b"tbs", "iss").unwrap();
+        store.record_tbs(&second.serial, b"tbs", None, "iss").unwrap();
         assert!(matches!(
             store.abandon_reservation(&second.serial, "recovery"),
             Err(StoreError::CertificateState { state: CertificateState::Precert, .. })
@@ -422,14 +444,14 @@ mod tests {
         let (_dir, store) = temp_store();
         let card_id = pending_card(&store);
         let rec = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
-        let pre = store.record_tbs(&rec.serial, b"tbs-one", "iss").unwrap();
+        let pre = store.record_tbs(&rec.serial, b"tbs-one", None, "iss").unwrap();
         assert_eq!(pre.state, CertificateState::Precert);
         assert_eq!(pre.tbs_der.as_deref(), Some(&b"tbs-one"[..]));
         let entries = store.list_audit(0, None).unwrap().len();
-        assert_eq!(store.record_tbs(&rec.serial, b"tbs-one", "iss").unwrap(), pre);
+        assert_eq!(store.record_tbs(&rec.serial, b"tbs-one", None, "iss").unwrap(), pre);
         assert_eq!(store.list_audit(0, None).unwrap().len(), entries);
 
-        let err = store.record_tbs(&rec.serial, b"tbs-two", "iss").unwrap_err();
+        let err = store.record_tbs(&rec.serial, b"tbs-two", None, "iss").unwrap_err();
         assert!(matches!(err, StoreError::TbsConflict { .. }), "{err}");
         assert_eq!(store.get_certificate(&rec.serial).unwrap(), pre, "stored TBS unchanged");
     }
@@ -438,7 +460,7 @@ mod tests {
     fn record_tbs_for_an_unknown_serial_is_not_found() {
         let (_dir, store) = temp_store();
         let serial = Serial::random();
-        let err = store.record_tbs(&serial, b"tbs", "iss").unwrap_err();
+        let err = store.record_tbs(&serial, b"tbs", None, "iss").unwrap_err();
         assert!(matches!(err, StoreError::NoSuchCertificate { .. }), "{err}");
         assert!(matches!(store.get_certificate(&serial), Err(StoreError::NoSuchCertificate { .. })));
         assert_eq!(store.trees.certificates.len(), 0);
@@ -453,7 +475,7 @@ mod tests {
         let err = store.store_certificate(&rec.serial, b"cert", b"tbs", "iss").unwrap_err();
         assert!(matches!(err, StoreError::CertificateState { state: CertificateState::Reserved, .. }), "{err}");
 
-        let pre = store.record_tbs(&rec.serial, b"tbs", "iss").unwrap();
+        let pre = store.record_tbs(&rec.serial, b"tbs", None, "iss").unwrap();
         let err = store.store_certificate(&rec.serial, b"cert", b"other-tbs", "iss").unwrap_err();
         assert!(err.to_string().contains("certificate does not match the recorded to-be-signed bytes"), "{err}");
         assert_eq!(store.get_certificate(&rec.serial).unwrap(), pre, "record unchanged");
@@ -465,7 +487,7 @@ mod tests {
 
         let err = store.store_certificate(&rec.serial, b"cert-resigned", b"tbs", "iss").unwrap_err();
         assert!(err.to_string().contains("a different certificate is already stored"), "{err}");
-        let err = store.record_tbs(&rec.serial, b"tbs-two", "iss").unwrap_err();
+        let err = store.record_tbs(&rec.serial, b"tbs-two", None, "iss").unwrap_err();
         assert!(matches!(err, StoreError::TbsConflict { .. }));
         assert_eq!(store.get_certificate(&rec.serial).unwrap(), issued);
         assert_eq!(store.list_audit(0, None).unwrap().last().unwrap().action, "certificate.store");
@@ -477,7 +499,7 @@ mod tests {
         let card_id = pending_card(&store);
         let sign = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
         let auth = store.reserve_serial(&reservation(&card_id, CertificateKind::Authentication), "iss").unwrap();
-        store.record_tbs(&auth.serial, b"tbs", "iss").unwrap();
+        store.record_tbs(&auth.serial, b"tbs", None, "iss").unwrap();
         let mut open: Vec<_> = store.unresolved_reservations().unwrap().into_iter().map(|r| r.serial).collect();
         open.sort();
         let mut want = vec![sign.serial.clone(), auth.serial.clone()];

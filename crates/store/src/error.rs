@@ -59,6 +59,8 @@ pub enum StoreError {
     CertificateState { serial: String, state: CertificateState, reason: &'static str },
     #[error("different to-be-signed bytes are already recorded for serial {serial}")]
     TbsConflict { serial: String },
+    #[error("{reason}")]
+    InvalidCrlScope { reason: String },
     #[error("certificate {serial}: {reason}")]
     CertificateConflict { serial: String, reason: &'static str },
 

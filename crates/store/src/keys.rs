@@ -125,7 +125,7 @@ mod tests {
         let (_dir, store) = temp_store();
         let card = begin(&store, "app-1", "100001", keys(7, 8)).unwrap();
         let rec = reserved(&store, &card, CertificateKind::Signing, "sign-ca", 4_000_000_000);
-        store.record_tbs(&rec.serial, b"tbs", "t").unwrap();
+        store.record_tbs(&rec.serial, b"tbs", None, "t").unwrap();
         store.store_certificate(&rec.serial, b"cert", b"tbs", "t").unwrap();
         store.revoke_certificate(&rec.serial, &revocation(RevocationReason::KeyCompromise)).unwrap();
         let err = begin(&store, "app-2", "100002", keys(7, 9)).unwrap_err();
@@ -145,7 +145,7 @@ mod tests {
             let store = Store::open(&path).unwrap();
             let card = begin(&store, "app-1", "100001", Vec::new()).unwrap();
             let rec = reserved(&store, &card, CertificateKind::Signing, "sign-ca", 4_000_000_000);
-            store.record_tbs(&rec.serial, b"tbs", "t").unwrap();
+            store.record_tbs(&rec.serial, b"tbs", None, "t").unwrap();
             store.store_certificate(&rec.serial, cert.der(), b"tbs", "t").unwrap();
             // As a database from before the index: no entry, no marker.
             store.trees.meta.remove(INDEXED_KEY).unwrap();

@@ -16,6 +16,7 @@ mod certificates;
 mod clock;
 mod config_start;
 mod crl_number;
+mod crl_scopes;
 mod error;
 mod feed;
 mod holders;
@@ -34,6 +35,7 @@ pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};
 pub use crl_number::MAX_SCOPE_LEN;
+pub use crl_scopes::{CrlScope, CrlScopeRecord, MAX_SCOPE_PARTITIONS};
 pub use error::StoreError;
 pub use keys::spki_sha256_of;
 pub use records::{

@@ -507,7 +507,7 @@ mod tests {
         let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
         let sign = reserved(&store, &card_id, CertificateKind::Signing, "sign-ca", FAR);
         let auth = reserved(&store, &card_id, CertificateKind::Authentication, "auth-ca", FAR);
-        store.record_tbs(&auth.serial, b"tbs-auth", "iss").unwrap();
+        store.record_tbs(&auth.serial, b"tbs-auth", None, "iss").unwrap();
 
         let out = store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
         assert_eq!(out.newly_revoked, 2);
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(stored.certificate_der.as_deref(), Some(&b"cert-auth"[..]));
         assert!(stored.revocation.is_some());
         // The RESERVED one can no longer get to-be-signed bytes, so it is never signed.
-        let err = store.record_tbs(&sign.serial, b"tbs-sign", "iss").unwrap_err();
+        let err = store.record_tbs(&sign.serial, b"tbs-sign", None, "iss").unwrap_err();
         assert!(matches!(err, StoreError::CertificateState { state: CertificateState::Revoked, .. }), "{err}");
         assert_eq!(store.list_audit(0, None).unwrap().len(), audit + 1, "certificate.store only");
 

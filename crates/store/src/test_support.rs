@@ -55,7 +55,7 @@ pub fn issued_card(
     for kind in crate::CertificateKind::ALL {
         let rec = reserved(store, &card_id, kind, issuer_label, not_after_unix);
         let tbs = [b"tbs-".as_slice(), rec.serial.as_bytes()].concat();
-        store.record_tbs(&rec.serial, &tbs, "t").unwrap();
+        store.record_tbs(&rec.serial, &tbs, None, "t").unwrap();
         store.store_certificate(&rec.serial, b"cert", &tbs, "t").unwrap();
         serials.push(rec.serial);
     }

@@ -149,7 +149,7 @@ pub async fn issue_card_from(
     for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
         let serial = c.reserve_serial(reserve_request(&card_id, kind)).await.unwrap().into_inner().serial;
         let (der, tbs) = certificate(&serial);
-        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs }).await.unwrap();
+        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
         c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })
             .await
             .unwrap();

@@ -167,13 +167,31 @@ impl Ca {
     /// Starts `hpki-ca <args>` as given (no `--config` added: a process with a
     /// config file of its own) and returns the addresses it announces, by service name.
     pub fn spawn_command(&mut self, args: &[&str], services: &[&str]) -> Vec<String> {
-        let mut child = Command::new(BIN)
+        self.spawn_via(Command::new(BIN), args, services)
+    }
+
+    /// Starts `hpki-ca <args>` (with this CA's config) under libfaketime,
+    /// its clock `offset` ahead (e.g. "+3d", "+6y"): the test clock of the
+    /// tests that let months or years pass.
+    pub fn spawn_later(&mut self, offset: &str, args: &[&str], services: &[&str]) -> Vec<String> {
+        let mut cmd = later(offset);
+        cmd.arg("--config").arg(&self.config);
+        self.spawn_via(cmd, args, services)
+    }
+
+    /// `hpki-ca <args>` with this CA's config, its clock `offset` ahead (see [`Ca::spawn_later`]).
+    pub fn cli_later(&self, offset: &str, args: &[&str]) -> std::process::Output {
+        later(offset).arg("--config").arg(&self.config).args(args).output().expect("run hpki-ca")
+    }
+
+    fn spawn_via(&mut self, mut cmd: Command, args: &[&str], services: &[&str]) -> Vec<String> {
+        let mut child = cmd
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn hpki-ca");
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         self.children.push(child);
         let (tx, rx) = mpsc::channel();
@@ -201,6 +219,21 @@ impl Ca {
         }
         found
     }
+}
+
+/// `hpki-ca` with libfaketime preloaded (not the `faketime` wrapper, which
+/// stays the parent: killing it would leave the CA running). The
+/// multi-threaded variant, for tokio.
+fn later(offset: &str) -> Command {
+    let lib = std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists())
+        .expect("libfaketimeMT.so.1 under /usr/lib/*/faketime (make setup installs faketime)");
+    let mut cmd = Command::new(BIN);
+    cmd.env("LD_PRELOAD", lib).env("FAKETIME", offset).env("FAKETIME_NO_CACHE", "1");
+    cmd
 }
 
 /// Whether `extra_config` turns gRPC TLS off (`enabled = false` in its `[tls]` section).

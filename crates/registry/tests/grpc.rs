@@ -175,6 +175,10 @@ async fn bad_requests_are_refused_with_the_field_named() {
     let (_, tbs_of_other_serial) = certificate(&unknown);
     let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs_of_other_serial, crl_scope: None };
     assert_status(c.record_tbs(req).await, Code::InvalidArgument, "tbs_der: its serial number is not");
+    // A CRL scope whose URL the TBS does not name would be published for years.
+    let scope = pb::CrlScope { crl_url: "http://h/crl/sign.crl".into(), partitions: 0, delta_crls: false };
+    let req = pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: Some(scope) };
+    assert_status(c.record_tbs(req).await, Code::InvalidArgument, "crl_scope.crl_url: ");
 
     let req = pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der.clone() };
     assert_status(c.store_certificate(req).await, Code::FailedPrecondition, "serial: ");

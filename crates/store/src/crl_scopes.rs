@@ -88,3 +88,51 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::CertificateKind;
+    use crate::test_support::{application, reserved, temp_store};
+
+    fn scope(partitions: u32, delta_crls: bool) -> CrlScope {
+        CrlScope { crl_url: "http://h/crl/sign.crl".into(), partitions, delta_crls }
+    }
+
+    #[test]
+    fn each_scope_keeps_the_latest_not_after_per_issuer() {
+        let (_dir, store) = temp_store();
+        let card = store.begin_application(&application("app-1", "100001"), "JMA").unwrap().view.card.card_id;
+        let record = |kind, label: &str, not_after, s: &CrlScope| {
+            let rec = reserved(&store, &card, kind, label, not_after);
+            store.record_tbs(&rec.serial, b"tbs", Some(s), "t").unwrap();
+        };
+        record(CertificateKind::Signing, "sign-ca", 2_000_000_000, &scope(0, false));
+        record(CertificateKind::Authentication, "sign-ca", 1_900_000_000, &scope(0, false));
+        let scopes = store.crl_scopes("sign-ca").unwrap();
+        assert_eq!(scopes.len(), 1);
+        assert_eq!((scopes[0].scope.clone(), scopes[0].not_after_unix), (scope(0, false), 2_000_000_000));
+        assert!(store.crl_scopes("auth-ca").unwrap().is_empty());
+        assert!(store.crl_scopes("sign").unwrap().is_empty(), "a label is not a prefix of another");
+
+        let card2 = store.begin_application(&application("app-2", "100002"), "JMA").unwrap().view.card.card_id;
+        let rec = reserved(&store, &card2, CertificateKind::Signing, "sign-ca", 2_100_000_000);
+        store.record_tbs(&rec.serial, b"tbs-2", Some(&scope(4, true)), "t").unwrap();
+        let scopes: Vec<_> =
+            store.crl_scopes("sign-ca").unwrap().into_iter().map(|r| (r.scope, r.not_after_unix)).collect();
+        assert_eq!(scopes, [(scope(0, false), 2_000_000_000), (scope(4, true), 2_100_000_000)]);
+    }
+
+    #[test]
+    fn a_bad_scope_is_refused_and_nothing_is_recorded() {
+        let (_dir, store) = temp_store();
+        let card = store.begin_application(&application("app-1", "100001"), "JMA").unwrap().view.card.card_id;
+        let rec = reserved(&store, &card, CertificateKind::Signing, "sign-ca", 2_000_000_000);
+        for bad in [CrlScope { crl_url: String::new(), ..scope(0, false) }, scope(MAX_SCOPE_PARTITIONS + 1, false)] {
+            let err = store.record_tbs(&rec.serial, b"tbs", Some(&bad), "t").unwrap_err();
+            assert!(matches!(err, StoreError::InvalidCrlScope { .. }), "{err:?}");
+        }
+        assert!(store.get_certificate(&rec.serial).unwrap().tbs_der.is_none());
+        assert!(store.crl_scopes("sign-ca").unwrap().is_empty());
+    }
+}

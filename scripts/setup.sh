@@ -15,6 +15,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # tests/long_term_e2e.rs lets years pass for the CA processes with libfaketime.
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
+# tests/ocsp_cache_e2e.rs runs deploy/nginx/ocsp-cache.conf with Debian's nginx.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 # examples/relying-party/Verify.java runs as `java Verify.java`: source-file mode needs a JDK.
 java --list-modules 2>/dev/null | grep '^jdk.compiler' >/dev/null || need+=(openjdk-17-jdk-headless)
 

@@ -254,6 +254,13 @@ fn plain_text_configured(extra_config: &str) -> bool {
 }
 
 impl Ca {
+    /// Kills the `n`-th child started (0 first), as a crash would (SIGKILL).
+    pub fn kill_child(&mut self, n: usize) {
+        let child = self.children.get_mut(n).unwrap_or_else(|| panic!("no child {n}"));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Stops every child started so far (SIGKILL) and waits for it.
     pub fn take_children(&mut self) {
         for c in &mut self.children {
@@ -348,7 +355,7 @@ pub fn write_pem(path: &Path, der: &[u8]) {
     std::fs::write(path, s).expect("write pem");
 }
 
-fn base64_encode(data: &[u8]) -> String {
+pub fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {

@@ -373,6 +373,12 @@ pub struct OcspConfig {
     /// Deadline for answering a request once it is read (waiting on the
     /// registry or the HSM); past it the answer is tryLater.
     pub request_timeout_ms: u64,
+    /// Refresh listeners of the HTTP caches in front of the responders
+    /// (`deploy/nginx/ocsp-cache.conf`: nginx with proxy_cache_bypass), e.g.
+    /// "http://127.0.0.1:8079". On a revocation from the status feed, every
+    /// GET path of the serial is fetched again there, replacing the cached
+    /// answer; failures are retried.
+    pub cache_refresh_urls: Vec<String>,
 }
 
 impl OcspConfig {
@@ -402,6 +408,14 @@ impl OcspConfig {
                 "refresh_interval_seconds ({}) must be shorter than the refresh window ({window} s: \
                  refresh_before_minutes, at most half of next_update_hours)",
                 self.refresh_interval_seconds
+            ));
+        }
+        if let Some(bad) = self.cache_refresh_urls.iter().find(|u| {
+            let u = u.trim();
+            !(u.starts_with("http://") && u.len() > "http://".len()) || u.contains(['?', '#'])
+        }) {
+            return invalid(format!(
+                "cache_refresh_urls: {bad:?} must be an http:// URL without query, such as \"http://127.0.0.1:8079\""
             ));
         }
         if self.negative_ttl_seconds > validity {
@@ -445,6 +459,7 @@ impl Default for OcspConfig {
             negative_ttl_seconds: 60,
             read_timeout_ms: 10_000,
             request_timeout_ms: 5_000,
+            cache_refresh_urls: Vec::new(),
         }
     }
 }

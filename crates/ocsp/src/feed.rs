@@ -19,6 +19,7 @@ use proto::registry::v1 as reg;
 use proto::registry::v1::registry_client::RegistryClient;
 use tonic::transport::Channel;
 
+use crate::cache_refresh::CacheRefresh;
 use crate::responder::Responder;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -51,7 +52,16 @@ pub fn apply(responder: &Arc<Responder>, change: &reg::StatusChange) {
 }
 
 /// Follows the feed forever (until the task is aborted), reconnecting with backoff.
-pub async fn follow(responder: Arc<Responder>, mut client: RegistryClient<Channel>) {
+pub async fn follow(responder: Arc<Responder>, client: RegistryClient<Channel>) {
+    follow_and_refresh(responder, client, None).await
+}
+
+/// [`follow`], refreshing the HTTP caches in front after each revocation is applied.
+pub async fn follow_and_refresh(
+    responder: Arc<Responder>,
+    mut client: RegistryClient<Channel>,
+    refresh: Option<CacheRefresh>,
+) {
     let mut backoff = MIN_BACKOFF;
     let mut after = 0u64;
     loop {
@@ -74,6 +84,9 @@ pub async fn follow(responder: Arc<Responder>, mut client: RegistryClient<Channe
                                 tracing::warn!(expected = last + 1, got = change.sequence, "gap in the status feed");
                             }
                             apply(&responder, &change);
+                            if let Some(r) = &refresh {
+                                r.on_change(&responder, &change);
+                            }
                             last = change.sequence;
                             *applied = last;
                             backoff = MIN_BACKOFF;

@@ -26,6 +26,13 @@ use crate::responder::{unix_now, Answer, Caching, Responder};
 const OCSP_RESPONSE: HeaderValue = HeaderValue::from_static("application/ocsp-response");
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 
+/// Sent by a replica's cache refresh (`cache_refresh`): the status-feed
+/// sequence of the revocation it refreshes. A replica that has not applied it
+/// yet waits up to [`CATCH_UP`], then answers 503 so the cache asks another;
+/// it never puts a stale `good` back into the cache.
+pub const MIN_SEQUENCE: &str = "hpki-min-sequence";
+pub const CATCH_UP: Duration = Duration::from_secs(1);
+
 /// Base64 with or without padding, standard or URL-safe alphabet (clients differ).
 const B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -97,6 +104,13 @@ async fn handle(st: Arc<HttpState>, limits: HttpLimits, req: Request) -> Respons
             return resp;
         }
     };
+    if get {
+        if let Some(seq) = parts.headers.get(MIN_SEQUENCE).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+            if !caught_up(&st.responder, seq).await {
+                return behind_the_feed(seq);
+            }
+        }
+    }
     let der = if get {
         get_request(&st, parts.uri.path()).map(Bytes::from)
     } else {
@@ -193,6 +207,28 @@ fn hex_val(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
+}
+
+/// Whether this replica has applied feed sequence `seq`, waiting up to [`CATCH_UP`].
+async fn caught_up(responder: &Responder, seq: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        if responder.metrics().feed_sequence.load(std::sync::atomic::Ordering::Relaxed) >= seq {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn behind_the_feed(seq: u64) -> Response {
+    let mut resp = Response::new(Body::from(format!("this replica has not applied status-feed sequence {seq} yet\n")));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 fn reject(e: &OcspError) -> Response {

@@ -46,6 +46,7 @@ pub mod asn1;
 #[cfg(feature = "bench")]
 pub mod bench_support;
 mod cache;
+pub mod cache_refresh;
 pub mod encode;
 mod error;
 pub mod feed;

@@ -66,6 +66,10 @@ pub struct Metrics {
     pub feed_last_event_ms: AtomicU64,
     pub feed_connected: AtomicU64,
     pub feed_reconnects: AtomicU64,
+    /// Cache refreshes done (see `cache_refresh`), failed attempts, and paths waiting.
+    pub cache_refreshes: AtomicU64,
+    pub cache_refresh_failures: AtomicU64,
+    pub cache_refresh_pending: AtomicU64,
 }
 
 /// Gauges read at render time.
@@ -171,6 +175,24 @@ impl Metrics {
             "ocsp_feed_reconnects_total",
             "Status-feed subscriptions started.",
             self.feed_reconnects.load(Relaxed),
+        )?;
+        counter(
+            o,
+            "ocsp_cache_refreshes_total",
+            "Paths refreshed in the HTTP caches in front after a revocation.",
+            self.cache_refreshes.load(Relaxed),
+        )?;
+        counter(
+            o,
+            "ocsp_cache_refresh_failures_total",
+            "Cache refresh attempts that failed (each is retried).",
+            self.cache_refresh_failures.load(Relaxed),
+        )?;
+        gauge(
+            o,
+            "ocsp_cache_refreshes_pending",
+            "Paths waiting to be refreshed: above 0 for long, a cache may serve a revoked certificate as good.",
+            self.cache_refresh_pending.load(Relaxed) as f64,
         )?;
         Ok(())
     }

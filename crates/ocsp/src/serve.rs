@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cache_refresh::{CacheRefresh, Refresher};
 use crate::error::OcspError;
 use crate::http::{self, HttpLimits, HttpState};
 use crate::issuers::IssuerHashes;
@@ -90,8 +91,14 @@ pub async fn serve(
     let metrics_state = Arc::new(Metrics::default());
     let responder = Arc::new(Responder::new(Settings::from_config(&cfg.ocsp), issuers, registry, metrics_state));
 
+    let refresh =
+        Refresher::spawn(&cfg.ocsp.cache_refresh_urls, responder.metrics().clone()).map(|refresher| CacheRefresh {
+            refresher,
+            ocsp_path: http::ocsp_path(&cfg.profile.ocsp_url),
+            window_seconds: i64::from(cfg.ocsp.next_update_hours) * 3600,
+        });
     let tasks = [
-        tokio::spawn(feed::follow(responder.clone(), client.clone())),
+        tokio::spawn(feed::follow_and_refresh(responder.clone(), client.clone(), refresh)),
         tokio::spawn(feed::poll_position(responder.clone(), client, POSITION_TICK)),
         tokio::spawn(refresh_loop(responder.clone(), Duration::from_secs(cfg.ocsp.refresh_interval_seconds))),
         tokio::spawn(renew_loop(

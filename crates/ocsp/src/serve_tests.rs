@@ -196,6 +196,22 @@ async fn two_replicas_follow_the_feed_from_issuance_to_revocation() {
     assert!(value("ocsp_signing_seconds_count") >= 1.0, "{text}");
     assert!(value("ocsp_cache_hits_total") >= 0.0, "{text}");
 
+    // A cache refresh that names a feed sequence this replica has not applied
+    // gets 503 (the cache then asks another replica), one it has is answered.
+    let code = |seq: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("{}: {seq}", crate::http::MIN_SEQUENCE))
+            .arg(format!("http://{}/MAoGCCqGSIb3DQEBAQ==", replicas[0].http))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let start = std::time::Instant::now();
+    assert_eq!(code("4"), "503");
+    assert!(start.elapsed() >= crate::http::CATCH_UP, "answered 503 before waiting for the feed");
+    assert_ne!(code("3"), "503");
+
     for r in &mut replicas {
         let _ = r.stop.take().unwrap().send(());
     }

@@ -128,6 +128,7 @@ fn main() {
                 operator: "op-1".into(),
                 note: "lost card".into(),
                 revoked_at: "2025-06-01T09:00:00+09:00".into(),
+                compromised_at: "2025-05-31T20:00:00+09:00".into(),
             }
             .encode_to_vec()
         }),
@@ -142,6 +143,7 @@ fn main() {
                 operator: "op-1".into(),
                 note: String::new(),
                 revoked_at: String::new(),
+                compromised_at: String::new(),
             }
             .encode_to_vec()
         }),
@@ -164,6 +166,7 @@ fn main() {
                     }),
                     operator: "op-1".into(),
                     note: "紛失届".into(),
+                    compromised_at: String::new(),
                 }
                 .encode_to_vec()
             }),

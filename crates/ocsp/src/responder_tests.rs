@@ -56,7 +56,7 @@ pub(crate) fn decode(der: &[u8]) -> Decoded {
 }
 
 fn revoked_kc() -> CertState {
-    CertState::Revoked { at_unix: 1_700_000_000, reason: Some(CRLReason::KeyCompromise) }
+    CertState::Revoked { at_unix: 1_700_000_000, reason: Some(CRLReason::KeyCompromise), invalidity_unix: None }
 }
 
 fn responder(source: Arc<MapSource>) -> Arc<Responder> {

@@ -263,6 +263,7 @@ fn store_cert(
                 reason: None,
                 not_after_unix: record.not_after_unix,
                 card_id: &record.card_id,
+                invalidity_date_unix: 0,
             },
         )?;
         good = Some(change.sequence);
@@ -349,6 +350,7 @@ mod tests {
                     revoked_at_unix: 0,
                     actor: "op".into(),
                     note: String::new(),
+                    invalidity_date_unix: 0,
                 }
             )
             .is_err());

@@ -321,7 +321,9 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
     for c in s.certificates {
         let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let revoked = if c.status == "revoked" {
-            format!("  revoked {} {} by {}", c.revoked_at, reason, c.revoked_by)
+            let compromised =
+                if c.compromised_at.is_empty() { String::new() } else { format!(" compromised {}", c.compromised_at) };
+            format!("  revoked {} {} by {}{}", c.revoked_at, reason, c.revoked_by, compromised)
         } else {
             String::new()
         };

@@ -117,6 +117,17 @@ mod tests {
             CertState::from_change(&change),
             Some(CertState::Revoked { at_unix: 3, reason: None, invalidity_unix: None })
         );
+        // The invalidityDate comes along from either source.
+        rec.invalidity_date_unix = 70;
+        assert_eq!(
+            CertState::from_record(&rec),
+            CertState::Revoked { at_unix: 77, reason: Some(CRLReason::KeyCompromise), invalidity_unix: Some(70) }
+        );
+        let with = reg::StatusChange { invalidity_date_unix: 2, ..change };
+        assert_eq!(
+            CertState::from_change(&with),
+            Some(CertState::Revoked { at_unix: 3, reason: None, invalidity_unix: Some(2) })
+        );
         let odd = reg::StatusChange { status: 99, ..Default::default() };
         assert_eq!(CertState::from_change(&odd), None);
     }

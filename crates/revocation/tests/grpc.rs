@@ -589,7 +589,23 @@ async fn two_person_control_waits_for_a_second_operator() {
     let card = h.issue_card("app-1", "600009").await;
     let mut c = h.client.clone();
 
-    let asked = c.emergency_revoke(emergency(by_card(&card.card_id), "op-a")).await.unwrap().into_inner();
+    // The card was lost half an hour ago (or at its notBefore, if later): kept
+    // with the approval until it is carried out.
+    let not_before = h.card(&card.card_id).await.certificates.iter().map(|c| c.not_before_unix).max().unwrap();
+    let lost = (time::OffsetDateTime::now_utc().unix_timestamp() - 1800).max(not_before);
+    let rfc = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let future = pb::EmergencyRevokeRequest {
+        compromised_at: "2999-01-01T00:00:00Z".into(),
+        ..emergency(by_card(&card.card_id), "op-a")
+    };
+    assert_status(c.emergency_revoke(future).await, Code::InvalidArgument, "compromised_at: is in the future");
+    let request = pb::EmergencyRevokeRequest { compromised_at: rfc(lost), ..emergency(by_card(&card.card_id), "op-a") };
+    let asked = c.emergency_revoke(request).await.unwrap().into_inner();
     assert_eq!(asked.state, pb::EmergencyState::AwaitingApproval as i32);
     assert!(!asked.approval_id.is_empty());
     assert_eq!(asked.card_id, card.card_id);
@@ -625,6 +641,8 @@ async fn two_person_control_waits_for_a_second_operator() {
     let stored = h.card(&card.card_id).await;
     assert_card_revoked_for_key_compromise(&stored);
     assert!(stored.certificates.iter().all(|c| c.revoked_by == "op-b"), "revoked under the approver's authority");
+    assert!(stored.certificates.iter().all(|c| c.invalidity_date_unix == lost), "{:?}", stored.certificates);
+    assert!(done.certificates.iter().all(|r| r.compromised_at == rfc(lost)), "{:?}", done.certificates);
     let approval = h
         .registry
         .clone()

@@ -10,7 +10,13 @@
 //!   certificate of the card, RESERVED and PRECERT ones included, in one
 //!   transaction with the card. `actor` is required; `revoked_at_unix` 0 is
 //!   now, later than now + 300 s is INVALID_ARGUMENT `revoked_at_unix`;
-//!   unknown serial or card is NOT_FOUND `serial` / `card_id`.
+//!   unknown serial or card is NOT_FOUND `serial` / `card_id`. (How far back
+//!   an operator may date a revocation is the revocation service's check.)
+//!   `invalidity_date_unix` (0: none) is the operator's time of compromise:
+//!   kept on the record, the feed and the per-issuer index, and published
+//!   as the invalidityDate of CRL entries and OCSP answers; before a
+//!   certificate's notBefore or after its revocation time it is
+//!   INVALID_ARGUMENT `invalidity_date_unix`.
 //! - **WatchStatus(after_sequence)** streams every change with a larger
 //!   sequence, then live ones, with no gap and no duplicate; sequences start
 //!   at 1 and are gapless. GOOD is sent when a certificate is stored

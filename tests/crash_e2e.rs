@@ -332,6 +332,7 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
                                 operator: "op-crash".into(),
                                 note: "crash test".into(),
                                 revoked_at: String::new(),
+                                compromised_at: String::new(),
                             };
                             async move { c.revoke_certificate(req).await }
                         })

@@ -150,7 +150,8 @@ pub async fn run_registry(
     // Announced only once the database is ours and the start is in the log.
     let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
-    registry::serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown_signal(stop))
+    let pin_limits = registry::PinLimits::from_config(&cfg.issuance);
+    registry::serve_store_with(store, cfg.profile.holder_id_prefix.clone(), pin_limits, listener, shutdown_signal(stop))
         .await
         .map_err(|e| CliError::Registry(e.to_string()))
 }
@@ -295,9 +296,16 @@ pub async fn run_all(
     let c = cfg.clone();
     let s = stop.clone();
     let registry = tokio::spawn(async move {
-        registry::serve_store(store, c.profile.holder_id_prefix.clone(), reg_listener, shutdown_signal(s))
-            .await
-            .map_err(|e| CliError::Registry(e.to_string()))
+        let pin_limits = registry::PinLimits::from_config(&c.issuance);
+        registry::serve_store_with(
+            store,
+            c.profile.holder_id_prefix.clone(),
+            pin_limits,
+            reg_listener,
+            shutdown_signal(s),
+        )
+        .await
+        .map_err(|e| CliError::Registry(e.to_string()))
     });
     let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
         let files = crate::audit::CheckpointFiles::of(&cfg);

@@ -82,9 +82,16 @@ pub struct RevokeArgs {
     /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
-    /// Revocation time (RFC 3339); now when absent.
+    /// Revocation time (RFC 3339); now when absent. At most `[revocation]
+    /// max_backdate_seconds` in the past: an earlier compromise goes in
+    /// --compromised-at.
     #[arg(long, default_value = "")]
     pub revoked_at: String,
+    /// When the key was (or is suspected to have been) compromised, RFC 3339:
+    /// the invalidityDate of the CRL entry and the OCSP answer. It may be
+    /// before the revocation, not before the certificate's notBefore.
+    #[arg(long, default_value = "")]
+    pub compromised_at: String,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +117,10 @@ pub struct EmergencyArgs {
     /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
+    /// When the card was lost (the compromise), RFC 3339: the invalidityDate
+    /// of the CRL entries and OCSP answers.
+    #[arg(long, default_value = "")]
+    pub compromised_at: String,
 }
 
 pub async fn connect(url: &str) -> Result<Channel, CliError> {
@@ -135,7 +146,12 @@ fn print_certificates(certs: &[rev::RevokedCertificate]) {
     for c in certs {
         let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let note = if c.already_revoked { " (already revoked; the first revocation stands)" } else { "" };
-        crate::launcher::say(format_args!("revoked {:<15} {}  {}  {}{}", c.kind, c.serial, reason, c.revoked_at, note));
+        let compromised =
+            if c.compromised_at.is_empty() { String::new() } else { format!("  compromised {}", c.compromised_at) };
+        crate::launcher::say(format_args!(
+            "revoked {:<15} {}  {}  {}{}{}",
+            c.kind, c.serial, reason, c.revoked_at, compromised, note
+        ));
     }
 }
 
@@ -151,6 +167,7 @@ pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
                     operator: a.operator,
                     note: a.note,
                     revoked_at: a.revoked_at,
+                    compromised_at: a.compromised_at,
                 })
                 .await
         }
@@ -162,6 +179,7 @@ pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
                     operator: a.operator,
                     note: a.note,
                     revoked_at: a.revoked_at,
+                    compromised_at: a.compromised_at,
                 })
                 .await
         }
@@ -241,6 +259,7 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
             }),
             operator: a.operator,
             note: a.note,
+            compromised_at: a.compromised_at,
         })
         .await
         .map_err(status)?
@@ -302,7 +321,9 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
     for c in s.certificates {
         let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let revoked = if c.status == "revoked" {
-            format!("  revoked {} {} by {}", c.revoked_at, reason, c.revoked_by)
+            let compromised =
+                if c.compromised_at.is_empty() { String::new() } else { format!(" compromised {}", c.compromised_at) };
+            format!("  revoked {} {} by {}{}", c.revoked_at, reason, c.revoked_by, compromised)
         } else {
             String::new()
         };

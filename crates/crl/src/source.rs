@@ -176,6 +176,7 @@ pub(crate) mod memory {
                 reason: reason as i32,
                 not_after_unix,
                 sequence: s.sequence,
+                invalidity_date_unix: 0,
             };
             s.revoked.push((issuer_label.to_owned(), entry));
         }

@@ -524,8 +524,16 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::PinDisclosureRequest>,
     ) -> Result<Response<iss::PinDisclosure>, Status> {
+        // The RA system's identity, for its daily cap: from its certificate, never from the request.
+        let ra_identity = crate::caller::caller_identity(&request);
         let req = request.into_inner();
-        handle!(self, "pin.disclosure-rejected", req.card_id.clone(), req.ra_operator.clone(), self.disclose(req))
+        handle!(
+            self,
+            "pin.disclosure-rejected",
+            req.card_id.clone(),
+            req.ra_operator.clone(),
+            self.disclose(req, ra_identity)
+        )
     }
 
     async fn get_fee(&self, request: Request<iss::GetFeeRequest>) -> Result<Response<iss::Fee>, Status> {

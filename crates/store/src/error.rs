@@ -87,7 +87,7 @@ pub enum StoreError {
     )]
     DisclosureLimit { card_id: String, retry_after_unix: i64, max_per_window: u32, window_seconds: u32 },
 
-    #[error("action {action} is logged by the registry itself")]
+    #[error("action {action} is written only by the registry itself (audit.checkpoint: by the checkpointer, through AppendCheckpoint)")]
     ReservedAction { action: String },
     #[error("action {action} is not one of the key ceremony's")]
     NotCeremonyAction { action: String },

@@ -235,7 +235,10 @@ pub enum IdentityCommand {
     /// Lists the client certificates: identity, role, serial, revoked or not.
     List,
     /// Revokes the certificate of `name`: every server refuses it from its next call on.
-    Revoke { name: String },
+    Revoke {
+        /// The identity to revoke, e.g. op-ito.
+        name: String,
+    },
 }
 
 fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), CliError> {

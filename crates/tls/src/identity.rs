@@ -223,4 +223,27 @@ mod tests {
         assert!(!again.revoked && again.serial != sato.serial);
         assert!(revoke_identity(dir.path(), "nobody").is_err());
     }
+
+    #[test]
+    fn defaults_without_identity_or_revoked_are_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::ensure_local_pki(dir.path()).unwrap();
+        let pki = LocalPki { dir: dir.path().to_owned() };
+        // A role-only certificate, as earlier versions made them.
+        let issuer = local_issuer(&pki).unwrap();
+        let mut old = crate::leaf_params(Vec::new(), "hpki-ca operator", Some("operator"), false).unwrap();
+        old.subject_alt_names =
+            vec![rcgen::SanType::URI(rcgen::string::Ia5String::try_from("urn:hpki-ca:role:operator").unwrap())];
+        issue_leaf(&pki, &issuer, "operator", old).unwrap();
+        assert!(read_identity(&pki, "operator").is_err());
+        revoke_identity(dir.path(), "ocsp").unwrap();
+        let mut written = crate::ensure_local_pki(dir.path()).unwrap();
+        written.sort();
+        assert_eq!(written, vec!["ocsp.pem".to_owned(), "operator.pem".to_owned()]);
+        assert_eq!(read_identity(&pki, "operator").unwrap().role, Role::Operator);
+        assert!(!list_identities(dir.path()).unwrap().iter().any(|i| i.revoked));
+        // Nothing missing: the CA key is not even read.
+        std::fs::remove_file(pki.key("ca")).unwrap();
+        assert!(crate::ensure_local_pki(dir.path()).unwrap().is_empty());
+    }
 }

@@ -278,7 +278,9 @@ pub fn ensure_local_pki(dir: &Path) -> Result<Vec<String>, TlsError> {
     let mut written = Vec::new();
     let defaults: Vec<(&str, Role)> =
         SERVICE_IDENTITIES.iter().map(|s| (*s, Role::Service)).chain(DEFAULT_PEOPLE.iter().copied()).collect();
-    if !(pki.ca_cert().exists() && pki.key("ca").exists()) {
+    // A fresh CA only when there is no CA certificate: a host may hold ca.pem
+    // without its key (nothing to issue there).
+    if !pki.ca_cert().exists() {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = ca_params()?.self_signed(&key)?;
         // A fresh CA: earlier leaves (if any) no longer chain to it.
@@ -293,19 +295,24 @@ pub fn ensure_local_pki(dir: &Path) -> Result<Vec<String>, TlsError> {
         write(&pki.ca_cert(), &cert.pem(), false)?;
         written.push("ca.pem".to_owned());
     }
-    let issuer = local_issuer(&pki)?;
+    // The CA key is read only when something is to be issued, so a process
+    // whose files all exist needs no access to it.
+    let mut missing: Vec<(String, rcgen::CertificateParams)> = Vec::new();
     if !current(&pki, "server", None) {
-        let params =
-            leaf_params(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()], "hpki-ca services", None, true)?;
-        issue_leaf(&pki, &issuer, "server", params)?;
-        written.push("server.pem".to_owned());
+        let sans = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        missing.push(("server".into(), leaf_params(sans, "hpki-ca services", None, true)?));
     }
     for (name, role) in defaults {
-        if current(&pki, name, Some(role)) {
-            continue;
+        if !current(&pki, name, Some(role)) {
+            missing.push((name.into(), client_params(name, role)?));
         }
-        issue_leaf(&pki, &issuer, name, client_params(name, role)?)?;
-        written.push(format!("{name}.pem"));
+    }
+    if !missing.is_empty() {
+        let issuer = local_issuer(&pki)?;
+        for (name, params) in missing {
+            issue_leaf(&pki, &issuer, &name, params)?;
+            written.push(format!("{name}.pem"));
+        }
     }
     Ok(written)
 }

@@ -76,9 +76,11 @@ pub struct RevokeArgs {
     /// Revocation reason (CRL reasonCode).
     #[arg(long, value_enum)]
     pub reason: Reason,
-    /// Operator id, recorded in the audit log.
+    /// The operator: the identity of the client certificate (its default). A
+    /// certificate of this name in `[tls] dir` is the one presented; a name that
+    /// differs from the certificate's identity is refused.
     #[arg(long, env = "HPKI_OPERATOR")]
-    pub operator: String,
+    pub operator: Option<String>,
     /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
@@ -111,9 +113,11 @@ pub struct EmergencyArgs {
     /// When the identity was confirmed (RFC 3339); now when absent.
     #[arg(long)]
     pub confirmed_at: Option<String>,
-    /// Operator who revokes, recorded in the audit log.
+    /// The operator who revokes: the identity of the client certificate (its
+    /// default). A certificate of this name in `[tls] dir` is the one presented;
+    /// a name that differs from the certificate's identity is refused.
     #[arg(long, env = "HPKI_OPERATOR")]
-    pub operator: String,
+    pub operator: Option<String>,
     /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
@@ -164,7 +168,7 @@ pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
                 .revoke_certificate(rev::RevokeCertificateRequest {
                     serial,
                     reason,
-                    operator: a.operator,
+                    operator: a.operator.clone().unwrap_or_default(),
                     note: a.note,
                     revoked_at: a.revoked_at,
                     compromised_at: a.compromised_at,
@@ -176,7 +180,7 @@ pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
                 .revoke_card(rev::RevokeCardRequest {
                     card_id,
                     reason,
-                    operator: a.operator,
+                    operator: a.operator.clone().unwrap_or_default(),
                     note: a.note,
                     revoked_at: a.revoked_at,
                     compromised_at: a.compromised_at,
@@ -257,7 +261,7 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
                 confirmed_at,
                 note: String::new(),
             }),
-            operator: a.operator,
+            operator: a.operator.clone().unwrap_or_default(),
             note: a.note,
             compromised_at: a.compromised_at,
         })
@@ -268,7 +272,8 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn approve(url: &str, approval_id: String, operator: String) -> Result<(), CliError> {
+pub async fn approve(url: &str, approval_id: String, operator: Option<String>) -> Result<(), CliError> {
+    let operator = operator.unwrap_or_default();
     let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
     let resp = client
         .approve_emergency_revocation(rev::ApproveEmergencyRequest { approval_id, operator })

@@ -156,10 +156,10 @@ impl Default for LimitsConfig {
 pub struct TlsConfig {
     /// `false` is the explicit development switch for plain-text gRPC.
     pub enabled: bool,
-    /// The service-identity CA, server and role certificates (relative to `state_dir`).
+    /// The service-identity CA, server and client certificates (relative to `state_dir`).
     pub dir: PathBuf,
-    /// Role certificate the CLI presents (ra, operator, auditor, service);
-    /// empty: the role the command needs.
+    /// Identity whose certificate the CLI presents (ra, operator, auditor, op-sato...);
+    /// empty: the one the command needs. `--identity` overrides it.
     pub client_role: String,
 }
 

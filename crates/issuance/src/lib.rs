@@ -3,7 +3,6 @@
 //! profiles (`profile` crate), record the to-be-signed certificates in the
 //! registry, sign them with the issuing CA keys in the HSM and store them.
 
-pub mod caller;
 pub mod error;
 pub mod fee;
 mod hsm_watch;
@@ -66,7 +65,7 @@ impl IssuingCaKey {
 
 /// A lazily connecting client, so issuance can start before the registry.
 pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceError> {
-    let endpoint = tls::endpoint(url)
+    let endpoint = tls::endpoint_as("issuance", url)
         .map_err(|e| IssuanceError::Startup(format!("issuance.registry_url {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30));
@@ -74,7 +73,7 @@ pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceErr
 }
 
 fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
-    Ok(tls::endpoint(url)
+    Ok(tls::endpoint_as("issuance", url)
         .map_err(|e| IssuanceError::Startup(format!("{field} {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60))

@@ -102,7 +102,15 @@
 //! - **"ceremony.start" / ".key" / ".certificate" / ".arl" / ".end"**: written by
 //!   `hpki-ca ceremony` straight into the database while no registry runs.
 //!
-//! AppendAudit refuses these actions, so the entries cannot be forged by a client.
+//! - **"audit.checkpoint"**: only through **AppendCheckpoint** (subject,
+//!   detail_json; actor empty: the caller), which the access table
+//!   (`tls::policy::POLICY`) opens to the checkpointer's identity `crl` only.
+//!
+//! AppendAudit refuses these actions (INVALID_ARGUMENT `action: <action> is
+//! written only by the registry itself`), so the entries cannot be forged by
+//! a client. The actor of every call is the caller's certificate identity
+//! ([`tls::caller`]); a request's `actor` is the person or RA system one of our
+//! services relays, and anyone else may only name themselves.
 
 mod config_start;
 mod convert;

@@ -99,20 +99,32 @@ impl RegistryService {
 }
 
 /// Who to name in the audit log for calls whose request carries no actor:
-/// the peer address until mTLS client identities are wired in.
+/// the identity of the caller's client certificate (`issuance`, `crl`...);
+/// the peer address only without TLS (`[tls] enabled = false`, development).
 fn peer<T>(request: &Request<T>) -> String {
+    if let Some(caller) = tls::caller(request) {
+        return caller.identity.clone();
+    }
     match request.remote_addr() {
         Some(addr) => format!("peer:{addr}"),
         None => "peer:unknown".into(),
     }
 }
 
-/// The request's actor if given, else the peer.
+/// The request's actor if given, else the caller's identity. Only our
+/// services relay an actor (the person or RA system they act for, named by
+/// that caller's certificate); anyone else may only name themselves.
 fn actor<T>(request: &Request<T>, given: &str) -> Result<String, RegistryError> {
     if given.is_empty() {
-        Ok(peer(request))
-    } else {
-        validate::id("actor", given)
+        return Ok(peer(request));
+    }
+    let given = validate::id("actor", given)?;
+    match tls::caller(request) {
+        Some(caller) if !caller.is_service() && caller.identity != given => Err(RegistryError::invalid(
+            "actor",
+            format!("{given:?} is not the caller's identity {:?}", caller.identity),
+        )),
+        _ => Ok(given),
     }
 }
 
@@ -265,12 +277,38 @@ impl Registry for RegistryService {
     }
 
     async fn append_audit(&self, request: Request<pb::AppendAuditRequest>) -> Result<Response<pb::AuditEntry>, Status> {
+        let actor = actor(&request, &request.get_ref().actor)?;
         let req = request.into_inner();
-        let actor = validate::id("actor", &req.actor)?;
         let action = validate::id("action", &req.action)?;
+        if store::actions::is_system(&action) {
+            return Err(RegistryError::invalid(
+                "action",
+                format!(
+                    "{action} is written only by the registry itself{}",
+                    if action == store::actions::AUDIT_CHECKPOINT {
+                        " (checkpoints: AppendCheckpoint, for the checkpointer only)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .into());
+        }
         let subject = validate::text("subject", &req.subject, MAX_TEXT_LEN)?;
         let detail = validate::json("detail_json", &req.detail_json)?;
         let entry = self.run(move |s| s.append_audit(&actor, &action, &subject, &detail)).await?;
+        Ok(Response::new(convert::audit_out(entry)))
+    }
+
+    async fn append_checkpoint(
+        &self,
+        request: Request<pb::AppendCheckpointRequest>,
+    ) -> Result<Response<pb::AuditEntry>, Status> {
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let req = request.into_inner();
+        let subject = validate::text("subject", &req.subject, MAX_TEXT_LEN)?;
+        let detail = validate::json("detail_json", &req.detail_json)?;
+        let entry = self.run(move |s| s.append_checkpoint_audit(&actor, &subject, &detail)).await?;
         Ok(Response::new(convert::audit_out(entry)))
     }
 

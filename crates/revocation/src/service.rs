@@ -595,34 +595,83 @@ fn reply<T>(rpc: &'static str, result: Result<T, RevocationError>) -> Result<Res
     })
 }
 
+/// The operator of a call: the identity of the caller's certificate. An
+/// `operator` field may repeat it (or be empty); one that names someone else
+/// is refused, so nobody acts, or approves, under another person's name. Our
+/// services (issuance, for reissue and cessation) relay the RA person they
+/// act for. Without TLS (development) the field is taken as given.
+fn operator_of<T>(request: &Request<T>, given: &str) -> Result<String, RevocationError> {
+    match tls::caller(request) {
+        None => Ok(given.to_owned()),
+        Some(caller) if caller.is_service() => Ok(given.to_owned()),
+        Some(caller) if given.is_empty() || given == caller.identity => Ok(caller.identity.clone()),
+        Some(caller) => Err(RevocationError::invalid(
+            "operator",
+            format!(
+                "{given:?} is not the identity of the caller's client certificate ({:?}); \
+                 leave it empty or give that identity",
+                caller.identity
+            ),
+        )),
+    }
+}
+
+/// The request with its `operator` field set by [`operator_of`].
+macro_rules! with_operator {
+    ($request:expr) => {{
+        let request = $request;
+        operator_of(&request, &request.get_ref().operator).map(|operator| {
+            let mut req = request.into_inner();
+            req.operator = operator;
+            req
+        })
+    }};
+}
+
 #[tonic::async_trait]
 impl Revocation for RevocationService {
     async fn revoke_certificate(
         &self,
         request: Request<pb::RevokeCertificateRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        reply("RevokeCertificate", RevocationService::revoke_certificate(self, request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => RevocationService::revoke_certificate(self, req).await,
+            Err(e) => Err(e),
+        };
+        reply("RevokeCertificate", answer)
     }
 
     async fn revoke_card(
         &self,
         request: Request<pb::RevokeCardRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        reply("RevokeCard", RevocationService::revoke_card(self, request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => RevocationService::revoke_card(self, req).await,
+            Err(e) => Err(e),
+        };
+        reply("RevokeCard", answer)
     }
 
     async fn emergency_revoke(
         &self,
         request: Request<pb::EmergencyRevokeRequest>,
     ) -> Result<Response<pb::EmergencyRevokeResponse>, Status> {
-        reply("EmergencyRevoke", RevocationService::emergency_revoke(self, request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => RevocationService::emergency_revoke(self, req).await,
+            Err(e) => Err(e),
+        };
+        reply("EmergencyRevoke", answer)
     }
 
     async fn approve_emergency_revocation(
         &self,
         request: Request<pb::ApproveEmergencyRequest>,
     ) -> Result<Response<pb::EmergencyRevokeResponse>, Status> {
-        reply("ApproveEmergencyRevocation", self.approve(request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => self.approve(req).await,
+            Err(e) => Err(e),
+        };
+        reply("ApproveEmergencyRevocation", answer)
     }
 
     async fn get_status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {

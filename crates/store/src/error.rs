@@ -97,7 +97,7 @@ pub enum StoreError {
     )]
     RaDailyLimit { ra_identity: String, day: String, cap: u32, retry_after_unix: i64 },
 
-    #[error("action {action} is logged by the registry itself")]
+    #[error("action {action} is written only by the registry itself (audit.checkpoint: by the checkpointer, through AppendCheckpoint)")]
     ReservedAction { action: String },
     #[error("action {action} is not one of the key ceremony's")]
     NotCeremonyAction { action: String },

@@ -81,6 +81,7 @@ fn registry_entry(i: u64) -> RevokedEntry {
         reason: reason as i32,
         not_after_unix: 1_900_000_000,
         sequence: i + 1,
+        invalidity_date_unix: 0,
     }
 }
 
@@ -307,6 +308,7 @@ mod emergency {
                 }),
                 operator: "op-bench".into(),
                 note: "bench".into(),
+                compromised_at: String::new(),
             })
             .await?
             .into_inner();

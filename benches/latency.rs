@@ -223,6 +223,7 @@ fn main() {
                             operator: "op-bench".into(),
                             note: "bench-latency".into(),
                             revoked_at: String::new(),
+                            compromised_at: String::new(),
                         };
                         c.revoke_card(req).await.expect("RevokeCard");
                     }
@@ -253,6 +254,7 @@ fn main() {
                             }),
                             operator: "op-sato".into(),
                             note: "bench-latency".into(),
+                            compromised_at: String::new(),
                         };
                         c.emergency_revoke(req).await.expect("EmergencyRevoke");
                     }

@@ -329,9 +329,11 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
                             let req = rev::RevokeCertificateRequest {
                                 serial: serial.clone(),
                                 reason: reg::RevocationReason::CessationOfOperation as i32,
-                                operator: "op-crash".into(),
+                                // The identity of the operator certificate (or empty).
+                                operator: "operator".into(),
                                 note: "crash test".into(),
                                 revoked_at: String::new(),
+                                compromised_at: String::new(),
                             };
                             async move { c.revoke_certificate(req).await }
                         })

@@ -98,3 +98,69 @@ fn http_raw(addr: &str, request_line: &str, extra: &str) -> (u16, Vec<u8>) {
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
     (status, raw[split + 4..].to_vec())
 }
+
+/// OCSP through its HTTP listener: misses from one client address beyond its
+/// bucket (burst 3, refilling at 1 per second) are answered tryLater, while
+/// the pre-signed answer for an issued certificate keeps being served; the
+/// metrics count the tryLater answers by reason.
+#[test]
+fn a_flood_of_ocsp_misses_gets_try_later_while_cached_answers_flow() {
+    let mut ca = Ca::new("");
+    // The helper writes the [ocsp] table itself: add the buckets to it.
+    let text = std::fs::read_to_string(&ca.config).unwrap();
+    let buckets = "[ocsp]\nlive_signs_per_second = 1\nlive_signs_burst = 100\n\
+                   per_client_live_signs_per_second = 1\nper_client_live_signs_burst = 3\n";
+    assert!(text.contains("[ocsp]\n"), "{text}");
+    std::fs::write(&ca.config, text.replacen("[ocsp]\n", buckets, 1)).unwrap();
+    let addrs = ca.spawn(&["run"], &["issuance", "ocsp", "ocsp-metrics"]);
+    let (iss, ocsp, metrics) = (&addrs[0], &addrs[1], &addrs[2]);
+    let work = ca.dir.path().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let card = rt
+        .block_on(async {
+            let (s, a) = (openssl_csr(&work, "sign", "rsa:2048"), openssl_csr(&work, "auth", "rsa:2048"));
+            ca.issuance(iss).await.submit_application(application("app-1", "123456", s, a)).await
+        })
+        .expect("issue card")
+        .into_inner();
+    let cert = work.join("sign.pem");
+    common::write_pem(&cert, &card.signing_certificate);
+    let issuer = ca.cert_path("sign-ca.pem");
+    let url = format!("http://{ocsp}/ocsp");
+    let ask = |what: &[&str]| {
+        let mut args = vec!["ocsp", "-issuer", issuer.to_str().unwrap(), "-url", &url, "-no_nonce", "-noverify"];
+        args.extend(what);
+        common::openssl(&args).1
+    };
+    // The first answer may need a signature (one token); from then on it is cached.
+    let good = ask(&["-cert", cert.to_str().unwrap()]);
+    assert!(good.contains(": good"), "{good}");
+
+    let started = std::time::Instant::now();
+    let mut later = 0;
+    let mut unknown = 0;
+    for i in 0..10 {
+        let serial = format!("0x0badc0ffee{i:04x}");
+        let out = ask(&["-serial", &serial]);
+        if out.contains("trylater") {
+            later += 1;
+        } else {
+            assert!(out.contains(": unknown"), "{out}");
+            unknown += 1;
+        }
+        let cached = ask(&["-cert", cert.to_str().unwrap()]);
+        assert!(cached.contains(": good"), "the cached answer stopped flowing: {cached}");
+    }
+    let refill = started.elapsed().as_secs() as usize + 1;
+    assert!(unknown <= 3 + refill, "{unknown} misses signed beyond the bucket");
+    assert!(later >= 10 - 3 - refill && later > 0, "{later} tryLater of 10");
+
+    let (status, _, body) = common::http_get(metrics, "/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    let counted = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ocsp_trylater_total{reason=\"client_live_sign_rate\"} "))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    assert_eq!(counted, Some(later), "{text}");
+}

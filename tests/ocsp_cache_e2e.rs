@@ -266,8 +266,10 @@ async fn emergency_revoke(ca: &Ca, revocation: &str, card_id: &str) {
                 .unwrap(),
             note: String::new(),
         }),
-        operator: "op-sato".into(),
+        // Empty: the caller's client certificate names the operator.
+        operator: String::new(),
         note: "ocsp_cache_e2e".into(),
+        compromised_at: String::new(),
     };
     ca.revocation(revocation).await.emergency_revoke(req).await.expect("EmergencyRevoke");
 }

@@ -70,8 +70,6 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
         "op-a",
         "--method",
         "phone",
-        "--operator",
-        "op-b",
         "--url",
         &ca.url(revocation),
     ]);

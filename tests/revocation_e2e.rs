@@ -251,8 +251,8 @@ fn crl_numbers_grow_across_a_restart_and_concurrent_emergencies_revoke_once() {
                         "op-a",
                         "--method",
                         "written",
-                        "--operator",
-                        &format!("op-{i}"),
+                        "--note",
+                        &format!("emergency {i}"),
                         "--url",
                         &url,
                     ])

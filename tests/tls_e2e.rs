@@ -1,7 +1,7 @@
 //! End to end over mTLS (issue 6): the ceremony creates the service-identity CA
 //! and role certificates; `hpki-ca run` serves every gRPC service with TLS and
-//! a required client certificate, its services call each other as `service`,
-//! and each role reaches only its services. Clients without a certificate,
+//! a required client certificate, its services call each other each with its
+//! own identity, and each role reaches only what `tls::policy::POLICY` allows. Clients without a certificate,
 //! with one from a foreign CA, or speaking plain text do not get through.
 //! Plain text is served only when `[tls] enabled = false` says so.
 
@@ -24,7 +24,7 @@ use tonic::Code;
 fn denied<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>, role: &str, what: &str) {
     let e = r.expect_err(&format!("{role} must not call {what}"));
     assert_eq!(e.code(), Code::PermissionDenied, "{role} on {what}: {e:?}");
-    assert_eq!(e.message(), format!("role {role} may not call {what}"));
+    assert_eq!(e.message(), format!("identity {role} (role {role}) may not call {what}"));
 }
 
 /// No `[tls]` section at all: mutual TLS is the default.
@@ -38,13 +38,15 @@ fn mtls() -> Ca {
 fn each_role_reaches_its_services_and_is_denied_elsewhere() {
     let mut ca = mtls();
     let tls = ca.state().join("tls");
-    for f in ["ca.pem", "server.pem", "ra.pem", "operator.pem", "auditor.pem", "service.pem"] {
+    let files =
+        ["ca.pem", "server.pem", "ra.pem", "operator.pem", "auditor.pem", "issuance.pem", "ocsp.pem", "crl.pem"];
+    for f in files {
         assert!(tls.join(f).exists(), "the ceremony writes {f}");
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for k in ["ca.key", "server.key", "ra.key", "operator.key", "auditor.key", "service.key"] {
+        for k in ["ca.key", "server.key", "ra.key", "operator.key", "auditor.key", "issuance.key", "ocsp.key"] {
             let mode = std::fs::metadata(tls.join(k)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{k}");
         }
@@ -60,7 +62,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
             async move { ca.grpc(&addr, &role).await.unwrap_or_else(|e| panic!("{role} connects to {addr}: {e:?}")) }
         };
 
-        // ra: issuance (which reaches the registry as `service`), nothing else.
+        // ra: issuance (which reaches the registry as `issuance`), nothing else.
         let ra_iss = ch(iss, "ra").await;
         let card = IssuanceClient::new(ra_iss.clone())
             .submit_application(application("tls-1", "515151", &dir))
@@ -133,19 +135,21 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
             "hpki.issuance.v1.Issuance/GetCard",
         );
 
-        // service: between our services, everything.
-        let reg_card = RegistryClient::new(ch(reg, "service").await)
+        // Our services: each what it needs (issuance reads cards), not more (ocsp does not).
+        let reg_card = RegistryClient::new(ch(reg, "issuance").await)
             .get_card(get_card())
             .await
-            .expect("service reads the registry");
+            .expect("issuance reads the registry");
         assert_eq!(reg_card.into_inner().certificates.len(), 2);
+        let e = RegistryClient::new(ch(reg, "ocsp").await).get_card(get_card()).await.expect_err("ocsp: no GetCard");
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     });
 
     // The operator CLI over mTLS (operator certificate, the URL's scheme follows [tls]):
-    // revocation reaches the registry and the CRL publisher as `service`.
+    // revocation reaches the registry and the CRL publisher as `revocation`.
     let card_id = rt
         .block_on(async {
-            RegistryClient::new(ca.grpc(reg, "service").await.unwrap())
+            RegistryClient::new(ca.grpc(reg, "issuance").await.unwrap())
                 .get_card(GetCardRequest { key: Some(get_card_request::Key::LicenceNumber("515151".into())) })
                 .await
         })
@@ -162,7 +166,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
     let out = ca.cli(&["publish-crl", "--url", &format!("http://{crl}")]);
     assert!(out.status.success(), "publish-crl over mTLS: {}", String::from_utf8_lossy(&out.stderr));
     // The auditor's command line reads and verifies the audit log; a checkpoint
-    // (HSM-signed on the CA host) is appended with the service identity.
+    // (HSM-signed on the CA host) is appended with the checkpointer's identity, crl.
     let out = ca.cli(&["audit", "checkpoint", "--url", &format!("https://{reg}"), "--operator", "op-tls"]);
     assert!(out.status.success(), "audit checkpoint over mTLS: {}", String::from_utf8_lossy(&out.stderr));
     let out = ca.cli(&["audit", "verify", "--url", &format!("https://{reg}")]);

@@ -130,6 +130,7 @@ fn main() {
                 operator: "op-1".into(),
                 note: "lost card".into(),
                 revoked_at: "2025-06-01T09:00:00+09:00".into(),
+                compromised_at: "2025-05-31T20:00:00+09:00".into(),
             }
             .encode_to_vec()
         }),
@@ -144,6 +145,7 @@ fn main() {
                 operator: "op-1".into(),
                 note: String::new(),
                 revoked_at: String::new(),
+                compromised_at: String::new(),
             }
             .encode_to_vec()
         }),
@@ -166,6 +168,7 @@ fn main() {
                     }),
                     operator: "op-1".into(),
                     note: "紛失届".into(),
+                    compromised_at: String::new(),
                 }
                 .encode_to_vec()
             }),

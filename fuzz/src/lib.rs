@@ -340,6 +340,7 @@ pub fn revocation_validate(data: &[u8]) {
             check_id("operator", &r.operator);
             check_note("note", &r.note);
             check_time("revoked_at", &r.revoked_at);
+            check_time("compromised_at", &r.compromised_at);
         }
         1 => {
             let Ok(r) = pb::RevokeCardRequest::decode(rest) else { return };

@@ -37,7 +37,7 @@ impl Ca {
     /// gRPC is mutual TLS, as in production: the ceremony writes the role
     /// certificates under `state/tls`, and tests connect with [`Ca::grpc`] or
     /// the typed helpers ([`Ca::issuance`] as `ra`, [`Ca::revocation`] and
-    /// [`Ca::crl_publisher`] as `operator`, [`Ca::registry`] as `service`) and
+    /// [`Ca::crl_publisher`] as `operator`, [`Ca::registry`] as `issuance`) and
     /// give the CLI [`Ca::url`]s. A test that needs plain text says
     /// `[tls]\nenabled = false` in `extra_config`, with a comment on why.
     pub fn new(extra_config: &str) -> Ca {
@@ -81,8 +81,9 @@ impl Ca {
         format!("{}://{addr}", if self.tls { "https" } else { "http" })
     }
 
-    /// An endpoint for `addr` with the client certificate of `role` (ra,
-    /// operator, auditor, service) from the state folder; plain text only when
+    /// An endpoint for `addr` with the client certificate of the identity
+    /// `role` (ra, operator, auditor, a service such as issuance, or one made
+    /// with `hpki-ca identity add`) from the state folder; plain text only when
     /// the test configured it. For lazy channels (`.connect_lazy()`).
     pub fn endpoint(&self, addr: &str, role: &str) -> tonic::transport::Endpoint {
         use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
@@ -113,9 +114,10 @@ impl Ca {
         IssuanceClient::new(self.channel(addr, "ra").await)
     }
 
-    /// The registry as our own services call it (role `service`).
+    /// The registry as the issuance service calls it (identity `issuance`,
+    /// which holds most registry rights; see `tls::policy::POLICY`).
     pub async fn registry(&self, addr: &str) -> RegistryClient<tonic::transport::Channel> {
-        RegistryClient::new(self.channel(addr, "service").await)
+        RegistryClient::new(self.channel(addr, "issuance").await)
     }
 
     /// The registry's audit log as an auditor reads it (role `auditor`: ListAudit only).
@@ -133,9 +135,21 @@ impl Ca {
         CrlPublisherClient::new(self.channel(addr, "operator").await)
     }
 
+    /// Issues the client certificate `name` with `role` (`hpki-ca identity add`)
+    /// unless it exists; a no-op with plain-text gRPC.
+    pub fn ensure_identity(&self, name: &str, role: &str) {
+        if !self.tls || self.state().join("tls").join(format!("{name}.pem")).exists() {
+            return;
+        }
+        let out = self.cli(&["identity", "add", name, "--role", role]);
+        assert!(out.status.success(), "identity add {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// `hpki-ca emergency-revoke` of `card_id` through the Revocation service at
-    /// `revocation`: loss reported by phone and confirmed by op-ito, revoked by op-sato.
+    /// `revocation`: loss reported by phone and confirmed by op-ito, revoked by
+    /// op-sato, who presents their own certificate (made here when missing).
     pub fn emergency_revoke(&self, card_id: &str, revocation: &str) -> std::process::Output {
+        self.ensure_identity("op-sato", "operator");
         let url = self.url(revocation);
         self.cli(&[
             "emergency-revoke",

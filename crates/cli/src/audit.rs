@@ -410,6 +410,18 @@ async fn registry(url: &str) -> Result<RegistryClient<Channel>, CliError> {
     Ok(tls::limit_client!(RegistryClient::new(channel), at_least = MAX_REPLY_BYTES))
 }
 
+/// The identity that signs checkpoints: the crl process's, the only one
+/// allowed AppendCheckpoint (also for `hpki-ca audit checkpoint`).
+pub const CHECKPOINTER_IDENTITY: &str = "crl";
+
+/// The registry as the checkpointer calls it (identity [`CHECKPOINTER_IDENTITY`]).
+async fn checkpointer_registry(url: &str) -> Result<RegistryClient<Channel>, CliError> {
+    let endpoint = tls::endpoint_as(CHECKPOINTER_IDENTITY, url).map_err(|e| CliError::Client(format!("{url}: {e}")))?;
+    let tried = endpoint.uri().to_string();
+    let channel = endpoint.connect().await.map_err(|e| CliError::Client(format!("cannot reach {tried}: {e}")))?;
+    Ok(tls::limit_client!(RegistryClient::new(channel), at_least = MAX_REPLY_BYTES))
+}
+
 fn status(e: tonic::Status) -> CliError {
     CliError::Registry(format!("{:?}: {}", e.code(), e.message()))
 }
@@ -1141,13 +1153,14 @@ impl Checkpointer {
             signature: hex::encode(&signature),
         };
         let detail_json = serde_json::to_string(&detail).map_err(|e| CliError::Client(e.to_string()))?;
-        let request = pb::AppendAuditRequest {
+        // Not AppendAudit, which refuses this action: the dedicated RPC only
+        // the checkpointer's identity (`crl`) may call.
+        let request = pb::AppendCheckpointRequest {
             actor: actor.to_owned(),
-            action: CHECKPOINT_ACTION.to_owned(),
             subject: AUDIT_CHECKPOINT_KEY_LABEL.to_owned(),
             detail_json,
         };
-        let entry = client.append_audit(request).await.map_err(status)?.into_inner();
+        let entry = client.append_checkpoint(request).await.map_err(status)?.into_inner();
         // The log has it now; the record is a second copy, so failing to write it
         // is reported loudly but undoes nothing.
         let record_error = self.record(&entry, &detail).await.err();
@@ -1195,7 +1208,7 @@ pub async fn checkpoint_now(
     let checkpointer = tokio::task::spawn_blocking(move || Checkpointer::new(&h, &files))
         .await
         .map_err(|e| CliError::Client(format!("the HSM lookup task failed: {e}")))??;
-    let mut client = registry(url).await?;
+    let mut client = checkpointer_registry(url).await?;
     checkpointer.checkpoint(&mut client, actor, true).await
 }
 
@@ -1204,7 +1217,7 @@ fn checkpoint(cfg: &Config, url: &str, operator: &str, files: &CheckpointFiles) 
     let hsm = crate::open_hsm(cfg)?;
     let checkpointer = Checkpointer::new(&hsm, files)?;
     let outcome = crate::runtime()?.block_on(async {
-        let mut client = registry(url).await?;
+        let mut client = checkpointer_registry(url).await?;
         checkpointer.checkpoint(&mut client, operator, false).await
     });
     match outcome {

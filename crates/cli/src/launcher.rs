@@ -46,11 +46,14 @@ pub fn watch_signals() -> watch::Receiver<bool> {
 ///
 /// With `[tls] enabled` (the default) every gRPC server requires a client
 /// certificate from the local service-identity CA under `[tls] dir` (created
-/// here when missing, so `make run` and the ceremony set it up), our services
-/// call each other as `service`, and CLI commands present the certificate of
-/// the role they need (`[tls] client_role` overrides it). `enabled = false` is
-/// the explicit development switch for plain-text gRPC.
-pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError> {
+/// here when missing, so `make run` and the ceremony set it up). Each of our
+/// services calls the others with its own identity (`tls::endpoint_as`), and
+/// CLI commands present the default person of the role they need (`ra`,
+/// `operator`, `auditor`; `audit checkpoint`: `crl`, the checkpointer).
+/// `identity` (`--identity`), else `[tls] client_role`, else the `--operator`
+/// a command names when a certificate of that name exists, picks another one.
+/// `enabled = false` is the explicit development switch for plain-text gRPC.
+pub fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>) -> Result<(), CliError> {
     use crate::Command as C;
     if !cfg.tls.enabled {
         tracing::warn!("[tls] enabled = false: gRPC is plain text (development only)");
@@ -59,39 +62,50 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError>
     }
     let dir = cfg.tls_dir();
     let tls_err = |e: tls::TlsError| CliError::Client(format!("TLS: {e}"));
-    let (server, role) = match command {
-        C::Ceremony { .. }
-        | C::Run
-        | C::Registry { .. }
-        | C::Issuance { .. }
-        | C::Crl { .. }
-        | C::Revocation { .. }
-        | C::Ocsp { .. } => {
-            let written = tls::ensure_local_pki(&dir).map_err(tls_err)?;
-            if !written.is_empty() {
-                say(format_args!(
-                    "{:<15} service-identity CA and role certificates written to {}",
-                    "tls",
-                    dir.display()
-                ));
-            }
-            (Some(tls::server_tls(&dir).map_err(tls_err)?), tls::Role::Service)
-        }
-        C::Card { .. } | C::Import { .. } => (None, tls::Role::Ra),
+    let (serve, default) = match command {
+        C::Ceremony { .. } | C::Run | C::Registry { .. } => (true, "registry"),
+        C::Issuance { .. } => (true, "issuance"),
+        C::Crl { .. } => (true, "crl"),
+        C::Revocation { .. } => (true, "revocation"),
+        C::Ocsp { .. } => (true, "ocsp"),
+        C::Card { .. } | C::Import { .. } => (false, "ra"),
         C::Revoke { .. } | C::EmergencyRevoke { .. } | C::Approve { .. } | C::PublishCrl { .. } | C::Status { .. } => {
-            (None, tls::Role::Operator)
+            (false, "operator")
         }
         // `audit checkpoint` signs the chain's head with the HSM key on the CA
-        // host, as our services do; the other audit commands only read the log.
-        C::Audit { command: crate::audit::AuditCommand::Checkpoint { .. }, .. } => (None, tls::Role::Service),
-        C::Audit { .. } => (None, tls::Role::Auditor),
-        // No gRPC.
-        C::OcspCerts { .. } | C::Arl { .. } | C::Config { .. } => return Ok(()),
+        // host, as the checkpointer in the crl process does, with its identity.
+        C::Audit { command: crate::audit::AuditCommand::Checkpoint { .. }, .. } => {
+            (false, crate::audit::CHECKPOINTER_IDENTITY)
+        }
+        C::Audit { .. } => (false, "auditor"),
+        // No gRPC; `identity` works on the files itself.
+        C::OcspCerts { .. } | C::Arl { .. } | C::Config { .. } | C::Identity { .. } => return Ok(()),
     };
-    let role =
-        if cfg.tls.client_role.is_empty() { role } else { tls::Role::parse(&cfg.tls.client_role).map_err(tls_err)? };
-    tls::install(server, Some(tls::client_tls(&dir, role).map_err(tls_err)?));
-    Ok(())
+    if serve {
+        let written = tls::ensure_local_pki(&dir).map_err(tls_err)?;
+        if !written.is_empty() {
+            say(format_args!("{:<15} service-identity CA and client certificates written to {}", "tls", dir.display()));
+        }
+    }
+    let chosen = match (identity, cfg.tls.client_role.as_str(), named_operator(command)) {
+        (Some(id), _, _) => id.to_owned(),
+        (None, role, _) if !role.is_empty() => role.to_owned(),
+        (None, _, Some(op)) if tls::LocalPki { dir: dir.clone() }.cert(op).exists() => op.to_owned(),
+        _ => default.to_owned(),
+    };
+    tls::install_local(&dir, serve, &chosen).map_err(tls_err)
+}
+
+/// The person an operator command names with `--operator`, if any.
+fn named_operator(command: &crate::Command) -> Option<&str> {
+    use crate::Command as C;
+    let name = match command {
+        C::Revoke { args, .. } => args.operator.as_deref(),
+        C::EmergencyRevoke { args, .. } => args.operator.as_deref(),
+        C::Approve { operator, .. } => operator.as_deref(),
+        _ => None,
+    };
+    name.filter(|n| tls::identity::check_name(n).is_ok())
 }
 
 /// `[limits]` of every gRPC server this process starts (the CRL HTTP server
@@ -150,7 +164,8 @@ pub async fn run_registry(
     // Announced only once the database is ours and the start is in the log.
     let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
-    registry::serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown_signal(stop))
+    let pin_limits = registry::PinLimits::from_config(&cfg.issuance);
+    registry::serve_store_with(store, cfg.profile.holder_id_prefix.clone(), pin_limits, listener, shutdown_signal(stop))
         .await
         .map_err(|e| CliError::Registry(e.to_string()))
 }
@@ -295,9 +310,16 @@ pub async fn run_all(
     let c = cfg.clone();
     let s = stop.clone();
     let registry = tokio::spawn(async move {
-        registry::serve_store(store, c.profile.holder_id_prefix.clone(), reg_listener, shutdown_signal(s))
-            .await
-            .map_err(|e| CliError::Registry(e.to_string()))
+        let pin_limits = registry::PinLimits::from_config(&c.issuance);
+        registry::serve_store_with(
+            store,
+            c.profile.holder_id_prefix.clone(),
+            pin_limits,
+            reg_listener,
+            shutdown_signal(s),
+        )
+        .await
+        .map_err(|e| CliError::Registry(e.to_string()))
     });
     let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
         let files = crate::audit::CheckpointFiles::of(&cfg);

@@ -31,6 +31,10 @@ pub struct Args {
     /// Machine-readable output (one JSON object per line) where a command supports it.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The client certificate (identity in `[tls] dir`) to present, e.g. op-sato;
+    /// default: the one the command's role needs (ra, operator, auditor).
+    #[arg(long, global = true, env = "HPKI_CA_IDENTITY")]
+    pub identity: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -139,9 +143,11 @@ pub enum Command {
         /// The approval id that EmergencyRevoke answered with.
         #[arg(long)]
         approval: String,
-        /// The approving operator; must differ from the one who asked.
+        /// The approving operator: the identity of the client certificate (its
+        /// default), which must differ from the one who asked. A certificate of
+        /// this name in `[tls] dir` is the one presented.
         #[arg(long, env = "HPKI_OPERATOR")]
-        operator: String,
+        operator: Option<String>,
         /// Revocation service; default from the config's revocation.listen.
         #[arg(long)]
         url: Option<String>,
@@ -154,8 +160,9 @@ pub enum Command {
         /// full or delta; a delta when deltas are enabled, else full, when absent.
         #[arg(long)]
         kind: Option<String>,
-        /// Who asks, recorded in the audit log.
-        #[arg(long, env = "HPKI_OPERATOR", default_value = "operator")]
+        /// Who asks, recorded in the audit log: the identity of the client
+        /// certificate (its default); another name is refused.
+        #[arg(long, env = "HPKI_OPERATOR", default_value = "")]
         operator: String,
         /// CRL publisher; default from the config's crl.listen.
         #[arg(long)]
@@ -194,6 +201,12 @@ pub enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
     },
+    /// Client certificates of people and RA systems (service-identity CA under `[tls] dir`):
+    /// add, list, revoke. Works on the files; a revoked certificate is refused on its next call.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
     /// Publishes the root CA's revocation list for CA certificates (ARL), optionally revoking an issuing CA certificate.
     /// Recorded in the audit log like the ceremony (the registry must be stopped: it writes to its database).
     Arl {
@@ -207,6 +220,66 @@ pub enum Command {
         #[arg(long, env = "HPKI_OPERATOR")]
         operator: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdentityCommand {
+    /// Issues `<name>.pem` and `<name>.key` (mode 600) in `[tls] dir` for a person or RA system.
+    Add {
+        /// The identity, e.g. op-sato or ra-tokyo (a-z 0-9 . _ -).
+        name: String,
+        /// ra (RA systems: issuance), operator (revocation, CRL publication) or auditor (the audit log).
+        #[arg(long)]
+        role: String,
+    },
+    /// Lists the client certificates: identity, role, serial, revoked or not.
+    List,
+    /// Revokes the certificate of `name`: every server refuses it from its next call on.
+    Revoke {
+        /// The identity to revoke, e.g. op-ito.
+        name: String,
+    },
+}
+
+fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), CliError> {
+    let dir = cfg.tls_dir();
+    let err = |e: tls::TlsError| CliError::Client(e.to_string());
+    match command {
+        IdentityCommand::Add { name, role } => {
+            let role = tls::Role::parse(&role).map_err(err)?;
+            tls::ensure_local_pki(&dir).map_err(err)?;
+            tls::add_identity(&dir, &name, role).map_err(err)?;
+            launcher::say(format_args!(
+                "identity {name} (role {role}) written: {} and {}",
+                dir.join(format!("{name}.pem")).display(),
+                dir.join(format!("{name}.key")).display()
+            ));
+        }
+        IdentityCommand::List => {
+            for i in tls::list_identities(&dir).map_err(err)? {
+                let state = if i.revoked { "revoked" } else { "valid" };
+                if json {
+                    let line = serde_json::json!({"name": i.name, "role": i.role.as_str(), "serial": i.serial, "state": state});
+                    launcher::say(format_args!("{line}"));
+                } else {
+                    launcher::say(format_args!(
+                        "{:<20} {:<9} {:<8} serial {}",
+                        i.name,
+                        i.role.as_str(),
+                        state,
+                        i.serial
+                    ));
+                }
+            }
+        }
+        IdentityCommand::Revoke { name } => {
+            let serial = tls::revoke_identity(&dir, &name).map_err(err)?;
+            launcher::say(format_args!(
+                "identity {name} revoked (serial {serial}); servers refuse it from its next call"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn load_config(args: &Args) -> Result<Config, CliError> {
@@ -267,7 +340,7 @@ fn execute(args: Args) -> Result<(), CliError> {
         // Before anything is written, the TLS identities included.
         config_check::confirm_ceremony_urls(&cfg, *yes)?;
     }
-    launcher::setup_tls(&cfg, &args.command)?;
+    launcher::setup_tls(&cfg, &args.command, args.identity.as_deref())?;
     launcher::setup_limits(&cfg)?;
     match args.command {
         Command::Ceremony { operator, .. } => ceremony::execute(&cfg, args.config.as_deref(), operator),
@@ -383,6 +456,7 @@ fn execute(args: Args) -> Result<(), CliError> {
             runtime()?.block_on(card::import(&url, import, args.json))
         }
         Command::Audit { command, url } => audit::run(&cfg, url, command),
+        Command::Identity { command } => identity(&cfg, command, args.json),
         Command::Arl { revoke_serial, reason, operator } => {
             let revoke = revoke_serial.zip(reason.map(ops::Reason::crl_reason));
             ceremony::arl(&cfg, args.config.as_deref(), operator, revoke)

@@ -76,15 +76,24 @@ pub struct RevokeArgs {
     /// Revocation reason (CRL reasonCode).
     #[arg(long, value_enum)]
     pub reason: Reason,
-    /// Operator id, recorded in the audit log.
+    /// The operator: the identity of the client certificate (its default). A
+    /// certificate of this name in `[tls] dir` is the one presented; a name that
+    /// differs from the certificate's identity is refused.
     #[arg(long, env = "HPKI_OPERATOR")]
-    pub operator: String,
+    pub operator: Option<String>,
     /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
-    /// Revocation time (RFC 3339); now when absent.
+    /// Revocation time (RFC 3339); now when absent. At most `[revocation]
+    /// max_backdate_seconds` in the past: an earlier compromise goes in
+    /// --compromised-at.
     #[arg(long, default_value = "")]
     pub revoked_at: String,
+    /// When the key was (or is suspected to have been) compromised, RFC 3339:
+    /// the invalidityDate of the CRL entry and the OCSP answer. It may be
+    /// before the revocation, not before the certificate's notBefore.
+    #[arg(long, default_value = "")]
+    pub compromised_at: String,
 }
 
 #[derive(Debug, Args)]
@@ -104,12 +113,18 @@ pub struct EmergencyArgs {
     /// When the identity was confirmed (RFC 3339); now when absent.
     #[arg(long)]
     pub confirmed_at: Option<String>,
-    /// Operator who revokes, recorded in the audit log.
+    /// The operator who revokes: the identity of the client certificate (its
+    /// default). A certificate of this name in `[tls] dir` is the one presented;
+    /// a name that differs from the certificate's identity is refused.
     #[arg(long, env = "HPKI_OPERATOR")]
-    pub operator: String,
+    pub operator: Option<String>,
     /// Free text kept with the revocation in the audit log.
     #[arg(long, default_value = "")]
     pub note: String,
+    /// When the card was lost (the compromise), RFC 3339: the invalidityDate
+    /// of the CRL entries and OCSP answers.
+    #[arg(long, default_value = "")]
+    pub compromised_at: String,
 }
 
 pub async fn connect(url: &str) -> Result<Channel, CliError> {
@@ -135,7 +150,12 @@ fn print_certificates(certs: &[rev::RevokedCertificate]) {
     for c in certs {
         let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let note = if c.already_revoked { " (already revoked; the first revocation stands)" } else { "" };
-        crate::launcher::say(format_args!("revoked {:<15} {}  {}  {}{}", c.kind, c.serial, reason, c.revoked_at, note));
+        let compromised =
+            if c.compromised_at.is_empty() { String::new() } else { format!("  compromised {}", c.compromised_at) };
+        crate::launcher::say(format_args!(
+            "revoked {:<15} {}  {}  {}{}{}",
+            c.kind, c.serial, reason, c.revoked_at, compromised, note
+        ));
     }
 }
 
@@ -148,9 +168,10 @@ pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
                 .revoke_certificate(rev::RevokeCertificateRequest {
                     serial,
                     reason,
-                    operator: a.operator,
+                    operator: a.operator.clone().unwrap_or_default(),
                     note: a.note,
                     revoked_at: a.revoked_at,
+                    compromised_at: a.compromised_at,
                 })
                 .await
         }
@@ -159,9 +180,10 @@ pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
                 .revoke_card(rev::RevokeCardRequest {
                     card_id,
                     reason,
-                    operator: a.operator,
+                    operator: a.operator.clone().unwrap_or_default(),
                     note: a.note,
                     revoked_at: a.revoked_at,
+                    compromised_at: a.compromised_at,
                 })
                 .await
         }
@@ -239,8 +261,9 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
                 confirmed_at,
                 note: String::new(),
             }),
-            operator: a.operator,
+            operator: a.operator.clone().unwrap_or_default(),
             note: a.note,
+            compromised_at: a.compromised_at,
         })
         .await
         .map_err(status)?
@@ -249,7 +272,8 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn approve(url: &str, approval_id: String, operator: String) -> Result<(), CliError> {
+pub async fn approve(url: &str, approval_id: String, operator: Option<String>) -> Result<(), CliError> {
+    let operator = operator.unwrap_or_default();
     let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
     let resp = client
         .approve_emergency_revocation(rev::ApproveEmergencyRequest { approval_id, operator })
@@ -302,7 +326,9 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
     for c in s.certificates {
         let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let revoked = if c.status == "revoked" {
-            format!("  revoked {} {} by {}", c.revoked_at, reason, c.revoked_by)
+            let compromised =
+                if c.compromised_at.is_empty() { String::new() } else { format!(" compromised {}", c.compromised_at) };
+            format!("  revoked {} {} by {}{}", c.revoked_at, reason, c.revoked_by, compromised)
         } else {
             String::new()
         };

@@ -156,10 +156,10 @@ impl Default for LimitsConfig {
 pub struct TlsConfig {
     /// `false` is the explicit development switch for plain-text gRPC.
     pub enabled: bool,
-    /// The service-identity CA, server and role certificates (relative to `state_dir`).
+    /// The service-identity CA, server and client certificates (relative to `state_dir`).
     pub dir: PathBuf,
-    /// Role certificate the CLI presents (ra, operator, auditor, service);
-    /// empty: the role the command needs.
+    /// Identity whose certificate the CLI presents (ra, operator, auditor, op-sato...);
+    /// empty: the one the command needs. `--identity` overrides it.
     pub client_role: String,
 }
 
@@ -225,9 +225,15 @@ pub struct IssuanceConfig {
     pub generated_pin_digits: u32,
     /// A renewal is accepted from this many days before the card's expiry.
     pub renewal_window_days: u32,
-    /// PIN disclosures allowed per card within `pin_disclosure_window_days`.
+    /// PIN disclosures allowed per card within `pin_disclosure_window_days`
+    /// (0 counts as 1). Read by the registry, which counts them; a request
+    /// cannot change it.
     pub pin_disclosures_per_window: u32,
     pub pin_disclosure_window_days: u32,
+    /// PIN disclosures one RA identity (its client certificate) may make per
+    /// calendar day in Japan (JST), over all cards (0 counts as 1). Read by the
+    /// registry, counted durably.
+    pub pin_disclosures_per_ra_per_day: u32,
 }
 
 impl Default for IssuanceConfig {
@@ -242,6 +248,7 @@ impl Default for IssuanceConfig {
             renewal_window_days: 90,
             pin_disclosures_per_window: 3,
             pin_disclosure_window_days: 30,
+            pin_disclosures_per_ra_per_day: 20,
         }
     }
 }
@@ -275,6 +282,14 @@ pub struct CrlConfig {
     /// and `hpki-ca arl`). The root signs rarely, with the services stopped;
     /// the CRL service warns once a quarter of it is left.
     pub arl_validity_days: u32,
+    /// Time a client of the HTTP distribution point has to send a request's
+    /// headers, counted from connecting or from the previous response (so
+    /// idle keep-alive connections close too); beyond it the connection is
+    /// closed without an answer (slowloris).
+    pub http_read_timeout_ms: u64,
+    /// Connections the HTTP distribution point serves at once; beyond it new
+    /// connections wait in the listen backlog until one closes.
+    pub http_max_connections: usize,
 }
 
 impl Default for CrlConfig {
@@ -289,6 +304,8 @@ impl Default for CrlConfig {
             interval_minutes: 24 * 60,
             expired_retention_days: 0,
             arl_validity_days: 90,
+            http_read_timeout_ms: 10_000,
+            http_max_connections: 1024,
         }
     }
 }
@@ -304,6 +321,11 @@ pub struct RevocationConfig {
     /// Two-person control: an emergency revocation takes effect only once a
     /// second operator approves it.
     pub emergency_requires_approval: bool,
+    /// How far before the request an operator-given revoked_at may lie, in
+    /// seconds (clock differences, a revocation typed in a little late). An
+    /// earlier time of compromise goes in compromised_at (invalidityDate),
+    /// never in revoked_at.
+    pub max_backdate_seconds: u64,
 }
 
 impl Default for RevocationConfig {
@@ -313,6 +335,7 @@ impl Default for RevocationConfig {
             registry_url: "https://127.0.0.1:50051".into(),
             crl_url: "https://127.0.0.1:50053".into(),
             emergency_requires_approval: false,
+            max_backdate_seconds: 300,
         }
     }
 }
@@ -379,6 +402,18 @@ pub struct OcspConfig {
     /// GET path of the serial is fetched again there, replacing the cached
     /// answer; failures are retried.
     pub cache_refresh_urls: Vec<String>,
+    /// Fresh signatures for clients (misses, unknown serials, several
+    /// CertIDs in one request) allowed per second over all clients, and the
+    /// burst the bucket holds; beyond it the answer is tryLater, while
+    /// pre-signed answers keep flowing. Background re-signing is not counted.
+    pub live_signs_per_second: u32,
+    pub live_signs_burst: u32,
+    /// The same per client IP address.
+    pub per_client_live_signs_per_second: u32,
+    pub per_client_live_signs_burst: u32,
+    /// Connections each HTTP listener (OCSP, metrics) serves at once; beyond
+    /// it new connections wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl OcspConfig {
@@ -395,6 +430,11 @@ impl OcspConfig {
             ("read_timeout_ms", self.read_timeout_ms == 0),
             ("request_timeout_ms", self.request_timeout_ms == 0),
             ("max_request_bytes", self.max_request_bytes == 0),
+            ("live_signs_per_second", self.live_signs_per_second == 0),
+            ("live_signs_burst", self.live_signs_burst == 0),
+            ("per_client_live_signs_per_second", self.per_client_live_signs_per_second == 0),
+            ("per_client_live_signs_burst", self.per_client_live_signs_burst == 0),
+            ("max_connections", self.max_connections == 0),
         ];
         if let Some((name, _)) = zero.iter().find(|(_, z)| *z) {
             return invalid(format!("{name} must be at least 1"));
@@ -460,6 +500,11 @@ impl Default for OcspConfig {
             read_timeout_ms: 10_000,
             request_timeout_ms: 5_000,
             cache_refresh_urls: Vec::new(),
+            live_signs_per_second: 200,
+            live_signs_burst: 400,
+            per_client_live_signs_per_second: 20,
+            per_client_live_signs_burst: 50,
+            max_connections: 1024,
         }
     }
 }

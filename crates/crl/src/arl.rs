@@ -144,6 +144,7 @@ pub fn publish_arl(
                 user_certificate: SerialNumber::from_hex(&r.serial)?,
                 revocation_date: r.revoked_at,
                 reason: r.reason,
+                invalidity_date: None,
             })
         })
         .collect::<Result<Vec<_>, CrlError>>()?;

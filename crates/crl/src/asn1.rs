@@ -147,14 +147,36 @@ pub(crate) fn push_date_time(out: &mut Vec<u8>, t: OffsetDateTime) -> Result<(),
 /// OCTET STRING { ENUMERATED } } }; the last octet is the reason.
 const REASON_CODE_PREFIX: [u8; 13] = [0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01];
 
+/// The start of an invalidityDate extension: SEQUENCE { id-ce-invalidityDate
+/// (2.5.29.24), OCTET STRING { GeneralizedTime (15 octets) } }; the 15 octets
+/// of the time follow.
+const INVALIDITY_DATE_PREFIX: [u8; 11] =
+    [0x30, 0x18, 0x06, 0x03, 0x55, 0x1d, 0x18, 0x04, 0x11, TAG_GENERALIZED_TIME, 15];
+
+/// Appends a GeneralizedTime's 15 octets YYYYMMDDHHMMSSZ (RFC 5280 5.3.2: the
+/// invalidityDate is always GeneralizedTime, in UTC, without fractions).
+fn push_generalized_digits(out: &mut Vec<u8>, unix: i64) -> Result<(), CrlError> {
+    let t = OffsetDateTime::from_unix_timestamp(unix)
+        .map_err(|_| CrlError::Encoding(format!("time {unix} is out of range")))?;
+    let year = t.year();
+    if !(1950..=9999).contains(&year) {
+        return Err(CrlError::Encoding(format!("year {year} cannot be encoded as a GeneralizedTime here")));
+    }
+    let digits =
+        format!("{year:04}{:02}{:02}{:02}{:02}{:02}Z", u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second());
+    out.extend_from_slice(digits.as_bytes());
+    Ok(())
+}
+
 /// Appends one `revokedCertificates` element. reasonCode is left out for
-/// unspecified (RFC 5280 5.3.1: SHOULD be absent instead of unspecified).
+/// unspecified (RFC 5280 5.3.1: SHOULD be absent instead of unspecified);
+/// invalidityDate (non-critical) follows it when the entry has one.
 pub(crate) fn push_entry(out: &mut Vec<u8>, entry: &CrlEntry) -> Result<(), CrlError> {
     let serial = entry.user_certificate.magnitude();
     let pad = serial.first().is_some_and(|b| b & 0x80 != 0);
     let serial_len = serial.len() + usize::from(pad);
     let start = out.len();
-    // The entry is at most 2 + 22 + 17 + 14 octets, so its length fits in one octet.
+    // The entry is at most 2 + 22 + 17 + 2 + 12 + 26 octets, so its length fits in one octet.
     out.extend_from_slice(&[TAG_SEQUENCE, 0, TAG_INTEGER, serial_len as u8]);
     if pad {
         out.push(0);
@@ -162,9 +184,24 @@ pub(crate) fn push_entry(out: &mut Vec<u8>, entry: &CrlEntry) -> Result<(), CrlE
     out.extend_from_slice(serial);
     push_time(out, entry.revocation_date)?;
     let code = entry.reason.code();
-    if code != 0 {
-        out.extend_from_slice(&REASON_CODE_PREFIX);
-        out.push(code);
+    match (code, entry.invalidity_date) {
+        (0, None) => {}
+        (_, None) => {
+            out.extend_from_slice(&REASON_CODE_PREFIX);
+            out.push(code);
+        }
+        (code, Some(at)) => {
+            let reason_len = if code == 0 { 0 } else { REASON_CODE_PREFIX.len() - 2 + 1 };
+            let invalidity_len = INVALIDITY_DATE_PREFIX.len() + 15;
+            // Extensions SEQUENCE: at most 12 + 26 octets of content.
+            out.extend_from_slice(&[TAG_SEQUENCE, (reason_len + invalidity_len) as u8]);
+            if code != 0 {
+                out.extend_from_slice(&REASON_CODE_PREFIX[2..]);
+                out.push(code);
+            }
+            out.extend_from_slice(&INVALIDITY_DATE_PREFIX);
+            push_generalized_digits(out, at)?;
+        }
     }
     out[start + 1] = (out.len() - start - 2) as u8;
     Ok(())
@@ -356,6 +393,7 @@ mod tests {
                 user_certificate: SerialNumber::from_bytes(serial).unwrap(),
                 revocation_date: 1_700_000_000,
                 reason,
+                invalidity_date: None,
             };
             let mut out = Vec::new();
             push_entry(&mut out, &entry).unwrap();
@@ -378,6 +416,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_invalidity_date_is_a_non_critical_generalized_time_after_the_reason() {
+        for reason in [CrlReason::KeyCompromise, CrlReason::Unspecified] {
+            let entry = CrlEntry {
+                user_certificate: SerialNumber::from_bytes(&[0x80, 0x01]).unwrap(),
+                revocation_date: 1_700_000_000,
+                reason,
+                invalidity_date: Some(1_699_000_000),
+            };
+            let mut out = Vec::new();
+            push_entry(&mut out, &entry).unwrap();
+            let parsed = x509_cert::crl::RevokedCert::<x509_cert::certificate::Rfc5280>::from_der(&out).unwrap();
+            assert_eq!(parsed.revocation_date.to_unix_duration().as_secs(), 1_700_000_000, "revocationDate unchanged");
+            let exts = parsed.crl_entry_extensions.unwrap();
+            let ids: Vec<String> = exts.iter().map(|e| e.extn_id.to_string()).collect();
+            let expected: &[&str] =
+                if reason == CrlReason::Unspecified { &["2.5.29.24"] } else { &["2.5.29.21", "2.5.29.24"] };
+            assert_eq!(ids, expected);
+            let inv = exts.last().unwrap();
+            assert!(!inv.critical);
+            let t = der::asn1::GeneralizedTime::from_der(inv.extn_value.as_bytes()).unwrap();
+            assert_eq!(t.to_unix_duration().as_secs(), 1_699_000_000);
+        }
+        // Years past 2049 are GeneralizedTime too, with four digits.
+        let mut digits = Vec::new();
+        push_generalized_digits(&mut digits, 2_556_144_000).unwrap();
+        assert_eq!(digits, b"20510101000000Z");
     }
 
     #[test]

@@ -260,6 +260,7 @@ mod tests {
             user_certificate: SerialNumber::from_bytes(&serial).unwrap(),
             revocation_date: 1_699_000_000 + i as i64,
             reason: if i.is_multiple_of(2) { CrlReason::KeyCompromise } else { CrlReason::Unspecified },
+            invalidity_date: None,
         }
     }
 

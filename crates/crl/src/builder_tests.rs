@@ -18,6 +18,7 @@ fn entry(serial: &[u8], reason: CrlReason) -> CrlEntry {
         user_certificate: SerialNumber::from_bytes(serial).unwrap(),
         revocation_date: OffsetDateTime::now_utc().unix_timestamp() - 60,
         reason,
+        invalidity_date: None,
     }
 }
 

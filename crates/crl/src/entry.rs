@@ -1,5 +1,6 @@
-//! One CRL entry as RFC 5280 5.1.2.6 and 5.3.1 name its parts: the revoked
-//! certificate's serial number, the revocation date and the CRLReason.
+//! One CRL entry as RFC 5280 5.1.2.6, 5.3.1 and 5.3.2 name its parts: the
+//! revoked certificate's serial number, the revocation date, the CRLReason
+//! and the invalidity date.
 
 use std::fmt;
 use std::str::FromStr;
@@ -175,6 +176,10 @@ pub struct CrlEntry {
     /// revocationDate, seconds since the Unix epoch.
     pub revocation_date: i64,
     pub reason: CrlReason,
+    /// invalidityDate (RFC 5280 5.3.2), seconds since the Unix epoch: when the
+    /// key is known or suspected to have been compromised, as the operator
+    /// gave it. It may lie before the revocation date.
+    pub invalidity_date: Option<i64>,
 }
 
 impl CrlEntry {
@@ -185,6 +190,7 @@ impl CrlEntry {
             user_certificate,
             revocation_date: e.revoked_at_unix,
             reason: CrlReason::from_registry(e.reason),
+            invalidity_date: (e.invalidity_date_unix != 0).then_some(e.invalidity_date_unix),
         })
     }
 }

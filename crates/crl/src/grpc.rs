@@ -52,7 +52,20 @@ pub(crate) fn to_proto(i: &CrlInfo) -> pb::PublishedCrl {
 #[tonic::async_trait]
 impl<S: RevocationSource> CrlPublisher for CrlService<S> {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
-        let req = request.into_inner();
+        // The actor is the caller's identity; our services (issuance,
+        // revocation) relay the person they act for.
+        let caller = tls::caller(&request).filter(|c| !c.is_service()).map(|c| c.identity.clone());
+        let mut req = request.into_inner();
+        if let Some(identity) = caller {
+            if !req.actor.trim().is_empty() && req.actor.trim() != identity {
+                return Err(Status::invalid_argument(format!(
+                    "actor: {:?} is not the identity of the caller's client certificate ({identity:?}); \
+                     leave it empty or give that identity",
+                    req.actor.trim()
+                )));
+            }
+            req.actor = identity;
+        }
         let issuer = Issuer::parse(&req.issuer)?;
         let kind = kind_of(req.kind)?;
         let Urgent { crls, following } = match req.full_after_delta {

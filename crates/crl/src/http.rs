@@ -12,7 +12,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::Router;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -30,17 +29,26 @@ pub struct HttpLimits {
     pub body_bytes: usize,
     /// Time a request may take (503 beyond it).
     pub timeout: Duration,
+    /// Time a connection has to send a request's headers (then it is closed).
+    pub header_read_timeout: Duration,
+    /// Connections served at once (further ones wait in the listen backlog).
+    pub max_connections: usize,
 }
 
 impl HttpLimits {
-    pub fn from_config(limits: &config::LimitsConfig) -> HttpLimits {
-        HttpLimits { body_bytes: limits.http_body_bytes, timeout: Duration::from_secs(limits.request_timeout_seconds) }
+    pub fn from_config(limits: &config::LimitsConfig, crl: &config::CrlConfig) -> HttpLimits {
+        HttpLimits {
+            body_bytes: limits.http_body_bytes,
+            timeout: Duration::from_secs(limits.request_timeout_seconds),
+            header_read_timeout: Duration::from_millis(crl.http_read_timeout_ms.max(1)),
+            max_connections: crl.http_max_connections.max(1),
+        }
     }
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits::from_config(&config::LimitsConfig::default())
+        HttpLimits::from_config(&config::LimitsConfig::default(), &config::CrlConfig::default())
     }
 }
 
@@ -105,20 +113,29 @@ async fn limit(limits: HttpLimits, req: Request, next: Next) -> Response {
     }
 }
 
-/// Serves `store` on `listener` until `shutdown` resolves.
+/// Serves `store` on `listener` until `shutdown` resolves, through the accept
+/// loop shared with the OCSP responder ([`tls::net::serve_http`]): a
+/// connection that does not send a request's headers within
+/// `limits.header_read_timeout` is closed (slowloris), and at most
+/// `limits.max_connections` are served at once.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<CrlStore>,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CrlError> {
-    axum::serve(
-        listener.tap_io(|tcp: &mut tokio::net::TcpStream| tls::net::accepted(tcp)),
-        router_with_limits(store, limits),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| CrlError::Internal(format!("HTTP server: {e}")))
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let listener_limits = tls::net::HttpListenerLimits {
+        header_read_timeout: limits.header_read_timeout,
+        max_connections: limits.max_connections,
+    };
+    let on_timeout = || tracing::debug!("CRL HTTP connection closed: no request headers in time");
+    tls::net::serve_http(listener, router_with_limits(store, limits), listener_limits, on_timeout, rx).await;
+    Ok(())
 }
 
 fn plain(status: StatusCode, text: &str) -> Response {
@@ -234,7 +251,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let limits = HttpLimits { body_bytes: 1024, timeout: Duration::from_secs(60) };
+        let limits = HttpLimits { body_bytes: 1024, ..HttpLimits::default() };
         let server = tokio::spawn(serve(listener, store, limits, async {
             let _ = stopped.await;
         }));
@@ -300,6 +317,67 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// A CRL store with nothing published (enough to be served 404s).
+    fn empty_store(dir: &std::path::Path) -> Arc<CrlStore> {
+        let url = "http://127.0.0.1:8081/crl/sign.crl".to_string();
+        Arc::new(CrlStore::open(dir.into(), &[(url, false)]).unwrap())
+    }
+
+    async fn start(
+        dir: &std::path::Path,
+        limits: HttpLimits,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), CrlError>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, empty_store(dir), limits, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, server)
+    }
+
+    #[tokio::test]
+    async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = HttpLimits { header_read_timeout: Duration::from_millis(300), ..HttpLimits::default() };
+        let (addr, stop, server) = start(dir.path(), limits).await;
+        // Slowloris: the request line, then nothing more.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /crl/sign.crl HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the CRL listener kept a slowloris connection open for 5 s");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(!String::from_utf8_lossy(&rest).contains("HTTP/1.1 404"), "no answer to unfinished headers");
+        // A complete request is still answered.
+        let (head, _) = request(addr, "GET", "/crl/none.crl", "").await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn beyond_the_connection_cap_a_new_connection_waits_for_a_free_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = HttpLimits { max_connections: 2, ..HttpLimits::default() };
+        let (addr, stop, server) = start(dir.path(), limits).await;
+        // Two idle connections fill the cap; a third waits until one goes.
+        let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let idle2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let third = tokio::spawn(request(addr, "GET", "/crl/none.crl", ""));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!third.is_finished(), "served beyond the cap of 2");
+        drop(idle);
+        let (head, _) =
+            tokio::time::timeout(Duration::from_secs(5), third).await.expect("served once a slot freed").unwrap();
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        drop(idle2);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn slow_request_gets_503_and_fast_one_passes() {
         let slow = Router::new()
@@ -311,7 +389,7 @@ mod tests {
                 }),
             )
             .route("/fast", axum::routing::get(|| async { "ok" }));
-        let app = with_limits(slow, HttpLimits { body_bytes: 1024, timeout: Duration::from_millis(200) });
+        let app = with_limits(slow, HttpLimits { timeout: Duration::from_millis(200), ..HttpLimits::default() });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });

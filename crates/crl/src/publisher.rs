@@ -125,7 +125,7 @@ impl Settings {
             next_update: Duration::hours(i64::from(c.next_update_hours)),
             delta_next_update: Duration::hours(i64::from(c.delta_next_update_hours)),
             interval: Duration::minutes(i64::from(c.interval_minutes)),
-            http: crate::http::HttpLimits::from_config(&cfg.limits),
+            http: crate::http::HttpLimits::from_config(&cfg.limits, &cfg.crl),
         })
     }
 }

@@ -58,7 +58,7 @@ pub struct RegistrySource {
 impl RegistrySource {
     /// A lazily connecting client, so the publisher can start before the registry.
     pub fn connect_lazy(url: &str) -> Result<RegistrySource, CrlError> {
-        let endpoint = tls::endpoint(url)
+        let endpoint = tls::endpoint_as("crl", url)
             .map_err(|e| CrlError::Config(format!("crl.registry_url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
         Ok(RegistrySource { client: tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())) })
@@ -176,6 +176,7 @@ pub(crate) mod memory {
                 reason: reason as i32,
                 not_after_unix,
                 sequence: s.sequence,
+                invalidity_date_unix: 0,
             };
             s.revoked.push((issuer_label.to_owned(), entry));
         }

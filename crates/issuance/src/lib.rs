@@ -65,7 +65,7 @@ impl IssuingCaKey {
 
 /// A lazily connecting client, so issuance can start before the registry.
 pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceError> {
-    let endpoint = tls::endpoint(url)
+    let endpoint = tls::endpoint_as("issuance", url)
         .map_err(|e| IssuanceError::Startup(format!("issuance.registry_url {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30));
@@ -73,7 +73,7 @@ pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceErr
 }
 
 fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
-    Ok(tls::endpoint(url)
+    Ok(tls::endpoint_as("issuance", url)
         .map_err(|e| IssuanceError::Startup(format!("{field} {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60))

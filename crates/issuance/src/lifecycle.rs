@@ -251,6 +251,7 @@ impl IssuanceService {
                     }),
                     operator: actor(operator),
                     note: "reissue after loss".into(),
+                    compromised_at: String::new(),
                 })
                 .await
                 .map_err(upstream("revocation"))?
@@ -275,6 +276,7 @@ impl IssuanceService {
                 operator: actor(operator),
                 note: format!("reissue: {}", reason.as_str_name()),
                 revoked_at: String::new(),
+                compromised_at: String::new(),
             })
             .await
             .map_err(upstream("revocation"))?;
@@ -339,6 +341,7 @@ impl IssuanceService {
                 operator: actor(&req.ra_operator),
                 note: req.note.clone(),
                 revoked_at: String::new(),
+                compromised_at: String::new(),
             })
             .await
             .map_err(upstream("revocation"))?

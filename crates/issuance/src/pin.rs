@@ -89,8 +89,14 @@ impl IssuanceService {
         }
     }
 
-    /// Returns the escrowed PIN once per disclosure request, audited and rate-limited by the registry.
-    pub(crate) async fn disclose(&self, req: iss::PinDisclosureRequest) -> Result<iss::PinDisclosure, IssuanceError> {
+    /// Returns the escrowed PIN once per disclosure request, audited and
+    /// rate-limited by the registry: per card, and per RA identity and day,
+    /// with the limits of the registry's own configuration.
+    pub(crate) async fn disclose(
+        &self,
+        req: iss::PinDisclosureRequest,
+        ra_identity: String,
+    ) -> Result<iss::PinDisclosure, IssuanceError> {
         let request_id = validate::required("request_id", &req.request_id)?.to_owned();
         let card_id = validate::required("card_id", &req.card_id)?.to_owned();
         let confirmation = validate::confirmation("confirmation", req.confirmation.as_ref())?;
@@ -106,8 +112,7 @@ impl IssuanceService {
                 request_id,
                 confirmation_json: confirmation.to_string(),
                 actor: actor(&req.ra_operator),
-                max_per_window: self.settings.pin_disclosures_per_window,
-                window_seconds: self.settings.pin_disclosure_window_days.saturating_mul(86_400),
+                ra_identity,
             })
             .await?
             .into_inner();

@@ -343,12 +343,37 @@ pub(crate) fn invalid(field: &str, why: impl std::fmt::Display) -> IssuanceError
     IssuanceError::InvalidArgument { field: field.into(), reason: why.to_string() }
 }
 
+/// The audit actor of an RA request, as [`ra_who`] set it in `ra_operator`.
 pub(crate) fn actor(ra_operator: &str) -> String {
     if ra_operator.is_empty() {
         "ra".into()
     } else {
-        format!("ra:{ra_operator}")
+        ra_operator.to_owned()
     }
+}
+
+/// Who asks: the RA identity of the caller's client certificate (`ra-tokyo`),
+/// with the RA's own operator when it names one (`ra-tokyo:desk-7`). Every
+/// handler puts this in the request's `ra_operator`, so the audit actor, the
+/// application record and what is relayed to revocation name the RA system by
+/// its certificate. Without TLS (development): `ra:<ra_operator>`.
+/// The caller of a daily cap without a client certificate (TLS off: the
+/// development switch). All such callers share one count.
+pub(crate) const ANONYMOUS: &str = "anonymous";
+
+pub(crate) fn ra_who<T>(request: &Request<T>, ra_operator: &str) -> String {
+    let ra_operator = ra_operator.trim();
+    match (tls::caller(request), ra_operator.is_empty()) {
+        (Some(c), true) => c.identity.clone(),
+        (Some(c), false) => format!("{}:{ra_operator}", c.identity),
+        (None, true) => String::new(),
+        (None, false) => format!("ra:{ra_operator}"),
+    }
+}
+
+/// The RA identity in a [`ra_who`] string.
+fn ra_identity(who: &str) -> &str {
+    who.split(':').next().unwrap_or("")
 }
 
 fn reg_kind(kind: profile::CertKind) -> reg::CertificateKind {
@@ -450,6 +475,7 @@ pub(crate) fn application_record(
         "procedure": procedure,
         "reason": reason,
         "ra_operator": ra_operator,
+        "ra_identity": ra_identity(ra_operator),
         "documents": {
             "photo_taken_on": docs.photo_taken_on,
             "resident_record_issued_on": docs.resident_record_issued_on,
@@ -490,17 +516,23 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::NewCardApplication>,
     ) -> Result<Response<IssuedCard>, Status> {
-        let app = request.into_inner();
+        let who = ra_who(&request, &request.get_ref().ra_operator);
+        let mut app = request.into_inner();
+        app.ra_operator = who;
         handle!(self, "application.rejected", app.application_id.clone(), app.ra_operator.clone(), self.submit(app))
     }
 
     async fn renew(&self, request: Request<iss::RenewalApplication>) -> Result<Response<IssuedCard>, Status> {
-        let app = request.into_inner();
+        let who = ra_who(&request, &request.get_ref().ra_operator);
+        let mut app = request.into_inner();
+        app.ra_operator = who;
         handle!(self, "renewal.rejected", app.application_id.clone(), app.ra_operator.clone(), self.renew_card(app))
     }
 
     async fn reissue(&self, request: Request<iss::ReissueApplication>) -> Result<Response<IssuedCard>, Status> {
-        let app = request.into_inner();
+        let who = ra_who(&request, &request.get_ref().ra_operator);
+        let mut app = request.into_inner();
+        app.ra_operator = who;
         handle!(self, "reissue.rejected", app.application_id.clone(), app.ra_operator.clone(), self.reissue_card(app))
     }
 
@@ -508,7 +540,9 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::ContactChange>,
     ) -> Result<Response<iss::ContactChangeResult>, Status> {
-        let req = request.into_inner();
+        let who = ra_who(&request, &request.get_ref().ra_operator);
+        let mut req = request.into_inner();
+        req.ra_operator = who;
         handle!(self, "contact.rejected", req.card_id.clone(), req.ra_operator.clone(), self.change_contact_of(req))
     }
 
@@ -516,7 +550,9 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::CessationRequest>,
     ) -> Result<Response<iss::CessationResult>, Status> {
-        let req = request.into_inner();
+        let who = ra_who(&request, &request.get_ref().ra_operator);
+        let mut req = request.into_inner();
+        req.ra_operator = who;
         handle!(self, "cessation.rejected", req.card_id.clone(), req.ra_operator.clone(), self.cease(req))
     }
 
@@ -524,8 +560,18 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::PinDisclosureRequest>,
     ) -> Result<Response<iss::PinDisclosure>, Status> {
-        let req = request.into_inner();
-        handle!(self, "pin.disclosure-rejected", req.card_id.clone(), req.ra_operator.clone(), self.disclose(req))
+        // The RA system's identity, for its daily cap: from its certificate, never from the request.
+        let ra_identity = tls::caller(&request).map_or_else(|| ANONYMOUS.to_owned(), |c| c.identity.clone());
+        let who = ra_who(&request, &request.get_ref().ra_operator);
+        let mut req = request.into_inner();
+        req.ra_operator = who;
+        handle!(
+            self,
+            "pin.disclosure-rejected",
+            req.card_id.clone(),
+            req.ra_operator.clone(),
+            self.disclose(req, ra_identity)
+        )
     }
 
     async fn get_fee(&self, request: Request<iss::GetFeeRequest>) -> Result<Response<iss::Fee>, Status> {

@@ -13,6 +13,8 @@ use spki::AlgorithmIdentifierRef;
 pub const ID_PKIX_OCSP_BASIC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.1");
 /// id-pkix-ocsp-nonce (RFC 8954).
 pub const ID_PKIX_OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
+/// id-ce-invalidityDate (RFC 5280 §5.3.2), in singleExtensions (RFC 6960 §4.4.5).
+pub const ID_CE_INVALIDITY_DATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.24");
 /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
 pub const ID_PKIX_OCSP_NOCHECK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 /// id-sha1, the CertID hash most clients still send.

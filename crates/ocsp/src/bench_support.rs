@@ -65,7 +65,11 @@ pub async fn populate(n: usize, revoked_percent: usize, alg: config::KeyAlgorith
     for c in &certs {
         let key = SerialKey::new(0, &c.serial).ok_or_else(|| OcspError::Internal("serial".into()))?;
         let state = if c.revoked {
-            CertState::Revoked { at_unix: REVOKED_AT, reason: Some(crate::asn1::CRLReason::KeyCompromise) }
+            CertState::Revoked {
+                at_unix: REVOKED_AT,
+                reason: Some(crate::asn1::CRLReason::KeyCompromise),
+                invalidity_unix: None,
+            }
         } else {
             CertState::Good
         };

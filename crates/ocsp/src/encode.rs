@@ -47,16 +47,32 @@ pub fn response_data(
 ) -> Result<Vec<u8>, OcspError> {
     let mut responses = Vec::with_capacity(singles.len());
     let mut names = Vec::with_capacity(singles.len());
+    // DER of each invalidityDate's GeneralizedTime (the extnValue), when there is one.
+    let mut invalidity = Vec::with_capacity(singles.len());
     for s in singles {
         names.push((s.issuer.name_hash(s.alg), s.issuer.key_hash(s.alg)));
+        invalidity.push(match s.state {
+            CertState::Revoked { invalidity_unix: Some(at), .. } => Some(time(at)?.to_der()?),
+            _ => None,
+        });
     }
-    for (s, (name, key)) in singles.iter().zip(&names) {
+    for ((s, (name, key)), invalidity) in singles.iter().zip(&names).zip(&invalidity) {
         let cert_status = match s.state {
             CertState::Good => CertStatus::Good(Null),
             CertState::Unknown => CertStatus::Unknown(Null),
-            CertState::Revoked { at_unix, reason } => {
+            CertState::Revoked { at_unix, reason, .. } => {
                 CertStatus::Revoked(RevokedInfo { revocation_time: time(at_unix)?, revocation_reason: reason })
             }
+        };
+        // RFC 6960 §4.4.5 / RFC 5280 §5.3.2: the time of compromise, non-critical,
+        // beside (never instead of) the revocationTime.
+        let single_extensions = match invalidity {
+            Some(value) => Some(vec![Extension {
+                extn_id: asn1::ID_CE_INVALIDITY_DATE,
+                critical: false,
+                extn_value: OctetStringRef::new(value)?,
+            }]),
+            None => None,
         };
         responses.push(SingleResponse {
             cert_id: CertID {
@@ -69,7 +85,7 @@ pub fn response_data(
             cert_status,
             this_update: time(s.this_update)?,
             next_update: Some(time(s.next_update)?),
-            single_extensions: None,
+            single_extensions,
         });
     }
     let response_extensions = match nonce_extn_value {
@@ -188,9 +204,43 @@ mod tests {
     }
 
     #[test]
+    fn an_invalidity_date_goes_in_single_extensions_and_not_in_the_revocation_time() {
+        let issuer = IssuerHashes::new(b"n", b"k");
+        let state = CertState::Revoked {
+            at_unix: 1_700_000_000,
+            reason: Some(asn1::CRLReason::KeyCompromise),
+            invalidity_unix: Some(1_699_000_000),
+        };
+        let single = Single {
+            alg: HashAlg::Sha256,
+            issuer: &issuer,
+            serial: &[0x01],
+            state,
+            this_update: 1_700_000_100,
+            next_update: 1_700_086_500,
+        };
+        let plain = Single { state: CertState::Good, serial: &[0x02], ..single };
+        let tbs = response_data(&[3; 20], 1_700_000_100, &[single, plain], None).unwrap();
+        let data = ResponseData::from_der(&tbs).unwrap();
+        let CertStatus::Revoked(info) = &data.responses[0].cert_status else { panic!("not revoked") };
+        assert_eq!(info.revocation_time.to_unix_duration().as_secs(), 1_700_000_000);
+        let exts = data.responses[0].single_extensions.as_ref().unwrap();
+        assert_eq!(exts.len(), 1);
+        assert_eq!(exts[0].extn_id, asn1::ID_CE_INVALIDITY_DATE);
+        assert!(!exts[0].critical);
+        let t = GeneralizedTime::from_der(exts[0].extn_value.as_bytes()).unwrap();
+        assert_eq!(t.to_unix_duration().as_secs(), 1_699_000_000);
+        assert!(data.responses[1].single_extensions.is_none());
+    }
+
+    #[test]
     fn assembled_response_equals_the_typed_encoding() {
         let issuer = IssuerHashes::new(b"n", b"k");
-        let state = CertState::Revoked { at_unix: 1_700_000_000, reason: Some(asn1::CRLReason::KeyCompromise) };
+        let state = CertState::Revoked {
+            at_unix: 1_700_000_000,
+            reason: Some(asn1::CRLReason::KeyCompromise),
+            invalidity_unix: None,
+        };
         let singles = [
             Single {
                 alg: HashAlg::Sha1,

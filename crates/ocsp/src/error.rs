@@ -19,6 +19,10 @@ pub enum OcspError {
     /// Too many signatures in flight: fail fast.
     #[error("busy: {0}")]
     Busy(&'static str),
+    /// A fresh signature over the live-signing rate (all clients, or this
+    /// client's own): tryLater, while pre-signed answers keep being served.
+    #[error("live signing rate exceeded ({})", .0.label())]
+    RateLimited(RateLimit),
     /// Still waiting on the registry or the HSM when the request's deadline passed.
     #[error("no answer within the request deadline of {0:?}")]
     DeadlineExceeded(Duration),
@@ -52,6 +56,24 @@ pub enum OcspError {
     Internal(String),
 }
 
+/// Which live-signing bucket was empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// `[ocsp] live_signs_per_second` over all clients.
+    Global,
+    /// `[ocsp] per_client_live_signs_per_second` of one client address.
+    Client,
+}
+
+impl RateLimit {
+    pub fn label(self) -> &'static str {
+        match self {
+            RateLimit::Global => "live_sign_rate",
+            RateLimit::Client => "client_live_sign_rate",
+        }
+    }
+}
+
 impl OcspError {
     /// The OCSP error response to send, or None when the answer is HTTP only.
     pub fn response_status(&self) -> Option<OCSPResponseStatus> {
@@ -59,9 +81,11 @@ impl OcspError {
             OcspError::Malformed(_) => OCSPResponseStatus::MalformedRequest,
             OcspError::Unauthorized(_) => OCSPResponseStatus::Unauthorized,
             // Transient: the client may ask again (RFC 6960 §2.3).
-            OcspError::Busy(_) | OcspError::DeadlineExceeded(_) | OcspError::Hsm(_) | OcspError::Registry(_) => {
-                OCSPResponseStatus::TryLater
-            }
+            OcspError::Busy(_)
+            | OcspError::RateLimited(_)
+            | OcspError::DeadlineExceeded(_)
+            | OcspError::Hsm(_)
+            | OcspError::Registry(_) => OCSPResponseStatus::TryLater,
             // An HTTP matter: the request never arrived whole.
             OcspError::NotFound(_) | OcspError::MethodNotAllowed(_) | OcspError::SlowClient(_) => return None,
             OcspError::Profile(_)
@@ -107,6 +131,12 @@ mod tests {
         assert_eq!(m.http_status(), StatusCode::OK);
         assert_eq!(OcspError::Unauthorized("x".into()).response_status(), Some(OCSPResponseStatus::Unauthorized));
         assert_eq!(OcspError::Busy("x").response_status(), Some(OCSPResponseStatus::TryLater));
+        let limited = OcspError::RateLimited(RateLimit::Client);
+        assert_eq!(
+            (limited.response_status(), limited.http_status()),
+            (Some(OCSPResponseStatus::TryLater), StatusCode::OK)
+        );
+        assert_eq!(limited.to_string(), "live signing rate exceeded (client_live_sign_rate)");
         assert_eq!(OcspError::Registry("down".into()).response_status(), Some(OCSPResponseStatus::TryLater));
         assert_eq!(OcspError::Internal("bug".into()).response_status(), Some(OCSPResponseStatus::InternalError));
         assert_eq!(OcspError::NotFound("/x".into()).response_status(), None);

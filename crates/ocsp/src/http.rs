@@ -128,7 +128,8 @@ async fn handle(st: Arc<HttpState>, limits: HttpLimits, req: Request) -> Respons
             return reject(&e);
         }
     };
-    let answer = st.responder.respond_within(&der, limits.request_timeout).await;
+    let client = parts.extensions.get::<tls::net::PeerAddr>().map(|p| p.0.ip());
+    let answer = st.responder.respond_for(&der, limits.request_timeout, client).await;
     st.responder.metrics().count(answer.status);
     respond(answer, get, &parts.headers)
 }

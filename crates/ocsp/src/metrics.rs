@@ -40,12 +40,17 @@ impl AnswerStatus {
     }
 }
 
+/// Why an answer was tryLater (`ocsp_trylater_total{reason}`).
+const TRY_LATER_REASONS: [&str; 5] =
+    ["live_sign_rate", "client_live_sign_rate", "signatures_in_flight", "deadline", "unavailable"];
+
 /// Upper bounds of the signing latency histogram, in seconds.
 const SIGN_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 #[derive(Default)]
 pub struct Metrics {
     responses: [AtomicU64; 7],
+    try_later: [AtomicU64; TRY_LATER_REASONS.len()],
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     sign_buckets: [AtomicU64; SIGN_BUCKETS.len()],
@@ -89,6 +94,26 @@ impl Metrics {
         self.responses[status as usize].load(Relaxed)
     }
 
+    /// Counts a tryLater answer by its reason (other errors are not counted here).
+    pub fn count_try_later(&self, e: &crate::OcspError) {
+        use crate::error::RateLimit;
+        use crate::OcspError as E;
+        let reason = match e {
+            E::RateLimited(RateLimit::Global) => 0,
+            E::RateLimited(RateLimit::Client) => 1,
+            E::Busy(_) => 2,
+            E::DeadlineExceeded(_) => 3,
+            E::Hsm(_) | E::Registry(_) => 4,
+            _ => return,
+        };
+        self.try_later[reason].fetch_add(1, Relaxed);
+    }
+
+    /// tryLater answers counted for `reason` (a label of `ocsp_trylater_total`).
+    pub fn try_later(&self, reason: &str) -> u64 {
+        TRY_LATER_REASONS.iter().position(|r| *r == reason).map_or(0, |i| self.try_later[i].load(Relaxed))
+    }
+
     pub fn observe_signing(&self, took: Duration) {
         let secs = took.as_secs_f64();
         for (i, le) in SIGN_BUCKETS.iter().enumerate() {
@@ -111,6 +136,11 @@ impl Metrics {
         writeln!(o, "# TYPE ocsp_responses_total counter")?;
         for s in AnswerStatus::ALL {
             writeln!(o, "ocsp_responses_total{{status=\"{}\"}} {}", s.label(), self.responses(s))?;
+        }
+        writeln!(o, "# HELP ocsp_trylater_total tryLater answers by reason.")?;
+        writeln!(o, "# TYPE ocsp_trylater_total counter")?;
+        for (i, reason) in TRY_LATER_REASONS.iter().enumerate() {
+            writeln!(o, "ocsp_trylater_total{{reason=\"{reason}\"}} {}", self.try_later[i].load(Relaxed))?;
         }
         counter(
             o,

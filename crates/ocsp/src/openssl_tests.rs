@@ -65,7 +65,7 @@ async fn fixture(settings: Settings) -> Fixture {
     source.set(
         &REVOKED,
         &c.label(0),
-        CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise) },
+        CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise), invalidity_unix: None },
     );
     let (_, good) = c.issue_leaf(0, &GOOD);
     let (_, revoked) = c.issue_leaf(0, &REVOKED);
@@ -304,7 +304,7 @@ async fn openssl_parses_and_verifies_a_saved_response_with_cafile_and_vafile() {
     source.set(
         &REVOKED,
         &c.label(0),
-        CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise) },
+        CertState::Revoked { at_unix: 1_750_000_000, reason: Some(CRLReason::KeyCompromise), invalidity_unix: None },
     );
     source.set(&GOOD, &c.label(0), CertState::Good);
     let r = c.responder(c.settings(), source);

@@ -2,6 +2,7 @@
 //! the signing that fills the cache on a miss, on a status change and before
 //! a response expires.
 
+use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,10 +14,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{Cache, Found, Signed};
 use crate::encode::{self, Single};
-use crate::error::OcspError;
+use crate::error::{OcspError, RateLimit};
 use crate::issuers::{HashAlg, IssuerHashes};
 use crate::keylocks::KeyLocks;
-use crate::limits::TokenBucket;
+use crate::limits::{ClientBuckets, TokenBucket, MAX_TRACKED_CLIENTS};
 use crate::metrics::{AnswerStatus, Metrics};
 use crate::request::{self, Item, Parsed};
 use crate::serial::SerialKey;
@@ -39,6 +40,12 @@ pub struct Settings {
     pub nonce: NonceMode,
     pub nonce_per_second: u32,
     pub max_inflight: usize,
+    /// Fresh signatures for clients per second, and burst, over all clients ...
+    pub live_per_second: u32,
+    pub live_burst: u32,
+    /// ... and per client address.
+    pub client_live_per_second: u32,
+    pub client_live_burst: u32,
 }
 
 impl Settings {
@@ -52,6 +59,10 @@ impl Settings {
             nonce: c.nonce,
             nonce_per_second: c.nonce_signatures_per_second,
             max_inflight: c.max_inflight_signatures.max(1),
+            live_per_second: c.live_signs_per_second,
+            live_burst: c.live_signs_burst,
+            client_live_per_second: c.per_client_live_signs_per_second,
+            client_live_burst: c.per_client_live_signs_burst,
         }
     }
 }
@@ -142,6 +153,8 @@ pub struct Work<'a> {
     parsed: Parsed<'a>,
     /// Echo the nonce in a live signature (the rate bound already allowed it).
     live_nonce: bool,
+    /// The client's address, for its own live-signing bucket (None: only the global one).
+    client: Option<IpAddr>,
 }
 
 pub fn unix_now() -> i64 {
@@ -157,6 +170,9 @@ pub struct Responder {
     /// Owned permits travel with each signature to its blocking thread.
     permits: Arc<Semaphore>,
     nonce_bucket: TokenBucket,
+    /// Every fresh signature a client causes takes a token of both.
+    live_bucket: TokenBucket,
+    client_buckets: ClientBuckets,
     source: Arc<dyn CertificateSource>,
     metrics: Arc<Metrics>,
     signing: KeyLocks<(SerialKey, HashAlg)>,
@@ -173,6 +189,12 @@ impl Responder {
             hashes: issuers.iter().map(|i| i.hashes.clone()).collect(),
             permits: Arc::new(Semaphore::new(settings.max_inflight)),
             nonce_bucket: TokenBucket::new(settings.nonce_per_second),
+            live_bucket: TokenBucket::with_burst(settings.live_per_second, settings.live_burst),
+            client_buckets: ClientBuckets::new(
+                settings.client_live_per_second,
+                settings.client_live_burst,
+                MAX_TRACKED_CLIENTS,
+            ),
             settings,
             issuers,
             cache: Arc::new(Cache::default()),
@@ -222,7 +244,7 @@ impl Responder {
             }
         }
         self.metrics.cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Step::Work(Work { parsed, live_nonce })
+        Step::Work(Work { parsed, live_nonce, client: None })
     }
 
     fn cached(&self, item: &Item<'_>, now: i64) -> Option<Answer> {
@@ -245,10 +267,35 @@ impl Responder {
     /// waiting on the registry or the HSM when it passes gets tryLater. A
     /// signature under way carries on and is cached for the next request.
     pub async fn respond_within(&self, der: &[u8], deadline: Duration) -> Answer {
+        self.respond_for(der, deadline, None).await
+    }
+
+    /// [`respond_within`](Self::respond_within) for a client at `client`: a
+    /// fresh signature takes a token of the global live-signing bucket and of
+    /// the client's own; with either empty the answer is tryLater (cached
+    /// answers never need a token).
+    pub async fn respond_for(&self, der: &[u8], deadline: Duration, client: Option<IpAddr>) -> Answer {
         match self.lookup(der) {
             Step::Done(a) => a,
-            Step::Work(w) => self.work_within(w, unix_now(), Some(deadline)).await,
+            Step::Work(mut w) => {
+                w.client = client;
+                self.work_within(w, unix_now(), Some(deadline)).await
+            }
         }
+    }
+
+    /// A token for one fresh signature: the client's bucket first (one busy
+    /// client does not drain the shared one), then the global bucket.
+    fn admit_live(&self, client: Option<IpAddr>) -> Result<(), OcspError> {
+        if let Some(ip) = client {
+            if !self.client_buckets.try_take(ip) {
+                return Err(OcspError::RateLimited(RateLimit::Client));
+            }
+        }
+        if !self.live_bucket.try_take() {
+            return Err(OcspError::RateLimited(RateLimit::Global));
+        }
+        Ok(())
     }
 
     pub(crate) async fn work(&self, w: Work<'_>, now: i64) -> Answer {
@@ -259,9 +306,9 @@ impl Responder {
         let single = w.parsed.items.len() == 1;
         let signing = async {
             if single && !w.live_nonce {
-                self.sign_single(w.parsed.items[0], now).await
+                self.sign_single(w.parsed.items[0], now, w.client).await
             } else {
-                self.sign_live(&w.parsed, w.live_nonce, now).await
+                self.sign_live(&w.parsed, w.live_nonce, now, w.client).await
             }
         };
         let result = match deadline {
@@ -271,7 +318,8 @@ impl Responder {
         match result {
             Ok(a) => a,
             Err(e) => {
-                let overloaded = matches!(e, OcspError::Busy(_) | OcspError::DeadlineExceeded(_));
+                let overloaded =
+                    matches!(e, OcspError::Busy(_) | OcspError::RateLimited(_) | OcspError::DeadlineExceeded(_));
                 if matches!(e, OcspError::DeadlineExceeded(_)) {
                     self.metrics.deadline_exceeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -281,9 +329,10 @@ impl Responder {
                         return a;
                     }
                 }
-                if !matches!(e, OcspError::Busy(_)) {
+                if !matches!(e, OcspError::Busy(_) | OcspError::RateLimited(_)) {
                     tracing::warn!(error = %e, "OCSP request failed");
                 }
+                self.metrics.count_try_later(&e);
                 Answer::error(&e)
             }
         }
@@ -293,11 +342,11 @@ impl Responder {
         self.permits.clone().try_acquire_owned().map_err(|_| OcspError::Busy("too many signatures in flight"))
     }
 
-    async fn sign_single(&self, item: Item<'_>, now: i64) -> Result<Answer, OcspError> {
+    async fn sign_single(&self, item: Item<'_>, now: i64, client: Option<IpAddr>) -> Result<Answer, OcspError> {
         let Some(key) = SerialKey::new(item.issuer, item.serial) else {
             // Longer than any serial we issue: unknown, and not worth caching.
             let parsed = Parsed { items: vec![item], nonce: None };
-            return self.sign_live(&parsed, false, now).await;
+            return self.sign_live(&parsed, false, now, client).await;
         };
         // Concurrent misses for one serial wait for the first signature (holding no permit).
         let _turn = tokio::time::timeout(SAME_SERIAL_WAIT, self.signing.lock((key, item.alg)))
@@ -306,6 +355,7 @@ impl Responder {
         if let Found::Hit(s) = self.cache.get(&key, item.alg, now) {
             return Ok(Answer::from_signed(&s));
         }
+        self.admit_live(client)?;
         let permit = self.try_permit()?;
         let (state, generation) = self.current_state(key, now).await?;
         let signed = self.sign_entry(key, item.alg, state, generation, now, permit).await?;
@@ -419,7 +469,14 @@ impl Responder {
     }
 
     /// A response signed for this request only: several certificates, or an echoed nonce.
-    async fn sign_live(&self, parsed: &Parsed<'_>, echo_nonce: bool, now: i64) -> Result<Answer, OcspError> {
+    async fn sign_live(
+        &self,
+        parsed: &Parsed<'_>,
+        echo_nonce: bool,
+        now: i64,
+        client: Option<IpAddr>,
+    ) -> Result<Answer, OcspError> {
+        self.admit_live(client)?;
         let permit = self.try_permit()?;
         self.sign_live_with_permit(parsed, echo_nonce, now, permit).await
     }

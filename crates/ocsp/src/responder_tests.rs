@@ -56,7 +56,7 @@ pub(crate) fn decode(der: &[u8]) -> Decoded {
 }
 
 fn revoked_kc() -> CertState {
-    CertState::Revoked { at_unix: 1_700_000_000, reason: Some(CRLReason::KeyCompromise) }
+    CertState::Revoked { at_unix: 1_700_000_000, reason: Some(CRLReason::KeyCompromise), invalidity_unix: None }
 }
 
 fn responder(source: Arc<MapSource>) -> Arc<Responder> {
@@ -390,4 +390,79 @@ async fn nonces_are_echoed_within_the_rate_then_the_cached_response_is_served() 
     let first = ignoring.respond(&plain).await;
     let with_nonce = ignoring.respond(&request(&r, 0, HashAlg::Sha1, &[&[0x09, 0x01]], Some(&[5; 16]))).await;
     assert_eq!(first.der, with_nonce.der);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_misses_gets_try_later_while_cached_answers_keep_flowing() {
+    use std::net::IpAddr;
+    use std::time::{Duration, Instant};
+    let source = Arc::new(MapSource::default());
+    source.set(&[0x0a, 0x01], &ca().label(0), CertState::Good);
+    // Known serials not signed yet (misses), and serials nobody issued (unknown).
+    for i in 0..16u8 {
+        source.set(&[0x0b, i], &ca().label(0), CertState::Good);
+    }
+    // Slow refill (1 per second), so the bursts decide: 4 per client, 8 in all.
+    let settings = Settings {
+        live_per_second: 1,
+        live_burst: 8,
+        client_live_per_second: 1,
+        client_live_burst: 4,
+        ..ca().settings()
+    };
+    let r = Arc::new(ca().responder(settings, source));
+    let cached = request(&r, 0, HashAlg::Sha256, &[&[0x0a, 0x01]], None);
+    let first = r.respond(&cached).await;
+    assert_eq!(first.status, AnswerStatus::Good);
+    let started = Instant::now();
+    let deadline = Duration::from_secs(5);
+
+    // One client floods: misses (half known, half unknown) and a multi-CertID
+    // request, each followed by the cached request, which keeps being served.
+    let flooder: IpAddr = "192.0.2.7".parse().unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..32u8 {
+        let miss = match i % 3 {
+            0 => request(&r, 0, HashAlg::Sha256, &[&[0x0b, i / 2]], None),
+            1 => request(&r, 0, HashAlg::Sha256, &[&[0x0c, i]], None),
+            _ => request(&r, 0, HashAlg::Sha1, &[&[0x0a, 0x01], &[0x0c, i]], None),
+        };
+        statuses.push(r.respond_for(&miss, deadline, Some(flooder)).await.status);
+        let hit = r.respond_for(&cached, deadline, Some(flooder)).await;
+        assert_eq!(hit.status, AnswerStatus::Good, "a cached answer needs no token");
+        assert_eq!(hit.der, first.der);
+    }
+    let refill = started.elapsed().as_secs() as usize + 1;
+    let later = statuses.iter().filter(|s| **s == AnswerStatus::TryLater).count();
+    let signed = statuses.len() - later;
+    assert!((4..=4 + refill).contains(&signed), "{signed} signed: {statuses:?}");
+    assert!(later >= 32 - 4 - refill, "{statuses:?}");
+    assert_eq!(r.metrics().try_later("client_live_sign_rate"), later as u64);
+    assert_eq!(r.metrics().try_later("live_sign_rate"), 0);
+
+    // Other clients have their own buckets, but the global one runs dry:
+    // 1 + the flooder's went out of 8.
+    let mut global_limited = 0;
+    for c in 0..6u8 {
+        let client: IpAddr = format!("198.51.100.{c}").parse().unwrap();
+        let miss = request(&r, 0, HashAlg::Sha256, &[&[0x0d, c]], None);
+        if r.respond_for(&miss, deadline, Some(client)).await.status == AnswerStatus::TryLater {
+            global_limited += 1;
+        }
+    }
+    let refill = started.elapsed().as_secs() as usize + 1;
+    assert!(global_limited >= 6usize.saturating_sub(3 + refill), "{global_limited}");
+    assert!(global_limited >= 1, "the global bucket must run dry");
+    assert_eq!(r.metrics().try_later("live_sign_rate"), global_limited as u64);
+    // The cached answer still flows, for anyone.
+    assert_eq!(r.respond_for(&cached, deadline, Some("203.0.113.9".parse().unwrap())).await.der, first.der);
+
+    let text = r.metrics().render(&crate::metrics::Gauges {
+        cache_entries: 0,
+        cached_responses: 0,
+        inflight_signatures: 0,
+        now_ms: 0,
+    });
+    assert!(text.contains(&format!("ocsp_trylater_total{{reason=\"client_live_sign_rate\"}} {later}")), "{text}");
+    assert!(text.contains(&format!("ocsp_trylater_total{{reason=\"live_sign_rate\"}} {global_limited}")), "{text}");
 }

@@ -11,11 +11,8 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use config::Config;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::cache_refresh::{CacheRefresh, Refresher};
 use crate::error::OcspError;
@@ -123,10 +120,11 @@ pub async fn serve(
     });
     let limits = HttpLimits::from_config(&cfg.ocsp);
     let counted = Some(responder.metrics().clone());
+    let cap = cfg.ocsp.max_connections;
     let ocsp_server =
-        serve_http(http, http::router_with_limits(state, limits), limits.read_timeout, counted, rx.clone());
+        serve_http_capped(http, http::router_with_limits(state, limits), limits.read_timeout, cap, counted, rx.clone());
     // A scraper's idle keep-alive closing is not a slow client: not counted.
-    let metrics_server = serve_http(metrics, metrics_router(responder), limits.read_timeout, None, rx);
+    let metrics_server = serve_http_capped(metrics, metrics_router(responder), limits.read_timeout, cap, None, rx);
     tokio::join!(ocsp_server, metrics_server);
     for t in &tasks {
         t.abort();
@@ -134,77 +132,39 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves `router` over HTTP/1.1 on `listener` until `stop` turns true (or its
-/// sender goes), then lets open connections finish (bounded by `read_timeout`
-/// plus a few seconds).
-///
-/// Each connection must deliver a request's headers within `read_timeout` of
-/// connecting or of its previous response, or it is closed without an answer:
-/// that bounds slowloris clients, connections that never send a full request
-/// and idle keep-alive connections alike. (This is hyper's header read
-/// timeout, which needs a timer; axum::serve sets none.) Bodies and answers
-/// are bounded by the router (see [`HttpLimits`]). Timeouts are counted in
-/// `metrics` when given.
+/// Serves `router` on `listener` until `stop` turns true, through the shared
+/// accept loop ([`tls::net::serve_http`]): a connection must deliver a
+/// request's headers within `read_timeout` (slowloris, idle keep-alive), and
+/// at most `[ocsp] max_connections`' default are served at once. Bodies and
+/// answers are bounded by the router (see [`HttpLimits`]). Header timeouts
+/// are counted in `metrics` when given.
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     read_timeout: Duration,
     metrics: Option<Arc<Metrics>>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);
-    let builder = Arc::new(builder);
-    let mut connections = JoinSet::new();
-    loop {
-        let (tcp, _peer) = tokio::select! {
-            () = stopped(&mut stop) => break,
-            // Reap finished connections as we go.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        tls::net::accepted(&tcp);
-        let service = TowerToHyperService::new(router.clone());
-        let (builder, metrics, mut stop) = (builder.clone(), metrics.clone(), stop.clone());
-        connections.spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    if let Some(m) = &metrics {
-                        m.read_timeouts.fetch_add(1, Relaxed);
-                    }
-                }
-                tracing::debug!(error = %e, "HTTP connection ended");
-            }
-        });
-    }
-    drop(listener);
-    let grace = read_timeout + Duration::from_secs(5);
-    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(open = connections.len(), "HTTP connections still open at shutdown: closing them");
-    }
+    let max_connections = config::OcspConfig::default().max_connections;
+    serve_http_capped(listener, router, read_timeout, max_connections, metrics, stop).await
 }
 
-/// Resolves once `stop` is true or its sender is gone (the guard `wait_for`
-/// returns must not live across an await: it is not Send).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+/// [`serve_http`] with an explicit connection cap.
+pub async fn serve_http_capped(
+    listener: TcpListener,
+    router: Router,
+    read_timeout: Duration,
+    max_connections: usize,
+    metrics: Option<Arc<Metrics>>,
+    stop: watch::Receiver<bool>,
+) {
+    let limits = tls::net::HttpListenerLimits { header_read_timeout: read_timeout, max_connections };
+    let on_timeout = move || {
+        if let Some(m) = &metrics {
+            m.read_timeouts.fetch_add(1, Relaxed);
+        }
+    };
+    tls::net::serve_http(listener, router, limits, on_timeout, stop).await
 }
 
 pub fn metrics_router(responder: Arc<Responder>) -> Router {

@@ -16,6 +16,8 @@ pub enum CertState {
     Revoked {
         at_unix: i64,
         reason: Option<CRLReason>,
+        /// The invalidityDate (time of compromise) the operator gave, if any.
+        invalidity_unix: Option<i64>,
     },
 }
 
@@ -52,7 +54,9 @@ impl CertState {
     pub fn from_record(rec: &reg::CertificateRecord) -> CertState {
         match reg::CertificateState::try_from(rec.state) {
             Ok(reg::CertificateState::Issued) => CertState::Good,
-            Ok(reg::CertificateState::CertRevoked) => revoked(rec.revoked_at_unix, rec.revocation_reason),
+            Ok(reg::CertificateState::CertRevoked) => {
+                revoked(rec.revoked_at_unix, rec.revocation_reason, rec.invalidity_date_unix)
+            }
             _ => CertState::Unknown,
         }
     }
@@ -61,16 +65,18 @@ impl CertState {
     pub fn from_change(change: &reg::StatusChange) -> Option<CertState> {
         match reg::CertificateStatus::try_from(change.status) {
             Ok(reg::CertificateStatus::Good) => Some(CertState::Good),
-            Ok(reg::CertificateStatus::Revoked) => Some(revoked(change.revoked_at_unix, change.reason)),
+            Ok(reg::CertificateStatus::Revoked) => {
+                Some(revoked(change.revoked_at_unix, change.reason, change.invalidity_date_unix))
+            }
             _ => None,
         }
     }
 }
 
 /// RFC 5280 §5.3.1 asks to leave out `unspecified`; we do the same in responses.
-fn revoked(at_unix: i64, reason: i32) -> CertState {
+fn revoked(at_unix: i64, reason: i32, invalidity_unix: i64) -> CertState {
     let reason = CRLReason::from_code(reason).filter(|r| *r != CRLReason::Unspecified);
-    CertState::Revoked { at_unix, reason }
+    CertState::Revoked { at_unix, reason, invalidity_unix: (invalidity_unix != 0).then_some(invalidity_unix) }
 }
 
 #[cfg(test)]
@@ -79,12 +85,12 @@ mod tests {
 
     #[test]
     fn merging_keeps_the_more_final_status_in_any_order() {
-        let r = CertState::Revoked { at_unix: 5, reason: Some(CRLReason::KeyCompromise) };
+        let r = CertState::Revoked { at_unix: 5, reason: Some(CRLReason::KeyCompromise), invalidity_unix: None };
         for (a, b) in [(CertState::Unknown, CertState::Good), (CertState::Good, r), (CertState::Unknown, r)] {
             assert_eq!(a.merge(b), b);
             assert_eq!(b.merge(a), b);
         }
-        let later = CertState::Revoked { at_unix: 9, reason: None };
+        let later = CertState::Revoked { at_unix: 9, reason: None, invalidity_unix: None };
         assert_eq!(r.merge(later), r, "the first revocation stands");
     }
 
@@ -99,7 +105,7 @@ mod tests {
         rec.revocation_reason = reg::RevocationReason::KeyCompromise as i32;
         assert_eq!(
             CertState::from_record(&rec),
-            CertState::Revoked { at_unix: 77, reason: Some(CRLReason::KeyCompromise) }
+            CertState::Revoked { at_unix: 77, reason: Some(CRLReason::KeyCompromise), invalidity_unix: None }
         );
         let change = reg::StatusChange {
             status: reg::CertificateStatus::Revoked as i32,
@@ -107,7 +113,21 @@ mod tests {
             reason: reg::RevocationReason::Unspecified as i32,
             ..Default::default()
         };
-        assert_eq!(CertState::from_change(&change), Some(CertState::Revoked { at_unix: 3, reason: None }));
+        assert_eq!(
+            CertState::from_change(&change),
+            Some(CertState::Revoked { at_unix: 3, reason: None, invalidity_unix: None })
+        );
+        // The invalidityDate comes along from either source.
+        rec.invalidity_date_unix = 70;
+        assert_eq!(
+            CertState::from_record(&rec),
+            CertState::Revoked { at_unix: 77, reason: Some(CRLReason::KeyCompromise), invalidity_unix: Some(70) }
+        );
+        let with = reg::StatusChange { invalidity_date_unix: 2, ..change };
+        assert_eq!(
+            CertState::from_change(&with),
+            Some(CertState::Revoked { at_unix: 3, reason: None, invalidity_unix: Some(2) })
+        );
         let odd = reg::StatusChange { status: 99, ..Default::default() };
         assert_eq!(CertState::from_change(&odd), None);
     }

@@ -88,6 +88,7 @@ pub fn settings(cfg: &Config) -> Value {
             "renewal_window_days": cfg.issuance.renewal_window_days,
             "pin_disclosures_per_window": cfg.issuance.pin_disclosures_per_window,
             "pin_disclosure_window_days": cfg.issuance.pin_disclosure_window_days,
+            "pin_disclosures_per_ra_per_day": cfg.issuance.pin_disclosures_per_ra_per_day,
         },
         "revocation": { "emergency_requires_approval": cfg.revocation.emergency_requires_approval },
         "crl": {

@@ -124,6 +124,7 @@ pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
         revoked_by: String::new(),
         note: String::new(),
         sequence: 0,
+        invalidity_date_unix: 0,
     });
     pb::CertificateRecord {
         serial: r.serial.to_hex(),
@@ -150,6 +151,7 @@ pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
         revoked_by: revocation.revoked_by,
         revocation_note: revocation.note,
         revocation_sequence: revocation.sequence,
+        invalidity_date_unix: revocation.invalidity_date_unix,
     }
 }
 
@@ -179,6 +181,7 @@ pub fn status_change_out(c: StatusChange) -> pb::StatusChange {
         not_after_unix: c.not_after_unix,
         card_id: c.card_id,
         at_unix_micros: c.at_unix_micros,
+        invalidity_date_unix: c.invalidity_date_unix,
     }
 }
 
@@ -189,6 +192,7 @@ pub fn revoked_entry_out(e: RevokedEntry) -> pb::RevokedEntry {
         reason: reason_out(e.reason) as i32,
         not_after_unix: e.not_after_unix,
         sequence: e.sequence,
+        invalidity_date_unix: e.invalidity_date_unix,
     }
 }
 

@@ -66,6 +66,7 @@ fn store_status(err: StoreError) -> Status {
         E::PinEscrowExists { .. } => (Code::AlreadyExists, "card_id"),
         E::DisclosureRepeated { .. } => (Code::FailedPrecondition, "request_id"),
         E::DisclosureLimit { .. } => (Code::ResourceExhausted, "card_id"),
+        E::RaDailyLimit { .. } => (Code::ResourceExhausted, "ra_identity"),
         E::HolderIdMismatch { .. } => (Code::InvalidArgument, "holder.holder_id"),
         E::CardNotPending { .. } | E::CardIncomplete { .. } => (Code::FailedPrecondition, "card_id"),
         E::CertificateState { .. } => (Code::FailedPrecondition, "serial"),
@@ -74,6 +75,7 @@ fn store_status(err: StoreError) -> Status {
         E::ReservedAction { .. } | E::NotCeremonyAction { .. } => (Code::InvalidArgument, "action"),
         E::NoSuchApproval { .. } => (Code::NotFound, "approval_id"),
         E::RevokedAt { .. } => (Code::InvalidArgument, "revoked_at_unix"),
+        E::InvalidityDate { .. } => (Code::InvalidArgument, "invalidity_date_unix"),
         E::IssuerLabel { .. } => (Code::InvalidArgument, "issuer_label"),
         E::CrlScope { .. } => (Code::InvalidArgument, "scope"),
         E::InvalidCrlScope { .. } => (Code::InvalidArgument, "crl_scope"),
@@ -147,6 +149,18 @@ mod tests {
         assert_eq!(
             s.message(),
             "card_id: disclosure limit reached, retry after 1970-01-01T00:00:00Z (at most 3 per 60 s)"
+        );
+        let s = status(StoreError::RaDailyLimit {
+            ra_identity: "ra-tokyo".into(),
+            day: "2026-01-05".into(),
+            cap: 20,
+            retry_after_unix: 0,
+        });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(
+            s.message(),
+            "ra_identity: daily PIN-disclosure cap of 20 reached for RA ra-tokyo on 2026-01-05 (JST), retry after \
+             1970-01-01T00:00:00Z"
         );
         let s = status(StoreError::Corrupt { tree: "cards", key: "C1".into(), reason: "x".into() });
         assert_eq!(s.code(), Code::DataLoss);

@@ -10,7 +10,13 @@
 //!   certificate of the card, RESERVED and PRECERT ones included, in one
 //!   transaction with the card. `actor` is required; `revoked_at_unix` 0 is
 //!   now, later than now + 300 s is INVALID_ARGUMENT `revoked_at_unix`;
-//!   unknown serial or card is NOT_FOUND `serial` / `card_id`.
+//!   unknown serial or card is NOT_FOUND `serial` / `card_id`. (How far back
+//!   an operator may date a revocation is the revocation service's check.)
+//!   `invalidity_date_unix` (0: none) is the operator's time of compromise:
+//!   kept on the record, the feed and the per-issuer index, and published
+//!   as the invalidityDate of CRL entries and OCSP answers; before a
+//!   certificate's notBefore or after its revocation time it is
+//!   INVALID_ARGUMENT `invalidity_date_unix`.
 //! - **WatchStatus(after_sequence)** streams every change with a larger
 //!   sequence, then live ones, with no gap and no duplicate; sequences start
 //!   at 1 and are gapless. GOOD is sent when a certificate is stored
@@ -70,10 +76,14 @@
 //! - **DisclosePinEscrow**: `request_id`, `actor` and `confirmation_json`
 //!   (JSON) are required; NOT_FOUND `card_id` without an escrow; a request id
 //!   already disclosed for this card is FAILED_PRECONDITION `request_id`;
-//!   `max_per_window` disclosures within the last `window_seconds` (both 0:
-//!   3 per 30 days; one without the other is INVALID_ARGUMENT) make it
-//!   RESOURCE_EXHAUSTED `card_id: disclosure limit reached, retry after
-//!   <RFC 3339 UTC>`. A disclosure is recorded and audited ("pin.disclose",
+//!   `ra_identity` is required. The limits are the registry's own config
+//!   (`[issuance]`, see [`PinLimits`]), never the request's: as many
+//!   disclosures of the card as `pin_disclosures_per_window` within the last
+//!   `pin_disclosure_window_days` make it RESOURCE_EXHAUSTED `card_id:
+//!   disclosure limit reached, retry after <RFC 3339 UTC>`, and
+//!   `pin_disclosures_per_ra_per_day` by the same `ra_identity` on one JST
+//!   calendar day make it RESOURCE_EXHAUSTED `ra_identity: daily
+//!   PIN-disclosure cap ...`. A disclosure is recorded and audited ("pin.disclose",
 //!   with the confirmation, never the ciphertext) before the record is
 //!   returned; a refused one writes nothing.
 //! - **ListHolderCards**: the holder and every card with its certificates,
@@ -92,7 +102,15 @@
 //! - **"ceremony.start" / ".key" / ".certificate" / ".arl" / ".end"**: written by
 //!   `hpki-ca ceremony` straight into the database while no registry runs.
 //!
-//! AppendAudit refuses these actions, so the entries cannot be forged by a client.
+//! - **"audit.checkpoint"**: only through **AppendCheckpoint** (subject,
+//!   detail_json; actor empty: the caller), which the access table
+//!   (`tls::policy::POLICY`) opens to the checkpointer's identity `crl` only.
+//!
+//! AppendAudit refuses these actions (INVALID_ARGUMENT `action: <action> is
+//! written only by the registry itself`), so the entries cannot be forged by
+//! a client. The actor of every call is the caller's certificate identity
+//! ([`tls::caller`]); a request's `actor` is the person or RA system one of our
+//! services relays, and anyone else may only name themselves.
 
 mod config_start;
 mod convert;
@@ -105,5 +123,6 @@ mod x509;
 
 pub use config_start::{settings as config_settings, ConfigSource, CONFIG_START_ACTOR};
 pub use error::RegistryError;
-pub use server::{open_recording_start, serve, serve_store};
+pub use server::{open_recording_start, serve, serve_store, serve_store_with};
+pub use service::PinLimits;
 pub use service::RegistryService;

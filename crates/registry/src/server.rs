@@ -10,7 +10,7 @@ use tracing::info;
 
 use crate::config_start::{self, ConfigSource};
 use crate::error::RegistryError;
-use crate::service::RegistryService;
+use crate::service::{PinLimits, RegistryService};
 
 /// Opens the database at `cfg.db_path()` (creating the folder) and serves on
 /// `listener` until `shutdown` completes. Writes no "config.start" entry (for
@@ -21,7 +21,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
     let store = open_store(cfg).await?;
-    serve_store(store, cfg.profile.holder_id_prefix.clone(), listener, shutdown).await
+    let pin_limits = PinLimits::from_config(&cfg.issuance);
+    serve_store_with(store, cfg.profile.holder_id_prefix.clone(), pin_limits, listener, shutdown).await
 }
 
 /// Opens the database and appends this start's "config.start" audit entry
@@ -56,10 +57,23 @@ async fn open_store(cfg: &config::Config) -> Result<Store, RegistryError> {
     Ok(store)
 }
 
-/// Serves an already opened store; for embedding and tests.
+/// Serves an already opened store with the default PIN-disclosure limits;
+/// for embedding and tests.
 pub async fn serve_store(
     store: Store,
     holder_id_prefix: String,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RegistryError> {
+    serve_store_with(store, holder_id_prefix, PinLimits::default(), listener, shutdown).await
+}
+
+/// Serves an already opened store with the PIN-disclosure limits of the
+/// configuration (see [`PinLimits::from_config`]).
+pub async fn serve_store_with(
+    store: Store,
+    holder_id_prefix: String,
+    pin_limits: PinLimits,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
@@ -70,7 +84,7 @@ pub async fn serve_store(
     let reflection = proto::reflection::v1(proto::registry::v1::registry_server::SERVICE_NAME)?;
     let reflection_alpha = proto::reflection::v1alpha(proto::registry::v1::registry_server::SERVICE_NAME)?;
 
-    let service = RegistryService::new(store, holder_id_prefix);
+    let service = RegistryService::new(store, holder_id_prefix).with_pin_limits(pin_limits);
     let streams = service.clone();
     // Open WatchStatus streams never end on their own; end them first, or the
     // graceful shutdown would wait for them forever.

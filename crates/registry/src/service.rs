@@ -24,10 +24,39 @@ use crate::x509;
 /// 4 MiB decoding limit on the client; callers page on with from_sequence.
 const AUDIT_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
+/// The PIN-disclosure limits: the registry's own configuration (`[issuance]`),
+/// never a request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinLimits {
+    /// Disclosures of one card within a sliding window.
+    pub per_card: DisclosureLimit,
+    /// Disclosures by one RA identity per calendar day (JST).
+    pub per_ra_per_day: u32,
+}
+
+impl PinLimits {
+    pub fn from_config(c: &config::IssuanceConfig) -> PinLimits {
+        PinLimits {
+            per_card: DisclosureLimit {
+                max_per_window: c.pin_disclosures_per_window.max(1),
+                window_seconds: c.pin_disclosure_window_days.max(1).saturating_mul(86_400),
+            },
+            per_ra_per_day: c.pin_disclosures_per_ra_per_day.max(1),
+        }
+    }
+}
+
+impl Default for PinLimits {
+    fn default() -> Self {
+        PinLimits::from_config(&config::IssuanceConfig::default())
+    }
+}
+
 #[derive(Clone)]
 pub struct RegistryService {
     store: Store,
     holder_id_prefix: String,
+    pin_limits: PinLimits,
     /// Set to true to end the endless WatchStatus streams (and long
     /// ListRevoked ones), so a graceful shutdown does not wait on them.
     end_streams: Arc<watch::Sender<bool>>,
@@ -35,7 +64,18 @@ pub struct RegistryService {
 
 impl RegistryService {
     pub fn new(store: Store, holder_id_prefix: String) -> RegistryService {
-        RegistryService { store, holder_id_prefix, end_streams: Arc::new(watch::Sender::new(false)) }
+        RegistryService {
+            store,
+            holder_id_prefix,
+            pin_limits: PinLimits::default(),
+            end_streams: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// The PIN-disclosure limits to apply (the default: `[issuance]`'s defaults).
+    pub fn with_pin_limits(mut self, pin_limits: PinLimits) -> RegistryService {
+        self.pin_limits = pin_limits;
+        self
     }
 
     /// Ends every open stream with UNAVAILABLE (clients resume with their
@@ -59,30 +99,52 @@ impl RegistryService {
 }
 
 /// Who to name in the audit log for calls whose request carries no actor:
-/// the peer address until mTLS client identities are wired in.
+/// the identity of the caller's client certificate (`issuance`, `crl`...);
+/// the peer address only without TLS (`[tls] enabled = false`, development).
 fn peer<T>(request: &Request<T>) -> String {
+    if let Some(caller) = tls::caller(request) {
+        return caller.identity.clone();
+    }
     match request.remote_addr() {
         Some(addr) => format!("peer:{addr}"),
         None => "peer:unknown".into(),
     }
 }
 
-/// The request's actor if given, else the peer.
+/// The request's actor if given, else the caller's identity. Only our
+/// services relay an actor (the person or RA system they act for, named by
+/// that caller's certificate); anyone else may only name themselves.
 fn actor<T>(request: &Request<T>, given: &str) -> Result<String, RegistryError> {
     if given.is_empty() {
-        Ok(peer(request))
-    } else {
-        validate::id("actor", given)
+        return Ok(peer(request));
+    }
+    let given = validate::id("actor", given)?;
+    match tls::caller(request) {
+        Some(caller) if !caller.is_service() && caller.identity != given => Err(RegistryError::invalid(
+            "actor",
+            format!("{given:?} is not the caller's identity {:?}", caller.identity),
+        )),
+        _ => Ok(given),
     }
 }
 
 /// What the operator asked for in a revoke request.
-fn revocation(reason: i32, revoked_at_unix: i64, actor: &str, note: &str) -> Result<RevocationRequest, RegistryError> {
+fn revocation(
+    reason: i32,
+    revoked_at_unix: i64,
+    invalidity_date_unix: i64,
+    actor: &str,
+    note: &str,
+) -> Result<RevocationRequest, RegistryError> {
+    if invalidity_date_unix < 0 {
+        return Err(RegistryError::invalid("invalidity_date_unix", "is before 1970 (0 for none)"));
+    }
     Ok(RevocationRequest {
         reason: validate::reason("reason", reason)?,
         revoked_at_unix,
         actor: validate::id("actor", actor)?,
         note: validate::text("note", note, MAX_TEXT_LEN)?,
+        invalidity_date_unix,
     })
 }
 
@@ -215,12 +277,38 @@ impl Registry for RegistryService {
     }
 
     async fn append_audit(&self, request: Request<pb::AppendAuditRequest>) -> Result<Response<pb::AuditEntry>, Status> {
+        let actor = actor(&request, &request.get_ref().actor)?;
         let req = request.into_inner();
-        let actor = validate::id("actor", &req.actor)?;
         let action = validate::id("action", &req.action)?;
+        if store::actions::is_system(&action) {
+            return Err(RegistryError::invalid(
+                "action",
+                format!(
+                    "{action} is written only by the registry itself{}",
+                    if action == store::actions::AUDIT_CHECKPOINT {
+                        " (checkpoints: AppendCheckpoint, for the checkpointer only)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .into());
+        }
         let subject = validate::text("subject", &req.subject, MAX_TEXT_LEN)?;
         let detail = validate::json("detail_json", &req.detail_json)?;
         let entry = self.run(move |s| s.append_audit(&actor, &action, &subject, &detail)).await?;
+        Ok(Response::new(convert::audit_out(entry)))
+    }
+
+    async fn append_checkpoint(
+        &self,
+        request: Request<pb::AppendCheckpointRequest>,
+    ) -> Result<Response<pb::AuditEntry>, Status> {
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let req = request.into_inner();
+        let subject = validate::text("subject", &req.subject, MAX_TEXT_LEN)?;
+        let detail = validate::json("detail_json", &req.detail_json)?;
+        let entry = self.run(move |s| s.append_checkpoint_audit(&actor, &subject, &detail)).await?;
         Ok(Response::new(convert::audit_out(entry)))
     }
 
@@ -265,7 +353,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
         let req = request.into_inner();
         let serial = validate::serial("serial", &req.serial)?;
-        let revocation = revocation(req.reason, req.revoked_at_unix, &req.actor, &req.note)?;
+        let revocation = revocation(req.reason, req.revoked_at_unix, req.invalidity_date_unix, &req.actor, &req.note)?;
         let outcome = self.run(move |s| s.revoke_certificate(&serial, &revocation)).await?;
         Ok(Response::new(pb::RevokeCertificateResponse {
             certificate: Some(convert::certificate_out(outcome.certificate)),
@@ -279,7 +367,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::RevokeCardResponse>, Status> {
         let req = request.into_inner();
         let card_id = validate::id("card_id", &req.card_id)?;
-        let revocation = revocation(req.reason, req.revoked_at_unix, &req.actor, &req.note)?;
+        let revocation = revocation(req.reason, req.revoked_at_unix, req.invalidity_date_unix, &req.actor, &req.note)?;
         let confirmation = validate::json("confirmation_json", &req.confirmation_json)?;
         let outcome = self.run(move |s| s.revoke_card(&card_id, &revocation, &confirmation)).await?;
         Ok(Response::new(pb::RevokeCardResponse {
@@ -449,7 +537,9 @@ impl Registry for RegistryService {
             request_id: validate::id("request_id", &req.request_id)?,
             confirmation_json: validate::json("confirmation_json", &req.confirmation_json)?,
             actor: validate::id("actor", &req.actor)?,
-            limit: disclosure_limit(req.max_per_window, req.window_seconds)?,
+            limit: self.pin_limits.per_card,
+            ra_identity: validate::id("ra_identity", &req.ra_identity)?,
+            ra_daily_cap: self.pin_limits.per_ra_per_day,
         };
         let escrow = self.run(move |s| s.disclose_pin_escrow(&disclosure)).await?;
         Ok(Response::new(convert::pin_escrow_out(escrow)))
@@ -546,16 +636,6 @@ fn procedure(name: &str, replaces_card_id: &str) -> Result<ApplicationProcedure,
         Procedure::Renewal => ApplicationProcedure::Renewal { replaces_card_id },
         _ => ApplicationProcedure::Reissue { replaces_card_id },
     })
-}
-
-/// The rate limit of a disclosure: both set, or both 0 for the default.
-fn disclosure_limit(max_per_window: u32, window_seconds: u32) -> Result<DisclosureLimit, RegistryError> {
-    match (max_per_window, window_seconds) {
-        (0, 0) => Ok(DisclosureLimit::DEFAULT),
-        (0, _) => Err(RegistryError::invalid("max_per_window", "is required when window_seconds is set")),
-        (_, 0) => Err(RegistryError::invalid("window_seconds", "is required when max_per_window is set")),
-        (max_per_window, window_seconds) => Ok(DisclosureLimit { max_per_window, window_seconds }),
-    }
 }
 
 /// The AES-GCM nonce of an escrowed PIN.

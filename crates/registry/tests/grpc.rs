@@ -206,8 +206,28 @@ async fn bad_requests_are_refused_with_the_field_named() {
         detail_json: "{}".into(),
     };
     assert_status(c.append_audit(forged).await, Code::InvalidArgument, "action: ");
+    // Checkpoints come only through AppendCheckpoint (the checkpointer's identity).
+    let checkpoint = pb::AppendAuditRequest {
+        actor: "op".into(),
+        action: "audit.checkpoint".into(),
+        subject: "audit-checkpoint".into(),
+        detail_json: "{}".into(),
+    };
+    assert_status(c.append_audit(checkpoint).await, Code::InvalidArgument, "action: audit.checkpoint is written only");
+    let entry = c
+        .append_checkpoint(pb::AppendCheckpointRequest {
+            actor: "op".into(),
+            subject: "audit-checkpoint".into(),
+            detail_json: "{}".into(),
+        })
+        .await
+        .expect("AppendCheckpoint")
+        .into_inner();
+    assert_eq!((entry.action.as_str(), entry.actor.as_str()), ("audit.checkpoint", "op"));
+    // No actor: the caller is named (its certificate's identity; the peer without TLS).
     let no_actor = pb::AppendAuditRequest { actor: String::new(), action: "ra.note".into(), ..Default::default() };
-    assert_status(c.append_audit(no_actor).await, Code::InvalidArgument, "actor: ");
+    let entry = c.append_audit(no_actor).await.expect("append without an actor").into_inner();
+    assert!(entry.actor.starts_with("peer:127.0.0.1:"), "{entry:?}");
     server.stop().await;
 }
 

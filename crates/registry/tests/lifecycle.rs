@@ -317,21 +317,26 @@ fn escrow(card_id: &str) -> pb::StorePinEscrowRequest {
     }
 }
 
-fn disclosure(card_id: &str, request_id: &str, max: u32, window: u32) -> pb::PinDisclosureRequest {
+fn disclosure(card_id: &str, request_id: &str) -> pb::PinDisclosureRequest {
     pb::PinDisclosureRequest {
         card_id: card_id.into(),
         request_id: request_id.into(),
         confirmation_json: r#"{"method":"counter","documents":["licence"],"checked_by":"ra-op-7"}"#.into(),
         actor: "ra:op-7".into(),
-        max_per_window: max,
-        window_seconds: window,
+        ra_identity: "ra-tokyo".into(),
     }
 }
 
 #[tokio::test]
 async fn a_pin_escrow_is_stored_once_and_disclosed_once_per_request_within_the_limit() {
     let (_dir, store) = temp_store();
-    let server = Server::start_with_store(store.clone()).await;
+    // The limits are the server's (its [issuance] config): 2 per card and
+    // hour, 3 per RA identity and day. Requests cannot carry any.
+    let limits = registry::PinLimits {
+        per_card: store::DisclosureLimit { max_per_window: 2, window_seconds: 3600 },
+        per_ra_per_day: 3,
+    };
+    let server = Server::start_with_store_and_limits(store.clone(), limits).await;
     let mut c = server.client().await;
     let (card_id, _) = issue_card(&mut c, "app-1", "555501").await;
 
@@ -358,12 +363,12 @@ async fn a_pin_escrow_is_stored_once_and_disclosed_once_per_request_within_the_l
     assert_status(r, Code::NotFound, "card_id: no such card");
 
     // Disclosure: at most 2 per hour here.
-    let first = c.disclose_pin_escrow(disclosure(&card_id, "req-1", 2, 3600)).await.unwrap().into_inner();
+    let first = c.disclose_pin_escrow(disclosure(&card_id, "req-1")).await.unwrap().into_inner();
     assert_eq!(first, stored);
-    let r = c.disclose_pin_escrow(disclosure(&card_id, "req-1", 2, 3600)).await;
+    let r = c.disclose_pin_escrow(disclosure(&card_id, "req-1")).await;
     assert_status(r, Code::FailedPrecondition, "request_id: the PIN was already disclosed for this request");
-    c.disclose_pin_escrow(disclosure(&card_id, "req-2", 2, 3600)).await.unwrap();
-    let r = c.disclose_pin_escrow(disclosure(&card_id, "req-3", 2, 3600)).await;
+    c.disclose_pin_escrow(disclosure(&card_id, "req-2")).await.unwrap();
+    let r = c.disclose_pin_escrow(disclosure(&card_id, "req-3")).await;
     assert_status(r, Code::ResourceExhausted, "card_id: disclosure limit reached, retry after 20");
     let escrow_now = store.get_pin_escrow(&card_id).unwrap();
     let ids: Vec<_> = escrow_now.disclosures.iter().map(|d| d.request_id.as_str()).collect();
@@ -373,46 +378,51 @@ async fn a_pin_escrow_is_stored_once_and_disclosed_once_per_request_within_the_l
     let r = c
         .disclose_pin_escrow(pb::PinDisclosureRequest {
             confirmation_json: String::new(),
-            ..disclosure(&card_id, "req-4", 5, 60)
+            ..disclosure(&card_id, "req-4")
         })
         .await;
     assert_status(r, Code::InvalidArgument, "confirmation_json: is required");
     let r = c
         .disclose_pin_escrow(pb::PinDisclosureRequest {
             confirmation_json: "{".into(),
-            ..disclosure(&card_id, "req-4", 5, 60)
+            ..disclosure(&card_id, "req-4")
         })
         .await;
     assert_status(r, Code::InvalidArgument, "confirmation_json: is not JSON");
-    let r = c.disclose_pin_escrow(disclosure(&card_id, "req-4", 5, 0)).await;
-    assert_status(r, Code::InvalidArgument, "window_seconds: is required when max_per_window is set");
-    let r = c.disclose_pin_escrow(disclosure(&card_id, "req-4", 0, 60)).await;
-    assert_status(r, Code::InvalidArgument, "max_per_window: is required when window_seconds is set");
     let r = c
-        .disclose_pin_escrow(pb::PinDisclosureRequest { actor: String::new(), ..disclosure(&card_id, "req-4", 5, 60) })
+        .disclose_pin_escrow(pb::PinDisclosureRequest { ra_identity: String::new(), ..disclosure(&card_id, "req-4") })
         .await;
+    assert_status(r, Code::InvalidArgument, "ra_identity: is required");
+    let r =
+        c.disclose_pin_escrow(pb::PinDisclosureRequest { actor: String::new(), ..disclosure(&card_id, "req-4") }).await;
     assert_status(r, Code::InvalidArgument, "actor: is required");
     let r = c
-        .disclose_pin_escrow(pb::PinDisclosureRequest {
-            request_id: String::new(),
-            ..disclosure(&card_id, "req-4", 5, 60)
-        })
+        .disclose_pin_escrow(pb::PinDisclosureRequest { request_id: String::new(), ..disclosure(&card_id, "req-4") })
         .await;
     assert_status(r, Code::InvalidArgument, "request_id: is required");
 
     // Without an escrow there is nothing to disclose.
     let (bare, _) = issue_card(&mut c, "app-2", "555502").await;
-    let r = c.disclose_pin_escrow(disclosure(&bare, "req-1", 0, 0)).await;
+    let r = c.disclose_pin_escrow(disclosure(&bare, "req-1")).await;
     assert_status(r, Code::NotFound, &format!("card_id: no PIN is escrowed for card {bare}"));
-    // The default limit (0, 0) is 3 per 30 days.
+    // The RA's third disclosure today is allowed, its fourth is not (whatever the card) ...
     c.store_pin_escrow(escrow(&bare)).await.unwrap();
-    for i in 1..=3 {
-        c.disclose_pin_escrow(disclosure(&bare, &format!("req-{i}"), 0, 0)).await.unwrap();
-    }
-    let status = c.disclose_pin_escrow(disclosure(&bare, "req-4", 0, 0)).await.unwrap_err();
+    c.disclose_pin_escrow(disclosure(&bare, "req-1")).await.unwrap();
+    let status = c.disclose_pin_escrow(disclosure(&bare, "req-2")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().starts_with("ra_identity: daily PIN-disclosure cap of 3 reached for RA ra-tokyo on 20"),
+        "{}",
+        status.message()
+    );
+    // ... while another RA still may, until the card's own limit.
+    let osaka =
+        |request_id: &str| pb::PinDisclosureRequest { ra_identity: "ra-osaka".into(), ..disclosure(&bare, request_id) };
+    c.disclose_pin_escrow(osaka("req-2")).await.unwrap();
+    let status = c.disclose_pin_escrow(osaka("req-3")).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().starts_with("card_id: disclosure limit reached, retry after 20"), "{}", status.message());
-    assert!(status.message().ends_with("(at most 3 per 2592000 s)"), "{}", status.message());
+    assert!(status.message().ends_with("(at most 2 per 3600 s)"), "{}", status.message());
 
     // The log has each escrow and disclosure with its confirmation, and
     // never the ciphertext (nor the IV), in any encoding.
@@ -426,7 +436,6 @@ async fn a_pin_escrow_is_stored_once_and_disclosed_once_per_request_within_the_l
             ("pin.disclose", card_id.as_str()),
             ("pin.disclose", card_id.as_str()),
             ("pin.escrow", bare.as_str()),
-            ("pin.disclose", bare.as_str()),
             ("pin.disclose", bare.as_str()),
             ("pin.disclose", bare.as_str()),
         ]

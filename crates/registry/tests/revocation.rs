@@ -18,6 +18,7 @@ fn revoke_cert(serial: &str, reason: pb::RevocationReason) -> pb::RevokeCertific
         revoked_at_unix: 0,
         actor: "op-alice".into(),
         note: "written cessation report".into(),
+        invalidity_date_unix: 0,
     }
 }
 
@@ -29,6 +30,7 @@ fn revoke_card(card_id: &str, actor: &str) -> pb::RevokeCardRequest {
         actor: actor.into(),
         note: "紛失届".into(),
         confirmation_json: r#"{"confirmed_by":"op-alice","method":"phone"}"#.into(),
+        invalidity_date_unix: 0,
     }
 }
 

@@ -45,6 +45,7 @@ pub fn revoked_out(rec: &reg::CertificateRecord, already_revoked: bool) -> pb::R
         revoked_at: rfc3339(rec.revoked_at_unix),
         reason: rec.revocation_reason,
         already_revoked,
+        compromised_at: rfc3339(rec.invalidity_date_unix),
     }
 }
 
@@ -58,6 +59,7 @@ pub fn status_out(rec: &reg::CertificateRecord) -> pb::CertificateStatusInfo {
         revoked_at: if revoked { rfc3339(rec.revoked_at_unix) } else { String::new() },
         reason: if revoked { rec.revocation_reason } else { reg::RevocationReason::Unspecified as i32 },
         revoked_by: if revoked { rec.revoked_by.clone() } else { String::new() },
+        compromised_at: if revoked { rfc3339(rec.invalidity_date_unix) } else { String::new() },
     }
 }
 

@@ -28,7 +28,7 @@ pub use service::{
 const CRL_PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn endpoint(field: &str, url: &str, timeout: Duration) -> Result<Channel, RevocationError> {
-    let endpoint = tls::endpoint(url)
+    let endpoint = tls::endpoint_as("revocation", url)
         .map_err(|e| RevocationError::Startup(format!("{field} {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(timeout);

@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::convert;
 use crate::error::RevocationError;
-use crate::validate::{self, Confirmation};
+use crate::validate::{self, Confirmation, RevocationTimes};
 
 /// `Approval.kind` of an emergency revocation awaiting a second operator.
 pub const EMERGENCY_APPROVAL_KIND: &str = "emergency-revocation";
@@ -34,6 +34,8 @@ pub struct Settings {
     /// Issuer labels of the two issuing CAs, to publish only the CRLs concerned.
     pub signing_label: String,
     pub authentication_label: String,
+    /// How far before the request an operator's revoked_at may lie.
+    pub max_backdate: time::Duration,
 }
 
 impl Settings {
@@ -42,6 +44,9 @@ impl Settings {
             emergency_requires_approval: cfg.revocation.emergency_requires_approval,
             signing_label: cfg.ca.signing.key_label.clone(),
             authentication_label: cfg.ca.authentication.key_label.clone(),
+            max_backdate: time::Duration::seconds(
+                i64::try_from(cfg.revocation.max_backdate_seconds).unwrap_or(i64::MAX),
+            ),
         }
     }
 }
@@ -64,6 +69,10 @@ struct EmergencyPayload {
     operator: String,
     note: String,
     requested_at: String,
+    /// RFC 3339 (UTC), the invalidityDate; empty for none. Absent in
+    /// approvals stored before it existed.
+    #[serde(default)]
+    compromised_at: String,
 }
 
 /// One run of the emergency procedure on a card that may already be revoked.
@@ -77,6 +86,8 @@ struct Execution<'a> {
     operator: &'a str,
     note: &'a str,
     approval: Option<&'a reg::Approval>,
+    /// The time of compromise (invalidityDate), 0 for none.
+    invalidity_date_unix: i64,
 }
 
 /// The terms every operator revocation carries, checked the same way for one
@@ -85,20 +96,30 @@ struct Terms {
     reason: reg::RevocationReason,
     operator: String,
     note: String,
-    /// 0: now (the registry's clock).
-    revoked_at_unix: i64,
+    times: RevocationTimes,
 }
 
 impl Terms {
-    fn check(reason: i32, operator: &str, note: &str, revoked_at: &str) -> Result<Terms, RevocationError> {
+    fn check(
+        reason: i32,
+        operator: &str,
+        note: &str,
+        revoked_at: &str,
+        compromised_at: &str,
+        max_backdate: time::Duration,
+    ) -> Result<Terms, RevocationError> {
         let now = OffsetDateTime::now_utc();
         Ok(Terms {
             reason: validate::reason("reason", reason)?,
             operator: validate::id("operator", operator)?,
             note: validate::note("note", note)?,
-            revoked_at_unix: validate::optional_past_time("revoked_at", revoked_at, now)?
-                .map_or(0, |t| t.unix_timestamp()),
+            times: RevocationTimes::check(revoked_at, compromised_at, now, max_backdate)?,
         })
+    }
+
+    /// Whether a time was given that the certificates' notBefore must bound.
+    fn needs_not_before(&self) -> bool {
+        self.times.revoked_at.is_some() || self.times.compromised_at.is_some()
     }
 }
 
@@ -112,17 +133,34 @@ impl RevocationService {
         req: pb::RevokeCertificateRequest,
     ) -> Result<pb::RevokeResponse, RevocationError> {
         let serial = validate::serial("serial", &req.serial)?;
-        let Terms { reason, operator, note, revoked_at_unix } =
-            Terms::check(req.reason, &req.operator, &req.note, &req.revoked_at)?;
+        let terms = Terms::check(
+            req.reason,
+            &req.operator,
+            &req.note,
+            &req.revoked_at,
+            &req.compromised_at,
+            self.settings.max_backdate,
+        )?;
+        if terms.needs_not_before() {
+            let cert = self
+                .registry
+                .clone()
+                .get_certificate(reg::GetCertificateRequest { serial: serial.clone() })
+                .await?
+                .into_inner();
+            terms.times.check_not_before(cert.not_before_unix, &cert.serial)?;
+        }
+        let Terms { reason, operator, note, times } = terms;
         let answer = self
             .registry
             .clone()
             .revoke_certificate(reg::RevokeCertificateRequest {
                 serial: serial.clone(),
                 reason: reason as i32,
-                revoked_at_unix,
+                revoked_at_unix: times.revoked_at_unix(),
                 actor: operator.clone(),
                 note,
+                invalidity_date_unix: times.invalidity_date_unix(),
             })
             .await?
             .into_inner();
@@ -139,18 +177,32 @@ impl RevocationService {
 
     async fn revoke_card(&self, req: pb::RevokeCardRequest) -> Result<pb::RevokeResponse, RevocationError> {
         let card_id = validate::id("card_id", &req.card_id)?;
-        let Terms { reason, operator, note, revoked_at_unix } =
-            Terms::check(req.reason, &req.operator, &req.note, &req.revoked_at)?;
+        let terms = Terms::check(
+            req.reason,
+            &req.operator,
+            &req.note,
+            &req.revoked_at,
+            &req.compromised_at,
+            self.settings.max_backdate,
+        )?;
+        if terms.needs_not_before() {
+            let view = self.card(Key::CardId(card_id.clone())).await?;
+            for cert in &view.certificates {
+                terms.times.check_not_before(cert.not_before_unix, &cert.serial)?;
+            }
+        }
+        let Terms { reason, operator, note, times } = terms;
         let answer = self
             .registry
             .clone()
             .revoke_card(reg::RevokeCardRequest {
                 card_id: card_id.clone(),
                 reason: reason as i32,
-                revoked_at_unix,
+                revoked_at_unix: times.revoked_at_unix(),
                 actor: operator.clone(),
                 note,
                 confirmation_json: String::new(),
+                invalidity_date_unix: times.invalidity_date_unix(),
             })
             .await?
             .into_inner();
@@ -181,11 +233,17 @@ impl RevocationService {
         let confirmation = validate::confirmation(req.confirmation.as_ref(), now)?;
         let operator = validate::id("operator", &req.operator)?;
         let note = validate::note("note", &req.note)?;
+        // The revocation itself is now; the loss may be earlier.
+        let times = RevocationTimes::check("", &req.compromised_at, now, self.settings.max_backdate)?;
 
         let view = self.registry.clone().get_card(reg::GetCardRequest { key: Some(key) }).await?.into_inner();
         let card = view.card.ok_or_else(|| missing("GetCard", "card"))?;
         let card_id = card.card_id.clone();
         let already_revoked = check_emergency_allowed(field, &card, &view.certificates)?;
+        for cert in &view.certificates {
+            times.check_not_before(cert.not_before_unix, &cert.serial)?;
+        }
+        let invalidity_date_unix = times.invalidity_date_unix();
 
         if self.settings.emergency_requires_approval && !already_revoked {
             let payload = EmergencyPayload {
@@ -195,6 +253,7 @@ impl RevocationService {
                 operator: operator.clone(),
                 note,
                 requested_at: validate::rfc3339(now.unix_timestamp()),
+                compromised_at: validate::rfc3339(invalidity_date_unix),
             };
             let payload_json = serde_json::to_string(&payload)
                 .map_err(|e| RevocationError::Internal(format!("encoding the approval payload: {e}")))?;
@@ -230,6 +289,7 @@ impl RevocationService {
             "requires_approval": false,
             "card_already_revoked": already_revoked,
             "confirmation": confirmation,
+            "compromised_at": validate::rfc3339(invalidity_date_unix),
         });
         self.audit(&operator, AUDIT_EMERGENCY_REQUESTED, &card_id, detail).await?;
         self.execute(Execution {
@@ -239,6 +299,7 @@ impl RevocationService {
             operator: &operator,
             note: &note,
             approval: None,
+            invalidity_date_unix,
         })
         .await
     }
@@ -313,6 +374,7 @@ impl RevocationService {
             operator: &operator,
             note: &payload.note,
             approval: Some(&approval),
+            invalidity_date_unix: compromised_at_unix(&payload.compromised_at)?,
         })
         .await
     }
@@ -330,6 +392,7 @@ impl RevocationService {
                 actor: x.revoked_by.to_owned(),
                 note: x.note.to_owned(),
                 confirmation_json: x.confirmation_json,
+                invalidity_date_unix: x.invalidity_date_unix,
             })
             .await?
             .into_inner();
@@ -489,6 +552,16 @@ fn check_emergency_allowed(
     }
 }
 
+/// The stored compromised_at of an approval payload (written by us, RFC 3339 UTC).
+fn compromised_at_unix(stored: &str) -> Result<i64, RevocationError> {
+    if stored.is_empty() {
+        return Ok(0);
+    }
+    OffsetDateTime::parse(stored, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| RevocationError::Internal(format!("approval payload compromised_at {stored:?}: {e}")))
+}
+
 fn is_approved(a: &reg::Approval) -> bool {
     a.state == reg::ApprovalState::Approved as i32 || a.state == reg::ApprovalState::Executed as i32
 }
@@ -522,34 +595,83 @@ fn reply<T>(rpc: &'static str, result: Result<T, RevocationError>) -> Result<Res
     })
 }
 
+/// The operator of a call: the identity of the caller's certificate. An
+/// `operator` field may repeat it (or be empty); one that names someone else
+/// is refused, so nobody acts, or approves, under another person's name. Our
+/// services (issuance, for reissue and cessation) relay the RA person they
+/// act for. Without TLS (development) the field is taken as given.
+fn operator_of<T>(request: &Request<T>, given: &str) -> Result<String, RevocationError> {
+    match tls::caller(request) {
+        None => Ok(given.to_owned()),
+        Some(caller) if caller.is_service() => Ok(given.to_owned()),
+        Some(caller) if given.is_empty() || given == caller.identity => Ok(caller.identity.clone()),
+        Some(caller) => Err(RevocationError::invalid(
+            "operator",
+            format!(
+                "{given:?} is not the identity of the caller's client certificate ({:?}); \
+                 leave it empty or give that identity",
+                caller.identity
+            ),
+        )),
+    }
+}
+
+/// The request with its `operator` field set by [`operator_of`].
+macro_rules! with_operator {
+    ($request:expr) => {{
+        let request = $request;
+        operator_of(&request, &request.get_ref().operator).map(|operator| {
+            let mut req = request.into_inner();
+            req.operator = operator;
+            req
+        })
+    }};
+}
+
 #[tonic::async_trait]
 impl Revocation for RevocationService {
     async fn revoke_certificate(
         &self,
         request: Request<pb::RevokeCertificateRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        reply("RevokeCertificate", RevocationService::revoke_certificate(self, request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => RevocationService::revoke_certificate(self, req).await,
+            Err(e) => Err(e),
+        };
+        reply("RevokeCertificate", answer)
     }
 
     async fn revoke_card(
         &self,
         request: Request<pb::RevokeCardRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        reply("RevokeCard", RevocationService::revoke_card(self, request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => RevocationService::revoke_card(self, req).await,
+            Err(e) => Err(e),
+        };
+        reply("RevokeCard", answer)
     }
 
     async fn emergency_revoke(
         &self,
         request: Request<pb::EmergencyRevokeRequest>,
     ) -> Result<Response<pb::EmergencyRevokeResponse>, Status> {
-        reply("EmergencyRevoke", RevocationService::emergency_revoke(self, request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => RevocationService::emergency_revoke(self, req).await,
+            Err(e) => Err(e),
+        };
+        reply("EmergencyRevoke", answer)
     }
 
     async fn approve_emergency_revocation(
         &self,
         request: Request<pb::ApproveEmergencyRequest>,
     ) -> Result<Response<pb::EmergencyRevokeResponse>, Status> {
-        reply("ApproveEmergencyRevocation", self.approve(request.into_inner()).await)
+        let answer = match with_operator!(request) {
+            Ok(req) => self.approve(req).await,
+            Err(e) => Err(e),
+        };
+        reply("ApproveEmergencyRevocation", answer)
     }
 
     async fn get_status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
@@ -620,9 +742,17 @@ mod tests {
             operator: "op-a".into(),
             note: "n".into(),
             requested_at: "2026-05-01T02:31:00Z".into(),
+            compromised_at: "2026-04-30T09:00:00Z".into(),
         };
         let back: EmergencyPayload = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back.confirmation, p.confirmation);
         assert_eq!(back.card_id, "C1");
+        assert_eq!(compromised_at_unix(&back.compromised_at).unwrap(), 1_777_539_600);
+        // Approvals stored before compromised_at existed still load.
+        let old: EmergencyPayload = serde_json::from_str(
+            &serde_json::to_string(&p).unwrap().replace(r#","compromised_at":"2026-04-30T09:00:00Z""#, ""),
+        )
+        .unwrap();
+        assert_eq!(compromised_at_unix(&old.compromised_at).unwrap(), 0);
     }
 }

@@ -105,6 +105,77 @@ pub fn optional_past_time(
     }
 }
 
+/// The times an operator gives with a revocation, as checked against the
+/// request's own time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationTimes {
+    /// revoked_at; None: now (the registry's clock).
+    pub revoked_at: Option<OffsetDateTime>,
+    /// compromised_at (the invalidityDate); None: none given.
+    pub compromised_at: Option<OffsetDateTime>,
+}
+
+impl RevocationTimes {
+    /// `revoked_at` (empty: now) may lie at most `max_backdate` before `now`:
+    /// an earlier revocationDate would void signatures made before the loss;
+    /// the time of compromise goes in `compromised_at` instead. That one
+    /// (empty: none) may lie before the revocation, not after it, and not in
+    /// the future. Neither may be in the future beyond `CLOCK_SKEW`.
+    pub fn check(
+        revoked_at: &str,
+        compromised_at: &str,
+        now: OffsetDateTime,
+        max_backdate: time::Duration,
+    ) -> Result<RevocationTimes, RevocationError> {
+        let revoked = optional_past_time("revoked_at", revoked_at, now)?;
+        if let Some(t) = revoked {
+            if t < now - max_backdate {
+                return Err(RevocationError::invalid(
+                    "revoked_at",
+                    format!(
+                        "is more than {} s before the request ([revocation] max_backdate_seconds); the revocation \
+                         date is when the CA revokes: give an earlier time of compromise in compromised_at",
+                        max_backdate.whole_seconds()
+                    ),
+                ));
+            }
+        }
+        let compromised = optional_past_time("compromised_at", compromised_at, now)?;
+        if let Some(c) = compromised {
+            if c > revoked.unwrap_or(now) {
+                return Err(RevocationError::invalid("compromised_at", "is after the revocation time (revoked_at)"));
+            }
+        }
+        Ok(RevocationTimes { revoked_at: revoked, compromised_at: compromised })
+    }
+
+    /// Neither time may lie before the certificate's notBefore (a
+    /// certificate cannot be revoked, or its key compromised, before it is
+    /// valid). `not_before_unix` 0 (unknown) checks nothing.
+    pub fn check_not_before(&self, not_before_unix: i64, serial: &str) -> Result<(), RevocationError> {
+        if not_before_unix == 0 {
+            return Ok(());
+        }
+        for (field, t) in [("revoked_at", self.revoked_at), ("compromised_at", self.compromised_at)] {
+            if t.is_some_and(|t| t.unix_timestamp() < not_before_unix) {
+                return Err(RevocationError::invalid(
+                    field,
+                    format!("is before the notBefore ({}) of certificate {serial}", rfc3339(not_before_unix)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn revoked_at_unix(&self) -> i64 {
+        self.revoked_at.map_or(0, |t| t.unix_timestamp())
+    }
+
+    pub fn invalidity_date_unix(&self) -> i64 {
+        self.compromised_at.map_or(0, |t| t.unix_timestamp())
+    }
+}
+
 /// The identity-confirmation record of an emergency revocation, as checked;
 /// stored as JSON with the revocation and in the approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +316,38 @@ mod tests {
             let got = message(confirmation(Some(&c), now()));
             assert!(got.starts_with(expected), "{got:?} does not start with {expected:?}");
         }
+    }
+
+    #[test]
+    fn revoked_at_may_be_backdated_a_little_and_compromised_at_before_it() {
+        let skew = time::Duration::seconds(300);
+        let t = RevocationTimes::check("", "", now(), skew).unwrap();
+        assert_eq!((t.revoked_at_unix(), t.invalidity_date_unix()), (0, 0));
+        // 4 minutes back: fine. 6 minutes back: refused, naming the field.
+        let ok = RevocationTimes::check("2026-05-01T02:56:00Z", "", now(), skew).unwrap();
+        assert_eq!(ok.revoked_at_unix(), now().unix_timestamp() - 240);
+        let err = message(RevocationTimes::check("2026-05-01T02:54:00Z", "", now(), skew));
+        assert!(err.starts_with("revoked_at: is more than 300 s before the request"), "{err}");
+        // A compromise a week ago is what compromised_at is for.
+        let week = RevocationTimes::check("", "2026-04-24T03:00:00Z", now(), skew).unwrap();
+        assert_eq!(week.invalidity_date_unix(), now().unix_timestamp() - 7 * 86_400);
+        assert_eq!(week.revoked_at_unix(), 0, "the revocation date stays now");
+        let err = message(RevocationTimes::check("", "2026-05-02T00:00:00Z", now(), skew));
+        assert_eq!(err, "compromised_at: is in the future");
+        let err = message(RevocationTimes::check("2026-05-01T02:56:00Z", "2026-05-01T02:58:00Z", now(), skew));
+        assert!(err.starts_with("compromised_at: is after the revocation time"), "{err}");
+        assert!(message(RevocationTimes::check("", "last week", now(), skew)).starts_with("compromised_at: is not"));
+        // notBefore bounds both.
+        let nb = now().unix_timestamp() - 3 * 86_400;
+        week.check_not_before(nb - 86_400 * 10, "0a").unwrap();
+        let err = message(week.check_not_before(nb, "0a"));
+        assert!(
+            err.starts_with("compromised_at: is before the notBefore (2026-04-28T03:00:00Z) of certificate 0a"),
+            "{err}"
+        );
+        let err = message(ok.check_not_before(now().unix_timestamp(), "0a"));
+        assert!(err.starts_with("revoked_at: is before the notBefore"), "{err}");
+        ok.check_not_before(0, "0a").unwrap();
     }
 
     #[test]

@@ -246,6 +246,7 @@ fn emergency(card: pb::emergency_revoke_request::Card, operator: &str) -> pb::Em
         confirmation: Some(confirmation()),
         operator: operator.into(),
         note: "lost on the train".into(),
+        compromised_at: String::new(),
     }
 }
 
@@ -270,6 +271,7 @@ fn revoke_request(serial: &str, reason: reg::RevocationReason) -> pb::RevokeCert
         operator: "op-1".into(),
         note: "membership changed".into(),
         revoked_at: String::new(),
+        compromised_at: String::new(),
     }
 }
 
@@ -327,11 +329,35 @@ async fn revoking_a_certificate_is_final_and_idempotent() {
     let status = h.card(&card.card_id).await;
     let auth = status.certificates.iter().find(|x| x.serial == card.authentication).unwrap();
     assert_eq!(auth.state, reg::CertificateState::Issued as i32);
+    // Backdated beyond [revocation] max_backdate_seconds (300 s): refused, naming the field.
+    let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let mut old = revoke_request(&card.authentication, reg::RevocationReason::KeyCompromise);
+    old.revoked_at = rfc(now - time::Duration::days(3));
+    assert_status(c.revoke_certificate(old).await, Code::InvalidArgument, "revoked_at: is more than 300 s before");
+    // A compromise before the certificate existed cannot be.
+    let mut before = revoke_request(&card.authentication, reg::RevocationReason::KeyCompromise);
+    before.compromised_at = "2000-01-01T00:00:00Z".into();
+    assert_status(c.revoke_certificate(before).await, Code::InvalidArgument, "compromised_at: is before the notBefore");
+    let mut later = revoke_request(&card.authentication, reg::RevocationReason::KeyCompromise);
+    later.compromised_at = "2999-01-01T00:00:00Z".into();
+    assert_status(c.revoke_certificate(later).await, Code::InvalidArgument, "compromised_at: is in the future");
+    // Within the skew the given time is kept, and the compromise (earlier) beside it.
+    let auth_cert =
+        h.card(&card.card_id).await.certificates.into_iter().find(|x| x.serial == card.authentication).unwrap();
+    let compromised = time::OffsetDateTime::from_unix_timestamp(auth_cert.not_before_unix)
+        .unwrap()
+        .max(now - time::Duration::hours(1));
     let mut dated = revoke_request(&card.authentication, reg::RevocationReason::Unspecified);
-    dated.revoked_at = "2026-01-05T09:00:00+09:00".into();
+    dated.revoked_at = rfc(now - time::Duration::minutes(2));
+    dated.compromised_at = rfc(compromised);
     let got = c.revoke_certificate(dated).await.unwrap().into_inner();
-    assert_eq!(got.certificates[0].revoked_at, "2026-01-05T00:00:00Z");
+    assert_eq!(got.certificates[0].revoked_at, rfc(now - time::Duration::minutes(2)));
+    assert_eq!(got.certificates[0].compromised_at, rfc(compromised));
     assert_eq!(got.certificates[0].reason, reg::RevocationReason::Unspecified as i32);
+    let stored =
+        h.card(&card.card_id).await.certificates.into_iter().find(|x| x.serial == card.authentication).unwrap();
+    assert_eq!(stored.invalidity_date_unix, compromised.unix_timestamp());
     assert!(h.publish_calls().is_empty(), "plain revocations leave CRLs to the schedule");
     h.stop().await;
 }
@@ -347,6 +373,7 @@ async fn revoking_a_card_revokes_every_certificate_once() {
         operator: "op-1".into(),
         note: "利用中止届".into(),
         revoked_at: String::new(),
+        compromised_at: String::new(),
     };
     let first = c.revoke_card(req.clone()).await.unwrap().into_inner();
     assert_eq!(first.card_id, card.card_id);
@@ -564,7 +591,23 @@ async fn two_person_control_waits_for_a_second_operator() {
     let card = h.issue_card("app-1", "600009").await;
     let mut c = h.client.clone();
 
-    let asked = c.emergency_revoke(emergency(by_card(&card.card_id), "op-a")).await.unwrap().into_inner();
+    // The card was lost half an hour ago (or at its notBefore, if later): kept
+    // with the approval until it is carried out.
+    let not_before = h.card(&card.card_id).await.certificates.iter().map(|c| c.not_before_unix).max().unwrap();
+    let lost = (time::OffsetDateTime::now_utc().unix_timestamp() - 1800).max(not_before);
+    let rfc = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let future = pb::EmergencyRevokeRequest {
+        compromised_at: "2999-01-01T00:00:00Z".into(),
+        ..emergency(by_card(&card.card_id), "op-a")
+    };
+    assert_status(c.emergency_revoke(future).await, Code::InvalidArgument, "compromised_at: is in the future");
+    let request = pb::EmergencyRevokeRequest { compromised_at: rfc(lost), ..emergency(by_card(&card.card_id), "op-a") };
+    let asked = c.emergency_revoke(request).await.unwrap().into_inner();
     assert_eq!(asked.state, pb::EmergencyState::AwaitingApproval as i32);
     assert!(!asked.approval_id.is_empty());
     assert_eq!(asked.card_id, card.card_id);
@@ -600,6 +643,8 @@ async fn two_person_control_waits_for_a_second_operator() {
     let stored = h.card(&card.card_id).await;
     assert_card_revoked_for_key_compromise(&stored);
     assert!(stored.certificates.iter().all(|c| c.revoked_by == "op-b"), "revoked under the approver's authority");
+    assert!(stored.certificates.iter().all(|c| c.invalidity_date_unix == lost), "{:?}", stored.certificates);
+    assert!(done.certificates.iter().all(|r| r.compromised_at == rfc(lost)), "{:?}", done.certificates);
     let approval = h
         .registry
         .clone()

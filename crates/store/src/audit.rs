@@ -48,6 +48,16 @@ pub mod actions {
     /// responder certificate. Not in `ALL`: the responder appends it through
     /// AppendAudit (role `service`), which refuses every action in `ALL`.
     pub const OCSP_RESPONDER_CERTIFICATE: &str = "ocsp.responder_certificate";
+    /// An HSM-signed checkpoint of the chain's head. Not in `ALL`: it comes
+    /// only through `Store::append_checkpoint_audit` (the registry's
+    /// AppendCheckpoint, which only the checkpointer's identity may call);
+    /// `Store::append_audit` refuses it like every action in `ALL`.
+    pub const AUDIT_CHECKPOINT: &str = "audit.checkpoint";
+
+    /// Whether `Store::append_audit` (and the registry's AppendAudit) refuses `action`.
+    pub fn is_system(action: &str) -> bool {
+        ALL.contains(&action) || action == AUDIT_CHECKPOINT
+    }
     pub const ALL: [&str; 23] = [
         APPLICATION_BEGIN,
         SERIAL_RESERVE,

@@ -97,6 +97,7 @@ impl Store {
                             revoked_by: "bench".into(),
                             note: String::new(),
                             sequence,
+                            invalidity_date_unix: 0,
                         }),
                     };
                     tx.certificates.put_json(serial.as_bytes(), &record)?;
@@ -110,6 +111,7 @@ impl Store {
                         not_after_unix: spec.not_after_unix,
                         card_id: "bench".into(),
                         at_unix_micros: at,
+                        invalidity_date_unix: 0,
                     };
                     tx.feed.put_json(&sequence.to_be_bytes(), &change)?;
                     let entry = RevokedEntry {
@@ -118,6 +120,7 @@ impl Store {
                         reason: spec.reason,
                         not_after_unix: spec.not_after_unix,
                         sequence,
+                        invalidity_date_unix: 0,
                     };
                     tx.revoked_by_issuer
                         .put_raw(&index_key(&spec.issuer_label, &serial), &encode_index_value(&entry))?;

@@ -285,6 +285,7 @@ fn store_cert(
                 reason: None,
                 not_after_unix: record.not_after_unix,
                 card_id: &record.card_id,
+                invalidity_date_unix: 0,
             },
         )?;
         good = Some(change.sequence);
@@ -371,6 +372,7 @@ mod tests {
                     revoked_at_unix: 0,
                     actor: "op".into(),
                     note: String::new(),
+                    invalidity_date_unix: 0,
                 }
             )
             .is_err());

@@ -88,8 +88,16 @@ pub enum StoreError {
         crate::clock::format_utc(*retry_after_unix)
     )]
     DisclosureLimit { card_id: String, retry_after_unix: i64, max_per_window: u32, window_seconds: u32 },
+    /// An operator's time of compromise that the certificate cannot have.
+    #[error("invalidity date {} of certificate {serial} {reason}", crate::clock::format_utc(*invalidity_date_unix))]
+    InvalidityDate { serial: String, invalidity_date_unix: i64, reason: String },
+    #[error(
+        "daily PIN-disclosure cap of {cap} reached for RA {ra_identity} on {day} (JST), retry after {}",
+        crate::clock::format_utc(*retry_after_unix)
+    )]
+    RaDailyLimit { ra_identity: String, day: String, cap: u32, retry_after_unix: i64 },
 
-    #[error("action {action} is logged by the registry itself")]
+    #[error("action {action} is written only by the registry itself (audit.checkpoint: by the checkpointer, through AppendCheckpoint)")]
     ReservedAction { action: String },
     #[error("action {action} is not one of the key ceremony's")]
     NotCeremonyAction { action: String },

@@ -31,6 +31,8 @@ pub(crate) struct FeedChange<'a> {
     pub reason: Option<RevocationReason>,
     pub not_after_unix: i64,
     pub card_id: &'a str,
+    /// 0 for none.
+    pub invalidity_date_unix: i64,
 }
 
 /// Appends inside the caller's transaction.
@@ -50,6 +52,7 @@ pub(crate) fn append(tx: &Tx<'_>, change: &FeedChange<'_>) -> TxResult<StatusCha
         not_after_unix: change.not_after_unix,
         card_id: change.card_id.to_owned(),
         at_unix_micros: crate::clock::now_unix_micros(),
+        invalidity_date_unix: change.invalidity_date_unix,
     };
     tx.feed.put_json(&sequence.to_be_bytes(), &record)?;
     tx.meta.put_json(FEED_LAST_KEY, &sequence)?;

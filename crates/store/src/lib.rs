@@ -102,9 +102,24 @@ impl Store {
         subject: &str,
         detail_json: &str,
     ) -> Result<AuditRecord, StoreError> {
-        if actions::ALL.contains(&action) {
+        if actions::is_system(action) {
             return Err(StoreError::ReservedAction { action: action.to_owned() });
         }
+        let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
+        let record = self.trees.transact(|tx| audit::append(tx, &event))?;
+        self.flush()?;
+        Ok(record)
+    }
+
+    /// Appends an "audit.checkpoint" entry (`actions::AUDIT_CHECKPOINT`),
+    /// durable when this returns: the registry's AppendCheckpoint.
+    pub fn append_checkpoint_audit(
+        &self,
+        actor: &str,
+        subject: &str,
+        detail_json: &str,
+    ) -> Result<AuditRecord, StoreError> {
+        let action = actions::AUDIT_CHECKPOINT;
         let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
         let record = self.trees.transact(|tx| audit::append(tx, &event))?;
         self.flush()?;

@@ -1,7 +1,7 @@
 //! PIN escrow: the card PIN, encrypted by the issuance service under an AES
 //! key in the HSM, stored once per card; disclosures to the RA are recorded
-//! with their identity confirmation, once per request and rate-limited per
-//! card. The ciphertext is never written to the audit log.
+//! with their identity confirmation, once per request, rate-limited per
+//! card and capped per RA identity and day (JST). The ciphertext is never written to the audit log.
 
 use serde_json::json;
 
@@ -61,8 +61,11 @@ impl Store {
     /// Records a disclosure of the card's escrowed PIN and returns the escrow
     /// (durable before it returns). Refused with `NoPinEscrow`, with
     /// `DisclosureRepeated` for a request id already disclosed for this card,
-    /// and with `DisclosureLimit` when `limit.max_per_window` disclosures of
-    /// this card lie within the last `limit.window_seconds`.
+    /// with `DisclosureLimit` when `limit.max_per_window` disclosures of
+    /// this card lie within the last `limit.window_seconds`, and with
+    /// `RaDailyLimit` when `ra_identity` has made `ra_daily_cap` disclosures
+    /// today (JST). The caller (the registry) takes both limits from its own
+    /// configuration, never from a request.
     pub fn disclose_pin_escrow(&self, req: &PinDisclosureRequest) -> Result<PinEscrow, StoreError> {
         self.disclose_pin_escrow_at(req, crate::clock::now_unix())
     }
@@ -110,6 +113,7 @@ fn disclose(tx: &Tx<'_>, req: &PinDisclosureRequest, now: i64) -> TxResult<PinEs
             window_seconds: req.limit.window_seconds,
         });
     }
+    let ra_day = ra_day_count(tx, req, now)?;
     escrow.disclosures.push(PinDisclosure {
         request_id: req.request_id.clone(),
         at_unix: now,
@@ -117,12 +121,15 @@ fn disclose(tx: &Tx<'_>, req: &PinDisclosureRequest, now: i64) -> TxResult<PinEs
         confirmation_json: req.confirmation_json.clone(),
     });
     tx.pin_escrow.put_json(req.card_id.as_bytes(), &escrow)?;
+    tx.meta.put_json(&ra_day.key, &(ra_day.count + 1))?;
     let detail = json!({
         "request_id": req.request_id,
         "confirmation": audit::embed_json(&req.confirmation_json),
         "key_label": escrow.key_label,
         "disclosure_number": escrow.disclosures.len(),
         "limit": { "max_per_window": req.limit.max_per_window, "window_seconds": req.limit.window_seconds },
+        "ra_identity": req.ra_identity,
+        "ra_day": { "day": ra_day.day, "disclosure_number": ra_day.count + 1, "cap": req.ra_daily_cap },
     });
     audit::append(
         tx,
@@ -134,6 +141,42 @@ fn disclose(tx: &Tx<'_>, req: &PinDisclosureRequest, now: i64) -> TxResult<PinEs
         },
     )?;
     Ok(escrow)
+}
+
+/// Seconds JST is ahead of UTC: the RA's day is a calendar day in Japan.
+const JST_OFFSET_SECS: i64 = 9 * 3600;
+/// Prefix of the per-RA daily counters in the `meta` tree.
+const RA_DAY_PREFIX: &[u8] = b"pin.ra_day\0";
+
+/// One RA identity's disclosures on the current JST day, as stored.
+struct RaDay {
+    key: Vec<u8>,
+    /// YYYY-MM-DD (JST).
+    day: String,
+    count: u32,
+}
+
+/// Today's count of `req.ra_identity`, or `RaDailyLimit` once it has reached
+/// the cap. Kept in the `meta` tree (key: prefix, identity, 0, JST day number),
+/// written in the same transaction as the disclosure, so it survives a restart.
+fn ra_day_count(tx: &Tx<'_>, req: &PinDisclosureRequest, now: i64) -> TxResult<RaDay> {
+    let day_number = now.saturating_add(JST_OFFSET_SECS).div_euclid(86_400);
+    let mut key = RA_DAY_PREFIX.to_vec();
+    key.extend_from_slice(req.ra_identity.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&day_number.to_be_bytes());
+    let day = crate::clock::format_utc(day_number.saturating_mul(86_400)).chars().take(10).collect::<String>();
+    let count: u32 = tx.meta.get_json(&key)?.unwrap_or(0);
+    if count >= req.ra_daily_cap {
+        return fail(StoreError::RaDailyLimit {
+            ra_identity: req.ra_identity.clone(),
+            day,
+            cap: req.ra_daily_cap,
+            // Midnight JST of the next day.
+            retry_after_unix: (day_number + 1).saturating_mul(86_400) - JST_OFFSET_SECS,
+        });
+    }
+    Ok(RaDay { key, day, count })
 }
 
 #[cfg(test)]
@@ -165,7 +208,60 @@ mod tests {
             confirmation_json: r#"{"method":"counter","document":"licence","checked_by":"ra-op-1"}"#.into(),
             actor: "ra:op-1".into(),
             limit: DisclosureLimit { max_per_window: max, window_seconds: 3600 },
+            ra_identity: "ra-tokyo".into(),
+            ra_daily_cap: 100,
         }
+    }
+
+    fn by_ra(card_id: &str, request_id: &str, ra: &str, cap: u32) -> PinDisclosureRequest {
+        PinDisclosureRequest { ra_identity: ra.into(), ra_daily_cap: cap, ..disclosure(card_id, request_id, 100) }
+    }
+
+    #[test]
+    fn each_ra_has_a_daily_cap_over_all_cards_that_resets_at_midnight_jst_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        // 2026-01-05T14:59:00Z = 23:59 JST.
+        let before_midnight = 1_767_625_140;
+        let cards = {
+            let store = Store::open(&path).unwrap();
+            let cards: Vec<String> = (0..3)
+                .map(|i| {
+                    let id = store
+                        .begin_application(&application(&format!("app-{i}"), &format!("L{i}")), "JMA")
+                        .unwrap()
+                        .view
+                        .card
+                        .card_id;
+                    store.store_pin_escrow(&escrow(&id)).unwrap();
+                    id
+                })
+                .collect();
+            store.disclose_pin_escrow_at(&by_ra(&cards[0], "r1", "ra-tokyo", 2), before_midnight - 7200).unwrap();
+            store.disclose_pin_escrow_at(&by_ra(&cards[1], "r2", "ra-tokyo", 2), before_midnight - 60).unwrap();
+            cards
+        };
+        // Reopened: the count of the day is still there.
+        let store = Store::open(&path).unwrap();
+        let entries = store.list_audit(0, None).unwrap().len();
+        let err = store.disclose_pin_escrow_at(&by_ra(&cards[2], "r3", "ra-tokyo", 2), before_midnight).unwrap_err();
+        match &err {
+            StoreError::RaDailyLimit { ra_identity, day, cap, retry_after_unix } => {
+                assert_eq!((ra_identity.as_str(), day.as_str(), *cap), ("ra-tokyo", "2026-01-05", 2));
+                assert_eq!(*retry_after_unix, before_midnight + 60, "midnight JST");
+            }
+            other => panic!("expected RaDailyLimit, got {other:?}"),
+        }
+        assert_eq!(store.list_audit(0, None).unwrap().len(), entries, "a refusal writes nothing");
+        // Another RA has its own count.
+        store.disclose_pin_escrow_at(&by_ra(&cards[2], "r3", "ra-osaka", 2), before_midnight).unwrap();
+        // A new day in Japan (00:00 JST = 15:00 UTC).
+        store.disclose_pin_escrow_at(&by_ra(&cards[2], "r4", "ra-tokyo", 2), before_midnight + 60).unwrap();
+        let log = store.list_audit(0, None).unwrap();
+        let detail: serde_json::Value = serde_json::from_str(&log.last().unwrap().detail_json).unwrap();
+        assert_eq!(detail["ra_identity"], "ra-tokyo");
+        assert_eq!(detail["ra_day"]["day"], "2026-01-06");
+        assert_eq!(detail["ra_day"]["disclosure_number"], 1);
     }
 
     #[test]

@@ -301,6 +301,15 @@ pub struct Revocation {
     pub note: String,
     /// The status-feed sequence of the REVOKED change.
     pub sequence: u64,
+    /// When the key is known or suspected to have been compromised, as the
+    /// operator gave it (the CRL entry's and the OCSP answer's
+    /// invalidityDate); 0 for none. It may lie before `revoked_at_unix`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub invalidity_date_unix: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// What an operator asks for when revoking.
@@ -312,6 +321,9 @@ pub struct RevocationRequest {
     pub revoked_at_unix: i64,
     pub actor: String,
     pub note: String,
+    /// The operator's time of compromise (invalidityDate), 0 for none. Not
+    /// before the certificate's notBefore, nor after the revocation time.
+    pub invalidity_date_unix: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +367,9 @@ pub struct StatusChange {
     pub card_id: String,
     /// When the change was committed.
     pub at_unix_micros: i64,
+    /// The revocation's invalidityDate; 0 for none (and for GOOD).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub invalidity_date_unix: i64,
 }
 
 /// One revoked certificate of an issuing CA, as a CRL lists it.
@@ -366,6 +381,8 @@ pub struct RevokedEntry {
     pub not_after_unix: i64,
     /// The status-feed sequence of the revocation.
     pub sequence: u64,
+    /// invalidityDate of the entry; 0 for none.
+    pub invalidity_date_unix: i64,
 }
 
 /// Which revoked certificates `Store::revoked_entries` lists.
@@ -566,6 +583,12 @@ pub struct PinDisclosureRequest {
     pub confirmation_json: String,
     pub actor: String,
     pub limit: DisclosureLimit,
+    /// The RA system that asked (its client-certificate identity, as the
+    /// issuance service saw it). Its disclosures are counted per day (JST).
+    pub ra_identity: String,
+    /// Disclosures one RA identity may make per calendar day in Japan (JST);
+    /// at least 1.
+    pub ra_daily_cap: u32,
 }
 
 /// DER blobs as hex in JSON: half the size of serde's array of numbers.

@@ -127,6 +127,7 @@ impl Store {
                         reason: c.reason.unwrap_or(RevocationReason::Unspecified),
                         not_after_unix: c.not_after_unix,
                         sequence: c.sequence,
+                        invalidity_date_unix: c.invalidity_date_unix,
                     };
                     keep(&entry).then_some(Ok(entry))
                 }
@@ -154,6 +155,28 @@ fn resolve_revoked_at(given: i64) -> Result<i64, StoreError> {
     Ok(given)
 }
 
+/// The operator's time of compromise, checked against the certificate: 0
+/// (none), or neither before its notBefore nor after the revocation time.
+fn check_invalidity_date(record: &CertificateRecord, req: &RevocationRequest, revoked_at: i64) -> TxResult<i64> {
+    let given = req.invalidity_date_unix;
+    if given == 0 {
+        return Ok(0);
+    }
+    let refuse = |reason: String| {
+        fail(StoreError::InvalidityDate { serial: record.serial.to_hex(), invalidity_date_unix: given, reason })
+    };
+    if given < record.not_before_unix {
+        return refuse(format!(
+            "is before the certificate's notBefore ({})",
+            crate::clock::format_utc(record.not_before_unix)
+        ));
+    }
+    if given > revoked_at {
+        return refuse(format!("is after the revocation time ({})", crate::clock::format_utc(revoked_at)));
+    }
+    Ok(given)
+}
+
 /// Revokes a certificate that is not revoked yet: record, feed, index, audit.
 /// Returns the feed sequence.
 fn revoke_in_tx(
@@ -162,6 +185,7 @@ fn revoke_in_tx(
     req: &RevocationRequest,
     revoked_at: i64,
 ) -> TxResult<u64> {
+    let invalidity_date_unix = check_invalidity_date(record, req, revoked_at)?;
     let change = feed::append(
         tx,
         &FeedChange {
@@ -172,6 +196,7 @@ fn revoke_in_tx(
             reason: Some(req.reason),
             not_after_unix: record.not_after_unix,
             card_id: &record.card_id,
+            invalidity_date_unix,
         },
     )?;
     let previous = record.state;
@@ -182,6 +207,7 @@ fn revoke_in_tx(
         revoked_by: req.actor.clone(),
         note: req.note.clone(),
         sequence: change.sequence,
+        invalidity_date_unix,
     });
     tx.certificates.put_json(record.serial.as_bytes(), record)?;
     let entry = RevokedEntry {
@@ -190,6 +216,7 @@ fn revoke_in_tx(
         reason: req.reason,
         not_after_unix: record.not_after_unix,
         sequence: change.sequence,
+        invalidity_date_unix,
     };
     tx.revoked_by_issuer.put_raw(&index_key(&record.issuer_label, &record.serial), &encode_index_value(&entry))?;
     let detail = json!({
@@ -199,6 +226,7 @@ fn revoke_in_tx(
         "previous_state": previous,
         "reason": req.reason,
         "revoked_at_unix": revoked_at,
+        "invalidity_date_unix": (invalidity_date_unix != 0).then_some(invalidity_date_unix),
         "note": req.note,
         "feed_sequence": change.sequence,
     });
@@ -282,17 +310,22 @@ pub(crate) fn index_key(issuer_label: &str, serial: &Serial) -> Vec<u8> {
     key
 }
 
-/// Index values are fixed 25 bytes, small enough that a million fit in a few
-/// tens of MB: revoked_at (i64 BE), not_after (i64 BE), sequence (u64 BE),
-/// reason code (u8).
+/// Index values are 25 bytes, small enough that a million fit in a few tens
+/// of MB: revoked_at (i64 BE), not_after (i64 BE), sequence (u64 BE), reason
+/// code (u8); then, only for an entry with an invalidityDate, that (i64 BE):
+/// 33 bytes. Entries written before invalidityDate existed are 25 bytes.
 const INDEX_VALUE_LEN: usize = 25;
+const INDEX_VALUE_WITH_INVALIDITY_LEN: usize = INDEX_VALUE_LEN + 8;
 
-pub(crate) fn encode_index_value(e: &RevokedEntry) -> [u8; INDEX_VALUE_LEN] {
-    let mut out = [0u8; INDEX_VALUE_LEN];
-    out[0..8].copy_from_slice(&e.revoked_at_unix.to_be_bytes());
-    out[8..16].copy_from_slice(&e.not_after_unix.to_be_bytes());
-    out[16..24].copy_from_slice(&e.sequence.to_be_bytes());
-    out[24] = e.reason.code();
+pub(crate) fn encode_index_value(e: &RevokedEntry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(INDEX_VALUE_WITH_INVALIDITY_LEN);
+    out.extend_from_slice(&e.revoked_at_unix.to_be_bytes());
+    out.extend_from_slice(&e.not_after_unix.to_be_bytes());
+    out.extend_from_slice(&e.sequence.to_be_bytes());
+    out.push(e.reason.code());
+    if e.invalidity_date_unix != 0 {
+        out.extend_from_slice(&e.invalidity_date_unix.to_be_bytes());
+    }
     out
 }
 
@@ -300,18 +333,24 @@ fn decode_index_entry(key: &[u8], prefix_len: usize, value: &[u8]) -> Result<Rev
     let bad = |reason: &str| corrupt("revoked_by_issuer", key, reason);
     let serial =
         key.get(prefix_len..).and_then(|s| Serial::from_bytes(s).ok()).ok_or_else(|| bad("key has no valid serial"))?;
-    let v: &[u8; INDEX_VALUE_LEN] = value.try_into().map_err(|_| bad("value is not 25 bytes"))?;
+    if value.len() != INDEX_VALUE_LEN && value.len() != INDEX_VALUE_WITH_INVALIDITY_LEN {
+        return Err(bad("value is not 25 or 33 bytes"));
+    }
+    let v = value;
     let word = |i: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&v[i..i + 8]);
         b
     };
+    let invalidity_date_unix =
+        if v.len() == INDEX_VALUE_WITH_INVALIDITY_LEN { i64::from_be_bytes(word(25)) } else { 0 };
     Ok(RevokedEntry {
         serial,
         revoked_at_unix: i64::from_be_bytes(word(0)),
         not_after_unix: i64::from_be_bytes(word(8)),
         sequence: u64::from_be_bytes(word(16)),
         reason: RevocationReason::from_code(v[24]).ok_or_else(|| bad("unknown reason code"))?,
+        invalidity_date_unix,
     })
 }
 
@@ -375,6 +414,42 @@ mod tests {
         assert_eq!(changes[0].revoked_at_unix, 1_750_000_000);
         assert_eq!(changes[0].not_after_unix, FAR);
         assert_eq!(store.verify_audit_chain().unwrap() as usize, audit_before + 1);
+    }
+
+    #[test]
+    fn an_invalidity_date_is_kept_on_the_record_the_feed_and_the_index() {
+        let (_dir, store) = temp_store();
+        // Issued by the helper with notBefore 1_700_000_000.
+        let (_, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        let feed_before = store.feed_position();
+        let mut req = revocation(RevocationReason::KeyCompromise);
+        req.revoked_at_unix = 1_750_000_000;
+        for (bad, why) in
+            [(1_699_999_999, "before the certificate's notBefore"), (1_750_000_001, "after the revocation time")]
+        {
+            req.invalidity_date_unix = bad;
+            let err = store.revoke_certificate(&serials[0], &req).unwrap_err();
+            assert!(matches!(err, StoreError::InvalidityDate { .. }), "{err}");
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        assert_eq!(store.feed_position(), feed_before, "a refusal writes nothing");
+
+        req.invalidity_date_unix = 1_740_000_000;
+        let out = store.revoke_certificate(&serials[0], &req).unwrap();
+        assert_eq!(out.certificate.revocation.unwrap().invalidity_date_unix, 1_740_000_000);
+        let changes = store.feed_all_after(feed_before).unwrap();
+        assert_eq!(changes[0].invalidity_date_unix, 1_740_000_000);
+        assert_eq!(changes[0].revoked_at_unix, 1_750_000_000, "revocationDate stays the revocation time");
+        // Both ways of listing, and an entry without one beside it (the old 25-byte form).
+        store.revoke_certificate(&serials[1], &revocation(RevocationReason::Superseded)).unwrap();
+        let all = listed(&store, &query("sign-ca"));
+        let with: Vec<i64> = all.iter().map(|e| e.invalidity_date_unix).collect();
+        assert!(with.contains(&1_740_000_000) && with.contains(&0), "{with:?}");
+        let mut delta = query("sign-ca");
+        delta.after_sequence = feed_before;
+        let listed_delta = listed(&store, &delta);
+        assert_eq!(listed_delta[0].invalidity_date_unix, 1_740_000_000);
+        assert_eq!(listed_delta[1].invalidity_date_unix, 0);
     }
 
     #[test]
@@ -587,12 +662,19 @@ mod tests {
             reason: RevocationReason::PrivilegeWithdrawn,
             not_after_unix: -5,
             sequence: u64::MAX,
+            invalidity_date_unix: 0,
         };
         let key = index_key("sign-ca", &entry.serial);
         let value = encode_index_value(&entry);
+        assert_eq!(value.len(), 25, "the form written before invalidityDate existed");
         assert_eq!(decode_index_entry(&key, 8, &value).unwrap(), entry);
         assert!(decode_index_entry(&key, 8, &value[..24]).is_err());
-        let mut bad_reason = value;
+        let with = RevokedEntry { invalidity_date_unix: 1_749_000_000, ..entry.clone() };
+        let longer = encode_index_value(&with);
+        assert_eq!(longer.len(), 33);
+        assert_eq!(decode_index_entry(&key, 8, &longer).unwrap(), with);
+        assert!(decode_index_entry(&key, 8, &longer[..30]).is_err());
+        let mut bad_reason = value.clone();
         bad_reason[24] = 6;
         assert!(decode_index_entry(&key, 8, &bad_reason).is_err());
         assert!(decode_index_entry(&key[..8], 8, &value).is_err(), "no serial in the key");

@@ -85,5 +85,6 @@ pub fn revocation(reason: crate::RevocationReason) -> crate::RevocationRequest {
         revoked_at_unix: 0,
         actor: "op-alice".into(),
         note: "reported lost by phone".into(),
+        invalidity_date_unix: 0,
     }
 }

@@ -2,15 +2,19 @@
 //!
 //! * [`ensure_local_pki`] creates, once, a small *service-identity* CA under the
 //!   state folder, a server certificate for loopback and one client certificate
-//!   per [`Role`]. This is the transport identity of our processes and
-//!   operators, not the HPKI CA: its keys are ordinary ECDSA P-256 software
-//!   keys (files with mode 600), so no HSM is needed for it.
+//!   per service identity ([`SERVICE_IDENTITIES`]) and default person
+//!   ([`DEFAULT_PEOPLE`]); [`add_identity`] issues more (`op-sato`,
+//!   `ra-tokyo`), [`revoke_identity`] revokes one. This is the transport
+//!   identity of our processes and people, not the HPKI CA: its keys are
+//!   ordinary ECDSA P-256 software keys (files with mode 600), so no HSM is
+//!   needed for it.
 //! * [`server_tls`] / [`client_tls`] build tonic's rustls configurations:
 //!   servers require a client certificate from that CA.
 //! * [`server`] is the `Server::builder()` of every gRPC service: TLS when
-//!   installed, and [`Authz`], which maps the role in the client certificate
-//!   (URI SAN `urn:hpki-ca:role:<role>`) to the services it may call; anything
-//!   else is PERMISSION_DENIED, no readable role is UNAUTHENTICATED.
+//!   installed, and [`Authz`], which reads the [`Caller`] of the client
+//!   certificate (URI SANs `urn:hpki-ca:role:<role>` and `urn:hpki-ca:id:<name>`),
+//!   refuses revoked ones, applies the one table [`policy::POLICY`] and hands
+//!   the caller to the handler in the request extensions ([`caller`]).
 //! * [`install`] sets, once per process at start, what servers and clients use;
 //!   [`endpoint`] is the `Endpoint::from_shared` of every gRPC client.
 //! * [`incoming`] is what every gRPC server accepts from, and [`net::accepted`]
@@ -31,11 +35,54 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server,
 use tower_layer::{Identity as NoLayer, Layer, Stack};
 use tower_service::Service;
 
+pub mod identity;
 pub mod net;
+pub mod policy;
+pub use identity::{add_identity, list_identities, revoke_identity, IdentityInfo, RevokedList, REVOKED_FILE};
 pub use net::incoming;
 
 /// Prefix of the URI SAN that carries a role.
 pub const ROLE_URI_PREFIX: &str = "urn:hpki-ca:role:";
+/// Prefix of the URI SAN that carries the identity (the name of a service, a person or an RA system).
+pub const ID_URI_PREFIX: &str = "urn:hpki-ca:id:";
+
+/// Our services' client identities (role `service`), one certificate each.
+pub const SERVICE_IDENTITIES: [&str; 5] = ["registry", "issuance", "revocation", "crl", "ocsp"];
+
+/// The people identities [`ensure_local_pki`] makes, so the CLI works with no
+/// extra step: (identity, role).
+pub const DEFAULT_PEOPLE: [(&str, Role); 3] =
+    [("ra", Role::Ra), ("operator", Role::Operator), ("auditor", Role::Auditor)];
+
+/// Who called: read from the client certificate by [`Authz`], and put in the
+/// request extensions for the handler ([`caller`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `urn:hpki-ca:id:<identity>`: `op-sato`, `ra-tokyo`, `ocsp`...
+    pub identity: String,
+    pub role: Role,
+    /// Certificate serial, lower-case hex.
+    pub serial: String,
+}
+
+impl Caller {
+    /// One of our services (role `service`): it may relay the person it acts for.
+    pub fn is_service(&self) -> bool {
+        self.role == Role::Service
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (role {})", self.identity, self.role)
+    }
+}
+
+/// The caller of a gRPC call, as [`Authz`] read it from the client certificate.
+/// `None` without TLS (`[tls] enabled = false`).
+pub fn caller<T>(request: &tonic::Request<T>) -> Option<&Caller> {
+    request.extensions().get::<Caller>()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -45,6 +92,10 @@ pub enum TlsError {
     Cert(#[from] rcgen::Error),
     #[error("unknown role {0:?} (ra, operator, auditor, service)")]
     Role(String),
+    #[error("identity {name:?}: {why}")]
+    Identity { name: String, why: String },
+    #[error("{0}")]
+    Endpoint(#[from] tonic::transport::Error),
 }
 
 /// Who a client is, read from its certificate.
@@ -75,27 +126,12 @@ impl Role {
     pub fn parse(s: &str) -> Result<Role, TlsError> {
         Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| TlsError::Role(s.to_owned()))
     }
-
-    /// The policy: may this role call `/<service>/<method>`?
-    pub fn may_call(self, service: &str, method: &str) -> bool {
-        match self {
-            Role::Service => true,
-            Role::Ra => service == "hpki.issuance.v1.Issuance",
-            Role::Operator => service == "hpki.revocation.v1.Revocation" || service == "hpki.crl.v1.CrlPublisher",
-            Role::Auditor => service == "hpki.registry.v1.Registry" && method == "ListAudit",
-        }
-    }
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Services any authenticated client may call.
-fn open_service(service: &str) -> bool {
-    service == "grpc.health.v1.Health" || service.starts_with("grpc.reflection.")
 }
 
 // ---------------------------------------------------------------- local PKI
@@ -118,11 +154,11 @@ impl LocalPki {
     }
 }
 
-fn read(path: &Path) -> Result<String, TlsError> {
+pub(crate) fn read(path: &Path) -> Result<String, TlsError> {
     std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
 }
 
-fn write(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
+pub(crate) fn write(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
     let io = |source| TlsError::Io { path: path.to_owned(), source };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -173,54 +209,110 @@ fn leaf_params(
     Ok(p)
 }
 
+/// The client certificate parameters of `identity` with `role`: URI SANs
+/// `urn:hpki-ca:role:<role>` and `urn:hpki-ca:id:<identity>`, OU=<role>, CN=<identity>.
+pub(crate) fn client_params(identity: &str, role: Role) -> Result<rcgen::CertificateParams, TlsError> {
+    let mut p = leaf_params(Vec::new(), identity, Some(role.as_str()), false)?;
+    p.subject_alt_names = vec![
+        rcgen::SanType::URI(rcgen::string::Ia5String::try_from(format!("{ROLE_URI_PREFIX}{role}"))?),
+        rcgen::SanType::URI(rcgen::string::Ia5String::try_from(format!("{ID_URI_PREFIX}{identity}"))?),
+    ];
+    Ok(p)
+}
+
+/// The issuer of the service-identity CA in `pki` (its key read from `ca.key`).
+pub(crate) fn local_issuer(pki: &LocalPki) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, TlsError> {
+    let key = rcgen::KeyPair::from_pem(&read(&pki.key("ca"))?)?;
+    Ok(rcgen::Issuer::new(ca_params()?, key))
+}
+
+/// Signs `params` with a fresh key and writes `<name>.pem` and `<name>.key` (mode 600).
+pub(crate) fn issue_leaf(
+    pki: &LocalPki,
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    name: &str,
+    params: rcgen::CertificateParams,
+) -> Result<String, TlsError> {
+    let _ = std::fs::remove_file(pki.cert(name));
+    let _ = std::fs::remove_file(pki.key(name));
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.signed_by(&key, issuer)?;
+    write(&pki.key(name), &key.serialize_pem(), true)?;
+    write(&pki.cert(name), &cert.pem(), false)?;
+    Ok(cert.pem())
+}
+
+/// Whether `<name>.pem` (with its key) exists and names `name` as its identity
+/// with `role`: certificates of earlier versions (a role only) are made again.
+fn current(pki: &LocalPki, name: &str, role: Option<Role>) -> bool {
+    if !pki.cert(name).exists() || !pki.key(name).exists() {
+        return false;
+    }
+    let Some(role) = role else { return true };
+    if identity::is_revoked_name(&pki.dir, name) {
+        return false;
+    }
+    let Ok(pem) = std::fs::read_to_string(pki.cert(name)) else { return false };
+    pem_to_der(&pem)
+        .and_then(|der| caller_of_certificate(&der).ok())
+        .is_some_and(|c| c.identity == name && c.role == role)
+}
+
+/// The DER of the first certificate in `pem`.
+pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    use der::{DecodePem, Encode};
+    x509_cert::Certificate::from_pem(pem.as_bytes()).ok()?.to_der().ok()
+}
+
 /// Creates under `dir` what is missing of: the service-identity CA (`ca.pem`,
 /// `ca.key`), the loopback server certificate (`server.pem`, `server.key`; SANs
-/// 127.0.0.1, ::1, localhost) and one client certificate per role
-/// (`<role>.pem`, `<role>.key`; URI SAN `urn:hpki-ca:role:<role>`, OU=<role>).
-/// Existing files are kept. Returns the names of the files written.
+/// 127.0.0.1, ::1, localhost), one client certificate per service identity
+/// (`registry`, `issuance`, `revocation`, `crl`, `ocsp`: role `service`) and one
+/// per default person (`ra`, `operator`, `auditor`): `<name>.pem`, `<name>.key`,
+/// URI SANs `urn:hpki-ca:role:<role>` and `urn:hpki-ca:id:<name>`.
+/// Existing files are kept (a client certificate without an identity, from an
+/// earlier version, is made again). Returns the names of the files written.
 pub fn ensure_local_pki(dir: &Path) -> Result<Vec<String>, TlsError> {
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
     let pki = LocalPki { dir: dir.to_owned() };
     let mut written = Vec::new();
-    let ca_key = if pki.ca_cert().exists() && pki.key("ca").exists() {
-        rcgen::KeyPair::from_pem(&read(&pki.key("ca"))?)?
-    } else {
+    let defaults: Vec<(&str, Role)> =
+        SERVICE_IDENTITIES.iter().map(|s| (*s, Role::Service)).chain(DEFAULT_PEOPLE.iter().copied()).collect();
+    // A fresh CA only when there is no CA certificate: a host may hold ca.pem
+    // without its key (nothing to issue there).
+    if !pki.ca_cert().exists() {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = ca_params()?.self_signed(&key)?;
         // A fresh CA: earlier leaves (if any) no longer chain to it.
-        for name in std::iter::once("server").chain(Role::ALL.iter().map(|r| r.as_str())) {
+        for name in ["server", "service"].into_iter().chain(defaults.iter().map(|(n, _)| *n)) {
             let _ = std::fs::remove_file(pki.cert(name));
             let _ = std::fs::remove_file(pki.key(name));
         }
+        let _ = std::fs::remove_file(pki.dir.join(REVOKED_FILE));
         let _ = std::fs::remove_file(pki.key("ca"));
         let _ = std::fs::remove_file(pki.ca_cert());
         write(&pki.key("ca"), &key.serialize_pem(), true)?;
         write(&pki.ca_cert(), &cert.pem(), false)?;
         written.push("ca.pem".to_owned());
-        key
-    };
-    let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
-    let mut leaves: Vec<(String, rcgen::CertificateParams)> = vec![(
-        "server".into(),
-        leaf_params(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()], "hpki-ca services", None, true)?,
-    )];
-    for role in Role::ALL {
-        let mut p = leaf_params(Vec::new(), &format!("hpki-ca {role}"), Some(role.as_str()), false)?;
-        p.subject_alt_names =
-            vec![rcgen::SanType::URI(rcgen::string::Ia5String::try_from(format!("{ROLE_URI_PREFIX}{role}"))?)];
-        leaves.push((role.as_str().into(), p));
     }
-    for (name, params) in leaves {
-        if pki.cert(&name).exists() && pki.key(&name).exists() {
-            continue;
+    // The CA key is read only when something is to be issued, so a process
+    // whose files all exist needs no access to it.
+    let mut missing: Vec<(String, rcgen::CertificateParams)> = Vec::new();
+    if !current(&pki, "server", None) {
+        let sans = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        missing.push(("server".into(), leaf_params(sans, "hpki-ca services", None, true)?));
+    }
+    for (name, role) in defaults {
+        if !current(&pki, name, Some(role)) {
+            missing.push((name.into(), client_params(name, role)?));
         }
-        let _ = std::fs::remove_file(pki.cert(&name));
-        let _ = std::fs::remove_file(pki.key(&name));
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, &issuer)?;
-        write(&pki.key(&name), &key.serialize_pem(), true)?;
-        write(&pki.cert(&name), &cert.pem(), false)?;
-        written.push(format!("{name}.pem"));
+    }
+    if !missing.is_empty() {
+        let issuer = local_issuer(&pki)?;
+        for (name, params) in missing {
+            issue_leaf(&pki, &issuer, &name, params)?;
+            written.push(format!("{name}.pem"));
+        }
     }
     Ok(written)
 }
@@ -234,12 +326,14 @@ pub fn server_tls(dir: &Path) -> Result<ServerTlsConfig, TlsError> {
         .client_auth_optional(false))
 }
 
-/// Clients: trust only our CA, present the role's certificate.
-pub fn client_tls(dir: &Path, role: Role) -> Result<ClientTlsConfig, TlsError> {
+/// Clients: trust only our CA, present the certificate of `identity`
+/// (`<identity>.pem` and `.key` in `dir`: a service, `operator`, `op-sato`...).
+pub fn client_tls(dir: &Path, identity: &str) -> Result<ClientTlsConfig, TlsError> {
+    identity::check_name(identity)?;
     let pki = LocalPki { dir: dir.to_owned() };
     Ok(ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read(&pki.ca_cert())?))
-        .identity(Identity::from_pem(read(&pki.cert(role.as_str()))?, read(&pki.key(role.as_str()))?)))
+        .identity(Identity::from_pem(read(&pki.cert(identity))?, read(&pki.key(identity))?)))
 }
 
 // ------------------------------------------------------- process-wide setting
@@ -248,9 +342,12 @@ pub fn client_tls(dir: &Path, role: Role) -> Result<ClientTlsConfig, TlsError> {
 struct Installed {
     server: Option<ServerTlsConfig>,
     client: Option<ClientTlsConfig>,
+    /// The local PKI folder, when installed with [`install_local`]: the
+    /// certificates of [`endpoint_as`] and the revoked list servers check.
+    dir: Option<PathBuf>,
 }
 
-static INSTALLED: RwLock<Installed> = RwLock::new(Installed { server: None, client: None });
+static INSTALLED: RwLock<Installed> = RwLock::new(Installed { server: None, client: None, dir: None });
 
 /// Bounds applied by [`server`] to every gRPC server, and by [`limit_messages!`]
 /// to every generated service.
@@ -328,6 +425,21 @@ pub fn install(server: Option<ServerTlsConfig>, client: Option<ClientTlsConfig>)
     let mut w = INSTALLED.write().unwrap_or_else(|e| e.into_inner());
     w.server = server;
     w.client = client;
+    w.dir = None;
+}
+
+/// Sets, for this process, TLS from the local PKI in `dir`: servers (when
+/// `serve`) with our server certificate, checking client certificates
+/// against `dir/revoked-identities`; clients made by [`endpoint`] present
+/// `identity`, those made by [`endpoint_as`] the identity they name.
+pub fn install_local(dir: &Path, serve: bool, identity: &str) -> Result<(), TlsError> {
+    let server = if serve { Some(server_tls(dir)?) } else { None };
+    let client = client_tls(dir, identity)?;
+    let mut w = INSTALLED.write().unwrap_or_else(|e| e.into_inner());
+    w.server = server;
+    w.client = Some(client);
+    w.dir = Some(dir.to_owned());
+    Ok(())
 }
 
 /// `Endpoint::from_shared` for our gRPC clients: with client TLS installed the
@@ -336,6 +448,27 @@ pub fn install(server: Option<ServerTlsConfig>, client: Option<ClientTlsConfig>)
 /// other setting still reaches the service.
 pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
     let client = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).client.clone();
+    endpoint_with(client, url)
+}
+
+/// [`endpoint`] presenting the certificate of `identity` (one of
+/// [`SERVICE_IDENTITIES`]): how each of our services calls the others, so
+/// each is named by its own identity even when all run in one process.
+/// Installed with [`install`] rather than [`install_local`], the installed
+/// client certificate is used.
+pub fn endpoint_as(identity: &str, url: &str) -> Result<Endpoint, TlsError> {
+    let (client, dir) = {
+        let r = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
+        (r.client.clone(), r.dir.clone())
+    };
+    let client = match (client, dir) {
+        (Some(_), Some(dir)) => Some(client_tls(&dir, identity)?),
+        (client, _) => client,
+    };
+    Ok(endpoint_with(client, url)?)
+}
+
+fn endpoint_with(client: Option<ClientTlsConfig>, url: &str) -> Result<Endpoint, tonic::transport::Error> {
     let endpoint = match client {
         Some(tls) => {
             let url = match url.strip_prefix("http://") {
@@ -361,9 +494,13 @@ pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
 /// streams and on calls in flight per connection. (Message sizes are set per
 /// service with [`limit_messages!`].)
 pub fn server() -> Result<Server<Stack<AuthzLayer, NoLayer>>, tonic::transport::Error> {
-    let tls = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).server.clone();
+    let (tls, dir) = {
+        let r = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
+        (r.server.clone(), r.dir.clone())
+    };
     let limits = limits();
     let enforce = tls.is_some();
+    let revoked = dir.map(|d| Arc::new(RevokedList::new(d.join(REVOKED_FILE))));
     let builder = Server::builder()
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -372,69 +509,119 @@ pub fn server() -> Result<Server<Stack<AuthzLayer, NoLayer>>, tonic::transport::
         Some(tls) => builder.tls_config(tls)?,
         None => builder,
     };
-    Ok(builder.layer(AuthzLayer { enforce }))
+    Ok(builder.layer(AuthzLayer { enforce, revoked }))
 }
 
 // ------------------------------------------------------------ authorization
 
-/// The role in a client certificate: its URI SAN `urn:hpki-ca:role:<role>`.
-pub fn role_of_certificate(der: &[u8]) -> Option<Role> {
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
-    let exts = cert.tbs_certificate().extensions()?;
-    for ext in exts.iter() {
-        if ext.extn_id != const_oid_san() {
-            continue;
-        }
-        let san = x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes()).ok()?;
+/// The URI SANs of a certificate.
+fn uris(der: &[u8]) -> Vec<String> {
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else { return Vec::new() };
+    let Some(exts) = cert.tbs_certificate().extensions() else { return Vec::new() };
+    let mut out = Vec::new();
+    for ext in exts.iter().filter(|e| e.extn_id == const_oid_san()) {
+        let Ok(san) = x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes()) else { continue };
         for name in san.0.iter() {
             if let x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(uri) = name {
-                if let Some(r) = uri.as_str().strip_prefix(ROLE_URI_PREFIX) {
-                    return Role::parse(r).ok();
-                }
+                out.push(uri.as_str().to_owned());
             }
         }
     }
-    None
+    out
+}
+
+/// The role in a client certificate: its URI SAN `urn:hpki-ca:role:<role>`.
+pub fn role_of_certificate(der: &[u8]) -> Option<Role> {
+    uris(der).iter().find_map(|u| u.strip_prefix(ROLE_URI_PREFIX).map(|r| Role::parse(r).ok()))?
+}
+
+/// The serial of a certificate, lower-case hex without leading zero bytes.
+pub fn serial_of_certificate(der: &[u8]) -> Option<String> {
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let bytes = cert.tbs_certificate().serial_number().as_bytes();
+    let trimmed: &[u8] = match bytes.iter().position(|b| *b != 0) {
+        Some(i) => &bytes[i..],
+        None => &bytes[bytes.len().saturating_sub(1)..],
+    };
+    Some(trimmed.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The caller a client certificate names: its role, its identity and serial;
+/// `Err` says what is missing.
+pub fn caller_of_certificate(der: &[u8]) -> Result<Caller, String> {
+    let uris = uris(der);
+    let role = uris
+        .iter()
+        .find_map(|u| u.strip_prefix(ROLE_URI_PREFIX))
+        .ok_or_else(|| format!("no role (URI SAN {ROLE_URI_PREFIX}<role>) in the client certificate"))?;
+    let role = Role::parse(role).map_err(|e| format!("client certificate: {e}"))?;
+    let identity = uris
+        .iter()
+        .find_map(|u| u.strip_prefix(ID_URI_PREFIX))
+        .filter(|i| identity::check_name(i).is_ok())
+        .ok_or_else(|| format!("no identity (URI SAN {ID_URI_PREFIX}<name>) in the client certificate"))?;
+    let serial = serial_of_certificate(der).ok_or("unreadable client certificate")?;
+    Ok(Caller { identity: identity.to_owned(), role, serial })
 }
 
 fn const_oid_san() -> der::asn1::ObjectIdentifier {
     der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17")
 }
 
-/// The decision for one call: `Ok(())` or the status to answer with.
-pub fn authorize(path: &str, leaf: Option<&[u8]>) -> Result<(), tonic::Status> {
-    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
-    let Some(role) = leaf.and_then(role_of_certificate) else {
-        if open_service(service) && leaf.is_some() {
-            return Ok(());
-        }
-        return Err(tonic::Status::unauthenticated("no role in the client certificate"));
+/// The decision for one call of `path` (`/package.Service/Method`) by the
+/// client certificate `leaf`: the caller, or the status to answer with.
+/// UNAUTHENTICATED: no certificate, no role or identity in it, or revoked
+/// (`revoked`); PERMISSION_DENIED: the table [`policy::POLICY`] does not
+/// allow the caller.
+pub fn authorize(path: &str, leaf: Option<&[u8]>, revoked: Option<&RevokedList>) -> Result<Caller, tonic::Status> {
+    let Some(leaf) = leaf else {
+        return Err(tonic::Status::unauthenticated("no client certificate"));
     };
-    if open_service(service) || role.may_call(service, method) {
-        Ok(())
+    let caller = caller_of_certificate(leaf).map_err(tonic::Status::unauthenticated)?;
+    if let Some(list) = revoked {
+        match list.is_revoked(&caller.serial) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(tonic::Status::unauthenticated(format!(
+                    "the client certificate of {} (serial {}) is revoked",
+                    caller.identity, caller.serial
+                )))
+            }
+            Err(e) => return Err(tonic::Status::unauthenticated(format!("revoked identities unreadable: {e}"))),
+        }
+    }
+    if policy::allows(&caller, path) {
+        Ok(caller)
     } else {
-        Err(tonic::Status::permission_denied(format!("role {role} may not call {service}/{method}")))
+        let rpc = path.trim_start_matches('/');
+        Err(tonic::Status::permission_denied(format!(
+            "identity {} (role {}) may not call {rpc}",
+            caller.identity, caller.role
+        )))
     }
 }
 
 /// Tower layer of [`Authz`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AuthzLayer {
     enforce: bool,
+    revoked: Option<Arc<RevokedList>>,
 }
 
 impl<S> Layer<S> for AuthzLayer {
     type Service = Authz<S>;
     fn layer(&self, inner: S) -> Authz<S> {
-        Authz { inner, enforce: self.enforce }
+        Authz { inner, enforce: self.enforce, revoked: self.revoked.clone() }
     }
 }
 
-/// Checks the caller's role against the policy before the call reaches the service.
+/// Checks the caller against the table before the call reaches the service,
+/// and gives the handler the [`Caller`] in the request extensions.
 #[derive(Debug, Clone)]
 pub struct Authz<S> {
     inner: S,
     enforce: bool,
+    revoked: Option<Arc<RevokedList>>,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -452,14 +639,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         if self.enforce {
             let certs: Option<Arc<Vec<_>>> =
                 req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.peer_certs());
             let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
-            if let Err(status) = authorize(req.uri().path(), leaf) {
-                tracing::warn!(path = req.uri().path(), code = ?status.code(), "call refused: {}", status.message());
-                return Box::pin(async move { Ok(status.into_http()) });
+            match authorize(req.uri().path(), leaf, self.revoked.as_deref()) {
+                Ok(caller) => {
+                    req.extensions_mut().insert(caller);
+                }
+                Err(status) => {
+                    tracing::warn!(path = req.uri().path(), code = ?status.code(), "call refused: {}", status.message());
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
             }
         }
         // The clone is the one polled ready; keep the ready one for this call.
@@ -480,7 +672,7 @@ mod tests {
     fn pki_is_created_once_and_roles_are_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let first = ensure_local_pki(dir.path()).unwrap();
-        assert_eq!(first.len(), 6, "{first:?}");
+        assert_eq!(first.len(), 10, "{first:?}");
         let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
         assert!(ensure_local_pki(dir.path()).unwrap().is_empty());
         assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);
@@ -492,15 +684,19 @@ mod tests {
         }
         std::fs::remove_file(dir.path().join("auditor.pem")).unwrap();
         assert_eq!(ensure_local_pki(dir.path()).unwrap(), vec!["auditor.pem".to_owned()]);
-        for role in Role::ALL {
-            let pem = std::fs::read_to_string(dir.path().join(format!("{role}.pem"))).unwrap();
-            let der = pem_to_der(&pem);
+        let defaults = SERVICE_IDENTITIES.iter().map(|s| (*s, Role::Service)).chain(DEFAULT_PEOPLE);
+        for (name, role) in defaults {
+            let pem = std::fs::read_to_string(dir.path().join(format!("{name}.pem"))).unwrap();
+            let der = pem_to_der(&pem).unwrap();
             assert_eq!(role_of_certificate(&der), Some(role));
+            let caller = caller_of_certificate(&der).unwrap();
+            assert_eq!((caller.identity.as_str(), caller.role), (name, role));
         }
-        let server = pem_to_der(&std::fs::read_to_string(dir.path().join("server.pem")).unwrap());
+        let server = pem_to_der(&std::fs::read_to_string(dir.path().join("server.pem")).unwrap()).unwrap();
         assert_eq!(role_of_certificate(&server), None);
+        assert!(caller_of_certificate(&server).is_err());
         server_tls(dir.path()).unwrap();
-        client_tls(dir.path(), Role::Ra).unwrap();
+        client_tls(dir.path(), "ra").unwrap();
     }
 
     /// A stand-in gRPC service: `/test.Limits/Sleep<ms>` answers OK after `ms`.
@@ -642,22 +838,23 @@ mod tests {
         install_limits(Limits::DEFAULT);
     }
 
-    fn pem_to_der(pem: &str) -> Vec<u8> {
-        use der::DecodePem;
-        use der::Encode;
-        x509_cert::Certificate::from_pem(pem.as_bytes()).unwrap().to_der().unwrap()
-    }
-
     #[test]
     fn policy() {
-        assert!(Role::Ra.may_call("hpki.issuance.v1.Issuance", "SubmitApplication"));
-        assert!(!Role::Ra.may_call("hpki.revocation.v1.Revocation", "Revoke"));
-        assert!(Role::Operator.may_call("hpki.crl.v1.CrlPublisher", "Publish"));
-        assert!(!Role::Operator.may_call("hpki.registry.v1.Registry", "ListAudit"));
-        assert!(Role::Auditor.may_call("hpki.registry.v1.Registry", "ListAudit"));
-        assert!(!Role::Auditor.may_call("hpki.registry.v1.Registry", "RevokeCertificate"));
-        assert!(Role::Service.may_call("hpki.registry.v1.Registry", "RevokeCertificate"));
-        let e = authorize("/hpki.registry.v1.Registry/GetCard", None).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        ensure_local_pki(dir.path()).unwrap();
+        let der = |name: &str| pem_to_der(&std::fs::read_to_string(dir.path().join(format!("{name}.pem"))).unwrap());
+        let (ra, ocsp) = (der("ra").unwrap(), der("ocsp").unwrap());
+        assert_eq!(authorize("/hpki.issuance.v1.Issuance/SubmitApplication", Some(&ra), None).unwrap().identity, "ra");
+        let e = authorize("/hpki.revocation.v1.Revocation/GetStatus", Some(&ra), None).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert_eq!(e.message(), "identity ra (role ra) may not call hpki.revocation.v1.Revocation/GetStatus");
+        assert!(authorize("/hpki.registry.v1.Registry/WatchStatus", Some(&ocsp), None).is_ok());
+        let e = authorize("/hpki.registry.v1.Registry/RevokeCard", Some(&ocsp), None).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let e = authorize("/hpki.registry.v1.Registry/GetCard", None, None).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        let server = der("server").unwrap();
+        let e = authorize("/grpc.health.v1.Health/Check", Some(&server), None).unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
     }
 }

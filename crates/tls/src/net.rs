@@ -6,11 +6,22 @@
 //! `tcp_keepalive` are ignored by `serve_with_incoming*`, so our servers take
 //! their connections from [`incoming`], our HTTP listeners pass each accepted
 //! stream through [`accepted`], and [`crate::endpoint`] sets the same on clients.
+//!
+//! Our two HTTP listeners (the CRL distribution point and the OCSP responder,
+//! and the responder's metrics) share one accept loop, [`serve_http`]: a
+//! header-read timeout per connection and a cap on open connections.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tonic::codegen::http;
 use tonic::transport::server::TcpIncoming;
+use tower_service::Service;
 
 /// Idle time before TCP keepalive probes start on gRPC connections, so a peer
 /// that vanished (host down, cable cut) is noticed without a call failing first.
@@ -30,10 +41,213 @@ pub fn accepted(tcp: &TcpStream) {
     }
 }
 
+/// The client address of an HTTP request, put into its extensions by [`serve_http`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Bounds of an HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListenerLimits {
+    /// Time a connection has to deliver a request's headers, from connecting
+    /// or from its previous response; then it is closed without an answer.
+    pub header_read_timeout: Duration,
+    /// Connections served at once. Beyond it the loop stops accepting: new
+    /// connections wait in the kernel's listen backlog (and are refused by the
+    /// kernel once that is full) until a served one closes.
+    pub max_connections: usize,
+}
+
+/// Serves `service` over HTTP/1.1 on `listener` until `stop` turns true (or
+/// its sender goes), then lets open connections finish (bounded by the header
+/// timeout plus a few seconds).
+///
+/// Each connection must deliver a request's headers within
+/// `limits.header_read_timeout` of connecting or of its previous response, or
+/// it is closed without an answer: that bounds slowloris clients, connections
+/// that never send a full request and idle keep-alive connections alike
+/// (hyper's header read timeout, which needs a timer; axum::serve sets none).
+/// At most `limits.max_connections` are served at once; see
+/// [`HttpListenerLimits`]. `on_header_timeout` runs for each connection closed
+/// by the timeout. Every request carries its client's [`PeerAddr`].
+pub async fn serve_http<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: HttpListenerLimits,
+    on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    loop {
+        // A free slot first: at the cap, nothing is accepted.
+        let permit = tokio::select! {
+            () = stopped(&mut stop) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        accepted(&tcp);
+        let svc = service.clone();
+        let with_peer = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            let mut svc = svc.clone();
+            async move {
+                std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+                svc.call(req).await
+            }
+        });
+        let (builder, on_timeout, mut stop) = (builder.clone(), on_header_timeout.clone(), stop.clone());
+        connections.spawn(async move {
+            let _slot = permit;
+            let conn = builder.serve_connection(TokioIo::new(tcp), with_peer);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                if e.is_timeout() {
+                    on_timeout();
+                }
+                tracing::debug!(error = %e, %peer, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let grace = limits.header_read_timeout + Duration::from_secs(5);
+    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(open = connections.len(), "HTTP connections still open at shutdown: closing them");
+    }
+}
+
+/// Resolves once `stop` is true or its sender is gone (the guard `wait_for`
+/// returns must not live across an await: it is not Send).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_stream::StreamExt;
+
+    /// Answers every request with the client's address as seen in [`PeerAddr`].
+    #[derive(Clone)]
+    struct Echo;
+
+    impl Service<http::Request<hyper::body::Incoming>> for Echo {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+            let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.to_string()).unwrap_or_default();
+            std::future::ready(Ok(http::Response::new(peer)))
+        }
+    }
+
+    async fn start(limits: HttpListenerLimits) -> (SocketAddr, Arc<AtomicUsize>, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeouts = Arc::new(AtomicUsize::new(0));
+        let counted = timeouts.clone();
+        let (tx, rx) = watch::channel(false);
+        let on_timeout = move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        };
+        tokio::spawn(serve_http(listener, Echo, limits, on_timeout, rx));
+        (addr, timeouts, tx)
+    }
+
+    /// Sends one request and reads the answer to its end (the request closes the connection).
+    async fn get(s: &mut TcpStream) -> String {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
+        let limits = HttpListenerLimits { header_read_timeout: Duration::from_millis(300), max_connections: 8 };
+        let (addr, timeouts, _stop) = start(limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        // Headers one byte at a time, never finished.
+        let mut closed = false;
+        for b in b"GET / HTTP/1.1\r\nHost: x\r\n".iter() {
+            if slow.write_all(&[*b]).await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(80)).await;
+        }
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(closed || matches!(read, Ok(Ok(_)) | Ok(Err(_))), "the server never closed the connection");
+        assert!(!String::from_utf8_lossy(&rest).contains("200"), "no answer to unfinished headers");
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        assert_eq!(timeouts.load(Ordering::SeqCst), 1, "counted once");
+        // A well-behaved client is still served, and sees its own address.
+        let mut ok = TcpStream::connect(addr).await.unwrap();
+        let me = ok.local_addr().unwrap().to_string();
+        let answer = get(&mut ok).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with(&me), "{answer} vs {me}");
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_new_connections_wait_until_one_closes() {
+        let limits = HttpListenerLimits { header_read_timeout: Duration::from_secs(30), max_connections: 2 };
+        let (addr, _, _stop) = start(limits).await;
+        let idle_a = TcpStream::connect(addr).await.unwrap();
+        let _idle_b = TcpStream::connect(addr).await.unwrap();
+        // Give the loop time to accept both.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(700), get(&mut third)).await;
+        assert!(waiting.is_err(), "a third connection was served beyond the cap of 2");
+        drop(idle_a);
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut rest = String::new();
+            third.read_to_string(&mut rest).await.unwrap();
+            rest
+        })
+        .await
+        .expect("served once a slot freed");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
 
     #[tokio::test]
     async fn accepted_grpc_connections_have_nodelay() {

@@ -39,11 +39,16 @@ impl Server {
 
     /// A registry over a store the test also uses directly.
     pub async fn start_with_store(store: store::Store) -> Server {
+        Server::start_with_store_and_limits(store, registry::PinLimits::default()).await
+    }
+
+    /// With the PIN-disclosure limits a config would give.
+    pub async fn start_with_store_and_limits(store: store::Store, pin_limits: registry::PinLimits) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            registry::serve_store(store, "JMA".into(), listener, async {
+            registry::serve_store_with(store, "JMA".into(), pin_limits, listener, async {
                 let _ = stopped.await;
             })
             .await

@@ -180,9 +180,12 @@ fn replicas_behind_nginx_are_refreshed_on_revocation_and_fail_over() {
     let mut ca = Ca::new("");
     // nginx's ports are chosen first: the replicas refresh through one.
     let (nginx_port, refresh_port) = (free_port(), free_port());
-    let config = std::fs::read_to_string(&ca.config)
-        .unwrap()
-        .replace("[ocsp]\n", &format!("[ocsp]\ncache_refresh_urls = [\"http://127.0.0.1:{refresh_port}\"]\n"));
+    let config = std::fs::read_to_string(&ca.config).unwrap().replace(
+        "[ocsp]\n",
+        &format!(
+            "[ocsp]\ncache_refresh_urls = [\"http://127.0.0.1:{refresh_port}\"]\ntrusted_proxies = [\"127.0.0.1\"]\n"
+        ),
+    );
     std::fs::write(&ca.config, config).unwrap();
     let core = ca.spawn(&["run"], &["registry", "issuance", "revocation"]);
     let registry_url = ca.url(&core[0]);

@@ -414,9 +414,18 @@ pub struct OcspConfig {
     /// Connections each HTTP listener (OCSP, metrics) serves at once; beyond
     /// it new connections wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Addresses of the HTTP caches in front (such as "127.0.0.1"): for a
+    /// request from one of them, the client of the per-client bucket is the
+    /// address in its X-Forwarded-For header (the last one), not the cache.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl OcspConfig {
+    /// [`Self::trusted_proxies`] parsed ([`Self::validate`] refuses bad ones).
+    pub fn trusted_proxy_addrs(&self) -> Vec<std::net::IpAddr> {
+        self.trusted_proxies.iter().filter_map(|a| a.trim().parse().ok()).collect()
+    }
+
     /// Refuses values that would leave responses to expire unrefreshed or
     /// make every request time out.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -457,6 +466,9 @@ impl OcspConfig {
             return invalid(format!(
                 "cache_refresh_urls: {bad:?} must be an http:// URL without query, such as \"http://127.0.0.1:8079\""
             ));
+        }
+        if let Some(bad) = self.trusted_proxies.iter().find(|a| a.trim().parse::<std::net::IpAddr>().is_err()) {
+            return invalid(format!("trusted_proxies: {bad:?} is not an IP address (such as \"127.0.0.1\")"));
         }
         if self.negative_ttl_seconds > validity {
             return invalid(format!(
@@ -505,6 +517,7 @@ impl Default for OcspConfig {
             per_client_live_signs_per_second: 20,
             per_client_live_signs_burst: 50,
             max_connections: 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -63,8 +63,12 @@ async fn serve(dir: &str, certs: usize, revoked_percent: usize, listen: &str) {
 
     let listener = TcpListener::bind(listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state =
-        Arc::new(HttpState { responder: p.responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
+    let state = Arc::new(HttpState {
+        responder: p.responder.clone(),
+        ocsp_path: "/ocsp".into(),
+        max_request_bytes: 8192,
+        trusted_proxies: Vec::new(),
+    });
     // The production accept loop and time bounds (default `[ocsp]` values).
     let limits = HttpLimits::default();
     let (_stop, never) = tokio::sync::watch::channel(false);

@@ -72,6 +72,8 @@ pub struct HttpState {
     /// Path of `profile.ocsp_url` without a trailing slash ("" when it is the root).
     pub ocsp_path: String,
     pub max_request_bytes: usize,
+    /// `[ocsp] trusted_proxies`: whose X-Forwarded-For names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The path part of the configured OCSP URL: "http://h:1/ocsp/" -> "/ocsp".
@@ -128,7 +130,8 @@ async fn handle(st: Arc<HttpState>, limits: HttpLimits, req: Request) -> Respons
             return reject(&e);
         }
     };
-    let client = parts.extensions.get::<tls::net::PeerAddr>().map(|p| p.0.ip());
+    let peer = parts.extensions.get::<tls::net::PeerAddr>().map(|p| p.0.ip());
+    let client = client_address(peer, &st.trusted_proxies, &parts.headers);
     let answer = st.responder.respond_for(&der, limits.request_timeout, client).await;
     st.responder.metrics().count(answer.status);
     respond(answer, get, &parts.headers)
@@ -208,6 +211,28 @@ fn hex_val(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
+}
+
+/// The client of a request for its live-signing bucket: the peer, or for a
+/// trusted cache in front, the last address of its X-Forwarded-For (the one
+/// the cache itself saw; earlier ones are the client's word).
+fn client_address(
+    peer: Option<std::net::IpAddr>,
+    trusted: &[std::net::IpAddr],
+    headers: &HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(|a| a.trim().parse().ok());
+    Some(forwarded.unwrap_or(peer))
 }
 
 /// Whether this replica has applied feed sequence `seq`, waiting up to [`CATCH_UP`].
@@ -320,6 +345,24 @@ pub fn http_date(unix: i64) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trusted_cache_names_the_client_in_x_forwarded_for() {
+        let cache: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let other: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1, 203.0.113.9"));
+        // From the cache: the last forwarded address.
+        assert_eq!(client_address(Some(cache), &[cache], &h), Some("203.0.113.9".parse().unwrap()));
+        // From anyone else, or with no trusted cache: the header is ignored.
+        assert_eq!(client_address(Some(other), &[cache], &h), Some(other));
+        assert_eq!(client_address(Some(cache), &[], &h), Some(cache));
+        // A trusted cache without (or with a bad) header: the cache itself.
+        assert_eq!(client_address(Some(cache), &[cache], &HeaderMap::new()), Some(cache));
+        h.insert("x-forwarded-for", HeaderValue::from_static("not-an-address"));
+        assert_eq!(client_address(Some(cache), &[cache], &h), Some(cache));
+        assert_eq!(client_address(None, &[cache], &h), None);
+    }
 
     #[test]
     fn the_ocsp_path_comes_from_the_url() {

@@ -41,7 +41,8 @@ fn p(path: &Path) -> &str {
 async fn serve_http(responder: Arc<Responder>, max_request_bytes: usize) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(HttpState { responder, ocsp_path: "/ocsp".into(), max_request_bytes });
+    let state =
+        Arc::new(HttpState { responder, ocsp_path: "/ocsp".into(), max_request_bytes, trusted_proxies: Vec::new() });
     tokio::spawn(async move { axum::serve(listener, http::router(state)).await });
     addr
 }

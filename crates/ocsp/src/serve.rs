@@ -117,6 +117,7 @@ pub async fn serve(
         responder: responder.clone(),
         ocsp_path: http::ocsp_path(&cfg.profile.ocsp_url),
         max_request_bytes: cfg.ocsp.max_request_bytes,
+        trusted_proxies: cfg.ocsp.trusted_proxy_addrs(),
     });
     let limits = HttpLimits::from_config(&cfg.ocsp);
     let counted = Some(responder.metrics().clone());

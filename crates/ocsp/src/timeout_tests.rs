@@ -38,8 +38,12 @@ impl Server {
     async fn start(responder: Arc<Responder>, limits: HttpLimits) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state =
-            Arc::new(HttpState { responder: responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
+        let state = Arc::new(HttpState {
+            responder: responder.clone(),
+            ocsp_path: "/ocsp".into(),
+            max_request_bytes: 8192,
+            trusted_proxies: Vec::new(),
+        });
         let (stop, rx) = watch::channel(false);
         let router = http::router_with_limits(state, limits);
         let metrics = Some(responder.metrics().clone());

@@ -56,6 +56,7 @@ impl Hsm {
                 Attribute::Verify(true),
                 Attribute::Encrypt(false),
                 Attribute::Wrap(false),
+                Attribute::Modifiable(false),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id.clone()),
             ];
@@ -69,6 +70,11 @@ impl Hsm {
                 Attribute::Decrypt(false),
                 Attribute::Unwrap(false),
                 Attribute::Derive(false),
+                // Frozen: no flag can be loosened later, no looser copy made, and
+                // the key serves its one signature mechanism only.
+                Attribute::Modifiable(false),
+                Attribute::Copyable(false),
+                Attribute::AllowedMechanisms(vec![alg.sign_mechanism()]),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id),
             ];
@@ -93,6 +99,32 @@ impl Hsm {
     /// `find_key`, or `KeyNotFound`.
     pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
         self.find_key(label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))
+    }
+
+    /// The CA key labelled `label` if the token holds one fit to be a CA key of
+    /// algorithm `alg` (Ok(None) when there is no key with this label), or
+    /// `NotCaGrade` naming every problem: wrong type or size, extractable, not
+    /// sensitive, modifiable, copyable, other uses than signing, no mechanism list.
+    /// What the ceremony calls before it adopts an existing key.
+    pub fn adopt_ca_key(&self, label: &str, alg: KeyAlgorithm) -> Result<Option<HsmKey>, HsmError> {
+        let key = match self.find_key(label) {
+            Ok(Some(key)) => key,
+            Ok(None) => return Ok(None),
+            Err(HsmError::UnsupportedKey(why)) => {
+                return Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: format!("wrong key type: {why}") })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut reasons = Vec::new();
+        if key.algorithm() != alg {
+            reasons.push(format!("wrong type or size: {:?}, the configuration asks for {alg:?}", key.algorithm()));
+        }
+        reasons.extend(self.key_protection(label)?.ca_grade_problems());
+        if reasons.is_empty() {
+            Ok(Some(key))
+        } else {
+            Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: reasons.join("; ") })
+        }
     }
 
     /// Reads the private key's protection attributes back from the token.
@@ -328,12 +360,108 @@ mod tests {
                     unwrap: false,
                     derive: false,
                     private_value_readable: false,
+                    modifiable: false,
+                    copyable: false,
+                    allowed_mechanisms: vec![alg.sign_mechanism().to_string()],
                 },
                 "{alg:?}"
             );
             assert!(p.is_ca_grade());
             assert!(!p.is_escrow_grade());
         }
+    }
+
+    #[test]
+    fn ca_keys_are_frozen_and_limited_to_their_mechanism() {
+        let hsm = shared_hsm();
+        for alg in [RSA2048, KeyAlgorithm::EcdsaP256] {
+            let key = hsm.generate_key_pair(&unique_label("frozen"), alg).unwrap();
+            let private = key.private_handle();
+            let p = hsm.key_protection(key.label()).unwrap();
+            let names: Vec<&str> = p.allowed_mechanisms.iter().map(String::as_str).collect();
+            let want = if alg == RSA2048 { "CKM_SHA256_RSA_PKCS" } else { "CKM_ECDSA" };
+            assert_eq!(names, [want], "{alg:?}");
+            assert!(!p.modifiable && !p.copyable, "{p:?}");
+            // The one mechanism signs ...
+            assert!(!key.sign(b"allowed").unwrap().is_empty());
+            hsm.with_session_exclusive(|s| {
+                // ... any other is refused by the token (SoftHSM honours the list) ...
+                let other = if alg == RSA2048 { Mechanism::RsaPkcs } else { Mechanism::EcdsaSha256 };
+                let refused = s.sign(&other, private, &[0u8; 32]);
+                assert!(refused.is_err(), "{alg:?}: {other:?} was allowed");
+                // ... no flag can be changed and no copy made.
+                for change in
+                    [Attribute::Sign(false), Attribute::Label(b"renamed".to_vec()), Attribute::Extractable(true)]
+                {
+                    let what = format!("{change:?}");
+                    assert!(s.update_attributes(private, &[change]).is_err(), "{alg:?}: C_SetAttributeValue {what}");
+                }
+                match s.copy_object(private, &[Attribute::Token(false)]) {
+                    Ok(h) => {
+                        let _ = s.destroy_object(h);
+                        panic!("{alg:?}: the CA key was copied");
+                    }
+                    Err(e) => {
+                        assert_eq!(crate::error::rv_of(&e), Some(cryptoki::error::RvError::ActionProhibited), "{e}")
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert!(hsm.adopt_ca_key(key.label(), alg).unwrap().is_some());
+        }
+    }
+
+    /// A key pair as `pkcs11-tool --keypairgen` or a careless script would make it:
+    /// SoftHSM's defaults (modifiable, copyable, no mechanism list), here also
+    /// extractable and not sensitive.
+    fn weak_ec_key(hsm: &Hsm, label: &str) {
+        hsm.with_session_exclusive(|s| {
+            let public = [
+                Attribute::Token(true),
+                Attribute::Verify(true),
+                Attribute::EcParams(P256_PARAMS_DER.to_vec()),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(b"weak".to_vec()),
+            ];
+            let private = [
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+                Attribute::Sign(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(b"weak".to_vec()),
+            ];
+            s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private).map_err(from_pkcs11)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_weak_key_with_the_right_label_is_not_adopted_and_the_reasons_are_named() {
+        let hsm = shared_hsm();
+        let label = unique_label("weak");
+        weak_ec_key(&hsm, &label);
+        let err = hsm.adopt_ca_key(&label, KeyAlgorithm::EcdsaP256).unwrap_err();
+        let HsmError::NotCaGrade { label: l, reasons } = &err else { panic!("{err:?}") };
+        assert_eq!(l, &label);
+        for want in [
+            "not sensitive (CKA_SENSITIVE = false)",
+            "extractable (CKA_EXTRACTABLE = true)",
+            "modifiable (CKA_MODIFIABLE = true)",
+            "copyable (CKA_COPYABLE = true)",
+            "CKA_ALLOWED_MECHANISMS is empty",
+        ] {
+            assert!(reasons.contains(want), "missing {want:?} in {reasons}");
+        }
+        // A good key of another algorithm than configured: wrong type/size.
+        let ec = hsm.generate_key_pair(&unique_label("other-alg"), KeyAlgorithm::EcdsaP256).unwrap();
+        let err = hsm.adopt_ca_key(ec.label(), RSA2048).unwrap_err().to_string();
+        assert!(err.contains("wrong type or size") && err.contains("EcdsaP256"), "{err}");
+        // No key: nothing to adopt.
+        assert!(hsm.adopt_ca_key(&unique_label("none"), RSA2048).unwrap().is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ use time::OffsetDateTime;
 
 use crate::error::{io, CliError};
 use crate::launcher::say;
+use crate::tokens::{domains, Tokens};
+use config::TrustDomain;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -148,15 +150,16 @@ fn describe(
 }
 
 /// Runs the ceremony for the three CAs, recording each key and certificate
-/// in `log` as soon as it is there. Blocking (HSM key generation).
-pub fn run(cfg: &Config, hsm: &Hsm, log: &mut CeremonyLog) -> Result<Vec<CaOutcome>, CliError> {
+/// in `log` as soon as it is there: the root key in the `root` token, the issuing
+/// CA keys in the `issuing` token. Blocking (HSM key generation).
+pub fn run(cfg: &Config, root_token: &Hsm, issuing: &Hsm, log: &mut CeremonyLog) -> Result<Vec<CaOutcome>, CliError> {
     let dir = cfg.cert_dir();
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let alg = cfg.ca.key_algorithm;
     let mut out = Vec::new();
 
     let root = &cfg.ca.root;
-    let (root_key, root_key_outcome) = key_for(hsm, root, alg)?;
+    let (root_key, root_key_outcome) = key_for(root_token, root, alg)?;
     log.key("root", &root_key, key_verb(&root_key_outcome))?;
     let root_path = dir.join(&root.file_name);
     let (root_der, root_outcome) = match existing_cert(&root_path, &root_key)? {
@@ -174,7 +177,7 @@ pub fn run(cfg: &Config, hsm: &Hsm, log: &mut CeremonyLog) -> Result<Vec<CaOutco
     let root_ca = profile::IssuingCa::from_der(&root_der)?;
 
     for (name, entity) in [("signing", &cfg.ca.signing), ("authentication", &cfg.ca.authentication)] {
-        let (key, key_outcome) = key_for(hsm, entity, alg)?;
+        let (key, key_outcome) = key_for(issuing, entity, alg)?;
         log.key(name, &key, key_verb(&key_outcome))?;
         let path = dir.join(&entity.file_name);
         let (der, outcome) = match existing_cert(&path, &key)? {
@@ -274,9 +277,10 @@ pub fn arl(
         None => json!({}),
     };
     audited(cfg, config_path, operator, "arl", request, |cfg, log| {
-        let hsm = crate::open_hsm(cfg)?;
+        let tokens = Tokens::open(cfg, domains::ARL)?;
         let wanted = revoke.as_ref().map(|(serial, reason)| (serial.as_str(), *reason));
-        let arl = crl::publish_arl(cfg, &hsm, wanted).map_err(|e| CliError::Crl(e.to_string()))?;
+        let arl =
+            crl::publish_arl(cfg, tokens.get(TrustDomain::Root)?, wanted).map_err(|e| CliError::Crl(e.to_string()))?;
         log.arl(&arl)?;
         say(format_args!(
             "ARL number {}  entries {}  next update {}\n    {}  ->  {}\n    sha256 {}",
@@ -301,8 +305,8 @@ pub fn arl(
 /// "ceremony.end".
 pub fn ocsp_certs(cfg: &Config, config_path: Option<&Path>, operator: Option<String>) -> Result<(), CliError> {
     audited(cfg, config_path, operator, "ocsp-certs", json!({}), |cfg, log| {
-        let hsm = crate::open_hsm(cfg)?;
-        responders(cfg, &hsm, log)
+        let tokens = Tokens::open(cfg, &[TrustDomain::Issuing, TrustDomain::Ocsp])?;
+        responders(cfg, &tokens, log)
     })
 }
 
@@ -336,8 +340,10 @@ fn audited(
 }
 
 fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
-    let hsm = crate::open_hsm(cfg)?;
-    for ca in run(cfg, &hsm, log)? {
+    let mut wanted = domains::CEREMONY.to_vec();
+    wanted.push(TrustDomain::Ocsp);
+    let tokens = Tokens::open(cfg, &wanted)?;
+    for ca in run(cfg, tokens.get(TrustDomain::Root)?, tokens.get(TrustDomain::Issuing)?, log)? {
         println!(
             "{:<15} key {:<8} ({:?})  certificate {:<7} {}\n{:<15} subject {}\n{:<15} sha256 {}",
             ca.name,
@@ -351,7 +357,7 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
             ca.fingerprint
         );
     }
-    let escrow = pin_escrow_key(cfg, &hsm)?;
+    let escrow = pin_escrow_key(cfg, tokens.get(TrustDomain::Escrow)?)?;
     log.aes_key("pin-escrow", &cfg.issuance.pin_escrow_key_label, 256, key_verb(&escrow))?;
     say(format_args!(
         "{:<15} key {:<8} ({:?})  AES-256, PIN escrow",
@@ -359,7 +365,7 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
         format!("{escrow:?}").to_lowercase(),
         cfg.issuance.pin_escrow_key_label
     ));
-    let (key, checkpoint, pub_path) = audit_checkpoint_key(cfg, &hsm)?;
+    let (key, checkpoint, pub_path) = audit_checkpoint_key(cfg, tokens.get(TrustDomain::Audit)?)?;
     log.key("audit-checkpoint", &key, key_verb(&checkpoint))?;
     say(format_args!(
         "{:<15} key {:<8} ({:?})  audit checkpoints, public key {}",
@@ -368,10 +374,11 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
         AUDIT_CHECKPOINT_KEY_LABEL,
         pub_path.display()
     ));
-    responders(cfg, &hsm, log)?;
+    responders(cfg, &tokens, log)?;
     // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
     if !cfg.cert_dir().join("arl.json").exists() {
-        let arl = crl::publish_arl(cfg, &hsm, None).map_err(|e| CliError::Crl(e.to_string()))?;
+        let arl =
+            crl::publish_arl(cfg, tokens.get(TrustDomain::Root)?, None).map_err(|e| CliError::Crl(e.to_string()))?;
         log.arl(&arl)?;
         say(format_args!("{:<15} ARL number {} written to {}", "root", arl.crl_number, arl.path.display()));
     }
@@ -380,8 +387,9 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
 
 /// The OCSP responder keys and certificates (issued, renewed or kept), each
 /// logged: its key as "ceremony.key", its certificate as "ceremony.certificate".
-fn responders(cfg: &Config, hsm: &Hsm, log: &mut CeremonyLog) -> Result<(), CliError> {
-    for r in crate::print_responders(cfg, hsm)? {
+fn responders(cfg: &Config, tokens: &Tokens, log: &mut CeremonyLog) -> Result<(), CliError> {
+    let hsm = tokens.get(TrustDomain::Ocsp)?;
+    for r in crate::print_responders(cfg, tokens.get(TrustDomain::Issuing)?, hsm)? {
         let role = format!("ocsp-{}", r.ca);
         let key = hsm.find_key(&r.key_label)?.ok_or_else(|| {
             CliError::Ceremony(format!("the OCSP responder key {:?} vanished from the HSM", r.key_label))
@@ -530,7 +538,7 @@ impl CeremonyLog {
             "operator": self.operator,
             "host": host,
             "hpki_ca_version": env!("CARGO_PKG_VERSION"),
-            "token_label": cfg.hsm.token_label,
+            "tokens": TrustDomain::ALL.iter().map(|d| (d.name().to_owned(), Value::from(cfg.token_label(*d)))).collect::<serde_json::Map<String, Value>>(),
             "hsm_module": cfg.hsm.module.display().to_string(),
             "key_algorithm": format!("{:?}", cfg.ca.key_algorithm),
             "cert_dir": cfg.cert_dir().display().to_string(),
@@ -540,7 +548,7 @@ impl CeremonyLog {
         if let (Value::Object(d), Value::Object(r)) = (&mut detail, request) {
             d.extend(r);
         }
-        self.append(actions::CEREMONY_START, &cfg.hsm.token_label, &detail)
+        self.append(actions::CEREMONY_START, self.operation, &detail)
     }
 
     /// A key pair generated in, or found in, the HSM.

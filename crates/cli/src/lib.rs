@@ -7,6 +7,7 @@ pub mod config_check;
 pub mod error;
 pub mod launcher;
 pub mod ops;
+pub mod tokens;
 
 #[cfg(test)]
 mod help_tests;
@@ -231,14 +232,14 @@ fn export_softhsm_conf(cfg: &Config) {
     }
 }
 
-fn open_hsm(cfg: &Config) -> Result<hsm::Hsm, CliError> {
-    let pin = cfg.read_pin()?;
-    Ok(hsm::Hsm::open(&cfg.hsm.module, &cfg.hsm.token_label, &pin, cfg.hsm.sessions)?)
-}
-
-fn print_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<Vec<ocsp::ResponderCertStatus>, CliError> {
+fn print_responders(
+    cfg: &Config,
+    issuing: &hsm::Hsm,
+    ocsp_token: &hsm::Hsm,
+) -> Result<Vec<ocsp::ResponderCertStatus>, CliError> {
     let window = ocsp::renew_window(&cfg.ocsp);
-    let done = ocsp::ensure_responder_certificates(cfg, hsm, window).map_err(|e| CliError::Ocsp(e.to_string()))?;
+    let done = ocsp::ensure_responder_certificates(cfg, issuing, ocsp_token, window)
+        .map_err(|e| CliError::Ocsp(e.to_string()))?;
     for r in &done {
         launcher::say(format_args!(
             "{:<15} key {:<8} ({:?})  certificate {:<7} {}  (OCSP responder, until {})",
@@ -273,11 +274,11 @@ fn execute(args: Args) -> Result<(), CliError> {
         Command::Ceremony { operator, .. } => ceremony::execute(&cfg, args.config.as_deref(), operator),
         Command::Config { command } => config_check::run(&cfg, args.config.as_deref(), command),
         Command::Run => {
-            let hsm = open_hsm(&cfg)?;
+            let tokens = tokens::Tokens::open(&cfg, tokens::domains::RUN)?;
             let source = launcher::config_source(args.config.as_deref())?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_all(cfg, source, hsm, stop).await
+                launcher::run_all(cfg, source, tokens, stop).await
             })
         }
         Command::Registry { listen } => {
@@ -303,10 +304,10 @@ fn execute(args: Args) -> Result<(), CliError> {
             if let Some(u) = crl_url {
                 cfg.issuance.crl_url = u;
             }
-            let hsm = open_hsm(&cfg)?;
+            let tokens = tokens::Tokens::open(&cfg, tokens::domains::ISSUANCE)?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_issuance(cfg, hsm, stop).await
+                launcher::run_issuance(cfg, tokens, stop).await
             })
         }
         Command::Crl { listen, http_listen, registry_url } => {
@@ -319,10 +320,15 @@ fn execute(args: Args) -> Result<(), CliError> {
             if let Some(u) = registry_url {
                 cfg.crl.registry_url = u;
             }
-            let hsm = open_hsm(&cfg)?;
+            cfg.audit.validate()?;
+            let mut domains = tokens::domains::CRL.to_vec();
+            if cfg.audit.checkpoint_interval().is_some() {
+                domains.extend_from_slice(tokens::domains::CHECKPOINTS);
+            }
+            let tokens = tokens::Tokens::open(&cfg, &domains)?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_crl(cfg, hsm, stop).await
+                launcher::run_crl(cfg, tokens, stop).await
             })
         }
         Command::Revocation { listen, registry_url, crl_url } => {
@@ -347,10 +353,10 @@ fn execute(args: Args) -> Result<(), CliError> {
             if let Some(u) = registry_url {
                 cfg.ocsp.registry_url = u;
             }
-            let hsm = open_hsm(&cfg)?;
+            let tokens = tokens::Tokens::open(&cfg, &[config::TrustDomain::Ocsp, config::TrustDomain::Issuing])?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_ocsp(cfg, hsm, stop).await
+                launcher::run_ocsp(cfg, tokens, stop).await
             })
         }
         Command::OcspCerts { operator } => ceremony::ocsp_certs(&cfg, args.config.as_deref(), operator),

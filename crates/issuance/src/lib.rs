@@ -80,13 +80,18 @@ fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
         .connect_lazy())
 }
 
-/// Builds the service from config: both issuing CAs, the PIN escrow key and the clients.
-pub fn build_service(cfg: &config::Config, hsm: &hsm::Hsm) -> Result<IssuanceService, IssuanceError> {
+/// Builds the service from config: both issuing CAs (in the `issuing` token), the
+/// PIN escrow key (in the `escrow` token) and the clients.
+pub fn build_service(
+    cfg: &config::Config,
+    hsm: &hsm::Hsm,
+    escrow_token: &hsm::Hsm,
+) -> Result<IssuanceService, IssuanceError> {
     let dir = cfg.cert_dir();
     let signing = IssuingCaKey::load(hsm, &dir.join(&cfg.ca.signing.file_name), &cfg.ca.signing.key_label)?;
     let authentication =
         IssuingCaKey::load(hsm, &dir.join(&cfg.ca.authentication.file_name), &cfg.ca.authentication.key_label)?;
-    let escrow = hsm.find_aes_key(&cfg.issuance.pin_escrow_key_label)?.ok_or_else(|| {
+    let escrow = escrow_token.find_aes_key(&cfg.issuance.pin_escrow_key_label)?.ok_or_else(|| {
         IssuanceError::Startup(format!(
             "no PIN escrow key {:?} in the HSM (run the key ceremony first: hpki-ca ceremony)",
             cfg.issuance.pin_escrow_key_label

@@ -70,8 +70,8 @@ pub(crate) fn slots(cfg: &Config) -> [Slot<'_>; 2] {
     ]
 }
 
-/// An issuing CA certificate with its HSM key, checked to match.
-pub(crate) fn load_issuing_ca(cfg: &Config, hsm: &Hsm, entity: &CaEntity) -> Result<(IssuingCa, HsmKey), OcspError> {
+/// An issuing CA certificate (no key: the responder checks what it serves against it).
+pub(crate) fn issuing_ca_certificate(cfg: &Config, entity: &CaEntity) -> Result<IssuingCa, OcspError> {
     let path = cfg.cert_dir().join(&entity.file_name);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         OcspError::Certificates(format!(
@@ -79,7 +79,13 @@ pub(crate) fn load_issuing_ca(cfg: &Config, hsm: &Hsm, entity: &CaEntity) -> Res
             path.display()
         ))
     })?;
-    let ca = IssuingCa::from_pem(&text)?;
+    Ok(IssuingCa::from_pem(&text)?)
+}
+
+/// An issuing CA certificate with its HSM key, checked to match.
+pub(crate) fn load_issuing_ca(cfg: &Config, hsm: &Hsm, entity: &CaEntity) -> Result<(IssuingCa, HsmKey), OcspError> {
+    let path = cfg.cert_dir().join(&entity.file_name);
+    let ca = issuing_ca_certificate(cfg, entity)?;
     let key = hsm.key(&entity.key_label)?;
     if ca.subject_public_key_info_der() != key.subject_public_key_info_der().as_slice() {
         return Err(OcspError::Certificates(format!(
@@ -223,32 +229,35 @@ fn write_pem(path: &Path, der: &[u8]) -> Result<(), OcspError> {
 /// the first CA that fails.
 pub fn ensure_responder_certificates(
     cfg: &Config,
+    ca_hsm: &Hsm,
     hsm: &Hsm,
     renew_within: Duration,
 ) -> Result<Vec<ResponderCertStatus>, OcspError> {
     let now = OffsetDateTime::now_utc();
-    slots(cfg).into_iter().map(|slot| ensure_one(cfg, hsm, slot, now, renew_within)).collect()
+    slots(cfg).into_iter().map(|slot| ensure_one(cfg, ca_hsm, hsm, slot, now, renew_within)).collect()
 }
 
 /// The same for every issuing CA, each on its own: one CA that fails does not
 /// hide a certificate issued for the other (the running responder audits each).
 pub(crate) fn ensure_each(
     cfg: &Config,
+    ca_hsm: &Hsm,
     hsm: &Hsm,
     renew_within: Duration,
 ) -> Vec<Result<ResponderCertStatus, OcspError>> {
     let now = OffsetDateTime::now_utc();
-    slots(cfg).into_iter().map(|slot| ensure_one(cfg, hsm, slot, now, renew_within)).collect()
+    slots(cfg).into_iter().map(|slot| ensure_one(cfg, ca_hsm, hsm, slot, now, renew_within)).collect()
 }
 
 fn ensure_one(
     cfg: &Config,
+    ca_hsm: &Hsm,
     hsm: &Hsm,
     slot: Slot<'_>,
     now: OffsetDateTime,
     renew_within: Duration,
 ) -> Result<ResponderCertStatus, OcspError> {
-    let (ca, ca_key) = load_issuing_ca(cfg, hsm, slot.entity)?;
+    let (ca, ca_key) = load_issuing_ca(cfg, ca_hsm, slot.entity)?;
     let (key, key_outcome) = responder_key(cfg, hsm, slot.responder_key_label)?;
     let existed = slot.responder_path.exists();
     let (der, not_after, outcome) = match usable_existing(&slot.responder_path, &key, &ca, now + renew_within)? {
@@ -342,7 +351,7 @@ pub(crate) struct LoadedIssuer {
 pub(crate) fn load(cfg: &Config, hsm: &Hsm) -> Result<Vec<LoadedIssuer>, OcspError> {
     let mut out = Vec::with_capacity(2);
     for slot in slots(cfg) {
-        let (ca, _) = load_issuing_ca(cfg, hsm, slot.entity)?;
+        let ca = issuing_ca_certificate(cfg, slot.entity)?;
         let key = hsm.key(slot.responder_key_label)?;
         let text = std::fs::read_to_string(&slot.responder_path).map_err(OcspError::io(&slot.responder_path))?;
         let (der, _) = parse_pem_cert(&text).ok_or_else(|| {
@@ -420,23 +429,23 @@ mod tests {
     fn ensuring_keeps_valid_certificates_and_renews_expiring_ones() {
         let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
         // test_ca already ran it once: everything exists now.
-        let kept = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap();
+        let kept = ensure_responder_certificates(&ca.cfg, &ca.hsm, &ca.hsm, Duration::days(1)).unwrap();
         assert_eq!(kept.len(), 2);
         assert!(kept.iter().all(|s| s.key == Outcome::Kept && s.certificate == Outcome::Kept), "{kept:?}");
         assert_eq!(kept[0].ca, "signing");
         assert_eq!(kept[1].key_label, ca.cfg.ocsp.authentication_responder_key_label);
         // Expiring within 60 days (validity is 30): renewed, same key.
-        let renewed = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(60)).unwrap();
+        let renewed = ensure_responder_certificates(&ca.cfg, &ca.hsm, &ca.hsm, Duration::days(60)).unwrap();
         assert!(renewed.iter().all(|s| s.key == Outcome::Kept && s.certificate == Outcome::Renewed), "{renewed:?}");
         assert_ne!(renewed[0].fingerprint, kept[0].fingerprint);
         // A certificate from elsewhere (not for our key) is replaced.
         std::fs::copy(ca.ca_path(0), ca.responder_path(0)).unwrap();
-        let replaced = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap();
+        let replaced = ensure_responder_certificates(&ca.cfg, &ca.hsm, &ca.hsm, Duration::days(1)).unwrap();
         assert_eq!(replaced[0].certificate, Outcome::Renewed);
         assert_eq!(replaced[1].certificate, Outcome::Kept);
         // Missing: created.
         std::fs::remove_file(ca.responder_path(1)).unwrap();
-        let created = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap();
+        let created = ensure_responder_certificates(&ca.cfg, &ca.hsm, &ca.hsm, Duration::days(1)).unwrap();
         assert_eq!(created[1].certificate, Outcome::Created);
         let loaded = load(&ca.cfg, &ca.hsm).unwrap();
         assert_eq!(loaded.len(), 2);
@@ -447,7 +456,7 @@ mod tests {
     fn a_missing_issuing_ca_is_a_clear_error() {
         let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
         std::fs::remove_file(ca.ca_path(1)).unwrap();
-        let err = ensure_responder_certificates(&ca.cfg, &ca.hsm, Duration::days(1)).unwrap_err().to_string();
+        let err = ensure_responder_certificates(&ca.cfg, &ca.hsm, &ca.hsm, Duration::days(1)).unwrap_err().to_string();
         assert!(err.contains("hpki-ca ceremony"), "{err}");
     }
 }

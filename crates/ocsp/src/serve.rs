@@ -67,6 +67,7 @@ async fn blocking<T: Send + 'static>(
 /// `ensure_responder_certificates`).
 pub async fn serve(
     cfg: &Config,
+    ca_hsm: hsm::Hsm,
     hsm: hsm::Hsm,
     http: TcpListener,
     metrics: TcpListener,
@@ -79,8 +80,8 @@ pub async fn serve(
     let audit = Arc::new(ResponderAudit::new(registry.clone()));
     // Certificates issued now are audited like renewals (sent by the renewal
     // task, which retries while the registry is not up yet).
-    let (c, h) = (cfg.clone(), hsm.clone());
-    let each = blocking(move || Ok(responder_cert::ensure_each(&c, &h, renew_within))).await?;
+    let (c, ca, h) = (cfg.clone(), ca_hsm.clone(), hsm.clone());
+    let each = blocking(move || Ok(responder_cert::ensure_each(&c, &ca, &h, renew_within))).await?;
     let done = audit.record(each)?;
     for d in &done {
         tracing::info!(ca = d.ca, certificate = ?d.certificate, not_after = %d.not_after, "responder certificate");
@@ -97,7 +98,7 @@ pub async fn serve(
         tokio::spawn(renew_loop(
             responder.clone(),
             cfg.clone(),
-            hsm,
+            (ca_hsm, hsm),
             renew_within,
             Duration::from_secs(cfg.ocsp.renewal_check_seconds),
             audit,
@@ -235,7 +236,7 @@ pub(crate) async fn refresh_loop(responder: Arc<Responder>, every: Duration) {
 pub(crate) async fn renew_loop(
     responder: Arc<Responder>,
     cfg: Config,
-    hsm: hsm::Hsm,
+    hsm: (hsm::Hsm, hsm::Hsm),
     renew_within: time::Duration,
     every: Duration,
     audit: Arc<ResponderAudit>,
@@ -259,12 +260,12 @@ pub(crate) async fn renew_loop(
 async fn renew_once(
     responder: &Responder,
     cfg: &Config,
-    hsm: &hsm::Hsm,
+    hsm: &(hsm::Hsm, hsm::Hsm),
     renew_within: time::Duration,
     audit: &ResponderAudit,
 ) {
-    let (c, h) = (cfg.clone(), hsm.clone());
-    let renewed = blocking(move || Ok(responder_cert::ensure_each(&c, &h, renew_within))).await.and_then(|each| {
+    let (c, (ca, h)) = (cfg.clone(), hsm.clone());
+    let renewed = blocking(move || Ok(responder_cert::ensure_each(&c, &ca, &h, renew_within))).await.and_then(|each| {
         // Each certificate issued is queued for the log before anything else can fail.
         audit.record(each)
     });
@@ -272,7 +273,7 @@ async fn renew_once(
         tracing::error!(error = %e, "responder certificate renewal failed");
     }
     // Load whatever is on disk now: ours, or a certificate another replica wrote.
-    let (c, h) = (cfg.clone(), hsm.clone());
+    let (c, h) = (cfg.clone(), hsm.1.clone());
     match blocking(move || responder_cert::load(&c, &h)).await {
         Ok(loaded) => {
             for (i, l) in loaded.into_iter().enumerate() {

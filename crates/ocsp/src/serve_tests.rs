@@ -96,7 +96,7 @@ async fn replica_with(ca: &TestCa, mut cfg: config::Config, registry: SocketAddr
     let (tx, rx) = oneshot::channel::<()>();
     let hsm = ca.hsm.clone();
     let task = tokio::spawn(async move {
-        crate::serve(&cfg, hsm, http, metrics, async {
+        crate::serve(&cfg, hsm.clone(), hsm, http, metrics, async {
             let _ = rx.await;
         })
         .await
@@ -292,7 +292,7 @@ async fn a_renewal_the_registry_does_not_take_is_offered_again_until_it_does() {
     let task = tokio::spawn(renew_loop(
         responder,
         ca.cfg.clone(),
-        ca.hsm.clone(),
+        (ca.hsm.clone(), ca.hsm.clone()),
         renew_window(&ca.cfg.ocsp),
         Duration::from_millis(200),
         audit.clone(),

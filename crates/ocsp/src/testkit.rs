@@ -61,7 +61,7 @@ pub fn test_ca(alg: config::KeyAlgorithm) -> TestCa {
         let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));
         std::fs::write(cert_dir.join(&entity.file_name), pem).unwrap();
     }
-    ensure_responder_certificates(&cfg, &hsm, Duration::days(1)).unwrap();
+    ensure_responder_certificates(&cfg, &hsm, &hsm, Duration::days(1)).unwrap();
     let leaf_key = hsm.generate_key_pair(&hsm::testing::unique_label("leaf"), hsm::KeyAlgorithm::EcdsaP256).unwrap();
     TestCa { dir, cfg, hsm, leaf_key }
 }

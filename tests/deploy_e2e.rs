@@ -20,7 +20,7 @@ const SERVICES: [&str; 5] = ["registry", "issuance", "revocation", "crl", "ocsp"
 /// The services that log in to HSM tokens, and the trust domains whose token
 /// each opens (and gets the PIN of as a credential): no other.
 const HSM_SERVICES: [(&str, &[&str]); 3] =
-    [("issuance", &["issuing", "escrow"]), ("crl", &["issuing", "audit"]), ("ocsp", &["ocsp", "issuing"])];
+    [("issuance", &["issuing", "escrow"]), ("crl", &["issuing", "audit"]), ("ocsp", &["ocsp"])];
 
 fn token_domains(service: &str) -> Option<&'static [&'static str]> {
     HSM_SERVICES.iter().find(|(s, _)| *s == service).map(|(_, d)| *d)

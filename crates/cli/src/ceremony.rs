@@ -4,16 +4,16 @@
 //!
 //! Every run is audited (see [`CeremonyLog`]): "ceremony.start" (who, the
 //! token, the config digest), one "ceremony.key" per key generated or found
-//! (label, algorithm, SPKI SHA-256), one "ceremony.certificate" per CA or OCSP
-//! responder certificate written or kept (serial, subject, issuer, validity,
+//! (label, algorithm, SPKI SHA-256), one "ceremony.certificate" per CA
+//! certificate written or kept (serial, subject, issuer, validity,
 //! SHA-256), "ceremony.arl" for the root's first ARL and "ceremony.end" with
 //! the outcome, "ok" or the error.
 //!
 //! The other operations that sign with CA keys outside the running CA are
 //! audited the same way, each "ceremony.start" naming its operation:
 //! `hpki-ca arl` (the root's ARL, maybe revoking an issuing CA certificate;
-//! [`arl`]) and `hpki-ca ocsp-certs` (the delegated OCSP responder
-//! certificates; [`ocsp_certs`]).
+//! [`arl`]). The delegated OCSP responder certificates are not made here: the
+//! OCSP process asks the issuance service for them (keys in its own token).
 
 use std::path::{Path, PathBuf};
 
@@ -298,18 +298,6 @@ pub fn arl(
     })
 }
 
-/// `hpki-ca ocsp-certs`: issues or renews the delegated OCSP responder
-/// certificates with the issuing CA keys, as an audited operation:
-/// "ceremony.start" (operation "ocsp-certs"), one "ceremony.key" and one
-/// "ceremony.certificate" per responder, as the ceremony logs them, and
-/// "ceremony.end".
-pub fn ocsp_certs(cfg: &Config, config_path: Option<&Path>, operator: Option<String>) -> Result<(), CliError> {
-    audited(cfg, config_path, operator, "ocsp-certs", json!({}), |cfg, log| {
-        let tokens = Tokens::open(cfg, &[TrustDomain::Issuing, TrustDomain::Ocsp])?;
-        responders(cfg, &tokens, log)
-    })
-}
-
 /// Runs `work` between "ceremony.start" (naming `operation`, with `request`
 /// merged into its detail) and "ceremony.end" (ok, or its error). The log is
 /// opened first: while a registry holds the database nothing else happens.
@@ -340,9 +328,7 @@ fn audited(
 }
 
 fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
-    let mut wanted = domains::CEREMONY.to_vec();
-    wanted.push(TrustDomain::Ocsp);
-    let tokens = Tokens::open(cfg, &wanted)?;
+    let tokens = Tokens::open(cfg, domains::CEREMONY)?;
     for ca in run(cfg, tokens.get(TrustDomain::Root)?, tokens.get(TrustDomain::Issuing)?, log)? {
         println!(
             "{:<15} key {:<8} ({:?})  certificate {:<7} {}\n{:<15} subject {}\n{:<15} sha256 {}",
@@ -374,34 +360,12 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
         AUDIT_CHECKPOINT_KEY_LABEL,
         pub_path.display()
     ));
-    responders(cfg, &tokens, log)?;
     // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
     if !cfg.cert_dir().join("arl.json").exists() {
         let arl =
             crl::publish_arl(cfg, tokens.get(TrustDomain::Root)?, None).map_err(|e| CliError::Crl(e.to_string()))?;
         log.arl(&arl)?;
         say(format_args!("{:<15} ARL number {} written to {}", "root", arl.crl_number, arl.path.display()));
-    }
-    Ok(())
-}
-
-/// The OCSP responder keys and certificates (issued, renewed or kept), each
-/// logged: its key as "ceremony.key", its certificate as "ceremony.certificate".
-fn responders(cfg: &Config, tokens: &Tokens, log: &mut CeremonyLog) -> Result<(), CliError> {
-    let hsm = tokens.get(TrustDomain::Ocsp)?;
-    for r in crate::print_responders(cfg, tokens.get(TrustDomain::Issuing)?, hsm)? {
-        let role = format!("ocsp-{}", r.ca);
-        let key = hsm.find_key(&r.key_label)?.ok_or_else(|| {
-            CliError::Ceremony(format!("the OCSP responder key {:?} vanished from the HSM", r.key_label))
-        })?;
-        let key_word = if r.key == ocsp::Outcome::Created { "generated" } else { "found" };
-        log.key(&role, &key, key_word)?;
-        let word = match r.certificate {
-            ocsp::Outcome::Created => "written",
-            ocsp::Outcome::Kept => "kept",
-            ocsp::Outcome::Renewed => "renewed",
-        };
-        log.certificate(&role, &r.key_label, &r.path, &r.der, word)?;
     }
     Ok(())
 }
@@ -482,7 +446,7 @@ fn certificate_detail(der: &[u8]) -> Result<(String, Value), CliError> {
 pub struct CeremonyLog {
     store: Store,
     operator: String,
-    /// "ceremony", "arl" or "ocsp-certs".
+    /// "ceremony" or "arl".
     operation: &'static str,
     db_path: PathBuf,
     first: Option<u64>,

@@ -87,8 +87,10 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command) -> Result<(), CliError>
         // host, as our services do; the other audit commands only read the log.
         C::Audit { command: crate::audit::AuditCommand::Checkpoint { .. }, .. } => (None, tls::Role::Service),
         C::Audit { .. } => (None, tls::Role::Auditor),
+        // Asks issuance for responder certificates as the OCSP service does.
+        C::OcspCerts { .. } => (None, tls::Role::Service),
         // No gRPC.
-        C::OcspCerts { .. } | C::Arl { .. } | C::Config { .. } => return Ok(()),
+        C::Arl { .. } | C::Config { .. } => return Ok(()),
     };
     let role =
         if cfg.tls.client_role.is_empty() { role } else { tls::Role::parse(&cfg.tls.client_role).map_err(tls_err)? };
@@ -255,10 +257,8 @@ pub async fn run_ocsp(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) 
     let (metrics, metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
     announce("ocsp", http_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
     announce("ocsp-metrics", metrics_addr, "HTTP Prometheus /metrics");
-    let (issuing, own) = (tokens.get(TrustDomain::Issuing)?.clone(), tokens.get(TrustDomain::Ocsp)?.clone());
-    ocsp::serve(&cfg, issuing, own, http, metrics, shutdown_signal(stop))
-        .await
-        .map_err(|e| CliError::Ocsp(e.to_string()))
+    let own = tokens.get(TrustDomain::Ocsp)?.clone();
+    ocsp::serve(&cfg, own, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
 }
 
 fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<(), CliError> {
@@ -293,6 +293,7 @@ pub async fn run_all(
     cfg.issuance.crl_url = format!("{scheme}://{crl_addr}");
     let service = issuance::build_service(&cfg, &issuing, tokens.get(TrustDomain::Escrow)?)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
+    cfg.ocsp.issuance_url = format!("{scheme}://{iss_addr}");
     // Announced only once the database is ours and the start is in the log.
     let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
@@ -328,9 +329,9 @@ pub async fn run_all(
     });
     let c = cfg.clone();
     let s = stop.clone();
-    let (h, own) = (issuing.clone(), tokens.get(TrustDomain::Ocsp)?.clone());
+    let own = tokens.get(TrustDomain::Ocsp)?.clone();
     let ocsp = tokio::spawn(async move {
-        ocsp::serve(&c, h, own, ocsp_http, ocsp_metrics, shutdown_signal(s))
+        ocsp::serve(&c, own, ocsp_http, ocsp_metrics, shutdown_signal(s))
             .await
             .map_err(|e| CliError::Ocsp(e.to_string()))
     });

@@ -96,6 +96,26 @@ impl Hsm {
         Ok(parts.map(|p| HsmKey::new(self.clone(), p)))
     }
 
+    /// Labels of the private keys in the token that start with `prefix`, sorted.
+    /// (The OCSP responder keeps a key per rollover: `<label>` and `<label>.<n>`.)
+    pub fn key_labels(&self, prefix: &str) -> Result<Vec<String>, HsmError> {
+        let mut labels = self.with_session(|s| {
+            let mut out = Vec::new();
+            for h in s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]).map_err(from_pkcs11)? {
+                for a in s.get_attributes(h, &[AttributeType::Label]).map_err(from_pkcs11)? {
+                    if let Attribute::Label(l) = a {
+                        out.push(String::from_utf8_lossy(&l).into_owned());
+                    }
+                }
+            }
+            Ok(out)
+        })?;
+        labels.retain(|l| l.starts_with(prefix));
+        labels.sort();
+        labels.dedup();
+        Ok(labels)
+    }
+
     /// `find_key`, or `KeyNotFound`.
     pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
         self.find_key(label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))
@@ -294,6 +314,16 @@ mod tests {
             assert_eq!(found.subject_public_key_info_der(), made.subject_public_key_info_der());
             assert_eq!(hsm.key(&label).unwrap().public_key_bytes(), made.public_key_bytes());
         }
+    }
+
+    #[test]
+    fn key_labels_lists_private_keys_by_prefix() {
+        let hsm = shared_hsm();
+        let base = unique_label("listed");
+        assert!(hsm.key_labels(&base).unwrap().is_empty());
+        hsm.generate_key_pair(&base, KeyAlgorithm::EcdsaP256).unwrap();
+        hsm.generate_key_pair(&format!("{base}.2"), KeyAlgorithm::EcdsaP256).unwrap();
+        assert_eq!(hsm.key_labels(&base).unwrap(), [base.clone(), format!("{base}.2")]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod lifecycle;
 mod pin;
 mod query;
 mod recovery;
+mod responder;
 pub mod service;
 pub mod validate;
 
@@ -97,7 +98,7 @@ pub fn build_service(
             cfg.issuance.pin_escrow_key_label
         ))
     })?;
-    Ok(IssuanceService::new(
+    let mut service = IssuanceService::new(
         registry_client(&cfg.issuance.registry_url)?,
         tls::limit_client!(RevocationClient::new(lazy_channel(
             "issuance.revocation_url",
@@ -110,7 +111,9 @@ pub fn build_service(
         Arc::new(authentication),
         escrow,
         hsm.clone(),
-    ))
+    );
+    service.responder_validity_days = cfg.ocsp.responder_validity_days;
+    Ok(service)
 }
 
 /// Serves Issuance, gRPC health and reflection on `listener` until `shutdown`.

@@ -24,7 +24,9 @@ pub struct Reservation {
 }
 
 impl Store {
-    /// Reserves a fresh random serial for the card's certificate of `kind`.
+    /// Reserves a fresh random serial for the card's certificate of `kind`, or,
+    /// for `OcspResponder` (whose `card_id` must be empty), a fresh serial for a
+    /// responder certificate: a new one on every call, audited like a card's.
     ///
     /// Idempotent: if the card already has a serial of that kind, that record
     /// is returned unchanged (whatever its state, and ignoring the new label
@@ -114,13 +116,20 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
             reason: "must be non-empty and contain no NUL",
         });
     }
-    let mut card = require_card(tx, &req.card_id)?;
-    if let Some(serial) = card.serial(req.kind) {
-        return Ok((require_certificate(tx, serial)?, false));
-    }
-    if card.state != CardState::Pending {
-        return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
-    }
+    let mut card = if req.kind.of_card() {
+        let card = require_card(tx, &req.card_id)?;
+        if let Some(serial) = card.serial(req.kind) {
+            return Ok((require_certificate(tx, serial)?, false));
+        }
+        if card.state != CardState::Pending {
+            return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
+        }
+        Some(card)
+    } else if !req.card_id.is_empty() {
+        return fail(StoreError::NoSuchCard { card_id: req.card_id.clone() });
+    } else {
+        None
+    };
     // A collision of 127 random bits is not expected, but must never overwrite.
     let serial = loop {
         let s = Serial::random();
@@ -142,8 +151,10 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
         revocation: None,
     };
     tx.certificates.put_json(serial.as_bytes(), &record)?;
-    card.set_serial(req.kind, serial.clone());
-    tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    if let Some(card) = card.as_mut() {
+        card.set_serial(req.kind, serial.clone());
+        tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    }
     let detail = json!({
         "card_id": req.card_id,
         "kind": req.kind,
@@ -174,11 +185,14 @@ fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRe
     }
     record.state = CertificateState::Abandoned;
     tx.certificates.put_json(serial.as_bytes(), &record)?;
-    let mut card = require_card(tx, &record.card_id)?;
-    let freed = card.serial(record.kind) == Some(serial);
-    if freed {
-        card.clear_serial(record.kind);
-        tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    let mut freed = false;
+    if record.kind.of_card() {
+        let mut card = require_card(tx, &record.card_id)?;
+        freed = card.serial(record.kind) == Some(serial);
+        if freed {
+            card.clear_serial(record.kind);
+            tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+        }
     }
     let detail = json!({ "card_id": record.card_id, "kind": record.kind, "slot_freed": freed });
     let subject = serial.to_hex();

@@ -80,7 +80,8 @@ impl Role {
     pub fn may_call(self, service: &str, method: &str) -> bool {
         match self {
             Role::Service => true,
-            Role::Ra => service == "hpki.issuance.v1.Issuance",
+            // Responder certificates are for our OCSP process only.
+            Role::Ra => service == "hpki.issuance.v1.Issuance" && method != "IssueResponderCertificate",
             Role::Operator => service == "hpki.revocation.v1.Revocation" || service == "hpki.crl.v1.CrlPublisher",
             Role::Auditor => service == "hpki.registry.v1.Registry" && method == "ListAudit",
         }
@@ -652,6 +653,9 @@ mod tests {
     fn policy() {
         assert!(Role::Ra.may_call("hpki.issuance.v1.Issuance", "SubmitApplication"));
         assert!(!Role::Ra.may_call("hpki.revocation.v1.Revocation", "Revoke"));
+        assert!(!Role::Ra.may_call("hpki.issuance.v1.Issuance", "IssueResponderCertificate"));
+        assert!(!Role::Operator.may_call("hpki.issuance.v1.Issuance", "IssueResponderCertificate"));
+        assert!(Role::Service.may_call("hpki.issuance.v1.Issuance", "IssueResponderCertificate"));
         assert!(Role::Operator.may_call("hpki.crl.v1.CrlPublisher", "Publish"));
         assert!(!Role::Operator.may_call("hpki.registry.v1.Registry", "ListAudit"));
         assert!(Role::Auditor.may_call("hpki.registry.v1.Registry", "ListAudit"));

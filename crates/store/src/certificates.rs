@@ -400,6 +400,43 @@ mod tests {
     }
 
     #[test]
+    fn responder_certificates_belong_to_no_card_get_a_fresh_serial_each_time_and_resolve_like_a_cards() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let err = store.reserve_serial(&reservation(&card_id, CertificateKind::OcspResponder), "iss").unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchCard { .. }), "a responder certificate names no card: {err}");
+        assert_eq!(store.trees.certificates.len(), 0);
+        let first = store.reserve_serial(&reservation("", CertificateKind::OcspResponder), "iss").unwrap();
+        let second = store.reserve_serial(&reservation("", CertificateKind::OcspResponder), "iss").unwrap();
+        assert_ne!(first.serial, second.serial, "no slot to be idempotent on: a new serial each time");
+        assert_eq!((first.card_id.as_str(), first.state), ("", CertificateState::Reserved));
+        let view = store.get_card(&card_id).unwrap();
+        assert_eq!((view.card.signing_serial, view.card.authentication_serial), (None, None), "no card touched");
+        let mut open: Vec<_> = store.unresolved_reservations().unwrap().into_iter().map(|r| r.serial).collect();
+        open.sort();
+        let mut want = vec![first.serial.clone(), second.serial.clone()];
+        want.sort();
+        assert_eq!(open, want, "both are left for the restart recovery");
+        // Recovery: the RESERVED one is abandoned, the PRECERT one stored.
+        assert_eq!(store.abandon_reservation(&first.serial, "recovery").unwrap().state, CertificateState::Abandoned);
+        let abandon = store.list_audit(1, None).unwrap().pop().unwrap();
+        assert_eq!(abandon.action, actions::SERIAL_ABANDON);
+        assert!(abandon.detail_json.contains("\"slot_freed\":false"), "{}", abandon.detail_json);
+        store.record_tbs(&second.serial, b"tbs", "iss").unwrap();
+        let issued = store.store_certificate(&second.serial, b"cert", b"tbs", "iss").unwrap();
+        assert_eq!(issued.state, CertificateState::Issued);
+        let revoked = store
+            .revoke_certificate(
+                &second.serial,
+                &crate::test_support::revocation(crate::RevocationReason::KeyCompromise),
+            )
+            .unwrap();
+        assert_eq!(revoked.certificate.state, CertificateState::Revoked);
+        assert!(store.unresolved_reservations().unwrap().is_empty());
+        store.verify_audit_chain().unwrap();
+    }
+
+    #[test]
     fn reserving_a_kind_again_returns_the_first_reservation_unchanged() {
         let (_dir, store) = temp_store();
         let card_id = pending_card(&store);

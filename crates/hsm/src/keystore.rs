@@ -28,12 +28,24 @@ impl Hsm {
     /// Fails with `KeyExists` if a private key with this label exists; it never
     /// replaces or duplicates a key.
     pub fn generate_key_pair(&self, label: &str, alg: KeyAlgorithm) -> Result<HsmKey, HsmError> {
+        self.generate_pair(label, alg, true)
+    }
+
+    /// `generate_key_pair`; with `refuse_existing` false it does not look for the
+    /// label first (tests use it to make what two racing processes can leave behind).
+    pub(crate) fn generate_pair(
+        &self,
+        label: &str,
+        alg: KeyAlgorithm,
+        refuse_existing: bool,
+    ) -> Result<HsmKey, HsmError> {
         check_label(label)?;
         alg.validate()?;
         // Exclusive: SoftHSM needs it (see store_lock), and it makes "is the label free?
-        // then generate" atomic for every Hsm in this process. Other processes can race.
+        // then generate" atomic for every Hsm in this process. Other processes can race
+        // (see `find_keys`).
         let parts = self.with_live(Access::Exclusive, |live, s| {
-            if find_private(s, label)?.is_some() {
+            if refuse_existing && find_private(s, label)?.is_some() {
                 return Err(HsmError::KeyExists(label.to_owned()));
             }
             let id = s.generate_random_vec(KEY_ID_LEN).map_err(from_pkcs11)?;
@@ -94,6 +106,22 @@ impl Hsm {
             None => Ok(None),
         })?;
         Ok(parts.map(|p| HsmKey::new(self.clone(), p)))
+    }
+
+    /// Every private key labelled `label`, with its public key. Usually one or
+    /// none; two processes generating the same label at the same moment can leave
+    /// two, which `find_key` refuses as ambiguous and this tells apart by their
+    /// public keys.
+    pub fn find_keys(&self, label: &str) -> Result<Vec<HsmKey>, HsmError> {
+        check_label(label)?;
+        let parts = self.with_live(Access::Shared, |live, s| {
+            let mut out = Vec::new();
+            for private in find_privates(s, label)? {
+                out.push(load(s, label, private, live.epoch())?);
+            }
+            Ok(out)
+        })?;
+        Ok(parts.into_iter().map(|p| HsmKey::new(self.clone(), p)).collect())
     }
 
     /// Labels of the private keys in the token that start with `prefix`, sorted.
@@ -171,6 +199,12 @@ pub(crate) fn find_one(s: &Session, template: &[Attribute], what: &str) -> Resul
         [one] => Ok(Some(*one)),
         more => Err(HsmError::Ambiguous(format!("{} objects match {what}", more.len()))),
     }
+}
+
+/// Every private key labelled `label`.
+pub(crate) fn find_privates(s: &Session, label: &str) -> Result<Vec<ObjectHandle>, HsmError> {
+    s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(label.as_bytes().to_vec())])
+        .map_err(from_pkcs11)
 }
 
 pub(crate) fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
@@ -313,6 +347,30 @@ mod tests {
             assert_eq!(found.public_key_bytes(), made.public_key_bytes());
             assert_eq!(found.subject_public_key_info_der(), made.subject_public_key_info_der());
             assert_eq!(hsm.key(&label).unwrap().public_key_bytes(), made.public_key_bytes());
+        }
+    }
+
+    #[test]
+    fn two_keys_under_one_label_are_told_apart_by_their_public_keys() {
+        let hsm = shared_hsm();
+        let label = unique_label("twice");
+        assert!(hsm.find_keys(&label).unwrap().is_empty());
+        // What two processes generating the same label at once leave behind.
+        let first = hsm.generate_pair(&label, KeyAlgorithm::EcdsaP256, true).unwrap();
+        let second = hsm.generate_pair(&label, KeyAlgorithm::EcdsaP256, false).unwrap();
+        assert!(matches!(hsm.find_key(&label), Err(HsmError::Ambiguous(_))));
+        let mut found: Vec<Vec<u8>> =
+            hsm.find_keys(&label).unwrap().iter().map(|k| k.subject_public_key_info_der()).collect();
+        found.sort();
+        let mut made = vec![first.subject_public_key_info_der(), second.subject_public_key_info_der()];
+        made.sort();
+        assert_eq!(found, made);
+        // Each signs with its own private key.
+        for key in [&first, &second] {
+            let sig = key.sign(b"m").unwrap();
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, key.public_key_bytes())
+                .verify(b"m", &sig)
+                .unwrap();
         }
     }
 

@@ -128,19 +128,20 @@ fn key_algorithm(a: config::KeyAlgorithm) -> hsm::KeyAlgorithm {
 }
 
 /// The responder keys of `base` in the token: `base` itself and its rollovers
-/// `base.<n>`, oldest first.
+/// `base.<n>`, oldest first. Replicas sharing the token that generate a label at
+/// the same moment can leave two keys under it: both are listed (ordered by
+/// public key, so every replica picks the same newest one), and a certificate
+/// finds its own by public key.
 fn responder_keys(hsm: &Hsm, base: &str) -> Result<Vec<HsmKey>, OcspError> {
     let mut keys = Vec::new();
     for label in hsm.key_labels(base)? {
         let generation = label.strip_prefix(base);
         let ours = generation.is_some_and(|g| g.is_empty() || g.strip_prefix('.').is_some_and(is_digits));
         if ours {
-            if let Some(k) = hsm.find_key(&label)? {
-                keys.push(k);
-            }
+            keys.extend(hsm.find_keys(&label)?);
         }
     }
-    keys.sort_by_key(|k| generation_of(k.label(), base));
+    keys.sort_by_cached_key(|k| (generation_of(k.label(), base), k.subject_public_key_info_der()));
     Ok(keys)
 }
 
@@ -170,7 +171,13 @@ fn current_key(cfg: &Config, hsm: &Hsm, base: &str) -> Result<(HsmKey, Outcome),
 fn generate(cfg: &Config, hsm: &Hsm, label: &str) -> Result<(HsmKey, Outcome), OcspError> {
     match hsm.generate_key_pair(label, key_algorithm(cfg.ca.key_algorithm)) {
         Ok(k) => Ok((k, Outcome::Created)),
-        Err(HsmError::KeyExists(_)) => Ok((hsm.key(label)?, Outcome::Kept)),
+        // Another replica made it first (maybe twice): theirs, the same one every replica picks.
+        Err(HsmError::KeyExists(_) | HsmError::Ambiguous(_)) => {
+            let mut keys = hsm.find_keys(label)?;
+            keys.sort_by_cached_key(|k| k.subject_public_key_info_der());
+            let key = keys.pop().ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
+            Ok((key, Outcome::Kept))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -582,6 +589,28 @@ mod tests {
         std::fs::remove_file(ca.responder_path(1)).unwrap();
         let created = ensure_responder_certificates(&ca.cfg, &ca.hsm, &authority, Duration::days(1)).await.unwrap();
         assert_eq!(created[1].certificate, Outcome::Created);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_keys_under_a_responder_label_from_racing_replicas_are_told_apart() {
+        let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
+        let authority = DirectAuthority::new(&ca);
+        let label = ca.cfg.ocsp.signing_responder_key_label.clone();
+        let twin = hsm::testing::generate_duplicate(&ca.hsm, &label, hsm::KeyAlgorithm::EcdsaP256).unwrap();
+        assert_eq!(ca.hsm.find_keys(&label).unwrap().len(), 2);
+        // The certificate on disk finds its own key among the two.
+        let kept = ensure_responder_certificates(&ca.cfg, &ca.hsm, &authority, Duration::days(1)).await.unwrap();
+        assert_eq!((kept[0].key, kept[0].certificate), (Outcome::Kept, Outcome::Kept));
+        let loaded = load(&ca.cfg, &ca.hsm).unwrap();
+        assert_ne!(loaded[0].responder_key.subject_public_key_info_der(), twin.subject_public_key_info_der());
+        // Without a certificate: one for the key every replica picks, and load() serves it.
+        std::fs::remove_file(ca.responder_path(0)).unwrap();
+        let made = ensure_responder_certificates(&ca.cfg, &ca.hsm, &authority, Duration::days(1)).await.unwrap();
+        assert_eq!(made[0].certificate, Outcome::Created);
+        let again = responder_keys(&ca.hsm, &label).unwrap().pop().unwrap();
+        let loaded = load(&ca.cfg, &ca.hsm).unwrap();
+        assert_eq!(loaded[0].responder_key.subject_public_key_info_der(), again.subject_public_key_info_der());
+        assert_eq!(loaded[0].responder_cert, made[0].der);
     }
 
     #[tokio::test]

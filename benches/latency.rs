@@ -90,8 +90,9 @@ fn raw_signature(ca: &Ca) -> Duration {
     if let Some(conf) = cfg.softhsm2_conf() {
         std::env::set_var("SOFTHSM2_CONF", conf);
     }
-    let pin = cfg.read_pin().expect("PIN");
-    let hsm = hsm::Hsm::open(&cfg.hsm.module, &cfg.hsm.token_label, &pin, 1).expect("open token");
+    let pin = cfg.read_token_pin(config::TrustDomain::Issuing).expect("PIN of the issuing token");
+    let hsm = hsm::Hsm::open(&cfg.hsm.module, &cfg.token_label(config::TrustDomain::Issuing), &pin, 1)
+        .expect("open the issuing token");
     let key = hsm.key(&cfg.ca.signing.key_label).expect("signing CA key");
     assert_eq!(key.algorithm(), hsm::KeyAlgorithm::Rsa { bits: 2048 }, "the baseline is an RSA-2048 signature");
     let msg = [0x5a; 300];

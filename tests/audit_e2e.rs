@@ -275,7 +275,8 @@ fn the_ceremony_and_every_start_are_audited_and_a_changed_config_is_flagged() {
     assert_eq!(starts[1]["detail"]["operator"], "op-ito");
     assert_eq!(starts[1]["detail"]["config_sha256"], first_digest.as_str());
     assert_eq!(starts[1]["detail"]["config_path"], config_path.to_str().unwrap());
-    let labels = ["root-ca", "sign-ca", "auth-ca", "pin-escrow", "audit-checkpoint", "ocsp-sign", "ocsp-auth"];
+    // The responder keys are not the ceremony's: the ocsp process makes them in its own token.
+    let labels = ["root-ca", "sign-ca", "auth-ca", "pin-escrow", "audit-checkpoint"];
     let keys = with_action(&lines, "ceremony.key");
     for (run, outcome) in [(0, "generated"), (1, "found")] {
         let seq = |i: usize| starts[i]["sequence"].as_u64().unwrap();
@@ -298,8 +299,8 @@ fn the_ceremony_and_every_start_are_audited_and_a_changed_config_is_flagged() {
         }
     }
     let certificates = with_action(&lines, "ceremony.certificate");
-    assert_eq!(certificates.len(), 10, "five certificates, written then kept: {certificates:?}");
-    for file in ["root-ca.pem", "sign-ca.pem", "auth-ca.pem", "ocsp-sign.pem", "ocsp-auth.pem"] {
+    assert_eq!(certificates.len(), 6, "three CA certificates, written then kept: {certificates:?}");
+    for file in ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"] {
         let (serial, fingerprint) = openssl_serial_and_fingerprint(&ca.cert_path(file));
         let of_file: Vec<&&Value> =
             certificates.iter().filter(|c| c["detail"]["file"].as_str().unwrap().ends_with(file)).collect();
@@ -315,12 +316,12 @@ fn the_ceremony_and_every_start_are_audited_and_a_changed_config_is_flagged() {
     assert_eq!(ends.len(), 2);
     assert_eq!(
         (ends[0]["detail"]["outcome"].as_str(), ends[0]["detail"]["keys_generated"].as_u64()),
-        (Some("ok"), Some(7))
+        (Some("ok"), Some(5))
     );
-    assert_eq!(ends[0]["detail"]["certificates_written"], 5);
+    assert_eq!(ends[0]["detail"]["certificates_written"], 3);
     assert_eq!(
         (ends[1]["detail"]["keys_found"].as_u64(), ends[1]["detail"]["certificates_kept"].as_u64()),
-        (Some(7), Some(5))
+        (Some(5), Some(3))
     );
 
     // The registry's start.
@@ -564,70 +565,56 @@ fn revoking_an_issuing_ca_on_the_arl_is_audited_and_refused_while_the_ca_runs() 
 }
 
 #[test]
-fn ocsp_certs_logs_each_responder_certificate_and_is_refused_while_the_ca_runs() {
+fn responder_certificates_come_from_issuance_and_are_in_the_audit_log_and_ocsp_certs_renews_them() {
     let mut ca = Ca::new("[audit]\ncheckpoint_interval_seconds = 0\n");
-    let addrs = ca.spawn(&["run"], &["registry"]);
-    let registry = ca.url(&addrs[0]);
-    let before = export(&ca, &registry, "ocsp-before.jsonl"); // the registry answers: it holds the database
-    let (ok, _, stderr) = hpki(&ca, &["ocsp-certs", "--operator", "op-while-running"]);
-    assert!(!ok && stderr.contains("is in use") && stderr.contains("`hpki-ca ocsp-certs`"), "{stderr}");
-    let after = export(&ca, &registry, "ocsp-refused.jsonl");
-    let new = &after[before.len()..];
-    assert!(!new.iter().any(|l| l["action"].as_str().unwrap().starts_with("ceremony.")), "{new:?}");
-    ca.take_children();
+    let addrs = ca.spawn(&["run"], &["registry", "issuance", "ocsp"]);
+    let (registry, issuance) = (ca.url(&addrs[0]), ca.url(&addrs[1]));
+    // The running responder asked issuance for both at its start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(ca.cert_path("ocsp-sign.pem").exists() && ca.cert_path("ocsp-auth.pem").exists()) {
+        assert!(std::time::Instant::now() < deadline, "no responder certificates from the running CA");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (first, _) = openssl_serial_and_fingerprint(&ca.cert_path("ocsp-sign.pem"));
 
-    // One responder certificate missing (written), one not for its key (renewed).
-    std::fs::remove_file(ca.cert_path("ocsp-sign.pem")).unwrap();
-    std::fs::copy(ca.cert_path("auth-ca.pem"), ca.cert_path("ocsp-auth.pem")).unwrap();
-    let (ok, stdout, _) = hpki(&ca, &["ocsp-certs", "--operator", "op-y"]);
-    assert!(ok && stdout.contains("(operator op-y)"), "{stdout}");
+    // `hpki-ca ocsp-certs` renews both now, through issuance, with the keys in the ocsp token.
+    let (ok, stdout, stderr) = hpki(&ca, &["ocsp-certs", "--issuance-url", &issuance, "--registry-url", &registry]);
+    assert!(ok && stdout.matches("certificate renewed").count() == 2, "{stdout}{stderr}");
+    let (second, fingerprint) = openssl_serial_and_fingerprint(&ca.cert_path("ocsp-sign.pem"));
+    assert!(!same_serial(&first, &second), "a new certificate");
     let (ok, text) = common::openssl(&[
         "verify",
         "-CAfile",
         ca.cert_path("root-ca.pem").to_str().unwrap(),
         "-untrusted",
         ca.cert_path("sign-ca.pem").to_str().unwrap(),
+        "-purpose",
+        "ocsphelper",
         ca.cert_path("ocsp-sign.pem").to_str().unwrap(),
     ]);
     assert!(ok, "the new responder certificate chains to the root: {text}");
 
-    let addrs = ca.spawn(&["run"], &["registry"]);
-    let registry = ca.url(&addrs[0]);
+    // Issued as a card's are: reserved, recorded, stored, each in the hash-chained log.
     let (ok, out) = audit(&ca, &["verify", "--url", &registry, "--without-record"]);
     assert!(ok, "verify: {out}");
-    let lines = export(&ca, &registry, "ocsp-certs.jsonl");
-    let ops = operation_entries(&lines, "ocsp-certs", "op-y");
-    assert!(ops.iter().all(|l| l["actor"] == "op-y"), "{ops:?}");
-    let actions: Vec<&str> = ops.iter().map(|l| l["action"].as_str().unwrap()).collect();
-    assert_eq!(
-        actions,
-        [
-            "ceremony.start",
-            "ceremony.key",
-            "ceremony.certificate",
-            "ceremony.key",
-            "ceremony.certificate",
-            "ceremony.end"
-        ]
-    );
-    for (file, label, outcome) in [("ocsp-sign.pem", "ocsp-sign", "written"), ("ocsp-auth.pem", "ocsp-auth", "renewed")]
-    {
-        let (serial, fingerprint) = openssl_serial_and_fingerprint(&ca.cert_path(file));
-        let entry = ops
+    let lines = export(&ca, &registry, "responders.jsonl");
+    for serial in [&first, &second] {
+        let of: Vec<&str> = lines
             .iter()
-            .find(|l| l["action"] == "ceremony.certificate" && l["detail"]["key_label"] == label)
-            .unwrap_or_else(|| panic!("no certificate entry for {label}: {ops:?}"));
-        assert_eq!(entry["detail"]["outcome"], outcome, "{entry}");
-        assert!(entry["detail"]["file"].as_str().unwrap().ends_with(file), "{entry}");
-        assert!(same_serial(entry["subject"].as_str().unwrap(), &serial), "{entry}");
-        assert_eq!(entry["detail"]["sha256"], fingerprint.as_str(), "{entry}");
-        assert!(entry["detail"]["subject"].as_str().unwrap().contains("OCSP Responder"), "{entry}");
-        let key = ops.iter().find(|l| l["action"] == "ceremony.key" && l["subject"] == label).expect("its key entry");
-        assert_eq!(key["detail"]["outcome"], "found", "{key}");
+            .filter(|l| same_serial(l["subject"].as_str().unwrap_or(""), serial))
+            .map(|l| l["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(of, ["serial.reserve", "tbs.record", "certificate.store"], "serial {serial}");
     }
-    let end = &ops[ops.len() - 1]["detail"];
-    assert_eq!((end["outcome"].as_str(), end["operation"].as_str()), (Some("ok"), Some("ocsp-certs")));
-    assert_eq!((end["certificates_written"].as_u64(), end["keys_found"].as_u64()), (Some(2), Some(2)));
+    let stored = lines
+        .iter()
+        .find(|l| l["action"] == "certificate.store" && same_serial(l["subject"].as_str().unwrap(), &second))
+        .unwrap();
+    assert_eq!(stored["detail"]["certificate_sha256"], fingerprint.as_str(), "{stored}");
+    assert_eq!(stored["detail"]["kind"], "OCSP_RESPONDER", "{stored}");
+    assert!(!lines
+        .iter()
+        .any(|l| l["action"].as_str().unwrap().starts_with("ceremony.") && l["detail"]["operation"] == "ocsp-certs"));
     ca.take_children();
 }
 

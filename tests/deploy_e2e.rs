@@ -17,8 +17,14 @@ use common::{application, http_get, ocsp_query, verify_chain, verify_with_crl, w
 
 /// The services, each with a unit `hpki-ca-<name>.service` and a config `<name>.toml`.
 const SERVICES: [&str; 5] = ["registry", "issuance", "revocation", "crl", "ocsp"];
-/// The services that log in to the HSM token (and get its PIN as a credential).
-const HSM_SERVICES: [&str; 3] = ["issuance", "crl", "ocsp"];
+/// The services that log in to HSM tokens, and the trust domains whose token
+/// each opens (and gets the PIN of as a credential): no other.
+const HSM_SERVICES: [(&str, &[&str]); 3] =
+    [("issuance", &["issuing", "escrow"]), ("crl", &["issuing", "audit"]), ("ocsp", &["ocsp"])];
+
+fn token_domains(service: &str) -> Option<&'static [&'static str]> {
+    HSM_SERVICES.iter().find(|(s, _)| *s == service).map(|(_, d)| *d)
+}
 /// Every config shipped: one per service and the administrator's.
 const CONFIGS: [&str; 6] = ["registry", "issuance", "revocation", "crl", "ocsp", "admin"];
 const STATE_DIR: &str = "/srv/hpki-ca";
@@ -162,14 +168,24 @@ fn shipped_units_configs_users_and_folders_agree() {
         let cfg = config::Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.state_dir, Path::new(STATE_DIR), "{}", config_path.display());
         let credentials = words(&settings, "Service", "LoadCredential");
-        if HSM_SERVICES.contains(&service) {
-            assert_eq!(credentials, [format!("user.pin:/etc/hpki-ca/credentials/{service}.pin")], "{u}");
-            assert_eq!(
-                cfg.hsm.pin_file,
-                PathBuf::from(format!("/run/credentials/hpki-ca-{service}.service/user.pin")),
-                "{}: the PIN is the unit's credential",
-                config_path.display()
-            );
+        if let Some(domains) = token_domains(service) {
+            let want: Vec<String> =
+                domains.iter().map(|d| format!("{d}.pin:/etc/hpki-ca/credentials/{d}.pin")).collect();
+            assert_eq!(credentials, want, "{u}: the PINs of its domains' tokens, no other");
+            for domain in config::TrustDomain::ALL {
+                let configured =
+                    toml_keys(&read(&config_path)).contains(&(format!("hsm.tokens.{domain}"), "pin_file".to_owned()));
+                if domains.contains(&domain.name()) {
+                    assert_eq!(
+                        cfg.token_pin_path(domain),
+                        PathBuf::from(format!("/run/credentials/hpki-ca-{service}.service/{domain}.pin")),
+                        "{}: the {domain} PIN is the unit's credential",
+                        config_path.display()
+                    );
+                } else {
+                    assert!(!configured, "{}: names a PIN of the {domain} token", config_path.display());
+                }
+            }
             assert!(words(&settings, "Service", "ReadWritePaths").contains(&format!("{STATE_DIR}/hsm/tokens")), "{u}");
         } else {
             assert!(credentials.is_empty(), "{u}: no HSM, no PIN");
@@ -282,14 +298,15 @@ fn split_set_boots_from_the_shipped_configs_and_publishes_an_emergency_revocatio
         ("ocsp", "metrics_listen", addr(6)),
     ];
     let (crl_base, ocsp_base) = (format!("http://{}", addr(4)), format!("http://{}", addr(5)));
-    let pin = state.join("hsm/user.pin");
     for name in CONFIGS {
         let mut text = read(&deploy().join(format!("config/{name}.toml")));
         // Paths into the temp folder: the state and, for the HSM services, the
         // PIN that systemd would hand over as a credential.
         assert!(set_key(&mut text, "", "state_dir", state.to_str().unwrap()), "{name}.toml: state_dir");
-        if HSM_SERVICES.contains(&name) {
-            assert!(set_key(&mut text, "hsm", "pin_file", pin.to_str().unwrap()), "{name}.toml: [hsm] pin_file");
+        for domain in token_domains(name).unwrap_or_default() {
+            let pin = state.join(format!("hsm/{domain}.pin"));
+            let table = format!("hsm.tokens.{domain}");
+            assert!(set_key(&mut text, &table, "pin_file", pin.to_str().unwrap()), "{name}.toml: [{table}] pin_file");
         }
         // Ports: the listeners and the public base URLs, nothing else.
         for (table, key, value) in &listeners {

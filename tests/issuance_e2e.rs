@@ -273,10 +273,10 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.matches("key kept").count(),
-        7,
-        "root, signing, auth, PIN escrow, audit checkpoint and two OCSP responder keys: {text}"
+        5,
+        "root, signing, auth, PIN escrow and audit checkpoint keys (responder keys are the ocsp process's): {text}"
     );
-    assert_eq!(text.matches("certificate kept").count(), 5, "{text}");
+    assert_eq!(text.matches("certificate kept").count(), 3, "{text}");
     let after: Vec<Vec<u8>> =
         ["root-ca.pem", "sign-ca.pem", "auth-ca.pem"].iter().map(|f| std::fs::read(ca.cert_path(f)).unwrap()).collect();
     assert_eq!(before, after);
@@ -317,56 +317,47 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
     let (ok, text) = arl_text();
     assert!(ok && text.contains(&serial) && text.contains("Superseded"), "{text}");
 
-    // pkcs11-tool, a tool we did not write, sees the CA keys as sign-only and never extractable.
+    // pkcs11-tool, a tool we did not write, sees each key in its own domain's token, logged in
+    // with that token's PIN only: CA keys sign-only and never extractable.
     let conf = ca.state().join("hsm/softhsm2.conf");
-    let pin = std::fs::read_to_string(ca.state().join("hsm/user.pin")).unwrap();
-    let out = std::process::Command::new("pkcs11-tool")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--module",
-            "/usr/lib/softhsm/libsofthsm2.so",
-            "--login",
-            "--pin",
-            pin.trim(),
-            "--list-objects",
-            "--type",
-            "privkey",
-        ])
-        .output()
-        .expect("pkcs11-tool");
-    let listing = String::from_utf8_lossy(&out.stdout);
-    for label in ["root-ca", "sign-ca", "auth-ca", "ocsp-sign", "ocsp-auth", "audit-checkpoint"] {
-        assert!(listing.contains(&format!("label:      {label}")), "{listing}");
+    let list = |domain: &str, kind: &str| {
+        let pin = std::fs::read_to_string(ca.state().join(format!("hsm/{domain}.pin"))).unwrap();
+        let out = std::process::Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", &format!("hpki-{domain}")])
+            .args(["--login", "--pin", pin.trim(), "--list-objects", "--type", kind])
+            .output()
+            .expect("pkcs11-tool");
+        assert!(out.status.success(), "pkcs11-tool {domain}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (domain, labels) in
+        [("root", &["root-ca"][..]), ("issuing", &["sign-ca", "auth-ca"][..]), ("audit", &["audit-checkpoint"][..])]
+    {
+        let listing = list(domain, "privkey");
+        for label in labels {
+            assert!(listing.contains(&format!("label:      {label}")), "{domain}: {listing}");
+        }
+        assert_eq!(
+            listing.matches("label:").count(),
+            labels.len(),
+            "only its own keys in the {domain} token: {listing}"
+        );
+        assert_eq!(
+            listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(),
+            labels.len(),
+            "{listing}"
+        );
+        assert_eq!(listing.matches("Usage:      sign\n").count(), labels.len(), "CA keys must only sign:\n{listing}");
+        assert!(!listing.to_lowercase().contains("decrypt"), "CA keys must only sign:\n{listing}");
     }
-    assert_eq!(
-        listing.matches("Access:     sensitive, always sensitive, never extractable, local").count(),
-        6,
-        "{listing}"
-    );
-    assert_eq!(
-        listing.matches("Usage:      sign\n").count(),
-        6,
-        "CA, responder and checkpoint keys must only sign:\n{listing}"
-    );
-    assert!(!listing.to_lowercase().contains("decrypt"), "CA keys must only sign:\n{listing}");
+    // The ceremony leaves the ocsp token alone: the responder keys are the ocsp process's.
+    assert!(!list("ocsp", "privkey").contains("label:"), "the ceremony wrote to the ocsp token");
 
-    // The PIN escrow key: AES, encrypt/decrypt only, never extractable.
-    let out = std::process::Command::new("pkcs11-tool")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--module",
-            "/usr/lib/softhsm/libsofthsm2.so",
-            "--login",
-            "--pin",
-            pin.trim(),
-            "--list-objects",
-            "--type",
-            "secrkey",
-        ])
-        .output()
-        .expect("pkcs11-tool");
-    let listing = String::from_utf8_lossy(&out.stdout);
+    // The PIN escrow key, in the escrow token: AES, encrypt/decrypt only, never extractable.
+    let listing = list("escrow", "secrkey");
     assert!(listing.contains("label:      pin-escrow"), "{listing}");
     assert!(listing.contains("Usage:      encrypt, decrypt\n"), "{listing}");
     assert!(listing.contains("never extractable"), "{listing}");
+    assert!(!list("issuing", "secrkey").contains("label:"), "no escrow key next to the issuing CA keys");
 }

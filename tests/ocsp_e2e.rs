@@ -24,7 +24,8 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
     let mut ca = Ca::new("");
     let addrs = ca.spawn(&["run"], &["registry", "issuance", "revocation", "ocsp"]);
     let (registry, issuance, revocation, ocsp_a) = (&addrs[0], &addrs[1], &addrs[2], addrs[3].clone());
-    let replica = ca.spawn(&["ocsp", "--registry-url", &ca.url(registry)], &["ocsp"]);
+    let replica =
+        ca.spawn(&["ocsp", "--registry-url", &ca.url(registry), "--issuance-url", &ca.url(issuance)], &["ocsp"]);
     let ocsp_b = replica[0].clone();
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();

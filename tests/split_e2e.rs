@@ -22,7 +22,9 @@ fn split_services_issue_revoke_publish_and_checkpoint() {
         .spawn(&["revocation", "--registry-url", &registry_url, "--crl-url", &ca.url(crl_grpc)], &["revocation"])
         .remove(0);
     let issuance = ca.spawn(&["issuance", "--registry-url", &registry_url], &["issuance"]).remove(0);
-    let responder = ca.spawn(&["ocsp", "--registry-url", &registry_url], &["ocsp"]).remove(0);
+    let issuance_url = ca.url(&issuance);
+    let responder =
+        ca.spawn(&["ocsp", "--registry-url", &registry_url, "--issuance-url", &issuance_url], &["ocsp"]).remove(0);
 
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -1214,8 +1214,8 @@ pub async fn checkpoint_now(
 
 /// `hpki-ca audit checkpoint`: always signs the head (an operator asked).
 fn checkpoint(cfg: &Config, url: &str, operator: &str, files: &CheckpointFiles) -> Result<(), CliError> {
-    let hsm = crate::open_hsm(cfg)?;
-    let checkpointer = Checkpointer::new(&hsm, files)?;
+    let tokens = crate::tokens::Tokens::open(cfg, crate::tokens::domains::CHECKPOINTS)?;
+    let checkpointer = Checkpointer::new(tokens.get(config::TrustDomain::Audit)?, files)?;
     let outcome = crate::runtime()?.block_on(async {
         let mut client = checkpointer_registry(url).await?;
         checkpointer.checkpoint(&mut client, operator, false).await

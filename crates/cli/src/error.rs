@@ -14,6 +14,9 @@ pub enum CliError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Ceremony(String),
+    /// A trust domain's token could not be opened (what, and why; never a PIN).
+    #[error("HSM token: {0}")]
+    Token(String),
     #[error(transparent)]
     Issuance(#[from] issuance::IssuanceError),
     #[error("registry: {0}")]

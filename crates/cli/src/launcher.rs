@@ -8,6 +8,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::error::CliError;
+use crate::tokens::Tokens;
+use config::TrustDomain;
 
 /// Resolves when SIGINT or SIGTERM arrives (or the sender side says stop).
 pub async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
@@ -78,8 +80,10 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>)
             (false, crate::audit::CHECKPOINTER_IDENTITY)
         }
         C::Audit { .. } => (false, "auditor"),
+        // Asks issuance for responder certificates as the OCSP service does.
+        C::OcspCerts { .. } => (false, "ocsp"),
         // No gRPC; `identity` works on the files itself.
-        C::OcspCerts { .. } | C::Arl { .. } | C::Config { .. } | C::Identity { .. } => return Ok(()),
+        C::Arl { .. } | C::Config { .. } | C::Identity { .. } => return Ok(()),
     };
     if serve {
         let written = tls::ensure_local_pki(&dir).map_err(tls_err)?;
@@ -222,28 +226,35 @@ pub async fn run_checkpointer(
     }
 }
 
-pub async fn run_issuance(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
-    let service = issuance::build_service(&cfg, &hsm)?;
+pub async fn run_issuance(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+    let service = issuance::build_service(&cfg, tokens.get(TrustDomain::Issuing)?, tokens.get(TrustDomain::Escrow)?)?;
     let (listener, addr) = bind(&cfg.issuance.listen).await?;
     announce("issuance", addr, "gRPC hpki.issuance.v1.Issuance");
     issuance::serve(service, listener, shutdown_signal(stop)).await?;
     Ok(())
 }
 
-/// The CRL publisher alone (services split over processes). It also signs the
-/// automatic audit checkpoints there: it holds the HSM and talks to the registry.
-pub async fn run_crl(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+/// The CRL publisher alone (services split over processes), with the `issuing`
+/// token. It also signs the automatic audit checkpoints there, with the `audit`
+/// token (opened only when `[audit] checkpoint_interval_seconds` > 0): it talks
+/// to the registry anyway.
+pub async fn run_crl(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     cfg.audit.validate()?;
     let (grpc, grpc_addr) = bind(&cfg.crl.listen).await?;
     let (http, http_addr) = bind(&cfg.crl.http_listen).await?;
     announce("crl", grpc_addr, "gRPC hpki.crl.v1.CrlPublisher");
     announce("crl-http", http_addr, "HTTP CRL distribution point");
-    let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
-        let files = crate::audit::CheckpointFiles::of(&cfg);
-        tokio::spawn(run_checkpointer(hsm.clone(), cfg.crl.registry_url.clone(), files, interval, stop.clone()))
-    });
+    let checkpointer = match cfg.audit.checkpoint_interval() {
+        Some(interval) => {
+            let files = crate::audit::CheckpointFiles::of(&cfg);
+            let audit = tokens.get(TrustDomain::Audit)?.clone();
+            Some(tokio::spawn(run_checkpointer(audit, cfg.crl.registry_url.clone(), files, interval, stop.clone())))
+        }
+        None => None,
+    };
+    let issuing = tokens.get(TrustDomain::Issuing)?.clone();
     let served =
-        crl::serve(&cfg, hsm, grpc, http, shutdown_signal(stop)).await.map_err(|e| CliError::Crl(e.to_string()));
+        crl::serve(&cfg, issuing, grpc, http, shutdown_signal(stop)).await.map_err(|e| CliError::Crl(e.to_string()));
     if let Some(task) = checkpointer {
         task.abort();
     }
@@ -256,12 +267,13 @@ pub async fn run_revocation(cfg: Config, stop: watch::Receiver<bool>) -> Result<
     revocation::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Revocation(e.to_string()))
 }
 
-pub async fn run_ocsp(cfg: Config, hsm: hsm::Hsm, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+pub async fn run_ocsp(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (http, http_addr) = bind(&cfg.ocsp.listen).await?;
     let (metrics, metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
     announce("ocsp", http_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
     announce("ocsp-metrics", metrics_addr, "HTTP Prometheus /metrics");
-    ocsp::serve(&cfg, hsm, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
+    let own = tokens.get(TrustDomain::Ocsp)?.clone();
+    ocsp::serve(&cfg, own, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
 }
 
 fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<(), CliError> {
@@ -274,10 +286,11 @@ fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<()
 pub async fn run_all(
     mut cfg: Config,
     source: registry::ConfigSource,
-    hsm: hsm::Hsm,
+    tokens: Tokens,
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     cfg.audit.validate()?;
+    let issuing = tokens.get(TrustDomain::Issuing)?.clone();
     let (reg_listener, reg_addr) = bind(&cfg.registry.listen).await?;
     let (crl_grpc, crl_addr) = bind(&cfg.crl.listen).await?;
     let (crl_http, crl_http_addr) = bind(&cfg.crl.http_listen).await?;
@@ -293,8 +306,9 @@ pub async fn run_all(
     cfg.revocation.crl_url = format!("{scheme}://{crl_addr}");
     cfg.issuance.revocation_url = format!("{scheme}://{rev_addr}");
     cfg.issuance.crl_url = format!("{scheme}://{crl_addr}");
-    let service = issuance::build_service(&cfg, &hsm)?;
+    let service = issuance::build_service(&cfg, &issuing, tokens.get(TrustDomain::Escrow)?)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
+    cfg.ocsp.issuance_url = format!("{scheme}://{iss_addr}");
     // Announced only once the database is ours and the start is in the log.
     let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
@@ -305,6 +319,11 @@ pub async fn run_all(
     announce("ocsp", ocsp_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
     announce("ocsp-metrics", ocsp_metrics_addr, "HTTP Prometheus /metrics");
     say(format_args!("state      {}", cfg.state_dir.display()));
+    say(format_args!(
+        "hsm        holds every trust domain's token in this one process: {} (single-process layout; the root \
+         token stays closed, only the ceremony and `hpki-ca arl` open it; split the services to separate them)",
+        tokens.domains().iter().map(|d| format!("{d} ({})", cfg.token_label(*d))).collect::<Vec<_>>().join(", ")
+    ));
     say(format_args!("CA certs   {}", cfg.cert_dir().display()));
 
     let c = cfg.clone();
@@ -321,9 +340,10 @@ pub async fn run_all(
         .await
         .map_err(|e| CliError::Registry(e.to_string()))
     });
+    let audit_token = tokens.get(TrustDomain::Audit)?.clone();
     let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
         let files = crate::audit::CheckpointFiles::of(&cfg);
-        tokio::spawn(run_checkpointer(hsm.clone(), registry_url.clone(), files, interval, stop.clone()))
+        tokio::spawn(run_checkpointer(audit_token, registry_url.clone(), files, interval, stop.clone()))
     });
     let s = stop.clone();
     let issuance = tokio::spawn(async move {
@@ -331,14 +351,16 @@ pub async fn run_all(
     });
     let c = cfg.clone();
     let s = stop.clone();
-    let h = hsm.clone();
+    let own = tokens.get(TrustDomain::Ocsp)?.clone();
     let ocsp = tokio::spawn(async move {
-        ocsp::serve(&c, h, ocsp_http, ocsp_metrics, shutdown_signal(s)).await.map_err(|e| CliError::Ocsp(e.to_string()))
+        ocsp::serve(&c, own, ocsp_http, ocsp_metrics, shutdown_signal(s))
+            .await
+            .map_err(|e| CliError::Ocsp(e.to_string()))
     });
     let c = cfg.clone();
     let s = stop.clone();
     let crl = tokio::spawn(async move {
-        crl::serve(&c, hsm, crl_grpc, crl_http, shutdown_signal(s)).await.map_err(|e| CliError::Crl(e.to_string()))
+        crl::serve(&c, issuing, crl_grpc, crl_http, shutdown_signal(s)).await.map_err(|e| CliError::Crl(e.to_string()))
     });
     let c = cfg.clone();
     let revocation = tokio::spawn(async move {

@@ -7,6 +7,7 @@ pub mod config_check;
 pub mod error;
 pub mod launcher;
 pub mod ops;
+pub mod tokens;
 
 #[cfg(test)]
 mod help_tests;
@@ -106,7 +107,8 @@ pub enum Command {
         #[arg(long)]
         crl_url: Option<String>,
     },
-    /// Runs the OCSP responder and its metrics endpoint.
+    /// Runs the OCSP responder and its metrics endpoint. It holds only the `ocsp` token; its
+    /// responder certificates come from the issuance service.
     Ocsp {
         /// Overrides ocsp.listen (the HTTP responder).
         #[arg(long)]
@@ -114,13 +116,21 @@ pub enum Command {
         /// Overrides ocsp.registry_url (the status feed it follows).
         #[arg(long)]
         registry_url: Option<String>,
+        /// Overrides ocsp.issuance_url (IssueResponderCertificate).
+        #[arg(long)]
+        issuance_url: Option<String>,
     },
-    /// Creates or renews the delegated OCSP responder certificates (keys in the HSM). Recorded
-    /// in the audit log like the ceremony (the registry must be stopped: it writes to its database).
+    /// Renews the delegated OCSP responder certificates now, as the OCSP process does when they
+    /// fall due: with the keys in the `ocsp` token, through the running issuance service
+    /// (IssueResponderCertificate), which records them in the registry. Run it on the OCSP host,
+    /// as the OCSP service's identity; the running responder picks the new files up.
     OcspCerts {
-        /// Who runs it, recorded as the audit entries' actor; default the OS user.
-        #[arg(long, env = "HPKI_OPERATOR")]
-        operator: Option<String>,
+        /// Overrides ocsp.issuance_url (the issuance service that issues them).
+        #[arg(long)]
+        issuance_url: Option<String>,
+        /// Overrides ocsp.registry_url (asked whether the current ones are revoked).
+        #[arg(long)]
+        registry_url: Option<String>,
     },
     /// Revokes one certificate (--serial) or every certificate of a card (--card).
     Revoke {
@@ -304,26 +314,28 @@ fn export_softhsm_conf(cfg: &Config) {
     }
 }
 
-fn open_hsm(cfg: &Config) -> Result<hsm::Hsm, CliError> {
-    let pin = cfg.read_pin()?;
-    Ok(hsm::Hsm::open(&cfg.hsm.module, &cfg.hsm.token_label, &pin, cfg.hsm.sessions)?)
-}
-
-fn print_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<Vec<ocsp::ResponderCertStatus>, CliError> {
-    let window = ocsp::renew_window(&cfg.ocsp);
-    let done = ocsp::ensure_responder_certificates(cfg, hsm, window).map_err(|e| CliError::Ocsp(e.to_string()))?;
+/// `hpki-ca ocsp-certs`: new responder certificates for both issuing CAs now,
+/// through the issuance service, printed one line each.
+async fn renew_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<(), CliError> {
+    let authority = ocsp::IssuanceAuthority::from_config(cfg).map_err(|e| CliError::Ocsp(e.to_string()))?;
+    // Everything is due within a window longer than any validity.
+    let all = time::Duration::days(i64::from(cfg.ocsp.responder_validity_days) + 1);
+    let done = ocsp::ensure_responder_certificates(cfg, hsm, &authority, all)
+        .await
+        .map_err(|e| CliError::Ocsp(e.to_string()))?;
     for r in &done {
         launcher::say(format_args!(
-            "{:<15} key {:<8} ({:?})  certificate {:<7} {}  (OCSP responder, until {})",
+            "{:<15} key {:<8} ({:?})  certificate {:<10} {}  serial {}  (OCSP responder, until {})",
             format!("ocsp-{}", r.ca),
             format!("{:?}", r.key).to_lowercase(),
             r.key_label,
             format!("{:?}", r.certificate).to_lowercase(),
             r.path.display(),
+            r.serial,
             r.not_after.date()
         ));
     }
-    Ok(done)
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -346,11 +358,11 @@ fn execute(args: Args) -> Result<(), CliError> {
         Command::Ceremony { operator, .. } => ceremony::execute(&cfg, args.config.as_deref(), operator),
         Command::Config { command } => config_check::run(&cfg, args.config.as_deref(), command),
         Command::Run => {
-            let hsm = open_hsm(&cfg)?;
+            let tokens = tokens::Tokens::open(&cfg, tokens::domains::RUN)?;
             let source = launcher::config_source(args.config.as_deref())?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_all(cfg, source, hsm, stop).await
+                launcher::run_all(cfg, source, tokens, stop).await
             })
         }
         Command::Registry { listen } => {
@@ -376,10 +388,10 @@ fn execute(args: Args) -> Result<(), CliError> {
             if let Some(u) = crl_url {
                 cfg.issuance.crl_url = u;
             }
-            let hsm = open_hsm(&cfg)?;
+            let tokens = tokens::Tokens::open(&cfg, tokens::domains::ISSUANCE)?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_issuance(cfg, hsm, stop).await
+                launcher::run_issuance(cfg, tokens, stop).await
             })
         }
         Command::Crl { listen, http_listen, registry_url } => {
@@ -392,10 +404,15 @@ fn execute(args: Args) -> Result<(), CliError> {
             if let Some(u) = registry_url {
                 cfg.crl.registry_url = u;
             }
-            let hsm = open_hsm(&cfg)?;
+            cfg.audit.validate()?;
+            let mut domains = tokens::domains::CRL.to_vec();
+            if cfg.audit.checkpoint_interval().is_some() {
+                domains.extend_from_slice(tokens::domains::CHECKPOINTS);
+            }
+            let tokens = tokens::Tokens::open(&cfg, &domains)?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_crl(cfg, hsm, stop).await
+                launcher::run_crl(cfg, tokens, stop).await
             })
         }
         Command::Revocation { listen, registry_url, crl_url } => {
@@ -413,20 +430,33 @@ fn execute(args: Args) -> Result<(), CliError> {
                 launcher::run_revocation(cfg, stop).await
             })
         }
-        Command::Ocsp { listen, registry_url } => {
+        Command::Ocsp { listen, registry_url, issuance_url } => {
             if let Some(l) = listen {
                 cfg.ocsp.listen = l;
             }
             if let Some(u) = registry_url {
                 cfg.ocsp.registry_url = u;
             }
-            let hsm = open_hsm(&cfg)?;
+            if let Some(u) = issuance_url {
+                cfg.ocsp.issuance_url = u;
+            }
+            let tokens = tokens::Tokens::open(&cfg, tokens::domains::OCSP)?;
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
-                launcher::run_ocsp(cfg, hsm, stop).await
+                launcher::run_ocsp(cfg, tokens, stop).await
             })
         }
-        Command::OcspCerts { operator } => ceremony::ocsp_certs(&cfg, args.config.as_deref(), operator),
+        Command::OcspCerts { issuance_url, registry_url } => {
+            if let Some(u) = issuance_url {
+                cfg.ocsp.issuance_url = u;
+            }
+            if let Some(u) = registry_url {
+                cfg.ocsp.registry_url = u;
+            }
+            let tokens = tokens::Tokens::open(&cfg, tokens::domains::OCSP)?;
+            let hsm = tokens.get(config::TrustDomain::Ocsp)?.clone();
+            runtime()?.block_on(renew_responders(&cfg, &hsm))
+        }
         Command::Revoke { args, url } => {
             let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
             runtime()?.block_on(ops::revoke(&url, args))

@@ -322,7 +322,11 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
         _ => return Err(CliError::Client("status takes --serial, --card or --licence".into())),
     };
     let s = client.get_status(rev::StatusRequest { key: Some(key) }).await.map_err(status)?.into_inner();
-    crate::launcher::say(format_args!("card {}  holder {}  state {}", s.card_id, s.holder_id, s.card_state));
+    if s.card_id.is_empty() {
+        crate::launcher::say(format_args!("no card (a CA service certificate)"));
+    } else {
+        crate::launcher::say(format_args!("card {}  holder {}  state {}", s.card_id, s.holder_id, s.card_state));
+    }
     for c in s.certificates {
         let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let revoked = if c.status == "revoked" {

@@ -127,6 +127,9 @@ impl Config {
         if absent(&["issuance", "revocation_url"]) {
             self.issuance.revocation_url = revocation;
         }
+        if absent(&["ocsp", "issuance_url"]) {
+            self.ocsp.issuance_url = service_url(&self.issuance.listen);
+        }
     }
 
     /// Every URL the ceremony (CA certificates) and issuance (card
@@ -185,6 +188,7 @@ impl Config {
             ("revocation.crl_url", &self.revocation.crl_url, "crl.listen", &self.crl.listen),
             ("issuance.crl_url", &self.issuance.crl_url, "crl.listen", &self.crl.listen),
             ("issuance.revocation_url", &self.issuance.revocation_url, "revocation.listen", &self.revocation.listen),
+            ("ocsp.issuance_url", &self.ocsp.issuance_url, "issuance.listen", &self.issuance.listen),
         ];
         for (key, url, lkey, listen) in grpc {
             out.extend(port_mismatch(key, url, lkey, listen));

@@ -109,7 +109,7 @@ fn commented_keys(text: &str) -> BTreeSet<String> {
 }
 
 /// Keys whose value is derived when absent (from `[public]` or a listener).
-const DERIVED: [&str; 15] = [
+const DERIVED: [&str; 16] = [
     "profile.signing_crl_url",
     "profile.authentication_crl_url",
     "profile.ocsp_url",
@@ -124,6 +124,7 @@ const DERIVED: [&str; 15] = [
     "revocation.registry_url",
     "revocation.crl_url",
     "ocsp.registry_url",
+    "ocsp.issuance_url",
     "public.repository_base_url",
 ];
 

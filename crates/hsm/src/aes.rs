@@ -90,6 +90,7 @@ impl Hsm {
                 // No second copy with looser flags, no flipping flags later.
                 Attribute::Copyable(false),
                 Attribute::Modifiable(false),
+                Attribute::AllowedMechanisms(vec![cryptoki::mechanism::MechanismType::AES_GCM]),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id),
             ];
@@ -113,6 +114,31 @@ impl Hsm {
     /// `find_aes_key`, or `KeyNotFound`.
     pub fn aes_key(&self, label: &str) -> Result<AesKey, HsmError> {
         self.find_aes_key(label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))
+    }
+
+    /// The escrow key labelled `label` if the token holds one fit for it (AES of
+    /// `bits`, sensitive, never extractable, encrypt/decrypt only, frozen, with a
+    /// mechanism list); Ok(None) when there is none; `NotCaGrade` naming every
+    /// problem otherwise. What the ceremony calls before it adopts an existing key.
+    pub fn adopt_escrow_key(&self, label: &str, bits: u32) -> Result<Option<AesKey>, HsmError> {
+        let key = match self.find_aes_key(label) {
+            Ok(Some(key)) => key,
+            Ok(None) => return Ok(None),
+            Err(HsmError::UnsupportedKey(why)) => {
+                return Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: format!("wrong key type: {why}") })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut reasons = Vec::new();
+        if key.bits() != bits {
+            reasons.push(format!("wrong size: AES-{}, not AES-{bits}", key.bits()));
+        }
+        reasons.extend(self.aes_key_protection(label)?.escrow_grade_problems());
+        if reasons.is_empty() {
+            Ok(Some(key))
+        } else {
+            Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: reasons.join("; ") })
+        }
     }
 
     /// Reads the AES key's protection attributes back from the token.
@@ -460,10 +486,44 @@ mod tests {
                 unwrap: false,
                 derive: false,
                 private_value_readable: false,
+                modifiable: false,
+                copyable: false,
+                allowed_mechanisms: vec!["CKM_AES_GCM".into()],
             }
         );
         assert!(p.is_escrow_grade());
         assert!(!p.is_ca_grade());
+    }
+
+    #[test]
+    fn a_weak_escrow_key_is_not_adopted() {
+        let hsm = shared_hsm();
+        let label = unique_label("weak-escrow");
+        hsm.with_session_exclusive(|s| {
+            let template = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(Ulong::from(std::os::raw::c_ulong::from(32u32))),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ];
+            s.generate_key(&Mechanism::AesKeyGen, &template).map_err(from_pkcs11)?;
+            Ok(())
+        })
+        .unwrap();
+        let err = hsm.adopt_escrow_key(&label, 256).unwrap_err().to_string();
+        for want in ["CKA_EXTRACTABLE = true", "CKA_MODIFIABLE = true", "CKA_COPYABLE = true", "CKA_ALLOWED_MECHANISMS"]
+        {
+            assert!(err.contains(want), "missing {want:?} in {err}");
+        }
+        let good = hsm.generate_aes_key(&unique_label("good-escrow"), 256).unwrap();
+        assert!(hsm.adopt_escrow_key(good.label(), 256).unwrap().is_some());
+        assert!(hsm.adopt_escrow_key(good.label(), 128).unwrap_err().to_string().contains("wrong size"));
     }
 
     #[test]

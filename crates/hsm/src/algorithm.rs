@@ -31,6 +31,15 @@ impl KeyAlgorithm {
         }
     }
 
+    /// The one PKCS#11 mechanism [`crate::HsmKey::sign`] uses with such a key: its
+    /// CKA_ALLOWED_MECHANISMS list. (ECDSA keys sign a SHA-256 digest made outside.)
+    pub(crate) fn sign_mechanism(self) -> cryptoki::mechanism::MechanismType {
+        match self {
+            KeyAlgorithm::Rsa { .. } => cryptoki::mechanism::MechanismType::SHA256_RSA_PKCS,
+            KeyAlgorithm::EcdsaP256 => cryptoki::mechanism::MechanismType::ECDSA,
+        }
+    }
+
     /// The matching rcgen signature algorithm.
     pub(crate) fn rcgen_algorithm(self) -> &'static rcgen::SignatureAlgorithm {
         match self {

@@ -29,6 +29,11 @@ pub enum HsmError {
     /// The object exists but this crate cannot use it (type, curve, size, missing half).
     #[error("unsupported key: {0}")]
     UnsupportedKey(String),
+    /// A key with this label exists but is not fit to be a CA key (or the escrow
+    /// key): `reasons` lists each attribute, type or size that is wrong. Nothing
+    /// was changed; such a key is never adopted.
+    #[error("the existing key {label:?} is not CA-grade: {reasons}")]
+    NotCaGrade { label: String, reasons: String },
     /// The caller passed something unusable (empty label, odd RSA size).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -105,15 +105,20 @@ impl HsmKey {
     /// A token that came back with another key under the label must not sign for us.
     fn find_again(&self, s: &Session) -> Result<ObjectHandle, HsmError> {
         let label = &self.inner.label;
-        let private = keystore::find_private(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.clone()))?;
-        let parts = keystore::load(s, label, private, 0)?;
-        if parts.spki != self.inner.spki {
-            return Err(HsmError::UnsupportedKey(format!(
-                "the token came back with a different key labelled {label:?}; refusing to sign with it"
-            )));
+        let privates = keystore::find_privates(s, label)?;
+        if privates.is_empty() {
+            return Err(HsmError::KeyNotFound(label.clone()));
         }
-        tracing::info!(label = %label, "found the key again after a reconnect");
-        Ok(private)
+        // Usually one; two processes racing to generate a label can leave more.
+        for private in privates {
+            if keystore::load(s, label, private, 0)?.spki == self.inner.spki {
+                tracing::info!(label = %label, "found the key again after a reconnect");
+                return Ok(private);
+            }
+        }
+        Err(HsmError::UnsupportedKey(format!(
+            "the token came back with a different key labelled {label:?}; refusing to sign with it"
+        )))
     }
 
     /// RSA: PKCS#1 RSAPublicKey DER. P-256: the bare 65-byte uncompressed point.

@@ -28,12 +28,24 @@ impl Hsm {
     /// Fails with `KeyExists` if a private key with this label exists; it never
     /// replaces or duplicates a key.
     pub fn generate_key_pair(&self, label: &str, alg: KeyAlgorithm) -> Result<HsmKey, HsmError> {
+        self.generate_pair(label, alg, true)
+    }
+
+    /// `generate_key_pair`; with `refuse_existing` false it does not look for the
+    /// label first (tests use it to make what two racing processes can leave behind).
+    pub(crate) fn generate_pair(
+        &self,
+        label: &str,
+        alg: KeyAlgorithm,
+        refuse_existing: bool,
+    ) -> Result<HsmKey, HsmError> {
         check_label(label)?;
         alg.validate()?;
         // Exclusive: SoftHSM needs it (see store_lock), and it makes "is the label free?
-        // then generate" atomic for every Hsm in this process. Other processes can race.
+        // then generate" atomic for every Hsm in this process. Other processes can race
+        // (see `find_keys`).
         let parts = self.with_live(Access::Exclusive, |live, s| {
-            if find_private(s, label)?.is_some() {
+            if refuse_existing && find_private(s, label)?.is_some() {
                 return Err(HsmError::KeyExists(label.to_owned()));
             }
             let id = s.generate_random_vec(KEY_ID_LEN).map_err(from_pkcs11)?;
@@ -56,6 +68,7 @@ impl Hsm {
                 Attribute::Verify(true),
                 Attribute::Encrypt(false),
                 Attribute::Wrap(false),
+                Attribute::Modifiable(false),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id.clone()),
             ];
@@ -69,6 +82,11 @@ impl Hsm {
                 Attribute::Decrypt(false),
                 Attribute::Unwrap(false),
                 Attribute::Derive(false),
+                // Frozen: no flag can be loosened later, no looser copy made, and
+                // the key serves its one signature mechanism only.
+                Attribute::Modifiable(false),
+                Attribute::Copyable(false),
+                Attribute::AllowedMechanisms(vec![alg.sign_mechanism()]),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id),
             ];
@@ -90,9 +108,71 @@ impl Hsm {
         Ok(parts.map(|p| HsmKey::new(self.clone(), p)))
     }
 
+    /// Every private key labelled `label`, with its public key. Usually one or
+    /// none; two processes generating the same label at the same moment can leave
+    /// two, which `find_key` refuses as ambiguous and this tells apart by their
+    /// public keys.
+    pub fn find_keys(&self, label: &str) -> Result<Vec<HsmKey>, HsmError> {
+        check_label(label)?;
+        let parts = self.with_live(Access::Shared, |live, s| {
+            let mut out = Vec::new();
+            for private in find_privates(s, label)? {
+                out.push(load(s, label, private, live.epoch())?);
+            }
+            Ok(out)
+        })?;
+        Ok(parts.into_iter().map(|p| HsmKey::new(self.clone(), p)).collect())
+    }
+
+    /// Labels of the private keys in the token that start with `prefix`, sorted.
+    /// (The OCSP responder keeps a key per rollover: `<label>` and `<label>.<n>`.)
+    pub fn key_labels(&self, prefix: &str) -> Result<Vec<String>, HsmError> {
+        let mut labels = self.with_session(|s| {
+            let mut out = Vec::new();
+            for h in s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]).map_err(from_pkcs11)? {
+                for a in s.get_attributes(h, &[AttributeType::Label]).map_err(from_pkcs11)? {
+                    if let Attribute::Label(l) = a {
+                        out.push(String::from_utf8_lossy(&l).into_owned());
+                    }
+                }
+            }
+            Ok(out)
+        })?;
+        labels.retain(|l| l.starts_with(prefix));
+        labels.sort();
+        labels.dedup();
+        Ok(labels)
+    }
+
     /// `find_key`, or `KeyNotFound`.
     pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
         self.find_key(label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))
+    }
+
+    /// The CA key labelled `label` if the token holds one fit to be a CA key of
+    /// algorithm `alg` (Ok(None) when there is no key with this label), or
+    /// `NotCaGrade` naming every problem: wrong type or size, extractable, not
+    /// sensitive, modifiable, copyable, other uses than signing, no mechanism list.
+    /// What the ceremony calls before it adopts an existing key.
+    pub fn adopt_ca_key(&self, label: &str, alg: KeyAlgorithm) -> Result<Option<HsmKey>, HsmError> {
+        let key = match self.find_key(label) {
+            Ok(Some(key)) => key,
+            Ok(None) => return Ok(None),
+            Err(HsmError::UnsupportedKey(why)) => {
+                return Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: format!("wrong key type: {why}") })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut reasons = Vec::new();
+        if key.algorithm() != alg {
+            reasons.push(format!("wrong type or size: {:?}, the configuration asks for {alg:?}", key.algorithm()));
+        }
+        reasons.extend(self.key_protection(label)?.ca_grade_problems());
+        if reasons.is_empty() {
+            Ok(Some(key))
+        } else {
+            Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: reasons.join("; ") })
+        }
     }
 
     /// Reads the private key's protection attributes back from the token.
@@ -119,6 +199,12 @@ pub(crate) fn find_one(s: &Session, template: &[Attribute], what: &str) -> Resul
         [one] => Ok(Some(*one)),
         more => Err(HsmError::Ambiguous(format!("{} objects match {what}", more.len()))),
     }
+}
+
+/// Every private key labelled `label`.
+pub(crate) fn find_privates(s: &Session, label: &str) -> Result<Vec<ObjectHandle>, HsmError> {
+    s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(label.as_bytes().to_vec())])
+        .map_err(from_pkcs11)
 }
 
 pub(crate) fn find_private(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
@@ -265,6 +351,40 @@ mod tests {
     }
 
     #[test]
+    fn two_keys_under_one_label_are_told_apart_by_their_public_keys() {
+        let hsm = shared_hsm();
+        let label = unique_label("twice");
+        assert!(hsm.find_keys(&label).unwrap().is_empty());
+        // What two processes generating the same label at once leave behind.
+        let first = hsm.generate_pair(&label, KeyAlgorithm::EcdsaP256, true).unwrap();
+        let second = hsm.generate_pair(&label, KeyAlgorithm::EcdsaP256, false).unwrap();
+        assert!(matches!(hsm.find_key(&label), Err(HsmError::Ambiguous(_))));
+        let mut found: Vec<Vec<u8>> =
+            hsm.find_keys(&label).unwrap().iter().map(|k| k.subject_public_key_info_der()).collect();
+        found.sort();
+        let mut made = vec![first.subject_public_key_info_der(), second.subject_public_key_info_der()];
+        made.sort();
+        assert_eq!(found, made);
+        // Each signs with its own private key.
+        for key in [&first, &second] {
+            let sig = key.sign(b"m").unwrap();
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, key.public_key_bytes())
+                .verify(b"m", &sig)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn key_labels_lists_private_keys_by_prefix() {
+        let hsm = shared_hsm();
+        let base = unique_label("listed");
+        assert!(hsm.key_labels(&base).unwrap().is_empty());
+        hsm.generate_key_pair(&base, KeyAlgorithm::EcdsaP256).unwrap();
+        hsm.generate_key_pair(&format!("{base}.2"), KeyAlgorithm::EcdsaP256).unwrap();
+        assert_eq!(hsm.key_labels(&base).unwrap(), [base.clone(), format!("{base}.2")]);
+    }
+
+    #[test]
     fn absent_key_is_none_or_key_not_found() {
         let hsm = shared_hsm();
         let label = unique_label("absent");
@@ -328,12 +448,108 @@ mod tests {
                     unwrap: false,
                     derive: false,
                     private_value_readable: false,
+                    modifiable: false,
+                    copyable: false,
+                    allowed_mechanisms: vec![alg.sign_mechanism().to_string()],
                 },
                 "{alg:?}"
             );
             assert!(p.is_ca_grade());
             assert!(!p.is_escrow_grade());
         }
+    }
+
+    #[test]
+    fn ca_keys_are_frozen_and_limited_to_their_mechanism() {
+        let hsm = shared_hsm();
+        for alg in [RSA2048, KeyAlgorithm::EcdsaP256] {
+            let key = hsm.generate_key_pair(&unique_label("frozen"), alg).unwrap();
+            let private = key.private_handle();
+            let p = hsm.key_protection(key.label()).unwrap();
+            let names: Vec<&str> = p.allowed_mechanisms.iter().map(String::as_str).collect();
+            let want = if alg == RSA2048 { "CKM_SHA256_RSA_PKCS" } else { "CKM_ECDSA" };
+            assert_eq!(names, [want], "{alg:?}");
+            assert!(!p.modifiable && !p.copyable, "{p:?}");
+            // The one mechanism signs ...
+            assert!(!key.sign(b"allowed").unwrap().is_empty());
+            hsm.with_session_exclusive(|s| {
+                // ... any other is refused by the token (SoftHSM honours the list) ...
+                let other = if alg == RSA2048 { Mechanism::RsaPkcs } else { Mechanism::EcdsaSha256 };
+                let refused = s.sign(&other, private, &[0u8; 32]);
+                assert!(refused.is_err(), "{alg:?}: {other:?} was allowed");
+                // ... no flag can be changed and no copy made.
+                for change in
+                    [Attribute::Sign(false), Attribute::Label(b"renamed".to_vec()), Attribute::Extractable(true)]
+                {
+                    let what = format!("{change:?}");
+                    assert!(s.update_attributes(private, &[change]).is_err(), "{alg:?}: C_SetAttributeValue {what}");
+                }
+                match s.copy_object(private, &[Attribute::Token(false)]) {
+                    Ok(h) => {
+                        let _ = s.destroy_object(h);
+                        panic!("{alg:?}: the CA key was copied");
+                    }
+                    Err(e) => {
+                        assert_eq!(crate::error::rv_of(&e), Some(cryptoki::error::RvError::ActionProhibited), "{e}")
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert!(hsm.adopt_ca_key(key.label(), alg).unwrap().is_some());
+        }
+    }
+
+    /// A key pair as `pkcs11-tool --keypairgen` or a careless script would make it:
+    /// SoftHSM's defaults (modifiable, copyable, no mechanism list), here also
+    /// extractable and not sensitive.
+    fn weak_ec_key(hsm: &Hsm, label: &str) {
+        hsm.with_session_exclusive(|s| {
+            let public = [
+                Attribute::Token(true),
+                Attribute::Verify(true),
+                Attribute::EcParams(P256_PARAMS_DER.to_vec()),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(b"weak".to_vec()),
+            ];
+            let private = [
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+                Attribute::Sign(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(b"weak".to_vec()),
+            ];
+            s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private).map_err(from_pkcs11)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_weak_key_with_the_right_label_is_not_adopted_and_the_reasons_are_named() {
+        let hsm = shared_hsm();
+        let label = unique_label("weak");
+        weak_ec_key(&hsm, &label);
+        let err = hsm.adopt_ca_key(&label, KeyAlgorithm::EcdsaP256).unwrap_err();
+        let HsmError::NotCaGrade { label: l, reasons } = &err else { panic!("{err:?}") };
+        assert_eq!(l, &label);
+        for want in [
+            "not sensitive (CKA_SENSITIVE = false)",
+            "extractable (CKA_EXTRACTABLE = true)",
+            "modifiable (CKA_MODIFIABLE = true)",
+            "copyable (CKA_COPYABLE = true)",
+            "CKA_ALLOWED_MECHANISMS is empty",
+        ] {
+            assert!(reasons.contains(want), "missing {want:?} in {reasons}");
+        }
+        // A good key of another algorithm than configured: wrong type/size.
+        let ec = hsm.generate_key_pair(&unique_label("other-alg"), KeyAlgorithm::EcdsaP256).unwrap();
+        let err = hsm.adopt_ca_key(ec.label(), RSA2048).unwrap_err().to_string();
+        assert!(err.contains("wrong type or size") && err.contains("EcdsaP256"), "{err}");
+        // No key: nothing to adopt.
+        assert!(hsm.adopt_ca_key(&unique_label("none"), RSA2048).unwrap().is_none());
     }
 
     #[test]

@@ -24,42 +24,90 @@ pub struct KeyProtection {
     pub derive: bool,
     /// True only if the secret value (CKA_PRIVATE_EXPONENT / CKA_VALUE) came back with bytes.
     pub private_value_readable: bool,
+    /// CKA_MODIFIABLE: its attributes can still be changed (C_SetAttributeValue).
+    pub modifiable: bool,
+    /// CKA_COPYABLE: C_CopyObject may make a second object of it (with looser flags).
+    pub copyable: bool,
+    /// CKA_ALLOWED_MECHANISMS by name (e.g. "CKM_ECDSA"); empty when the token
+    /// sets no list, which means every mechanism the key type allows.
+    pub allowed_mechanisms: Vec<String>,
 }
 
 impl KeyProtection {
-    /// The protection every CA key must have: sign only, secret never left the token.
+    /// The protection every CA key must have: sign only, secret never left the token,
+    /// frozen (neither modifiable nor copyable) and limited to a list of mechanisms.
     pub fn is_ca_grade(&self) -> bool {
-        self.sealed()
-            && self.sign
-            && !self.verify
-            && !self.encrypt
-            && !self.decrypt
-            && !self.wrap
-            && !self.unwrap
-            && !self.derive
+        self.ca_grade_problems().is_empty()
     }
 
     /// The protection the PIN escrow key must have: encrypt and decrypt only, secret
-    /// never left the token.
+    /// never left the token, frozen and limited to a list of mechanisms.
     pub fn is_escrow_grade(&self) -> bool {
-        self.sealed()
-            && self.encrypt
-            && self.decrypt
-            && !self.sign
-            && !self.verify
-            && !self.wrap
-            && !self.unwrap
-            && !self.derive
+        self.escrow_grade_problems().is_empty()
     }
 
-    /// Sensitive, not extractable now or ever, and the secret value does not come back.
-    fn sealed(&self) -> bool {
-        self.sensitive && !self.extractable && self.never_extractable && !self.private_value_readable
+    /// Why this is not a CA-grade signing key (empty: it is). Each item names the
+    /// attribute, e.g. "extractable (CKA_EXTRACTABLE = true)".
+    pub fn ca_grade_problems(&self) -> Vec<String> {
+        let mut out = self.sealing_problems();
+        want(&mut out, self.sign, true, "CKA_SIGN", "cannot sign");
+        for (value, name) in [
+            (self.verify, "CKA_VERIFY"),
+            (self.encrypt, "CKA_ENCRYPT"),
+            (self.decrypt, "CKA_DECRYPT"),
+            (self.wrap, "CKA_WRAP"),
+            (self.unwrap, "CKA_UNWRAP"),
+            (self.derive, "CKA_DERIVE"),
+        ] {
+            want(&mut out, value, false, name, "has a use besides signing");
+        }
+        out
+    }
+
+    /// Why this is not an escrow-grade AES key (empty: it is).
+    pub fn escrow_grade_problems(&self) -> Vec<String> {
+        let mut out = self.sealing_problems();
+        want(&mut out, self.encrypt, true, "CKA_ENCRYPT", "cannot encrypt");
+        want(&mut out, self.decrypt, true, "CKA_DECRYPT", "cannot decrypt");
+        for (value, name) in [
+            (self.sign, "CKA_SIGN"),
+            (self.verify, "CKA_VERIFY"),
+            (self.wrap, "CKA_WRAP"),
+            (self.unwrap, "CKA_UNWRAP"),
+            (self.derive, "CKA_DERIVE"),
+        ] {
+            want(&mut out, value, false, name, "has a use besides encryption");
+        }
+        out
+    }
+
+    /// Sensitive, not extractable now or ever, the secret value does not come back,
+    /// neither modifiable nor copyable, and an allowed-mechanism list.
+    fn sealing_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        want(&mut out, self.sensitive, true, "CKA_SENSITIVE", "not sensitive");
+        want(&mut out, self.extractable, false, "CKA_EXTRACTABLE", "extractable");
+        want(&mut out, self.never_extractable, true, "CKA_NEVER_EXTRACTABLE", "was extractable once");
+        if self.private_value_readable {
+            out.push("its secret value can be read".into());
+        }
+        want(&mut out, self.modifiable, false, "CKA_MODIFIABLE", "modifiable");
+        want(&mut out, self.copyable, false, "CKA_COPYABLE", "copyable");
+        if self.allowed_mechanisms.is_empty() {
+            out.push("no allowed-mechanism list (CKA_ALLOWED_MECHANISMS is empty: any mechanism)".into());
+        }
+        out
+    }
+}
+
+fn want(out: &mut Vec<String>, value: bool, wanted: bool, attribute: &str, problem: &str) {
+    if value != wanted {
+        out.push(format!("{problem} ({attribute} = {value})"));
     }
 }
 
 /// Flags every private and secret key has.
-const FLAGS: [AttributeType; 7] = [
+const FLAGS: [AttributeType; 9] = [
     AttributeType::Sensitive,
     AttributeType::Extractable,
     AttributeType::NeverExtractable,
@@ -67,6 +115,8 @@ const FLAGS: [AttributeType; 7] = [
     AttributeType::Decrypt,
     AttributeType::Unwrap,
     AttributeType::Derive,
+    AttributeType::Modifiable,
+    AttributeType::Copyable,
 ];
 
 /// Flags only public and secret keys have (asked for secret keys only).
@@ -96,6 +146,9 @@ pub(crate) fn read(session: &Session, private: ObjectHandle, alg: KeyAlgorithm) 
         unwrap: flag(AttributeType::Unwrap)?,
         derive: flag(AttributeType::Derive)?,
         private_value_readable: secret_readable(session, private, secret_attribute(alg))?,
+        modifiable: flag(AttributeType::Modifiable)?,
+        copyable: flag(AttributeType::Copyable)?,
+        allowed_mechanisms: allowed_mechanisms(session, private)?,
     })
 }
 
@@ -117,6 +170,9 @@ pub(crate) fn read_secret_key(session: &Session, key: ObjectHandle) -> Result<Ke
         unwrap: flag(AttributeType::Unwrap)?,
         derive: flag(AttributeType::Derive)?,
         private_value_readable: secret_readable(session, key, AttributeType::Value)?,
+        modifiable: flag(AttributeType::Modifiable)?,
+        copyable: flag(AttributeType::Copyable)?,
+        allowed_mechanisms: allowed_mechanisms(session, key)?,
     })
 }
 
@@ -135,10 +191,25 @@ fn flag(attrs: &[Attribute], ty: AttributeType) -> Result<bool, HsmError> {
             | (Attribute::Decrypt(v), AttributeType::Decrypt)
             | (Attribute::Wrap(v), AttributeType::Wrap)
             | (Attribute::Unwrap(v), AttributeType::Unwrap)
-            | (Attribute::Derive(v), AttributeType::Derive) => Some(*v),
+            | (Attribute::Derive(v), AttributeType::Derive)
+            | (Attribute::Modifiable(v), AttributeType::Modifiable)
+            | (Attribute::Copyable(v), AttributeType::Copyable) => Some(*v),
             _ => None,
         })
         .ok_or_else(|| HsmError::Pkcs11(format!("token did not return {ty}")))
+}
+
+/// CKA_ALLOWED_MECHANISMS by name; empty when the token has no list for the key.
+pub(crate) fn allowed_mechanisms(session: &Session, key: ObjectHandle) -> Result<Vec<String>, HsmError> {
+    let attrs = session.get_attributes(key, &[AttributeType::AllowedMechanisms]).map_err(from_pkcs11)?;
+    Ok(attrs
+        .into_iter()
+        .flat_map(|a| match a {
+            Attribute::AllowedMechanisms(list) => list,
+            _ => Vec::new(),
+        })
+        .map(|m| m.to_string())
+        .collect())
 }
 
 /// Whether the secret came back with bytes. cryptoki returns Ok(empty) (or omits the
@@ -169,6 +240,9 @@ mod tests {
             unwrap: false,
             derive: false,
             private_value_readable: false,
+            modifiable: false,
+            copyable: false,
+            allowed_mechanisms: vec!["CKM_ECDSA".into()],
         }
     }
 
@@ -183,10 +257,23 @@ mod tests {
     }
 
     #[test]
+    fn problems_name_the_attribute() {
+        let weak = KeyProtection { sign: true, extractable: true, modifiable: true, copyable: true, ..sealed() };
+        let problems = weak.ca_grade_problems().join("; ");
+        for want in ["CKA_EXTRACTABLE = true", "CKA_MODIFIABLE = true", "CKA_COPYABLE = true"] {
+            assert!(problems.contains(want), "{problems}");
+        }
+        assert!(!problems.contains("CKA_SENSITIVE"), "{problems}");
+    }
+
+    #[test]
     fn any_loosened_flag_fails_both_grades() {
         let ca = KeyProtection { sign: true, ..sealed() };
         let escrow = KeyProtection { encrypt: true, decrypt: true, ..sealed() };
-        let loosen: [fn(&mut KeyProtection); 10] = [
+        let loosen: [fn(&mut KeyProtection); 13] = [
+            |p| p.modifiable = true,
+            |p| p.copyable = true,
+            |p| p.allowed_mechanisms.clear(),
             |p| p.sensitive = false,
             |p| p.extractable = true,
             |p| p.never_extractable = false,

@@ -10,6 +10,7 @@ mod lifecycle;
 mod pin;
 mod query;
 mod recovery;
+mod responder;
 pub mod service;
 pub mod validate;
 
@@ -80,19 +81,24 @@ fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
         .connect_lazy())
 }
 
-/// Builds the service from config: both issuing CAs, the PIN escrow key and the clients.
-pub fn build_service(cfg: &config::Config, hsm: &hsm::Hsm) -> Result<IssuanceService, IssuanceError> {
+/// Builds the service from config: both issuing CAs (in the `issuing` token), the
+/// PIN escrow key (in the `escrow` token) and the clients.
+pub fn build_service(
+    cfg: &config::Config,
+    hsm: &hsm::Hsm,
+    escrow_token: &hsm::Hsm,
+) -> Result<IssuanceService, IssuanceError> {
     let dir = cfg.cert_dir();
     let signing = IssuingCaKey::load(hsm, &dir.join(&cfg.ca.signing.file_name), &cfg.ca.signing.key_label)?;
     let authentication =
         IssuingCaKey::load(hsm, &dir.join(&cfg.ca.authentication.file_name), &cfg.ca.authentication.key_label)?;
-    let escrow = hsm.find_aes_key(&cfg.issuance.pin_escrow_key_label)?.ok_or_else(|| {
+    let escrow = escrow_token.find_aes_key(&cfg.issuance.pin_escrow_key_label)?.ok_or_else(|| {
         IssuanceError::Startup(format!(
             "no PIN escrow key {:?} in the HSM (run the key ceremony first: hpki-ca ceremony)",
             cfg.issuance.pin_escrow_key_label
         ))
     })?;
-    Ok(IssuanceService::new(
+    let mut service = IssuanceService::new(
         registry_client(&cfg.issuance.registry_url)?,
         tls::limit_client!(RevocationClient::new(lazy_channel(
             "issuance.revocation_url",
@@ -105,7 +111,9 @@ pub fn build_service(cfg: &config::Config, hsm: &hsm::Hsm) -> Result<IssuanceSer
         Arc::new(authentication),
         escrow,
         hsm.clone(),
-    ))
+    );
+    service.responder_validity_days = cfg.ocsp.responder_validity_days;
+    Ok(service)
 }
 
 /// Serves Issuance, gRPC health and reflection on `listener` until `shutdown`.

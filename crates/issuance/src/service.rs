@@ -34,6 +34,8 @@ pub struct IssuanceService {
     pub(crate) escrow: hsm::AesKey,
     pub(crate) hsm: hsm::Hsm,
     pub(crate) hsm_status: HsmStatus,
+    /// Validity of the OCSP responder certificates it issues (`[ocsp] responder_validity_days`).
+    pub(crate) responder_validity_days: u32,
 }
 
 /// One certificate as the registry holds it once issued.
@@ -82,6 +84,7 @@ impl IssuanceService {
             escrow,
             hsm,
             hsm_status,
+            responder_validity_days: 30,
         }
     }
 
@@ -584,6 +587,23 @@ impl Issuance for IssuanceService {
 
     async fn get_card(&self, request: Request<iss::CardRef>) -> Result<Response<iss::CardDetails>, Status> {
         Ok(Response::new(self.card_details(request.into_inner()).await?))
+    }
+
+    /// Only our OCSP process may ask (the transport's role policy refuses RA,
+    /// operator and auditor certificates before we get here).
+    async fn issue_responder_certificate(
+        &self,
+        request: Request<iss::ResponderCertificateRequest>,
+    ) -> Result<Response<iss::ResponderCertificate>, Status> {
+        let req = request.into_inner();
+        let issuer = req.issuer.clone();
+        match self.issue_responder(req).await {
+            Ok(cert) => Ok(Response::new(cert)),
+            Err(e) => {
+                tracing::info!(action = "responder_certificate", issuer = %issuer, error = %e, "request refused");
+                Err(Status::from(e))
+            }
+        }
     }
 
     async fn get_holder_history(

@@ -210,7 +210,10 @@ async fn propagation(rounds: usize) {
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();
     let hsm = ca.hsm.clone();
-    tokio::spawn(async move { ocsp::serve(&cfg, hsm, http, metrics, std::future::pending()).await.unwrap() });
+    let authority = std::sync::Arc::new(ocsp::testkit::DirectAuthority::new(&ca));
+    tokio::spawn(async move {
+        ocsp::serve_with(&cfg, hsm, authority, http, metrics, std::future::pending()).await.unwrap()
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut client = Client::connect(http_addr).await;
     let paths: Vec<String> = serials

@@ -176,8 +176,7 @@ pub fn write_openssl_files(p: &Populated, dir: &Path) -> Result<(), OcspError> {
         alg: &rcgen::PKCS_RSA_SHA256,
     };
     let (ca, ca_key) = p.ca.issuing(0);
-    let cert =
-        crate::responder_cert::issue(&p.ca.cfg, &p.ca.cfg.ca.signing, &ca, &ca_key, &key, OffsetDateTime::now_utc())?;
+    let cert = crate::responder_cert::issue_directly(&p.ca.cfg, &ca, &ca_key, &key, OffsetDateTime::now_utc())?;
     let write = |name: &str, data: &[u8]| std::fs::write(dir.join(name), data).map_err(OcspError::io(dir.join(name)));
     write("rsigner.pem", pem::encode(&pem::Pem::new("CERTIFICATE", cert)).as_bytes())?;
     write("ca.pem", pem::encode(&pem::Pem::new("CERTIFICATE", ca.certificate_der().to_vec())).as_bytes())?;

@@ -158,6 +158,20 @@ impl Cache {
         out
     }
 
+    /// Drops every response signed for issuer `issuer` (its responder certificate
+    /// was revoked): the next request for each signs afresh. Returns how many.
+    pub fn forget_signed(&self, issuer: usize) -> usize {
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+            for (_, e) in map.iter_mut().filter(|(k, _)| k.issuer() == issuer) {
+                dropped += e.signed.iter().filter(|s| s.is_some()).count();
+                e.signed = [None, None];
+            }
+        }
+        dropped
+    }
+
     /// Forgets negative answers whose time is up (a request asks the registry again).
     pub fn purge_negative(&self, now: i64) -> usize {
         let mut removed = 0;

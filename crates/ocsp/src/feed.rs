@@ -36,6 +36,10 @@ fn now_ms() -> u64 {
 /// Applies one change and schedules re-signing of what it made stale.
 pub fn apply(responder: &Arc<Responder>, change: &reg::StatusChange) {
     let m = responder.metrics();
+    if change.status == reg::CertificateStatus::Revoked as i32 && responder.is_own_responder_serial(&change.serial) {
+        tracing::warn!(serial = %change.serial, "our responder certificate was revoked");
+        responder.want_rollover();
+    }
     if let Some((key, algs)) = responder.apply_change(change) {
         for alg in algs {
             let r = responder.clone();

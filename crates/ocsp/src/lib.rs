@@ -7,8 +7,9 @@
 //! hash (SHA-1, SHA-256), the last response signed for it.
 //!
 //! Responses are signed with a delegated responder certificate per issuing CA
-//! (`ensure_responder_certificates`; key in the HSM, ResponderID byKey, the
-//! certificate carried in every response):
+//! (key in the process's own `ocsp` token, certificate issued by the issuance
+//! service from our CSR: `responder_cert`; ResponderID byKey, the certificate
+//! carried in every response):
 //! - when first asked for: a serial with no cached answer is looked up
 //!   (status feed, or `GetCertificate` on a miss), signed and cached;
 //!   serials the registry does not know are `unknown`, cached for
@@ -75,5 +76,8 @@ mod timeout_tests;
 
 pub use error::OcspError;
 pub use responder::{Answer, Responder, Step};
-pub use responder_cert::{ensure_responder_certificates, Outcome, ResponderCertStatus};
-pub use serve::{metrics_router, renew_window, serve, serve_http, serve_http_capped};
+pub use responder_cert::{
+    ensure_each, ensure_responder_certificates, IssuanceAuthority, Outcome, RegistryState, ResponderAuthority,
+    ResponderCertStatus,
+};
+pub use serve::{metrics_router, renew_window, serve, serve_http, serve_http_capped, serve_with};

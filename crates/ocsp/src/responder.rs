@@ -176,6 +176,8 @@ pub struct Responder {
     source: Arc<dyn CertificateSource>,
     metrics: Arc<Metrics>,
     signing: KeyLocks<(SerialKey, HashAlg)>,
+    /// Raised when the status feed revokes one of our own responder certificates.
+    rollover: tokio::sync::Notify,
 }
 
 impl Responder {
@@ -201,7 +203,26 @@ impl Responder {
             source,
             metrics,
             signing: KeyLocks::default(),
+            rollover: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Whether `serial_hex` is the serial of a responder certificate in use now.
+    pub fn is_own_responder_serial(&self, serial_hex: &str) -> bool {
+        self.issuers.iter().any(|slot| {
+            crate::responder_cert::serial_of_der(slot.responder().certificate_der())
+                .is_some_and(|s| s.eq_ignore_ascii_case(serial_hex))
+        })
+    }
+
+    /// Asks the renewal task to roll over now (a responder certificate was revoked).
+    pub fn want_rollover(&self) {
+        self.rollover.notify_one();
+    }
+
+    /// Resolves when a rollover was asked for.
+    pub(crate) async fn rollover_wanted(&self) {
+        self.rollover.notified().await
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -589,6 +610,14 @@ impl Responder {
         if let Some(slot) = self.issuers.get(index) {
             slot.replace(r);
         }
+    }
+
+    /// Replaces a responder whose certificate was revoked: responses it signed
+    /// are no longer served (each is signed afresh by `r` when next asked for).
+    pub fn retire_responder(&self, index: usize, r: ResponderIdentity) {
+        self.replace_responder(index, r);
+        let dropped = self.cache.forget_signed(index);
+        tracing::info!(issuer = index, dropped, "responses of the revoked responder certificate dropped");
     }
 
     /// Bench/test loading: records a status without asking anyone.

@@ -1,10 +1,9 @@
 //! Running the responder: responder certificates, the cache and its
 //! background work (feed, refresh, renewal), the OCSP and metrics listeners.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -20,20 +19,13 @@ use crate::http::{self, HttpLimits, HttpState};
 use crate::issuers::IssuerHashes;
 use crate::metrics::{Gauges, Metrics};
 use crate::responder::{IssuerSlot, Responder, Settings};
-use crate::responder_cert::{self, LoadedIssuer, Outcome, ResponderCertStatus};
+use crate::responder_cert::{self, IssuanceAuthority, LoadedIssuer, Outcome, ResponderAuthority, ResponderCertStatus};
 use crate::signer::ResponderIdentity;
-use crate::source::{self, AuditError, AuditEvent, AuditSink, RegistrySource};
+use crate::source::{self, RegistrySource};
 use crate::{feed, feed::now_ms_pub as now_ms};
 
 /// How often the registry's feed position is polled (lag metric).
 const POSITION_TICK: Duration = Duration::from_secs(5);
-
-/// How soon audit entries the registry did not take are offered again (or
-/// at the next renewal check, when that comes first).
-const AUDIT_RETRY: Duration = Duration::from_secs(30);
-/// Undelivered audit entries kept. At most two come per renewal, so only a
-/// registry away for dozens of renewals fills it.
-const MAX_PENDING_AUDIT: usize = 64;
 
 /// Renew a responder certificate when a third of its validity (at least two
 /// response lifetimes) is left, so no response outlives its signer's certificate.
@@ -60,9 +52,11 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| OcspError::Internal(format!("blocking task: {e}")))?
 }
 
-/// Serves OCSP on `http` and Prometheus metrics on `metrics` until `shutdown`.
-/// Issues or renews the responder certificates first (see
-/// `ensure_responder_certificates`).
+/// Serves OCSP on `http` and Prometheus metrics on `metrics` until `shutdown`,
+/// with the responder keys in `hsm` (the `ocsp` token). The responder
+/// certificates come from the issuance service (`[ocsp] issuance_url`) before
+/// the first request is answered, and are renewed or rolled over later (see
+/// `responder_cert`).
 pub async fn serve(
     cfg: &Config,
     hsm: hsm::Hsm,
@@ -71,20 +65,49 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OcspError> {
     cfg.ocsp.validate()?;
+    let authority: Arc<dyn ResponderAuthority> = Arc::new(IssuanceAuthority::from_config(cfg)?);
+    serve_with(cfg, hsm, authority, http, metrics, shutdown).await
+}
+
+/// How long a starting responder keeps asking for its first certificates
+/// (issuance or the registry may start after it) before giving up.
+const STARTUP_ATTEMPTS: u32 = 120;
+const STARTUP_RETRY: Duration = Duration::from_secs(1);
+
+/// `serve` with the certificate authority given (tests and the load-test
+/// server stand one in: `testkit::DirectAuthority`).
+#[doc(hidden)]
+pub async fn serve_with(
+    cfg: &Config,
+    hsm: hsm::Hsm,
+    authority: Arc<dyn ResponderAuthority>,
+    http: TcpListener,
+    metrics: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OcspError> {
+    cfg.ocsp.validate()?;
     let renew_within = renew_window(&cfg.ocsp);
     let client = source::registry_client(&cfg.ocsp.registry_url)?;
     let registry = Arc::new(RegistrySource::new(client.clone()));
-    let audit = Arc::new(ResponderAudit::new(registry.clone()));
-    // Certificates issued now are audited like renewals (sent by the renewal
-    // task, which retries while the registry is not up yet).
-    let (c, h) = (cfg.clone(), hsm.clone());
-    let each = blocking(move || Ok(responder_cert::ensure_each(&c, &h, renew_within))).await?;
-    let done = audit.record(each)?;
-    for d in &done {
-        tracing::info!(ca = d.ca, certificate = ?d.certificate, not_after = %d.not_after, "responder certificate");
+    // Missing CA certificates are a set-up error: no point waiting.
+    for slot in responder_cert::slots(cfg) {
+        responder_cert::issuing_ca_certificate(cfg, slot.entity)?;
     }
-    let (c, h) = (cfg.clone(), hsm.clone());
-    let issuers = slots(blocking(move || responder_cert::load(&c, &h)).await?)?;
+    let mut attempt = 0;
+    let issuers = loop {
+        attempt += 1;
+        let each = responder_cert::ensure_each(cfg, &hsm, authority.as_ref(), renew_within).await;
+        log_each(&each);
+        let (c, h) = (cfg.clone(), hsm.clone());
+        match blocking(move || responder_cert::load(&c, &h)).await {
+            Ok(loaded) => break slots(loaded)?,
+            Err(e) if attempt >= STARTUP_ATTEMPTS || matches!(e, OcspError::Config(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "no usable responder certificate yet; asking again");
+                tokio::time::sleep(STARTUP_RETRY).await;
+            }
+        }
+    };
     let metrics_state = Arc::new(Metrics::default());
     let responder = Arc::new(Responder::new(Settings::from_config(&cfg.ocsp), issuers, registry, metrics_state));
 
@@ -102,9 +125,9 @@ pub async fn serve(
             responder.clone(),
             cfg.clone(),
             hsm,
+            authority,
             renew_within,
             Duration::from_secs(cfg.ocsp.renewal_check_seconds),
-            audit,
         )),
     ];
 
@@ -131,6 +154,22 @@ pub async fn serve(
         t.abort();
     }
     Ok(())
+}
+
+fn log_each(each: &[Result<ResponderCertStatus, OcspError>]) {
+    for d in each {
+        match d {
+            Ok(d) => tracing::info!(
+                ca = d.ca,
+                serial = %d.serial,
+                certificate = ?d.certificate,
+                key = %d.key_label,
+                not_after = %d.not_after,
+                "responder certificate"
+            ),
+            Err(e) => tracing::warn!(error = %e, "responder certificate not (re)issued"),
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `stop` turns true, through the shared
@@ -196,31 +235,23 @@ pub(crate) async fn refresh_loop(responder: Arc<Responder>, every: Duration) {
     }
 }
 
-/// Renews the responder certificates when due (every `every`) and picks up
-/// certificates another replica wrote; sends the audit entries of what it
-/// issued, retrying undelivered ones every [`AUDIT_RETRY`] (or `every`, when
-/// shorter) until the registry takes them.
+/// Renews the responder certificates when due (every `every`, or at once when
+/// the status feed says one of them was revoked: then it rolls over to a new
+/// key), and picks up certificates another replica wrote.
 pub(crate) async fn renew_loop(
     responder: Arc<Responder>,
     cfg: Config,
     hsm: hsm::Hsm,
+    authority: Arc<dyn ResponderAuthority>,
     renew_within: time::Duration,
     every: Duration,
-    audit: Arc<ResponderAudit>,
 ) {
-    let retry = every.min(AUDIT_RETRY);
-    let mut next_check = tokio::time::Instant::now() + every;
     loop {
-        let undelivered = audit.flush().await;
-        let now = tokio::time::Instant::now();
-        if now >= next_check {
-            next_check = now + every;
-            renew_once(&responder, &cfg, &hsm, renew_within, &audit).await;
-            // Deliver what it issued at once.
-            continue;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = responder.rollover_wanted() => tracing::info!("a responder certificate was revoked; rolling over"),
         }
-        let wake = if undelivered > 0 { next_check.min(now + retry) } else { next_check };
-        tokio::time::sleep_until(wake).await;
+        renew_once(&responder, &cfg, &hsm, authority.as_ref(), renew_within).await;
     }
 }
 
@@ -228,15 +259,16 @@ async fn renew_once(
     responder: &Responder,
     cfg: &Config,
     hsm: &hsm::Hsm,
+    authority: &dyn ResponderAuthority,
     renew_within: time::Duration,
-    audit: &ResponderAudit,
 ) {
-    let (c, h) = (cfg.clone(), hsm.clone());
-    let renewed = blocking(move || Ok(responder_cert::ensure_each(&c, &h, renew_within))).await.and_then(|each| {
-        // Each certificate issued is queued for the log before anything else can fail.
-        audit.record(each)
-    });
-    if let Err(e) = renewed {
+    let each = responder_cert::ensure_each(cfg, hsm, authority, renew_within).await;
+    let rolled: Vec<bool> =
+        each.iter().map(|r| r.as_ref().is_ok_and(|d| d.certificate == Outcome::RolledOver)).collect();
+    for d in each.iter().flatten().filter(|d| d.certificate != Outcome::Kept) {
+        tracing::info!(ca = d.ca, serial = %d.serial, outcome = ?d.certificate, "responder certificate renewed");
+    }
+    for e in each.iter().filter_map(|r| r.as_ref().err()) {
         tracing::error!(error = %e, "responder certificate renewal failed");
     }
     // Load whatever is on disk now: ours, or a certificate another replica wrote.
@@ -247,104 +279,21 @@ async fn renew_once(
                 let current = responder.issuers().get(i).map(|s| s.responder());
                 if current.is_some_and(|c| c.certificate_der() != l.responder_cert.as_slice()) {
                     match ResponderIdentity::new(l.responder_cert, Arc::new(l.responder_key)) {
+                        Ok(id) if rolled.get(i).copied().unwrap_or(false) => {
+                            tracing::info!(ca = l.name, "using the rolled-over responder certificate");
+                            responder.retire_responder(i, id);
+                        }
                         Ok(id) => {
-                            tracing::info!(ca = l.name, "using a renewed responder certificate");
+                            tracing::info!(ca = l.name, "using a new responder certificate");
                             responder.replace_responder(i, id);
                         }
                         Err(e) => {
-                            tracing::error!(ca = l.name, error = %e, "renewed responder certificate unusable")
+                            tracing::error!(ca = l.name, error = %e, "new responder certificate unusable")
                         }
                     }
                 }
             }
         }
         Err(e) => tracing::error!(error = %e, "responder certificates could not be loaded"),
-    }
-}
-
-/// The audit entries ("ocsp.responder_certificate") of the responder
-/// certificates this process issued, kept in order until the registry has
-/// them: a registry away at the moment of a renewal delays the entry, it does
-/// not lose it. (A process that dies first loses what it still holds; the
-/// error log names each entry not delivered.)
-pub(crate) struct ResponderAudit {
-    sink: Arc<dyn AuditSink>,
-    pending: Mutex<VecDeque<AuditEvent>>,
-}
-
-impl ResponderAudit {
-    pub(crate) fn new(sink: Arc<dyn AuditSink>) -> ResponderAudit {
-        ResponderAudit { sink, pending: Mutex::new(VecDeque::new()) }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, VecDeque<AuditEvent>> {
-        // A panic elsewhere while holding it leaves a queue still worth sending.
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Queues an entry for each certificate issued or renewed (a kept one is
-    /// no news), then returns the statuses, or the first CA's error.
-    pub(crate) fn record(
-        &self,
-        each: Vec<Result<ResponderCertStatus, OcspError>>,
-    ) -> Result<Vec<ResponderCertStatus>, OcspError> {
-        let issued_at = time::OffsetDateTime::now_utc();
-        for done in each.iter().flatten().filter(|d| d.certificate != Outcome::Kept) {
-            match responder_cert::audit_event(done, issued_at) {
-                Ok(event) => self.push(event),
-                // The DER was just made or checked by us: only a bug gets here.
-                Err(e) => tracing::error!(ca = done.ca, error = %e, "no audit entry for a responder certificate"),
-            }
-        }
-        each.into_iter().collect()
-    }
-
-    pub(crate) fn push(&self, event: AuditEvent) {
-        let mut pending = self.lock();
-        if pending.len() >= MAX_PENDING_AUDIT {
-            if let Some(lost) = pending.pop_front() {
-                tracing::error!(
-                    subject = %lost.subject,
-                    detail = %lost.detail_json,
-                    "audit entry dropped: too many undelivered while the registry is away"
-                );
-            }
-        }
-        pending.push_back(event);
-    }
-
-    pub(crate) fn pending(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Offers the queued entries in order; stops at the first the registry
-    /// does not take now. An entry it refuses outright (invalid, or our role
-    /// may not append) would be refused forever: it is logged here in full
-    /// and dropped. Returns how many are left.
-    pub(crate) async fn flush(&self) -> usize {
-        loop {
-            // Not held across the await; only the renewal task takes entries off.
-            let Some(next) = self.lock().front().cloned() else { return 0 };
-            match self.sink.append_audit(next.clone()).await {
-                Ok(sequence) => {
-                    tracing::info!(sequence, subject = %next.subject, "responder certificate audited");
-                    self.lock().pop_front();
-                }
-                Err(AuditError::Refused(why)) => {
-                    tracing::error!(
-                        error = %why,
-                        subject = %next.subject,
-                        detail = %next.detail_json,
-                        "the registry refused a responder certificate's audit entry; it is only in this log"
-                    );
-                    self.lock().pop_front();
-                }
-                Err(AuditError::Unavailable(why)) => {
-                    let left = self.pending();
-                    tracing::warn!(error = %why, pending = left, "audit entry not delivered; trying again");
-                    return left;
-                }
-            }
-        }
     }
 }

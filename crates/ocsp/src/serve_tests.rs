@@ -1,8 +1,8 @@
 //! The whole responder (`serve`) against a real in-process registry: issuance
 //! and revocation arrive over the status feed; two replicas follow it on their
-//! own; openssl verifies over HTTP; metrics are served; the responder
-//! certificates it issues or renews are in the registry's audit log (and, with
-//! an in-memory log, an entry the registry does not take is sent again).
+//! own; openssl verifies over HTTP; metrics are served; the running responder
+//! renews a certificate that falls due and rolls over one that is revoked
+//! (responder certificates come from a stand-in for the issuance service).
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -15,15 +15,9 @@ use store::{CertificateKind, ContactAddress, HolderDetails, Membership, NewAppli
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-use crate::serve::{renew_loop, renew_window, ResponderAudit};
-use crate::source::AuditEvent;
-use crate::testkit::{test_ca, MapSource, RecordingAudit, TestCa};
+use crate::testkit::{test_ca, DirectAuthority, TestCa};
 
 fn application(n: u32) -> NewApplication {
     NewApplication {
@@ -89,7 +83,16 @@ async fn replica(ca: &TestCa, registry: SocketAddr) -> Replica {
     replica_with(ca, ca.cfg.clone(), registry).await
 }
 
-async fn replica_with(ca: &TestCa, mut cfg: config::Config, registry: SocketAddr) -> Replica {
+async fn replica_with(ca: &TestCa, cfg: config::Config, registry: SocketAddr) -> Replica {
+    replica_of(ca, cfg, registry, Arc::new(DirectAuthority::new(ca))).await
+}
+
+async fn replica_of(
+    ca: &TestCa,
+    mut cfg: config::Config,
+    registry: SocketAddr,
+    authority: Arc<DirectAuthority>,
+) -> Replica {
     cfg.ocsp.registry_url = format!("http://{registry}");
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,7 +100,7 @@ async fn replica_with(ca: &TestCa, mut cfg: config::Config, registry: SocketAddr
     let (tx, rx) = oneshot::channel::<()>();
     let hsm = ca.hsm.clone();
     let task = tokio::spawn(async move {
-        crate::serve(&cfg, hsm, http, metrics, async {
+        crate::serve_with(&cfg, hsm, authority, http, metrics, async {
             let _ = rx.await;
         })
         .await
@@ -222,44 +225,35 @@ async fn two_replicas_follow_the_feed_from_issuance_to_revocation() {
 }
 
 /// (serial hex, SHA-256 hex) of the responder certificate `i` on disk now.
-fn responder_on_disk(ca: &TestCa, i: usize) -> (String, String) {
+fn responder_on_disk(ca: &TestCa, i: usize) -> (String, Vec<u8>) {
     let text = std::fs::read_to_string(ca.responder_path(i)).unwrap();
     let der = pem::parse(text).unwrap().into_contents();
     let cert = <x509_cert::Certificate as der::Decode>::from_der(&der).unwrap();
-    (hex::encode(cert.tbs_certificate().serial_number().as_bytes()), hex::encode(Sha256::digest(&der)))
+    (hex::encode(cert.tbs_certificate().serial_number().as_bytes()), der)
 }
 
-fn responder_entries(store: &Store) -> Vec<store::AuditRecord> {
-    let all = store.list_audit(0, None).unwrap();
-    all.into_iter().filter(|e| e.action == store::actions::OCSP_RESPONDER_CERTIFICATE).collect()
+/// The responder certificate in the response openssl got (`-resp_text`), as PEM lines.
+fn served_responder(text: &str) -> String {
+    text.lines()
+        .skip_while(|l| !l.contains("BEGIN CERTIFICATE"))
+        .take_while(|l| !l.contains("END CERTIFICATE"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-/// The entry names the certificate now on disk for CA `i`, renewed by the responder.
-fn assert_names_the_renewed_certificate(ca: &TestCa, i: usize, subject: &str, detail_json: &str, short: &[u8]) {
-    let detail: Value = serde_json::from_str(detail_json).unwrap();
-    let (serial, sha256) = responder_on_disk(ca, i);
-    assert_eq!(subject, ca.label(i), "{detail}");
-    assert_eq!(detail["issuer_label"], ca.label(i).as_str(), "{detail}");
-    assert_eq!(detail["ca"], ["signing", "authentication"][i], "{detail}");
-    assert_eq!(detail["outcome"], "renewed", "{detail}");
-    assert_eq!(detail["serial"], serial.as_str(), "{detail}");
-    assert_eq!(detail["sha256"], sha256.as_str(), "{detail}");
-    assert_ne!(detail["sha256"], hex::encode(Sha256::digest(short)).as_str(), "not the certificate made due");
-    let key_label = [&ca.cfg.ocsp.signing_responder_key_label, &ca.cfg.ocsp.authentication_responder_key_label][i];
-    assert_eq!(detail["key_label"], key_label.as_str(), "{detail}");
-    assert!(detail["subject"].as_str().unwrap().contains("OCSP Responder"), "{detail}");
-    assert!(detail["issuer"].as_str().unwrap().contains("C=JP"), "{detail}");
-    // The configured 30 days, in RFC 3339 as on the certificate.
-    let text = std::fs::read_to_string(ca.responder_path(i)).unwrap();
-    let not_after = crate::responder_cert::not_after_of(&pem::parse(text).unwrap().into_contents()).unwrap();
-    let days = (not_after - time::OffsetDateTime::now_utc()).whole_days();
-    assert!((29..=30).contains(&days), "{days} days");
-    assert_eq!(detail["not_after"], not_after.format(&time::format_description::well_known::Rfc3339).unwrap().as_str());
-    assert!(detail["not_before"].as_str().unwrap().ends_with('Z'), "{detail}");
+fn ocsp_with_text(ca: &TestCa, cert: &std::path::Path, at: SocketAddr) -> String {
+    let ca_pem = ca.ca_path(0);
+    let out = Command::new("openssl")
+        .args(["ocsp", "-issuer", ca_pem.to_str().unwrap(), "-cert", cert.to_str().unwrap()])
+        .args(["-url", &format!("http://{at}/ocsp"), "-CAfile", ca_pem.to_str().unwrap(), "-no_nonce", "-timeout", "5"])
+        .args(["-resp_text"])
+        .output()
+        .unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn responder_certificates_the_running_responder_renews_are_in_the_registrys_audit_log() {
+async fn the_running_responder_renews_a_due_certificate_and_rolls_over_a_revoked_one() {
     let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
     let db = tempfile::tempdir().unwrap();
     let store = Store::open(&db.path().join("db")).unwrap();
@@ -271,98 +265,42 @@ async fn responder_certificates_the_running_responder_renews_are_in_the_registry
         let _ = reg_rx.await;
     }));
 
-    // Due before the start: renewed by the starting responder.
-    let short_auth = ca.make_responder_due(1);
+    // Due before the start: renewed by the starting responder through the authority.
+    let short = ca.make_responder_due(0);
+    let authority = Arc::new(DirectAuthority::new(&ca));
     let mut cfg = ca.cfg.clone();
     cfg.ocsp.renewal_check_seconds = 1;
-    let mut r = replica_with(&ca, cfg, registry_addr).await;
+    let mut r = replica_of(&ca, cfg, registry_addr, authority.clone()).await;
     until("a good answer", Duration::from_secs(20), || ocsp(&ca, &first, r.http).contains(": good")).await;
-    until("the start's audit entry", Duration::from_secs(10), || responder_entries(&store).len() == 1).await;
-    let entries = responder_entries(&store);
-    assert_eq!(entries[0].actor, "ocsp-responder");
-    assert_names_the_renewed_certificate(&ca, 1, &entries[0].subject, &entries[0].detail_json, &short_auth);
+    assert_eq!(authority.issued(), 1, "only the due certificate was asked for");
+    let (renewed_serial, renewed) = responder_on_disk(&ca, 0);
+    assert_ne!(renewed, short);
+    let text = ocsp_with_text(&ca, &first, r.http);
+    let served = served_responder(&text);
+    let on_disk = pem::encode(&pem::Pem::new("CERTIFICATE", renewed.clone()));
+    assert!(
+        on_disk.replace("\r", "").contains(served.lines().nth(1).unwrap_or("?")),
+        "serves the renewed one:\n{text}"
+    );
 
-    // Due while it runs: the renewal check renews it and appends the entry.
-    let short_sign = ca.make_responder_due(0);
-    until("the renewal's audit entry", Duration::from_secs(20), || responder_entries(&store).len() == 2).await;
-    let entries = responder_entries(&store);
-    assert_eq!(entries[1].actor, "ocsp-responder");
-    assert_names_the_renewed_certificate(&ca, 0, &entries[1].subject, &entries[1].detail_json, &short_sign);
-    // Valid certificates are kept and not logged again.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(responder_entries(&store).len(), 2);
-    assert!(store.verify_audit_chain().unwrap() >= 2);
+    // Revoked (as the registry would say): a new key and certificate, served.
+    authority.revoke(&renewed_serial);
+    until("the rollover", Duration::from_secs(20), || responder_on_disk(&ca, 0).0 != renewed_serial).await;
+    let (rolled_serial, rolled) = responder_on_disk(&ca, 0);
+    let spki = |der: &[u8]| {
+        let cert = <x509_cert::Certificate as der::Decode>::from_der(der).unwrap();
+        der::Encode::to_der(cert.tbs_certificate().subject_public_key_info()).unwrap()
+    };
+    assert_ne!(spki(&rolled), spki(&renewed), "a rollover uses a new key");
+    let rolled_pem = pem::encode(&pem::Pem::new("CERTIFICATE", rolled)).replace("\r", "");
+    until("the new certificate served", Duration::from_secs(10), || {
+        let text = ocsp_with_text(&ca, &first, r.http);
+        text.contains(": good") && rolled_pem.contains(served_responder(&text).lines().nth(1).unwrap_or("?"))
+    })
+    .await;
+    assert_ne!(rolled_serial, renewed_serial);
 
     let _ = r.stop.take().unwrap().send(());
     r.task.await.unwrap().unwrap();
     let _ = reg_stop.send(());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renewal_the_registry_does_not_take_is_offered_again_until_it_does() {
-    let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
-    let sink = Arc::new(RecordingAudit::default());
-    sink.down.store(true, Ordering::SeqCst);
-    let audit = Arc::new(ResponderAudit::new(sink.clone()));
-    let responder = Arc::new(ca.responder(ca.settings(), Arc::new(MapSource::default())));
-    let short = ca.make_responder_due(1);
-    let task = tokio::spawn(renew_loop(
-        responder,
-        ca.cfg.clone(),
-        ca.hsm.clone(),
-        renew_window(&ca.cfg.ocsp),
-        Duration::from_millis(200),
-        audit.clone(),
-    ));
-    // Renewed, offered, refused for now, and offered again: nothing lost, nothing logged yet.
-    until("repeated attempts", Duration::from_secs(20), || sink.attempts.load(Ordering::SeqCst) >= 3).await;
-    assert!(sink.entries().is_empty());
-    assert_eq!(audit.pending(), 1);
-    assert_ne!(responder_on_disk(&ca, 1).1, hex::encode(Sha256::digest(&short)), "renewed on disk");
-
-    sink.down.store(false, Ordering::SeqCst);
-    until("the delivered entry", Duration::from_secs(10), || !sink.entries().is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let entries = sink.entries();
-    assert_eq!(entries.len(), 1, "sent once, and kept certificates are no news: {entries:?}");
-    assert_eq!(audit.pending(), 0);
-    assert_eq!(entries[0].actor, "ocsp-responder");
-    assert_eq!(entries[0].action, store::actions::OCSP_RESPONDER_CERTIFICATE);
-    assert_names_the_renewed_certificate(&ca, 1, &entries[0].subject, &entries[0].detail_json, &short);
-    task.abort();
-}
-
-fn event(n: usize) -> AuditEvent {
-    AuditEvent {
-        actor: "ocsp-responder".into(),
-        action: store::actions::OCSP_RESPONDER_CERTIFICATE.into(),
-        subject: format!("ca-{n}"),
-        detail_json: "{}".into(),
-    }
-}
-
-#[tokio::test]
-async fn undelivered_entries_are_bounded_oldest_first_and_a_refused_one_does_not_block_the_rest() {
-    let sink = Arc::new(RecordingAudit::default());
-    let audit = ResponderAudit::new(sink.clone());
-    sink.down.store(true, Ordering::SeqCst);
-    for n in 0..70 {
-        audit.push(event(n));
-    }
-    assert_eq!(audit.flush().await, 64, "a registry away keeps them");
-    assert_eq!(sink.attempts.load(Ordering::SeqCst), 1, "stops at the first not taken");
-    sink.down.store(false, Ordering::SeqCst);
-    assert_eq!(audit.flush().await, 0);
-    let subjects: Vec<String> = sink.entries().into_iter().map(|e| e.subject).collect();
-    assert_eq!(subjects, (6..70).map(|n| format!("ca-{n}")).collect::<Vec<_>>(), "in order, the 6 oldest dropped");
-
-    // Refused outright: logged and dropped, the next one still goes.
-    sink.refuse.store(true, Ordering::SeqCst);
-    audit.push(event(100));
-    assert_eq!(audit.flush().await, 0);
-    sink.refuse.store(false, Ordering::SeqCst);
-    audit.push(event(101));
-    assert_eq!(audit.flush().await, 0);
-    assert_eq!(sink.entries().last().unwrap().subject, "ca-101");
-    assert_eq!(sink.entries().len(), 65);
 }

@@ -17,8 +17,8 @@ use time::{Duration, OffsetDateTime};
 use crate::error::OcspError;
 use crate::metrics::Metrics;
 use crate::responder::{Responder, Settings};
-use crate::responder_cert::{self, ensure_responder_certificates, load_issuing_ca};
-use crate::source::{AuditError, AuditEvent, AuditSink, BoxFuture, CertificateSource};
+use crate::responder_cert::{self, issuing_ca_certificate, RegistryState, ResponderAuthority};
+use crate::source::{BoxFuture, CertificateSource};
 use crate::status::CertState;
 
 /// A CA on the process's shared test token, with its files in a temp folder.
@@ -61,7 +61,17 @@ pub fn test_ca(alg: config::KeyAlgorithm) -> TestCa {
         let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));
         std::fs::write(cert_dir.join(&entity.file_name), pem).unwrap();
     }
-    ensure_responder_certificates(&cfg, &hsm, Duration::days(1)).unwrap();
+    // The responder keys and certificates, as issuance would make them.
+    for (entity, label, file) in [
+        (&cfg.ca.signing, &cfg.ocsp.signing_responder_key_label, &cfg.ocsp.signing_responder_file),
+        (&cfg.ca.authentication, &cfg.ocsp.authentication_responder_key_label, &cfg.ocsp.authentication_responder_file),
+    ] {
+        let ca = issuing_ca_certificate(&cfg, entity).unwrap();
+        let ca_key = hsm.key(&entity.key_label).unwrap();
+        let key = hsm.generate_key_pair(label, key_algorithm(alg)).unwrap();
+        let der = responder_cert::issue_directly(&cfg, &ca, &ca_key, &key, now).unwrap();
+        std::fs::write(cert_dir.join(file), pem::encode(&pem::Pem::new("CERTIFICATE", der))).unwrap();
+    }
     let leaf_key = hsm.generate_key_pair(&hsm::testing::unique_label("leaf"), hsm::KeyAlgorithm::EcdsaP256).unwrap();
     TestCa { dir, cfg, hsm, leaf_key }
 }
@@ -70,7 +80,7 @@ impl TestCa {
     /// Issuing CA `i` (0 signing, 1 authentication) and its key.
     pub fn issuing(&self, i: usize) -> (IssuingCa, HsmKey) {
         let entity = [&self.cfg.ca.signing, &self.cfg.ca.authentication][i];
-        load_issuing_ca(&self.cfg, &self.hsm, entity).unwrap()
+        (issuing_ca_certificate(&self.cfg, entity).unwrap(), self.hsm.key(&entity.key_label).unwrap())
     }
 
     pub fn ca_path(&self, i: usize) -> PathBuf {
@@ -123,11 +133,10 @@ impl TestCa {
     pub fn make_responder_due(&self, i: usize) -> Vec<u8> {
         let mut short = self.cfg.clone();
         short.ocsp.responder_validity_days = 1;
-        let entity = [&self.cfg.ca.signing, &self.cfg.ca.authentication][i];
         let label = [&self.cfg.ocsp.signing_responder_key_label, &self.cfg.ocsp.authentication_responder_key_label][i];
         let (ca, ca_key) = self.issuing(i);
         let key = self.hsm.key(label).unwrap();
-        let der = responder_cert::issue(&short, entity, &ca, &ca_key, &key, OffsetDateTime::now_utc()).unwrap();
+        let der = responder_cert::issue_directly(&short, &ca, &ca_key, &key, OffsetDateTime::now_utc()).unwrap();
         // Renamed into place: a running responder never reads half a file.
         let path = self.responder_path(i);
         let tmp = path.with_extension("pem.test.tmp");
@@ -137,34 +146,64 @@ impl TestCa {
     }
 }
 
-/// An in-memory audit log standing in for the registry's AppendAudit:
-/// records every entry taken; `down` answers as a registry that is away,
-/// `refuse` as one that rejects the entry.
-#[derive(Default)]
-pub struct RecordingAudit {
-    pub entries: Mutex<Vec<AuditEvent>>,
-    pub attempts: AtomicUsize,
-    pub down: AtomicBool,
-    pub refuse: AtomicBool,
+/// The issuance service and registry as the responder sees them, in memory:
+/// issues with the CA keys of a [`TestCa`] directly; every serial is good
+/// unless `revoke`d or `forget`-ten.
+pub struct DirectAuthority {
+    cfg: Config,
+    hsm: Hsm,
+    states: Mutex<HashMap<String, RegistryState>>,
+    issued: AtomicUsize,
+    pub fail: AtomicBool,
 }
 
-impl RecordingAudit {
-    pub fn entries(&self) -> Vec<AuditEvent> {
-        self.entries.lock().unwrap().clone()
+impl DirectAuthority {
+    pub fn new(ca: &TestCa) -> DirectAuthority {
+        DirectAuthority {
+            cfg: ca.cfg.clone(),
+            hsm: ca.hsm.clone(),
+            states: Mutex::new(HashMap::new()),
+            issued: AtomicUsize::new(0),
+            fail: AtomicBool::new(false),
+        }
+    }
+
+    /// Certificates issued so far.
+    pub fn issued(&self) -> usize {
+        self.issued.load(Ordering::SeqCst)
+    }
+
+    pub fn revoke(&self, serial_hex: &str) {
+        self.states.lock().unwrap().insert(serial_hex.to_owned(), RegistryState::Revoked);
+    }
+
+    pub fn forget(&self, serial_hex: &str) {
+        self.states.lock().unwrap().insert(serial_hex.to_owned(), RegistryState::Unknown);
     }
 }
 
-impl AuditSink for RecordingAudit {
-    fn append_audit(&self, event: AuditEvent) -> BoxFuture<'_, Result<u64, AuditError>> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        let result = if self.down.load(Ordering::SeqCst) {
-            Err(AuditError::Unavailable("registry down (test)".into()))
-        } else if self.refuse.load(Ordering::SeqCst) {
-            Err(AuditError::Refused("InvalidArgument (test)".into()))
+impl ResponderAuthority for DirectAuthority {
+    fn issue(&self, issuer: &'static str, csr: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, OcspError>> {
+        let result = (|| {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(OcspError::Registry("issuance down (test)".into()));
+            }
+            let entity = if issuer == "signing" { &self.cfg.ca.signing } else { &self.cfg.ca.authentication };
+            let csr = profile::csr::parse_and_verify(&csr, 2048).map_err(|e| OcspError::Certificates(e.to_string()))?;
+            let ca = issuing_ca_certificate(&self.cfg, entity)?;
+            let ca_key = self.hsm.key(&entity.key_label)?;
+            let der = responder_cert::issue_directly(&self.cfg, &ca, &ca_key, &csr, OffsetDateTime::now_utc())?;
+            self.issued.fetch_add(1, Ordering::SeqCst);
+            Ok(der)
+        })();
+        Box::pin(async move { result })
+    }
+
+    fn state(&self, serial_hex: String) -> BoxFuture<'_, Result<RegistryState, OcspError>> {
+        let result = if self.fail.load(Ordering::SeqCst) {
+            Err(OcspError::Registry("registry down (test)".into()))
         } else {
-            let mut entries = self.entries.lock().unwrap();
-            entries.push(event);
-            Ok(entries.len() as u64)
+            Ok(self.states.lock().unwrap().get(&serial_hex).copied().unwrap_or(RegistryState::Good))
         };
         Box::pin(async move { result })
     }

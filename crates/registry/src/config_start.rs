@@ -68,7 +68,11 @@ pub fn settings(cfg: &Config) -> Value {
             "request_timeout_seconds": cfg.limits.request_timeout_seconds,
             "http_body_bytes": cfg.limits.http_body_bytes,
         },
-        "hsm": { "module": path(&cfg.hsm.module), "token_label": cfg.hsm.token_label, "sessions": cfg.hsm.sessions },
+        "hsm": {
+            "module": path(&cfg.hsm.module),
+            "tokens": config::TrustDomain::ALL.iter().map(|d| (d.name().to_owned(), serde_json::Value::from(cfg.token_label(*d)))).collect::<serde_json::Map<_, _>>(),
+            "sessions": cfg.hsm.sessions,
+        },
         "ca": {
             "key_algorithm": format!("{:?}", cfg.ca.key_algorithm),
             "root": entity(&cfg.ca.root),
@@ -145,7 +149,7 @@ mod tests {
     #[test]
     fn settings_carry_listeners_tls_limits_and_intervals_but_nothing_about_the_pin() {
         let mut cfg = Config::default();
-        cfg.hsm.pin_file = "secret-place/user.pin".into();
+        cfg.hsm.tokens.issuing.pin_file = Some("secret-place/issuing.pin".into());
         cfg.registry.listen = "127.0.0.1:6001".into();
         cfg.tls.enabled = false;
         cfg.limits.request_timeout_seconds = 7;

@@ -132,6 +132,7 @@ pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
         kind: match r.kind {
             CertificateKind::Signing => pb::CertificateKind::Signing,
             CertificateKind::Authentication => pb::CertificateKind::Authentication,
+            CertificateKind::OcspResponder => pb::CertificateKind::OcspResponder,
         } as i32,
         issuer_label: r.issuer_label,
         state: match r.state {
@@ -214,12 +215,13 @@ pub fn approval_out(a: ApprovalRecord) -> pb::Approval {
 }
 
 /// An unresolved certificate with the card and holder it belongs to.
-pub fn unresolved_out(record: CertificateRecord, v: CardView) -> pb::UnresolvedCertificate {
-    pb::UnresolvedCertificate {
-        certificate: Some(certificate_out(record)),
-        card: Some(card_out(v.card)),
-        holder: Some(holder_out(v.holder)),
-    }
+/// An unresolved certificate with its card and holder (none for a responder certificate).
+pub fn unresolved_out(record: CertificateRecord, v: Option<CardView>) -> pb::UnresolvedCertificate {
+    let (card, holder) = match v {
+        Some(v) => (Some(card_out(v.card)), Some(holder_out(v.holder))),
+        None => (None, None),
+    };
+    pb::UnresolvedCertificate { certificate: Some(certificate_out(record)), card, holder }
 }
 
 pub fn card_view_out(v: CardView) -> pb::GetCardResponse {

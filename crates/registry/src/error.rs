@@ -59,6 +59,7 @@ fn store_status(err: StoreError) -> Status {
         // Named as the RA knows it: the CSR that carried the key.
         E::KeyInUse { kind: store::CertificateKind::Signing, .. } => (Code::AlreadyExists, "signing_csr"),
         E::KeyInUse { kind: store::CertificateKind::Authentication, .. } => (Code::AlreadyExists, "authentication_csr"),
+        E::KeyInUse { kind: store::CertificateKind::OcspResponder, .. } => (Code::AlreadyExists, "csr"),
         E::ApplicationMismatch { .. } | E::ApplicationProcedureMismatch { .. } => {
             (Code::FailedPrecondition, "application_id")
         }

@@ -189,9 +189,17 @@ impl Registry for RegistryService {
         if req.not_before_unix >= req.not_after_unix {
             return Err(RegistryError::invalid("not_after_unix", "must be later than not_before_unix").into());
         }
+        let kind = validate::kind("kind", req.kind)?;
+        let card_id = if kind.of_card() {
+            validate::id("card_id", &req.card_id)?
+        } else if req.card_id.is_empty() {
+            String::new()
+        } else {
+            return Err(RegistryError::invalid("card_id", "must be empty for an OCSP_RESPONDER certificate").into());
+        };
         let reservation = Reservation {
-            card_id: validate::id("card_id", &req.card_id)?,
-            kind: validate::kind("kind", req.kind)?,
+            card_id,
+            kind,
             issuer_label: validate::id("issuer_label", &req.issuer_label)?,
             not_before_unix: req.not_before_unix,
             not_after_unix: req.not_after_unix,
@@ -553,7 +561,7 @@ impl Registry for RegistryService {
             .run(|s| {
                 let mut out = Vec::new();
                 for record in s.unresolved_reservations()? {
-                    let view = s.get_card(&record.card_id)?;
+                    let view = if record.kind.of_card() { Some(s.get_card(&record.card_id)?) } else { None };
                     out.push((record, view));
                 }
                 Ok(out)

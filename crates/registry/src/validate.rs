@@ -113,7 +113,8 @@ pub fn kind(field: &'static str, value: i32) -> Result<CertificateKind, Registry
     match P::try_from(value) {
         Ok(P::Signing) => Ok(CertificateKind::Signing),
         Ok(P::Authentication) => Ok(CertificateKind::Authentication),
-        _ => Err(RegistryError::invalid(field, "must be SIGNING or AUTHENTICATION")),
+        Ok(P::OcspResponder) => Ok(CertificateKind::OcspResponder),
+        _ => Err(RegistryError::invalid(field, "must be SIGNING, AUTHENTICATION or OCSP_RESPONDER")),
     }
 }
 
@@ -205,7 +206,7 @@ mod tests {
         assert_eq!(message(serial("serial", "")), "serial: is empty");
         assert!(message(serial("serial", "xyz")).starts_with("serial: is not hex"));
         assert!(kind("kind", 1).is_ok());
-        assert_eq!(message(kind("kind", 0)), "kind: must be SIGNING or AUTHENTICATION");
+        assert_eq!(message(kind("kind", 0)), "kind: must be SIGNING, AUTHENTICATION or OCSP_RESPONDER");
         assert!(kind("kind", 99).is_err());
     }
 

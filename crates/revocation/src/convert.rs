@@ -12,6 +12,7 @@ pub fn kind_name(kind: i32) -> &'static str {
     match reg::CertificateKind::try_from(kind) {
         Ok(reg::CertificateKind::Signing) => "signing",
         Ok(reg::CertificateKind::Authentication) => "authentication",
+        Ok(reg::CertificateKind::OcspResponder) => "ocsp-responder",
         _ => "unknown",
     }
 }

@@ -464,6 +464,15 @@ impl RevocationService {
                 let serial = validate::serial("serial", &v)?;
                 let cert =
                     self.registry.clone().get_certificate(reg::GetCertificateRequest { serial }).await?.into_inner();
+                if cert.card_id.is_empty() {
+                    // An OCSP responder certificate: it belongs to no card.
+                    return Ok(pb::StatusResponse {
+                        card_id: String::new(),
+                        holder_id: String::new(),
+                        card_state: String::new(),
+                        certificates: vec![convert::status_out(&cert)],
+                    });
+                }
                 let key = Key::CardId(cert.card_id.clone());
                 let view = self.registry.clone().get_card(reg::GetCardRequest { key: Some(key) }).await?;
                 (view.into_inner(), Some(cert))

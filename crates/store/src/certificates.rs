@@ -25,7 +25,9 @@ pub struct Reservation {
 }
 
 impl Store {
-    /// Reserves a fresh random serial for the card's certificate of `kind`.
+    /// Reserves a fresh random serial for the card's certificate of `kind`, or,
+    /// for `OcspResponder` (whose `card_id` must be empty), a fresh serial for a
+    /// responder certificate: a new one on every call, audited like a card's.
     ///
     /// Idempotent: if the card already has a serial of that kind, that record
     /// is returned unchanged (whatever its state, and ignoring the new label
@@ -127,13 +129,20 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
             reason: "must be non-empty and contain no NUL",
         });
     }
-    let mut card = require_card(tx, &req.card_id)?;
-    if let Some(serial) = card.serial(req.kind) {
-        return Ok((require_certificate(tx, serial)?, false));
-    }
-    if card.state != CardState::Pending {
-        return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
-    }
+    let mut card = if req.kind.of_card() {
+        let card = require_card(tx, &req.card_id)?;
+        if let Some(serial) = card.serial(req.kind) {
+            return Ok((require_certificate(tx, serial)?, false));
+        }
+        if card.state != CardState::Pending {
+            return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
+        }
+        Some(card)
+    } else if !req.card_id.is_empty() {
+        return fail(StoreError::NoSuchCard { card_id: req.card_id.clone() });
+    } else {
+        None
+    };
     // A collision of 127 random bits is not expected, but must never overwrite.
     let serial = loop {
         let s = Serial::random();
@@ -155,8 +164,10 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
         revocation: None,
     };
     tx.certificates.put_json(serial.as_bytes(), &record)?;
-    card.set_serial(req.kind, serial.clone());
-    tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    if let Some(card) = card.as_mut() {
+        card.set_serial(req.kind, serial.clone());
+        tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    }
     let detail = json!({
         "card_id": req.card_id,
         "kind": req.kind,
@@ -187,11 +198,14 @@ fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRe
     }
     record.state = CertificateState::Abandoned;
     tx.certificates.put_json(serial.as_bytes(), &record)?;
-    let mut card = require_card(tx, &record.card_id)?;
-    let freed = card.serial(record.kind) == Some(serial);
-    if freed {
-        card.clear_serial(record.kind);
-        tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+    let mut freed = false;
+    if record.kind.of_card() {
+        let mut card = require_card(tx, &record.card_id)?;
+        freed = card.serial(record.kind) == Some(serial);
+        if freed {
+            card.clear_serial(record.kind);
+            tx.cards.put_json(card.card_id.as_bytes(), &card)?;
+        }
     }
     let detail = json!({ "card_id": record.card_id, "kind": record.kind, "slot_freed": freed });
     let subject = serial.to_hex();
@@ -407,6 +421,43 @@ mod tests {
         let log = store.list_audit(2, Some(1)).unwrap();
         assert_eq!(log[0].action, "serial.reserve");
         assert_eq!(log[0].subject, sign.serial.to_hex());
+    }
+
+    #[test]
+    fn responder_certificates_belong_to_no_card_get_a_fresh_serial_each_time_and_resolve_like_a_cards() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let err = store.reserve_serial(&reservation(&card_id, CertificateKind::OcspResponder), "iss").unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchCard { .. }), "a responder certificate names no card: {err}");
+        assert_eq!(store.trees.certificates.len(), 0);
+        let first = store.reserve_serial(&reservation("", CertificateKind::OcspResponder), "iss").unwrap();
+        let second = store.reserve_serial(&reservation("", CertificateKind::OcspResponder), "iss").unwrap();
+        assert_ne!(first.serial, second.serial, "no slot to be idempotent on: a new serial each time");
+        assert_eq!((first.card_id.as_str(), first.state), ("", CertificateState::Reserved));
+        let view = store.get_card(&card_id).unwrap();
+        assert_eq!((view.card.signing_serial, view.card.authentication_serial), (None, None), "no card touched");
+        let mut open: Vec<_> = store.unresolved_reservations().unwrap().into_iter().map(|r| r.serial).collect();
+        open.sort();
+        let mut want = vec![first.serial.clone(), second.serial.clone()];
+        want.sort();
+        assert_eq!(open, want, "both are left for the restart recovery");
+        // Recovery: the RESERVED one is abandoned, the PRECERT one stored.
+        assert_eq!(store.abandon_reservation(&first.serial, "recovery").unwrap().state, CertificateState::Abandoned);
+        let abandon = store.list_audit(1, None).unwrap().pop().unwrap();
+        assert_eq!(abandon.action, actions::SERIAL_ABANDON);
+        assert!(abandon.detail_json.contains("\"slot_freed\":false"), "{}", abandon.detail_json);
+        store.record_tbs(&second.serial, b"tbs", None, "iss").unwrap();
+        let issued = store.store_certificate(&second.serial, b"cert", b"tbs", "iss").unwrap();
+        assert_eq!(issued.state, CertificateState::Issued);
+        let revoked = store
+            .revoke_certificate(
+                &second.serial,
+                &crate::test_support::revocation(crate::RevocationReason::KeyCompromise),
+            )
+            .unwrap();
+        assert_eq!(revoked.certificate.state, CertificateState::Revoked);
+        assert!(store.unresolved_reservations().unwrap().is_empty());
+        store.verify_audit_chain().unwrap();
     }
 
     #[test]

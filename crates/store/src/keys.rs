@@ -65,6 +65,10 @@ pub(crate) fn backfill(trees: &Trees) -> Result<bool, StoreError> {
     for item in trees.certificates.iter() {
         let (key, value) = item?;
         let record: crate::records::CertificateRecord = crate::tx::decode("certificates", &key, &value)?;
+        if !record.kind.of_card() {
+            // A responder certificate's key is on no card.
+            continue;
+        }
         let Some(der) = record.certificate_der.as_deref().or(record.tbs_der.as_deref()) else { continue };
         let Some(digest) = spki_sha256_of(der) else { continue };
         if !trees.key_owner.contains_key(digest)? {

@@ -19,16 +19,25 @@ pub enum Membership {
 pub enum CertificateKind {
     Signing,
     Authentication,
+    /// A delegated OCSP responder certificate: no card (its `card_id` is empty).
+    OcspResponder,
 }
 
 impl CertificateKind {
+    /// The two certificates of a card.
     pub const ALL: [CertificateKind; 2] = [CertificateKind::Signing, CertificateKind::Authentication];
 
     pub fn name(self) -> &'static str {
         match self {
             CertificateKind::Signing => "signing",
             CertificateKind::Authentication => "authentication",
+            CertificateKind::OcspResponder => "ocsp-responder",
         }
+    }
+
+    /// Whether certificates of this kind belong to a card.
+    pub fn of_card(self) -> bool {
+        !matches!(self, CertificateKind::OcspResponder)
     }
 }
 
@@ -211,6 +220,7 @@ impl CardRecord {
         match kind {
             CertificateKind::Signing => self.signing_serial.as_ref(),
             CertificateKind::Authentication => self.authentication_serial.as_ref(),
+            CertificateKind::OcspResponder => None,
         }
     }
 
@@ -219,6 +229,7 @@ impl CardRecord {
         match kind {
             CertificateKind::Signing => self.signing_serial = None,
             CertificateKind::Authentication => self.authentication_serial = None,
+            CertificateKind::OcspResponder => {}
         }
     }
 
@@ -226,6 +237,7 @@ impl CardRecord {
         match kind {
             CertificateKind::Signing => self.signing_serial = Some(serial),
             CertificateKind::Authentication => self.authentication_serial = Some(serial),
+            CertificateKind::OcspResponder => {}
         }
     }
 }

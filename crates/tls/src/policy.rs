@@ -64,8 +64,8 @@ pub const POLICY: &[Rule] = &[
     rule!("/hpki.registry.v1.Registry/CompleteApplication", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/GetCard", [ISSUANCE, REVOCATION]),
     rule!("/hpki.registry.v1.Registry/GetCertificate", [ISSUANCE, REVOCATION, OCSP]),
-    // ocsp: its responder-certificate entries, until IssueResponderCertificate records them.
-    rule!("/hpki.registry.v1.Registry/AppendAudit", [ISSUANCE, REVOCATION, CRL, OCSP]),
+    // Not ocsp: issuance records its responder certificates (IssueResponderCertificate).
+    rule!("/hpki.registry.v1.Registry/AppendAudit", [ISSUANCE, REVOCATION, CRL]),
     // The audit checkpointer (in the crl process, and `hpki-ca audit checkpoint`).
     rule!("/hpki.registry.v1.Registry/AppendCheckpoint", [CRL]),
     rule!("/hpki.registry.v1.Registry/ListAudit", [CRL, AUDITOR]),

@@ -115,6 +115,12 @@ pub enum Command {
         #[arg(long)]
         registry_url: Option<String>,
     },
+    /// Runs the operator console (HTTPS; login by the person's client certificate; docs/console.md).
+    Console {
+        /// Overrides console.listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Creates or renews the delegated OCSP responder certificates (keys in the HSM). Recorded
     /// in the audit log like the ceremony (the registry must be stopped: it writes to its database).
     OcspCerts {
@@ -424,6 +430,15 @@ fn execute(args: Args) -> Result<(), CliError> {
             runtime()?.block_on(async {
                 let stop = launcher::watch_signals();
                 launcher::run_ocsp(cfg, hsm, stop).await
+            })
+        }
+        Command::Console { listen } => {
+            if let Some(l) = listen {
+                cfg.console.listen = l;
+            }
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_console(cfg, stop).await
             })
         }
         Command::OcspCerts { operator } => ceremony::ocsp_certs(&cfg, args.config.as_deref(), operator),

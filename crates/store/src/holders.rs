@@ -60,6 +60,60 @@ impl Store {
             holder_cards(tx, require_holder(tx, &holder_id, "holder_by_licence", licence_number)?)
         })
     }
+    /// The operator console's search: the holders (with their cards) that
+    /// `query` names, at most `limit`. A card id, holder id or licence number
+    /// matches exactly; otherwise the query, spaces ignored and hiragana read
+    /// as katakana, is looked for in the family+given name in kanji and in kana.
+    pub fn find_holders(&self, query: &str, limit: usize) -> Result<Vec<HolderCards>, StoreError> {
+        let query = query.trim();
+        if query.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = query.as_bytes();
+        let exact = self.trees.transact(|tx| {
+            if let Some(card) = tx.cards.get_json::<crate::records::CardRecord>(key)? {
+                return Ok(Some(card.holder_id));
+            }
+            if tx.holders.get_json::<HolderRecord>(key)?.is_some() {
+                return Ok(Some(query.to_owned()));
+            }
+            tx.holder_by_licence.get_str(key)
+        })?;
+        let ids: Vec<String> = match exact {
+            Some(id) => vec![id],
+            None => {
+                let wanted = name_key(query);
+                let mut ids = Vec::new();
+                for item in self.trees.holders.iter() {
+                    let (k, v) = item?;
+                    let holder: HolderRecord = crate::tx::decode("holders", &k, &v)?;
+                    let d = &holder.details;
+                    let kanji = name_key(&format!("{}{}", d.family_name_kanji, d.given_name_kanji));
+                    let kana = name_key(&format!("{}{}", d.family_name_kana, d.given_name_kana));
+                    if kanji.contains(&wanted) || kana.contains(&wanted) {
+                        ids.push(holder.holder_id);
+                        if ids.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                ids
+            }
+        };
+        ids.iter().map(|id| self.list_holder_cards(id)).collect()
+    }
+}
+
+/// A name as the search compares it: no spaces (ASCII or ideographic),
+/// hiragana as katakana.
+fn name_key(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '\u{3041}'..='\u{3096}' => char::from_u32(c as u32 + 0x60).unwrap_or(c),
+            c => c,
+        })
+        .collect()
 }
 
 fn find_holder(tx: &Tx<'_>, holder_id: &str) -> TxResult<HolderRecord> {

@@ -21,6 +21,8 @@ struct Browser {
     base: String,
     cacert: PathBuf,
     identity: Option<(PathBuf, PathBuf)>,
+    /// A PKCS#12 file and its password instead (as `hpki-ca identity export` writes it).
+    p12: Option<(PathBuf, String)>,
     jar: PathBuf,
 }
 
@@ -38,8 +40,17 @@ impl Browser {
             base: format!("https://{console}"),
             cacert: tls.join("ca.pem"),
             identity: who.map(|w| (tls.join(format!("{w}.pem")), tls.join(format!("{w}.key")))),
+            p12: None,
             jar: ca.dir.path().join(format!("{name}.cookies")),
         }
+    }
+
+    /// A browser with the PKCS#12 file `p12` imported.
+    fn with_p12(ca: &Ca, console: &str, who: &str, p12: &Path, password: &str) -> Browser {
+        let mut b = Browser::new(ca, console, Some(who));
+        b.identity = None;
+        b.p12 = Some((p12.to_owned(), password.to_owned()));
+        b
     }
 
     fn request(&self, path: &str, form: Option<&[(&str, &str)]>) -> Answer {
@@ -49,6 +60,9 @@ impl Browser {
         cmd.arg("-c").arg(&self.jar).arg("-b").arg(&self.jar).arg("-D").arg(&headers);
         if let Some((cert, key)) = &self.identity {
             cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        if let Some((p12, password)) = &self.p12 {
+            cmd.args(["--cert-type", "P12", "--cert"]).arg(format!("{}:{password}", p12.display()));
         }
         if let Some(fields) = form {
             cmd.args(["-X", "POST", "--data", ""]);
@@ -192,8 +206,21 @@ fn loss_report_with_two_person_control_from_the_browser() {
     );
     assert_eq!(card_state(&sato, &card_id), "ACTIVE");
 
-    // 4. op-ito approves from their own session (op-sato's token is not theirs).
-    let ito = Browser::new(&ca, console, Some("op-ito"));
+    // 4. op-ito approves from their own session (op-sato's token is not theirs),
+    // logged in with the PKCS#12 file `hpki-ca identity export` wrote.
+    let p12 = ca.dir.path().join("op-ito.p12");
+    let out = Command::new(common::BIN)
+        .arg("--config")
+        .arg(&ca.config)
+        .args(["identity", "export", "op-ito", "--p12", path(&p12)])
+        .env("HPKI_P12_PASSWORD", "kagi-1234")
+        .output()
+        .expect("identity export");
+    assert!(out.status.success(), "identity export: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("kagi-1234"), "the password is not printed");
+    let again = ca.cli(&["identity", "export", "op-ito", "--p12", path(&p12)]);
+    assert!(!again.status.success(), "an existing file is not overwritten");
+    let ito = Browser::with_p12(&ca, console, "op-ito", &p12, "kagi-1234");
     let queue = ito.get("/approvals?lang=en");
     assert!(queue.body.contains(&approval_id), "{}", queue.body);
     let stolen = ito.post(&format!("/approvals/{approval_id}/approve"), &[("csrf", &token)]);

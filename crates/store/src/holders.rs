@@ -213,4 +213,46 @@ mod tests {
         assert_eq!(listed.cards[0].card.superseded_by.as_deref(), Some(second.card.card_id.as_str()));
         assert_eq!(store.list_holder_cards_by_licence("L1").unwrap(), listed);
     }
+
+    #[test]
+    fn the_console_search_finds_by_id_licence_and_name() {
+        let (_dir, store) = temp_store();
+        let view = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view;
+        let (card_id, holder_id) = (view.card.card_id.clone(), view.holder.holder_id.clone());
+        let found = |q: &str| -> Vec<String> {
+            store.find_holders(q, 10).unwrap().into_iter().map(|h| h.holder.holder_id).collect()
+        };
+        for q in [card_id.as_str(), holder_id.as_str(), "L1", "医師 太郎", "イシタロウ", "いし", " タロウ "]
+        {
+            assert_eq!(found(q), vec![holder_id.clone()], "{q:?}");
+        }
+        for q in ["", "山田", "L2", "イシジロウ"] {
+            assert!(found(q).is_empty(), "{q:?}");
+        }
+        let listed = store.find_holders("L1", 10).unwrap();
+        assert_eq!(listed[0].cards[0].card.card_id, card_id);
+        assert!(store.find_holders("イシ", 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn approvals_are_listed_by_state() {
+        use crate::records::{ApprovalState, NewApproval};
+        let (_dir, store) = temp_store();
+        let new = |subject: &str| NewApproval {
+            kind: "emergency-revocation".into(),
+            subject: subject.into(),
+            payload_json: "{}".into(),
+            requested_by: "op-sato".into(),
+        };
+        let a = store.create_approval(&new("C1")).unwrap();
+        let b = store.create_approval(&new("C2")).unwrap();
+        store.approve(&b.approval_id, "op-ito").unwrap();
+        let ids = |state| -> Vec<String> {
+            store.list_approvals(state).unwrap().into_iter().map(|r| r.approval_id).collect()
+        };
+        assert_eq!(ids(Some(ApprovalState::Awaiting)), vec![a.approval_id.clone()]);
+        assert_eq!(ids(Some(ApprovalState::Approved)), vec![b.approval_id.clone()]);
+        assert_eq!(ids(None).len(), 2);
+        assert!(ids(Some(ApprovalState::Executed)).is_empty());
+    }
 }

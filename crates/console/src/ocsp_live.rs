@@ -60,10 +60,10 @@ impl OcspLive {
         decode_status(&body)
     }
 
-    /// Asks until the answer is `revoked` or `within` has passed; the last
-    /// answer and when it came (from the call).
-    pub async fn until_revoked(&self, kind: &str, serial_hex: &str, within: Duration) -> Live {
-        let start = Instant::now();
+    /// Asks until the answer is `revoked` or `within` has passed since
+    /// `start` (when the revocation was answered); the last answer and how
+    /// long after `start` it came.
+    pub async fn until_revoked(&self, kind: &str, serial_hex: &str, start: Instant, within: Duration) -> Live {
         loop {
             let status = self.status(kind, serial_hex).await.unwrap_or_else(|e| format!("error: {e}"));
             if status == "revoked" || start.elapsed() >= within {

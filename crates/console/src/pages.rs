@@ -476,7 +476,8 @@ async fn approve(
 }
 
 /// After EmergencyRevoke or an approval: awaiting approval, or revoked with
-/// the CRLs published and the live OCSP answer of each certificate.
+/// the CRLs published and the live OCSP answer of each certificate (the
+/// answer's signature is not checked here; the tests check it with openssl).
 async fn result_page(app: &App, ctx: &Ctx, r: rev::EmergencyRevokeResponse) -> Response {
     let l = ctx.lang;
     if r.state == rev::EmergencyState::AwaitingApproval as i32 {
@@ -491,9 +492,11 @@ async fn result_page(app: &App, ctx: &Ctx, r: rev::EmergencyRevokeResponse) -> R
         *response.status_mut() = StatusCode::ACCEPTED;
         return response;
     }
+    // Measured from the revocation service's answer: the revocation is recorded by then.
+    let revoked = std::time::Instant::now();
     let mut live = Vec::new();
     for c in &r.certificates {
-        live.push(app.ocsp.until_revoked(&c.kind, &c.serial, OCSP_WAIT).await);
+        live.push(app.ocsp.until_revoked(&c.kind, &c.serial, revoked, OCSP_WAIT).await);
     }
     let body = html! {
         p #state data-state="DONE" { strong { (l.t("カードは失効しました。", "The card is revoked.")) } " " (r.card_id) }
@@ -510,7 +513,7 @@ async fn result_page(app: &App, ctx: &Ctx, r: rev::EmergencyRevokeResponse) -> R
         p { (l.t("CRL番号: ", "CRL numbers: ")) span #crl-numbers { (r.crl_numbers.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")) } " (" (r.crl_kind) ")" }
         h2 { (l.t("OCSPレスポンダの応答（ライブ）", "Our OCSP responder, asked live")) }
         table #ocsp {
-            thead { tr { th { (l.t("種別", "Kind")) } th { (l.t("シリアル", "Serial")) } th { (l.t("失効日時", "Revoked at")) } th { "OCSP" } th { (l.t("応答まで", "Answered after")) } } }
+            thead { tr { th { (l.t("種別", "Kind")) } th { (l.t("シリアル", "Serial")) } th { (l.t("失効日時", "Revoked at")) } th { "OCSP" } th { (l.t("失効から応答まで", "After the revocation")) } } }
             tbody {
                 @for (c, s) in r.certificates.iter().zip(&live) {
                     tr { td { (c.kind) } td.serial { (c.serial) } td { (c.revoked_at) } td.ocsp-status { (s.status) }

@@ -19,6 +19,10 @@ command -v faketime >/dev/null 2>&1 || need+=(faketime)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 # examples/relying-party/Verify.java runs as `java Verify.java`: source-file mode needs a JDK.
 java --list-modules 2>/dev/null | grep '^jdk.compiler' >/dev/null || need+=(openjdk-17-jdk-headless)
+# tests/console_browser_e2e.rs drives the operator console in Debian's chromium
+# (Playwright, below), with Japanese fonts for its screenshots.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -32,13 +36,15 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Tools we did not write, to judge our output: pkilint, Python cryptography,
-# and pyHanko's certvalidator (examples/relying-party/verify.py).
+# and pyHanko's certvalidator (examples/relying-party/verify.py); Playwright
+# drives chromium for the console's browser test (never `playwright install`:
+# it uses Debian's chromium).
 venv="$(dirname "$0")/../.venv"
 if [ ! -x "$venv/bin/lint_pkix_cert" ] ||
-    ! "$venv/bin/python" -c 'import cryptography, pyhanko, pyhanko_certvalidator' >/dev/null 2>&1; then
-    echo "setup: installing pkilint, cryptography and pyhanko into .venv"
+    ! "$venv/bin/python" -c 'import cryptography, pyhanko, pyhanko_certvalidator, playwright' >/dev/null 2>&1; then
+    echo "setup: installing pkilint, cryptography, pyhanko and playwright into .venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check pkilint cryptography pyhanko pyhanko-certvalidator
+    "$venv/bin/pip" install -q --disable-pip-version-check pkilint cryptography pyhanko pyhanko-certvalidator playwright
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -188,10 +188,10 @@ fn replicas_behind_nginx_are_refreshed_on_revocation_and_fail_over() {
     );
     std::fs::write(&ca.config, config).unwrap();
     let core = ca.spawn(&["run"], &["registry", "issuance", "revocation"]);
-    let registry_url = ca.url(&core[0]);
+    let (registry_url, issuance_url) = (ca.url(&core[0]), ca.url(&core[1]));
     // Children 1 and 2: the replicas, each its own process with its own cache.
-    let replicas: Vec<String> =
-        (0..2).map(|_| ca.spawn(&["ocsp", "--registry-url", &registry_url], &["ocsp"]).remove(0)).collect();
+    let replica_args = ["ocsp", "--registry-url", &registry_url, "--issuance-url", &issuance_url];
+    let replicas: Vec<String> = (0..2).map(|_| ca.spawn(&replica_args, &["ocsp"]).remove(0)).collect();
     let dir = ca.dir.path().to_owned();
     let nginx = start_nginx(&dir, nginx_port, refresh_port, &[&replicas[0], &replicas[1]]);
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -70,6 +70,7 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>)
         C::Crl { .. } => (true, "crl"),
         C::Revocation { .. } => (true, "revocation"),
         C::Ocsp { .. } => (true, "ocsp"),
+        C::Console { .. } => (true, console::IDENTITY),
         C::Card { .. } | C::Import { .. } => (false, "ra"),
         C::Revoke { .. } | C::EmergencyRevoke { .. } | C::Approve { .. } | C::PublishCrl { .. } | C::Status { .. } => {
             (false, "operator")
@@ -276,6 +277,12 @@ pub async fn run_ocsp(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) 
     ocsp::serve(&cfg, own, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
 }
 
+pub async fn run_console(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+    let (listener, addr) = bind(&cfg.console.listen).await?;
+    announce("console", addr, "HTTPS operator console");
+    console::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Client(e.to_string()))
+}
+
 fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<(), CliError> {
     r.map_err(|e| CliError::Client(format!("service task failed: {e}")))?
 }
@@ -297,6 +304,8 @@ pub async fn run_all(
     let (rev_listener, rev_addr) = bind(&cfg.revocation.listen).await?;
     let (ocsp_http, ocsp_addr) = bind(&cfg.ocsp.listen).await?;
     let (ocsp_metrics, ocsp_metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
+    // The console logs people in by their client certificates: not without TLS.
+    let console_bound = if cfg.tls.enabled { Some(bind(&cfg.console.listen).await?) } else { None };
     let scheme = grpc_scheme(&cfg);
     let registry_url = format!("{scheme}://{reg_addr}");
     cfg.ocsp.registry_url = registry_url.clone();
@@ -306,6 +315,9 @@ pub async fn run_all(
     cfg.revocation.crl_url = format!("{scheme}://{crl_addr}");
     cfg.issuance.revocation_url = format!("{scheme}://{rev_addr}");
     cfg.issuance.crl_url = format!("{scheme}://{crl_addr}");
+    cfg.console.registry_url = registry_url.clone();
+    cfg.console.revocation_url = format!("{scheme}://{rev_addr}");
+    cfg.console.ocsp_url = format!("http://{ocsp_addr}");
     let service = issuance::build_service(&cfg, &issuing, tokens.get(TrustDomain::Escrow)?)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
     cfg.ocsp.issuance_url = format!("{scheme}://{iss_addr}");
@@ -318,6 +330,10 @@ pub async fn run_all(
     announce("crl-http", crl_http_addr, "HTTP CRL distribution point");
     announce("ocsp", ocsp_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
     announce("ocsp-metrics", ocsp_metrics_addr, "HTTP Prometheus /metrics");
+    match &console_bound {
+        Some((_, addr)) => announce("console", *addr, "HTTPS operator console"),
+        None => tracing::warn!("[tls] enabled = false: no operator console"),
+    }
     say(format_args!("state      {}", cfg.state_dir.display()));
     say(format_args!(
         "hsm        holds every trust domain's token in this one process: {} (single-process layout; the root \
@@ -363,12 +379,22 @@ pub async fn run_all(
         crl::serve(&c, issuing, crl_grpc, crl_http, shutdown_signal(s)).await.map_err(|e| CliError::Crl(e.to_string()))
     });
     let c = cfg.clone();
+    let s = stop.clone();
+    let console = tokio::spawn(async move {
+        match console_bound {
+            Some((listener, _)) => {
+                console::serve(&c, listener, shutdown_signal(s)).await.map_err(|e| CliError::Client(e.to_string()))
+            }
+            None => Ok(()),
+        }
+    });
+    let c = cfg.clone();
     let revocation = tokio::spawn(async move {
         revocation::serve(&c, rev_listener, shutdown_signal(stop))
             .await
             .map_err(|e| CliError::Revocation(e.to_string()))
     });
-    let (r, i, c, v, o) = tokio::join!(registry, issuance, crl, revocation, ocsp);
+    let (r, i, c, v, o, w) = tokio::join!(registry, issuance, crl, revocation, ocsp, console);
     if let Some(task) = checkpointer {
         // It ends on the same stop signal; never a reason to fail.
         task.abort();
@@ -377,5 +403,6 @@ pub async fn run_all(
     joined(i)?;
     joined(c)?;
     joined(v)?;
-    joined(o)
+    joined(o)?;
+    joined(w)
 }

@@ -120,6 +120,12 @@ pub enum Command {
         #[arg(long)]
         issuance_url: Option<String>,
     },
+    /// Runs the operator console (HTTPS; login by the person's client certificate; docs/console.md).
+    Console {
+        /// Overrides console.listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Renews the delegated OCSP responder certificates now, as the OCSP process does when they
     /// fall due: with the keys in the `ocsp` token, through the running issuance service
     /// (IssueResponderCertificate), which records them in the registry. Run it on the OCSP host,
@@ -249,6 +255,16 @@ pub enum IdentityCommand {
         /// The identity to revoke, e.g. op-ito.
         name: String,
     },
+    /// Writes the certificate and key of `name` (with the CA certificate) as PKCS#12, for
+    /// import into a browser (the operator console, docs/console.md). Uses `openssl pkcs12`.
+    /// The password is HPKI_P12_PASSWORD, or a generated one printed once.
+    Export {
+        /// The identity, e.g. op-sato.
+        name: String,
+        /// The PKCS#12 file to write (refused if it exists).
+        #[arg(long)]
+        p12: PathBuf,
+    },
 }
 
 fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), CliError> {
@@ -282,12 +298,66 @@ fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), Cl
                 }
             }
         }
+        IdentityCommand::Export { name, p12 } => export_p12(&dir, &name, &p12)?,
         IdentityCommand::Revoke { name } => {
             let serial = tls::revoke_identity(&dir, &name).map_err(err)?;
             launcher::say(format_args!(
                 "identity {name} revoked (serial {serial}); servers refuse it from its next call"
             ));
         }
+    }
+    Ok(())
+}
+
+/// `hpki-ca identity export NAME --p12 FILE`: `openssl pkcs12 -export` of
+/// `<name>.pem`, `<name>.key` and `ca.pem`, the password passed in the
+/// environment (never on the command line).
+fn export_p12(dir: &std::path::Path, name: &str, p12: &std::path::Path) -> Result<(), CliError> {
+    tls::identity::check_name(name).map_err(|e| CliError::Client(e.to_string()))?;
+    let pki = tls::LocalPki { dir: dir.to_owned() };
+    let (cert, key) = (pki.cert(name), pki.key(name));
+    if !cert.exists() || !key.exists() {
+        return Err(CliError::Client(format!("identity {name}: {} or {} is missing", cert.display(), key.display())));
+    }
+    if p12.exists() {
+        return Err(CliError::Client(format!("{} exists; choose another file", p12.display())));
+    }
+    let (password, generated) = match std::env::var("HPKI_P12_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => {
+            let bytes: [u8; 12] = rand::random();
+            (hex::encode(bytes), true)
+        }
+    };
+    let out = std::process::Command::new("openssl")
+        .arg("pkcs12")
+        .arg("-export")
+        .arg("-in")
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(&key)
+        .arg("-certfile")
+        .arg(pki.ca_cert())
+        .arg("-name")
+        .arg(name)
+        .arg("-out")
+        .arg(p12)
+        .arg("-passout")
+        .arg("env:HPKI_P12_PASSWORD")
+        .env("HPKI_P12_PASSWORD", &password)
+        .output()
+        .map_err(|e| CliError::Client(format!("openssl: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::Client(format!("openssl pkcs12: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(p12, std::fs::Permissions::from_mode(0o600));
+    }
+    launcher::say(format_args!("identity {name} written to {} (PKCS#12)", p12.display()));
+    if generated {
+        launcher::say(format_args!("password: {password} (give it to {name} apart from the file)"));
     }
     Ok(())
 }
@@ -456,6 +526,15 @@ fn execute(args: Args) -> Result<(), CliError> {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::OCSP)?;
             let hsm = tokens.get(config::TrustDomain::Ocsp)?.clone();
             runtime()?.block_on(renew_responders(&cfg, &hsm))
+        }
+        Command::Console { listen } => {
+            if let Some(l) = listen {
+                cfg.console.listen = l;
+            }
+            runtime()?.block_on(async {
+                let stop = launcher::watch_signals();
+                launcher::run_console(cfg, stop).await
+            })
         }
         Command::Revoke { args, url } => {
             let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));

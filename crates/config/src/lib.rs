@@ -37,6 +37,7 @@ pub struct Config {
     pub crl: CrlConfig,
     pub revocation: RevocationConfig,
     pub ocsp: OcspConfig,
+    pub console: ConsoleConfig,
     pub ca: CaConfig,
     pub profile: ProfileConfig,
     pub tls: TlsConfig,
@@ -55,6 +56,7 @@ impl Default for Config {
             crl: CrlConfig::default(),
             revocation: RevocationConfig::default(),
             ocsp: OcspConfig::default(),
+            console: ConsoleConfig::default(),
             ca: CaConfig::default(),
             profile: ProfileConfig::default(),
             tls: TlsConfig::default(),
@@ -403,6 +405,32 @@ impl Default for RevocationConfig {
             crl_url: "https://127.0.0.1:50053".into(),
             emergency_requires_approval: false,
             max_backdate_seconds: 300,
+        }
+    }
+}
+
+/// The operator console: HTTPS for staff browsers, login by the person's
+/// client certificate from the service-identity CA (`[tls] dir`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// HTTPS listener of the console (`hpki-ca console`, and `hpki-ca run`).
+    pub listen: String,
+    /// The registry (searching cards, the approval queue).
+    pub registry_url: String,
+    /// The revocation service (loss reports and approvals).
+    pub revocation_url: String,
+    /// Our OCSP responder, asked live after a revocation (HTTP POST).
+    pub ocsp_url: String,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            listen: "127.0.0.1:8443".into(),
+            registry_url: "https://127.0.0.1:50051".into(),
+            revocation_url: "https://127.0.0.1:50054".into(),
+            ocsp_url: "http://127.0.0.1:8082".into(),
         }
     }
 }

@@ -124,6 +124,15 @@ impl Config {
         if absent(&["issuance", "crl_url"]) {
             self.issuance.crl_url = crl_grpc;
         }
+        if absent(&["console", "registry_url"]) {
+            self.console.registry_url.clone_from(&registry);
+        }
+        if absent(&["console", "revocation_url"]) {
+            self.console.revocation_url.clone_from(&revocation);
+        }
+        if absent(&["console", "ocsp_url"]) {
+            self.console.ocsp_url = service_url(&self.ocsp.listen).replacen("https://", "http://", 1);
+        }
         if absent(&["issuance", "revocation_url"]) {
             self.issuance.revocation_url = revocation;
         }

@@ -599,6 +599,41 @@ impl Registry for RegistryService {
         };
         Ok(Response::new(convert::holder_cards_out(cards)))
     }
+
+    async fn find_holders(
+        &self,
+        request: Request<pb::FindHoldersRequest>,
+    ) -> Result<Response<pb::FindHoldersResponse>, Status> {
+        let req = request.into_inner();
+        if req.query.chars().count() > 256 {
+            return Err(RegistryError::invalid("query", "is longer than 256 characters").into());
+        }
+        let limit = match req.limit {
+            0 => 20,
+            n => n.min(100) as usize,
+        };
+        let found = self.run(move |s| s.find_holders(&req.query, limit)).await?;
+        Ok(Response::new(pb::FindHoldersResponse {
+            holders: found.into_iter().map(convert::holder_cards_out).collect(),
+        }))
+    }
+
+    async fn list_approvals(
+        &self,
+        request: Request<pb::ListApprovalsRequest>,
+    ) -> Result<Response<pb::ListApprovalsResponse>, Status> {
+        let state = match pb::ApprovalState::try_from(request.get_ref().state) {
+            Ok(pb::ApprovalState::Unspecified) => None,
+            Ok(pb::ApprovalState::Awaiting) => Some(store::ApprovalState::Awaiting),
+            Ok(pb::ApprovalState::Approved) => Some(store::ApprovalState::Approved),
+            Ok(pb::ApprovalState::Executed) => Some(store::ApprovalState::Executed),
+            Err(_) => return Err(RegistryError::invalid("state", "is no ApprovalState").into()),
+        };
+        let approvals = self.run(move |s| s.list_approvals(state)).await?;
+        Ok(Response::new(pb::ListApprovalsResponse {
+            approvals: approvals.into_iter().map(convert::approval_out).collect(),
+        }))
+    }
 }
 
 /// The procedure of a BeginApplication and the card it replaces.

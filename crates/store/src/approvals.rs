@@ -134,6 +134,20 @@ impl Store {
         Ok(record)
     }
 
+    /// Every approval in `state` (all of them with `None`), oldest first.
+    pub fn list_approvals(&self, state: Option<ApprovalState>) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.trees.approvals.iter() {
+            let (k, v) = item?;
+            let record: ApprovalRecord = decode("approvals", &k, &v)?;
+            if state.is_none_or(|s| s == record.state) {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| a.created_at_unix.cmp(&b.created_at_unix).then(a.approval_id.cmp(&b.approval_id)));
+        Ok(out)
+    }
+
     pub fn get_approval(&self, approval_id: &str) -> Result<ApprovalRecord, StoreError> {
         match self.trees.approvals.get(approval_id.as_bytes())? {
             Some(bytes) => decode("approvals", approval_id.as_bytes(), &bytes),

@@ -60,6 +60,60 @@ impl Store {
             holder_cards(tx, require_holder(tx, &holder_id, "holder_by_licence", licence_number)?)
         })
     }
+    /// The operator console's search: the holders (with their cards) that
+    /// `query` names, at most `limit`. A card id, holder id or licence number
+    /// matches exactly; otherwise the query, spaces ignored and hiragana read
+    /// as katakana, is looked for in the family+given name in kanji and in kana.
+    pub fn find_holders(&self, query: &str, limit: usize) -> Result<Vec<HolderCards>, StoreError> {
+        let query = query.trim();
+        if query.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = query.as_bytes();
+        let exact = self.trees.transact(|tx| {
+            if let Some(card) = tx.cards.get_json::<crate::records::CardRecord>(key)? {
+                return Ok(Some(card.holder_id));
+            }
+            if tx.holders.get_json::<HolderRecord>(key)?.is_some() {
+                return Ok(Some(query.to_owned()));
+            }
+            tx.holder_by_licence.get_str(key)
+        })?;
+        let ids: Vec<String> = match exact {
+            Some(id) => vec![id],
+            None => {
+                let wanted = name_key(query);
+                let mut ids = Vec::new();
+                for item in self.trees.holders.iter() {
+                    let (k, v) = item?;
+                    let holder: HolderRecord = crate::tx::decode("holders", &k, &v)?;
+                    let d = &holder.details;
+                    let kanji = name_key(&format!("{}{}", d.family_name_kanji, d.given_name_kanji));
+                    let kana = name_key(&format!("{}{}", d.family_name_kana, d.given_name_kana));
+                    if kanji.contains(&wanted) || kana.contains(&wanted) {
+                        ids.push(holder.holder_id);
+                        if ids.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                ids
+            }
+        };
+        ids.iter().map(|id| self.list_holder_cards(id)).collect()
+    }
+}
+
+/// A name as the search compares it: no spaces (ASCII or ideographic),
+/// hiragana as katakana.
+fn name_key(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '\u{3041}'..='\u{3096}' => char::from_u32(c as u32 + 0x60).unwrap_or(c),
+            c => c,
+        })
+        .collect()
 }
 
 fn find_holder(tx: &Tx<'_>, holder_id: &str) -> TxResult<HolderRecord> {
@@ -158,5 +212,47 @@ mod tests {
         assert_eq!(listed.cards[0].card.state, crate::CardState::Revoked);
         assert_eq!(listed.cards[0].card.superseded_by.as_deref(), Some(second.card.card_id.as_str()));
         assert_eq!(store.list_holder_cards_by_licence("L1").unwrap(), listed);
+    }
+
+    #[test]
+    fn the_console_search_finds_by_id_licence_and_name() {
+        let (_dir, store) = temp_store();
+        let view = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view;
+        let (card_id, holder_id) = (view.card.card_id.clone(), view.holder.holder_id.clone());
+        let found = |q: &str| -> Vec<String> {
+            store.find_holders(q, 10).unwrap().into_iter().map(|h| h.holder.holder_id).collect()
+        };
+        for q in [card_id.as_str(), holder_id.as_str(), "L1", "医師 太郎", "イシタロウ", "いし", " タロウ "]
+        {
+            assert_eq!(found(q), vec![holder_id.clone()], "{q:?}");
+        }
+        for q in ["", "山田", "L2", "イシジロウ"] {
+            assert!(found(q).is_empty(), "{q:?}");
+        }
+        let listed = store.find_holders("L1", 10).unwrap();
+        assert_eq!(listed[0].cards[0].card.card_id, card_id);
+        assert!(store.find_holders("イシ", 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn approvals_are_listed_by_state() {
+        use crate::records::{ApprovalState, NewApproval};
+        let (_dir, store) = temp_store();
+        let new = |subject: &str| NewApproval {
+            kind: "emergency-revocation".into(),
+            subject: subject.into(),
+            payload_json: "{}".into(),
+            requested_by: "op-sato".into(),
+        };
+        let a = store.create_approval(&new("C1")).unwrap();
+        let b = store.create_approval(&new("C2")).unwrap();
+        store.approve(&b.approval_id, "op-ito").unwrap();
+        let ids = |state| -> Vec<String> {
+            store.list_approvals(state).unwrap().into_iter().map(|r| r.approval_id).collect()
+        };
+        assert_eq!(ids(Some(ApprovalState::Awaiting)), vec![a.approval_id.clone()]);
+        assert_eq!(ids(Some(ApprovalState::Approved)), vec![b.approval_id.clone()]);
+        assert_eq!(ids(None).len(), 2);
+        assert!(ids(Some(ApprovalState::Executed)).is_empty());
     }
 }

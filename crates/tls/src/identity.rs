@@ -207,7 +207,7 @@ mod tests {
         let list = list_identities(dir.path()).unwrap();
         let sato = list.iter().find(|i| i.name == "op-sato").unwrap();
         assert_eq!((sato.role, sato.revoked), (Role::Operator, false));
-        assert_eq!(list.len(), 10, "{list:?}");
+        assert_eq!(list.len(), 11, "{list:?}");
 
         let revoked = RevokedList::new(dir.path().join(REVOKED_FILE));
         assert!(!revoked.is_revoked(&sato.serial).unwrap());

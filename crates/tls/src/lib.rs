@@ -47,7 +47,8 @@ pub const ROLE_URI_PREFIX: &str = "urn:hpki-ca:role:";
 pub const ID_URI_PREFIX: &str = "urn:hpki-ca:id:";
 
 /// Our services' client identities (role `service`), one certificate each.
-pub const SERVICE_IDENTITIES: [&str; 5] = ["registry", "issuance", "revocation", "crl", "ocsp"];
+/// `console` is the operator console, which relays the logged-in person.
+pub const SERVICE_IDENTITIES: [&str; 6] = ["registry", "issuance", "revocation", "crl", "ocsp", "console"];
 
 /// The people identities [`ensure_local_pki`] makes, so the CLI works with no
 /// extra step: (identity, role).
@@ -267,7 +268,7 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 /// Creates under `dir` what is missing of: the service-identity CA (`ca.pem`,
 /// `ca.key`), the loopback server certificate (`server.pem`, `server.key`; SANs
 /// 127.0.0.1, ::1, localhost), one client certificate per service identity
-/// (`registry`, `issuance`, `revocation`, `crl`, `ocsp`: role `service`) and one
+/// (`registry`, `issuance`, `revocation`, `crl`, `ocsp`, `console`: role `service`) and one
 /// per default person (`ra`, `operator`, `auditor`): `<name>.pem`, `<name>.key`,
 /// URI SANs `urn:hpki-ca:role:<role>` and `urn:hpki-ca:id:<name>`.
 /// Existing files are kept (a client certificate without an identity, from an
@@ -672,7 +673,7 @@ mod tests {
     fn pki_is_created_once_and_roles_are_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let first = ensure_local_pki(dir.path()).unwrap();
-        assert_eq!(first.len(), 10, "{first:?}");
+        assert_eq!(first.len(), 11, "{first:?}");
         let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
         assert!(ensure_local_pki(dir.path()).unwrap().is_empty());
         assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);

@@ -3,8 +3,8 @@
 //! by a test ([`render_markdown`]), so the two never disagree.
 //!
 //! A caller is named by its client certificate: our services by their
-//! identity (`registry`, `issuance`, `revocation`, `crl`, `ocsp`, role
-//! `service`), people and RA systems by their role (`ra`, `operator`,
+//! identity (`registry`, `issuance`, `revocation`, `crl`, `ocsp`,
+//! `console`, role `service`), people and RA systems by their role (`ra`, `operator`,
 //! `auditor`) whatever their individual identity. An RPC missing from the
 //! table is refused to everyone (least privilege); health checking and
 //! reflection are open to every valid certificate.
@@ -40,6 +40,7 @@ const ISSUANCE: Who = Who::Service("issuance");
 const REVOCATION: Who = Who::Service("revocation");
 const CRL: Who = Who::Service("crl");
 const OCSP: Who = Who::Service("ocsp");
+const CONSOLE: Who = Who::Service("console");
 const RA: Who = Who::Role(Role::Ra);
 const OPERATOR: Who = Who::Role(Role::Operator);
 const AUDITOR: Who = Who::Role(Role::Auditor);
@@ -51,7 +52,8 @@ macro_rules! rule {
 }
 
 /// Columns of the rendered table: every service identity, then the roles.
-pub const COLUMNS: [Who; 8] = [Who::Service("registry"), ISSUANCE, REVOCATION, CRL, OCSP, RA, OPERATOR, AUDITOR];
+pub const COLUMNS: [Who; 9] =
+    [Who::Service("registry"), ISSUANCE, REVOCATION, CRL, OCSP, CONSOLE, RA, OPERATOR, AUDITOR];
 
 /// Who may call what. Derived from what each crate calls (its gRPC clients);
 /// a service that calls nothing (the registry) has no row.
@@ -86,6 +88,9 @@ pub const POLICY: &[Rule] = &[
     rule!("/hpki.registry.v1.Registry/ListHolderCards", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/ListUnresolved", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/AbandonReservation", [ISSUANCE]),
+    // The operator console: finding a card and the approval queue.
+    rule!("/hpki.registry.v1.Registry/FindHolders", [CONSOLE]),
+    rule!("/hpki.registry.v1.Registry/ListApprovals", [CONSOLE]),
     // Issuance: the RA systems' RPCs.
     rule!("/hpki.issuance.v1.Issuance/SubmitApplication", [RA]),
     rule!("/hpki.issuance.v1.Issuance/Renew", [RA]),
@@ -101,8 +106,9 @@ pub const POLICY: &[Rule] = &[
     // Revocation: operators; issuance for reissue and cessation.
     rule!("/hpki.revocation.v1.Revocation/RevokeCertificate", [OPERATOR]),
     rule!("/hpki.revocation.v1.Revocation/RevokeCard", [ISSUANCE, OPERATOR]),
-    rule!("/hpki.revocation.v1.Revocation/EmergencyRevoke", [ISSUANCE, OPERATOR]),
-    rule!("/hpki.revocation.v1.Revocation/ApproveEmergencyRevocation", [OPERATOR]),
+    // The console relays the logged-in operator (the audit actor).
+    rule!("/hpki.revocation.v1.Revocation/EmergencyRevoke", [ISSUANCE, CONSOLE, OPERATOR]),
+    rule!("/hpki.revocation.v1.Revocation/ApproveEmergencyRevocation", [CONSOLE, OPERATOR]),
     rule!("/hpki.revocation.v1.Revocation/GetStatus", [OPERATOR]),
     // CRL publication: operators, and the services that revoke.
     rule!("/hpki.crl.v1.CrlPublisher/Publish", [ISSUANCE, REVOCATION, OPERATOR]),
@@ -192,6 +198,12 @@ mod tests {
         assert!(allows(&caller("crl", Role::Service), "/hpki.registry.v1.Registry/AppendCheckpoint"));
         assert!(!allows(&caller("revocation", Role::Service), "/hpki.registry.v1.Registry/AppendCheckpoint"));
         assert!(allows(&caller("auditor", Role::Auditor), "/grpc.health.v1.Health/Check"));
+        let console = caller("console", Role::Service);
+        assert!(allows(&console, "/hpki.revocation.v1.Revocation/ApproveEmergencyRevocation"));
+        assert!(allows(&console, "/hpki.registry.v1.Registry/FindHolders"));
+        assert!(!allows(&console, "/hpki.registry.v1.Registry/RevokeCard"));
+        assert!(!allows(&console, "/hpki.revocation.v1.Revocation/RevokeCertificate"));
+        assert!(!allows(&op, "/hpki.registry.v1.Registry/FindHolders"));
     }
 
     /// Every RPC of our protos has a row: a new RPC must be given one.

@@ -1,0 +1,100 @@
+//! The operator console in a real browser (issue 15, "Done when"): Playwright
+//! (PyPI, in `.venv`) driving Debian's `chromium` headless with the client
+//! certificates of op-sato, op-ito, audit-kato and ra-tokyo, through
+//! `tests/console_browser.py`. This test starts `hpki-ca run` with two-person
+//! control, issues the card, runs the script (which asserts each step and
+//! keeps a screenshot of it under `target/console-browser/`), then checks that
+//! `openssl ocsp` and `openssl verify -crl_check` agree with the page and that
+//! the audit log names both operators. Without Playwright or chromium it
+//! fails, naming `make setup`: it never skips.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Ca;
+
+#[test]
+fn the_loss_report_desk_in_chromium() {
+    let repo = common::repo();
+    let python = repo.join(".venv/bin/python");
+    let chromium = Path::new("/usr/bin/chromium");
+    assert!(
+        python.exists() && chromium.exists(),
+        "{} or {} is missing: run `make setup` (it installs chromium and Playwright)",
+        python.display(),
+        chromium.display()
+    );
+    let mut ca = Ca::new("");
+    // Two-person control on (the harness writes the [revocation] section).
+    let config = std::fs::read_to_string(&ca.config).expect("config");
+    let config = config.replace("[revocation]\n", "[revocation]\nemergency_requires_approval = true\n");
+    assert!(config.contains("emergency_requires_approval = true"), "{config}");
+    std::fs::write(&ca.config, config).expect("config");
+    for (name, role) in [("op-sato", "operator"), ("op-ito", "operator"), ("audit-kato", "auditor"), ("ra-tokyo", "ra")]
+    {
+        ca.ensure_identity(name, role);
+    }
+    let addrs = ca.spawn(&["run"], &["issuance", "ocsp", "console", "crl-http", "registry"]);
+    let (issuance, responder, console, crl_http, registry) = (&addrs[0], &addrs[1], &addrs[2], &addrs[3], &addrs[4]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let licence = "246810";
+    let (card_id, sign_pem, _) = common::issue_card_pems(&ca, &rt, issuance, "browser-1", licence);
+
+    let artifacts = repo.join("target/console-browser");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let out = Command::new(&python)
+        .arg(repo.join("tests/console_browser.py"))
+        .env("CONSOLE", format!("https://{console}"))
+        .env("TLS_DIR", ca.state().join("tls"))
+        .env("CARD_ID", &card_id)
+        .env("LICENCE", licence)
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", chromium)
+        .output()
+        .expect("run tests/console_browser.py");
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in
+        ["01-find-by-kana", "02-awaiting-approval", "03-self-approval-refused", "05-revoked", "08-missing-method"]
+    {
+        let shot = artifacts.join(format!("{step}.png"));
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "no screenshot {}", shot.display());
+    }
+
+    // 5. openssl agrees with the page: OCSP revoked, and the CRL lists the card.
+    let answer = common::ocsp_query(&ca, responder, "sign-ca.pem", &sign_pem, &[]);
+    assert!(answer.contains(": revoked"), "{answer}");
+    let (_, _, der) = common::http_get(crl_http, "/crl/sign.crl");
+    let (crl, pem) = (ca.dir.path().join("sign.crl"), ca.dir.path().join("sign-crl.pem"));
+    std::fs::write(&crl, &der).expect("write CRL");
+    let (ok, out) = common::openssl(&["crl", "-inform", "DER", "-in", utf8(&crl), "-out", utf8(&pem)]);
+    assert!(ok, "{out}");
+    let (verified, out) = common::verify_with_crl(&ca, &ca.cert_path("sign-ca.pem"), &pem, &sign_pem);
+    assert!(!verified && out.contains("revoked"), "openssl verify -crl_check: {out}");
+
+    // 6. The audit log has the entries under both names (the console is no actor).
+    let entries = rt
+        .block_on(async {
+            ca.audit_reader(registry).await.list_audit(proto::registry::v1::ListAuditRequest::default()).await
+        })
+        .expect("ListAudit")
+        .into_inner()
+        .entries;
+    for person in ["op-sato", "op-ito"] {
+        assert!(entries.iter().any(|e| e.actor == person), "no audit entry by {person}");
+    }
+    assert!(entries.iter().all(|e| e.actor != "console"));
+    let out = ca.cli(&["--identity", "audit-kato", "audit", "verify", "--url", &ca.url(registry)]);
+    assert!(out.status.success(), "audit verify: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn utf8(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}

@@ -4,13 +4,21 @@
 #   (a) our responder (populated cache, RSA-2048 responder key in SoftHSM),
 #   (b) `openssl ocsp -index ... -multi 2` over the same serials,
 #   (c) nginx serving one fixed response of the same size (the ceiling),
+#   (d) two responder processes (a cache each) behind nginx configured from
+#       deploy/nginx/ocsp-cache.conf (scripts/bench-ocsp/replicas.sh); the
+#       nginx cache starts empty, so the first request of each path goes to a
+#       replica and the rest are cache hits,
 # each server and its wrk load inside a network namespace of its own (loopback
 # only; `openssl ocsp -port` binds every interface otherwise). Then resident
-# memory with 1M cached responses and revocation-to-`revoked` propagation.
+# memory with 1M cached responses, revocation-to-`revoked` propagation, and the
+# cold path: GETs of serials never asked before (each a live RSA-2048 SoftHSM
+# signature through the responder, live-signing buckets raised out of the way)
+# as a ratio of raw signatures with the same key on as many threads, measured
+# before and after it in the same command.
 #
 # Knobs (environment): DURATION (s per target, 10), CONNS (32), THREADS (wrk, 2),
 # CERTS (10000), REVOKED (% revoked, 10), MEMORY_COUNT (1000000), ROUNDS (20),
-# KEEP=1 keeps the work folder.
+# COLD_SECONDS (s per cold-path phase, 5; concurrency = CONNS), KEEP=1 keeps the work folder.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -20,6 +28,7 @@ CERTS=${CERTS:-10000}
 REVOKED=${REVOKED:-10}
 MEMORY_COUNT=${MEMORY_COUNT:-1000000}
 ROUNDS=${ROUNDS:-20}
+COLD_SECONDS=${COLD_SECONDS:-5}
 PORT=8080
 CARGO=${CARGO:-cargo}
 
@@ -114,11 +123,19 @@ results=$(run_target nginx "exec '$NGINX' -e '$WORK/nginx-error.log' -c '$WORK/n
 echo "$results" | grep '^CHECK' >&2
 res_c=$(echo "$results" | grep '^RESULT nginx' || true)
 
-# --- memory and propagation --------------------------------------------------
+# (d) two replicas behind the shipped nginx cache configuration.
+results=$(PATHS_FILE="$WORK/replicas/paths.txt" run_target replicas \
+  "exec '$here/bench-ocsp/replicas.sh' '$WORK/replicas' '$BIN' $CERTS $REVOKED '$NGINX' $PORT '$root/deploy/nginx/ocsp-cache.conf'")
+echo "$results" | grep '^CHECK' >&2
+res_d=$(echo "$results" | grep '^RESULT replicas' || true)
+
+# --- memory, propagation, cold path --------------------------------------------
 echo "measuring memory with $MEMORY_COUNT cached responses..." >&2
 mem=$("$BIN" memory "$MEMORY_COUNT" 2>/dev/null | grep '^MEMORY' || true)
 echo "measuring revocation propagation ($ROUNDS rounds)..." >&2
 prop=$("$BIN" propagation "$ROUNDS" 2>/dev/null | grep '^PROPAGATION' || true)
+echo "measuring the cold path (3 x $COLD_SECONDS s)..." >&2
+cold=$("$BIN" cold "$COLD_SECONDS" "$CONNS" 2>/dev/null | grep '^COLD' || true)
 
 # --- table -------------------------------------------------------------------
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
@@ -135,7 +152,8 @@ echo "OCSP load benchmark: $CERTS certificates ($REVOKED % revoked), GET form, $
 echo "wrk $THREADS threads, loopback in a network namespace per target; $cores cores ($cpu); response $size bytes (RSA-2048, responder cert included)"
 echo
 printf "%-34s %12s %10s %10s %12s %10s\n" "target" "requests/s" "mean ms" "p99 ms" "vs nginx" "errors"
-for row in "(a) hpki-ca ocsp responder|$res_a" "(b) openssl ocsp -multi 2|$res_b" "(c) nginx fixed response (ceiling)|$res_c"; do
+for row in "(a) hpki-ca ocsp responder|$res_a" "(d) 2 replicas behind nginx cache|$res_d" \
+    "(b) openssl ocsp -multi 2|$res_b" "(c) nginx fixed response (ceiling)|$res_c"; do
   name=${row%%|*}; res=${row#*|}
   if [ -z "$res" ]; then printf "%-34s %12s\n" "$name" "FAILED"; continue; fi
   r=$(rps "$res")
@@ -158,4 +176,12 @@ if [ -n "$prop" ]; then
        "from the call: median $(field "$prop" from_call_ms_median) ms, max $(field "$prop" from_call_ms_max) ms"
 else
   echo "propagation: measurement failed"
+fi
+if [ -n "$cold" ]; then
+  echo "cold path (cache miss, a live RSA-2048 signature per request, $CONNS connections, live-signing buckets raised):" \
+       "$(field "$cold" cold_answers_per_s) answers/s, p99 $(field "$cold" cold_p99_ms) ms;" \
+       "raw SoftHSM signing on $CONNS threads: $(field "$cold" raw_signs_per_s_before) then $(field "$cold" raw_signs_per_s_after) signatures/s;" \
+       "ratio $(field "$cold" ratio)x (target >= 0.9)$( [ "$(field "$cold" exhausted)" = 1 ] && echo ' [ran out of fresh serials: too low]')"
+else
+  echo "cold path: measurement failed"
 fi

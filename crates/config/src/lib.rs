@@ -414,6 +414,10 @@ pub struct OcspConfig {
     /// Connections each HTTP listener (OCSP, metrics) serves at once; beyond
     /// it new connections wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Threads serving the OCSP listener, each with a single-threaded runtime
+    /// of its own accepting from the one listening socket (a connection stays
+    /// on its thread); 0: one per CPU core.
+    pub http_threads: usize,
 }
 
 impl OcspConfig {
@@ -505,6 +509,7 @@ impl Default for OcspConfig {
             per_client_live_signs_per_second: 20,
             per_client_live_signs_burst: 50,
             max_connections: 1024,
+            http_threads: 0,
         }
     }
 }

@@ -89,7 +89,10 @@ async fn listen_and_serve(responder: Arc<ocsp::Responder>, listen: &str) {
     let limits = HttpLimits::default();
     let (_stop, never) = tokio::sync::watch::channel(false);
     println!("READY {addr}");
-    ocsp::serve_http(listener, http::router_with_limits(state, limits), limits.read_timeout, None, never).await;
+    // As `ocsp::serve` does with the default `[ocsp]` (http_threads = 0: one per core).
+    let (cap, threads) = (config::OcspConfig::default().max_connections, ocsp::http_threads(0));
+    ocsp::serve_http_threads(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never)
+        .await;
 }
 
 async fn replica(spec: &str, listen: &str) {
@@ -143,7 +146,16 @@ async fn cold(secs: f64, concurrency: usize) {
         Arc::new(HttpState { responder: responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
     let limits = HttpLimits::default();
     let (_stop, never) = tokio::sync::watch::channel(false);
-    tokio::spawn(ocsp::serve_http(listener, http::router_with_limits(state, limits), limits.read_timeout, None, never));
+    let (cap, threads) = (config::OcspConfig::default().max_connections, ocsp::http_threads(0));
+    tokio::spawn(ocsp::serve_http_threads(
+        listener,
+        http::service(state, limits),
+        limits.read_timeout,
+        cap,
+        threads,
+        None,
+        never,
+    ));
     let paths = Arc::new(paths);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();

@@ -55,6 +55,12 @@ pub struct HttpListenerLimits {
     /// connections wait in the kernel's listen backlog (and are refused by the
     /// kernel once that is full) until a served one closes.
     pub max_connections: usize,
+    /// Threads that accept and serve connections, each with a single-threaded
+    /// runtime of its own, all accepting from the listening socket: a
+    /// connection lives on one thread from accept to close, with no wakeup
+    /// crossing threads (as nginx's worker processes). 0: accept and serve on
+    /// the caller's runtime instead.
+    pub threads: usize,
 }
 
 /// Serves `service` over HTTP/1.1 on `listener` until `stop` turns true (or
@@ -66,13 +72,79 @@ pub struct HttpListenerLimits {
 /// it is closed without an answer: that bounds slowloris clients, connections
 /// that never send a full request and idle keep-alive connections alike
 /// (hyper's header read timeout, which needs a timer; axum::serve sets none).
-/// At most `limits.max_connections` are served at once; see
-/// [`HttpListenerLimits`]. `on_header_timeout` runs for each connection closed
-/// by the timeout. Every request carries its client's [`PeerAddr`].
+/// At most `limits.max_connections` are served at once (over all threads);
+/// see [`HttpListenerLimits`]. `on_header_timeout` runs for each connection
+/// closed by the timeout. Every request carries its client's [`PeerAddr`].
 pub async fn serve_http<S, B>(
     listener: TcpListener,
     service: S,
     limits: HttpListenerLimits,
+    on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
+    stop: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    if limits.threads == 0 {
+        return accept_loop(listener, service, limits, slots, on_header_timeout, stop).await;
+    }
+    let shared = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot hand the HTTP listener to its threads");
+            return;
+        }
+    };
+    let mut done = Vec::new();
+    for i in 0..limits.threads {
+        // The same listening socket (one file description), registered with each thread's runtime.
+        let mine = match shared.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, thread = i, "cannot share the HTTP listener; fewer threads serve it");
+                break;
+            }
+        };
+        let (svc, slots, on_timeout, stop) = (service.clone(), slots.clone(), on_header_timeout.clone(), stop.clone());
+        let (finished, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
+            let _finished = finished;
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start an HTTP thread's runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match TcpListener::from_std(mine) {
+                    Ok(l) => accept_loop(l, svc, limits, slots, on_timeout, stop).await,
+                    Err(e) => tracing::error!(error = %e, "cannot register the HTTP listener"),
+                }
+            });
+        });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => tracing::error!(error = %e, "cannot start an HTTP thread"),
+        }
+    }
+    drop(shared);
+    for rx in done {
+        // An error only means the thread is gone (it ended or panicked).
+        let _ = rx.await;
+    }
+}
+
+async fn accept_loop<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: HttpListenerLimits,
+    slots: Arc<Semaphore>,
     on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -86,7 +158,6 @@ pub async fn serve_http<S, B>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
     loop {
         // A free slot first: at the cap, nothing is accepted.
@@ -200,7 +271,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
-        let limits = HttpListenerLimits { header_read_timeout: Duration::from_millis(300), max_connections: 8 };
+        let limits =
+            HttpListenerLimits { header_read_timeout: Duration::from_millis(300), max_connections: 8, threads: 0 };
         let (addr, timeouts, _stop) = start(limits).await;
         let mut slow = TcpStream::connect(addr).await.unwrap();
         let started = std::time::Instant::now();
@@ -229,7 +301,8 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_cap_new_connections_wait_until_one_closes() {
-        let limits = HttpListenerLimits { header_read_timeout: Duration::from_secs(30), max_connections: 2 };
+        let limits =
+            HttpListenerLimits { header_read_timeout: Duration::from_secs(30), max_connections: 2, threads: 0 };
         let (addr, _, _stop) = start(limits).await;
         let idle_a = TcpStream::connect(addr).await.unwrap();
         let _idle_b = TcpStream::connect(addr).await.unwrap();
@@ -247,6 +320,44 @@ mod tests {
         .await
         .expect("served once a slot freed");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn on_threads_of_its_own_it_serves_shares_the_cap_and_stops() {
+        let limits =
+            HttpListenerLimits { header_read_timeout: Duration::from_secs(30), max_connections: 2, threads: 2 };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(serve_http(listener, Echo, limits, || {}, rx));
+        // Served, with the client's address, on every new connection.
+        for _ in 0..6 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let me = c.local_addr().unwrap().to_string();
+            let answer = tokio::time::timeout(Duration::from_secs(5), get(&mut c)).await.expect("served");
+            assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(&me), "{answer}");
+        }
+        // The cap counts connections over both threads.
+        let idle_a = TcpStream::connect(addr).await.unwrap();
+        let _idle_b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), get(&mut third)).await.is_err(),
+            "a third connection was served beyond the cap of 2"
+        );
+        drop(idle_a);
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut rest = String::new();
+            third.read_to_string(&mut rest).await.unwrap();
+            rest
+        })
+        .await
+        .expect("served once a slot freed");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Stopping ends every thread: serve_http returns.
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server).await.expect("serve_http returned").unwrap();
     }
 
     #[tokio::test]

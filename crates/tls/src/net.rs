@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tonic::codegen::http;
 use tonic::transport::server::TcpIncoming;
@@ -55,11 +57,11 @@ pub struct HttpListenerLimits {
     /// connections wait in the kernel's listen backlog (and are refused by the
     /// kernel once that is full) until a served one closes.
     pub max_connections: usize,
-    /// Threads that accept and serve connections, each with a single-threaded
-    /// runtime of its own, all accepting from the listening socket: a
-    /// connection lives on one thread from accept to close, with no wakeup
-    /// crossing threads (as nginx's worker processes). 0: accept and serve on
-    /// the caller's runtime instead.
+    /// Threads that serve connections, each with a single-threaded runtime of
+    /// its own: the caller's runtime accepts and hands each connection to the
+    /// thread serving the fewest, where it lives until it closes, with no
+    /// wakeup crossing threads (as nginx's worker processes). 0: serve on the
+    /// caller's runtime instead.
     pub threads: usize,
 }
 
@@ -93,50 +95,155 @@ pub async fn serve_http<S, B>(
     if limits.threads == 0 {
         return accept_loop(listener, service, limits, slots, on_header_timeout, stop).await;
     }
-    let shared = match listener.into_std() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot hand the HTTP listener to its threads");
-            return;
-        }
-    };
+    // Worker threads, each a single-threaded runtime serving the connections handed to it.
+    let mut workers = Vec::new();
     let mut done = Vec::new();
     for i in 0..limits.threads {
-        // The same listening socket (one file description), registered with each thread's runtime.
-        let mine = match shared.try_clone() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, thread = i, "cannot share the HTTP listener; fewer threads serve it");
-                break;
-            }
-        };
-        let (svc, slots, on_timeout, stop) = (service.clone(), slots.clone(), on_header_timeout.clone(), stop.clone());
-        let (finished, rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Handed>();
+        let load = Arc::new(AtomicUsize::new(0));
+        let (svc, on_timeout, stop, mine) = (service.clone(), on_header_timeout.clone(), stop.clone(), load.clone());
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
             let _finished = finished;
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start an HTTP thread's runtime");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match TcpListener::from_std(mine) {
-                    Ok(l) => accept_loop(l, svc, limits, slots, on_timeout, stop).await,
-                    Err(e) => tracing::error!(error = %e, "cannot register the HTTP listener"),
-                }
-            });
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(worker(rx, mine, svc, limits, on_timeout, stop)),
+                Err(e) => tracing::error!(error = %e, "cannot start an HTTP thread's runtime"),
+            }
         });
         match spawned {
-            Ok(_) => done.push(rx),
+            Ok(_) => {
+                workers.push((tx, load));
+                done.push(finished_rx);
+            }
             Err(e) => tracing::error!(error = %e, "cannot start an HTTP thread"),
         }
     }
-    drop(shared);
+    if workers.is_empty() {
+        return accept_loop(listener, service, limits, slots, on_header_timeout, stop).await;
+    }
+    let mut stop = stop;
+    loop {
+        let Some((tcp, peer, permit)) = accept_one(&listener, &slots, &mut stop).await else { break };
+        let std = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand an HTTP connection to a thread");
+                continue;
+            }
+        };
+        // The thread serving the fewest connections takes it, so the load stays even.
+        if let Some((tx, load)) = workers.iter().min_by_key(|(_, load)| load.load(Ordering::Relaxed)) {
+            load.fetch_add(1, Ordering::Relaxed);
+            if tx.send((std, peer, permit)).is_err() {
+                load.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!("an HTTP thread is gone; connection dropped");
+            }
+        }
+    }
+    drop(listener);
+    drop(workers);
     for rx in done {
         // An error only means the thread is gone (it ended or panicked).
         let _ = rx.await;
+    }
+}
+
+/// A connection handed to a worker thread: the socket, the client, its slot.
+type Handed = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
+
+/// One worker thread's loop: serves the connections it is handed until `stop`.
+async fn worker<S, B>(
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<Handed>,
+    load: Arc<AtomicUsize>,
+    service: S,
+    limits: HttpListenerLimits,
+    on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = http1_builder(limits);
+    let mut connections = JoinSet::new();
+    loop {
+        let (std, peer, permit) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            next = handed.recv() => match next {
+                Some(n) => n,
+                None => break,
+            },
+        };
+        let counted = Counted(load.clone());
+        let tcp = match TcpStream::from_std(std) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register an HTTP connection");
+                continue;
+            }
+        };
+        let conn = serve_connection(
+            tcp,
+            peer,
+            permit,
+            service.clone(),
+            builder.clone(),
+            on_header_timeout.clone(),
+            stop.clone(),
+        );
+        connections.spawn(async move {
+            let _counted = counted;
+            conn.await
+        });
+    }
+    drain(connections, limits).await;
+}
+
+/// One connection served by a worker thread; uncounted when it ends.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn http1_builder(limits: HttpListenerLimits) -> Arc<hyper::server::conn::http1::Builder> {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    Arc::new(builder)
+}
+
+/// A free slot first (at the cap nothing is accepted), then a connection;
+/// None once `stop` turns true.
+async fn accept_one(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let permit = tokio::select! {
+        () = stopped(stop) => return None,
+        permit = slots.clone().acquire_owned() => permit.ok()?,
+    };
+    loop {
+        tokio::select! {
+            () = stopped(stop) => return None,
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    accepted(&tcp);
+                    return Some((tcp, peer, permit));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
     }
 }
 
@@ -155,9 +262,7 @@ async fn accept_loop<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    let builder = Arc::new(builder);
+    let builder = http1_builder(limits);
     let mut connections = JoinSet::new();
     loop {
         // A free slot first: at the cap, nothing is accepted.
@@ -182,39 +287,68 @@ async fn accept_loop<S, B>(
             },
         };
         accepted(&tcp);
-        let svc = service.clone();
-        let with_peer = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            let mut svc = svc.clone();
-            async move {
-                std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
-                svc.call(req).await
-            }
-        });
-        let (builder, on_timeout, mut stop) = (builder.clone(), on_header_timeout.clone(), stop.clone());
-        connections.spawn(async move {
-            let _slot = permit;
-            let conn = builder.serve_connection(TokioIo::new(tcp), with_peer);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    on_timeout();
-                }
-                tracing::debug!(error = %e, %peer, "HTTP connection ended");
-            }
-        });
+        connections.spawn(serve_connection(
+            tcp,
+            peer,
+            permit,
+            service.clone(),
+            builder.clone(),
+            on_header_timeout.clone(),
+            stop.clone(),
+        ));
     }
     drop(listener);
+    drain(connections, limits).await;
+}
+
+/// Lets open connections finish, bounded by the header timeout plus a few seconds.
+async fn drain(mut connections: JoinSet<()>, limits: HttpListenerLimits) {
     let grace = limits.header_read_timeout + Duration::from_secs(5);
     if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
         tracing::warn!(open = connections.len(), "HTTP connections still open at shutdown: closing them");
+    }
+}
+
+/// Serves one connection (holding its slot) until it ends or `stop` (then gracefully).
+async fn serve_connection<S, B>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    svc: S,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    on_timeout: impl Fn() + Clone + Send + Sync + 'static,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _slot = permit;
+    let with_peer = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        let mut svc = svc.clone();
+        async move {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(req).await
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(tcp), with_peer);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            on_timeout();
+        }
+        tracing::debug!(error = %e, %peer, "HTTP connection ended");
     }
 }
 

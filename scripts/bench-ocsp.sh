@@ -101,8 +101,17 @@ for line in 1 $(wc -l <"$PATHS_FILE"); do
   st=$(openssl ocsp -respin "$WORK/$name.check.der" -resp_text -noverify 2>/dev/null | sed -n 's/^ *Cert Status: //p' | head -1 || true)
   echo "CHECK $name line=$line status=${st:-none} bytes=$(stat -c %s "$WORK/$name.check.der" 2>/dev/null || echo 0)"
 done
+# CPU time (user + system, clock ticks) of the server and all its descendants.
+tree_cpu() {
+  local p=$1 c t
+  t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+  for c in $(pgrep -P "$p" || true); do t=$((t + $(tree_cpu "$c"))); done
+  echo "$t"
+}
+cpu0=$(tree_cpu $pid)
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >"$WORK/$name.wrk" 2>&1 || true
-grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/" || true
+cpu1=$(tree_cpu $pid)
+grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/;s/\$/ server_cpu_ticks=$((cpu1 - cpu0)) clk_tck=$(getconf CLK_TCK)/" || true
 INNER
 }
 export WORK PORT THREADS CONNS DURATION PATHS_FILE
@@ -151,14 +160,24 @@ echo
 echo "OCSP load benchmark: $CERTS certificates ($REVOKED % revoked), GET form, $CONNS connections, ${DURATION} s per target,"
 echo "wrk $THREADS threads, loopback in a network namespace per target; $cores cores ($cpu); response $size bytes (RSA-2048, responder cert included)"
 echo
-printf "%-34s %12s %10s %10s %12s %10s\n" "target" "requests/s" "mean ms" "p99 ms" "vs nginx" "errors"
+# Server CPU per request (user + system of the server's processes during the
+# load, which on loopback includes delivering the answer to wrk): unlike
+# requests/s, it hardly depends on what else the machine runs.
+cpu_us() { awk -v t="$(field "$1" server_cpu_ticks)" -v h="$(field "$1" clk_tck)" -v r="$(field "$1" requests)" \
+  'BEGIN { if (r > 0 && h > 0) printf "%.1f", t / h * 1e6 / r; else print "-" }'; }
+cpu_ceiling=$(cpu_us "$res_c")
+cpu_ratio() { awk -v a="$1" -v c="$cpu_ceiling" 'BEGIN { if (c > 0 && a != "-") printf "%.3f", a / c; else print "-" }'; }
+printf "%-34s %12s %10s %10s %12s %10s %14s %10s\n" "target" "requests/s" "mean ms" "p99 ms" "vs nginx" "errors" \
+  "CPU us/req" "vs nginx"
 for row in "(a) hpki-ca ocsp responder|$res_a" "(d) 2 replicas behind nginx cache|$res_d" \
     "(b) openssl ocsp -multi 2|$res_b" "(c) nginx fixed response (ceiling)|$res_c"; do
   name=${row%%|*}; res=${row#*|}
   if [ -z "$res" ]; then printf "%-34s %12s\n" "$name" "FAILED"; continue; fi
   r=$(rps "$res")
   errs=$(( $(field "$res" status_errors) + $(field "$res" socket_errors) ))
-  printf "%-34s %12s %10s %10s %12s %10s\n" "$name" "$r" "$(ms "$res" mean_us)" "$(ms "$res" p99_us)" "$(ratio "$r")" "$errs"
+  c=$(cpu_us "$res")
+  printf "%-34s %12s %10s %10s %12s %10s %14s %10s\n" "$name" "$r" "$(ms "$res" mean_us)" "$(ms "$res" p99_us)" \
+    "$(ratio "$r")" "$errs" "$c" "$(cpu_ratio "$c")"
 done
 if [ -n "$res_a" ] && [ -n "$res_b" ]; then
   awk -v a="$(rps "$res_a")" -v b="$(rps "$res_b")" 'BEGIN { if (b > 0) printf "(a) / (b) = %.1fx\n", a / b }'

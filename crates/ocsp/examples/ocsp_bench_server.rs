@@ -89,13 +89,13 @@ async fn listen_and_serve(responder: Arc<ocsp::Responder>, listen: &str) {
     let limits = HttpLimits::default();
     let (_stop, never) = tokio::sync::watch::channel(false);
     println!("READY {addr}");
-    // As `ocsp::serve` does with the default `[ocsp]` (http_threads = 0: one per core).
-    let (cap, threads) = (config::OcspConfig::default().max_connections, ocsp::http_threads(http_threads_env()));
+    // As `ocsp::serve` does with the default `[ocsp]` (http_threads = 0: the main runtime).
+    let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
     ocsp::serve_http_threads(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never)
         .await;
 }
 
-/// `[ocsp] http_threads` for the bench (environment HTTP_THREADS; 0, the default, is one per core).
+/// `[ocsp] http_threads` for the bench (environment HTTP_THREADS; 0, the default: the main runtime).
 fn http_threads_env() -> usize {
     std::env::var("HTTP_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -151,7 +151,7 @@ async fn cold(secs: f64, concurrency: usize) {
         Arc::new(HttpState { responder: responder.clone(), ocsp_path: "/ocsp".into(), max_request_bytes: 8192 });
     let limits = HttpLimits::default();
     let (_stop, never) = tokio::sync::watch::channel(false);
-    let (cap, threads) = (config::OcspConfig::default().max_connections, ocsp::http_threads(http_threads_env()));
+    let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
     tokio::spawn(ocsp::serve_http_threads(
         listener,
         http::service(state, limits),

@@ -76,4 +76,4 @@ mod timeout_tests;
 pub use error::OcspError;
 pub use responder::{Answer, Responder, Step};
 pub use responder_cert::{ensure_responder_certificates, Outcome, ResponderCertStatus};
-pub use serve::{http_threads, metrics_router, renew_window, serve, serve_http, serve_http_capped, serve_http_threads};
+pub use serve::{metrics_router, renew_window, serve, serve_http, serve_http_capped, serve_http_threads};

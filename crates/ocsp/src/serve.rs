@@ -121,7 +121,7 @@ pub async fn serve(
     let limits = HttpLimits::from_config(&cfg.ocsp);
     let counted = Some(responder.metrics().clone());
     let cap = cfg.ocsp.max_connections;
-    let threads = http_threads(cfg.ocsp.http_threads);
+    let threads = cfg.ocsp.http_threads;
     let ocsp_server =
         serve_http_threads(http, http::service(state, limits), limits.read_timeout, cap, threads, counted, rx.clone());
     // A scraper's idle keep-alive closing is not a slow client: not counted.
@@ -131,15 +131,6 @@ pub async fn serve(
         t.abort();
     }
     Ok(())
-}
-
-/// `[ocsp] http_threads`: 0 is one per CPU core.
-pub fn http_threads(configured: usize) -> usize {
-    if configured > 0 {
-        configured
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    }
 }
 
 /// Serves `service` (the OCSP [`http::service`] or a router) on `listener`

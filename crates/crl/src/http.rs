@@ -133,6 +133,7 @@ pub async fn serve(
         header_read_timeout: limits.header_read_timeout,
         max_connections: limits.max_connections,
         threads: 0,
+        flatten_writes: false,
     };
     let on_timeout = || tracing::debug!("CRL HTTP connection closed: no request headers in time");
     tls::net::serve_http(listener, router_with_limits(store, limits), listener_limits, on_timeout, rx).await;

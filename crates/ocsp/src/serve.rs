@@ -183,7 +183,13 @@ pub async fn serve_http_threads<S, B>(
     S: HttpService<B>,
     B: HttpBody,
 {
-    let limits = tls::net::HttpListenerLimits { header_read_timeout: read_timeout, max_connections, threads };
+    // OCSP answers are a few KB: one write of head and body (metrics pages are small too).
+    let limits = tls::net::HttpListenerLimits {
+        header_read_timeout: read_timeout,
+        max_connections,
+        threads,
+        flatten_writes: true,
+    };
     let on_timeout = move || {
         if let Some(m) = &metrics {
             m.read_timeouts.fetch_add(1, Relaxed);

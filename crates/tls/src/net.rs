@@ -63,6 +63,11 @@ pub struct HttpListenerLimits {
     /// wakeup crossing threads (as nginx's worker processes). 0: serve on the
     /// caller's runtime instead.
     pub threads: usize,
+    /// Answers are small (OCSP): hyper copies each answer's head and body into
+    /// one buffer and writes it with one write() instead of a writev() of the
+    /// pieces (hyper's `writev(false)`). Not for large bodies (CRLs): they
+    /// would be copied whole.
+    pub flatten_writes: bool,
 }
 
 /// Serves `service` over HTTP/1.1 on `listener` until `stop` turns true (or
@@ -215,6 +220,9 @@ impl Drop for Counted {
 fn http1_builder(limits: HttpListenerLimits) -> Arc<hyper::server::conn::http1::Builder> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    if limits.flatten_writes {
+        builder.writev(false);
+    }
     Arc::new(builder)
 }
 
@@ -405,8 +413,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
-        let limits =
-            HttpListenerLimits { header_read_timeout: Duration::from_millis(300), max_connections: 8, threads: 0 };
+        let limits = HttpListenerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 8,
+            threads: 0,
+            flatten_writes: false,
+        };
         let (addr, timeouts, _stop) = start(limits).await;
         let mut slow = TcpStream::connect(addr).await.unwrap();
         let started = std::time::Instant::now();
@@ -435,8 +447,12 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_cap_new_connections_wait_until_one_closes() {
-        let limits =
-            HttpListenerLimits { header_read_timeout: Duration::from_secs(30), max_connections: 2, threads: 0 };
+        let limits = HttpListenerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 2,
+            threads: 0,
+            flatten_writes: false,
+        };
         let (addr, _, _stop) = start(limits).await;
         let idle_a = TcpStream::connect(addr).await.unwrap();
         let _idle_b = TcpStream::connect(addr).await.unwrap();
@@ -458,8 +474,12 @@ mod tests {
 
     #[tokio::test]
     async fn on_threads_of_its_own_it_serves_shares_the_cap_and_stops() {
-        let limits =
-            HttpListenerLimits { header_read_timeout: Duration::from_secs(30), max_connections: 2, threads: 2 };
+        let limits = HttpListenerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 2,
+            threads: 2,
+            flatten_writes: true,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = watch::channel(false);

@@ -4,13 +4,21 @@
 #   (a) our responder (populated cache, RSA-2048 responder key in SoftHSM),
 #   (b) `openssl ocsp -index ... -multi 2` over the same serials,
 #   (c) nginx serving one fixed response of the same size (the ceiling),
+#   (d) two responder processes (a cache each) behind nginx configured from
+#       deploy/nginx/ocsp-cache.conf (scripts/bench-ocsp/replicas.sh); the
+#       nginx cache starts empty, so the first request of each path goes to a
+#       replica and the rest are cache hits,
 # each server and its wrk load inside a network namespace of its own (loopback
 # only; `openssl ocsp -port` binds every interface otherwise). Then resident
-# memory with 1M cached responses and revocation-to-`revoked` propagation.
+# memory with 1M cached responses, revocation-to-`revoked` propagation, and the
+# cold path: GETs of serials never asked before (each a live RSA-2048 SoftHSM
+# signature through the responder, live-signing buckets raised out of the way)
+# as a ratio of raw signatures with the same key on as many threads, measured
+# before and after it in the same command.
 #
 # Knobs (environment): DURATION (s per target, 10), CONNS (32), THREADS (wrk, 2),
 # CERTS (10000), REVOKED (% revoked, 10), MEMORY_COUNT (1000000), ROUNDS (20),
-# KEEP=1 keeps the work folder.
+# COLD_SECONDS (s per cold-path phase, 5; concurrency = CONNS), KEEP=1 keeps the work folder.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -20,6 +28,7 @@ CERTS=${CERTS:-10000}
 REVOKED=${REVOKED:-10}
 MEMORY_COUNT=${MEMORY_COUNT:-1000000}
 ROUNDS=${ROUNDS:-20}
+COLD_SECONDS=${COLD_SECONDS:-5}
 PORT=8080
 CARGO=${CARGO:-cargo}
 
@@ -92,8 +101,17 @@ for line in 1 $(wc -l <"$PATHS_FILE"); do
   st=$(openssl ocsp -respin "$WORK/$name.check.der" -resp_text -noverify 2>/dev/null | sed -n 's/^ *Cert Status: //p' | head -1 || true)
   echo "CHECK $name line=$line status=${st:-none} bytes=$(stat -c %s "$WORK/$name.check.der" 2>/dev/null || echo 0)"
 done
+# CPU time (user + system, clock ticks) of the server and all its descendants.
+tree_cpu() {
+  local p=$1 c t
+  t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+  for c in $(pgrep -P "$p" || true); do t=$((t + $(tree_cpu "$c"))); done
+  echo "$t"
+}
+cpu0=$(tree_cpu $pid)
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >"$WORK/$name.wrk" 2>&1 || true
-grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/" || true
+cpu1=$(tree_cpu $pid)
+grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/;s/\$/ server_cpu_ticks=$((cpu1 - cpu0)) clk_tck=$(getconf CLK_TCK)/" || true
 INNER
 }
 export WORK PORT THREADS CONNS DURATION PATHS_FILE
@@ -114,11 +132,19 @@ results=$(run_target nginx "exec '$NGINX' -e '$WORK/nginx-error.log' -c '$WORK/n
 echo "$results" | grep '^CHECK' >&2
 res_c=$(echo "$results" | grep '^RESULT nginx' || true)
 
-# --- memory and propagation --------------------------------------------------
+# (d) two replicas behind the shipped nginx cache configuration.
+results=$(PATHS_FILE="$WORK/replicas/paths.txt" run_target replicas \
+  "exec '$here/bench-ocsp/replicas.sh' '$WORK/replicas' '$BIN' $CERTS $REVOKED '$NGINX' $PORT '$root/deploy/nginx/ocsp-cache.conf'")
+echo "$results" | grep '^CHECK' >&2
+res_d=$(echo "$results" | grep '^RESULT replicas' || true)
+
+# --- memory, propagation, cold path --------------------------------------------
 echo "measuring memory with $MEMORY_COUNT cached responses..." >&2
 mem=$("$BIN" memory "$MEMORY_COUNT" 2>/dev/null | grep '^MEMORY' || true)
 echo "measuring revocation propagation ($ROUNDS rounds)..." >&2
 prop=$("$BIN" propagation "$ROUNDS" 2>/dev/null | grep '^PROPAGATION' || true)
+echo "measuring the cold path (3 x $COLD_SECONDS s)..." >&2
+cold=$("$BIN" cold "$COLD_SECONDS" "$CONNS" 2>/dev/null | grep '^COLD' || true)
 
 # --- table -------------------------------------------------------------------
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
@@ -134,13 +160,24 @@ echo
 echo "OCSP load benchmark: $CERTS certificates ($REVOKED % revoked), GET form, $CONNS connections, ${DURATION} s per target,"
 echo "wrk $THREADS threads, loopback in a network namespace per target; $cores cores ($cpu); response $size bytes (RSA-2048, responder cert included)"
 echo
-printf "%-34s %12s %10s %10s %12s %10s\n" "target" "requests/s" "mean ms" "p99 ms" "vs nginx" "errors"
-for row in "(a) hpki-ca ocsp responder|$res_a" "(b) openssl ocsp -multi 2|$res_b" "(c) nginx fixed response (ceiling)|$res_c"; do
+# Server CPU per request (user + system of the server's processes during the
+# load, which on loopback includes delivering the answer to wrk): unlike
+# requests/s, it hardly depends on what else the machine runs.
+cpu_us() { awk -v t="$(field "$1" server_cpu_ticks)" -v h="$(field "$1" clk_tck)" -v r="$(field "$1" requests)" \
+  'BEGIN { if (r > 0 && h > 0) printf "%.1f", t / h * 1e6 / r; else print "-" }'; }
+cpu_ceiling=$(cpu_us "$res_c")
+cpu_ratio() { awk -v a="$1" -v c="$cpu_ceiling" 'BEGIN { if (c > 0 && a != "-") printf "%.3f", a / c; else print "-" }'; }
+printf "%-34s %12s %10s %10s %12s %10s %14s %10s\n" "target" "requests/s" "mean ms" "p99 ms" "vs nginx" "errors" \
+  "CPU us/req" "vs nginx"
+for row in "(a) hpki-ca ocsp responder|$res_a" "(d) 2 replicas behind nginx cache|$res_d" \
+    "(b) openssl ocsp -multi 2|$res_b" "(c) nginx fixed response (ceiling)|$res_c"; do
   name=${row%%|*}; res=${row#*|}
   if [ -z "$res" ]; then printf "%-34s %12s\n" "$name" "FAILED"; continue; fi
   r=$(rps "$res")
   errs=$(( $(field "$res" status_errors) + $(field "$res" socket_errors) ))
-  printf "%-34s %12s %10s %10s %12s %10s\n" "$name" "$r" "$(ms "$res" mean_us)" "$(ms "$res" p99_us)" "$(ratio "$r")" "$errs"
+  c=$(cpu_us "$res")
+  printf "%-34s %12s %10s %10s %12s %10s %14s %10s\n" "$name" "$r" "$(ms "$res" mean_us)" "$(ms "$res" p99_us)" \
+    "$(ratio "$r")" "$errs" "$c" "$(cpu_ratio "$c")"
 done
 if [ -n "$res_a" ] && [ -n "$res_b" ]; then
   awk -v a="$(rps "$res_a")" -v b="$(rps "$res_b")" 'BEGIN { if (b > 0) printf "(a) / (b) = %.1fx\n", a / b }'
@@ -158,4 +195,12 @@ if [ -n "$prop" ]; then
        "from the call: median $(field "$prop" from_call_ms_median) ms, max $(field "$prop" from_call_ms_max) ms"
 else
   echo "propagation: measurement failed"
+fi
+if [ -n "$cold" ]; then
+  echo "cold path (cache miss, a live RSA-2048 signature per request, $CONNS connections, live-signing buckets raised):" \
+       "$(field "$cold" cold_answers_per_s) answers/s, p99 $(field "$cold" cold_p99_ms) ms;" \
+       "raw SoftHSM signing on $CONNS threads: $(field "$cold" raw_signs_per_s_before) then $(field "$cold" raw_signs_per_s_after) signatures/s;" \
+       "ratio $(field "$cold" ratio)x (target >= 0.9)$( [ "$(field "$cold" exhausted)" = 1 ] && echo ' [ran out of fresh serials: too low]')"
+else
+  echo "cold path: measurement failed"
 fi

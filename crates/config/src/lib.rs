@@ -516,6 +516,10 @@ pub struct OcspConfig {
     /// request from one of them, the client of the per-client bucket is the
     /// address in its X-Forwarded-For header (the last one), not the cache.
     pub trusted_proxies: Vec<String>,
+    /// Threads dedicated to the OCSP listener, each with a single-threaded
+    /// runtime of its own (a connection stays on its thread); 0: served on the
+    /// process's multi-threaded runtime, which measured no worse on 2 cores.
+    pub http_threads: usize,
 }
 
 impl OcspConfig {
@@ -617,6 +621,7 @@ impl Default for OcspConfig {
             per_client_live_signs_burst: 50,
             max_connections: 1024,
             trusted_proxies: Vec::new(),
+            http_threads: 0,
         }
     }
 }

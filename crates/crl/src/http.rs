@@ -132,6 +132,8 @@ pub async fn serve(
     let listener_limits = tls::net::HttpListenerLimits {
         header_read_timeout: limits.header_read_timeout,
         max_connections: limits.max_connections,
+        threads: 0,
+        flatten_writes: false,
     };
     let on_timeout = || tracing::debug!("CRL HTTP connection closed: no request headers in time");
     tls::net::serve_http(listener, router_with_limits(store, limits), listener_limits, on_timeout, rx).await;

@@ -5,7 +5,16 @@
 //!     A populated responder (SoftHSM in a temp folder, RSA-2048, cache filled
 //!     directly) on <listen-addr>; writes into <dir>: paths.txt (one GET path per
 //!     certificate), fixed.der (one `good` response, for nginx), and index.txt,
-//!     ca.pem, rsigner.pem, rkey.pem for `openssl ocsp`. Prints `READY <addr>`.
+//!     ca.pem, rsigner.pem, rkey.pem for `openssl ocsp`, and replica.spec for
+//!     `replica`. Prints `READY <addr>`.
+//! ocsp_bench_server replica <spec> <listen-addr>
+//!     A second responder process for the same CA and certificates as a running
+//!     `serve` (its replica.spec): same key, a cache of its own, signed here.
+//! ocsp_bench_server cold <seconds> <concurrency>
+//!     The cache-miss path: raw SoftHSM RSA-2048 signatures on <concurrency>
+//!     threads for <seconds>, then GETs of never-asked serials (each a live
+//!     signature) over HTTP from <concurrency> keep-alive connections for
+//!     <seconds>, then the raw rate again; prints the ratio.
 //! ocsp_bench_server memory <count>
 //!     Resident memory with <count> cached responses.
 //! ocsp_bench_server propagation <rounds>
@@ -26,7 +35,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn usage() -> ! {
-    eprintln!("usage: ocsp_bench_server serve <dir> <certs> <revoked-percent> <listen> | memory <count> | propagation <rounds>");
+    eprintln!(
+        "usage: ocsp_bench_server serve <dir> <certs> <revoked-percent> <listen> | replica <spec> <listen> \
+         | cold <seconds> <concurrency> | memory <count> | propagation <rounds>"
+    );
     std::process::exit(2)
 }
 
@@ -43,6 +55,10 @@ async fn main() {
             )
             .await
         }
+        Some("replica") if args.len() == 3 => replica(&args[1], &args[2]).await,
+        Some("cold") if args.len() == 3 => {
+            cold(args[1].parse().unwrap_or_else(|_| usage()), args[2].parse().unwrap_or_else(|_| usage())).await
+        }
         Some("memory") if args.len() == 2 => memory(args[1].parse().unwrap_or_else(|_| usage())).await,
         Some("propagation") if args.len() == 2 => propagation(args[1].parse().unwrap_or_else(|_| usage())).await,
         _ => usage(),
@@ -55,25 +71,165 @@ async fn serve(dir: &str, certs: usize, revoked_percent: usize, listen: &str) {
     let p = populate(certs, revoked_percent, config::KeyAlgorithm::Rsa2048).await.unwrap();
     eprintln!("populated {certs} certificates in {:.1} s", started.elapsed().as_secs_f64());
     bench_support::write_openssl_files(&p, dir).unwrap();
+    bench_support::write_replica_spec(&p, &dir.join("replica.spec")).unwrap();
     let paths: String = p.requests.iter().map(|r| get_path(r) + "\n").collect();
     std::fs::write(dir.join("paths.txt"), paths).unwrap();
     let good = p.certs.iter().position(|c| !c.revoked).unwrap();
     let ocsp::Step::Done(answer) = p.responder.lookup(&p.requests[good]) else { panic!("not cached") };
     std::fs::write(dir.join("fixed.der"), &answer.der).unwrap();
 
+    listen_and_serve(p.responder.clone(), listen).await;
+}
+
+/// The production accept loop and time bounds (default `[ocsp]` values) on `listen`.
+async fn listen_and_serve(responder: Arc<ocsp::Responder>, listen: &str) {
     let listener = TcpListener::bind(listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = Arc::new(HttpState {
-        responder: p.responder.clone(),
+        responder,
         ocsp_path: "/ocsp".into(),
         max_request_bytes: 8192,
         trusted_proxies: Vec::new(),
     });
-    // The production accept loop and time bounds (default `[ocsp]` values).
     let limits = HttpLimits::default();
     let (_stop, never) = tokio::sync::watch::channel(false);
     println!("READY {addr}");
-    ocsp::serve_http(listener, http::router_with_limits(state, limits), limits.read_timeout, None, never).await;
+    // As `ocsp::serve` does with the default `[ocsp]` (http_threads = 0: the main runtime).
+    let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
+    ocsp::serve_http_threads(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never)
+        .await;
+}
+
+/// `[ocsp] http_threads` for the bench (environment HTTP_THREADS; 0, the default: the main runtime).
+fn http_threads_env() -> usize {
+    std::env::var("HTTP_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+async fn replica(spec: &str, listen: &str) {
+    let started = Instant::now();
+    let (responder, certs) =
+        bench_support::populate_replica(std::path::Path::new(spec), config::KeyAlgorithm::Rsa2048).await.unwrap();
+    eprintln!("replica: signed {} responses in {:.1} s", certs.len(), started.elapsed().as_secs_f64());
+    listen_and_serve(responder, listen).await;
+}
+
+/// Raw signatures per second with the responder's key on `threads` threads for `secs`.
+fn raw_sign_rate(key: &Arc<hsm::HsmKey>, threads: usize, secs: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                // A message the size of a single response's tbsResponseData.
+                let mut msg = vec![0x30u8; 220];
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    msg[1..9].copy_from_slice(&(n ^ (t as u64) << 48).to_be_bytes());
+                    key.sign(&msg).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn cold(secs: f64, concurrency: usize) {
+    let concurrency = concurrency.max(1);
+    // Calibrate: how many never-asked serials the cold run can use up.
+    let ca = ocsp::testkit::test_ca(config::KeyAlgorithm::Rsa2048);
+    let key = Arc::new(ca.hsm.key(&ca.cfg.ocsp.signing_responder_key_label).unwrap());
+    let raw_before = tokio::task::spawn_blocking({
+        let key = key.clone();
+        move || raw_sign_rate(&key, concurrency, secs)
+    })
+    .await
+    .unwrap();
+    let n = (raw_before * secs * 2.0) as usize + concurrency * 64;
+    let (responder, paths) = bench_support::cold_responder(&ca, n, concurrency).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(HttpState {
+        responder: responder.clone(),
+        ocsp_path: "/ocsp".into(),
+        max_request_bytes: 8192,
+        trusted_proxies: Vec::new(),
+    });
+    let limits = HttpLimits::default();
+    let (_stop, never) = tokio::sync::watch::channel(false);
+    let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
+    tokio::spawn(ocsp::serve_http_threads(
+        listener,
+        http::service(state, limits),
+        limits.read_timeout,
+        cap,
+        threads,
+        None,
+        never,
+    ));
+    let paths = Arc::new(paths);
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for t in 0..concurrency {
+        let paths = paths.clone();
+        clients.spawn(async move {
+            let mut client = Client::connect(addr).await;
+            let (mut signed, mut other, mut exhausted) = (0u64, 0u64, false);
+            let mut latencies = Vec::new();
+            let mut i = t;
+            while Instant::now() < deadline {
+                let Some(path) = paths.get(i) else {
+                    exhausted = true;
+                    break;
+                };
+                i += concurrency;
+                let t0 = Instant::now();
+                let der = client.get(path).await;
+                // The first answer of each connection fully decoded; the rest
+                // checked cheaply (a successful response of full size, not the
+                // 5-byte tryLater), so the client takes little of the CPU.
+                let ok = if signed + other == 0 { status_of(&der) == "good" } else { successful(&der) };
+                if ok {
+                    signed += 1;
+                } else {
+                    other += 1;
+                }
+                latencies.push(t0.elapsed());
+            }
+            (signed, other, exhausted, latencies)
+        });
+    }
+    let (mut signed, mut other, mut exhausted, mut latencies) = (0u64, 0u64, false, Vec::new());
+    while let Some(r) = clients.join_next().await {
+        let (s, o, e, l) = r.unwrap();
+        signed += s;
+        other += o;
+        exhausted |= e;
+        latencies.extend(l);
+    }
+    let cold_rate = signed as f64 / started.elapsed().as_secs_f64();
+    let misses = responder.metrics().cache_misses.load(std::sync::atomic::Ordering::Relaxed);
+    let raw_after = tokio::task::spawn_blocking({
+        let key = key.clone();
+        move || raw_sign_rate(&key, concurrency, secs)
+    })
+    .await
+    .unwrap();
+    drop(ca);
+    latencies.sort();
+    let p99 = latencies.get((latencies.len().saturating_sub(1) as f64 * 0.99) as usize).copied().unwrap_or_default();
+    let raw = (raw_before + raw_after) / 2.0;
+    println!(
+        "COLD concurrency={concurrency} seconds={secs} raw_signs_per_s_before={raw_before:.0} raw_signs_per_s_after={raw_after:.0} \
+         cold_answers_per_s={cold_rate:.0} ratio={:.3} cold_p99_ms={:.2} signed={signed} not_good={other} cache_misses={misses} exhausted={}",
+        cold_rate / raw,
+        p99.as_secs_f64() * 1000.0,
+        u8::from(exhausted)
+    );
 }
 
 async fn memory(count: usize) {
@@ -141,6 +297,11 @@ fn status_of(der: &[u8]) -> &'static str {
         CertStatus::Revoked(_) => "revoked",
         CertStatus::Unknown(_) => "unknown",
     }
+}
+
+/// An OCSPResponse of status successful (0) with a body of more than 255 bytes.
+fn successful(der: &[u8]) -> bool {
+    der.len() > 256 && der[0] == 0x30 && der[1] == 0x82 && der.get(4..7) == Some(&[0x0a, 0x01, 0x00][..])
 }
 
 fn application(n: usize) -> store::NewApplication {

@@ -61,8 +61,19 @@ pub async fn populate(n: usize, revoked_percent: usize, alg: config::KeyAlgorith
     responder.cache().reserve(n);
     let certs: Vec<BenchCert> =
         (0..n).map(|i| BenchCert { serial: random_serial(), revoked: i * 100 < n * revoked_percent }).collect();
+    fill(&responder, &certs).await?;
+    let hashes = responder.issuers()[0].hashes.clone();
+    let requests = certs
+        .iter()
+        .map(|c| encode_request(&hashes, HashAlg::Sha1, &[&c.serial], None))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Populated { ca, responder, certs, requests })
+}
+
+/// Sets the status of each of `certs` (issuing CA 0) and signs its SHA-1 response into the cache.
+async fn fill(responder: &Arc<Responder>, certs: &[BenchCert]) -> Result<(), OcspError> {
     let mut set = tokio::task::JoinSet::new();
-    for c in &certs {
+    for c in certs {
         let key = SerialKey::new(0, &c.serial).ok_or_else(|| OcspError::Internal("serial".into()))?;
         let state = if c.revoked {
             CertState::Revoked {
@@ -85,12 +96,103 @@ pub async fn populate(n: usize, revoked_percent: usize, alg: config::KeyAlgorith
     while let Some(r) = set.join_next().await {
         r.map_err(|e| OcspError::Internal(e.to_string()))??;
     }
+    Ok(())
+}
+
+/// Writes what a second responder process needs to answer for the same CAs
+/// and certificates as `p` (`populate_replica`): the SoftHSM token (this
+/// process's test token, which lives as long as this process), the state
+/// folder with the CA and responder certificates, the key labels, and each
+/// certificate's serial and status. One `key value` per line.
+pub fn write_replica_spec(p: &Populated, path: &Path) -> Result<(), OcspError> {
+    let t = hsm::testing::shared_token();
+    let c = &p.ca.cfg;
+    let mut s = String::new();
+    let _ = writeln!(s, "softhsm2_conf {}", t.conf.display());
+    let _ = writeln!(s, "module {}", t.module.display());
+    let _ = writeln!(s, "token {}", t.label);
+    let _ = writeln!(s, "pin {}", t.user_pin);
+    let _ = writeln!(s, "state_dir {}", c.state_dir.display());
+    let _ = writeln!(s, "signing_ca {}", c.ca.signing.key_label);
+    let _ = writeln!(s, "authentication_ca {}", c.ca.authentication.key_label);
+    let _ = writeln!(s, "signing_responder {}", c.ocsp.signing_responder_key_label);
+    let _ = writeln!(s, "authentication_responder {}", c.ocsp.authentication_responder_key_label);
+    for cert in &p.certs {
+        let _ = writeln!(s, "cert {} {}", hex::encode(&cert.serial), if cert.revoked { "R" } else { "G" });
+    }
+    std::fs::write(path, s).map_err(OcspError::io(path))
+}
+
+/// A second responder over the CAs and certificates `write_replica_spec`
+/// described (the process that wrote it must still run: it owns the token):
+/// the same responder key and certificate, a cache of its own, each response
+/// signed again here. Call before anything else opens the PKCS#11 module in
+/// this process (SoftHSM reads `SOFTHSM2_CONF` once).
+pub async fn populate_replica(
+    spec: &Path,
+    alg: config::KeyAlgorithm,
+) -> Result<(Arc<Responder>, Vec<BenchCert>), OcspError> {
+    let text = std::fs::read_to_string(spec).map_err(OcspError::io(spec))?;
+    let mut kv = std::collections::HashMap::new();
+    let mut certs = Vec::new();
+    for line in text.lines() {
+        let (k, v) = line.split_once(' ').ok_or_else(|| OcspError::Startup(format!("replica spec line {line:?}")))?;
+        if k == "cert" {
+            let (serial, st) = v.split_once(' ').ok_or_else(|| OcspError::Startup(format!("cert line {v:?}")))?;
+            let serial = hex::decode(serial).map_err(|e| OcspError::Startup(format!("serial {serial}: {e}")))?;
+            certs.push(BenchCert { serial, revoked: st == "R" });
+        } else {
+            kv.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let get = |k: &str| kv.get(k).cloned().ok_or_else(|| OcspError::Startup(format!("replica spec without {k}")));
+    std::env::set_var("SOFTHSM2_CONF", get("softhsm2_conf")?);
+    let hsm = hsm::Hsm::open(Path::new(&get("module")?), &get("token")?, &get("pin")?, 4)
+        .map_err(|e| OcspError::Startup(format!("opening the token: {e}")))?;
+    let mut cfg = config::Config { state_dir: get("state_dir")?.into(), ..config::Config::default() };
+    cfg.ca.key_algorithm = alg;
+    cfg.ca.signing.key_label = get("signing_ca")?;
+    cfg.ca.authentication.key_label = get("authentication_ca")?;
+    cfg.ocsp.signing_responder_key_label = get("signing_responder")?;
+    cfg.ocsp.authentication_responder_key_label = get("authentication_responder")?;
+    let slots = crate::serve::slots(crate::responder_cert::load(&cfg, &hsm)?)?;
+    let responder = Arc::new(Responder::new(
+        crate::responder::Settings::from_config(&cfg.ocsp),
+        slots,
+        Arc::new(MapSource::default()),
+        Arc::new(crate::metrics::Metrics::default()),
+    ));
+    responder.cache().reserve(certs.len());
+    fill(&responder, &certs).await?;
+    Ok((responder, certs))
+}
+
+/// A responder for the cold-path benchmark: CA 0 knows `n` certificates (all
+/// good, as the status feed would have told it) but has signed nothing, so
+/// each first request for one is a live signature. The live-signing token
+/// buckets (`[ocsp] live_signs_per_second` and the per-client ones, 200 and 20
+/// a second by default) are raised out of the way, and the signatures in
+/// flight allowed to `max_inflight`: the benchmark measures signing through
+/// the responder, not the buckets. Returns the responder and one GET path
+/// per certificate.
+pub fn cold_responder(ca: &TestCa, n: usize, max_inflight: usize) -> Result<(Arc<Responder>, Vec<String>), OcspError> {
+    let mut settings = ca.settings();
+    settings.live_per_second = 1_000_000;
+    settings.live_burst = 1_000_000;
+    settings.client_live_per_second = 1_000_000;
+    settings.client_live_burst = 1_000_000;
+    settings.max_inflight = max_inflight.max(settings.max_inflight);
+    let responder = Arc::new(ca.responder(settings, Arc::new(MapSource::default())));
+    responder.cache().reserve(n);
     let hashes = responder.issuers()[0].hashes.clone();
-    let requests = certs
-        .iter()
-        .map(|c| encode_request(&hashes, HashAlg::Sha1, &[&c.serial], None))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Populated { ca, responder, certs, requests })
+    let mut paths = Vec::with_capacity(n);
+    for _ in 0..n {
+        let serial = random_serial();
+        let key = SerialKey::new(0, &serial).ok_or_else(|| OcspError::Internal("serial".into()))?;
+        responder.set_state(key, CertState::Good);
+        paths.push(get_path(&encode_request(&hashes, HashAlg::Sha1, &[&serial], None)?));
+    }
+    Ok((responder, paths))
 }
 
 /// The GET path of a request: `/` + URL-encoded base64 (RFC 6960 A.1).

@@ -6,12 +6,21 @@
 //! timeout (408 and the connection closed beyond it), and the answer is
 //! tryLater once the request deadline passes. The headers' bound belongs to
 //! the connection (`serve_http`).
+//!
+//! The hot path ([`OcspService`]): a GET for a response already in the cache
+//! is answered inside `call`, without a router, a boxed future or a heap
+//! buffer for the decoded request (percent and base64 decoding go to stack
+//! buffers). Anything else takes the general path ([`handle`]).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -90,9 +99,84 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 pub fn router_with_limits(state: Arc<HttpState>, limits: HttpLimits) -> Router {
-    Router::new()
-        .fallback(move |State(st): State<Arc<HttpState>>, req: Request| handle(st, limits, req))
-        .with_state(state)
+    Router::new().fallback_service(service(state, limits))
+}
+
+/// The OCSP endpoint as a plain service, for the accept loop without a router.
+pub fn service(state: Arc<HttpState>, limits: HttpLimits) -> OcspService {
+    OcspService { st: state, limits }
+}
+
+/// See the module documentation. Takes requests with any body (hyper's, axum's).
+#[derive(Clone)]
+pub struct OcspService {
+    st: Arc<HttpState>,
+    limits: HttpLimits,
+}
+
+/// The answer of [`OcspService`]: ready at once (cached GET) or to be awaited.
+pub enum OcspFuture {
+    Ready(Option<Response>),
+    Pending(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl Future for OcspFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            OcspFuture::Ready(r) => {
+                Poll::Ready(Ok(r.take().unwrap_or_else(|| reject(&OcspError::Internal("answer polled twice".into())))))
+            }
+            OcspFuture::Pending(f) => f.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for OcspService
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = OcspFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> OcspFuture {
+        if let Some(resp) = hot_get(&self.st, &req) {
+            return OcspFuture::Ready(Some(resp));
+        }
+        let (st, limits) = (self.st.clone(), self.limits);
+        OcspFuture::Pending(Box::pin(handle(st, limits, req.map(Body::new))))
+    }
+}
+
+/// Longest base64 and DER a GET takes on the hot path; longer ones take the general path.
+const HOT_B64: usize = 1024;
+const HOT_DER: usize = 768;
+
+/// A GET (or HEAD) whose pre-signed response is in the cache, answered
+/// synchronously; None for everything else (a miss, a nonce, an error, a
+/// refresh naming a feed sequence), which the general path answers.
+fn hot_get<B>(st: &HttpState, req: &axum::http::Request<B>) -> Option<Response> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) || req.headers().contains_key(MIN_SEQUENCE) {
+        return None;
+    }
+    let encoded = get_encoded(st, req.uri().path());
+    let mut b64 = [0u8; HOT_B64];
+    let n = percent_decode_into(encoded.as_bytes(), &mut b64).ok()?;
+    let mut der = [0u8; HOT_DER];
+    let m = B64.decode_slice(&b64[..n], &mut der).or_else(|_| B64_URL.decode_slice(&b64[..n], &mut der)).ok()?;
+    if m == 0 || m > st.max_request_bytes {
+        return None;
+    }
+    let answer = st.responder.cached_answer(&der[..m], unix_now())?;
+    st.responder.metrics().count(answer.status);
+    Some(respond(answer, true, req.headers()))
 }
 
 async fn handle(st: Arc<HttpState>, limits: HttpLimits, req: Request) -> Response {
@@ -137,12 +221,17 @@ async fn handle(st: Arc<HttpState>, limits: HttpLimits, req: Request) -> Respons
     respond(answer, get, &parts.headers)
 }
 
-/// The base64 part of a GET path, decoded.
-fn get_request(st: &HttpState, path: &str) -> Result<Vec<u8>, OcspError> {
-    let encoded = match path.strip_prefix(st.ocsp_path.as_str()).and_then(|r| r.strip_prefix('/')) {
+/// The base64 part of a GET path (still percent-encoded).
+fn get_encoded<'a>(st: &HttpState, path: &'a str) -> &'a str {
+    match path.strip_prefix(st.ocsp_path.as_str()).and_then(|r| r.strip_prefix('/')) {
         Some(rest) if !st.ocsp_path.is_empty() => rest,
         _ => path.strip_prefix('/').unwrap_or(path),
-    };
+    }
+}
+
+/// The base64 part of a GET path, decoded.
+fn get_request(st: &HttpState, path: &str) -> Result<Vec<u8>, OcspError> {
+    let encoded = get_encoded(st, path);
     // base64 grows 4/3 and percent-encoding up to 3x: anything longer is oversized.
     if encoded.len() > st.max_request_bytes.saturating_mul(4) + 16 {
         return Err(OcspError::Malformed("GET request too long".into()));
@@ -184,24 +273,33 @@ async fn post_request(
 }
 
 fn percent_decode(s: &[u8]) -> Result<Vec<u8>, OcspError> {
-    let mut out = Vec::with_capacity(s.len());
+    let mut out = vec![0u8; s.len()];
+    let n = percent_decode_into(s, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Percent-decodes `s` into `out`; the decoded length, or an error for a bad
+/// escape or an `out` too short.
+fn percent_decode_into(s: &[u8], out: &mut [u8]) -> Result<usize, OcspError> {
     let mut i = 0;
+    let mut n = 0;
     while i < s.len() {
+        let slot = out.get_mut(n).ok_or_else(|| OcspError::Malformed("GET request too long".into()))?;
         if s[i] == b'%' {
             let hex = s.get(i + 1..i + 3).ok_or_else(|| OcspError::Malformed("truncated %-escape".into()))?;
-            let hi = hex_val(hex[0]);
-            let lo = hex_val(hex[1]);
-            match (hi, lo) {
-                (Some(h), Some(l)) => out.push(h << 4 | l),
+            match (hex_val(hex[0]), hex_val(hex[1])) {
+                (Some(h), Some(l)) => *slot = h << 4 | l,
                 _ => return Err(OcspError::Malformed("bad %-escape".into())),
             }
             i += 3;
         } else {
-            out.push(s[i]);
+            *slot = s[i];
             i += 1;
         }
+        n += 1;
     }
-    Ok(out)
+    Ok(n)
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -290,8 +388,7 @@ fn respond(answer: Answer, get: bool, req_headers: &HeaderMap) -> Response {
     h.insert(header::CONTENT_TYPE, OCSP_RESPONSE);
     match (caching, etag) {
         (Some(c), Some(tag)) => {
-            let max_age = (c.next_update - unix_now()).max(0);
-            if let Ok(v) = HeaderValue::try_from(format!("max-age={max_age}, public, no-transform, must-revalidate")) {
+            if let Some(v) = cache_control((c.next_update - unix_now()).max(0)) {
                 h.insert(header::CACHE_CONTROL, v);
             }
             if let Some(v) = http_date(c.this_update) {
@@ -324,22 +421,50 @@ fn if_none_match(inm: &HeaderValue, tag: &HeaderValue) -> bool {
     inm.split(',').map(|t| t.trim()).any(|t| t == "*" || t == tag || t.strip_prefix("W/") == Some(tag))
 }
 
+/// `max-age=N, public, no-transform, must-revalidate`, written without the formatter.
+fn cache_control(max_age: i64) -> Option<HeaderValue> {
+    const TAIL: &[u8] = b", public, no-transform, must-revalidate";
+    let mut buf = [0u8; 8 + 20 + TAIL.len()];
+    buf[..8].copy_from_slice(b"max-age=");
+    let mut digits = [0u8; 20];
+    let mut v = u64::try_from(max_age).ok()?;
+    let mut d = digits.len();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - d;
+    buf[8..8 + len].copy_from_slice(&digits[d..]);
+    buf[8 + len..8 + len + TAIL.len()].copy_from_slice(TAIL);
+    HeaderValue::from_bytes(&buf[..8 + len + TAIL.len()]).ok()
+}
+
 /// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(unix: i64) -> Option<HeaderValue> {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
     let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
-    let s = format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[usize::from(t.weekday().number_days_from_monday())],
-        t.day(),
-        MONTHS[usize::from(u8::from(t.month())) - 1],
-        t.year(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    HeaderValue::try_from(s).ok()
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let two = |v: u8| [b'0' + v / 10, b'0' + v % 10];
+    let mut b = *b"Sun, 06 Nov 1994 08:49:37 GMT";
+    b[..3].copy_from_slice(DAYS[usize::from(t.weekday().number_days_from_monday())]);
+    b[5..7].copy_from_slice(&two(t.day()));
+    b[8..11].copy_from_slice(MONTHS[usize::from(u8::from(t.month())) - 1]);
+    b[12..16].copy_from_slice(&[
+        b'0' + (year / 1000) as u8,
+        b'0' + (year / 100 % 10) as u8,
+        b'0' + (year / 10 % 10) as u8,
+        b'0' + (year % 10) as u8,
+    ]);
+    b[17..19].copy_from_slice(&two(t.hour()));
+    b[20..22].copy_from_slice(&two(t.minute()));
+    b[23..25].copy_from_slice(&two(t.second()));
+    HeaderValue::from_bytes(&b).ok()
 }
 
 #[cfg(test)]
@@ -385,6 +510,90 @@ mod tests {
         for bad in [&b"%"[..], b"%2", b"%zz", b"a%4"] {
             assert!(percent_decode(bad).is_err());
         }
+        // Into a buffer: exactly full is fine, one byte short is an error.
+        let mut out = [0u8; 3];
+        assert_eq!(percent_decode_into(b"a%2Bb", &mut out).unwrap(), 3);
+        assert_eq!(&out, b"a+b");
+        assert!(percent_decode_into(b"a%2Bbc", &mut out).is_err());
+    }
+
+    #[test]
+    fn cache_control_and_dates_without_the_formatter() {
+        assert_eq!(cache_control(0).unwrap(), "max-age=0, public, no-transform, must-revalidate");
+        assert_eq!(cache_control(86_399).unwrap(), "max-age=86399, public, no-transform, must-revalidate");
+        assert!(cache_control(-1).is_none());
+        assert_eq!(http_date(4_102_444_799).unwrap(), "Thu, 31 Dec 2099 23:59:59 GMT");
+        assert_eq!(http_date(951_782_400).unwrap(), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert!(http_date(253_402_300_800).is_none(), "year 10000");
+    }
+
+    #[tokio::test]
+    async fn a_cached_get_is_answered_at_once_as_the_general_path_would() {
+        use tower_service::Service;
+        let ca = crate::responder::tests::ca();
+        let source = Arc::new(crate::testkit::MapSource::default());
+        let r = Arc::new(ca.responder(ca.settings(), source.clone()));
+        let serial = [0x42, 0x13, 0x07];
+        source.set(&serial, &ca.label(0), crate::status::CertState::Good);
+        let der = crate::request::tests::build(&r.issuers()[0].hashes, crate::issuers::HashAlg::Sha1, &[&serial], None);
+        let enc = base64::engine::general_purpose::STANDARD
+            .encode(&der)
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        let st = Arc::new(HttpState {
+            responder: r.clone(),
+            ocsp_path: "/ocsp".into(),
+            max_request_bytes: 8192,
+            trusted_proxies: Vec::new(),
+        });
+        let mut svc = service(st, HttpLimits::default());
+        let get = || axum::http::Request::get(format!("/ocsp/{enc}")).body(Body::empty()).unwrap();
+        let hits = || r.metrics().cache_hits.load(std::sync::atomic::Ordering::Relaxed);
+
+        // A miss: the general path signs (and caches).
+        let f = svc.call(get());
+        assert!(matches!(f, OcspFuture::Pending(_)), "a miss took the hot path");
+        let first = f.await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        let (first_head, first_body) = first.into_parts();
+        let first_body = axum::body::to_bytes(first_body, usize::MAX).await.unwrap();
+
+        // Now cached: ready at once, the same bytes and caching headers, counted as a hit.
+        let before = hits();
+        let f = svc.call(get());
+        assert!(matches!(f, OcspFuture::Ready(_)), "a cached GET took the general path");
+        let (head, body) = f.await.unwrap().into_parts();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(axum::body::to_bytes(body, usize::MAX).await.unwrap(), first_body);
+        for h in [header::CONTENT_TYPE, header::ETAG, header::LAST_MODIFIED, header::EXPIRES] {
+            assert_eq!(head.headers.get(&h), first_head.headers.get(&h), "{h}");
+            assert!(head.headers.contains_key(&h), "{h}");
+        }
+        assert!(head.headers[header::CACHE_CONTROL].to_str().unwrap().starts_with("max-age="));
+        assert_eq!(hits(), before + 1);
+
+        // If-None-Match with its ETag: 304 on the hot path too.
+        let mut conditional = get();
+        conditional.headers_mut().insert(header::IF_NONE_MATCH, head.headers[header::ETAG].clone());
+        let f = svc.call(conditional);
+        assert!(matches!(f, OcspFuture::Ready(_)));
+        assert_eq!(f.await.unwrap().status(), StatusCode::NOT_MODIFIED);
+
+        // A refresh naming a feed sequence, a POST and a bad path never take it.
+        let mut refresh = get();
+        refresh.headers_mut().insert(MIN_SEQUENCE, HeaderValue::from_static("0"));
+        assert!(matches!(svc.call(refresh), OcspFuture::Pending(_)));
+        let post = axum::http::Request::post("/ocsp").body(Body::from(der.clone())).unwrap();
+        let f = svc.call(post);
+        assert!(matches!(f, OcspFuture::Pending(_)));
+        let posted = axum::body::to_bytes(f.await.unwrap().into_body(), usize::MAX).await.unwrap();
+        assert_eq!(posted, first_body);
+        let bad = axum::http::Request::get("/ocsp/%zz").body(Body::empty()).unwrap();
+        let f = svc.call(bad);
+        assert!(matches!(f, OcspFuture::Pending(_)));
+        let malformed = axum::body::to_bytes(f.await.unwrap().into_body(), usize::MAX).await.unwrap();
+        assert_eq!(malformed[..], crate::encode::error_response(crate::asn1::OCSPResponseStatus::MalformedRequest)[..]);
     }
 
     #[test]

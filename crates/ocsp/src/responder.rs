@@ -268,6 +268,19 @@ impl Responder {
         Step::Work(Work { parsed, live_nonce, client: None })
     }
 
+    /// The hot path of a GET: the cached answer to a request for one
+    /// certificate without a nonce, counted as a cache hit; None for anything
+    /// else (counted nowhere: [`lookup`](Self::lookup) then answers it).
+    pub fn cached_answer(&self, der: &[u8], now: i64) -> Option<Answer> {
+        let parsed = request::parse(der, self.settings.max_items, &self.hashes).ok()?;
+        if parsed.items.len() != 1 || parsed.nonce.is_some() {
+            return None;
+        }
+        let a = self.cached(&parsed.items[0], now)?;
+        self.metrics.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(a)
+    }
+
     fn cached(&self, item: &Item<'_>, now: i64) -> Option<Answer> {
         let key = SerialKey::new(item.issuer, item.serial)?;
         match self.cache.get(&key, item.alg, now) {

@@ -145,8 +145,9 @@ pub async fn serve_with(
     let limits = HttpLimits::from_config(&cfg.ocsp);
     let counted = Some(responder.metrics().clone());
     let cap = cfg.ocsp.max_connections;
+    let threads = cfg.ocsp.http_threads;
     let ocsp_server =
-        serve_http_capped(http, http::router_with_limits(state, limits), limits.read_timeout, cap, counted, rx.clone());
+        serve_http_threads(http, http::service(state, limits), limits.read_timeout, cap, threads, counted, rx.clone());
     // A scraper's idle keep-alive closing is not a slow client: not counted.
     let metrics_server = serve_http_capped(metrics, metrics_router(responder), limits.read_timeout, cap, None, rx);
     tokio::join!(ocsp_server, metrics_server);
@@ -172,40 +173,100 @@ fn log_each(each: &[Result<ResponderCertStatus, OcspError>]) {
     }
 }
 
-/// Serves `router` on `listener` until `stop` turns true, through the shared
-/// accept loop ([`tls::net::serve_http`]): a connection must deliver a
-/// request's headers within `read_timeout` (slowloris, idle keep-alive), and
-/// at most `[ocsp] max_connections`' default are served at once. Bodies and
-/// answers are bounded by the router (see [`HttpLimits`]). Header timeouts
-/// are counted in `metrics` when given.
-pub async fn serve_http(
+/// Serves `service` (the OCSP [`http::service`] or a router) on `listener`
+/// until `stop` turns true, through the shared accept loop
+/// ([`tls::net::serve_http`]): a connection must deliver a request's headers
+/// within `read_timeout` (slowloris, idle keep-alive), and at most
+/// `[ocsp] max_connections`' default are served at once. Bodies and answers
+/// are bounded by the service (see [`HttpLimits`]). Header timeouts are
+/// counted in `metrics` when given.
+pub async fn serve_http<S, B>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     read_timeout: Duration,
     metrics: Option<Arc<Metrics>>,
     stop: watch::Receiver<bool>,
-) {
+) where
+    S: HttpService<B>,
+    B: HttpBody,
+{
     let max_connections = config::OcspConfig::default().max_connections;
-    serve_http_capped(listener, router, read_timeout, max_connections, metrics, stop).await
+    serve_http_threads(listener, service, read_timeout, max_connections, 0, metrics, stop).await
 }
 
 /// [`serve_http`] with an explicit connection cap.
-pub async fn serve_http_capped(
+pub async fn serve_http_capped<S, B>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     read_timeout: Duration,
     max_connections: usize,
     metrics: Option<Arc<Metrics>>,
     stop: watch::Receiver<bool>,
-) {
-    let limits = tls::net::HttpListenerLimits { header_read_timeout: read_timeout, max_connections };
+) where
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    serve_http_threads(listener, service, read_timeout, max_connections, 0, metrics, stop).await
+}
+
+/// [`serve_http_capped`] on `threads` threads with a runtime each (see
+/// [`tls::net::HttpListenerLimits::threads`]; 0: on the caller's runtime).
+pub async fn serve_http_threads<S, B>(
+    listener: TcpListener,
+    service: S,
+    read_timeout: Duration,
+    max_connections: usize,
+    threads: usize,
+    metrics: Option<Arc<Metrics>>,
+    stop: watch::Receiver<bool>,
+) where
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    // OCSP answers are a few KB: one write of head and body (metrics pages are small too).
+    let limits = tls::net::HttpListenerLimits {
+        header_read_timeout: read_timeout,
+        max_connections,
+        threads,
+        flatten_writes: true,
+    };
     let on_timeout = move || {
         if let Some(m) = &metrics {
             m.read_timeouts.fetch_add(1, Relaxed);
         }
     };
-    tls::net::serve_http(listener, router, limits, on_timeout, stop).await
+    tls::net::serve_http(listener, service, limits, on_timeout, stop).await
 }
+
+/// What [`serve_http`] can serve: a service of hyper requests (a `Router`, [`http::service`]).
+pub trait HttpService<B>:
+    tower_service::Service<
+        axum::http::Request<hyper::body::Incoming>,
+        Response = axum::http::Response<B>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower_service::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::http::Response<B>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The response bodies [`serve_http`] can send.
+pub trait HttpBody: hyper::body::Body<Data: Send, Error: Into<axum::BoxError>> + Send + 'static {}
+
+impl<B> HttpBody for B where B: hyper::body::Body<Data: Send, Error: Into<axum::BoxError>> + Send + 'static {}
 
 pub fn metrics_router(responder: Arc<Responder>) -> Router {
     Router::new().route("/metrics", get(render_metrics)).with_state(responder)

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tonic::codegen::http;
 use tonic::transport::server::TcpIncoming;
@@ -55,6 +57,17 @@ pub struct HttpListenerLimits {
     /// connections wait in the kernel's listen backlog (and are refused by the
     /// kernel once that is full) until a served one closes.
     pub max_connections: usize,
+    /// Threads that serve connections, each with a single-threaded runtime of
+    /// its own: the caller's runtime accepts and hands each connection to the
+    /// thread serving the fewest, where it lives until it closes, with no
+    /// wakeup crossing threads (as nginx's worker processes). 0: serve on the
+    /// caller's runtime instead.
+    pub threads: usize,
+    /// Answers are small (OCSP): hyper copies each answer's head and body into
+    /// one buffer and writes it with one write() instead of a writev() of the
+    /// pieces (hyper's `writev(false)`). Not for large bodies (CRLs): they
+    /// would be copied whole.
+    pub flatten_writes: bool,
 }
 
 /// Serves `service` over HTTP/1.1 on `listener` until `stop` turns true (or
@@ -66,11 +79,87 @@ pub struct HttpListenerLimits {
 /// it is closed without an answer: that bounds slowloris clients, connections
 /// that never send a full request and idle keep-alive connections alike
 /// (hyper's header read timeout, which needs a timer; axum::serve sets none).
-/// At most `limits.max_connections` are served at once; see
-/// [`HttpListenerLimits`]. `on_header_timeout` runs for each connection closed
-/// by the timeout. Every request carries its client's [`PeerAddr`].
+/// At most `limits.max_connections` are served at once (over all threads);
+/// see [`HttpListenerLimits`]. `on_header_timeout` runs for each connection
+/// closed by the timeout. Every request carries its client's [`PeerAddr`].
 pub async fn serve_http<S, B>(
     listener: TcpListener,
+    service: S,
+    limits: HttpListenerLimits,
+    on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
+    stop: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    if limits.threads == 0 {
+        return accept_loop(listener, service, limits, slots, on_header_timeout, stop).await;
+    }
+    // Worker threads, each a single-threaded runtime serving the connections handed to it.
+    let mut workers = Vec::new();
+    let mut done = Vec::new();
+    for i in 0..limits.threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Handed>();
+        let load = Arc::new(AtomicUsize::new(0));
+        let (svc, on_timeout, stop, mine) = (service.clone(), on_header_timeout.clone(), stop.clone(), load.clone());
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
+            let _finished = finished;
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(worker(rx, mine, svc, limits, on_timeout, stop)),
+                Err(e) => tracing::error!(error = %e, "cannot start an HTTP thread's runtime"),
+            }
+        });
+        match spawned {
+            Ok(_) => {
+                workers.push((tx, load));
+                done.push(finished_rx);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start an HTTP thread"),
+        }
+    }
+    if workers.is_empty() {
+        return accept_loop(listener, service, limits, slots, on_header_timeout, stop).await;
+    }
+    let mut stop = stop;
+    loop {
+        let Some((tcp, peer, permit)) = accept_one(&listener, &slots, &mut stop).await else { break };
+        let std = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand an HTTP connection to a thread");
+                continue;
+            }
+        };
+        // The thread serving the fewest connections takes it, so the load stays even.
+        if let Some((tx, load)) = workers.iter().min_by_key(|(_, load)| load.load(Ordering::Relaxed)) {
+            load.fetch_add(1, Ordering::Relaxed);
+            if tx.send((std, peer, permit)).is_err() {
+                load.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!("an HTTP thread is gone; connection dropped");
+            }
+        }
+    }
+    drop(listener);
+    drop(workers);
+    for rx in done {
+        // An error only means the thread is gone (it ended or panicked).
+        let _ = rx.await;
+    }
+}
+
+/// A connection handed to a worker thread: the socket, the client, its slot.
+type Handed = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
+
+/// One worker thread's loop: serves the connections it is handed until `stop`.
+async fn worker<S, B>(
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<Handed>,
+    load: Arc<AtomicUsize>,
     service: S,
     limits: HttpListenerLimits,
     on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
@@ -83,10 +172,105 @@ pub async fn serve_http<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let builder = http1_builder(limits);
+    let mut connections = JoinSet::new();
+    loop {
+        let (std, peer, permit) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            next = handed.recv() => match next {
+                Some(n) => n,
+                None => break,
+            },
+        };
+        let counted = Counted(load.clone());
+        let tcp = match TcpStream::from_std(std) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register an HTTP connection");
+                continue;
+            }
+        };
+        let conn = serve_connection(
+            tcp,
+            peer,
+            permit,
+            service.clone(),
+            builder.clone(),
+            on_header_timeout.clone(),
+            stop.clone(),
+        );
+        connections.spawn(async move {
+            let _counted = counted;
+            conn.await
+        });
+    }
+    drain(connections, limits).await;
+}
+
+/// One connection served by a worker thread; uncounted when it ends.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn http1_builder(limits: HttpListenerLimits) -> Arc<hyper::server::conn::http1::Builder> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    if limits.flatten_writes {
+        builder.writev(false);
+    }
+    Arc::new(builder)
+}
+
+/// A free slot first (at the cap nothing is accepted), then a connection;
+/// None once `stop` turns true.
+async fn accept_one(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let permit = tokio::select! {
+        () = stopped(stop) => return None,
+        permit = slots.clone().acquire_owned() => permit.ok()?,
+    };
+    loop {
+        tokio::select! {
+            () = stopped(stop) => return None,
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    accepted(&tcp);
+                    return Some((tcp, peer, permit));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn accept_loop<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: HttpListenerLimits,
+    slots: Arc<Semaphore>,
+    on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = http1_builder(limits);
     let mut connections = JoinSet::new();
     loop {
         // A free slot first: at the cap, nothing is accepted.
@@ -111,39 +295,68 @@ pub async fn serve_http<S, B>(
             },
         };
         accepted(&tcp);
-        let svc = service.clone();
-        let with_peer = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            let mut svc = svc.clone();
-            async move {
-                std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
-                svc.call(req).await
-            }
-        });
-        let (builder, on_timeout, mut stop) = (builder.clone(), on_header_timeout.clone(), stop.clone());
-        connections.spawn(async move {
-            let _slot = permit;
-            let conn = builder.serve_connection(TokioIo::new(tcp), with_peer);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    on_timeout();
-                }
-                tracing::debug!(error = %e, %peer, "HTTP connection ended");
-            }
-        });
+        connections.spawn(serve_connection(
+            tcp,
+            peer,
+            permit,
+            service.clone(),
+            builder.clone(),
+            on_header_timeout.clone(),
+            stop.clone(),
+        ));
     }
     drop(listener);
+    drain(connections, limits).await;
+}
+
+/// Lets open connections finish, bounded by the header timeout plus a few seconds.
+async fn drain(mut connections: JoinSet<()>, limits: HttpListenerLimits) {
     let grace = limits.header_read_timeout + Duration::from_secs(5);
     if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
         tracing::warn!(open = connections.len(), "HTTP connections still open at shutdown: closing them");
+    }
+}
+
+/// Serves one connection (holding its slot) until it ends or `stop` (then gracefully).
+async fn serve_connection<S, B>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    svc: S,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    on_timeout: impl Fn() + Clone + Send + Sync + 'static,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _slot = permit;
+    let with_peer = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        let mut svc = svc.clone();
+        async move {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(req).await
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(tcp), with_peer);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            on_timeout();
+        }
+        tracing::debug!(error = %e, %peer, "HTTP connection ended");
     }
 }
 
@@ -200,7 +413,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
-        let limits = HttpListenerLimits { header_read_timeout: Duration::from_millis(300), max_connections: 8 };
+        let limits = HttpListenerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 8,
+            threads: 0,
+            flatten_writes: false,
+        };
         let (addr, timeouts, _stop) = start(limits).await;
         let mut slow = TcpStream::connect(addr).await.unwrap();
         let started = std::time::Instant::now();
@@ -229,7 +447,12 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_cap_new_connections_wait_until_one_closes() {
-        let limits = HttpListenerLimits { header_read_timeout: Duration::from_secs(30), max_connections: 2 };
+        let limits = HttpListenerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 2,
+            threads: 0,
+            flatten_writes: false,
+        };
         let (addr, _, _stop) = start(limits).await;
         let idle_a = TcpStream::connect(addr).await.unwrap();
         let _idle_b = TcpStream::connect(addr).await.unwrap();
@@ -247,6 +470,48 @@ mod tests {
         .await
         .expect("served once a slot freed");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn on_threads_of_its_own_it_serves_shares_the_cap_and_stops() {
+        let limits = HttpListenerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 2,
+            threads: 2,
+            flatten_writes: true,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(serve_http(listener, Echo, limits, || {}, rx));
+        // Served, with the client's address, on every new connection.
+        for _ in 0..6 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let me = c.local_addr().unwrap().to_string();
+            let answer = tokio::time::timeout(Duration::from_secs(5), get(&mut c)).await.expect("served");
+            assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(&me), "{answer}");
+        }
+        // The cap counts connections over both threads.
+        let idle_a = TcpStream::connect(addr).await.unwrap();
+        let _idle_b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), get(&mut third)).await.is_err(),
+            "a third connection was served beyond the cap of 2"
+        );
+        drop(idle_a);
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut rest = String::new();
+            third.read_to_string(&mut rest).await.unwrap();
+            rest
+        })
+        .await
+        .expect("served once a slot freed");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Stopping ends every thread: serve_http returns.
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server).await.expect("serve_http returned").unwrap();
     }
 
     #[tokio::test]

@@ -38,3 +38,12 @@ pub enum CliError {
 pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     move |source| CliError::Io { path: path.to_owned(), source }
 }
+
+impl From<store::audit_verify::LoadError> for CliError {
+    fn from(e: store::audit_verify::LoadError) -> CliError {
+        match e {
+            store::audit_verify::LoadError::Io { path, source } => CliError::Io { path, source },
+            store::audit_verify::LoadError::Invalid(m) => CliError::Client(m),
+        }
+    }
+}

@@ -10,6 +10,7 @@
 mod application;
 mod approvals;
 mod audit;
+pub mod audit_verify;
 #[cfg(feature = "bench")]
 mod bench;
 mod certificates;

@@ -286,7 +286,7 @@ fn split_set_boots_from_the_shipped_configs_and_publishes_an_emergency_revocatio
         Command::new(common::repo().join("hsm-config/init-token.sh")).arg(&state).output().expect("init-token.sh");
     assert!(out.status.success(), "init-token.sh: {}", String::from_utf8_lossy(&out.stderr));
 
-    let ports = free_ports(7);
+    let ports = free_ports(10);
     let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
     let listeners = [
         ("registry", "listen", addr(0)),
@@ -296,6 +296,9 @@ fn split_set_boots_from_the_shipped_configs_and_publishes_an_emergency_revocatio
         ("crl", "http_listen", addr(4)),
         ("ocsp", "listen", addr(5)),
         ("ocsp", "metrics_listen", addr(6)),
+        ("registry", "metrics_listen", addr(7)),
+        ("issuance", "metrics_listen", addr(8)),
+        ("revocation", "metrics_listen", addr(9)),
     ];
     let (crl_base, ocsp_base) = (format!("http://{}", addr(4)), format!("http://{}", addr(5)));
     for name in CONFIGS {
@@ -396,4 +399,33 @@ fn split_set_boots_from_the_shipped_configs_and_publishes_an_emergency_revocatio
         }
     }
     ca.take_children();
+}
+
+/// Every metric the shipped Grafana dashboard queries is one our services
+/// export (its name appears where the metrics are written), and the file is JSON.
+#[test]
+fn grafana_dashboard_queries_only_metrics_we_export() {
+    let text = read(&deploy().join("grafana/hpki-ca.json"));
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("deploy/grafana/hpki-ca.json is JSON");
+    let sources = ["crates/tls/src/metrics.rs", "crates/ocsp/src/metrics.rs", "crates/crl/src/http.rs"]
+        .map(|p| read(&common::repo().join(p)))
+        .join("\n");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut names = std::collections::BTreeSet::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("hpki_") || word.starts_with("ocsp_") {
+                    names.insert(word.trim_end_matches("_bucket").to_owned());
+                }
+            }
+        }
+    }
+    for wanted in ["hpki_up", "hpki_grpc_calls_total", "hpki_crl_seconds_to_next_update", "ocsp_cache_hits_total"] {
+        assert!(names.contains(wanted), "the dashboard has no panel on {wanted}: {names:?}");
+    }
+    for name in &names {
+        assert!(sources.contains(name.as_str()), "the dashboard queries {name}, which no service exports");
+    }
 }

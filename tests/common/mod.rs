@@ -47,8 +47,10 @@ impl Ca {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"state\"\n{extra_config}\n[registry]\nlisten = \"127.0.0.1:0\"\n[issuance]\nlisten = \"127.0.0.1:0\"\n\
-                 [crl]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n[revocation]\nlisten = \"127.0.0.1:0\"\n\
+                "state_dir = \"state\"\n{extra_config}\n[registry]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 [issuance]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                 [crl]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+                 [revocation]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
                  [ocsp]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n[console]\nlisten = \"127.0.0.1:0\"\n"
             ),
         )

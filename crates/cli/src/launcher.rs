@@ -141,6 +141,23 @@ pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), CliError> {
     Ok((l, local))
 }
 
+/// The Prometheus listener of a gRPC service (`[<service>] metrics_listen`):
+/// bound now, served on its own task until `stop`.
+pub async fn metrics_listener(
+    service: &'static str,
+    listen: &str,
+) -> Result<(TcpListener, SocketAddr, &'static str), CliError> {
+    let (listener, addr) = bind(listen).await?;
+    Ok((listener, addr, service))
+}
+
+/// Announces and serves a listener of [`metrics_listener`].
+pub fn serve_metrics(bound: (TcpListener, SocketAddr, &'static str), stop: watch::Receiver<bool>) {
+    let (listener, addr, service) = bound;
+    announce(&format!("{service}-metrics"), addr, "HTTP Prometheus /metrics");
+    tokio::spawn(tls::metrics::serve(listener, service, shutdown_signal(stop)));
+}
+
 /// The line tests and people read to find a service.
 pub fn announce(name: &str, addr: SocketAddr, what: &str) {
     say(format_args!("{name:<10} listening on {addr} ({what})"));
@@ -166,9 +183,11 @@ pub async fn run_registry(
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.registry.listen).await?;
+    let metrics = metrics_listener("registry", &cfg.registry.metrics_listen).await?;
     // Announced only once the database is ours and the start is in the log.
     let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
+    serve_metrics(metrics, stop.clone());
     let pin_limits = registry::PinLimits::from_config(&cfg.issuance);
     registry::serve_store_with(store, cfg.profile.holder_id_prefix.clone(), pin_limits, listener, shutdown_signal(stop))
         .await
@@ -230,7 +249,9 @@ pub async fn run_checkpointer(
 pub async fn run_issuance(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let service = issuance::build_service(&cfg, tokens.get(TrustDomain::Issuing)?, tokens.get(TrustDomain::Escrow)?)?;
     let (listener, addr) = bind(&cfg.issuance.listen).await?;
+    let metrics = metrics_listener("issuance", &cfg.issuance.metrics_listen).await?;
     announce("issuance", addr, "gRPC hpki.issuance.v1.Issuance");
+    serve_metrics(metrics, stop.clone());
     issuance::serve(service, listener, shutdown_signal(stop)).await?;
     Ok(())
 }
@@ -264,7 +285,9 @@ pub async fn run_crl(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -
 
 pub async fn run_revocation(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.revocation.listen).await?;
+    let metrics = metrics_listener("revocation", &cfg.revocation.metrics_listen).await?;
     announce("revocation", addr, "gRPC hpki.revocation.v1.Revocation");
+    serve_metrics(metrics, stop.clone());
     revocation::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Revocation(e.to_string()))
 }
 
@@ -304,6 +327,11 @@ pub async fn run_all(
     let (rev_listener, rev_addr) = bind(&cfg.revocation.listen).await?;
     let (ocsp_http, ocsp_addr) = bind(&cfg.ocsp.listen).await?;
     let (ocsp_metrics, ocsp_metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
+    let grpc_metrics = [
+        metrics_listener("registry", &cfg.registry.metrics_listen).await?,
+        metrics_listener("issuance", &cfg.issuance.metrics_listen).await?,
+        metrics_listener("revocation", &cfg.revocation.metrics_listen).await?,
+    ];
     // The console logs people in by their client certificates: not without TLS.
     let console_bound = if cfg.tls.enabled { Some(bind(&cfg.console.listen).await?) } else { None };
     let scheme = grpc_scheme(&cfg);
@@ -318,9 +346,13 @@ pub async fn run_all(
     cfg.console.registry_url = registry_url.clone();
     cfg.console.revocation_url = format!("{scheme}://{rev_addr}");
     cfg.console.ocsp_url = format!("http://{ocsp_addr}");
+    cfg.console.crl_url = format!("{scheme}://{crl_addr}");
+    cfg.console.crl_http_url = format!("http://{crl_http_addr}");
+    cfg.console.ocsp_metrics_url = format!("http://{ocsp_metrics_addr}");
     let service = issuance::build_service(&cfg, &issuing, tokens.get(TrustDomain::Escrow)?)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
     cfg.ocsp.issuance_url = format!("{scheme}://{iss_addr}");
+    cfg.console.issuance_url = format!("{scheme}://{iss_addr}");
     // Announced only once the database is ours and the start is in the log.
     let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
@@ -330,6 +362,9 @@ pub async fn run_all(
     announce("crl-http", crl_http_addr, "HTTP CRL distribution point");
     announce("ocsp", ocsp_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
     announce("ocsp-metrics", ocsp_metrics_addr, "HTTP Prometheus /metrics");
+    for bound in grpc_metrics {
+        serve_metrics(bound, stop.clone());
+    }
     match &console_bound {
         Some((_, addr)) => announce("console", *addr, "HTTPS operator console"),
         None => tracing::warn!("[tls] enabled = false: no operator console"),

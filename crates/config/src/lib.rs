@@ -269,13 +269,19 @@ impl Default for HsmConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     pub listen: String,
+    /// Prometheus metrics (`/metrics`, plain HTTP); port 0 takes a free one.
+    pub metrics_listen: String,
     /// sled database folder, relative to `state_dir`.
     pub db_path: PathBuf,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { listen: "127.0.0.1:50051".into(), db_path: PathBuf::from("registry.sled") }
+        RegistryConfig {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: "127.0.0.1:9103".into(),
+            db_path: PathBuf::from("registry.sled"),
+        }
     }
 }
 
@@ -283,6 +289,8 @@ impl Default for RegistryConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct IssuanceConfig {
     pub listen: String,
+    /// Prometheus metrics (`/metrics`, plain HTTP); port 0 takes a free one.
+    pub metrics_listen: String,
     pub registry_url: String,
     /// Revocation service, for reissue (the old card is revoked first) and cessation.
     pub revocation_url: String,
@@ -309,6 +317,7 @@ impl Default for IssuanceConfig {
     fn default() -> Self {
         IssuanceConfig {
             listen: "127.0.0.1:50052".into(),
+            metrics_listen: "127.0.0.1:9104".into(),
             registry_url: "https://127.0.0.1:50051".into(),
             revocation_url: "https://127.0.0.1:50054".into(),
             crl_url: "https://127.0.0.1:50053".into(),
@@ -384,6 +393,8 @@ impl Default for CrlConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RevocationConfig {
     pub listen: String,
+    /// Prometheus metrics (`/metrics`, plain HTTP); port 0 takes a free one.
+    pub metrics_listen: String,
     pub registry_url: String,
     /// gRPC address of the CRL publisher, asked for an immediate CRL on emergencies.
     pub crl_url: String,
@@ -401,6 +412,7 @@ impl Default for RevocationConfig {
     fn default() -> Self {
         RevocationConfig {
             listen: "127.0.0.1:50054".into(),
+            metrics_listen: "127.0.0.1:9105".into(),
             registry_url: "https://127.0.0.1:50051".into(),
             crl_url: "https://127.0.0.1:50053".into(),
             emergency_requires_approval: false,
@@ -422,6 +434,14 @@ pub struct ConsoleConfig {
     pub revocation_url: String,
     /// Our OCSP responder, asked live after a revocation (HTTP POST).
     pub ocsp_url: String,
+    /// The issuance service (a card's fees; health in the operations view).
+    pub issuance_url: String,
+    /// The CRL publisher (gRPC: the published CRLs; health).
+    pub crl_url: String,
+    /// The CRL distribution point (HTTP: the ARL's age in the operations view).
+    pub crl_http_url: String,
+    /// The OCSP responder's Prometheus metrics (hit, miss and tryLater rates).
+    pub ocsp_metrics_url: String,
 }
 
 impl Default for ConsoleConfig {
@@ -431,6 +451,10 @@ impl Default for ConsoleConfig {
             registry_url: "https://127.0.0.1:50051".into(),
             revocation_url: "https://127.0.0.1:50054".into(),
             ocsp_url: "http://127.0.0.1:8082".into(),
+            issuance_url: "https://127.0.0.1:50052".into(),
+            crl_url: "https://127.0.0.1:50053".into(),
+            crl_http_url: "http://127.0.0.1:8081".into(),
+            ocsp_metrics_url: "http://127.0.0.1:9102".into(),
         }
     }
 }

@@ -122,7 +122,7 @@ impl Config {
             self.revocation.crl_url.clone_from(&crl_grpc);
         }
         if absent(&["issuance", "crl_url"]) {
-            self.issuance.crl_url = crl_grpc;
+            self.issuance.crl_url.clone_from(&crl_grpc);
         }
         if absent(&["console", "registry_url"]) {
             self.console.registry_url.clone_from(&registry);
@@ -132,6 +132,18 @@ impl Config {
         }
         if absent(&["console", "ocsp_url"]) {
             self.console.ocsp_url = service_url(&self.ocsp.listen).replacen("https://", "http://", 1);
+        }
+        if absent(&["console", "issuance_url"]) {
+            self.console.issuance_url = service_url(&self.issuance.listen);
+        }
+        if absent(&["console", "crl_url"]) {
+            self.console.crl_url.clone_from(&crl_grpc);
+        }
+        if absent(&["console", "crl_http_url"]) {
+            self.console.crl_http_url = service_url(&self.crl.http_listen).replacen("https://", "http://", 1);
+        }
+        if absent(&["console", "ocsp_metrics_url"]) {
+            self.console.ocsp_metrics_url = service_url(&self.ocsp.metrics_listen).replacen("https://", "http://", 1);
         }
         if absent(&["issuance", "revocation_url"]) {
             self.issuance.revocation_url = revocation;

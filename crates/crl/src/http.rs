@@ -73,8 +73,17 @@ async fn metrics(State(store): State<Arc<CrlStore>>) -> Response {
         "# HELP hpki_crl_seconds_to_next_update Seconds until the nextUpdate of a served CRL (negative: expired).\n\
          # TYPE hpki_crl_seconds_to_next_update gauge\n",
     );
+    let mut ages = String::from(
+        "# HELP hpki_crl_age_seconds Seconds since the thisUpdate of a served CRL.\n\
+         # TYPE hpki_crl_age_seconds gauge\n",
+    );
     for (path, arl) in store.paths() {
         let Ok(Some(file)) = store.get(&path) else { continue };
+        let _ = writeln!(
+            ages,
+            "hpki_crl_age_seconds{{path=\"{path}\",arl=\"{arl}\"}} {}",
+            (now - file.this_update).whole_seconds()
+        );
         let Some(next) = file.next_update else { continue };
         let _ = writeln!(
             text,
@@ -82,6 +91,7 @@ async fn metrics(State(store): State<Arc<CrlStore>>) -> Response {
             (next - now).whole_seconds()
         );
     }
+    text.push_str(&ages);
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
@@ -296,6 +306,14 @@ mod tests {
         let left: i64 = line.and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse().ok()).expect(&text);
         let expected = 1_700_003_600 - OffsetDateTime::now_utc().unix_timestamp();
         assert!((expected - 5..=expected + 5).contains(&left), "the sample expired long ago: {text}");
+        let age: i64 = text
+            .lines()
+            .find(|l| l.starts_with("hpki_crl_age_seconds{path=\"/crl/sign.crl\",arl=\"false\"} "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect(&text);
+        let expected = OffsetDateTime::now_utc().unix_timestamp() - 1_700_000_000;
+        assert!((expected - 5..=expected + 5).contains(&age), "age from thisUpdate: {text}");
 
         for path in ["/crl/other.crl", "/", "/crl/sign.crl/x", "/crl/sign.crl.json"] {
             let (head, _) = request(addr, "GET", path, "").await;

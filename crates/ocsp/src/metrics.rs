@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use tls::metrics::{counter, gauge};
+
 /// What one answer was, for counting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnswerStatus {
@@ -226,14 +228,6 @@ impl Metrics {
         )?;
         Ok(())
     }
-}
-
-fn counter(o: &mut String, name: &str, help: &str, v: u64) -> std::fmt::Result {
-    writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}")
-}
-
-fn gauge(o: &mut String, name: &str, help: &str, v: f64) -> std::fmt::Result {
-    writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}")
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use tower_layer::{Identity as NoLayer, Layer, Stack};
 use tower_service::Service;
 
 pub mod identity;
+pub mod metrics;
 pub mod net;
 pub mod policy;
 pub use identity::{add_identity, list_identities, revoke_identity, IdentityInfo, RevokedList, REVOKED_FILE};
@@ -651,6 +652,7 @@ where
                 }
                 Err(status) => {
                     tracing::warn!(path = req.uri().path(), code = ?status.code(), "call refused: {}", status.message());
+                    metrics::observe_refusal(req.uri().path(), status.code());
                     return Box::pin(async move { Ok(status.into_http()) });
                 }
             }
@@ -658,7 +660,14 @@ where
         // The clone is the one polled ready; keep the ready one for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(inner.call(req))
+        let path = req.uri().path().to_owned();
+        let started = std::time::Instant::now();
+        let call = inner.call(req);
+        Box::pin(async move {
+            let answer = call.await;
+            metrics::observe_call(&path, started.elapsed());
+            answer
+        })
     }
 }
 

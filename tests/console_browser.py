@@ -112,6 +112,25 @@ def main():
         assert kato.locator("#loss-report").count() == 0
         shot(kato, "06-auditor")
 
+        # 6. The auditor sees the entries under both operators' names, and the chain verifies.
+        kato.goto(f"{CONSOLE}/audit")
+        for person in ["op-sato", "op-ito"]:
+            kato.fill("#actor", person)
+            assert submit(kato, "form.filter button") == 200
+            actors = set(s.strip() for s in kato.locator("td.actor").all_text_contents())
+            assert actors == {person}, (person, actors)
+            assert int(kato.get_attribute("#matched", "data-count")) > 0
+            shot(kato, f"06-audit-{person}")
+        assert submit(kato, "#verify") == 200
+        assert kato.get_attribute("#verdict", "data-verdict") == "OK", kato.content()
+        entries = int(kato.text_content("#verified-entries"))
+        assert entries > 0, entries
+        shot(kato, "06-audit-chain-verified")
+        # An operator gets no audit view.
+        r = sato.goto(f"{CONSOLE}/audit")
+        assert r.status == 403, r.status
+        assert sato.locator("table#audit").count() == 0
+
         # 7. The RA certificate is refused, and so is no certificate.
         for who in ["ra-tokyo", None]:
             page = context(browser, who).new_page()

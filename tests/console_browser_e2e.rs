@@ -60,9 +60,16 @@ fn the_loss_report_desk_in_chromium() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for step in
-        ["01-find-by-kana", "02-awaiting-approval", "03-self-approval-refused", "05-revoked", "08-missing-method"]
-    {
+    for step in [
+        "01-find-by-kana",
+        "02-awaiting-approval",
+        "03-self-approval-refused",
+        "05-revoked",
+        "06-audit-op-sato",
+        "06-audit-op-ito",
+        "06-audit-chain-verified",
+        "08-missing-method",
+    ] {
         let shot = artifacts.join(format!("{step}.png"));
         let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "no screenshot {}", shot.display());

@@ -130,8 +130,12 @@ fn loss_report_with_two_person_control_from_the_browser() {
     {
         ca.ensure_identity(name, role);
     }
-    let addrs = ca.spawn(&["run"], &["issuance", "ocsp", "console", "crl-http", "registry"]);
+    let metrics = ["registry-metrics", "issuance-metrics", "revocation-metrics", "ocsp-metrics"];
+    let mut wanted = vec!["issuance", "ocsp", "console", "crl-http", "registry"];
+    wanted.extend(metrics);
+    let addrs = ca.spawn(&["run"], &wanted);
     let (issuance, responder, console, crl_http, registry) = (&addrs[0], &addrs[1], &addrs[2], &addrs[3], &addrs[4]);
+    let metrics_addrs = &addrs[5..];
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (card_id, sign_pem, _auth_pem) = common::issue_card_pems(&ca, &rt, issuance, "console-1", "987654");
 
@@ -169,6 +173,12 @@ fn loss_report_with_two_person_control_from_the_browser() {
     assert!(english.body.contains("Loss report") && english.body.contains("<html lang=\"en\""), "{}", english.body);
     let card_page = sato.get(&format!("/cards/{card_id}?lang=ja"));
     assert!(card_page.body.contains("紛失届") && card_page.body.contains("ACTIVE"), "{}", card_page.body);
+    // The fees, from issuance: the harness's holder is a member (the brochure's table).
+    for (id, yen) in [("fee-issuance", "0"), ("fee-yearly", "0"), ("fee-renewal", "5000"), ("fee-due", "0")] {
+        assert!(card_page.body.contains(&format!("id=\"{id}\" data-yen=\"{yen}\"")), "{id}: {}", card_page.body);
+    }
+    assert_eq!(element(&card_page.body, "fee-renewal").as_deref(), Some("¥5,000"));
+    assert!(!card_page.body.contains("fees-unavailable"), "{}", card_page.body);
     let token = csrf(&card_page.body);
     let report = format!("/cards/{card_id}/loss-report");
 
@@ -259,6 +269,106 @@ fn loss_report_with_two_person_control_from_the_browser() {
     let by = |actor: &str| entries.iter().filter(|e| e.actor == actor).map(|e| e.action.clone()).collect::<Vec<_>>();
     assert!(!by("op-sato").is_empty() && !by("op-ito").is_empty(), "sato {:?}, ito {:?}", by("op-sato"), by("op-ito"));
     assert!(entries.iter().all(|e| e.actor != "console"), "an action audited under the console, not the person");
+
+    // The operations view: every service SERVING, each published CRL with its
+    // nextUpdate still ahead, the ARL among the served files, the OCSP rates.
+    let ops = sato.get("/operations?lang=en");
+    assert_eq!(ops.status, 200, "{}", ops.body);
+    for service in ["registry", "issuance", "revocation", "crl"] {
+        let row = format!("data-service=\"{service}\"><td>{service}</td><td class=\"health\" data-status=\"SERVING\">");
+        assert!(ops.body.contains(&row), "{service} not SERVING: {}", ops.body);
+    }
+    let next_updates: Vec<&str> = ops
+        .body
+        .match_indices("data-next-update=\"")
+        .filter_map(|(i, m)| ops.body[i + m.len()..].split('"').next())
+        .collect();
+    assert!(!next_updates.is_empty(), "no published CRL: {}", ops.body);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    for next in &next_updates {
+        let at = time::OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("nextUpdate {next:?}: {e}"));
+        assert!(at.unix_timestamp() > now, "nextUpdate {next} has passed");
+    }
+    assert!(ops.body.contains("data-arl=\"true\""), "the ARL is not among the served files: {}", ops.body);
+    let answers: f64 = ops
+        .body
+        .split("id=\"ocsp-responses\" data-count=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no OCSP answer count: {}", ops.body));
+    assert!(answers >= 1.0, "the OCSP queries above were counted: {answers}");
+    // Every service's /metrics answers with its named metrics.
+    for (name, addr) in metrics.iter().zip(metrics_addrs) {
+        let (status, _, body) = common::http_get(addr, "/metrics");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{name}: {text}");
+        let expected = match *name {
+            "ocsp-metrics" => "ocsp_responses_total{status=\"revoked\"}".to_owned(),
+            other => format!("hpki_up{{service=\"{}\"}} 1", other.trim_end_matches("-metrics")),
+        };
+        assert!(text.contains(&expected), "{name}: no {expected} in\n{text}");
+    }
+    let (_, _, registry_metrics) = common::http_get(&metrics_addrs[0], "/metrics");
+    let registry_metrics = String::from_utf8_lossy(&registry_metrics);
+    assert!(
+        registry_metrics
+            .contains("hpki_grpc_calls_total{service=\"registry\",method=\"/hpki.registry.v1.Registry/FindHolders\"}"),
+        "the console's searches are counted: {registry_metrics}"
+    );
+    let (_, _, crl_metrics) = common::http_get(crl_http, "/metrics");
+    let crl_metrics = String::from_utf8_lossy(&crl_metrics);
+    assert!(crl_metrics.contains("hpki_crl_age_seconds{path=\"/crl/sign.crl\""), "{crl_metrics}");
+    let (status, _, _) = common::http_get(&metrics_addrs[0], "/other");
+    assert_eq!(status, 404);
+
+    // 6. The audit view, for auditors only: filtered by actor, action and time.
+    let refused = sato.get("/audit");
+    assert_eq!(refused.status, 403, "an operator gets no audit view: {}", refused.body);
+    assert!(!refused.body.contains("id=\"audit\""), "{}", refused.body);
+    for person in ["op-sato", "op-ito"] {
+        let view = kato.get(&format!("/audit?actor={person}&from=2000-01-01T00:00"));
+        assert_eq!(view.status, 200, "{}", view.body);
+        let shown = view.body.matches("class=\"actor\">").count();
+        let theirs = view.body.matches(&format!("class=\"actor\">{person}<")).count();
+        assert!(theirs > 0 && theirs == shown, "{person}: {theirs} of {shown} rows: {}", view.body);
+        assert_eq!(theirs, by(person).len(), "{person}: the page shows every entry ListAudit has under them");
+    }
+    let action = &by("op-ito")[0];
+    let view = kato.get(&format!("/audit?actor=op-ito&action={}", urlencode(action)));
+    assert!(view.body.contains(&format!("class=\"action\">{action}<")), "{}", view.body);
+    let future = kato.get("/audit?actor=op-sato&from=2999-01-01T00:00");
+    assert_eq!(element(&future.body, "matched").as_deref().map(str::trim), Some("0 件が該当"), "{}", future.body);
+    let bad_time = kato.get("/audit?from=yesterday");
+    assert_eq!(bad_time.status, 400, "{}", bad_time.body);
+    assert!(bad_time.body.contains("<code class=\"field\">from</code>"), "{}", bad_time.body);
+
+    // "Verify chain": the verification of `hpki-ca audit verify`, the same verdict.
+    let registry_url = ca.url(registry);
+    let out = ca.cli(&["audit", "checkpoint", "--url", &registry_url, "--operator", "audit-kato"]);
+    assert!(out.status.success(), "audit checkpoint: {}", String::from_utf8_lossy(&out.stderr));
+    let view = kato.get("/audit");
+    let no_token = kato.post("/audit/verify", &[]);
+    assert_eq!(no_token.status, 403, "verify without the CSRF token: {}", no_token.body);
+    let by_operator = sato.post("/audit/verify", &[]);
+    assert_eq!(by_operator.status, 403, "an operator cannot verify: {}", by_operator.body);
+    assert!(by_operator.body.contains("no auditor"), "{}", by_operator.body);
+    let verified = kato.post("/audit/verify", &[("csrf", &csrf(&view.body))]);
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert!(verified.body.contains("data-verdict=\"OK\""), "{}", verified.body);
+    let cli = ca.cli(&["--identity", "audit-kato", "audit", "verify", "--url", &registry_url]);
+    let cli_out = String::from_utf8_lossy(&cli.stdout).to_string();
+    assert!(cli.status.success(), "audit verify: {cli_out}{}", String::from_utf8_lossy(&cli.stderr));
+    let console_entries: u64 = element(&verified.body, "verified-entries").expect("entries").parse().expect("a count");
+    let head = element(&verified.body, "verified-head").expect("head");
+    let cli_line = cli_out.lines().find(|l| l.starts_with("audit chain OK: ")).expect("OK line");
+    let cli_entries: u64 =
+        cli_line["audit chain OK: ".len()..].split(' ').next().and_then(|n| n.parse().ok()).expect("N");
+    assert!(console_entries > 0 && console_entries <= cli_entries, "console {console_entries}, cli {cli_line}");
+    if console_entries == cli_entries {
+        assert!(cli_line.contains(&format!("head {head};")), "console head {head}, cli {cli_line}");
+    }
 }
 
 fn path(p: &Path) -> &str {

@@ -21,14 +21,19 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
+use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::registry::v1::registry_client::RegistryClient;
 use proto::revocation::v1::revocation_client::RevocationClient;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
 
+pub mod audit;
 pub mod error;
 pub mod i18n;
 pub mod ocsp_live;
+pub mod ops;
 pub mod pages;
 mod server;
 
@@ -39,6 +44,9 @@ use i18n::Lang;
 pub const IDENTITY: &str = "console";
 const SESSION_COOKIE: &str = "hpki_console_session";
 const LANG_COOKIE: &str = "hpki_console_lang";
+/// The registry stops a ListAudit reply near 2 MiB, after the entry that
+/// crosses it (a detail may be 256 KiB): as `hpki-ca audit` allows.
+const AUDIT_REPLY_BYTES: usize = 16 * 1024 * 1024;
 /// A session unused this long is forgotten (the next request starts a new one).
 const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
 
@@ -46,8 +54,17 @@ const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
 #[derive(Clone)]
 pub struct App {
     pub registry: RegistryClient<Channel>,
+    /// The registry for ListAudit: replies up to ~2 MiB plus one entry.
+    pub audit_registry: RegistryClient<Channel>,
+    pub audit_files: audit::AuditFiles,
     pub revocation: RevocationClient<Channel>,
+    pub issuance: IssuanceClient<Channel>,
+    pub crl: CrlPublisherClient<Channel>,
     pub ocsp: Arc<ocsp_live::OcspLive>,
+    /// Each service's gRPC health: (service, the name its health reports, client).
+    pub health: Vec<(&'static str, &'static str, HealthClient<Channel>)>,
+    pub crl_http_url: String,
+    pub ocsp_metrics_url: String,
     revoked: Arc<tls::RevokedList>,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
 }
@@ -71,6 +88,10 @@ pub struct Ctx {
 impl Ctx {
     pub fn is_operator(&self) -> bool {
         self.person.role == tls::Role::Operator
+    }
+
+    pub fn is_auditor(&self) -> bool {
+        self.person.role == tls::Role::Auditor
     }
 
     /// The CSRF token a POST form returned must be this session's.
@@ -102,10 +123,29 @@ impl App {
     pub fn new(cfg: &config::Config) -> Result<App, StartError> {
         let registry = tls::endpoint_as(IDENTITY, &cfg.console.registry_url)?.connect_lazy();
         let revocation = tls::endpoint_as(IDENTITY, &cfg.console.revocation_url)?.connect_lazy();
+        let issuance = tls::endpoint_as(IDENTITY, &cfg.console.issuance_url)?.connect_lazy();
+        let crl = tls::endpoint_as(IDENTITY, &cfg.console.crl_url)?.connect_lazy();
+        let mut health = Vec::new();
+        for (service, name) in ops::SERVICES {
+            let url = match service {
+                "registry" => &cfg.console.registry_url,
+                "issuance" => &cfg.console.issuance_url,
+                "revocation" => &cfg.console.revocation_url,
+                _ => &cfg.console.crl_url,
+            };
+            health.push((service, name, HealthClient::new(tls::endpoint_as(IDENTITY, url)?.connect_lazy())));
+        }
         Ok(App {
+            audit_registry: tls::limit_client!(RegistryClient::new(registry.clone()), at_least = AUDIT_REPLY_BYTES),
+            audit_files: audit::AuditFiles::of(cfg),
             registry: tls::limit_client!(RegistryClient::new(registry)),
             revocation: tls::limit_client!(RevocationClient::new(revocation)),
+            issuance: tls::limit_client!(IssuanceClient::new(issuance)),
+            crl: tls::limit_client!(CrlPublisherClient::new(crl)),
             ocsp: Arc::new(ocsp_live::OcspLive::new(&cfg.console.ocsp_url, &cfg.cert_dir())),
+            health,
+            crl_http_url: cfg.console.crl_http_url.clone(),
+            ocsp_metrics_url: cfg.console.ocsp_metrics_url.clone(),
             revoked: Arc::new(tls::RevokedList::new(cfg.tls_dir().join(tls::REVOKED_FILE))),
             sessions: Arc::new(Mutex::new(HashMap::new())),
         })

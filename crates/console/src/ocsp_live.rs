@@ -74,26 +74,33 @@ impl OcspLive {
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, String> {
-        let rest = self.url.strip_prefix("http://").ok_or("[console] ocsp_url must be http://")?;
-        let (authority, base) = match rest.split_once('/') {
-            Some((a, p)) => (a, format!("/{p}")),
-            None => (rest, String::new()),
-        };
-        let tcp = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("{authority}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(format!("{base}{path}"))
-            .header(hyper::header::HOST, authority)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
-        }
-        Ok(resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes())
+        http_get(&self.url, path).await
     }
+}
+
+/// A plain HTTP/1.1 GET of `base` (`http://host:port[/prefix]`) + `path`:
+/// the body of a 2xx answer.
+pub async fn http_get(base_url: &str, path: &str) -> Result<Bytes, String> {
+    let rest =
+        base_url.trim_end_matches('/').strip_prefix("http://").ok_or_else(|| format!("{base_url}: not http://"))?;
+    let (authority, base) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, String::new()),
+    };
+    let tcp = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("{authority}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("{base}{path}"))
+        .header(hyper::header::HOST, authority)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    Ok(resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes())
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {

@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use maud::{html, Markup, DOCTYPE};
+use proto::issuance::v1 as iss;
 use proto::registry::v1 as reg;
 use proto::revocation::v1 as rev;
 
+use crate::audit::{Filter, Verdict};
 use crate::error::ConsoleError;
 use crate::i18n::Lang;
 use crate::{App, Ctx};
@@ -30,6 +32,9 @@ pub fn router(app: App) -> Router {
         .route("/cards/{card_id}/loss-report", post(loss_report))
         .route("/approvals", get(approvals))
         .route("/approvals/{approval_id}/approve", post(approve))
+        .route("/operations", get(operations))
+        .route("/audit", get(audit_view))
+        .route("/audit/verify", post(audit_verify))
         .route(STYLESHEET, get(stylesheet))
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::login))
         .with_state(app)
@@ -59,7 +64,11 @@ fn layout(lang: Lang, who: Option<&tls::Caller>, title: &str, body: Markup) -> M
                     a href="/" { (lang.t("HPKI 運用コンソール", "HPKI operator console")) }
                     @if let Some(p) = who {
                         span.who { (lang.t("ログイン中: ", "Logged in: ")) strong #whoami { (p.identity) } " (" (p.role) ")" }
-                        nav { a href="/approvals" { (lang.t("承認待ち", "Approval queue")) } }
+                        nav {
+                            a href="/approvals" { (lang.t("承認待ち", "Approval queue")) }
+                            " · " a href="/operations" { (lang.t("運用状況", "Operations")) }
+                            @if p.role == tls::Role::Auditor { " · " a href="/audit" { (lang.t("監査ログ", "Audit log")) } }
+                        }
                     }
                     span.lang { a href="?lang=ja" { "日本語" } " | " a href="?lang=en" { "English" } }
                 }
@@ -237,6 +246,23 @@ async fn card_page(app: App, ctx: &Ctx, card_id: &str, form_error: Option<(&str,
     let holder = holder_cards.holder.clone().unwrap_or_default();
     let card = view.card.clone().unwrap_or_default();
     let failed = form_error.is_some();
+    // The fees come from issuance; the card page stands without them (a loss
+    // report must not wait for issuance), saying why they are missing.
+    let fee = match app
+        .issuance
+        .clone()
+        .get_card(iss::CardRef { key: Some(iss::card_ref::Key::CardId(card.card_id.clone())) })
+        .await
+    {
+        Ok(details) => {
+            details.into_inner().fee.ok_or_else(|| l.t("料金の情報がありません", "no fee information").to_owned())
+        }
+        Err(s) => {
+            let e = ConsoleError::upstream("issuance", s);
+            tracing::warn!(error = %e, card = %card.card_id, "fees unavailable");
+            Err(e.to_string())
+        }
+    };
     let body = html! {
         section #holder {
             h2 { (l.t("保有者", "Holder")) }
@@ -270,6 +296,7 @@ async fn card_page(app: App, ctx: &Ctx, card_id: &str, form_error: Option<(&str,
                 }
             }
         }
+        (fee_section(l, &fee))
         section #history {
             h2 { (l.t("カード履歴", "Card history")) }
             ol {
@@ -288,6 +315,38 @@ async fn card_page(app: App, ctx: &Ctx, card_id: &str, form_error: Option<(&str,
         *response.status_mut() = StatusCode::BAD_REQUEST;
     }
     Ok(response)
+}
+
+fn yen(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{}¥{out}", if amount < 0 { "-" } else { "" })
+}
+
+fn fee_section(l: Lang, fee: &Result<iss::Fee, String>) -> Markup {
+    html! {
+        section #fees {
+            h2 { (l.t("料金（税抜）", "Fees (before tax)")) }
+            @match fee {
+                Ok(f) => {
+                    dl {
+                        dt { (l.t("発行手数料", "Issuance fee")) } dd #fee-issuance data-yen=(f.issuance_fee) { (yen(f.issuance_fee)) }
+                        dt { (l.t("年間利用料（1〜5年目）", "Yearly fee (years 1 to 5)")) } dd #fee-yearly data-yen=(f.yearly_fee) { (yen(f.yearly_fee)) }
+                        dt { (l.t("更新手数料", "Renewal fee")) } dd #fee-renewal data-yen=(f.renewal_fee) { (yen(f.renewal_fee)) }
+                        dt { (l.t("この手続の請求額", "Due for this procedure")) } dd #fee-due data-yen=(f.due_now) { (yen(f.due_now)) }
+                    }
+                    @if !f.note.is_empty() { p.note { (f.note) } }
+                }
+                Err(why) => { p.error #fees-unavailable { (l.t("料金を取得できません: ", "Fees unavailable: ")) (why) } }
+            }
+        }
+    }
 }
 
 fn kind_name(k: i32) -> &'static str {
@@ -526,6 +585,253 @@ async fn result_page(app: &App, ctx: &Ctx, r: rev::EmergencyRevokeResponse) -> R
     page(ctx, l.t("緊急失効の結果", "Emergency revocation: result"), body)
 }
 
+/// A time of the audit filter: `YYYY-MM-DDTHH:MM[:SS]` in Japan time, or RFC 3339; µs since the epoch.
+fn filter_time(text: &str) -> Result<Option<i64>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let at = confirmed_at(text)?;
+    let parsed = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("{text:?} is no date and time"))?;
+    i64::try_from(parsed.unix_timestamp_nanos() / 1000).map(Some).map_err(|_| format!("{text:?} is out of range"))
+}
+
+fn micros(t: i64) -> String {
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1000)
+        .ok()
+        .and_then(|t| t.to_offset(jst).format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+fn auditor_only(ctx: &Ctx) -> Result<(), ConsoleError> {
+    if ctx.is_auditor() {
+        Ok(())
+    } else {
+        Err(ConsoleError::Forbidden(format!("{} is no auditor: the audit log is for auditors", ctx.person.identity)))
+    }
+}
+
+async fn audit_view(
+    State(app): State<App>,
+    Extension(ctx): Extension<Ctx>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    answer(ctx.lang, audit_page(&app, &ctx, &params, None).await)
+}
+
+async fn audit_verify(
+    State(app): State<App>,
+    Extension(ctx): Extension<Ctx>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let l = ctx.lang;
+    if let Err(e) = auditor_only(&ctx).and_then(|()| ctx.check_csrf(form.get("csrf"))) {
+        return e.page(l);
+    }
+    let verdict = match crate::audit::verify(&app).await {
+        Ok(v) => v,
+        Err(e) => return e.page(l),
+    };
+    tracing::info!(auditor = %ctx.person.identity, verdict = verdict.code(), "audit chain verified from the console");
+    answer(l, audit_page(&app, &ctx, &HashMap::new(), Some(verdict)).await)
+}
+
+fn verdict_section(l: Lang, v: &Verdict) -> Markup {
+    html! {
+        section #verify-result {
+            h2 { (l.t("チェーン検証の結果", "Chain verification")) }
+            p #verdict data-verdict=(v.code()) {
+                @match v {
+                    Verdict::Ok { entries, head, checkpoints, latest_checkpoint, recorded, record_path } => {
+                        strong { (l.t("監査チェーンは正常です", "The audit chain verifies")) } ": "
+                        span #verified-entries { (entries) } (l.t(" 件, 先頭ハッシュ ", " entries, head ")) code #verified-head { (head) }
+                        br; (l.t("署名付きチェックポイント検証済み: ", "Signed checkpoints verified: ")) (checkpoints)
+                        @if let Some((at, signs)) = latest_checkpoint {
+                            (l.t("（最新: 連番 ", " (the latest at sequence ")) (at) (l.t(" が ", " signs entry ")) (signs) (l.t(" を署名）", ")"))
+                        }
+                        br; (l.t("外部記録との照合: ", "Matched in the checkpoint record: ")) (recorded) " (" (record_path) ")"
+                    }
+                    Verdict::Broken { reason, .. } => {
+                        strong { (l.t("監査チェーンが壊れています", "The audit chain is BROKEN")) } br; (reason)
+                    }
+                    Verdict::Incomplete { entries, head, reason } => {
+                        strong { (l.t("検証は完了していません", "The verification is incomplete")) } ": "
+                        (entries) (l.t(" 件, 先頭ハッシュ ", " entries, head ")) code { (head) } br; (reason)
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn audit_page(app: &App, ctx: &Ctx, params: &HashMap<String, String>, verdict: Option<Verdict>) -> Page {
+    let l = ctx.lang;
+    auditor_only(ctx)?;
+    let get = |k: &str| params.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let (from, to) = (get("from"), get("to"));
+    let filter = Filter {
+        actor: get("actor"),
+        action: get("action"),
+        from_micros: filter_time(&from).map_err(|m| ConsoleError::field("from", m))?,
+        to_micros: filter_time(&to).map_err(|m| ConsoleError::field("to", m))?,
+    };
+    let (entries, matched) = crate::audit::list(app, &filter).await?;
+    let body = html! {
+        @if let Some(v) = &verdict { (verdict_section(l, v)) }
+        form.verify method="post" action="/audit/verify" {
+            (csrf_field(ctx))
+            button #verify type="submit" { (l.t("チェーンを検証（hpki-ca audit verify と同じ検証）", "Verify the chain (as hpki-ca audit verify)")) }
+        }
+        form.filter method="get" action="/audit" {
+            label for="actor" { (l.t("実行者", "Actor")) }
+            input #actor type="text" name="actor" value=(filter.actor);
+            label for="action" { (l.t("操作（前方一致）", "Action (prefix)")) }
+            input #action type="text" name="action" value=(filter.action);
+            label for="from" { (l.t("開始（日本時間）", "From (Japan time)")) }
+            input #from type="datetime-local" name="from" value=(from);
+            label for="to" { (l.t("終了（日本時間）", "To (Japan time)")) }
+            input #to type="datetime-local" name="to" value=(to);
+            button type="submit" { (l.t("絞り込み", "Filter")) }
+        }
+        p #matched data-count=(matched) {
+            (matched) (l.t(" 件が該当", " entries match"))
+            @if matched > entries.len() { (l.t("（新しい順に ", " (the newest ")) (entries.len()) (l.t(" 件を表示）", " shown)")) }
+        }
+        table #audit {
+            thead { tr {
+                th { (l.t("連番", "Sequence")) } th { (l.t("日時（日本時間）", "At (Japan time)")) } th { (l.t("実行者", "Actor")) }
+                th { (l.t("操作", "Action")) } th { (l.t("対象", "Subject")) } th { (l.t("詳細", "Detail")) }
+            } }
+            tbody {
+                @for e in &entries {
+                    tr.entry data-sequence=(e.sequence) {
+                        td { (e.sequence) } td { (micros(e.at_unix_micros)) } td.actor { (e.actor) }
+                        td.action { (e.action) } td { (e.subject) }
+                        td.detail { code { (e.detail_json.chars().take(300).collect::<String>()) } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(ctx, l.t("監査ログ", "Audit log"), body))
+}
+
+/// A duration in seconds as `1d 02h 03m 04s` (leading zero units left out), negative with a minus.
+fn span(seconds: i64) -> String {
+    let sign = if seconds < 0 { "-" } else { "" };
+    let s = seconds.unsigned_abs();
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{sign}{d}d {h:02}h {m:02}m {sec:02}s")
+    } else if h > 0 {
+        format!("{sign}{h}h {m:02}m {sec:02}s")
+    } else if m > 0 {
+        format!("{sign}{m}m {sec:02}s")
+    } else {
+        format!("{sign}{sec}s")
+    }
+}
+
+fn opt_span(s: Option<i64>) -> String {
+    s.map(span).unwrap_or_else(|| "?".into())
+}
+
+fn percent(p: Option<f64>) -> String {
+    p.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "–".into())
+}
+
+async fn operations(State(app): State<App>, Extension(ctx): Extension<Ctx>) -> Response {
+    use crate::ops;
+    let l = ctx.lang;
+    let (health, published, served, ocsp) = tokio::join!(
+        ops::health(&app),
+        ops::published(&app),
+        ops::metrics(&app.crl_http_url),
+        ops::metrics(&app.ocsp_metrics_url)
+    );
+    let served = served.map(|samples| ops::served(&samples));
+    let rates = ocsp.map(|samples| ops::OcspRates::from_samples(&samples));
+    let body = html! {
+        section #services {
+            h2 { (l.t("サービスの状態（gRPC health）", "Services (gRPC health)")) }
+            table #health {
+                thead { tr { th { (l.t("サービス", "Service")) } th { (l.t("状態", "Status")) } } }
+                tbody {
+                    @for h in &health {
+                        @match &h.status {
+                            Ok(status) => tr.service data-service=(h.service) { td { (h.service) } td.health data-status=(status) { (status) } }
+                            Err(why) => tr.service data-service=(h.service) { td { (h.service) } td.health.error data-status="UNREACHABLE" { (why) } }
+                        }
+                    }
+                }
+            }
+        }
+        section #crl-status {
+            h2 { (l.t("公開中のCRL（CRL発行サービス）", "Published CRLs (CRL publisher)")) }
+            @match &published {
+                Err(why) => p.error #crls-unavailable { (why) }
+                Ok(list) => {
+                    table #crls {
+                        thead { tr {
+                            th { (l.t("発行者", "Issuer")) } th { (l.t("種別", "Kind")) } th { (l.t("分割", "Partition")) }
+                            th { (l.t("CRL番号", "CRL number")) } th { "thisUpdate" } th { (l.t("経過", "Age")) }
+                            th { "nextUpdate" } th { (l.t("nextUpdateまで", "To nextUpdate")) }
+                        } }
+                        tbody {
+                            @for c in list {
+                                tr.crl data-issuer=(c.crl.issuer) data-next-update=(c.crl.next_update) {
+                                    td { (c.crl.issuer) }
+                                    td { (crate::ops::kind_name(c.crl.kind)) }
+                                    td { (c.crl.partition) }
+                                    td.crl-number { (c.crl.crl_number) }
+                                    td { (c.crl.this_update) } td.age { (opt_span(c.age)) }
+                                    td.next-update { (c.crl.next_update) } td.to-next-update { (opt_span(c.to_next_update)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { (l.t("配布ポイントのファイル（ARLを含む）", "Served by the distribution point (the ARL included)")) }
+            @match &served {
+                Err(why) => p.error #served-unavailable { (why) }
+                Ok(list) => {
+                    table #served {
+                        thead { tr { th { (l.t("パス", "Path")) } th { "ARL" } th { (l.t("経過", "Age")) } th { (l.t("nextUpdateまで", "To nextUpdate")) } } }
+                        tbody {
+                            @for f in list {
+                                tr.served data-path=(f.path) data-arl=(f.arl) data-to-next-update=(f.to_next_update.map(|s| s.to_string()).unwrap_or_default()) {
+                                    td { (f.path) } td { @if f.arl { "ARL" } }
+                                    td { (opt_span(f.age)) } td { (opt_span(f.to_next_update)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section #ocsp-rates {
+            h2 { (l.t("OCSPレスポンダ（起動以降）", "OCSP responder (since it started)")) }
+            @match &rates {
+                Err(why) => p.error #ocsp-unavailable { (why) }
+                Ok(r) => {
+                    @let lookups = r.hits + r.misses;
+                    dl {
+                        dt { (l.t("応答数", "Answers")) } dd #ocsp-responses data-count=(r.responses) { (r.responses) }
+                        dt { (l.t("キャッシュヒット率", "Hit rate")) } dd #ocsp-hit-rate { (percent(crate::ops::OcspRates::percent(r.hits, lookups))) " (" (r.hits) ")" }
+                        dt { (l.t("キャッシュミス率", "Miss rate")) } dd #ocsp-miss-rate { (percent(crate::ops::OcspRates::percent(r.misses, lookups))) " (" (r.misses) ")" }
+                        dt { "tryLater" } dd #ocsp-trylater-rate { (percent(crate::ops::OcspRates::percent(r.try_later, r.responses))) " (" (r.try_later) ")" }
+                    }
+                }
+            }
+        }
+    };
+    page(&ctx, l.t("運用状況", "Operations"), body)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -533,5 +839,29 @@ mod tests {
         assert_eq!(super::confirmed_at("2026-12-07T10:30").unwrap(), "2026-12-07T10:30:00+09:00");
         assert!(super::confirmed_at("yesterday").is_err());
         assert!(super::confirmed_at("").is_ok());
+    }
+
+    #[test]
+    fn spans_read_as_days_hours_minutes() {
+        assert_eq!(super::span(5), "5s");
+        assert_eq!(super::span(3_725), "1h 02m 05s");
+        assert_eq!(super::span(-90), "-1m 30s");
+        assert_eq!(super::span(90_061), "1d 01h 01m 01s");
+    }
+
+    #[test]
+    fn yen_has_thousands_separators() {
+        assert_eq!(super::yen(0), "¥0");
+        assert_eq!(super::yen(5_000), "¥5,000");
+        assert_eq!(super::yen(11_000), "¥11,000");
+        assert_eq!(super::yen(1_234_567), "¥1,234,567");
+    }
+
+    #[test]
+    fn filter_times_are_japan_time() {
+        // 2026-12-07T00:00+09:00 = 2026-12-06T15:00Z.
+        assert_eq!(super::filter_time("2026-12-07T00:00").unwrap(), Some(1_796_569_200_000_000));
+        assert_eq!(super::filter_time("").unwrap(), None);
+        assert!(super::filter_time("soon").is_err());
     }
 }

@@ -70,7 +70,8 @@ pub const POLICY: &[Rule] = &[
     rule!("/hpki.registry.v1.Registry/AppendAudit", [ISSUANCE, REVOCATION, CRL]),
     // The audit checkpointer (in the crl process, and `hpki-ca audit checkpoint`).
     rule!("/hpki.registry.v1.Registry/AppendCheckpoint", [CRL]),
-    rule!("/hpki.registry.v1.Registry/ListAudit", [CRL, AUDITOR]),
+    // The console reads it for its auditors (the audit view, "verify chain").
+    rule!("/hpki.registry.v1.Registry/ListAudit", [CRL, CONSOLE, AUDITOR]),
     rule!("/hpki.registry.v1.Registry/RevokeCertificate", [REVOCATION]),
     rule!("/hpki.registry.v1.Registry/RevokeCard", [REVOCATION]),
     rule!("/hpki.registry.v1.Registry/ListRevoked", [CRL]),
@@ -99,7 +100,8 @@ pub const POLICY: &[Rule] = &[
     rule!("/hpki.issuance.v1.Issuance/CeaseUse", [RA]),
     rule!("/hpki.issuance.v1.Issuance/DisclosePin", [RA]),
     rule!("/hpki.issuance.v1.Issuance/GetFee", [RA]),
-    rule!("/hpki.issuance.v1.Issuance/GetCard", [RA]),
+    // The console: a card's fees on the card page.
+    rule!("/hpki.issuance.v1.Issuance/GetCard", [RA, CONSOLE]),
     rule!("/hpki.issuance.v1.Issuance/GetHolderHistory", [RA]),
     // The OCSP responder's delegated certificates (issue 11, item 2).
     rule!("/hpki.issuance.v1.Issuance/IssueResponderCertificate", [OCSP]),
@@ -112,7 +114,8 @@ pub const POLICY: &[Rule] = &[
     rule!("/hpki.revocation.v1.Revocation/GetStatus", [OPERATOR]),
     // CRL publication: operators, and the services that revoke.
     rule!("/hpki.crl.v1.CrlPublisher/Publish", [ISSUANCE, REVOCATION, OPERATOR]),
-    rule!("/hpki.crl.v1.CrlPublisher/GetStatus", [OPERATOR]),
+    // The console's operations view: every published CRL's age and nextUpdate.
+    rule!("/hpki.crl.v1.CrlPublisher/GetStatus", [CONSOLE, OPERATOR]),
 ];
 
 /// Services any valid client certificate may call.
@@ -202,6 +205,10 @@ mod tests {
         assert!(allows(&console, "/hpki.revocation.v1.Revocation/ApproveEmergencyRevocation"));
         assert!(allows(&console, "/hpki.registry.v1.Registry/FindHolders"));
         assert!(!allows(&console, "/hpki.registry.v1.Registry/RevokeCard"));
+        assert!(allows(&console, "/hpki.registry.v1.Registry/ListAudit"));
+        assert!(!allows(&console, "/hpki.registry.v1.Registry/AppendAudit"));
+        assert!(allows(&console, "/hpki.issuance.v1.Issuance/GetCard"));
+        assert!(!allows(&console, "/hpki.issuance.v1.Issuance/SubmitApplication"));
         assert!(!allows(&console, "/hpki.revocation.v1.Revocation/RevokeCertificate"));
         assert!(!allows(&op, "/hpki.registry.v1.Registry/FindHolders"));
     }

@@ -1,0 +1,225 @@
+//! The audit view (auditors only): the registry's audit log filtered by
+//! actor, action and time, and "verify chain", the same verification as
+//! `hpki-ca audit verify` ([`store::audit_verify`]): every entry's hash and
+//! link, every signed checkpoint, and the record of checkpoints kept outside
+//! the database.
+
+use std::path::PathBuf;
+
+use proto::registry::v1 as reg;
+use store::audit_verify::{record_from_parts, Broken, CheckpointKey, LogSource, Recorded, Verifier};
+
+use crate::error::ConsoleError;
+use crate::App;
+
+/// The public half of the HSM key that signs checkpoints (as the ceremony writes it).
+pub const CHECKPOINT_PUB_FILE: &str = "audit-checkpoint.pub.pem";
+/// At most this many matching entries are shown (the newest).
+pub const SHOWN: usize = 500;
+
+/// Where the checkpoint key and the checkpoint record are.
+#[derive(Debug, Clone)]
+pub struct AuditFiles {
+    pub public_key: PathBuf,
+    pub records: PathBuf,
+}
+
+impl AuditFiles {
+    pub fn of(cfg: &config::Config) -> AuditFiles {
+        AuditFiles { public_key: cfg.cert_dir().join(CHECKPOINT_PUB_FILE), records: cfg.audit_checkpoints_path() }
+    }
+}
+
+/// What the audit page was asked to show.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Exact actor (case-insensitive); empty: anyone.
+    pub actor: String,
+    /// Action prefix (`emergency` matches `emergency.request`); empty: any.
+    pub action: String,
+    /// Microseconds since the epoch, inclusive; `None`: open.
+    pub from_micros: Option<i64>,
+    pub to_micros: Option<i64>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &reg::AuditEntry) -> bool {
+        (self.actor.is_empty() || e.actor.eq_ignore_ascii_case(&self.actor))
+            && (self.action.is_empty() || e.action.starts_with(&self.action))
+            && self.from_micros.is_none_or(|f| e.at_unix_micros >= f)
+            && self.to_micros.is_none_or(|t| e.at_unix_micros <= t)
+    }
+}
+
+/// Every entry of the log, page by page (each ListAudit reply holds up to ~2 MiB),
+/// handed to `each` in order; `each` returning `false` stops early.
+async fn walk(app: &App, mut each: impl FnMut(reg::AuditEntry) -> bool) -> Result<(), ConsoleError> {
+    let mut next = 1u64;
+    loop {
+        let req = reg::ListAuditRequest { from_sequence: next, limit: 0 };
+        let entries = app
+            .audit_registry
+            .clone()
+            .list_audit(req)
+            .await
+            .map_err(|s| ConsoleError::upstream("registry", s))?
+            .into_inner()
+            .entries;
+        let Some(last) = entries.last() else { return Ok(()) };
+        let len = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        // An edited `sequence` field must not make us ask for the same page again.
+        next = match last.sequence.checked_add(1) {
+            Some(after) => after.max(next.saturating_add(len)),
+            None => return Ok(()),
+        };
+        for e in entries {
+            if !each(e) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The matching entries (the newest [`SHOWN`], oldest first) and how many matched.
+pub async fn list(app: &App, filter: &Filter) -> Result<(Vec<reg::AuditEntry>, usize), ConsoleError> {
+    let mut shown = std::collections::VecDeque::new();
+    let mut matched = 0usize;
+    walk(app, |e| {
+        if filter.matches(&e) {
+            matched += 1;
+            if shown.len() == SHOWN {
+                shown.pop_front();
+            }
+            shown.push_back(e);
+        }
+        true
+    })
+    .await?;
+    Ok((shown.into(), matched))
+}
+
+/// The verdict of "verify chain", as `hpki-ca audit verify` would give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The chain, its checkpoints and the checkpoint record all hold.
+    Ok {
+        entries: u64,
+        head: String,
+        checkpoints: u64,
+        /// The latest verified checkpoint: (its sequence, the entry it signs).
+        latest_checkpoint: Option<(u64, u64)>,
+        /// Recorded checkpoints found in the chain.
+        recorded: u64,
+        record_path: String,
+    },
+    /// The first bad entry, or a recorded checkpoint the chain does not hold.
+    Broken { sequence: Option<u64>, reason: String },
+    /// Nothing is broken, but the verification is not complete: checkpoints
+    /// that could not be checked, or no checkpoint record to hold the log to
+    /// (the CLI's non-zero exit without `--without-record`).
+    Incomplete { entries: u64, head: String, reason: String },
+}
+
+impl Verdict {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Verdict::Ok { .. } => "OK",
+            Verdict::Broken { .. } => "BROKEN",
+            Verdict::Incomplete { .. } => "INCOMPLETE",
+        }
+    }
+}
+
+fn load_error(e: store::audit_verify::LoadError) -> ConsoleError {
+    ConsoleError::Internal(format!("audit verification: {e}"))
+}
+
+/// Verifies the live log as `hpki-ca audit verify` does.
+pub async fn verify(app: &App) -> Result<Verdict, ConsoleError> {
+    let files = &app.audit_files;
+    let key = CheckpointKey::load(&files.public_key).map_err(load_error)?;
+    // Read before the log: a checkpoint is recorded only once the registry has
+    // it, so each record read now is in the log listed next.
+    let recorded = Recorded::load(&files.records).map_err(load_error)?;
+    let mut verifier = Verifier::new(key.clone(), files.public_key.clone());
+    let mut broken: Option<Broken> = None;
+    walk(app, |e| {
+        let expected = verifier.expected();
+        let checked = record_from_parts(
+            expected,
+            e.sequence,
+            e.at_unix_micros,
+            e.actor,
+            e.action,
+            e.subject,
+            e.detail_json,
+            &e.prev_hash,
+            &e.hash,
+        )
+        .and_then(|r| verifier.push(&r));
+        match checked {
+            Ok(()) => true,
+            Err(b) => {
+                broken = Some(b);
+                false
+            }
+        }
+    })
+    .await?;
+    if let Some(b) = broken {
+        return Ok(Verdict::Broken { sequence: Some(b.sequence), reason: b.to_string() });
+    }
+    let v = verifier.finish();
+    let head = hex::encode(v.head);
+    let matched = match recorded.check(&v, key.as_ref(), LogSource::Live) {
+        Ok(m) => m,
+        Err(b) => return Ok(Verdict::Broken { sequence: b.sequence, reason: b.to_string() }),
+    };
+    let unchecked = v.unchecked + matched.unchecked;
+    if unchecked > 0 {
+        return Ok(Verdict::Incomplete {
+            entries: v.entries,
+            head,
+            reason: format!("{unchecked} checkpoint(s) not checked: no public key at {}", files.public_key.display()),
+        });
+    }
+    if !recorded.exists() {
+        return Ok(Verdict::Incomplete {
+            entries: v.entries,
+            head,
+            reason: format!(
+                "no checkpoint record at {}: a log cut off at its end would verify too",
+                recorded.path.display()
+            ),
+        });
+    }
+    Ok(Verdict::Ok {
+        entries: v.entries,
+        head,
+        checkpoints: v.checkpoints,
+        latest_checkpoint: v.latest_checkpoint,
+        recorded: matched.matched,
+        record_path: recorded.path.display().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(actor: &str, action: &str, at: i64) -> reg::AuditEntry {
+        reg::AuditEntry { actor: actor.into(), action: action.into(), at_unix_micros: at, ..Default::default() }
+    }
+
+    #[test]
+    fn the_filter_takes_actor_action_prefix_and_time() {
+        let f =
+            Filter { actor: "OP-SATO".into(), action: "emergency".into(), from_micros: Some(10), to_micros: Some(20) };
+        assert!(f.matches(&entry("op-sato", "emergency.request", 15)));
+        assert!(!f.matches(&entry("op-ito", "emergency.request", 15)));
+        assert!(!f.matches(&entry("op-sato", "card.issue", 15)));
+        assert!(!f.matches(&entry("op-sato", "emergency.request", 9)));
+        assert!(!f.matches(&entry("op-sato", "emergency.request", 21)));
+        assert!(Filter::default().matches(&entry("anyone", "anything", 0)));
+    }
+}

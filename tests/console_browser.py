@@ -131,6 +131,18 @@ def main():
         assert r.status == 403, r.status
         assert sato.locator("table#audit").count() == 0
 
+        # The operations view: every service SERVING, the CRLs with their nextUpdate.
+        r = sato.goto(f"{CONSOLE}/operations")
+        assert r.status == 200, r.status
+        statuses = dict(zip(
+            sato.locator("tr.service").evaluate_all("rows => rows.map(r => r.dataset.service)"),
+            [s.strip() for s in sato.locator("td.health").all_text_contents()],
+        ))
+        assert statuses == {s: "SERVING" for s in ["registry", "issuance", "revocation", "crl"]}, statuses
+        assert sato.locator("tr.crl").count() > 0, sato.content()
+        assert all(sato.locator("td.next-update").all_text_contents()), sato.content()
+        shot(sato, "09-operations")
+
         # 7. The RA certificate is refused, and so is no certificate.
         for who in ["ra-tokyo", None]:
             page = context(browser, who).new_page()

@@ -69,6 +69,7 @@ fn the_loss_report_desk_in_chromium() {
         "06-audit-op-ito",
         "06-audit-chain-verified",
         "08-missing-method",
+        "09-operations",
     ] {
         let shot = artifacts.join(format!("{step}.png"));
         let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);

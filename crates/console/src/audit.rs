@@ -134,17 +134,25 @@ fn load_error(e: store::audit_verify::LoadError) -> ConsoleError {
     ConsoleError::Internal(format!("audit verification: {e}"))
 }
 
-/// Verifies the live log as `hpki-ca audit verify` does.
-pub async fn verify(app: &App) -> Result<Verdict, ConsoleError> {
-    let files = &app.audit_files;
-    let key = CheckpointKey::load(&files.public_key).map_err(load_error)?;
-    // Read before the log: a checkpoint is recorded only once the registry has
-    // it, so each record read now is in the log listed next.
-    let recorded = Recorded::load(&files.records).map_err(load_error)?;
-    let mut verifier = Verifier::new(key.clone(), files.public_key.clone());
-    let mut broken: Option<Broken> = None;
-    walk(app, |e| {
-        let expected = verifier.expected();
+/// The chain walked entry by entry, then held to the checkpoint record: the
+/// verification of `hpki-ca audit verify`, apart from where the entries come from.
+pub struct Check {
+    verifier: Verifier,
+    key: Option<CheckpointKey>,
+    broken: Option<Broken>,
+}
+
+impl Check {
+    pub fn new(key: Option<CheckpointKey>, key_path: PathBuf) -> Check {
+        Check { verifier: Verifier::new(key.clone(), key_path), key, broken: None }
+    }
+
+    /// The next entry; `false` once the chain is broken (the rest need not come).
+    pub fn push(&mut self, e: reg::AuditEntry) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        let expected = self.verifier.expected();
         let checked = record_from_parts(
             expected,
             e.sequence,
@@ -156,51 +164,66 @@ pub async fn verify(app: &App) -> Result<Verdict, ConsoleError> {
             &e.prev_hash,
             &e.hash,
         )
-        .and_then(|r| verifier.push(&r));
+        .and_then(|r| self.verifier.push(&r));
         match checked {
             Ok(()) => true,
             Err(b) => {
-                broken = Some(b);
+                self.broken = Some(b);
                 false
             }
         }
-    })
-    .await?;
-    if let Some(b) = broken {
-        return Ok(Verdict::Broken { sequence: Some(b.sequence), reason: b.to_string() });
     }
-    let v = verifier.finish();
-    let head = hex::encode(v.head);
-    let matched = match recorded.check(&v, key.as_ref(), LogSource::Live) {
-        Ok(m) => m,
-        Err(b) => return Ok(Verdict::Broken { sequence: b.sequence, reason: b.to_string() }),
-    };
-    let unchecked = v.unchecked + matched.unchecked;
-    if unchecked > 0 {
-        return Ok(Verdict::Incomplete {
+
+    /// The verdict, with `recorded` (read before the first entry was listed).
+    pub fn finish(self, recorded: &Recorded) -> Verdict {
+        if let Some(b) = self.broken {
+            return Verdict::Broken { sequence: Some(b.sequence), reason: b.to_string() };
+        }
+        let v = self.verifier.finish();
+        let head = hex::encode(v.head);
+        let matched = match recorded.check(&v, self.key.as_ref(), LogSource::Live) {
+            Ok(m) => m,
+            Err(b) => return Verdict::Broken { sequence: b.sequence, reason: b.to_string() },
+        };
+        let unchecked = v.unchecked + matched.unchecked;
+        if unchecked > 0 {
+            return Verdict::Incomplete {
+                entries: v.entries,
+                head,
+                reason: format!("{unchecked} checkpoint(s) not checked: no public key at {}", v.key_path.display()),
+            };
+        }
+        if !recorded.exists() {
+            return Verdict::Incomplete {
+                entries: v.entries,
+                head,
+                reason: format!(
+                    "no checkpoint record at {}: a log cut off at its end would verify too",
+                    recorded.path.display()
+                ),
+            };
+        }
+        Verdict::Ok {
             entries: v.entries,
             head,
-            reason: format!("{unchecked} checkpoint(s) not checked: no public key at {}", files.public_key.display()),
-        });
+            checkpoints: v.checkpoints,
+            latest_checkpoint: v.latest_checkpoint,
+            recorded: matched.matched,
+            record_path: recorded.path.display().to_string(),
+        }
     }
-    if !recorded.exists() {
-        return Ok(Verdict::Incomplete {
-            entries: v.entries,
-            head,
-            reason: format!(
-                "no checkpoint record at {}: a log cut off at its end would verify too",
-                recorded.path.display()
-            ),
-        });
-    }
-    Ok(Verdict::Ok {
-        entries: v.entries,
-        head,
-        checkpoints: v.checkpoints,
-        latest_checkpoint: v.latest_checkpoint,
-        recorded: matched.matched,
-        record_path: recorded.path.display().to_string(),
-    })
+}
+
+/// Verifies the live log as `hpki-ca audit verify` does.
+pub async fn verify(app: &App) -> Result<Verdict, ConsoleError> {
+    let files = &app.audit_files;
+    let key = CheckpointKey::load(&files.public_key).map_err(load_error)?;
+    // Read before the log: a checkpoint is recorded only once the registry has
+    // it, so each record read now is in the log listed next.
+    let recorded = Recorded::load(&files.records).map_err(load_error)?;
+    let mut check = Check::new(key, files.public_key.clone());
+    walk(app, |e| check.push(e)).await?;
+    Ok(check.finish(&recorded))
 }
 
 #[cfg(test)]
@@ -209,6 +232,81 @@ mod tests {
 
     fn entry(actor: &str, action: &str, at: i64) -> reg::AuditEntry {
         reg::AuditEntry { actor: actor.into(), action: action.into(), at_unix_micros: at, ..Default::default() }
+    }
+
+    /// A chain of `n` entries, hashed as the registry hashes them.
+    fn chain(n: u64) -> Vec<reg::AuditEntry> {
+        let mut prev = [0u8; 32];
+        (1..=n)
+            .map(|sequence| {
+                let mut r = store::AuditRecord {
+                    sequence,
+                    at_unix_micros: 1_000_000 * i64::try_from(sequence).unwrap(),
+                    actor: format!("op-{sequence}"),
+                    action: "card.revoke".into(),
+                    subject: format!("C{sequence}"),
+                    detail_json: "{}".into(),
+                    prev_hash: prev,
+                    hash: [0; 32],
+                };
+                r.hash = store::audit_hash(&r);
+                prev = r.hash;
+                reg::AuditEntry {
+                    sequence: r.sequence,
+                    at_unix_micros: r.at_unix_micros,
+                    actor: r.actor,
+                    action: r.action,
+                    subject: r.subject,
+                    detail_json: r.detail_json,
+                    prev_hash: r.prev_hash.to_vec(),
+                    hash: r.hash.to_vec(),
+                }
+            })
+            .collect()
+    }
+
+    fn verdict(entries: Vec<reg::AuditEntry>, recorded: &Recorded) -> Verdict {
+        let mut check = Check::new(None, "audit-checkpoint.pub.pem".into());
+        for e in entries {
+            if !check.push(e) {
+                break;
+            }
+        }
+        check.finish(recorded)
+    }
+
+    #[test]
+    fn the_verdict_is_that_of_audit_verify() {
+        let record = Recorded::from_lines("checkpoints.jsonl".into(), Some(Vec::new()));
+        let log = chain(3);
+        let head = hex::encode(&log[2].hash);
+        match verdict(log.clone(), &record) {
+            Verdict::Ok { entries, head: h, .. } => assert_eq!((entries, h), (3, head.clone())),
+            other => panic!("{other:?}"),
+        }
+        // An edited entry breaks the chain at exactly that entry.
+        let mut edited = log.clone();
+        edited[1].actor = "someone-else".into();
+        match verdict(edited, &record) {
+            Verdict::Broken { sequence, reason } => {
+                assert_eq!(sequence, Some(2));
+                assert!(reason.contains("hash does not match"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A missing entry.
+        let mut gap = log.clone();
+        gap.remove(1);
+        assert!(matches!(verdict(gap, &record), Verdict::Broken { sequence: Some(2), .. }));
+        // No checkpoint record: not OK (the CLI exits non-zero without --without-record).
+        let absent = Recorded::from_lines("none.jsonl".into(), None);
+        match verdict(log, &absent) {
+            Verdict::Incomplete { entries, reason, .. } => {
+                assert_eq!(entries, 3);
+                assert!(reason.contains("no checkpoint record"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

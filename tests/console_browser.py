@@ -65,6 +65,9 @@ def main():
         shot(sato, "01-find-by-kana")
         sato.click(f"a.card:text-is('{CARD_ID}')")
         assert sato.get_attribute("#card-state", "data-state") == "ACTIVE"
+        # The fees, from issuance (the harness's holder is a member).
+        assert sato.text_content("#fee-renewal") == "¥5,000", sato.content()
+        assert sato.get_attribute("#fee-due", "data-yen") == "0"
         shot(sato, "01-card")
 
         # 8. A form with a missing confirmation method: rejected naming the field, nothing revoked.

@@ -36,9 +36,9 @@ struct Calls {
 #[derive(Debug, Default)]
 struct Counts {
     /// By method (`/package.Service/Method`).
-    calls: BTreeMap<String, Calls>,
-    /// By method and gRPC code name.
-    refused: BTreeMap<(String, String), u64>,
+    calls: BTreeMap<&'static str, Calls>,
+    /// By method and gRPC code.
+    refused: BTreeMap<(&'static str, i32), u64>,
 }
 
 fn counts() -> &'static Mutex<Counts> {
@@ -51,15 +51,10 @@ fn started() -> &'static SystemTime {
     STARTED.get_or_init(SystemTime::now)
 }
 
-/// Only methods of the policy table (and health/reflection) get a label of
-/// their own: a client cannot grow the table with made-up paths.
-fn method_label(path: &str) -> String {
-    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    if crate::policy::rule(path).is_some() || crate::policy::open_service(service) {
-        path.to_owned()
-    } else {
-        "other".to_owned()
-    }
+/// Only methods of the policy table get a label of their own (no allocation
+/// per call, and a client cannot grow the table with made-up paths).
+fn method_label(path: &str) -> &'static str {
+    crate::policy::rule(path).map_or("other", |r| r.rpc)
 }
 
 /// A call that reached its handler and took `took`.
@@ -73,7 +68,7 @@ pub fn observe_call(path: &str, took: Duration) {
 /// A call refused before its handler (authentication, authorization).
 pub fn observe_refusal(path: &str, code: tonic::Code) {
     let mut c = counts().lock().unwrap_or_else(|e| e.into_inner());
-    *c.refused.entry((method_label(path), format!("{code:?}"))).or_default() += 1;
+    *c.refused.entry((method_label(path), code as i32)).or_default() += 1;
 }
 
 /// The metrics of this process as `service` ("registry", "issuance", "revocation").
@@ -94,7 +89,7 @@ fn write(o: &mut String, service: &str) -> std::fmt::Result {
     // shows the methods of its own service.
     let own = format!("/hpki.{service}.v1.");
     let c = counts().lock().unwrap_or_else(|e| e.into_inner());
-    let calls: Vec<(&String, &Calls)> = c.calls.iter().filter(|(m, _)| m.starts_with(&own)).collect();
+    let calls: Vec<(&&'static str, &Calls)> = c.calls.iter().filter(|(m, _)| m.starts_with(&own)).collect();
     writeln!(o, "# HELP hpki_grpc_calls_total gRPC calls that reached their handler, by method.")?;
     writeln!(o, "# TYPE hpki_grpc_calls_total counter")?;
     for (m, v) in &calls {
@@ -109,6 +104,7 @@ fn write(o: &mut String, service: &str) -> std::fmt::Result {
     writeln!(o, "# HELP hpki_grpc_refused_total gRPC calls refused before their handler, by method and code.")?;
     writeln!(o, "# TYPE hpki_grpc_refused_total counter")?;
     for ((m, code), v) in c.refused.iter().filter(|((m, _), _)| m.starts_with(&own)) {
+        let code = format!("{:?}", tonic::Code::from_i32(*code));
         writeln!(o, "hpki_grpc_refused_total{{service=\"{s}\",method=\"{}\",code=\"{code}\"}} {v}", label(m))?;
     }
     Ok(())

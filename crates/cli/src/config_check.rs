@@ -36,14 +36,22 @@ fn check(cfg: &Config, path: Option<&Path>) -> Result<(), CliError> {
          issuance   -> registry {}, revocation {}, crl {}\n\
          crl        -> registry {}\n\
          revocation -> registry {}, crl {}\n\
-         ocsp       -> registry {}",
+         ocsp       -> registry {}\n\
+         console    -> registry {}, revocation {}, issuance {}, crl {}; OCSP {}, CRL files {}, OCSP metrics {}",
         cfg.issuance.registry_url,
         cfg.issuance.revocation_url,
         cfg.issuance.crl_url,
         cfg.crl.registry_url,
         cfg.revocation.registry_url,
         cfg.revocation.crl_url,
-        cfg.ocsp.registry_url
+        cfg.ocsp.registry_url,
+        cfg.console.registry_url,
+        cfg.console.revocation_url,
+        cfg.console.issuance_url,
+        cfg.console.crl_url,
+        cfg.console.ocsp_url,
+        cfg.console.crl_http_url,
+        cfg.console.ocsp_metrics_url
     );
     let _ = out.flush();
     for w in cfg.url_warnings() {

@@ -210,6 +210,18 @@ impl Config {
             ("issuance.crl_url", &self.issuance.crl_url, "crl.listen", &self.crl.listen),
             ("issuance.revocation_url", &self.issuance.revocation_url, "revocation.listen", &self.revocation.listen),
             ("ocsp.issuance_url", &self.ocsp.issuance_url, "issuance.listen", &self.issuance.listen),
+            ("console.registry_url", &self.console.registry_url, "registry.listen", &self.registry.listen),
+            ("console.revocation_url", &self.console.revocation_url, "revocation.listen", &self.revocation.listen),
+            ("console.issuance_url", &self.console.issuance_url, "issuance.listen", &self.issuance.listen),
+            ("console.crl_url", &self.console.crl_url, "crl.listen", &self.crl.listen),
+            ("console.ocsp_url", &self.console.ocsp_url, "ocsp.listen", &self.ocsp.listen),
+            ("console.crl_http_url", &self.console.crl_http_url, "crl.http_listen", &self.crl.http_listen),
+            (
+                "console.ocsp_metrics_url",
+                &self.console.ocsp_metrics_url,
+                "ocsp.metrics_listen",
+                &self.ocsp.metrics_listen,
+            ),
         ];
         for (key, url, lkey, listen) in grpc {
             out.extend(port_mismatch(key, url, lkey, listen));
@@ -300,6 +312,11 @@ mod tests {
         }
         assert_eq!(cfg.revocation.crl_url, "https://127.0.0.1:6003");
         assert_eq!(cfg.issuance.revocation_url, "https://[::1]:6004");
+        // The console's services follow their listeners too.
+        assert_eq!(cfg.console.crl_url, "https://127.0.0.1:6003");
+        assert_eq!(cfg.console.issuance_url, "https://127.0.0.1:50052");
+        assert_eq!(cfg.console.crl_http_url, "http://127.0.0.1:8081");
+        assert_eq!(cfg.console.ocsp_metrics_url, "http://127.0.0.1:9102");
         let urls = cfg.certificate_urls();
         assert!(urls.iter().all(|u| !u.url.is_empty()));
         assert!(urls.iter().any(|u| u.certificate == "signing certificates" && u.field == "AIA OCSP"));
@@ -307,6 +324,17 @@ mod tests {
         assert!(urls
             .iter()
             .any(|u| u.certificate == "authentication CA certificate" && u.url.ends_with("/crl/arl.crl")));
+    }
+
+    #[test]
+    fn a_console_url_on_another_port_than_its_listener_is_warned_about() {
+        let cfg = Config::parse("[console]\ncrl_http_url = \"http://127.0.0.1:9999\"\n").unwrap();
+        let warnings = cfg.url_warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("console.crl_http_url") && w.contains("crl.http_listen")),
+            "{warnings:?}"
+        );
+        assert!(Config::parse("").unwrap().url_warnings().is_empty(), "the defaults agree");
     }
 
     #[test]

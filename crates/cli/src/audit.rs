@@ -28,6 +28,7 @@
 //! `detail_json` (the exact text the hash covers); `verify --file` requires the
 //! two to agree, so an edit of either is caught.
 
+use const_oid::db::rfc5912;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -59,10 +60,6 @@ const CHECKPOINT_DOMAIN: &[u8] = b"hpki-audit-checkpoint-v1\0";
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 /// How often long exports and verifications report progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -995,16 +992,16 @@ impl CheckpointKey {
             spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
         let public = spki.subject_public_key.as_bytes().ok_or("subjectPublicKey has unused bits")?.to_vec();
         let alg = &spki.algorithm;
-        let kind = if alg.oid == RSA_ENCRYPTION {
+        let kind = if alg.oid == rfc5912::RSA_ENCRYPTION {
             KeyKind::Rsa
-        } else if alg.oid == ID_EC_PUBLIC_KEY {
+        } else if alg.oid == rfc5912::ID_EC_PUBLIC_KEY {
             let curve = match alg.parameters {
                 Some(p) if p.tag() == Tag::ObjectIdentifier => {
                     p.decode_as::<ObjectIdentifier>().map_err(|e| format!("EC parameters: {e}"))?
                 }
                 _ => return Err("EC key without a named curve".into()),
             };
-            if curve != PRIME256V1 {
+            if curve != rfc5912::SECP_256_R_1 {
                 return Err(format!("EC curve {curve}: only P-256 is supported"));
             }
             KeyKind::EcdsaP256

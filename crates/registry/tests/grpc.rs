@@ -1,10 +1,8 @@
 //! The registry over a real gRPC connection: the issuance flow, refusals with
 //! the field named, health and reflection.
 
-mod common;
-
-use common::*;
 use proto::registry::v1::{self as pb, get_card_request::Key, registry_client::RegistryClient};
+use testkit::registry::*;
 use tonic::Code;
 
 #[tokio::test]

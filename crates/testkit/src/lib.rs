@@ -1,6 +1,9 @@
 //! Test helpers shared by the workspace's tests and benches, written once:
-//! the `openssl` command-line wrappers.
+//! the `openssl` command-line wrappers and (feature `registry`) an in-process
+//! registry with request builders.
 //!
 //! A dev-dependency only; nothing here is compiled into a service.
 
 pub mod openssl;
+#[cfg(feature = "registry")]
+pub mod registry;

@@ -2,7 +2,7 @@
 //! issuers we answer for, critical extensions, the nonce. Every failure is an
 //! `OcspError` whose mapping (malformedRequest / unauthorized) is in `error`.
 
-use const_oid::db::rfc6960;
+use const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE;
 use der::asn1::OctetStringRef;
 use der::Decode;
 
@@ -59,7 +59,7 @@ pub fn parse<'a>(der: &'a [u8], max_items: usize, issuers: &[IssuerHashes]) -> R
     }
     let extensions = tbs.request_extensions.as_deref().unwrap_or_default();
     check_extensions(extensions)?;
-    let nonce = match extensions.iter().find(|e| e.extn_id == rfc6960::ID_PKIX_OCSP_NONCE) {
+    let nonce = match extensions.iter().find(|e| e.extn_id == ID_PKIX_OCSP_NONCE) {
         Some(e) => Some(checked_nonce(e.extn_value.as_bytes())?),
         None => None,
     };
@@ -68,7 +68,7 @@ pub fn parse<'a>(der: &'a [u8], max_items: usize, issuers: &[IssuerHashes]) -> R
 
 /// An extension we do not understand must not be critical (RFC 6960 §4.4).
 fn check_extensions(exts: &[Extension<'_>]) -> Result<(), OcspError> {
-    match exts.iter().find(|e| e.critical && e.extn_id != rfc6960::ID_PKIX_OCSP_NONCE) {
+    match exts.iter().find(|e| e.critical && e.extn_id != ID_PKIX_OCSP_NONCE) {
         Some(e) => Err(OcspError::Malformed(format!("unsupported critical extension {}", e.extn_id))),
         None => Ok(()),
     }
@@ -116,11 +116,9 @@ pub fn encode_request(
         None => None,
     };
     let request_extensions = match &nonce_value {
-        Some(v) => Some(vec![Extension {
-            extn_id: rfc6960::ID_PKIX_OCSP_NONCE,
-            critical: false,
-            extn_value: OctetStringRef::new(v)?,
-        }]),
+        Some(v) => {
+            Some(vec![Extension { extn_id: ID_PKIX_OCSP_NONCE, critical: false, extn_value: OctetStringRef::new(v)? }])
+        }
         None => None,
     };
     let req = OCSPRequest {

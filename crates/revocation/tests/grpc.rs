@@ -690,33 +690,13 @@ async fn status_by_serial_card_and_licence() {
 
 #[tokio::test]
 async fn health_answers_serving_and_reflection_lists_the_service() {
-    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
-    };
     let h = Harness::start(false, true).await;
-    let mut health = HealthClient::new(h.revocation_channel.clone());
-    for service in ["hpki.revocation.v1.Revocation", ""] {
-        let answer = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
-        assert_eq!(answer.status, ServingStatus::Serving as i32, "service {service:?}");
-    }
-    let mut reflection = ServerReflectionClient::new(h.revocation_channel.clone());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-        panic!("unexpected reflection answer {answer:?}");
-    };
-    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    let listed =
+        testkit::grpc::serving_and_listed(h.revocation_channel.clone(), &["hpki.revocation.v1.Revocation", ""]).await;
+    let names: Vec<_> = listed.iter().map(String::as_str).collect();
     assert!(names.contains(&"hpki.revocation.v1.Revocation"), "{names:?}");
     // Only what this port serves: not the other services of our protos.
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
     assert!(!names.contains(&"hpki.registry.v1.Registry") && !names.contains(&"hpki.crl.v1.CrlPublisher"), "{names:?}");
-    drop(health);
-    drop(reflection);
     h.stop().await;
 }

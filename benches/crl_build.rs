@@ -206,7 +206,6 @@ mod emergency {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use der::{Decode, Encode};
     use proto::registry::v1 as reg;
     use proto::registry::v1::registry_client::RegistryClient;
     use proto::revocation::v1 as rev;
@@ -426,18 +425,7 @@ mod emergency {
         let begun = c
             .begin_application(reg::BeginApplicationRequest {
                 application_id: "bench-1".into(),
-                holder: Some(reg::Holder {
-                    family_name_kanji: "医師".into(),
-                    given_name_kanji: "花子".into(),
-                    family_name_latin: "ISHI".into(),
-                    given_name_latin: "HANAKO".into(),
-                    date_of_birth: "1985-01-02".into(),
-                    licence_number: "700001".into(),
-                    licence_registered_on: "2010-04-01".into(),
-                    membership: reg::Membership::Member as i32,
-                    contact: Some(reg::ContactAddress { email: "hanako@example.jp".into(), ..Default::default() }),
-                    ..Default::default()
-                }),
+                holder: Some(testkit::registry::holder("700001")),
                 application_json: "{}".into(),
                 actor: "ra-bench".into(),
                 ..Default::default()
@@ -460,11 +448,7 @@ mod emergency {
                 .await?
                 .into_inner()
                 .serial;
-            let key = rcgen::KeyPair::generate()?;
-            let mut params = rcgen::CertificateParams::new(vec!["doctor.example.jp".into()])?;
-            params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(&serial)?));
-            let der = params.self_signed(&key)?.der().to_vec();
-            let tbs = x509_cert::Certificate::from_der(&der)?.tbs_certificate().to_der()?;
+            let (der, tbs) = testkit::registry::certificate(&serial);
             c.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await?;
             c.store_certificate(reg::StoreCertificateRequest { serial, certificate_der: der }).await?;
         }

@@ -16,12 +16,13 @@
 //! | serial_parsers       | serial parsers: crl `SerialNumber`/`CrlEntry`, store `Serial`,    |
 //! |                      | ocsp `SerialKey`, revocation `validate::serial`, `CrlReason`      |
 
+use der::oid::db::rfc6960;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
 use der::{Decode, Encode};
-use ocsp::asn1::{BasicOCSPResponse, CRLReason, OCSPResponse, OCSPResponseStatus, ID_PKIX_OCSP_BASIC};
+use ocsp::asn1::{BasicOCSPResponse, CRLReason, OCSPResponse, OCSPResponseStatus};
 use ocsp::issuers::IssuerHashes;
 use ocsp::metrics::{AnswerStatus, Metrics};
 use ocsp::responder::{IssuerSlot, Settings};
@@ -147,7 +148,7 @@ fn check_ocsp_answer(der: &[u8], status: AnswerStatus, request: Option<&ocsp::re
         return;
     }
     let bytes = resp.response_bytes.expect("a successful response without responseBytes");
-    assert_eq!(bytes.response_type, ID_PKIX_OCSP_BASIC);
+    assert_eq!(bytes.response_type, rfc6960::ID_PKIX_OCSP_BASIC);
     let basic = BasicOCSPResponse::from_der(bytes.response.as_bytes()).expect("undecodable BasicOCSPResponse");
     if let Some(req) = request {
         let got: Vec<&[u8]> =

@@ -387,11 +387,7 @@ pub fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-pub fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl").args(args).output().expect("run openssl");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
+pub use testkit::openssl::openssl;
 
 /// A plain HTTP/1.1 GET over loopback: (status, lower-cased headers, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {

@@ -23,7 +23,6 @@ use hsm::{Hsm, HsmKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use store::{actions, Store, StoreError};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::{io, CliError};
@@ -409,8 +408,7 @@ fn algorithm_name(alg: hsm::KeyAlgorithm) -> String {
 fn rfc3339(t: x509_cert::time::Time) -> String {
     i64::try_from(t.to_unix_duration().as_secs())
         .ok()
-        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .and_then(timefmt::rfc3339_checked)
         .unwrap_or_else(|| "unrepresentable".into())
 }
 
@@ -573,7 +571,7 @@ impl CeremonyLog {
             json!({
                 "serial": r.serial,
                 "reason": r.reason,
-                "revoked_at": OffsetDateTime::from_unix_timestamp(r.revoked_at).ok().and_then(|t| t.format(&Rfc3339).ok()),
+                "revoked_at": timefmt::rfc3339_checked(r.revoked_at),
                 "newly_revoked": arl.newly_revoked,
             })
         });

@@ -141,9 +141,7 @@ pub(crate) fn status(e: tonic::Status) -> CliError {
 
 /// Now, as an RFC 3339 time.
 pub(crate) fn now_rfc3339() -> Result<String, CliError> {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| CliError::Client(e.to_string()))
+    timefmt::format_rfc3339(time::OffsetDateTime::now_utc()).map_err(|e| CliError::Client(e.to_string()))
 }
 
 fn print_certificates(certs: &[rev::RevokedCertificate]) {

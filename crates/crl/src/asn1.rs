@@ -26,17 +26,15 @@ pub(crate) const MAX_HEADER: usize = 6;
 
 pub(crate) mod oid {
     use der::asn1::ObjectIdentifier as Oid;
-    /// id-ce-authorityKeyIdentifier
-    pub const AUTHORITY_KEY_IDENTIFIER: Oid = Oid::new_unwrap("2.5.29.35");
-    /// id-ce-cRLNumber
-    pub const CRL_NUMBER: Oid = Oid::new_unwrap("2.5.29.20");
-    /// id-ce-deltaCRLIndicator
-    pub const DELTA_CRL_INDICATOR: Oid = Oid::new_unwrap("2.5.29.27");
-    /// id-ce-issuingDistributionPoint (x509-cert 0.3.0 gives this type a wrong OID)
-    pub const ISSUING_DISTRIBUTION_POINT: Oid = Oid::new_unwrap("2.5.29.28");
-    /// id-ce-freshestCRL
-    pub const FRESHEST_CRL: Oid = Oid::new_unwrap("2.5.29.46");
-    /// id-ce-expiredCertsOnCRL (X.509 2019, 9.6.2.9)
+    // From const-oid's database, under the short names the encoder uses.
+    // (x509-cert 0.3.0 gives the IssuingDistributionPoint type a wrong OID;
+    // rfc5280::ID_CE_ISSUING_DISTRIBUTION_POINT is the right one, 2.5.29.28.)
+    pub use const_oid::db::rfc5280::{
+        ID_CE_AUTHORITY_KEY_IDENTIFIER as AUTHORITY_KEY_IDENTIFIER, ID_CE_CRL_NUMBER as CRL_NUMBER,
+        ID_CE_DELTA_CRL_INDICATOR as DELTA_CRL_INDICATOR, ID_CE_FRESHEST_CRL as FRESHEST_CRL,
+        ID_CE_ISSUING_DISTRIBUTION_POINT as ISSUING_DISTRIBUTION_POINT,
+    };
+    /// id-ce-expiredCertsOnCRL (X.509 2019, 9.6.2.9); const-oid has none.
     pub const EXPIRED_CERTS_ON_CRL: Oid = Oid::new_unwrap("2.5.29.60");
 }
 

@@ -2,7 +2,6 @@
 //! end-entity certificates, and the openssl command line.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hsm::testing::{shared_hsm, unique_label};
 use hsm::{Hsm, HsmKey, KeyAlgorithm};
@@ -110,15 +109,7 @@ impl TestPki {
     }
 }
 
-/// Runs openssl; returns (success, stdout + stderr).
-pub(crate) fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl must be installed to run these tests: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
+pub(crate) use testkit::openssl::openssl;
 
 /// `openssl crl -inform DER -in <der> -CAfile <ca> -noout -verify`, then `-text`.
 pub(crate) fn openssl_crl_text(der_path: &Path, ca_pem: &Path) -> String {

@@ -4,7 +4,7 @@
 //! Each scenario re-runs this test binary as a child process with its own token,
 //! because a reconnect re-initialises the PKCS#11 library for the whole process.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -132,20 +132,11 @@ fn a_token_that_returns_with_another_key_under_the_label_is_refused() {
     folder.remove();
     assert!(matches!(key.sign(b"x"), Err(HsmError::Unavailable(_))));
     // A new token with the same label and PIN, holding another key labelled "swapped".
-    init_token(&t.conf, &t.label, &t.so_pin, &t.user_pin);
+    testing::init_token(&t.conf, &t.label, &t.so_pin, &t.user_pin);
     eventually(Duration::from_secs(5), || hsm.ping());
     let impostor = hsm.generate_key_pair("swapped", KeyAlgorithm::Rsa { bits: 2048 }).unwrap();
     assert_ne!(impostor.public_key_bytes(), key.public_key_bytes());
     let err = key.sign(b"x").unwrap_err();
     assert!(matches!(err, HsmError::UnsupportedKey(_)), "{err:?}");
     assert!(err.to_string().contains("different key"), "{err}");
-}
-
-fn init_token(conf: &Path, label: &str, so_pin: &str, pin: &str) {
-    let out = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", conf)
-        .args(["--init-token", "--free", "--label", label, "--so-pin", so_pin, "--pin", pin])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

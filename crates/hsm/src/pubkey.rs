@@ -1,13 +1,11 @@
 //! Public key encodings built from token attributes.
 
+use const_oid::db::rfc5912;
 use der::asn1::{AnyRef, BitStringRef, Null, ObjectIdentifier, OctetStringRef, UintRef};
 use der::{Decode, Encode, Sequence};
 
 use crate::algorithm::{KeyAlgorithm, P256_PARAMS_DER};
 use crate::error::HsmError;
-
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// Length of an uncompressed P-256 point: 0x04 || X || Y.
 pub(crate) const P256_POINT_LEN: usize = 65;
@@ -78,12 +76,12 @@ pub(crate) fn p256_point_from_attribute(attr: &[u8]) -> Result<Vec<u8>, HsmError
 pub(crate) fn spki_der(alg: KeyAlgorithm, public_key: &[u8]) -> Result<Vec<u8>, HsmError> {
     let algorithm = match alg {
         KeyAlgorithm::Rsa { .. } => AlgorithmIdentifier {
-            algorithm: RSA_ENCRYPTION,
+            algorithm: rfc5912::RSA_ENCRYPTION,
             // RFC 3279: rsaEncryption parameters MUST be NULL, not absent.
             parameters: Some(AnyRef::from(Null)),
         },
         KeyAlgorithm::EcdsaP256 => AlgorithmIdentifier {
-            algorithm: ID_EC_PUBLIC_KEY,
+            algorithm: rfc5912::ID_EC_PUBLIC_KEY,
             parameters: Some(AnyRef::from_der(&P256_PARAMS_DER).map_err(enc("curve OID"))?),
         },
     };

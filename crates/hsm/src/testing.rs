@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -97,18 +97,25 @@ fn create_token() -> TestToken {
 
     let user_pin = random_digits(12);
     let so_pin = random_digits(12);
+    init_token(&conf, TEST_TOKEN_LABEL, &so_pin, &user_pin);
+    // Only now, before anyone calls C_Initialize through shared_hsm().
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    TestToken { conf, module, label: TEST_TOKEN_LABEL.to_owned(), user_pin, so_pin, _dir: dir }
+}
+
+/// Initialises a token labelled `label` in the first free slot of the SoftHSM
+/// configuration `conf` (softhsm2-util --init-token --free), panicking with
+/// softhsm2-util's message if that fails.
+pub fn init_token(conf: &Path, label: &str, so_pin: &str, pin: &str) {
     let output = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", TEST_TOKEN_LABEL])
-        .args(["--so-pin", &so_pin, "--pin", &user_pin])
+        .env("SOFTHSM2_CONF", conf)
+        .args(["--init-token", "--free", "--label", label])
+        .args(["--so-pin", so_pin, "--pin", pin])
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run softhsm2-util ({e}): install softhsm2 (`make setup` / apt-get install softhsm2)")
         });
     assert!(output.status.success(), "softhsm2-util --init-token failed: {}", String::from_utf8_lossy(&output.stderr));
-    // Only now, before anyone calls C_Initialize through shared_hsm().
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    TestToken { conf, module, label: TEST_TOKEN_LABEL.to_owned(), user_pin, so_pin, _dir: dir }
 }
 
 /// Token folders are named `hsm-test-<pid>-<random>`.

@@ -398,15 +398,8 @@ pub(crate) fn unix(t: i64) -> Result<time::OffsetDateTime, IssuanceError> {
         .map_err(|e| IssuanceError::Internal(format!("registry returned a bad time {t}: {e}")))
 }
 
-pub(crate) fn rfc3339(unix: i64) -> String {
-    if unix == 0 {
-        return String::new();
-    }
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+/// RFC 3339 in UTC; empty for 0 (unset) or an unrepresentable time.
+pub(crate) use timefmt::rfc3339_unless_unset as rfc3339;
 
 fn subscriber(h: &reg::Holder) -> profile::Subscriber {
     profile::Subscriber {

@@ -9,22 +9,8 @@ use der::asn1::{AnyRef, BitStringRef, GeneralizedTime, IntRef, Null, ObjectIdent
 use der::{Choice, Enumerated, Sequence};
 use spki::AlgorithmIdentifierRef;
 
-/// id-pkix-ocsp-basic (RFC 6960 §4.2.1).
-pub const ID_PKIX_OCSP_BASIC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.1");
-/// id-pkix-ocsp-nonce (RFC 8954).
-pub const ID_PKIX_OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
-/// id-ce-invalidityDate (RFC 5280 §5.3.2), in singleExtensions (RFC 6960 §4.4.5).
-pub const ID_CE_INVALIDITY_DATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.24");
-/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
-pub const ID_PKIX_OCSP_NOCHECK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
-/// id-sha1, the CertID hash most clients still send.
-pub const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
-/// id-sha256.
-pub const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-/// sha256WithRSAEncryption.
-pub const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-/// ecdsa-with-SHA256.
-pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+// The OIDs (id-pkix-ocsp-basic, -nonce, -nocheck, id-sha1, id-sha256, ...) are
+// `const_oid::db::{rfc6960, rfc5280, rfc5912}`'s.
 
 /// `Version ::= INTEGER { v1(0) }`
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Enumerated)]

@@ -8,6 +8,7 @@
 //! headers, so a million cached responses do not hold a million copies of the
 //! responder certificate.
 
+use const_oid::db::{rfc5280, rfc6960};
 use std::time::Duration;
 
 use der::asn1::{AnyRef, BitStringRef, GeneralizedTime, IntRef, Null, OctetStringRef};
@@ -68,7 +69,7 @@ pub fn response_data(
         // beside (never instead of) the revocationTime.
         let single_extensions = match invalidity {
             Some(value) => Some(vec![Extension {
-                extn_id: asn1::ID_CE_INVALIDITY_DATE,
+                extn_id: rfc5280::ID_CE_INVALIDITY_DATE,
                 critical: false,
                 extn_value: OctetStringRef::new(value)?,
             }]),
@@ -90,7 +91,7 @@ pub fn response_data(
     }
     let response_extensions = match nonce_extn_value {
         Some(v) => Some(vec![Extension {
-            extn_id: asn1::ID_PKIX_OCSP_NONCE,
+            extn_id: rfc6960::ID_PKIX_OCSP_NONCE,
             critical: false,
             extn_value: OctetStringRef::new(v)?,
         }]),
@@ -190,7 +191,8 @@ pub fn error_response(status: OCSPResponseStatus) -> [u8; 5] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asn1::{BasicOCSPResponse, OCSPResponse, ResponseBytes, ID_PKIX_OCSP_BASIC};
+    use crate::asn1::{BasicOCSPResponse, OCSPResponse, ResponseBytes};
+    use const_oid::db::rfc5912;
     use der::Decode;
 
     #[test]
@@ -226,7 +228,7 @@ mod tests {
         assert_eq!(info.revocation_time.to_unix_duration().as_secs(), 1_700_000_000);
         let exts = data.responses[0].single_extensions.as_ref().unwrap();
         assert_eq!(exts.len(), 1);
-        assert_eq!(exts[0].extn_id, asn1::ID_CE_INVALIDITY_DATE);
+        assert_eq!(exts[0].extn_id, rfc5280::ID_CE_INVALIDITY_DATE);
         assert!(!exts[0].critical);
         let t = GeneralizedTime::from_der(exts[0].extn_value.as_bytes()).unwrap();
         assert_eq!(t.to_unix_duration().as_secs(), 1_699_000_000);
@@ -261,8 +263,9 @@ mod tests {
         ];
         let nonce = [0x04, 0x02, 0xaa, 0xbb];
         let tbs = response_data(&[3; 20], 1_700_000_100, &singles, Some(&nonce)).unwrap();
-        let alg =
-            AlgorithmIdentifierRef { oid: asn1::SHA256_WITH_RSA, parameters: Some(AnyRef::NULL) }.to_der().unwrap();
+        let alg = AlgorithmIdentifierRef { oid: rfc5912::SHA_256_WITH_RSA_ENCRYPTION, parameters: Some(AnyRef::NULL) }
+            .to_der()
+            .unwrap();
         // Certificates are opaque here; any DER SEQUENCE will do.
         let cert_a = [0x30, 0x03, 0x02, 0x01, 0x05];
         let big_cert = {
@@ -288,7 +291,7 @@ mod tests {
             let typed = OCSPResponse {
                 response_status: OCSPResponseStatus::Successful,
                 response_bytes: Some(ResponseBytes {
-                    response_type: ID_PKIX_OCSP_BASIC,
+                    response_type: rfc6960::ID_PKIX_OCSP_BASIC,
                     response: OctetStringRef::new(&basic).unwrap(),
                 }),
             }

@@ -445,26 +445,7 @@ fn cache_control(max_age: i64) -> Option<HeaderValue> {
 
 /// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(unix: i64) -> Option<HeaderValue> {
-    const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    const MONTHS: [&[u8; 3]; 12] =
-        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
-    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
-    let two = |v: u8| [b'0' + v / 10, b'0' + v % 10];
-    let mut b = *b"Sun, 06 Nov 1994 08:49:37 GMT";
-    b[..3].copy_from_slice(DAYS[usize::from(t.weekday().number_days_from_monday())]);
-    b[5..7].copy_from_slice(&two(t.day()));
-    b[8..11].copy_from_slice(MONTHS[usize::from(u8::from(t.month())) - 1]);
-    b[12..16].copy_from_slice(&[
-        b'0' + (year / 1000) as u8,
-        b'0' + (year / 100 % 10) as u8,
-        b'0' + (year / 10 % 10) as u8,
-        b'0' + (year % 10) as u8,
-    ]);
-    b[17..19].copy_from_slice(&two(t.hour()));
-    b[20..22].copy_from_slice(&two(t.minute()));
-    b[23..25].copy_from_slice(&two(t.second()));
-    HeaderValue::from_bytes(&b).ok()
+    HeaderValue::from_bytes(&timefmt::http_date_bytes(unix)?).ok()
 }
 
 #[cfg(test)]

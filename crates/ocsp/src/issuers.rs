@@ -1,10 +1,11 @@
 //! Which issuing CA a CertID names: both hashes (SHA-1 and SHA-256) of each
 //! issuing CA's name and key, computed once.
 
+use const_oid::db::rfc5912;
 use der::asn1::AnyRef;
 use sha2::{Digest, Sha256};
 
-use crate::asn1::{CertID, ID_SHA1, ID_SHA256};
+use crate::asn1::CertID;
 use crate::error::OcspError;
 
 /// The CertID hash algorithms we answer for.
@@ -26,8 +27,8 @@ impl HashAlg {
 
     pub fn oid(self) -> der::asn1::ObjectIdentifier {
         match self {
-            HashAlg::Sha1 => ID_SHA1,
-            HashAlg::Sha256 => ID_SHA256,
+            HashAlg::Sha1 => rfc5912::ID_SHA_1,
+            HashAlg::Sha256 => rfc5912::ID_SHA_256,
         }
     }
 

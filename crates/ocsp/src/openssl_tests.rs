@@ -29,9 +29,7 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn openssl(args: &[&str]) -> (bool, String) {
-    run(Command::new("openssl").args(args))
-}
+use testkit::openssl::openssl;
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()

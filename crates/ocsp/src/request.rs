@@ -2,10 +2,11 @@
 //! issuers we answer for, critical extensions, the nonce. Every failure is an
 //! `OcspError` whose mapping (malformedRequest / unauthorized) is in `error`.
 
+use const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE;
 use der::asn1::OctetStringRef;
 use der::Decode;
 
-use crate::asn1::{Extension, OCSPRequest, ID_PKIX_OCSP_NONCE};
+use crate::asn1::{Extension, OCSPRequest};
 use crate::error::OcspError;
 use crate::issuers::{match_issuer, HashAlg, IssuerHashes};
 

@@ -514,13 +514,8 @@ pub(crate) fn issue_directly(
 mod tests {
     use super::*;
     use crate::testkit::{test_ca, DirectAuthority};
-    use std::process::Command;
 
-    fn openssl(args: &[&str]) -> String {
-        let out = Command::new("openssl").args(args).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+    use testkit::openssl::openssl_ok as openssl;
 
     #[test]
     fn responder_certificates_have_the_ocsp_profile_and_chain_to_their_ca() {

@@ -1,12 +1,12 @@
 //! The delegated responder that signs: its key (in the HSM), certificate, the
 //! byKey ResponderID and the certs field every response carries.
 
+use const_oid::db::rfc5912;
 use std::sync::Arc;
 
 use der::{Decode, Encode};
 use x509_cert::Certificate;
 
-use crate::asn1::{ECDSA_WITH_SHA256, SHA256_WITH_RSA};
 use crate::encode;
 use crate::error::OcspError;
 use crate::issuers::sha1;
@@ -22,9 +22,6 @@ impl ResponseSigner for hsm::HsmKey {
         Ok(hsm::HsmKey::sign(self, msg)?)
     }
 }
-
-const RSA_ENCRYPTION: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// A responder certificate with the key that signs for it.
 pub struct ResponderIdentity {
@@ -56,10 +53,14 @@ impl ResponderIdentity {
             .subject_public_key
             .as_bytes()
             .ok_or_else(|| OcspError::Certificates("responder public key has unused bits".into()))?;
-        let signature_algorithm = if spki.algorithm.oid == RSA_ENCRYPTION {
-            spki::AlgorithmIdentifierRef { oid: SHA256_WITH_RSA, parameters: Some(der::asn1::AnyRef::NULL) }.to_der()?
-        } else if spki.algorithm.oid == ID_EC_PUBLIC_KEY {
-            spki::AlgorithmIdentifierRef { oid: ECDSA_WITH_SHA256, parameters: None }.to_der()?
+        let signature_algorithm = if spki.algorithm.oid == rfc5912::RSA_ENCRYPTION {
+            spki::AlgorithmIdentifierRef {
+                oid: rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
+                parameters: Some(der::asn1::AnyRef::NULL),
+            }
+            .to_der()?
+        } else if spki.algorithm.oid == rfc5912::ID_EC_PUBLIC_KEY {
+            spki::AlgorithmIdentifierRef { oid: rfc5912::ECDSA_WITH_SHA_256, parameters: None }.to_der()?
         } else {
             return Err(OcspError::Certificates(format!(
                 "responder key algorithm {} is neither RSA nor EC",

@@ -1,6 +1,7 @@
 //! CA certificates: the issuing CA as loaded from its certificate, and the
 //! parameters of CA certificates made at the key ceremony.
 
+use const_oid::db::rfc5280;
 use der::{Decode, Encode};
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, IsCa, KeyIdMethod, KeyUsagePurpose,
@@ -11,7 +12,7 @@ use x509_cert::ext::pkix::{BasicConstraints as X509BasicConstraints, KeyUsage, S
 use x509_cert::Certificate;
 
 use crate::error::ProfileError;
-use crate::extensions::{self, ID_CE_CERTIFICATE_POLICIES};
+use crate::extensions;
 use crate::keys::{self, PublicKey, VerifyProblem};
 use crate::names::{self, NameEntry};
 use crate::serial::serial_number;
@@ -221,7 +222,7 @@ pub fn ca_params(
         let oid = extensions::parse_oid(&entity.policy_oid, &format!("CA {label:?} policy_oid"))?;
         let value = extensions::certificate_policies(oid, None)?;
         // Critical, as on the real MEDIS issuing CAs.
-        params.custom_extensions.push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, value, true));
+        params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_CERTIFICATE_POLICIES, value, true));
     }
     if !is_root && !entity.crl_url.trim().is_empty() {
         let url = extensions::parse_url(entity.crl_url.trim(), &format!("CA {label:?} crl_url"))?;

@@ -3,6 +3,7 @@
 //! end entities, subjectDirectoryAttributes), encoded with x509-cert and added
 //! as rcgen custom extensions.
 
+use const_oid::db::rfc5280;
 use der::asn1::{Any, Ia5String, ObjectIdentifier, OctetString};
 use der::Encode;
 use rcgen::{CustomExtension, ExtendedKeyUsagePurpose};
@@ -17,17 +18,6 @@ use x509_cert::name::Name;
 
 use crate::error::ProfileError;
 use crate::names::oid_arcs;
-
-pub const ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.9");
-pub const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
-pub const ID_CE_AUTHORITY_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
-pub const ID_CE_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
-pub const ID_CE_CERTIFICATE_POLICIES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.32");
-/// freshestCRL (RFC 5280 4.2.1.15): where the delta CRL is.
-pub const ID_CE_FRESHEST_CRL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.46");
-pub const ID_PE_AUTHORITY_INFO_ACCESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
-pub const ID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
-pub const ID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
 
 pub fn custom(oid: ObjectIdentifier, content: Vec<u8>, critical: bool) -> CustomExtension {
     let mut ext = CustomExtension::from_oid_content(&oid_arcs(oid), content);
@@ -54,9 +44,10 @@ pub fn parse_url(value: &str, field: &str) -> Result<Ia5String, ProfileError> {
 pub fn certificate_policies(policy: ObjectIdentifier, cps_uri: Option<Ia5String>) -> Result<Vec<u8>, ProfileError> {
     let policy_qualifiers = match cps_uri {
         None => None,
-        Some(uri) => {
-            Some(vec![PolicyQualifierInfo { policy_qualifier_id: ID_QT_CPS, qualifier: Some(Any::encode_from(&uri)?) }])
-        }
+        Some(uri) => Some(vec![PolicyQualifierInfo {
+            policy_qualifier_id: rfc5280::ID_QT_CPS,
+            qualifier: Some(Any::encode_from(&uri)?),
+        }]),
     };
     let policies = CertificatePolicies(vec![PolicyInformation { policy_identifier: policy, policy_qualifiers }]);
     Ok(policies.to_der()?)
@@ -70,7 +61,7 @@ pub fn subject_alt_name_directory(name: Name) -> Result<Vec<u8>, ProfileError> {
 /// authorityInfoAccess with one OCSP responder URI.
 pub fn authority_info_access_ocsp(url: Ia5String) -> Result<Vec<u8>, ProfileError> {
     let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
-        access_method: ID_AD_OCSP,
+        access_method: rfc5280::ID_AD_OCSP,
         access_location: GeneralName::UniformResourceIdentifier(url),
     }]);
     Ok(aia.to_der()?)

@@ -2,18 +2,11 @@
 //! signature checks done with ring, shared by CSR proof-of-possession and by
 //! the check of signatures made under an issuing CA.
 
+use const_oid::db::rfc5912;
 use der::asn1::{AnyRef, ObjectIdentifier, UintRef};
 use der::{Decode, Encode, Sequence, Tag, Tagged};
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
-
-pub(crate) const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-pub(crate) const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-pub(crate) const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-pub(crate) const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-pub(crate) const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
-pub(crate) const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-pub(crate) const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 
 /// ring verifies RSA moduli up to this size.
 const MAX_RSA_BITS: u32 = 8192;
@@ -86,7 +79,7 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
         .ok_or_else(|| KeyProblem::Encoding("subjectPublicKey has unused bits".into()))?
         .to_vec();
     let alg = &spki.algorithm;
-    let kind = if alg.oid == RSA_ENCRYPTION {
+    let kind = if alg.oid == rfc5912::RSA_ENCRYPTION {
         if !params_absent_or_null(alg.parameters) {
             return Err(KeyProblem::Encoding("rsaEncryption parameters must be NULL".into()));
         }
@@ -103,12 +96,12 @@ pub(crate) fn parse_spki(spki: &SubjectPublicKeyInfoRef<'_>) -> Result<PublicKey
             return Err(KeyProblem::Unsupported(format!("RSA modulus of {bits} bits is larger than {MAX_RSA_BITS}")));
         }
         KeyKind::Rsa { bits }
-    } else if alg.oid == ID_EC_PUBLIC_KEY {
+    } else if alg.oid == rfc5912::ID_EC_PUBLIC_KEY {
         let curve = match alg.parameters {
             Some(p) if p.tag() == Tag::ObjectIdentifier => p.decode_as::<ObjectIdentifier>()?,
             _ => return Err(KeyProblem::Unsupported("EC key without a named curve (only P-256 is accepted)".into())),
         };
-        if curve != PRIME256V1 {
+        if curve != rfc5912::SECP_256_R_1 {
             return Err(KeyProblem::Unsupported(format!(
                 "EC curve {curve} (only P-256, 1.2.840.10045.3.1.7, is accepted)"
             )));
@@ -166,11 +159,15 @@ pub(crate) fn verify(
             // min_rsa_bits; ring then needs its legacy variants.
             let legacy = bits < 2048;
             let chosen: Option<&'static dyn VerificationAlgorithm> = match (alg.oid, legacy) {
-                (o, false) if o == SHA256_WITH_RSA => Some(&signature::RSA_PKCS1_2048_8192_SHA256),
-                (o, false) if o == SHA384_WITH_RSA => Some(&signature::RSA_PKCS1_2048_8192_SHA384),
-                (o, false) if o == SHA512_WITH_RSA => Some(&signature::RSA_PKCS1_2048_8192_SHA512),
-                (o, true) if o == SHA256_WITH_RSA => Some(&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY),
-                (o, true) if o == SHA512_WITH_RSA => Some(&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY),
+                (o, false) if o == rfc5912::SHA_256_WITH_RSA_ENCRYPTION => Some(&signature::RSA_PKCS1_2048_8192_SHA256),
+                (o, false) if o == rfc5912::SHA_384_WITH_RSA_ENCRYPTION => Some(&signature::RSA_PKCS1_2048_8192_SHA384),
+                (o, false) if o == rfc5912::SHA_512_WITH_RSA_ENCRYPTION => Some(&signature::RSA_PKCS1_2048_8192_SHA512),
+                (o, true) if o == rfc5912::SHA_256_WITH_RSA_ENCRYPTION => {
+                    Some(&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY)
+                }
+                (o, true) if o == rfc5912::SHA_512_WITH_RSA_ENCRYPTION => {
+                    Some(&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY)
+                }
                 _ => None,
             };
             let Some(chosen) = chosen else {
@@ -188,7 +185,7 @@ pub(crate) fn verify(
             chosen
         }
         KeyKind::EcP256 => {
-            if alg.oid != ECDSA_WITH_SHA256 {
+            if alg.oid != rfc5912::ECDSA_WITH_SHA_256 {
                 return Err(VerifyProblem::Unsupported(format!(
                     "signature algorithm {} with an EC P-256 key (accepted: ecdsa-with-SHA256)",
                     name_of(alg.oid)
@@ -256,7 +253,7 @@ mod tests {
 
     #[test]
     fn names_known_algorithms() {
-        assert_eq!(name_of(SHA256_WITH_RSA), "sha256WithRSAEncryption (1.2.840.113549.1.1.11)");
+        assert_eq!(name_of(rfc5912::SHA_256_WITH_RSA_ENCRYPTION), "sha256WithRSAEncryption (1.2.840.113549.1.1.11)");
         assert_eq!(name_of(ObjectIdentifier::new_unwrap("1.2.3")), "1.2.3");
     }
 }

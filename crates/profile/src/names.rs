@@ -2,20 +2,13 @@
 //! into an rcgen `DistinguishedName` (subject, issuer) or an x509-cert `Name`
 //! (subjectAltName directoryName), and CA cert names read back into rcgen.
 
+use const_oid::db::rfc4519;
 use der::asn1::{Any, ObjectIdentifier, PrintableStringRef, SetOfVec};
 use der::{Decode, Encode, Tag, Tagged};
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString};
 use rcgen::{DistinguishedName, DnType, DnValue};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
-
-pub const ID_AT_COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
-pub const ID_AT_SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.5");
-pub const ID_AT_COUNTRY_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
-pub const ID_AT_LOCALITY_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.7");
-pub const ID_AT_STATE_OR_PROVINCE_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.8");
-pub const ID_AT_ORGANIZATION_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
-pub const ID_AT_ORGANIZATIONAL_UNIT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.11");
 
 /// The two string types RFC 5280 lets a new CA use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,15 +37,15 @@ impl NameEntry {
 /// Upper bounds from RFC 5280 Appendix A (in characters); None when unbounded here.
 fn upper_bound(oid: ObjectIdentifier) -> Option<usize> {
     match oid {
-        o if o == ID_AT_COUNTRY_NAME => Some(2),
-        o if o == ID_AT_COMMON_NAME
-            || o == ID_AT_SERIAL_NUMBER
-            || o == ID_AT_ORGANIZATION_NAME
-            || o == ID_AT_ORGANIZATIONAL_UNIT_NAME =>
+        o if o == rfc4519::COUNTRY_NAME => Some(2),
+        o if o == rfc4519::COMMON_NAME
+            || o == rfc4519::SERIAL_NUMBER
+            || o == rfc4519::ORGANIZATION_NAME
+            || o == rfc4519::ORGANIZATIONAL_UNIT_NAME =>
         {
             Some(64)
         }
-        o if o == ID_AT_LOCALITY_NAME || o == ID_AT_STATE_OR_PROVINCE_NAME => Some(128),
+        o if o == rfc4519::LOCALITY_NAME || o == rfc4519::ST => Some(128),
         _ => None,
     }
 }
@@ -68,7 +61,7 @@ pub fn check_entry(entry: &NameEntry, what: &str) -> Result<(), String> {
             return Err(format!("{what} has {chars} characters, at most {ub} are allowed"));
         }
     }
-    if entry.oid == ID_AT_COUNTRY_NAME && (chars != 2 || !entry.value.chars().all(|c| c.is_ascii_uppercase())) {
+    if entry.oid == rfc4519::COUNTRY_NAME && (chars != 2 || !entry.value.chars().all(|c| c.is_ascii_uppercase())) {
         return Err(format!("{what} must be a two-letter country code such as JP"));
     }
     if entry.kind == StringKind::Printable && PrintableStringRef::new(&entry.value).is_err() {
@@ -88,18 +81,21 @@ pub fn check_entry(entry: &NameEntry, what: &str) -> Result<(), String> {
 /// PrintableString by their X.520 syntax; everything else UTF8String.
 pub fn config_attribute(attr: &str) -> Result<(ObjectIdentifier, StringKind), String> {
     let oid = match attr {
-        "C" => ID_AT_COUNTRY_NAME,
-        "O" => ID_AT_ORGANIZATION_NAME,
-        "OU" => ID_AT_ORGANIZATIONAL_UNIT_NAME,
-        "CN" => ID_AT_COMMON_NAME,
-        "L" => ID_AT_LOCALITY_NAME,
-        "ST" => ID_AT_STATE_OR_PROVINCE_NAME,
-        "serialNumber" => ID_AT_SERIAL_NUMBER,
+        "C" => rfc4519::COUNTRY_NAME,
+        "O" => rfc4519::ORGANIZATION_NAME,
+        "OU" => rfc4519::ORGANIZATIONAL_UNIT_NAME,
+        "CN" => rfc4519::COMMON_NAME,
+        "L" => rfc4519::LOCALITY_NAME,
+        "ST" => rfc4519::ST,
+        "serialNumber" => rfc4519::SERIAL_NUMBER,
         dotted => ObjectIdentifier::new(dotted)
             .map_err(|_| format!("attribute {dotted:?} is not C, O, OU, CN, L, ST, serialNumber or a dotted OID"))?,
     };
-    let kind =
-        if oid == ID_AT_COUNTRY_NAME || oid == ID_AT_SERIAL_NUMBER { StringKind::Printable } else { StringKind::Utf8 };
+    let kind = if oid == rfc4519::COUNTRY_NAME || oid == rfc4519::SERIAL_NUMBER {
+        StringKind::Printable
+    } else {
+        StringKind::Utf8
+    };
     Ok((oid, kind))
 }
 
@@ -190,12 +186,12 @@ mod tests {
 
     fn entries() -> Vec<NameEntry> {
         vec![
-            NameEntry::printable(ID_AT_COUNTRY_NAME, "JP"),
-            NameEntry::utf8(ID_AT_ORGANIZATION_NAME, "医療情報大学病院"),
-            NameEntry::utf8(ID_AT_ORGANIZATIONAL_UNIT_NAME, "A"),
-            NameEntry::utf8(ID_AT_ORGANIZATIONAL_UNIT_NAME, "B"),
-            NameEntry::utf8(ID_AT_COMMON_NAME, "神楽坂\u{3000}三十四"),
-            NameEntry::printable(ID_AT_SERIAL_NUMBER, "Test117120"),
+            NameEntry::printable(rfc4519::COUNTRY_NAME, "JP"),
+            NameEntry::utf8(rfc4519::ORGANIZATION_NAME, "医療情報大学病院"),
+            NameEntry::utf8(rfc4519::ORGANIZATIONAL_UNIT_NAME, "A"),
+            NameEntry::utf8(rfc4519::ORGANIZATIONAL_UNIT_NAME, "B"),
+            NameEntry::utf8(rfc4519::COMMON_NAME, "神楽坂\u{3000}三十四"),
+            NameEntry::printable(rfc4519::SERIAL_NUMBER, "Test117120"),
         ]
     }
 
@@ -227,26 +223,26 @@ mod tests {
         let back = rcgen_dn_from_x509(&to_x509_name(&entries()).unwrap()).unwrap();
         assert_eq!(back, dn);
         let mut three = entries();
-        three.push(NameEntry::utf8(ID_AT_ORGANIZATIONAL_UNIT_NAME, "C"));
+        three.push(NameEntry::utf8(rfc4519::ORGANIZATIONAL_UNIT_NAME, "C"));
         assert!(to_rcgen_dn(&three).unwrap_err().contains("2.5.4.11"));
     }
 
     #[test]
     fn checks_name_the_field() {
-        let e = NameEntry::printable(ID_AT_SERIAL_NUMBER, "医師");
+        let e = NameEntry::printable(rfc4519::SERIAL_NUMBER, "医師");
         assert!(check_entry(&e, "holder_id").unwrap_err().contains("holder_id"));
-        let e = NameEntry::utf8(ID_AT_COMMON_NAME, &"x".repeat(65));
+        let e = NameEntry::utf8(rfc4519::COMMON_NAME, &"x".repeat(65));
         assert!(check_entry(&e, "CN").unwrap_err().contains("64"));
-        let e = NameEntry::printable(ID_AT_COUNTRY_NAME, "jp");
+        let e = NameEntry::printable(rfc4519::COUNTRY_NAME, "jp");
         assert!(check_entry(&e, "C").is_err());
-        assert!(check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, "  "), "CN").is_err());
-        assert!(check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, "a\nb"), "CN").is_err());
+        assert!(check_entry(&NameEntry::utf8(rfc4519::COMMON_NAME, "  "), "CN").is_err());
+        assert!(check_entry(&NameEntry::utf8(rfc4519::COMMON_NAME, "a\nb"), "CN").is_err());
     }
 
     #[test]
     fn config_attribute_names() {
-        assert_eq!(config_attribute("C").unwrap(), (ID_AT_COUNTRY_NAME, StringKind::Printable));
-        assert_eq!(config_attribute("serialNumber").unwrap(), (ID_AT_SERIAL_NUMBER, StringKind::Printable));
+        assert_eq!(config_attribute("C").unwrap(), (rfc4519::COUNTRY_NAME, StringKind::Printable));
+        assert_eq!(config_attribute("serialNumber").unwrap(), (rfc4519::SERIAL_NUMBER, StringKind::Printable));
         assert_eq!(config_attribute("2.5.4.97").unwrap().1, StringKind::Utf8);
         assert!(config_attribute("Org").unwrap_err().contains("Org"));
     }

@@ -7,15 +7,11 @@
 //! Issuance, the only signer of end-entity certificates, builds it from the OCSP
 //! process's CSR; the key stays in the OCSP process's token.
 
-use const_oid::ObjectIdentifier;
+use const_oid::db::rfc6960;
 use rcgen::{CertificateParams, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose};
 use time::OffsetDateTime;
 
 use crate::{IssuingCa, ProfileError};
-
-/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties need not check
-/// the responder certificate's own status.
-pub const ID_PKIX_OCSP_NOCHECK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 
 /// The CN of the responder of `ca`: "<CA CN> OCSP Responder" (`fallback` when the
 /// CA's name has no CN).
@@ -60,6 +56,6 @@ pub fn responder_params(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
     params.use_authority_key_identifier_extension = true;
-    params.custom_extensions.push(crate::extensions::custom(ID_PKIX_OCSP_NOCHECK, vec![0x05, 0x00], false));
+    params.custom_extensions.push(crate::extensions::custom(rfc6960::ID_PKIX_OCSP_NOCHECK, vec![0x05, 0x00], false));
     Ok(params)
 }

@@ -1,20 +1,16 @@
 //! Subscriber (physician) certificates: hpki-profile.md §2 (signing) and §3
 //! (authentication).
 
+use const_oid::db::{rfc4519, rfc5280};
 use rcgen::{CertificateParams, CrlDistributionPoint, IsCa, KeyUsagePurpose};
 use time::OffsetDateTime;
 
 use crate::ca::{check_period, IssuingCa};
 use crate::distribution;
 use crate::error::ProfileError;
-use crate::extensions::{
-    self, ID_CE_CERTIFICATE_POLICIES, ID_CE_FRESHEST_CRL, ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES,
-    ID_PE_AUTHORITY_INFO_ACCESS,
-};
+use crate::extensions;
 use crate::hcrole;
-use crate::names::{
-    self, NameEntry, ID_AT_COMMON_NAME, ID_AT_COUNTRY_NAME, ID_AT_ORGANIZATION_NAME, ID_AT_SERIAL_NUMBER,
-};
+use crate::names::{self, NameEntry};
 use crate::serial::serial_number;
 use crate::CertKind;
 
@@ -54,12 +50,12 @@ impl Subscriber {
     }
 
     fn entries(&self, org: Option<&str>, cn: &str) -> Vec<NameEntry> {
-        let mut out = vec![NameEntry::printable(ID_AT_COUNTRY_NAME, "JP")];
+        let mut out = vec![NameEntry::printable(rfc4519::COUNTRY_NAME, "JP")];
         if let Some(org) = org {
-            out.push(NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org.trim()));
+            out.push(NameEntry::utf8(rfc4519::ORGANIZATION_NAME, org.trim()));
         }
-        out.push(NameEntry::utf8(ID_AT_COMMON_NAME, cn));
-        out.push(NameEntry::printable(ID_AT_SERIAL_NUMBER, self.holder_id.trim()));
+        out.push(NameEntry::utf8(rfc4519::COMMON_NAME, cn));
+        out.push(NameEntry::printable(rfc4519::SERIAL_NUMBER, self.holder_id.trim()));
         out
     }
 
@@ -73,12 +69,12 @@ impl Subscriber {
             ("family_name_kanji", &self.family_name_kanji),
         ];
         for (field, value) in fields {
-            names::check_entry(&NameEntry::utf8(ID_AT_COMMON_NAME, value), field).map_err(invalid)?;
+            names::check_entry(&NameEntry::utf8(rfc4519::COMMON_NAME, value), field).map_err(invalid)?;
         }
-        names::check_entry(&NameEntry::printable(ID_AT_SERIAL_NUMBER, &self.holder_id), "holder_id")
+        names::check_entry(&NameEntry::printable(rfc4519::SERIAL_NUMBER, &self.holder_id), "holder_id")
             .map_err(invalid)?;
         if let Some(org) = &self.institution {
-            names::check_entry(&NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org), "institution").map_err(invalid)?;
+            names::check_entry(&NameEntry::utf8(rfc4519::ORGANIZATION_NAME, org), "institution").map_err(invalid)?;
             if let Some(bad) = org.chars().find(|c| !(' '..='~').contains(c)) {
                 return Err(invalid(format!(
                     "institution: {bad:?} is not printable ASCII; the subject O holds the Latin (English or romaji) \
@@ -92,13 +88,14 @@ impl Subscriber {
                     "institution_kanji: needs institution too (the Latin name for the subject O)".into(),
                 ));
             }
-            names::check_entry(&NameEntry::utf8(ID_AT_ORGANIZATION_NAME, org), "institution_kanji").map_err(invalid)?;
+            names::check_entry(&NameEntry::utf8(rfc4519::ORGANIZATION_NAME, org), "institution_kanji")
+                .map_err(invalid)?;
         }
         for (cn, what) in [
             (&self.subject_entries(), "common name \"given family\" in Latin letters"),
             (&self.alt_name_entries(), "kanji common name"),
         ] {
-            for entry in cn.iter().filter(|e| e.oid == ID_AT_COMMON_NAME) {
+            for entry in cn.iter().filter(|e| e.oid == rfc4519::COMMON_NAME) {
                 names::check_entry(entry, what).map_err(invalid)?;
             }
         }
@@ -140,7 +137,7 @@ pub fn subscriber_params(
             issuer.subject_key_identifier(),
             issuer.certificate_der(),
         )?;
-        params.custom_extensions.push(extensions::custom(extensions::ID_CE_AUTHORITY_KEY_IDENTIFIER, aki, false));
+        params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER, aki, false));
     } else {
         params.use_authority_key_identifier_extension = true;
     }
@@ -173,13 +170,17 @@ pub fn subscriber_params(
     if cfg.delta_crls {
         let delta = distribution::freshest_crl_url(crl_dp.as_str());
         let delta = extensions::parse_url(&delta, crl_field)?;
-        params.custom_extensions.push(extensions::custom(ID_CE_FRESHEST_CRL, extensions::freshest_crl(delta)?, false));
+        params.custom_extensions.push(extensions::custom(
+            rfc5280::ID_CE_FRESHEST_CRL,
+            extensions::freshest_crl(delta)?,
+            false,
+        ));
     }
     params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl_dp.to_string()] }];
 
     let alt_name = names::to_x509_name(&who.alt_name_entries())?;
     let san = extensions::subject_alt_name_directory(alt_name)?;
-    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_ALT_NAME, san, false));
+    params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_SUBJECT_ALT_NAME, san, false));
 
     if policy.trim().is_empty() {
         return Err(ProfileError::InvalidConfig(format!("{policy_field} is empty")));
@@ -190,15 +191,15 @@ pub fn subscriber_params(
         uri => Some(extensions::parse_url(uri, "profile.cps_uri")?),
     };
     let policies = extensions::certificate_policies(policy, cps)?;
-    params.custom_extensions.push(extensions::custom(ID_CE_CERTIFICATE_POLICIES, policies, true));
+    params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_CERTIFICATE_POLICIES, policies, true));
 
     let sda = hcrole::subject_directory_attributes(&cfg.hc_role)?;
-    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES, sda, false));
+    params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES, sda, false));
 
     if cfg.ocsp_enabled {
         let url = extensions::parse_url(cfg.ocsp_url.trim(), "profile.ocsp_url")?;
         let aia = extensions::authority_info_access_ocsp(url)?;
-        params.custom_extensions.push(extensions::custom(ID_PE_AUTHORITY_INFO_ACCESS, aia, false));
+        params.custom_extensions.push(extensions::custom(rfc5280::ID_PE_AUTHORITY_INFO_ACCESS, aia, false));
     }
     Ok(params)
 }
@@ -220,7 +221,7 @@ mod tests {
     }
 
     fn org(entries: &[NameEntry]) -> Option<String> {
-        entries.iter().find(|e| e.oid == ID_AT_ORGANIZATION_NAME).map(|e| e.value.clone())
+        entries.iter().find(|e| e.oid == rfc4519::ORGANIZATION_NAME).map(|e| e.value.clone())
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! only captures the bytes; the registry records them; the HSM signs them;
 //! `assemble_certificate` wraps TBS, algorithm and signature into a Certificate.
 
+use const_oid::db::{rfc5280, rfc5912};
 use std::cell::RefCell;
 
 use der::asn1::{BitStringRef, UintRef};
@@ -11,8 +12,8 @@ use x509_cert::{Certificate, TbsCertificate};
 
 use crate::ca::IssuingCa;
 use crate::error::ProfileError;
-use crate::extensions::{self, ID_CE_SUBJECT_KEY_IDENTIFIER};
-use crate::keys::{self, ECDSA_WITH_SHA256};
+use crate::extensions;
+use crate::keys;
 use crate::names::oid_arcs;
 
 /// Signer that mimics the CA (algorithm, public key) and records what rcgen
@@ -62,12 +63,12 @@ pub fn add_subject_key_identifier(
     if !matches!(params.is_ca, IsCa::NoCa) {
         return Ok(());
     }
-    let ski_arcs = oid_arcs(ID_CE_SUBJECT_KEY_IDENTIFIER);
+    let ski_arcs = oid_arcs(rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER);
     if params.custom_extensions.iter().any(|e| e.oid_components().eq(ski_arcs.iter().copied())) {
         return Ok(());
     }
     let value = extensions::subject_key_identifier(&keys::key_identifier(subject_key.der_bytes()))?;
-    params.custom_extensions.push(extensions::custom(ID_CE_SUBJECT_KEY_IDENTIFIER, value, false));
+    params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER, value, false));
     Ok(())
 }
 
@@ -106,7 +107,7 @@ pub fn assemble_certificate(tbs_der: &[u8], signature: &[u8]) -> Result<Vec<u8>,
     if signature.is_empty() {
         return Err(ProfileError::Der("the signature is empty".into()));
     }
-    let signature = if alg.oid == ECDSA_WITH_SHA256 { ecdsa_der(signature)? } else { signature.to_vec() };
+    let signature = if alg.oid == rfc5912::ECDSA_WITH_SHA_256 { ecdsa_der(signature)? } else { signature.to_vec() };
     let bits = BitStringRef::from_bytes(&signature)?.to_der()?;
 
     let body_len = Length::try_from(tbs_der.len() + raw.signature.len() + bits.len())?;

@@ -1,23 +1,7 @@
 //! Test helpers: openssl-made keys and CSRs in temporary folders.
 
-use std::path::Path;
-use std::process::Command;
-
-/// Runs openssl in `dir`, panicking with its stderr on failure.
-pub(crate) fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed to run these tests");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// Runs openssl in `dir`, panicking with its output on failure; returns stdout.
+pub(crate) use testkit::openssl::openssl_ok_in as openssl;
 
 /// `openssl req -new -nodes -subj /CN=x <extra>`; returns (PEM, DER).
 /// `extra` must include the `-newkey` choice; a later `-subj` overrides.

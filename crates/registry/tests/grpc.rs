@@ -1,10 +1,8 @@
 //! The registry over a real gRPC connection: the issuance flow, refusals with
 //! the field named, health and reflection.
 
-mod common;
-
-use common::*;
 use proto::registry::v1::{self as pb, get_card_request::Key, registry_client::RegistryClient};
+use testkit::registry::*;
 use tonic::Code;
 
 #[tokio::test]
@@ -257,30 +255,9 @@ async fn audit_entries_can_be_appended_and_paged() {
 
 #[tokio::test]
 async fn health_answers_serving_and_reflection_lists_the_service() {
-    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
-    };
-
     let server = Server::start().await;
-    let mut health = HealthClient::new(server.channel().await);
-    for service in ["hpki.registry.v1.Registry", ""] {
-        let answer = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
-        assert_eq!(answer.status, ServingStatus::Serving as i32, "service {service:?}");
-    }
-
-    let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-        panic!("unexpected reflection answer {answer:?}");
-    };
-    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    let listed = testkit::grpc::serving_and_listed(server.channel().await, &["hpki.registry.v1.Registry", ""]).await;
+    let names: Vec<_> = listed.iter().map(String::as_str).collect();
     assert!(names.contains(&"hpki.registry.v1.Registry"), "{names:?}");
     // Only what this port serves: not the other services of our protos.
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");

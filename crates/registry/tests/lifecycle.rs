@@ -1,13 +1,11 @@
 //! The card's life after issuance over real gRPC connections: renewal,
 //! reissue, contact change, PIN escrow and disclosure, a holder's history.
 
-mod common;
-
 use base64::Engine;
-use common::*;
 use proto::registry::v1::{self as pb, get_card_request, list_holder_cards_request, registry_client::RegistryClient};
 use serde_json::Value;
 use store::Store;
+use testkit::registry::*;
 use tonic::transport::Channel;
 use tonic::Code;
 

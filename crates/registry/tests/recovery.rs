@@ -1,10 +1,8 @@
 //! Restart recovery over gRPC: ListUnresolved shows what a crash left
 //! RESERVED or PRECERT, AbandonReservation gives up a RESERVED serial.
 
-mod common;
-
-use common::*;
 use proto::registry::v1 as pb;
+use testkit::registry::*;
 use tonic::Code;
 
 #[tokio::test]

@@ -1,13 +1,11 @@
 //! Revocation, the status feed, revoked listings, CRL numbers and approvals
 //! over real gRPC connections.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use store::{BenchImport, RevocationReason, Store};
+use testkit::registry::*;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 

@@ -218,12 +218,7 @@ pub fn confirmation(c: Option<&IdentityConfirmation>, now: OffsetDateTime) -> Re
 }
 
 /// RFC 3339 in UTC; empty for 0 (unset) or an unrepresentable time.
-pub fn rfc3339(unix: i64) -> String {
-    if unix == 0 {
-        return String::new();
-    }
-    OffsetDateTime::from_unix_timestamp(unix).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
-}
+pub use timefmt::rfc3339_unless_unset as rfc3339;
 
 #[cfg(test)]
 mod tests {

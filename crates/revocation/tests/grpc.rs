@@ -5,10 +5,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use der::{Decode, Encode};
 use proto::crl::v1::{self as crl, crl_publisher_server::CrlPublisher, crl_publisher_server::CrlPublisherServer};
 use proto::registry::v1::{self as reg, get_card_request::Key, registry_client::RegistryClient};
 use proto::revocation::v1::{self as pb, revocation_client::RevocationClient};
+use testkit::registry::{assert_status, begin_request, issue_card_from_cas};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
@@ -54,6 +54,7 @@ impl CrlPublisher for FakeCrl {
 }
 
 struct Harness {
+    registry_server: Option<testkit::registry::Server>,
     registry: RegistryClient<Channel>,
     client: RevocationClient<Channel>,
     revocation_channel: Channel,
@@ -78,17 +79,8 @@ impl Harness {
         let mut stops = Vec::new();
         let mut tasks = Vec::new();
 
-        let (reg_listener, registry_url) = listener().await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let reg_cfg = cfg.clone();
-        tasks.push(tokio::spawn(async move {
-            registry::serve(&reg_cfg, reg_listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        }));
-        stops.push(stop);
+        let registry_server = testkit::registry::Server::start_in(cfg.state_dir.clone()).await;
+        let registry_url = format!("http://{}", registry_server.addr);
 
         let fake = FakeCrl::default();
         let publishes = fake.calls.clone();
@@ -127,7 +119,16 @@ impl Harness {
         let registry = RegistryClient::connect(registry_url).await.unwrap();
         let revocation_channel = Channel::from_shared(revocation_url).unwrap().connect().await.unwrap();
         let client = RevocationClient::new(revocation_channel.clone());
-        Harness { registry, client, revocation_channel, publishes, stops, tasks, _dir: dir }
+        Harness {
+            registry_server: Some(registry_server),
+            registry,
+            client,
+            revocation_channel,
+            publishes,
+            stops,
+            tasks,
+            _dir: dir,
+        }
     }
 
     fn publish_calls(&self) -> Vec<crl::PublishRequest> {
@@ -141,48 +142,12 @@ impl Harness {
 
     /// An ACTIVE card with an issued signing and authentication certificate.
     async fn issue_card(&self, application_id: &str, licence: &str) -> IssuedCard {
-        let mut c = self.registry.clone();
-        let begun = c
-            .begin_application(reg::BeginApplicationRequest {
-                application_id: application_id.into(),
-                holder: Some(holder(licence)),
-                application_json: r#"{"documents":["licence"]}"#.into(),
-                actor: "ra-1".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let card_id = begun.card.unwrap().card_id;
-        let mut serials = Vec::new();
-        for (kind, label) in
-            [(reg::CertificateKind::Signing, "sign-ca"), (reg::CertificateKind::Authentication, "auth-ca")]
-        {
-            let serial = c
-                .reserve_serial(reg::ReserveSerialRequest {
-                    card_id: card_id.clone(),
-                    kind: kind as i32,
-                    issuer_label: label.into(),
-                    not_before_unix: 1_767_193_200,
-                    not_after_unix: 1_924_959_599,
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .serial;
-            let (der, tbs) = certificate(&serial);
-            c.record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None })
-                .await
-                .unwrap();
-            c.store_certificate(reg::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })
-                .await
-                .unwrap();
-            serials.push(serial);
-        }
-        c.complete_application(reg::CompleteApplicationRequest { card_id: card_id.clone(), actor: "ra-1".into() })
-            .await
-            .unwrap();
-        IssuedCard { card_id, signing: serials[0].clone(), authentication: serials[1].clone() }
+        let begin = reg::BeginApplicationRequest {
+            application_json: r#"{"documents":["licence"]}"#.into(),
+            ..begin_request(application_id, licence)
+        };
+        let (card, serials) = issue_card_from_cas(&mut self.registry.clone(), begin, ["sign-ca", "auth-ca"]).await;
+        IssuedCard { card_id: card.card_id, signing: serials[0].clone(), authentication: serials[1].clone() }
     }
 
     async fn stop(mut self) {
@@ -195,6 +160,9 @@ impl Harness {
         for task in self.tasks.drain(..) {
             task.await.unwrap();
         }
+        if let Some(registry) = self.registry_server.take() {
+            registry.stop().await;
+        }
     }
 }
 
@@ -202,32 +170,6 @@ struct IssuedCard {
     card_id: String,
     signing: String,
     authentication: String,
-}
-
-fn holder(licence: &str) -> reg::Holder {
-    reg::Holder {
-        family_name_kanji: "医師".into(),
-        given_name_kanji: "花子".into(),
-        family_name_latin: "ISHI".into(),
-        given_name_latin: "HANAKO".into(),
-        date_of_birth: "1985-01-02".into(),
-        licence_number: licence.into(),
-        licence_registered_on: "2010-04-01".into(),
-        membership: reg::Membership::Member as i32,
-        contact: Some(reg::ContactAddress { email: "hanako@example.jp".into(), ..Default::default() }),
-        ..Default::default()
-    }
-}
-
-/// A real signed certificate with this serial, and its tbsCertificate bytes.
-fn certificate(serial_hex: &str) -> (Vec<u8>, Vec<u8>) {
-    let serial = hex::decode(serial_hex).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["doctor.example.jp".into()]).unwrap();
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-    let der = params.self_signed(&key).unwrap().der().to_vec();
-    let tbs = x509_cert::Certificate::from_der(&der).unwrap().tbs_certificate().to_der().unwrap();
-    (der, tbs)
 }
 
 fn confirmation() -> pb::IdentityConfirmation {
@@ -252,16 +194,6 @@ fn emergency(card: pb::emergency_revoke_request::Card, operator: &str) -> pb::Em
 
 fn by_card(card_id: &str) -> pb::emergency_revoke_request::Card {
     pb::emergency_revoke_request::Card::CardId(card_id.into())
-}
-
-fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, message_start: &str) {
-    let status = result.expect_err("the call must fail");
-    assert_eq!(status.code(), code, "{}", status.message());
-    assert!(
-        status.message().starts_with(message_start),
-        "{:?} does not start with {message_start:?}",
-        status.message()
-    );
 }
 
 fn revoke_request(serial: &str, reason: reg::RevocationReason) -> pb::RevokeCertificateRequest {
@@ -758,33 +690,13 @@ async fn status_by_serial_card_and_licence() {
 
 #[tokio::test]
 async fn health_answers_serving_and_reflection_lists_the_service() {
-    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
-    };
     let h = Harness::start(false, true).await;
-    let mut health = HealthClient::new(h.revocation_channel.clone());
-    for service in ["hpki.revocation.v1.Revocation", ""] {
-        let answer = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
-        assert_eq!(answer.status, ServingStatus::Serving as i32, "service {service:?}");
-    }
-    let mut reflection = ServerReflectionClient::new(h.revocation_channel.clone());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-        panic!("unexpected reflection answer {answer:?}");
-    };
-    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    let listed =
+        testkit::grpc::serving_and_listed(h.revocation_channel.clone(), &["hpki.revocation.v1.Revocation", ""]).await;
+    let names: Vec<_> = listed.iter().map(String::as_str).collect();
     assert!(names.contains(&"hpki.revocation.v1.Revocation"), "{names:?}");
     // Only what this port serves: not the other services of our protos.
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
     assert!(!names.contains(&"hpki.registry.v1.Registry") && !names.contains(&"hpki.crl.v1.CrlPublisher"), "{names:?}");
-    drop(health);
-    drop(reflection);
     h.stop().await;
 }

@@ -23,9 +23,7 @@ pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
 /// Domain tag of the signed checkpoint message.
 const CHECKPOINT_DOMAIN: &[u8] = b"hpki-audit-checkpoint-v1\0";
 
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1 as PRIME256V1};
 
 /// A checkpoint key or record file that cannot be read.
 #[derive(Debug, thiserror::Error)]

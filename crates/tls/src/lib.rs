@@ -521,7 +521,7 @@ fn uris(der: &[u8]) -> Vec<String> {
     let Ok(cert) = x509_cert::Certificate::from_der(der) else { return Vec::new() };
     let Some(exts) = cert.tbs_certificate().extensions() else { return Vec::new() };
     let mut out = Vec::new();
-    for ext in exts.iter().filter(|e| e.extn_id == const_oid_san()) {
+    for ext in exts.iter().filter(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME) {
         let Ok(san) = x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes()) else { continue };
         for name in san.0.iter() {
             if let x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(uri) = name {
@@ -564,10 +564,6 @@ pub fn caller_of_certificate(der: &[u8]) -> Result<Caller, String> {
         .ok_or_else(|| format!("no identity (URI SAN {ID_URI_PREFIX}<name>) in the client certificate"))?;
     let serial = serial_of_certificate(der).ok_or("unreadable client certificate")?;
     Ok(Caller { identity: identity.to_owned(), role, serial })
-}
-
-fn const_oid_san() -> der::asn1::ObjectIdentifier {
-    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17")
 }
 
 /// The decision for one call of `path` (`/package.Service/Method`) by the

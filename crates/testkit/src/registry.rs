@@ -1,5 +1,5 @@
-//! Shared by the gRPC tests: a registry on 127.0.0.1:0 and request builders.
-#![allow(dead_code)] // each test file uses a different part
+//! A registry on 127.0.0.1:0 over a temporary database, and request builders,
+//! for the registry's own gRPC tests and for the services that call it.
 
 use der::{Decode, Encode};
 use proto::registry::v1::{self as pb, registry_client::RegistryClient};
@@ -101,10 +101,15 @@ pub fn begin_request(application_id: &str, licence: &str) -> pb::BeginApplicatio
 }
 
 pub fn reserve_request(card_id: &str, kind: pb::CertificateKind) -> pb::ReserveSerialRequest {
+    reserve_request_from(card_id, kind, "sign-ca")
+}
+
+/// As `reserve_request`, from the issuing CA labelled `issuer_label`.
+pub fn reserve_request_from(card_id: &str, kind: pb::CertificateKind, issuer_label: &str) -> pb::ReserveSerialRequest {
     pb::ReserveSerialRequest {
         card_id: card_id.into(),
         kind: kind as i32,
-        issuer_label: "sign-ca".into(),
+        issuer_label: issuer_label.into(),
         not_before_unix: 1_767_193_200,
         not_after_unix: 1_924_959_599,
     }
@@ -148,11 +153,23 @@ pub async fn issue_card_from(
     c: &mut RegistryClient<Channel>,
     begin: pb::BeginApplicationRequest,
 ) -> (pb::Card, Vec<String>) {
+    issue_card_from_cas(c, begin, ["sign-ca", "sign-ca"]).await
+}
+
+/// As `issue_card_from`, with the signing certificate from the issuing CA
+/// labelled `issuer_labels[0]` and the authentication one from `issuer_labels[1]`.
+pub async fn issue_card_from_cas(
+    c: &mut RegistryClient<Channel>,
+    begin: pb::BeginApplicationRequest,
+    issuer_labels: [&str; 2],
+) -> (pb::Card, Vec<String>) {
     let card = c.begin_application(begin).await.unwrap().into_inner();
     let card_id = card.card.unwrap().card_id;
     let mut serials = Vec::new();
-    for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
-        let serial = c.reserve_serial(reserve_request(&card_id, kind)).await.unwrap().into_inner().serial;
+    for (kind, label) in
+        [pb::CertificateKind::Signing, pb::CertificateKind::Authentication].into_iter().zip(issuer_labels)
+    {
+        let serial = c.reserve_serial(reserve_request_from(&card_id, kind, label)).await.unwrap().into_inner().serial;
         let (der, tbs) = certificate(&serial);
         c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
         c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })

@@ -1,0 +1,12 @@
+//! Test helpers shared by the workspace's tests and benches, written once:
+//! the `openssl` command-line wrappers and (feature `registry`) an in-process
+//! registry with request builders, and (feature `grpc`) the health and
+//! reflection checks of a gRPC server.
+//!
+//! A dev-dependency only; nothing here is compiled into a service.
+
+#[cfg(feature = "grpc")]
+pub mod grpc;
+pub mod openssl;
+#[cfg(feature = "registry")]
+pub mod registry;

@@ -197,6 +197,8 @@ fn main() {
         reason: reg::RevocationReason::CessationOfOperation as i32,
         not_after_unix: 1_900_000_000,
         sequence: 42,
+        // 0: none (not encoded, so the seed keeps its bytes).
+        invalidity_date_unix: 0,
     };
     write(&d, "2_revoked_entry", &[vec![2], entry.encode_to_vec()].concat());
 }

@@ -96,11 +96,15 @@ impl CertificateSource for FakeRegistry {
                 b'0' | b'8' => None,
                 b'1' | b'9' => return Err(OcspError::Registry("fake registry is down".into())),
                 b'2' | b'a' | b'A' => {
-                    Some(("ca-0".into(), CertState::Revoked { at_unix: 1_700_000_000, reason: None }))
+                    Some(("ca-0".into(), CertState::Revoked { at_unix: 1_700_000_000, reason: None, invalidity_unix: None }))
                 }
                 b'3' | b'b' | b'B' => Some((
                     "ca-0".into(),
-                    CertState::Revoked { at_unix: 1_600_000_000, reason: CRLReason::from_code(1) },
+                    CertState::Revoked {
+                        at_unix: 1_600_000_000,
+                        reason: CRLReason::from_code(1),
+                        invalidity_unix: Some(1_599_000_000),
+                    },
                 )),
                 b'4' => Some(("ca-1".into(), CertState::Good)),
                 _ => Some(("ca-0".into(), CertState::Good)),
@@ -119,6 +123,11 @@ pub fn responder() -> Arc<Responder> {
         nonce: config::NonceMode::Echo,
         nonce_per_second: u32::MAX,
         max_inflight: 64,
+        // Fuzzing exercises the decoder and encoder, not the live-signing buckets.
+        live_per_second: u32::MAX,
+        live_burst: u32::MAX,
+        client_live_per_second: u32::MAX,
+        client_live_burst: u32::MAX,
     };
     let [h0, h1] = issuer_hashes().clone();
     let identity = || ResponderIdentity::new(RESPONDER_DER.to_vec(), Arc::new(FakeSigner)).expect("fixture responder");
@@ -222,6 +231,7 @@ pub fn ocsp_get_path(data: &[u8]) {
         responder: responder(),
         ocsp_path: OCSP_PATH.to_owned(),
         max_request_bytes: MAX_REQUEST_BYTES,
+        trusted_proxies: Vec::new(),
     });
     let router = ocsp::http::router(state);
     let Ok(req) = Request::get(uri).body(Body::empty()) else { return };

@@ -8,6 +8,8 @@ command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The fuzz harnesses' replay (scripts/test.sh) builds libFuzzer, which is C++.
+command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # tests/deploy_e2e.rs runs `systemd-analyze verify` on deploy/systemd.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

@@ -7,6 +7,11 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The fuzz harnesses are a workspace of their own: build them and replay their
+# seeds and regressions, so a change that breaks them shows here.
+cargo test --manifest-path fuzz/Cargo.toml --locked 2>&1 | tee -a "$log"
+fuzz_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$fuzz_status
 read -r passed failed < <(awk '/^test result:/ {
     for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) }
 } END { print p + 0, f + 0 }' "$log")

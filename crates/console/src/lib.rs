@@ -106,6 +106,16 @@ impl Ctx {
             Ok(())
         }
     }
+
+    /// An operator's POST: this session's CSRF token, then the operator role.
+    pub fn check_operator_post(&self, given: Option<&String>) -> Result<(), ConsoleError> {
+        self.check_csrf(given)?;
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(ConsoleError::Forbidden(format!("{} is no operator", self.person.identity)))
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -408,11 +408,8 @@ async fn loss_report(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let l = ctx.lang;
-    if let Err(e) = ctx.check_csrf(form.get("csrf")) {
+    if let Err(e) = ctx.check_operator_post(form.get("csrf")) {
         return e.page(l);
-    }
-    if !ctx.is_operator() {
-        return ConsoleError::Forbidden(format!("{} is no operator", ctx.person.identity)).page(l);
     }
     let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let method = match get("method").as_str() {
@@ -518,11 +515,8 @@ async fn approve(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let l = ctx.lang;
-    if let Err(e) = ctx.check_csrf(form.get("csrf")) {
+    if let Err(e) = ctx.check_operator_post(form.get("csrf")) {
         return e.page(l);
-    }
-    if !ctx.is_operator() {
-        return ConsoleError::Forbidden(format!("{} is no operator", ctx.person.identity)).page(l);
     }
     let req = rev::ApproveEmergencyRequest { approval_id, operator: ctx.person.identity.clone() };
     match app.revocation.clone().approve_emergency_revocation(req).await {

@@ -121,24 +121,14 @@ impl Hsm {
     /// mechanism list); Ok(None) when there is none; `NotCaGrade` naming every
     /// problem otherwise. What the ceremony calls before it adopts an existing key.
     pub fn adopt_escrow_key(&self, label: &str, bits: u32) -> Result<Option<AesKey>, HsmError> {
-        let key = match self.find_aes_key(label) {
-            Ok(Some(key)) => key,
-            Ok(None) => return Ok(None),
-            Err(HsmError::UnsupportedKey(why)) => {
-                return Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: format!("wrong key type: {why}") })
+        crate::keystore::adopt(label, self.find_aes_key(label), |key| {
+            let mut reasons = Vec::new();
+            if key.bits() != bits {
+                reasons.push(format!("wrong size: AES-{}, not AES-{bits}", key.bits()));
             }
-            Err(e) => return Err(e),
-        };
-        let mut reasons = Vec::new();
-        if key.bits() != bits {
-            reasons.push(format!("wrong size: AES-{}, not AES-{bits}", key.bits()));
-        }
-        reasons.extend(self.aes_key_protection(label)?.escrow_grade_problems());
-        if reasons.is_empty() {
-            Ok(Some(key))
-        } else {
-            Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: reasons.join("; ") })
-        }
+            reasons.extend(self.aes_key_protection(label)?.escrow_grade_problems());
+            Ok(reasons)
+        })
     }
 
     /// Reads the AES key's protection attributes back from the token.

@@ -155,24 +155,14 @@ impl Hsm {
     /// sensitive, modifiable, copyable, other uses than signing, no mechanism list.
     /// What the ceremony calls before it adopts an existing key.
     pub fn adopt_ca_key(&self, label: &str, alg: KeyAlgorithm) -> Result<Option<HsmKey>, HsmError> {
-        let key = match self.find_key(label) {
-            Ok(Some(key)) => key,
-            Ok(None) => return Ok(None),
-            Err(HsmError::UnsupportedKey(why)) => {
-                return Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: format!("wrong key type: {why}") })
+        adopt(label, self.find_key(label), |key| {
+            let mut reasons = Vec::new();
+            if key.algorithm() != alg {
+                reasons.push(format!("wrong type or size: {:?}, the configuration asks for {alg:?}", key.algorithm()));
             }
-            Err(e) => return Err(e),
-        };
-        let mut reasons = Vec::new();
-        if key.algorithm() != alg {
-            reasons.push(format!("wrong type or size: {:?}, the configuration asks for {alg:?}", key.algorithm()));
-        }
-        reasons.extend(self.key_protection(label)?.ca_grade_problems());
-        if reasons.is_empty() {
-            Ok(Some(key))
-        } else {
-            Err(HsmError::NotCaGrade { label: label.to_owned(), reasons: reasons.join("; ") })
-        }
+            reasons.extend(self.key_protection(label)?.ca_grade_problems());
+            Ok(reasons)
+        })
     }
 
     /// Reads the private key's protection attributes back from the token.
@@ -281,6 +271,29 @@ fn read_public(
     };
     let spki = pubkey::spki_der(alg, &public_key)?;
     Ok(KeyParts { label: label.to_owned(), alg, epoch, private, public_key, spki })
+}
+
+/// The key a lookup found, if `problems` finds none in it; `NotCaGrade` naming
+/// every problem (or a key of an unsupported type) otherwise; Ok(None) when
+/// there is no key. The adoption check of CA and escrow keys alike.
+pub(crate) fn adopt<K>(
+    label: &str,
+    found: Result<Option<K>, HsmError>,
+    problems: impl FnOnce(&K) -> Result<Vec<String>, HsmError>,
+) -> Result<Option<K>, HsmError> {
+    let not_grade = |reasons: String| HsmError::NotCaGrade { label: label.to_owned(), reasons };
+    let key = match found {
+        Ok(Some(key)) => key,
+        Ok(None) => return Ok(None),
+        Err(HsmError::UnsupportedKey(why)) => return Err(not_grade(format!("wrong key type: {why}"))),
+        Err(e) => return Err(e),
+    };
+    let reasons = problems(&key)?;
+    if reasons.is_empty() {
+        Ok(Some(key))
+    } else {
+        Err(not_grade(reasons.join("; ")))
+    }
 }
 
 #[cfg(test)]

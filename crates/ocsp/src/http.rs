@@ -215,7 +215,7 @@ async fn handle(st: Arc<HttpState>, limits: HttpLimits, req: Request) -> Respons
         }
     };
     let peer = parts.extensions.get::<tls::net::PeerAddr>().map(|p| p.0.ip());
-    let client = client_address(peer, &st.trusted_proxies, &parts.headers);
+    let client = bucket_client(peer, &st.trusted_proxies, &parts.headers);
     let answer = st.responder.respond_for(&der, limits.request_timeout, client).await;
     st.responder.metrics().count(answer.status);
     respond(answer, get, &parts.headers)
@@ -309,6 +309,23 @@ fn hex_val(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
+}
+
+/// Whose per-client live-signing bucket a request draws on: none for a
+/// revocation refresh (a replica's own request, passed on by the trusted
+/// cache's refresh listener, which alone may send [`MIN_SEQUENCE`]), so that a
+/// burst of revocations cannot drain the bucket of the address the replicas
+/// and the cache share; it still takes a token of the global bucket.
+fn bucket_client(
+    peer: Option<std::net::IpAddr>,
+    trusted: &[std::net::IpAddr],
+    headers: &HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let from_cache = peer.is_some_and(|p| trusted.contains(&p));
+    if from_cache && headers.contains_key(MIN_SEQUENCE) {
+        return None;
+    }
+    client_address(peer, trusted, headers)
 }
 
 /// The client of a request for its live-signing bucket: the peer, or for a
@@ -468,6 +485,22 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("not-an-address"));
         assert_eq!(client_address(Some(cache), &[cache], &h), Some(cache));
         assert_eq!(client_address(None, &[cache], &h), None);
+    }
+
+    #[test]
+    fn a_refresh_from_the_trusted_cache_spares_the_client_buckets() {
+        let (cache, other): (std::net::IpAddr, std::net::IpAddr) =
+            ("127.0.0.1".parse().unwrap(), "192.0.2.7".parse().unwrap());
+        let mut refresh = HeaderMap::new();
+        refresh.insert(MIN_SEQUENCE, HeaderValue::from_static("42"));
+        assert_eq!(bucket_client(Some(cache), &[cache], &refresh), None);
+        // Anyone else naming a sequence is still counted as themselves.
+        assert_eq!(bucket_client(Some(other), &[cache], &refresh), Some(other));
+        assert_eq!(bucket_client(Some(cache), &[], &refresh), Some(cache));
+        // An ordinary request through the cache: the forwarded client.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(bucket_client(Some(cache), &[cache], &h), Some("203.0.113.9".parse().unwrap()));
     }
 
     #[test]

@@ -25,6 +25,9 @@ java --list-modules 2>/dev/null | grep '^jdk.compiler' >/dev/null || need+=(open
 # (Playwright, below), with Japanese fonts for its screenshots.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
+# The store's PostgreSQL backend is tested against a throwaway cluster per test
+# run (initdb in a temp folder, as the `postgres` user when root).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -33,6 +36,10 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     echo "setup: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Tests start their own clusters: no system-wide "main" cluster and service.
+    mkdir -p /etc/postgresql-common/createcluster.d
+    [ -e /etc/postgresql-common/createcluster.d/hpki.conf ] ||
+        echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/hpki.conf
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

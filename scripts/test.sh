@@ -7,6 +7,12 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The store's tests once more on PostgreSQL: the conformance suite of both
+# backends (a throwaway cluster; PostgreSQL missing fails unless
+# HPKI_ALLOW_NO_POSTGRES=1).
+HPKI_TEST_STORE=postgres cargo test -p store --lib --locked "$@" 2>&1 | tee -a "$log"
+pg_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$pg_status
 # The fuzz harnesses are a workspace of their own: build them and replay their
 # seeds and regressions, so a change that breaks them shows here.
 cargo test --manifest-path fuzz/Cargo.toml --locked 2>&1 | tee -a "$log"

@@ -321,7 +321,7 @@ fn audited(
         "audit log",
         log.first.unwrap_or(0),
         log.last,
-        log.db_path.display()
+        log.database
     ));
     Ok(())
 }
@@ -446,7 +446,8 @@ pub struct CeremonyLog {
     operator: String,
     /// "ceremony" or "arl".
     operation: &'static str,
-    db_path: PathBuf,
+    /// Where the entries go, for the summary line.
+    database: String,
     first: Option<u64>,
     last: u64,
     keys_generated: u32,
@@ -457,9 +458,15 @@ pub struct CeremonyLog {
 
 impl CeremonyLog {
     pub fn open(cfg: &Config, operator: &str, operation: &'static str) -> Result<CeremonyLog, CliError> {
-        let db_path = cfg.db_path();
-        std::fs::create_dir_all(&db_path).map_err(io(&db_path))?;
-        let store = match Store::open(&db_path) {
+        let location = registry::store_location(cfg).map_err(|e| CliError::Registry(e.to_string()))?;
+        let database = match &location {
+            store::Location::Sled { path, .. } => {
+                std::fs::create_dir_all(path).map_err(io(path))?;
+                path.display().to_string()
+            }
+            store::Location::Postgres { .. } => "the PostgreSQL database of [store] postgres_url".to_owned(),
+        };
+        let store = match Store::open_at(&location) {
             Ok(s) => s,
             Err(StoreError::Locked { path }) => {
                 return Err(CliError::Ceremony(format!(
@@ -474,7 +481,7 @@ impl CeremonyLog {
             store,
             operator: operator.to_owned(),
             operation,
-            db_path,
+            database,
             first: None,
             last: 0,
             keys_generated: 0,

@@ -15,6 +15,10 @@ pub enum RegistryError {
     CreateDir { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot read config file {path}: {source}")]
     ConfigRead { path: std::path::PathBuf, source: std::io::Error },
+    #[error("[store] postgres_password_file {path}: {source}")]
+    ReadPasswordFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error("listener: {0}")]
     Listener(std::io::Error),
     #[error("gRPC server: {0}")]
@@ -87,7 +91,12 @@ fn store_status(err: StoreError) -> Status {
             tracing::error!(error = %err, "registry database damaged");
             return Status::data_loss(err.to_string());
         }
-        E::Db(_) | E::Locked { .. } => {
+        E::Postgres(_) | E::PostgresUnavailable(_) => {
+            // Unavailable: the client may retry, e.g. once a standby is promoted.
+            tracing::error!(error = %err, "registry database unavailable");
+            return Status::unavailable(err.to_string());
+        }
+        E::Db(_) | E::Locked { .. } | E::PostgresConfig(_) | E::PostgresSchemaTooNew { .. } => {
             tracing::error!(error = %err, "registry database error");
             return Status::internal(err.to_string());
         }

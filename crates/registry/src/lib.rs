@@ -123,6 +123,6 @@ mod x509;
 
 pub use config_start::{settings as config_settings, ConfigSource, CONFIG_START_ACTOR};
 pub use error::RegistryError;
-pub use server::{open_recording_start, serve, serve_store, serve_store_with};
+pub use server::{open_recording_start, serve, serve_store, serve_store_with, store_location};
 pub use service::PinLimits;
 pub use service::RegistryService;

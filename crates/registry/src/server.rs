@@ -46,15 +46,47 @@ pub async fn open_recording_start(cfg: &config::Config, source: &ConfigSource) -
 }
 
 async fn open_store(cfg: &config::Config) -> Result<Store, RegistryError> {
-    let path = cfg.db_path();
-    std::fs::create_dir_all(&path).map_err(|source| RegistryError::CreateDir { path: path.clone(), source })?;
-    // Opening replays sled's log, which can take a while: keep it off the async workers.
-    let open_path = path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&open_path))
+    let location = store_location(cfg)?;
+    if let store::Location::Sled { path, .. } = &location {
+        std::fs::create_dir_all(path).map_err(|source| RegistryError::CreateDir { path: path.clone(), source })?;
+    }
+    // Opening replays sled's log, or connects and migrates: off the async workers.
+    let open = location.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_at(&open))
         .await
         .map_err(|e| RegistryError::Internal(format!("opening the database failed: {e}")))??;
-    info!(db = %path.display(), "registry database open");
+    match &location {
+        store::Location::Sled { path, .. } => info!(db = %path.display(), "registry database open (sled)"),
+        store::Location::Postgres { .. } => info!("registry database open (PostgreSQL)"),
+    }
     Ok(store)
+}
+
+/// Where `[store]` (and `[registry] db_path`) put the registry's records;
+/// the ceremony opens the same.
+pub fn store_location(cfg: &config::Config) -> Result<store::Location, RegistryError> {
+    cfg.store.validate()?;
+    Ok(match cfg.store.backend {
+        config::StoreBackend::Sled => {
+            store::Location::Sled { path: cfg.db_path(), cache_bytes: cfg.store.sled_cache_mb.saturating_mul(1 << 20) }
+        }
+        config::StoreBackend::Postgres => {
+            let password = match &cfg.store.postgres_password_file {
+                None => None,
+                Some(file) => {
+                    let path = cfg.state_path(file);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|source| RegistryError::ReadPasswordFile { path: path.clone(), source })?;
+                    Some(text.trim_end_matches(['\n', '\r']).to_owned())
+                }
+            };
+            store::Location::Postgres {
+                url: cfg.store.postgres_url.clone(),
+                password,
+                pool_size: cfg.store.postgres_pool_size,
+            }
+        }
+    })
 }
 
 /// Serves an already opened store with the default PIN-disclosure limits;

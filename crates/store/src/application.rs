@@ -606,15 +606,15 @@ mod tests {
     #[test]
     fn data_survives_close_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = crate::test_support::location(&dir);
         let card_id = {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_at(&path).unwrap();
             let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
             issue_both(&store, &card_id);
             store.complete_application(&card_id, "t").unwrap();
             card_id
         };
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_at(&path).unwrap();
         let view = store.get_card_by_application("app-1").unwrap();
         assert_eq!(view.card.card_id, card_id);
         assert_eq!(view.card.state, CardState::Active);

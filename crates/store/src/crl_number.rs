@@ -75,10 +75,10 @@ mod tests {
     #[test]
     fn numbers_survive_close_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = crate::test_support::location(&dir);
         let mut last = 0;
         for _ in 0..3 {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_at(&path).unwrap();
             for _ in 0..2 {
                 let n = store.next_crl_number("sign", "crl").unwrap().crl_number;
                 assert!(n > last, "{n} after {last}");
@@ -86,7 +86,7 @@ mod tests {
             }
         }
         assert_eq!(last, 6);
-        assert_eq!(Store::open(&path).unwrap().verify_audit_chain().unwrap(), 6);
+        assert_eq!(Store::open_at(&path).unwrap().verify_audit_chain().unwrap(), 6);
     }
 
     #[test]

@@ -106,6 +106,34 @@ pub enum StoreError {
     Locked { path: std::path::PathBuf },
     #[error("audit chain broken at sequence {sequence}: {reason}")]
     AuditChainBroken { sequence: u64, reason: String },
+
+    /// A statement PostgreSQL refused or a connection that broke mid-call.
+    #[error("PostgreSQL: {}", postgres_message(.0))]
+    Postgres(#[from] postgres::Error),
+    /// No connection within the pool's wait (the server is down or failing over).
+    #[error("PostgreSQL unavailable: {0}")]
+    PostgresUnavailable(String),
+    #[error("[store] postgres_url: {0}")]
+    PostgresConfig(String),
+    #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade hpki-ca")]
+    PostgresSchemaTooNew { found: i32, known: i32 },
+}
+
+/// The server's own message and SQLSTATE where there is one (the plain
+/// Display of a server error says only "db error").
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl StoreError {
+    /// A failure of the database engine rather than a refusal of the request:
+    /// the caller may try again (on PostgreSQL, once a standby is promoted).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Db(_) | StoreError::Postgres(_) | StoreError::PostgresUnavailable(_))
+    }
 }
 
 fn active_card_message(card_id: &str, pending_application: Option<&str>) -> String {

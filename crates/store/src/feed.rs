@@ -115,6 +115,10 @@ impl Durable {
         *self.0.borrow()
     }
 
+    fn downgrade(&self) -> std::sync::Weak<watch::Sender<u64>> {
+        Arc::downgrade(&self.0)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.subscribe()
     }
@@ -176,6 +180,30 @@ impl Store {
     pub fn feed_all_after(&self, after: u64) -> Result<Vec<StatusChange>, StoreError> {
         self.feed_after(after, usize::MAX)
     }
+}
+
+/// How often a store on PostgreSQL reads the feed counter, to see the
+/// commits of other registry processes on the same database.
+pub(crate) const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// On PostgreSQL, another registry may commit changes: raise the durable
+/// position to the committed counter every [`FOLLOW_INTERVAL`], until every
+/// clone of the store is dropped. A committed counter covers every sequence
+/// below it: the counter is one row, so feed writers commit in order.
+pub(crate) fn follow_commits(trees: &Trees, durable: &Durable) {
+    let (meta, weak) = (trees.meta.clone(), durable.downgrade());
+    let spawned = std::thread::Builder::new().name("feed-follow".into()).spawn(move || loop {
+        std::thread::sleep(FOLLOW_INTERVAL);
+        let Some(sender) = weak.upgrade() else { return };
+        // A failed read (the server failing over) is asked again next time.
+        if let Ok(Some(bytes)) = meta.get(FEED_LAST_KEY) {
+            if let Ok(last) = decode::<u64>("meta", FEED_LAST_KEY, &bytes) {
+                Durable(sender).raise(last);
+            }
+        }
+    });
+    // Without the thread this process still sees its own commits.
+    drop(spawned);
 }
 
 /// The store's way to end a feed-producing write: flush, then let readers see it.
@@ -245,12 +273,12 @@ mod tests {
     #[test]
     fn the_feed_survives_reopen_and_continues_without_gaps() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = crate::test_support::location(&dir);
         {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_at(&path).unwrap();
             issued_card(&store, "app-1", "L1", "sign-ca", 2_000_000_000);
         }
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_at(&path).unwrap();
         assert_eq!(store.feed_position(), 2);
         issued_card(&store, "app-2", "L2", "sign-ca", 2_000_000_000);
         let seqs: Vec<_> = store.feed_all_after(0).unwrap().iter().map(|c| c.sequence).collect();

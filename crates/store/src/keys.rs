@@ -140,13 +140,13 @@ mod tests {
     #[test]
     fn keys_of_certificates_stored_before_the_index_are_indexed_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = crate::test_support::location(&dir);
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["x".into()]).unwrap().self_signed(&key).unwrap();
         let digest = spki_sha256_of(cert.der()).unwrap();
         assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&key))));
         let card = {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_at(&path).unwrap();
             let card = begin(&store, "app-1", "100001", Vec::new()).unwrap();
             let rec = reserved(&store, &card, CertificateKind::Signing, "sign-ca", 4_000_000_000);
             store.record_tbs(&rec.serial, b"tbs", None, "t").unwrap();
@@ -154,10 +154,10 @@ mod tests {
             // As a database from before the index: no entry, no marker.
             store.trees.meta.remove(INDEXED_KEY).unwrap();
             store.trees.key_owner.clear().unwrap();
-            store.db.flush().unwrap();
+            store.flush().unwrap();
             card
         };
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_at(&path).unwrap();
         let k = vec![CardKey { kind: CertificateKind::Authentication, spki_sha256: digest }];
         match begin(&store, "app-2", "100002", k) {
             Err(StoreError::KeyInUse { card_id, .. }) => assert_eq!(card_id, card),

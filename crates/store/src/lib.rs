@@ -1,10 +1,14 @@
-//! The registry's data layer on sled: holders, cards (new, renewed,
-//! reissued), certificates, revocations, the status feed, CRL numbers,
-//! approvals, PIN escrows and the hash-chained audit log. Only the registry service writes through it.
+//! The registry's data layer: holders, cards (new, renewed, reissued),
+//! certificates, revocations, the status feed, CRL numbers, approvals, PIN
+//! escrows and the hash-chained audit log. Only the registry service writes
+//! through it.
 //!
-//! Every change runs in one sled transaction over all trees together with the
-//! audit entry that describes it, and is flushed to disk before the call
-//! returns, so an acknowledged change survives a crash and a crash never
+//! Two backends hold the same trees: sled (embedded, the default) and
+//! PostgreSQL (`postgres`: one table of the same records, for a replicated
+//! cluster and several registry processes). Every change runs in one
+//! transaction over all trees together with the audit entry that describes
+//! it, and is durable before the call returns (a sled flush; a PostgreSQL
+//! commit), so an acknowledged change survives a crash and a crash never
 //! leaves half of one.
 
 mod application;
@@ -22,10 +26,14 @@ mod error;
 mod feed;
 mod holders;
 mod keys;
+mod kv;
 mod pin;
+mod postgres;
 mod records;
 mod revocation;
 mod serial;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod tx;
 
 use std::path::Path;
@@ -53,25 +61,77 @@ pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// A handle on the database; cheap to clone (sled's `Db` is shared).
+/// Where the records live.
+#[derive(Clone)]
+pub enum Location {
+    /// A sled folder, with sled's page cache bounded to `cache_bytes`.
+    Sled { path: std::path::PathBuf, cache_bytes: u64 },
+    /// A PostgreSQL database: a libpq connection string or URL, which may name
+    /// several hosts (`target_session_attrs=read-write` finds the primary),
+    /// and a password given apart from it.
+    Postgres { url: String, password: Option<String>, pool_size: u32 },
+}
+
+impl std::fmt::Debug for Location {
+    // Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sled { path, .. } => write!(f, "sled {}", path.display()),
+            Location::Postgres { .. } => write!(f, "postgres"),
+        }
+    }
+}
+
+/// sled's cache when nothing else is configured (sled's own default is 1 GiB).
+pub const DEFAULT_SLED_CACHE_BYTES: u64 = 64 << 20;
+
+/// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    engine: Engine,
     trees: tx::Trees,
     durable: feed::Durable,
 }
 
+#[derive(Clone)]
+enum Engine {
+    Sled(sled::Db),
+    Postgres,
+}
+
 impl Store {
-    /// Opens (creating if needed) the database folder at `path`. sled locks the
-    /// folder, so a second process opening it fails rather than corrupting it.
+    /// Opens (creating if needed) the sled folder at `path`, with the default cache.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_at(&Location::Sled { path: path.to_owned(), cache_bytes: DEFAULT_SLED_CACHE_BYTES })
+    }
+
+    /// Opens the database at `location`. On PostgreSQL this applies the
+    /// schema migrations first, and the feed position then follows the
+    /// commits of every registry process on the database.
+    pub fn open_at(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sled { path, cache_bytes } => Store::open_sled(path, *cache_bytes),
+            Location::Postgres { url, password, pool_size } => {
+                let pg = postgres::Pg::connect(url, password.as_deref(), *pool_size)?;
+                let trees = tx::Trees::postgres(&pg);
+                keys::backfill(&trees)?;
+                let durable = feed::Durable::new(feed::last_stored(&trees)?);
+                feed::follow_commits(&trees, &durable);
+                Ok(Store { engine: Engine::Postgres, trees, durable })
+            }
+        }
+    }
+
+    /// sled locks the folder, so a second process opening it fails rather
+    /// than corrupting it.
     ///
     /// A lock still held is asked again for up to a second: when this process has
     /// just dropped its own handle, sled's background thread closes the file a
     /// moment later (seen as a rare `Locked` on close-and-reopen in the tests).
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    fn open_sled(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let mut waited = std::time::Duration::ZERO;
         let db = loop {
-            match sled::open(path) {
+            match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
                 Ok(db) => break db,
                 // sled reports its file lock held elsewhere only as this I/O error text.
                 Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
@@ -90,7 +150,7 @@ impl Store {
         }
         // What sled recovered is on disk, so all of it counts as durable.
         let durable = feed::Durable::new(feed::last_stored(&trees)?);
-        Ok(Store { db, trees, durable })
+        Ok(Store { engine: Engine::Sled(db), trees, durable })
     }
 
     /// Appends an entry for something that happened outside the store (e.g.
@@ -167,9 +227,12 @@ impl Store {
         audit::verify(&self.trees)
     }
 
-    /// fsyncs everything written so far; called before acknowledging a change.
+    /// Makes everything written so far durable; called before acknowledging
+    /// a change. sled: an fsync. PostgreSQL: nothing, the commit was.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        if let Engine::Sled(db) = &self.engine {
+            db.flush()?;
+        }
         Ok(())
     }
 }

@@ -220,11 +220,11 @@ mod tests {
     #[test]
     fn each_ra_has_a_daily_cap_over_all_cards_that_resets_at_midnight_jst_and_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = crate::test_support::location(&dir);
         // 2026-01-05T14:59:00Z = 23:59 JST.
         let before_midnight = 1_767_625_140;
         let cards = {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_at(&path).unwrap();
             let cards: Vec<String> = (0..3)
                 .map(|i| {
                     let id = store
@@ -242,7 +242,7 @@ mod tests {
             cards
         };
         // Reopened: the count of the day is still there.
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_at(&path).unwrap();
         let entries = store.list_audit(0, None).unwrap().len();
         let err = store.disclose_pin_escrow_at(&by_ra(&cards[2], "r3", "ra-tokyo", 2), before_midnight).unwrap_err();
         match &err {
@@ -369,15 +369,15 @@ mod tests {
     #[test]
     fn escrows_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = crate::test_support::location(&dir);
         let card_id = {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_at(&path).unwrap();
             let card_id = card(&store);
             store.store_pin_escrow(&escrow(&card_id)).unwrap();
             store.disclose_pin_escrow_at(&disclosure(&card_id, "req-1", 3), 1_000).unwrap();
             card_id
         };
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_at(&path).unwrap();
         let escrow = store.get_pin_escrow(&card_id).unwrap();
         assert_eq!(escrow.ciphertext, CIPHERTEXT);
         assert_eq!(escrow.disclosures.len(), 1);

@@ -97,7 +97,7 @@ impl Store {
             let iter = self.trees.revoked_by_issuer.scan_prefix(prefix).filter_map(move |item| {
                 let entry = match item {
                     Ok((key, value)) => decode_index_entry(&key, prefix_len, &value),
-                    Err(e) => Err(StoreError::Db(e)),
+                    Err(e) => Err(e),
                 };
                 match entry {
                     Ok(e) if e.sequence > upto || !keep(&e) => None,
@@ -115,7 +115,7 @@ impl Store {
         let iter = range.filter_map(move |item| {
             let change: Result<StatusChange, StoreError> = match item {
                 Ok((key, value)) => decode("feed", &key, &value),
-                Err(e) => Err(StoreError::Db(e)),
+                Err(e) => Err(e),
             };
             match change {
                 Err(e) => Some(Err(e)),
@@ -683,14 +683,14 @@ mod tests {
     #[test]
     fn revocations_survive_close_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = crate::test_support::location(&dir);
         let serials = {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_at(&path).unwrap();
             let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
             store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
             serials
         };
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_at(&path).unwrap();
         assert_eq!(store.feed_position(), 4, "2 GOOD + 2 REVOKED");
         assert_eq!(listed(&store, &query("sign-ca")).len(), 2);
         let again = store.revoke_certificate(&serials[0], &revocation(RevocationReason::Superseded)).unwrap();

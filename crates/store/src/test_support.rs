@@ -3,10 +3,27 @@
 use crate::records::{ContactAddress, HolderDetails, Membership, NewApplication};
 use crate::Store;
 
+/// A fresh store on the backend `HPKI_TEST_STORE` names: sled (the
+/// default) or `postgres` (a new database in this process's throwaway
+/// cluster), so the same tests are the conformance suite of both.
 pub fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+    let store = Store::open_at(&location(&dir)).unwrap();
     (dir, store)
+}
+
+/// Where `temp_store` puts a store: reopen it with `Store::open_at`.
+pub fn location(dir: &tempfile::TempDir) -> crate::Location {
+    match std::env::var("HPKI_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let url = crate::testing::shared_database().expect("PostgreSQL for HPKI_TEST_STORE=postgres");
+            crate::Location::Postgres { url, password: None, pool_size: 4 }
+        }
+        Ok("sled") | Err(_) => {
+            crate::Location::Sled { path: dir.path().join("db"), cache_bytes: crate::DEFAULT_SLED_CACHE_BYTES }
+        }
+        Ok(other) => panic!("HPKI_TEST_STORE={other}: sled or postgres"),
+    }
 }
 
 pub fn application(application_id: &str, licence_number: &str) -> NewApplication {

@@ -1,0 +1,295 @@
+//! The PostgreSQL backend: the same trees as sled, as rows of one table
+//! `kv(tree, key, value)` (see `migrations/`), so every rule of the store is
+//! written once and holds on both backends.
+//!
+//! A store transaction is one SERIALIZABLE transaction, re-run from the start
+//! when PostgreSQL reports a serialization failure or a deadlock, as sled
+//! re-runs a conflicting one. That is what keeps several registry processes
+//! on one database correct: the feed, audit and CRL-number counters are rows
+//! every writer reads and writes, so their transactions commit one after
+//! another, and an insert-if-absent (a serial, an application id) cannot be
+//! made twice. A commit is durable (and on a synchronous standby) when it
+//! returns, so nothing else needs flushing.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{IsolationLevel, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+use sled::transaction::ConflictableTransactionError;
+use sled::IVec;
+
+use crate::error::StoreError;
+use crate::tx::TxResult;
+
+/// Versioned schema files, applied in order at start (`schema_migrations`).
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_kv.sql"))];
+
+/// One lock for applying migrations, so two registries starting together
+/// do not both create the table.
+const MIGRATION_LOCK: i64 = 0x4850_4b49_0001;
+
+/// How often a transaction is re-run after serialization failures before
+/// the error is returned.
+const MAX_ATTEMPTS: u32 = 64;
+
+/// Rows fetched per round trip when iterating a tree.
+const PAGE: i64 = 512;
+
+/// How long a caller waits for a pooled connection (PostgreSQL down or
+/// failing over) before the call fails.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// A pool of connections to one database; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Pg {
+    pool: Pool,
+}
+
+impl Pg {
+    /// Connects (`url` is a libpq connection string or URL; it may name
+    /// several hosts with `target_session_attrs=read-write`) and applies the
+    /// migrations this build knows.
+    pub fn connect(url: &str, password: Option<&str>, pool_size: u32) -> Result<Pg, StoreError> {
+        let mut config: postgres::Config = url.parse().map_err(|e| StoreError::PostgresConfig(format!("{e}")))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(POOL_WAIT)
+            // A connection that failed over to a read-only standby, or whose
+            // server died, is dropped when handed back broken.
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        let pg = Pg { pool };
+        pg.migrate()?;
+        Ok(pg)
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool.get().map_err(|e| StoreError::PostgresUnavailable(e.to_string()))
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+        let result = (|| {
+            conn.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version integer PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            )?;
+            for (version, sql) in MIGRATIONS {
+                let done = conn.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])?.is_some();
+                if done {
+                    continue;
+                }
+                let mut tx = conn.transaction()?;
+                tx.batch_execute(sql)?;
+                tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])?;
+                tx.commit()?;
+            }
+            let newest: Option<i32> = conn.query_one("SELECT max(version) FROM schema_migrations", &[])?.get(0);
+            let known = MIGRATIONS.last().map_or(0, |m| m.0);
+            match newest {
+                Some(v) if v > known => Err(StoreError::PostgresSchemaTooNew { found: v, known }),
+                _ => Ok(()),
+            }
+        })();
+        let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+        result
+    }
+
+    /// Runs `f` in a SERIALIZABLE transaction, again from the start after a
+    /// serialization failure or deadlock (so `f`, as with sled, must have no
+    /// side effects besides its writes through the transaction).
+    pub fn transact<T>(&self, f: impl Fn(&PgTx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = run_once(&mut conn, &f);
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(Retry::Again(e)) if attempt < MAX_ATTEMPTS => {
+                    // Let the transaction we lost to finish.
+                    std::thread::sleep(Duration::from_micros(200 * u64::from(attempt.min(20))));
+                    drop(e);
+                }
+                Err(Retry::Again(e)) | Err(Retry::Fail(e)) => return Err(e),
+            }
+        }
+    }
+
+    pub fn get(&self, tree: &str, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        let row = self.conn()?.query_opt("SELECT value FROM kv WHERE tree = $1 AND key = $2", &[&tree, &key])?;
+        Ok(row.map(|r| IVec::from(r.get::<_, Vec<u8>>(0))))
+    }
+
+    /// Writes outside any transaction: the one-time index backfill and tests.
+    pub fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.conn()?.execute(UPSERT, &[&tree, &key, &value])?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn remove(&self, tree: &str, key: &[u8]) -> Result<(), StoreError> {
+        self.conn()?.execute("DELETE FROM kv WHERE tree = $1 AND key = $2", &[&tree, &key])?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn len(&self, tree: &str) -> Result<usize, StoreError> {
+        let n: i64 = self.conn()?.query_one("SELECT count(*) FROM kv WHERE tree = $1", &[&tree])?.get(0);
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    pub fn last(&self, tree: &str) -> Result<Option<(IVec, IVec)>, StoreError> {
+        let row =
+            self.conn()?.query_opt("SELECT key, value FROM kv WHERE tree = $1 ORDER BY key DESC LIMIT 1", &[&tree])?;
+        Ok(row.map(|r| (IVec::from(r.get::<_, Vec<u8>>(0)), IVec::from(r.get::<_, Vec<u8>>(1)))))
+    }
+
+    /// The rows of `tree` with keys within the bounds, in key order, fetched a
+    /// page at a time.
+    pub fn pages(&self, tree: &'static str, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Pages {
+        Pages { pg: self.clone(), tree, lower, upper, buffered: VecDeque::new(), done: false }
+    }
+}
+
+const UPSERT: &str =
+    "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
+
+enum Retry {
+    /// A serialization failure or deadlock: run the transaction again.
+    Again(StoreError),
+    Fail(StoreError),
+}
+
+fn classify(e: StoreError) -> Retry {
+    match &e {
+        StoreError::Postgres(pg) if is_retryable(pg) => Retry::Again(e),
+        _ => Retry::Fail(e),
+    }
+}
+
+fn is_retryable(e: &postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+fn run_once<T>(conn: &mut Conn, f: &impl Fn(&PgTx<'_>) -> TxResult<T>) -> Result<T, Retry> {
+    let tx = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .start()
+        .map_err(|e| classify(e.into()))?;
+    let cell = PgTx { tx: std::cell::RefCell::new(tx) };
+    let value = match f(&cell) {
+        Ok(v) => v,
+        // Dropping the transaction rolls it back.
+        Err(ConflictableTransactionError::Abort(e)) => return Err(classify(e)),
+        Err(ConflictableTransactionError::Conflict) => {
+            return Err(Retry::Again(StoreError::PostgresUnavailable("serialization conflict".into())))
+        }
+        Err(ConflictableTransactionError::Storage(e)) => return Err(Retry::Fail(StoreError::Db(e))),
+    };
+    cell.tx.into_inner().commit().map_err(|e| classify(e.into()))?;
+    Ok(value)
+}
+
+/// One open SERIALIZABLE transaction, shared by the tables of a `Tx`.
+pub(crate) struct PgTx<'c> {
+    tx: std::cell::RefCell<postgres::Transaction<'c>>,
+}
+
+/// What a store table does inside a transaction (a trait so that a `Tx`
+/// need not name the connection's lifetime).
+pub(crate) trait TxOps {
+    fn get(&self, tree: &str, key: &[u8]) -> TxResult<Option<IVec>>;
+    fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> TxResult<()>;
+}
+
+impl TxOps for PgTx<'_> {
+    fn get(&self, tree: &str, key: &[u8]) -> TxResult<Option<IVec>> {
+        let row = self
+            .tx
+            .borrow_mut()
+            .query_opt("SELECT value FROM kv WHERE tree = $1 AND key = $2", &[&tree, &key])
+            .map_err(abort)?;
+        Ok(row.map(|r| IVec::from(r.get::<_, Vec<u8>>(0))))
+    }
+
+    fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> TxResult<()> {
+        self.tx.borrow_mut().execute(UPSERT, &[&tree, &key, &value]).map_err(abort)?;
+        Ok(())
+    }
+}
+
+fn abort(e: postgres::Error) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(StoreError::Postgres(e))
+}
+
+/// An iterator over a key range of one tree, a page per round trip.
+pub(crate) struct Pages {
+    pg: Pg,
+    tree: &'static str,
+    lower: Bound<Vec<u8>>,
+    upper: Bound<Vec<u8>>,
+    buffered: VecDeque<(IVec, IVec)>,
+    done: bool,
+}
+
+impl Pages {
+    fn fetch(&mut self) -> Result<(), StoreError> {
+        let (lower_op, lower_key) = match &self.lower {
+            Bound::Included(k) => (">=", k.clone()),
+            Bound::Excluded(k) => (">", k.clone()),
+            Bound::Unbounded => (">=", Vec::new()),
+        };
+        let (upper_sql, upper_key) = match &self.upper {
+            Bound::Included(k) => ("AND key <= $3", Some(k.clone())),
+            Bound::Excluded(k) => ("AND key < $3", Some(k.clone())),
+            Bound::Unbounded => ("", None),
+        };
+        let sql = format!(
+            "SELECT key, value FROM kv WHERE tree = $1 AND key {lower_op} $2 {upper_sql} ORDER BY key LIMIT {PAGE}"
+        );
+        let mut conn = self.pg.conn()?;
+        let rows = match &upper_key {
+            Some(upper) => conn.query(sql.as_str(), &[&self.tree, &lower_key, upper])?,
+            None => conn.query(sql.as_str(), &[&self.tree, &lower_key])?,
+        };
+        if rows.len() < PAGE as usize {
+            self.done = true;
+        }
+        for row in rows {
+            let key: Vec<u8> = row.get(0);
+            let value: Vec<u8> = row.get(1);
+            self.lower = Bound::Excluded(key.clone());
+            self.buffered.push_back((IVec::from(key), IVec::from(value)));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Pages {
+    type Item = Result<(IVec, IVec), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffered.is_empty() && !self.done {
+            if let Err(e) = self.fetch() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        self.buffered.pop_front().map(Ok)
+    }
+}

@@ -65,7 +65,7 @@ impl PgCluster {
             .command("pg_basebackup")
             .arg("-D")
             .arg(&data)
-            .args(["-R", "-X", "stream", "-U", USER, "-p", &PORT.to_string(), "-h"])
+            .args(["-R", "-c", "fast", "-X", "stream", "-U", USER, "-p", &PORT.to_string(), "-h"])
             .arg(primary.socket_dir())
             .arg("-d")
             .arg(format!("application_name={name}"))

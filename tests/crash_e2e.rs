@@ -241,7 +241,18 @@ fn publish_crl_numbers(ca: &Ca, crl: &str) -> Vec<u64> {
 
 #[test]
 fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
-    let ca = Ca::new("");
+    crash_run(Ca::new(""));
+}
+
+/// The same on PostgreSQL: the registry process is killed, the database is not.
+#[test]
+fn on_postgres_sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
+    let Some(pg) = store::testing::PgCluster::start(&[]) else { return };
+    let url = pg.url(store::testing::USER);
+    crash_run(Ca::new(&format!("[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n")));
+}
+
+fn crash_run(ca: Ca) {
     let config = ca.config.clone();
     let (reg_port, iss_port, rev_port, crl_port) = (free_port(), free_port(), free_port(), free_port());
     let reg_addr = format!("127.0.0.1:{reg_port}");
@@ -528,7 +539,11 @@ fn sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_half_done() {
     kill(&mut revocation.0);
     kill(&mut crl.0);
     kill(&mut registry.0);
-    let store = store::Store::open(&ca.state().join("registry.sled")).expect("open the registry database");
+    let cfg = config::Config::load(&ca.config).expect("the test's config");
+    let location = registry::store_location(&cfg).expect("[store]");
+    let store = store::Store::open_at(&location).expect("open the registry database");
     let entries = store.verify_audit_chain().expect("audit chain verifies");
+    // Each card is several entries (begin, reservations, records, stores, completion).
+    assert!(entries as usize > 4 * received.len(), "the audit chain has only {entries} entries");
     println!("audit chain of {entries} entries verifies");
 }

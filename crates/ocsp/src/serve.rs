@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use config::Config;
+use tls::net::{HttpBody, HttpService};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -237,36 +238,6 @@ pub async fn serve_http_threads<S, B>(
     };
     tls::net::serve_http(listener, service, limits, on_timeout, stop).await
 }
-
-/// What [`serve_http`] can serve: a service of hyper requests (a `Router`, [`http::service`]).
-pub trait HttpService<B>:
-    tower_service::Service<
-        axum::http::Request<hyper::body::Incoming>,
-        Response = axum::http::Response<B>,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S, B> HttpService<B> for S where
-    S: tower_service::Service<
-            axum::http::Request<hyper::body::Incoming>,
-            Response = axum::http::Response<B>,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
-{
-}
-
-/// The response bodies [`serve_http`] can send.
-pub trait HttpBody: hyper::body::Body<Data: Send, Error: Into<axum::BoxError>> + Send + 'static {}
-
-impl<B> HttpBody for B where B: hyper::body::Body<Data: Send, Error: Into<axum::BoxError>> + Send + 'static {}
 
 pub fn metrics_router(responder: Arc<Responder>) -> Router {
     Router::new().route("/metrics", get(render_metrics)).with_state(responder)

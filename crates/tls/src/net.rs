@@ -43,6 +43,42 @@ pub fn accepted(tcp: &TcpStream) {
     }
 }
 
+/// What [`serve_http`] serves: a cloneable service of hyper requests.
+pub trait HttpService<B>:
+    Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<B>,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The body of an answer of an [`HttpService`].
+pub trait HttpBody:
+    hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> HttpBody for B where
+    B: hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
 /// The client address of an HTTP request, put into its extensions by [`serve_http`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
@@ -89,12 +125,8 @@ pub async fn serve_http<S, B>(
     on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
     stop: watch::Receiver<bool>,
 ) where
-    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     if limits.threads == 0 {
@@ -165,12 +197,8 @@ async fn worker<S, B>(
     on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let builder = http1_builder(limits);
     let mut connections = JoinSet::new();
@@ -263,38 +291,18 @@ async fn accept_loop<S, B>(
     on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let builder = http1_builder(limits);
     let mut connections = JoinSet::new();
     loop {
-        // A free slot first: at the cap, nothing is accepted.
-        let permit = tokio::select! {
-            () = stopped(&mut stop) => break,
+        let next = tokio::select! {
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+            // Cancel-safe: a slot taken is given back, and accept() is cancel-safe.
+            next = accept_one(&listener, &slots, &mut stop) => next,
         };
-        let (tcp, peer) = tokio::select! {
-            () = stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        accepted(&tcp);
+        let Some((tcp, peer, permit)) = next else { break };
         connections.spawn(serve_connection(
             tcp,
             peer,
@@ -327,12 +335,8 @@ async fn serve_connection<S, B>(
     on_timeout: impl Fn() + Clone + Send + Sync + 'static,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let _slot = permit;
     let with_peer = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {

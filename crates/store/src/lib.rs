@@ -20,6 +20,7 @@ mod crl_number;
 mod crl_scopes;
 mod error;
 mod feed;
+mod group_commit;
 mod holders;
 mod keys;
 mod pin;
@@ -34,6 +35,7 @@ pub use audit::{actions, audit_hash};
 #[cfg(feature = "bench")]
 pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
+pub use certificates::{PreparedCertificate, SignedCertificate};
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};
 pub use crl_number::MAX_SCOPE_LEN;
 pub use crl_scopes::{CrlScope, CrlScopeRecord, MAX_SCOPE_PARTITIONS};

@@ -53,7 +53,7 @@ impl Store {
             Ok((escrow, true))
         })?;
         if changed {
-            self.flush()?;
+            self.flush_grouped()?;
         }
         Ok(escrow)
     }

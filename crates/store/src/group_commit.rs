@@ -1,0 +1,200 @@
+//! Group commit: concurrent writers share one sled flush.
+//!
+//! Every change is acknowledged only after an fsync that covers it. With many
+//! writers at once, each calling `Db::flush` on its own makes sled seal and
+//! fsync one small buffer per caller. Here one caller at a time (the leader)
+//! flushes; whoever commits meanwhile waits for the *next* flush, which starts
+//! after its commit and so covers it, and one fsync then acknowledges all of
+//! them. A lone writer pays exactly one flush, as before.
+//!
+//! The guarantee is unchanged: a writer returns Ok only once a flush that
+//! started after its transaction committed has succeeded (sled's flush makes
+//! every write reserved before it began stable).
+//!
+//! The state lives beside the database rather than in `Store` (whose fields
+//! are shared with the storage backends being added): one entry per open
+//! database, found by the address of its default tree, which every clone of the
+//! `Db` shares for as long as it is open.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use crate::error::StoreError;
+use crate::Store;
+
+#[derive(Default)]
+struct State {
+    /// Flushes started so far (they are numbered 1, 2, ...).
+    started: u64,
+    /// Whether a leader is flushing now.
+    running: bool,
+    /// The highest flush number that succeeded.
+    ok_through: u64,
+    /// The latest flush that failed, with its error.
+    failed: Option<(u64, String)>,
+}
+
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+/// Per-database flushers; a dropped database leaves an entry of a few words,
+/// reused if a later one is allocated at the same address (harmless: the state
+/// only counts flushes, and no flush of the old database can still be running).
+fn registry() -> &'static Mutex<HashMap<usize, Arc<GroupCommit>>> {
+    static FLUSHERS: OnceLock<Mutex<HashMap<usize, Arc<GroupCommit>>>> = OnceLock::new();
+    FLUSHERS.get_or_init(Default::default)
+}
+
+impl GroupCommit {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is a few counters, always consistent between statements.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Returns once a flush that started after this call began has succeeded
+    /// (or with the error of one that failed). `flush` is the database's.
+    pub(crate) fn flush_after_commit(&self, flush: impl Fn() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        // The first flush not yet started: it starts after our commit. One
+        // running now may have begun before it, so it does not count.
+        let needed = st.started + 1;
+        loop {
+            if st.ok_through >= needed {
+                return Ok(());
+            }
+            if let Some((number, message)) = &st.failed {
+                if *number >= needed {
+                    let message = format!("the shared flush {number} failed: {message}");
+                    return Err(StoreError::Db(sled::Error::Io(std::io::Error::other(message))));
+                }
+            }
+            if st.running {
+                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Lead: this flush starts now, after our commit, and covers every
+            // writer that committed before it.
+            st.started += 1;
+            let number = st.started;
+            st.running = true;
+            drop(st);
+            let result = flush();
+            st = self.lock();
+            st.running = false;
+            match &result {
+                Ok(()) => st.ok_through = st.ok_through.max(number),
+                Err(e) => st.failed = Some((number, e.to_string())),
+            }
+            self.done.notify_all();
+            if number >= needed {
+                return result;
+            }
+        }
+    }
+}
+
+impl Store {
+    fn group_commit(&self) -> Arc<GroupCommit> {
+        // `Db` -> its default `Tree` -> the `Arc`ed inner tree every clone shares.
+        let inner = &**self.db;
+        let key = std::ptr::from_ref(inner) as usize;
+        let mut all = registry().lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(key).or_default().clone()
+    }
+
+    /// `flush`, shared with the writers committing at the same time: durable
+    /// when it returns Ok, like `flush`. Call it after the transaction.
+    pub(crate) fn flush_grouped(&self) -> Result<(), StoreError> {
+        self.group_commit().flush_after_commit(|| self.flush())
+    }
+
+    /// `feed::flush_and_raise` with a shared flush.
+    pub(crate) fn flush_grouped_and_raise(&self, last_sequence: Option<u64>) -> Result<(), StoreError> {
+        self.flush_grouped()?;
+        if let Some(sequence) = last_sequence {
+            self.durable.raise(sequence);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_lone_writer_flushes_once_and_concurrent_writers_share_flushes() {
+        let gc = Arc::new(GroupCommit::default());
+        let flushes = Arc::new(AtomicU64::new(0));
+        let slow = |flushes: &AtomicU64| {
+            flushes.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(())
+        };
+        gc.flush_after_commit(|| slow(&flushes)).unwrap();
+        assert_eq!(flushes.load(Ordering::SeqCst), 1);
+
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (gc, flushes) = (gc.clone(), flushes.clone());
+                std::thread::spawn(move || gc.flush_after_commit(|| slow(&flushes)))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let n = flushes.load(Ordering::SeqCst) - 1;
+        assert!((1..16).contains(&n), "16 concurrent writers took {n} flushes");
+    }
+
+    #[test]
+    fn a_writer_never_returns_on_a_flush_that_began_before_it() {
+        // A flush is running (it may have started before our commit) when the
+        // writer arrives: the writer must see a second flush start and finish.
+        let gc = Arc::new(GroupCommit::default());
+        let started = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let leader = {
+            let (gc, started) = (gc.clone(), started.clone());
+            std::thread::spawn(move || {
+                gc.flush_after_commit(|| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    rx.recv().ok();
+                    Ok(())
+                })
+            })
+        };
+        while started.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let follower = {
+            let (gc, started) = (gc.clone(), started.clone());
+            std::thread::spawn(move || {
+                gc.flush_after_commit(|| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })?;
+                Ok::<u64, StoreError>(started.load(Ordering::SeqCst))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        tx.send(()).unwrap();
+        leader.join().unwrap().unwrap();
+        assert_eq!(follower.join().unwrap().unwrap(), 2, "the follower waited for a flush of its own");
+    }
+
+    #[test]
+    fn a_failed_flush_fails_its_writers() {
+        let gc = GroupCommit::default();
+        let err =
+            gc.flush_after_commit(|| Err(StoreError::Db(sled::Error::Unsupported("disk gone".into())))).unwrap_err();
+        assert!(err.to_string().contains("disk gone"), "{err}");
+        gc.flush_after_commit(|| Ok(())).unwrap();
+    }
+}

@@ -325,10 +325,13 @@ async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
     c.prepare_card(req).await.unwrap();
     let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(card.card_id.clone())) }).await.unwrap();
     let states: Vec<_> = view.into_inner().certificates.iter().map(|r| (r.serial.clone(), r.state)).collect();
-    assert_eq!(states, [
-        (serials[0].clone(), pb::CertificateState::Precert as i32),
-        (serials[1].clone(), pb::CertificateState::Precert as i32)
-    ]);
+    assert_eq!(
+        states,
+        [
+            (serials[0].clone(), pb::CertificateState::Precert as i32),
+            (serials[1].clone(), pb::CertificateState::Precert as i32)
+        ]
+    );
 
     // Refusals name the field; nothing of a refused request is kept.
     let other = c.begin_application(begin_request("app-2", "555012")).await.unwrap().into_inner().card.unwrap();

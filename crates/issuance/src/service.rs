@@ -1,7 +1,8 @@
 //! The Issuance gRPC service. Every procedure that issues a card (new,
 //! renewal, reissue) goes through `issue_card`: begin the application in the
-//! registry, escrow the PIN, then `PrepareCard` (both serials reserved and both
-//! to-be-signed certificates recorded in one durable write), sign both in the
+//! registry, encrypt the PIN for escrow, then `PrepareCard` (PIN escrow, both
+//! serials reserved and both to-be-signed certificates recorded in one durable
+//! write), sign both in the
 //! HSM, and `FinishCard` (both stored and the card completed in one). A retry
 //! with the same application id resumes where a previous attempt stopped and
 //! never makes a second card.
@@ -234,12 +235,14 @@ impl IssuanceService {
         let replayed = begun.existing;
         let who = subscriber(&holder);
 
-        // The PIN is escrowed before any certificate exists, so a card is never
-        // usable without a recoverable PIN.
-        let generated_pin = self.escrow_pin(&card.card_id, input.pin, &input.actor).await?;
+        // The PIN is escrowed before any certificate exists (with PrepareCard, or
+        // alone), so a card is never usable without a recoverable PIN.
+        let (generated, escrow) = self.encrypt_pin(&card.card_id, input.pin, &input.actor).await?;
 
         let csrs = [&input.signing_csr, &input.authentication_csr];
-        let out = self.ensure_certificates(&card, &begun.certificates, csrs, &input.actor, &who).await?;
+        let (out, pin_stored) =
+            self.ensure_certificates(&card, &begun.certificates, csrs, escrow, &input.actor, &who).await?;
+        let generated_pin = Self::pin_to_return(generated, pin_stored);
         let (sign, auth) = (&out[0], &out[1]);
         tracing::info!(card_id = %card.card_id, holder_id = %holder.holder_id, procedure = procedure_name, replayed, "card issued");
         Ok(IssuedCard {
@@ -261,7 +264,7 @@ impl IssuanceService {
 
     /// Brings both certificates of the card to ISSUED and the card to ACTIVE,
     /// from whatever state a previous attempt left them in, in two registry
-    /// writes: `PrepareCard` (serials reserved and TBS recorded, before the
+    /// writes: `PrepareCard` (PIN escrow, serials reserved and TBS recorded, before the
     /// HSM is asked to sign), then `FinishCard` (certificates stored, card
     /// completed). Returns (signing, authentication).
     async fn ensure_certificates(
@@ -269,9 +272,10 @@ impl IssuanceService {
         card: &reg::Card,
         existing: &[reg::CertificateRecord],
         [signing_csr, authentication_csr]: [&profile::csr::VerifiedCsr; 2],
+        escrow: reg::StorePinEscrowRequest,
         actor: &str,
         who: &profile::Subscriber,
-    ) -> Result<[Issued; 2], IssuanceError> {
+    ) -> Result<([Issued; 2], bool), IssuanceError> {
         let card_id = &card.card_id;
         let mut plans = Vec::with_capacity(2);
         let mut to_prepare = Vec::new();
@@ -288,11 +292,16 @@ impl IssuanceService {
             plans.push(plan);
         }
         let mut registry = self.registry.clone();
-        if !to_prepare.is_empty() {
-            registry
-                .prepare_card(reg::PrepareCardRequest { card_id: card_id.clone(), certificates: to_prepare })
-                .await?;
-        }
+        let pin_stored = if to_prepare.is_empty() {
+            self.store_pin_escrow(escrow).await?
+        } else {
+            let req = reg::PrepareCardRequest {
+                card_id: card_id.clone(),
+                certificates: to_prepare,
+                pin_escrow: Some(escrow),
+            };
+            registry.prepare_card(req).await?.into_inner().pin_escrow_stored
+        };
         // Both signatures at once: the HSM has a pool of sessions.
         let mut signing = Vec::new();
         for plan in &plans {
@@ -332,7 +341,7 @@ impl IssuanceService {
         }
         let [sign, auth]: [Issued; 2] =
             issued.try_into().map_err(|_| IssuanceError::Internal("a card has two certificates".into()))?;
-        Ok([sign, auth])
+        Ok(([sign, auth], pin_stored))
     }
 
     /// What one certificate of the card still needs. The TBS is built here, but

@@ -258,11 +258,35 @@ impl Registry for RegistryService {
         request: Request<pb::PrepareCardRequest>,
     ) -> Result<Response<pb::PrepareCardResponse>, Status> {
         let actor = peer(&request);
+        let pin_actor = match &request.get_ref().pin_escrow {
+            Some(pe) => self::actor(&request, &pe.actor)?,
+            None => String::new(),
+        };
         let req = request.into_inner();
         let card_id = validate::id("card_id", &req.card_id)?;
         if req.certificates.is_empty() || req.certificates.len() > 2 {
             return Err(RegistryError::invalid("certificates", "one or two certificates of the card").into());
         }
+        let pin = match req.pin_escrow {
+            Some(pe) => {
+                let key_label = validate::id("pin_escrow.key_label", &pe.key_label)?;
+                validate::bytes_len("pin_escrow.iv", &pe.iv, PIN_IV_LEN..=PIN_IV_LEN, "the AES-GCM nonce")?;
+                validate::bytes_len(
+                    "pin_escrow.ciphertext",
+                    &pe.ciphertext,
+                    PIN_CIPHERTEXT_LEN,
+                    "the encrypted PIN and its GCM tag",
+                )?;
+                Some(NewPinEscrow {
+                    card_id: card_id.clone(),
+                    key_label,
+                    iv: pe.iv,
+                    ciphertext: pe.ciphertext,
+                    actor: pin_actor,
+                })
+            }
+            None => None,
+        };
         let mut certs = Vec::with_capacity(req.certificates.len());
         for c in req.certificates {
             let kind = validate::kind("certificates.kind", c.kind)?;
@@ -301,8 +325,8 @@ impl Registry for RegistryService {
                 scope,
             });
         }
-        self.run(move |s| s.prepare_card(&card_id, &certs, &actor)).await?;
-        Ok(Response::new(pb::PrepareCardResponse {}))
+        let (_, pin_escrow_stored) = self.run(move |s| s.prepare_card(&card_id, &certs, pin.as_ref(), &actor)).await?;
+        Ok(Response::new(pb::PrepareCardResponse { pin_escrow_stored }))
     }
 
     async fn finish_card(&self, request: Request<pb::FinishCardRequest>) -> Result<Response<pb::Card>, Status> {

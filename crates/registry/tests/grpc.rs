@@ -320,9 +320,27 @@ async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
         crl_scope: None,
     };
     let both = vec![prepared(0, pb::CertificateKind::Signing), prepared(1, pb::CertificateKind::Authentication)];
-    let req = pb::PrepareCardRequest { card_id: card.card_id.clone(), certificates: both.clone() };
-    c.prepare_card(req.clone()).await.unwrap();
-    c.prepare_card(req).await.unwrap();
+    // The PIN escrow goes in the same write; a retry keeps the first one.
+    let escrow = pb::StorePinEscrowRequest {
+        card_id: String::new(),
+        key_label: "pin-escrow".into(),
+        iv: vec![0xA5; 12],
+        ciphertext: vec![0x5A; 22],
+        actor: "issuance".into(),
+    };
+    let req = pb::PrepareCardRequest {
+        card_id: card.card_id.clone(),
+        certificates: both.clone(),
+        pin_escrow: Some(escrow.clone()),
+    };
+    assert!(c.prepare_card(req.clone()).await.unwrap().into_inner().pin_escrow_stored);
+    assert!(!c.prepare_card(req).await.unwrap().into_inner().pin_escrow_stored);
+    let short = pb::PrepareCardRequest {
+        card_id: card.card_id.clone(),
+        certificates: both.clone(),
+        pin_escrow: Some(pb::StorePinEscrowRequest { iv: vec![0; 3], ..escrow }),
+    };
+    assert_status(c.prepare_card(short).await, Code::InvalidArgument, "pin_escrow.iv: ");
     let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(card.card_id.clone())) }).await.unwrap();
     let states: Vec<_> = view.into_inner().certificates.iter().map(|r| (r.serial.clone(), r.state)).collect();
     assert_eq!(
@@ -335,16 +353,17 @@ async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
 
     // Refusals name the field; nothing of a refused request is kept.
     let other = c.begin_application(begin_request("app-2", "555012")).await.unwrap().into_inner().card.unwrap();
-    let reuse = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: both.clone() };
+    let reuse = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: both.clone(), pin_escrow: None };
     assert_status(c.prepare_card(reuse).await, Code::FailedPrecondition, "serial: ");
     let mut wrong_tbs = prepared(0, pb::CertificateKind::Signing);
     wrong_tbs.serial = fresh_serial(0x33);
-    let req = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: vec![wrong_tbs] };
+    let req =
+        pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: vec![wrong_tbs], pin_escrow: None };
     assert_status(c.prepare_card(req).await, Code::InvalidArgument, "certificates.tbs_der: its serial number is not");
     let twice = vec![prepared(0, pb::CertificateKind::Signing), prepared(0, pb::CertificateKind::Signing)];
-    let req = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: twice };
+    let req = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: twice, pin_escrow: None };
     assert_status(c.prepare_card(req).await, Code::InvalidArgument, "certificates.kind: ");
-    let req = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: Vec::new() };
+    let req = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: Vec::new(), pin_escrow: None };
     assert_status(c.prepare_card(req).await, Code::InvalidArgument, "certificates: ");
     let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(other.card_id.clone())) }).await.unwrap();
     assert!(view.into_inner().certificates.is_empty());

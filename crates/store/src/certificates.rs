@@ -9,7 +9,9 @@ use crate::audit::{self, actions, Event};
 use crate::crl_scopes::CrlScope;
 use crate::error::StoreError;
 use crate::feed::{self, FeedChange};
-use crate::records::{CardRecord, CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus};
+use crate::records::{
+    CardRecord, CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, NewPinEscrow,
+};
 use crate::serial::Serial;
 use crate::tx::{decode, fail, Tx, TxResult};
 use crate::Store;
@@ -59,31 +61,45 @@ impl Store {
     /// keeps its serial and dates) must name that serial, and its TBS is then
     /// recorded as by `record_tbs` (the same bytes again write nothing). Audited
     /// as "serial.reserve" and "tbs.record" per certificate, like the separate calls.
+    ///
+    /// `pin`, when given, is the card's PIN escrow, stored first in the same
+    /// transaction (as by `store_pin_escrow`, audited "pin.escrow") unless the
+    /// card has one already, which is kept: the second value says whether this
+    /// call stored it. Its `card_id` is not read: the escrow is `card_id`'s.
     pub fn prepare_card(
         &self,
         card_id: &str,
         certs: &[PreparedCertificate],
+        pin: Option<&NewPinEscrow>,
         actor: &str,
-    ) -> Result<Vec<CertificateRecord>, StoreError> {
+    ) -> Result<(Vec<CertificateRecord>, bool), StoreError> {
         for cert in certs {
             if let Some(scope) = &cert.scope {
                 crate::crl_scopes::check(scope)?;
             }
         }
-        let (records, changed) = self.trees.transact(|tx| {
+        let pin = pin.map(|new| NewPinEscrow { card_id: card_id.to_owned(), ..new.clone() });
+        let (records, changed, pin_stored) = self.trees.transact(|tx| {
             let mut records = Vec::with_capacity(certs.len());
             let mut changed = false;
+            let mut pin_stored = false;
+            if let Some(new) = &pin {
+                if !tx.pin_escrow.contains(card_id.as_bytes())? {
+                    pin_stored = crate::pin::store_escrow(tx, new)?.1;
+                    changed |= pin_stored;
+                }
+            }
             for cert in certs {
                 let (record, wrote) = prepare(tx, card_id, cert, actor)?;
                 records.push(record);
                 changed |= wrote;
             }
-            Ok((records, changed))
+            Ok((records, changed, pin_stored))
         })?;
         if changed {
             self.flush_grouped()?;
         }
-        Ok(records)
+        Ok((records, pin_stored))
     }
 
     /// `store_certificate` for each of the card's signed certificates (audited
@@ -556,7 +572,16 @@ mod tests {
         let card_id = pending_card(&store);
         let (s, a) = (Serial::random(), Serial::random());
         let certs = [prepared(CertificateKind::Signing, &s), prepared(CertificateKind::Authentication, &a)];
-        let records = store.prepare_card(&card_id, &certs, "issuance").unwrap();
+        let escrow = NewPinEscrow {
+            card_id: "ignored".into(),
+            key_label: "pin-escrow".into(),
+            iv: vec![7; 12],
+            ciphertext: vec![9; 24],
+            actor: "ra-1".into(),
+        };
+        let (records, pin_stored) = store.prepare_card(&card_id, &certs, Some(&escrow), "issuance").unwrap();
+        assert!(pin_stored);
+        assert_eq!(store.get_pin_escrow(&card_id).unwrap().ciphertext, escrow.ciphertext);
         assert_eq!(
             records.iter().map(|r| (r.serial.clone(), r.state)).collect::<Vec<_>>(),
             [(s.clone(), CertificateState::Precert), (a.clone(), CertificateState::Precert)]
@@ -566,11 +591,16 @@ mod tests {
         assert_eq!((view.card.signing_serial.as_ref(), view.card.authentication_serial.as_ref()), (Some(&s), Some(&a)));
         assert_eq!(store.unresolved_reservations().unwrap().len(), 2, "recorded before anything is signed");
         let actions: Vec<_> = store.list_audit(2, None).unwrap().into_iter().map(|e| e.action).collect();
-        assert_eq!(actions, ["serial.reserve", "tbs.record", "serial.reserve", "tbs.record"]);
+        assert_eq!(actions, ["pin.escrow", "serial.reserve", "tbs.record", "serial.reserve", "tbs.record"]);
 
         // A retry of the same preparation writes nothing.
         let audit_len = store.list_audit(1, None).unwrap().len();
-        assert_eq!(store.prepare_card(&card_id, &certs, "issuance").unwrap(), records);
+        let other_pin = NewPinEscrow { ciphertext: vec![8; 24], ..escrow.clone() };
+        assert_eq!(
+            store.prepare_card(&card_id, &certs, Some(&other_pin), "issuance").unwrap(),
+            (records.clone(), false)
+        );
+        assert_eq!(store.get_pin_escrow(&card_id).unwrap().ciphertext, escrow.ciphertext, "the first escrow is kept");
         assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len);
         assert_eq!(store.feed_position(), 0, "nothing is GOOD before it is stored");
 
@@ -603,7 +633,7 @@ mod tests {
         // Another card's serial: refused, and the first certificate of the batch is not kept either.
         let fresh = Serial::random();
         let certs = [prepared(CertificateKind::Signing, &fresh), prepared(CertificateKind::Authentication, &taken)];
-        let err = store.prepare_card(&other_card, &certs, "iss").unwrap_err();
+        let err = store.prepare_card(&other_card, &certs, None, "iss").unwrap_err();
         assert!(
             matches!(err, StoreError::CertificateState { .. }) && err.to_string().contains("already in use"),
             "{err}"
@@ -612,14 +642,14 @@ mod tests {
         assert_eq!(store.get_card(&other_card).unwrap().card.signing_serial, None);
 
         // The card has a signing serial already: another one is refused, that one is recorded.
-        let err = store.prepare_card(&card_id, &[prepared(CertificateKind::Signing, &fresh)], "iss").unwrap_err();
+        let err = store.prepare_card(&card_id, &[prepared(CertificateKind::Signing, &fresh)], None, "iss").unwrap_err();
         assert!(err.to_string().contains("already the card's serial"), "{err}");
         assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len);
-        let rec = store.prepare_card(&card_id, &[prepared(CertificateKind::Signing, &taken)], "iss").unwrap();
+        let rec = store.prepare_card(&card_id, &[prepared(CertificateKind::Signing, &taken)], None, "iss").unwrap().0;
         assert_eq!(rec[0].state, CertificateState::Precert);
         assert_eq!(rec[0].reserved_at_unix, store.get_certificate(&taken).unwrap().reserved_at_unix);
         let err = store
-            .prepare_card(&card_id, &[prepared(CertificateKind::OcspResponder, &Serial::random())], "iss")
+            .prepare_card(&card_id, &[prepared(CertificateKind::OcspResponder, &Serial::random())], None, "iss")
             .unwrap_err();
         assert!(matches!(err, StoreError::CertificateConflict { .. }), "{err}");
     }
@@ -630,7 +660,7 @@ mod tests {
         let card_id = pending_card(&store);
         let (s, a) = (Serial::random(), Serial::random());
         let certs = [prepared(CertificateKind::Signing, &s), prepared(CertificateKind::Authentication, &a)];
-        store.prepare_card(&card_id, &certs, "issuance").unwrap();
+        store.prepare_card(&card_id, &certs, None, "issuance").unwrap();
         store
             .revoke_card(&card_id, &crate::test_support::revocation(crate::RevocationReason::KeyCompromise), "")
             .unwrap();

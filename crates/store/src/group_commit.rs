@@ -81,18 +81,37 @@ impl GroupCommit {
             let number = st.started;
             st.running = true;
             drop(st);
+            // Should `flush` panic, the guard still ends this flush as failed, so
+            // the writers waiting on it get an error instead of waiting for ever.
+            let mut guard = Leading { gc: self, number, outcome: Err("the flush panicked".into()) };
             let result = flush();
+            guard.outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            drop(guard);
             st = self.lock();
-            st.running = false;
-            match &result {
-                Ok(()) => st.ok_through = st.ok_through.max(number),
-                Err(e) => st.failed = Some((number, e.to_string())),
-            }
-            self.done.notify_all();
             if number >= needed {
                 return result;
             }
         }
+    }
+}
+
+/// The leader's flush in progress; dropping it publishes the outcome.
+struct Leading<'a> {
+    gc: &'a GroupCommit,
+    number: u64,
+    outcome: Result<(), String>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut st = self.gc.lock();
+        st.running = false;
+        match &self.outcome {
+            Ok(()) => st.ok_through = st.ok_through.max(self.number),
+            Err(message) => st.failed = Some((self.number, message.clone())),
+        }
+        drop(st);
+        self.gc.done.notify_all();
     }
 }
 
@@ -187,6 +206,35 @@ mod tests {
         tx.send(()).unwrap();
         leader.join().unwrap().unwrap();
         assert_eq!(follower.join().unwrap().unwrap(), 2, "the follower waited for a flush of its own");
+    }
+
+    #[test]
+    fn a_panicking_flush_does_not_hang_the_writers_waiting_behind_it() {
+        let gc = Arc::new(GroupCommit::default());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let leader = {
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                gc.flush_after_commit(|| {
+                    rx.recv().ok();
+                    panic!("disk driver bug")
+                })
+            })
+        };
+        while !gc.lock().running {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Arrives while the doomed flush runs: it needs the next one, which succeeds.
+        let follower = {
+            let gc = gc.clone();
+            std::thread::spawn(move || gc.flush_after_commit(|| Ok(())))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(()).unwrap();
+        assert!(leader.join().is_err(), "the leader's panic propagates");
+        follower.join().unwrap().unwrap();
+        let st = gc.lock();
+        assert!(!st.running && st.failed.as_ref().is_some_and(|(n, m)| *n == 1 && m.contains("panicked")));
     }
 
     #[test]

@@ -3,7 +3,7 @@ STATE ?= state
 CARGO ?= cargo
 BIN := target/debug/hpki-ca
 
-.PHONY: setup build run ceremony test lint bench bench-crl bench-ocsp bench-latency fuzz clean-state
+.PHONY: setup build run ceremony test lint bench bench-crl bench-ocsp bench-latency bench-issuance fuzz clean-state
 
 setup:            ## install softhsm2, opensc, openssl if missing (Debian, as root)
 	@scripts/setup.sh
@@ -21,13 +21,16 @@ run: ceremony     ## run the whole CA locally on loopback
 test: setup       ## every test: unit, SoftHSM and end-to-end with openssl
 	scripts/test.sh
 
-bench: bench-crl bench-ocsp bench-latency   ## every benchmark (bounded in time)
+bench: bench-crl bench-ocsp bench-latency bench-issuance   ## every benchmark (bounded in time)
 
 bench-crl: setup  ## build + sign CRLs of 10k, 100k, 1M entries: time and peak memory
 	$(CARGO) bench -p crl --bench crl_build
 
 bench-latency: setup ## gRPC p50/p99 at 1, 8 (and 64) clients against hpki-ca run, beside one SoftHSM signature
 	$(CARGO) bench --bench latency
+
+bench-issuance: setup ## cards/s and p50/p99 at 1, 8, 64 RA clients against hpki-ca run, beside the raw SoftHSM signing rate (env STORE=sled, the default)
+	$(CARGO) bench --bench issuance
 
 bench-ocsp: setup ## OCSP: criterion hot path, then the load benchmark vs openssl ocsp and an nginx ceiling
 	$(CARGO) bench -p ocsp --features bench --bench ocsp_hot_path

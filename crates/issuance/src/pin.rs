@@ -52,14 +52,15 @@ fn generate(digits: u32) -> Pin {
 }
 
 impl IssuanceService {
-    /// Escrows the card's PIN once. Returns the PIN when we generated it and this
-    /// call stored it: the only time it is ever returned at issuance.
-    pub(crate) async fn escrow_pin(
+    /// Encrypts the card's PIN (given or generated) under the escrow key in the
+    /// HSM: the PIN when we generated it, and the escrow request for the
+    /// registry (sent with `PrepareCard`, or alone by `store_pin_escrow`).
+    pub(crate) async fn encrypt_pin(
         &self,
         card_id: &str,
         choice: PinChoice,
         actor: &str,
-    ) -> Result<Option<String>, IssuanceError> {
+    ) -> Result<(Option<Pin>, reg::StorePinEscrowRequest), IssuanceError> {
         let (pin, generated) = match choice {
             PinChoice::Given(p) => (p, false),
             PinChoice::Generate => (generate(self.settings.generated_pin_digits), true),
@@ -70,23 +71,31 @@ impl IssuanceService {
         let (iv, ciphertext) = tokio::task::spawn_blocking(move || key.encrypt_gcm(&plaintext, &aad))
             .await
             .map_err(|e| IssuanceError::Internal(format!("escrow task failed: {e}")))??;
-        let stored = self
-            .registry
-            .clone()
-            .store_pin_escrow(reg::StorePinEscrowRequest {
-                card_id: card_id.to_owned(),
-                key_label: self.escrow.label().to_owned(),
-                iv: iv.to_vec(),
-                ciphertext,
-                actor: actor.to_owned(),
-            })
-            .await;
-        match stored {
-            Ok(_) => Ok(generated.then(|| pin.0.clone())),
+        let request = reg::StorePinEscrowRequest {
+            card_id: card_id.to_owned(),
+            key_label: self.escrow.label().to_owned(),
+            iv: iv.to_vec(),
+            ciphertext,
+            actor: actor.to_owned(),
+        };
+        Ok((generated.then_some(pin), request))
+    }
+
+    /// Stores the escrow on its own (when there is nothing left to prepare);
+    /// whether this call stored it.
+    pub(crate) async fn store_pin_escrow(&self, request: reg::StorePinEscrowRequest) -> Result<bool, IssuanceError> {
+        match self.registry.clone().store_pin_escrow(request).await {
+            Ok(_) => Ok(true),
             // An earlier attempt of the same application escrowed it already.
-            Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(None),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(false),
             Err(s) => Err(s.into()),
         }
+    }
+
+    /// The generated PIN, returned only by the call that stored its escrow: the
+    /// only time it is ever returned at issuance.
+    pub(crate) fn pin_to_return(generated: Option<Pin>, stored: bool) -> Option<String> {
+        generated.filter(|_| stored).map(|pin| pin.0.clone())
     }
 
     /// Returns the escrowed PIN once per disclosure request, audited and

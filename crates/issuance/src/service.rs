@@ -1,9 +1,11 @@
 //! The Issuance gRPC service. Every procedure that issues a card (new,
 //! renewal, reissue) goes through `issue_card`: begin the application in the
-//! registry, escrow the PIN, then for each card key reserve a serial, record
-//! the to-be-signed certificate, sign it in the HSM and store the result. A
-//! retry with the same application id resumes where a previous attempt stopped
-//! and never makes a second card.
+//! registry, encrypt the PIN for escrow, then `PrepareCard` (PIN escrow, both
+//! serials reserved and both to-be-signed certificates recorded in one durable
+//! write), sign both in the
+//! HSM, and `FinishCard` (both stored and the card completed in one). A retry
+//! with the same application id resumes where a previous attempt stopped and
+//! never makes a second card.
 
 use std::sync::Arc;
 
@@ -44,6 +46,35 @@ struct Issued {
     der: Vec<u8>,
     not_before: i64,
     not_after: i64,
+}
+
+/// What one certificate of a card still needs (see `plan_certificate`).
+enum Plan {
+    Issued(Issued),
+    Sign {
+        kind: profile::CertKind,
+        serial: String,
+        tbs: Vec<u8>,
+        not_before: i64,
+        not_after: i64,
+        /// What `PrepareCard` must record first; `None` when it is recorded already.
+        prepare: Option<reg::PreparedCertificate>,
+    },
+}
+
+/// A fresh serial chosen by issuance (the registry refuses one in use): 16
+/// octets, the first in 0x01..=0x7f, so the INTEGER is positive and minimal
+/// with 127 random bits, as the registry's own `ReserveSerial` makes them.
+fn fresh_serial() -> [u8; 16] {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    loop {
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        bytes[0] &= 0x7f;
+        if bytes[0] != 0 {
+            return bytes;
+        }
+    }
 }
 
 /// Everything `issue_card` needs, whichever procedure asked.
@@ -204,28 +235,14 @@ impl IssuanceService {
         let replayed = begun.existing;
         let who = subscriber(&holder);
 
-        // The PIN is escrowed before any certificate exists, so a card is never
-        // usable without a recoverable PIN.
-        let generated_pin = self.escrow_pin(&card.card_id, input.pin, &input.actor).await?;
+        // The PIN is escrowed before any certificate exists (with PrepareCard, or
+        // alone), so a card is never usable without a recoverable PIN.
+        let (generated, escrow) = self.encrypt_pin(&card.card_id, input.pin, &input.actor).await?;
 
-        let mut out = Vec::with_capacity(2);
-        for kind in [profile::CertKind::Signing, profile::CertKind::Authentication] {
-            let existing = begun.certificates.iter().find(|c| c.kind == reg_kind(kind) as i32);
-            let csr = match kind {
-                profile::CertKind::Signing => &input.signing_csr,
-                profile::CertKind::Authentication => &input.authentication_csr,
-            };
-            out.push(self.ensure_certificate(kind, &card.card_id, existing, csr, &who).await?);
-        }
-        if card.state != reg::CardState::Active as i32 {
-            self.registry
-                .clone()
-                .complete_application(reg::CompleteApplicationRequest {
-                    card_id: card.card_id.clone(),
-                    actor: input.actor.clone(),
-                })
-                .await?;
-        }
+        let csrs = [&input.signing_csr, &input.authentication_csr];
+        let (out, pin_stored) =
+            self.ensure_certificates(&card, &begun.certificates, csrs, escrow, &input.actor, &who).await?;
+        let generated_pin = Self::pin_to_return(generated, pin_stored);
         let (sign, auth) = (&out[0], &out[1]);
         tracing::info!(card_id = %card.card_id, holder_id = %holder.holder_id, procedure = procedure_name, replayed, "card issued");
         Ok(IssuedCard {
@@ -245,87 +262,161 @@ impl IssuanceService {
         })
     }
 
-    /// Brings one certificate of the card to ISSUED, from whatever state a previous
-    /// attempt left it in. The TBS is recorded before the HSM is asked to sign.
-    async fn ensure_certificate(
+    /// Brings both certificates of the card to ISSUED and the card to ACTIVE,
+    /// from whatever state a previous attempt left them in, in two registry
+    /// writes: `PrepareCard` (PIN escrow, serials reserved and TBS recorded, before the
+    /// HSM is asked to sign), then `FinishCard` (certificates stored, card
+    /// completed). Returns (signing, authentication).
+    async fn ensure_certificates(
+        &self,
+        card: &reg::Card,
+        existing: &[reg::CertificateRecord],
+        [signing_csr, authentication_csr]: [&profile::csr::VerifiedCsr; 2],
+        escrow: reg::StorePinEscrowRequest,
+        actor: &str,
+        who: &profile::Subscriber,
+    ) -> Result<([Issued; 2], bool), IssuanceError> {
+        let card_id = &card.card_id;
+        let mut plans = Vec::with_capacity(2);
+        let mut to_prepare = Vec::new();
+        for kind in [profile::CertKind::Signing, profile::CertKind::Authentication] {
+            let found = existing.iter().find(|c| c.kind == reg_kind(kind) as i32);
+            let csr = match kind {
+                profile::CertKind::Signing => signing_csr,
+                profile::CertKind::Authentication => authentication_csr,
+            };
+            let plan = self.plan_certificate(kind, card_id, found, csr, who)?;
+            if let Plan::Sign { prepare: Some(p), .. } = &plan {
+                to_prepare.push(p.clone());
+            }
+            plans.push(plan);
+        }
+        let mut registry = self.registry.clone();
+        let pin_stored = if to_prepare.is_empty() {
+            self.store_pin_escrow(escrow).await?
+        } else {
+            let req = reg::PrepareCardRequest {
+                card_id: card_id.clone(),
+                certificates: to_prepare,
+                pin_escrow: Some(escrow),
+            };
+            registry.prepare_card(req).await?.into_inner().pin_escrow_stored
+        };
+        // Both signatures at once: the HSM has a pool of sessions.
+        let mut signing = Vec::new();
+        for plan in &plans {
+            if let Plan::Sign { kind, tbs, .. } = plan {
+                let key = self.ca(*kind).key.clone();
+                let to_sign = tbs.clone();
+                signing.push(tokio::task::spawn_blocking(move || key.sign(&to_sign)));
+            }
+        }
+        let mut signatures = Vec::with_capacity(signing.len());
+        for task in signing {
+            signatures.push(task.await.map_err(|e| IssuanceError::Internal(format!("signing task failed: {e}")))??);
+        }
+        let mut signatures = signatures.into_iter();
+        let mut issued = Vec::with_capacity(2);
+        let mut to_store = Vec::new();
+        for plan in plans {
+            match plan {
+                Plan::Issued(done) => issued.push(done),
+                Plan::Sign { serial, tbs, not_before, not_after, .. } => {
+                    let signature =
+                        signatures.next().ok_or_else(|| IssuanceError::Internal("a signature went missing".into()))?;
+                    let der = profile::assemble_certificate(&tbs, &signature)?;
+                    to_store.push(reg::SignedCertificate { serial: serial.clone(), certificate_der: der.clone() });
+                    issued.push(Issued { serial, der, not_before, not_after });
+                }
+            }
+        }
+        if !to_store.is_empty() || card.state != reg::CardState::Active as i32 {
+            registry
+                .finish_card(reg::FinishCardRequest {
+                    card_id: card_id.clone(),
+                    certificates: to_store,
+                    actor: actor.to_owned(),
+                })
+                .await?;
+        }
+        let [sign, auth]: [Issued; 2] =
+            issued.try_into().map_err(|_| IssuanceError::Internal("a card has two certificates".into()))?;
+        Ok(([sign, auth], pin_stored))
+    }
+
+    /// What one certificate of the card still needs. The TBS is built here, but
+    /// signed only after `PrepareCard` has recorded it.
+    fn plan_certificate(
         &self,
         kind: profile::CertKind,
         card_id: &str,
         existing: Option<&reg::CertificateRecord>,
         csr: &profile::csr::VerifiedCsr,
         who: &profile::Subscriber,
-    ) -> Result<Issued, IssuanceError> {
+    ) -> Result<Plan, IssuanceError> {
         let ca = self.ca(kind);
-        let mut registry = self.registry.clone();
         let state = existing.map(|c| c.state).unwrap_or(reg::CertificateState::Unspecified as i32);
         if let Some(rec) = existing.filter(|_| state == reg::CertificateState::Issued as i32) {
-            return Ok(Issued {
+            return Ok(Plan::Issued(Issued {
                 serial: rec.serial.clone(),
                 der: rec.certificate_der.clone(),
                 not_before: rec.not_before_unix,
                 not_after: rec.not_after_unix,
-            });
+            }));
         }
         if state == reg::CertificateState::CertRevoked as i32 {
             return Err(IssuanceError::FailedPrecondition(format!(
                 "application_id: this card was revoked before it was complete (card {card_id})"
             )));
         }
-        let (serial, tbs, not_before, not_after) = match existing {
-            Some(rec) if state == reg::CertificateState::Precert as i32 => {
-                (rec.serial.clone(), rec.tbs_der.clone(), rec.not_before_unix, rec.not_after_unix)
-            }
-            _ => {
-                // A reservation left by an earlier attempt keeps its validity: the
-                // registry returns the same serial and the record must match the TBS.
-                let (nb, na) = match existing.filter(|_| state == reg::CertificateState::Reserved as i32) {
-                    Some(rec) => (unix(rec.not_before_unix)?, unix(rec.not_after_unix)?),
-                    None => profile::validity::subscriber_validity(
-                        profile::validity::today_jst(),
-                        self.profile.validity_years,
-                        ca.ca.not_after(),
-                    ),
-                };
-                let serial = registry
-                    .reserve_serial(reg::ReserveSerialRequest {
-                        card_id: card_id.to_owned(),
-                        kind: reg_kind(kind) as i32,
-                        issuer_label: ca.label.clone(),
-                        not_before_unix: nb.unix_timestamp(),
-                        not_after_unix: na.unix_timestamp(),
-                    })
-                    .await?
-                    .into_inner()
-                    .serial;
-                let serial_bytes = hex::decode(&serial)
-                    .map_err(|_| IssuanceError::Internal(format!("registry returned a bad serial {serial:?}")))?;
-                let params = profile::subscriber_params(&self.profile, kind, who, &serial_bytes, nb, na, &ca.ca)?;
-                let tbs = profile::tbs_certificate(&params, csr, &ca.ca)?;
-                let crl_scope = reg::CrlScope {
-                    crl_url: profile::distribution::ca_crl_url(&self.profile, kind).trim().to_owned(),
-                    partitions: self.profile.crl_partitions,
-                    delta_crls: self.profile.delta_crls,
-                };
-                registry
-                    .record_tbs(reg::RecordTbsRequest {
-                        serial: serial.clone(),
-                        tbs_der: tbs.clone(),
-                        crl_scope: Some(crl_scope),
-                    })
-                    .await?;
-                (serial, tbs, nb.unix_timestamp(), na.unix_timestamp())
+        if let Some(rec) = existing.filter(|_| state == reg::CertificateState::Precert as i32) {
+            return Ok(Plan::Sign {
+                kind,
+                serial: rec.serial.clone(),
+                tbs: rec.tbs_der.clone(),
+                not_before: rec.not_before_unix,
+                not_after: rec.not_after_unix,
+                prepare: None,
+            });
+        }
+        // A reservation left by an earlier attempt keeps its serial and validity.
+        let (serial, nb, na) = match existing.filter(|_| state == reg::CertificateState::Reserved as i32) {
+            Some(rec) => (rec.serial.clone(), unix(rec.not_before_unix)?, unix(rec.not_after_unix)?),
+            None => {
+                let (nb, na) = profile::validity::subscriber_validity(
+                    profile::validity::today_jst(),
+                    self.profile.validity_years,
+                    ca.ca.not_after(),
+                );
+                (hex::encode(fresh_serial()), nb, na)
             }
         };
-        let key = ca.key.clone();
-        let to_sign = tbs.clone();
-        let signature = tokio::task::spawn_blocking(move || key.sign(&to_sign))
-            .await
-            .map_err(|e| IssuanceError::Internal(format!("signing task failed: {e}")))??;
-        let der = profile::assemble_certificate(&tbs, &signature)?;
-        registry
-            .store_certificate(reg::StoreCertificateRequest { serial: serial.clone(), certificate_der: der.clone() })
-            .await?;
-        Ok(Issued { serial, der, not_before, not_after })
+        let serial_bytes = hex::decode(&serial)
+            .map_err(|_| IssuanceError::Internal(format!("registry returned a bad serial {serial:?}")))?;
+        let params = profile::subscriber_params(&self.profile, kind, who, &serial_bytes, nb, na, &ca.ca)?;
+        let tbs = profile::tbs_certificate(&params, csr, &ca.ca)?;
+        let crl_scope = reg::CrlScope {
+            crl_url: profile::distribution::ca_crl_url(&self.profile, kind).trim().to_owned(),
+            partitions: self.profile.crl_partitions,
+            delta_crls: self.profile.delta_crls,
+        };
+        let prepare = reg::PreparedCertificate {
+            kind: reg_kind(kind) as i32,
+            serial: serial.clone(),
+            issuer_label: ca.label.clone(),
+            not_before_unix: nb.unix_timestamp(),
+            not_after_unix: na.unix_timestamp(),
+            tbs_der: tbs.clone(),
+            crl_scope: Some(crl_scope),
+        };
+        Ok(Plan::Sign {
+            kind,
+            serial,
+            tbs,
+            not_before: nb.unix_timestamp(),
+            not_after: na.unix_timestamp(),
+            prepare: Some(prepare),
+        })
     }
 
     pub(crate) async fn audit_rejection(&self, action: &str, subject: &str, operator: &str, err: &IssuanceError) {

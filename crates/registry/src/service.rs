@@ -253,6 +253,109 @@ impl Registry for RegistryService {
         Ok(Response::new(convert::card_out(card)))
     }
 
+    async fn prepare_card(
+        &self,
+        request: Request<pb::PrepareCardRequest>,
+    ) -> Result<Response<pb::PrepareCardResponse>, Status> {
+        let actor = peer(&request);
+        let pin_actor = match &request.get_ref().pin_escrow {
+            Some(pe) => self::actor(&request, &pe.actor)?,
+            None => String::new(),
+        };
+        let req = request.into_inner();
+        let card_id = validate::id("card_id", &req.card_id)?;
+        if req.certificates.is_empty() || req.certificates.len() > 2 {
+            return Err(RegistryError::invalid("certificates", "one or two certificates of the card").into());
+        }
+        let pin = match req.pin_escrow {
+            Some(pe) => {
+                let key_label = validate::id("pin_escrow.key_label", &pe.key_label)?;
+                validate::bytes_len("pin_escrow.iv", &pe.iv, PIN_IV_LEN..=PIN_IV_LEN, "the AES-GCM nonce")?;
+                validate::bytes_len(
+                    "pin_escrow.ciphertext",
+                    &pe.ciphertext,
+                    PIN_CIPHERTEXT_LEN,
+                    "the encrypted PIN and its GCM tag",
+                )?;
+                Some(NewPinEscrow {
+                    card_id: card_id.clone(),
+                    key_label,
+                    iv: pe.iv,
+                    ciphertext: pe.ciphertext,
+                    actor: pin_actor,
+                })
+            }
+            None => None,
+        };
+        let mut certs = Vec::with_capacity(req.certificates.len());
+        for c in req.certificates {
+            let kind = validate::kind("certificates.kind", c.kind)?;
+            if !kind.of_card() {
+                return Err(RegistryError::invalid("certificates.kind", "must be SIGNING or AUTHENTICATION").into());
+            }
+            if certs.iter().any(|p: &store::PreparedCertificate| p.kind == kind) {
+                return Err(RegistryError::invalid("certificates.kind", "each kind at most once").into());
+            }
+            if c.not_before_unix >= c.not_after_unix {
+                return Err(RegistryError::invalid(
+                    "certificates.not_after_unix",
+                    "must be later than not_before_unix",
+                )
+                .into());
+            }
+            let serial = validate::serial("certificates.serial", &c.serial)?;
+            validate::der("certificates.tbs_der", &c.tbs_der)?;
+            // As RecordTbs: bytes that cannot become this serial's certificate
+            // would only fail later, after the HSM has signed them.
+            if x509::tbs_serial("certificates.tbs_der", &c.tbs_der)? != serial.as_bytes() {
+                return Err(RegistryError::invalid(
+                    "certificates.tbs_der",
+                    format!("its serial number is not {serial}"),
+                )
+                .into());
+            }
+            let scope = c.crl_scope.map(|s| crl_scope_in(s, &c.tbs_der)).transpose()?;
+            certs.push(store::PreparedCertificate {
+                kind,
+                serial,
+                issuer_label: validate::id("certificates.issuer_label", &c.issuer_label)?,
+                not_before_unix: c.not_before_unix,
+                not_after_unix: c.not_after_unix,
+                tbs_der: c.tbs_der,
+                scope,
+            });
+        }
+        let (_, pin_escrow_stored) = self.run(move |s| s.prepare_card(&card_id, &certs, pin.as_ref(), &actor)).await?;
+        Ok(Response::new(pb::PrepareCardResponse { pin_escrow_stored }))
+    }
+
+    async fn finish_card(&self, request: Request<pb::FinishCardRequest>) -> Result<Response<pb::Card>, Status> {
+        let cert_actor = peer(&request);
+        let actor = actor(&request, &request.get_ref().actor)?;
+        let req = request.into_inner();
+        let card_id = validate::id("card_id", &req.card_id)?;
+        if req.certificates.len() > 2 {
+            return Err(RegistryError::invalid("certificates", "at most the card's two certificates").into());
+        }
+        let mut certs = Vec::with_capacity(req.certificates.len());
+        for c in req.certificates {
+            let serial = validate::serial("certificates.serial", &c.serial)?;
+            validate::der("certificates.certificate_der", &c.certificate_der)?;
+            let parsed = x509::parse_certificate("certificates.certificate_der", &c.certificate_der)?;
+            if parsed.serial != serial.as_bytes() {
+                return Err(RegistryError::invalid(
+                    "certificates.certificate_der",
+                    format!("its serial number is not {serial}"),
+                )
+                .into());
+            }
+            let tbs_of_cert = parsed.tbs_der.to_vec();
+            certs.push(store::SignedCertificate { serial, certificate_der: c.certificate_der, tbs_of_cert });
+        }
+        let card = self.run(move |s| s.finish_card(&card_id, &certs, &cert_actor, &actor)).await?;
+        Ok(Response::new(convert::card_out(card)))
+    }
+
     async fn get_card(&self, request: Request<pb::GetCardRequest>) -> Result<Response<pb::GetCardResponse>, Status> {
         let view = match request.into_inner().key {
             Some(Key::CardId(v)) => {

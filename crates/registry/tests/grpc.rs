@@ -295,3 +295,92 @@ async fn data_survives_a_server_restart() {
     }
     assert!(cfg.db_path().is_dir());
 }
+
+/// A serial as issuance chooses one for PrepareCard: 16 octets, positive.
+fn fresh_serial(first: u8) -> String {
+    let mut bytes = [first; 16];
+    bytes[15] = bytes[15].wrapping_add(1);
+    hex::encode(bytes)
+}
+
+#[tokio::test]
+async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
+    let server = Server::start().await;
+    let mut c = server.client().await;
+    let card = c.begin_application(begin_request("app-1", "555011")).await.unwrap().into_inner().card.unwrap();
+    let serials = [fresh_serial(0x11), fresh_serial(0x22)];
+    let certs: Vec<_> = serials.iter().map(|s| certificate(s)).collect();
+    let prepared = |i: usize, kind: pb::CertificateKind| pb::PreparedCertificate {
+        kind: kind as i32,
+        serial: serials[i].clone(),
+        issuer_label: "sign-ca".into(),
+        not_before_unix: 1_700_000_000,
+        not_after_unix: 1_857_000_000,
+        tbs_der: certs[i].1.clone(),
+        crl_scope: None,
+    };
+    let both = vec![prepared(0, pb::CertificateKind::Signing), prepared(1, pb::CertificateKind::Authentication)];
+    // The PIN escrow goes in the same write; a retry keeps the first one.
+    let escrow = pb::StorePinEscrowRequest {
+        card_id: String::new(),
+        key_label: "pin-escrow".into(),
+        iv: vec![0xA5; 12],
+        ciphertext: vec![0x5A; 22],
+        actor: "issuance".into(),
+    };
+    let req = pb::PrepareCardRequest {
+        card_id: card.card_id.clone(),
+        certificates: both.clone(),
+        pin_escrow: Some(escrow.clone()),
+    };
+    assert!(c.prepare_card(req.clone()).await.unwrap().into_inner().pin_escrow_stored);
+    assert!(!c.prepare_card(req).await.unwrap().into_inner().pin_escrow_stored);
+    let short = pb::PrepareCardRequest {
+        card_id: card.card_id.clone(),
+        certificates: both.clone(),
+        pin_escrow: Some(pb::StorePinEscrowRequest { iv: vec![0; 3], ..escrow }),
+    };
+    assert_status(c.prepare_card(short).await, Code::InvalidArgument, "pin_escrow.iv: ");
+    let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(card.card_id.clone())) }).await.unwrap();
+    let states: Vec<_> = view.into_inner().certificates.iter().map(|r| (r.serial.clone(), r.state)).collect();
+    assert_eq!(
+        states,
+        [
+            (serials[0].clone(), pb::CertificateState::Precert as i32),
+            (serials[1].clone(), pb::CertificateState::Precert as i32)
+        ]
+    );
+
+    // Refusals name the field; nothing of a refused request is kept.
+    let other = c.begin_application(begin_request("app-2", "555012")).await.unwrap().into_inner().card.unwrap();
+    let reuse = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: both.clone(), pin_escrow: None };
+    assert_status(c.prepare_card(reuse).await, Code::FailedPrecondition, "serial: ");
+    let mut wrong_tbs = prepared(0, pb::CertificateKind::Signing);
+    wrong_tbs.serial = fresh_serial(0x33);
+    let req =
+        pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: vec![wrong_tbs], pin_escrow: None };
+    assert_status(c.prepare_card(req).await, Code::InvalidArgument, "certificates.tbs_der: its serial number is not");
+    let twice = vec![prepared(0, pb::CertificateKind::Signing), prepared(0, pb::CertificateKind::Signing)];
+    let req = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: twice, pin_escrow: None };
+    assert_status(c.prepare_card(req).await, Code::InvalidArgument, "certificates.kind: ");
+    let req = pb::PrepareCardRequest { card_id: other.card_id.clone(), certificates: Vec::new(), pin_escrow: None };
+    assert_status(c.prepare_card(req).await, Code::InvalidArgument, "certificates: ");
+    let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(other.card_id.clone())) }).await.unwrap();
+    assert!(view.into_inner().certificates.is_empty());
+
+    let signed: Vec<_> = serials
+        .iter()
+        .zip(&certs)
+        .map(|(serial, (der, _))| pb::SignedCertificate { serial: serial.clone(), certificate_der: der.clone() })
+        .collect();
+    let mut swapped = signed.clone();
+    swapped[0].serial = serials[1].clone();
+    let req = pb::FinishCardRequest { card_id: card.card_id.clone(), certificates: swapped, actor: "ra-1".into() };
+    assert_status(c.finish_card(req).await, Code::InvalidArgument, "certificates.certificate_der: its serial");
+    let req = pb::FinishCardRequest { card_id: card.card_id.clone(), certificates: signed, actor: "ra-1".into() };
+    let done = c.finish_card(req.clone()).await.unwrap().into_inner();
+    assert_eq!(done.state, pb::CardState::Active as i32);
+    assert_eq!(c.finish_card(req).await.unwrap().into_inner(), done, "a retry changes nothing");
+    let feed = c.get_feed_position(pb::FeedPositionRequest {}).await.unwrap().into_inner();
+    assert_eq!(feed.last_sequence, 2, "both certificates GOOD in the feed");
+}

@@ -40,7 +40,7 @@ impl Store {
     ) -> Result<BeginOutcome, StoreError> {
         let outcome = self.trees.transact(|tx| begin(tx, app, procedure, holder_id_prefix))?;
         if !outcome.existing {
-            self.flush()?;
+            self.flush_grouped()?;
         }
         Ok(outcome)
     }
@@ -49,7 +49,7 @@ impl Store {
     pub fn complete_application(&self, card_id: &str, actor: &str) -> Result<CardRecord, StoreError> {
         let (card, changed) = self.trees.transact(|tx| complete(tx, card_id, actor))?;
         if changed {
-            self.flush()?;
+            self.flush_grouped()?;
         }
         Ok(card)
     }
@@ -322,7 +322,7 @@ fn new_card_id(tx: &Tx<'_>) -> TxResult<String> {
     }
 }
 
-fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bool)> {
+pub(crate) fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bool)> {
     let mut card = require_card(tx, card_id)?;
     match card.state {
         CardState::Active => return Ok((card, false)),

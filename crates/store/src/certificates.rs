@@ -9,7 +9,9 @@ use crate::audit::{self, actions, Event};
 use crate::crl_scopes::CrlScope;
 use crate::error::StoreError;
 use crate::feed::{self, FeedChange};
-use crate::records::{CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus};
+use crate::records::{
+    CardRecord, CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, NewPinEscrow,
+};
 use crate::serial::Serial;
 use crate::tx::{decode, fail, Tx, TxResult};
 use crate::Store;
@@ -24,7 +26,127 @@ pub struct Reservation {
     pub not_after_unix: i64,
 }
 
+/// One certificate of a card for `prepare_card`: the serial the issuer chose
+/// (`Serial::random`, as `reserve_serial` would), its validity, and the
+/// to-be-signed bytes that carry that serial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedCertificate {
+    pub kind: CertificateKind,
+    pub serial: Serial,
+    pub issuer_label: String,
+    pub not_before_unix: i64,
+    pub not_after_unix: i64,
+    pub tbs_der: Vec<u8>,
+    pub scope: Option<CrlScope>,
+}
+
+/// One signed certificate for `finish_card`; `tbs_of_cert` is its
+/// tbsCertificate, taken out by the caller as for `store_certificate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCertificate {
+    pub serial: Serial,
+    pub certificate_der: Vec<u8>,
+    pub tbs_of_cert: Vec<u8>,
+}
+
 impl Store {
+    /// `reserve_serial` and `record_tbs` for a card's certificates in one
+    /// transaction and one durable flush (shared with concurrent writers, see
+    /// `group_commit`). When it returns, every serial is the card's and PRECERT
+    /// with its TBS: nothing the HSM signs next is unrecorded.
+    ///
+    /// The issuer chooses each serial. One already used by any certificate is
+    /// refused (`CertificateState`) and nothing is written. A kind for which
+    /// the card already has a serial (an earlier attempt's reservation, which
+    /// keeps its serial and dates) must name that serial, and its TBS is then
+    /// recorded as by `record_tbs` (the same bytes again write nothing). Audited
+    /// as "serial.reserve" and "tbs.record" per certificate, like the separate calls.
+    ///
+    /// `pin`, when given, is the card's PIN escrow, stored first in the same
+    /// transaction (as by `store_pin_escrow`, audited "pin.escrow") unless the
+    /// card has one already, which is kept: the second value says whether this
+    /// call stored it. Its `card_id` is not read: the escrow is `card_id`'s.
+    pub fn prepare_card(
+        &self,
+        card_id: &str,
+        certs: &[PreparedCertificate],
+        pin: Option<&NewPinEscrow>,
+        actor: &str,
+    ) -> Result<(Vec<CertificateRecord>, bool), StoreError> {
+        for cert in certs {
+            if let Some(scope) = &cert.scope {
+                crate::crl_scopes::check(scope)?;
+            }
+        }
+        let pin = pin.map(|new| NewPinEscrow { card_id: card_id.to_owned(), ..new.clone() });
+        let (records, changed, pin_stored) = self.trees.transact(|tx| {
+            let mut records = Vec::with_capacity(certs.len());
+            let mut changed = false;
+            let mut pin_stored = false;
+            if let Some(new) = &pin {
+                if !tx.pin_escrow.contains(card_id.as_bytes())? {
+                    pin_stored = crate::pin::store_escrow(tx, new)?.1;
+                    changed |= pin_stored;
+                }
+            }
+            for cert in certs {
+                let (record, wrote) = prepare(tx, card_id, cert, actor)?;
+                records.push(record);
+                changed |= wrote;
+            }
+            Ok((records, changed, pin_stored))
+        })?;
+        if changed {
+            self.flush_grouped()?;
+        }
+        Ok((records, pin_stored))
+    }
+
+    /// `store_certificate` for each of the card's signed certificates (audited
+    /// as `cert_actor`), then `complete_application` (as `actor`), in one
+    /// transaction and one shared flush; their GOOD changes reach the feed
+    /// after it. Returns the ACTIVE card. A card revoked meanwhile still gets
+    /// its certificates stored (everything signed is recorded; they stay
+    /// revoked), and the answer is then `CardNotPending`.
+    pub fn finish_card(
+        &self,
+        card_id: &str,
+        certs: &[SignedCertificate],
+        cert_actor: &str,
+        actor: &str,
+    ) -> Result<CardRecord, StoreError> {
+        let (card, changed, last_good) = self.trees.transact(|tx| {
+            let mut changed = false;
+            let mut last_good = None;
+            for cert in certs {
+                let record = find_certificate(tx, &cert.serial)?;
+                if record.card_id != card_id {
+                    return fail(StoreError::CertificateConflict {
+                        serial: cert.serial.to_hex(),
+                        reason: "belongs to another card",
+                    });
+                }
+                let (_, wrote, good) =
+                    store_cert(tx, &cert.serial, &cert.certificate_der, &cert.tbs_of_cert, cert_actor)?;
+                changed |= wrote;
+                last_good = last_good.max(good);
+            }
+            let card = require_card(tx, card_id)?;
+            if card.state == CardState::Revoked {
+                return Ok((card, changed, last_good));
+            }
+            let (card, completed) = crate::application::complete(tx, card_id, actor)?;
+            Ok((card, changed || completed, last_good))
+        })?;
+        if changed {
+            self.flush_grouped_and_raise(last_good)?;
+        }
+        if card.state == CardState::Revoked {
+            return Err(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
+        }
+        Ok(card)
+    }
+
     /// Reserves a fresh random serial for the card's certificate of `kind`, or,
     /// for `OcspResponder` (whose `card_id` must be empty), a fresh serial for a
     /// responder certificate: a new one on every call, audited like a card's.
@@ -36,7 +158,7 @@ impl Store {
     pub fn reserve_serial(&self, req: &Reservation, actor: &str) -> Result<CertificateRecord, StoreError> {
         let (record, changed) = self.trees.transact(|tx| reserve(tx, req, actor))?;
         if changed {
-            self.flush()?;
+            self.flush_grouped()?;
         }
         Ok(record)
     }
@@ -59,7 +181,7 @@ impl Store {
         }
         let (record, changed) = self.trees.transact(|tx| record_tbs(tx, serial, tbs_der, scope, actor))?;
         if changed {
-            self.flush()?;
+            self.flush_grouped()?;
         }
         Ok(record)
     }
@@ -80,7 +202,7 @@ impl Store {
         let (record, changed, issued) =
             self.trees.transact(|tx| store_cert(tx, serial, cert_der, tbs_of_cert, actor))?;
         if changed {
-            crate::feed::flush_and_raise(self, issued)?;
+            self.flush_grouped_and_raise(issued)?;
         }
         Ok(record)
     }
@@ -122,14 +244,8 @@ impl Store {
 }
 
 fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(CertificateRecord, bool)> {
-    // The label is the prefix of the revoked_by_issuer index, ended by 0x00.
-    if req.issuer_label.is_empty() || req.issuer_label.contains('\0') {
-        return fail(StoreError::IssuerLabel {
-            issuer_label: req.issuer_label.clone(),
-            reason: "must be non-empty and contain no NUL",
-        });
-    }
-    let mut card = if req.kind.of_card() {
+    check_label(&req.issuer_label)?;
+    let card = if req.kind.of_card() {
         let card = require_card(tx, &req.card_id)?;
         if let Some(serial) = card.serial(req.kind) {
             return Ok((require_certificate(tx, serial)?, false));
@@ -150,6 +266,18 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
             break s;
         }
     };
+    insert_reservation(tx, req, serial, card, actor)
+}
+
+/// Writes a RESERVED record for `serial` (checked unused by the caller), links
+/// it to the card if any, and audits it as "serial.reserve".
+fn insert_reservation(
+    tx: &Tx<'_>,
+    req: &Reservation,
+    serial: Serial,
+    mut card: Option<CardRecord>,
+    actor: &str,
+) -> TxResult<(CertificateRecord, bool)> {
     let record = CertificateRecord {
         serial: serial.clone(),
         card_id: req.card_id.clone(),
@@ -181,6 +309,65 @@ fn reserve(tx: &Tx<'_>, req: &Reservation, actor: &str) -> TxResult<(Certificate
         &Event { actor, action: actions::SERIAL_RESERVE, subject: &subject, detail_json: detail.to_string() },
     )?;
     Ok((record, true))
+}
+
+fn check_label(issuer_label: &str) -> TxResult<()> {
+    // The label is the prefix of the revoked_by_issuer index, ended by 0x00.
+    if issuer_label.is_empty() || issuer_label.contains('\0') {
+        return fail(StoreError::IssuerLabel {
+            issuer_label: issuer_label.to_owned(),
+            reason: "must be non-empty and contain no NUL",
+        });
+    }
+    Ok(())
+}
+
+/// One certificate of `prepare_card`: reserved (unless the card has it
+/// already), then PRECERT. Whether anything was written.
+fn prepare(tx: &Tx<'_>, card_id: &str, cert: &PreparedCertificate, actor: &str) -> TxResult<(CertificateRecord, bool)> {
+    if !cert.kind.of_card() {
+        return fail(StoreError::CertificateConflict {
+            serial: cert.serial.to_hex(),
+            reason: "only a card's signing and authentication certificates are prepared with the card",
+        });
+    }
+    let card = require_card(tx, card_id)?;
+    let mut reserved = false;
+    match card.serial(cert.kind) {
+        Some(existing) if *existing == cert.serial => {}
+        Some(existing) => {
+            let record = require_certificate(tx, existing)?;
+            return fail(StoreError::CertificateState {
+                serial: existing.to_hex(),
+                state: record.state,
+                reason: "is already the card's serial of this kind (an earlier attempt's): prepare it, not another",
+            });
+        }
+        None => {
+            check_label(&cert.issuer_label)?;
+            if card.state != CardState::Pending {
+                return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
+            }
+            if let Some(used) = tx.certificates.get_json::<CertificateRecord>(cert.serial.as_bytes())? {
+                return fail(StoreError::CertificateState {
+                    serial: cert.serial.to_hex(),
+                    state: used.state,
+                    reason: "this serial is already in use; choose another",
+                });
+            }
+            let req = Reservation {
+                card_id: card_id.to_owned(),
+                kind: cert.kind,
+                issuer_label: cert.issuer_label.clone(),
+                not_before_unix: cert.not_before_unix,
+                not_after_unix: cert.not_after_unix,
+            };
+            insert_reservation(tx, &req, cert.serial.clone(), Some(card), actor)?;
+            reserved = true;
+        }
+    }
+    let (record, recorded) = record_tbs(tx, &cert.serial, &cert.tbs_der, cert.scope.as_ref(), actor)?;
+    Ok((record, reserved || recorded))
 }
 
 fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRecord, bool)> {
@@ -357,6 +544,138 @@ mod tests {
             not_before_unix: 1_700_000_000,
             not_after_unix: 1_857_000_000,
         }
+    }
+
+    fn prepared(kind: CertificateKind, serial: &Serial) -> PreparedCertificate {
+        PreparedCertificate {
+            kind,
+            serial: serial.clone(),
+            issuer_label: "sign-ca".into(),
+            not_before_unix: 1_700_000_000,
+            not_after_unix: 1_857_000_000,
+            tbs_der: [b"tbs-".as_slice(), serial.as_bytes()].concat(),
+            scope: None,
+        }
+    }
+
+    fn signed(serial: &Serial) -> SignedCertificate {
+        SignedCertificate {
+            serial: serial.clone(),
+            certificate_der: [b"cert-".as_slice(), serial.as_bytes()].concat(),
+            tbs_of_cert: [b"tbs-".as_slice(), serial.as_bytes()].concat(),
+        }
+    }
+
+    #[test]
+    fn prepare_and_finish_make_an_active_card_in_two_writes_audited_like_the_single_steps() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let (s, a) = (Serial::random(), Serial::random());
+        let certs = [prepared(CertificateKind::Signing, &s), prepared(CertificateKind::Authentication, &a)];
+        let escrow = NewPinEscrow {
+            card_id: "ignored".into(),
+            key_label: "pin-escrow".into(),
+            iv: vec![7; 12],
+            ciphertext: vec![9; 24],
+            actor: "ra-1".into(),
+        };
+        let (records, pin_stored) = store.prepare_card(&card_id, &certs, Some(&escrow), "issuance").unwrap();
+        assert!(pin_stored);
+        assert_eq!(store.get_pin_escrow(&card_id).unwrap().ciphertext, escrow.ciphertext);
+        assert_eq!(
+            records.iter().map(|r| (r.serial.clone(), r.state)).collect::<Vec<_>>(),
+            [(s.clone(), CertificateState::Precert), (a.clone(), CertificateState::Precert)]
+        );
+        assert_eq!(records[0].tbs_der.as_deref(), Some(certs[0].tbs_der.as_slice()));
+        let view = store.get_card(&card_id).unwrap();
+        assert_eq!((view.card.signing_serial.as_ref(), view.card.authentication_serial.as_ref()), (Some(&s), Some(&a)));
+        assert_eq!(store.unresolved_reservations().unwrap().len(), 2, "recorded before anything is signed");
+        let actions: Vec<_> = store.list_audit(2, None).unwrap().into_iter().map(|e| e.action).collect();
+        assert_eq!(actions, ["pin.escrow", "serial.reserve", "tbs.record", "serial.reserve", "tbs.record"]);
+
+        // A retry of the same preparation writes nothing.
+        let audit_len = store.list_audit(1, None).unwrap().len();
+        let other_pin = NewPinEscrow { ciphertext: vec![8; 24], ..escrow.clone() };
+        assert_eq!(
+            store.prepare_card(&card_id, &certs, Some(&other_pin), "issuance").unwrap(),
+            (records.clone(), false)
+        );
+        assert_eq!(store.get_pin_escrow(&card_id).unwrap().ciphertext, escrow.ciphertext, "the first escrow is kept");
+        assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len);
+        assert_eq!(store.feed_position(), 0, "nothing is GOOD before it is stored");
+
+        let card = store.finish_card(&card_id, &[signed(&s), signed(&a)], "issuance", "ra-1").unwrap();
+        assert_eq!(card.state, CardState::Active);
+        assert_eq!(store.get_certificate(&a).unwrap().state, CertificateState::Issued);
+        let feed: Vec<_> = store.feed_all_after(0).unwrap().into_iter().map(|c| c.serial).collect();
+        assert_eq!(feed, [s.clone(), a.clone()], "both GOOD, durable");
+        let log = store.list_audit(audit_len as u64 + 1, None).unwrap();
+        let actions: Vec<_> = log.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+        assert_eq!(
+            actions,
+            [("certificate.store", "issuance"), ("certificate.store", "issuance"), ("application.complete", "ra-1")]
+        );
+        // Replayed: same card, nothing written.
+        assert_eq!(store.finish_card(&card_id, &[signed(&s), signed(&a)], "issuance", "ra-1").unwrap(), card);
+        assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len + 3);
+        assert!(store.unresolved_reservations().unwrap().is_empty());
+        store.verify_audit_chain().unwrap();
+    }
+
+    #[test]
+    fn prepare_refuses_a_used_serial_or_a_second_serial_for_a_kind_and_writes_nothing() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let taken = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap().serial;
+        let other_card = store.begin_application(&application("app-2", "L2"), "JMA").unwrap().view.card.card_id;
+        let audit_len = store.list_audit(1, None).unwrap().len();
+
+        // Another card's serial: refused, and the first certificate of the batch is not kept either.
+        let fresh = Serial::random();
+        let certs = [prepared(CertificateKind::Signing, &fresh), prepared(CertificateKind::Authentication, &taken)];
+        let err = store.prepare_card(&other_card, &certs, None, "iss").unwrap_err();
+        assert!(
+            matches!(err, StoreError::CertificateState { .. }) && err.to_string().contains("already in use"),
+            "{err}"
+        );
+        assert!(matches!(store.get_certificate(&fresh), Err(StoreError::NoSuchCertificate { .. })));
+        assert_eq!(store.get_card(&other_card).unwrap().card.signing_serial, None);
+
+        // The card has a signing serial already: another one is refused, that one is recorded.
+        let err = store.prepare_card(&card_id, &[prepared(CertificateKind::Signing, &fresh)], None, "iss").unwrap_err();
+        assert!(err.to_string().contains("already the card's serial"), "{err}");
+        assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len);
+        let rec = store.prepare_card(&card_id, &[prepared(CertificateKind::Signing, &taken)], None, "iss").unwrap().0;
+        assert_eq!(rec[0].state, CertificateState::Precert);
+        assert_eq!(rec[0].reserved_at_unix, store.get_certificate(&taken).unwrap().reserved_at_unix);
+        let err = store
+            .prepare_card(&card_id, &[prepared(CertificateKind::OcspResponder, &Serial::random())], None, "iss")
+            .unwrap_err();
+        assert!(matches!(err, StoreError::CertificateConflict { .. }), "{err}");
+    }
+
+    #[test]
+    fn finish_on_a_card_revoked_meanwhile_stores_what_was_signed_and_refuses_to_complete() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let (s, a) = (Serial::random(), Serial::random());
+        let certs = [prepared(CertificateKind::Signing, &s), prepared(CertificateKind::Authentication, &a)];
+        store.prepare_card(&card_id, &certs, None, "issuance").unwrap();
+        store
+            .revoke_card(&card_id, &crate::test_support::revocation(crate::RevocationReason::KeyCompromise), "")
+            .unwrap();
+        let err = store.finish_card(&card_id, &[signed(&s), signed(&a)], "issuance", "ra-1").unwrap_err();
+        assert!(matches!(err, StoreError::CardNotPending { state: CardState::Revoked, .. }), "{err}");
+        for serial in [&s, &a] {
+            let rec = store.get_certificate(serial).unwrap();
+            assert_eq!(rec.certificate_der, Some(signed(serial).certificate_der), "signed, so recorded");
+            assert_ne!(rec.state, CertificateState::Issued);
+        }
+        // A certificate of another card is refused.
+        let other = store.begin_application(&application("app-2", "L2"), "JMA").unwrap().view.card.card_id;
+        let err = store.finish_card(&other, &[signed(&s)], "issuance", "ra-1").unwrap_err();
+        assert!(err.to_string().contains("belongs to another card"), "{err}");
+        store.verify_audit_chain().unwrap();
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod crl_number;
 mod crl_scopes;
 mod error;
 mod feed;
+mod group_commit;
 mod holders;
 mod keys;
 mod kv;
@@ -42,6 +43,7 @@ pub use audit::{actions, audit_hash};
 #[cfg(feature = "bench")]
 pub use bench::{BenchImport, BenchImportReport};
 pub use certificates::Reservation;
+pub use certificates::{PreparedCertificate, SignedCertificate};
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};
 pub use crl_number::MAX_SCOPE_LEN;
 pub use crl_scopes::{CrlScope, CrlScopeRecord, MAX_SCOPE_PARTITIONS};
@@ -91,6 +93,8 @@ pub struct Store {
     engine: Engine,
     trees: tx::Trees,
     durable: feed::Durable,
+    /// Concurrent writers share sled flushes (see `group_commit`).
+    group: std::sync::Arc<group_commit::GroupCommit>,
 }
 
 #[derive(Clone)]
@@ -117,7 +121,7 @@ impl Store {
                 keys::backfill(&trees)?;
                 let durable = feed::Durable::new(feed::last_stored(&trees)?);
                 feed::follow_commits(&trees, &durable);
-                Ok(Store { engine: Engine::Postgres, trees, durable })
+                Ok(Store { engine: Engine::Postgres, trees, durable, group: Default::default() })
             }
         }
     }
@@ -150,7 +154,7 @@ impl Store {
         }
         // What sled recovered is on disk, so all of it counts as durable.
         let durable = feed::Durable::new(feed::last_stored(&trees)?);
-        Ok(Store { engine: Engine::Sled(db), trees, durable })
+        Ok(Store { engine: Engine::Sled(db), trees, durable, group: Default::default() })
     }
 
     /// Appends an entry for something that happened outside the store (e.g.

@@ -17,43 +17,9 @@ impl Store {
     /// and ciphertext) writes nothing and returns the stored one; a different
     /// one is refused with `PinEscrowExists`: an escrow is never replaced.
     pub fn store_pin_escrow(&self, new: &NewPinEscrow) -> Result<PinEscrow, StoreError> {
-        let (escrow, changed) = self.trees.transact(|tx| {
-            require_card(tx, &new.card_id)?;
-            if let Some(stored) = tx.pin_escrow.get_json::<PinEscrow>(new.card_id.as_bytes())? {
-                if stored.key_label == new.key_label && stored.iv == new.iv && stored.ciphertext == new.ciphertext {
-                    return Ok((stored, false));
-                }
-                return fail(StoreError::PinEscrowExists { card_id: new.card_id.clone() });
-            }
-            let escrow = PinEscrow {
-                card_id: new.card_id.clone(),
-                key_label: new.key_label.clone(),
-                iv: new.iv.clone(),
-                ciphertext: new.ciphertext.clone(),
-                stored_at_unix: crate::clock::now_unix(),
-                stored_by: new.actor.clone(),
-                disclosures: Vec::new(),
-            };
-            tx.pin_escrow.put_json(new.card_id.as_bytes(), &escrow)?;
-            // Lengths only: neither the ciphertext nor the IV goes into the log.
-            let detail = json!({
-                "key_label": escrow.key_label,
-                "iv_len": escrow.iv.len(),
-                "ciphertext_len": escrow.ciphertext.len(),
-            });
-            audit::append(
-                tx,
-                &Event {
-                    actor: &new.actor,
-                    action: actions::PIN_ESCROW,
-                    subject: &new.card_id,
-                    detail_json: detail.to_string(),
-                },
-            )?;
-            Ok((escrow, true))
-        })?;
+        let (escrow, changed) = self.trees.transact(|tx| store_escrow(tx, new))?;
         if changed {
-            self.flush()?;
+            self.flush_grouped()?;
         }
         Ok(escrow)
     }
@@ -87,6 +53,44 @@ fn find_escrow(tx: &Tx<'_>, card_id: &str) -> TxResult<PinEscrow> {
         Some(escrow) => Ok(escrow),
         None => fail(StoreError::NoPinEscrow { card_id: card_id.to_owned() }),
     }
+}
+
+/// Stores the escrow inside the caller's transaction (see `store_pin_escrow`):
+/// the record and whether it was written.
+pub(crate) fn store_escrow(tx: &Tx<'_>, new: &NewPinEscrow) -> TxResult<(PinEscrow, bool)> {
+    require_card(tx, &new.card_id)?;
+    if let Some(stored) = tx.pin_escrow.get_json::<PinEscrow>(new.card_id.as_bytes())? {
+        if stored.key_label == new.key_label && stored.iv == new.iv && stored.ciphertext == new.ciphertext {
+            return Ok((stored, false));
+        }
+        return fail(StoreError::PinEscrowExists { card_id: new.card_id.clone() });
+    }
+    let escrow = PinEscrow {
+        card_id: new.card_id.clone(),
+        key_label: new.key_label.clone(),
+        iv: new.iv.clone(),
+        ciphertext: new.ciphertext.clone(),
+        stored_at_unix: crate::clock::now_unix(),
+        stored_by: new.actor.clone(),
+        disclosures: Vec::new(),
+    };
+    tx.pin_escrow.put_json(new.card_id.as_bytes(), &escrow)?;
+    // Lengths only: neither the ciphertext nor the IV goes into the log.
+    let detail = json!({
+        "key_label": escrow.key_label,
+        "iv_len": escrow.iv.len(),
+        "ciphertext_len": escrow.ciphertext.len(),
+    });
+    audit::append(
+        tx,
+        &Event {
+            actor: &new.actor,
+            action: actions::PIN_ESCROW,
+            subject: &new.card_id,
+            detail_json: detail.to_string(),
+        },
+    )?;
+    Ok((escrow, true))
 }
 
 fn disclose(tx: &Tx<'_>, req: &PinDisclosureRequest, now: i64) -> TxResult<PinEscrow> {

@@ -64,6 +64,8 @@ pub const POLICY: &[Rule] = &[
     rule!("/hpki.registry.v1.Registry/RecordTbs", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/StoreCertificate", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/CompleteApplication", [ISSUANCE]),
+    rule!("/hpki.registry.v1.Registry/PrepareCard", [ISSUANCE]),
+    rule!("/hpki.registry.v1.Registry/FinishCard", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/GetCard", [ISSUANCE, REVOCATION]),
     rule!("/hpki.registry.v1.Registry/GetCertificate", [ISSUANCE, REVOCATION, OCSP]),
     // Not ocsp: issuance records its responder certificates (IssueResponderCertificate).

@@ -1,0 +1,203 @@
+//! `make bench-issuance`: new-card issuance throughput and latency against the
+//! release `hpki-ca run` (registry + issuance over mTLS on loopback, a fresh
+//! SoftHSM token), beside the raw SoftHSM RSA-2048 signing rate measured in the
+//! same command, before and after the run (issue 14, item 5).
+//!
+//! N RA clients (1, 8, 64), each submitting new-card applications back to back
+//! (every card two fresh P-256 keys, two RSA-2048 CA signatures). Prints
+//! clients, cards, cards/s, p50/p99 and the ratio to the HSM bound:
+//!
+//!   HSM bound (cards/s) = raw signatures/s on one core x cores / 2 signatures per card
+//!
+//! Targets: >= 0.5x the HSM bound at 64 clients, p99 < 50 ms at 8 clients.
+//! Exits non-zero when one is missed.
+//!
+//! Bounded: at most `CARDS` cards and `LEVEL_TIME` per client count (a run is
+//! about a minute). The store backend comes from `STORE` (default `sled`);
+//! `store_config` is the one place that turns it into config text, where the
+//! PostgreSQL row will be added.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{application_with_csrs, Ca};
+
+/// Client counts and the cards each level may issue at most.
+const LEVELS: [(usize, usize); 3] = [(1, 150), (8, 600), (64, 1280)];
+/// Each level stops issuing after this long, whatever its count.
+const LEVEL_TIME: Duration = Duration::from_secs(15);
+/// Cards issued before measuring (connections, HSM sessions, sled warm).
+const WARMUP: usize = 16;
+const RAW_SIGNATURES: usize = 400;
+
+/// The config text for the store backend named by `STORE`. sled (the default)
+/// needs none; a PostgreSQL backend would return its `[store]` section here.
+fn store_config(store: &str) -> Result<String, String> {
+    match store {
+        "sled" => Ok(String::new()),
+        other => Err(format!("STORE={other:?}: only \"sled\" is benchmarked so far")),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Signatures per second of the signing CA key in the token, one thread,
+/// before the CA runs.
+fn raw_signatures_per_second(ca: &Ca) -> f64 {
+    let cfg = config::Config::load(&ca.config).expect("config");
+    if let Some(conf) = cfg.softhsm2_conf() {
+        std::env::set_var("SOFTHSM2_CONF", conf);
+    }
+    let pin = cfg.read_token_pin(config::TrustDomain::Issuing).expect("PIN of the issuing token");
+    let hsm = hsm::Hsm::open(&cfg.hsm.module, &cfg.token_label(config::TrustDomain::Issuing), &pin, 1)
+        .expect("open the issuing token");
+    let key = hsm.key(&cfg.ca.signing.key_label).expect("signing CA key");
+    assert_eq!(key.algorithm(), hsm::KeyAlgorithm::Rsa { bits: 2048 }, "the baseline is an RSA-2048 signature");
+    let msg = [0x5a; 300];
+    for _ in 0..20 {
+        key.sign(&msg).expect("sign");
+    }
+    let start = Instant::now();
+    for _ in 0..RAW_SIGNATURES {
+        key.sign(&msg).expect("sign");
+    }
+    RAW_SIGNATURES as f64 / start.elapsed().as_secs_f64()
+}
+
+struct Row {
+    clients: usize,
+    cards: usize,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to filter.
+    let store = std::env::var("STORE").unwrap_or_else(|_| "sled".into());
+    let extra = store_config(&store).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+    let mut ca = Ca::new(&extra);
+    let raw_before = raw_signatures_per_second(&ca);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let total: usize = WARMUP + LEVELS.iter().map(|(_, n)| n).sum::<usize>();
+    let csrs: Arc<Vec<(Vec<u8>, Vec<u8>)>> = Arc::new((0..total).map(|_| common::fresh_csrs()).collect());
+
+    let rows = rt.block_on(async {
+        let issuance = ca.issuance(&addrs[1]).await;
+        let submit = {
+            let (issuance, csrs) = (issuance.clone(), csrs.clone());
+            move |n: usize| {
+                let (mut c, csrs) = (issuance.clone(), csrs.clone());
+                async move {
+                    let (s, a) = csrs[n].clone();
+                    let app = application_with_csrs(&format!("bi-{n}"), &format!("{}", 7_000_000 + n), s, a);
+                    let card = c.submit_application(app).await.expect("SubmitApplication").into_inner();
+                    assert!(!card.replayed && !card.card_id.is_empty(), "a new card each time");
+                }
+            }
+        };
+        for n in 0..WARMUP {
+            submit(n).await;
+        }
+        let mut next = WARMUP;
+        let mut rows = Vec::new();
+        for (clients, cards) in LEVELS {
+            let first = next;
+            next += cards;
+            // Cards are handed out from a shared counter, so slow clients take fewer.
+            let counter = Arc::new(std::sync::atomic::AtomicUsize::new(first));
+            let deadline = Instant::now() + LEVEL_TIME;
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let (submit, counter) = (submit.clone(), counter.clone());
+                let end = first + cards;
+                tasks.push(tokio::spawn(async move {
+                    let mut times = Vec::new();
+                    while Instant::now() < deadline {
+                        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if n >= end {
+                            break;
+                        }
+                        let t = Instant::now();
+                        submit(n).await;
+                        times.push(t.elapsed());
+                    }
+                    times
+                }));
+            }
+            let mut times = Vec::new();
+            for t in tasks {
+                times.extend(t.await.expect("client task"));
+            }
+            let wall = start.elapsed();
+            times.sort();
+            rows.push(Row {
+                clients,
+                cards: times.len(),
+                per_second: times.len() as f64 / wall.as_secs_f64(),
+                p50: pct(&times, 50.0),
+                p99: pct(&times, 99.0),
+            });
+        }
+        rows
+    });
+    ca.take_children();
+    // Again once the CA has stopped: on a shared machine the rate moves with
+    // the load, so the bound uses the mean of both.
+    let raw_after = raw_signatures_per_second(&ca);
+    let raw = (raw_before + raw_after) / 2.0;
+    let bound = raw * cores as f64 / 2.0;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+
+    println!("\nissuance: release hpki-ca run (registry + issuance), store {store}, mTLS on loopback, new cards");
+    println!(
+        "HSM bound = raw SoftHSM RSA-2048 signatures/s on one core ({raw:.0}/s: mean of {raw_before:.0} before and \
+         {raw_after:.0} after the run, {RAW_SIGNATURES} signatures each) x {cores} cores / 2 signatures per card \
+         = {bound:.0} cards/s"
+    );
+    println!("load average at the end: {}\n", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    println!("| store | clients | cards | cards/s | p50 ms | p99 ms | x HSM bound |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.2}x |",
+            r.clients,
+            r.cards,
+            r.per_second,
+            ms(r.p50),
+            ms(r.p99),
+            r.per_second / bound
+        );
+    }
+    let mut missed = Vec::new();
+    for r in &rows {
+        if r.clients == 64 && r.per_second < 0.5 * bound {
+            missed.push(format!("64 clients: {:.2}x the HSM bound (target >= 0.5x)", r.per_second / bound));
+        }
+        if r.clients == 8 && ms(r.p99) >= 50.0 {
+            missed.push(format!("8 clients: p99 {:.1} ms (target < 50 ms)", ms(r.p99)));
+        }
+    }
+    if missed.is_empty() {
+        println!("\ntargets met: >= 0.5x the HSM bound at 64 clients, p99 < 50 ms at 8 clients");
+    } else {
+        println!("\ntargets missed: {}", missed.join("; "));
+        std::process::exit(1);
+    }
+}

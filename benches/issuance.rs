@@ -13,9 +13,10 @@
 //! Exits non-zero when one is missed.
 //!
 //! Bounded: at most `CARDS` cards and `LEVEL_TIME` per client count (a run is
-//! about a minute). The store backend comes from `STORE` (default `sled`);
-//! `store_config` is the one place that turns it into config text, where the
-//! PostgreSQL row will be added.
+//! about a minute per backend). `STORE` picks the backends: `sled`,
+//! `postgres` (a throwaway local cluster, `store::testing`, default settings:
+//! fsync and synchronous commit on), or both (the default), one after the
+//! other in the same command.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,12 +34,16 @@ const LEVEL_TIME: Duration = Duration::from_secs(15);
 const WARMUP: usize = 16;
 const RAW_SIGNATURES: usize = 400;
 
-/// The config text for the store backend named by `STORE`. sled (the default)
-/// needs none; a PostgreSQL backend would return its `[store]` section here.
-fn store_config(store: &str) -> Result<String, String> {
-    match store {
-        "sled" => Ok(String::new()),
-        other => Err(format!("STORE={other:?}: only \"sled\" is benchmarked so far")),
+/// The backends `STORE` names (default: both).
+fn stores() -> Vec<String> {
+    match std::env::var("STORE").as_deref() {
+        Ok("sled") => vec!["sled".into()],
+        Ok("postgres") => vec!["postgres".into()],
+        Ok("both") | Err(_) => vec!["sled".into(), "postgres".into()],
+        Ok(other) => {
+            eprintln!("STORE={other:?}: sled, postgres or both");
+            std::process::exit(2)
+        }
     }
 }
 
@@ -82,16 +87,16 @@ struct Row {
     p99: Duration,
 }
 
-fn main() {
-    // `cargo bench` passes --bench; nothing to filter.
-    let store = std::env::var("STORE").unwrap_or_else(|_| "sled".into());
-    let extra = store_config(&store).unwrap_or_else(|e| {
-        eprintln!("{e}");
-        std::process::exit(2)
-    });
+/// One backend's run: the rows and the raw signing rate before and after.
+fn run(store: &str) -> (Vec<Row>, f64, f64) {
+    // Kept until the run ends: the CA's database.
+    let cluster = (store == "postgres").then(|| store::testing::PgCluster::start(&[]).expect("PostgreSQL"));
+    let extra = match &cluster {
+        Some(pg) => format!("[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n", pg.url(store::testing::USER)),
+        None => String::new(),
+    };
     let mut ca = Ca::new(&extra);
     let raw_before = raw_signatures_per_second(&ca);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let total: usize = WARMUP + LEVELS.iter().map(|(_, n)| n).sum::<usize>();
@@ -161,30 +166,48 @@ fn main() {
     // Again once the CA has stopped: on a shared machine the rate moves with
     // the load, so the bound uses the mean of both.
     let raw_after = raw_signatures_per_second(&ca);
-    let raw = (raw_before + raw_after) / 2.0;
+    drop(cluster);
+    (rows, raw_before, raw_after)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to filter.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut runs = Vec::new();
+    for store in stores() {
+        let (rows, before, after) = run(&store);
+        runs.push((store, rows, before, after));
+    }
+    let raws: Vec<f64> = runs.iter().flat_map(|(_, _, b, a)| [*b, *a]).collect();
+    let raw = raws.iter().sum::<f64>() / raws.len() as f64;
     let bound = raw * cores as f64 / 2.0;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let shown: Vec<String> = raws.iter().map(|r| format!("{r:.0}")).collect();
 
-    println!("\nissuance: release hpki-ca run (registry + issuance), store {store}, mTLS on loopback, new cards");
+    println!("\nissuance: release hpki-ca run (registry + issuance), mTLS on loopback, new cards");
     println!(
-        "HSM bound = raw SoftHSM RSA-2048 signatures/s on one core ({raw:.0}/s: mean of {raw_before:.0} before and \
-         {raw_after:.0} after the run, {RAW_SIGNATURES} signatures each) x {cores} cores / 2 signatures per card \
-         = {bound:.0} cards/s"
+        "HSM bound = raw SoftHSM RSA-2048 signatures/s on one core ({raw:.0}/s: mean of {} measured before and \
+         after each run, {RAW_SIGNATURES} signatures each) x {cores} cores / 2 signatures per card = {bound:.0} cards/s",
+        shown.join(", ")
     );
     println!("load average at the end: {}\n", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     println!("| store | clients | cards | cards/s | p50 ms | p99 ms | x HSM bound |");
     println!("|---|---|---|---|---|---|---|");
-    for r in &rows {
-        println!(
-            "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.2}x |",
-            r.clients,
-            r.cards,
-            r.per_second,
-            ms(r.p50),
-            ms(r.p99),
-            r.per_second / bound
-        );
+    for (store, rows, _, _) in &runs {
+        for r in rows {
+            println!(
+                "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.2}x |",
+                r.clients,
+                r.cards,
+                r.per_second,
+                ms(r.p50),
+                ms(r.p99),
+                r.per_second / bound
+            );
+        }
     }
+    // The targets are sled's (the embedded default).
+    let rows: Vec<&Row> = runs.iter().filter(|(s, ..)| s == "sled").flat_map(|(_, rows, ..)| rows).collect();
     let mut missed = Vec::new();
     for r in &rows {
         if r.clients == 64 && r.per_second < 0.5 * bound {

@@ -253,6 +253,35 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_all_commit_and_the_chain_holds() {
+        // On PostgreSQL they queue on the write lock instead of failing each
+        // other with serialization errors (a connection each, so all 64 are
+        // in a transaction at once).
+        let dir = tempfile::tempdir().unwrap();
+        let location = match crate::test_support::location(&dir) {
+            crate::Location::Postgres { url, password, .. } => {
+                crate::Location::Postgres { url, password, pool_size: 64 }
+            }
+            sled => sled,
+        };
+        let store = crate::Store::open_at(&location).unwrap();
+        let writers: Vec<_> = (0..64)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10 {
+                        store.append_audit("t", "test.concurrent", &format!("{t}-{i}"), "{}").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(store.verify_audit_chain().unwrap(), 640);
+    }
+
+    #[test]
     fn a_second_open_while_the_first_holds_the_database_is_locked() {
         let (dir, store) = temp_store();
         if let crate::Location::Postgres { .. } = crate::test_support::location(&dir) {

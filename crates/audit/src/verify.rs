@@ -1,11 +1,12 @@
-//! Verification of the registry's hash-chained audit log, shared by
-//! `hpki-ca audit verify` (crates/cli) and the operator console's "verify
-//! chain" action: the chain walk ([`Verifier`]), signed checkpoints
-//! ([`CheckpointKey`], [`checkpoint_message`]) and the record of checkpoints
-//! kept outside the database ([`Recorded`]). Pure: no network, files only
-//! where named ([`Recorded::load`], [`CheckpointKey::load`]).
+//! Verification of the registry's hash-chained audit log, the one verifier of
+//! `hpki-ca audit verify` (crates/cli), the operator console's "verify chain"
+//! action and the checkpointer: the chain walk ([`Verifier`]), signed
+//! checkpoints ([`CheckpointKey`], [`checkpoint_message`]) and the record of
+//! checkpoints kept outside the database ([`Recorded`]). Pure: no network,
+//! files only where named ([`Recorded::load`], [`CheckpointKey::load`]).
 //!
-//! The format of checkpoints and records is described in crates/cli/src/audit.rs.
+//! The format of checkpoints and records is described in the crate's
+//! documentation (crates/audit/src/lib.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::{audit_hash, AuditRecord};
+use store::{audit_hash, AuditRecord};
 
 /// Action of checkpoint entries (not one the store reserves for itself).
 pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
@@ -30,8 +31,65 @@ use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1 as P
 pub enum LoadError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{path}: {source}")]
+    Pem { path: PathBuf, source: pem::PemError },
+    #[error("{path}: a {tag:?} PEM block, not PUBLIC KEY")]
+    NotPublicKey { path: PathBuf, tag: String },
+    #[error("{path}: {source}")]
+    Key { path: PathBuf, source: KeyError },
+}
+
+/// A SubjectPublicKeyInfo that cannot verify checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a SubjectPublicKeyInfo: {0}")]
+    NotSpki(der::Error),
+    #[error("subjectPublicKey has unused bits")]
+    UnusedBits,
+    #[error("EC parameters: {0}")]
+    EcParameters(der::Error),
+    #[error("EC key without a named curve")]
+    NoNamedCurve,
+    #[error("EC curve {0}: only P-256 is supported")]
+    Curve(ObjectIdentifier),
+    #[error("public key algorithm {0}: only RSA and EC P-256 are supported")]
+    Algorithm(ObjectIdentifier),
+}
+
+/// A hash given as hex that is not 32 bytes of hex.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HexError {
+    #[error("is not hex: {0}")]
+    NotHex(#[from] hex::FromHexError),
+    #[error("is {0} bytes, not 32")]
+    Length(usize),
+}
+
+/// A time in microseconds that RFC 3339 cannot show.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    #[error("time {micros} µs: {source}")]
+    Range { micros: i64, source: time::error::ComponentRange },
+    #[error("time {micros} µs: {source}")]
+    Format { micros: i64, source: time::error::Format },
+}
+
+/// Why a line of the checkpoint record is not a [`CheckpointRecord`] (the
+/// parser's message, kept as text so that a [`Recorded`] can be cloned).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnreadableLine(String);
+
+impl From<serde_json::Error> for UnreadableLine {
+    fn from(e: serde_json::Error) -> UnreadableLine {
+        UnreadableLine(e.to_string())
+    }
+}
+
+impl From<&str> for UnreadableLine {
+    fn from(message: &str) -> UnreadableLine {
+        UnreadableLine(message.to_owned())
+    }
 }
 
 /// An entry as the registry sends it (hashes as bytes): hashes of the wrong
@@ -235,18 +293,19 @@ impl Verifier {
     }
 }
 
-pub fn hash32(text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text).map_err(|e| format!("is not hex: {e}"))?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("is {} bytes, not 32", bytes.len()))
+/// A 32-byte hash from hex.
+pub fn hash32(text: &str) -> Result<[u8; 32], HexError> {
+    let bytes = hex::decode(text)?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| HexError::Length(bytes.len()))
 }
 
 /// RFC 3339 in UTC with exactly six fraction digits.
-pub fn format_micros(micros: i64) -> Result<String, String> {
+pub fn format_micros(micros: i64) -> Result<String, TimeError> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .map_err(|e| format!("time {micros} µs: {e}"))?
+        .map_err(|source| TimeError::Range { micros, source })?
         .format(&fmt)
-        .map_err(|e| format!("time {micros} µs: {e}"))
+        .map_err(|source| TimeError::Format { micros, source })
 }
 
 /// The detail of an "audit.checkpoint" entry.
@@ -301,7 +360,7 @@ impl CheckpointRecord {
         at_unix_micros: i64,
         actor: &str,
         detail: &CheckpointDetail,
-    ) -> Result<CheckpointRecord, String> {
+    ) -> Result<CheckpointRecord, TimeError> {
         Ok(CheckpointRecord {
             checkpoint_sequence: sequence,
             checkpoint_hash: hex::encode(hash),
@@ -330,7 +389,7 @@ pub enum LogSource {
 pub struct Recorded {
     pub path: PathBuf,
     /// `None`: there is no such file.
-    pub lines: Option<Vec<(usize, Result<CheckpointRecord, String>)>>,
+    pub lines: Option<Vec<(usize, Result<CheckpointRecord, UnreadableLine>)>>,
 }
 
 /// How many recorded checkpoints the chain holds.
@@ -389,7 +448,7 @@ impl Recorded {
             .split(|b| *b == b'\n')
             .enumerate()
             .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-            .map(|(i, l)| (i + 1, serde_json::from_slice::<CheckpointRecord>(l).map_err(|e| e.to_string())))
+            .map(|(i, l)| (i + 1, serde_json::from_slice::<CheckpointRecord>(l).map_err(UnreadableLine::from)))
             .collect();
         Ok(Recorded { path: path.to_owned(), lines: Some(lines) })
     }
@@ -418,7 +477,7 @@ impl Recorded {
                 sequence: None,
                 reason: format!("{file} line {line} is not a checkpoint record: {why}"),
             };
-            let record = parsed.as_ref().map_err(|e| unreadable(e.clone()))?;
+            let record = parsed.as_ref().map_err(|e| unreadable(e.to_string()))?;
             decoded.push(RecordLine {
                 line: *line,
                 record,
@@ -523,34 +582,34 @@ impl CheckpointKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(LoadError::Io { path: path.to_owned(), source: e }),
         };
-        let bad = |m: String| LoadError::Invalid(format!("{}: {m}", path.display()));
-        let block = pem::parse(&text).map_err(|e| bad(e.to_string()))?;
+        let block = pem::parse(&text).map_err(|source| LoadError::Pem { path: path.to_owned(), source })?;
         if block.tag() != "PUBLIC KEY" {
-            return Err(bad(format!("a {:?} PEM block, not PUBLIC KEY", block.tag())));
+            return Err(LoadError::NotPublicKey { path: path.to_owned(), tag: block.tag().to_owned() });
         }
-        CheckpointKey::from_spki_der(block.contents()).map(Some).map_err(bad)
+        CheckpointKey::from_spki_der(block.contents())
+            .map(Some)
+            .map_err(|source| LoadError::Key { path: path.to_owned(), source })
     }
 
-    pub fn from_spki_der(der: &[u8]) -> Result<CheckpointKey, String> {
-        let spki =
-            spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
-        let public = spki.subject_public_key.as_bytes().ok_or("subjectPublicKey has unused bits")?.to_vec();
+    pub fn from_spki_der(der: &[u8]) -> Result<CheckpointKey, KeyError> {
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(KeyError::NotSpki)?;
+        let public = spki.subject_public_key.as_bytes().ok_or(KeyError::UnusedBits)?.to_vec();
         let alg = &spki.algorithm;
         let kind = if alg.oid == RSA_ENCRYPTION {
             KeyKind::Rsa
         } else if alg.oid == ID_EC_PUBLIC_KEY {
             let curve = match alg.parameters {
                 Some(p) if p.tag() == Tag::ObjectIdentifier => {
-                    p.decode_as::<ObjectIdentifier>().map_err(|e| format!("EC parameters: {e}"))?
+                    p.decode_as::<ObjectIdentifier>().map_err(KeyError::EcParameters)?
                 }
-                _ => return Err("EC key without a named curve".into()),
+                _ => return Err(KeyError::NoNamedCurve),
             };
             if curve != PRIME256V1 {
-                return Err(format!("EC curve {curve}: only P-256 is supported"));
+                return Err(KeyError::Curve(curve));
             }
             KeyKind::EcdsaP256
         } else {
-            return Err(format!("public key algorithm {}: only RSA and EC P-256 are supported", alg.oid));
+            return Err(KeyError::Algorithm(alg.oid));
         };
         Ok(CheckpointKey { kind, public, spki_der: der.to_vec(), spki_sha256: hex::encode(Sha256::digest(der)) })
     }
@@ -576,7 +635,10 @@ impl CheckpointKey {
 
 impl Recorded {
     /// A record of these lines (tests; `None`: no record file).
-    pub fn from_lines(path: PathBuf, lines: Option<Vec<(usize, Result<CheckpointRecord, String>)>>) -> Recorded {
+    pub fn from_lines(
+        path: PathBuf,
+        lines: Option<Vec<(usize, Result<CheckpointRecord, UnreadableLine>)>>,
+    ) -> Recorded {
         Recorded { path, lines }
     }
 }
@@ -590,5 +652,228 @@ impl CheckpointKey {
     /// SHA-256 of the SubjectPublicKeyInfo DER, hex.
     pub fn spki_sha256(&self) -> &str {
         &self.spki_sha256
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let log = chain(5);
+        let v = verify(&log, None).unwrap();
+        assert_eq!((v.entries, v.head, v.checkpoints, v.unchecked), (5, log[4].hash, 0, 0));
+        assert_eq!(verify(&[], None).unwrap().entries, 0);
+    }
+
+    type Edit = (&'static str, fn(&mut AuditRecord));
+
+    #[test]
+    fn every_kind_of_edit_breaks_at_that_entry() {
+        let edits: [Edit; 8] = [
+            ("actor", |r| r.actor.push('x')),
+            ("action", |r| r.action = "other".into()),
+            ("subject", |r| r.subject.clear()),
+            ("detail", |r| r.detail_json = r.detail_json.replace(' ', "")),
+            ("time", |r| r.at_unix_micros += 1),
+            ("prev_hash", |r| r.prev_hash[0] ^= 1),
+            ("hash", |r| r.hash[31] ^= 1),
+            ("sequence", |r| r.sequence = 7),
+        ];
+        for (what, edit) in edits {
+            let mut log = chain(5);
+            edit(&mut log[2]);
+            let b = broken_at(&log, None);
+            assert_eq!(b.sequence, 3, "{what}: {b}");
+        }
+    }
+
+    #[test]
+    fn missing_repeated_or_backwards_entries_break_the_chain() {
+        let mut gap = chain(5);
+        gap.remove(3);
+        let b = broken_at(&gap, None);
+        assert_eq!(b.sequence, 4);
+        assert!(b.reason.contains("missing"), "{b}");
+
+        let mut repeated = chain(3);
+        repeated.insert(2, repeated[1].clone());
+        assert_eq!(broken_at(&repeated, None).sequence, 3);
+
+        let mut backwards = chain(3);
+        backwards[2].at_unix_micros = backwards[1].at_unix_micros - 1;
+        rechain(&mut backwards, 2);
+        let b = broken_at(&backwards, None);
+        assert_eq!((b.sequence, b.reason.as_str()), (3, "time runs backwards"));
+    }
+
+    #[test]
+    fn a_signed_checkpoint_verifies() {
+        let s = signer();
+        let mut log = chain(4);
+        add_checkpoint(&mut log, &s);
+        append(&mut log, "test", "");
+        let v = verify(&log, Some(s.key.clone())).unwrap();
+        assert_eq!((v.entries, v.checkpoints, v.latest_checkpoint), (6, 1, Some((5, 4))));
+        // Without the public key the chain still verifies but the checkpoint is counted as unchecked.
+        let v = verify(&log, None).unwrap();
+        assert_eq!((v.checkpoints, v.unchecked), (0, 1));
+    }
+
+    #[test]
+    fn the_head_is_anchored_only_while_a_verified_checkpoint_is_last() {
+        let s = signer();
+        let mut log = chain(3);
+        assert!(!verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
+        add_checkpoint(&mut log, &s);
+        assert!(verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
+        // Unchecked for want of the key: not anchored as far as we can tell.
+        assert!(!verify(&log, None).unwrap().head_is_checkpoint());
+        append(&mut log, "test", "{}");
+        assert!(!verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
+        assert!(!verify(&[], Some(s.key.clone())).unwrap().head_is_checkpoint());
+    }
+
+    #[test]
+    fn a_consistent_rewrite_is_caught_by_the_next_checkpoint() {
+        let s = signer();
+        let mut log = chain(4);
+        add_checkpoint(&mut log, &s);
+        append(&mut log, "test", "{}");
+        log[1].actor = "mallory".into();
+        rechain(&mut log, 1);
+        let b = broken_at(&log, Some(s.key.clone()));
+        assert_eq!(b.sequence, 5, "{b}");
+        assert!(b.reason.contains("head does not match"), "{b}");
+    }
+
+    #[test]
+    fn a_forged_or_foreign_checkpoint_breaks_the_chain_at_the_checkpoint() {
+        let s = signer();
+        let other = signer();
+        // Signed by another key.
+        let mut log = chain(3);
+        add_checkpoint(&mut log, &other);
+        let b = broken_at(&log, Some(s.key.clone()));
+        assert_eq!(b.sequence, 4);
+        assert!(b.reason.contains("another key"), "{b}");
+        // Claims our key but the signature is someone else's.
+        let mut log = chain(3);
+        let last = log[2].clone();
+        let mut d: CheckpointDetail = serde_json::from_str(&checkpoint_detail(&other, 3, &last.hash)).unwrap();
+        d.key_spki_sha256 = s.key.spki_sha256().to_owned();
+        append(&mut log, CHECKPOINT_ACTION, &serde_json::to_string(&d).unwrap());
+        let b = broken_at(&log, Some(s.key.clone()));
+        assert_eq!((b.sequence, b.reason.as_str()), (4, "checkpoint signature does not verify"));
+        // Signs a later entry than exists before it, or nothing readable.
+        let mut log = chain(3);
+        append(&mut log, CHECKPOINT_ACTION, &checkpoint_detail(&s, 4, &[0; 32]));
+        assert_eq!(broken_at(&log, Some(s.key.clone())).sequence, 4);
+        let mut log = chain(3);
+        append(&mut log, CHECKPOINT_ACTION, "{}");
+        assert_eq!(broken_at(&log, Some(s.key.clone())).sequence, 4);
+    }
+
+    #[test]
+    fn recorded_checkpoints_the_chain_holds_match() {
+        let s = signer();
+        let (log, mut records) = checkpointed_log(&s);
+        let m = check(&log, &records, Some(&s.key), LogSource::Live).unwrap();
+        assert_eq!(m, RecordsMatched { matched: 2, unchecked: 0 });
+        // The same checkpoint recorded twice (two copies concatenated) is one match.
+        records.push(records[0].clone());
+        assert_eq!(check(&log, &records, Some(&s.key), LogSource::Live).unwrap().matched, 2);
+        // Without the public key the records still match the chain, but their signatures are unchecked.
+        assert_eq!(check(&log, &records, None, LogSource::Live).unwrap(), RecordsMatched { matched: 2, unchecked: 3 });
+        // No record file: nothing to hold the chain to.
+        let v = verify(&log, Some(s.key.clone())).unwrap();
+        let absent = Recorded::from_lines("none.jsonl".into(), None);
+        assert!(!absent.exists());
+        assert_eq!(absent.check(&v, Some(&s.key), LogSource::Live).unwrap(), RecordsMatched::default());
+    }
+
+    #[test]
+    fn a_cut_off_tail_is_named_by_the_first_recorded_checkpoint_it_lost() {
+        let s = signer();
+        let (mut log, records) = checkpointed_log(&s);
+        log.truncate(6);
+        // What is left is a valid chain with a valid checkpoint: only the record shows the cut.
+        assert_eq!(verify(&log, Some(s.key.clone())).unwrap().checkpoints, 1);
+        let b = check(&log, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert_eq!(
+            b.to_string(),
+            "audit chain BROKEN: checkpoint at sequence 7 recorded in cp.jsonl is missing from the log \
+             (the log ends at 6): entries were removed from its end"
+        );
+        let b = check(&log, &records, Some(&s.key), LogSource::Export).unwrap_err();
+        assert!(b.reason.contains("missing from the export (it ends at 6)"), "{b}");
+        // Cut deeper: the lower of the two lost checkpoints is named.
+        log.truncate(3);
+        let b = check(&log, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(4), "{b}");
+        assert!(b.reason.contains("(the log ends at 3)"), "{b}");
+    }
+
+    #[test]
+    fn a_log_cut_and_grown_again_differs_from_the_record() {
+        let s = signer();
+        let (log, records) = checkpointed_log(&s);
+        // Other entries where the checkpoint was.
+        let mut regrown = log[..6].to_vec();
+        append(&mut regrown, "test", "{}");
+        append(&mut regrown, "test", "{}");
+        let b = check(&regrown, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("differs from the log: entry 7 there is not a checkpoint"), "{b}");
+        // A new, genuine checkpoint at 7 over another entry 6.
+        let mut other_head = log[..5].to_vec();
+        append(&mut other_head, "test", r#"{"other": true}"#);
+        add_checkpoint(&mut other_head, &s);
+        let b = check(&other_head, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("the entry there signs entry 6 (hash"), "{b}");
+        // A checkpoint at 7 over the same entry 6, signed again: same head, another entry.
+        let mut resigned = log[..6].to_vec();
+        add_checkpoint(&mut resigned, &s);
+        let b = check(&resigned, &records, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("the checkpoint entry there has another hash"), "{b}");
+    }
+
+    #[test]
+    fn a_record_not_signed_by_the_key_is_reported_before_the_chain_is_consulted() {
+        let s = signer();
+        let other = signer();
+        let (log, records) = checkpointed_log(&s);
+        // One bit of the signature flipped, on a checkpoint the chain does hold.
+        let mut flipped = records.clone();
+        let mut sig = hex::decode(&flipped[1].signature).unwrap();
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+        flipped[1].signature = hex::encode(sig);
+        let b = check(&log, &flipped, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(7));
+        assert!(b.reason.contains("(line 2) has a signature that does not verify with test.pub.pem"), "{b}");
+        // A record of a checkpoint the log never had, made with another key: forged, not "missing".
+        let mut forged = records.clone();
+        let mut fake = records[1].clone();
+        fake.checkpoint_sequence = 9;
+        fake.key_spki_sha256 = other.key.spki_sha256().to_owned();
+        forged.push(fake);
+        let b = check(&log, &forged, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, Some(9));
+        assert!(b.reason.contains("(line 3) is signed by another key"), "{b}");
+        // An unreadable line fails, naming the line.
+        let mut unreadable = recorded(&records);
+        if let Some(lines) = unreadable.lines.as_mut() {
+            lines.insert(1, (2, Err("expected value at line 1 column 1".into())));
+        }
+        let v = verify(&log, Some(s.key.clone())).unwrap();
+        let b = unreadable.check(&v, Some(&s.key), LogSource::Live).unwrap_err();
+        assert_eq!(b.sequence, None);
+        assert!(b.reason.starts_with("cp.jsonl line 2 is not a checkpoint record"), "{b}");
     }
 }

@@ -13,8 +13,8 @@ use tonic::transport::Channel;
 use crate::error::{io, Error};
 use crate::registry::{checkpointer_client, verify_live};
 use crate::verify::{
-    checkpoint_message, Broken, CheckpointDetail, CheckpointKey, CheckpointRecord, LoadError, LogSource, RecordBroken,
-    Recorded, Verifier,
+    checkpoint_message, Broken, CheckpointDetail, CheckpointKey, CheckpointRecord, Conclusion, LoadError, LogSource,
+    RecordBroken, Recorded, Verifier,
 };
 use crate::{Progress, CHECKPOINT_KEY_LABEL, CHECKPOINT_PUB_FILE};
 
@@ -174,8 +174,12 @@ impl Checkpointer {
         // Read before the log, as `verify` does.
         let recorded = Recorded::load(&self.records)?;
         let verifier = Verifier::new(Some(self.public.clone()), self.key_path.clone());
-        let head = verify_live(client, verifier, progress).await?.map_err(CheckpointError::Broken)?;
-        recorded.check(&head, Some(&self.public), LogSource::Live).map_err(CheckpointError::Unrecorded)?;
+        let outcome = verify_live(client, verifier, progress).await?;
+        let head = match recorded.conclude(outcome, Some(&self.public), LogSource::Live) {
+            Conclusion::Holds(holds) => holds.verified,
+            Conclusion::Broken(b) => return Err(CheckpointError::Broken(b)),
+            Conclusion::Unrecorded(b) => return Err(CheckpointError::Unrecorded(b)),
+        };
         if head.entries == 0 {
             return Err(CheckpointError::Empty);
         }

@@ -56,8 +56,8 @@ pub use export::{verify_file, ExportLine, Exported, LineError};
 pub use registry::{record_from_entry, verify_live, Pages};
 pub use verify::{
     broken, checkpoint_message, format_micros, hash32, record_from_parts, Broken, CheckpointDetail, CheckpointKey,
-    CheckpointRecord, HexError, KeyError, LoadError, LogSource, RecordBroken, Recorded, RecordsMatched, SeenCheckpoint,
-    TimeError, UnreadableLine, Verified, Verifier, CHECKPOINT_ACTION,
+    CheckpointRecord, Conclusion, HexError, Holds, KeyError, LoadError, LogSource, RecordBroken, Recorded,
+    RecordsMatched, SeenCheckpoint, TimeError, UnreadableLine, Verified, Verifier, CHECKPOINT_ACTION,
 };
 
 /// HSM label of the key that signs audit-log checkpoints (`hpki-ca audit checkpoint`).

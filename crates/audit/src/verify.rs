@@ -556,6 +556,50 @@ impl Recorded {
         }
         Ok(RecordsMatched { matched: u64::try_from(matched.len()).unwrap_or(u64::MAX), unchecked })
     }
+
+    /// A chain walk's outcome held to this record: the conclusion that
+    /// `hpki-ca audit verify` prints and the console shows.
+    pub fn conclude(
+        &self,
+        outcome: Result<Verified, Broken>,
+        key: Option<&CheckpointKey>,
+        source: LogSource,
+    ) -> Conclusion {
+        let verified = match outcome {
+            Ok(v) => v,
+            Err(b) => return Conclusion::Broken(b),
+        };
+        match self.check(&verified, key, source) {
+            Ok(matched) => Conclusion::Holds(Holds { verified, matched }),
+            Err(b) => Conclusion::Unrecorded(b),
+        }
+    }
+}
+
+/// What a verification concludes ([`Recorded::conclude`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conclusion {
+    /// The first bad entry of the chain.
+    Broken(Broken),
+    /// A recorded checkpoint the chain does not hold as recorded, or a record that is not genuine.
+    Unrecorded(RecordBroken),
+    /// The chain and every recorded checkpoint hold (as far as they could be checked).
+    Holds(Holds),
+}
+
+/// A chain that holds, and the recorded checkpoints found in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holds {
+    pub verified: Verified,
+    pub matched: RecordsMatched,
+}
+
+impl Holds {
+    /// Checkpoints, in the chain or in the record, whose signature could not be
+    /// checked for want of the public key: a verification that is not complete.
+    pub fn unchecked(&self) -> u64 {
+        self.verified.unchecked + self.matched.unchecked
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -875,5 +919,28 @@ mod tests {
         let b = unreadable.check(&v, Some(&s.key), LogSource::Live).unwrap_err();
         assert_eq!(b.sequence, None);
         assert!(b.reason.starts_with("cp.jsonl line 2 is not a checkpoint record"), "{b}");
+    }
+
+    #[test]
+    fn a_conclusion_is_the_chain_then_the_record() {
+        let s = signer();
+        let (log, records) = checkpointed_log(&s);
+        let record = recorded(&records);
+        let walked = |log: &[AuditRecord], key: Option<CheckpointKey>| verify(log, key);
+        match record.conclude(walked(&log, Some(s.key.clone())), Some(&s.key), LogSource::Live) {
+            Conclusion::Holds(h) => assert_eq!((h.verified.entries, h.matched.matched, h.unchecked()), (8, 2, 0)),
+            other => panic!("{other:?}"),
+        }
+        // Without the key: both checkpoints in the chain and both record lines unchecked.
+        match record.conclude(walked(&log, None), None, LogSource::Live) {
+            Conclusion::Holds(h) => assert_eq!(h.unchecked(), 4),
+            other => panic!("{other:?}"),
+        }
+        let mut edited = log.clone();
+        edited[1].actor = "mallory".into();
+        let broken = record.conclude(walked(&edited, None), None, LogSource::Live);
+        assert!(matches!(broken, Conclusion::Broken(Broken { sequence: 2, .. })), "{broken:?}");
+        let cut = record.conclude(walked(&log[..6], Some(s.key.clone())), Some(&s.key), LogSource::Live);
+        assert!(matches!(cut, Conclusion::Unrecorded(RecordBroken { sequence: Some(7), .. })), "{cut:?}");
     }
 }

@@ -8,8 +8,8 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use audit::{
-    Broken, CheckpointError, CheckpointFiles, CheckpointKey, CheckpointOutcome, Checkpointer, LogSource, Recorded,
-    Verified, Verifier, CHECKPOINT_KEY_LABEL, CHECKPOINT_PUB_FILE,
+    Broken, CheckpointError, CheckpointFiles, CheckpointKey, CheckpointOutcome, Checkpointer, Conclusion, LogSource,
+    Recorded, Verified, Verifier, CHECKPOINT_KEY_LABEL, CHECKPOINT_PUB_FILE,
 };
 use clap::Subcommand;
 use config::Config;
@@ -124,20 +124,18 @@ fn report(
     key: Option<&CheckpointKey>,
     source: LogSource,
 ) -> Result<(), CliError> {
-    let v = match outcome {
-        Ok(v) => v,
-        Err(b) => {
+    let holds = match recorded.conclude(outcome, key, source) {
+        Conclusion::Holds(holds) => holds,
+        Conclusion::Broken(b) => {
             println!("{b}");
             return Err(CliError::Client(format!("audit chain broken at sequence {}", b.sequence)));
         }
-    };
-    let matched = match recorded.check(&v, key, source) {
-        Ok(m) => m,
-        Err(b) => {
+        Conclusion::Unrecorded(b) => {
             println!("{b}");
             return Err(CliError::Client(b.summary()));
         }
     };
+    let (v, matched) = (&holds.verified, holds.matched);
     // No "checkpoints: " here: scripts read the count from the line below.
     let anchors = if recorded.exists() {
         let s = if matched.matched == 1 { "" } else { "s" };
@@ -157,7 +155,7 @@ fn report(
         }
         None => println!("checkpoints: 0 verified, {} not checked", v.unchecked),
     }
-    let unchecked = v.unchecked + matched.unchecked;
+    let unchecked = holds.unchecked();
     if unchecked > 0 {
         return Err(CliError::Client(format!(
             "{unchecked} checkpoint(s) not checked: no public key at {} (run `hpki-ca ceremony`, or pass --public-key)",

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use audit::{Broken, CheckpointKey, LogSource, Pages, Recorded, Verifier};
+use audit::{Broken, CheckpointKey, Conclusion, LogSource, Pages, Recorded, Verifier};
 use proto::registry::v1 as reg;
 
 use crate::error::ConsoleError;
@@ -134,16 +134,18 @@ impl Check {
 
     /// The verdict, with `recorded` (read before the first entry was listed).
     pub fn finish(self, recorded: &Recorded) -> Verdict {
-        if let Some(b) = self.broken {
-            return Verdict::Broken { sequence: Some(b.sequence), reason: b.to_string() };
-        }
-        let v = self.verifier.finish();
-        let head = hex::encode(v.head);
-        let matched = match recorded.check(&v, self.key.as_ref(), LogSource::Live) {
-            Ok(m) => m,
-            Err(b) => return Verdict::Broken { sequence: b.sequence, reason: b.to_string() },
+        let outcome = match self.broken {
+            Some(b) => Err(b),
+            None => Ok(self.verifier.finish()),
         };
-        let unchecked = v.unchecked + matched.unchecked;
+        let holds = match recorded.conclude(outcome, self.key.as_ref(), LogSource::Live) {
+            Conclusion::Holds(holds) => holds,
+            Conclusion::Broken(b) => return Verdict::Broken { sequence: Some(b.sequence), reason: b.to_string() },
+            Conclusion::Unrecorded(b) => return Verdict::Broken { sequence: b.sequence, reason: b.to_string() },
+        };
+        let v = &holds.verified;
+        let head = hex::encode(v.head);
+        let unchecked = holds.unchecked();
         if unchecked > 0 {
             return Verdict::Incomplete {
                 entries: v.entries,
@@ -166,7 +168,7 @@ impl Check {
             head,
             checkpoints: v.checkpoints,
             latest_checkpoint: v.latest_checkpoint,
-            recorded: matched.matched,
+            recorded: holds.matched.matched,
             record_path: recorded.path.display().to_string(),
         }
     }

@@ -2,24 +2,19 @@
 //! key [`CHECKPOINT_KEY_LABEL`], appended to the log through the registry's
 //! AppendCheckpoint, and recorded outside the database ([`append_record`]).
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use config::Config;
 use proto::registry::v1 as pb;
 use proto::registry::v1::registry_client::RegistryClient;
 use tonic::transport::Channel;
 
-use crate::error::{io, Error};
+use crate::chain::{checkpoint_message, Broken, CheckpointDetail, Verifier};
+use crate::error::Error;
+use crate::key::{CheckpointKey, LoadError};
+use crate::record::{append_record, CheckpointRecord, Conclusion, LogSource, RecordBroken, Recorded};
 use crate::registry::{checkpointer_client, verify_live};
-use crate::verify::{
-    checkpoint_message, Broken, CheckpointDetail, CheckpointKey, CheckpointRecord, Conclusion, LoadError, LogSource,
-    RecordBroken, Recorded, Verifier,
-};
 use crate::{Progress, CHECKPOINT_KEY_LABEL, CHECKPOINT_PUB_FILE};
-
-// ---------------------------------------------------------------------------
-// The checkpoint record outside the database
 
 /// Where checkpoints are signed from and recorded: the public key that must
 /// belong to the HSM key, and the append-only record.
@@ -34,50 +29,6 @@ impl CheckpointFiles {
     pub fn of(cfg: &Config) -> CheckpointFiles {
         CheckpointFiles { public_key: cfg.cert_dir().join(CHECKPOINT_PUB_FILE), records: cfg.audit_checkpoints_path() }
     }
-}
-
-/// Appends `record` as one line to `path` and syncs it to disk. The folder is
-/// made owner-only, the file owner-read/write; an existing file is only ever
-/// appended to.
-pub fn append_record(path: &Path, record: &CheckpointRecord) -> Result<(), Error> {
-    let mut line = serde_json::to_vec(record).map_err(Error::RecordJson)?;
-    line.push(b'\n');
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(dir).map_err(io(dir))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io(path))?;
-    let len = file.metadata().map_err(io(path))?.len();
-    if len > 0 {
-        // A line cut short by a crash must not swallow this one: it stays a bad line of its own.
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::End(-1)).and_then(|_| file.read_exact(&mut last)).map_err(io(path))?;
-        if last[0] != b'\n' {
-            line.insert(0, b'\n');
-        }
-    }
-    // One write on an O_APPEND file: a manual and an automatic checkpoint cannot interleave.
-    file.write_all(&line).map_err(io(path))?;
-    file.sync_all().map_err(io(path))?;
-    if let (0, Some(dir)) = (len, dir) {
-        // A new file: its name must survive a crash too.
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -263,41 +214,4 @@ pub async fn checkpoint_now(
         .map_err(|source| Error::Task { what: "HSM lookup", source })??;
     let mut client = checkpointer_client(url).await?;
     checkpointer.checkpoint(&mut client, actor, true, progress).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::*;
-
-    #[cfg(unix)]
-    #[test]
-    fn records_are_appended_owner_only_and_a_torn_line_stays_on_its_own() {
-        use std::os::unix::fs::PermissionsExt;
-        let s = signer();
-        let (log, records) = checkpointed_log(&s);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state/audit/checkpoints.jsonl");
-        assert!(!Recorded::load(&path).unwrap().exists());
-        append_record(&path, &records[0]).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
-        assert_eq!(mode(&path), 0o600);
-        // A write cut short by a crash, then the next checkpoint.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"checkpoint_seq").unwrap();
-        append_record(&path, &records[1]).unwrap();
-        let loaded = Recorded::load(&path).unwrap();
-        let lines = loaded.lines.as_ref().unwrap();
-        assert_eq!(lines.len(), 3, "{lines:?}");
-        assert_eq!((lines[0].0, lines[0].1.as_ref().unwrap()), (1, &records[0]));
-        assert!(lines[1].1.is_err());
-        assert_eq!((lines[2].0, lines[2].1.as_ref().unwrap()), (3, &records[1]));
-        let v = verify(&log, Some(s.key.clone())).unwrap();
-        assert_eq!(loaded.check(&v, Some(&s.key), LogSource::Live).unwrap_err().sequence, None);
-        // Without the torn line both records match.
-        let text = std::fs::read_to_string(&path).unwrap();
-        let kept: String = text.lines().filter(|l| l.ends_with('}')).map(|l| format!("{l}\n")).collect();
-        std::fs::write(&path, kept).unwrap();
-        assert_eq!(Recorded::load(&path).unwrap().check(&v, Some(&s.key), LogSource::Live).unwrap().matched, 2);
-    }
 }

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::verify::{LoadError, TimeError};
+use crate::key::LoadError;
+use crate::record::TimeError;
 use crate::CHECKPOINT_KEY_LABEL;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,9 +13,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tonic::transport::Channel;
 
+use crate::chain::{broken, hash32, Broken, HexError, Verified, Verifier};
 use crate::error::{io, Error};
+use crate::record::format_micros;
 use crate::registry::Pages;
-use crate::verify::{broken, format_micros, hash32, Broken, HexError, Verified, Verifier};
 use crate::{Progress, Throttle};
 
 /// One line of an export.

@@ -32,33 +32,39 @@
 //! `detail_json` (the exact text the hash covers); `verify --file` requires the
 //! two to agree, so an edit of either is caught.
 //!
-//! Modules: [`verify`] (the chain walk, checkpoint keys, the record),
-//! [`registry`] (ListAudit page by page, the live verification), [`export`]
-//! (export lines, verifying an export), [`checkpoint`] (signing and recording a
-//! checkpoint) and [`checkpointer`] (the periodic task of the crl process).
+//! Modules: [`chain`] (the chain walk and checkpoint entries: the verifier),
+//! [`key`] (checkpoint keys), [`record`] (the checkpoint record outside the
+//! database, and what a verification concludes), [`registry`] (ListAudit page
+//! by page, the live verification), [`export`] (export lines, verifying an
+//! export), [`checkpoint`] (signing and recording a checkpoint) and
+//! [`checkpointer`] (the periodic task of the crl process).
 
 use std::time::{Duration, Instant};
 
+pub mod chain;
 pub mod checkpoint;
 pub mod checkpointer;
 mod error;
 pub mod export;
+pub mod key;
+pub mod record;
 pub mod registry;
 #[cfg(test)]
 mod testing;
-pub mod verify;
 
-pub use checkpoint::{
-    append_record, checkpoint_now, CheckpointError, CheckpointFiles, CheckpointOutcome, Checkpointer,
+pub use chain::{
+    broken, checkpoint_message, hash32, record_from_parts, Broken, CheckpointDetail, HexError, SeenCheckpoint,
+    Verified, Verifier, CHECKPOINT_ACTION,
 };
+pub use checkpoint::{checkpoint_now, CheckpointError, CheckpointFiles, CheckpointOutcome, Checkpointer};
 pub use error::Error;
 pub use export::{verify_file, ExportLine, Exported, LineError};
-pub use registry::{record_from_entry, verify_live, Pages};
-pub use verify::{
-    broken, checkpoint_message, format_micros, hash32, record_from_parts, Broken, CheckpointDetail, CheckpointKey,
-    CheckpointRecord, Conclusion, HexError, Holds, KeyError, LoadError, LogSource, RecordBroken, Recorded,
-    RecordsMatched, SeenCheckpoint, TimeError, UnreadableLine, Verified, Verifier, CHECKPOINT_ACTION,
+pub use key::{CheckpointKey, KeyError, LoadError};
+pub use record::{
+    append_record, format_micros, CheckpointRecord, Conclusion, Holds, LogSource, RecordBroken, Recorded,
+    RecordsMatched, TimeError, UnreadableLine,
 };
+pub use registry::{record_from_entry, verify_live, Pages};
 
 /// HSM label of the key that signs audit-log checkpoints (`hpki-ca audit checkpoint`).
 pub const CHECKPOINT_KEY_LABEL: &str = "audit-checkpoint";

@@ -6,8 +6,8 @@ use proto::registry::v1::registry_client::RegistryClient;
 use store::AuditRecord;
 use tonic::transport::Channel;
 
+use crate::chain::{record_from_parts, Broken, Verified, Verifier};
 use crate::error::Error;
-use crate::verify::{record_from_parts, Broken, Verified, Verifier};
 use crate::{Progress, Throttle};
 
 /// The registry stops a ListAudit reply near 2 MiB, after the entry that

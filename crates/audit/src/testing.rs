@@ -7,10 +7,9 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use store::{audit_hash, AuditRecord};
 
-use crate::verify::{
-    checkpoint_message, Broken, CheckpointDetail, CheckpointKey, CheckpointRecord, LogSource, RecordBroken, Recorded,
-    RecordsMatched, Verified, Verifier, CHECKPOINT_ACTION,
-};
+use crate::chain::{checkpoint_message, Broken, CheckpointDetail, Verified, Verifier, CHECKPOINT_ACTION};
+use crate::key::CheckpointKey;
+use crate::record::{CheckpointRecord, LogSource, RecordBroken, Recorded, RecordsMatched};
 use crate::CHECKPOINT_KEY_LABEL;
 
 /// SubjectPublicKeyInfo DER of a P-256 key, up to the 65-byte point.

@@ -1,69 +1,18 @@
-//! Verification of the registry's hash-chained audit log, the one verifier of
-//! `hpki-ca audit verify` (crates/cli), the operator console's "verify chain"
-//! action and the checkpointer: the chain walk ([`Verifier`]), signed
-//! checkpoints ([`CheckpointKey`], [`checkpoint_message`]) and the record of
-//! checkpoints kept outside the database ([`Recorded`]). Pure: no network,
-//! files only where named ([`Recorded::load`], [`CheckpointKey::load`]).
-//!
-//! The format of checkpoints and records is described in the crate's
-//! documentation (crates/audit/src/lib.rs).
+//! The record of checkpoints kept outside the database
+//! (`<state_dir>/audit/checkpoints.jsonl`, one [`CheckpointRecord`] a line):
+//! appending to it ([`append_record`]), reading it ([`Recorded::load`]) and
+//! holding a verified chain to it ([`Recorded::check`], [`Recorded::conclude`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use der::asn1::ObjectIdentifier;
-use der::{Decode, Tag, Tagged};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use store::{audit_hash, AuditRecord};
-
-/// Action of checkpoint entries (not one the store reserves for itself).
-pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
-/// Domain tag of the signed checkpoint message.
-const CHECKPOINT_DOMAIN: &[u8] = b"hpki-audit-checkpoint-v1\0";
-
-use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1 as PRIME256V1};
-
-/// A checkpoint key or record file that cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Pem { path: PathBuf, source: pem::PemError },
-    #[error("{path}: a {tag:?} PEM block, not PUBLIC KEY")]
-    NotPublicKey { path: PathBuf, tag: String },
-    #[error("{path}: {source}")]
-    Key { path: PathBuf, source: KeyError },
-}
-
-/// A SubjectPublicKeyInfo that cannot verify checkpoints.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("not a SubjectPublicKeyInfo: {0}")]
-    NotSpki(der::Error),
-    #[error("subjectPublicKey has unused bits")]
-    UnusedBits,
-    #[error("EC parameters: {0}")]
-    EcParameters(der::Error),
-    #[error("EC key without a named curve")]
-    NoNamedCurve,
-    #[error("EC curve {0}: only P-256 is supported")]
-    Curve(ObjectIdentifier),
-    #[error("public key algorithm {0}: only RSA and EC P-256 are supported")]
-    Algorithm(ObjectIdentifier),
-}
-
-/// A hash given as hex that is not 32 bytes of hex.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum HexError {
-    #[error("is not hex: {0}")]
-    NotHex(#[from] hex::FromHexError),
-    #[error("is {0} bytes, not 32")]
-    Length(usize),
-}
+use crate::chain::{checkpoint_message, hash32, Broken, CheckpointDetail, Verified};
+use crate::error::{io, Error};
+use crate::key::{CheckpointKey, LoadError};
 
 /// A time in microseconds that RFC 3339 cannot show.
 #[derive(Debug, thiserror::Error)]
@@ -91,214 +40,6 @@ impl From<&str> for UnreadableLine {
         UnreadableLine(message.to_owned())
     }
 }
-
-/// An entry as the registry sends it (hashes as bytes): hashes of the wrong
-/// length break the chain at `expected`.
-#[allow(clippy::too_many_arguments)]
-pub fn record_from_parts(
-    expected: u64,
-    sequence: u64,
-    at_unix_micros: i64,
-    actor: String,
-    action: String,
-    subject: String,
-    detail_json: String,
-    prev_hash: &[u8],
-    hash: &[u8],
-) -> Result<AuditRecord, Broken> {
-    let hash32 = |name: &str, b: &[u8]| {
-        <[u8; 32]>::try_from(b).map_err(|_| broken(expected, format!("{name} is {} bytes, not 32", b.len())))
-    };
-    Ok(AuditRecord {
-        prev_hash: hash32("prev_hash", prev_hash)?,
-        hash: hash32("hash", hash)?,
-        sequence,
-        at_unix_micros,
-        actor,
-        action,
-        subject,
-        detail_json,
-    })
-}
-
-/// The first bad entry: its sequence (where it should be in the chain) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broken {
-    pub sequence: u64,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Broken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "audit chain BROKEN at sequence {}: {}", self.sequence, self.reason)
-    }
-}
-
-pub fn broken(sequence: u64, reason: impl Into<String>) -> Broken {
-    Broken { sequence, reason: reason.into() }
-}
-
-/// What a whole, unbroken chain looks like.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub entries: u64,
-    /// Hash of the last entry; zeros for an empty log.
-    pub head: [u8; 32],
-    /// Checkpoints whose head and signature were checked.
-    pub checkpoints: u64,
-    /// Checkpoints that could not be checked for want of the public key.
-    pub unchecked: u64,
-    /// The latest checked checkpoint: (its own sequence, the sequence it signs).
-    pub latest_checkpoint: Option<(u64, u64)>,
-    /// Every checkpoint entry whose head matched the chain, by its own sequence
-    /// (signature checked or not): what recorded checkpoints are held against.
-    pub checkpoint_entries: BTreeMap<u64, SeenCheckpoint>,
-    /// Where the public key was looked for.
-    pub key_path: PathBuf,
-}
-
-/// A checkpoint entry as the chain holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeenCheckpoint {
-    /// The entry it signs and that entry's hash.
-    pub signs: u64,
-    pub head: [u8; 32],
-    /// The checkpoint entry's own hash.
-    pub entry_hash: [u8; 32],
-}
-
-impl Verified {
-    /// The last entry is a checkpoint whose signature was checked: the whole
-    /// chain is anchored and a new checkpoint would only sign that one.
-    pub fn head_is_checkpoint(&self) -> bool {
-        self.entries > 0 && self.latest_checkpoint.is_some_and(|(at, _)| at == self.entries)
-    }
-}
-
-/// Walks a chain entry by entry, in order, keeping 32 bytes per entry (the
-/// hashes checkpoints may refer back to).
-pub struct Verifier {
-    key: Option<CheckpointKey>,
-    key_path: PathBuf,
-    next_sequence: u64,
-    last_hash: [u8; 32],
-    last_at: i64,
-    hashes: Vec<[u8; 32]>,
-    checkpoints: u64,
-    unchecked: u64,
-    latest_checkpoint: Option<(u64, u64)>,
-    seen: BTreeMap<u64, SeenCheckpoint>,
-}
-
-impl Verifier {
-    /// `key` is the checkpoint public key if there is one; `key_path` names it in messages.
-    pub fn new(key: Option<CheckpointKey>, key_path: PathBuf) -> Verifier {
-        Verifier {
-            key,
-            key_path,
-            next_sequence: 1,
-            last_hash: [0; 32],
-            last_at: i64::MIN,
-            hashes: Vec::new(),
-            checkpoints: 0,
-            unchecked: 0,
-            latest_checkpoint: None,
-            seen: BTreeMap::new(),
-        }
-    }
-
-    /// The sequence the next entry must have.
-    pub fn expected(&self) -> u64 {
-        self.next_sequence
-    }
-
-    /// Checks the next entry of the chain.
-    pub fn push(&mut self, r: &AuditRecord) -> Result<(), Broken> {
-        let seq = self.next_sequence;
-        if r.sequence > seq {
-            return Err(broken(seq, format!("entry missing (the next one says sequence {})", r.sequence)));
-        }
-        if r.sequence < seq {
-            return Err(broken(seq, format!("entry out of place (it says sequence {})", r.sequence)));
-        }
-        if r.prev_hash != self.last_hash {
-            return Err(broken(seq, "previous hash does not match"));
-        }
-        if r.at_unix_micros < self.last_at {
-            return Err(broken(seq, "time runs backwards"));
-        }
-        if audit_hash(r) != r.hash {
-            return Err(broken(seq, "hash does not match the entry"));
-        }
-        if r.action == CHECKPOINT_ACTION {
-            self.checkpoint(r)?;
-        }
-        self.hashes.push(r.hash);
-        self.next_sequence = seq + 1;
-        self.last_hash = r.hash;
-        self.last_at = r.at_unix_micros;
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, r: &AuditRecord) -> Result<(), Broken> {
-        let seq = r.sequence;
-        let d: CheckpointDetail = serde_json::from_str(&r.detail_json)
-            .map_err(|e| broken(seq, format!("checkpoint detail unreadable: {e}")))?;
-        if d.sequence == 0 || d.sequence >= seq {
-            return Err(broken(seq, format!("checkpoint signs sequence {}, not an earlier entry", d.sequence)));
-        }
-        let head = hash32(&d.head_hash).map_err(|e| broken(seq, format!("checkpoint head_hash {e}")))?;
-        let index = usize::try_from(d.sequence - 1).map_err(|_| broken(seq, "checkpoint sequence out of range"))?;
-        if self.hashes.get(index) != Some(&head) {
-            return Err(broken(
-                seq,
-                format!("checkpoint head does not match the chain: entry {} has another hash", d.sequence),
-            ));
-        }
-        let signature =
-            hex::decode(&d.signature).map_err(|e| broken(seq, format!("checkpoint signature is not hex: {e}")))?;
-        self.seen.insert(seq, SeenCheckpoint { signs: d.sequence, head, entry_hash: r.hash });
-        let Some(key) = &self.key else {
-            self.unchecked += 1;
-            return Ok(());
-        };
-        if d.key_spki_sha256 != key.spki_sha256 {
-            return Err(broken(
-                seq,
-                format!(
-                    "checkpoint signed by another key (SPKI SHA-256 {}), not the one in {}",
-                    d.key_spki_sha256,
-                    self.key_path.display()
-                ),
-            ));
-        }
-        if !key.verify(&checkpoint_message(d.sequence, &head), &signature) {
-            return Err(broken(seq, "checkpoint signature does not verify"));
-        }
-        self.checkpoints += 1;
-        self.latest_checkpoint = Some((seq, d.sequence));
-        Ok(())
-    }
-
-    pub fn finish(self) -> Verified {
-        Verified {
-            entries: self.next_sequence - 1,
-            head: self.last_hash,
-            checkpoints: self.checkpoints,
-            unchecked: self.unchecked,
-            latest_checkpoint: self.latest_checkpoint,
-            checkpoint_entries: self.seen,
-            key_path: self.key_path,
-        }
-    }
-}
-
-/// A 32-byte hash from hex.
-pub fn hash32(text: &str) -> Result<[u8; 32], HexError> {
-    let bytes = hex::decode(text)?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| HexError::Length(bytes.len()))
-}
-
 /// RFC 3339 in UTC with exactly six fraction digits.
 pub fn format_micros(micros: i64) -> Result<String, TimeError> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
@@ -307,32 +48,6 @@ pub fn format_micros(micros: i64) -> Result<String, TimeError> {
         .format(&fmt)
         .map_err(|source| TimeError::Format { micros, source })
 }
-
-/// The detail of an "audit.checkpoint" entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointDetail {
-    /// The entry whose hash is signed (the head when the checkpoint was made).
-    pub sequence: u64,
-    /// Its hash, hex.
-    pub head_hash: String,
-    /// "rsa-pkcs1-sha256" or "ecdsa-p256-sha256".
-    pub algorithm: String,
-    pub key_label: String,
-    /// SHA-256 of the signing key's SubjectPublicKeyInfo DER, hex.
-    pub key_spki_sha256: String,
-    /// Over [`checkpoint_message`], hex: PKCS#1 v1.5 for RSA, DER Ecdsa-Sig-Value for P-256.
-    pub signature: String,
-}
-
-/// The bytes a checkpoint signs.
-pub fn checkpoint_message(sequence: u64, hash: &[u8; 32]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(CHECKPOINT_DOMAIN.len() + 8 + 32);
-    m.extend_from_slice(CHECKPOINT_DOMAIN);
-    m.extend_from_slice(&sequence.to_be_bytes());
-    m.extend_from_slice(hash);
-    m
-}
-
 /// One line of the checkpoint record: a signed checkpoint as the registry took it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointRecord {
@@ -499,7 +214,7 @@ impl Recorded {
             // Not signed by our key: a forged or corrupted record, whatever the chain says.
             match key {
                 None => unchecked += 1,
-                Some(k) if d.record.key_spki_sha256 != k.spki_sha256 => {
+                Some(k) if d.record.key_spki_sha256 != k.spki_sha256() => {
                     return Err(fail(format!(
                         "(line {}) is signed by another key (SPKI SHA-256 {}), not the one in {}",
                         d.line,
@@ -601,82 +316,6 @@ impl Holds {
         self.verified.unchecked + self.matched.unchecked
     }
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
-    Rsa,
-    EcdsaP256,
-}
-
-/// A checkpoint verification key, from SubjectPublicKeyInfo.
-#[derive(Debug, Clone)]
-pub struct CheckpointKey {
-    kind: KeyKind,
-    /// RSAPublicKey DER, or the uncompressed P-256 point: what ring takes.
-    public: Vec<u8>,
-    spki_der: Vec<u8>,
-    spki_sha256: String,
-}
-
-impl CheckpointKey {
-    /// Reads an SPKI PEM file; `None` when there is no such file.
-    pub fn load(path: &Path) -> Result<Option<CheckpointKey>, LoadError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(LoadError::Io { path: path.to_owned(), source: e }),
-        };
-        let block = pem::parse(&text).map_err(|source| LoadError::Pem { path: path.to_owned(), source })?;
-        if block.tag() != "PUBLIC KEY" {
-            return Err(LoadError::NotPublicKey { path: path.to_owned(), tag: block.tag().to_owned() });
-        }
-        CheckpointKey::from_spki_der(block.contents())
-            .map(Some)
-            .map_err(|source| LoadError::Key { path: path.to_owned(), source })
-    }
-
-    pub fn from_spki_der(der: &[u8]) -> Result<CheckpointKey, KeyError> {
-        let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(KeyError::NotSpki)?;
-        let public = spki.subject_public_key.as_bytes().ok_or(KeyError::UnusedBits)?.to_vec();
-        let alg = &spki.algorithm;
-        let kind = if alg.oid == RSA_ENCRYPTION {
-            KeyKind::Rsa
-        } else if alg.oid == ID_EC_PUBLIC_KEY {
-            let curve = match alg.parameters {
-                Some(p) if p.tag() == Tag::ObjectIdentifier => {
-                    p.decode_as::<ObjectIdentifier>().map_err(KeyError::EcParameters)?
-                }
-                _ => return Err(KeyError::NoNamedCurve),
-            };
-            if curve != PRIME256V1 {
-                return Err(KeyError::Curve(curve));
-            }
-            KeyKind::EcdsaP256
-        } else {
-            return Err(KeyError::Algorithm(alg.oid));
-        };
-        Ok(CheckpointKey { kind, public, spki_der: der.to_vec(), spki_sha256: hex::encode(Sha256::digest(der)) })
-    }
-
-    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        use ring::signature::{
-            UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256,
-        };
-        let alg: &'static dyn VerificationAlgorithm = match self.kind {
-            KeyKind::Rsa => &RSA_PKCS1_2048_8192_SHA256,
-            KeyKind::EcdsaP256 => &ECDSA_P256_SHA256_ASN1,
-        };
-        UnparsedPublicKey::new(alg, &self.public).verify(message, signature).is_ok()
-    }
-
-    pub fn algorithm(&self) -> &'static str {
-        match self.kind {
-            KeyKind::Rsa => "rsa-pkcs1-sha256",
-            KeyKind::EcdsaP256 => "ecdsa-p256-sha256",
-        }
-    }
-}
-
 impl Recorded {
     /// A record of these lines (tests; `None`: no record file).
     pub fn from_lines(
@@ -687,138 +326,55 @@ impl Recorded {
     }
 }
 
-impl CheckpointKey {
-    /// The SubjectPublicKeyInfo DER of this key.
-    pub fn spki_der(&self) -> &[u8] {
-        &self.spki_der
+/// Appends `record` as one line to `path` and syncs it to disk. The folder is
+/// made owner-only, the file owner-read/write; an existing file is only ever
+/// appended to.
+pub fn append_record(path: &Path, record: &CheckpointRecord) -> Result<(), Error> {
+    let mut line = serde_json::to_vec(record).map_err(Error::RecordJson)?;
+    line.push(b'\n');
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(io(dir))?;
     }
-
-    /// SHA-256 of the SubjectPublicKeyInfo DER, hex.
-    pub fn spki_sha256(&self) -> &str {
-        &self.spki_sha256
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
+    let mut file = options.open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    if len > 0 {
+        // A line cut short by a crash must not swallow this one: it stays a bad line of its own.
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::End(-1)).and_then(|_| file.read_exact(&mut last)).map_err(io(path))?;
+        if last[0] != b'\n' {
+            line.insert(0, b'\n');
+        }
+    }
+    // One write on an O_APPEND file: a manual and an automatic checkpoint cannot interleave.
+    file.write_all(&line).map_err(io(path))?;
+    file.sync_all().map_err(io(path))?;
+    if let (0, Some(dir)) = (len, dir) {
+        // A new file: its name must survive a crash too.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::*;
-
-    #[test]
-    fn an_intact_chain_verifies() {
-        let log = chain(5);
-        let v = verify(&log, None).unwrap();
-        assert_eq!((v.entries, v.head, v.checkpoints, v.unchecked), (5, log[4].hash, 0, 0));
-        assert_eq!(verify(&[], None).unwrap().entries, 0);
-    }
-
-    type Edit = (&'static str, fn(&mut AuditRecord));
-
-    #[test]
-    fn every_kind_of_edit_breaks_at_that_entry() {
-        let edits: [Edit; 8] = [
-            ("actor", |r| r.actor.push('x')),
-            ("action", |r| r.action = "other".into()),
-            ("subject", |r| r.subject.clear()),
-            ("detail", |r| r.detail_json = r.detail_json.replace(' ', "")),
-            ("time", |r| r.at_unix_micros += 1),
-            ("prev_hash", |r| r.prev_hash[0] ^= 1),
-            ("hash", |r| r.hash[31] ^= 1),
-            ("sequence", |r| r.sequence = 7),
-        ];
-        for (what, edit) in edits {
-            let mut log = chain(5);
-            edit(&mut log[2]);
-            let b = broken_at(&log, None);
-            assert_eq!(b.sequence, 3, "{what}: {b}");
-        }
-    }
-
-    #[test]
-    fn missing_repeated_or_backwards_entries_break_the_chain() {
-        let mut gap = chain(5);
-        gap.remove(3);
-        let b = broken_at(&gap, None);
-        assert_eq!(b.sequence, 4);
-        assert!(b.reason.contains("missing"), "{b}");
-
-        let mut repeated = chain(3);
-        repeated.insert(2, repeated[1].clone());
-        assert_eq!(broken_at(&repeated, None).sequence, 3);
-
-        let mut backwards = chain(3);
-        backwards[2].at_unix_micros = backwards[1].at_unix_micros - 1;
-        rechain(&mut backwards, 2);
-        let b = broken_at(&backwards, None);
-        assert_eq!((b.sequence, b.reason.as_str()), (3, "time runs backwards"));
-    }
-
-    #[test]
-    fn a_signed_checkpoint_verifies() {
-        let s = signer();
-        let mut log = chain(4);
-        add_checkpoint(&mut log, &s);
-        append(&mut log, "test", "");
-        let v = verify(&log, Some(s.key.clone())).unwrap();
-        assert_eq!((v.entries, v.checkpoints, v.latest_checkpoint), (6, 1, Some((5, 4))));
-        // Without the public key the chain still verifies but the checkpoint is counted as unchecked.
-        let v = verify(&log, None).unwrap();
-        assert_eq!((v.checkpoints, v.unchecked), (0, 1));
-    }
-
-    #[test]
-    fn the_head_is_anchored_only_while_a_verified_checkpoint_is_last() {
-        let s = signer();
-        let mut log = chain(3);
-        assert!(!verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
-        add_checkpoint(&mut log, &s);
-        assert!(verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
-        // Unchecked for want of the key: not anchored as far as we can tell.
-        assert!(!verify(&log, None).unwrap().head_is_checkpoint());
-        append(&mut log, "test", "{}");
-        assert!(!verify(&log, Some(s.key.clone())).unwrap().head_is_checkpoint());
-        assert!(!verify(&[], Some(s.key.clone())).unwrap().head_is_checkpoint());
-    }
-
-    #[test]
-    fn a_consistent_rewrite_is_caught_by_the_next_checkpoint() {
-        let s = signer();
-        let mut log = chain(4);
-        add_checkpoint(&mut log, &s);
-        append(&mut log, "test", "{}");
-        log[1].actor = "mallory".into();
-        rechain(&mut log, 1);
-        let b = broken_at(&log, Some(s.key.clone()));
-        assert_eq!(b.sequence, 5, "{b}");
-        assert!(b.reason.contains("head does not match"), "{b}");
-    }
-
-    #[test]
-    fn a_forged_or_foreign_checkpoint_breaks_the_chain_at_the_checkpoint() {
-        let s = signer();
-        let other = signer();
-        // Signed by another key.
-        let mut log = chain(3);
-        add_checkpoint(&mut log, &other);
-        let b = broken_at(&log, Some(s.key.clone()));
-        assert_eq!(b.sequence, 4);
-        assert!(b.reason.contains("another key"), "{b}");
-        // Claims our key but the signature is someone else's.
-        let mut log = chain(3);
-        let last = log[2].clone();
-        let mut d: CheckpointDetail = serde_json::from_str(&checkpoint_detail(&other, 3, &last.hash)).unwrap();
-        d.key_spki_sha256 = s.key.spki_sha256().to_owned();
-        append(&mut log, CHECKPOINT_ACTION, &serde_json::to_string(&d).unwrap());
-        let b = broken_at(&log, Some(s.key.clone()));
-        assert_eq!((b.sequence, b.reason.as_str()), (4, "checkpoint signature does not verify"));
-        // Signs a later entry than exists before it, or nothing readable.
-        let mut log = chain(3);
-        append(&mut log, CHECKPOINT_ACTION, &checkpoint_detail(&s, 4, &[0; 32]));
-        assert_eq!(broken_at(&log, Some(s.key.clone())).sequence, 4);
-        let mut log = chain(3);
-        append(&mut log, CHECKPOINT_ACTION, "{}");
-        assert_eq!(broken_at(&log, Some(s.key.clone())).sequence, 4);
-    }
+    use store::AuditRecord;
 
     #[test]
     fn recorded_checkpoints_the_chain_holds_match() {
@@ -942,5 +498,36 @@ mod tests {
         assert!(matches!(broken, Conclusion::Broken(Broken { sequence: 2, .. })), "{broken:?}");
         let cut = record.conclude(walked(&log[..6], Some(s.key.clone())), Some(&s.key), LogSource::Live);
         assert!(matches!(cut, Conclusion::Unrecorded(RecordBroken { sequence: Some(7), .. })), "{cut:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn records_are_appended_owner_only_and_a_torn_line_stays_on_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = signer();
+        let (log, records) = checkpointed_log(&s);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/audit/checkpoints.jsonl");
+        assert!(!Recorded::load(&path).unwrap().exists());
+        append_record(&path, &records[0]).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        // A write cut short by a crash, then the next checkpoint.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"checkpoint_seq").unwrap();
+        append_record(&path, &records[1]).unwrap();
+        let loaded = Recorded::load(&path).unwrap();
+        let lines = loaded.lines.as_ref().unwrap();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!((lines[0].0, lines[0].1.as_ref().unwrap()), (1, &records[0]));
+        assert!(lines[1].1.is_err());
+        assert_eq!((lines[2].0, lines[2].1.as_ref().unwrap()), (3, &records[1]));
+        let v = verify(&log, Some(s.key.clone())).unwrap();
+        assert_eq!(loaded.check(&v, Some(&s.key), LogSource::Live).unwrap_err().sequence, None);
+        // Without the torn line both records match.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text.lines().filter(|l| l.ends_with('}')).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, kept).unwrap();
+        assert_eq!(Recorded::load(&path).unwrap().check(&v, Some(&s.key), LogSource::Live).unwrap().matched, 2);
     }
 }

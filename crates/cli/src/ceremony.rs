@@ -17,6 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
+// The key that signs audit-log checkpoints, and its public half in the certificate folder.
+use audit::{CHECKPOINT_KEY_LABEL as AUDIT_CHECKPOINT_KEY_LABEL, CHECKPOINT_PUB_FILE as AUDIT_CHECKPOINT_PUB_FILE};
 use config::{CaEntity, Config};
 use der::{Decode, Encode};
 use hsm::{Hsm, HsmKey};
@@ -206,11 +208,6 @@ pub fn pin_escrow_key(cfg: &Config, hsm: &Hsm) -> Result<Outcome, CliError> {
     hsm.generate_aes_key(label, 256)?;
     Ok(Outcome::Created)
 }
-
-/// HSM label of the key that signs audit-log checkpoints (`hpki-ca audit checkpoint`).
-pub const AUDIT_CHECKPOINT_KEY_LABEL: &str = "audit-checkpoint";
-/// Its public half, SubjectPublicKeyInfo PEM in the certificate folder, for `hpki-ca audit verify`.
-pub const AUDIT_CHECKPOINT_PUB_FILE: &str = "audit-checkpoint.pub.pem";
 
 /// The key pair that signs audit checkpoints (the CA key algorithm); created
 /// once, kept after. Its public key is written next to the CA certificates so

@@ -39,11 +39,27 @@ pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '
     move |source| CliError::Io { path: path.to_owned(), source }
 }
 
-impl From<store::audit_verify::LoadError> for CliError {
-    fn from(e: store::audit_verify::LoadError) -> CliError {
+impl From<audit::LoadError> for CliError {
+    fn from(e: audit::LoadError) -> CliError {
         match e {
-            store::audit_verify::LoadError::Io { path, source } => CliError::Io { path, source },
-            store::audit_verify::LoadError::Invalid(m) => CliError::Client(m),
+            audit::LoadError::Io { path, source } => CliError::Io { path, source },
+            other => CliError::Client(other.to_string()),
+        }
+    }
+}
+
+/// The `audit` crate's failures, as the CLI has always reported them.
+impl From<audit::Error> for CliError {
+    fn from(e: audit::Error) -> CliError {
+        match e {
+            audit::Error::Io { path, source } => CliError::Io { path, source },
+            audit::Error::Load(e) => e.into(),
+            audit::Error::Hsm(e) => CliError::Hsm(e),
+            audit::Error::Registry(s) => CliError::Registry(format!("{:?}: {}", s.code(), s.message())),
+            audit::Error::EntryTime { sequence, source } => {
+                CliError::Registry(format!("audit entry {sequence}: {source}"))
+            }
+            other => CliError::Client(other.to_string()),
         }
     }
 }

@@ -78,7 +78,7 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>)
         // `audit checkpoint` signs the chain's head with the HSM key on the CA
         // host, as the checkpointer in the crl process does, with its identity.
         C::Audit { command: crate::audit::AuditCommand::Checkpoint { .. }, .. } => {
-            (false, crate::audit::CHECKPOINTER_IDENTITY)
+            (false, audit::registry::CHECKPOINTER_IDENTITY)
         }
         C::Audit { .. } => (false, "auditor"),
         // Asks issuance for responder certificates as the OCSP service does.
@@ -194,56 +194,19 @@ pub async fn run_registry(
         .map_err(|e| CliError::Registry(e.to_string()))
 }
 
-/// Actor of the checkpoints `hpki-ca run` makes by itself.
-pub const CHECKPOINTER_ACTOR: &str = "audit-checkpointer";
-/// The first automatic checkpoint comes this soon after start (or after one
-/// interval, if shorter), so a fresh CA has one.
-const FIRST_CHECKPOINT_AFTER: Duration = Duration::from_secs(2);
-/// After a failed checkpoint the next try comes after at most this long,
-/// rather than a whole interval later.
-const RETRY_CHECKPOINT_AFTER: Duration = Duration::from_secs(30);
-/// Bound on one attempt (connect, verify the chain, sign, append), so a hung
-/// registry or token cannot stall the task for good.
-const CHECKPOINT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Signs the audit chain's head every `interval` (as `hpki-ca audit checkpoint`
-/// does, through the registry at `registry_url`, recording each in
-/// `files.records`) until `stop`. A failure, of
-/// the registry or the HSM, is logged and tried again; it never ends the
-/// process. A head that already is a checkpoint is not signed again.
-pub async fn run_checkpointer(
+/// The periodic audit checkpointer (`audit::checkpointer`), started with the
+/// `audit` token, the registry at `registry_url` and the config's files and
+/// interval; it ends on `stop`. Long verifications report progress on stderr,
+/// as `hpki-ca audit verify` does.
+fn spawn_checkpointer(
+    cfg: &Config,
     hsm: hsm::Hsm,
     registry_url: String,
-    files: crate::audit::CheckpointFiles,
     interval: Duration,
     stop: watch::Receiver<bool>,
-) {
-    let mut wait = FIRST_CHECKPOINT_AFTER.min(interval);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown_signal(stop.clone()) => return,
-        }
-        let attempt = crate::audit::checkpoint_now(&hsm, &registry_url, &files, CHECKPOINTER_ACTOR);
-        wait = match tokio::time::timeout(CHECKPOINT_ATTEMPT_TIMEOUT, attempt).await {
-            Ok(Ok(crate::audit::CheckpointOutcome::Signed { sequence, signs, .. })) => {
-                tracing::info!(sequence, signs, "audit checkpoint signed");
-                interval
-            }
-            Ok(Ok(crate::audit::CheckpointOutcome::AlreadyAnchored { sequence })) => {
-                tracing::debug!(sequence, "audit head is already a checkpoint");
-                interval
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "automatic audit checkpoint failed; trying again");
-                interval.min(RETRY_CHECKPOINT_AFTER)
-            }
-            Err(_) => {
-                tracing::warn!(timeout = ?CHECKPOINT_ATTEMPT_TIMEOUT, "automatic audit checkpoint timed out; trying again");
-                interval.min(RETRY_CHECKPOINT_AFTER)
-            }
-        };
-    }
+) -> tokio::task::JoinHandle<()> {
+    let periodic = audit::checkpointer::Periodic { registry_url, files: audit::CheckpointFiles::of(cfg), interval };
+    tokio::spawn(audit::checkpointer::run_periodic(hsm, periodic, stop, crate::audit::progress("verify")))
 }
 
 pub async fn run_issuance(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
@@ -268,9 +231,8 @@ pub async fn run_crl(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -
     announce("crl-http", http_addr, "HTTP CRL distribution point");
     let checkpointer = match cfg.audit.checkpoint_interval() {
         Some(interval) => {
-            let files = crate::audit::CheckpointFiles::of(&cfg);
             let audit = tokens.get(TrustDomain::Audit)?.clone();
-            Some(tokio::spawn(run_checkpointer(audit, cfg.crl.registry_url.clone(), files, interval, stop.clone())))
+            Some(spawn_checkpointer(&cfg, audit, cfg.crl.registry_url.clone(), interval, stop.clone()))
         }
         None => None,
     };
@@ -392,10 +354,10 @@ pub async fn run_all(
         .map_err(|e| CliError::Registry(e.to_string()))
     });
     let audit_token = tokens.get(TrustDomain::Audit)?.clone();
-    let checkpointer = cfg.audit.checkpoint_interval().map(|interval| {
-        let files = crate::audit::CheckpointFiles::of(&cfg);
-        tokio::spawn(run_checkpointer(audit_token, registry_url.clone(), files, interval, stop.clone()))
-    });
+    let checkpointer = cfg
+        .audit
+        .checkpoint_interval()
+        .map(|interval| spawn_checkpointer(&cfg, audit_token, registry_url.clone(), interval, stop.clone()));
     let s = stop.clone();
     let issuance = tokio::spawn(async move {
         issuance::serve(service, iss_listener, shutdown_signal(s)).await.map_err(CliError::from)

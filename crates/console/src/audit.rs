@@ -1,34 +1,19 @@
 //! The audit view (auditors only): the registry's audit log filtered by
 //! actor, action and time, and "verify chain", the same verification as
-//! `hpki-ca audit verify` ([`store::audit_verify`]): every entry's hash and
-//! link, every signed checkpoint, and the record of checkpoints kept outside
-//! the database.
+//! `hpki-ca audit verify` (the `audit` crate's [`Verifier`]): every entry's
+//! hash and link, every signed checkpoint, and the record of checkpoints kept
+//! outside the database.
 
 use std::path::PathBuf;
 
+use audit::{Broken, CheckpointKey, Conclusion, LogSource, Pages, Recorded, Verifier};
 use proto::registry::v1 as reg;
-use store::audit_verify::{record_from_parts, Broken, CheckpointKey, LogSource, Recorded, Verifier};
 
 use crate::error::ConsoleError;
 use crate::App;
 
-/// The public half of the HSM key that signs checkpoints (as the ceremony writes it).
-pub const CHECKPOINT_PUB_FILE: &str = "audit-checkpoint.pub.pem";
 /// At most this many matching entries are shown (the newest).
 pub const SHOWN: usize = 500;
-
-/// Where the checkpoint key and the checkpoint record are.
-#[derive(Debug, Clone)]
-pub struct AuditFiles {
-    pub public_key: PathBuf,
-    pub records: PathBuf,
-}
-
-impl AuditFiles {
-    pub fn of(cfg: &config::Config) -> AuditFiles {
-        AuditFiles { public_key: cfg.cert_dir().join(CHECKPOINT_PUB_FILE), records: cfg.audit_checkpoints_path() }
-    }
-}
 
 /// What the audit page was asked to show.
 #[derive(Debug, Clone, Default)]
@@ -54,30 +39,16 @@ impl Filter {
 /// Every entry of the log, page by page (each ListAudit reply holds up to ~2 MiB),
 /// handed to `each` in order; `each` returning `false` stops early.
 async fn walk(app: &App, mut each: impl FnMut(reg::AuditEntry) -> bool) -> Result<(), ConsoleError> {
-    let mut next = 1u64;
-    loop {
-        let req = reg::ListAuditRequest { from_sequence: next, limit: 0 };
-        let entries = app
-            .audit_registry
-            .clone()
-            .list_audit(req)
-            .await
-            .map_err(|s| ConsoleError::upstream("registry", s))?
-            .into_inner()
-            .entries;
-        let Some(last) = entries.last() else { return Ok(()) };
-        let len = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-        // An edited `sequence` field must not make us ask for the same page again.
-        next = match last.sequence.checked_add(1) {
-            Some(after) => after.max(next.saturating_add(len)),
-            None => return Ok(()),
-        };
+    let mut client = app.audit_registry.clone();
+    let mut pages = Pages::new(&mut client);
+    while let Some(entries) = pages.next().await.map_err(|s| ConsoleError::upstream("registry", s))? {
         for e in entries {
             if !each(e) {
                 return Ok(());
             }
         }
     }
+    Ok(())
 }
 
 /// The matching entries (the newest [`SHOWN`], oldest first) and how many matched.
@@ -130,7 +101,7 @@ impl Verdict {
     }
 }
 
-fn load_error(e: store::audit_verify::LoadError) -> ConsoleError {
+fn load_error(e: audit::LoadError) -> ConsoleError {
     ConsoleError::Internal(format!("audit verification: {e}"))
 }
 
@@ -152,20 +123,7 @@ impl Check {
         if self.broken.is_some() {
             return false;
         }
-        let expected = self.verifier.expected();
-        let checked = record_from_parts(
-            expected,
-            e.sequence,
-            e.at_unix_micros,
-            e.actor,
-            e.action,
-            e.subject,
-            e.detail_json,
-            &e.prev_hash,
-            &e.hash,
-        )
-        .and_then(|r| self.verifier.push(&r));
-        match checked {
+        match self.verifier.push_entry(e) {
             Ok(()) => true,
             Err(b) => {
                 self.broken = Some(b);
@@ -176,16 +134,18 @@ impl Check {
 
     /// The verdict, with `recorded` (read before the first entry was listed).
     pub fn finish(self, recorded: &Recorded) -> Verdict {
-        if let Some(b) = self.broken {
-            return Verdict::Broken { sequence: Some(b.sequence), reason: b.to_string() };
-        }
-        let v = self.verifier.finish();
-        let head = hex::encode(v.head);
-        let matched = match recorded.check(&v, self.key.as_ref(), LogSource::Live) {
-            Ok(m) => m,
-            Err(b) => return Verdict::Broken { sequence: b.sequence, reason: b.to_string() },
+        let outcome = match self.broken {
+            Some(b) => Err(b),
+            None => Ok(self.verifier.finish()),
         };
-        let unchecked = v.unchecked + matched.unchecked;
+        let holds = match recorded.conclude(outcome, self.key.as_ref(), LogSource::Live) {
+            Conclusion::Holds(holds) => holds,
+            Conclusion::Broken(b) => return Verdict::Broken { sequence: Some(b.sequence), reason: b.to_string() },
+            Conclusion::Unrecorded(b) => return Verdict::Broken { sequence: b.sequence, reason: b.to_string() },
+        };
+        let v = &holds.verified;
+        let head = hex::encode(v.head);
+        let unchecked = holds.unchecked();
         if unchecked > 0 {
             return Verdict::Incomplete {
                 entries: v.entries,
@@ -208,7 +168,7 @@ impl Check {
             head,
             checkpoints: v.checkpoints,
             latest_checkpoint: v.latest_checkpoint,
-            recorded: matched.matched,
+            recorded: holds.matched.matched,
             record_path: recorded.path.display().to_string(),
         }
     }

@@ -56,7 +56,7 @@ pub struct App {
     pub registry: RegistryClient<Channel>,
     /// The registry for ListAudit: replies up to ~2 MiB plus one entry.
     pub audit_registry: RegistryClient<Channel>,
-    pub audit_files: audit::AuditFiles,
+    pub audit_files: ::audit::CheckpointFiles,
     pub revocation: RevocationClient<Channel>,
     pub issuance: IssuanceClient<Channel>,
     pub crl: CrlPublisherClient<Channel>,
@@ -147,7 +147,7 @@ impl App {
         }
         Ok(App {
             audit_registry: tls::limit_client!(RegistryClient::new(registry.clone()), at_least = AUDIT_REPLY_BYTES),
-            audit_files: audit::AuditFiles::of(cfg),
+            audit_files: ::audit::CheckpointFiles::of(cfg),
             registry: tls::limit_client!(RegistryClient::new(registry)),
             revocation: tls::limit_client!(RevocationClient::new(revocation)),
             issuance: tls::limit_client!(IssuanceClient::new(issuance)),

@@ -14,7 +14,6 @@
 mod application;
 mod approvals;
 mod audit;
-pub mod audit_verify;
 #[cfg(feature = "bench")]
 mod bench;
 mod certificates;

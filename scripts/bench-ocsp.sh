@@ -19,7 +19,9 @@
 # Knobs (environment): DURATION (s per target, 10), WARMUP (s of unmeasured load
 # filling the nginx cache before row (d), 3), CONNS (32), THREADS (wrk, 2),
 # CERTS (10000), REVOKED (% revoked, 10), MEMORY_COUNT (1000000), ROUNDS (20),
-# COLD_SECONDS (s per cold-path phase, 5; concurrency = CONNS), KEEP=1 keeps the work folder.
+# COLD_SECONDS (s per cold-path phase, 5; concurrency = CONNS), KEEP=1 keeps the work folder,
+# PIN (1: each server on the first half of the CPUs, the load generator on the other
+# half, so the load generator's threads do not preempt the server's; 0: no pinning).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -31,7 +33,15 @@ REVOKED=${REVOKED:-10}
 MEMORY_COUNT=${MEMORY_COUNT:-1000000}
 ROUNDS=${ROUNDS:-20}
 COLD_SECONDS=${COLD_SECONDS:-5}
+PIN=${PIN:-1}
 PORT=8080
+ncpu=$(nproc)
+if [ "$PIN" = 1 ] && [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_CPUS="0-$((ncpu / 2 - 1))"; LOAD_CPUS="$((ncpu / 2))-$((ncpu - 1))"
+  SERVER_PIN="taskset -c $SERVER_CPUS"; LOAD_PIN="taskset -c $LOAD_CPUS"
+else
+  SERVER_PIN=""; LOAD_PIN=""
+fi
 CARGO=${CARGO:-cargo}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,15 +49,16 @@ root=$(cd "$here/.." && pwd)
 
 # --- tools -------------------------------------------------------------------
 missing=()
-for t in wrk nginx openssl unshare ip curl softhsm2-util; do
+for t in wrk h2load nginx openssl unshare ip curl softhsm2-util; do
   command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || missing+=("$t")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing: wrk nginx-light iproute2 util-linux curl softhsm2 (missing: ${missing[*]})" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light iproute2 util-linux curl softhsm2 openssl >/dev/null
+    echo "installing: wrk nghttp2-client nginx-light iproute2 util-linux curl softhsm2 (missing: ${missing[*]})" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nghttp2-client nginx-light iproute2 util-linux curl softhsm2 \
+      openssl >/dev/null
   else
-    echo "missing tools: ${missing[*]} (apt-get install wrk nginx-light iproute2 curl softhsm2)" >&2
+    echo "missing tools: ${missing[*]} (apt-get install wrk nghttp2-client nginx-light iproute2 curl softhsm2)" >&2
     exit 1
   fi
 fi
@@ -78,7 +89,7 @@ run_target() {
 set -euo pipefail
 name=$1; server=$2
 ip link set lo up
-bash -c "$server" >"$WORK/$name.server.log" 2>&1 &
+$SERVER_PIN bash -c "$server" >"$WORK/$name.server.log" 2>&1 &
 pid=$!
 kill_tree() {
   local p=$1 c
@@ -113,37 +124,59 @@ tree_cpu() {
 # Warm-up of (d), not measured: fills the nginx cache. (Not for openssl ocsp: its
 # children spin on a kept-alive connection the client closes, see above.)
 if [ "$name" = replicas ] && [ "$WARMUP" -gt 0 ]; then
-  wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1 || true
+  $LOAD_PIN wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1 || true
 fi
 cpu0=$(tree_cpu $pid)
-wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >"$WORK/$name.wrk" 2>&1 || true
+$LOAD_PIN wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$WORK/rotate.lua" "http://127.0.0.1:$PORT" >"$WORK/$name.wrk" 2>&1 || true
 cpu1=$(tree_cpu $pid)
-grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name/;s/\$/ server_cpu_ticks=$((cpu1 - cpu0)) clk_tck=$(getconf CLK_TCK)/" || true
+grep '^RESULT' "$WORK/$name.wrk" | sed "s/^RESULT/RESULT $name wrk/;s/\$/ server_cpu_ticks=$((cpu1 - cpu0)) clk_tck=$(getconf CLK_TCK)/" || true
+# The same load from h2load (HTTP/1.1, the same connections and paths); p99 from its per-request log.
+if [ "$name" != openssl ] && command -v h2load >/dev/null; then
+  sed "s|^|http://127.0.0.1:$PORT|" "$PATHS_FILE" >"$WORK/$name.uris"
+  cpu0=$(tree_cpu $pid)
+  $LOAD_PIN h2load --h1 -c "$CONNS" -t "$THREADS" -D "$DURATION" -i "$WORK/$name.uris" --log-file "$WORK/$name.h2log" \
+    >"$WORK/$name.h2" 2>&1 || true
+  cpu1=$(tree_cpu $pid)
+  secs=$(sed -n 's/^finished in \([0-9.]*\)s.*/\1/p' "$WORK/$name.h2")
+  ok=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$WORK/$name.h2")
+  bad=$(sed -n 's/^requests: .* \([0-9]*\) failed, \([0-9]*\) errored, \([0-9]*\) timeout.*/\1 \2 \3/p' "$WORK/$name.h2" |
+    awk '{ print $1 + $2 + $3 }')
+  cut -f3 "$WORK/$name.h2log" | sort -n | awk -v n="${ok:-0}" -v s="${secs:-0}" -v bad="${bad:-0}" \
+      -v t=$((cpu1 - cpu0)) -v h="$(getconf CLK_TCK)" -v name="$name" '
+    { d[NR] = $1; sum += $1 }
+    END { if (NR == 0) exit
+      k = int(NR * 0.99); if (k < 1) k = 1
+      printf "RESULT %s h2load requests=%d duration_us=%d mean_us=%.1f p99_us=%.1f status_errors=0 socket_errors=%d server_cpu_ticks=%d clk_tck=%d\n",
+        name, n, s * 1e6, sum / NR, d[k], bad, t, h }'
+fi
 INNER
 }
-export WORK PORT THREADS CONNS DURATION WARMUP PATHS_FILE
+export WORK PORT THREADS CONNS DURATION WARMUP PATHS_FILE SERVER_PIN LOAD_PIN
 
 # (a) ours; it also writes the request paths and the files for (b) and (c).
 results=$(run_target ours "'$BIN' serve '$WORK' $CERTS $REVOKED 127.0.0.1:$PORT")
 echo "$results" | grep '^CHECK' >&2
 # The revoked certificates come first in paths.txt.
-res_a=$(echo "$results" | grep '^RESULT ours' || true)
+res_a=$(echo "$results" | grep '^RESULT ours wrk' || true)
+h2_a=$(echo "$results" | grep '^RESULT ours h2load' || true)
 
 results=$(run_target openssl "cd '$WORK' && exec openssl ocsp -index index.txt -CA ca.pem -rsigner rsigner.pem -rkey rkey.pem -port $PORT -multi 2 -nmin 60")
 echo "$results" | grep '^CHECK' >&2
-res_b=$(echo "$results" | grep '^RESULT openssl' || true)
+res_b=$(echo "$results" | grep '^RESULT openssl wrk' || true)
 
 mkdir -p "$WORK/nginx-tmp"
 sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$PORT|g" "$here/bench-ocsp/nginx.conf.in" >"$WORK/nginx.conf"
 results=$(run_target nginx "exec '$NGINX' -e '$WORK/nginx-error.log' -c '$WORK/nginx.conf'")
 echo "$results" | grep '^CHECK' >&2
-res_c=$(echo "$results" | grep '^RESULT nginx' || true)
+res_c=$(echo "$results" | grep '^RESULT nginx wrk' || true)
+h2_c=$(echo "$results" | grep '^RESULT nginx h2load' || true)
 
 # (d) two replicas behind the shipped nginx cache configuration.
 results=$(PATHS_FILE="$WORK/replicas/paths.txt" run_target replicas \
   "exec '$here/bench-ocsp/replicas.sh' '$WORK/replicas' '$BIN' $CERTS $REVOKED '$NGINX' $PORT '$root/deploy/nginx/ocsp-cache.conf'")
 echo "$results" | grep '^CHECK' >&2
-res_d=$(echo "$results" | grep '^RESULT replicas' || true)
+res_d=$(echo "$results" | grep '^RESULT replicas wrk' || true)
+h2_d=$(echo "$results" | grep '^RESULT replicas h2load' || true)
 
 # --- memory, propagation, cold path --------------------------------------------
 echo "measuring memory with $MEMORY_COUNT cached responses..." >&2
@@ -166,6 +199,9 @@ size=$(stat -c %s "$WORK/fixed.der" 2>/dev/null || echo "?")
 echo
 echo "OCSP load benchmark: $CERTS certificates ($REVOKED % revoked), GET form, $CONNS connections, ${DURATION} s per target,"
 echo "wrk $THREADS threads, loopback in a network namespace per target; $cores cores ($cpu); response $size bytes (RSA-2048, responder cert included)"
+if [ -n "$SERVER_PIN" ]; then
+  echo "every server (and its helpers) on CPU(s) $SERVER_CPUS, the load generator on CPU(s) $LOAD_CPUS (PIN=0: unpinned)"
+fi
 echo
 # Server CPU per request (user + system of the server's processes during the
 # load, which on loopback includes delivering the answer to wrk): unlike
@@ -186,6 +222,21 @@ for row in "(a) hpki-ca ocsp responder|$res_a" "(d) 2 replicas behind nginx cach
   printf "%-34s %12s %10s %10s %12s %10s %14s %10s\n" "$name" "$r" "$(ms "$res" mean_us)" "$(ms "$res" p99_us)" \
     "$(ratio "$r")" "$errs" "$c" "$(cpu_ratio "$c")"
 done
+if [ -n "$h2_c" ]; then
+  echo
+  echo "the same targets under h2load --h1 ($CONNS connections, $THREADS threads, the same paths):"
+  ceiling=$(rps "$h2_c"); cpu_ceiling=$(cpu_us "$h2_c")
+  for row in "(a) hpki-ca ocsp responder|$h2_a" "(d) 2 replicas behind nginx cache|$h2_d" \
+      "(c) nginx fixed response (ceiling)|$h2_c"; do
+    name=${row%%|*}; res=${row#*|}
+    if [ -z "$res" ]; then printf "%-34s %12s\n" "$name" "FAILED"; continue; fi
+    r=$(rps "$res")
+    c=$(cpu_us "$res")
+    printf "%-34s %12s %10s %10s %12s %10s %14s %10s\n" "$name" "$r" "$(ms "$res" mean_us)" "$(ms "$res" p99_us)" \
+      "$(ratio "$r")" "$(field "$res" socket_errors)" "$c" "$(cpu_ratio "$c")"
+  done
+  ceiling=$(rps "$res_c"); cpu_ceiling=$(cpu_us "$res_c")
+fi
 if [ -n "$res_a" ] && [ -n "$res_b" ]; then
   awk -v a="$(rps "$res_a")" -v b="$(rps "$res_b")" 'BEGIN { if (b > 0) printf "(a) / (b) = %.1fx\n", a / b }'
 fi

@@ -553,6 +553,9 @@ pub struct OcspConfig {
     pub max_certificates_per_request: usize,
     /// Signatures allowed in flight at once; beyond it, fail fast with tryLater.
     pub max_inflight_signatures: usize,
+    /// Threads that sign cache misses (0: one per core). Raise it for an HSM
+    /// on the network, where a signature is mostly waiting.
+    pub signing_threads: usize,
     /// Delegated responder certificates: key labels, file names (in the CA cert folder) and validity.
     pub signing_responder_key_label: String,
     pub authentication_responder_key_label: String,
@@ -687,6 +690,7 @@ impl Default for OcspConfig {
             max_request_bytes: 8 * 1024,
             max_certificates_per_request: 8,
             max_inflight_signatures: 64,
+            signing_threads: 0,
             signing_responder_key_label: "ocsp-sign".into(),
             authentication_responder_key_label: "ocsp-auth".into(),
             signing_responder_file: "ocsp-sign.pem".into(),

@@ -40,6 +40,8 @@ pub struct Settings {
     pub nonce: NonceMode,
     pub nonce_per_second: u32,
     pub max_inflight: usize,
+    /// Threads that sign (0: one per core); see `signing_pool`.
+    pub signing_threads: usize,
     /// Fresh signatures for clients per second, and burst, over all clients ...
     pub live_per_second: u32,
     pub live_burst: u32,
@@ -59,6 +61,7 @@ impl Settings {
             nonce: c.nonce,
             nonce_per_second: c.nonce_signatures_per_second,
             max_inflight: c.max_inflight_signatures.max(1),
+            signing_threads: c.signing_threads,
             live_per_second: c.live_signs_per_second,
             live_burst: c.live_signs_burst,
             client_live_per_second: c.per_client_live_signs_per_second,
@@ -167,8 +170,9 @@ pub struct Responder {
     hashes: Vec<IssuerHashes>,
     /// Shared with the signing threads, which store what they signed.
     cache: Arc<Cache>,
-    /// Owned permits travel with each signature to its blocking thread.
+    /// Owned permits travel with each signature to its signing thread.
     permits: Arc<Semaphore>,
+    signers: crate::signing_pool::SigningPool,
     nonce_bucket: TokenBucket,
     /// Every fresh signature a client causes takes a token of both.
     live_bucket: TokenBucket,
@@ -190,6 +194,7 @@ impl Responder {
         Responder {
             hashes: issuers.iter().map(|i| i.hashes.clone()).collect(),
             permits: Arc::new(Semaphore::new(settings.max_inflight)),
+            signers: crate::signing_pool::SigningPool::new(settings.signing_threads),
             nonce_bucket: TokenBucket::new(settings.nonce_per_second),
             live_bucket: TokenBucket::with_burst(settings.live_per_second, settings.live_burst),
             client_buckets: ClientBuckets::new(
@@ -483,23 +488,23 @@ impl Responder {
         finish: impl FnOnce(Vec<u8>, Arc<ResponderIdentity>) -> T + Send + 'static,
     ) -> Result<T, OcspError> {
         let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let started = Instant::now();
-            match responder.sign_body(&tbs) {
-                Ok(body) => {
-                    metrics.observe_signing(started.elapsed());
-                    Ok(finish(body, responder))
+        self.signers
+            .run(move || {
+                let _permit = permit;
+                let started = Instant::now();
+                match responder.sign_body(&tbs) {
+                    Ok(body) => {
+                        metrics.observe_signing(started.elapsed());
+                        Ok(finish(body, responder))
+                    }
+                    Err(e) => {
+                        metrics.sign_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(error = %e, "signing an OCSP response failed");
+                        Err(e)
+                    }
                 }
-                Err(e) => {
-                    metrics.sign_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(error = %e, "signing an OCSP response failed");
-                    Err(e)
-                }
-            }
-        })
-        .await
-        .map_err(|e| OcspError::Internal(format!("signing task: {e}")))?
+            })
+            .await?
     }
 
     /// A response signed for this request only: several certificates, or an echoed nonce.

@@ -123,6 +123,7 @@ pub fn responder() -> Arc<Responder> {
         nonce: config::NonceMode::Echo,
         nonce_per_second: u32::MAX,
         max_inflight: 64,
+        signing_threads: 1,
         // Fuzzing exercises the decoder and encoder, not the live-signing buckets.
         live_per_second: u32::MAX,
         live_burst: u32::MAX,

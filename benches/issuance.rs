@@ -59,15 +59,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 /// Signatures per second of the signing CA key in the token, one thread,
 /// before the CA runs.
 fn raw_signatures_per_second(ca: &Ca) -> f64 {
-    let cfg = config::Config::load(&ca.config).expect("config");
-    if let Some(conf) = cfg.softhsm2_conf() {
-        std::env::set_var("SOFTHSM2_CONF", conf);
-    }
-    let pin = cfg.read_token_pin(config::TrustDomain::Issuing).expect("PIN of the issuing token");
-    let hsm = hsm::Hsm::open(&cfg.hsm.module, &cfg.token_label(config::TrustDomain::Issuing), &pin, 1)
-        .expect("open the issuing token");
-    let key = hsm.key(&cfg.ca.signing.key_label).expect("signing CA key");
-    assert_eq!(key.algorithm(), hsm::KeyAlgorithm::Rsa { bits: 2048 }, "the baseline is an RSA-2048 signature");
+    let key = common::signing_ca_key(ca);
     let msg = [0x5a; 300];
     for _ in 0..20 {
         key.sign(&msg).expect("sign");

@@ -87,15 +87,7 @@ where
 /// p50 of one RSA-2048 signature by the signing CA key in the token, before
 /// the CA runs: the unit the budget is written in.
 fn raw_signature(ca: &Ca) -> Duration {
-    let cfg = config::Config::load(&ca.config).expect("config");
-    if let Some(conf) = cfg.softhsm2_conf() {
-        std::env::set_var("SOFTHSM2_CONF", conf);
-    }
-    let pin = cfg.read_token_pin(config::TrustDomain::Issuing).expect("PIN of the issuing token");
-    let hsm = hsm::Hsm::open(&cfg.hsm.module, &cfg.token_label(config::TrustDomain::Issuing), &pin, 1)
-        .expect("open the issuing token");
-    let key = hsm.key(&cfg.ca.signing.key_label).expect("signing CA key");
-    assert_eq!(key.algorithm(), hsm::KeyAlgorithm::Rsa { bits: 2048 }, "the baseline is an RSA-2048 signature");
+    let key = common::signing_ca_key(ca);
     let msg = [0x5a; 300];
     let mut times = Vec::new();
     for _ in 0..500 {

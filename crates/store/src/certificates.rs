@@ -139,7 +139,7 @@ impl Store {
             Ok((card, changed || completed, last_good))
         })?;
         if changed {
-            self.flush_grouped_and_raise(last_good)?;
+            crate::feed::flush_and_raise(self, last_good)?;
         }
         if card.state == CardState::Revoked {
             return Err(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
@@ -202,7 +202,7 @@ impl Store {
         let (record, changed, issued) =
             self.trees.transact(|tx| store_cert(tx, serial, cert_der, tbs_of_cert, actor))?;
         if changed {
-            self.flush_grouped_and_raise(issued)?;
+            crate::feed::flush_and_raise(self, issued)?;
         }
         Ok(record)
     }

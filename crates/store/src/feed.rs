@@ -206,9 +206,10 @@ pub(crate) fn follow_commits(trees: &Trees, durable: &Durable) {
     drop(spawned);
 }
 
-/// The store's way to end a feed-producing write: flush, then let readers see it.
+/// The store's way to end a feed-producing write: flush (shared with
+/// concurrent writers), then let readers see it.
 pub(crate) fn flush_and_raise(store: &Store, last_sequence: Option<u64>) -> Result<(), StoreError> {
-    store.flush()?;
+    store.flush_grouped()?;
     if let Some(sequence) = last_sequence {
         store.durable.raise(sequence);
     }

@@ -110,15 +110,6 @@ impl Store {
             crate::Engine::Postgres => Ok(()),
         }
     }
-
-    /// `feed::flush_and_raise` with a shared flush.
-    pub(crate) fn flush_grouped_and_raise(&self, last_sequence: Option<u64>) -> Result<(), StoreError> {
-        self.flush_grouped()?;
-        if let Some(sequence) = last_sequence {
-            self.durable.raise(sequence);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

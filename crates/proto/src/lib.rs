@@ -25,6 +25,60 @@ pub mod revocation {
     }
 }
 
+/// The proto's `RevocationReason` and the domain's carry the same RFC 5280
+/// codes; these two conversions are the only mapping between them. A raw
+/// `i32` from the wire converts with `domain::RevocationReason::try_from`.
+mod reason {
+    use super::registry::v1::RevocationReason as Pb;
+    use domain::RevocationReason as D;
+
+    impl From<D> for Pb {
+        fn from(r: D) -> Pb {
+            match r {
+                D::Unspecified => Pb::Unspecified,
+                D::KeyCompromise => Pb::KeyCompromise,
+                D::CaCompromise => Pb::CaCompromise,
+                D::AffiliationChanged => Pb::AffiliationChanged,
+                D::Superseded => Pb::Superseded,
+                D::CessationOfOperation => Pb::CessationOfOperation,
+                D::PrivilegeWithdrawn => Pb::PrivilegeWithdrawn,
+            }
+        }
+    }
+
+    impl From<Pb> for D {
+        fn from(r: Pb) -> D {
+            match r {
+                Pb::Unspecified => D::Unspecified,
+                Pb::KeyCompromise => D::KeyCompromise,
+                Pb::CaCompromise => D::CaCompromise,
+                Pb::AffiliationChanged => D::AffiliationChanged,
+                Pb::Superseded => D::Superseded,
+                Pb::CessationOfOperation => D::CessationOfOperation,
+                Pb::PrivilegeWithdrawn => D::PrivilegeWithdrawn,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_numbers_are_the_rfc_5280_codes() {
+            for r in D::ALL {
+                let pb = Pb::from(r);
+                assert_eq!(pb as i32, i32::from(r.code()), "{r}");
+                assert_eq!(D::from(pb), r);
+                assert_eq!(D::try_from(pb as i32), Ok(r));
+            }
+            for code in 0..=20 {
+                assert_eq!(Pb::try_from(code).is_ok(), D::try_from(code).is_ok(), "{code}");
+            }
+        }
+    }
+}
+
 /// Encoded `FileDescriptorSet` of all our protos, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 

@@ -148,23 +148,11 @@ pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
         not_after_unix: r.not_after_unix,
         reserved_at_unix: r.reserved_at_unix,
         revoked_at_unix: revocation.revoked_at_unix,
-        revocation_reason: reason_out(revocation.reason) as i32,
+        revocation_reason: pb::RevocationReason::from(revocation.reason) as i32,
         revoked_by: revocation.revoked_by,
         revocation_note: revocation.note,
         revocation_sequence: revocation.sequence,
         invalidity_date_unix: revocation.invalidity_date_unix,
-    }
-}
-
-pub fn reason_out(r: RevocationReason) -> pb::RevocationReason {
-    match r {
-        RevocationReason::Unspecified => pb::RevocationReason::Unspecified,
-        RevocationReason::KeyCompromise => pb::RevocationReason::KeyCompromise,
-        RevocationReason::CaCompromise => pb::RevocationReason::CaCompromise,
-        RevocationReason::AffiliationChanged => pb::RevocationReason::AffiliationChanged,
-        RevocationReason::Superseded => pb::RevocationReason::Superseded,
-        RevocationReason::CessationOfOperation => pb::RevocationReason::CessationOfOperation,
-        RevocationReason::PrivilegeWithdrawn => pb::RevocationReason::PrivilegeWithdrawn,
     }
 }
 
@@ -178,7 +166,7 @@ pub fn status_change_out(c: StatusChange) -> pb::StatusChange {
             CertificateStatus::Revoked => pb::CertificateStatus::Revoked,
         } as i32,
         revoked_at_unix: c.revoked_at_unix,
-        reason: c.reason.map_or(pb::RevocationReason::Unspecified, reason_out) as i32,
+        reason: c.reason.map_or(pb::RevocationReason::Unspecified, pb::RevocationReason::from) as i32,
         not_after_unix: c.not_after_unix,
         card_id: c.card_id,
         at_unix_micros: c.at_unix_micros,
@@ -190,7 +178,7 @@ pub fn revoked_entry_out(e: RevokedEntry) -> pb::RevokedEntry {
     pb::RevokedEntry {
         serial: e.serial.to_hex(),
         revoked_at_unix: e.revoked_at_unix,
-        reason: reason_out(e.reason) as i32,
+        reason: pb::RevocationReason::from(e.reason) as i32,
         not_after_unix: e.not_after_unix,
         sequence: e.sequence,
         invalidity_date_unix: e.invalidity_date_unix,

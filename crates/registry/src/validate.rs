@@ -121,17 +121,8 @@ pub fn kind(field: &'static str, value: i32) -> Result<CertificateKind, Registry
 /// A CRLReason the CA uses (the proto's RevocationReason); UNSPECIFIED is
 /// RFC 5280's "unspecified" (0), which CRLs carry as no reasonCode at all.
 pub fn reason(field: &'static str, value: i32) -> Result<RevocationReason, RegistryError> {
-    use proto::registry::v1::RevocationReason as P;
-    Ok(match P::try_from(value) {
-        Ok(P::Unspecified) => RevocationReason::Unspecified,
-        Ok(P::KeyCompromise) => RevocationReason::KeyCompromise,
-        Ok(P::CaCompromise) => RevocationReason::CaCompromise,
-        Ok(P::AffiliationChanged) => RevocationReason::AffiliationChanged,
-        Ok(P::Superseded) => RevocationReason::Superseded,
-        Ok(P::CessationOfOperation) => RevocationReason::CessationOfOperation,
-        Ok(P::PrivilegeWithdrawn) => RevocationReason::PrivilegeWithdrawn,
-        Err(_) => return Err(RegistryError::invalid(field, format!("{value} is not a reason code the CA uses"))),
-    })
+    RevocationReason::try_from(value)
+        .map_err(|_| RegistryError::invalid(field, format!("{value} is not a reason code the CA uses")))
 }
 
 #[cfg(test)]

@@ -261,48 +261,8 @@ pub struct CertificateRecord {
     pub revocation: Option<Revocation>,
 }
 
-/// RFC 5280 CRLReason codes the CA uses. There is no certificateHold (6) and
-/// so no removeFromCRL (8): HPKI revocation is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RevocationReason {
-    Unspecified,
-    KeyCompromise,
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    PrivilegeWithdrawn,
-}
-
-impl RevocationReason {
-    pub const ALL: [RevocationReason; 7] = [
-        RevocationReason::Unspecified,
-        RevocationReason::KeyCompromise,
-        RevocationReason::CaCompromise,
-        RevocationReason::AffiliationChanged,
-        RevocationReason::Superseded,
-        RevocationReason::CessationOfOperation,
-        RevocationReason::PrivilegeWithdrawn,
-    ];
-
-    /// The CRLReason ENUMERATED value (RFC 5280 5.3.1), also the proto's number.
-    pub fn code(self) -> u8 {
-        match self {
-            RevocationReason::Unspecified => 0,
-            RevocationReason::KeyCompromise => 1,
-            RevocationReason::CaCompromise => 2,
-            RevocationReason::AffiliationChanged => 3,
-            RevocationReason::Superseded => 4,
-            RevocationReason::CessationOfOperation => 5,
-            RevocationReason::PrivilegeWithdrawn => 9,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<RevocationReason> {
-        RevocationReason::ALL.into_iter().find(|r| r.code() == code)
-    }
-}
+/// RFC 5280 CRLReason, stored by its proto-style name ("KEY_COMPROMISE").
+pub use domain::RevocationReason;
 
 /// How a certificate was revoked: the first revocation's, kept for good.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -616,5 +576,28 @@ mod hex_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(d)?.map(|h| hex::decode(h).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A revocation as the store wrote it before the reason moved to `domain`:
+    /// it must still decode, and encode to the same bytes.
+    #[test]
+    fn stored_revocations_keep_their_form() {
+        let old =
+            r#"{"revoked_at_unix":1750000000,"reason":"CA_COMPROMISE","revoked_by":"op","note":"n","sequence":7}"#;
+        let r: Revocation = serde_json::from_str(old).unwrap();
+        assert_eq!(r.reason, RevocationReason::CaCompromise);
+        assert_eq!(serde_json::to_string(&r).unwrap(), old);
+        for (reason, name) in [
+            (RevocationReason::KeyCompromise, "KEY_COMPROMISE"),
+            (RevocationReason::PrivilegeWithdrawn, "PRIVILEGE_WITHDRAWN"),
+            (RevocationReason::Unspecified, "UNSPECIFIED"),
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), serde_json::json!(name));
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! | issuance_validate    | prost-decoded `NewCardApplication` → `check_application` (+ CSRs) |
 //! | revocation_validate  | prost-decoded revocation requests → `revocation::validate::*`     |
 //! | serial_parsers       | serial parsers: crl `SerialNumber`/`CrlEntry`, store `Serial`,    |
-//! |                      | ocsp `SerialKey`, revocation `validate::serial`, `CrlReason`      |
+//! |                      | ocsp `SerialKey`, revocation `validate::serial`, `RevocationReason`|
 
 use der::oid::db::rfc6960;
 use std::future::Future;
@@ -102,7 +102,7 @@ impl CertificateSource for FakeRegistry {
                     "ca-0".into(),
                     CertState::Revoked {
                         at_unix: 1_600_000_000,
-                        reason: CRLReason::from_code(1),
+                        reason: Some(CRLReason::KeyCompromise),
                         invalidity_unix: Some(1_599_000_000),
                     },
                 )),
@@ -441,8 +441,8 @@ pub fn serial_parsers(data: &[u8]) {
                     assert_eq!(c.magnitude(), stripped, "crl and store disagree on {text:?}");
                 }
             }
-            let _ = crl::entry::CrlReason::from_str(text).map(|r| {
-                assert_eq!(crl::entry::CrlReason::from_str(r.name()).ok(), Some(r));
+            let _ = domain::RevocationReason::from_str(text).map(|r| {
+                assert_eq!(domain::RevocationReason::from_str(r.name()).ok(), Some(r));
             });
         }
         _ => {

@@ -266,10 +266,10 @@ pub fn arl(
     cfg: &Config,
     config_path: Option<&Path>,
     operator: Option<String>,
-    revoke: Option<(String, crl::CrlReason)>,
+    revoke: Option<(String, domain::RevocationReason)>,
 ) -> Result<(), CliError> {
     let request = match &revoke {
-        Some((serial, reason)) => json!({ "revoke_serial": serial, "reason": reason }),
+        Some((serial, reason)) => json!({ "revoke_serial": serial, "reason": reason.name() }),
         None => json!({}),
     };
     audited(cfg, config_path, operator, "arl", request, |cfg, log| {
@@ -574,7 +574,7 @@ impl CeremonyLog {
         let revocation = arl.revoked.as_ref().map(|r| {
             json!({
                 "serial": r.serial,
-                "reason": r.reason,
+                "reason": r.reason.name(),
                 "revoked_at": timefmt::rfc3339_checked(r.revoked_at),
                 "newly_revoked": arl.newly_revoked,
             })

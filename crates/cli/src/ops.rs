@@ -1,50 +1,45 @@
 //! Operator commands that call the running services over gRPC: revocation,
 //! emergency revocation, approval, CRL publication and status.
 
+use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
+use domain::RevocationReason;
 use proto::crl::v1 as crlpb;
-use proto::registry::v1::RevocationReason;
+use proto::registry::v1 as reg;
 use proto::revocation::v1 as rev;
 use tonic::transport::Channel;
 
 use crate::error::CliError;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Reason {
-    Unspecified,
-    KeyCompromise,
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    PrivilegeWithdrawn,
-}
+/// A revocation reason as the CLI takes it (`--reason key-compromise`): the
+/// domain's, spelt by [`RevocationReason::cli_name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason(pub RevocationReason);
 
-impl From<Reason> for RevocationReason {
-    fn from(r: Reason) -> Self {
-        match r {
-            Reason::Unspecified => RevocationReason::Unspecified,
-            Reason::KeyCompromise => RevocationReason::KeyCompromise,
-            Reason::CaCompromise => RevocationReason::CaCompromise,
-            Reason::AffiliationChanged => RevocationReason::AffiliationChanged,
-            Reason::Superseded => RevocationReason::Superseded,
-            Reason::CessationOfOperation => RevocationReason::CessationOfOperation,
-            Reason::PrivilegeWithdrawn => RevocationReason::PrivilegeWithdrawn,
+impl Reason {
+    const VARIANTS: [Reason; RevocationReason::ALL.len()] = {
+        let mut out = [Reason(RevocationReason::Unspecified); RevocationReason::ALL.len()];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Reason(RevocationReason::ALL[i]);
+            i += 1;
         }
+        out
+    };
+
+    /// For the ARL (the ceremony's `--reason`).
+    pub fn crl_reason(self) -> RevocationReason {
+        self.0
     }
 }
 
-impl Reason {
-    pub fn crl_reason(self) -> crl::CrlReason {
-        match self {
-            Reason::Unspecified => crl::CrlReason::Unspecified,
-            Reason::KeyCompromise => crl::CrlReason::KeyCompromise,
-            Reason::CaCompromise => crl::CrlReason::CaCompromise,
-            Reason::AffiliationChanged => crl::CrlReason::AffiliationChanged,
-            Reason::Superseded => crl::CrlReason::Superseded,
-            Reason::CessationOfOperation => crl::CrlReason::CessationOfOperation,
-            Reason::PrivilegeWithdrawn => crl::CrlReason::PrivilegeWithdrawn,
-        }
+impl ValueEnum for Reason {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.cli_name()))
     }
 }
 
@@ -146,7 +141,7 @@ pub(crate) fn now_rfc3339() -> Result<String, CliError> {
 
 fn print_certificates(certs: &[rev::RevokedCertificate]) {
     for c in certs {
-        let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
+        let reason = reg::RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let note = if c.already_revoked { " (already revoked; the first revocation stands)" } else { "" };
         let compromised =
             if c.compromised_at.is_empty() { String::new() } else { format!("  compromised {}", c.compromised_at) };
@@ -159,7 +154,7 @@ fn print_certificates(certs: &[rev::RevokedCertificate]) {
 
 pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
     let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
-    let reason = RevocationReason::from(a.reason) as i32;
+    let reason = reg::RevocationReason::from(a.reason.0) as i32;
     let resp = match (a.target.serial, a.target.card, a.target.licence) {
         (Some(serial), _, _) => {
             client
@@ -326,7 +321,7 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
         crate::launcher::say(format_args!("card {}  holder {}  state {}", s.card_id, s.holder_id, s.card_state));
     }
     for c in s.certificates {
-        let reason = RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
+        let reason = reg::RevocationReason::try_from(c.reason).map(|r| r.as_str_name()).unwrap_or("?");
         let revoked = if c.status == "revoked" {
             let compromised =
                 if c.compromised_at.is_empty() { String::new() } else { format!(" compromised {}", c.compromised_at) };
@@ -345,6 +340,29 @@ pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names `--reason` has always accepted (clap's kebab-case of the old
+    /// derived enum), and what they mean.
+    #[test]
+    fn reason_names_are_unchanged() {
+        let names: Vec<String> =
+            Reason::value_variants().iter().map(|r| r.to_possible_value().unwrap().get_name().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "unspecified",
+                "key-compromise",
+                "ca-compromise",
+                "affiliation-changed",
+                "superseded",
+                "cessation-of-operation",
+                "privilege-withdrawn"
+            ]
+        );
+        assert_eq!(Reason::from_str("ca-compromise", false), Ok(Reason(RevocationReason::CaCompromise)));
+        assert!(Reason::from_str("CA-COMPROMISE", false).is_err());
+        assert!(Reason::from_str("keyCompromise", false).is_err());
+    }
 
     fn done(crls: Vec<rev::IssuerCrls>) -> rev::EmergencyRevokeResponse {
         rev::EmergencyRevokeResponse { state: rev::EmergencyState::Done as i32, crls, ..Default::default() }

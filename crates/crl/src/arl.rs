@@ -7,12 +7,13 @@
 use std::path::PathBuf;
 
 use der::Decode;
+use domain::RevocationReason;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::Duration;
 
 use crate::builder::{build_crl, IssuingDistributionPoint};
-use crate::entry::{CrlEntry, CrlReason, SerialNumber};
+use crate::entry::{CrlEntry, SerialNumber};
 use crate::error::CrlError;
 use crate::issuer::CaKey;
 use crate::published::{file_name, write_atomically};
@@ -24,7 +25,9 @@ pub struct RevokedCa {
     /// Lower-case hex, minimal.
     pub serial: String,
     pub revoked_at: i64,
-    pub reason: CrlReason,
+    /// By its RFC 5280 name ("cACompromise"), as `arl.json` has always held it.
+    #[serde(with = "domain::reason::rfc5280_name")]
+    pub reason: RevocationReason,
 }
 
 /// `arl.json`.
@@ -84,7 +87,7 @@ pub fn arl_urls(cfg: &config::Config) -> Vec<String> {
 pub fn publish_arl(
     cfg: &config::Config,
     hsm: &hsm::Hsm,
-    revoke: Option<(&str, CrlReason)>,
+    revoke: Option<(&str, RevocationReason)>,
 ) -> Result<PublishedArl, CrlError> {
     let url = cfg.ca.signing.crl_url.trim();
     if url.is_empty() {
@@ -200,19 +203,20 @@ mod tests {
             let c = x509_cert::Certificate::from_der(pki.sign.ca.certificate_der()).unwrap();
             hex::encode(c.tbs_certificate().serial_number().as_bytes())
         };
-        let second = publish_arl(cfg, &pki.hsm, Some((&sign_serial, CrlReason::CaCompromise))).unwrap();
+        let second = publish_arl(cfg, &pki.hsm, Some((&sign_serial, RevocationReason::CaCompromise))).unwrap();
         assert_eq!((second.crl_number, second.entries, second.newly_revoked), (2, 1, true));
         let listed = second.revoked.clone().expect("the requested serial's entry");
         assert_eq!(
             (listed.serial.as_str(), listed.reason),
-            (sign_serial.trim_start_matches("00"), CrlReason::CaCompromise)
+            (sign_serial.trim_start_matches("00"), RevocationReason::CaCompromise)
         );
-        let third = publish_arl(cfg, &pki.hsm, Some((&sign_serial.to_uppercase(), CrlReason::Superseded))).unwrap();
+        let third =
+            publish_arl(cfg, &pki.hsm, Some((&sign_serial.to_uppercase(), RevocationReason::Superseded))).unwrap();
         assert_eq!((third.crl_number, third.entries, third.newly_revoked), (3, 1, false));
         assert_eq!(third.revoked, Some(listed), "the entry already listed, with its first time and reason");
         assert_eq!(first.revoked, None);
         let state = load_state(&cfg.cert_dir().join("arl.json")).unwrap();
-        assert_eq!(state.revoked[0].reason, CrlReason::CaCompromise, "the first reason stands");
+        assert_eq!(state.revoked[0].reason, RevocationReason::CaCompromise, "the first reason stands");
 
         let root_pem = pki.path("root.pem");
         std::fs::write(&root_pem, pem("CERTIFICATE", pki.root.ca.certificate_der())).unwrap();
@@ -252,7 +256,7 @@ mod tests {
         assert!(!ok && out.contains("certificate revoked"), "{out}");
 
         assert!(matches!(
-            publish_arl(cfg, &pki.hsm, Some(("zz", CrlReason::KeyCompromise))),
+            publish_arl(cfg, &pki.hsm, Some(("zz", RevocationReason::KeyCompromise))),
             Err(CrlError::InvalidArgument(_))
         ));
         let root_serial = {
@@ -260,7 +264,7 @@ mod tests {
             hex::encode(c.tbs_certificate().serial_number().as_bytes())
         };
         assert!(matches!(
-            publish_arl(cfg, &pki.hsm, Some((&root_serial, CrlReason::KeyCompromise))),
+            publish_arl(cfg, &pki.hsm, Some((&root_serial, RevocationReason::KeyCompromise))),
             Err(CrlError::InvalidArgument(_))
         ));
     }
@@ -292,5 +296,19 @@ mod tests {
         assert_eq!(std::fs::read(out.join("arl-auth.crl")).unwrap(), arl.der);
         // One URL for both (the default): one file, one route.
         assert_eq!(arl_urls(&pki.cfg).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod state_form_tests {
+    use super::*;
+
+    /// An entry of `arl.json` as written before the reason moved to `domain`.
+    #[test]
+    fn old_arl_entries_keep_their_form() {
+        let old = r#"{"serial":"0a","revoked_at":1750000000,"reason":"cACompromise"}"#;
+        let r: RevokedCa = serde_json::from_str(old).unwrap();
+        assert_eq!(r.reason, RevocationReason::CaCompromise);
+        assert_eq!(serde_json::to_string(&r).unwrap(), old);
     }
 }

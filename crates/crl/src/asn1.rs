@@ -345,7 +345,8 @@ pub(crate) fn crl_validity(der: &[u8]) -> Result<(OffsetDateTime, Option<OffsetD
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{CrlReason, SerialNumber};
+    use crate::entry::SerialNumber;
+    use domain::RevocationReason;
 
     #[test]
     fn headers_use_the_shortest_length_form() {
@@ -381,10 +382,10 @@ mod tests {
     #[test]
     fn entries_match_x509_cert_decoding() {
         let cases = [
-            (&[0x01][..], CrlReason::KeyCompromise),
-            (&[0x80, 0x01][..], CrlReason::Superseded),
-            (&[0x7f; 20][..], CrlReason::Unspecified),
-            (&[0xff; 19][..], CrlReason::PrivilegeWithdrawn),
+            (&[0x01][..], RevocationReason::KeyCompromise),
+            (&[0x80, 0x01][..], RevocationReason::Superseded),
+            (&[0x7f; 20][..], RevocationReason::Unspecified),
+            (&[0xff; 19][..], RevocationReason::PrivilegeWithdrawn),
         ];
         for (serial, reason) in cases {
             let entry = CrlEntry {
@@ -403,7 +404,7 @@ mod tests {
             assert_eq!(magnitude, serial);
             assert_eq!(parsed.revocation_date.to_unix_duration().as_secs(), 1_700_000_000);
             match reason {
-                CrlReason::Unspecified => assert!(parsed.crl_entry_extensions.is_none()),
+                RevocationReason::Unspecified => assert!(parsed.crl_entry_extensions.is_none()),
                 _ => {
                     let exts = parsed.crl_entry_extensions.unwrap();
                     assert_eq!(exts.len(), 1);
@@ -418,7 +419,7 @@ mod tests {
 
     #[test]
     fn an_invalidity_date_is_a_non_critical_generalized_time_after_the_reason() {
-        for reason in [CrlReason::KeyCompromise, CrlReason::Unspecified] {
+        for reason in [RevocationReason::KeyCompromise, RevocationReason::Unspecified] {
             let entry = CrlEntry {
                 user_certificate: SerialNumber::from_bytes(&[0x80, 0x01]).unwrap(),
                 revocation_date: 1_700_000_000,
@@ -432,7 +433,7 @@ mod tests {
             let exts = parsed.crl_entry_extensions.unwrap();
             let ids: Vec<String> = exts.iter().map(|e| e.extn_id.to_string()).collect();
             let expected: &[&str] =
-                if reason == CrlReason::Unspecified { &["2.5.29.24"] } else { &["2.5.29.21", "2.5.29.24"] };
+                if reason == RevocationReason::Unspecified { &["2.5.29.24"] } else { &["2.5.29.21", "2.5.29.24"] };
             assert_eq!(ids, expected);
             let inv = exts.last().unwrap();
             assert!(!inv.critical);

@@ -222,7 +222,8 @@ mod tests {
     type Crl = x509_cert::crl::CertificateList<x509_cert::certificate::Rfc5280>;
 
     use super::*;
-    use crate::entry::{CrlReason, SerialNumber};
+    use crate::entry::SerialNumber;
+    use domain::RevocationReason;
 
     /// A signer that returns a fixed "signature" and records what it signed.
     struct FakeSigner(std::cell::RefCell<Vec<u8>>);
@@ -259,7 +260,7 @@ mod tests {
         CrlEntry {
             user_certificate: SerialNumber::from_bytes(&serial).unwrap(),
             revocation_date: 1_699_000_000 + i as i64,
-            reason: if i.is_multiple_of(2) { CrlReason::KeyCompromise } else { CrlReason::Unspecified },
+            reason: if i.is_multiple_of(2) { RevocationReason::KeyCompromise } else { RevocationReason::Unspecified },
             invalidity_date: None,
         }
     }

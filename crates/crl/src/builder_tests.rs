@@ -4,16 +4,17 @@
 
 use std::path::Path;
 
+use domain::RevocationReason;
 use hsm::KeyAlgorithm;
 use time::{Duration, OffsetDateTime};
 
 use crate::builder::{build_crl, CrlSpec, IssuingDistributionPoint};
-use crate::entry::{CrlEntry, CrlReason, SerialNumber};
+use crate::entry::{CrlEntry, SerialNumber};
 use crate::issuer::CaKey;
 use crate::testutil::{openssl, openssl_crl_text, pem, test_pki};
 use crate::OnlyContains;
 
-fn entry(serial: &[u8], reason: CrlReason) -> CrlEntry {
+fn entry(serial: &[u8], reason: RevocationReason) -> CrlEntry {
     CrlEntry {
         user_certificate: SerialNumber::from_bytes(serial).unwrap(),
         revocation_date: OffsetDateTime::now_utc().unix_timestamp() - 60,
@@ -62,12 +63,12 @@ fn full_crl_with_reasons_verifies_and_revokes_with_rsa() {
     write_cert(dir, "good.pem", &pki.issue(&profile_cfg, profile::CertKind::Signing, &good));
 
     let entries = [
-        entry(&revoked, CrlReason::KeyCompromise),
-        entry(&[0x0a, 0x01], CrlReason::Superseded),
-        entry(&[0x0a, 0x02], CrlReason::CessationOfOperation),
-        entry(&[0x0a, 0x03], CrlReason::AffiliationChanged),
-        entry(&[0x0a, 0x04], CrlReason::PrivilegeWithdrawn),
-        entry(&[0x8a, 0x05], CrlReason::Unspecified),
+        entry(&revoked, RevocationReason::KeyCompromise),
+        entry(&[0x0a, 0x01], RevocationReason::Superseded),
+        entry(&[0x0a, 0x02], RevocationReason::CessationOfOperation),
+        entry(&[0x0a, 0x03], RevocationReason::AffiliationChanged),
+        entry(&[0x0a, 0x04], RevocationReason::PrivilegeWithdrawn),
+        entry(&[0x8a, 0x05], RevocationReason::Unspecified),
     ];
     let crl = build_crl(&spec(&pki.sign, 42), entries, &pki.sign.key).unwrap();
     assert_eq!(crl.entries, 6);
@@ -117,7 +118,7 @@ fn delta_crl_revokes_with_use_deltas() {
 
     let mut full = spec(&pki.sign, 10);
     full.freshest_crl = Some(delta_url.clone());
-    let crl = build_crl(&full, [entry(&in_base, CrlReason::Superseded)], &pki.sign.key).unwrap();
+    let crl = build_crl(&full, [entry(&in_base, RevocationReason::Superseded)], &pki.sign.key).unwrap();
     write(dir, "full.crl", &crl.der);
     let text = openssl_crl_text(&dir.join("full.crl"), &dir.join("chain.pem"));
     assert!(text.contains("ecdsa-with-SHA256"), "{text}");
@@ -128,7 +129,7 @@ fn delta_crl_revokes_with_use_deltas() {
     let mut delta = spec(&pki.sign, 11);
     delta.delta_crl_indicator = Some(10);
     delta.next_update = delta.this_update + Duration::hours(24);
-    let crl = build_crl(&delta, [entry(&in_delta, CrlReason::KeyCompromise)], &pki.sign.key).unwrap();
+    let crl = build_crl(&delta, [entry(&in_delta, RevocationReason::KeyCompromise)], &pki.sign.key).unwrap();
     write(dir, "delta.crl", &crl.der);
     let text = openssl_crl_text(&dir.join("delta.crl"), &dir.join("chain.pem"));
     println!("{text}");
@@ -171,7 +172,8 @@ fn partition_crls_cover_only_their_partition() {
     for p in [2u32, 3] {
         let mut s = partition_spec(p, 20);
         s.freshest_crl = Some(config::delta_url(&url(p)));
-        let entries: Vec<CrlEntry> = if p == 3 { vec![entry(&serial, CrlReason::KeyCompromise)] } else { vec![] };
+        let entries: Vec<CrlEntry> =
+            if p == 3 { vec![entry(&serial, RevocationReason::KeyCompromise)] } else { vec![] };
         let crl = build_crl(&s, entries, &pki.sign.key).unwrap();
         write(dir, &format!("p{p}.crl"), &crl.der);
     }
@@ -191,7 +193,7 @@ fn partition_crls_cover_only_their_partition() {
     // A partition delta with the same IDP: `late` is only in the delta.
     let mut d = partition_spec(3, 21);
     d.delta_crl_indicator = Some(20);
-    let crl = build_crl(&d, [entry(&late, CrlReason::KeyCompromise)], &pki.sign.key).unwrap();
+    let crl = build_crl(&d, [entry(&late, RevocationReason::KeyCompromise)], &pki.sign.key).unwrap();
     write(dir, "p3-delta.crl", &crl.der);
     let text = openssl_crl_text(&dir.join("p3-delta.crl"), &dir.join("chain.pem"));
     assert!(text.contains("X509v3 Delta CRL Indicator: critical"), "{text}");

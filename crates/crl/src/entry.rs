@@ -3,7 +3,8 @@
 //! and the invalidity date.
 
 use std::fmt;
-use std::str::FromStr;
+
+use domain::RevocationReason;
 
 use crate::error::CrlError;
 
@@ -73,109 +74,13 @@ impl fmt::Debug for SerialNumber {
     }
 }
 
-/// CRLReason (RFC 5280 5.3.1), without certificateHold and removeFromCRL:
-/// HPKI revocation is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum CrlReason {
-    Unspecified,
-    KeyCompromise,
-    #[serde(rename = "cACompromise")]
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    PrivilegeWithdrawn,
-    #[serde(rename = "aACompromise")]
-    AaCompromise,
-}
-
-impl CrlReason {
-    /// The ENUMERATED value.
-    pub fn code(self) -> u8 {
-        match self {
-            CrlReason::Unspecified => 0,
-            CrlReason::KeyCompromise => 1,
-            CrlReason::CaCompromise => 2,
-            CrlReason::AffiliationChanged => 3,
-            CrlReason::Superseded => 4,
-            CrlReason::CessationOfOperation => 5,
-            CrlReason::PrivilegeWithdrawn => 9,
-            CrlReason::AaCompromise => 10,
-        }
-    }
-
-    /// From the registry's RevocationReason (same numbers). Unknown values
-    /// become unspecified: the certificate is still listed as revoked.
-    pub fn from_registry(value: i32) -> CrlReason {
-        use proto::registry::v1::RevocationReason as R;
-        match R::try_from(value) {
-            Ok(R::KeyCompromise) => CrlReason::KeyCompromise,
-            Ok(R::CaCompromise) => CrlReason::CaCompromise,
-            Ok(R::AffiliationChanged) => CrlReason::AffiliationChanged,
-            Ok(R::Superseded) => CrlReason::Superseded,
-            Ok(R::CessationOfOperation) => CrlReason::CessationOfOperation,
-            Ok(R::PrivilegeWithdrawn) => CrlReason::PrivilegeWithdrawn,
-            Ok(R::Unspecified) => CrlReason::Unspecified,
-            Err(_) => {
-                tracing::warn!(value, "unknown revocation reason from the registry; listed as unspecified");
-                CrlReason::Unspecified
-            }
-        }
-    }
-
-    /// The RFC 5280 name, e.g. "keyCompromise".
-    pub fn name(self) -> &'static str {
-        match self {
-            CrlReason::Unspecified => "unspecified",
-            CrlReason::KeyCompromise => "keyCompromise",
-            CrlReason::CaCompromise => "cACompromise",
-            CrlReason::AffiliationChanged => "affiliationChanged",
-            CrlReason::Superseded => "superseded",
-            CrlReason::CessationOfOperation => "cessationOfOperation",
-            CrlReason::PrivilegeWithdrawn => "privilegeWithdrawn",
-            CrlReason::AaCompromise => "aACompromise",
-        }
-    }
-}
-
-impl fmt::Display for CrlReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Accepts the RFC 5280 names in any case, with or without dashes or
-/// underscores ("keyCompromise", "key-compromise", "CA_COMPROMISE").
-impl FromStr for CrlReason {
-    type Err = CrlError;
-
-    fn from_str(s: &str) -> Result<CrlReason, CrlError> {
-        let folded: String = s.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect();
-        let all = [
-            CrlReason::Unspecified,
-            CrlReason::KeyCompromise,
-            CrlReason::CaCompromise,
-            CrlReason::AffiliationChanged,
-            CrlReason::Superseded,
-            CrlReason::CessationOfOperation,
-            CrlReason::PrivilegeWithdrawn,
-            CrlReason::AaCompromise,
-        ];
-        all.into_iter().find(|r| r.name().to_lowercase() == folded).ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|r| r.name()).collect();
-            CrlError::InvalidArgument(format!("unknown revocation reason {s:?}; use one of {}", names.join(", ")))
-        })
-    }
-}
-
 /// One revokedCertificates entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CrlEntry {
     pub user_certificate: SerialNumber,
     /// revocationDate, seconds since the Unix epoch.
     pub revocation_date: i64,
-    pub reason: CrlReason,
+    pub reason: RevocationReason,
     /// invalidityDate (RFC 5280 5.3.2), seconds since the Unix epoch: when the
     /// key is known or suspected to have been compromised, as the operator
     /// gave it. It may lie before the revocation date.
@@ -189,7 +94,11 @@ impl CrlEntry {
         Ok(CrlEntry {
             user_certificate,
             revocation_date: e.revoked_at_unix,
-            reason: CrlReason::from_registry(e.reason),
+            // Unknown values become unspecified: the certificate is still listed as revoked.
+            reason: RevocationReason::try_from(e.reason).unwrap_or_else(|value| {
+                tracing::warn!(value, "unknown revocation reason from the registry; listed as unspecified");
+                RevocationReason::Unspecified
+            }),
             invalidity_date: (e.invalidity_date_unix != 0).then_some(e.invalidity_date_unix),
         })
     }
@@ -218,16 +127,15 @@ mod tests {
     }
 
     #[test]
-    fn reasons_parse_and_map() {
-        assert_eq!("keyCompromise".parse::<CrlReason>().unwrap(), CrlReason::KeyCompromise);
-        assert_eq!("ca-compromise".parse::<CrlReason>().unwrap(), CrlReason::CaCompromise);
-        assert_eq!("SUPERSEDED".parse::<CrlReason>().unwrap(), CrlReason::Superseded);
-        let err = "hold".parse::<CrlReason>().unwrap_err().to_string();
-        assert!(err.contains("keyCompromise"), "{err}");
-        assert_eq!(CrlReason::from_registry(9), CrlReason::PrivilegeWithdrawn);
-        assert_eq!(CrlReason::from_registry(6), CrlReason::Unspecified);
-        assert_eq!(CrlReason::from_registry(-1), CrlReason::Unspecified);
-        assert_eq!(CrlReason::PrivilegeWithdrawn.code(), 9);
+    fn registry_reasons_map_and_unknown_ones_are_unspecified() {
+        let reason = |code| {
+            let e = proto::registry::v1::RevokedEntry { serial: "01".into(), reason: code, ..Default::default() };
+            CrlEntry::from_registry(&e).unwrap().reason
+        };
+        assert_eq!(reason(9), RevocationReason::PrivilegeWithdrawn);
+        assert_eq!(reason(1), RevocationReason::KeyCompromise);
+        assert_eq!(reason(6), RevocationReason::Unspecified);
+        assert_eq!(reason(-1), RevocationReason::Unspecified);
     }
 
     #[test]

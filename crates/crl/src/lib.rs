@@ -23,7 +23,7 @@ mod timefmt;
 pub use arl::{publish_arl, PublishedArl};
 pub use asn1::{OnlyContains, SignatureAlgorithm};
 pub use builder::{build_crl, CrlEncoder, CrlSigner, CrlSpec, IssuingDistributionPoint, SignedCrl};
-pub use entry::{CrlEntry, CrlReason, SerialNumber};
+pub use entry::{CrlEntry, SerialNumber};
 pub use error::CrlError;
 pub use issuer::CaKey;
 pub use published::{CrlInfo, CrlKind};

@@ -71,6 +71,19 @@ impl RevocationReason {
             RevocationReason::PrivilegeWithdrawn => "privilegeWithdrawn",
         }
     }
+
+    /// The operator CLI's spelling, e.g. "key-compromise", "ca-compromise".
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "key-compromise",
+            RevocationReason::CaCompromise => "ca-compromise",
+            RevocationReason::AffiliationChanged => "affiliation-changed",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessation-of-operation",
+            RevocationReason::PrivilegeWithdrawn => "privilege-withdrawn",
+        }
+    }
 }
 
 /// A code from the wire (a proto enum number) that is not a reason the CA uses.
@@ -163,6 +176,9 @@ mod tests {
         let err = "hold".parse::<RevocationReason>().unwrap_err().to_string();
         assert!(err.starts_with("unknown revocation reason \"hold\"; use one of unspecified, keyCompromise,"), "{err}");
         assert_eq!(RevocationReason::CaCompromise.to_string(), "cACompromise");
+        for r in RevocationReason::ALL {
+            assert_eq!(r.cli_name().parse::<RevocationReason>(), Ok(r), "{r}");
+        }
     }
 
     #[test]

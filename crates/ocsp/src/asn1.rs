@@ -242,22 +242,19 @@ pub enum CRLReason {
     AACompromise = 10,
 }
 
-impl CRLReason {
-    /// The reason for a registry `RevocationReason` code, or None for codes we do not know.
-    pub fn from_code(code: i32) -> Option<CRLReason> {
-        Some(match code {
-            0 => CRLReason::Unspecified,
-            1 => CRLReason::KeyCompromise,
-            2 => CRLReason::CACompromise,
-            3 => CRLReason::AffiliationChanged,
-            4 => CRLReason::Superseded,
-            5 => CRLReason::CessationOfOperation,
-            6 => CRLReason::CertificateHold,
-            8 => CRLReason::RemoveFromCRL,
-            9 => CRLReason::PrivilegeWithdrawn,
-            10 => CRLReason::AACompromise,
-            _ => return None,
-        })
+/// The DER value of a domain reason (the same RFC 5280 code).
+impl From<domain::RevocationReason> for CRLReason {
+    fn from(r: domain::RevocationReason) -> CRLReason {
+        use domain::RevocationReason as R;
+        match r {
+            R::Unspecified => CRLReason::Unspecified,
+            R::KeyCompromise => CRLReason::KeyCompromise,
+            R::CaCompromise => CRLReason::CACompromise,
+            R::AffiliationChanged => CRLReason::AffiliationChanged,
+            R::Superseded => CRLReason::Superseded,
+            R::CessationOfOperation => CRLReason::CessationOfOperation,
+            R::PrivilegeWithdrawn => CRLReason::PrivilegeWithdrawn,
+        }
     }
 }
 
@@ -300,10 +297,9 @@ mod tests {
     }
 
     #[test]
-    fn reasons_map_from_registry_codes() {
-        assert_eq!(CRLReason::from_code(1), Some(CRLReason::KeyCompromise));
-        assert_eq!(CRLReason::from_code(9), Some(CRLReason::PrivilegeWithdrawn));
-        assert_eq!(CRLReason::from_code(7), None);
-        assert_eq!(CRLReason::from_code(-1), None);
+    fn domain_reasons_have_their_rfc_5280_code() {
+        for r in domain::RevocationReason::ALL {
+            assert_eq!(CRLReason::from(r) as u8, r.code(), "{r}");
+        }
     }
 }

@@ -75,7 +75,10 @@ impl CertState {
 
 /// RFC 5280 §5.3.1 asks to leave out `unspecified`; we do the same in responses.
 fn revoked(at_unix: i64, reason: i32, invalidity_unix: i64) -> CertState {
-    let reason = CRLReason::from_code(reason).filter(|r| *r != CRLReason::Unspecified);
+    let reason = domain::RevocationReason::try_from(reason)
+        .ok()
+        .filter(|r| *r != domain::RevocationReason::Unspecified)
+        .map(CRLReason::from);
     CertState::Revoked { at_unix, reason, invalidity_unix: (invalidity_unix != 0).then_some(invalidity_unix) }
 }
 

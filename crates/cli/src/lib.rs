@@ -7,6 +7,7 @@ pub mod config_check;
 pub mod error;
 pub mod launcher;
 pub mod ops;
+pub mod render;
 pub mod tokens;
 
 #[cfg(test)]

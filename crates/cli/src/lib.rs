@@ -284,19 +284,7 @@ fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), Cl
         }
         IdentityCommand::List => {
             for i in tls::list_identities(&dir).map_err(err)? {
-                let state = if i.revoked { "revoked" } else { "valid" };
-                if json {
-                    let line = serde_json::json!({"name": i.name, "role": i.role.as_str(), "serial": i.serial, "state": state});
-                    launcher::say(format_args!("{line}"));
-                } else {
-                    launcher::say(format_args!(
-                        "{:<20} {:<9} {:<8} serial {}",
-                        i.name,
-                        i.role.as_str(),
-                        state,
-                        i.serial
-                    ));
-                }
+                render::print(&i, json);
             }
         }
         IdentityCommand::Export { name, p12 } => export_p12(&dir, &name, &p12)?,
@@ -308,6 +296,24 @@ fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), Cl
         }
     }
     Ok(())
+}
+
+fn identity_state(i: &tls::identity::IdentityInfo) -> &'static str {
+    if i.revoked {
+        "revoked"
+    } else {
+        "valid"
+    }
+}
+
+impl render::Render for tls::identity::IdentityInfo {
+    fn human(&self) -> Vec<String> {
+        vec![format!("{:<20} {:<9} {:<8} serial {}", self.name, self.role.as_str(), identity_state(self), self.serial)]
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"name": self.name, "role": self.role.as_str(), "serial": self.serial, "state": identity_state(self)})
+    }
 }
 
 /// `hpki-ca identity export NAME --p12 FILE`: `openssl pkcs12 -export` of
@@ -598,5 +604,17 @@ mod tests {
         );
         assert_eq!(url_or(None, "127.0.0.1:2"), "http://127.0.0.1:2");
         assert_eq!(url_or(Some("https://x".into()), "127.0.0.1:2"), "https://x");
+    }
+
+    #[test]
+    fn an_identity_prints_as_a_padded_line_or_one_json_object() {
+        use render::Render;
+        let role = tls::Role::parse("operator").unwrap();
+        let i = tls::identity::IdentityInfo { name: "op-ito".into(), role, serial: "0a".into(), revoked: true };
+        assert_eq!(i.human(), [format!("{:<20} {:<9} {:<8} serial 0a", "op-ito", role.as_str(), "revoked")]);
+        assert_eq!(
+            i.json(),
+            serde_json::json!({"name": "op-ito", "role": role.as_str(), "serial": "0a", "state": "revoked"})
+        );
     }
 }

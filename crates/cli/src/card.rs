@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 use crate::error::CliError;
 use crate::launcher::say;
 use crate::ops::{connect, now_rfc3339, status};
+use crate::render::{print, Render};
 
 #[derive(Debug, Subcommand)]
 pub enum CardCommand {
@@ -384,81 +385,164 @@ fn fee_json(f: &iss::Fee) -> Value {
            "due_now": f.due_now, "currency": f.currency, "note": f.note})
 }
 
-fn issued_json(c: &iss::IssuedCard) -> Value {
-    let mut v = json!({
-        "card_id": c.card_id, "holder_id": c.holder_id,
-        "signing_serial": c.signing_serial, "authentication_serial": c.authentication_serial,
-        "not_before": c.not_before, "not_after": c.not_after, "replayed": c.replayed,
-        "replaces_card_id": c.replaces_card_id, "crl_numbers": c.crl_numbers,
-        "fee": c.fee.as_ref().map(fee_json),
-        "signing_certificate_pem": pem::encode(&pem::Pem::new("CERTIFICATE", c.signing_certificate.clone())),
-        "authentication_certificate_pem": pem::encode(&pem::Pem::new("CERTIFICATE", c.authentication_certificate.clone())),
-    });
-    if !c.generated_pin.is_empty() {
-        v["generated_pin"] = json!(c.generated_pin);
+impl Render for iss::Fee {
+    fn human(&self) -> Vec<String> {
+        vec![format!(
+            "issuance {}  yearly {} (years 1-5)  renewal {}  due at issuance {} {}",
+            self.issuance_fee, self.yearly_fee, self.renewal_fee, self.due_now, self.currency
+        )]
     }
-    v
-}
 
-fn print_issued(c: &iss::IssuedCard, as_json: bool) {
-    if as_json {
-        say(format_args!("{}", issued_json(c)));
-        return;
-    }
-    say(format_args!(
-        "card {}  holder {}{}",
-        c.card_id,
-        c.holder_id,
-        if c.replayed { "  (same application id: the card issued before)" } else { "" }
-    ));
-    if !c.replaces_card_id.is_empty() {
-        say(format_args!("replaces card {}", c.replaces_card_id));
-    }
-    say(format_args!("signing         {}", c.signing_serial));
-    say(format_args!("authentication  {}", c.authentication_serial));
-    say(format_args!("valid           {} .. {}", c.not_before, c.not_after));
-    if let Some(f) = &c.fee {
-        say(format_args!("fee due now     {} {} ({})", f.due_now, f.currency, f.note));
-    }
-    if !c.generated_pin.is_empty() {
-        say(format_args!("generated PIN   {}  (shown once; hand it to the holder)", c.generated_pin));
+    fn json(&self) -> Value {
+        fee_json(self)
     }
 }
 
-fn details_json(d: &iss::CardDetails) -> Value {
-    let name = d.holder_name.clone().unwrap_or_default();
-    json!({
-        "card_id": d.card_id, "holder_id": d.holder_id, "state": d.state, "procedure": d.procedure,
-        "replaces_card_id": d.replaces_card_id, "superseded_by": d.superseded_by,
-        "application_id": d.application_id, "created_at": d.created_at,
-        "name": {"kanji": format!("{}\u{3000}{}", name.family_name_kanji, name.given_name_kanji),
-                 "latin": format!("{} {}", name.given_name_latin, name.family_name_latin)},
-        "membership": iss::Membership::try_from(d.membership).map(|m| m.as_str_name()).unwrap_or("?"),
-        "licence_number": d.licence_number,
-        "certificates": d.certificates.iter().map(|c| json!({
-            "serial": c.serial, "kind": c.kind, "status": c.status, "not_before": c.not_before,
-            "not_after": c.not_after, "revoked_at": c.revoked_at, "revocation_reason": c.revocation_reason,
-        })).collect::<Vec<_>>(),
-        "fee": d.fee.as_ref().map(fee_json),
-    })
+impl Render for iss::IssuedCard {
+    fn human(&self) -> Vec<String> {
+        let c = self;
+        let mut out = vec![format!(
+            "card {}  holder {}{}",
+            c.card_id,
+            c.holder_id,
+            if c.replayed { "  (same application id: the card issued before)" } else { "" }
+        )];
+        if !c.replaces_card_id.is_empty() {
+            out.push(format!("replaces card {}", c.replaces_card_id));
+        }
+        out.push(format!("signing         {}", c.signing_serial));
+        out.push(format!("authentication  {}", c.authentication_serial));
+        out.push(format!("valid           {} .. {}", c.not_before, c.not_after));
+        if let Some(f) = &c.fee {
+            out.push(format!("fee due now     {} {} ({})", f.due_now, f.currency, f.note));
+        }
+        if !c.generated_pin.is_empty() {
+            out.push(format!("generated PIN   {}  (shown once; hand it to the holder)", c.generated_pin));
+        }
+        out
+    }
+
+    fn json(&self) -> Value {
+        let c = self;
+        let mut v = json!({
+            "card_id": c.card_id, "holder_id": c.holder_id,
+            "signing_serial": c.signing_serial, "authentication_serial": c.authentication_serial,
+            "not_before": c.not_before, "not_after": c.not_after, "replayed": c.replayed,
+            "replaces_card_id": c.replaces_card_id, "crl_numbers": c.crl_numbers,
+            "fee": c.fee.as_ref().map(fee_json),
+            "signing_certificate_pem": pem::encode(&pem::Pem::new("CERTIFICATE", c.signing_certificate.clone())),
+            "authentication_certificate_pem": pem::encode(&pem::Pem::new("CERTIFICATE", c.authentication_certificate.clone())),
+        });
+        if !c.generated_pin.is_empty() {
+            v["generated_pin"] = json!(c.generated_pin);
+        }
+        v
+    }
 }
 
-fn print_details(d: &iss::CardDetails) {
-    let name = d.holder_name.clone().unwrap_or_default();
-    say(format_args!(
-        "card {}  {}  ({})  holder {}  {} {}  licence {}",
-        d.card_id, d.state, d.procedure, d.holder_id, name.family_name_kanji, name.given_name_kanji, d.licence_number
-    ));
-    if !d.replaces_card_id.is_empty() {
-        say(format_args!("  replaces {}", d.replaces_card_id));
+impl Render for iss::CardDetails {
+    fn human(&self) -> Vec<String> {
+        let d = self;
+        let name = d.holder_name.clone().unwrap_or_default();
+        let mut out = vec![format!(
+            "card {}  {}  ({})  holder {}  {} {}  licence {}",
+            d.card_id,
+            d.state,
+            d.procedure,
+            d.holder_id,
+            name.family_name_kanji,
+            name.given_name_kanji,
+            d.licence_number
+        )];
+        if !d.replaces_card_id.is_empty() {
+            out.push(format!("  replaces {}", d.replaces_card_id));
+        }
+        if !d.superseded_by.is_empty() {
+            out.push(format!("  superseded by {}", d.superseded_by));
+        }
+        for c in &d.certificates {
+            let revoked = if c.status == "revoked" {
+                format!("  {} {}", c.revoked_at, c.revocation_reason)
+            } else {
+                String::new()
+            };
+            out.push(format!("  {:<15} {}  {:<8} until {}{}", c.kind, c.serial, c.status, c.not_after, revoked));
+        }
+        out
     }
-    if !d.superseded_by.is_empty() {
-        say(format_args!("  superseded by {}", d.superseded_by));
+
+    fn json(&self) -> Value {
+        let d = self;
+        let name = d.holder_name.clone().unwrap_or_default();
+        json!({
+            "card_id": d.card_id, "holder_id": d.holder_id, "state": d.state, "procedure": d.procedure,
+            "replaces_card_id": d.replaces_card_id, "superseded_by": d.superseded_by,
+            "application_id": d.application_id, "created_at": d.created_at,
+            "name": {"kanji": format!("{}\u{3000}{}", name.family_name_kanji, name.given_name_kanji),
+                     "latin": format!("{} {}", name.given_name_latin, name.family_name_latin)},
+            "membership": iss::Membership::try_from(d.membership).map(|m| m.as_str_name()).unwrap_or("?"),
+            "licence_number": d.licence_number,
+            "certificates": d.certificates.iter().map(|c| json!({
+                "serial": c.serial, "kind": c.kind, "status": c.status, "not_before": c.not_before,
+                "not_after": c.not_after, "revoked_at": c.revoked_at, "revocation_reason": c.revocation_reason,
+            })).collect::<Vec<_>>(),
+            "fee": d.fee.as_ref().map(fee_json),
+        })
     }
-    for c in &d.certificates {
-        let revoked =
-            if c.status == "revoked" { format!("  {} {}", c.revoked_at, c.revocation_reason) } else { String::new() };
-        say(format_args!("  {:<15} {}  {:<8} until {}{}", c.kind, c.serial, c.status, c.not_after, revoked));
+}
+
+impl Render for iss::HolderHistory {
+    fn human(&self) -> Vec<String> {
+        let mut out = vec![format!("holder {}: {} card(s)", self.holder_id, self.cards.len())];
+        out.extend(self.cards.iter().flat_map(Render::human));
+        out
+    }
+
+    fn json(&self) -> Value {
+        json!({"holder_id": self.holder_id, "cards": self.cards.iter().map(Render::json).collect::<Vec<_>>()})
+    }
+}
+
+fn address(c: &Option<iss::ContactAddress>) -> String {
+    c.as_ref().map(|c| c.address.clone()).unwrap_or_default()
+}
+
+impl Render for iss::ContactChangeResult {
+    fn human(&self) -> Vec<String> {
+        vec![if self.changed {
+            format!("holder {}: address {:?} -> {:?}", self.holder_id, address(&self.previous), address(&self.current))
+        } else {
+            format!("holder {}: nothing changed", self.holder_id)
+        }]
+    }
+
+    fn json(&self) -> Value {
+        json!({"holder_id": self.holder_id, "changed": self.changed, "previous_address": address(&self.previous), "address": address(&self.current)})
+    }
+}
+
+impl Render for iss::CessationResult {
+    fn human(&self) -> Vec<String> {
+        vec![format!(
+            "card {}: {} certificate(s) revoked (cessationOfOperation){}",
+            self.card_id,
+            self.revoked_serials.len(),
+            if self.already_revoked { ", already before" } else { "" }
+        )]
+    }
+
+    fn json(&self) -> Value {
+        json!({"card_id": self.card_id, "revoked_serials": self.revoked_serials, "already_revoked": self.already_revoked, "crl_numbers": self.crl_numbers})
+    }
+}
+
+impl Render for iss::PinDisclosure {
+    fn human(&self) -> Vec<String> {
+        vec![format!("card {}: PIN {} (disclosed {})", self.card_id, self.pin, self.disclosed_at)]
+    }
+
+    fn json(&self) -> Value {
+        json!({"card_id": self.card_id, "pin": self.pin, "disclosed_at": self.disclosed_at})
     }
 }
 
@@ -475,12 +559,7 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
                 (_, Some(l)) => iss::card_ref::Key::LicenceNumber(l),
                 _ => return Err(CliError::Client("--card or --licence".into())),
             };
-            let d = c.get_card(iss::CardRef { key: Some(key) }).await.map_err(status)?.into_inner();
-            if as_json {
-                say(format_args!("{}", details_json(&d)));
-            } else {
-                print_details(&d);
-            }
+            print(&c.get_card(iss::CardRef { key: Some(key) }).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::History { licence, holder } => {
             let key = match (licence, holder) {
@@ -489,74 +568,36 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
                 _ => return Err(CliError::Client("--licence or --holder".into())),
             };
             let h = c.get_holder_history(iss::HolderRef { key: Some(key) }).await.map_err(status)?.into_inner();
-            if as_json {
-                say(format_args!(
-                    "{}",
-                    json!({"holder_id": h.holder_id, "cards": h.cards.iter().map(details_json).collect::<Vec<_>>()})
-                ));
-            } else {
-                say(format_args!("holder {}: {} card(s)", h.holder_id, h.cards.len()));
-                h.cards.iter().for_each(print_details);
-            }
+            print(&h, as_json);
         }
         CardCommand::Apply { file } => {
             let (app, base) = read_json(&file)?;
             let req = app.new_card(&base).map_err(CliError::Client)?;
-            print_issued(&c.submit_application(req).await.map_err(status)?.into_inner(), as_json);
+            print(&c.submit_application(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Renew { file } => {
             let (app, base) = read_json(&file)?;
             let req = app.renewal(&base).map_err(CliError::Client)?;
-            print_issued(&c.renew(req).await.map_err(status)?.into_inner(), as_json);
+            print(&c.renew(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Reissue { file } => {
             let (app, base) = read_json(&file)?;
             let req = app.reissue(&base).map_err(CliError::Client)?;
-            print_issued(&c.reissue(req).await.map_err(status)?.into_inner(), as_json);
+            print(&c.reissue(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Contact { card, address, postal_code, phone, email, resident_record_issued_on, operator } => {
-            let r = c
-                .change_contact(iss::ContactChange {
-                    card_id: card,
-                    contact: Some(iss::ContactAddress { postal_code, address, phone, email }),
-                    resident_record_issued_on,
-                    ra_operator: operator,
-                    change_date: String::new(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            let addr = |c: &Option<iss::ContactAddress>| c.as_ref().map(|c| c.address.clone()).unwrap_or_default();
-            if as_json {
-                say(format_args!(
-                    "{}",
-                    json!({"holder_id": r.holder_id, "changed": r.changed, "previous_address": addr(&r.previous), "address": addr(&r.current)})
-                ));
-            } else if r.changed {
-                say(format_args!("holder {}: address {:?} -> {:?}", r.holder_id, addr(&r.previous), addr(&r.current)));
-            } else {
-                say(format_args!("holder {}: nothing changed", r.holder_id));
-            }
+            let req = iss::ContactChange {
+                card_id: card,
+                contact: Some(iss::ContactAddress { postal_code, address, phone, email }),
+                resident_record_issued_on,
+                ra_operator: operator,
+                change_date: String::new(),
+            };
+            print(&c.change_contact(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Cease { card, note, operator } => {
-            let r = c
-                .cease_use(iss::CessationRequest { card_id: card, ra_operator: operator, note })
-                .await
-                .map_err(status)?
-                .into_inner();
-            if as_json {
-                say(format_args!(
-                    "{}",
-                    json!({"card_id": r.card_id, "revoked_serials": r.revoked_serials, "already_revoked": r.already_revoked, "crl_numbers": r.crl_numbers})
-                ));
-            } else {
-                say(format_args!(
-                    "card {}: {} certificate(s) revoked (cessationOfOperation){}",
-                    r.card_id,
-                    r.revoked_serials.len(),
-                    if r.already_revoked { ", already before" } else { "" }
-                ));
-            }
+            let req = iss::CessationRequest { card_id: card, ra_operator: operator, note };
+            print(&c.cease_use(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::DisclosePin { card, request_id, confirmed_by, method, confirmed_at, operator } => {
             let method = match method {
@@ -564,44 +605,28 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
                 ConfirmMethod::WrittenReport => "written_report",
                 ConfirmMethod::InPerson => "in_person",
             };
-            let r = c
-                .disclose_pin(iss::PinDisclosureRequest {
-                    request_id,
-                    card_id: card,
-                    confirmation: Some(iss::IdentityConfirmation {
-                        confirmed_by,
-                        method: method.into(),
-                        confirmed_at: match confirmed_at {
-                            Some(t) => t,
-                            None => now_rfc3339()?,
-                        },
-                        note: String::new(),
-                    }),
-                    ra_operator: operator,
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            if as_json {
-                say(format_args!("{}", json!({"card_id": r.card_id, "pin": r.pin, "disclosed_at": r.disclosed_at})));
-            } else {
-                say(format_args!("card {}: PIN {} (disclosed {})", r.card_id, r.pin, r.disclosed_at));
-            }
+            let req = iss::PinDisclosureRequest {
+                request_id,
+                card_id: card,
+                confirmation: Some(iss::IdentityConfirmation {
+                    confirmed_by,
+                    method: method.into(),
+                    confirmed_at: match confirmed_at {
+                        Some(t) => t,
+                        None => now_rfc3339()?,
+                    },
+                    note: String::new(),
+                }),
+                ra_operator: operator,
+            };
+            print(&c.disclose_pin(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Fee { membership } => {
             let m = match membership {
                 MembershipArg::Member => iss::Membership::Member,
                 MembershipArg::NonMember => iss::Membership::NonMember,
             };
-            let f = c.get_fee(iss::GetFeeRequest { membership: m as i32 }).await.map_err(status)?.into_inner();
-            if as_json {
-                say(format_args!("{}", fee_json(&f)));
-            } else {
-                say(format_args!(
-                    "issuance {}  yearly {} (years 1-5)  renewal {}  due at issuance {} {}",
-                    f.issuance_fee, f.yearly_fee, f.renewal_fee, f.due_now, f.currency
-                ));
-            }
+            print(&c.get_fee(iss::GetFeeRequest { membership: m as i32 }).await.map_err(status)?.into_inner(), as_json);
         }
     }
     Ok(())
@@ -766,5 +791,27 @@ mod tests {
         assert!(membership("gold").unwrap_err().starts_with("membership:"));
         assert!(photo_id_type("paper").unwrap_err().starts_with("documents.photo_id_type:"));
         assert_eq!(base64_decode("AQID").unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn results_print_the_same_lines_for_people_and_json() {
+        let card = iss::CardDetails { card_id: "c-1".into(), state: "active".into(), ..Default::default() };
+        let history = iss::HolderHistory { holder_id: "JMA1".into(), cards: vec![card.clone(), card] };
+        let lines = history.human();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], "holder JMA1: 2 card(s)");
+        assert!(lines[1].starts_with("card c-1  active  ()"), "{}", lines[1]);
+        assert_eq!(history.json()["cards"][1]["card_id"], "c-1");
+
+        let moved = iss::ContactChangeResult {
+            holder_id: "JMA1".into(),
+            changed: true,
+            current: Some(iss::ContactAddress { address: "福岡".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(moved.human(), ["holder JMA1: address \"\" -> \"福岡\""]);
+        assert_eq!(moved.json()["address"], "福岡");
+        let same = iss::ContactChangeResult { holder_id: "JMA1".into(), ..Default::default() };
+        assert_eq!(same.human(), ["holder JMA1: nothing changed"]);
     }
 }

@@ -7,6 +7,7 @@ pub mod config_check;
 pub mod error;
 pub mod launcher;
 pub mod ops;
+pub mod render;
 pub mod tokens;
 
 #[cfg(test)]
@@ -283,19 +284,7 @@ fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), Cl
         }
         IdentityCommand::List => {
             for i in tls::list_identities(&dir).map_err(err)? {
-                let state = if i.revoked { "revoked" } else { "valid" };
-                if json {
-                    let line = serde_json::json!({"name": i.name, "role": i.role.as_str(), "serial": i.serial, "state": state});
-                    launcher::say(format_args!("{line}"));
-                } else {
-                    launcher::say(format_args!(
-                        "{:<20} {:<9} {:<8} serial {}",
-                        i.name,
-                        i.role.as_str(),
-                        state,
-                        i.serial
-                    ));
-                }
+                render::print(&i, json);
             }
         }
         IdentityCommand::Export { name, p12 } => export_p12(&dir, &name, &p12)?,
@@ -307,6 +296,24 @@ fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), Cl
         }
     }
     Ok(())
+}
+
+fn identity_state(i: &tls::identity::IdentityInfo) -> &'static str {
+    if i.revoked {
+        "revoked"
+    } else {
+        "valid"
+    }
+}
+
+impl render::Render for tls::identity::IdentityInfo {
+    fn human(&self) -> Vec<String> {
+        vec![format!("{:<20} {:<9} {:<8} serial {}", self.name, self.role.as_str(), identity_state(self), self.serial)]
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"name": self.name, "role": self.role.as_str(), "serial": self.serial, "state": identity_state(self)})
+    }
 }
 
 /// `hpki-ca identity export NAME --p12 FILE`: `openssl pkcs12 -export` of
@@ -424,153 +431,131 @@ fn execute(args: Args) -> Result<(), CliError> {
     }
     launcher::setup_tls(&cfg, &args.command, args.identity.as_deref())?;
     launcher::setup_limits(&cfg)?;
+    apply_overrides(&mut cfg, &args.command);
+    let path = args.config.as_deref();
     match args.command {
-        Command::Ceremony { operator, .. } => ceremony::execute(&cfg, args.config.as_deref(), operator),
-        Command::Config { command } => config_check::run(&cfg, args.config.as_deref(), command),
+        Command::Ceremony { operator, .. } => ceremony::execute(&cfg, path, operator),
+        Command::Config { command } => config_check::run(&cfg, path, command),
         Command::Run => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::RUN)?;
-            let source = launcher::config_source(args.config.as_deref())?;
-            runtime()?.block_on(async {
-                let stop = launcher::watch_signals();
-                launcher::run_all(cfg, source, tokens, stop).await
-            })
+            let source = launcher::config_source(path)?;
+            serve(|stop| launcher::run_all(cfg, source, tokens, stop))
         }
-        Command::Registry { listen } => {
-            if let Some(l) = listen {
-                cfg.registry.listen = l;
-            }
-            let source = launcher::config_source(args.config.as_deref())?;
-            runtime()?.block_on(async {
-                let stop = launcher::watch_signals();
-                launcher::run_registry(cfg, source, stop).await
-            })
+        Command::Registry { .. } => {
+            let source = launcher::config_source(path)?;
+            serve(|stop| launcher::run_registry(cfg, source, stop))
         }
-        Command::Issuance { listen, registry_url, revocation_url, crl_url } => {
-            if let Some(l) = listen {
-                cfg.issuance.listen = l;
-            }
-            if let Some(u) = registry_url {
-                cfg.issuance.registry_url = u;
-            }
-            if let Some(u) = revocation_url {
-                cfg.issuance.revocation_url = u;
-            }
-            if let Some(u) = crl_url {
-                cfg.issuance.crl_url = u;
-            }
+        Command::Issuance { .. } => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::ISSUANCE)?;
-            runtime()?.block_on(async {
-                let stop = launcher::watch_signals();
-                launcher::run_issuance(cfg, tokens, stop).await
-            })
+            serve(|stop| launcher::run_issuance(cfg, tokens, stop))
         }
-        Command::Crl { listen, http_listen, registry_url } => {
-            if let Some(l) = listen {
-                cfg.crl.listen = l;
-            }
-            if let Some(l) = http_listen {
-                cfg.crl.http_listen = l;
-            }
-            if let Some(u) = registry_url {
-                cfg.crl.registry_url = u;
-            }
-            cfg.audit.validate()?;
-            let mut domains = tokens::domains::CRL.to_vec();
-            if cfg.audit.checkpoint_interval().is_some() {
-                domains.extend_from_slice(tokens::domains::CHECKPOINTS);
-            }
-            let tokens = tokens::Tokens::open(&cfg, &domains)?;
-            runtime()?.block_on(async {
-                let stop = launcher::watch_signals();
-                launcher::run_crl(cfg, tokens, stop).await
-            })
+        Command::Crl { .. } => {
+            let tokens = crl_tokens(&cfg)?;
+            serve(|stop| launcher::run_crl(cfg, tokens, stop))
         }
-        Command::Revocation { listen, registry_url, crl_url } => {
-            if let Some(l) = listen {
-                cfg.revocation.listen = l;
-            }
-            if let Some(u) = registry_url {
-                cfg.revocation.registry_url = u;
-            }
-            if let Some(u) = crl_url {
-                cfg.revocation.crl_url = u;
-            }
-            runtime()?.block_on(async {
-                let stop = launcher::watch_signals();
-                launcher::run_revocation(cfg, stop).await
-            })
-        }
-        Command::Ocsp { listen, registry_url, issuance_url } => {
-            if let Some(l) = listen {
-                cfg.ocsp.listen = l;
-            }
-            if let Some(u) = registry_url {
-                cfg.ocsp.registry_url = u;
-            }
-            if let Some(u) = issuance_url {
-                cfg.ocsp.issuance_url = u;
-            }
+        Command::Revocation { .. } => serve(|stop| launcher::run_revocation(cfg, stop)),
+        Command::Ocsp { .. } => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::OCSP)?;
-            runtime()?.block_on(async {
-                let stop = launcher::watch_signals();
-                launcher::run_ocsp(cfg, tokens, stop).await
-            })
+            serve(|stop| launcher::run_ocsp(cfg, tokens, stop))
         }
-        Command::OcspCerts { issuance_url, registry_url } => {
-            if let Some(u) = issuance_url {
-                cfg.ocsp.issuance_url = u;
-            }
-            if let Some(u) = registry_url {
-                cfg.ocsp.registry_url = u;
-            }
+        Command::OcspCerts { .. } => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::OCSP)?;
             let hsm = tokens.get(config::TrustDomain::Ocsp)?.clone();
             runtime()?.block_on(renew_responders(&cfg, &hsm))
         }
-        Command::Console { listen } => {
-            if let Some(l) = listen {
-                cfg.console.listen = l;
-            }
-            runtime()?.block_on(async {
-                let stop = launcher::watch_signals();
-                launcher::run_console(cfg, stop).await
-            })
-        }
-        Command::Revoke { args, url } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
-            runtime()?.block_on(ops::revoke(&url, args))
-        }
+        Command::Console { .. } => serve(|stop| launcher::run_console(cfg, stop)),
+        Command::Revoke { args, url } => runtime()?.block_on(ops::revoke(&url_or(url, &cfg.revocation.listen), args)),
         Command::EmergencyRevoke { args, url } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
-            runtime()?.block_on(ops::emergency(&url, args))
+            runtime()?.block_on(ops::emergency(&url_or(url, &cfg.revocation.listen), args))
         }
         Command::Approve { approval, operator, url } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
-            runtime()?.block_on(ops::approve(&url, approval, operator))
+            runtime()?.block_on(ops::approve(&url_or(url, &cfg.revocation.listen), approval, operator))
         }
         Command::PublishCrl { issuer, kind, operator, url } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", cfg.crl.listen));
-            runtime()?.block_on(ops::publish(&url, issuer, kind, operator))
+            runtime()?.block_on(ops::publish(&url_or(url, &cfg.crl.listen), issuer, kind, operator))
         }
         Command::Status { target, url } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", cfg.revocation.listen));
-            runtime()?.block_on(ops::status_of(&url, target))
+            runtime()?.block_on(ops::status_of(&url_or(url, &cfg.revocation.listen), target))
         }
         Command::Card { command, url } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", cfg.issuance.listen));
-            runtime()?.block_on(card::run(&url, command, args.json))
+            runtime()?.block_on(card::run(&url_or(url, &cfg.issuance.listen), command, args.json))
         }
         Command::Import { args: import, url } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", cfg.issuance.listen));
-            runtime()?.block_on(card::import(&url, import, args.json))
+            runtime()?.block_on(card::import(&url_or(url, &cfg.issuance.listen), import, args.json))
         }
         Command::Audit { command, url } => audit::run(&cfg, url, command),
         Command::Identity { command } => identity(&cfg, command, args.json),
         Command::Arl { revoke_serial, reason, operator } => {
             let revoke = revoke_serial.zip(reason.map(ops::Reason::crl_reason));
-            ceremony::arl(&cfg, args.config.as_deref(), operator, revoke)
+            ceremony::arl(&cfg, path, operator, revoke)
         }
     }
+}
+
+/// The service commands' `--listen` and `--*-url` flags, over the config.
+fn apply_overrides(cfg: &mut Config, command: &Command) {
+    fn set(field: &mut String, flag: &Option<String>) {
+        if let Some(v) = flag {
+            field.clone_from(v);
+        }
+    }
+    match command {
+        Command::Registry { listen } => set(&mut cfg.registry.listen, listen),
+        Command::Issuance { listen, registry_url, revocation_url, crl_url } => {
+            set(&mut cfg.issuance.listen, listen);
+            set(&mut cfg.issuance.registry_url, registry_url);
+            set(&mut cfg.issuance.revocation_url, revocation_url);
+            set(&mut cfg.issuance.crl_url, crl_url);
+        }
+        Command::Crl { listen, http_listen, registry_url } => {
+            set(&mut cfg.crl.listen, listen);
+            set(&mut cfg.crl.http_listen, http_listen);
+            set(&mut cfg.crl.registry_url, registry_url);
+        }
+        Command::Revocation { listen, registry_url, crl_url } => {
+            set(&mut cfg.revocation.listen, listen);
+            set(&mut cfg.revocation.registry_url, registry_url);
+            set(&mut cfg.revocation.crl_url, crl_url);
+        }
+        Command::Ocsp { listen, registry_url, issuance_url } => {
+            set(&mut cfg.ocsp.listen, listen);
+            set(&mut cfg.ocsp.registry_url, registry_url);
+            set(&mut cfg.ocsp.issuance_url, issuance_url);
+        }
+        Command::OcspCerts { issuance_url, registry_url } => {
+            set(&mut cfg.ocsp.issuance_url, issuance_url);
+            set(&mut cfg.ocsp.registry_url, registry_url);
+        }
+        Command::Console { listen } => set(&mut cfg.console.listen, listen),
+        _ => {}
+    }
+}
+
+/// A client command's `--url`, else the service's listen address from the config.
+fn url_or(url: Option<String>, listen: &str) -> String {
+    url.unwrap_or_else(|| format!("http://{listen}"))
+}
+
+/// The crl process's tokens: the audit token too when it runs the checkpointer.
+fn crl_tokens(cfg: &Config) -> Result<tokens::Tokens, CliError> {
+    cfg.audit.validate()?;
+    let mut domains = tokens::domains::CRL.to_vec();
+    if cfg.audit.checkpoint_interval().is_some() {
+        domains.extend_from_slice(tokens::domains::CHECKPOINTS);
+    }
+    tokens::Tokens::open(cfg, &domains)
+}
+
+/// Runs a service until SIGINT or SIGTERM.
+fn serve<F, Fut>(run: F) -> Result<(), CliError>
+where
+    F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>>,
+{
+    runtime()?.block_on(async {
+        let stop = launcher::watch_signals();
+        run(stop).await
+    })
 }
 
 /// Entry point of the `hpki-ca` binary.
@@ -589,5 +574,47 @@ pub fn main() -> ExitCode {
             eprintln!("hpki-ca: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn overridden(argv: &[&str]) -> Config {
+        let args = Args::try_parse_from(argv).unwrap();
+        let mut cfg = Config::default();
+        apply_overrides(&mut cfg, &args.command);
+        cfg
+    }
+
+    #[test]
+    fn a_service_flag_overrides_only_its_own_key() {
+        let cfg = overridden(&["hpki-ca", "issuance", "--listen", "127.0.0.1:1", "--crl-url", "https://c"]);
+        let default = Config::default();
+        assert_eq!((cfg.issuance.listen.as_str(), cfg.issuance.crl_url.as_str()), ("127.0.0.1:1", "https://c"));
+        assert_eq!(cfg.issuance.registry_url, default.issuance.registry_url);
+        assert_eq!(cfg.crl.listen, default.crl.listen);
+        let cfg = overridden(&["hpki-ca", "ocsp-certs", "--registry-url", "https://r"]);
+        assert_eq!(
+            (cfg.ocsp.registry_url.as_str(), cfg.ocsp.listen.as_str()),
+            ("https://r", default.ocsp.listen.as_str())
+        );
+        assert_eq!(url_or(None, "127.0.0.1:2"), "http://127.0.0.1:2");
+        assert_eq!(url_or(Some("https://x".into()), "127.0.0.1:2"), "https://x");
+    }
+
+    #[test]
+    fn an_identity_prints_as_a_padded_line_or_one_json_object() {
+        use render::Render;
+        let role = tls::Role::parse("operator").unwrap();
+        let i = tls::identity::IdentityInfo { name: "op-ito".into(), role, serial: "0a".into(), revoked: true };
+        assert_eq!(i.human(), [format!("{:<20} {:<9} {:<8} serial 0a", "op-ito", role.as_str(), "revoked")]);
+        assert_eq!(
+            i.json(),
+            serde_json::json!({"name": "op-ito", "role": role.as_str(), "serial": "0a", "state": "revoked"})
+        );
     }
 }

@@ -226,36 +226,12 @@ pub struct RevokedInfo {
     pub revocation_reason: Option<CRLReason>,
 }
 
-/// `CRLReason` (RFC 5280 §5.3.1); value 7 is not used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enumerated)]
-#[repr(u8)]
-pub enum CRLReason {
-    Unspecified = 0,
-    KeyCompromise = 1,
-    CACompromise = 2,
-    AffiliationChanged = 3,
-    Superseded = 4,
-    CessationOfOperation = 5,
-    CertificateHold = 6,
-    RemoveFromCRL = 8,
-    PrivilegeWithdrawn = 9,
-    AACompromise = 10,
-}
+/// `CRLReason` (RFC 5280 §5.3.1): x509-cert's, under the name RFC 6960 uses.
+pub use x509_cert::ext::pkix::CrlReason as CRLReason;
 
-/// The DER value of a domain reason (the same RFC 5280 code).
-impl From<domain::RevocationReason> for CRLReason {
-    fn from(r: domain::RevocationReason) -> CRLReason {
-        use domain::RevocationReason as R;
-        match r {
-            R::Unspecified => CRLReason::Unspecified,
-            R::KeyCompromise => CRLReason::KeyCompromise,
-            R::CaCompromise => CRLReason::CACompromise,
-            R::AffiliationChanged => CRLReason::AffiliationChanged,
-            R::Superseded => CRLReason::Superseded,
-            R::CessationOfOperation => CRLReason::CessationOfOperation,
-            R::PrivilegeWithdrawn => CRLReason::PrivilegeWithdrawn,
-        }
-    }
+/// The DER value of a domain reason: the same RFC 5280 code.
+pub fn crl_reason(r: domain::RevocationReason) -> CRLReason {
+    CRLReason::try_from(u32::from(r.code())).expect("every domain reason is an RFC 5280 CRLReason")
 }
 
 /// RFC 8954: `Nonce ::= OCTET STRING (SIZE(1..32))`, carried DER-encoded in the
@@ -299,7 +275,9 @@ mod tests {
     #[test]
     fn domain_reasons_have_their_rfc_5280_code() {
         for r in domain::RevocationReason::ALL {
-            assert_eq!(CRLReason::from(r) as u8, r.code(), "{r}");
+            assert_eq!(crl_reason(r) as u32, u32::from(r.code()), "{r}");
+            // ENUMERATED, one content octet: what the responder has always written.
+            assert_eq!(crl_reason(r).to_der().unwrap(), [0x0a, 0x01, r.code()], "{r}");
         }
     }
 }

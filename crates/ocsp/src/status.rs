@@ -78,7 +78,7 @@ fn revoked(at_unix: i64, reason: i32, invalidity_unix: i64) -> CertState {
     let reason = domain::RevocationReason::try_from(reason)
         .ok()
         .filter(|r| *r != domain::RevocationReason::Unspecified)
-        .map(CRLReason::from);
+        .map(crate::asn1::crl_reason);
     CertState::Revoked { at_unix, reason, invalidity_unix: (invalidity_unix != 0).then_some(invalidity_unix) }
 }
 

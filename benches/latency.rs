@@ -111,6 +111,10 @@ fn main() {
     let (throughput_64, writes_64, card_ids) = rt.block_on(async {
         let issuance = ca.issuance(&addrs[1]).await;
         let registry = ca.registry(&addrs[0]).await;
+        // GetFeedPosition is the OCSP responder's call (crates/tls/src/policy.rs).
+        let feed_reader = proto::registry::v1::registry_client::RegistryClient::new(
+            ca.grpc(&addrs[0], "ocsp").await.expect("connect to the registry as ocsp"),
+        );
         let revocation = ca.revocation(&addrs[2]).await;
         let csrs = std::sync::Arc::new(csrs);
         let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -189,7 +193,7 @@ fn main() {
             .await;
             samples.push(Sample { call: "GetCard (registry)", clients, times });
             let times = run(clients, reads, {
-                let c = registry.clone();
+                let c = feed_reader.clone();
                 move |_| {
                     let mut c = c.clone();
                     async move {
@@ -214,7 +218,7 @@ fn main() {
                         let req = rev::RevokeCardRequest {
                             card_id: card,
                             reason: reg::RevocationReason::Superseded as i32,
-                            operator: "op-bench".into(),
+                            operator: String::new(), // the client certificate names the operator
                             note: "bench-latency".into(),
                             revoked_at: String::new(),
                             compromised_at: String::new(),
@@ -246,7 +250,7 @@ fn main() {
                                 confirmed_at: confirmed_at.clone(),
                                 note: String::new(),
                             }),
-                            operator: "op-sato".into(),
+                            operator: String::new(),
                             note: "bench-latency".into(),
                             compromised_at: String::new(),
                         };

@@ -18,6 +18,18 @@ pub enum KeyAlgorithm {
     EcdsaP256,
 }
 
+/// The algorithm `[ca] key_algorithm` (and the like) names.
+impl From<config::KeyAlgorithm> for KeyAlgorithm {
+    fn from(a: config::KeyAlgorithm) -> KeyAlgorithm {
+        match a {
+            config::KeyAlgorithm::Rsa2048 => KeyAlgorithm::Rsa { bits: 2048 },
+            config::KeyAlgorithm::Rsa3072 => KeyAlgorithm::Rsa { bits: 3072 },
+            config::KeyAlgorithm::Rsa4096 => KeyAlgorithm::Rsa { bits: 4096 },
+            config::KeyAlgorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256,
+        }
+    }
+}
+
 impl KeyAlgorithm {
     /// Rejects sizes we would not want a CA key to have.
     pub(crate) fn validate(self) -> Result<(), HsmError> {

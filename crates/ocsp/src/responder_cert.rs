@@ -118,15 +118,6 @@ pub(crate) fn issuing_ca_certificate(cfg: &Config, entity: &CaEntity) -> Result<
     Ok(IssuingCa::from_pem(&text)?)
 }
 
-fn key_algorithm(a: config::KeyAlgorithm) -> hsm::KeyAlgorithm {
-    match a {
-        config::KeyAlgorithm::Rsa2048 => hsm::KeyAlgorithm::Rsa { bits: 2048 },
-        config::KeyAlgorithm::Rsa3072 => hsm::KeyAlgorithm::Rsa { bits: 3072 },
-        config::KeyAlgorithm::Rsa4096 => hsm::KeyAlgorithm::Rsa { bits: 4096 },
-        config::KeyAlgorithm::EcdsaP256 => hsm::KeyAlgorithm::EcdsaP256,
-    }
-}
-
 /// The responder keys of `base` in the token: `base` itself and its rollovers
 /// `base.<n>`, oldest first. Replicas sharing the token that generate a label at
 /// the same moment can leave two keys under it: both are listed (ordered by
@@ -169,7 +160,7 @@ fn current_key(cfg: &Config, hsm: &Hsm, base: &str) -> Result<(HsmKey, Outcome),
 }
 
 fn generate(cfg: &Config, hsm: &Hsm, label: &str) -> Result<(HsmKey, Outcome), OcspError> {
-    match hsm.generate_key_pair(label, key_algorithm(cfg.ca.key_algorithm)) {
+    match hsm.generate_key_pair(label, hsm::KeyAlgorithm::from(cfg.ca.key_algorithm)) {
         Ok(k) => Ok((k, Outcome::Created)),
         // Another replica made it first (maybe twice): theirs, the same one every replica picks.
         Err(HsmError::KeyExists(_) | HsmError::Ambiguous(_)) => {

@@ -29,15 +29,6 @@ pub struct TestCa {
     leaf_key: HsmKey,
 }
 
-fn key_algorithm(a: config::KeyAlgorithm) -> hsm::KeyAlgorithm {
-    match a {
-        config::KeyAlgorithm::EcdsaP256 => hsm::KeyAlgorithm::EcdsaP256,
-        config::KeyAlgorithm::Rsa2048 => hsm::KeyAlgorithm::Rsa { bits: 2048 },
-        config::KeyAlgorithm::Rsa3072 => hsm::KeyAlgorithm::Rsa { bits: 3072 },
-        config::KeyAlgorithm::Rsa4096 => hsm::KeyAlgorithm::Rsa { bits: 4096 },
-    }
-}
-
 /// Makes two self-signed issuing CAs (keys in the HSM) and their responder certificates.
 pub fn test_ca(alg: config::KeyAlgorithm) -> TestCa {
     let hsm = hsm::testing::shared_hsm();
@@ -52,7 +43,7 @@ pub fn test_ca(alg: config::KeyAlgorithm) -> TestCa {
     std::fs::create_dir_all(&cert_dir).unwrap();
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     for (n, entity) in [&cfg.ca.signing, &cfg.ca.authentication].into_iter().enumerate() {
-        let key = hsm.generate_key_pair(&entity.key_label, key_algorithm(alg)).unwrap();
+        let key = hsm.generate_key_pair(&entity.key_label, hsm::KeyAlgorithm::from(alg)).unwrap();
         let serial = [0x11, 0x22, n as u8 + 1];
         let params =
             profile::ca_params(entity, true, &serial, &key, now - Duration::hours(1), now + Duration::days(3650))
@@ -68,7 +59,7 @@ pub fn test_ca(alg: config::KeyAlgorithm) -> TestCa {
     ] {
         let ca = issuing_ca_certificate(&cfg, entity).unwrap();
         let ca_key = hsm.key(&entity.key_label).unwrap();
-        let key = hsm.generate_key_pair(label, key_algorithm(alg)).unwrap();
+        let key = hsm.generate_key_pair(label, hsm::KeyAlgorithm::from(alg)).unwrap();
         let der = responder_cert::issue_directly(&cfg, &ca, &ca_key, &key, now).unwrap();
         std::fs::write(cert_dir.join(file), pem::encode(&pem::Pem::new("CERTIFICATE", der))).unwrap();
     }

@@ -16,21 +16,12 @@ pub enum Outcome {
     Kept,
 }
 
-fn key_algorithm(a: config::KeyAlgorithm) -> hsm::KeyAlgorithm {
-    match a {
-        config::KeyAlgorithm::Rsa2048 => hsm::KeyAlgorithm::Rsa { bits: 2048 },
-        config::KeyAlgorithm::Rsa3072 => hsm::KeyAlgorithm::Rsa { bits: 3072 },
-        config::KeyAlgorithm::Rsa4096 => hsm::KeyAlgorithm::Rsa { bits: 4096 },
-        config::KeyAlgorithm::EcdsaP256 => hsm::KeyAlgorithm::EcdsaP256,
-    }
-}
-
 /// The CA key: an existing one only if it is CA-grade (`hsm::HsmError::NotCaGrade`
 /// says why not), else a new one.
 pub(super) fn key_for(hsm: &Hsm, entity: &CaEntity, alg: config::KeyAlgorithm) -> Result<(HsmKey, Outcome), CliError> {
-    match hsm.adopt_ca_key(&entity.key_label, key_algorithm(alg)).map_err(refused)? {
+    match hsm.adopt_ca_key(&entity.key_label, hsm::KeyAlgorithm::from(alg)).map_err(refused)? {
         Some(k) => Ok((k, Outcome::Kept)),
-        None => Ok((hsm.generate_key_pair(&entity.key_label, key_algorithm(alg))?, Outcome::Created)),
+        None => Ok((hsm.generate_key_pair(&entity.key_label, hsm::KeyAlgorithm::from(alg))?, Outcome::Created)),
     }
 }
 
@@ -61,7 +52,7 @@ pub fn pin_escrow_key(cfg: &Config, hsm: &Hsm) -> Result<Outcome, CliError> {
 /// checkpoints verify without the HSM; an existing file for another key is
 /// refused rather than overwritten (it may be needed for older checkpoints).
 pub fn audit_checkpoint_key(cfg: &Config, hsm: &Hsm) -> Result<(HsmKey, Outcome, PathBuf), CliError> {
-    let alg = key_algorithm(cfg.ca.key_algorithm);
+    let alg = hsm::KeyAlgorithm::from(cfg.ca.key_algorithm);
     let (key, outcome) = match hsm.adopt_ca_key(AUDIT_CHECKPOINT_KEY_LABEL, alg).map_err(refused)? {
         Some(k) => (k, Outcome::Kept),
         None => (hsm.generate_key_pair(AUDIT_CHECKPOINT_KEY_LABEL, alg)?, Outcome::Created),

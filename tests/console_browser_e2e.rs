@@ -79,12 +79,7 @@ fn the_loss_report_desk_in_chromium() {
     // 5. openssl agrees with the page: OCSP revoked, and the CRL lists the card.
     let answer = common::ocsp_query(&ca, responder, "sign-ca.pem", &sign_pem, &[]);
     assert!(answer.contains(": revoked"), "{answer}");
-    let (_, _, der) = common::http_get(crl_http, "/crl/sign.crl");
-    let (crl, pem) = (ca.dir.path().join("sign.crl"), ca.dir.path().join("sign-crl.pem"));
-    std::fs::write(&crl, &der).expect("write CRL");
-    let (ok, out) = common::openssl(&["crl", "-inform", "DER", "-in", utf8(&crl), "-out", utf8(&pem)]);
-    assert!(ok, "{out}");
-    let (verified, out) = common::verify_with_crl(&ca, &ca.cert_path("sign-ca.pem"), &pem, &sign_pem);
+    let (verified, out) = common::verify_with_served_crl(&ca, crl_http, &sign_pem);
     assert!(!verified && out.contains("revoked"), "openssl verify -crl_check: {out}");
 
     // 6. The audit log has the entries under both names (the console is no actor).
@@ -101,8 +96,4 @@ fn the_loss_report_desk_in_chromium() {
     assert!(entries.iter().all(|e| e.actor != "console"));
     let out = ca.cli(&["--identity", "audit-kato", "audit", "verify", "--url", &ca.url(registry)]);
     assert!(out.status.success(), "audit verify: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn utf8(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
 }

@@ -249,13 +249,7 @@ fn loss_report_with_two_person_control_from_the_browser() {
     assert_eq!(card_state(&sato, &card_id), "REVOKED");
     let answer = ocsp(&ca, responder, &sign_pem);
     assert!(answer.contains(": revoked"), "{answer}");
-    let crl = ca.dir.path().join("sign.crl");
-    let (_, _, der) = common::http_get(crl_http, "/crl/sign.crl");
-    std::fs::write(&crl, &der).expect("write CRL");
-    let pem = ca.dir.path().join("sign-crl.pem");
-    let (ok, out) = common::openssl(&["crl", "-inform", "DER", "-in", path(&crl), "-out", path(&pem)]);
-    assert!(ok, "{out}");
-    let (verified, out) = common::verify_with_crl(&ca, &ca.cert_path("sign-ca.pem"), &pem, &sign_pem);
+    let (verified, out) = common::verify_with_served_crl(&ca, crl_http, &sign_pem);
     assert!(!verified && out.contains("revoked"), "openssl verify -crl_check: {out}");
 
     // 6. The audit log names both people.

@@ -147,22 +147,6 @@ where
     }
 }
 
-/// The TBS of `from` with its 16-octet serial replaced by `serial` (hex).
-fn with_serial(tbs: &[u8], from: &str, serial: &str) -> Vec<u8> {
-    let (old, new) = (hex(from), hex(serial));
-    assert_eq!((old.len(), new.len()), (16, 16), "serials are 16 octets");
-    let mut needle = vec![0x02, 0x10];
-    needle.extend_from_slice(&old);
-    let at = tbs.windows(needle.len()).position(|w| w == needle.as_slice()).expect("serial in the TBS");
-    let mut out = tbs.to_vec();
-    out[at + 2..at + 18].copy_from_slice(&new);
-    out
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-}
-
 /// What a crash in the middle of issuance leaves behind, made on purpose:
 /// one card with a RESERVED signing serial, and one card whose two
 /// certificates are PRECERT (the recorded bytes are a real issued TBS with the
@@ -208,7 +192,7 @@ async fn stage_leftovers(ca: &Ca, reg_addr: &str, seed: &iss::IssuedCard) -> (St
         .serial;
     for cert in &view.certificates {
         let serial = registry.reserve_serial(reserve(&precert_card, cert)).await.expect("reserve").into_inner().serial;
-        let tbs_der = with_serial(&cert.tbs_der, &cert.serial, &serial);
+        let tbs_der = common::with_serial(&cert.tbs_der, &cert.serial, &serial);
         registry.record_tbs(reg::RecordTbsRequest { serial, tbs_der, crl_scope: None }).await.expect("RecordTbs");
     }
     let left =

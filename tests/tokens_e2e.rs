@@ -72,18 +72,6 @@ fn token_labels(ca: &Ca, domain: &str, pin_file: &Path, kind: &str) -> Vec<Strin
     labels
 }
 
-/// The TBS of `from` with its 16-octet serial replaced by `serial` (hex).
-fn with_serial(tbs: &[u8], from: &str, serial: &str) -> Vec<u8> {
-    let (old, new) = (hex::decode(from).unwrap(), hex::decode(serial).unwrap());
-    assert_eq!((old.len(), new.len()), (16, 16), "serials are 16 octets");
-    let mut needle = vec![0x02, 0x10];
-    needle.extend_from_slice(&old);
-    let at = tbs.windows(needle.len()).position(|w| w == needle.as_slice()).expect("serial in the TBS");
-    let mut out = tbs.to_vec();
-    out[at + 2..at + 18].copy_from_slice(&new);
-    out
-}
-
 async fn certificate(ca: &Ca, registry: &str, serial: &str) -> Result<reg::CertificateRecord, tonic::Status> {
     let mut client = ca.registry(registry).await;
     client.get_certificate(reg::GetCertificateRequest { serial: serial.to_owned() }).await.map(|r| r.into_inner())
@@ -263,7 +251,7 @@ fn the_ocsp_process_holds_only_its_token_and_serves_with_a_registry_issued_respo
         };
         let precert = client.reserve_serial(reserve()).await.expect("reserve").into_inner().serial;
         let current = certificate(&ca, &registry, &serial_of(&new)).await.unwrap();
-        let tbs_der = with_serial(&current.tbs_der, &current.serial, &precert);
+        let tbs_der = common::with_serial(&current.tbs_der, &current.serial, &precert);
         client
             .record_tbs(reg::RecordTbsRequest { serial: precert.clone(), tbs_der, crl_scope: None })
             .await
@@ -292,16 +280,7 @@ fn the_ocsp_process_holds_only_its_token_and_serves_with_a_registry_issued_respo
     assert_eq!((signed.kind, abandoned.kind), (reg::CertificateKind::OcspResponder as i32, signed.kind));
     let recovered = dir.join("recovered-responder.pem");
     write_pem(&recovered, &signed.certificate_der);
-    let (ok, text) = common::openssl(&[
-        "verify",
-        "-CAfile",
-        ca.cert_path("root-ca.pem").to_str().unwrap(),
-        "-untrusted",
-        ca.cert_path("sign-ca.pem").to_str().unwrap(),
-        "-purpose",
-        "ocsphelper",
-        recovered.to_str().unwrap(),
-    ]);
+    let (ok, text) = common::verify_responder_cert(&ca, &recovered);
     assert!(ok, "the recovered responder certificate was signed by the issuing CA: {text}");
     assert_eq!(serial_of(&signed.certificate_der), precert);
     ca.take_children();

@@ -531,3 +531,44 @@ pub fn signing_ca_key(ca: &Ca) -> hsm::HsmKey {
     assert_eq!(key.algorithm(), hsm::KeyAlgorithm::Rsa { bits: 2048 }, "the baseline is an RSA-2048 signature");
     key
 }
+
+/// The TBS of `from` with its 16-octet serial replaced by `serial` (hex): a
+/// crash's leftovers made on purpose.
+pub fn with_serial(tbs: &[u8], from: &str, serial: &str) -> Vec<u8> {
+    let (old, new) = (hex::decode(from).expect("hex"), hex::decode(serial).expect("hex"));
+    assert_eq!((old.len(), new.len()), (16, 16), "serials are 16 octets");
+    let mut needle = vec![0x02, 0x10];
+    needle.extend_from_slice(&old);
+    let at = tbs.windows(needle.len()).position(|w| w == needle.as_slice()).expect("serial in the TBS");
+    let mut out = tbs.to_vec();
+    out[at + 2..at + 18].copy_from_slice(&new);
+    out
+}
+
+/// `openssl verify -purpose ocsphelper` of a responder certificate, chained
+/// through the signing CA to the root: (verified, openssl's output).
+pub fn verify_responder_cert(ca: &Ca, cert: &Path) -> (bool, String) {
+    let path = |p: &Path| p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display())).to_owned();
+    openssl(&[
+        "verify",
+        "-CAfile",
+        &path(&ca.cert_path("root-ca.pem")),
+        "-untrusted",
+        &path(&ca.cert_path("sign-ca.pem")),
+        "-purpose",
+        "ocsphelper",
+        &path(cert),
+    ])
+}
+
+/// The signing CA's full CRL as served at `crl_http`, then `openssl verify
+/// -crl_check` of `cert` against it: (verified, openssl's output).
+pub fn verify_with_served_crl(ca: &Ca, crl_http: &str, cert: &Path) -> (bool, String) {
+    let (crl, pem) = (ca.dir.path().join("sign.crl"), ca.dir.path().join("sign-crl.pem"));
+    let (_, _, der) = http_get(crl_http, "/crl/sign.crl");
+    std::fs::write(&crl, &der).expect("write CRL");
+    let path = |p: &Path| p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display())).to_owned();
+    let (ok, out) = openssl(&["crl", "-inform", "DER", "-in", &path(&crl), "-out", &path(&pem)]);
+    assert!(ok, "{out}");
+    verify_with_crl(ca, &ca.cert_path("sign-ca.pem"), &pem, cert)
+}

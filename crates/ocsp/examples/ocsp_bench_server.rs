@@ -11,10 +11,11 @@
 //!     A second responder process for the same CA and certificates as a running
 //!     `serve` (its replica.spec): same key, a cache of its own, signed here.
 //! ocsp_bench_server cold <seconds> <concurrency>
-//!     The cache-miss path: raw SoftHSM RSA-2048 signatures on <concurrency>
-//!     threads for <seconds>, then GETs of never-asked serials (each a live
-//!     signature) over HTTP from <concurrency> keep-alive connections for
-//!     <seconds>, then the raw rate again; prints the ratio.
+//!     The cache-miss path against raw SoftHSM RSA-2048 signatures on
+//!     <concurrency> threads, in 5 interleaved rounds (raw, then GETs of
+//!     never-asked serials, each a live signature, over HTTP from
+//!     <concurrency> keep-alive connections), <seconds> of each in all;
+//!     prints the ratio.
 //! ocsp_bench_server memory <count>
 //!     Resident memory with <count> cached responses.
 //! ocsp_bench_server propagation <rounds>
@@ -113,8 +114,9 @@ async fn replica(spec: &str, listen: &str) {
     listen_and_serve(responder, listen).await;
 }
 
-/// Raw signatures per second with the responder's key on `threads` threads for `secs`.
-fn raw_sign_rate(key: &Arc<hsm::HsmKey>, threads: usize, secs: f64) -> f64 {
+/// Raw signatures with the responder's key on `threads` threads for `secs`:
+/// (signatures, seconds taken).
+fn raw_signs(key: &Arc<hsm::HsmKey>, threads: usize, secs: f64) -> (u64, f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
@@ -134,21 +136,42 @@ fn raw_sign_rate(key: &Arc<hsm::HsmKey>, threads: usize, secs: f64) -> f64 {
         })
         .collect();
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    total as f64 / started.elapsed().as_secs_f64()
+    (total, started.elapsed().as_secs_f64())
 }
 
+/// CPU seconds this process has used (user + system, from /proc/self/stat).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks: f64 = f.get(11..13).map_or(0.0, |t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+/// What the cold clients saw in one phase.
+#[derive(Default)]
+struct ColdPhase {
+    signed: u64,
+    other: u64,
+    exhausted: bool,
+    latencies: Vec<Duration>,
+}
+
+/// The cold path against the raw signing rate, interleaved: `ROUNDS` rounds
+/// of (raw for secs/ROUNDS, cold for secs/ROUNDS), so a machine whose speed
+/// drifts (a shared VM does, by ±10 % over seconds) moves both sides alike.
+/// Connections stay open between rounds, as a busy responder's would.
 async fn cold(secs: f64, concurrency: usize) {
+    const ROUNDS: usize = 5;
     let concurrency = concurrency.max(1);
-    // Calibrate: how many never-asked serials the cold run can use up.
+    let slice = secs / ROUNDS as f64;
     let ca = ocsp::testkit::test_ca(config::KeyAlgorithm::Rsa2048);
     let key = Arc::new(ca.hsm.key(&ca.cfg.ocsp.signing_responder_key_label).unwrap());
-    let raw_before = tokio::task::spawn_blocking({
-        let key = key.clone();
-        move || raw_sign_rate(&key, concurrency, secs)
-    })
-    .await
-    .unwrap();
-    let n = (raw_before * secs * 2.0) as usize + concurrency * 64;
+    let raw_blocking = |key: Arc<hsm::HsmKey>| tokio::task::spawn_blocking(move || raw_signs(&key, concurrency, slice));
+    // Calibrate: how many never-asked serials the cold rounds can use up.
+    let (calib, calib_secs) = raw_blocking(key.clone()).await.unwrap();
+    let n = (calib as f64 / calib_secs * secs * 2.0) as usize + concurrency * 64;
     let (responder, paths) = bench_support::cold_responder(&ca, n, concurrency).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -171,64 +194,79 @@ async fn cold(secs: f64, concurrency: usize) {
         never,
     ));
     let paths = Arc::new(paths);
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let started = Instant::now();
-    let mut clients = tokio::task::JoinSet::new();
-    for t in 0..concurrency {
-        let paths = paths.clone();
-        clients.spawn(async move {
-            let mut client = Client::connect(addr).await;
-            let (mut signed, mut other, mut exhausted) = (0u64, 0u64, false);
-            let mut latencies = Vec::new();
-            let mut i = t;
-            while Instant::now() < deadline {
-                let Some(path) = paths.get(i) else {
-                    exhausted = true;
-                    break;
-                };
-                i += concurrency;
-                let t0 = Instant::now();
-                let der = client.get(path).await;
-                // The first answer of each connection fully decoded; the rest
-                // checked cheaply (a successful response of full size, not the
-                // 5-byte tryLater), so the client takes little of the CPU.
-                let ok = if signed + other == 0 { status_of(&der) == "good" } else { successful(&der) };
-                if ok {
-                    signed += 1;
-                } else {
-                    other += 1;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        clients.push(Client::connect(addr).await);
+    }
+    let (mut raw_n, mut raw_t, mut cold_t, mut raw_cpu, mut cold_cpu) = (0u64, 0f64, 0f64, 0f64, 0f64);
+    let mut total = ColdPhase::default();
+    for _ in 0..ROUNDS {
+        let c0 = cpu_seconds();
+        let (n, t) = raw_blocking(key.clone()).await.unwrap();
+        raw_cpu += cpu_seconds() - c0;
+        raw_n += n;
+        raw_t += t;
+        let c0 = cpu_seconds();
+        let deadline = Instant::now() + Duration::from_secs_f64(slice);
+        let started = Instant::now();
+        let mut running = tokio::task::JoinSet::new();
+        for mut client in clients.drain(..) {
+            let (paths, next) = (paths.clone(), next.clone());
+            running.spawn(async move {
+                let mut seen = ColdPhase::default();
+                while Instant::now() < deadline {
+                    let Some(path) = paths.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) else {
+                        seen.exhausted = true;
+                        break;
+                    };
+                    let t0 = Instant::now();
+                    let der = client.get(path).await;
+                    // The first answer of each phase fully decoded; the rest
+                    // checked cheaply (a successful response of full size, not the
+                    // 5-byte tryLater), so the client takes little of the CPU.
+                    let ok = if seen.signed + seen.other == 0 { status_of(&der) == "good" } else { successful(&der) };
+                    if ok {
+                        seen.signed += 1;
+                    } else {
+                        seen.other += 1;
+                    }
+                    seen.latencies.push(t0.elapsed());
                 }
-                latencies.push(t0.elapsed());
-            }
-            (signed, other, exhausted, latencies)
-        });
+                (client, seen)
+            });
+        }
+        while let Some(r) = running.join_next().await {
+            let (client, seen) = r.unwrap();
+            clients.push(client);
+            total.signed += seen.signed;
+            total.other += seen.other;
+            total.exhausted |= seen.exhausted;
+            total.latencies.extend(seen.latencies);
+        }
+        cold_t += started.elapsed().as_secs_f64();
+        cold_cpu += cpu_seconds() - c0;
     }
-    let (mut signed, mut other, mut exhausted, mut latencies) = (0u64, 0u64, false, Vec::new());
-    while let Some(r) = clients.join_next().await {
-        let (s, o, e, l) = r.unwrap();
-        signed += s;
-        other += o;
-        exhausted |= e;
-        latencies.extend(l);
-    }
-    let cold_rate = signed as f64 / started.elapsed().as_secs_f64();
     let misses = responder.metrics().cache_misses.load(std::sync::atomic::Ordering::Relaxed);
-    let raw_after = tokio::task::spawn_blocking({
-        let key = key.clone();
-        move || raw_sign_rate(&key, concurrency, secs)
-    })
-    .await
-    .unwrap();
+    drop(clients);
     drop(ca);
-    latencies.sort();
-    let p99 = latencies.get((latencies.len().saturating_sub(1) as f64 * 0.99) as usize).copied().unwrap_or_default();
-    let raw = (raw_before + raw_after) / 2.0;
+    total.latencies.sort();
+    let lat = &total.latencies;
+    let p99 = lat.get((lat.len().saturating_sub(1) as f64 * 0.99) as usize).copied().unwrap_or_default();
+    let (raw, cold_rate) = (raw_n as f64 / raw_t, total.signed as f64 / cold_t);
+    // CPU per signature and per answer, and the cores busy in each phase: where the ratio goes.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (raw_us, cold_us) = (raw_cpu / raw_n.max(1) as f64 * 1e6, cold_cpu / total.signed.max(1) as f64 * 1e6);
+    let (raw_busy, cold_busy) = (raw_cpu / raw_t / cores, cold_cpu / cold_t / cores);
     println!(
-        "COLD concurrency={concurrency} seconds={secs} raw_signs_per_s_before={raw_before:.0} raw_signs_per_s_after={raw_after:.0} \
-         cold_answers_per_s={cold_rate:.0} ratio={:.3} cold_p99_ms={:.2} signed={signed} not_good={other} cache_misses={misses} exhausted={}",
+        "COLD concurrency={concurrency} seconds={secs} rounds={ROUNDS} raw_signs_per_s={raw:.0} \
+         cold_answers_per_s={cold_rate:.0} ratio={:.3} cold_p99_ms={:.2} signed={} not_good={} cache_misses={misses} exhausted={} \
+         raw_cpu_us={raw_us:.0} cold_cpu_us={cold_us:.0} raw_busy={raw_busy:.2} cold_busy={cold_busy:.2}",
         cold_rate / raw,
         p99.as_secs_f64() * 1000.0,
-        u8::from(exhausted)
+        total.signed,
+        total.other,
+        u8::from(total.exhausted)
     );
 }
 

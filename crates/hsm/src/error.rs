@@ -47,6 +47,9 @@ pub enum HsmError {
     /// altered (or is too short). Never contains plaintext, ciphertext or key material.
     #[error("decryption failed: {0}")]
     Decrypt(String),
+    /// The signing threads ([`crate::Signers`]) could not run the call.
+    #[error("signing threads: {0}")]
+    Signers(&'static str),
     /// Data from the token could not be encoded or decoded.
     #[error("encoding: {0}")]
     Encoding(String),

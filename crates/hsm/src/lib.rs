@@ -38,6 +38,7 @@ mod login;
 mod pool;
 mod protection;
 mod pubkey;
+mod signers;
 mod store_lock;
 
 #[cfg(test)]
@@ -52,3 +53,4 @@ pub use error::HsmError;
 pub use hsm::Hsm;
 pub use key::HsmKey;
 pub use protection::KeyProtection;
+pub use signers::{Pending, Signers};

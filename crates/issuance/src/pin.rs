@@ -68,9 +68,7 @@ impl IssuanceService {
         let key = self.escrow.clone();
         let aad = card_id.as_bytes().to_vec();
         let plaintext = pin.0.as_bytes().to_vec();
-        let (iv, ciphertext) = tokio::task::spawn_blocking(move || key.encrypt_gcm(&plaintext, &aad))
-            .await
-            .map_err(|e| IssuanceError::Internal(format!("escrow task failed: {e}")))??;
+        let (iv, ciphertext) = self.signers.run(move || key.encrypt_gcm(&plaintext, &aad)).await??;
         let request = reg::StorePinEscrowRequest {
             card_id: card_id.to_owned(),
             key_label: self.escrow.label().to_owned(),

@@ -36,6 +36,8 @@ pub struct IssuanceService {
     pub(crate) escrow: hsm::AesKey,
     pub(crate) hsm: hsm::Hsm,
     pub(crate) hsm_status: HsmStatus,
+    /// The threads that make the HSM calls of a card (signatures, PIN escrow).
+    pub(crate) signers: Arc<hsm::Signers>,
     /// Validity of the OCSP responder certificates it issues (`[ocsp] responder_validity_days`).
     pub(crate) responder_validity_days: u32,
 }
@@ -115,6 +117,7 @@ impl IssuanceService {
             escrow,
             hsm,
             hsm_status,
+            signers: Arc::new(hsm::Signers::new("issuance-sign", 0)),
             responder_validity_days: 30,
         }
     }
@@ -308,12 +311,12 @@ impl IssuanceService {
             if let Plan::Sign { kind, tbs, .. } = plan {
                 let key = self.ca(*kind).key.clone();
                 let to_sign = tbs.clone();
-                signing.push(tokio::task::spawn_blocking(move || key.sign(&to_sign)));
+                signing.push(self.signers.start(move || key.sign(&to_sign))?);
             }
         }
         let mut signatures = Vec::with_capacity(signing.len());
-        for task in signing {
-            signatures.push(task.await.map_err(|e| IssuanceError::Internal(format!("signing task failed: {e}")))??);
+        for pending in signing {
+            signatures.push(pending.wait().await??);
         }
         let mut signatures = signatures.into_iter();
         let mut issued = Vec::with_capacity(2);

@@ -66,7 +66,6 @@ mod serve;
 #[cfg(test)]
 mod serve_tests;
 pub mod signer;
-mod signing_pool;
 pub mod source;
 pub mod status;
 #[cfg(any(test, feature = "bench"))]

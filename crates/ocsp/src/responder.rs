@@ -40,7 +40,7 @@ pub struct Settings {
     pub nonce: NonceMode,
     pub nonce_per_second: u32,
     pub max_inflight: usize,
-    /// Threads that sign (0: one per core); see `signing_pool`.
+    /// Threads that sign (0: one per core); see `hsm::Signers`.
     pub signing_threads: usize,
     /// Fresh signatures for clients per second, and burst, over all clients ...
     pub live_per_second: u32,
@@ -172,7 +172,7 @@ pub struct Responder {
     cache: Arc<Cache>,
     /// Owned permits travel with each signature to its signing thread.
     permits: Arc<Semaphore>,
-    signers: crate::signing_pool::SigningPool,
+    signers: hsm::Signers,
     nonce_bucket: TokenBucket,
     /// Every fresh signature a client causes takes a token of both.
     live_bucket: TokenBucket,
@@ -194,7 +194,7 @@ impl Responder {
         Responder {
             hashes: issuers.iter().map(|i| i.hashes.clone()).collect(),
             permits: Arc::new(Semaphore::new(settings.max_inflight)),
-            signers: crate::signing_pool::SigningPool::new(settings.signing_threads),
+            signers: hsm::Signers::new("ocsp-sign", settings.signing_threads),
             nonce_bucket: TokenBucket::new(settings.nonce_per_second),
             live_bucket: TokenBucket::with_burst(settings.live_per_second, settings.live_burst),
             client_buckets: ClientBuckets::new(

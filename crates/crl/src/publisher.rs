@@ -13,7 +13,7 @@ use crate::builder::{CrlEncoder, CrlSigner, IssuingDistributionPoint};
 use crate::entry::CrlEntry;
 use crate::error::CrlError;
 use crate::issuer::CaKey;
-use crate::layout::{Layout, Scope};
+use crate::layout::{Layout, Scope, Target};
 use crate::published::{CrlInfo, CrlKind, CrlStore};
 use crate::source::{CrlNumberGrant, RevocationSource};
 use crate::{timefmt, OnlyContains};
@@ -549,13 +549,7 @@ impl<S: RevocationSource> Publisher<S> {
         grant: CrlNumberGrant,
         base: Option<Base>,
     ) -> Result<Vec<CrlInfo>, CrlError> {
-        let s = &self.settings;
         let now = timefmt::now();
-        let validity = match kind {
-            CrlKind::Full => s.next_update,
-            CrlKind::Delta => s.delta_next_update,
-        };
-        let algorithm = ca.ca_key.key.signature_algorithm();
         let layout = ca.layout();
         let mut jobs = Vec::with_capacity(layout.targets.len());
         // Target index -> job index; a delta has jobs only for the targets with deltas.
@@ -565,50 +559,92 @@ impl<S: RevocationSource> Publisher<S> {
                 continue;
             }
             job_of[i] = Some(jobs.len());
-            let mut spec = ca.ca_key.spec(now, now + validity, grant.crl_number);
-            spec.delta_crl_indicator = base.map(|b| b.crl_number);
-            if s.expired_retention.is_none() {
-                // Every certificate of this CA that expired is kept once revoked.
-                spec.expired_certs_on_crl = Some(ca.ca_key.ca.not_before());
-            }
-            if t.partition > 0 {
-                spec.issuing_distribution_point =
-                    Some(IssuingDistributionPoint { full_name: t.url.clone(), only_contains: OnlyContains::UserCerts });
-            }
-            let url = match kind {
-                CrlKind::Full => {
-                    if t.deltas {
-                        spec.freshest_crl = Some(config::delta_url(&t.url));
-                    }
-                    t.url.clone()
-                }
-                CrlKind::Delta => config::delta_url(&t.url),
-            };
-            let info = CrlInfo {
-                issuer: ca.issuer.name().to_owned(),
-                kind,
-                partition: t.partition,
-                crl_number: grant.crl_number,
-                base_crl_number: base.map_or(0, |b| b.crl_number),
-                this_update: spec.this_update.unix_timestamp(),
-                next_update: spec.next_update.unix_timestamp(),
-                url,
-                entries: 0,
-                sha256: String::new(),
-                feed_sequence: grant.feed_sequence,
-            };
-            // About as many entries as last time: one allocation, no regrowth.
-            let expected = self
-                .store
-                .by_url(&info.url)
-                .and_then(|f| f.info.as_ref().map(|i| i.entries))
-                .map_or(0, |n| n.saturating_add(n / 8).saturating_add(64));
-            let expected = usize::try_from(expected).unwrap_or(0);
-            jobs.push((CrlEncoder::with_capacity(&spec, algorithm, expected)?, info));
+            jobs.push(self.encoder(ca, t, kind, grant, base, now)?);
         }
+        self.fill(ca, &layout, &mut jobs, &job_of, base, now).await?;
+        let started = std::time::Instant::now();
+        let infos = sign_and_write(ca.ca_key.key.clone(), self.store.clone(), jobs).await?;
+        for i in &infos {
+            tracing::info!(
+                issuer = %i.issuer, kind = ?i.kind, partition = i.partition, crl_number = i.crl_number,
+                base = i.base_crl_number, entries = i.entries, url = %i.url,
+                sign_and_write_ms = started.elapsed().as_millis() as u64, "CRL published"
+            );
+        }
+        Ok(infos)
+    }
 
+    /// The empty CRL of one target (its extensions, URL and numbers), sized
+    /// for about as many entries as it had last time.
+    fn encoder(
+        &self,
+        ca: &CaState,
+        t: &Target,
+        kind: CrlKind,
+        grant: CrlNumberGrant,
+        base: Option<Base>,
+        now: OffsetDateTime,
+    ) -> Result<(CrlEncoder, CrlInfo), CrlError> {
+        let s = &self.settings;
+        let validity = match kind {
+            CrlKind::Full => s.next_update,
+            CrlKind::Delta => s.delta_next_update,
+        };
+        let mut spec = ca.ca_key.spec(now, now + validity, grant.crl_number);
+        spec.delta_crl_indicator = base.map(|b| b.crl_number);
+        if s.expired_retention.is_none() {
+            // Every certificate of this CA that expired is kept once revoked.
+            spec.expired_certs_on_crl = Some(ca.ca_key.ca.not_before());
+        }
+        if t.partition > 0 {
+            spec.issuing_distribution_point =
+                Some(IssuingDistributionPoint { full_name: t.url.clone(), only_contains: OnlyContains::UserCerts });
+        }
+        let url = match kind {
+            CrlKind::Full => {
+                if t.deltas {
+                    spec.freshest_crl = Some(config::delta_url(&t.url));
+                }
+                t.url.clone()
+            }
+            CrlKind::Delta => config::delta_url(&t.url),
+        };
+        let info = CrlInfo {
+            issuer: ca.issuer.name().to_owned(),
+            kind,
+            partition: t.partition,
+            crl_number: grant.crl_number,
+            base_crl_number: base.map_or(0, |b| b.crl_number),
+            this_update: spec.this_update.unix_timestamp(),
+            next_update: spec.next_update.unix_timestamp(),
+            url,
+            entries: 0,
+            sha256: String::new(),
+            feed_sequence: grant.feed_sequence,
+        };
+        // About as many entries as last time: one allocation, no regrowth.
+        let expected = self
+            .store
+            .by_url(&info.url)
+            .and_then(|f| f.info.as_ref().map(|i| i.entries))
+            .map_or(0, |n| n.saturating_add(n / 8).saturating_add(64));
+        let expected = usize::try_from(expected).unwrap_or(0);
+        Ok((CrlEncoder::with_capacity(&spec, ca.ca_key.key.signature_algorithm(), expected)?, info))
+    }
+
+    /// Streams the CA's revoked entries (those since `base` for a delta) into
+    /// the encoder of every target each one belongs to.
+    async fn fill(
+        &self,
+        ca: &CaState,
+        layout: &Layout,
+        jobs: &mut [(CrlEncoder, CrlInfo)],
+        job_of: &[Option<usize>],
+        base: Option<Base>,
+        now: OffsetDateTime,
+    ) -> Result<(), CrlError> {
         let after = base.map_or(0, |b| b.feed_sequence);
-        let expired_since = s.expired_retention.map(|r| (now - r).unix_timestamp());
+        let expired_since = self.settings.expired_retention.map(|r| (now - r).unix_timestamp());
         let mut stream = self.source.list_revoked(&ca.label, after, expired_since).await?;
         let mut routed = Vec::with_capacity(4);
         while let Some(item) = stream.next().await {
@@ -620,29 +656,27 @@ impl<S: RevocationSource> Publisher<S> {
                 }
             }
         }
-
-        let key = ca.ca_key.key.clone();
-        let store = self.store.clone();
-        let started = std::time::Instant::now();
-        let infos = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(jobs.len());
-            for (encoder, mut info) in jobs {
-                info.entries = encoder.entries();
-                let signed = encoder.finish(&key)?;
-                let file = store.publish(signed.der, info.clone())?;
-                out.push(file.info.clone().unwrap_or(info));
-            }
-            Ok::<_, CrlError>(out)
-        })
-        .await
-        .map_err(|e| CrlError::Internal(format!("CRL signing task failed: {e}")))??;
-        for i in &infos {
-            tracing::info!(
-                issuer = %i.issuer, kind = ?i.kind, partition = i.partition, crl_number = i.crl_number,
-                base = i.base_crl_number, entries = i.entries, url = %i.url,
-                sign_and_write_ms = started.elapsed().as_millis() as u64, "CRL published"
-            );
-        }
-        Ok(infos)
+        Ok(())
     }
+}
+
+/// Signs each filled CRL and writes it where it is served, on a blocking
+/// thread (a large CRL takes a while to sign and hash).
+async fn sign_and_write(
+    key: hsm::HsmKey,
+    store: Arc<CrlStore>,
+    jobs: Vec<(CrlEncoder, CrlInfo)>,
+) -> Result<Vec<CrlInfo>, CrlError> {
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(jobs.len());
+        for (encoder, mut info) in jobs {
+            info.entries = encoder.entries();
+            let signed = encoder.finish(&key)?;
+            let file = store.publish(signed.der, info.clone())?;
+            out.push(file.info.clone().unwrap_or(info));
+        }
+        Ok::<_, CrlError>(out)
+    })
+    .await
+    .map_err(|e| CrlError::Internal(format!("CRL signing task failed: {e}")))?
 }

@@ -170,12 +170,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
         );
     }
     for cert in [&sign, &auth, &root, &sign_ca, &auth_ca] {
-        let out = std::process::Command::new(venv.join("lint_pkix_cert"))
-            .args(["lint", "-s", "WARNING"])
-            .arg(cert)
-            .output()
-            .expect("pkilint from .venv (run make setup)");
-        assert!(out.status.success(), "pkilint {}: {}", cert.display(), String::from_utf8_lossy(&out.stdout));
+        testkit::pkilint::assert_clean("lint_pkix_cert", &[], cert);
     }
 
     // The same application id again is the same card, never a second one.

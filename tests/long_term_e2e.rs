@@ -59,12 +59,7 @@ fn crl_text(crl: &Path) -> String {
 }
 
 fn pkilint(crl: &Path, kind: &str) {
-    let out = std::process::Command::new(common::repo().join(".venv/bin/lint_crl"))
-        .args(["lint", "-t", kind, "-p", "PKIX", "-s", "WARNING", "--document-format", "PEM", s(crl)])
-        .output()
-        .expect("pkilint from .venv (run make setup)");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && report.trim().is_empty(), "pkilint {}: {report}", crl.display());
+    testkit::pkilint::assert_clean("lint_crl", &["-t", kind, "-p", "PKIX", "--document-format", "PEM"], crl);
 }
 
 /// The certificate's serial as `openssl x509 -serial` prints it (upper-case hex).

@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
+use testkit::pkilint;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -31,26 +31,6 @@ fn openssl_time(t: OffsetDateTime) -> String {
         t.second(),
         t.year()
     )
-}
-
-/// The pkilint tools: `.venv` of this checkout (`make setup`).
-fn lint_tool(name: &str) -> PathBuf {
-    let path = common::repo().join(".venv/bin").join(name);
-    assert!(path.exists(), "{} missing: run make setup (scripts/setup.sh)", path.display());
-    path
-}
-
-/// Runs a pkilint tool on `file` and asserts it found nothing at WARNING or above.
-fn pkilint(tool: &str, args: &[&str], file: &Path) {
-    let out = std::process::Command::new(lint_tool(tool))
-        .args(args)
-        .args(["-s", "WARNING"])
-        .arg(file)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{tool} {}: {text}", file.display());
-    assert!(!text.contains("ERROR") && !text.contains("WARNING"), "{tool} {}: {text}", file.display());
 }
 
 /// The text after `label` on the same line, trimmed.
@@ -137,7 +117,7 @@ fn a_compromise_time_is_the_invalidity_date_and_revoked_at_cannot_be_backdated()
         in_window,
         "Revocation Date {revocation_date} is not the time of the revocation ({now} .. {revoked_after})"
     );
-    pkilint("lint_crl", &["lint", "-t", "CRL", "-p", "PKIX"], &crl_der);
+    pkilint::assert_clean("lint_crl", &["-t", "CRL", "-p", "PKIX"], &crl_der);
 
     // OCSP: the responder follows the feed; -resp_text shows the invalidity date.
     let resp = dir.join("ocsp.der");
@@ -167,5 +147,5 @@ fn a_compromise_time_is_the_invalidity_date_and_revoked_at_cannot_be_backdated()
     assert!(text.contains("Invalidity Date"), "{text}");
     assert!(text.contains(&openssl_time(compromised)), "{text}");
     assert!(text.contains(&format!("Revocation Time: {revocation_date}")), "{text}");
-    pkilint("lint_ocsp_response", &["lint"], &resp);
+    pkilint::assert_clean("lint_ocsp_response", &[], &resp);
 }

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use crate::error::CliError;
 use crate::launcher::say;
-use crate::ops::{connect, now_rfc3339, status};
+use crate::ops::{connect, now_rfc3339, status, Method};
 use crate::render::{print, Render};
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +101,7 @@ pub enum CardCommand {
         confirmed_by: String,
         /// How the holder's identity was confirmed.
         #[arg(long, value_enum)]
-        method: ConfirmMethod,
+        method: Method,
         /// When the identity was confirmed (RFC 3339); now when absent.
         #[arg(long)]
         confirmed_at: Option<String>,
@@ -115,13 +115,6 @@ pub enum CardCommand {
         #[arg(long, value_enum)]
         membership: MembershipArg,
     },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ConfirmMethod {
-    Phone,
-    WrittenReport,
-    InPerson,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -303,13 +296,20 @@ impl ApplicationJson {
         })
     }
 
-    fn confirmation(&self) -> Option<iss::IdentityConfirmation> {
-        self.confirmation.as_ref().map(|c| iss::IdentityConfirmation {
+    /// An empty method is sent as unspecified, for the service to name as
+    /// missing; one that is no method is refused here, naming the field.
+    fn confirmation(&self) -> Result<Option<iss::IdentityConfirmation>, String> {
+        let Some(c) = &self.confirmation else { return Ok(None) };
+        let method = match c.method.trim() {
+            "" => iss::ConfirmationMethod::Unspecified,
+            m => m.parse::<domain::ConfirmationMethod>().map_err(|e| format!("confirmation.method: {e}"))?.into(),
+        };
+        Ok(Some(iss::IdentityConfirmation {
             confirmed_by: c.confirmed_by.clone(),
-            method: c.method.clone(),
+            method: method as i32,
             confirmed_at: c.confirmed_at.clone(),
             note: c.note.clone(),
-        })
+        }))
     }
 
     pub fn new_card(&self, base: &Path) -> Result<iss::NewCardApplication, String> {
@@ -360,7 +360,7 @@ impl ApplicationJson {
             documents: Some(self.documents()?),
             signing_csr: csr_bytes("signing_csr", &self.signing_csr, base)?,
             authentication_csr: csr_bytes("authentication_csr", &self.authentication_csr, base)?,
-            confirmation: self.confirmation(),
+            confirmation: self.confirmation()?,
             application_date: self.application_date.clone(),
             ra_operator: self.ra_operator.clone(),
             card_pin: self.card_pin.clone(),
@@ -600,17 +600,12 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
             print(&c.cease_use(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::DisclosePin { card, request_id, confirmed_by, method, confirmed_at, operator } => {
-            let method = match method {
-                ConfirmMethod::Phone => "phone",
-                ConfirmMethod::WrittenReport => "written_report",
-                ConfirmMethod::InPerson => "in_person",
-            };
             let req = iss::PinDisclosureRequest {
                 request_id,
                 card_id: card,
                 confirmation: Some(iss::IdentityConfirmation {
                     confirmed_by,
-                    method: method.into(),
+                    method: iss::ConfirmationMethod::from(method.0) as i32,
                     confirmed_at: match confirmed_at {
                         Some(t) => t,
                         None => now_rfc3339()?,

@@ -370,9 +370,9 @@ fn loss_report_form(ctx: &Ctx, card_id: &str, error: Option<(&str, String)>) -> 
                 label for="method" { (l.t("本人確認の方法", "How the identity was confirmed")) }
                 select #method name="method" {
                     option value="" { (l.t("選択してください", "choose")) }
-                    option value="phone" { (l.t("電話", "phone")) }
-                    option value="written_report" { (l.t("紛失届（書面）", "written report")) }
-                    option value="in_person" { (l.t("対面", "in person")) }
+                    option value=(domain::ConfirmationMethod::Phone.form_name()) { (l.t("電話", "phone")) }
+                    option value=(domain::ConfirmationMethod::WrittenReport.form_name()) { (l.t("紛失届（書面）", "written report")) }
+                    option value=(domain::ConfirmationMethod::InPerson.form_name()) { (l.t("対面", "in person")) }
                 }
                 label for="confirmed_by" { (l.t("確認者", "Confirmed by")) }
                 input #confirmed_by type="text" name="confirmed_by" value=(ctx.person.identity);
@@ -412,18 +412,19 @@ async fn loss_report(
         return e.page(l);
     }
     let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    // The form's values are the domain's form names ("written_report").
     let method = match get("method").as_str() {
-        "phone" => rev::ConfirmationMethod::Phone,
-        "written_report" => rev::ConfirmationMethod::WrittenReport,
-        "in_person" => rev::ConfirmationMethod::InPerson,
         "" => {
             let msg = l.t("本人確認の方法を選んでください", "choose how the identity was confirmed").to_owned();
             return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
         }
-        other => {
-            let msg = format!("{other:?}: {}", l.t("不明な方法です", "unknown method"));
-            return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
-        }
+        other => match other.parse::<domain::ConfirmationMethod>() {
+            Ok(m) => rev::ConfirmationMethod::from(m),
+            Err(_) => {
+                let msg = format!("{other:?}: {}", l.t("不明な方法です", "unknown method"));
+                return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
+            }
+        },
     };
     let confirmed_by = get("confirmed_by");
     if confirmed_by.is_empty() {

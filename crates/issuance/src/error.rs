@@ -26,6 +26,9 @@ pub enum IssuanceError {
     /// Configuration or CA material unusable at start.
     #[error("{0}")]
     Startup(String),
+    /// A record we write could not be encoded as JSON.
+    #[error("internal error: encoding a record: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }

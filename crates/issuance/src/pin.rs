@@ -119,7 +119,7 @@ impl IssuanceService {
             .disclose_pin_escrow(reg::PinDisclosureRequest {
                 card_id: card_id.clone(),
                 request_id,
-                confirmation_json: confirmation.to_string(),
+                confirmation_json: serde_json::to_string(&confirmation)?,
                 actor: actor(&req.ra_operator),
                 ra_identity,
             })

@@ -724,7 +724,7 @@ mod tests {
     fn the_confirmation_record_names_both_operators_under_two_person_control() {
         let c = Confirmation {
             confirmed_by: "op-a".into(),
-            method: "PHONE".into(),
+            method: domain::ConfirmationMethod::Phone,
             confirmed_at: "2026-05-01T02:30:00Z".into(),
             note: String::new(),
         };
@@ -744,7 +744,7 @@ mod tests {
             licence_number: "555001".into(),
             confirmation: Confirmation {
                 confirmed_by: "op-a".into(),
-                method: "WRITTEN_REPORT".into(),
+                method: domain::ConfirmationMethod::WrittenReport,
                 confirmed_at: "2026-05-01T02:30:00Z".into(),
                 note: "紛失届".into(),
             },

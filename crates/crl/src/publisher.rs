@@ -271,10 +271,7 @@ impl<S: RevocationSource> Publisher<S> {
     }
 
     fn ca(&self, issuer: Issuer) -> Result<&Arc<CaState>, CrlError> {
-        self.cas
-            .iter()
-            .find(|c| c.issuer == issuer)
-            .ok_or_else(|| CrlError::Internal(format!("no {} CA", issuer.name())))
+        self.cas.iter().find(|c| c.issuer == issuer).ok_or_else(|| CrlError::NoCa(issuer.name()))
     }
 
     /// Publishes for one CA or both (`None`). `kind` None means a delta when
@@ -635,7 +632,7 @@ impl<S: RevocationSource> Publisher<S> {
             Ok::<_, CrlError>(out)
         })
         .await
-        .map_err(|e| CrlError::Internal(format!("CRL signing task failed: {e}")))??;
+        .map_err(|source| CrlError::Task { what: "CRL signing", source })??;
         for i in &infos {
             tracing::info!(
                 issuer = %i.issuer, kind = ?i.kind, partition = i.partition, crl_number = i.crl_number,

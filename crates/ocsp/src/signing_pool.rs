@@ -56,7 +56,7 @@ impl SigningPool {
     /// Runs `f` on a signing thread and returns what it returns.
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, OcspError> {
         if self.threads == 0 {
-            return tokio::task::spawn_blocking(f).await.map_err(|e| OcspError::Internal(format!("signing task: {e}")));
+            return tokio::task::spawn_blocking(f).await.map_err(OcspError::task("signing"));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {

@@ -386,19 +386,30 @@ fn loss_report_form(ctx: &Ctx, card_id: &str, error: Option<(&str, String)>) -> 
     }
 }
 
+/// A date and time typed into a form that is none; the page names the field.
+#[derive(Debug, thiserror::Error)]
+enum FormTimeError {
+    #[error("{0:?} is no date and time")]
+    NotATime(String),
+    #[error("{0:?} is out of range")]
+    OutOfRange(String),
+    #[error("{0}")]
+    Clock(#[from] time::error::Format),
+}
+
 /// `confirmed_at` from the form: empty = now; `YYYY-MM-DDTHH:MM[:SS]` in Japan time, or RFC 3339.
-fn confirmed_at(text: &str) -> Result<String, String> {
+fn confirmed_at(text: &str) -> Result<String, FormTimeError> {
     use time::format_description::well_known::Rfc3339;
     let text = text.trim();
     if text.is_empty() {
-        return time::OffsetDateTime::now_utc().format(&Rfc3339).map_err(|e| e.to_string());
+        return Ok(time::OffsetDateTime::now_utc().format(&Rfc3339)?);
     }
     if time::OffsetDateTime::parse(text, &Rfc3339).is_ok() {
         return Ok(text.to_owned());
     }
     let with_seconds = if text.len() == 16 { format!("{text}:00") } else { text.to_owned() };
     let local = format!("{with_seconds}+09:00");
-    time::OffsetDateTime::parse(&local, &Rfc3339).map(|_| local).map_err(|_| format!("{text:?} is no date and time"))
+    time::OffsetDateTime::parse(&local, &Rfc3339).map(|_| local).map_err(|_| FormTimeError::NotATime(text.to_owned()))
 }
 
 async fn loss_report(
@@ -433,7 +444,7 @@ async fn loss_report(
     }
     let at = match confirmed_at(&get("confirmed_at")) {
         Ok(at) => at,
-        Err(msg) => return answer(l, card_page(app, &ctx, &card_id, Some(("confirmed_at", msg))).await),
+        Err(e) => return answer(l, card_page(app, &ctx, &card_id, Some(("confirmed_at", e.to_string()))).await),
     };
     let req = rev::EmergencyRevokeRequest {
         card: Some(rev::emergency_revoke_request::Card::CardId(card_id.clone())),
@@ -581,15 +592,17 @@ async fn result_page(app: &App, ctx: &Ctx, r: rev::EmergencyRevokeResponse) -> R
 }
 
 /// A time of the audit filter: `YYYY-MM-DDTHH:MM[:SS]` in Japan time, or RFC 3339; µs since the epoch.
-fn filter_time(text: &str) -> Result<Option<i64>, String> {
+fn filter_time(text: &str) -> Result<Option<i64>, FormTimeError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
     let at = confirmed_at(text)?;
     let parsed = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("{text:?} is no date and time"))?;
-    i64::try_from(parsed.unix_timestamp_nanos() / 1000).map(Some).map_err(|_| format!("{text:?} is out of range"))
+        .map_err(|_| FormTimeError::NotATime(text.to_owned()))?;
+    i64::try_from(parsed.unix_timestamp_nanos() / 1000)
+        .map(Some)
+        .map_err(|_| FormTimeError::OutOfRange(text.to_owned()))
 }
 
 fn micros(t: i64) -> String {
@@ -670,8 +683,8 @@ async fn audit_page(app: &App, ctx: &Ctx, params: &HashMap<String, String>, verd
     let filter = Filter {
         actor: get("actor"),
         action: get("action"),
-        from_micros: filter_time(&from).map_err(|m| ConsoleError::field("from", m))?,
-        to_micros: filter_time(&to).map_err(|m| ConsoleError::field("to", m))?,
+        from_micros: filter_time(&from).map_err(|e| ConsoleError::field("from", e.to_string()))?,
+        to_micros: filter_time(&to).map_err(|e| ConsoleError::field("to", e.to_string()))?,
     };
     let (entries, matched) = crate::audit::list(app, &filter).await?;
     let body = html! {

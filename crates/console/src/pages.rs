@@ -254,13 +254,11 @@ async fn card_page(app: App, ctx: &Ctx, card_id: &str, form_error: Option<(&str,
         .get_card(iss::CardRef { key: Some(iss::card_ref::Key::CardId(card.card_id.clone())) })
         .await
     {
-        Ok(details) => {
-            details.into_inner().fee.ok_or_else(|| l.t("料金の情報がありません", "no fee information").to_owned())
-        }
+        Ok(details) => details.into_inner().fee.ok_or(NoFees::Missing),
         Err(s) => {
             let e = ConsoleError::upstream("issuance", s);
             tracing::warn!(error = %e, card = %card.card_id, "fees unavailable");
-            Err(e.to_string())
+            Err(NoFees::Upstream(e))
         }
     };
     let body = html! {
@@ -329,7 +327,14 @@ fn yen(amount: i64) -> String {
     format!("{}¥{out}", if amount < 0 { "-" } else { "" })
 }
 
-fn fee_section(l: Lang, fee: &Result<iss::Fee, String>) -> Markup {
+/// Why the card page shows no fees (it stands without them).
+enum NoFees {
+    /// Issuance answered without a fee.
+    Missing,
+    Upstream(ConsoleError),
+}
+
+fn fee_section(l: Lang, fee: &Result<iss::Fee, NoFees>) -> Markup {
     html! {
         section #fees {
             h2 { (l.t("料金（税抜）", "Fees (before tax)")) }
@@ -343,7 +348,15 @@ fn fee_section(l: Lang, fee: &Result<iss::Fee, String>) -> Markup {
                     }
                     @if !f.note.is_empty() { p.note { (f.note) } }
                 }
-                Err(why) => { p.error #fees-unavailable { (l.t("料金を取得できません: ", "Fees unavailable: ")) (why) } }
+                Err(why) => {
+                    p.error #fees-unavailable {
+                        (l.t("料金を取得できません: ", "Fees unavailable: "))
+                        @match why {
+                            NoFees::Missing => (l.t("料金の情報がありません", "no fee information")),
+                            NoFees::Upstream(e) => (e),
+                        }
+                    }
+                }
             }
         }
     }

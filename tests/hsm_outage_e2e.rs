@@ -204,7 +204,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
                 card_id: card.card_id.clone(),
                 confirmation: Some(iss::IdentityConfirmation {
                     confirmed_by: "op-kato".into(),
-                    method: "phone".into(),
+                    method: iss::ConfirmationMethod::Phone as i32,
                     confirmed_at: (time::OffsetDateTime::now_utc() - time::Duration::minutes(5))
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap(),

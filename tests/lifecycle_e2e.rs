@@ -66,7 +66,7 @@ fn new_card(id: &str, licence: &str, membership: Membership, pin: &str, dir: &Pa
 fn confirmation() -> IdentityConfirmation {
     IdentityConfirmation {
         confirmed_by: "op-kato".into(),
-        method: "phone".into(),
+        method: ConfirmationMethod::Phone as i32,
         confirmed_at: (OffsetDateTime::now_utc() - Duration::minutes(5))
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap(),

@@ -2,7 +2,7 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["registry.proto", "issuance.proto", "crl.proto", "revocation.proto"];
+    let files = ["common.proto", "registry.proto", "issuance.proto", "crl.proto", "revocation.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

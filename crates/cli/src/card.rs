@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use crate::error::CliError;
 use crate::launcher::say;
-use crate::ops::{connect, now_rfc3339, status};
+use crate::ops::{connect, now_rfc3339, status, Method};
 use crate::render::{print, Render};
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +101,7 @@ pub enum CardCommand {
         confirmed_by: String,
         /// How the holder's identity was confirmed.
         #[arg(long, value_enum)]
-        method: ConfirmMethod,
+        method: Method,
         /// When the identity was confirmed (RFC 3339); now when absent.
         #[arg(long)]
         confirmed_at: Option<String>,
@@ -115,13 +115,6 @@ pub enum CardCommand {
         #[arg(long, value_enum)]
         membership: MembershipArg,
     },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ConfirmMethod {
-    Phone,
-    WrittenReport,
-    InPerson,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -207,19 +200,39 @@ pub struct ApplicationJson {
     confirmation: Option<ConfirmationJson>,
 }
 
-fn csr_bytes(field: &str, v: &str, base: &Path) -> Result<Vec<u8>, String> {
+/// Why an application (a file, or one line of an import) cannot become a
+/// request, or was refused; each names the field it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplicationError {
+    /// The line or file is not an application (bad JSON, unknown field).
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{field}: {reason}")]
+    Field { field: &'static str, reason: String },
+    #[error("{field}: {}: {source}", path.display())]
+    Read { field: &'static str, path: PathBuf, source: std::io::Error },
+    /// The issuance service refused it.
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Refused(tonic::Status),
+}
+
+fn field(field: &'static str, reason: impl Into<String>) -> ApplicationError {
+    ApplicationError::Field { field, reason: reason.into() }
+}
+
+fn csr_bytes(field_name: &'static str, v: &str, base: &Path) -> Result<Vec<u8>, ApplicationError> {
     let v = v.trim();
     if v.is_empty() {
-        return Err(format!("{field}: is required"));
+        return Err(field(field_name, "is required"));
     }
     if v.starts_with("-----BEGIN") {
         return Ok(v.as_bytes().to_vec());
     }
     let path = base.join(v);
     if path.is_file() {
-        return std::fs::read(&path).map_err(|e| format!("{field}: {}: {e}", path.display()));
+        return std::fs::read(&path).map_err(|source| ApplicationError::Read { field: field_name, path, source });
     }
-    base64_decode(v).ok_or_else(|| format!("{field}: neither PEM, a readable file nor base64"))
+    base64_decode(v).ok_or_else(|| field(field_name, "neither PEM, a readable file nor base64"))
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
@@ -245,23 +258,23 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn membership(v: &str) -> Result<i32, String> {
+fn membership(v: &str) -> Result<i32, ApplicationError> {
     match v.trim().to_ascii_uppercase().replace('-', "_").as_str() {
         "MEMBER" => Ok(iss::Membership::Member as i32),
         "NON_MEMBER" | "NONMEMBER" => Ok(iss::Membership::NonMember as i32),
         "" => Ok(iss::Membership::Unspecified as i32),
-        other => Err(format!("membership: {other:?} is neither MEMBER nor NON_MEMBER")),
+        other => Err(field("membership", format!("{other:?} is neither MEMBER nor NON_MEMBER"))),
     }
 }
 
-fn photo_id_type(v: &str) -> Result<i32, String> {
+fn photo_id_type(v: &str) -> Result<i32, ApplicationError> {
     let name = v.trim().to_ascii_uppercase().replace('-', "_");
     if name.is_empty() {
         return Ok(0);
     }
     iss::PhotoIdType::from_str_name(&name)
         .map(|t| t as i32)
-        .ok_or_else(|| format!("documents.photo_id_type: {v:?} is not a photo ID type"))
+        .ok_or_else(|| field("documents.photo_id_type", format!("{v:?} is not a photo ID type")))
 }
 
 impl ApplicationJson {
@@ -287,7 +300,7 @@ impl ApplicationJson {
         })
     }
 
-    fn documents(&self) -> Result<iss::DocumentChecks, String> {
+    fn documents(&self) -> Result<iss::DocumentChecks, ApplicationError> {
         let d = &self.documents;
         Ok(iss::DocumentChecks {
             photo_taken_on: d.photo_taken_on.clone(),
@@ -303,16 +316,25 @@ impl ApplicationJson {
         })
     }
 
-    fn confirmation(&self) -> Option<iss::IdentityConfirmation> {
-        self.confirmation.as_ref().map(|c| iss::IdentityConfirmation {
+    /// An empty method is sent as unspecified, for the service to name as
+    /// missing; one that is no method is refused here, naming the field.
+    fn confirmation(&self) -> Result<Option<iss::IdentityConfirmation>, ApplicationError> {
+        let Some(c) = &self.confirmation else { return Ok(None) };
+        let method = match c.method.trim() {
+            "" => iss::ConfirmationMethod::Unspecified,
+            m => {
+                m.parse::<domain::ConfirmationMethod>().map_err(|e| field("confirmation.method", e.to_string()))?.into()
+            }
+        };
+        Ok(Some(iss::IdentityConfirmation {
             confirmed_by: c.confirmed_by.clone(),
-            method: c.method.clone(),
+            method: method as i32,
             confirmed_at: c.confirmed_at.clone(),
             note: c.note.clone(),
-        })
+        }))
     }
 
-    pub fn new_card(&self, base: &Path) -> Result<iss::NewCardApplication, String> {
+    pub fn new_card(&self, base: &Path) -> Result<iss::NewCardApplication, ApplicationError> {
         Ok(iss::NewCardApplication {
             application_id: self.application_id.clone(),
             applicant: Some(self.applicant()),
@@ -333,7 +355,7 @@ impl ApplicationJson {
         })
     }
 
-    fn renewal(&self, base: &Path) -> Result<iss::RenewalApplication, String> {
+    fn renewal(&self, base: &Path) -> Result<iss::RenewalApplication, ApplicationError> {
         Ok(iss::RenewalApplication {
             application_id: self.application_id.clone(),
             card_id: self.card_id.clone(),
@@ -347,9 +369,9 @@ impl ApplicationJson {
         })
     }
 
-    fn reissue(&self, base: &Path) -> Result<iss::ReissueApplication, String> {
+    fn reissue(&self, base: &Path) -> Result<iss::ReissueApplication, ApplicationError> {
         let reason = iss::ReissueReason::from_str_name(&self.reason.trim().to_ascii_uppercase()).ok_or_else(|| {
-            format!("reason: {:?} is not LOSS, DAMAGE, NAME_CHANGE or MEMBERSHIP_CHANGE", self.reason)
+            field("reason", format!("{:?} is not LOSS, DAMAGE, NAME_CHANGE or MEMBERSHIP_CHANGE", self.reason))
         })?;
         Ok(iss::ReissueApplication {
             application_id: self.application_id.clone(),
@@ -360,7 +382,7 @@ impl ApplicationJson {
             documents: Some(self.documents()?),
             signing_csr: csr_bytes("signing_csr", &self.signing_csr, base)?,
             authentication_csr: csr_bytes("authentication_csr", &self.authentication_csr, base)?,
-            confirmation: self.confirmation(),
+            confirmation: self.confirmation()?,
             application_date: self.application_date.clone(),
             ra_operator: self.ra_operator.clone(),
             card_pin: self.card_pin.clone(),
@@ -572,17 +594,17 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
         }
         CardCommand::Apply { file } => {
             let (app, base) = read_json(&file)?;
-            let req = app.new_card(&base).map_err(CliError::Client)?;
+            let req = app.new_card(&base)?;
             print(&c.submit_application(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Renew { file } => {
             let (app, base) = read_json(&file)?;
-            let req = app.renewal(&base).map_err(CliError::Client)?;
+            let req = app.renewal(&base)?;
             print(&c.renew(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Reissue { file } => {
             let (app, base) = read_json(&file)?;
-            let req = app.reissue(&base).map_err(CliError::Client)?;
+            let req = app.reissue(&base)?;
             print(&c.reissue(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::Contact { card, address, postal_code, phone, email, resident_record_issued_on, operator } => {
@@ -600,17 +622,12 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
             print(&c.cease_use(req).await.map_err(status)?.into_inner(), as_json);
         }
         CardCommand::DisclosePin { card, request_id, confirmed_by, method, confirmed_at, operator } => {
-            let method = match method {
-                ConfirmMethod::Phone => "phone",
-                ConfirmMethod::WrittenReport => "written_report",
-                ConfirmMethod::InPerson => "in_person",
-            };
             let req = iss::PinDisclosureRequest {
                 request_id,
                 card_id: card,
                 confirmation: Some(iss::IdentityConfirmation {
                     confirmed_by,
-                    method: method.into(),
+                    method: iss::ConfirmationMethod::from(method.0) as i32,
                     confirmed_at: match confirmed_at {
                         Some(t) => t,
                         None => now_rfc3339()?,
@@ -637,7 +654,7 @@ pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliEr
 /// Reads applications from JSON lines, or CSV with a header whose columns are
 /// the JSON field names (nested ones as `applicant.family_name_kanji`, ...).
 /// A line number of the input file and what that line held.
-type NumberedLine = (usize, Result<ApplicationJson, String>);
+type NumberedLine = (usize, Result<ApplicationJson, ApplicationError>);
 
 fn read_lines(file: &Path) -> Result<Vec<NumberedLine>, CliError> {
     let f = std::fs::File::open(file).map_err(crate::error::io(file))?;
@@ -655,12 +672,12 @@ fn read_lines(file: &Path) -> Result<Vec<NumberedLine>, CliError> {
             for (k, v) in columns.iter().zip(values) {
                 insert_path(&mut obj, k, v);
             }
-            let parsed = serde_json::from_value::<ApplicationJson>(Value::Object(obj)).map_err(|e| e.to_string());
+            let parsed = serde_json::from_value::<ApplicationJson>(Value::Object(obj)).map_err(ApplicationError::from);
             out.push((i + 1, parsed));
         }
     } else {
         for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            out.push((i + 1, serde_json::from_str::<ApplicationJson>(line).map_err(|e| e.to_string())));
+            out.push((i + 1, serde_json::from_str::<ApplicationJson>(line).map_err(ApplicationError::from)));
         }
     }
     Ok(out)
@@ -723,11 +740,7 @@ pub async fn import(url: &str, args: ImportArgs, as_json: bool) -> Result<(), Cl
     for (done, (line_no, parsed)) in lines.into_iter().enumerate() {
         let result = match parsed.and_then(|a| a.new_card(&base)) {
             Err(e) => Err(e),
-            Ok(req) => c
-                .submit_application(req)
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+            Ok(req) => c.submit_application(req).await.map(|r| r.into_inner()).map_err(ApplicationError::Refused),
         };
         match result {
             Ok(card) => {
@@ -742,7 +755,7 @@ pub async fn import(url: &str, args: ImportArgs, as_json: bool) -> Result<(), Cl
             Err(reason) => {
                 failed += 1;
                 if as_json {
-                    say(format_args!("{}", json!({"line": line_no, "ok": false, "error": reason})));
+                    say(format_args!("{}", json!({"line": line_no, "ok": false, "error": reason.to_string()})));
                 } else {
                     eprintln!("\rline {line_no}: {reason}");
                 }
@@ -788,8 +801,8 @@ mod tests {
     #[test]
     fn unknown_fields_and_bad_enums_are_reported() {
         assert!(serde_json::from_str::<ApplicationJson>(r#"{"application_idd":"x"}"#).is_err());
-        assert!(membership("gold").unwrap_err().starts_with("membership:"));
-        assert!(photo_id_type("paper").unwrap_err().starts_with("documents.photo_id_type:"));
+        assert!(membership("gold").unwrap_err().to_string().starts_with("membership:"));
+        assert!(photo_id_type("paper").unwrap_err().to_string().starts_with("documents.photo_id_type:"));
         assert_eq!(base64_decode("AQID").unwrap(), vec![1, 2, 3]);
     }
 

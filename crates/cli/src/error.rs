@@ -23,6 +23,9 @@ pub enum CliError {
     Registry(String),
     #[error("{0}")]
     Client(String),
+    /// An RA application file that cannot become a request.
+    #[error(transparent)]
+    Application(#[from] crate::card::ApplicationError),
     #[error("CRL: {0}")]
     Crl(String),
     #[error("OCSP: {0}")]

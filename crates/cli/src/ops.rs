@@ -3,7 +3,7 @@
 
 use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
-use domain::RevocationReason;
+use domain::{ConfirmationMethod, RevocationReason};
 use proto::crl::v1 as crlpb;
 use proto::registry::v1 as reg;
 use proto::revocation::v1 as rev;
@@ -43,11 +43,29 @@ impl ValueEnum for Reason {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Method {
-    Phone,
-    Written,
-    InPerson,
+/// How the holder's identity was confirmed, as the CLI takes it
+/// (`--method written-report`): the domain's, spelt by
+/// [`ConfirmationMethod::cli_name`]. `written` is kept as an alias, the
+/// spelling `emergency-revoke` took before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Method(pub ConfirmationMethod);
+
+impl ValueEnum for Method {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Method(ConfirmationMethod::Phone),
+            Method(ConfirmationMethod::WrittenReport),
+            Method(ConfirmationMethod::InPerson),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let v = PossibleValue::new(self.0.cli_name());
+        Some(match self.0 {
+            ConfirmationMethod::WrittenReport => v.alias("written"),
+            _ => v,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -240,17 +258,12 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
         Some(t) => t,
         None => now_rfc3339()?,
     };
-    let method = match a.method {
-        Method::Phone => rev::ConfirmationMethod::Phone,
-        Method::Written => rev::ConfirmationMethod::WrittenReport,
-        Method::InPerson => rev::ConfirmationMethod::InPerson,
-    };
     let resp = client
         .emergency_revoke(rev::EmergencyRevokeRequest {
             card,
             confirmation: Some(rev::IdentityConfirmation {
                 confirmed_by: a.confirmed_by,
-                method: method as i32,
+                method: rev::ConfirmationMethod::from(a.method.0) as i32,
                 confirmed_at,
                 note: String::new(),
             }),

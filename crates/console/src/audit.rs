@@ -102,7 +102,7 @@ impl Verdict {
 }
 
 fn load_error(e: audit::LoadError) -> ConsoleError {
-    ConsoleError::Internal(format!("audit verification: {e}"))
+    ConsoleError::AuditFiles(e)
 }
 
 /// The chain walked entry by entry, then held to the checkpoint record: the

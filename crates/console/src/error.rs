@@ -32,6 +32,9 @@ pub enum ConsoleError {
     Upstream { service: &'static str, code: Code, message: String },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The audit checkpoint key or record cannot be read.
+    #[error("internal error: audit verification: {0}")]
+    AuditFiles(#[from] audit::LoadError),
 }
 
 impl ConsoleError {
@@ -58,7 +61,7 @@ impl ConsoleError {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_GATEWAY,
             },
-            ConsoleError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ConsoleError::Internal(_) | ConsoleError::AuditFiles(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

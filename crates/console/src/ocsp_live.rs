@@ -13,6 +13,42 @@ use hyper_util::rt::TokioIo;
 use ocsp::asn1::{BasicOCSPResponse, CertStatus, OCSPResponse, OCSPResponseStatus};
 use ocsp::issuers::IssuerHashes;
 
+/// Why a live OCSP query (or a plain GET of a metrics page) got no answer;
+/// shown on the page as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: no certificate", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{file}: {source}")]
+    Certificate { file: &'static str, source: der::Error },
+    #[error("serial {0:?} is not hex")]
+    Serial(String),
+    #[error("no OCSP request could be encoded")]
+    NoRequest,
+    #[error("no answer in {0} s")]
+    Timeout(u64),
+    #[error("{0}: not http://")]
+    NotHttp(String),
+    #[error("{authority}: {source}")]
+    Connect { authority: String, source: std::io::Error },
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+    #[error("HTTP {0}")]
+    Status(hyper::StatusCode),
+    #[error("not an OCSP response: {0}")]
+    NotOcsp(#[source] der::Error),
+    #[error("no responseBytes")]
+    NoResponseBytes,
+    #[error("basic response: {0}")]
+    Basic(#[source] der::Error),
+    #[error("no SingleResponse")]
+    NoSingleResponse,
+}
+
 pub struct OcspLive {
     /// `http://host:port[/path]`
     url: String,
@@ -35,28 +71,31 @@ impl OcspLive {
     }
 
     /// The issuing CA certificate of a certificate of `kind` ("signing" / "authentication").
-    fn issuer(&self, kind: &str) -> Result<IssuerHashes, String> {
+    fn issuer(&self, kind: &str) -> Result<IssuerHashes, FetchError> {
         let file = if kind == "authentication" { "auth-ca.pem" } else { "sign-ca.pem" };
         let path = self.cert_dir.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let der = tls::pem_to_der(&text).ok_or_else(|| format!("{}: no certificate", path.display()))?;
-        let cert = x509_cert::Certificate::from_der(&der).map_err(|e| format!("{file}: {e}"))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => return Err(FetchError::Read { path, source }),
+        };
+        let der = tls::pem_to_der(&text).ok_or(FetchError::NoCertificate(path))?;
+        let bad = |source| FetchError::Certificate { file, source };
+        let cert = x509_cert::Certificate::from_der(&der).map_err(bad)?;
         let tbs = cert.tbs_certificate();
-        let subject = tbs.subject().to_der().map_err(|e| format!("{file}: {e}"))?;
+        let subject = tbs.subject().to_der().map_err(bad)?;
         let key = tbs.subject_public_key_info().subject_public_key.raw_bytes();
         Ok(IssuerHashes::new(&subject, key))
     }
 
     /// One query: the status of serial `serial_hex` of a certificate of `kind`.
-    pub async fn status(&self, kind: &str, serial_hex: &str) -> Result<String, String> {
+    pub async fn status(&self, kind: &str, serial_hex: &str) -> Result<String, FetchError> {
         let hashes = self.issuer(kind)?;
-        let serial = hex_bytes(serial_hex).ok_or_else(|| format!("serial {serial_hex:?} is not hex"))?;
-        let path = ocsp::cache_refresh::get_paths("", &hashes, &serial)
-            .into_iter()
-            .next()
-            .ok_or("no OCSP request could be encoded")?;
-        let body =
-            tokio::time::timeout(TIMEOUT, self.get(&path)).await.map_err(|_| "no answer in 3 s".to_owned())??;
+        let serial = hex_bytes(serial_hex).ok_or_else(|| FetchError::Serial(serial_hex.to_owned()))?;
+        let path =
+            ocsp::cache_refresh::get_paths("", &hashes, &serial).into_iter().next().ok_or(FetchError::NoRequest)?;
+        let body = tokio::time::timeout(TIMEOUT, self.get(&path))
+            .await
+            .map_err(|_| FetchError::Timeout(TIMEOUT.as_secs()))??;
         decode_status(&body)
     }
 
@@ -73,34 +112,36 @@ impl OcspLive {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Bytes, String> {
+    async fn get(&self, path: &str) -> Result<Bytes, FetchError> {
         http_get(&self.url, path).await
     }
 }
 
 /// A plain HTTP/1.1 GET of `base` (`http://host:port[/prefix]`) + `path`:
 /// the body of a 2xx answer.
-pub async fn http_get(base_url: &str, path: &str) -> Result<Bytes, String> {
-    let rest =
-        base_url.trim_end_matches('/').strip_prefix("http://").ok_or_else(|| format!("{base_url}: not http://"))?;
+pub async fn http_get(base_url: &str, path: &str) -> Result<Bytes, FetchError> {
+    let rest = base_url
+        .trim_end_matches('/')
+        .strip_prefix("http://")
+        .ok_or_else(|| FetchError::NotHttp(base_url.to_owned()))?;
     let (authority, base) = match rest.split_once('/') {
         Some((a, p)) => (a, format!("/{p}")),
         None => (rest, String::new()),
     };
-    let tcp = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("{authority}: {e}"))?;
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|source| FetchError::Connect { authority: authority.to_owned(), source })?;
     let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
     let req = hyper::Request::get(format!("{base}{path}"))
         .header(hyper::header::HOST, authority)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        .body(Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
     if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
+        return Err(FetchError::Status(resp.status()));
     }
-    Ok(resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes())
+    Ok(resp.into_body().collect().await?.to_bytes())
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
@@ -110,14 +151,14 @@ fn hex_bytes(s: &str) -> Option<Vec<u8>> {
 
 /// The certStatus of the first SingleResponse ("good", "revoked", "unknown"),
 /// or the response status when it is not successful.
-fn decode_status(body: &[u8]) -> Result<String, String> {
-    let resp = OCSPResponse::from_der(body).map_err(|e| format!("not an OCSP response: {e}"))?;
+fn decode_status(body: &[u8]) -> Result<String, FetchError> {
+    let resp = OCSPResponse::from_der(body).map_err(FetchError::NotOcsp)?;
     if resp.response_status != OCSPResponseStatus::Successful {
         return Ok(format!("{:?}", resp.response_status));
     }
-    let bytes = resp.response_bytes.ok_or("no responseBytes")?;
-    let basic = BasicOCSPResponse::from_der(bytes.response.as_bytes()).map_err(|e| format!("basic response: {e}"))?;
-    let single = basic.tbs_response_data.responses.first().ok_or("no SingleResponse")?;
+    let bytes = resp.response_bytes.ok_or(FetchError::NoResponseBytes)?;
+    let basic = BasicOCSPResponse::from_der(bytes.response.as_bytes()).map_err(FetchError::Basic)?;
+    let single = basic.tbs_response_data.responses.first().ok_or(FetchError::NoSingleResponse)?;
     Ok(match single.cert_status {
         CertStatus::Good(_) => "good",
         CertStatus::Revoked(_) => "revoked",

@@ -2,6 +2,7 @@
 //! nextUpdate of every published CRL and of the ARL, and the OCSP
 //! responder's hit, miss and tryLater rates (from its `/metrics`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::crl::v1 as crl;
@@ -13,6 +14,21 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::App;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a service gave the operations view no answer; shown as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Unanswered {
+    #[error("no answer in {} s", TIMEOUT.as_secs())]
+    Timeout,
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Grpc(tonic::Status),
+    #[error("health check failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("/metrics is not UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Fetch(#[from] crate::ocsp_live::FetchError),
+}
 
 /// The services asked for their health, and the gRPC service name each reports.
 pub const SERVICES: [(&str, &str); 4] = [
@@ -26,14 +42,14 @@ pub const SERVICES: [(&str, &str); 4] = [
 pub struct Health {
     pub service: &'static str,
     /// SERVING, NOT_SERVING, …, or why there was no answer.
-    pub status: Result<String, String>,
+    pub status: Result<String, Arc<Unanswered>>,
 }
 
-async fn check(mut client: HealthClient<Channel>, name: &str) -> Result<String, String> {
+async fn check(mut client: HealthClient<Channel>, name: &str) -> Result<String, Unanswered> {
     let req = HealthCheckRequest { service: name.to_owned() };
     match tokio::time::timeout(TIMEOUT, client.check(req)).await {
-        Err(_) => Err(format!("no answer in {} s", TIMEOUT.as_secs())),
-        Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
+        Err(_) => Err(Unanswered::Timeout),
+        Ok(Err(s)) => Err(Unanswered::Grpc(s)),
         Ok(Ok(r)) => Ok(ServingStatus::try_from(r.into_inner().status)
             .map(|s| s.as_str_name().to_owned())
             .unwrap_or_else(|_| "?".into())),
@@ -52,7 +68,7 @@ pub async fn health(app: &App) -> Vec<Health> {
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
     for (service, task) in tasks {
-        let status = task.await.unwrap_or_else(|e| Err(format!("health check failed: {e}")));
+        let status = task.await.unwrap_or_else(|e| Err(Unanswered::Task(e))).map_err(Arc::new);
         out.push(Health { service, status });
     }
     out
@@ -74,11 +90,11 @@ fn seconds_since(rfc3339: &str, now: time::OffsetDateTime) -> Option<i64> {
 }
 
 /// The latest CRL of each scope (CrlPublisher GetStatus).
-pub async fn published(app: &App) -> Result<Vec<Published>, String> {
+pub async fn published(app: &App) -> Result<Vec<Published>, Unanswered> {
     let answer = tokio::time::timeout(TIMEOUT, app.crl.clone().get_status(crl::GetStatusRequest {}))
         .await
-        .map_err(|_| format!("no answer in {} s", TIMEOUT.as_secs()))?
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        .map_err(|_| Unanswered::Timeout)?
+        .map_err(Unanswered::Grpc)?;
     let now = time::OffsetDateTime::now_utc();
     Ok(answer
         .into_inner()
@@ -208,11 +224,11 @@ impl OcspRates {
 }
 
 /// `/metrics` of `base_url`, parsed.
-pub async fn metrics(base_url: &str) -> Result<Vec<Sample>, String> {
+pub async fn metrics(base_url: &str) -> Result<Vec<Sample>, Unanswered> {
     let body = tokio::time::timeout(TIMEOUT, crate::ocsp_live::http_get(base_url, "/metrics"))
         .await
-        .map_err(|_| format!("no answer in {} s", TIMEOUT.as_secs()))??;
-    let text = String::from_utf8(body.to_vec()).map_err(|_| "/metrics is not UTF-8".to_owned())?;
+        .map_err(|_| Unanswered::Timeout)??;
+    let text = String::from_utf8(body.to_vec()).map_err(|_| Unanswered::NotUtf8)?;
     Ok(parse_metrics(&text))
 }
 

@@ -254,13 +254,11 @@ async fn card_page(app: App, ctx: &Ctx, card_id: &str, form_error: Option<(&str,
         .get_card(iss::CardRef { key: Some(iss::card_ref::Key::CardId(card.card_id.clone())) })
         .await
     {
-        Ok(details) => {
-            details.into_inner().fee.ok_or_else(|| l.t("料金の情報がありません", "no fee information").to_owned())
-        }
+        Ok(details) => details.into_inner().fee.ok_or(NoFees::Missing),
         Err(s) => {
             let e = ConsoleError::upstream("issuance", s);
             tracing::warn!(error = %e, card = %card.card_id, "fees unavailable");
-            Err(e.to_string())
+            Err(NoFees::Upstream(e))
         }
     };
     let body = html! {
@@ -329,7 +327,14 @@ fn yen(amount: i64) -> String {
     format!("{}¥{out}", if amount < 0 { "-" } else { "" })
 }
 
-fn fee_section(l: Lang, fee: &Result<iss::Fee, String>) -> Markup {
+/// Why the card page shows no fees (it stands without them).
+enum NoFees {
+    /// Issuance answered without a fee.
+    Missing,
+    Upstream(ConsoleError),
+}
+
+fn fee_section(l: Lang, fee: &Result<iss::Fee, NoFees>) -> Markup {
     html! {
         section #fees {
             h2 { (l.t("料金（税抜）", "Fees (before tax)")) }
@@ -343,7 +348,15 @@ fn fee_section(l: Lang, fee: &Result<iss::Fee, String>) -> Markup {
                     }
                     @if !f.note.is_empty() { p.note { (f.note) } }
                 }
-                Err(why) => { p.error #fees-unavailable { (l.t("料金を取得できません: ", "Fees unavailable: ")) (why) } }
+                Err(why) => {
+                    p.error #fees-unavailable {
+                        (l.t("料金を取得できません: ", "Fees unavailable: "))
+                        @match why {
+                            NoFees::Missing => (l.t("料金の情報がありません", "no fee information")),
+                            NoFees::Upstream(e) => (e),
+                        }
+                    }
+                }
             }
         }
     }
@@ -370,9 +383,9 @@ fn loss_report_form(ctx: &Ctx, card_id: &str, error: Option<(&str, String)>) -> 
                 label for="method" { (l.t("本人確認の方法", "How the identity was confirmed")) }
                 select #method name="method" {
                     option value="" { (l.t("選択してください", "choose")) }
-                    option value="phone" { (l.t("電話", "phone")) }
-                    option value="written_report" { (l.t("紛失届（書面）", "written report")) }
-                    option value="in_person" { (l.t("対面", "in person")) }
+                    option value=(domain::ConfirmationMethod::Phone.form_name()) { (l.t("電話", "phone")) }
+                    option value=(domain::ConfirmationMethod::WrittenReport.form_name()) { (l.t("紛失届（書面）", "written report")) }
+                    option value=(domain::ConfirmationMethod::InPerson.form_name()) { (l.t("対面", "in person")) }
                 }
                 label for="confirmed_by" { (l.t("確認者", "Confirmed by")) }
                 input #confirmed_by type="text" name="confirmed_by" value=(ctx.person.identity);
@@ -386,19 +399,30 @@ fn loss_report_form(ctx: &Ctx, card_id: &str, error: Option<(&str, String)>) -> 
     }
 }
 
+/// A date and time typed into a form that is none; the page names the field.
+#[derive(Debug, thiserror::Error)]
+enum FormTimeError {
+    #[error("{0:?} is no date and time")]
+    NotATime(String),
+    #[error("{0:?} is out of range")]
+    OutOfRange(String),
+    #[error("{0}")]
+    Clock(#[from] time::error::Format),
+}
+
 /// `confirmed_at` from the form: empty = now; `YYYY-MM-DDTHH:MM[:SS]` in Japan time, or RFC 3339.
-fn confirmed_at(text: &str) -> Result<String, String> {
+fn confirmed_at(text: &str) -> Result<String, FormTimeError> {
     use time::format_description::well_known::Rfc3339;
     let text = text.trim();
     if text.is_empty() {
-        return time::OffsetDateTime::now_utc().format(&Rfc3339).map_err(|e| e.to_string());
+        return Ok(time::OffsetDateTime::now_utc().format(&Rfc3339)?);
     }
     if time::OffsetDateTime::parse(text, &Rfc3339).is_ok() {
         return Ok(text.to_owned());
     }
     let with_seconds = if text.len() == 16 { format!("{text}:00") } else { text.to_owned() };
     let local = format!("{with_seconds}+09:00");
-    time::OffsetDateTime::parse(&local, &Rfc3339).map(|_| local).map_err(|_| format!("{text:?} is no date and time"))
+    time::OffsetDateTime::parse(&local, &Rfc3339).map(|_| local).map_err(|_| FormTimeError::NotATime(text.to_owned()))
 }
 
 async fn loss_report(
@@ -412,18 +436,19 @@ async fn loss_report(
         return e.page(l);
     }
     let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    // The form's values are the domain's form names ("written_report").
     let method = match get("method").as_str() {
-        "phone" => rev::ConfirmationMethod::Phone,
-        "written_report" => rev::ConfirmationMethod::WrittenReport,
-        "in_person" => rev::ConfirmationMethod::InPerson,
         "" => {
             let msg = l.t("本人確認の方法を選んでください", "choose how the identity was confirmed").to_owned();
             return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
         }
-        other => {
-            let msg = format!("{other:?}: {}", l.t("不明な方法です", "unknown method"));
-            return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
-        }
+        other => match other.parse::<domain::ConfirmationMethod>() {
+            Ok(m) => rev::ConfirmationMethod::from(m),
+            Err(_) => {
+                let msg = format!("{other:?}: {}", l.t("不明な方法です", "unknown method"));
+                return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
+            }
+        },
     };
     let confirmed_by = get("confirmed_by");
     if confirmed_by.is_empty() {
@@ -432,7 +457,7 @@ async fn loss_report(
     }
     let at = match confirmed_at(&get("confirmed_at")) {
         Ok(at) => at,
-        Err(msg) => return answer(l, card_page(app, &ctx, &card_id, Some(("confirmed_at", msg))).await),
+        Err(e) => return answer(l, card_page(app, &ctx, &card_id, Some(("confirmed_at", e.to_string()))).await),
     };
     let req = rev::EmergencyRevokeRequest {
         card: Some(rev::emergency_revoke_request::Card::CardId(card_id.clone())),
@@ -580,15 +605,17 @@ async fn result_page(app: &App, ctx: &Ctx, r: rev::EmergencyRevokeResponse) -> R
 }
 
 /// A time of the audit filter: `YYYY-MM-DDTHH:MM[:SS]` in Japan time, or RFC 3339; µs since the epoch.
-fn filter_time(text: &str) -> Result<Option<i64>, String> {
+fn filter_time(text: &str) -> Result<Option<i64>, FormTimeError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
     let at = confirmed_at(text)?;
     let parsed = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("{text:?} is no date and time"))?;
-    i64::try_from(parsed.unix_timestamp_nanos() / 1000).map(Some).map_err(|_| format!("{text:?} is out of range"))
+        .map_err(|_| FormTimeError::NotATime(text.to_owned()))?;
+    i64::try_from(parsed.unix_timestamp_nanos() / 1000)
+        .map(Some)
+        .map_err(|_| FormTimeError::OutOfRange(text.to_owned()))
 }
 
 fn micros(t: i64) -> String {
@@ -669,8 +696,8 @@ async fn audit_page(app: &App, ctx: &Ctx, params: &HashMap<String, String>, verd
     let filter = Filter {
         actor: get("actor"),
         action: get("action"),
-        from_micros: filter_time(&from).map_err(|m| ConsoleError::field("from", m))?,
-        to_micros: filter_time(&to).map_err(|m| ConsoleError::field("to", m))?,
+        from_micros: filter_time(&from).map_err(|e| ConsoleError::field("from", e.to_string()))?,
+        to_micros: filter_time(&to).map_err(|e| ConsoleError::field("to", e.to_string()))?,
     };
     let (entries, matched) = crate::audit::list(app, &filter).await?;
     let body = html! {

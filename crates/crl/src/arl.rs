@@ -154,7 +154,7 @@ pub fn publish_arl(
     let signed = build_crl(&spec, entries, &root.key)?;
 
     // The number is stored before the ARL is out, so it is never reused.
-    let json = serde_json::to_vec_pretty(&state).map_err(|e| CrlError::Internal(format!("ARL state: {e}")))?;
+    let json = serde_json::to_vec_pretty(&state).map_err(CrlError::json("ARL state"))?;
     write_atomically(&state_path, &json)?;
     let out_dir = cfg.state_path(&cfg.crl.out_dir);
     std::fs::create_dir_all(&out_dir).map_err(CrlError::io(&out_dir))?;

@@ -34,12 +34,29 @@ pub enum CrlError {
     /// A server or background task failed.
     #[error("internal: {0}")]
     Internal(String),
+    /// A blocking task (CRL signing) panicked or was cancelled.
+    #[error("internal: {what} task failed: {source}")]
+    Task { what: &'static str, source: tokio::task::JoinError },
+    /// A state file or sidecar we write could not be encoded.
+    #[error("internal: {what}: {source}")]
+    Json { what: &'static str, source: serde_json::Error },
+    /// A CRL was published for a URL no route serves.
+    #[error("internal: {0} is not a served CRL URL")]
+    UnservedUrl(String),
+    /// Asked for an issuing CA the publisher was not started with.
+    #[error("internal: no {0} CA")]
+    NoCa(&'static str),
 }
 
 impl CrlError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CrlError {
         let path = path.into();
         move |source| CrlError::Io { path, source }
+    }
+
+    /// For `serde_json::to_vec(..).map_err(CrlError::json("ARL state"))`.
+    pub(crate) fn json(what: &'static str) -> impl FnOnce(serde_json::Error) -> CrlError {
+        move |source| CrlError::Json { what, source }
     }
 }
 
@@ -65,7 +82,11 @@ impl From<CrlError> for tonic::Status {
             | CrlError::Profile(_)
             | CrlError::Io { .. }
             | CrlError::Encoding(_)
-            | CrlError::Internal(_) => Code::Internal,
+            | CrlError::Internal(_)
+            | CrlError::Task { .. }
+            | CrlError::Json { .. }
+            | CrlError::UnservedUrl(_)
+            | CrlError::NoCa(_) => Code::Internal,
         };
         tonic::Status::new(code, e.to_string())
     }

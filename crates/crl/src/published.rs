@@ -242,16 +242,13 @@ impl CrlStore {
     /// serves it from now on. Blocking file I/O.
     pub fn publish(&self, der: Vec<u8>, mut info: CrlInfo) -> Result<Arc<PublishedFile>, CrlError> {
         let path_key = url_path(&info.url)?;
-        let route = self
-            .read_routes()
-            .get(&path_key)
-            .cloned()
-            .ok_or_else(|| CrlError::Internal(format!("{} is not a served CRL URL", info.url)))?;
+        let route =
+            self.read_routes().get(&path_key).cloned().ok_or_else(|| CrlError::UnservedUrl(info.url.clone()))?;
         let file = PublishedFile::new(der, None, None)?;
         info.sha256 = file.sha256.clone();
         let path = self.out_dir.join(&route.file_name);
         write_atomically(&path, &file.der)?;
-        let json = serde_json::to_vec_pretty(&info).map_err(|e| CrlError::Internal(format!("CRL sidecar: {e}")))?;
+        let json = serde_json::to_vec_pretty(&info).map_err(CrlError::json("CRL sidecar"))?;
         write_atomically(&sidecar(&path), &json)?;
         let file = Arc::new(PublishedFile { info: Some(info), ..file });
         self.files

@@ -271,10 +271,7 @@ impl<S: RevocationSource> Publisher<S> {
     }
 
     fn ca(&self, issuer: Issuer) -> Result<&Arc<CaState>, CrlError> {
-        self.cas
-            .iter()
-            .find(|c| c.issuer == issuer)
-            .ok_or_else(|| CrlError::Internal(format!("no {} CA", issuer.name())))
+        self.cas.iter().find(|c| c.issuer == issuer).ok_or_else(|| CrlError::NoCa(issuer.name()))
     }
 
     /// Publishes for one CA or both (`None`). `kind` None means a delta when
@@ -678,5 +675,5 @@ async fn sign_and_write(
         Ok::<_, CrlError>(out)
     })
     .await
-    .map_err(|e| CrlError::Internal(format!("CRL signing task failed: {e}")))?
+    .map_err(|source| CrlError::Task { what: "CRL signing", source })?
 }

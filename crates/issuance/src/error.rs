@@ -26,8 +26,37 @@ pub enum IssuanceError {
     /// Configuration or CA material unusable at start.
     #[error("{0}")]
     Startup(String),
+    /// A blocking task (HSM signing, PIN escrow) panicked or was cancelled.
+    #[error("internal error: {what} task failed: {source}")]
+    Task { what: &'static str, source: tokio::task::JoinError },
+    #[error("internal error: clock: {0}")]
+    Clock(#[source] time::error::ComponentRange),
+    /// The registry reserved a serial that is not hex.
+    #[error("internal error: registry returned a bad serial {0:?}")]
+    BadSerial(String),
+    /// The registry returned a Unix time out of range.
+    #[error("internal error: registry returned a bad time {value}: {source}")]
+    BadTime { value: i64, source: time::error::ComponentRange },
+    /// The escrow record names another key than the configured escrow key.
+    #[error(
+        "internal error: the PIN of card {card_id} is escrowed under key {stored:?}, not the configured {configured:?}"
+    )]
+    EscrowKey { card_id: String, stored: String, configured: String },
+    /// A certificate to finish signing names an issuing CA key we do not hold.
+    #[error("internal error: no issuing CA key labelled {label:?} to sign {serial}")]
+    NoIssuerKey { label: String, serial: String },
+    /// A record we write could not be encoded as JSON.
+    #[error("internal error: encoding a record: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl IssuanceError {
+    /// For `spawn_blocking(..).await.map_err(IssuanceError::task("signing"))`.
+    pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> IssuanceError {
+        move |source| IssuanceError::Task { what, source }
+    }
 }
 
 impl From<Status> for IssuanceError {

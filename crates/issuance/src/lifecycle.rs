@@ -229,26 +229,19 @@ impl IssuanceService {
         &self,
         card_id: &str,
         reason: iss::ReissueReason,
-        confirmation: Option<serde_json::Value>,
+        confirmation: Option<domain::IdentityConfirmation>,
         operator: &str,
     ) -> Result<Vec<u64>, IssuanceError> {
         let mut revocation = self.revocation.clone();
         if reason == iss::ReissueReason::Loss {
-            let c = confirmation.unwrap_or_default();
-            let method = match c["method"].as_str() {
-                Some("phone") => rev::ConfirmationMethod::Phone,
-                Some("in_person") => rev::ConfirmationMethod::InPerson,
-                _ => rev::ConfirmationMethod::WrittenReport,
+            // Checked by validate::confirmation before anything was revoked.
+            let Some(c) = confirmation else {
+                return Err(invalid("confirmation", "is required (who confirmed the holder's identity, how and when)"));
             };
             let resp = revocation
                 .emergency_revoke(rev::EmergencyRevokeRequest {
                     card: Some(rev::emergency_revoke_request::Card::CardId(card_id.to_owned())),
-                    confirmation: Some(rev::IdentityConfirmation {
-                        confirmed_by: c["confirmed_by"].as_str().unwrap_or_default().to_owned(),
-                        method: method as i32,
-                        confirmed_at: c["confirmed_at"].as_str().unwrap_or_default().to_owned(),
-                        note: c["note"].as_str().unwrap_or_default().to_owned(),
-                    }),
+                    confirmation: Some(c.into()),
                     operator: actor(operator),
                     note: "reissue after loss".into(),
                     compromised_at: String::new(),

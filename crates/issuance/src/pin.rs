@@ -117,24 +117,24 @@ impl IssuanceService {
             .disclose_pin_escrow(reg::PinDisclosureRequest {
                 card_id: card_id.clone(),
                 request_id,
-                confirmation_json: confirmation.to_string(),
+                confirmation_json: serde_json::to_string(&confirmation)?,
                 actor: actor(&req.ra_operator),
                 ra_identity,
             })
             .await?
             .into_inner();
         if record.key_label != self.escrow.label() {
-            return Err(IssuanceError::Internal(format!(
-                "the PIN of card {card_id} is escrowed under key {:?}, not the configured {:?}",
-                record.key_label,
-                self.escrow.label()
-            )));
+            return Err(IssuanceError::EscrowKey {
+                card_id,
+                stored: record.key_label,
+                configured: self.escrow.label().to_owned(),
+            });
         }
         let key = self.escrow.clone();
         let aad = card_id.as_bytes().to_vec();
         let plaintext = tokio::task::spawn_blocking(move || key.decrypt_gcm(&record.iv, &record.ciphertext, &aad))
             .await
-            .map_err(|e| IssuanceError::Internal(format!("escrow task failed: {e}")))??;
+            .map_err(IssuanceError::task("escrow"))??;
         let pin =
             Pin(String::from_utf8(plaintext).map_err(|_| IssuanceError::Internal("escrowed PIN is not text".into()))?);
         tracing::info!(card_id = %card_id, "PIN disclosed");

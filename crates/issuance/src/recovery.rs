@@ -156,17 +156,14 @@ impl Recovery {
     }
 
     async fn sign_and_store(&self, cert: &reg::CertificateRecord) -> Result<(), IssuanceError> {
-        let ca = self.keys.iter().find(|k| k.label == cert.issuer_label).ok_or_else(|| {
-            IssuanceError::Internal(format!(
-                "no issuing CA key labelled {:?} to sign {}",
-                cert.issuer_label, cert.serial
-            ))
+        let ca = self.keys.iter().find(|k| k.label == cert.issuer_label).ok_or_else(|| IssuanceError::NoIssuerKey {
+            label: cert.issuer_label.clone(),
+            serial: cert.serial.clone(),
         })?;
         let key = ca.key.clone();
         let tbs = cert.tbs_der.clone();
-        let signature = tokio::task::spawn_blocking(move || key.sign(&tbs))
-            .await
-            .map_err(|e| IssuanceError::Internal(format!("signing task failed: {e}")))??;
+        let signature =
+            tokio::task::spawn_blocking(move || key.sign(&tbs)).await.map_err(IssuanceError::task("signing"))??;
         let der = profile::assemble_certificate(&cert.tbs_der, &signature)?;
         self.registry
             .clone()

@@ -28,9 +28,7 @@ impl IssuanceService {
         if csr.subject_public_key_info_der() == ca.ca.subject_public_key_info_der() {
             return Err(invalid("csr", "carries the issuing CA's own key"));
         }
-        let not_before = time::OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .map_err(|e| IssuanceError::Internal(format!("clock: {e}")))?;
+        let not_before = time::OffsetDateTime::now_utc().replace_nanosecond(0).map_err(IssuanceError::Clock)?;
         let days = i64::from(self.responder_validity_days.max(1));
         let not_after = (not_before + time::Duration::days(days)).min(ca.ca.not_after());
         if not_after <= not_before {
@@ -51,17 +49,15 @@ impl IssuanceService {
             .await?
             .into_inner()
             .serial;
-        let serial_bytes = hex::decode(&serial)
-            .map_err(|_| IssuanceError::Internal(format!("registry returned a bad serial {serial:?}")))?;
+        let serial_bytes = hex::decode(&serial).map_err(|_| IssuanceError::BadSerial(serial.clone()))?;
         let params = profile::responder_params(&ca.ca, &ca.label, &serial_bytes, not_before, not_after)?;
         let tbs = profile::tbs_certificate(&params, &csr, &ca.ca)?;
         registry
             .record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: None })
             .await?;
         let (key, to_sign) = (ca.key.clone(), tbs.clone());
-        let signature = tokio::task::spawn_blocking(move || key.sign(&to_sign))
-            .await
-            .map_err(|e| IssuanceError::Internal(format!("signing task failed: {e}")))??;
+        let signature =
+            tokio::task::spawn_blocking(move || key.sign(&to_sign)).await.map_err(IssuanceError::task("signing"))??;
         let der = profile::assemble_certificate(&tbs, &signature)?;
         ca.ca.verify_issued(&der)?;
         registry

@@ -394,8 +394,7 @@ impl IssuanceService {
                 (hex::encode(fresh_serial()), nb, na)
             }
         };
-        let serial_bytes = hex::decode(&serial)
-            .map_err(|_| IssuanceError::Internal(format!("registry returned a bad serial {serial:?}")))?;
+        let serial_bytes = hex::decode(&serial).map_err(|_| IssuanceError::BadSerial(serial.clone()))?;
         let params = profile::subscriber_params(&self.profile, kind, who, &serial_bytes, nb, na, &ca.ca)?;
         let tbs = profile::tbs_certificate(&params, csr, &ca.ca)?;
         let crl_scope = reg::CrlScope {
@@ -488,8 +487,7 @@ pub(crate) fn registry_membership(m: i32) -> Membership {
 }
 
 pub(crate) fn unix(t: i64) -> Result<time::OffsetDateTime, IssuanceError> {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .map_err(|e| IssuanceError::Internal(format!("registry returned a bad time {t}: {e}")))
+    time::OffsetDateTime::from_unix_timestamp(t).map_err(|source| IssuanceError::BadTime { value: t, source })
 }
 
 /// RFC 3339 in UTC; empty for 0 (unset) or an unrepresentable time.

@@ -210,28 +210,32 @@ pub(crate) fn application_date(field: &str, value: &str, today: Date) -> Result<
     Ok(d)
 }
 
-/// An identity-confirmation record: who, how, when (not in the future).
+/// An identity-confirmation record: who, how, when (not in the future). An
+/// unspecified or unknown method is refused naming `{field}.method`.
 pub(crate) fn confirmation(
     field: &str,
-    c: Option<&proto::issuance::v1::IdentityConfirmation>,
-) -> Result<serde_json::Value, IssuanceError> {
+    c: Option<&proto::common::v1::IdentityConfirmation>,
+) -> Result<domain::IdentityConfirmation, IssuanceError> {
     let c = c.ok_or_else(|| invalid(field, "is required (who confirmed the holder's identity, how and when)"))?;
-    required(&format!("{field}.confirmed_by"), &c.confirmed_by)?;
-    let method = c.method.trim().to_ascii_lowercase();
-    if !matches!(method.as_str(), "phone" | "written_report" | "in_person") {
-        return Err(invalid(&format!("{field}.method"), "must be phone, written_report or in_person"));
-    }
+    let confirmed_by = required(&format!("{field}.confirmed_by"), &c.confirmed_by)?.to_owned();
+    let method = domain::ConfirmationMethod::try_from(c.method).map_err(|n| {
+        let why = match n {
+            0 => "is required (PHONE, WRITTEN_REPORT or IN_PERSON)".to_owned(),
+            n => format!("{n} is not PHONE, WRITTEN_REPORT or IN_PERSON"),
+        };
+        invalid(&format!("{field}.method"), why)
+    })?;
     let at = time::OffsetDateTime::parse(&c.confirmed_at, &time::format_description::well_known::Rfc3339)
         .map_err(|_| invalid(&format!("{field}.confirmed_at"), "must be an RFC 3339 time"))?;
     if at > time::OffsetDateTime::now_utc() + time::Duration::minutes(2) {
         return Err(invalid(&format!("{field}.confirmed_at"), "is in the future"));
     }
-    Ok(serde_json::json!({
-        "confirmed_by": c.confirmed_by.trim(),
-        "method": method,
-        "confirmed_at": c.confirmed_at,
-        "note": c.note,
-    }))
+    Ok(domain::IdentityConfirmation {
+        confirmed_by,
+        method,
+        confirmed_at: c.confirmed_at.clone(),
+        note: c.note.clone(),
+    })
 }
 
 /// Checks everything but the CSRs. `today` is the JST date of the call.
@@ -279,6 +283,29 @@ mod tests {
     use time::macros::date;
 
     const TODAY: Date = date!(2026 - 11 - 25);
+
+    #[test]
+    fn a_confirmation_method_is_required_and_never_guessed() {
+        use proto::common::v1::{ConfirmationMethod as Pb, IdentityConfirmation};
+        let c = |method: i32| IdentityConfirmation {
+            confirmed_by: "op-kato".into(),
+            method,
+            confirmed_at: "2026-05-01T11:30:00+09:00".into(),
+            note: String::new(),
+        };
+        let ok = confirmation("confirmation", Some(&c(Pb::InPerson as i32))).unwrap();
+        assert_eq!(ok.method, domain::ConfirmationMethod::InPerson);
+        // Stored with the proto's name, which the revocation service stores too.
+        assert_eq!(serde_json::to_value(&ok).unwrap()["method"], "IN_PERSON");
+        let err = confirmation("confirmation", Some(&c(0))).unwrap_err().to_string();
+        assert_eq!(err, "confirmation.method: is required (PHONE, WRITTEN_REPORT or IN_PERSON)");
+        let err = confirmation("confirmation", Some(&c(7))).unwrap_err();
+        assert!(
+            matches!(&err, IssuanceError::InvalidArgument { field, .. } if field == "confirmation.method"),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "confirmation.method: 7 is not PHONE, WRITTEN_REPORT or IN_PERSON");
+    }
 
     pub(crate) fn good() -> NewCardApplication {
         NewCardApplication {

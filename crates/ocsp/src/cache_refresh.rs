@@ -247,7 +247,7 @@ async fn worker(target: Target, mut rx: mpsc::UnboundedReceiver<Batch>, metrics:
                     conns[i] = None;
                     metrics.cache_refresh_failures.fetch_add(1, Relaxed);
                     failed.push(round[i].clone());
-                    error = e;
+                    error = e.to_string();
                 }
             }
         }
@@ -275,14 +275,46 @@ async fn worker(target: Target, mut rx: mpsc::UnboundedReceiver<Batch>, metrics:
     }
 }
 
-async fn lane(target: &Target, conn: &mut Option<Sender>, path: Option<(u64, &str)>) -> Option<Result<(), String>> {
+/// Why one refresh failed; logged, and the path is retried.
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    #[error("connecting to {authority}: timed out")]
+    ConnectTimeout { authority: String },
+    #[error("connecting to {authority}: {source}")]
+    Connect { authority: String, source: std::io::Error },
+    #[error("handshake: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("request: {0}")]
+    Build(#[source] hyper::http::Error),
+    #[error("connection: {0}")]
+    Connection(#[source] hyper::Error),
+    #[error("request: {0}")]
+    Request(#[source] hyper::Error),
+    #[error("no answer in time")]
+    Timeout,
+    #[error("the answer is not cacheable (tryLater or another error status)")]
+    NotCacheable,
+    #[error("HTTP {0}")]
+    Status(u16),
+}
+
+async fn lane(
+    target: &Target,
+    conn: &mut Option<Sender>,
+    path: Option<(u64, &str)>,
+) -> Option<Result<(), RefreshError>> {
     let (sequence, path) = path?;
     Some(refresh_one(target, conn, sequence, path).await)
 }
 
 /// One GET through the refresh listener. Done when the answer is one the
 /// cache keeps (200 with a max-age); tryLater and other errors say no-cache.
-async fn refresh_one(target: &Target, conn: &mut Option<Sender>, sequence: u64, path: &str) -> Result<(), String> {
+async fn refresh_one(
+    target: &Target,
+    conn: &mut Option<Sender>,
+    sequence: u64,
+    path: &str,
+) -> Result<(), RefreshError> {
     let sender = match conn {
         Some(s) if !s.is_closed() => s,
         _ => conn.insert(connect(&target.authority).await?),
@@ -293,12 +325,12 @@ async fn refresh_one(target: &Target, conn: &mut Option<Sender>, sequence: u64, 
         .header(hyper::header::HOST, &target.authority)
         .header(crate::http::MIN_SEQUENCE, sequence)
         .body(Empty::new())
-        .map_err(|e| format!("request: {e}"))?;
-    sender.ready().await.map_err(|e| format!("connection: {e}"))?;
+        .map_err(RefreshError::Build)?;
+    sender.ready().await.map_err(RefreshError::Connection)?;
     let resp = tokio::time::timeout(TIMEOUT, sender.send_request(req))
         .await
-        .map_err(|_| "no answer in time".to_owned())?
-        .map_err(|e| format!("request: {e}"))?;
+        .map_err(|_| RefreshError::Timeout)?
+        .map_err(RefreshError::Request)?;
     let (parts, body) = resp.into_parts();
     // Read the body, so the connection can carry the next refresh.
     let _ = tokio::time::timeout(TIMEOUT, http_body_util::BodyExt::collect(body)).await;
@@ -309,19 +341,19 @@ async fn refresh_one(target: &Target, conn: &mut Option<Sender>, sequence: u64, 
         .is_some_and(|v| v.contains("max-age"));
     match parts.status.as_u16() {
         200 if cacheable => Ok(()),
-        200 => Err("the answer is not cacheable (tryLater or another error status)".into()),
-        other => Err(format!("HTTP {other}")),
+        200 => Err(RefreshError::NotCacheable),
+        other => Err(RefreshError::Status(other)),
     }
 }
 
-async fn connect(authority: &str) -> Result<Sender, String> {
+async fn connect(authority: &str) -> Result<Sender, RefreshError> {
     let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(authority))
         .await
-        .map_err(|_| format!("connecting to {authority}: timed out"))?
-        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        .map_err(|_| RefreshError::ConnectTimeout { authority: authority.to_owned() })?
+        .map_err(|source| RefreshError::Connect { authority: authority.to_owned(), source })?;
     let _ = tcp.set_nodelay(true);
     let (sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| format!("handshake: {e}"))?;
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(RefreshError::Handshake)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "cache refresh connection ended");

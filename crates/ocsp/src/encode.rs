@@ -34,7 +34,7 @@ pub struct Single<'a> {
 }
 
 fn time(unix: i64) -> Result<GeneralizedTime, OcspError> {
-    let secs = u64::try_from(unix).map_err(|_| OcspError::Internal(format!("time {unix} before 1970")))?;
+    let secs = u64::try_from(unix).map_err(|_| OcspError::TimeBefore1970(unix))?;
     Ok(GeneralizedTime::from_unix_duration(Duration::from_secs(secs))?)
 }
 

@@ -54,6 +54,14 @@ pub enum OcspError {
     Config(#[from] config::ConfigError),
     #[error("internal: {0}")]
     Internal(String),
+    /// A blocking task (signing, token access) panicked or was cancelled.
+    #[error("internal: {what} task: {source}")]
+    Task { what: &'static str, source: tokio::task::JoinError },
+    /// A time to encode lies before 1970 (GeneralizedTime from Unix seconds).
+    #[error("internal: time {0} before 1970")]
+    TimeBefore1970(i64),
+    #[error("internal: {0}")]
+    Clock(#[source] time::error::ComponentRange),
 }
 
 /// Which live-signing bucket was empty.
@@ -94,7 +102,10 @@ impl OcspError {
             | OcspError::Certificates(_)
             | OcspError::Startup(_)
             | OcspError::Config(_)
-            | OcspError::Internal(_) => OCSPResponseStatus::InternalError,
+            | OcspError::Internal(_)
+            | OcspError::Task { .. }
+            | OcspError::TimeBefore1970(_)
+            | OcspError::Clock(_) => OCSPResponseStatus::InternalError,
         })
     }
 
@@ -106,6 +117,11 @@ impl OcspError {
             OcspError::SlowClient(_) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::OK,
         }
+    }
+
+    /// For `spawn_blocking(..).await.map_err(OcspError::task("signing"))`.
+    pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> OcspError {
+        move |source| OcspError::Task { what, source }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> OcspError {

@@ -237,7 +237,7 @@ fn csr_for(key: &HsmKey) -> Result<Vec<u8>, OcspError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, OcspError> + Send + 'static,
 ) -> Result<T, OcspError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| OcspError::Internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(OcspError::task("blocking"))?
 }
 
 /// Makes sure each issuing CA has a usable responder certificate for a key in
@@ -490,7 +490,7 @@ pub(crate) fn issue_directly(
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
         .map_err(|_| OcspError::Internal("no randomness for a serial number".into()))?;
     serial[0] = (serial[0] & 0x7f) | 0x01;
-    let not_before = now.replace_nanosecond(0).map_err(|e| OcspError::Internal(e.to_string()))?;
+    let not_before = now.replace_nanosecond(0).map_err(OcspError::Clock)?;
     let days = i64::from(cfg.ocsp.responder_validity_days.max(1));
     let not_after = (not_before + Duration::days(days)).min(ca.not_after());
     let params = profile::responder_params(ca, "CA", &serial, not_before, not_after)?;

@@ -50,7 +50,7 @@ pub(crate) fn slots(loaded: Vec<LoadedIssuer>) -> Result<Vec<IssuerSlot>, OcspEr
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, OcspError> + Send + 'static,
 ) -> Result<T, OcspError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| OcspError::Internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(OcspError::task("blocking"))?
 }
 
 /// Serves OCSP on `http` and Prometheus metrics on `metrics` until `shutdown`,

@@ -1,15 +1,25 @@
 //! Generated gRPC types for every service, and the descriptor set that
 //! gRPC reflection serves.
 
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("hpki.common.v1");
+    }
+}
+
+// The shared types are re-exported under the service packages that used to
+// define them, so callers keep one short path per service (`reg::`, `rev::`).
 pub mod registry {
     pub mod v1 {
         tonic::include_proto!("hpki.registry.v1");
+        pub use crate::common::v1::RevocationReason;
     }
 }
 
 pub mod issuance {
     pub mod v1 {
         tonic::include_proto!("hpki.issuance.v1");
+        pub use crate::common::v1::{ConfirmationMethod, IdentityConfirmation};
     }
 }
 
@@ -22,6 +32,7 @@ pub mod crl {
 pub mod revocation {
     pub mod v1 {
         tonic::include_proto!("hpki.revocation.v1");
+        pub use crate::common::v1::{ConfirmationMethod, IdentityConfirmation, RevocationReason};
     }
 }
 
@@ -29,7 +40,7 @@ pub mod revocation {
 /// codes; these two conversions are the only mapping between them. A raw
 /// `i32` from the wire converts with `domain::RevocationReason::try_from`.
 mod reason {
-    use super::registry::v1::RevocationReason as Pb;
+    use super::common::v1::RevocationReason as Pb;
     use domain::RevocationReason as D;
 
     impl From<D> for Pb {
@@ -75,6 +86,52 @@ mod reason {
             for code in 0..=20 {
                 assert_eq!(Pb::try_from(code).is_ok(), D::try_from(code).is_ok(), "{code}");
             }
+        }
+    }
+}
+
+/// The proto's `ConfirmationMethod` and `IdentityConfirmation` and the
+/// domain's. The proto's UNSPECIFIED (and any unknown number) is no method:
+/// `domain::ConfirmationMethod::try_from(i32)` refuses it with the number, and
+/// the services answer INVALID_ARGUMENT `confirmation.method`.
+mod confirmation {
+    use super::common::v1::{ConfirmationMethod as Pb, IdentityConfirmation as PbConfirmation};
+    use domain::{ConfirmationMethod as D, IdentityConfirmation};
+
+    impl From<D> for Pb {
+        fn from(m: D) -> Pb {
+            match m {
+                D::Phone => Pb::Phone,
+                D::WrittenReport => Pb::WrittenReport,
+                D::InPerson => Pb::InPerson,
+            }
+        }
+    }
+
+    impl From<IdentityConfirmation> for PbConfirmation {
+        fn from(c: IdentityConfirmation) -> PbConfirmation {
+            PbConfirmation {
+                confirmed_by: c.confirmed_by,
+                method: Pb::from(c.method) as i32,
+                confirmed_at: c.confirmed_at,
+                note: c.note,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_numbers_and_names_are_the_domains() {
+            for m in D::ALL {
+                let pb = Pb::from(m);
+                assert_eq!(pb as i32, m.code(), "{m}");
+                assert_eq!(pb.as_str_name(), m.name());
+                assert_eq!(D::try_from(pb as i32), Ok(m));
+            }
+            assert_eq!(D::try_from(Pb::Unspecified as i32), Err(0));
         }
     }
 }

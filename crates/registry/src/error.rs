@@ -25,9 +25,17 @@ pub enum RegistryError {
     Transport(#[from] tonic::transport::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// A blocking store task panicked or was cancelled.
-    #[error("internal: {0}")]
-    Internal(String),
+    /// A blocking task (a store call, opening the database, recording
+    /// config.start) panicked or was cancelled.
+    #[error("internal: {what} failed: {source}")]
+    Task { what: &'static str, source: tokio::task::JoinError },
+}
+
+impl RegistryError {
+    /// For `spawn_blocking(..).await.map_err(RegistryError::task("store task"))`.
+    pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> RegistryError {
+        move |source| RegistryError::Task { what, source }
+    }
 }
 
 impl RegistryError {
@@ -96,7 +104,7 @@ fn store_status(err: StoreError) -> Status {
             tracing::error!(error = %err, "registry database unavailable");
             return Status::unavailable(err.to_string());
         }
-        E::Db(_) | E::Locked { .. } | E::PostgresConfig(_) | E::PostgresSchemaTooNew { .. } => {
+        E::Db(_) | E::SharedFlush { .. } | E::Locked { .. } | E::PostgresConfig(_) | E::PostgresSchemaTooNew { .. } => {
             tracing::error!(error = %err, "registry database error");
             return Status::internal(err.to_string());
         }

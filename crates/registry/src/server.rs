@@ -35,7 +35,7 @@ pub async fn open_recording_start(cfg: &config::Config, source: &ConfigSource) -
     let (s, c, src) = (store.clone(), cfg.clone(), source.clone());
     let outcome = tokio::task::spawn_blocking(move || config_start::record(&s, &c, &src))
         .await
-        .map_err(|e| RegistryError::Internal(format!("recording config.start failed: {e}")))??;
+        .map_err(RegistryError::task("recording config.start"))??;
     info!(
         sequence = outcome.record.sequence,
         sha256 = %source.sha256,
@@ -54,7 +54,7 @@ async fn open_store(cfg: &config::Config) -> Result<Store, RegistryError> {
     let open = location.clone();
     let store = tokio::task::spawn_blocking(move || Store::open_at(&open))
         .await
-        .map_err(|e| RegistryError::Internal(format!("opening the database failed: {e}")))??;
+        .map_err(RegistryError::task("opening the database"))??;
     match &location {
         store::Location::Sled { path, .. } => info!(db = %path.display(), "registry database open (sled)"),
         store::Location::Postgres { .. } => info!("registry database open (PostgreSQL)"),

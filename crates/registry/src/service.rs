@@ -93,7 +93,7 @@ impl RegistryService {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| RegistryError::Internal(format!("store task failed: {e}")))?
+            .map_err(RegistryError::task("store task"))?
             .map_err(RegistryError::from)
     }
 }

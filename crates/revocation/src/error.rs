@@ -26,8 +26,23 @@ pub enum RevocationError {
     /// Configuration unusable at start, or the server failed.
     #[error("{0}")]
     Startup(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The registry answered an RPC without a field it always sets.
+    #[error("internal error: registry {rpc} answered without {field}")]
+    MissingField { rpc: &'static str, field: &'static str },
+    /// The registry returned a card whose state this build does not know.
+    #[error("internal error: registry returned card {card_id} in an unknown state {state}")]
+    UnknownCardState { card_id: String, state: i32 },
+    /// An approval whose state this build does not know.
+    #[error("internal error: approval {approval_id} is in an unknown state {state}")]
+    UnknownApprovalState { approval_id: String, state: i32 },
+    #[error("internal error: encoding the approval payload: {0}")]
+    EncodePayload(#[source] serde_json::Error),
+    /// The payload of an approval is not the emergency request we store.
+    #[error("internal error: approval {approval_id} does not hold an emergency request: {source}")]
+    BadPayload { approval_id: String, source: serde_json::Error },
+    /// A time we stored in an approval payload does not parse.
+    #[error("internal error: approval payload compromised_at {stored:?}: {source}")]
+    BadStoredTime { stored: String, source: time::error::Parse },
 }
 
 impl RevocationError {
@@ -69,7 +84,13 @@ impl From<RevocationError> for Status {
                 _ => Status::internal(msg),
             },
             RevocationError::CrlNotPublished { .. } => Status::unavailable(msg),
-            RevocationError::Startup(_) | RevocationError::Internal(_) => {
+            RevocationError::Startup(_)
+            | RevocationError::MissingField { .. }
+            | RevocationError::UnknownCardState { .. }
+            | RevocationError::UnknownApprovalState { .. }
+            | RevocationError::EncodePayload(_)
+            | RevocationError::BadPayload { .. }
+            | RevocationError::BadStoredTime { .. } => {
                 tracing::error!(error = %msg, "revocation internal error");
                 Status::internal(msg)
             }
@@ -109,6 +130,14 @@ mod tests {
         assert_eq!(s.code(), Code::Unavailable);
         assert!(s.message().contains("revocation is recorded"), "{}", s.message());
         assert!(s.message().contains("CRL could not be published"), "{}", s.message());
+    }
+
+    #[test]
+    fn internal_errors_keep_their_messages() {
+        let s = Status::from(RevocationError::MissingField { rpc: "GetCard", field: "card" });
+        assert_eq!((s.code(), s.message()), (Code::Internal, "internal error: registry GetCard answered without card"));
+        let s = Status::from(RevocationError::UnknownCardState { card_id: "C1".into(), state: 9 });
+        assert_eq!(s.message(), "internal error: registry returned card C1 in an unknown state 9");
     }
 
     #[test]

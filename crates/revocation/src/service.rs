@@ -255,8 +255,7 @@ impl RevocationService {
                 requested_at: validate::rfc3339(now.unix_timestamp()),
                 compromised_at: validate::rfc3339(invalidity_date_unix),
             };
-            let payload_json = serde_json::to_string(&payload)
-                .map_err(|e| RevocationError::Internal(format!("encoding the approval payload: {e}")))?;
+            let payload_json = serde_json::to_string(&payload).map_err(RevocationError::EncodePayload)?;
             let approval = self
                 .registry
                 .clone()
@@ -314,9 +313,8 @@ impl RevocationService {
                 approval.kind
             )));
         }
-        let payload: EmergencyPayload = serde_json::from_str(&approval.payload_json).map_err(|e| {
-            RevocationError::Internal(format!("approval {approval_id} does not hold an emergency request: {e}"))
-        })?;
+        let payload: EmergencyPayload = serde_json::from_str(&approval.payload_json)
+            .map_err(|source| RevocationError::BadPayload { approval_id: approval_id.clone(), source })?;
 
         // As the registry compares them. The requester is refused in every
         // state, so they never carry out their own request.
@@ -357,12 +355,7 @@ impl RevocationService {
             // Approved but not finished (an earlier call failed half way), or done:
             // running it again revokes nothing new and publishes the CRL again.
             Ok(reg::ApprovalState::Approved) | Ok(reg::ApprovalState::Executed) => approval,
-            _ => {
-                return Err(RevocationError::Internal(format!(
-                    "approval {approval_id} is in an unknown state {}",
-                    approval.state
-                )))
-            }
+            _ => return Err(RevocationError::UnknownApprovalState { approval_id, state: approval.state }),
         };
         let revoked_by =
             if approval.approved_by.is_empty() { operator.as_str() } else { approval.approved_by.as_str() };
@@ -554,10 +547,7 @@ fn check_emergency_allowed(
                 )))
             }
         }
-        _ => Err(RevocationError::Internal(format!(
-            "registry returned card {} in an unknown state {}",
-            card.card_id, card.state
-        ))),
+        _ => Err(RevocationError::UnknownCardState { card_id: card.card_id.clone(), state: card.state }),
     }
 }
 
@@ -568,7 +558,7 @@ fn compromised_at_unix(stored: &str) -> Result<i64, RevocationError> {
     }
     OffsetDateTime::parse(stored, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
-        .map_err(|e| RevocationError::Internal(format!("approval payload compromised_at {stored:?}: {e}")))
+        .map_err(|source| RevocationError::BadStoredTime { stored: stored.to_owned(), source })
 }
 
 fn is_approved(a: &reg::Approval) -> bool {
@@ -591,8 +581,8 @@ fn confirmation_record(c: &Confirmation, requested_by: &str, approval: Option<&r
     record.to_string()
 }
 
-fn missing(rpc: &str, field: &str) -> RevocationError {
-    RevocationError::Internal(format!("registry {rpc} answered without {field}"))
+fn missing(rpc: &'static str, field: &'static str) -> RevocationError {
+    RevocationError::MissingField { rpc, field }
 }
 
 /// Logs a refusal by ids and code only (messages may quote request text), and converts it.
@@ -724,7 +714,7 @@ mod tests {
     fn the_confirmation_record_names_both_operators_under_two_person_control() {
         let c = Confirmation {
             confirmed_by: "op-a".into(),
-            method: "PHONE".into(),
+            method: domain::ConfirmationMethod::Phone,
             confirmed_at: "2026-05-01T02:30:00Z".into(),
             note: String::new(),
         };
@@ -744,7 +734,7 @@ mod tests {
             licence_number: "555001".into(),
             confirmation: Confirmation {
                 confirmed_by: "op-a".into(),
-                method: "WRITTEN_REPORT".into(),
+                method: domain::ConfirmationMethod::WrittenReport,
                 confirmed_at: "2026-05-01T02:30:00Z".into(),
                 note: "紛失届".into(),
             },

@@ -2,9 +2,9 @@
 //! field. They match what the registry accepts, so its refusals (which name
 //! its own fields) are only seen for what it alone can know.
 
+use domain::ConfirmationMethod;
 use proto::registry::v1::RevocationReason;
-use proto::revocation::v1::{ConfirmationMethod, IdentityConfirmation};
-use serde::{Deserialize, Serialize};
+use proto::revocation::v1::IdentityConfirmation;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -177,16 +177,8 @@ impl RevocationTimes {
 }
 
 /// The identity-confirmation record of an emergency revocation, as checked;
-/// stored as JSON with the revocation and in the approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confirmation {
-    pub confirmed_by: String,
-    /// `PHONE`, `WRITTEN_REPORT` or `IN_PERSON`.
-    pub method: String,
-    /// RFC 3339, UTC.
-    pub confirmed_at: String,
-    pub note: String,
-}
+/// stored as JSON with the revocation and in the approval (method `"PHONE"`).
+pub type Confirmation = domain::IdentityConfirmation;
 
 pub fn confirmation(c: Option<&IdentityConfirmation>, now: OffsetDateTime) -> Result<Confirmation, RevocationError> {
     let Some(c) = c else {
@@ -197,17 +189,17 @@ pub fn confirmation(c: Option<&IdentityConfirmation>, now: OffsetDateTime) -> Re
     };
     let confirmed_by = id("confirmation.confirmed_by", &c.confirmed_by)?;
     let method = match ConfirmationMethod::try_from(c.method) {
-        Ok(ConfirmationMethod::Unspecified) => {
+        Ok(m) => m,
+        Err(0) => {
             return Err(RevocationError::invalid(
                 "confirmation.method",
                 "is required (PHONE, WRITTEN_REPORT or IN_PERSON)",
             ))
         }
-        Ok(m) => m.as_str_name().to_owned(),
-        Err(_) => {
+        Err(n) => {
             return Err(RevocationError::invalid(
                 "confirmation.method",
-                format!("{} is not PHONE, WRITTEN_REPORT or IN_PERSON", c.method),
+                format!("{n} is not PHONE, WRITTEN_REPORT or IN_PERSON"),
             ))
         }
     };
@@ -285,7 +277,7 @@ mod tests {
     fn conf() -> IdentityConfirmation {
         IdentityConfirmation {
             confirmed_by: "op-1".into(),
-            method: ConfirmationMethod::Phone as i32,
+            method: proto::revocation::v1::ConfirmationMethod::Phone as i32,
             confirmed_at: "2026-05-01T11:30:00+09:00".into(),
             note: "callback to registered number".into(),
         }
@@ -294,7 +286,7 @@ mod tests {
     #[test]
     fn a_confirmation_is_checked_field_by_field() {
         let c = confirmation(Some(&conf()), now()).unwrap();
-        assert_eq!(c.method, "PHONE");
+        assert_eq!(c.method.name(), "PHONE");
         assert_eq!(c.confirmed_at, "2026-05-01T02:30:00Z");
         assert!(message(confirmation(None, now())).starts_with("confirmation: is required"));
         type Change = fn(&mut IdentityConfirmation);

@@ -7,6 +7,10 @@ use crate::records::{ApprovalState, CardState, CertificateState};
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sled::Error),
+    /// The sled flush this write waited for, led by another writer, failed;
+    /// `message` is that writer's error (a StoreError is not Clone).
+    #[error("database error: the shared flush {number} failed: {message}")]
+    SharedFlush { number: u64, message: String },
     /// A stored record did not decode: the database was edited or damaged.
     #[error("stored record {tree}/{key} is unreadable: {reason}")]
     Corrupt { tree: &'static str, key: String, reason: String },
@@ -132,7 +136,13 @@ impl StoreError {
     /// A failure of the database engine rather than a refusal of the request:
     /// the caller may try again (on PostgreSQL, once a standby is promoted).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Db(_) | StoreError::Postgres(_) | StoreError::PostgresUnavailable(_))
+        matches!(
+            self,
+            StoreError::Db(_)
+                | StoreError::SharedFlush { .. }
+                | StoreError::Postgres(_)
+                | StoreError::PostgresUnavailable(_)
+        )
     }
 }
 

@@ -55,8 +55,7 @@ impl GroupCommit {
             }
             if let Some((number, message)) = &st.failed {
                 if *number >= needed {
-                    let message = format!("the shared flush {number} failed: {message}");
-                    return Err(StoreError::Db(sled::Error::Io(std::io::Error::other(message))));
+                    return Err(StoreError::SharedFlush { number: *number, message: message.clone() });
                 }
             }
             if st.running {
@@ -71,9 +70,9 @@ impl GroupCommit {
             drop(st);
             // Should `flush` panic, the guard still ends this flush as failed, so
             // the writers waiting on it get an error instead of waiting for ever.
-            let mut guard = Leading { gc: self, number, outcome: Err("the flush panicked".into()) };
+            let mut guard = Leading { gc: self, number, failure: Some("the flush panicked".into()) };
             let result = flush();
-            guard.outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            guard.failure = result.as_ref().err().map(ToString::to_string);
             drop(guard);
             st = self.lock();
             if number >= needed {
@@ -87,16 +86,17 @@ impl GroupCommit {
 struct Leading<'a> {
     gc: &'a GroupCommit,
     number: u64,
-    outcome: Result<(), String>,
+    /// The error of a failed flush, as text for every writer that waited on it.
+    failure: Option<String>,
 }
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
         let mut st = self.gc.lock();
         st.running = false;
-        match &self.outcome {
-            Ok(()) => st.ok_through = st.ok_through.max(self.number),
-            Err(message) => st.failed = Some((self.number, message.clone())),
+        match &self.failure {
+            None => st.ok_through = st.ok_through.max(self.number),
+            Some(message) => st.failed = Some((self.number, message.clone())),
         }
         drop(st);
         self.gc.done.notify_all();

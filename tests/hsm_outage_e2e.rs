@@ -82,41 +82,74 @@ fn ocsp(ca: &Ca, responder: &str, cert: &Path) -> String {
     ocsp_query(ca, responder, "sign-ca.pem", cert, &["-no_nonce"])
 }
 
+/// The running CA of the test, and the token folder it uses.
+struct Scene {
+    ca: Ca,
+    rt: tokio::runtime::Runtime,
+    registry: String,
+    issuance: String,
+    revocation: String,
+    crl_http: String,
+    responder: String,
+    dir: PathBuf,
+    folder: TokenFolder,
+}
+
+fn by_application(id: &str) -> reg::GetCardRequest {
+    reg::GetCardRequest { key: Some(reg::get_card_request::Key::ApplicationId(id.into())) }
+}
+
 #[test]
 fn the_hsm_goes_away_and_comes_back_without_a_restart() {
     let mut ca = Ca::new("");
     let addrs = ca.spawn(&["run"], &["registry", "issuance", "revocation", "crl-http", "ocsp"]);
-    let (registry, issuance, revocation, crl_http, responder) = (&addrs[0], &addrs[1], &addrs[2], &addrs[3], &addrs[4]);
+    let [registry, issuance, revocation, crl_http, responder] = <[String; 5]>::try_from(addrs).expect("five addresses");
     let dir = ca.dir.path().to_owned();
+    let folder = TokenFolder::of(&ca);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut s = Scene { ca, rt, registry, issuance, revocation, crl_http, responder, dir, folder };
 
-    // A card issued while all is well; OCSP calls it good.
+    let (lost, lost_sign) = issue_before_the_outage(&s);
+    first_outage(&s, &lost, &lost_sign);
+    let card = token_back(&s, &lost, &lost_sign);
+    outage_mid_request(&s, &card);
+    s.ca.take_children();
+}
+
+/// A card issued while all is well; OCSP calls it good.
+fn issue_before_the_outage(s: &Scene) -> (iss::IssuedCard, PathBuf) {
+    let Scene { ca, rt, issuance, responder, dir, .. } = s;
     let lost = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-1", "810001", &dir)).await })
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-1", "810001", dir)).await })
         .expect("issue before the outage")
         .into_inner();
     let lost_sign = dir.join("lost-sign.pem");
     write_pem(&lost_sign, &lost.signing_certificate);
-    let out = ocsp(&ca, responder, &lost_sign);
+    let out = ocsp(ca, responder, &lost_sign);
     assert!(out.contains("Response verify OK") && out.contains(": good"), "{out}");
-    rt.block_on(wait_health(&ca, issuance, ServingStatus::Serving, Duration::from_secs(5)));
+    rt.block_on(wait_health(ca, issuance, ServingStatus::Serving, Duration::from_secs(5)));
 
-    let folder = TokenFolder::of(&ca);
+    (lost, lost_sign)
+}
+
+/// The token goes away: issuance refuses with UNAVAILABLE and records nothing;
+/// an emergency revocation is recorded but its CRL must wait; OCSP never calls
+/// the lost card good.
+fn first_outage(s: &Scene, lost: &iss::IssuedCard, lost_sign: &Path) {
+    let Scene { ca, rt, registry, issuance, revocation, responder, dir, folder, .. } = s;
     folder.remove();
     let gone = Instant::now();
-    rt.block_on(wait_health(&ca, issuance, ServingStatus::NotServing, Duration::from_secs(5)));
+    rt.block_on(wait_health(ca, issuance, ServingStatus::NotServing, Duration::from_secs(5)));
     say!("issuance NOT_SERVING {:?} after the token went away", gone.elapsed());
 
     // An application now is refused with UNAVAILABLE, fast, and leaves no trace.
     let started = Instant::now();
     let refused = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", &dir)).await })
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", dir)).await })
         .expect_err("no issuance without the HSM");
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("HSM"), "{}", refused.message());
     assert!(started.elapsed() < Duration::from_secs(3), "refused in {:?}", started.elapsed());
-    let by_application =
-        |id: &str| reg::GetCardRequest { key: Some(reg::get_card_request::Key::ApplicationId(id.into())) };
     let missing = rt.block_on(async { ca.registry(registry).await.get_card(by_application("h-2")).await });
     assert_eq!(missing.expect_err("nothing recorded").code(), Code::NotFound);
     let unresolved = rt.block_on(async {
@@ -132,7 +165,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
     // OCSP cannot sign "revoked" now, and must not answer "good" from its cache.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let out = ocsp(&ca, responder, &lost_sign);
+        let out = ocsp(ca, responder, lost_sign);
         assert!(!out.contains(": good"), "OCSP called a revoked card good during the outage: {out}");
         if out.to_lowercase().contains("trylater") {
             break;
@@ -140,26 +173,31 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
         assert!(Instant::now() < deadline, "expected tryLater from the responder: {out}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
 
+/// The token comes back: issuance serves again, the refused application goes
+/// through, OCSP says revoked and the CRL lists the lost card, unasked.
+fn token_back(s: &Scene, lost: &iss::IssuedCard, lost_sign: &Path) -> iss::IssuedCard {
+    let Scene { ca, rt, issuance, responder, crl_http, dir, folder, .. } = s;
     folder.restore();
     let back = Instant::now();
-    rt.block_on(wait_health(&ca, issuance, ServingStatus::Serving, Duration::from_secs(10)));
+    rt.block_on(wait_health(ca, issuance, ServingStatus::Serving, Duration::from_secs(10)));
     say!("issuance SERVING {:?} after the token came back", back.elapsed());
 
     // The refused application goes through on retry; the card verifies.
     let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", &dir)).await })
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", dir)).await })
         .expect("issue after the HSM came back")
         .into_inner();
     let sign = dir.join("after-sign.pem");
     write_pem(&sign, &card.signing_certificate);
-    let (ok, out) = verify_chain(&ca, &ca.cert_path("sign-ca.pem"), &sign);
+    let (ok, out) = verify_chain(ca, &ca.cert_path("sign-ca.pem"), &sign);
     assert!(ok, "{out}");
 
     // OCSP now signs "revoked"; the CRL publisher paid what it owed, unasked.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = ocsp(&ca, responder, &lost_sign);
+        let out = ocsp(ca, responder, lost_sign);
         if out.contains("Response verify OK") && out.contains(": revoked") {
             assert!(out.contains("keyCompromise"), "{out}");
             break;
@@ -184,13 +222,18 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
     }
     say!("CRL lists the lost card {:?} after the token came back", back.elapsed());
 
+    card
+}
+
+fn outage_mid_request(s: &Scene, card: &iss::IssuedCard) {
+    let Scene { ca, rt, registry, issuance, dir, folder, .. } = s;
     // A second outage, this time caught mid-request: the token goes away and an
     // application arrives before the watcher (1 s ping) notices. The request fails
     // at its first HSM call (the PIN escrow, then the signatures); what it recorded
     // before is never a signed-but-unrecorded certificate, and whatever it left
     // unresolved (RESERVED, PRECERT) is resolved when the token returns, unasked.
     let mut client = rt.block_on(ca.issuance(issuance)); // connected beforehand: no handshake in the window
-    let third = application("h-3", "810003", &dir);
+    let third = application("h-3", "810003", dir);
     folder.remove();
     let caught = rt.block_on(client.submit_application(third)).expect_err("no issuance without the HSM");
     assert_eq!(caught.code(), Code::Unavailable, "{caught:?}");
@@ -231,7 +274,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
         }
     }
     folder.restore();
-    rt.block_on(wait_health(&ca, issuance, ServingStatus::Serving, Duration::from_secs(10)));
+    rt.block_on(wait_health(ca, issuance, ServingStatus::Serving, Duration::from_secs(10)));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = rt.block_on(async {
@@ -259,12 +302,11 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
 
     // The RA's retry returns the card either way; its certificates verify.
     let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-3", "810003", &dir)).await })
+        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-3", "810003", dir)).await })
         .expect("retry after the HSM came back")
         .into_inner();
     let auth = dir.join("h3-auth.pem");
     write_pem(&auth, &card.authentication_certificate);
-    let (ok, out) = verify_chain(&ca, &ca.cert_path("auth-ca.pem"), &auth);
+    let (ok, out) = verify_chain(ca, &ca.cert_path("auth-ca.pem"), &auth);
     assert!(ok, "{out}");
-    ca.take_children();
 }

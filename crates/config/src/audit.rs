@@ -20,11 +20,14 @@ pub const MAX_CHECKPOINT_INTERVAL_SECONDS: u64 = 24 * 60 * 60;
 impl AuditConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.checkpoint_interval_seconds > MAX_CHECKPOINT_INTERVAL_SECONDS {
-            return Err(ConfigError::Invalid(format!(
-                "audit.checkpoint_interval_seconds {} is over a day ({MAX_CHECKPOINT_INTERVAL_SECONDS}); 0 turns \
+            return Err(ConfigError::invalid(
+                "audit.checkpoint_interval_seconds",
+                format!(
+                    "audit.checkpoint_interval_seconds {} is over a day ({MAX_CHECKPOINT_INTERVAL_SECONDS}); 0 turns \
                  automatic checkpoints off",
-                self.checkpoint_interval_seconds
-            )));
+                    self.checkpoint_interval_seconds
+                ),
+            ));
         }
         Ok(())
     }

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use ::profile::CaProfile;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ConfigError;
 
 /// Key algorithm of a CA key in the HSM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,36 @@ impl Default for CaConfig {
                 file_name: "auth-ca.pem".into(),
             },
         }
+    }
+}
+
+/// The three CAs' certificate content, typed.
+#[derive(Debug, Clone)]
+pub struct CaProfiles {
+    pub root: CaProfile,
+    pub signing: CaProfile,
+    pub authentication: CaProfile,
+}
+
+impl CaConfig {
+    /// What the ceremony puts in the CA certificates, checked at start; the
+    /// error names the `[ca.*]` table.
+    pub fn profiles(&self) -> Result<CaProfiles, ConfigError> {
+        Ok(CaProfiles {
+            // The root certificate carries no CRL distribution point: its
+            // crl_url is not used, so not checked either.
+            root: self.root.profile("ca.root", false)?,
+            signing: self.signing.profile("ca.signing", true)?,
+            authentication: self.authentication.profile("ca.authentication", true)?,
+        })
+    }
+}
+
+impl CaEntity {
+    fn profile(&self, key: &str, with_crl_url: bool) -> Result<CaProfile, ConfigError> {
+        let subject = self.subject.iter().map(|a| (a.attr.as_str(), a.value.as_str()));
+        let crl_url = if with_crl_url { self.crl_url.as_str() } else { "" };
+        CaProfile::new(&self.key_label, subject, &self.policy_oid, crl_url).map_err(|e| ConfigError::profile(key, e))
     }
 }
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Config, ConfigError};
+
 /// The CRL publisher. URLs, partitions and deltas are in `[profile]`, because
 /// issued certificates carry them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,5 +60,45 @@ impl Default for CrlConfig {
             http_read_timeout_ms: 10_000,
             http_max_connections: 1024,
         }
+    }
+}
+
+/// More partitions than this is a config mistake (each is a signature per publication).
+pub const MAX_CRL_PARTITIONS: u32 = 4096;
+
+impl Config {
+    /// The CRL publisher's start checks (`[crl]` with the partitions and
+    /// deltas of `[profile]`).
+    pub fn validate_crl(&self) -> Result<(), ConfigError> {
+        let c = &self.crl;
+        let at_least_one = |key: &str| Err(ConfigError::invalid(key, format!("{key} must be at least 1")));
+        if c.next_update_hours == 0 {
+            return at_least_one("crl.next_update_hours");
+        }
+        if self.profile.delta_crls && c.delta_next_update_hours == 0 {
+            return at_least_one("crl.delta_next_update_hours");
+        }
+        if c.interval_minutes == 0 {
+            return at_least_one("crl.interval_minutes");
+        }
+        if self.profile.crl_partitions > MAX_CRL_PARTITIONS {
+            return Err(ConfigError::invalid(
+                "profile.crl_partitions",
+                format!("profile.crl_partitions = {} (at most {MAX_CRL_PARTITIONS})", self.profile.crl_partitions),
+            ));
+        }
+        let days = c.expired_retention_days;
+        // Compared in minutes; 0 keeps expired entries for ever.
+        if days != 0 && u64::from(days) * 24 * 60 <= u64::from(c.interval_minutes) {
+            return Err(ConfigError::invalid(
+                "crl.expired_retention_days",
+                format!(
+                    "crl.expired_retention_days = {days} must outlast crl.interval_minutes ({}), so a scheduled CRL \
+                     after a certificate expires still lists it (RFC 5280 3.3); 0 keeps expired entries for ever",
+                    c.interval_minutes
+                ),
+            ));
+        }
+        Ok(())
     }
 }

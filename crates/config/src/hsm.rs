@@ -129,19 +129,20 @@ impl Config {
     /// `pin_file`), saying what replaces them.
     pub fn validate_hsm(&self) -> Result<(), ConfigError> {
         if self.hsm.token_label.is_some() || self.hsm.pin_file.is_some() {
-            return Err(ConfigError::Invalid(
+            return Err(ConfigError::invalid(
+                if self.hsm.token_label.is_some() { "hsm.token_label" } else { "hsm.pin_file" },
                 "[hsm] token_label and pin_file are the single-token layout of earlier versions: each trust \
                  domain now has its own token and PIN, [hsm.tokens.<root|issuing|ocsp|escrow|audit>] with label \
-                 and pin_file (defaults hpki-<domain> and hsm/<domain>.pin; see docs/architecture.md, \"Keys\")"
-                    .into(),
+                 and pin_file (defaults hpki-<domain> and hsm/<domain>.pin; see docs/architecture.md, \"Keys\")",
             ));
         }
         for domain in TrustDomain::ALL {
             let label = self.token_label(domain);
             if label.is_empty() || label.chars().count() > 32 {
-                return Err(ConfigError::Invalid(format!(
-                    "[hsm.tokens.{domain}] label must be 1 to 32 characters, not {label:?}"
-                )));
+                return Err(ConfigError::invalid(
+                    format!("hsm.tokens.{domain}.label"),
+                    format!("[hsm.tokens.{domain}] label must be 1 to 32 characters, not {label:?}"),
+                ));
             }
         }
         Ok(())

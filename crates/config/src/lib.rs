@@ -12,6 +12,7 @@ mod audit;
 mod ca;
 mod console;
 mod crl;
+mod error;
 mod hsm;
 mod issuance;
 mod limits;
@@ -24,33 +25,25 @@ mod store;
 mod tls;
 mod urls;
 
+/// Where partitions and delta CRLs are published; certificates and the CRL
+/// publisher use the same functions.
+pub use ::profile::distribution::{delta_url, partition_url};
 pub use audit::{AuditConfig, MAX_CHECKPOINT_INTERVAL_SECONDS};
-pub use ca::{CaConfig, CaEntity, DnAttribute, KeyAlgorithm};
+pub use ca::{CaConfig, CaEntity, CaProfiles, DnAttribute, KeyAlgorithm};
 pub use console::ConsoleConfig;
-pub use crl::CrlConfig;
+pub use crl::{CrlConfig, MAX_CRL_PARTITIONS};
+pub use error::ConfigError;
 pub use hsm::{HsmConfig, HsmTokens, TokenConfig, TrustDomain};
 pub use issuance::IssuanceConfig;
 pub use limits::LimitsConfig;
 pub use ocsp::{NonceMode, OcspConfig};
-pub use profile::{delta_url, partition_url, ProfileConfig};
+pub use profile::ProfileConfig;
 pub use public::PublicConfig;
 pub use registry::RegistryConfig;
 pub use revocation::RevocationConfig;
 pub use store::{StoreBackend, StoreConfig};
 pub use tls::TlsConfig;
 pub use urls::CertificateUrl;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
-    #[error("invalid setting: {0}")]
-    Invalid(String),
-    #[error("cannot read PIN file {path}: {source}")]
-    Pin { path: PathBuf, source: std::io::Error },
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -120,6 +113,23 @@ impl Config {
         let mut cfg: Config = toml::from_str(text)?;
         cfg.derive_urls(&given);
         Ok(cfg)
+    }
+
+    /// Every check a service makes of its settings at start, in one place:
+    /// `hpki-ca` runs it before starting anything (and `hpki-ca config
+    /// check` reports it). The error names the key. Certificate content
+    /// (`[profile]`, `[ca.*]`) is built into its typed form here too, so a bad
+    /// OID or URL is refused at start, not at the first issuance.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_hsm()?;
+        self.store.validate()?;
+        self.limits.validate()?;
+        self.audit.validate()?;
+        self.ocsp.validate()?;
+        self.validate_crl()?;
+        self.profile.policy()?;
+        self.ca.profiles()?;
+        Ok(())
     }
 
     /// Resolves a path from the config against `state_dir`.
@@ -192,5 +202,64 @@ mod tests {
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(err.contains("bad.toml") && err.contains("modul"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validate_runs_every_start_check_and_names_the_key() {
+        Config::default().validate().unwrap();
+        Config::parse("").unwrap().validate().unwrap();
+        let refused = |text: &str, key: &str, says: &str| {
+            let err = Config::parse(text).unwrap().validate().unwrap_err();
+            assert_eq!(err.key(), Some(key), "{text:?}: {err}");
+            assert!(err.to_string().contains(says), "{text:?}: {err}");
+        };
+        refused("[limits]\nmax_message_bytes = 0\n", "limits.max_message_bytes", "limits.max_message_bytes must be");
+        refused("[ocsp]\nread_timeout_ms = 0\n", "ocsp.read_timeout_ms", "ocsp.read_timeout_ms must be at least 1");
+        refused("[audit]\ncheckpoint_interval_seconds = 86401\n", "audit.checkpoint_interval_seconds", "86401");
+        refused("[store]\nbackend = \"postgres\"\n", "store.postgres_url", "store.postgres_url is empty");
+        refused("[hsm]\ntoken_label = \"x\"\n", "hsm.token_label", "[hsm.tokens.<root|issuing|ocsp|escrow|audit>]");
+        refused("[crl]\ninterval_minutes = 0\n", "crl.interval_minutes", "crl.interval_minutes must be at least 1");
+        refused(
+            "[crl]\nexpired_retention_days = 1\ninterval_minutes = 2880\n",
+            "crl.expired_retention_days",
+            "crl.expired_retention_days = 1",
+        );
+        refused("[profile]\ncrl_partitions = 4097\n", "profile.crl_partitions", "at most 4096");
+        // Certificate content is refused at start, not at the first issuance.
+        refused("[profile]\nsigning_policy_oid = \"1.2.x\"\n", "profile.signing_policy_oid", "not a dotted OID");
+        refused("[profile]\nauthentication_crl_url = \"\"\n", "profile.authentication_crl_url", "rely on CRLs");
+        refused("[profile]\nocsp_url = \"nope\"\n", "profile.ocsp_url", "profile.ocsp_url = \"nope\" is not a URL");
+        refused("[profile]\ncps_uri = \"http://例え.jp/\"\n", "profile.cps_uri", "IA5String");
+        refused("[profile]\nauthentication_eku = [\"serverAuthx\"]\n", "profile.authentication_eku", "serverAuthx");
+        refused("[profile]\nhc_role = \" \"\n", "profile.hc_role", "profile.hc_role is empty");
+        refused(
+            "[[ca.signing.subject]]\nattr = \"Email\"\nvalue = \"x\"\n",
+            "ca.signing",
+            "CA \"sign-ca\" subject attribute Email",
+        );
+        refused("[ca.authentication]\npolicy_oid = \"x\"\n", "ca.authentication", "policy_oid");
+        // Turned off, the OCSP URL is not used, so not judged; empty CPS is none.
+        let off = Config::parse("[profile]\nocsp_enabled = false\nocsp_url = \"nope\"\ncps_uri = \"\"\n").unwrap();
+        let policy = off.profile.policy().unwrap();
+        assert_eq!((policy.ocsp_url, policy.cps_uri), (None, None));
+    }
+
+    #[test]
+    fn the_default_policy_is_typed_from_the_derived_urls() {
+        let policy =
+            Config::parse("[public]\ncrl_base_url = \"http://crl.example.jp\"\n").unwrap().profile.policy().unwrap();
+        assert_eq!(policy.signing.policy_oid.to_string(), "1.2.392.100495.1.5.1.1.0.1");
+        assert_eq!(policy.authentication.crl_url.as_str(), "http://crl.example.jp/crl/auth.crl");
+        assert_eq!(policy.ocsp_url.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:8082/ocsp"));
+        assert_eq!(policy.authentication_eku, vec![const_oid_client_auth()]);
+        assert_eq!(policy.hc_role.text(), "Medical Doctor");
+        let cas = Config::default().ca.profiles().unwrap();
+        assert_eq!(cas.root.policy_oid, None);
+        assert_eq!(cas.root.crl_url, None, "the root carries no CRL distribution point");
+        assert_eq!(cas.signing.crl_url.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:8081/crl/arl.crl"));
+    }
+
+    fn const_oid_client_auth() -> ::profile::policy::ObjectIdentifier {
+        ::profile::policy::parse_eku("1.3.6.1.5.5.7.3.2", "test").unwrap()
     }
 }

@@ -32,7 +32,9 @@ impl LimitsConfig {
             ("http_body_bytes", self.http_body_bytes == 0),
         ];
         match zero.iter().find(|(_, z)| *z) {
-            Some((name, _)) => Err(ConfigError::Invalid(format!("limits.{name} must be at least 1"))),
+            Some((name, _)) => {
+                Err(ConfigError::invalid(format!("limits.{name}"), format!("limits.{name} must be at least 1")))
+            }
             None => Ok(()),
         }
     }

@@ -103,7 +103,9 @@ impl OcspConfig {
     /// Refuses values that would leave responses to expire unrefreshed or
     /// make every request time out.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |msg: String| Err(ConfigError::Invalid(format!("ocsp.{msg}")));
+        // `rest` follows the key in the message: " must ...", ": ...".
+        let invalid =
+            |key: &str, rest: String| Err(ConfigError::invalid(format!("ocsp.{key}"), format!("ocsp.{key}{rest}")));
         let zero = [
             ("next_update_hours", self.next_update_hours == 0),
             ("refresh_before_minutes", self.refresh_before_minutes == 0),
@@ -120,43 +122,47 @@ impl OcspConfig {
             ("max_connections", self.max_connections == 0),
         ];
         if let Some((name, _)) = zero.iter().find(|(_, z)| *z) {
-            return invalid(format!("{name} must be at least 1"));
+            return invalid(name, " must be at least 1".into());
         }
         let validity = u64::from(self.next_update_hours) * 3600;
         // A response is due for refresh this long before its nextUpdate (at most
         // half its lifetime); passes further apart could let it expire first.
         let window = (u64::from(self.refresh_before_minutes) * 60).min(validity / 2);
         if self.refresh_interval_seconds >= window {
-            return invalid(format!(
-                "refresh_interval_seconds ({}) must be shorter than the refresh window ({window} s: \
+            return invalid(
+                "refresh_interval_seconds",
+                format!(
+                    " ({}) must be shorter than the refresh window ({window} s: \
                  refresh_before_minutes, at most half of next_update_hours)",
-                self.refresh_interval_seconds
-            ));
+                    self.refresh_interval_seconds
+                ),
+            );
         }
         if let Some(bad) = self.cache_refresh_urls.iter().find(|u| {
             let u = u.trim();
             !(u.starts_with("http://") && u.len() > "http://".len()) || u.contains(['?', '#'])
         }) {
-            return invalid(format!(
-                "cache_refresh_urls: {bad:?} must be an http:// URL without query, such as \"http://127.0.0.1:8079\""
-            ));
+            return invalid(
+                "cache_refresh_urls",
+                format!(": {bad:?} must be an http:// URL without query, such as \"http://127.0.0.1:8079\""),
+            );
         }
         if let Some(bad) = self.trusted_proxies.iter().find(|a| a.trim().parse::<std::net::IpAddr>().is_err()) {
-            return invalid(format!("trusted_proxies: {bad:?} is not an IP address (such as \"127.0.0.1\")"));
+            return invalid("trusted_proxies", format!(": {bad:?} is not an IP address (such as \"127.0.0.1\")"));
         }
         if self.negative_ttl_seconds > validity {
-            return invalid(format!(
-                "negative_ttl_seconds ({}) must not exceed next_update_hours ({validity} s)",
-                self.negative_ttl_seconds
-            ));
+            return invalid(
+                "negative_ttl_seconds",
+                format!(" ({}) must not exceed next_update_hours ({validity} s)", self.negative_ttl_seconds),
+            );
         }
         // Renewal is due at least two response lifetimes before the responder
         // certificate expires: checking once per lifetime never misses it.
         if self.renewal_check_seconds > validity {
-            return invalid(format!(
-                "renewal_check_seconds ({}) must not exceed next_update_hours ({validity} s)",
-                self.renewal_check_seconds
-            ));
+            return invalid(
+                "renewal_check_seconds",
+                format!(" ({}) must not exceed next_update_hours ({validity} s)", self.renewal_check_seconds),
+            );
         }
         Ok(())
     }

@@ -1,6 +1,10 @@
 //! `[profile]`: the subscriber certificate profile.
 
+use ::profile::policy::parse_eku;
+use ::profile::{CertUrl, HcRole, KindPolicy, Policy};
 use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
 
 /// The subscriber certificate profile (hpki-profile.md sections 2 to 4).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,27 +69,51 @@ impl Default for ProfileConfig {
     }
 }
 
-/// `http://h/crl/sign.crl` -> `http://h/crl/sign-p3.crl`.
-pub fn partition_url(base: &str, partition: u32) -> String {
-    with_suffix(base, &format!("-p{partition}"))
-}
-
-/// `http://h/crl/sign.crl` -> `http://h/crl/sign-delta.crl`.
-pub fn delta_url(base: &str) -> String {
-    with_suffix(base, "-delta")
-}
-
-fn with_suffix(base: &str, suffix: &str) -> String {
-    let file_start = base.rfind('/').map_or(0, |i| i + 1);
-    match base[file_start..].rfind('.') {
-        Some(dot) => format!("{}{suffix}{}", &base[..file_start + dot], &base[file_start + dot..]),
-        None => format!("{base}{suffix}"),
+impl ProfileConfig {
+    /// The typed policy issuance signs with: built once at start, every value
+    /// checked, the error naming its key.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let keyed = |key: &'static str| move |e| ConfigError::profile(key, e);
+        let kind = |oid: (&str, &'static str), crl: (&str, &'static str)| -> Result<KindPolicy, ConfigError> {
+            Ok(KindPolicy {
+                policy_oid: KindPolicy::parse_policy_oid(oid.0, oid.1).map_err(keyed(oid.1))?,
+                crl_url: KindPolicy::parse_crl_url(crl.0, crl.1).map_err(keyed(crl.1))?,
+            })
+        };
+        let ocsp_url = match self.ocsp_enabled {
+            true => Some(CertUrl::parse(&self.ocsp_url, "profile.ocsp_url").map_err(keyed("profile.ocsp_url"))?),
+            false => None,
+        };
+        let eku_key = "profile.authentication_eku";
+        Ok(Policy {
+            signing: kind(
+                (&self.signing_policy_oid, "profile.signing_policy_oid"),
+                (&self.signing_crl_url, "profile.signing_crl_url"),
+            )?,
+            authentication: kind(
+                (&self.authentication_policy_oid, "profile.authentication_policy_oid"),
+                (&self.authentication_crl_url, "profile.authentication_crl_url"),
+            )?,
+            cps_uri: CertUrl::optional(&self.cps_uri, "profile.cps_uri").map_err(keyed("profile.cps_uri"))?,
+            crl_partitions: self.crl_partitions,
+            delta_crls: self.delta_crls,
+            ocsp_url,
+            authentication_eku: self
+                .authentication_eku
+                .iter()
+                .map(|name| parse_eku(name, eku_key).map_err(keyed(eku_key)))
+                .collect::<Result<_, _>>()?,
+            hc_role: HcRole::new(&self.hc_role).map_err(keyed("profile.hc_role"))?,
+            validity_years: self.validity_years,
+            min_rsa_bits: self.min_rsa_bits,
+            authority_key_identifier_issuer_serial: self.authority_key_identifier_issuer_serial,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::{delta_url, partition_url};
 
     #[test]
     fn partition_and_delta_urls() {

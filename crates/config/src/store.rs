@@ -47,17 +47,20 @@ impl Default for StoreConfig {
 impl StoreConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let problem = match self.backend {
-            StoreBackend::Sled if self.sled_cache_mb == 0 => Some("store.sled_cache_mb must be at least 1"),
-            StoreBackend::Postgres if self.postgres_url.trim().is_empty() => {
-                Some("store.postgres_url is empty; backend = \"postgres\" needs a connection string")
+            StoreBackend::Sled if self.sled_cache_mb == 0 => {
+                Some(("store.sled_cache_mb", "store.sled_cache_mb must be at least 1"))
             }
+            StoreBackend::Postgres if self.postgres_url.trim().is_empty() => Some((
+                "store.postgres_url",
+                "store.postgres_url is empty; backend = \"postgres\" needs a connection string",
+            )),
             StoreBackend::Postgres if self.postgres_pool_size == 0 => {
-                Some("store.postgres_pool_size must be at least 1")
+                Some(("store.postgres_pool_size", "store.postgres_pool_size must be at least 1"))
             }
             _ => None,
         };
         match problem {
-            Some(p) => Err(ConfigError::Invalid(p.into())),
+            Some((key, message)) => Err(ConfigError::invalid(key, message)),
             None => Ok(()),
         }
     }

@@ -150,6 +150,8 @@ fn the_example_loads_with_the_crate_loader_and_passes_the_start_checks() {
     cfg.limits.validate().unwrap_or_else(|e| panic!("[limits]: {e}"));
     cfg.ocsp.validate().unwrap_or_else(|e| panic!("[ocsp]: {e}"));
     cfg.audit.validate().unwrap_or_else(|e| panic!("[audit]: {e}"));
+    // And every other start check, [profile] and [ca.*] built into their typed form.
+    cfg.validate().unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]

@@ -69,8 +69,11 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// What an empty file gives: every URL the file leaves out derived from
+    /// `[public]` and the listeners, by the same code as for a file, so the
+    /// two cannot drift apart.
     fn default() -> Self {
-        Config {
+        let mut cfg = Config {
             state_dir: PathBuf::from("state"),
             public: PublicConfig::default(),
             hsm: HsmConfig::default(),
@@ -86,7 +89,9 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
-        }
+        };
+        cfg.derive_urls(&toml::Table::new());
+        cfg
     }
 }
 

@@ -394,10 +394,14 @@ mod emergency {
         cfg.ca.authentication.key_label = hsm::testing::unique_label("bench-auth");
         let alg = hsm::KeyAlgorithm::Rsa { bits: 2048 };
         let now = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-        let make = |entity: &config::CaEntity, serial: u8, issuer: Option<(&profile::IssuingCa, &hsm::HsmKey)>| {
+        let cas = cfg.ca.profiles()?;
+        let make = |entity: &config::CaEntity,
+                    ca: &profile::CaProfile,
+                    serial: u8,
+                    issuer: Option<(&profile::IssuingCa, &hsm::HsmKey)>| {
             let key = hsm.generate_key_pair(&entity.key_label, alg)?;
             let (nb, na) = profile::validity::ca_validity(now, entity.validity_years, None);
-            let params = profile::ca_params(entity, issuer.is_none(), &[serial], &key, nb, na)?;
+            let params = profile::ca_params(ca, issuer.is_none(), &[serial], &key, nb, na)?;
             let der = match issuer {
                 None => params.self_signed(&key)?.der().to_vec(),
                 Some((ca, ca_key)) => {
@@ -407,10 +411,10 @@ mod emergency {
             };
             Ok::<_, Error>((key, der))
         };
-        let (root_key, root_der) = make(&cfg.ca.root, 1, None)?;
+        let (root_key, root_der) = make(&cfg.ca.root, &cas.root, 1, None)?;
         let root = profile::IssuingCa::from_der(&root_der)?;
-        let (sign_key, sign_der) = make(&cfg.ca.signing, 2, Some((&root, &root_key)))?;
-        let (auth_key, auth_der) = make(&cfg.ca.authentication, 3, Some((&root, &root_key)))?;
+        let (sign_key, sign_der) = make(&cfg.ca.signing, &cas.signing, 2, Some((&root, &root_key)))?;
+        let (auth_key, auth_der) = make(&cfg.ca.authentication, &cas.authentication, 3, Some((&root, &root_key)))?;
         Ok((
             crl::CaKey::new(profile::IssuingCa::from_der(&sign_der)?, sign_key)?,
             crl::CaKey::new(profile::IssuingCa::from_der(&auth_der)?, auth_key)?,

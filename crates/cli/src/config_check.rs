@@ -57,11 +57,8 @@ fn check(cfg: &Config, path: Option<&Path>) -> Result<(), CliError> {
     for w in cfg.url_warnings() {
         eprintln!("warning: {w}");
     }
-    // The checks each service runs at start, the CRL publisher's included.
-    cfg.limits.validate()?;
-    cfg.ocsp.validate()?;
-    cfg.audit.validate()?;
-    crl::publisher::Settings::from_config(cfg).map_err(|e| CliError::Crl(e.to_string()))?;
+    // The checks every service runs at start (hpki-ca runs them before starting any).
+    cfg.validate()?;
     Ok(())
 }
 

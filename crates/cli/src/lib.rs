@@ -424,6 +424,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 
 fn execute(args: Args) -> Result<(), CliError> {
     let mut cfg = load_config(&args)?;
+    if runs_start_checks(&args.command) {
+        // Every start check at once, before a key, a file or a listener is made.
+        cfg.validate()?;
+    }
     export_softhsm_conf(&cfg);
     if let Command::Ceremony { yes, .. } = &args.command {
         // Before anything is written, the TLS identities included.
@@ -490,6 +494,25 @@ fn execute(args: Args) -> Result<(), CliError> {
             ceremony::arl(&cfg, path, operator, revoke)
         }
     }
+}
+
+/// Commands that start a service or sign with a CA key: they refuse a config
+/// that fails [`Config::validate`]. (`config check` reports it after printing
+/// the config; client commands only need `[limits]`.)
+fn runs_start_checks(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Ceremony { .. }
+            | Command::Run
+            | Command::Registry { .. }
+            | Command::Issuance { .. }
+            | Command::Crl { .. }
+            | Command::Revocation { .. }
+            | Command::Ocsp { .. }
+            | Command::Console { .. }
+            | Command::OcspCerts { .. }
+            | Command::Arl { .. }
+    )
 }
 
 /// The service commands' `--listen` and `--*-url` flags, over the config.

@@ -81,41 +81,14 @@ pub struct Settings {
     pub http: crate::http::HttpLimits,
 }
 
-/// More partitions than this is a config mistake (each is a signature per publication).
-const MAX_PARTITIONS: u32 = 4096;
-
 impl Settings {
     pub fn from_config(cfg: &config::Config) -> Result<Settings, CrlError> {
+        // The checks live with the config (`hpki-ca config check` runs them too).
+        cfg.validate_crl().map_err(|e| CrlError::Config(e.to_string()))?;
         let c = &cfg.crl;
-        if c.next_update_hours == 0 {
-            return Err(CrlError::Config("crl.next_update_hours must be at least 1".into()));
-        }
-        if cfg.profile.delta_crls && c.delta_next_update_hours == 0 {
-            return Err(CrlError::Config("crl.delta_next_update_hours must be at least 1".into()));
-        }
-        if c.interval_minutes == 0 {
-            return Err(CrlError::Config("crl.interval_minutes must be at least 1".into()));
-        }
-        if cfg.profile.crl_partitions > MAX_PARTITIONS {
-            return Err(CrlError::Config(format!(
-                "profile.crl_partitions = {} (at most {MAX_PARTITIONS})",
-                cfg.profile.crl_partitions
-            )));
-        }
         let expired_retention = match c.expired_retention_days {
             0 => None,
-            days => {
-                let retention = Duration::days(i64::from(days));
-                if retention <= Duration::minutes(i64::from(c.interval_minutes)) {
-                    return Err(CrlError::Config(format!(
-                        "crl.expired_retention_days = {days} must outlast crl.interval_minutes ({}), so a \
-                         scheduled CRL after a certificate expires still lists it (RFC 5280 3.3); 0 keeps \
-                         expired entries for ever",
-                        c.interval_minutes
-                    )));
-                }
-                Some(retention)
-            }
+            days => Some(Duration::days(i64::from(days))),
         };
         Ok(Settings {
             expired_retention,

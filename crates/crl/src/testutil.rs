@@ -25,6 +25,7 @@ pub(crate) fn pem(label: &str, der: &[u8]) -> String {
 fn ca_cert(
     hsm: &Hsm,
     entity: &config::CaEntity,
+    ca_profile: &profile::CaProfile,
     alg: KeyAlgorithm,
     serial: u8,
     issuer: Option<(&profile::IssuingCa, &HsmKey)>,
@@ -32,7 +33,7 @@ fn ca_cert(
     let key = hsm.generate_key_pair(&entity.key_label, alg).unwrap();
     let now = OffsetDateTime::now_utc() - time::Duration::hours(1);
     let (nb, na) = profile::validity::ca_validity(now, entity.validity_years, None);
-    let params = profile::ca_params(entity, issuer.is_none(), &[serial], &key, nb, na).unwrap();
+    let params = profile::ca_params(ca_profile, issuer.is_none(), &[serial], &key, nb, na).unwrap();
     let der = match issuer {
         None => params.self_signed(&key).unwrap().der().to_vec(),
         Some((ca, ca_key)) => {
@@ -55,10 +56,12 @@ pub(crate) fn test_pki(alg: KeyAlgorithm) -> TestPki {
     let cert_dir = cfg.cert_dir();
     std::fs::create_dir_all(&cert_dir).unwrap();
 
-    let (root_key, root_der) = ca_cert(&hsm, &cfg.ca.root, alg, 1, None);
+    let cas = cfg.ca.profiles().unwrap();
+    let (root_key, root_der) = ca_cert(&hsm, &cfg.ca.root, &cas.root, alg, 1, None);
     let root_ca = profile::IssuingCa::from_der(&root_der).unwrap();
-    let (sign_key, sign_der) = ca_cert(&hsm, &cfg.ca.signing, alg, 2, Some((&root_ca, &root_key)));
-    let (auth_key, auth_der) = ca_cert(&hsm, &cfg.ca.authentication, alg, 3, Some((&root_ca, &root_key)));
+    let (sign_key, sign_der) = ca_cert(&hsm, &cfg.ca.signing, &cas.signing, alg, 2, Some((&root_ca, &root_key)));
+    let (auth_key, auth_der) =
+        ca_cert(&hsm, &cfg.ca.authentication, &cas.authentication, alg, 3, Some((&root_ca, &root_key)));
     for (entity, der) in [(&cfg.ca.root, &root_der), (&cfg.ca.signing, &sign_der), (&cfg.ca.authentication, &auth_der)]
     {
         std::fs::write(cert_dir.join(&entity.file_name), pem("CERTIFICATE", der)).unwrap();
@@ -75,7 +78,8 @@ pub(crate) fn test_pki(alg: KeyAlgorithm) -> TestPki {
 }
 
 impl TestPki {
-    /// A subscriber certificate with `serial` from `ca` under `profile_cfg`.
+    /// A subscriber certificate with `serial` from `ca` under `profile_cfg`
+    /// (built into its policy, as issuance does at start).
     pub fn issue(&self, profile_cfg: &config::ProfileConfig, kind: profile::CertKind, serial: &[u8]) -> Vec<u8> {
         let ca = match kind {
             profile::CertKind::Signing => &self.sign,
@@ -91,7 +95,8 @@ impl TestPki {
             institution_kanji: None,
         };
         let (nb, na) = profile::validity::subscriber_validity(profile::validity::today_jst(), 5, ca.ca.not_after());
-        let params = profile::subscriber_params(profile_cfg, kind, &who, serial, nb, na, &ca.ca).unwrap();
+        let policy = profile_cfg.policy().unwrap();
+        let params = profile::subscriber_params(&policy, kind, &who, serial, nb, na, &ca.ca).unwrap();
         let subject_key = rcgen::KeyPair::generate().unwrap();
         let tbs = profile::tbs_certificate(&params, &subject_key, &ca.ca).unwrap();
         profile::assemble_certificate(&tbs, &ca.key.sign(&tbs).unwrap()).unwrap()

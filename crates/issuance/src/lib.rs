@@ -98,6 +98,8 @@ pub fn build_service(
             cfg.issuance.pin_escrow_key_label
         ))
     })?;
+    // Parsed once here: a bad OID or URL stops the start, naming its key.
+    let policy = cfg.profile.policy().map_err(|e| IssuanceError::Startup(e.to_string()))?;
     let mut service = IssuanceService::new(
         registry_client(&cfg.issuance.registry_url)?,
         tls::limit_client!(RevocationClient::new(lazy_channel(
@@ -105,7 +107,8 @@ pub fn build_service(
             &cfg.issuance.revocation_url
         )?)),
         tls::limit_client!(CrlPublisherClient::new(lazy_channel("issuance.crl_url", &cfg.issuance.crl_url)?)),
-        cfg.profile.clone(),
+        policy,
+        cfg.profile.document_max_age_months,
         cfg.issuance.clone(),
         Arc::new(signing),
         Arc::new(authentication),

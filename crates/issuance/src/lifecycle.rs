@@ -66,7 +66,7 @@ impl IssuanceService {
         let today = profile::validity::today_jst();
         let application_id = validate::application_id(&app.application_id)?.to_owned();
         let application_date = validate::application_date("application_date", &app.application_date, today)?;
-        validate::documents(app.documents.as_ref(), application_date, self.profile.document_max_age_months)?;
+        validate::documents(app.documents.as_ref(), application_date, self.document_max_age_months)?;
         let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
         let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
         let old = self.card(&app.card_id).await?;
@@ -163,7 +163,7 @@ impl IssuanceService {
             ra_operator: app.ra_operator.clone(),
             card_pin: String::new(),
         };
-        let checked = check_application(&as_new, today, self.profile.document_max_age_months)?;
+        let checked = check_application(&as_new, today, self.document_max_age_months)?;
         if reason == iss::ReissueReason::MembershipChange
             && checked.membership == registry_membership(old_holder.membership)
         {
@@ -292,7 +292,7 @@ impl IssuanceService {
                 "resident_record_issued_on",
                 &req.resident_record_issued_on,
                 change_date,
-                self.profile.document_max_age_months,
+                self.document_max_age_months,
             )?;
         }
         let resp = self

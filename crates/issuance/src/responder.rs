@@ -24,7 +24,7 @@ impl IssuanceService {
             "authentication" => &self.authentication,
             other => return Err(invalid("issuer", format!("{other:?} is neither \"signing\" nor \"authentication\""))),
         };
-        let csr = profile::csr::parse_and_verify(&req.csr, self.profile.min_rsa_bits).map_err(|e| invalid("csr", e))?;
+        let csr = profile::csr::parse_and_verify(&req.csr, self.policy.min_rsa_bits).map_err(|e| invalid("csr", e))?;
         if csr.subject_public_key_info_der() == ca.ca.subject_public_key_info_der() {
             return Err(invalid("csr", "carries the issuing CA's own key"));
         }

@@ -29,7 +29,10 @@ pub struct IssuanceService {
     pub(crate) registry: RegistryClient<Channel>,
     pub(crate) revocation: RevocationClient<Channel>,
     pub(crate) crl: CrlPublisherClient<Channel>,
-    pub(crate) profile: config::ProfileConfig,
+    /// The certificate policy, typed and checked at start.
+    pub(crate) policy: profile::Policy,
+    /// `[profile] document_max_age_months`: the age limit of application documents.
+    pub(crate) document_max_age_months: u32,
     pub(crate) settings: config::IssuanceConfig,
     pub(crate) signing: Arc<IssuingCaKey>,
     pub(crate) authentication: Arc<IssuingCaKey>,
@@ -98,7 +101,8 @@ impl IssuanceService {
         registry: RegistryClient<Channel>,
         revocation: RevocationClient<Channel>,
         crl: CrlPublisherClient<Channel>,
-        profile: config::ProfileConfig,
+        policy: profile::Policy,
+        document_max_age_months: u32,
         settings: config::IssuanceConfig,
         signing: Arc<IssuingCaKey>,
         authentication: Arc<IssuingCaKey>,
@@ -110,7 +114,8 @@ impl IssuanceService {
             registry,
             revocation,
             crl,
-            profile,
+            policy,
+            document_max_age_months,
             settings,
             signing,
             authentication,
@@ -135,7 +140,7 @@ impl IssuanceService {
         signing: &[u8],
         authentication: &[u8],
     ) -> Result<(profile::csr::VerifiedCsr, profile::csr::VerifiedCsr), IssuanceError> {
-        let min_bits = self.profile.min_rsa_bits;
+        let min_bits = self.policy.min_rsa_bits;
         let s = profile::csr::parse_and_verify(signing, min_bits).map_err(|e| invalid("signing_csr", e))?;
         let a =
             profile::csr::parse_and_verify(authentication, min_bits).map_err(|e| invalid("authentication_csr", e))?;
@@ -147,7 +152,7 @@ impl IssuanceService {
 
     async fn submit(&self, app: iss::NewCardApplication) -> Result<IssuedCard, IssuanceError> {
         let today = profile::validity::today_jst();
-        let checked = check_application(&app, today, self.profile.document_max_age_months)?;
+        let checked = check_application(&app, today, self.document_max_age_months)?;
         let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
         let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
         let holder = holder_from(
@@ -388,19 +393,19 @@ impl IssuanceService {
             None => {
                 let (nb, na) = profile::validity::subscriber_validity(
                     profile::validity::today_jst(),
-                    self.profile.validity_years,
+                    self.policy.validity_years,
                     ca.ca.not_after(),
                 );
                 (hex::encode(fresh_serial()), nb, na)
             }
         };
         let serial_bytes = hex::decode(&serial).map_err(|_| IssuanceError::BadSerial(serial.clone()))?;
-        let params = profile::subscriber_params(&self.profile, kind, who, &serial_bytes, nb, na, &ca.ca)?;
+        let params = profile::subscriber_params(&self.policy, kind, who, &serial_bytes, nb, na, &ca.ca)?;
         let tbs = profile::tbs_certificate(&params, csr, &ca.ca)?;
         let crl_scope = reg::CrlScope {
-            crl_url: profile::distribution::ca_crl_url(&self.profile, kind).trim().to_owned(),
-            partitions: self.profile.crl_partitions,
-            delta_crls: self.profile.delta_crls,
+            crl_url: self.policy.kind(kind).crl_url.as_str().to_owned(),
+            partitions: self.policy.crl_partitions,
+            delta_crls: self.policy.delta_crls,
         };
         let prepare = reg::PreparedCertificate {
             kind: reg_kind(kind) as i32,

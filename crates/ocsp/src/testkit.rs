@@ -42,12 +42,14 @@ pub fn test_ca(alg: config::KeyAlgorithm) -> TestCa {
     let cert_dir = cfg.cert_dir();
     std::fs::create_dir_all(&cert_dir).unwrap();
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    for (n, entity) in [&cfg.ca.signing, &cfg.ca.authentication].into_iter().enumerate() {
+    let cas = cfg.ca.profiles().unwrap();
+    for (n, (entity, ca)) in
+        [(&cfg.ca.signing, &cas.signing), (&cfg.ca.authentication, &cas.authentication)].into_iter().enumerate()
+    {
         let key = hsm.generate_key_pair(&entity.key_label, hsm::KeyAlgorithm::from(alg)).unwrap();
         let serial = [0x11, 0x22, n as u8 + 1];
         let params =
-            profile::ca_params(entity, true, &serial, &key, now - Duration::hours(1), now + Duration::days(3650))
-                .unwrap();
+            profile::ca_params(ca, true, &serial, &key, now - Duration::hours(1), now + Duration::days(3650)).unwrap();
         let der = params.self_signed(&key).unwrap().der().to_vec();
         let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));
         std::fs::write(cert_dir.join(&entity.file_name), pem).unwrap();

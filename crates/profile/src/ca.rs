@@ -14,7 +14,8 @@ use x509_cert::Certificate;
 use crate::error::ProfileError;
 use crate::extensions;
 use crate::keys::{self, PublicKey, VerifyProblem};
-use crate::names::{self, NameEntry};
+use crate::names;
+use crate::policy::CaProfile;
 use crate::serial::serial_number;
 use crate::tbs;
 use crate::validity::truncate_to_second;
@@ -182,32 +183,20 @@ impl PublicKeyData for IssuingCa {
 }
 
 /// rcgen params of a CA certificate for the key ceremony (root when
-/// `is_root`, else an issuing CA signed by the root).
+/// `is_root`, else an issuing CA signed by the root). `ca` was checked when it
+/// was built.
 pub fn ca_params(
-    entity: &config::CaEntity,
+    ca: &CaProfile,
     is_root: bool,
     serial: &[u8],
     ca_public_key: &impl PublicKeyData,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<CertificateParams, ProfileError> {
-    let label = &entity.key_label;
-    let mut entries = Vec::with_capacity(entity.subject.len());
-    for attr in &entity.subject {
-        let what = format!("CA {label:?} subject attribute {}", attr.attr);
-        let (oid, kind) =
-            names::config_attribute(&attr.attr).map_err(|e| ProfileError::InvalidConfig(format!("{what}: {e}")))?;
-        let entry = NameEntry { oid, kind, value: attr.value.clone() };
-        names::check_entry(&entry, &what).map_err(ProfileError::InvalidConfig)?;
-        entries.push(entry);
-    }
-    if entries.is_empty() {
-        return Err(ProfileError::InvalidConfig(format!("CA {label:?} subject is empty")));
-    }
-
+    let label = &ca.label;
     let mut params = CertificateParams::default();
-    params.distinguished_name =
-        names::to_rcgen_dn(&entries).map_err(|e| ProfileError::InvalidConfig(format!("CA {label:?} subject: {e}")))?;
+    params.distinguished_name = names::to_rcgen_dn(&ca.subject)
+        .map_err(|e| ProfileError::InvalidConfig(format!("CA {label:?} subject: {e}")))?;
     params.serial_number = Some(serial_number(serial)?);
     params.not_before = truncate_to_second(not_before);
     params.not_after = truncate_to_second(not_after);
@@ -218,14 +207,12 @@ pub fn ca_params(
     params.key_identifier_method = KeyIdMethod::PreSpecified(keys::key_identifier(ca_public_key.der_bytes()));
     params.use_authority_key_identifier_extension = !is_root;
 
-    if !entity.policy_oid.trim().is_empty() {
-        let oid = extensions::parse_oid(&entity.policy_oid, &format!("CA {label:?} policy_oid"))?;
+    if let Some(oid) = ca.policy_oid {
         let value = extensions::certificate_policies(oid, None)?;
         // Critical, as on the real MEDIS issuing CAs.
         params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_CERTIFICATE_POLICIES, value, true));
     }
-    if !is_root && !entity.crl_url.trim().is_empty() {
-        let url = extensions::parse_url(entity.crl_url.trim(), &format!("CA {label:?} crl_url"))?;
+    if let (false, Some(url)) = (is_root, &ca.crl_url) {
         params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.to_string()] }];
     }
     Ok(params)

@@ -11,11 +11,13 @@ use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 use crate::tbs::RawTbs;
-use crate::testutil::{openssl, openssl_csr, openssl_rsa_key};
+use crate::testutil::{
+    default_cas, openssl, openssl_csr, openssl_rsa_key, policy, ISSUING_VALIDITY_YEARS, ROOT_VALIDITY_YEARS,
+};
 use crate::validity::{ca_validity, subscriber_validity};
 use crate::{
     assemble_certificate, ca_params, csr, hcrole, subscriber_params, tbs_certificate, tbs_of_certificate, CertKind,
-    IssuingCa, ProfileError, Subscriber,
+    IssuingCa, Policy, ProfileError, Subscriber,
 };
 
 fn pem(der: &[u8]) -> String {
@@ -59,16 +61,16 @@ struct Hierarchy {
 
 /// Root and both issuing CAs with keys from `keygen`, as at the key ceremony.
 fn hierarchy(keygen: impl Fn() -> KeyPair) -> Hierarchy {
-    let cfg = config::CaConfig::default();
+    let cfg = default_cas();
     let now = OffsetDateTime::now_utc();
 
     let root_key = keygen();
-    let (nb, na) = ca_validity(now, cfg.root.validity_years, None);
+    let (nb, na) = ca_validity(now, ROOT_VALIDITY_YEARS, None);
     let root_params = ca_params(&cfg.root, true, &[0x01], &root_key, nb, na).unwrap();
     let root_cert = root_params.self_signed(&root_key).unwrap();
     let root = IssuingCa::from_der(root_cert.der()).unwrap();
 
-    let (nb, na) = ca_validity(now, cfg.signing.validity_years, Some(root.not_after()));
+    let (nb, na) = ca_validity(now, ISSUING_VALIDITY_YEARS, Some(root.not_after()));
     let sign_key = keygen();
     let params = ca_params(&cfg.signing, false, &[0x02], &sign_key, nb, na).unwrap();
     let sign_ca = IssuingCa::from_der(&issue(&params, &sign_key, &root, &root_key).unwrap()).unwrap();
@@ -119,7 +121,7 @@ fn escaped_utf8(s: &str) -> String {
 #[test]
 fn full_chain_signing_and_authentication_certificates() {
     let h = hierarchy(rsa_key);
-    let cfg = config::ProfileConfig { ocsp_enabled: true, ..Default::default() };
+    let cfg = policy();
     let (_, csr_der) = openssl_csr(&["-newkey", "rsa:2048"]);
     let key = csr::parse_and_verify(&csr_der, cfg.min_rsa_bits).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +166,7 @@ fn full_chain_signing_and_authentication_certificates() {
     // The authentication CA key is not kept by `hierarchy`; sign with a CA
     // whose key we hold by issuing a second auth CA here.
     let auth_key = rsa_key();
-    let ca_cfg = config::CaConfig::default();
+    let ca_cfg = default_cas();
     let (cnb, cna) = ca_validity(OffsetDateTime::now_utc(), 20, Some(h.root.not_after()));
     let auth_ca_params = ca_params(&ca_cfg.authentication, false, &[0x04], &auth_key, cnb, cna).unwrap();
     let auth_ca = IssuingCa::from_der(&issue(&auth_ca_params, &auth_key, &h.root, &h.root_key).unwrap()).unwrap();
@@ -202,7 +204,7 @@ fn full_chain_signing_and_authentication_certificates() {
 #[test]
 fn ocsp_disabled_means_no_aia() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig { ocsp_enabled: false, ..Default::default() };
+    let cfg = Policy { ocsp_url: None, ..policy() };
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 04 - 01), 5, h.sign_ca.not_after());
     let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x20], nb, na, &h.sign_ca).unwrap();
@@ -217,7 +219,7 @@ fn ocsp_disabled_means_no_aia() {
 #[test]
 fn issuer_field_equals_ca_subject_byte_for_byte() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig::default();
+    let cfg = policy();
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 04 - 01), 5, h.sign_ca.not_after());
     let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x21], nb, na, &h.sign_ca).unwrap();
@@ -286,7 +288,7 @@ fn ca_with_foreign_string_types_and_two_ous_keeps_its_subject() {
     assert_eq!(ca.distinguished_name().iter().count(), 6);
 
     let key = ec_key();
-    let cfg = config::ProfileConfig::default();
+    let cfg = policy();
     let (nb, na) = subscriber_validity(crate::validity::today_jst(), 5, ca.not_after());
     let params = subscriber_params(&cfg, CertKind::Authentication, &doctor(), &[0x22], nb, na, &ca).unwrap();
     let tbs = tbs_certificate(&params, &key, &ca).unwrap();
@@ -305,7 +307,7 @@ fn ca_with_foreign_string_types_and_two_ous_keeps_its_subject() {
 #[test]
 fn rsa_two_phase_equals_direct_rcgen_signing_byte_for_byte() {
     let h = hierarchy(rsa_key);
-    let cfg = config::ProfileConfig::default();
+    let cfg = policy();
     let (_, csr_der) = openssl_csr(&["-newkey", "rsa:2048"]);
     let key = csr::parse_and_verify(&csr_der, 2048).unwrap();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
@@ -321,7 +323,7 @@ fn rsa_two_phase_equals_direct_rcgen_signing_byte_for_byte() {
 #[test]
 fn ecdsa_two_phase_matches_direct_structure_and_accepts_raw_signatures() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig::default();
+    let cfg = policy();
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
     let mut params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x31], nb, na, &h.sign_ca).unwrap();
@@ -359,7 +361,7 @@ fn ecdsa_raw(der_sig: &[u8]) -> Vec<u8> {
 #[test]
 fn wrong_signature_is_caught_by_verify_issued() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig::default();
+    let cfg = policy();
     let key = ec_key();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
     let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x32], nb, na, &h.sign_ca).unwrap();
@@ -404,35 +406,36 @@ fn ca_certificates_have_the_ceremony_profile() {
 
 #[test]
 fn bad_config_is_reported_by_field() {
-    let h = hierarchy(ec_key);
-    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let check = |cfg: config::ProfileConfig, kind: CertKind, field: &str| {
-        let err = subscriber_params(&cfg, kind, &doctor(), &[1], nb, na, &h.sign_ca).unwrap_err();
+    // A Policy is typed: bad values are refused when it is built, naming the key.
+    use crate::policy::parse_eku;
+    use crate::{CaProfile, CertUrl, HcRole, KindPolicy};
+    let check = |err: ProfileError, field: &str| {
         assert!(matches!(err, ProfileError::InvalidConfig(_)), "{err}");
         assert!(err.to_string().contains(field), "{err}");
     };
-    let cfg = config::ProfileConfig { signing_policy_oid: "not-an-oid".into(), ..Default::default() };
-    check(cfg, CertKind::Signing, "profile.signing_policy_oid");
-    let cfg = config::ProfileConfig { authentication_crl_url: String::new(), ..Default::default() };
-    check(cfg, CertKind::Authentication, "profile.authentication_crl_url");
-    let cfg = config::ProfileConfig { ocsp_url: "nope".into(), ..Default::default() };
-    check(cfg, CertKind::Signing, "profile.ocsp_url");
-    let cfg = config::ProfileConfig { hc_role: String::new(), ..Default::default() };
-    check(cfg, CertKind::Signing, "profile.hc_role");
-    let cfg = config::ProfileConfig { authentication_eku: vec!["serverAuthentication".into()], ..Default::default() };
-    check(cfg, CertKind::Authentication, "profile.authentication_eku");
+    check(
+        KindPolicy::parse_policy_oid("not-an-oid", "profile.signing_policy_oid").unwrap_err(),
+        "profile.signing_policy_oid",
+    );
+    check(
+        KindPolicy::parse_crl_url("", "profile.authentication_crl_url").unwrap_err(),
+        "profile.authentication_crl_url",
+    );
+    check(CertUrl::parse("nope", "profile.ocsp_url").unwrap_err(), "profile.ocsp_url");
+    check(HcRole::new("").unwrap_err(), "profile.hc_role");
+    check(parse_eku("serverAuthentication", "profile.authentication_eku").unwrap_err(), "profile.authentication_eku");
 
-    let mut entity = config::CaConfig::default().signing;
-    entity.subject.push(config::DnAttribute { attr: "Email".into(), value: "x".into() });
-    let key = ec_key();
-    let err = ca_params(&entity, false, &[1], &key, nb, na).unwrap_err().to_string();
+    let mut subject: Vec<(&str, &str)> =
+        vec![("C", "JP"), ("O", "Japan Medical Association"), ("OU", "JMA HPKI CA"), ("CN", "x")];
+    subject.push(("Email", "x"));
+    let err = CaProfile::new("sign-ca", subject, "1.2.392.100495.1.5.1.1.3.1", "").unwrap_err().to_string();
     assert!(err.contains("sign-ca") && err.contains("Email"), "{err}");
 }
 
 #[test]
 fn bad_subscriber_data_and_validity_are_refused() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig::default();
+    let cfg = policy();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
     let mut who = doctor();
     who.holder_id = "JMA_0001".into(); // '_' is not a PrintableString character
@@ -454,7 +457,7 @@ fn bad_subscriber_data_and_validity_are_refused() {
 #[test]
 fn no_institution_means_no_o() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig::default();
+    let cfg = policy();
     let mut who = doctor();
     who.institution = None;
     who.institution_kanji = None;
@@ -491,7 +494,7 @@ fn assembly_inputs_are_checked() {
 #[test]
 fn partition_crl_distribution_point_and_freshest_crl() {
     let h = hierarchy(ec_key);
-    let cfg = config::ProfileConfig { crl_partitions: 4, delta_crls: true, ..Default::default() };
+    let cfg = Policy { crl_partitions: 4, delta_crls: true, ..policy() };
     let subject_key = ec_key();
     let dir = tempfile::tempdir().unwrap();
     let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
@@ -509,7 +512,7 @@ fn partition_crl_distribution_point_and_freshest_crl() {
     assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-p4-delta.crl"), "{text}");
 
     // Deltas without partitions: freshestCRL is the CA's delta CRL.
-    let cfg = config::ProfileConfig { delta_crls: true, ..Default::default() };
+    let cfg = Policy { delta_crls: true, ..policy() };
     let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "delta-ee");
@@ -517,9 +520,7 @@ fn partition_crl_distribution_point_and_freshest_crl() {
     assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-delta.crl"), "{text}");
 
     // Both off (the default): no freshestCRL, the CA's CRL.
-    let params =
-        subscriber_params(&config::ProfileConfig::default(), CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca)
-            .unwrap();
+    let params = subscriber_params(&policy(), CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "plain-ee");
     assert!(!text.contains("Freshest CRL"), "{text}");
@@ -532,7 +533,7 @@ fn partition_crl_distribution_point_and_freshest_crl() {
 #[test]
 fn authority_key_identifier_can_name_the_issuing_ca_certificate_by_issuer_and_serial() {
     let h = hierarchy(rsa_key);
-    let cfg = config::ProfileConfig { authority_key_identifier_issuer_serial: true, ..Default::default() };
+    let cfg = Policy { authority_key_identifier_issuer_serial: true, ..policy() };
     let (_, csr_der) = openssl_csr(&["-newkey", "rsa:2048"]);
     let key = csr::parse_and_verify(&csr_der, cfg.min_rsa_bits).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -553,7 +554,7 @@ fn authority_key_identifier_can_name_the_issuing_ca_certificate_by_issuer_and_se
     assert!(!ext.critical);
 
     // The default: keyIdentifier only.
-    let plain = config::ProfileConfig::default();
+    let plain = policy();
     let params = subscriber_params(&plain, CertKind::Signing, &doctor(), &[0x10, 0x04], nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "aki-plain");

@@ -3,8 +3,6 @@
 //! (freshestCRL). The CRL publisher uses the same functions, so a certificate
 //! and the CRL that lists it always agree.
 
-use crate::CertKind;
-
 /// The CRL partition of a certificate: 1..=`partitions`, from the big-endian
 /// value of the serial's last 8 octets modulo `partitions`; 0 when
 /// partitioning is off (`partitions == 0`). Leading zero octets do not matter.
@@ -18,26 +16,36 @@ pub fn crl_partition(serial: &[u8], partitions: u32) -> u32 {
     (value % u64::from(partitions)) as u32 + 1
 }
 
-/// The configured full-CRL URL of the issuing CA for `kind` (untrimmed config value).
-pub fn ca_crl_url(cfg: &config::ProfileConfig, kind: CertKind) -> &str {
-    match kind {
-        CertKind::Signing => &cfg.signing_crl_url,
-        CertKind::Authentication => &cfg.authentication_crl_url,
-    }
-}
-
 /// The CRL distribution point of the certificate with `serial`: the CA's CRL
 /// URL, or its partition's URL when partitions are on.
 pub fn crl_distribution_url(ca_crl_url: &str, serial: &[u8], partitions: u32) -> String {
     match crl_partition(serial, partitions) {
         0 => ca_crl_url.to_owned(),
-        p => config::partition_url(ca_crl_url, p),
+        p => partition_url(ca_crl_url, p),
     }
 }
 
 /// The delta CRL that goes with the full CRL at `crl_url` (freshestCRL).
 pub fn freshest_crl_url(crl_url: &str) -> String {
-    config::delta_url(crl_url)
+    delta_url(crl_url)
+}
+
+/// `http://h/crl/sign.crl` -> `http://h/crl/sign-p3.crl`.
+pub fn partition_url(base: &str, partition: u32) -> String {
+    with_suffix(base, &format!("-p{partition}"))
+}
+
+/// `http://h/crl/sign.crl` -> `http://h/crl/sign-delta.crl`.
+pub fn delta_url(base: &str) -> String {
+    with_suffix(base, "-delta")
+}
+
+fn with_suffix(base: &str, suffix: &str) -> String {
+    let file_start = base.rfind('/').map_or(0, |i| i + 1);
+    match base[file_start..].rfind('.') {
+        Some(dot) => format!("{}{suffix}{}", &base[..file_start + dot], &base[file_start + dot..]),
+        None => format!("{base}{suffix}"),
+    }
 }
 
 #[cfg(test)]

@@ -100,14 +100,7 @@ pub fn subject_key_identifier(key_id: &[u8]) -> Result<Vec<u8>, ProfileError> {
 
 /// EKU purposes from config names ("clientAuth", "emailProtection") or dotted OIDs.
 pub fn extended_key_usages(names: &[String], field: &str) -> Result<Vec<ExtendedKeyUsagePurpose>, ProfileError> {
-    names
-        .iter()
-        .map(|name| match name.trim() {
-            "clientAuth" => Ok(ExtendedKeyUsagePurpose::ClientAuth),
-            "emailProtection" => Ok(ExtendedKeyUsagePurpose::EmailProtection),
-            dotted => parse_oid(dotted, field).map(|oid| ExtendedKeyUsagePurpose::Other(oid_arcs(oid))),
-        })
-        .collect()
+    names.iter().map(|name| crate::policy::parse_eku(name, field).map(crate::policy::eku_purpose)).collect()
 }
 
 #[cfg(test)]

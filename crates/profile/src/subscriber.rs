@@ -2,6 +2,7 @@
 //! (authentication).
 
 use const_oid::db::{rfc4519, rfc5280};
+use der::asn1::Ia5String;
 use rcgen::{CertificateParams, CrlDistributionPoint, IsCa, KeyUsagePurpose};
 use time::OffsetDateTime;
 
@@ -9,8 +10,8 @@ use crate::ca::{check_period, IssuingCa};
 use crate::distribution;
 use crate::error::ProfileError;
 use crate::extensions;
-use crate::hcrole;
 use crate::names::{self, NameEntry};
+use crate::policy::{eku_purpose, Policy};
 use crate::serial::serial_number;
 use crate::CertKind;
 
@@ -106,8 +107,9 @@ impl Subscriber {
 /// rcgen params of a subscriber certificate. The subjectKeyIdentifier needs
 /// the subscriber's key, so [`crate::tbs_certificate`] adds it (see
 /// [`crate::add_subject_key_identifier`] when signing with rcgen directly).
+/// `policy` was checked when it was built; nothing here parses config text.
 pub fn subscriber_params(
-    cfg: &config::ProfileConfig,
+    policy: &Policy,
     kind: CertKind,
     who: &Subscriber,
     serial: &[u8],
@@ -131,7 +133,7 @@ pub fn subscriber_params(
     params.not_after = not_after;
     // No basicConstraints at all, as in the real MEDIS certificate.
     params.is_ca = IsCa::NoCa;
-    if cfg.authority_key_identifier_issuer_serial {
+    if policy.authority_key_identifier_issuer_serial {
         params.use_authority_key_identifier_extension = false;
         let aki = extensions::authority_key_identifier_with_issuer_serial(
             issuer.subject_key_identifier(),
@@ -142,66 +144,50 @@ pub fn subscriber_params(
         params.use_authority_key_identifier_extension = true;
     }
 
-    let (policy_field, policy, crl_field, crl_url) = match kind {
-        CertKind::Signing => {
-            params.key_usages = vec![KeyUsagePurpose::ContentCommitment];
-            ("profile.signing_policy_oid", &cfg.signing_policy_oid, "profile.signing_crl_url", &cfg.signing_crl_url)
-        }
+    match kind {
+        CertKind::Signing => params.key_usages = vec![KeyUsagePurpose::ContentCommitment],
         CertKind::Authentication => {
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            params.extended_key_usages =
-                extensions::extended_key_usages(&cfg.authentication_eku, "profile.authentication_eku")?;
-            (
-                "profile.authentication_policy_oid",
-                &cfg.authentication_policy_oid,
-                "profile.authentication_crl_url",
-                &cfg.authentication_crl_url,
-            )
+            params.extended_key_usages = policy.authentication_eku.iter().copied().map(eku_purpose).collect();
         }
-    };
-
-    if crl_url.trim().is_empty() {
-        return Err(ProfileError::InvalidConfig(format!("{crl_field} is empty; HPKI certificates rely on CRLs")));
     }
+    let kind_policy = policy.kind(kind);
+
     // With partitions, the partition's CRL; with deltas, freshestCRL points at
     // the delta CRL of that same CRL (its scope must match the full CRL's).
-    let crl_dp = distribution::crl_distribution_url(crl_url.trim(), serial, cfg.crl_partitions);
-    let crl_dp = extensions::parse_url(&crl_dp, crl_field)?;
-    if cfg.delta_crls {
-        let delta = distribution::freshest_crl_url(crl_dp.as_str());
-        let delta = extensions::parse_url(&delta, crl_field)?;
+    let crl_dp = distribution::crl_distribution_url(kind_policy.crl_url.as_str(), serial, policy.crl_partitions);
+    if policy.delta_crls {
+        let delta = ascii(distribution::freshest_crl_url(&crl_dp))?;
         params.custom_extensions.push(extensions::custom(
             rfc5280::ID_CE_FRESHEST_CRL,
             extensions::freshest_crl(delta)?,
             false,
         ));
     }
-    params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl_dp.to_string()] }];
+    params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl_dp] }];
 
     let alt_name = names::to_x509_name(&who.alt_name_entries())?;
     let san = extensions::subject_alt_name_directory(alt_name)?;
     params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_SUBJECT_ALT_NAME, san, false));
 
-    if policy.trim().is_empty() {
-        return Err(ProfileError::InvalidConfig(format!("{policy_field} is empty")));
-    }
-    let policy = extensions::parse_oid(policy, policy_field)?;
-    let cps = match cfg.cps_uri.trim() {
-        "" => None,
-        uri => Some(extensions::parse_url(uri, "profile.cps_uri")?),
-    };
-    let policies = extensions::certificate_policies(policy, cps)?;
+    let cps = policy.cps_uri.as_ref().map(|u| u.ia5().clone());
+    let policies = extensions::certificate_policies(kind_policy.policy_oid, cps)?;
     params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_CERTIFICATE_POLICIES, policies, true));
 
-    let sda = hcrole::subject_directory_attributes(&cfg.hc_role)?;
+    let sda = policy.hc_role.extension_value().to_vec();
     params.custom_extensions.push(extensions::custom(rfc5280::ID_CE_SUBJECT_DIRECTORY_ATTRIBUTES, sda, false));
 
-    if cfg.ocsp_enabled {
-        let url = extensions::parse_url(cfg.ocsp_url.trim(), "profile.ocsp_url")?;
-        let aia = extensions::authority_info_access_ocsp(url)?;
+    if let Some(url) = &policy.ocsp_url {
+        let aia = extensions::authority_info_access_ocsp(url.ia5().clone())?;
         params.custom_extensions.push(extensions::custom(rfc5280::ID_PE_AUTHORITY_INFO_ACCESS, aia, false));
     }
     Ok(params)
+}
+
+/// A URL derived from a checked one (a partition's or delta CRL's: ASCII
+/// suffixes on an IA5 URL), as an IA5String.
+fn ascii(url: String) -> Result<Ia5String, ProfileError> {
+    Ia5String::new(&url).map_err(|e| ProfileError::Der(format!("derived URL {url:?}: {e}")))
 }
 
 #[cfg(test)]

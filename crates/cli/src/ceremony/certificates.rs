@@ -101,6 +101,8 @@ pub fn run(cfg: &Config, root_token: &Hsm, issuing: &Hsm, log: &mut CeremonyLog)
     let dir = cfg.cert_dir();
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let alg = cfg.ca.key_algorithm;
+    // Names, policies and URLs checked before any key is made.
+    let cas = cfg.ca.profiles()?;
     let mut out = Vec::new();
 
     let root = &cfg.ca.root;
@@ -111,7 +113,7 @@ pub fn run(cfg: &Config, root_token: &Hsm, issuing: &Hsm, log: &mut CeremonyLog)
         Some(der) => (der, Outcome::Kept),
         None => {
             let (nb, na) = validity(root.validity_years, None)?;
-            let params = profile::ca_params(root, true, &random_serial(), &root_key, nb, na)?;
+            let params = profile::ca_params(&cas.root, true, &random_serial(), &root_key, nb, na)?;
             let der = params.self_signed(&root_key)?.der().to_vec();
             write_pem(&root_path, &der)?;
             (der, Outcome::Created)
@@ -121,7 +123,9 @@ pub fn run(cfg: &Config, root_token: &Hsm, issuing: &Hsm, log: &mut CeremonyLog)
     out.push(describe("root", root, root_key_outcome, root_outcome, root_path, &root_der));
     let root_ca = profile::IssuingCa::from_der(&root_der)?;
 
-    for (name, entity) in [("signing", &cfg.ca.signing), ("authentication", &cfg.ca.authentication)] {
+    for (name, entity, ca) in
+        [("signing", &cfg.ca.signing, &cas.signing), ("authentication", &cfg.ca.authentication, &cas.authentication)]
+    {
         let (key, key_outcome) = key_for(issuing, entity, alg)?;
         log.key(name, &key, key_verb(&key_outcome))?;
         let path = dir.join(&entity.file_name);
@@ -129,7 +133,7 @@ pub fn run(cfg: &Config, root_token: &Hsm, issuing: &Hsm, log: &mut CeremonyLog)
             Some(der) => (der, Outcome::Kept),
             None => {
                 let (nb, na) = validity(entity.validity_years, Some(root_ca.not_after()))?;
-                let params = profile::ca_params(entity, false, &random_serial(), &key, nb, na)?;
+                let params = profile::ca_params(ca, false, &random_serial(), &key, nb, na)?;
                 let tbs = profile::tbs_certificate(&params, &key, &root_ca)?;
                 let sig = root_key.sign(&tbs)?;
                 let der = profile::assemble_certificate(&tbs, &sig)?;

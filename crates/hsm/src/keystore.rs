@@ -280,31 +280,13 @@ fn read_public(
     epoch: u64,
 ) -> Result<KeyParts, HsmError> {
     let (alg, public_key) = if key_type == KeyType::RSA {
-        let attrs =
-            s.get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent]).map_err(from_pkcs11)?;
-        let (mut n, mut e) = (Vec::new(), Vec::new());
-        for attr in attrs {
-            match attr {
-                Attribute::Modulus(v) => n = v,
-                Attribute::PublicExponent(v) => e = v,
-                _ => {}
-            }
-        }
+        let [n, e] = public_values(s, public, [AttributeType::Modulus, AttributeType::PublicExponent])?;
         let bits = pubkey::rsa_modulus_bits(&n);
         let alg = KeyAlgorithm::Rsa { bits };
         alg.validate().map_err(|_| HsmError::UnsupportedKey(format!("{label:?} is RSA-{bits}")))?;
         (alg, pubkey::rsa_public_key_der(&n, &e)?)
     } else if key_type == KeyType::EC {
-        let attrs =
-            s.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint]).map_err(from_pkcs11)?;
-        let (mut params, mut point) = (Vec::new(), Vec::new());
-        for attr in attrs {
-            match attr {
-                Attribute::EcParams(v) => params = v,
-                Attribute::EcPoint(v) => point = v,
-                _ => {}
-            }
-        }
+        let [params, point] = public_values(s, public, [AttributeType::EcParams, AttributeType::EcPoint])?;
         if params != P256_PARAMS_DER {
             return Err(HsmError::UnsupportedKey(format!("{label:?} is not on P-256")));
         }
@@ -314,6 +296,21 @@ fn read_public(
     };
     let spki = pubkey::spki_der(alg, &public_key)?;
     Ok(KeyParts { label: label.to_owned(), alg, epoch, private, public_key, spki })
+}
+
+/// Two byte-string attributes of a public key (RSA modulus and exponent, EC
+/// parameters and point), in the order asked; empty when the token leaves one out.
+fn public_values(s: &Session, public: ObjectHandle, types: [AttributeType; 2]) -> Result<[Vec<u8>; 2], HsmError> {
+    let mut values = [Vec::new(), Vec::new()];
+    for attr in s.get_attributes(public, &types).map_err(from_pkcs11)? {
+        let slot = types.iter().position(|t| *t == attr.attribute_type());
+        if let (Some(i), Attribute::Modulus(v) | Attribute::PublicExponent(v))
+        | (Some(i), Attribute::EcParams(v) | Attribute::EcPoint(v)) = (slot, attr)
+        {
+            values[i] = v;
+        }
+    }
+    Ok(values)
 }
 
 /// The key a lookup found, if it is of the wanted kind (`wrong_kind` says how

@@ -17,7 +17,7 @@ use cryptoki::types::Ulong;
 use crate::error::{from_pkcs11, HsmError};
 use crate::handle::HandleCache;
 use crate::hsm::Hsm;
-use crate::keystore::{check_label, find_one, KEY_ID_LEN};
+use crate::keystore::{check_label, find_one};
 use crate::protection::{self, KeyProtection};
 use crate::store_lock::Access;
 
@@ -65,13 +65,8 @@ impl Hsm {
     pub fn generate_aes_key(&self, label: &str, bits: u32) -> Result<AesKey, HsmError> {
         check_label(label)?;
         let len = aes_key_len(bits)?;
-        // Exclusive, like key-pair generation: SoftHSM needs it (see store_lock), and it
-        // makes "is the label free? then generate" atomic within this process.
-        let (epoch, handle) = self.with_live(Access::Exclusive, |live, s| {
-            if find_secret(s, label)?.is_some() {
-                return Err(HsmError::KeyExists(label.to_owned()));
-            }
-            let id = s.generate_random_vec(KEY_ID_LEN).map_err(from_pkcs11)?;
+        // Exclusive and refusing a taken label, like key-pair generation.
+        let (epoch, handle) = self.generate_fresh(label, Some(find_secret), |s, id, epoch| {
             let template = [
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::AES),
@@ -94,7 +89,7 @@ impl Hsm {
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id),
             ];
-            Ok((live.epoch(), s.generate_key(&Mechanism::AesKeyGen, &template).map_err(from_pkcs11)?))
+            Ok((epoch, s.generate_key(&Mechanism::AesKeyGen, &template).map_err(from_pkcs11)?))
         })?;
         tracing::info!(label, bits, "generated AES key in HSM");
         Ok(AesKey::new(self.clone(), label, bits, epoch, handle))
@@ -103,10 +98,8 @@ impl Hsm {
     /// Finds an AES key by label. Ok(None) if there is no secret key with this label;
     /// `UnsupportedKey` if there is one but it is not AES.
     pub fn find_aes_key(&self, label: &str) -> Result<Option<AesKey>, HsmError> {
-        check_label(label)?;
-        let found = self.with_live(Access::Shared, |live, s| match find_secret(s, label)? {
-            Some(handle) => aes_bits(s, label, handle).map(|bits| Some((bits, live.epoch(), handle))),
-            None => Ok(None),
+        let found = self.find_labelled(label, find_secret, |s, handle, epoch| {
+            aes_bits(s, label, handle).map(|bits| (bits, epoch, handle))
         })?;
         Ok(found.map(|(bits, epoch, handle)| AesKey::new(self.clone(), label, bits, epoch, handle)))
     }
@@ -121,22 +114,18 @@ impl Hsm {
     /// mechanism list); Ok(None) when there is none; `NotCaGrade` naming every
     /// problem otherwise. What the ceremony calls before it adopts an existing key.
     pub fn adopt_escrow_key(&self, label: &str, bits: u32) -> Result<Option<AesKey>, HsmError> {
-        crate::keystore::adopt(label, self.find_aes_key(label), |key| {
-            let mut reasons = Vec::new();
-            if key.bits() != bits {
-                reasons.push(format!("wrong size: AES-{}, not AES-{bits}", key.bits()));
-            }
-            reasons.extend(self.aes_key_protection(label)?.escrow_grade_problems());
-            Ok(reasons)
-        })
+        crate::keystore::adopt(
+            label,
+            self.find_aes_key(label),
+            |key| (key.bits() != bits).then(|| format!("wrong size: AES-{}, not AES-{bits}", key.bits())),
+            || Ok(self.aes_key_protection(label)?.escrow_grade_problems()),
+        )
     }
 
     /// Reads the AES key's protection attributes back from the token.
     /// `private_value_readable` says whether CKA_VALUE came back with bytes.
     pub fn aes_key_protection(&self, label: &str) -> Result<KeyProtection, HsmError> {
-        check_label(label)?;
-        self.with_session(|s| {
-            let handle = find_secret(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
+        self.with_labelled(label, find_secret, |s, handle| {
             aes_bits(s, label, handle)?;
             protection::read_secret_key(s, handle)
         })
@@ -302,9 +291,9 @@ fn aes_bits(s: &Session, label: &str, handle: ObjectHandle) -> Result<u32, HsmEr
 mod tests {
     use std::collections::HashSet;
     use std::path::Path;
-    use std::process::Command;
 
     use super::*;
+    use crate::keystore::KEY_ID_LEN;
     use crate::testing::{self, shared_hsm, unique_label};
     use crate::KeyAlgorithm;
 
@@ -462,25 +451,7 @@ mod tests {
         let label = unique_label("prot");
         hsm.generate_aes_key(&label, 256).unwrap();
         let p = hsm.aes_key_protection(&label).unwrap();
-        assert_eq!(
-            p,
-            KeyProtection {
-                sensitive: true,
-                extractable: false,
-                never_extractable: true,
-                sign: false,
-                verify: false,
-                encrypt: true,
-                decrypt: true,
-                wrap: false,
-                unwrap: false,
-                derive: false,
-                private_value_readable: false,
-                modifiable: false,
-                copyable: false,
-                allowed_mechanisms: vec!["CKM_AES_GCM".into()],
-            }
-        );
+        assert_eq!(p, KeyProtection { encrypt: true, decrypt: true, ..KeyProtection::sealed_for_tests("CKM_AES_GCM") });
         assert!(p.is_escrow_grade());
         assert!(!p.is_ca_grade());
     }
@@ -638,16 +609,7 @@ mod tests {
     #[test]
     fn concurrent_generation_with_one_label_makes_one_key() {
         let hsm = shared_hsm();
-        let label = unique_label("race");
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (hsm, label) = (hsm.clone(), label.clone());
-                std::thread::spawn(move || hsm.generate_aes_key(&label, 256))
-            })
-            .collect();
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-        assert_eq!(results.iter().filter(|r| matches!(r, Err(HsmError::KeyExists(_)))).count(), 3);
+        let label = crate::testing::race_to_generate(|hsm, label| hsm.generate_aes_key(label, 256));
         assert_eq!(objects_labelled(&hsm, &label).len(), 1);
     }
 
@@ -816,18 +778,11 @@ mod tests {
         let t = testing::shared_token();
         let key = hsm.generate_aes_key(&unique_label("restart"), 256).unwrap();
         let (iv, ct) = key.encrypt_gcm(CHILD_PLAINTEXT, CARD).unwrap();
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "aes::tests::escrowed_pin_decrypts_in_a_new_process"])
-            .args(["--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{}:{}:{}", key.label(), hex(&iv), hex(&ct)))
-            .env(CHILD_PIN_ENV, &t.user_pin)
-            .env("SOFTHSM2_CONF", &t.conf)
-            .env("HSM_TEST_MODULE", &t.module)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let job = format!("{}:{}:{}", key.label(), hex(&iv), hex(&ct));
+        let stdout = testing::run_in_child(
+            "aes::tests::escrowed_pin_decrypts_in_a_new_process",
+            &[(CHILD_ENV, job.as_str()), (CHILD_PIN_ENV, t.user_pin.as_str())],
+        );
         assert!(stdout.contains("child decrypted the escrow"), "{stdout}");
-        assert!(stdout.contains("1 passed"), "{stdout}");
     }
 }

@@ -286,7 +286,6 @@ fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<(Slot, String), HsmError> 
 mod tests {
     use super::*;
     use crate::testing;
-    use std::process::Command;
 
     /// Set in the child process of `wrong_pin_is_rejected_by_a_fresh_process`.
     const CHILD_PIN_ENV: &str = "HSM_TEST_CHILD_WRONG_PIN";
@@ -335,19 +334,11 @@ mod tests {
             assert!(!err.to_string().contains(&pin), "{err}");
             return;
         }
-        let t = testing::shared_token();
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "hsm::tests::wrong_pin_is_rejected_by_a_fresh_process"])
-            .args(["--nocapture", "--test-threads=1"])
-            .env(CHILD_PIN_ENV, WRONG_PIN)
-            .env("SOFTHSM2_CONF", &t.conf)
-            .env("HSM_TEST_MODULE", &t.module)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = testing::run_in_child(
+            "hsm::tests::wrong_pin_is_rejected_by_a_fresh_process",
+            &[(CHILD_PIN_ENV, WRONG_PIN)],
+        );
         assert!(stdout.contains("child got: login failed"), "{stdout}");
-        assert!(stdout.contains("1 passed"), "{stdout}");
     }
 
     #[test]

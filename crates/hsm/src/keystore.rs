@@ -41,14 +41,8 @@ impl Hsm {
     ) -> Result<HsmKey, HsmError> {
         check_label(label)?;
         alg.validate()?;
-        // Exclusive: SoftHSM needs it (see store_lock), and it makes "is the label free?
-        // then generate" atomic for every Hsm in this process. Other processes can race
-        // (see `find_keys`).
-        let parts = self.with_live(Access::Exclusive, |live, s| {
-            if refuse_existing && find_private(s, label)?.is_some() {
-                return Err(HsmError::KeyExists(label.to_owned()));
-            }
-            let id = s.generate_random_vec(KEY_ID_LEN).map_err(from_pkcs11)?;
+        let existing: Option<FindFn> = refuse_existing.then_some(find_private);
+        let parts = self.generate_fresh(label, existing, |s, id, epoch| {
             let (mechanism, key_type, pub_extra) = match alg {
                 KeyAlgorithm::Rsa { bits } => (
                     Mechanism::RsaPkcsKeyPairGen,
@@ -92,19 +86,66 @@ impl Hsm {
             ];
             let (public, private) =
                 s.generate_key_pair(&mechanism, &pub_template, &priv_template).map_err(from_pkcs11)?;
-            read_public(s, label, key_type, private, public, live.epoch())
+            read_public(s, label, key_type, private, public, epoch)
         })?;
         tracing::info!(label, algorithm = ?alg, "generated key pair in HSM");
         Ok(HsmKey::new(self.clone(), parts))
     }
 
+    /// The skeleton of every key generation (key pairs and AES keys). Exclusive:
+    /// SoftHSM needs it (see store_lock), and it makes "is the label free? then
+    /// generate" atomic for every Hsm in this process; other processes can race
+    /// (see `find_keys`). A label `existing` finds is `KeyExists`; otherwise
+    /// `make` gets the session, a fresh random CKA_ID and the library epoch.
+    pub(crate) fn generate_fresh<T>(
+        &self,
+        label: &str,
+        existing: Option<FindFn>,
+        make: impl FnOnce(&Session, Vec<u8>, u64) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        self.with_live(Access::Exclusive, |live, s| {
+            if let Some(find) = existing {
+                if find(s, label)?.is_some() {
+                    return Err(HsmError::KeyExists(label.to_owned()));
+                }
+            }
+            let id = s.generate_random_vec(KEY_ID_LEN).map_err(from_pkcs11)?;
+            make(s, id, live.epoch())
+        })
+    }
+
+    /// `f` on the one object `find` finds under `label` (with the library epoch),
+    /// or Ok(None) when there is none.
+    pub(crate) fn find_labelled<T>(
+        &self,
+        label: &str,
+        find: FindFn,
+        f: impl FnOnce(&Session, ObjectHandle, u64) -> Result<T, HsmError>,
+    ) -> Result<Option<T>, HsmError> {
+        check_label(label)?;
+        self.with_live(Access::Shared, |live, s| match find(s, label)? {
+            Some(handle) => f(s, handle, live.epoch()).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    /// `f` on the one object `find` finds under `label`, or `KeyNotFound`.
+    pub(crate) fn with_labelled<T>(
+        &self,
+        label: &str,
+        find: FindFn,
+        f: impl FnOnce(&Session, ObjectHandle) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        check_label(label)?;
+        self.with_session(|s| {
+            let handle = find(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
+            f(s, handle)
+        })
+    }
+
     /// Finds a private key and its public key by label. Ok(None) if absent.
     pub fn find_key(&self, label: &str) -> Result<Option<HsmKey>, HsmError> {
-        check_label(label)?;
-        let parts = self.with_live(Access::Shared, |live, s| match find_private(s, label)? {
-            Some(private) => load(s, label, private, live.epoch()).map(Some),
-            None => Ok(None),
-        })?;
+        let parts = self.find_labelled(label, find_private, |s, private, epoch| load(s, label, private, epoch))?;
         Ok(parts.map(|p| HsmKey::new(self.clone(), p)))
     }
 
@@ -155,21 +196,20 @@ impl Hsm {
     /// sensitive, modifiable, copyable, other uses than signing, no mechanism list.
     /// What the ceremony calls before it adopts an existing key.
     pub fn adopt_ca_key(&self, label: &str, alg: KeyAlgorithm) -> Result<Option<HsmKey>, HsmError> {
-        adopt(label, self.find_key(label), |key| {
-            let mut reasons = Vec::new();
-            if key.algorithm() != alg {
-                reasons.push(format!("wrong type or size: {:?}, the configuration asks for {alg:?}", key.algorithm()));
-            }
-            reasons.extend(self.key_protection(label)?.ca_grade_problems());
-            Ok(reasons)
-        })
+        adopt(
+            label,
+            self.find_key(label),
+            |key| {
+                (key.algorithm() != alg)
+                    .then(|| format!("wrong type or size: {:?}, the configuration asks for {alg:?}", key.algorithm()))
+            },
+            || Ok(self.key_protection(label)?.ca_grade_problems()),
+        )
     }
 
     /// Reads the private key's protection attributes back from the token.
     pub fn key_protection(&self, label: &str) -> Result<KeyProtection, HsmError> {
-        check_label(label)?;
-        self.with_session(|s| {
-            let private = find_private(s, label)?.ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
+        self.with_labelled(label, find_private, |s, private| {
             let parts = load(s, label, private, 0)?;
             protection::read(s, private, parts.alg)
         })
@@ -182,6 +222,9 @@ pub(crate) fn check_label(label: &str) -> Result<(), HsmError> {
     }
     Ok(())
 }
+
+/// A lookup of the one object of some class under a label.
+pub(crate) type FindFn = fn(&Session, &str) -> Result<Option<ObjectHandle>, HsmError>;
 
 pub(crate) fn find_one(s: &Session, template: &[Attribute], what: &str) -> Result<Option<ObjectHandle>, HsmError> {
     match s.find_objects(template).map_err(from_pkcs11)?.as_slice() {
@@ -237,31 +280,13 @@ fn read_public(
     epoch: u64,
 ) -> Result<KeyParts, HsmError> {
     let (alg, public_key) = if key_type == KeyType::RSA {
-        let attrs =
-            s.get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent]).map_err(from_pkcs11)?;
-        let (mut n, mut e) = (Vec::new(), Vec::new());
-        for attr in attrs {
-            match attr {
-                Attribute::Modulus(v) => n = v,
-                Attribute::PublicExponent(v) => e = v,
-                _ => {}
-            }
-        }
+        let [n, e] = public_values(s, public, [AttributeType::Modulus, AttributeType::PublicExponent])?;
         let bits = pubkey::rsa_modulus_bits(&n);
         let alg = KeyAlgorithm::Rsa { bits };
         alg.validate().map_err(|_| HsmError::UnsupportedKey(format!("{label:?} is RSA-{bits}")))?;
         (alg, pubkey::rsa_public_key_der(&n, &e)?)
     } else if key_type == KeyType::EC {
-        let attrs =
-            s.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint]).map_err(from_pkcs11)?;
-        let (mut params, mut point) = (Vec::new(), Vec::new());
-        for attr in attrs {
-            match attr {
-                Attribute::EcParams(v) => params = v,
-                Attribute::EcPoint(v) => point = v,
-                _ => {}
-            }
-        }
+        let [params, point] = public_values(s, public, [AttributeType::EcParams, AttributeType::EcPoint])?;
         if params != P256_PARAMS_DER {
             return Err(HsmError::UnsupportedKey(format!("{label:?} is not on P-256")));
         }
@@ -273,13 +298,30 @@ fn read_public(
     Ok(KeyParts { label: label.to_owned(), alg, epoch, private, public_key, spki })
 }
 
-/// The key a lookup found, if `problems` finds none in it; `NotCaGrade` naming
+/// Two byte-string attributes of a public key (RSA modulus and exponent, EC
+/// parameters and point), in the order asked; empty when the token leaves one out.
+fn public_values(s: &Session, public: ObjectHandle, types: [AttributeType; 2]) -> Result<[Vec<u8>; 2], HsmError> {
+    let mut values = [Vec::new(), Vec::new()];
+    for attr in s.get_attributes(public, &types).map_err(from_pkcs11)? {
+        let slot = types.iter().position(|t| *t == attr.attribute_type());
+        if let (Some(i), Attribute::Modulus(v) | Attribute::PublicExponent(v))
+        | (Some(i), Attribute::EcParams(v) | Attribute::EcPoint(v)) = (slot, attr)
+        {
+            values[i] = v;
+        }
+    }
+    Ok(values)
+}
+
+/// The key a lookup found, if it is of the wanted kind (`wrong_kind` says how
+/// not) and its protection has no `protection_problems`; `NotCaGrade` naming
 /// every problem (or a key of an unsupported type) otherwise; Ok(None) when
 /// there is no key. The adoption check of CA and escrow keys alike.
 pub(crate) fn adopt<K>(
     label: &str,
     found: Result<Option<K>, HsmError>,
-    problems: impl FnOnce(&K) -> Result<Vec<String>, HsmError>,
+    wrong_kind: impl FnOnce(&K) -> Option<String>,
+    protection_problems: impl FnOnce() -> Result<Vec<String>, HsmError>,
 ) -> Result<Option<K>, HsmError> {
     let not_grade = |reasons: String| HsmError::NotCaGrade { label: label.to_owned(), reasons };
     let key = match found {
@@ -288,7 +330,8 @@ pub(crate) fn adopt<K>(
         Err(HsmError::UnsupportedKey(why)) => return Err(not_grade(format!("wrong key type: {why}"))),
         Err(e) => return Err(e),
     };
-    let reasons = problems(&key)?;
+    let mut reasons: Vec<String> = wrong_kind(&key).into_iter().collect();
+    reasons.extend(protection_problems()?);
     if reasons.is_empty() {
         Ok(Some(key))
     } else {
@@ -427,16 +470,8 @@ mod tests {
     #[test]
     fn concurrent_generation_with_one_label_makes_one_key() {
         let hsm = shared_hsm();
-        let label = unique_label("race");
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (hsm, label) = (hsm.clone(), label.clone());
-                std::thread::spawn(move || hsm.generate_key_pair(&label, KeyAlgorithm::EcdsaP256))
-            })
-            .collect();
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-        assert_eq!(results.iter().filter(|r| matches!(r, Err(HsmError::KeyExists(_)))).count(), 3);
+        let label =
+            crate::testing::race_to_generate(|hsm, label| hsm.generate_key_pair(label, KeyAlgorithm::EcdsaP256));
         assert_eq!(objects_labelled(&hsm, &label), 2);
     }
 
@@ -447,26 +482,8 @@ mod tests {
             let label = unique_label("prot");
             hsm.generate_key_pair(&label, alg).unwrap();
             let p = hsm.key_protection(&label).unwrap();
-            assert_eq!(
-                p,
-                KeyProtection {
-                    sensitive: true,
-                    extractable: false,
-                    never_extractable: true,
-                    sign: true,
-                    verify: false,
-                    encrypt: false,
-                    decrypt: false,
-                    wrap: false,
-                    unwrap: false,
-                    derive: false,
-                    private_value_readable: false,
-                    modifiable: false,
-                    copyable: false,
-                    allowed_mechanisms: vec![alg.sign_mechanism().to_string()],
-                },
-                "{alg:?}"
-            );
+            let sealed = KeyProtection::sealed_for_tests(&alg.sign_mechanism().to_string());
+            assert_eq!(p, KeyProtection { sign: true, ..sealed }, "{alg:?}");
             assert!(p.is_ca_grade());
             assert!(!p.is_escrow_grade());
         }

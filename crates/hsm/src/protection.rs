@@ -49,34 +49,35 @@ impl KeyProtection {
     /// Why this is not a CA-grade signing key (empty: it is). Each item names the
     /// attribute, e.g. "extractable (CKA_EXTRACTABLE = true)".
     pub fn ca_grade_problems(&self) -> Vec<String> {
+        self.grade_problems(&[(self.sign, "CKA_SIGN", "cannot sign")], "has a use besides signing")
+    }
+
+    /// Why this is not an escrow-grade AES key (empty: it is).
+    pub fn escrow_grade_problems(&self) -> Vec<String> {
+        let uses = [(self.encrypt, "CKA_ENCRYPT", "cannot encrypt"), (self.decrypt, "CKA_DECRYPT", "cannot decrypt")];
+        self.grade_problems(&uses, "has a use besides encryption")
+    }
+
+    /// Sealed, each of `uses` (value, attribute, problem if unset) set and every
+    /// other use unset (`besides` is that problem).
+    fn grade_problems(&self, uses: &[(bool, &str, &str)], besides: &str) -> Vec<String> {
         let mut out = self.sealing_problems();
-        want(&mut out, self.sign, true, "CKA_SIGN", "cannot sign");
-        for (value, name) in [
+        for &(value, attribute, problem) in uses {
+            want(&mut out, value, true, attribute, problem);
+        }
+        let all = [
+            (self.sign, "CKA_SIGN"),
             (self.verify, "CKA_VERIFY"),
             (self.encrypt, "CKA_ENCRYPT"),
             (self.decrypt, "CKA_DECRYPT"),
             (self.wrap, "CKA_WRAP"),
             (self.unwrap, "CKA_UNWRAP"),
             (self.derive, "CKA_DERIVE"),
-        ] {
-            want(&mut out, value, false, name, "has a use besides signing");
-        }
-        out
-    }
-
-    /// Why this is not an escrow-grade AES key (empty: it is).
-    pub fn escrow_grade_problems(&self) -> Vec<String> {
-        let mut out = self.sealing_problems();
-        want(&mut out, self.encrypt, true, "CKA_ENCRYPT", "cannot encrypt");
-        want(&mut out, self.decrypt, true, "CKA_DECRYPT", "cannot decrypt");
-        for (value, name) in [
-            (self.sign, "CKA_SIGN"),
-            (self.verify, "CKA_VERIFY"),
-            (self.wrap, "CKA_WRAP"),
-            (self.unwrap, "CKA_UNWRAP"),
-            (self.derive, "CKA_DERIVE"),
-        ] {
-            want(&mut out, value, false, name, "has a use besides encryption");
+        ];
+        for (value, attribute) in all {
+            if !uses.iter().any(|&(_, wanted, _)| wanted == attribute) {
+                want(&mut out, value, false, attribute, besides);
+            }
         }
         out
     }
@@ -132,44 +133,39 @@ pub(crate) fn secret_attribute(alg: KeyAlgorithm) -> AttributeType {
 
 /// Protection of a private key (RSA or EC).
 pub(crate) fn read(session: &Session, private: ObjectHandle, alg: KeyAlgorithm) -> Result<KeyProtection, HsmError> {
-    let attrs = session.get_attributes(private, &FLAGS).map_err(from_pkcs11)?;
-    let flag = |ty| flag(&attrs, ty);
-    Ok(KeyProtection {
-        sensitive: flag(AttributeType::Sensitive)?,
-        extractable: flag(AttributeType::Extractable)?,
-        never_extractable: flag(AttributeType::NeverExtractable)?,
-        sign: flag(AttributeType::Sign)?,
-        verify: false,
-        encrypt: false,
-        decrypt: flag(AttributeType::Decrypt)?,
-        wrap: false,
-        unwrap: flag(AttributeType::Unwrap)?,
-        derive: flag(AttributeType::Derive)?,
-        private_value_readable: secret_readable(session, private, secret_attribute(alg))?,
-        modifiable: flag(AttributeType::Modifiable)?,
-        copyable: flag(AttributeType::Copyable)?,
-        allowed_mechanisms: allowed_mechanisms(session, private)?,
-    })
+    read_flags(session, private, &FLAGS, secret_attribute(alg))
 }
 
 /// Protection of a secret (AES) key; its secret is CKA_VALUE.
 pub(crate) fn read_secret_key(session: &Session, key: ObjectHandle) -> Result<KeyProtection, HsmError> {
     let mut types = FLAGS.to_vec();
     types.extend(SECRET_KEY_FLAGS);
-    let attrs = session.get_attributes(key, &types).map_err(from_pkcs11)?;
+    read_flags(session, key, &types, AttributeType::Value)
+}
+
+/// Protection from the flags in `types`; a flag of `SECRET_KEY_FLAGS` left out
+/// of `types` is false (private keys have no such attribute).
+fn read_flags(
+    session: &Session,
+    key: ObjectHandle,
+    types: &[AttributeType],
+    secret: AttributeType,
+) -> Result<KeyProtection, HsmError> {
+    let attrs = session.get_attributes(key, types).map_err(from_pkcs11)?;
     let flag = |ty| flag(&attrs, ty);
+    let secret_key_flag = |ty| if types.contains(&ty) { flag(ty) } else { Ok(false) };
     Ok(KeyProtection {
         sensitive: flag(AttributeType::Sensitive)?,
         extractable: flag(AttributeType::Extractable)?,
         never_extractable: flag(AttributeType::NeverExtractable)?,
         sign: flag(AttributeType::Sign)?,
-        verify: flag(AttributeType::Verify)?,
-        encrypt: flag(AttributeType::Encrypt)?,
+        verify: secret_key_flag(AttributeType::Verify)?,
+        encrypt: secret_key_flag(AttributeType::Encrypt)?,
         decrypt: flag(AttributeType::Decrypt)?,
-        wrap: flag(AttributeType::Wrap)?,
+        wrap: secret_key_flag(AttributeType::Wrap)?,
         unwrap: flag(AttributeType::Unwrap)?,
         derive: flag(AttributeType::Derive)?,
-        private_value_readable: secret_readable(session, key, AttributeType::Value)?,
+        private_value_readable: secret_readable(session, key, secret)?,
         modifiable: flag(AttributeType::Modifiable)?,
         copyable: flag(AttributeType::Copyable)?,
         allowed_mechanisms: allowed_mechanisms(session, key)?,
@@ -224,10 +220,10 @@ pub(crate) fn secret_readable(session: &Session, key: ObjectHandle, secret: Attr
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sealed() -> KeyProtection {
+impl KeyProtection {
+    /// Sealed, with no use at all and only `mechanism` allowed: tests add the
+    /// uses a key should have and compare the whole.
+    pub(crate) fn sealed_for_tests(mechanism: &str) -> KeyProtection {
         KeyProtection {
             sensitive: true,
             extractable: false,
@@ -242,8 +238,17 @@ mod tests {
             private_value_readable: false,
             modifiable: false,
             copyable: false,
-            allowed_mechanisms: vec!["CKM_ECDSA".into()],
+            allowed_mechanisms: vec![mechanism.to_owned()],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed() -> KeyProtection {
+        KeyProtection::sealed_for_tests("CKM_ECDSA")
     }
 
     #[test]

@@ -161,3 +161,41 @@ fn random_digits(n: usize) -> String {
 pub fn generate_duplicate(hsm: &Hsm, label: &str, alg: crate::KeyAlgorithm) -> Result<crate::HsmKey, crate::HsmError> {
     hsm.generate_pair(label, alg, false)
 }
+
+/// Runs the test `test` of this test binary again in a child process, on the
+/// shared token and with `env`, where nothing is logged in yet; asserts that it
+/// passed, alone, and returns what it printed.
+#[cfg(test)]
+pub(crate) fn run_in_child(test: &str, env: &[(&str, &str)]) -> String {
+    let t = shared_token();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test])
+        .args(["--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .env("SOFTHSM2_CONF", &t.conf)
+        .env("HSM_TEST_MODULE", &t.module)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    stdout
+}
+
+/// Four threads generate a key under one fresh label at once with `generate`;
+/// asserts that one of them made it and three got `KeyExists`. Returns the label.
+#[cfg(test)]
+pub(crate) fn race_to_generate<T: Send + 'static>(generate: fn(&Hsm, &str) -> Result<T, crate::HsmError>) -> String {
+    let hsm = shared_hsm();
+    let label = unique_label("race");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (hsm, label) = (hsm.clone(), label.clone());
+            std::thread::spawn(move || generate(&hsm, &label))
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(results.iter().filter(|r| matches!(r, Err(crate::HsmError::KeyExists(_)))).count(), 3);
+    label
+}

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use der::Decode;
 use ocsp::asn1::{BasicOCSPResponse, CertStatus, OCSPResponse};
 use ocsp::bench_support::{self, get_path, populate};
-use ocsp::http::{self, HttpLimits, HttpState};
+use ocsp::http::{self, HttpLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -82,19 +82,19 @@ async fn serve(dir: &str, certs: usize, revoked_percent: usize, listen: &str) {
     listen_and_serve(p.responder.clone(), listen).await;
 }
 
-/// The production accept loop and time bounds (default `[ocsp]` values) on `listen`.
+/// [`serve_on`] a listener on `listen`.
 async fn listen_and_serve(responder: Arc<ocsp::Responder>, listen: &str) {
     let listener = TcpListener::bind(listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = Arc::new(HttpState {
-        responder,
-        ocsp_path: "/ocsp".into(),
-        max_request_bytes: 8192,
-        trusted_proxies: Vec::new(),
-    });
+    println!("READY {}", listener.local_addr().unwrap());
+    serve_on(listener, responder).await;
+}
+
+/// The production accept loop and time bounds (default `[ocsp]` values) on
+/// `listener`, for as long as the process runs.
+async fn serve_on(listener: TcpListener, responder: Arc<ocsp::Responder>) {
+    let state = ocsp::testkit::http_state(responder);
     let limits = HttpLimits::default();
     let (_stop, never) = tokio::sync::watch::channel(false);
-    println!("READY {addr}");
     // As `ocsp::serve` does with the default `[ocsp]` (http_threads = 0: the main runtime).
     let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
     ocsp::serve_http_threads(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never)
@@ -175,24 +175,7 @@ async fn cold(secs: f64, concurrency: usize) {
     let (responder, paths) = bench_support::cold_responder(&ca, n, concurrency).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(HttpState {
-        responder: responder.clone(),
-        ocsp_path: "/ocsp".into(),
-        max_request_bytes: 8192,
-        trusted_proxies: Vec::new(),
-    });
-    let limits = HttpLimits::default();
-    let (_stop, never) = tokio::sync::watch::channel(false);
-    let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
-    tokio::spawn(ocsp::serve_http_threads(
-        listener,
-        http::service(state, limits),
-        limits.read_timeout,
-        cap,
-        threads,
-        None,
-        never,
-    ));
+    tokio::spawn(serve_on(listener, responder.clone()));
     let paths = Arc::new(paths);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::with_capacity(concurrency);
@@ -342,36 +325,6 @@ fn successful(der: &[u8]) -> bool {
     der.len() > 256 && der[0] == 0x30 && der[1] == 0x82 && der.get(4..7) == Some(&[0x0a, 0x01, 0x00][..])
 }
 
-fn application(n: usize) -> store::NewApplication {
-    store::NewApplication {
-        application_id: format!("bench-{n}"),
-        holder_id: String::new(),
-        holder: store::HolderDetails {
-            family_name_kanji: "医師".into(),
-            given_name_kanji: "太郎".into(),
-            family_name_kana: "イシ".into(),
-            given_name_kana: "タロウ".into(),
-            family_name_latin: "ISHI".into(),
-            given_name_latin: "TARO".into(),
-            date_of_birth: "1980-04-01".into(),
-            licence_number: format!("B{n:06}"),
-            licence_registered_on: "2006-05-01".into(),
-            membership: store::Membership::Member,
-            contact: store::ContactAddress {
-                postal_code: "113-8621".into(),
-                address: "東京都文京区本駒込2-28-16".into(),
-                phone: "03-3946-2121".into(),
-                email: "bench@example.jp".into(),
-            },
-            institution: String::new(),
-            institution_kanji: String::new(),
-        },
-        application_json: "{}".into(),
-        actor: "bench".into(),
-        keys: Vec::new(),
-    }
-}
-
 async fn propagation(rounds: usize) {
     use proto::registry::v1 as reg;
     let ca = ocsp::testkit::test_ca(config::KeyAlgorithm::Rsa2048);
@@ -380,25 +333,8 @@ async fn propagation(rounds: usize) {
     let hashes = ocsp::issuers::IssuerHashes::from_ca(&ca.issuing(0).0);
     let mut serials = Vec::new();
     for n in 0..rounds {
-        let card = store.begin_application(&application(n), "JMA").unwrap().view.card.card_id;
-        let now = ocsp::responder::unix_now();
-        let rec = store
-            .reserve_serial(
-                &store::Reservation {
-                    card_id: card,
-                    kind: store::CertificateKind::Signing,
-                    issuer_label: ca.label(0),
-                    not_before_unix: now - 3600,
-                    not_after_unix: now + 365 * 86400,
-                },
-                "bench",
-            )
-            .unwrap();
-        let (der, _) = ca.issue_leaf(0, rec.serial.as_bytes());
-        let tbs = profile::tbs_of_certificate(&der).unwrap();
-        store.record_tbs(&rec.serial, &tbs, None, "bench").unwrap();
-        store.store_certificate(&rec.serial, &der, &tbs, "bench").unwrap();
-        serials.push(rec.serial);
+        let (serial, _) = ocsp::testkit::issue_through_store(&store, &ca, "bench", n, "bench");
+        serials.push(serial);
     }
     let reg_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let reg_addr = reg_listener.local_addr().unwrap();

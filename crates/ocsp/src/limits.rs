@@ -36,15 +36,22 @@ impl TokenBucket {
             return false;
         }
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let elapsed = now.saturating_duration_since(s.1).as_secs_f64();
-        s.0 = (s.0 + elapsed * self.rate).min(self.burst);
-        s.1 = now;
-        if s.0 >= 1.0 {
-            s.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        take(&mut s, now, self.rate, self.burst)
+    }
+}
+
+/// One bucket's step, the global one's and each client's alike: refills
+/// `(tokens, last refill)` for the time since, up to `burst`, then takes a
+/// token if there is a whole one.
+fn take(bucket: &mut (f64, Instant), now: Instant, rate: f64, burst: f64) -> bool {
+    let elapsed = now.saturating_duration_since(bucket.1).as_secs_f64();
+    bucket.0 = (bucket.0 + elapsed * rate).min(burst);
+    bucket.1 = now;
+    if bucket.0 >= 1.0 {
+        bucket.0 -= 1.0;
+        true
+    } else {
+        false
     }
 }
 
@@ -90,15 +97,7 @@ impl ClientBuckets {
             }
         }
         let s = clients.entry(client).or_insert((self.burst, now));
-        let elapsed = now.saturating_duration_since(s.1).as_secs_f64();
-        s.0 = (s.0 + elapsed * self.rate).min(self.burst);
-        s.1 = now;
-        if s.0 >= 1.0 {
-            s.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        take(s, now, self.rate, self.burst)
     }
 
     #[cfg(test)]

@@ -150,7 +150,7 @@ pub async fn serve_with(
     let ocsp_server =
         serve_http_threads(http, http::service(state, limits), limits.read_timeout, cap, threads, counted, rx.clone());
     // A scraper's idle keep-alive closing is not a slow client: not counted.
-    let metrics_server = serve_http_capped(metrics, metrics_router(responder), limits.read_timeout, cap, None, rx);
+    let metrics_server = serve_http_threads(metrics, metrics_router(responder), limits.read_timeout, cap, 0, None, rx);
     tokio::join!(ocsp_server, metrics_server);
     for t in &tasks {
         t.abort();
@@ -195,23 +195,9 @@ pub async fn serve_http<S, B>(
     serve_http_threads(listener, service, read_timeout, max_connections, 0, metrics, stop).await
 }
 
-/// [`serve_http`] with an explicit connection cap.
-pub async fn serve_http_capped<S, B>(
-    listener: TcpListener,
-    service: S,
-    read_timeout: Duration,
-    max_connections: usize,
-    metrics: Option<Arc<Metrics>>,
-    stop: watch::Receiver<bool>,
-) where
-    S: HttpService<B>,
-    B: HttpBody,
-{
-    serve_http_threads(listener, service, read_timeout, max_connections, 0, metrics, stop).await
-}
-
-/// [`serve_http_capped`] on `threads` threads with a runtime each (see
-/// [`tls::net::HttpListenerLimits::threads`]; 0: on the caller's runtime).
+/// [`serve_http`] with an explicit connection cap, on `threads` threads with a
+/// runtime each (see [`tls::net::HttpListenerLimits::threads`]; 0: on the
+/// caller's runtime).
 pub async fn serve_http_threads<S, B>(
     listener: TcpListener,
     service: S,

@@ -11,65 +11,17 @@ use std::time::{Duration, Instant};
 
 use proto::registry::v1 as reg;
 use proto::registry::v1::registry_client::RegistryClient;
-use store::{CertificateKind, ContactAddress, HolderDetails, Membership, NewApplication, Reservation, Serial, Store};
+use store::{Serial, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use std::sync::Arc;
 
-use crate::testkit::{test_ca, DirectAuthority, TestCa};
-
-fn application(n: u32) -> NewApplication {
-    NewApplication {
-        application_id: format!("app-{n}"),
-        holder_id: String::new(),
-        holder: HolderDetails {
-            family_name_kanji: "医師".into(),
-            given_name_kanji: "太郎".into(),
-            family_name_kana: "イシ".into(),
-            given_name_kana: "タロウ".into(),
-            family_name_latin: "ISHI".into(),
-            given_name_latin: "TARO".into(),
-            date_of_birth: "1980-04-01".into(),
-            licence_number: format!("L{n:06}"),
-            licence_registered_on: "2006-05-01".into(),
-            membership: Membership::Member,
-            contact: ContactAddress {
-                postal_code: "113-8621".into(),
-                address: "東京都文京区本駒込2-28-16".into(),
-                phone: "03-3946-2121".into(),
-                email: "taro@example.jp".into(),
-            },
-            institution: String::new(),
-            institution_kanji: String::new(),
-        },
-        application_json: "{}".into(),
-        actor: "ra-test".into(),
-        keys: Vec::new(),
-    }
-}
+use crate::testkit::{issue_through_store, test_ca, DirectAuthority, TestCa};
 
 /// Issues a real certificate under CA 0 through the store (reserve, record, store).
-fn issue(store: &Store, ca: &TestCa, n: u32) -> (Serial, std::path::PathBuf) {
-    let card = store.begin_application(&application(n), "JMA").unwrap().view.card.card_id;
-    let now = crate::responder::unix_now();
-    let rec = store
-        .reserve_serial(
-            &Reservation {
-                card_id: card,
-                kind: CertificateKind::Signing,
-                issuer_label: ca.label(0),
-                not_before_unix: now - 3600,
-                not_after_unix: now + 86400 * 365,
-            },
-            "test",
-        )
-        .unwrap();
-    let (der, path) = ca.issue_leaf(0, rec.serial.as_bytes());
-    let tbs = profile::tbs_of_certificate(&der).unwrap();
-    store.record_tbs(&rec.serial, &tbs, None, "test").unwrap();
-    store.store_certificate(&rec.serial, &der, &tbs, "test").unwrap();
-    (rec.serial, path)
+fn issue(store: &Store, ca: &TestCa, n: usize) -> (Serial, std::path::PathBuf) {
+    issue_through_store(store, ca, "app", n, "test")
 }
 
 struct Replica {

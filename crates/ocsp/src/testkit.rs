@@ -15,6 +15,7 @@ use rcgen::{CertificateParams, DnType, IsCa};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::OcspError;
+use crate::http::HttpState;
 use crate::metrics::Metrics;
 use crate::responder::{Responder, Settings};
 use crate::responder_cert::{self, issuing_ca_certificate, RegistryState, ResponderAuthority};
@@ -137,6 +138,41 @@ impl TestCa {
         std::fs::rename(&tmp, &path).unwrap();
         der
     }
+}
+
+/// A real certificate under CA 0, issued the registry's way through `store`:
+/// application `n` (`prefix` and `n` name it), the card's signing certificate
+/// reserved valid from an hour ago for a year, its TBS recorded, the
+/// certificate stored, all by `actor`. Returns its serial and PEM file.
+pub fn issue_through_store(
+    store: &store::Store,
+    ca: &TestCa,
+    prefix: &str,
+    n: usize,
+    actor: &str,
+) -> (store::Serial, PathBuf) {
+    let application = store::fixtures::application(&format!("{prefix}-{n}"), &format!("L{n:06}"));
+    let card = store.begin_application(&application, "JMA").unwrap().view.card.card_id;
+    let now = crate::responder::unix_now();
+    let reservation = store::Reservation {
+        card_id: card,
+        kind: store::CertificateKind::Signing,
+        issuer_label: ca.label(0),
+        not_before_unix: now - 3600,
+        not_after_unix: now + 86400 * 365,
+    };
+    let rec = store.reserve_serial(&reservation, actor).unwrap();
+    let (der, path) = ca.issue_leaf(0, rec.serial.as_bytes());
+    let tbs = profile::tbs_of_certificate(&der).unwrap();
+    store.record_tbs(&rec.serial, &tbs, None, actor).unwrap();
+    store.store_certificate(&rec.serial, &der, &tbs, actor).unwrap();
+    (rec.serial, path)
+}
+
+/// How the tests and the load-test server serve a responder: at "/ocsp",
+/// requests up to 8 KiB, no proxy trusted.
+pub fn http_state(responder: Arc<Responder>) -> Arc<HttpState> {
+    Arc::new(HttpState { responder, ocsp_path: "/ocsp".into(), max_request_bytes: 8192, trusted_proxies: Vec::new() })
 }
 
 /// The issuance service and registry as the responder sees them, in memory:

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::asn1::CertStatus;
 use crate::error::OcspError;
-use crate::http::{self, HttpLimits, HttpState};
+use crate::http::{self, HttpLimits};
 use crate::issuers::HashAlg;
 use crate::metrics::AnswerStatus;
 use crate::request::tests::build;
@@ -38,12 +38,7 @@ impl Server {
     async fn start(responder: Arc<Responder>, limits: HttpLimits) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(HttpState {
-            responder: responder.clone(),
-            ocsp_path: "/ocsp".into(),
-            max_request_bytes: 8192,
-            trusted_proxies: Vec::new(),
-        });
+        let state = crate::testkit::http_state(responder.clone());
         let (stop, rx) = watch::channel(false);
         let router = http::router_with_limits(state, limits);
         let metrics = Some(responder.metrics().clone());

@@ -3,7 +3,17 @@
 
 use proto::registry::v1::{self as pb, get_card_request::Key, registry_client::RegistryClient};
 use testkit::registry::*;
+use tonic::transport::Channel;
 use tonic::Code;
+
+/// A new card (application "app-1" of `licence`) and its signing serial,
+/// reserved and nothing more.
+async fn signing_serial_reserved(c: &mut RegistryClient<Channel>, licence: &str) -> (pb::Card, String) {
+    let card = c.begin_application(begin_request("app-1", licence)).await.unwrap().into_inner().card.unwrap();
+    let reserve = reserve_request(&card.card_id, pb::CertificateKind::Signing);
+    let serial = c.reserve_serial(reserve).await.unwrap().into_inner().serial;
+    (card, serial)
+}
 
 #[tokio::test]
 async fn an_application_goes_from_begin_to_an_active_card() {
@@ -101,13 +111,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
 async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothing_changes() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    let card = c.begin_application(begin_request("app-1", "555002")).await.unwrap().into_inner().card.unwrap();
-    let serial = c
-        .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
-        .await
-        .unwrap()
-        .into_inner()
-        .serial;
+    let (_, serial) = signing_serial_reserved(&mut c, "555002").await;
     let (_, tbs) = certificate(&serial);
     c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: None }).await.unwrap();
     let before = c.get_certificate(pb::GetCertificateRequest { serial: serial.clone() }).await.unwrap().into_inner();
@@ -132,13 +136,7 @@ async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothi
 async fn bad_requests_are_refused_with_the_field_named() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    let card = c.begin_application(begin_request("app-1", "555003")).await.unwrap().into_inner().card.unwrap();
-    let serial = c
-        .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
-        .await
-        .unwrap()
-        .into_inner()
-        .serial;
+    let (card, serial) = signing_serial_reserved(&mut c, "555003").await;
 
     let mut req = begin_request("", "555004");
     assert_status(c.begin_application(req.clone()).await, Code::InvalidArgument, "application_id: ");

@@ -95,13 +95,7 @@ async fn a_renewal_supersedes_the_active_card_which_stays_valid() {
     // The new card is issued like any other; every Card answer carries the links.
     let mut serials = Vec::new();
     for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
-        let serial = c.reserve_serial(reserve_request(&new.card_id, kind)).await.unwrap().into_inner().serial;
-        let (der, tbs) = certificate(&serial);
-        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
-        c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })
-            .await
-            .unwrap();
-        serials.push(serial);
+        serials.push(issue_certificate(&mut c, reserve_request(&new.card_id, kind)).await);
     }
     let done = c
         .complete_application(pb::CompleteApplicationRequest { card_id: new.card_id.clone(), actor: "ra-1".into() })

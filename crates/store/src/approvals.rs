@@ -33,17 +33,8 @@ impl Store {
                 approved_at_unix: 0,
                 executed_at_unix: 0,
             };
-            tx.approvals.put_json(approval_id.as_bytes(), &record)?;
             let detail = json!({ "kind": new.kind, "subject": new.subject, "payload": new.payload_json });
-            audit::append(
-                tx,
-                &Event {
-                    actor: &new.requested_by,
-                    action: actions::APPROVAL_CREATE,
-                    subject: &approval_id,
-                    detail_json: detail.to_string(),
-                },
-            )?;
+            save(tx, &approval_id, &record, &new.requested_by, actions::APPROVAL_CREATE, detail)?;
             Ok(record)
         })?;
         self.flush()?;
@@ -54,7 +45,7 @@ impl Store {
     /// (compared ignoring ASCII case). The same approver again is a no-op;
     /// another approver of an approved request is refused.
     pub fn approve(&self, approval_id: &str, approver: &str) -> Result<ApprovalRecord, StoreError> {
-        let (record, changed) = self.trees.transact(|tx| {
+        self.step(|tx| {
             let mut record = require_approval(tx, approval_id)?;
             let refuse = |reason: &str| {
                 fail(StoreError::Approver { approval_id: approval_id.to_owned(), reason: reason.to_owned() })
@@ -79,28 +70,15 @@ impl Store {
             record.state = ApprovalState::Approved;
             record.approved_by = approver.to_owned();
             record.approved_at_unix = crate::clock::now_unix();
-            tx.approvals.put_json(approval_id.as_bytes(), &record)?;
             let detail = json!({ "kind": record.kind, "subject": record.subject, "requested_by": record.requested_by });
-            audit::append(
-                tx,
-                &Event {
-                    actor: approver,
-                    action: actions::APPROVAL_APPROVE,
-                    subject: approval_id,
-                    detail_json: detail.to_string(),
-                },
-            )?;
+            save(tx, approval_id, &record, approver, actions::APPROVAL_APPROVE, detail)?;
             Ok((record, true))
-        })?;
-        if changed {
-            self.flush()?;
-        }
-        Ok(record)
+        })
     }
 
     /// APPROVED -> EXECUTED; EXECUTED again is a no-op; AWAITING is refused.
     pub fn mark_approval_executed(&self, approval_id: &str, actor: &str) -> Result<ApprovalRecord, StoreError> {
-        let (record, changed) = self.trees.transact(|tx| {
+        self.step(|tx| {
             let mut record = require_approval(tx, approval_id)?;
             match record.state {
                 ApprovalState::Executed => return Ok((record, false)),
@@ -115,23 +93,10 @@ impl Store {
             }
             record.state = ApprovalState::Executed;
             record.executed_at_unix = crate::clock::now_unix();
-            tx.approvals.put_json(approval_id.as_bytes(), &record)?;
             let detail = json!({ "kind": record.kind, "subject": record.subject, "approved_by": record.approved_by });
-            audit::append(
-                tx,
-                &Event {
-                    actor,
-                    action: actions::APPROVAL_EXECUTE,
-                    subject: approval_id,
-                    detail_json: detail.to_string(),
-                },
-            )?;
+            save(tx, approval_id, &record, actor, actions::APPROVAL_EXECUTE, detail)?;
             Ok((record, true))
-        })?;
-        if changed {
-            self.flush()?;
-        }
-        Ok(record)
+        })
     }
 
     /// Every approval in `state` (all of them with `None`), oldest first.
@@ -154,6 +119,32 @@ impl Store {
             None => Err(StoreError::NoSuchApproval { approval_id: approval_id.to_owned() }),
         }
     }
+}
+
+impl Store {
+    /// Runs one step of an approval's life; a step that changed it (the bool)
+    /// is made durable before this returns.
+    fn step(&self, f: impl Fn(&Tx<'_>) -> TxResult<(ApprovalRecord, bool)>) -> Result<ApprovalRecord, StoreError> {
+        let (record, changed) = self.trees.transact(f)?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(record)
+    }
+}
+
+/// Writes the approval as a step left it, with that step's audit entry.
+fn save(
+    tx: &Tx<'_>,
+    approval_id: &str,
+    record: &ApprovalRecord,
+    actor: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> TxResult<()> {
+    tx.approvals.put_json(approval_id.as_bytes(), record)?;
+    audit::append(tx, &Event { actor, action, subject: approval_id, detail_json: detail.to_string() })?;
+    Ok(())
 }
 
 fn require_approval(tx: &Tx<'_>, approval_id: &str) -> TxResult<ApprovalRecord> {

@@ -23,6 +23,8 @@ mod crl_number;
 mod crl_scopes;
 mod error;
 mod feed;
+#[cfg(any(test, feature = "testing"))]
+pub mod fixtures;
 mod group_commit;
 mod holders;
 mod keys;
@@ -169,10 +171,7 @@ impl Store {
         if actions::is_system(action) {
             return Err(StoreError::ReservedAction { action: action.to_owned() });
         }
-        let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
-        let record = self.trees.transact(|tx| audit::append(tx, &event))?;
-        self.flush()?;
-        Ok(record)
+        self.append_event(audit::Event { actor, action, subject, detail_json: detail_json.to_owned() })
     }
 
     /// Appends an "audit.checkpoint" entry (`actions::AUDIT_CHECKPOINT`),
@@ -184,10 +183,7 @@ impl Store {
         detail_json: &str,
     ) -> Result<AuditRecord, StoreError> {
         let action = actions::AUDIT_CHECKPOINT;
-        let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
-        let record = self.trees.transact(|tx| audit::append(tx, &event))?;
-        self.flush()?;
-        Ok(record)
+        self.append_event(audit::Event { actor, action, subject, detail_json: detail_json.to_owned() })
     }
 
     /// Appends an entry of the key ceremony (`actions::CEREMONY` only), durable
@@ -204,10 +200,7 @@ impl Store {
         if !actions::CEREMONY.contains(&action) {
             return Err(StoreError::NotCeremonyAction { action: action.to_owned() });
         }
-        let event = audit::Event { actor, action, subject, detail_json: detail_json.to_owned() };
-        let record = self.trees.transact(|tx| audit::append(tx, &event))?;
-        self.flush()?;
-        Ok(record)
+        self.append_event(audit::Event { actor, action, subject, detail_json: detail_json.to_owned() })
     }
 
     /// Appends the registry's "config.start" entry, compared with the previous
@@ -228,6 +221,14 @@ impl Store {
     /// or `AuditChainBroken` at the first bad sequence.
     pub fn verify_audit_chain(&self) -> Result<u64, StoreError> {
         audit::verify(&self.trees)
+    }
+
+    /// Appends one audit entry, durable when this returns; the callers decide
+    /// which actions they may append.
+    fn append_event(&self, event: audit::Event<'_>) -> Result<AuditRecord, StoreError> {
+        let record = self.trees.transact(|tx| audit::append(tx, &event))?;
+        self.flush()?;
+        Ok(record)
     }
 
     /// Makes everything written so far durable; called before acknowledging

@@ -19,28 +19,63 @@ pub(crate) fn fail<T>(err: StoreError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(err))
 }
 
-/// The trees of either backend, and the way to change them. (Some trees are
+/// One `T` per tree: the trees of either backend (`Trees`) and their
+/// transactional views (`Tx`) go by the same twelve names. (Some trees are
 /// only ever read inside transactions, outside of tests.)
 #[derive(Clone)]
 #[allow(dead_code)]
-pub(crate) struct Trees {
-    pub holders: KvTree,
-    pub holder_by_licence: KvTree,
-    pub cards: KvTree,
-    pub card_by_application: KvTree,
-    pub certificates: KvTree,
-    pub audit: KvTree,
-    pub meta: KvTree,
+pub(crate) struct Each<T> {
+    pub holders: T,
+    pub holder_by_licence: T,
+    pub cards: T,
+    pub card_by_application: T,
+    pub certificates: T,
+    pub audit: T,
+    pub meta: T,
     /// Status feed: sequence (u64 BE) -> StatusChange.
-    pub feed: KvTree,
+    pub feed: T,
     /// issuer_label, 0x00, serial bytes -> compact revoked entry (see `revocation`).
-    pub revoked_by_issuer: KvTree,
-    pub approvals: KvTree,
+    pub revoked_by_issuer: T,
+    pub approvals: T,
     /// card_id -> PinEscrow (with its disclosures).
-    pub pin_escrow: KvTree,
+    pub pin_escrow: T,
     /// SHA-256 of a certified SubjectPublicKeyInfo -> its card and kind (see `keys`).
-    pub key_owner: KvTree,
+    pub key_owner: T,
+}
+
+impl<T> Each<T> {
+    /// `tree(i)` for the tree named `NAMES[i]`, each in turn.
+    fn from_fn(mut tree: impl FnMut(usize) -> T) -> Each<T> {
+        Each {
+            holders: tree(0),
+            holder_by_licence: tree(1),
+            cards: tree(2),
+            card_by_application: tree(3),
+            certificates: tree(4),
+            audit: tree(5),
+            meta: tree(6),
+            feed: tree(7),
+            revoked_by_issuer: tree(8),
+            approvals: tree(9),
+            pin_escrow: tree(10),
+            key_owner: tree(11),
+        }
+    }
+}
+
+/// The trees of either backend (read through `Deref`), and the way to change them.
+#[derive(Clone)]
+pub(crate) struct Trees {
+    each: Each<KvTree>,
     backend: Backend,
+}
+
+impl std::ops::Deref for Trees {
+    type Target = Each<KvTree>;
+
+    fn deref(&self) -> &Each<KvTree> {
+        &self.each
+    }
 }
 
 #[derive(Clone)]
@@ -70,39 +105,7 @@ const NAMES: [&str; 12] = [
 ];
 
 /// Transactional views of the trees, each knowing its name for error messages.
-pub(crate) struct Tx<'a> {
-    pub holders: Table<'a>,
-    pub holder_by_licence: Table<'a>,
-    pub cards: Table<'a>,
-    pub card_by_application: Table<'a>,
-    pub certificates: Table<'a>,
-    pub audit: Table<'a>,
-    pub meta: Table<'a>,
-    pub feed: Table<'a>,
-    pub revoked_by_issuer: Table<'a>,
-    pub approvals: Table<'a>,
-    pub pin_escrow: Table<'a>,
-    pub key_owner: Table<'a>,
-}
-
-impl<'a> Tx<'a> {
-    fn new(table: impl Fn(&'static str, usize) -> Table<'a>) -> Tx<'a> {
-        Tx {
-            holders: table(NAMES[0], 0),
-            holder_by_licence: table(NAMES[1], 1),
-            cards: table(NAMES[2], 2),
-            card_by_application: table(NAMES[3], 3),
-            certificates: table(NAMES[4], 4),
-            audit: table(NAMES[5], 5),
-            meta: table(NAMES[6], 6),
-            feed: table(NAMES[7], 7),
-            revoked_by_issuer: table(NAMES[8], 8),
-            approvals: table(NAMES[9], 9),
-            pin_escrow: table(NAMES[10], 10),
-            key_owner: table(NAMES[11], 11),
-        }
-    }
-}
+pub(crate) type Tx<'a> = Each<Table<'a>>;
 
 impl Trees {
     pub fn open(db: &Db) -> Result<Trees, StoreError> {
@@ -112,30 +115,12 @@ impl Trees {
         }
         let sled: [Tree; 12] = trees.try_into().map_err(|_| corrupt("meta", b"", "tree count"))?;
         let kv = |i: usize| KvTree::Sled(sled[i].clone());
-        Ok(Trees::with(kv, Backend::Sled(Box::new(SledTrees(sled.clone())))))
+        Ok(Trees { each: Each::from_fn(kv), backend: Backend::Sled(Box::new(SledTrees(sled.clone()))) })
     }
 
     pub fn postgres(pg: &Pg) -> Trees {
         let kv = |i: usize| KvTree::Postgres { pg: pg.clone(), name: NAMES[i] };
-        Trees::with(kv, Backend::Postgres(pg.clone()))
-    }
-
-    fn with(kv: impl Fn(usize) -> KvTree, backend: Backend) -> Trees {
-        Trees {
-            holders: kv(0),
-            holder_by_licence: kv(1),
-            cards: kv(2),
-            card_by_application: kv(3),
-            certificates: kv(4),
-            audit: kv(5),
-            meta: kv(6),
-            feed: kv(7),
-            revoked_by_issuer: kv(8),
-            approvals: kv(9),
-            pin_escrow: kv(10),
-            key_owner: kv(11),
-            backend,
-        }
+        Trees { each: Each::from_fn(kv), backend: Backend::Postgres(pg.clone()) }
     }
 
     /// Runs `f` atomically over every tree. Both backends serialise
@@ -145,14 +130,14 @@ impl Trees {
     pub fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
         match &self.backend {
             Backend::Postgres(pg) => {
-                pg.transact(|ptx| f(&Tx::new(|name, _| Table { name, inner: Inner::Postgres(ptx) })))
+                pg.transact(|ptx| f(&Tx::from_fn(|i| Table { name: NAMES[i], inner: Inner::Postgres(ptx) })))
             }
             Backend::Sled(sled) => {
                 let [h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko] = &sled.0;
                 (h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko)
                     .transaction(|(h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko)| {
                         let all = [h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko];
-                        f(&Tx::new(|name, i| Table { name, inner: Inner::Sled(all[i]) }))
+                        f(&Tx::from_fn(|i| Table { name: NAMES[i], inner: Inner::Sled(all[i]) }))
                     })
                     .map_err(|e| match e {
                         TransactionError::Abort(e) => e,

@@ -169,15 +169,19 @@ pub async fn issue_card_from_cas(
     for (kind, label) in
         [pb::CertificateKind::Signing, pb::CertificateKind::Authentication].into_iter().zip(issuer_labels)
     {
-        let serial = c.reserve_serial(reserve_request_from(&card_id, kind, label)).await.unwrap().into_inner().serial;
-        let (der, tbs) = certificate(&serial);
-        c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
-        c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der })
-            .await
-            .unwrap();
-        serials.push(serial);
+        serials.push(issue_certificate(c, reserve_request_from(&card_id, kind, label)).await);
     }
     let complete = pb::CompleteApplicationRequest { card_id: card_id.clone(), actor: "ra-1".into() };
     let card = c.complete_application(complete).await.unwrap().into_inner();
     (card, serials)
+}
+
+/// Reserves a serial, then records the TBS of a stand-in certificate for it
+/// and stores the certificate, as issuance does; returns the serial.
+pub async fn issue_certificate(c: &mut RegistryClient<Channel>, reserve: pb::ReserveSerialRequest) -> String {
+    let serial = c.reserve_serial(reserve).await.unwrap().into_inner().serial;
+    let (der, tbs) = certificate(&serial);
+    c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
+    c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der }).await.unwrap();
+    serial
 }

@@ -30,6 +30,16 @@ pub enum RegistryError {
     Internal(String),
 }
 
+impl From<tls::ServerError> for RegistryError {
+    fn from(e: tls::ServerError) -> RegistryError {
+        match e {
+            tls::ServerError::Tls(e) => RegistryError::Transport(e),
+            tls::ServerError::Reflection(e) => RegistryError::Reflection(e),
+            other => RegistryError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl RegistryError {
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> RegistryError {
         RegistryError::InvalidArgument { field, reason: reason.into() }

@@ -671,6 +671,37 @@ mod tests {
         assert_eq!(plain.endpoint("https://127.0.0.1:1").unwrap().uri().scheme_str(), Some("http"));
     }
 
+    #[tokio::test]
+    async fn a_tls_kit_serves_with_authorization_health_and_reflection() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_local_pki(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = GrpcKit::local(dir.path(), true, "crl").unwrap();
+        let grpc = served.server(CrlPublisherServer::new(BigStatus(3))).await.unwrap();
+        let server = tokio::spawn(grpc.serve(listener, std::future::pending()));
+
+        // The operator may read the status; the ocsp service may not.
+        let operator = GrpcKit::local(dir.path(), false, "operator").unwrap();
+        let channel = operator.endpoint(&url).unwrap().connect().await.unwrap();
+        let mut client = operator.client(CrlPublisherClient::new(channel.clone()));
+        let latest = client.get_status(crl::GetStatusRequest {}).await.unwrap().into_inner().latest;
+        assert_eq!(latest[0].url, "xxx");
+        let ocsp = operator.endpoint_as("ocsp", &url).unwrap().connect().await.unwrap();
+        let err = CrlPublisherClient::new(ocsp.clone()).get_status(crl::GetStatusRequest {}).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        assert_eq!(err.message(), "identity ocsp (role service) may not call hpki.crl.v1.CrlPublisher/GetStatus");
+
+        // Health and reflection (v1 here, v1alpha below), open to any valid certificate.
+        let listed = testkit::grpc::serving_and_listed(ocsp.clone(), &["hpki.crl.v1.CrlPublisher"]).await;
+        for name in ["hpki.crl.v1.CrlPublisher", "grpc.health.v1.Health"] {
+            assert!(listed.iter().any(|l| l == name), "{name} not in {listed:?}");
+        }
+        let alpha = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+        assert_ne!(call(&ocsp, alpha).await, (tonic::Code::Unimplemented as i32).to_string());
+        server.abort();
+    }
+
     #[test]
     fn policy() {
         let dir = tempfile::tempdir().unwrap();

@@ -260,18 +260,31 @@ mod emergency {
             let _ = rx.wait_for(|s| *s).await;
         };
         let (listener, registry_url) = listen().await?;
-        tokio::spawn(registry::serve_store(db, "JMA".into(), listener, until_stopped(stopped.clone())));
+        tokio::spawn(registry::serve_store(
+            db,
+            "JMA".into(),
+            tls::GrpcKit::default(),
+            listener,
+            until_stopped(stopped.clone()),
+        ));
 
         // The CRL publisher; its schedule publishes the first full and delta CRLs at start.
         let urls = crl::publisher::served_urls(&cfg)?;
         let crl_store = Arc::new(crl::published::CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &urls)?);
-        let source = crl::source::RegistrySource::connect_lazy(&registry_url)?;
+        let source = crl::source::RegistrySource::connect_lazy(&tls::GrpcKit::default(), &registry_url)?;
         let publisher = Arc::new(crl::publisher::Publisher::new(&cfg, source, crl_store.clone(), sign, auth)?);
         let (grpc, crl_url) = listen().await?;
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let http_addr = http.local_addr()?;
         let ticks = crl::schedule::Ticks::default();
-        tokio::spawn(crl::serve_publisher(publisher, grpc, http, ticks, until_stopped(stopped.clone())));
+        tokio::spawn(crl::serve_publisher(
+            publisher,
+            tls::GrpcKit::default(),
+            grpc,
+            http,
+            ticks,
+            until_stopped(stopped.clone()),
+        ));
         let full_urls = [cfg.profile.signing_crl_url.clone(), cfg.profile.authentication_crl_url.clone()];
         let started = Instant::now();
         for url in full_urls.iter().flat_map(|u| [u.clone(), config::delta_url(u)]) {
@@ -290,7 +303,9 @@ mod emergency {
         cfg.revocation.crl_url = crl_url;
         let (listener, revocation_url) = listen().await?;
         let rev_cfg = cfg.clone();
-        tokio::spawn(async move { revocation::serve(&rev_cfg, listener, until_stopped(stopped)).await });
+        tokio::spawn(async move {
+            revocation::serve(&rev_cfg, tls::GrpcKit::default(), listener, until_stopped(stopped)).await
+        });
         let mut client = RevocationClient::connect(revocation_url).await?;
 
         let confirmed_at = (time::OffsetDateTime::now_utc() - time::Duration::minutes(5))

@@ -203,6 +203,7 @@ impl Checkpointer {
 /// that came back is used again.
 pub async fn checkpoint_now(
     hsm: &hsm::Hsm,
+    kit: &tls::GrpcKit,
     url: &str,
     files: &CheckpointFiles,
     actor: &str,
@@ -212,6 +213,6 @@ pub async fn checkpoint_now(
     let checkpointer = tokio::task::spawn_blocking(move || Checkpointer::new(&h, &files))
         .await
         .map_err(|source| Error::Task { what: "HSM lookup", source })??;
-    let mut client = checkpointer_client(url).await?;
+    let mut client = checkpointer_client(kit, url).await?;
     checkpointer.checkpoint(&mut client, actor, true, progress).await
 }

@@ -28,6 +28,8 @@ pub struct Periodic {
     pub files: CheckpointFiles,
     /// The time between checkpoints.
     pub interval: Duration,
+    /// How the registry is reached (TLS as the checkpointer's identity, limits).
+    pub kit: tls::GrpcKit,
 }
 
 /// Signs the audit chain's head every `interval` (as `hpki-ca audit checkpoint`
@@ -42,14 +44,14 @@ pub async fn run_periodic(
     mut stop: watch::Receiver<bool>,
     mut progress: impl FnMut(u64) + Send,
 ) {
-    let Periodic { registry_url, files, interval } = periodic;
+    let Periodic { registry_url, files, interval, kit } = periodic;
     let mut wait = FIRST_CHECKPOINT_AFTER.min(interval);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        let attempt = checkpoint_now(&hsm, &registry_url, &files, CHECKPOINTER_ACTOR, &mut progress);
+        let attempt = checkpoint_now(&hsm, &kit, &registry_url, &files, CHECKPOINTER_ACTOR, &mut progress);
         wait = match tokio::time::timeout(CHECKPOINT_ATTEMPT_TIMEOUT, attempt).await {
             Ok(Ok(CheckpointOutcome::Signed { sequence, signs, .. })) => {
                 tracing::info!(sequence, signs, "audit checkpoint signed");

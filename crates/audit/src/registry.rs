@@ -19,17 +19,18 @@ pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 pub const CHECKPOINTER_IDENTITY: &str = "crl";
 
 /// A registry client on `channel` that takes the largest ListAudit replies.
-pub fn client(channel: Channel) -> RegistryClient<Channel> {
-    tls::limit_client!(RegistryClient::new(channel), at_least = MAX_REPLY_BYTES)
+pub fn client(kit: &tls::GrpcKit, channel: Channel) -> RegistryClient<Channel> {
+    kit.client_at_least(RegistryClient::new(channel), MAX_REPLY_BYTES)
 }
 
 /// The registry as the checkpointer calls it (identity [`CHECKPOINTER_IDENTITY`]).
-pub async fn checkpointer_client(url: &str) -> Result<RegistryClient<Channel>, Error> {
-    let endpoint = tls::endpoint_as(CHECKPOINTER_IDENTITY, url)
+pub async fn checkpointer_client(kit: &tls::GrpcKit, url: &str) -> Result<RegistryClient<Channel>, Error> {
+    let endpoint = kit
+        .endpoint_as(CHECKPOINTER_IDENTITY, url)
         .map_err(|source| Error::Endpoint { url: url.to_owned(), source })?;
     let tried = endpoint.uri().to_string();
     let channel = endpoint.connect().await.map_err(|source| Error::Connect { url: tried, source })?;
-    Ok(client(channel))
+    Ok(client(kit, channel))
 }
 
 /// ListAudit page by page: each reply holds up to ~2 MiB; ask again from the

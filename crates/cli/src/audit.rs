@@ -59,11 +59,11 @@ pub enum AuditCommand {
 }
 
 /// Runs an `audit` subcommand against the registry at `url` (default: the config's registry.listen).
-pub fn run(cfg: &Config, url: Option<String>, command: AuditCommand) -> Result<(), CliError> {
+pub fn run(cfg: &Config, kit: &tls::GrpcKit, url: Option<String>, command: AuditCommand) -> Result<(), CliError> {
     let url = url.unwrap_or_else(|| format!("http://{}", cfg.registry.listen));
     let key_path = |given: Option<PathBuf>| given.unwrap_or_else(|| cfg.cert_dir().join(CHECKPOINT_PUB_FILE));
     match command {
-        AuditCommand::Export { out } => crate::runtime()?.block_on(export(&url, out.as_deref())),
+        AuditCommand::Export { out } => crate::runtime()?.block_on(export(kit, &url, out.as_deref())),
         AuditCommand::Verify { file, public_key, checkpoints, without_record } => {
             let path = key_path(public_key);
             let key = CheckpointKey::load(&path)?;
@@ -85,7 +85,7 @@ pub fn run(cfg: &Config, url: Option<String>, command: AuditCommand) -> Result<(
             let outcome = match file {
                 Some(file) => audit::verify_file(&file, verifier, &mut progress("verify"))?,
                 None => crate::runtime()?.block_on(async {
-                    let mut client = registry(&url).await?;
+                    let mut client = registry(kit, &url).await?;
                     Ok::<_, CliError>(audit::verify_live(&mut client, verifier, &mut progress("verify")).await?)
                 })?,
             };
@@ -101,7 +101,7 @@ pub fn run(cfg: &Config, url: Option<String>, command: AuditCommand) -> Result<(
         }
         AuditCommand::Checkpoint { operator, public_key } => {
             let files = CheckpointFiles { public_key: key_path(public_key), records: cfg.audit_checkpoints_path() };
-            checkpoint(cfg, &url, &operator, &files)
+            checkpoint(cfg, kit, &url, &operator, &files)
         }
     }
 }
@@ -112,8 +112,8 @@ pub fn progress(what: &'static str) -> impl FnMut(u64) + Send {
     move |done| eprintln!("audit {what}: {done} entries so far")
 }
 
-async fn registry(url: &str) -> Result<RegistryClient<Channel>, CliError> {
-    Ok(audit::registry::client(crate::ops::connect(url).await?))
+async fn registry(kit: &tls::GrpcKit, url: &str) -> Result<RegistryClient<Channel>, CliError> {
+    Ok(audit::registry::client(kit, crate::ops::connect(kit, url).await?))
 }
 
 /// Prints the outcome; a break, a recorded checkpoint the chain lacks or an
@@ -165,8 +165,8 @@ fn report(
     Ok(())
 }
 
-async fn export(url: &str, out: Option<&Path>) -> Result<(), CliError> {
-    let mut client = registry(url).await?;
+async fn export(kit: &tls::GrpcKit, url: &str, out: Option<&Path>) -> Result<(), CliError> {
+    let mut client = registry(kit, url).await?;
     let exported = match out {
         Some(path) => audit::export::export_to_file(&mut client, path, &mut progress("export")).await?,
         None => {
@@ -185,11 +185,17 @@ async fn export(url: &str, out: Option<&Path>) -> Result<(), CliError> {
 }
 
 /// `hpki-ca audit checkpoint`: always signs the head (an operator asked).
-fn checkpoint(cfg: &Config, url: &str, operator: &str, files: &CheckpointFiles) -> Result<(), CliError> {
+fn checkpoint(
+    cfg: &Config,
+    kit: &tls::GrpcKit,
+    url: &str,
+    operator: &str,
+    files: &CheckpointFiles,
+) -> Result<(), CliError> {
     let tokens = crate::tokens::Tokens::open(cfg, crate::tokens::domains::CHECKPOINTS)?;
     let checkpointer = Checkpointer::new(tokens.get(config::TrustDomain::Audit)?, files)?;
     let outcome = crate::runtime()?.block_on(async {
-        let mut client = audit::registry::checkpointer_client(url).await?;
+        let mut client = audit::registry::checkpointer_client(kit, url).await?;
         checkpointer.checkpoint(&mut client, operator, false, &mut progress("verify")).await
     });
     match outcome {

@@ -568,12 +568,12 @@ impl Render for iss::PinDisclosure {
     }
 }
 
-async fn client(url: &str) -> Result<IssuanceClient<Channel>, CliError> {
-    Ok(tls::limit_client!(IssuanceClient::new(connect(url).await?)))
+async fn client(kit: &tls::GrpcKit, url: &str) -> Result<IssuanceClient<Channel>, CliError> {
+    Ok(kit.client(IssuanceClient::new(connect(kit, url).await?)))
 }
 
-pub async fn run(url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliError> {
-    let mut c = client(url).await?;
+pub async fn run(kit: &tls::GrpcKit, url: &str, cmd: CardCommand, as_json: bool) -> Result<(), CliError> {
+    let mut c = client(kit, url).await?;
     match cmd {
         CardCommand::Show { card, licence } => {
             let key = match (card, licence) {
@@ -731,8 +731,8 @@ fn progress(done: usize, total: usize, failed: usize) {
     let _ = err.flush();
 }
 
-pub async fn import(url: &str, args: ImportArgs, as_json: bool) -> Result<(), CliError> {
-    let mut c = client(url).await?;
+pub async fn import(kit: &tls::GrpcKit, url: &str, args: ImportArgs, as_json: bool) -> Result<(), CliError> {
+    let mut c = client(kit, url).await?;
     let base = args.file.parent().map(Path::to_owned).unwrap_or_default();
     let lines = read_lines(&args.file)?;
     let total = lines.len();

@@ -44,23 +44,28 @@ pub fn watch_signals() -> watch::Receiver<bool> {
     rx
 }
 
-/// Transport security of this process, set before anything connects or listens.
+/// The gRPC kit of this process (transport security, `[limits]`), made before
+/// anything connects or listens and handed to every server and client.
 ///
 /// With `[tls] enabled` (the default) every gRPC server requires a client
 /// certificate from the local service-identity CA under `[tls] dir` (created
 /// here when missing, so `make run` and the ceremony set it up). Each of our
-/// services calls the others with its own identity (`tls::endpoint_as`), and
+/// services calls the others with its own identity (`GrpcKit::endpoint_as`), and
 /// CLI commands present the default person of the role they need (`ra`,
 /// `operator`, `auditor`; `audit checkpoint`: `crl`, the checkpointer).
 /// `identity` (`--identity`), else `[tls] client_role`, else the `--operator`
 /// a command names when a certificate of that name exists, picks another one.
 /// `enabled = false` is the explicit development switch for plain-text gRPC.
-pub fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>) -> Result<(), CliError> {
+pub fn setup_grpc(cfg: &Config, command: &crate::Command, identity: Option<&str>) -> Result<tls::GrpcKit, CliError> {
+    let kit = setup_tls(cfg, command, identity)?;
+    Ok(kit.with_limits(limits(cfg)?))
+}
+
+fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>) -> Result<tls::GrpcKit, CliError> {
     use crate::Command as C;
     if !cfg.tls.enabled {
         tracing::warn!("[tls] enabled = false: gRPC is plain text (development only)");
-        tls::install(None, None);
-        return Ok(());
+        return Ok(tls::GrpcKit::plain());
     }
     let dir = cfg.tls_dir();
     let tls_err = |e: tls::TlsError| CliError::Client(format!("TLS: {e}"));
@@ -84,7 +89,7 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>)
         // Asks issuance for responder certificates as the OCSP service does.
         C::OcspCerts { .. } => (false, "ocsp"),
         // No gRPC; `identity` works on the files itself.
-        C::Arl { .. } | C::Config { .. } | C::Identity { .. } => return Ok(()),
+        C::Arl { .. } | C::Config { .. } | C::Identity { .. } => return Ok(tls::GrpcKit::plain()),
     };
     if serve {
         let written = tls::ensure_local_pki(&dir).map_err(tls_err)?;
@@ -98,7 +103,7 @@ pub fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>)
         (None, _, Some(op)) if tls::LocalPki { dir: dir.clone() }.cert(op).exists() => op.to_owned(),
         _ => default.to_owned(),
     };
-    tls::install_local(&dir, serve, &chosen).map_err(tls_err)
+    tls::GrpcKit::local(&dir, serve, &chosen).map_err(tls_err)
 }
 
 /// The person an operator command names with `--operator`, if any.
@@ -113,17 +118,16 @@ fn named_operator(command: &crate::Command) -> Option<&str> {
     name.filter(|n| tls::identity::check_name(n).is_ok())
 }
 
-/// `[limits]` of every gRPC server this process starts (the CRL HTTP server
-/// reads its own from the config).
-pub fn setup_limits(cfg: &Config) -> Result<(), CliError> {
+/// `[limits]` of every gRPC server and client this process starts (the CRL
+/// HTTP server reads its own from the config).
+fn limits(cfg: &Config) -> Result<tls::Limits, CliError> {
     let l = &cfg.limits;
     l.validate()?;
-    tls::install_limits(tls::Limits {
+    Ok(tls::Limits {
         max_message_bytes: l.max_message_bytes,
         max_concurrent_streams: l.max_concurrent_streams,
         request_timeout: std::time::Duration::from_secs(l.request_timeout_seconds),
-    });
-    Ok(())
+    })
 }
 
 /// `https` when gRPC runs over TLS, else `http`.
@@ -179,6 +183,7 @@ pub fn config_source(path: Option<&std::path::Path>) -> Result<registry::ConfigS
 
 pub async fn run_registry(
     cfg: Config,
+    kit: tls::GrpcKit,
     source: registry::ConfigSource,
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
@@ -189,7 +194,8 @@ pub async fn run_registry(
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
     serve_metrics(metrics, stop.clone());
     let pin_limits = registry::PinLimits::from_config(&cfg.issuance);
-    registry::serve_store_with(store, cfg.profile.holder_id_prefix.clone(), pin_limits, listener, shutdown_signal(stop))
+    let prefix = cfg.profile.holder_id_prefix.clone();
+    registry::serve_store_with(store, prefix, pin_limits, kit, listener, shutdown_signal(stop))
         .await
         .map_err(|e| CliError::Registry(e.to_string()))
 }
@@ -200,22 +206,30 @@ pub async fn run_registry(
 /// as `hpki-ca audit verify` does.
 fn spawn_checkpointer(
     cfg: &Config,
+    kit: &tls::GrpcKit,
     hsm: hsm::Hsm,
     registry_url: String,
     interval: Duration,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let periodic = audit::checkpointer::Periodic { registry_url, files: audit::CheckpointFiles::of(cfg), interval };
+    let files = audit::CheckpointFiles::of(cfg);
+    let periodic = audit::checkpointer::Periodic { registry_url, files, interval, kit: kit.clone() };
     tokio::spawn(audit::checkpointer::run_periodic(hsm, periodic, stop, crate::audit::progress("verify")))
 }
 
-pub async fn run_issuance(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
-    let service = issuance::build_service(&cfg, tokens.get(TrustDomain::Issuing)?, tokens.get(TrustDomain::Escrow)?)?;
+pub async fn run_issuance(
+    cfg: Config,
+    kit: tls::GrpcKit,
+    tokens: Tokens,
+    stop: watch::Receiver<bool>,
+) -> Result<(), CliError> {
+    let (issuing, escrow) = (tokens.get(TrustDomain::Issuing)?, tokens.get(TrustDomain::Escrow)?);
+    let service = issuance::build_service(&cfg, &kit, issuing, escrow)?;
     let (listener, addr) = bind(&cfg.issuance.listen).await?;
     let metrics = metrics_listener("issuance", &cfg.issuance.metrics_listen).await?;
     announce("issuance", addr, "gRPC hpki.issuance.v1.Issuance");
     serve_metrics(metrics, stop.clone());
-    issuance::serve(service, listener, shutdown_signal(stop)).await?;
+    issuance::serve(service, kit, listener, shutdown_signal(stop)).await?;
     Ok(())
 }
 
@@ -223,7 +237,12 @@ pub async fn run_issuance(cfg: Config, tokens: Tokens, stop: watch::Receiver<boo
 /// token. It also signs the automatic audit checkpoints there, with the `audit`
 /// token (opened only when `[audit] checkpoint_interval_seconds` > 0): it talks
 /// to the registry anyway.
-pub async fn run_crl(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+pub async fn run_crl(
+    cfg: Config,
+    kit: tls::GrpcKit,
+    tokens: Tokens,
+    stop: watch::Receiver<bool>,
+) -> Result<(), CliError> {
     cfg.audit.validate()?;
     let (grpc, grpc_addr) = bind(&cfg.crl.listen).await?;
     let (http, http_addr) = bind(&cfg.crl.http_listen).await?;
@@ -232,40 +251,46 @@ pub async fn run_crl(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -
     let checkpointer = match cfg.audit.checkpoint_interval() {
         Some(interval) => {
             let audit = tokens.get(TrustDomain::Audit)?.clone();
-            Some(spawn_checkpointer(&cfg, audit, cfg.crl.registry_url.clone(), interval, stop.clone()))
+            Some(spawn_checkpointer(&cfg, &kit, audit, cfg.crl.registry_url.clone(), interval, stop.clone()))
         }
         None => None,
     };
     let issuing = tokens.get(TrustDomain::Issuing)?.clone();
-    let served =
-        crl::serve(&cfg, issuing, grpc, http, shutdown_signal(stop)).await.map_err(|e| CliError::Crl(e.to_string()));
+    let served = crl::serve(&cfg, issuing, kit, grpc, http, shutdown_signal(stop))
+        .await
+        .map_err(|e| CliError::Crl(e.to_string()));
     if let Some(task) = checkpointer {
         task.abort();
     }
     served
 }
 
-pub async fn run_revocation(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+pub async fn run_revocation(cfg: Config, kit: tls::GrpcKit, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.revocation.listen).await?;
     let metrics = metrics_listener("revocation", &cfg.revocation.metrics_listen).await?;
     announce("revocation", addr, "gRPC hpki.revocation.v1.Revocation");
     serve_metrics(metrics, stop.clone());
-    revocation::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Revocation(e.to_string()))
+    revocation::serve(&cfg, kit, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Revocation(e.to_string()))
 }
 
-pub async fn run_ocsp(cfg: Config, tokens: Tokens, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+pub async fn run_ocsp(
+    cfg: Config,
+    kit: tls::GrpcKit,
+    tokens: Tokens,
+    stop: watch::Receiver<bool>,
+) -> Result<(), CliError> {
     let (http, http_addr) = bind(&cfg.ocsp.listen).await?;
     let (metrics, metrics_addr) = bind(&cfg.ocsp.metrics_listen).await?;
     announce("ocsp", http_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
     announce("ocsp-metrics", metrics_addr, "HTTP Prometheus /metrics");
     let own = tokens.get(TrustDomain::Ocsp)?.clone();
-    ocsp::serve(&cfg, own, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
+    ocsp::serve(&cfg, own, kit, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
 }
 
-pub async fn run_console(cfg: Config, stop: watch::Receiver<bool>) -> Result<(), CliError> {
+pub async fn run_console(cfg: Config, kit: tls::GrpcKit, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.console.listen).await?;
     announce("console", addr, "HTTPS operator console");
-    console::serve(&cfg, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Client(e.to_string()))
+    console::serve(&cfg, kit, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Client(e.to_string()))
 }
 
 fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<(), CliError> {
@@ -277,6 +302,7 @@ fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<()
 /// audit chain's head periodically.
 pub async fn run_all(
     mut cfg: Config,
+    kit: tls::GrpcKit,
     source: registry::ConfigSource,
     tokens: Tokens,
     stop: watch::Receiver<bool>,
@@ -311,7 +337,7 @@ pub async fn run_all(
     cfg.console.crl_url = format!("{scheme}://{crl_addr}");
     cfg.console.crl_http_url = format!("http://{crl_http_addr}");
     cfg.console.ocsp_metrics_url = format!("http://{ocsp_metrics_addr}");
-    let service = issuance::build_service(&cfg, &issuing, tokens.get(TrustDomain::Escrow)?)?;
+    let service = issuance::build_service(&cfg, &kit, &issuing, tokens.get(TrustDomain::Escrow)?)?;
     let (iss_listener, iss_addr) = bind(&cfg.issuance.listen).await?;
     cfg.ocsp.issuance_url = format!("{scheme}://{iss_addr}");
     cfg.console.issuance_url = format!("{scheme}://{iss_addr}");
@@ -341,12 +367,14 @@ pub async fn run_all(
 
     let c = cfg.clone();
     let s = stop.clone();
+    let k = kit.clone();
     let registry = tokio::spawn(async move {
         let pin_limits = registry::PinLimits::from_config(&c.issuance);
         registry::serve_store_with(
             store,
             c.profile.holder_id_prefix.clone(),
             pin_limits,
+            k,
             reg_listener,
             shutdown_signal(s),
         )
@@ -357,37 +385,43 @@ pub async fn run_all(
     let checkpointer = cfg
         .audit
         .checkpoint_interval()
-        .map(|interval| spawn_checkpointer(&cfg, audit_token, registry_url.clone(), interval, stop.clone()));
+        .map(|interval| spawn_checkpointer(&cfg, &kit, audit_token, registry_url.clone(), interval, stop.clone()));
     let s = stop.clone();
+    let k = kit.clone();
     let issuance = tokio::spawn(async move {
-        issuance::serve(service, iss_listener, shutdown_signal(s)).await.map_err(CliError::from)
+        issuance::serve(service, k, iss_listener, shutdown_signal(s)).await.map_err(CliError::from)
     });
     let c = cfg.clone();
     let s = stop.clone();
     let own = tokens.get(TrustDomain::Ocsp)?.clone();
+    let k = kit.clone();
     let ocsp = tokio::spawn(async move {
-        ocsp::serve(&c, own, ocsp_http, ocsp_metrics, shutdown_signal(s))
+        ocsp::serve(&c, own, k, ocsp_http, ocsp_metrics, shutdown_signal(s))
             .await
             .map_err(|e| CliError::Ocsp(e.to_string()))
     });
     let c = cfg.clone();
     let s = stop.clone();
+    let k = kit.clone();
     let crl = tokio::spawn(async move {
-        crl::serve(&c, issuing, crl_grpc, crl_http, shutdown_signal(s)).await.map_err(|e| CliError::Crl(e.to_string()))
+        crl::serve(&c, issuing, k, crl_grpc, crl_http, shutdown_signal(s))
+            .await
+            .map_err(|e| CliError::Crl(e.to_string()))
     });
     let c = cfg.clone();
     let s = stop.clone();
+    let k = kit.clone();
     let console = tokio::spawn(async move {
         match console_bound {
             Some((listener, _)) => {
-                console::serve(&c, listener, shutdown_signal(s)).await.map_err(|e| CliError::Client(e.to_string()))
+                console::serve(&c, k, listener, shutdown_signal(s)).await.map_err(|e| CliError::Client(e.to_string()))
             }
             None => Ok(()),
         }
     });
     let c = cfg.clone();
     let revocation = tokio::spawn(async move {
-        revocation::serve(&c, rev_listener, shutdown_signal(stop))
+        revocation::serve(&c, kit, rev_listener, shutdown_signal(stop))
             .await
             .map_err(|e| CliError::Revocation(e.to_string()))
     });

@@ -393,8 +393,8 @@ fn export_softhsm_conf(cfg: &Config) {
 
 /// `hpki-ca ocsp-certs`: new responder certificates for both issuing CAs now,
 /// through the issuance service, printed one line each.
-async fn renew_responders(cfg: &Config, hsm: &hsm::Hsm) -> Result<(), CliError> {
-    let authority = ocsp::IssuanceAuthority::from_config(cfg).map_err(|e| CliError::Ocsp(e.to_string()))?;
+async fn renew_responders(cfg: &Config, kit: &tls::GrpcKit, hsm: &hsm::Hsm) -> Result<(), CliError> {
+    let authority = ocsp::IssuanceAuthority::from_config(cfg, kit).map_err(|e| CliError::Ocsp(e.to_string()))?;
     // Everything is due within a window longer than any validity.
     let all = time::Duration::days(i64::from(cfg.ocsp.responder_validity_days) + 1);
     let done = ocsp::ensure_responder_certificates(cfg, hsm, &authority, all)
@@ -433,8 +433,7 @@ fn execute(args: Args) -> Result<(), CliError> {
         // Before anything is written, the TLS identities included.
         config_check::confirm_ceremony_urls(&cfg, *yes)?;
     }
-    launcher::setup_tls(&cfg, &args.command, args.identity.as_deref())?;
-    launcher::setup_limits(&cfg)?;
+    let kit = launcher::setup_grpc(&cfg, &args.command, args.identity.as_deref())?;
     apply_overrides(&mut cfg, &args.command);
     let path = args.config.as_deref();
     match args.command {
@@ -443,51 +442,53 @@ fn execute(args: Args) -> Result<(), CliError> {
         Command::Run => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::RUN)?;
             let source = launcher::config_source(path)?;
-            serve(|stop| launcher::run_all(cfg, source, tokens, stop))
+            serve(|stop| launcher::run_all(cfg, kit, source, tokens, stop))
         }
         Command::Registry { .. } => {
             let source = launcher::config_source(path)?;
-            serve(|stop| launcher::run_registry(cfg, source, stop))
+            serve(|stop| launcher::run_registry(cfg, kit, source, stop))
         }
         Command::Issuance { .. } => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::ISSUANCE)?;
-            serve(|stop| launcher::run_issuance(cfg, tokens, stop))
+            serve(|stop| launcher::run_issuance(cfg, kit, tokens, stop))
         }
         Command::Crl { .. } => {
             let tokens = crl_tokens(&cfg)?;
-            serve(|stop| launcher::run_crl(cfg, tokens, stop))
+            serve(|stop| launcher::run_crl(cfg, kit, tokens, stop))
         }
-        Command::Revocation { .. } => serve(|stop| launcher::run_revocation(cfg, stop)),
+        Command::Revocation { .. } => serve(|stop| launcher::run_revocation(cfg, kit, stop)),
         Command::Ocsp { .. } => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::OCSP)?;
-            serve(|stop| launcher::run_ocsp(cfg, tokens, stop))
+            serve(|stop| launcher::run_ocsp(cfg, kit, tokens, stop))
         }
         Command::OcspCerts { .. } => {
             let tokens = tokens::Tokens::open(&cfg, tokens::domains::OCSP)?;
             let hsm = tokens.get(config::TrustDomain::Ocsp)?.clone();
-            runtime()?.block_on(renew_responders(&cfg, &hsm))
+            runtime()?.block_on(renew_responders(&cfg, &kit, &hsm))
         }
-        Command::Console { .. } => serve(|stop| launcher::run_console(cfg, stop)),
-        Command::Revoke { args, url } => runtime()?.block_on(ops::revoke(&url_or(url, &cfg.revocation.listen), args)),
+        Command::Console { .. } => serve(|stop| launcher::run_console(cfg, kit, stop)),
+        Command::Revoke { args, url } => {
+            runtime()?.block_on(ops::revoke(&kit, &url_or(url, &cfg.revocation.listen), args))
+        }
         Command::EmergencyRevoke { args, url } => {
-            runtime()?.block_on(ops::emergency(&url_or(url, &cfg.revocation.listen), args))
+            runtime()?.block_on(ops::emergency(&kit, &url_or(url, &cfg.revocation.listen), args))
         }
         Command::Approve { approval, operator, url } => {
-            runtime()?.block_on(ops::approve(&url_or(url, &cfg.revocation.listen), approval, operator))
+            runtime()?.block_on(ops::approve(&kit, &url_or(url, &cfg.revocation.listen), approval, operator))
         }
         Command::PublishCrl { issuer, kind, operator, url } => {
-            runtime()?.block_on(ops::publish(&url_or(url, &cfg.crl.listen), issuer, kind, operator))
+            runtime()?.block_on(ops::publish(&kit, &url_or(url, &cfg.crl.listen), issuer, kind, operator))
         }
         Command::Status { target, url } => {
-            runtime()?.block_on(ops::status_of(&url_or(url, &cfg.revocation.listen), target))
+            runtime()?.block_on(ops::status_of(&kit, &url_or(url, &cfg.revocation.listen), target))
         }
         Command::Card { command, url } => {
-            runtime()?.block_on(card::run(&url_or(url, &cfg.issuance.listen), command, args.json))
+            runtime()?.block_on(card::run(&kit, &url_or(url, &cfg.issuance.listen), command, args.json))
         }
         Command::Import { args: import, url } => {
-            runtime()?.block_on(card::import(&url_or(url, &cfg.issuance.listen), import, args.json))
+            runtime()?.block_on(card::import(&kit, &url_or(url, &cfg.issuance.listen), import, args.json))
         }
-        Command::Audit { command, url } => audit::run(&cfg, url, command),
+        Command::Audit { command, url } => audit::run(&cfg, &kit, url, command),
         Command::Identity { command } => identity(&cfg, command, args.json),
         Command::Arl { revoke_serial, reason, operator } => {
             let revoke = revoke_serial.zip(reason.map(ops::Reason::crl_reason));

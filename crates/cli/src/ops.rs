@@ -140,8 +140,8 @@ pub struct EmergencyArgs {
     pub compromised_at: String,
 }
 
-pub async fn connect(url: &str) -> Result<Channel, CliError> {
-    let endpoint = tls::endpoint(url).map_err(|e| CliError::Client(format!("{url}: {e}")))?;
+pub async fn connect(kit: &tls::GrpcKit, url: &str) -> Result<Channel, CliError> {
+    let endpoint = kit.endpoint(url).map_err(|e| CliError::Client(format!("{url}: {e}")))?;
     // The URL as dialled: its scheme follows [tls] enabled.
     let tried = endpoint.uri().to_string();
     endpoint.connect().await.map_err(|e| CliError::Client(format!("cannot reach {tried}: {e}")))
@@ -170,8 +170,8 @@ fn print_certificates(certs: &[rev::RevokedCertificate]) {
     }
 }
 
-pub async fn revoke(url: &str, a: RevokeArgs) -> Result<(), CliError> {
-    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
+pub async fn revoke(kit: &tls::GrpcKit, url: &str, a: RevokeArgs) -> Result<(), CliError> {
+    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
     let reason = reg::RevocationReason::from(a.reason.0) as i32;
     let resp = match (a.target.serial, a.target.card, a.target.licence) {
         (Some(serial), _, _) => {
@@ -247,8 +247,8 @@ fn crl_summary(r: &rev::EmergencyRevokeResponse) -> String {
     format!("delta CRL published: {}; full CRLs: {}{pending}", deltas.join(", "), fulls.join(", "))
 }
 
-pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
-    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
+pub async fn emergency(kit: &tls::GrpcKit, url: &str, a: EmergencyArgs) -> Result<(), CliError> {
+    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
     let card = match (a.card, a.licence) {
         (Some(c), _) => Some(rev::emergency_revoke_request::Card::CardId(c)),
         (_, Some(l)) => Some(rev::emergency_revoke_request::Card::LicenceNumber(l)),
@@ -278,9 +278,14 @@ pub async fn emergency(url: &str, a: EmergencyArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn approve(url: &str, approval_id: String, operator: Option<String>) -> Result<(), CliError> {
+pub async fn approve(
+    kit: &tls::GrpcKit,
+    url: &str,
+    approval_id: String,
+    operator: Option<String>,
+) -> Result<(), CliError> {
     let operator = operator.unwrap_or_default();
-    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
+    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
     let resp = client
         .approve_emergency_revocation(rev::ApproveEmergencyRequest { approval_id, operator })
         .await
@@ -290,8 +295,14 @@ pub async fn approve(url: &str, approval_id: String, operator: Option<String>) -
     Ok(())
 }
 
-pub async fn publish(url: &str, issuer: String, kind: Option<String>, actor: String) -> Result<(), CliError> {
-    let mut client = tls::limit_client!(crlpb::crl_publisher_client::CrlPublisherClient::new(connect(url).await?));
+pub async fn publish(
+    kit: &tls::GrpcKit,
+    url: &str,
+    issuer: String,
+    kind: Option<String>,
+    actor: String,
+) -> Result<(), CliError> {
+    let mut client = kit.client(crlpb::crl_publisher_client::CrlPublisherClient::new(connect(kit, url).await?));
     let kind = match kind.as_deref() {
         None => crlpb::CrlKind::Unspecified,
         Some("full") => crlpb::CrlKind::Full,
@@ -319,8 +330,8 @@ pub async fn publish(url: &str, issuer: String, kind: Option<String>, actor: Str
     Ok(())
 }
 
-pub async fn status_of(url: &str, target: CardOrSerial) -> Result<(), CliError> {
-    let mut client = tls::limit_client!(rev::revocation_client::RevocationClient::new(connect(url).await?));
+pub async fn status_of(kit: &tls::GrpcKit, url: &str, target: CardOrSerial) -> Result<(), CliError> {
+    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
     let key = match (target.serial, target.card, target.licence) {
         (Some(s), _, _) => rev::status_request::Key::Serial(s),
         (_, Some(c), _) => rev::status_request::Key::CardId(c),

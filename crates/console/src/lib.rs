@@ -130,11 +130,11 @@ pub enum StartError {
 
 impl App {
     /// Clients (lazy) of the services named in `[console]`, as identity `console`.
-    pub fn new(cfg: &config::Config) -> Result<App, StartError> {
-        let registry = tls::endpoint_as(IDENTITY, &cfg.console.registry_url)?.connect_lazy();
-        let revocation = tls::endpoint_as(IDENTITY, &cfg.console.revocation_url)?.connect_lazy();
-        let issuance = tls::endpoint_as(IDENTITY, &cfg.console.issuance_url)?.connect_lazy();
-        let crl = tls::endpoint_as(IDENTITY, &cfg.console.crl_url)?.connect_lazy();
+    pub fn new(cfg: &config::Config, kit: &tls::GrpcKit) -> Result<App, StartError> {
+        let registry = kit.endpoint_as(IDENTITY, &cfg.console.registry_url)?.connect_lazy();
+        let revocation = kit.endpoint_as(IDENTITY, &cfg.console.revocation_url)?.connect_lazy();
+        let issuance = kit.endpoint_as(IDENTITY, &cfg.console.issuance_url)?.connect_lazy();
+        let crl = kit.endpoint_as(IDENTITY, &cfg.console.crl_url)?.connect_lazy();
         let mut health = Vec::new();
         for (service, name) in ops::SERVICES {
             let url = match service {
@@ -143,15 +143,15 @@ impl App {
                 "revocation" => &cfg.console.revocation_url,
                 _ => &cfg.console.crl_url,
             };
-            health.push((service, name, HealthClient::new(tls::endpoint_as(IDENTITY, url)?.connect_lazy())));
+            health.push((service, name, HealthClient::new(kit.endpoint_as(IDENTITY, url)?.connect_lazy())));
         }
         Ok(App {
-            audit_registry: tls::limit_client!(RegistryClient::new(registry.clone()), at_least = AUDIT_REPLY_BYTES),
+            audit_registry: kit.client_at_least(RegistryClient::new(registry.clone()), AUDIT_REPLY_BYTES),
             audit_files: ::audit::CheckpointFiles::of(cfg),
-            registry: tls::limit_client!(RegistryClient::new(registry)),
-            revocation: tls::limit_client!(RevocationClient::new(revocation)),
-            issuance: tls::limit_client!(IssuanceClient::new(issuance)),
-            crl: tls::limit_client!(CrlPublisherClient::new(crl)),
+            registry: kit.client(RegistryClient::new(registry)),
+            revocation: kit.client(RevocationClient::new(revocation)),
+            issuance: kit.client(IssuanceClient::new(issuance)),
+            crl: kit.client(CrlPublisherClient::new(crl)),
             ocsp: Arc::new(ocsp_live::OcspLive::new(&cfg.console.ocsp_url, &cfg.cert_dir())),
             health,
             crl_http_url: cfg.console.crl_http_url.clone(),
@@ -165,10 +165,11 @@ impl App {
 /// Serves the console on `listener` until `shutdown`.
 pub async fn serve(
     cfg: &config::Config,
+    kit: tls::GrpcKit,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let app = App::new(cfg)?;
+    let app = App::new(cfg, &kit)?;
     let tls = server::tls_config(&cfg.tls_dir())?;
     server::serve(listener, tls, pages::router(app), shutdown).await;
     Ok(())

@@ -22,6 +22,7 @@ use crate::source::{RegistrySource, RevocationSource};
 pub async fn serve(
     cfg: &config::Config,
     hsm: hsm::Hsm,
+    kit: tls::GrpcKit,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -31,14 +32,15 @@ pub async fn serve(
     let authentication =
         CaKey::load(&hsm, &dir.join(&cfg.ca.authentication.file_name), &cfg.ca.authentication.key_label)?;
     let store = Arc::new(CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &served_urls(cfg)?)?);
-    let source = RegistrySource::connect_lazy(&cfg.crl.registry_url)?;
+    let source = RegistrySource::connect_lazy(&kit, &cfg.crl.registry_url)?;
     let publisher = Arc::new(Publisher::new(cfg, source, store, signing, authentication)?);
-    serve_publisher(publisher, grpc, http, Ticks::default(), shutdown).await
+    serve_publisher(publisher, kit, grpc, http, Ticks::default(), shutdown).await
 }
 
 /// [`serve`] with a ready publisher (any revocation source) and schedule ticks.
 pub async fn serve_publisher<S: RevocationSource>(
     publisher: Arc<Publisher<S>>,
+    kit: tls::GrpcKit,
     grpc: TcpListener,
     http: TcpListener,
     ticks: Ticks,
@@ -53,22 +55,15 @@ pub async fn serve_publisher<S: RevocationSource>(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<CrlPublisherServer<CrlService<S>>>().await;
+    let server =
+        kit.server(CrlPublisherServer::new(CrlService::new(publisher.clone()))).await.map_err(|e| match e {
+            tls::ServerError::Tls(e) => CrlError::Internal(format!("gRPC server TLS: {e}")),
+            other => CrlError::Internal(other.to_string()),
+        })?;
     let arl_url = publisher.settings().arl_url.clone();
     let arl_watch = (!arl_url.is_empty())
-        .then(|| crate::arl_watch::spawn(publisher.store().clone(), arl_url, reporter.clone(), ticks.check));
-    let reflection = proto::reflection::v1(proto::crl::v1::crl_publisher_server::SERVICE_NAME)
-        .map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
-    let reflection_alpha = proto::reflection::v1alpha(proto::crl::v1::crl_publisher_server::SERVICE_NAME)
-        .map_err(|e| CrlError::Internal(format!("reflection: {e}")))?;
-    let grpc_server = tls::server()
-        .map_err(|e| CrlError::Internal(format!("gRPC server TLS: {e}")))?
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(tls::limit_messages!(CrlPublisherServer::new(CrlService::new(publisher.clone()))))
-        .serve_with_incoming_shutdown(tls::incoming(grpc), stopped(stop_rx.clone()));
+        .then(|| crate::arl_watch::spawn(publisher.store().clone(), arl_url, server.health().clone(), ticks.check));
+    let grpc_server = server.serve(grpc, stopped(stop_rx.clone()));
     let grpc_server = async { grpc_server.await.map_err(|e| CrlError::Internal(format!("gRPC server: {e}"))) };
     let http_server =
         crate::http::serve(http, publisher.store().clone(), publisher.settings().http, stopped(stop_rx.clone()));
@@ -119,9 +114,10 @@ mod tests {
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ticks = Ticks { check: Duration::from_millis(100), retry: Duration::from_millis(100) };
-        let server = tokio::spawn(serve_publisher(publisher.clone(), grpc, http, ticks, async {
-            let _ = stopped.await;
-        }));
+        let server =
+            tokio::spawn(serve_publisher(publisher.clone(), tls::GrpcKit::default(), grpc, http, ticks, async {
+                let _ = stopped.await;
+            }));
 
         // The schedule publishes at start: full + delta for both CAs.
         let mut client = loop {
@@ -259,7 +255,7 @@ mod tests {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let hsm = pki.hsm.clone();
         let server = tokio::spawn(async move {
-            serve(&cfg, hsm, grpc, http, async {
+            serve(&cfg, hsm, tls::GrpcKit::default(), grpc, http, async {
                 let _ = stopped.await;
             })
             .await
@@ -282,7 +278,7 @@ mod tests {
         cfg.ca.signing.file_name = "missing.pem".into();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let err = serve(&cfg, pki.hsm.clone(), grpc, http, async {}).await.unwrap_err();
+        let err = serve(&cfg, pki.hsm.clone(), tls::GrpcKit::default(), grpc, http, async {}).await.unwrap_err();
         assert!(err.to_string().contains("ceremony"), "{err}");
     }
 }

@@ -57,11 +57,12 @@ pub struct RegistrySource {
 
 impl RegistrySource {
     /// A lazily connecting client, so the publisher can start before the registry.
-    pub fn connect_lazy(url: &str) -> Result<RegistrySource, CrlError> {
-        let endpoint = tls::endpoint_as("crl", url)
+    pub fn connect_lazy(kit: &tls::GrpcKit, url: &str) -> Result<RegistrySource, CrlError> {
+        let endpoint = kit
+            .endpoint_as("crl", url)
             .map_err(|e| CrlError::Config(format!("crl.registry_url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
-        Ok(RegistrySource { client: tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())) })
+        Ok(RegistrySource { client: kit.client(RegistryClient::new(endpoint.connect_lazy())) })
     }
 }
 

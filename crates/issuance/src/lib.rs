@@ -65,16 +65,18 @@ impl IssuingCaKey {
 }
 
 /// A lazily connecting client, so issuance can start before the registry.
-pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, IssuanceError> {
-    let endpoint = tls::endpoint_as("issuance", url)
+pub fn registry_client(kit: &tls::GrpcKit, url: &str) -> Result<RegistryClient<Channel>, IssuanceError> {
+    let endpoint = kit
+        .endpoint_as("issuance", url)
         .map_err(|e| IssuanceError::Startup(format!("issuance.registry_url {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30));
-    Ok(tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())))
+    Ok(kit.client(RegistryClient::new(endpoint.connect_lazy())))
 }
 
-fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
-    Ok(tls::endpoint_as("issuance", url)
+fn lazy_channel(kit: &tls::GrpcKit, field: &str, url: &str) -> Result<Channel, IssuanceError> {
+    Ok(kit
+        .endpoint_as("issuance", url)
         .map_err(|e| IssuanceError::Startup(format!("{field} {url:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60))
@@ -85,6 +87,7 @@ fn lazy_channel(field: &str, url: &str) -> Result<Channel, IssuanceError> {
 /// PIN escrow key (in the `escrow` token) and the clients.
 pub fn build_service(
     cfg: &config::Config,
+    kit: &tls::GrpcKit,
     hsm: &hsm::Hsm,
     escrow_token: &hsm::Hsm,
 ) -> Result<IssuanceService, IssuanceError> {
@@ -101,12 +104,9 @@ pub fn build_service(
     // Parsed once here: a bad OID or URL stops the start, naming its key.
     let policy = cfg.profile.policy().map_err(|e| IssuanceError::Startup(e.to_string()))?;
     let mut service = IssuanceService::new(
-        registry_client(&cfg.issuance.registry_url)?,
-        tls::limit_client!(RevocationClient::new(lazy_channel(
-            "issuance.revocation_url",
-            &cfg.issuance.revocation_url
-        )?)),
-        tls::limit_client!(CrlPublisherClient::new(lazy_channel("issuance.crl_url", &cfg.issuance.crl_url)?)),
+        registry_client(kit, &cfg.issuance.registry_url)?,
+        kit.client(RevocationClient::new(lazy_channel(kit, "issuance.revocation_url", &cfg.issuance.revocation_url)?)),
+        kit.client(CrlPublisherClient::new(lazy_channel(kit, "issuance.crl_url", &cfg.issuance.crl_url)?)),
         policy,
         cfg.profile.document_max_age_months,
         cfg.issuance.clone(),
@@ -122,25 +122,17 @@ pub fn build_service(
 /// Serves Issuance, gRPC health and reflection on `listener` until `shutdown`.
 pub async fn serve(
     service: IssuanceService,
+    kit: tls::GrpcKit,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IssuanceError> {
     let recovery = recovery::Recovery::new(&service);
     recovery.spawn();
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<IssuanceServer<IssuanceService>>().await;
-    hsm_watch::spawn(service.hsm.clone(), service.hsm_status.clone(), reporter, recovery);
-    let reflection = proto::reflection::v1(proto::issuance::v1::issuance_server::SERVICE_NAME)
-        .map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
-    let reflection_alpha = proto::reflection::v1alpha(proto::issuance::v1::issuance_server::SERVICE_NAME)
-        .map_err(|e| IssuanceError::Startup(format!("reflection: {e}")))?;
-    tls::server()
-        .map_err(|e| IssuanceError::Startup(format!("issuance server TLS: {e}")))?
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(tls::limit_messages!(IssuanceServer::new(service)))
-        .serve_with_incoming_shutdown(tls::incoming(listener), shutdown)
-        .await
-        .map_err(|e| IssuanceError::Startup(format!("issuance server: {e}")))
+    let (hsm, hsm_status) = (service.hsm.clone(), service.hsm_status.clone());
+    let server = kit.server(IssuanceServer::new(service)).await.map_err(|e| match e {
+        tls::ServerError::Tls(e) => IssuanceError::Startup(format!("issuance server TLS: {e}")),
+        other => IssuanceError::Startup(other.to_string()),
+    })?;
+    hsm_watch::spawn(hsm, hsm_status, server.health().clone(), recovery);
+    server.serve(listener, shutdown).await.map_err(|e| IssuanceError::Startup(format!("issuance server: {e}")))
 }

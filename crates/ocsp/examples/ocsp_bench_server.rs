@@ -338,7 +338,13 @@ async fn propagation(rounds: usize) {
     }
     let reg_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let reg_addr = reg_listener.local_addr().unwrap();
-    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), reg_listener, std::future::pending()));
+    tokio::spawn(registry::serve_store(
+        store.clone(),
+        "JMA".into(),
+        tls::GrpcKit::default(),
+        reg_listener,
+        std::future::pending(),
+    ));
     let mut cfg = ca.cfg.clone();
     cfg.ocsp.registry_url = format!("http://{reg_addr}");
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -347,7 +353,9 @@ async fn propagation(rounds: usize) {
     let hsm = ca.hsm.clone();
     let authority = std::sync::Arc::new(ocsp::testkit::DirectAuthority::new(&ca));
     tokio::spawn(async move {
-        ocsp::serve_with(&cfg, hsm, authority, http, metrics, std::future::pending()).await.unwrap()
+        ocsp::serve_with(&cfg, hsm, tls::GrpcKit::default(), authority, http, metrics, std::future::pending())
+            .await
+            .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut client = Client::connect(http_addr).await;

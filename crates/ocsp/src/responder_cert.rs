@@ -419,14 +419,14 @@ pub struct IssuanceAuthority {
 
 impl IssuanceAuthority {
     /// Lazily connecting clients for `[ocsp] issuance_url` and `registry_url`.
-    pub fn from_config(cfg: &Config) -> Result<IssuanceAuthority, OcspError> {
+    pub fn from_config(cfg: &Config, kit: &tls::GrpcKit) -> Result<IssuanceAuthority, OcspError> {
         let url = &cfg.ocsp.issuance_url;
-        let endpoint = tls::endpoint_as("ocsp", url)
+        let endpoint = kit
+            .endpoint_as("ocsp", url)
             .map_err(|e| OcspError::Startup(format!("ocsp.issuance_url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
-        let issuance =
-            tls::limit_client!(proto::issuance::v1::issuance_client::IssuanceClient::new(endpoint.connect_lazy()));
-        let registry = crate::source::registry_client(&cfg.ocsp.registry_url)?;
+        let issuance = kit.client(proto::issuance::v1::issuance_client::IssuanceClient::new(endpoint.connect_lazy()));
+        let registry = crate::source::registry_client(kit, &cfg.ocsp.registry_url)?;
         Ok(IssuanceAuthority { issuance, registry, timeout: std::time::Duration::from_secs(30) })
     }
 }

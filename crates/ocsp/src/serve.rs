@@ -61,13 +61,14 @@ async fn blocking<T: Send + 'static>(
 pub async fn serve(
     cfg: &Config,
     hsm: hsm::Hsm,
+    kit: tls::GrpcKit,
     http: TcpListener,
     metrics: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OcspError> {
     cfg.ocsp.validate()?;
-    let authority: Arc<dyn ResponderAuthority> = Arc::new(IssuanceAuthority::from_config(cfg)?);
-    serve_with(cfg, hsm, authority, http, metrics, shutdown).await
+    let authority: Arc<dyn ResponderAuthority> = Arc::new(IssuanceAuthority::from_config(cfg, &kit)?);
+    serve_with(cfg, hsm, kit, authority, http, metrics, shutdown).await
 }
 
 /// How long a starting responder keeps asking for its first certificates
@@ -81,6 +82,7 @@ const STARTUP_RETRY: Duration = Duration::from_secs(1);
 pub async fn serve_with(
     cfg: &Config,
     hsm: hsm::Hsm,
+    kit: tls::GrpcKit,
     authority: Arc<dyn ResponderAuthority>,
     http: TcpListener,
     metrics: TcpListener,
@@ -88,7 +90,7 @@ pub async fn serve_with(
 ) -> Result<(), OcspError> {
     cfg.ocsp.validate()?;
     let renew_within = renew_window(&cfg.ocsp);
-    let client = source::registry_client(&cfg.ocsp.registry_url)?;
+    let client = source::registry_client(&kit, &cfg.ocsp.registry_url)?;
     let registry = Arc::new(RegistrySource::new(client.clone()));
     // Missing CA certificates are a set-up error: no point waiting.
     for slot in responder_cert::slots(cfg) {

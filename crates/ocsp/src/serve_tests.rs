@@ -52,7 +52,7 @@ async fn replica_of(
     let (tx, rx) = oneshot::channel::<()>();
     let hsm = ca.hsm.clone();
     let task = tokio::spawn(async move {
-        crate::serve_with(&cfg, hsm, authority, http, metrics, async {
+        crate::serve_with(&cfg, hsm, tls::GrpcKit::default(), authority, http, metrics, async {
             let _ = rx.await;
         })
         .await
@@ -88,7 +88,7 @@ async fn two_replicas_follow_the_feed_from_issuance_to_revocation() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let registry_addr = listener.local_addr().unwrap();
     let (reg_stop, reg_rx) = oneshot::channel::<()>();
-    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), listener, async {
+    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), tls::GrpcKit::default(), listener, async {
         let _ = reg_rx.await;
     }));
 
@@ -213,7 +213,7 @@ async fn the_running_responder_renews_a_due_certificate_and_rolls_over_a_revoked
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let registry_addr = listener.local_addr().unwrap();
     let (reg_stop, reg_rx) = oneshot::channel::<()>();
-    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), listener, async {
+    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), tls::GrpcKit::default(), listener, async {
         let _ = reg_rx.await;
     }));
 

@@ -50,11 +50,12 @@ pub trait AuditSink: Send + Sync + 'static {
 }
 
 /// A lazily connecting registry client (the responder may start before the registry).
-pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, OcspError> {
-    let endpoint = tls::endpoint_as("ocsp", url)
+pub fn registry_client(kit: &tls::GrpcKit, url: &str) -> Result<RegistryClient<Channel>, OcspError> {
+    let endpoint = kit
+        .endpoint_as("ocsp", url)
         .map_err(|e| OcspError::Startup(format!("ocsp.registry_url {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5));
-    Ok(tls::limit_client!(RegistryClient::new(endpoint.connect_lazy())))
+    Ok(kit.client(RegistryClient::new(endpoint.connect_lazy())))
 }
 
 /// GetCertificate, bounded in time: a miss must not hang a client.

@@ -326,7 +326,9 @@ async fn serve_refuses_bad_ocsp_timings_before_listening() {
     cfg.ocsp.request_timeout_ms = 0;
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = crate::serve(&cfg, ca().hsm.clone(), http, metrics, std::future::pending()).await.unwrap_err();
+    let err = crate::serve(&cfg, ca().hsm.clone(), tls::GrpcKit::default(), http, metrics, std::future::pending())
+        .await
+        .unwrap_err();
     assert!(matches!(err, OcspError::Config(_)), "{err}");
     assert!(err.to_string().contains("ocsp.request_timeout_ms"), "{err}");
     let limits = HttpLimits::from_config(&config::OcspConfig { read_timeout_ms: 250, ..Default::default() });

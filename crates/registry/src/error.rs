@@ -25,6 +25,9 @@ pub enum RegistryError {
     Transport(#[from] tonic::transport::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC kit could not build the server (no server certificate).
+    #[error("gRPC server: {0}")]
+    Server(tls::ServerError),
     /// A blocking task (a store call, opening the database, recording
     /// config.start) panicked or was cancelled.
     #[error("internal: {what} failed: {source}")]
@@ -35,6 +38,16 @@ impl RegistryError {
     /// For `spawn_blocking(..).await.map_err(RegistryError::task("store task"))`.
     pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> RegistryError {
         move |source| RegistryError::Task { what, source }
+    }
+}
+
+impl From<tls::ServerError> for RegistryError {
+    fn from(e: tls::ServerError) -> RegistryError {
+        match e {
+            tls::ServerError::Tls(e) => RegistryError::Transport(e),
+            tls::ServerError::Reflection(e) => RegistryError::Reflection(e),
+            other => RegistryError::Server(other),
+        }
     }
 }
 

@@ -17,12 +17,13 @@ use crate::service::{PinLimits, RegistryService};
 /// embedding and tests); the `hpki-ca` launcher uses [`open_recording_start`] and [`serve_store`].
 pub async fn serve(
     cfg: &config::Config,
+    kit: tls::GrpcKit,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
     let store = open_store(cfg).await?;
     let pin_limits = PinLimits::from_config(&cfg.issuance);
-    serve_store_with(store, cfg.profile.holder_id_prefix.clone(), pin_limits, listener, shutdown).await
+    serve_store_with(store, cfg.profile.holder_id_prefix.clone(), pin_limits, kit, listener, shutdown).await
 }
 
 /// Opens the database and appends this start's "config.start" audit entry
@@ -94,10 +95,11 @@ pub fn store_location(cfg: &config::Config) -> Result<store::Location, RegistryE
 pub async fn serve_store(
     store: Store,
     holder_id_prefix: String,
+    kit: tls::GrpcKit,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
-    serve_store_with(store, holder_id_prefix, PinLimits::default(), listener, shutdown).await
+    serve_store_with(store, holder_id_prefix, PinLimits::default(), kit, listener, shutdown).await
 }
 
 /// Serves an already opened store with the PIN-disclosure limits of the
@@ -106,18 +108,15 @@ pub async fn serve_store_with(
     store: Store,
     holder_id_prefix: String,
     pin_limits: PinLimits,
+    kit: tls::GrpcKit,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RegistryError> {
     let addr = listener.local_addr().map_err(RegistryError::Listener)?;
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
-    health_reporter.set_service_status("", ServingStatus::Serving).await;
-    let reflection = proto::reflection::v1(proto::registry::v1::registry_server::SERVICE_NAME)?;
-    let reflection_alpha = proto::reflection::v1alpha(proto::registry::v1::registry_server::SERVICE_NAME)?;
-
     let service = RegistryService::new(store, holder_id_prefix).with_pin_limits(pin_limits);
     let streams = service.clone();
+    let server = kit.server(RegistryServer::new(service)).await?;
+    server.health().set_service_status("", ServingStatus::Serving).await;
     // Open WatchStatus streams never end on their own; end them first, or the
     // graceful shutdown would wait for them forever.
     let shutdown = async move {
@@ -126,13 +125,7 @@ pub async fn serve_store_with(
     };
 
     info!(%addr, "registry listening");
-    tls::server()?
-        .add_service(health)
-        .add_service(reflection_alpha)
-        .add_service(reflection)
-        .add_service(tls::limit_messages!(RegistryServer::new(service)))
-        .serve_with_incoming_shutdown(tls::incoming(listener), shutdown)
-        .await?;
+    server.serve(listener, shutdown).await?;
     info!(%addr, "registry stopped");
     Ok(())
 }

@@ -274,7 +274,7 @@ async fn data_survives_a_server_restart() {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serve_cfg = cfg.clone();
         let task = tokio::spawn(async move {
-            registry::serve(&serve_cfg, listener, async {
+            registry::serve(&serve_cfg, tls::GrpcKit::default(), listener, async {
                 let _ = stopped.await;
             })
             .await

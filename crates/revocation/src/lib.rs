@@ -27,8 +27,9 @@ pub use service::{
 /// How long a CRL publication may take (a full CRL of a large CA is signed in the HSM).
 const CRL_PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn endpoint(field: &str, url: &str, timeout: Duration) -> Result<Channel, RevocationError> {
-    let endpoint = tls::endpoint_as("revocation", url)
+fn endpoint(kit: &tls::GrpcKit, field: &str, url: &str, timeout: Duration) -> Result<Channel, RevocationError> {
+    let endpoint = kit
+        .endpoint_as("revocation", url)
         .map_err(|e| RevocationError::Startup(format!("{field} {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(timeout);
@@ -36,21 +37,22 @@ fn endpoint(field: &str, url: &str, timeout: Duration) -> Result<Channel, Revoca
 }
 
 /// A lazily connecting registry client, so the service can start before the registry.
-pub fn registry_client(url: &str) -> Result<RegistryClient<Channel>, RevocationError> {
-    Ok(tls::limit_client!(RegistryClient::new(endpoint("revocation.registry_url", url, Duration::from_secs(30))?)))
+pub fn registry_client(kit: &tls::GrpcKit, url: &str) -> Result<RegistryClient<Channel>, RevocationError> {
+    let channel = endpoint(kit, "revocation.registry_url", url, Duration::from_secs(30))?;
+    Ok(kit.client(RegistryClient::new(channel)))
 }
 
 /// A lazily connecting CRL publisher client.
-pub fn crl_client(url: &str) -> Result<CrlPublisherClient<Channel>, RevocationError> {
-    Ok(tls::limit_client!(CrlPublisherClient::new(endpoint("revocation.crl_url", url, CRL_PUBLISH_TIMEOUT)?)))
+pub fn crl_client(kit: &tls::GrpcKit, url: &str) -> Result<CrlPublisherClient<Channel>, RevocationError> {
+    Ok(kit.client(CrlPublisherClient::new(endpoint(kit, "revocation.crl_url", url, CRL_PUBLISH_TIMEOUT)?)))
 }
 
 impl RevocationService {
     /// The service as configured in `[revocation]` (and the CA key labels of `[ca]`).
-    pub fn from_config(cfg: &config::Config) -> Result<RevocationService, RevocationError> {
+    pub fn from_config(cfg: &config::Config, kit: &tls::GrpcKit) -> Result<RevocationService, RevocationError> {
         Ok(RevocationService::new(
-            registry_client(&cfg.revocation.registry_url)?,
-            crl_client(&cfg.revocation.crl_url)?,
+            registry_client(kit, &cfg.revocation.registry_url)?,
+            crl_client(kit, &cfg.revocation.crl_url)?,
             Settings::from_config(cfg),
         ))
     }
@@ -59,36 +61,28 @@ impl RevocationService {
 /// Serves Revocation, gRPC health and reflection on `listener` until `shutdown`.
 pub async fn serve(
     cfg: &config::Config,
+    kit: tls::GrpcKit,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RevocationError> {
-    serve_service(RevocationService::from_config(cfg)?, listener, shutdown).await
+    serve_service(RevocationService::from_config(cfg, &kit)?, kit, listener, shutdown).await
 }
 
 /// As `serve`, with a service built by the caller.
 pub async fn serve_service(
     service: RevocationService,
+    kit: tls::GrpcKit,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RevocationError> {
     let addr = listener.local_addr().map_err(|e| RevocationError::Startup(format!("listener: {e}")))?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<RevocationServer<RevocationService>>().await;
-    reporter.set_service_status("", ServingStatus::Serving).await;
-    let reflection = proto::reflection::v1(proto::revocation::v1::revocation_server::SERVICE_NAME)
-        .map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
-    let reflection_alpha = proto::reflection::v1alpha(proto::revocation::v1::revocation_server::SERVICE_NAME)
-        .map_err(|e| RevocationError::Startup(format!("reflection: {e}")))?;
+    let server = kit.server(RevocationServer::new(service)).await.map_err(|e| match e {
+        tls::ServerError::Tls(e) => RevocationError::Startup(format!("revocation server TLS: {e}")),
+        other => RevocationError::Startup(other.to_string()),
+    })?;
+    server.health().set_service_status("", ServingStatus::Serving).await;
     tracing::info!(%addr, "revocation service listening");
-    tls::server()
-        .map_err(|e| RevocationError::Startup(format!("revocation server TLS: {e}")))?
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(tls::limit_messages!(RevocationServer::new(service)))
-        .serve_with_incoming_shutdown(tls::incoming(listener), shutdown)
-        .await
-        .map_err(|e| RevocationError::Startup(format!("revocation server: {e}")))?;
+    server.serve(listener, shutdown).await.map_err(|e| RevocationError::Startup(format!("revocation server: {e}")))?;
     tracing::info!(%addr, "revocation service stopped");
     Ok(())
 }

@@ -107,7 +107,7 @@ impl Harness {
         let (rev_listener, revocation_url) = listener().await;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tasks.push(tokio::spawn(async move {
-            revocation::serve(&cfg, rev_listener, async {
+            revocation::serve(&cfg, tls::GrpcKit::default(), rev_listener, async {
                 let _ = stopped.await;
             })
             .await

@@ -29,7 +29,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            registry::serve(&cfg, listener, async {
+            registry::serve(&cfg, tls::GrpcKit::default(), listener, async {
                 let _ = stopped.await;
             })
             .await
@@ -48,7 +48,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            registry::serve_store_with(store, "JMA".into(), pin_limits, listener, async {
+            registry::serve_store_with(store, "JMA".into(), pin_limits, tls::GrpcKit::default(), listener, async {
                 let _ = stopped.await;
             })
             .await

@@ -10,36 +10,37 @@
 //!   needed for it.
 //! * [`server_tls`] / [`client_tls`] build tonic's rustls configurations:
 //!   servers require a client certificate from that CA.
-//! * [`server`] is the `Server::builder()` of every gRPC service: TLS when
-//!   installed, and [`Authz`], which reads the [`Caller`] of the client
+//! * [`GrpcKit`] (module [`kit`]) is how every gRPC server and client is
+//!   built, from values made once at process start: [`GrpcKit::server`] is
+//!   the server of every service (TLS when the kit has it, [`Limits`], health,
+//!   reflection, and [`Authz`], which reads the [`Caller`] of the client
 //!   certificate (URI SANs `urn:hpki-ca:role:<role>` and `urn:hpki-ca:id:<name>`),
 //!   refuses revoked ones, applies the one table [`policy::POLICY`] and hands
-//!   the caller to the handler in the request extensions ([`caller`]).
-//! * [`install`] sets, once per process at start, what servers and clients use;
-//!   [`endpoint`] is the `Endpoint::from_shared` of every gRPC client.
+//!   the caller to the handler in the request extensions ([`caller`]));
+//!   [`GrpcKit::endpoint_as`] and [`GrpcKit::client`] make every client.
 //! * [`incoming`] is what every gRPC server accepts from, and [`net::accepted`]
 //!   tunes each HTTP connection: `TCP_NODELAY` everywhere (see [`net`]).
-//! * [`install_limits`] sets the `[limits]` of the process: [`server`] and
-//!   [`limit_messages!`] apply them to servers, [`limit_client!`] to clients.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use der::Decode;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
-use tower_layer::{Identity as NoLayer, Layer, Stack};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tower_layer::Layer;
 use tower_service::Service;
 
 pub mod identity;
+pub mod kit;
 pub mod metrics;
 pub mod net;
 pub mod policy;
 pub use identity::{add_identity, list_identities, revoke_identity, IdentityInfo, RevokedList, REVOKED_FILE};
+pub use kit::{GrpcKit, GrpcServer, Limits, ServerError, SizeLimited};
 pub use net::incoming;
 
 /// Prefix of the URI SAN that carries a role.
@@ -338,182 +339,6 @@ pub fn client_tls(dir: &Path, identity: &str) -> Result<ClientTlsConfig, TlsErro
         .identity(Identity::from_pem(read(&pki.cert(identity))?, read(&pki.key(identity))?)))
 }
 
-// ------------------------------------------------------- process-wide setting
-
-#[derive(Default)]
-struct Installed {
-    server: Option<ServerTlsConfig>,
-    client: Option<ClientTlsConfig>,
-    /// The local PKI folder, when installed with [`install_local`]: the
-    /// certificates of [`endpoint_as`] and the revoked list servers check.
-    dir: Option<PathBuf>,
-}
-
-static INSTALLED: RwLock<Installed> = RwLock::new(Installed { server: None, client: None, dir: None });
-
-/// Bounds applied by [`server`] to every gRPC server, and by [`limit_messages!`]
-/// to every generated service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest message decoded or encoded (tonic answers OUT_OF_RANGE beyond it).
-    pub max_message_bytes: usize,
-    /// HTTP/2 concurrent streams per connection; also the calls in flight per connection.
-    pub max_concurrent_streams: u32,
-    /// Time a call may take to produce its response (see [`server`]).
-    pub request_timeout: std::time::Duration,
-}
-
-impl Limits {
-    /// 4 MiB messages, 256 streams per connection, 60 s per call.
-    pub const DEFAULT: Limits = Limits {
-        max_message_bytes: 4 * 1024 * 1024,
-        max_concurrent_streams: 256,
-        request_timeout: std::time::Duration::from_secs(60),
-    };
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits::DEFAULT
-    }
-}
-
-static LIMITS: RwLock<Limits> = RwLock::new(Limits::DEFAULT);
-
-/// Sets, for this process, the limits of every gRPC server started after it.
-/// Called once at start by the launcher; unset, [`Limits::DEFAULT`] applies.
-pub fn install_limits(limits: Limits) {
-    *LIMITS.write().unwrap_or_else(|e| e.into_inner()) = limits;
-}
-
-/// The limits in force (see [`install_limits`]).
-pub fn limits() -> Limits {
-    *LIMITS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Applies the installed message size limit to a generated `XServer`:
-/// `tls::limit_messages!(RegistryServer::new(service))` is the server with
-/// `max_decoding_message_size` and `max_encoding_message_size` set to
-/// [`Limits::max_message_bytes`].
-#[macro_export]
-macro_rules! limit_messages {
-    ($server:expr) => {{
-        let max = $crate::limits().max_message_bytes;
-        $server.max_decoding_message_size(max).max_encoding_message_size(max)
-    }};
-}
-
-/// Applies the installed message size limit to a generated `XClient`, so our
-/// clients read every reply our servers may send (tonic's client default is
-/// 4 MiB whatever `[limits]` says): `tls::limit_client!(RegistryClient::new(channel))`
-/// is the client with `max_decoding_message_size` set to
-/// [`Limits::max_message_bytes`]. `tls::limit_client!(client, at_least = n)`
-/// keeps a larger bound a caller needs for its own replies (the larger of the two).
-/// Outgoing messages are left to the server's limit, whose refusal names it.
-#[macro_export]
-macro_rules! limit_client {
-    ($client:expr) => {{
-        $client.max_decoding_message_size($crate::limits().max_message_bytes)
-    }};
-    ($client:expr, at_least = $floor:expr) => {{
-        $client.max_decoding_message_size(::std::cmp::max($crate::limits().max_message_bytes, $floor))
-    }};
-}
-
-/// Sets, for this process, the TLS of every gRPC server started by [`server`]
-/// and every client made by [`endpoint`]. `None`: plain text (development).
-/// Called once at start by the launcher and the CLI.
-pub fn install(server: Option<ServerTlsConfig>, client: Option<ClientTlsConfig>) {
-    let mut w = INSTALLED.write().unwrap_or_else(|e| e.into_inner());
-    w.server = server;
-    w.client = client;
-    w.dir = None;
-}
-
-/// Sets, for this process, TLS from the local PKI in `dir`: servers (when
-/// `serve`) with our server certificate, checking client certificates
-/// against `dir/revoked-identities`; clients made by [`endpoint`] present
-/// `identity`, those made by [`endpoint_as`] the identity they name.
-pub fn install_local(dir: &Path, serve: bool, identity: &str) -> Result<(), TlsError> {
-    let server = if serve { Some(server_tls(dir)?) } else { None };
-    let client = client_tls(dir, identity)?;
-    let mut w = INSTALLED.write().unwrap_or_else(|e| e.into_inner());
-    w.server = server;
-    w.client = Some(client);
-    w.dir = Some(dir.to_owned());
-    Ok(())
-}
-
-/// `Endpoint::from_shared` for our gRPC clients: with client TLS installed the
-/// URL is used as `https://` with our CA and role certificate; without it, as
-/// `http://`. The scheme thus follows `[tls] enabled`, so a URL written for the
-/// other setting still reaches the service.
-pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
-    let client = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).client.clone();
-    endpoint_with(client, url)
-}
-
-/// [`endpoint`] presenting the certificate of `identity` (one of
-/// [`SERVICE_IDENTITIES`]): how each of our services calls the others, so
-/// each is named by its own identity even when all run in one process.
-/// Installed with [`install`] rather than [`install_local`], the installed
-/// client certificate is used.
-pub fn endpoint_as(identity: &str, url: &str) -> Result<Endpoint, TlsError> {
-    let (client, dir) = {
-        let r = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
-        (r.client.clone(), r.dir.clone())
-    };
-    let client = match (client, dir) {
-        (Some(_), Some(dir)) => Some(client_tls(&dir, identity)?),
-        (client, _) => client,
-    };
-    Ok(endpoint_with(client, url)?)
-}
-
-fn endpoint_with(client: Option<ClientTlsConfig>, url: &str) -> Result<Endpoint, tonic::transport::Error> {
-    let endpoint = match client {
-        Some(tls) => {
-            let url = match url.strip_prefix("http://") {
-                Some(rest) => format!("https://{rest}"),
-                None => url.to_owned(),
-            };
-            Endpoint::from_shared(url)?.tls_config(tls)
-        }
-        None => {
-            let url = match url.strip_prefix("https://") {
-                Some(rest) => format!("http://{rest}"),
-                None => url.to_owned(),
-            };
-            Endpoint::from_shared(url)
-        }
-    }?;
-    Ok(endpoint.tcp_nodelay(true).tcp_keepalive(Some(net::TCP_KEEPALIVE)))
-}
-
-/// The `Server::builder()` of every gRPC service: TLS with required client
-/// certificates when installed, role authorization on every call, and the
-/// installed [`Limits`]: a timeout per call, a bound on concurrent HTTP/2
-/// streams and on calls in flight per connection. (Message sizes are set per
-/// service with [`limit_messages!`].)
-pub fn server() -> Result<Server<Stack<AuthzLayer, NoLayer>>, tonic::transport::Error> {
-    let (tls, dir) = {
-        let r = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
-        (r.server.clone(), r.dir.clone())
-    };
-    let limits = limits();
-    let enforce = tls.is_some();
-    let revoked = dir.map(|d| Arc::new(RevokedList::new(d.join(REVOKED_FILE))));
-    let builder = Server::builder()
-        .timeout(limits.request_timeout)
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .concurrency_limit_per_connection(limits.max_concurrent_streams as usize);
-    let builder = match tls {
-        Some(tls) => builder.tls_config(tls)?,
-        None => builder,
-    };
-    Ok(builder.layer(AuthzLayer { enforce, revoked }))
-}
-
 // ------------------------------------------------------------ authorization
 
 /// The URI SANs of a certificate.
@@ -673,6 +498,7 @@ mod tests {
     use proto::crl::v1 as crl;
     use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
     use proto::crl::v1::crl_publisher_server::{CrlPublisher, CrlPublisherServer};
+    use tonic::transport::Endpoint;
 
     #[test]
     fn pki_is_created_once_and_roles_are_read_back() {
@@ -745,23 +571,19 @@ mod tests {
         resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned()
     }
 
-    /// Tests that install process-wide limits run one at a time.
-    static LIMITS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
     #[tokio::test]
-    async fn server_applies_the_installed_timeout_and_stream_bound() {
+    async fn server_applies_the_kit_timeout_and_stream_bound() {
         use std::time::{Duration, Instant};
-        let _limits = LIMITS_LOCK.lock().await;
-        install_limits(Limits {
+        let kit = GrpcKit::plain().with_limits(Limits {
             max_message_bytes: 1024,
             max_concurrent_streams: 1,
             request_timeout: Duration::from_millis(1000),
         });
-        assert_eq!(limits().max_concurrent_streams, 1);
+        assert_eq!(kit.limits().max_concurrent_streams, 1);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(
-            server()
+            kit.server_builder()
                 .unwrap()
                 .add_service(Sleeper)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
@@ -779,7 +601,6 @@ mod tests {
         assert_eq!((a.as_str(), b.as_str()), ("0", "0"));
         assert!(started.elapsed() >= Duration::from_millis(800), "not serialized: {:?}", started.elapsed());
         server.abort();
-        install_limits(Limits::DEFAULT);
     }
 
     /// A CRL publisher whose GetStatus reply carries a URL of the given length.
@@ -804,19 +625,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn clients_read_replies_up_to_the_installed_limit() {
+    async fn clients_read_replies_up_to_the_kit_limit() {
         const MIB: usize = 1024 * 1024;
-        let _limits = LIMITS_LOCK.lock().await;
-        install_limits(Limits { max_message_bytes: 8 * MIB, ..Limits::DEFAULT });
+        let kit = GrpcKit::plain().with_limits(Limits { max_message_bytes: 8 * MIB, ..Limits::DEFAULT });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // A 5 MiB reply: over tonic's 4 MiB default, within the configured 8 MiB.
-        let server = tokio::spawn(
-            server()
-                .unwrap()
-                .add_service(limit_messages!(CrlPublisherServer::new(BigStatus(5 * MIB))))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
+        let grpc = kit.server(CrlPublisherServer::new(BigStatus(5 * MIB))).await.unwrap();
+        let server = tokio::spawn(grpc.serve(listener, std::future::pending()));
         let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
         let ask = |client: CrlPublisherClient<tonic::transport::Channel>| async move {
             let mut client = client;
@@ -826,22 +642,64 @@ mod tests {
         // tonic's default client refuses the reply the server was allowed to send...
         let err = ask(CrlPublisherClient::new(channel.clone())).await.expect_err("default 4 MiB client limit");
         assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
-        // ...a client through limit_client! reads it whole.
-        assert_eq!(ask(limit_client!(CrlPublisherClient::new(channel.clone()))).await.unwrap(), 5 * MIB);
-        // A caller's own larger bound is kept, a smaller one does not lower the installed limit.
-        assert_eq!(
-            ask(limit_client!(CrlPublisherClient::new(channel.clone()), at_least = MIB)).await.unwrap(),
-            5 * MIB
-        );
-        install_limits(Limits { max_message_bytes: MIB, ..Limits::DEFAULT });
-        let err = ask(limit_client!(CrlPublisherClient::new(channel.clone()))).await.expect_err("1 MiB installed");
+        // ...a client through the kit reads it whole.
+        assert_eq!(ask(kit.client(CrlPublisherClient::new(channel.clone()))).await.unwrap(), 5 * MIB);
+        // A caller's own larger bound is kept, a smaller one does not lower the kit's limit.
+        assert_eq!(ask(kit.client_at_least(CrlPublisherClient::new(channel.clone()), MIB)).await.unwrap(), 5 * MIB);
+        let small = GrpcKit::plain().with_limits(Limits { max_message_bytes: MIB, ..Limits::DEFAULT });
+        let err = ask(small.client(CrlPublisherClient::new(channel.clone()))).await.expect_err("1 MiB kit");
         assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
         assert_eq!(
-            ask(limit_client!(CrlPublisherClient::new(channel.clone()), at_least = 8 * MIB)).await.unwrap(),
+            ask(small.client_at_least(CrlPublisherClient::new(channel.clone()), 8 * MIB)).await.unwrap(),
             5 * MIB
         );
         server.abort();
-        install_limits(Limits::DEFAULT);
+    }
+
+    #[tokio::test]
+    async fn a_kit_made_for_clients_serves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_local_pki(dir.path()).unwrap();
+        let kit = GrpcKit::local(dir.path(), false, "operator").unwrap();
+        assert!(kit.is_tls());
+        assert!(matches!(kit.server_builder(), Err(ServerError::NoServerCertificate)));
+        // No such identity: refused at start, as before any call.
+        assert!(GrpcKit::local(dir.path(), false, "nobody").is_err());
+        kit.endpoint_as("ocsp", "http://127.0.0.1:1").unwrap();
+        assert_eq!(kit.endpoint("http://127.0.0.1:1").unwrap().uri().scheme_str(), Some("https"));
+        let plain = GrpcKit::default();
+        assert_eq!(plain.endpoint("https://127.0.0.1:1").unwrap().uri().scheme_str(), Some("http"));
+    }
+
+    #[tokio::test]
+    async fn a_tls_kit_serves_with_authorization_health_and_reflection() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_local_pki(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = GrpcKit::local(dir.path(), true, "crl").unwrap();
+        let grpc = served.server(CrlPublisherServer::new(BigStatus(3))).await.unwrap();
+        let server = tokio::spawn(grpc.serve(listener, std::future::pending()));
+
+        // The operator may read the status; the ocsp service may not.
+        let operator = GrpcKit::local(dir.path(), false, "operator").unwrap();
+        let channel = operator.endpoint(&url).unwrap().connect().await.unwrap();
+        let mut client = operator.client(CrlPublisherClient::new(channel.clone()));
+        let latest = client.get_status(crl::GetStatusRequest {}).await.unwrap().into_inner().latest;
+        assert_eq!(latest[0].url, "xxx");
+        let ocsp = operator.endpoint_as("ocsp", &url).unwrap().connect().await.unwrap();
+        let err = CrlPublisherClient::new(ocsp.clone()).get_status(crl::GetStatusRequest {}).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        assert_eq!(err.message(), "identity ocsp (role service) may not call hpki.crl.v1.CrlPublisher/GetStatus");
+
+        // Health and reflection (v1 here, v1alpha below), open to any valid certificate.
+        let listed = testkit::grpc::serving_and_listed(ocsp.clone(), &["hpki.crl.v1.CrlPublisher"]).await;
+        for name in ["hpki.crl.v1.CrlPublisher", "grpc.health.v1.Health"] {
+            assert!(listed.iter().any(|l| l == name), "{name} not in {listed:?}");
+        }
+        let alpha = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+        assert_ne!(call(&ocsp, alpha).await, (tonic::Code::Unimplemented as i32).to_string());
+        server.abort();
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! delayed ACK: 40 ms per hop on Linux. tonic's `Server::tcp_nodelay` and
 //! `tcp_keepalive` are ignored by `serve_with_incoming*`, so our servers take
 //! their connections from [`incoming`], our HTTP listeners pass each accepted
-//! stream through [`accepted`], and [`crate::endpoint`] sets the same on clients.
+//! stream through [`accepted`], and [`crate::GrpcKit::endpoint_as`] sets the same on clients.
 //!
 //! Our two HTTP listeners (the CRL distribution point and the OCSP responder,
 //! and the responder's metrics) share one accept loop, [`serve_http`]: a

@@ -138,31 +138,7 @@ impl IssuanceService {
         let card = old.card.clone().unwrap_or_default();
         let old_holder = old.holder.clone().unwrap_or_default();
         // The same checks as a new application, with the licence on file.
-        let as_new = iss::NewCardApplication {
-            application_id: app.application_id.clone(),
-            applicant: app.applicant.clone(),
-            licence: Some(iss::MedicalLicence {
-                licence_number: old_holder.licence_number.clone(),
-                registered_on: old_holder.licence_registered_on.clone(),
-            }),
-            membership: app.membership,
-            contact: app.contact.clone().or_else(|| {
-                old_holder.contact.clone().map(|c| iss::ContactAddress {
-                    postal_code: c.postal_code,
-                    address: c.address,
-                    phone: c.phone,
-                    email: c.email,
-                })
-            }),
-            documents: app.documents.clone(),
-            signing_csr: app.signing_csr.clone(),
-            authentication_csr: app.authentication_csr.clone(),
-            application_date: app.application_date.clone(),
-            institution: app.institution.clone(),
-            institution_kanji: app.institution_kanji.clone(),
-            ra_operator: app.ra_operator.clone(),
-            card_pin: String::new(),
-        };
+        let as_new = reissue_as_new(&app, &old_holder);
         let checked = check_application(&as_new, today, self.document_max_age_months)?;
         if reason == iss::ReissueReason::MembershipChange
             && checked.membership == registry_membership(old_holder.membership)
@@ -173,25 +149,8 @@ impl IssuanceService {
         let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
         let application_id = app.application_id.trim().to_owned();
 
-        // Revoke the old card first: there is never a moment with two valid cards.
-        let mut crl_numbers = Vec::new();
-        if self.existing_application(&application_id).await?.is_none() {
-            if card.state == reg::CardState::Pending as i32 {
-                return Err(IssuanceError::FailedPrecondition(format!(
-                    "card_id: card {} was never completed; finish or revoke it first",
-                    card.card_id
-                )));
-            }
-            if !card.superseded_by.is_empty() {
-                return Err(IssuanceError::FailedPrecondition(format!(
-                    "card_id: already replaced by card {}",
-                    card.superseded_by
-                )));
-            }
-            if card.state == reg::CardState::Active as i32 {
-                crl_numbers = self.revoke_for_reissue(&card.card_id, reason, confirmation, &app.ra_operator).await?;
-            }
-        }
+        let crl_numbers =
+            self.revoke_before_reissue(&application_id, &card, reason, confirmation, &app.ra_operator).await?;
         let holder = holder_from(
             as_new.applicant.as_ref(),
             as_new.licence.as_ref(),
@@ -223,6 +182,38 @@ impl IssuanceService {
             .await?;
         issued.crl_numbers = crl_numbers;
         Ok(issued)
+    }
+
+    /// Revokes the card a reissue replaces (unless this application was
+    /// already begun): there is never a moment with two valid cards. The CRL
+    /// numbers published for it.
+    async fn revoke_before_reissue(
+        &self,
+        application_id: &str,
+        card: &reg::Card,
+        reason: iss::ReissueReason,
+        confirmation: Option<domain::IdentityConfirmation>,
+        operator: &str,
+    ) -> Result<Vec<u64>, IssuanceError> {
+        if self.existing_application(application_id).await?.is_some() {
+            return Ok(Vec::new());
+        }
+        if card.state == reg::CardState::Pending as i32 {
+            return Err(IssuanceError::FailedPrecondition(format!(
+                "card_id: card {} was never completed; finish or revoke it first",
+                card.card_id
+            )));
+        }
+        if !card.superseded_by.is_empty() {
+            return Err(IssuanceError::FailedPrecondition(format!(
+                "card_id: already replaced by card {}",
+                card.superseded_by
+            )));
+        }
+        if card.state != reg::CardState::Active as i32 {
+            return Ok(Vec::new());
+        }
+        self.revoke_for_reissue(&card.card_id, reason, confirmation, operator).await
     }
 
     async fn revoke_for_reissue(
@@ -357,4 +348,35 @@ impl IssuanceService {
 /// Membership as the registry stores it, for callers that need the enum.
 pub(crate) fn membership_of(h: &reg::Holder) -> Membership {
     registry_membership(h.membership)
+}
+
+/// A reissue application as a new-card application, with the licence (and,
+/// unless a new one is given, the contact address) on file, so it passes the
+/// same checks.
+fn reissue_as_new(app: &iss::ReissueApplication, old_holder: &reg::Holder) -> iss::NewCardApplication {
+    iss::NewCardApplication {
+        application_id: app.application_id.clone(),
+        applicant: app.applicant.clone(),
+        licence: Some(iss::MedicalLicence {
+            licence_number: old_holder.licence_number.clone(),
+            registered_on: old_holder.licence_registered_on.clone(),
+        }),
+        membership: app.membership,
+        contact: app.contact.clone().or_else(|| {
+            old_holder.contact.clone().map(|c| iss::ContactAddress {
+                postal_code: c.postal_code,
+                address: c.address,
+                phone: c.phone,
+                email: c.email,
+            })
+        }),
+        documents: app.documents.clone(),
+        signing_csr: app.signing_csr.clone(),
+        authentication_csr: app.authentication_csr.clone(),
+        application_date: app.application_date.clone(),
+        institution: app.institution.clone(),
+        institution_kanji: app.institution_kanji.clone(),
+        ra_operator: app.ra_operator.clone(),
+        card_pin: String::new(),
+    }
 }

@@ -236,6 +236,215 @@ fn on_postgres_sigkilled_registry_and_issuance_lose_nothing_and_leave_nothing_ha
     crash_run(Ca::new(&format!("[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n")));
 }
 
+/// What the client thread shares with the test.
+#[derive(Clone, Default)]
+struct Shared {
+    stop: Arc<AtomicBool>,
+    received: Arc<Mutex<Vec<Received>>>,
+    revoked: Arc<Mutex<Vec<String>>>,
+    retries: Arc<Mutex<u32>>,
+}
+
+/// The client: one application after another, every third card's signing
+/// certificate revoked, until told to stop (or a bound is reached).
+fn start_client(
+    ca: &Ca,
+    iss_addr: &str,
+    rev_addr: &str,
+    keys: Vec<(Vec<u8>, Vec<u8>)>,
+    shared: &Shared,
+) -> std::thread::JoinHandle<()> {
+    let Shared { stop, received, revoked, retries } = shared.clone();
+    // As a real RA system and operator would: ra for issuance, operator for revocation.
+    let iss_endpoint = ca.endpoint(iss_addr, "ra").timeout(Duration::from_secs(20));
+    let rev_endpoint = ca.endpoint(rev_addr, "operator").timeout(Duration::from_secs(20));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let iss_ch = iss_endpoint.connect_lazy();
+            let rev_ch = rev_endpoint.connect_lazy();
+            let mut i = 0u32;
+            while !stop.load(Ordering::SeqCst) && i < 400 {
+                let (sign, auth) = &keys[i as usize];
+                let app = application(i, sign, auth);
+                let card = retry(&format!("application {i}"), PER_CARD, &retries, || {
+                    let mut c = IssuanceClient::new(iss_ch.clone());
+                    let app = app.clone();
+                    async move { c.submit_application(app).await.map(|r| r.into_inner()) }
+                })
+                .await;
+                let licence = format!("{}", 700_000 + i);
+                if i % 3 == 2 {
+                    let serial = card.signing_serial.clone();
+                    retry(&format!("revoke {serial}"), PER_CARD, &retries, || {
+                        let mut c = RevocationClient::new(rev_ch.clone());
+                        let req = rev::RevokeCertificateRequest {
+                            serial: serial.clone(),
+                            reason: reg::RevocationReason::CessationOfOperation as i32,
+                            // The identity of the operator certificate (or empty).
+                            operator: "operator".into(),
+                            note: "crash test".into(),
+                            revoked_at: String::new(),
+                            compromised_at: String::new(),
+                        };
+                        async move { c.revoke_certificate(req).await }
+                    })
+                    .await;
+                    revoked.lock().unwrap().push(serial);
+                }
+                received.lock().unwrap().push(Received {
+                    licence,
+                    card_id: card.card_id.clone(),
+                    certs: vec![
+                        (card.signing_serial.clone(), card.signing_certificate.clone()),
+                        (card.authentication_serial.clone(), card.authentication_certificate.clone()),
+                    ],
+                });
+                i += 1;
+            }
+        });
+    })
+}
+
+type Registry = proto::registry::v1::registry_client::RegistryClient<tonic::transport::Channel>;
+
+/// Waits until issuance's recovery has resolved every RESERVED and PRECERT record.
+async fn wait_until_resolved(registry_client: &mut Registry) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = registry_client
+            .list_unresolved(reg::ListUnresolvedRequest {})
+            .await
+            .expect("ListUnresolved")
+            .into_inner()
+            .entries;
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still unresolved after the restart: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The staged leftovers: the RESERVED serial abandoned and its card's slot
+/// freed; the PRECERT certificates signed and stored, their card completed.
+/// The serials recovery stored.
+async fn check_staged_leftovers(
+    registry_client: &mut Registry,
+    left_reserved: &str,
+    left_reserved_card: &str,
+    left_precert_card: &str,
+) -> BTreeSet<String> {
+    let mut seen_all = BTreeSet::new();
+    let rec = registry_client
+        .get_certificate(reg::GetCertificateRequest { serial: left_reserved.to_owned() })
+        .await
+        .expect("GetCertificate")
+        .into_inner();
+    assert_eq!(rec.state, reg::CertificateState::Abandoned as i32, "{rec:?}");
+    let card_of =
+        |card_id: &str| reg::GetCardRequest { key: Some(reg::get_card_request::Key::CardId(card_id.to_owned())) };
+    let view = registry_client.get_card(card_of(left_reserved_card)).await.expect("GetCard").into_inner();
+    assert_eq!(view.card.as_ref().expect("card").signing_serial, "", "slot freed");
+    assert!(view.certificates.is_empty(), "{view:?}");
+    let view = registry_client.get_card(card_of(left_precert_card)).await.expect("GetCard").into_inner();
+    assert_eq!(view.card.as_ref().expect("card").state, reg::CardState::Active as i32, "{view:?}");
+    assert_eq!(view.certificates.len(), 2);
+    for cert in &view.certificates {
+        assert_eq!(cert.state, reg::CertificateState::Issued as i32, "{cert:?}");
+        assert!(cert.certificate_der.windows(cert.tbs_der.len()).any(|w| w == cert.tbs_der.as_slice()));
+        assert!(seen_all.insert(cert.serial.clone()));
+    }
+
+    seen_all
+}
+
+/// Every certificate a client received is stored, byte for byte, in the state it should be.
+async fn check_received_stored(registry_client: &mut Registry, received: &[Received], revoked: &BTreeSet<String>) {
+    for card in received {
+        for (serial, der) in &card.certs {
+            let rec = registry_client
+                .get_certificate(reg::GetCertificateRequest { serial: serial.clone() })
+                .await
+                .expect("GetCertificate")
+                .into_inner();
+            assert_eq!(&rec.certificate_der, der, "certificate {serial} of card {}", card.card_id);
+            assert_eq!(rec.card_id, card.card_id);
+            let want = if revoked.contains(serial) {
+                reg::CertificateState::CertRevoked
+            } else {
+                reg::CertificateState::Issued
+            };
+            assert_eq!(rec.state, want as i32, "state of {serial}");
+        }
+    }
+}
+
+/// One card per licence, and no serial twice across all cards: every serial seen.
+async fn check_one_card_per_licence(
+    registry_client: &mut Registry,
+    received: &[Received],
+    seen_all: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut seen = seen_all.clone();
+    for card in received {
+        let list = registry_client
+            .list_holder_cards(reg::ListHolderCardsRequest {
+                key: Some(reg::list_holder_cards_request::Key::LicenceNumber(card.licence.clone())),
+            })
+            .await
+            .expect("ListHolderCards")
+            .into_inner();
+        assert_eq!(list.cards.len(), 1, "one card for licence {}: {list:?}", card.licence);
+        let view = &list.cards[0];
+        let c = view.card.as_ref().expect("card");
+        assert_eq!(c.card_id, card.card_id);
+        assert_eq!(c.state, reg::CardState::Active as i32, "card {} is complete", c.card_id);
+        assert_eq!(view.certificates.len(), 2);
+        for cert in &view.certificates {
+            assert!(seen.insert(cert.serial.clone()), "serial {} appears twice", cert.serial);
+        }
+    }
+
+    seen
+}
+
+/// The audit log: each serial reserved once and stored at most once, every
+/// serial seen stored, and recovery's abandonment recorded.
+async fn check_audit_reservations(auditor: &mut Registry, seen: &BTreeSet<String>) {
+    let mut reserved = BTreeSet::new();
+    let mut stored = BTreeSet::new();
+    let mut abandoned = 0;
+    let mut from = 1;
+    loop {
+        let page = auditor
+            .list_audit(reg::ListAuditRequest { from_sequence: from, limit: 1000 })
+            .await
+            .expect("ListAudit")
+            .into_inner()
+            .entries;
+        let Some(last) = page.last() else { break };
+        from = last.sequence + 1;
+        for e in page {
+            match e.action.as_str() {
+                "serial.reserve" => {
+                    assert!(reserved.insert(e.subject.clone()), "serial {} reserved twice", e.subject)
+                }
+                "certificate.store" => {
+                    assert!(stored.insert(e.subject.clone()), "serial {} stored twice", e.subject)
+                }
+                "serial.abandon" => abandoned += 1,
+                _ => {}
+            }
+        }
+    }
+    for serial in seen {
+        assert!(stored.contains(serial), "no audit entry stores {serial}");
+    }
+    assert!(abandoned >= 1, "the staged RESERVED serial was abandoned");
+    println!("audit: {} serials reserved, {} stored, {abandoned} abandoned by recovery", reserved.len(), stored.len());
+}
+
 fn crash_run(ca: Ca) {
     let config = ca.config.clone();
     let (reg_port, iss_port, rev_port, crl_port) = (free_port(), free_port(), free_port(), free_port());
@@ -285,69 +494,16 @@ fn crash_run(ca: Ca) {
 
     // The client: one application after another, every third card's signing
     // certificate revoked, until told to stop (or a bound is reached).
-    let stop = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(Mutex::new(vec![Received {
+    let shared = Shared::default();
+    shared.received.lock().unwrap().push(Received {
         licence: "709000".into(),
         card_id: seed.card_id.clone(),
         certs: vec![
             (seed.signing_serial.clone(), seed.signing_certificate.clone()),
             (seed.authentication_serial.clone(), seed.authentication_certificate.clone()),
         ],
-    }]));
-    let revoked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let retries = Arc::new(Mutex::new(0u32));
-    let client = {
-        let (stop, received, revoked, retries) = (stop.clone(), received.clone(), revoked.clone(), retries.clone());
-        // As a real RA system and operator would: ra for issuance, operator for revocation.
-        let iss_endpoint = ca.endpoint(&iss_addr, "ra").timeout(Duration::from_secs(20));
-        let rev_endpoint = ca.endpoint(&rev_addr, "operator").timeout(Duration::from_secs(20));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let iss_ch = iss_endpoint.connect_lazy();
-                let rev_ch = rev_endpoint.connect_lazy();
-                let mut i = 0u32;
-                while !stop.load(Ordering::SeqCst) && i < 400 {
-                    let (sign, auth) = &keys[i as usize];
-                    let app = application(i, sign, auth);
-                    let card = retry(&format!("application {i}"), PER_CARD, &retries, || {
-                        let mut c = IssuanceClient::new(iss_ch.clone());
-                        let app = app.clone();
-                        async move { c.submit_application(app).await.map(|r| r.into_inner()) }
-                    })
-                    .await;
-                    let licence = format!("{}", 700_000 + i);
-                    if i % 3 == 2 {
-                        let serial = card.signing_serial.clone();
-                        retry(&format!("revoke {serial}"), PER_CARD, &retries, || {
-                            let mut c = RevocationClient::new(rev_ch.clone());
-                            let req = rev::RevokeCertificateRequest {
-                                serial: serial.clone(),
-                                reason: reg::RevocationReason::CessationOfOperation as i32,
-                                // The identity of the operator certificate (or empty).
-                                operator: "operator".into(),
-                                note: "crash test".into(),
-                                revoked_at: String::new(),
-                                compromised_at: String::new(),
-                            };
-                            async move { c.revoke_certificate(req).await }
-                        })
-                        .await;
-                        revoked.lock().unwrap().push(serial);
-                    }
-                    received.lock().unwrap().push(Received {
-                        licence,
-                        card_id: card.card_id.clone(),
-                        certs: vec![
-                            (card.signing_serial.clone(), card.signing_certificate.clone()),
-                            (card.authentication_serial.clone(), card.authentication_certificate.clone()),
-                        ],
-                    });
-                    i += 1;
-                }
-            });
-        })
-    };
+    });
+    let client = start_client(&ca, &iss_addr, &rev_addr, keys, &shared);
 
     // The killer: seeded random pauses, then SIGKILL one of the two and restart it.
     let mut rng = Rng(SEED);
@@ -372,11 +528,11 @@ fn crash_run(ca: Ca) {
     }
     // Let the client finish the application in hand on a healthy system.
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
+    shared.stop.store(true, Ordering::SeqCst);
     client.join().expect("client thread");
-    let received = received.lock().unwrap().clone();
-    let revoked: BTreeSet<String> = revoked.lock().unwrap().iter().cloned().collect();
-    let retries = *retries.lock().unwrap();
+    let received = shared.received.lock().unwrap().clone();
+    let revoked: BTreeSet<String> = shared.revoked.lock().unwrap().iter().cloned().collect();
+    let retries = *shared.retries.lock().unwrap();
     // Straight to stderr, past libtest's capture, so `make test` and CI show it.
     let _ = writeln!(
         std::io::stderr(),
@@ -394,120 +550,12 @@ fn crash_run(ca: Ca) {
     rt.block_on(async {
         let mut registry_client = ca.registry(&reg_addr).await;
         let mut auditor = ca.audit_reader(&reg_addr).await;
-        let mut seen_all = BTreeSet::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = registry_client
-                .list_unresolved(reg::ListUnresolvedRequest {})
-                .await
-                .expect("ListUnresolved")
-                .into_inner()
-                .entries;
-            if left.is_empty() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "still unresolved after the restart: {left:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-
-        // The staged leftovers: the RESERVED serial abandoned and its card's slot
-        // freed; the PRECERT certificates signed and stored, their card completed.
-        let rec = registry_client
-            .get_certificate(reg::GetCertificateRequest { serial: left_reserved.clone() })
-            .await
-            .expect("GetCertificate")
-            .into_inner();
-        assert_eq!(rec.state, reg::CertificateState::Abandoned as i32, "{rec:?}");
-        let card_of =
-            |card_id: &String| reg::GetCardRequest { key: Some(reg::get_card_request::Key::CardId(card_id.clone())) };
-        let view = registry_client.get_card(card_of(&left_reserved_card)).await.expect("GetCard").into_inner();
-        assert_eq!(view.card.as_ref().expect("card").signing_serial, "", "slot freed");
-        assert!(view.certificates.is_empty(), "{view:?}");
-        let view = registry_client.get_card(card_of(&left_precert_card)).await.expect("GetCard").into_inner();
-        assert_eq!(view.card.as_ref().expect("card").state, reg::CardState::Active as i32, "{view:?}");
-        assert_eq!(view.certificates.len(), 2);
-        for cert in &view.certificates {
-            assert_eq!(cert.state, reg::CertificateState::Issued as i32, "{cert:?}");
-            assert!(cert.certificate_der.windows(cert.tbs_der.len()).any(|w| w == cert.tbs_der.as_slice()));
-            assert!(seen_all.insert(cert.serial.clone()));
-        }
-
-        // Every certificate a client received is stored, byte for byte.
-        for card in &received {
-            for (serial, der) in &card.certs {
-                let rec = registry_client
-                    .get_certificate(reg::GetCertificateRequest { serial: serial.clone() })
-                    .await
-                    .expect("GetCertificate")
-                    .into_inner();
-                assert_eq!(&rec.certificate_der, der, "certificate {serial} of card {}", card.card_id);
-                assert_eq!(rec.card_id, card.card_id);
-                let want = if revoked.contains(serial) {
-                    reg::CertificateState::CertRevoked
-                } else {
-                    reg::CertificateState::Issued
-                };
-                assert_eq!(rec.state, want as i32, "state of {serial}");
-            }
-        }
-
-        // One card per licence, and no serial twice across all cards.
-        let mut seen = seen_all.clone();
-        for card in &received {
-            let list = registry_client
-                .list_holder_cards(reg::ListHolderCardsRequest {
-                    key: Some(reg::list_holder_cards_request::Key::LicenceNumber(card.licence.clone())),
-                })
-                .await
-                .expect("ListHolderCards")
-                .into_inner();
-            assert_eq!(list.cards.len(), 1, "one card for licence {}: {list:?}", card.licence);
-            let view = &list.cards[0];
-            let c = view.card.as_ref().expect("card");
-            assert_eq!(c.card_id, card.card_id);
-            assert_eq!(c.state, reg::CardState::Active as i32, "card {} is complete", c.card_id);
-            assert_eq!(view.certificates.len(), 2);
-            for cert in &view.certificates {
-                assert!(seen.insert(cert.serial.clone()), "serial {} appears twice", cert.serial);
-            }
-        }
-
-        // The audit log: each serial reserved once and stored at most once.
-        let mut reserved = BTreeSet::new();
-        let mut stored = BTreeSet::new();
-        let mut abandoned = 0;
-        let mut from = 1;
-        loop {
-            let page = auditor
-                .list_audit(reg::ListAuditRequest { from_sequence: from, limit: 1000 })
-                .await
-                .expect("ListAudit")
-                .into_inner()
-                .entries;
-            let Some(last) = page.last() else { break };
-            from = last.sequence + 1;
-            for e in page {
-                match e.action.as_str() {
-                    "serial.reserve" => {
-                        assert!(reserved.insert(e.subject.clone()), "serial {} reserved twice", e.subject)
-                    }
-                    "certificate.store" => {
-                        assert!(stored.insert(e.subject.clone()), "serial {} stored twice", e.subject)
-                    }
-                    "serial.abandon" => abandoned += 1,
-                    _ => {}
-                }
-            }
-        }
-        for serial in &seen {
-            assert!(stored.contains(serial), "no audit entry stores {serial}");
-        }
-        assert!(abandoned >= 1, "the staged RESERVED serial was abandoned");
-        println!(
-            "audit: {} serials reserved, {} stored, {abandoned} abandoned by recovery",
-            reserved.len(),
-            stored.len()
-        );
+        wait_until_resolved(&mut registry_client).await;
+        let seen_all =
+            check_staged_leftovers(&mut registry_client, &left_reserved, &left_reserved_card, &left_precert_card).await;
+        check_received_stored(&mut registry_client, &received, &revoked).await;
+        let seen = check_one_card_per_licence(&mut registry_client, &received, &seen_all).await;
+        check_audit_reservations(&mut auditor, &seen).await;
     });
 
     // CRL numbers only grew, across every registry restart.

@@ -7,12 +7,23 @@
 //! where a signature is mostly waiting, give it more threads. Callers bound
 //! the queue with their own in-flight limits.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::HsmError;
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A call: runs on a signing thread and gives back how to hand its answer over.
+type Job = Box<dyn FnOnce() -> Delivery + Send>;
+type Delivery = Box<dyn FnOnce() + Send>;
+
+/// Calls a thread takes from the queue at once when several wait and no
+/// other signing thread is free. Their answers are handed over together after
+/// the last, so an async caller's thread is woken once for them instead of
+/// once each: under load those wake-ups cost a software HSM about a tenth of
+/// its signing rate. With a thread free, calls still run side by side (a
+/// card's two signatures at once).
+const BATCH: usize = 8;
 
 pub struct Signers {
     queue: Mutex<mpsc::Sender<Job>>,
@@ -28,21 +39,47 @@ impl Signers {
         };
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        // Threads not running a job (starting, or waiting for the queue or its lock).
+        let free = Arc::new(AtomicUsize::new(threads));
         let mut started = 0;
         for i in 0..threads {
-            let rx = rx.clone();
+            let (rx, free, counted) = (rx.clone(), free.clone(), free.clone());
             let spawned = std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || loop {
-                // The lock is held only to take the next job.
-                let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                match job {
-                    // A panicking job fails its own caller (its answer channel drops), not the thread.
-                    Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
-                    Err(_) => return,
+                let mut batch = Vec::with_capacity(BATCH);
+                {
+                    // The lock is held only to take the next jobs.
+                    let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+                    let first = rx.recv();
+                    free.fetch_sub(1, Ordering::SeqCst);
+                    match first {
+                        Ok(job) => batch.push(job),
+                        Err(_) => return,
+                    }
+                    while batch.len() < BATCH && free.load(Ordering::SeqCst) == 0 {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // A panicking job fails its own caller (its answer channel drops), not the thread.
+                let delivered: Vec<Delivery> = batch
+                    .into_iter()
+                    .filter_map(|job| std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).ok())
+                    .collect();
+                // Free before any caller hears back: a caller that then queues
+                // two calls must find this thread free, not batch them.
+                free.fetch_add(1, Ordering::SeqCst);
+                for deliver in delivered {
+                    deliver();
                 }
             });
             match spawned {
                 Ok(_) => started += 1,
-                Err(e) => tracing::error!(error = %e, "cannot start a signing thread"),
+                Err(e) => {
+                    counted.fetch_sub(1, Ordering::SeqCst);
+                    tracing::error!(error = %e, "cannot start a signing thread")
+                }
             }
         }
         Signers { queue: Mutex::new(tx), threads: started }
@@ -66,7 +103,10 @@ impl Signers {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = tx.send(f());
+            let answer = f();
+            Box::new(move || {
+                let _ = tx.send(answer);
+            })
         });
         self.queue
             .lock()
@@ -103,5 +143,51 @@ mod tests {
             total += signers.run(move || i).await.unwrap();
         }
         assert_eq!(total, (0..32).sum::<u64>());
+    }
+
+    /// With a thread free, two calls queued together run side by side (a
+    /// card's two signatures), not one after the other on one thread.
+    #[tokio::test]
+    async fn with_a_thread_free_two_calls_run_at_once() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let signers = Signers::new("test-pair", 2);
+        for _ in 0..20 {
+            let (to_b, from_a) = channel::<()>();
+            let (to_a, from_b) = channel::<()>();
+            let a = signers
+                .start(move || {
+                    to_b.send(()).ok();
+                    from_b.recv_timeout(Duration::from_secs(5)).is_ok()
+                })
+                .unwrap();
+            let b = signers
+                .start(move || {
+                    to_a.send(()).ok();
+                    from_a.recv_timeout(Duration::from_secs(5)).is_ok()
+                })
+                .unwrap();
+            assert!(a.wait().await.unwrap() && b.wait().await.unwrap(), "the two calls did not overlap");
+        }
+    }
+
+    /// Many calls at once on busy threads (taken in batches): every caller
+    /// gets its own answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_load_every_caller_gets_its_own_answer() {
+        let signers = Arc::new(Signers::new("test-load", 2));
+        let pending: Vec<_> = (0..500u64)
+            .map(|i| {
+                signers
+                    .start(move || {
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                        i * 3
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for (i, p) in pending.into_iter().enumerate() {
+            assert_eq!(p.wait().await.unwrap(), i as u64 * 3);
+        }
     }
 }

@@ -17,7 +17,6 @@ pub mod validate;
 use std::future::Future;
 use std::sync::Arc;
 
-use der::{Decode, Encode};
 use proto::crl::v1::crl_publisher_client::CrlPublisherClient;
 use proto::issuance::v1::issuance_server::IssuanceServer;
 use proto::registry::v1::registry_client::RegistryClient;
@@ -47,14 +46,8 @@ impl IssuingCaKey {
         })?;
         let ca = profile::IssuingCa::from_pem(&pem)?;
         let key = hsm.key(label)?;
-        let cert = x509_cert::Certificate::from_der(ca.certificate_der())
-            .map_err(|e| IssuanceError::Startup(format!("{}: {e}", cert_path.display())))?;
-        let cert_spki = cert
-            .tbs_certificate()
-            .subject_public_key_info()
-            .to_der()
-            .map_err(|e| IssuanceError::Startup(format!("{}: {e}", cert_path.display())))?;
-        if cert_spki != key.subject_public_key_info_der() {
+        // The SPKI was parsed with the certificate (as the CRL publisher compares it).
+        if ca.subject_public_key_info_der() != key.subject_public_key_info_der().as_slice() {
             return Err(IssuanceError::Startup(format!(
                 "{} does not certify the HSM key labelled {label:?}",
                 cert_path.display()

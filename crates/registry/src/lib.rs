@@ -112,6 +112,7 @@
 //! ([`tls::caller`]); a request's `actor` is the person or RA system one of our
 //! services relays, and anyone else may only name themselves.
 
+mod batch;
 mod config_start;
 mod convert;
 mod error;

@@ -14,6 +14,7 @@ use store::{
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use crate::batch::Batcher;
 use crate::convert;
 use crate::error::RegistryError;
 use crate::streams::{self, ChunkStream, FEED_PAGE};
@@ -60,11 +61,19 @@ pub struct RegistryService {
     /// Set to true to end the endless WatchStatus streams (and long
     /// ListRevoked ones), so a graceful shutdown does not wait on them.
     end_streams: Arc<watch::Sender<bool>>,
+    /// BeginApplication, PrepareCard and FinishCard calls that arrive together
+    /// share a transaction.
+    begin: Batcher<store::CardApplication, Result<store::BeginOutcome, StoreError>>,
+    prepare: Batcher<store::CardPreparation, store::Prepared>,
+    finish: Batcher<store::CardCompletion, Result<store::CardRecord, StoreError>>,
 }
 
 impl RegistryService {
     pub fn new(store: Store, holder_id_prefix: String) -> RegistryService {
         RegistryService {
+            begin: Batcher::new(store.clone(), Store::begin_procedures),
+            prepare: Batcher::new(store.clone(), Store::prepare_cards),
+            finish: Batcher::new(store.clone(), Store::finish_cards),
             store,
             holder_id_prefix,
             pin_limits: PinLimits::default(),
@@ -169,8 +178,8 @@ impl Registry for RegistryService {
             actor,
             keys: convert::card_keys_in(&req.keys)?,
         };
-        let prefix = self.holder_id_prefix.clone();
-        let outcome = self.run(move |s| s.begin_procedure(&app, &procedure, &prefix)).await?;
+        let application = store::CardApplication { app, procedure, holder_id_prefix: self.holder_id_prefix.clone() };
+        let outcome = self.begin.call(application).await?.map_err(RegistryError::from)?;
         let view = convert::card_view_out(outcome.view);
         Ok(Response::new(pb::BeginApplicationResponse {
             card: view.card,
@@ -325,7 +334,8 @@ impl Registry for RegistryService {
                 scope,
             });
         }
-        let (_, pin_escrow_stored) = self.run(move |s| s.prepare_card(&card_id, &certs, pin.as_ref(), &actor)).await?;
+        let preparation = store::CardPreparation { card_id, certs, pin, actor };
+        let (_, pin_escrow_stored) = self.prepare.call(preparation).await?.map_err(RegistryError::from)?;
         Ok(Response::new(pb::PrepareCardResponse { pin_escrow_stored }))
     }
 
@@ -352,7 +362,8 @@ impl Registry for RegistryService {
             let tbs_of_cert = parsed.tbs_der.to_vec();
             certs.push(store::SignedCertificate { serial, certificate_der: c.certificate_der, tbs_of_cert });
         }
-        let card = self.run(move |s| s.finish_card(&card_id, &certs, &cert_actor, &actor)).await?;
+        let completion = store::CardCompletion { card_id, certs, cert_actor, actor };
+        let card = self.finish.call(completion).await?.map_err(RegistryError::from)?;
         Ok(Response::new(convert::card_out(card)))
     }
 

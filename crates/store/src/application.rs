@@ -81,7 +81,12 @@ impl Store {
     }
 }
 
-fn begin(tx: &Tx<'_>, app: &NewApplication, procedure: &ApplicationProcedure, prefix: &str) -> TxResult<BeginOutcome> {
+pub(crate) fn begin(
+    tx: &Tx<'_>,
+    app: &NewApplication,
+    procedure: &ApplicationProcedure,
+    prefix: &str,
+) -> TxResult<BeginOutcome> {
     let licence = &app.holder.licence_number;
     if let Some(card_id) = tx.card_by_application.get_str(app.application_id.as_bytes())? {
         let view = load_view(tx, &card_id)?;

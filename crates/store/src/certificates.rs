@@ -73,29 +73,10 @@ impl Store {
         pin: Option<&NewPinEscrow>,
         actor: &str,
     ) -> Result<(Vec<CertificateRecord>, bool), StoreError> {
-        for cert in certs {
-            if let Some(scope) = &cert.scope {
-                crate::crl_scopes::check(scope)?;
-            }
-        }
+        check_scopes(certs)?;
         let pin = pin.map(|new| NewPinEscrow { card_id: card_id.to_owned(), ..new.clone() });
-        let (records, changed, pin_stored) = self.trees.transact(|tx| {
-            let mut records = Vec::with_capacity(certs.len());
-            let mut changed = false;
-            let mut pin_stored = false;
-            if let Some(new) = &pin {
-                if !tx.pin_escrow.contains(card_id.as_bytes())? {
-                    pin_stored = crate::pin::store_escrow(tx, new)?.1;
-                    changed |= pin_stored;
-                }
-            }
-            for cert in certs {
-                let (record, wrote) = prepare(tx, card_id, cert, actor)?;
-                records.push(record);
-                changed |= wrote;
-            }
-            Ok((records, changed, pin_stored))
-        })?;
+        let (records, changed, pin_stored) =
+            self.trees.transact(|tx| prepare_in(tx, card_id, certs, pin.as_ref(), actor))?;
         if changed {
             self.flush_grouped()?;
         }
@@ -115,36 +96,11 @@ impl Store {
         cert_actor: &str,
         actor: &str,
     ) -> Result<CardRecord, StoreError> {
-        let (card, changed, last_good) = self.trees.transact(|tx| {
-            let mut changed = false;
-            let mut last_good = None;
-            for cert in certs {
-                let record = find_certificate(tx, &cert.serial)?;
-                if record.card_id != card_id {
-                    return fail(StoreError::CertificateConflict {
-                        serial: cert.serial.to_hex(),
-                        reason: "belongs to another card",
-                    });
-                }
-                let (_, wrote, good) =
-                    store_cert(tx, &cert.serial, &cert.certificate_der, &cert.tbs_of_cert, cert_actor)?;
-                changed |= wrote;
-                last_good = last_good.max(good);
-            }
-            let card = require_card(tx, card_id)?;
-            if card.state == CardState::Revoked {
-                return Ok((card, changed, last_good));
-            }
-            let (card, completed) = crate::application::complete(tx, card_id, actor)?;
-            Ok((card, changed || completed, last_good))
-        })?;
+        let (card, changed, last_good) = self.trees.transact(|tx| finish_in(tx, card_id, certs, cert_actor, actor))?;
         if changed {
             crate::feed::flush_and_raise(self, last_good)?;
         }
-        if card.state == CardState::Revoked {
-            return Err(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
-        }
-        Ok(card)
+        finished(card)
     }
 
     /// Reserves a fresh random serial for the card's certificate of `kind`, or,
@@ -527,10 +483,84 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The CRL scopes of a card's certificates are checked before any transaction.
+pub(crate) fn check_scopes(certs: &[PreparedCertificate]) -> Result<(), StoreError> {
+    for cert in certs {
+        if let Some(scope) = &cert.scope {
+            crate::crl_scopes::check(scope)?;
+        }
+    }
+    Ok(())
+}
+
+/// `prepare_card`'s writes inside a transaction: (records, changed, pin stored).
+pub(crate) fn prepare_in(
+    tx: &Tx<'_>,
+    card_id: &str,
+    certs: &[PreparedCertificate],
+    pin: Option<&NewPinEscrow>,
+    actor: &str,
+) -> TxResult<(Vec<CertificateRecord>, bool, bool)> {
+    let mut records = Vec::with_capacity(certs.len());
+    let mut changed = false;
+    let mut pin_stored = false;
+    if let Some(new) = pin {
+        if !tx.pin_escrow.contains(card_id.as_bytes())? {
+            pin_stored = crate::pin::store_escrow(tx, new)?.1;
+            changed |= pin_stored;
+        }
+    }
+    for cert in certs {
+        let (record, wrote) = prepare(tx, card_id, cert, actor)?;
+        records.push(record);
+        changed |= wrote;
+    }
+    Ok((records, changed, pin_stored))
+}
+
+/// `finish_card`'s writes inside a transaction: (card, changed, last GOOD feed sequence).
+pub(crate) fn finish_in(
+    tx: &Tx<'_>,
+    card_id: &str,
+    certs: &[SignedCertificate],
+    cert_actor: &str,
+    actor: &str,
+) -> TxResult<(CardRecord, bool, Option<u64>)> {
+    let mut changed = false;
+    let mut last_good = None;
+    for cert in certs {
+        let record = find_certificate(tx, &cert.serial)?;
+        if record.card_id != card_id {
+            return fail(StoreError::CertificateConflict {
+                serial: cert.serial.to_hex(),
+                reason: "belongs to another card",
+            });
+        }
+        let (_, wrote, good) = store_cert(tx, &cert.serial, &cert.certificate_der, &cert.tbs_of_cert, cert_actor)?;
+        changed |= wrote;
+        last_good = last_good.max(good);
+    }
+    let card = require_card(tx, card_id)?;
+    if card.state == CardState::Revoked {
+        return Ok((card, changed, last_good));
+    }
+    let (card, completed) = crate::application::complete(tx, card_id, actor)?;
+    Ok((card, changed || completed, last_good))
+}
+
+/// `finish_card`'s answer once its writes are durable: a card revoked
+/// meanwhile is `CardNotPending` (its certificates are stored all the same).
+pub(crate) fn finished(card: CardRecord) -> Result<CardRecord, StoreError> {
+    if card.state == CardState::Revoked {
+        return Err(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
+    }
+    Ok(card)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{application, temp_store};
+    use crate::test_support::{application, prepared, signed, temp_store};
 
     fn pending_card(store: &Store) -> String {
         store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id
@@ -543,26 +573,6 @@ mod tests {
             issuer_label: "sign-ca".into(),
             not_before_unix: 1_700_000_000,
             not_after_unix: 1_857_000_000,
-        }
-    }
-
-    fn prepared(kind: CertificateKind, serial: &Serial) -> PreparedCertificate {
-        PreparedCertificate {
-            kind,
-            serial: serial.clone(),
-            issuer_label: "sign-ca".into(),
-            not_before_unix: 1_700_000_000,
-            not_after_unix: 1_857_000_000,
-            tbs_der: [b"tbs-".as_slice(), serial.as_bytes()].concat(),
-            scope: None,
-        }
-    }
-
-    fn signed(serial: &Serial) -> SignedCertificate {
-        SignedCertificate {
-            serial: serial.clone(),
-            certificate_der: [b"cert-".as_slice(), serial.as_bytes()].concat(),
-            tbs_of_cert: [b"tbs-".as_slice(), serial.as_bytes()].concat(),
         }
     }
 

@@ -16,6 +16,7 @@ mod approvals;
 mod audit;
 #[cfg(feature = "bench")]
 mod bench;
+mod card_batch;
 mod certificates;
 mod clock;
 mod config_start;
@@ -43,6 +44,7 @@ use std::path::Path;
 pub use audit::{actions, audit_hash};
 #[cfg(feature = "bench")]
 pub use bench::{BenchImport, BenchImportReport};
+pub use card_batch::{CardApplication, CardCompletion, CardPreparation, Prepared};
 pub use certificates::Reservation;
 pub use certificates::{PreparedCertificate, SignedCertificate};
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};

@@ -75,3 +75,25 @@ pub fn revocation(reason: crate::RevocationReason) -> crate::RevocationRequest {
         invalidity_date_unix: 0,
     }
 }
+
+/// A card certificate for `prepare_card`, its TBS "tbs-" + the serial.
+pub fn prepared(kind: crate::CertificateKind, serial: &crate::Serial) -> crate::PreparedCertificate {
+    crate::PreparedCertificate {
+        kind,
+        serial: serial.clone(),
+        issuer_label: "sign-ca".into(),
+        not_before_unix: 1_700_000_000,
+        not_after_unix: 1_857_000_000,
+        tbs_der: [b"tbs-".as_slice(), serial.as_bytes()].concat(),
+        scope: None,
+    }
+}
+
+/// The signed certificate of `prepared(.., serial)` for `finish_card`.
+pub fn signed(serial: &crate::Serial) -> crate::SignedCertificate {
+    crate::SignedCertificate {
+        serial: serial.clone(),
+        certificate_der: [b"cert-".as_slice(), serial.as_bytes()].concat(),
+        tbs_of_cert: [b"tbs-".as_slice(), serial.as_bytes()].concat(),
+    }
+}

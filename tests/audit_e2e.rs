@@ -10,8 +10,6 @@
 
 mod common;
 
-use common::application;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,10 +20,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 fn issue(ca: &Ca, rt: &tokio::runtime::Runtime, addr: &str, id: &str, licence: &str, dir: &Path) -> String {
-    rt.block_on(async { ca.issuance(addr).await.submit_application(application(id, licence, dir)).await })
-        .expect("issue card")
-        .into_inner()
-        .card_id
+    common::submit(ca, rt, addr, id, licence, dir).expect("issue card").card_id
 }
 
 /// Runs the CLI, shows what it printed, returns (success, stdout).

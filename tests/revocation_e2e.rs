@@ -3,8 +3,6 @@
 
 mod common;
 
-use common::application;
-
 use std::path::{Path, PathBuf};
 
 use common::{http_get, openssl, write_pem, write_pem_label, Ca};
@@ -18,10 +16,7 @@ fn issue(
     licence: &str,
     dir: &Path,
 ) -> (PathBuf, PathBuf, String, String, String) {
-    let card = rt
-        .block_on(async { ca.issuance(addr).await.submit_application(application(id, licence, dir)).await })
-        .expect("issue card")
-        .into_inner();
+    let card = common::submit(ca, rt, addr, id, licence, dir).expect("issue card");
     let s = dir.join(format!("{id}-sign.pem"));
     let a = dir.join(format!("{id}-auth.pem"));
     write_pem(&s, &card.signing_certificate);

@@ -458,6 +458,21 @@ pub fn fresh_csrs() -> (Vec<u8>, Vec<u8>) {
     (csr(), csr())
 }
 
+/// `id`'s new-card application (CSRs made under `dir`) submitted to the
+/// Issuance service at `issuance`: the issued card, or the refusal.
+pub fn submit(
+    ca: &Ca,
+    rt: &tokio::runtime::Runtime,
+    issuance: &str,
+    id: &str,
+    licence: &str,
+    dir: &Path,
+) -> Result<iss::IssuedCard, tonic::Status> {
+    let card =
+        rt.block_on(async { ca.issuance(issuance).await.submit_application(application(id, licence, dir)).await });
+    card.map(tonic::Response::into_inner)
+}
+
 /// A card issued through the Issuance service at `issuance` for `id`, with
 /// both certificates written as PEM to `<id>-sign.pem` and `<id>-auth.pem`
 /// in the CA's folder: (card id, signing PEM path, authentication PEM path).
@@ -469,10 +484,7 @@ pub fn issue_card_pems(
     licence: &str,
 ) -> (String, PathBuf, PathBuf) {
     let dir = ca.dir.path();
-    let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application(id, licence, dir)).await })
-        .unwrap_or_else(|e| panic!("issue card {id}: {e:?}"))
-        .into_inner();
+    let card = submit(ca, rt, issuance, id, licence, dir).unwrap_or_else(|e| panic!("issue card {id}: {e:?}"));
     let (sign, auth) = (dir.join(format!("{id}-sign.pem")), dir.join(format!("{id}-auth.pem")));
     write_pem(&sign, &card.signing_certificate);
     write_pem(&auth, &card.authentication_certificate);

@@ -524,17 +524,7 @@ fn revoking_an_issuing_ca_on_the_arl_is_audited_and_refused_while_the_ca_runs() 
     // The ARL the entry names: its digest, signed by the root, listing the signing CA.
     let arl_file = Path::new(arl["file"].as_str().unwrap()).to_owned();
     let arl_file = if arl_file.is_absolute() { arl_file } else { ca.dir.path().join(arl_file) };
-    let (ok, text) = common::openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        arl_file.to_str().unwrap(),
-        "-CAfile",
-        ca.cert_path("root-ca.pem").to_str().unwrap(),
-        "-noout",
-        "-text",
-    ]);
+    let (ok, text) = testkit::openssl::crl_text(&arl_file, true, &ca.cert_path("root-ca.pem"));
     assert!(ok && text.contains("verify OK"), "{text}");
     let listed = text.split("Serial Number: ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
     assert!(same_serial(listed, &sign_serial), "the ARL lists {listed:?}, not {sign_serial}: {text}");

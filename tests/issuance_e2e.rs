@@ -288,20 +288,7 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
 
     // The ceremony made the root's ARL; `hpki-ca arl` revokes an issuing CA certificate in the next one.
     let arl = ca.state().join("crl/arl.crl");
-    let arl_text = || {
-        openssl(&[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            arl.to_str().unwrap(),
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-noout",
-            "-verify",
-            "-text",
-        ])
-    };
+    let arl_text = || testkit::openssl::crl_text(&arl, true, &root);
     let (ok, text) = arl_text();
     assert!(ok && text.contains("verify OK"), "{text}");
     assert!(text.contains("Issuing Distribution Point: critical") && text.contains("Only CA Certificates"), "{text}");

@@ -86,17 +86,7 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
 
     // The GET form (RFC 5019), through curl-free plain HTTP: base64 of the DER request in the path.
     let req = dir.join("req.der");
-    let (ok, out) = openssl(&[
-        "ocsp",
-        "-issuer",
-        ca.cert_path("auth-ca.pem").to_str().unwrap(),
-        "-cert",
-        auth.to_str().unwrap(),
-        "-no_nonce",
-        "-reqout",
-        req.to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
+    testkit::openssl::ocsp_request_der(&ca.cert_path("auth-ca.pem"), &auth, &req);
     let b64 = std::process::Command::new("openssl")
         .args(["base64", "-A", "-in", req.to_str().unwrap()])
         .output()

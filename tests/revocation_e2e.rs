@@ -49,16 +49,7 @@ fn verify_with_crls(root: &Path, issuing: &Path, crls: &[&Path], cert: &Path, de
 }
 
 fn crl_text(crl: &Path, issuing: &Path) -> String {
-    let (ok, out) = openssl(&[
-        "crl",
-        "-in",
-        crl.to_str().unwrap(),
-        "-CAfile",
-        issuing.to_str().unwrap(),
-        "-noout",
-        "-verify",
-        "-text",
-    ]);
+    let (ok, out) = testkit::openssl::crl_text(crl, false, issuing);
     assert!(ok && out.contains("verify OK"), "openssl crl -verify: {out}");
     out
 }

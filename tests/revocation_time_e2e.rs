@@ -118,23 +118,10 @@ fn a_compromise_time_is_the_invalidity_date_and_revoked_at_cannot_be_backdated()
 
     // OCSP: the responder follows the feed; -resp_text shows the invalidity date.
     let resp = dir.join("ocsp.der");
-    let (root, url) = (ca.cert_path("root-ca.pem"), format!("http://{ocsp}/ocsp"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
-        let (_, text) = openssl(&[
-            "ocsp",
-            "-issuer",
-            issuing.to_str().unwrap(),
-            "-cert",
-            cert.to_str().unwrap(),
-            "-url",
-            &url,
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-resp_text",
-            "-respout",
-            resp.to_str().unwrap(),
-        ]);
+        let text =
+            common::ocsp_query(&ca, ocsp, "sign-ca.pem", &cert, &["-resp_text", "-respout", resp.to_str().unwrap()]);
         if text.contains(": revoked") || Instant::now() > deadline {
             break text;
         }

@@ -162,12 +162,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
             .args([kind, "Bunkyo Medical Clinic", INSTITUTION_KANJI])
             .output()
             .expect("python from .venv (run make setup)");
-        assert!(
-            out.status.success(),
-            "check_cert.py {kind}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::assert_success(&out, &format!("check_cert.py {kind}"));
     }
     for cert in [&sign, &auth, &root, &sign_ca, &auth_ca] {
         testkit::pkilint::assert_clean("lint_pkix_cert", &[], cert);

@@ -173,12 +173,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
     assert!(out.status.success(), "audit verify over mTLS: {}", String::from_utf8_lossy(&out.stderr));
     // The RA's command line (ra certificate) reaches issuance.
     let out = ca.cli(&["card", "--url", &format!("https://{iss}"), "show", "--card", &card_id]);
-    assert!(
-        out.status.success(),
-        "card show over mTLS: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "card show over mTLS");
 }
 
 /// A call through `channel` (or its connection) fails; returns what the client saw.

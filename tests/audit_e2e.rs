@@ -36,8 +36,16 @@ fn audit(ca: &Ca, args: &[&str]) -> (bool, String) {
 
 /// N from "audit chain OK: N entries, head ...".
 fn entries_ok(stdout: &str) -> u64 {
-    let rest = stdout.split("audit chain OK: ").nth(1).unwrap_or_else(|| panic!("no OK line: {stdout}"));
-    rest.split_whitespace().next().unwrap().parse().unwrap()
+    number_after(stdout, "audit chain OK: ")
+}
+
+/// The number that follows the first `marker` in the CLI's `out`.
+fn number_after(out: &str, marker: &str) -> u64 {
+    out.split(marker)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {marker:?}: {out}"))
 }
 
 fn read_lines(path: &Path) -> Vec<Value> {
@@ -423,12 +431,7 @@ fn the_running_ca_signs_checkpoints_by_itself() {
     // `audit verify` checks every one of their signatures with the public key.
     let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
     assert!(ok, "verify: {out}");
-    let verified: u64 = out
-        .split("checkpoints: ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no checkpoint count: {out}"));
+    let verified = number_after(&out, "checkpoints: ");
     assert!(verified >= automatic(&lines).len() as u64 && verified >= 2, "{out}");
     assert!(out.contains(&format!("checkpoints: {verified} verified")), "{out}");
     ca.take_children();
@@ -818,12 +821,7 @@ fn automatic_checkpoints_are_recorded_outside_the_database_too() {
     assert_eq!(first["checkpoint_hash"], entry["hash"]);
     let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
     assert!(ok, "verify: {out}");
-    let matched: u64 = out
-        .split("; ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no recorded count: {out}"));
+    let matched = number_after(&out, "; ");
     assert!(matched >= 1 && out.contains(&format!("{matched} recorded checkpoint")), "{out}");
     ca.take_children();
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{openssl, openssl_csr, verify_chain, write_pem, Ca};
 use proto::issuance::v1::*;
 use time::{Duration, OffsetDateTime, UtcOffset};
@@ -105,8 +107,12 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     let (ok, _) = verify_chain(&ca, &auth_ca, &sign);
     assert!(!ok, "signing certificate verified under the authentication CA");
 
-    let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", sign.to_str().unwrap()]);
-    assert!(ok, "{text}");
+    let x509_text = |cert: &Path| {
+        let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", cert.to_str().unwrap()]);
+        assert!(ok, "{text}");
+        text
+    };
+    let text = x509_text(&sign);
     for want in [
         "X509v3 Key Usage: critical",
         "Non Repudiation",
@@ -133,8 +139,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     assert!(!text.contains("Basic Constraints"), "signing certificate must have no basicConstraints:\n{text}");
     assert!(!text.contains("Digital Signature"), "signing keyUsage is nonRepudiation only:\n{text}");
 
-    let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", auth.to_str().unwrap()]);
-    assert!(ok, "{text}");
+    let text = x509_text(&auth);
     for want in [
         "X509v3 Key Usage: critical",
         "Digital Signature",

@@ -10,8 +10,6 @@
 
 mod common;
 
-use common::application;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,10 +20,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 fn issue(ca: &Ca, rt: &tokio::runtime::Runtime, addr: &str, id: &str, licence: &str, dir: &Path) -> String {
-    rt.block_on(async { ca.issuance(addr).await.submit_application(application(id, licence, dir)).await })
-        .expect("issue card")
-        .into_inner()
-        .card_id
+    common::submit(ca, rt, addr, id, licence, dir).expect("issue card").card_id
 }
 
 /// Runs the CLI, shows what it printed, returns (success, stdout).
@@ -41,8 +36,16 @@ fn audit(ca: &Ca, args: &[&str]) -> (bool, String) {
 
 /// N from "audit chain OK: N entries, head ...".
 fn entries_ok(stdout: &str) -> u64 {
-    let rest = stdout.split("audit chain OK: ").nth(1).unwrap_or_else(|| panic!("no OK line: {stdout}"));
-    rest.split_whitespace().next().unwrap().parse().unwrap()
+    number_after(stdout, "audit chain OK: ")
+}
+
+/// The number that follows the first `marker` in the CLI's `out`.
+fn number_after(out: &str, marker: &str) -> u64 {
+    out.split(marker)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {marker:?}: {out}"))
 }
 
 fn read_lines(path: &Path) -> Vec<Value> {
@@ -428,12 +431,7 @@ fn the_running_ca_signs_checkpoints_by_itself() {
     // `audit verify` checks every one of their signatures with the public key.
     let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
     assert!(ok, "verify: {out}");
-    let verified: u64 = out
-        .split("checkpoints: ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no checkpoint count: {out}"));
+    let verified = number_after(&out, "checkpoints: ");
     assert!(verified >= automatic(&lines).len() as u64 && verified >= 2, "{out}");
     assert!(out.contains(&format!("checkpoints: {verified} verified")), "{out}");
     ca.take_children();
@@ -529,17 +527,7 @@ fn revoking_an_issuing_ca_on_the_arl_is_audited_and_refused_while_the_ca_runs() 
     // The ARL the entry names: its digest, signed by the root, listing the signing CA.
     let arl_file = Path::new(arl["file"].as_str().unwrap()).to_owned();
     let arl_file = if arl_file.is_absolute() { arl_file } else { ca.dir.path().join(arl_file) };
-    let (ok, text) = common::openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        arl_file.to_str().unwrap(),
-        "-CAfile",
-        ca.cert_path("root-ca.pem").to_str().unwrap(),
-        "-noout",
-        "-text",
-    ]);
+    let (ok, text) = testkit::openssl::crl_text(&arl_file, true, &ca.cert_path("root-ca.pem"));
     assert!(ok && text.contains("verify OK"), "{text}");
     let listed = text.split("Serial Number: ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
     assert!(same_serial(listed, &sign_serial), "the ARL lists {listed:?}, not {sign_serial}: {text}");
@@ -833,12 +821,7 @@ fn automatic_checkpoints_are_recorded_outside_the_database_too() {
     assert_eq!(first["checkpoint_hash"], entry["hash"]);
     let (ok, out) = audit(&ca, &["verify", "--url", &registry]);
     assert!(ok, "verify: {out}");
-    let matched: u64 = out
-        .split("; ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no recorded count: {out}"));
+    let matched = number_after(&out, "; ");
     assert!(matched >= 1 && out.contains(&format!("{matched} recorded checkpoint")), "{out}");
     ca.take_children();
 }

@@ -13,8 +13,6 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::Ca;
-
 #[test]
 fn the_loss_report_desk_in_chromium() {
     let repo = common::repo();
@@ -26,16 +24,7 @@ fn the_loss_report_desk_in_chromium() {
         python.display(),
         chromium.display()
     );
-    let mut ca = Ca::new("");
-    // Two-person control on (the harness writes the [revocation] section).
-    let config = std::fs::read_to_string(&ca.config).expect("config");
-    let config = config.replace("[revocation]\n", "[revocation]\nemergency_requires_approval = true\n");
-    assert!(config.contains("emergency_requires_approval = true"), "{config}");
-    std::fs::write(&ca.config, config).expect("config");
-    for (name, role) in [("op-sato", "operator"), ("op-ito", "operator"), ("audit-kato", "auditor"), ("ra-tokyo", "ra")]
-    {
-        ca.ensure_identity(name, role);
-    }
+    let mut ca = common::console_ca();
     let addrs = ca.spawn(&["run"], &["issuance", "ocsp", "console", "crl-http", "registry"]);
     let (issuance, responder, console, crl_http, registry) = (&addrs[0], &addrs[1], &addrs[2], &addrs[3], &addrs[4]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -54,12 +43,7 @@ fn the_loss_report_desk_in_chromium() {
         .env("CHROMIUM", chromium)
         .output()
         .expect("run tests/console_browser.py");
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "the browser test");
     for step in [
         "01-find-by-kana",
         "02-awaiting-approval",
@@ -77,19 +61,10 @@ fn the_loss_report_desk_in_chromium() {
     }
 
     // 5. openssl agrees with the page: OCSP revoked, and the CRL lists the card.
-    let answer = common::ocsp_query(&ca, responder, "sign-ca.pem", &sign_pem, &[]);
-    assert!(answer.contains(": revoked"), "{answer}");
-    let (verified, out) = common::verify_with_served_crl(&ca, crl_http, &sign_pem);
-    assert!(!verified && out.contains("revoked"), "openssl verify -crl_check: {out}");
+    common::assert_revoked_by_ocsp_and_crl(&ca, responder, crl_http, &sign_pem);
 
     // 6. The audit log has the entries under both names (the console is no actor).
-    let entries = rt
-        .block_on(async {
-            ca.audit_reader(registry).await.list_audit(proto::registry::v1::ListAuditRequest::default()).await
-        })
-        .expect("ListAudit")
-        .into_inner()
-        .entries;
+    let entries = common::audit_log(&ca, &rt, registry);
     for person in ["op-sato", "op-ito"] {
         assert!(entries.iter().any(|e| e.actor == person), "no audit entry by {person}");
     }

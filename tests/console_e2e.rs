@@ -120,16 +120,7 @@ fn ocsp(ca: &Ca, responder: &str, cert: &Path) -> String {
 
 #[test]
 fn loss_report_with_two_person_control_from_the_browser() {
-    let mut ca = Ca::new("");
-    // Two-person control on (the harness writes the [revocation] section).
-    let config = std::fs::read_to_string(&ca.config).expect("config");
-    let config = config.replace("[revocation]\n", "[revocation]\nemergency_requires_approval = true\n");
-    assert!(config.contains("emergency_requires_approval = true"), "{config}");
-    std::fs::write(&ca.config, config).expect("config");
-    for (name, role) in [("op-sato", "operator"), ("op-ito", "operator"), ("audit-kato", "auditor"), ("ra-tokyo", "ra")]
-    {
-        ca.ensure_identity(name, role);
-    }
+    let mut ca = common::console_ca();
     let metrics = ["registry-metrics", "issuance-metrics", "revocation-metrics", "ocsp-metrics"];
     let mut wanted = vec!["issuance", "ocsp", "console", "crl-http", "registry"];
     wanted.extend(metrics);
@@ -247,19 +238,10 @@ fn loss_report_with_two_person_control_from_the_browser() {
     assert_eq!(live.len(), 2, "{}", done.body);
     assert!(live.iter().all(|s| s.starts_with("revoked<")), "{}", done.body);
     assert_eq!(card_state(&sato, &card_id), "REVOKED");
-    let answer = ocsp(&ca, responder, &sign_pem);
-    assert!(answer.contains(": revoked"), "{answer}");
-    let (verified, out) = common::verify_with_served_crl(&ca, crl_http, &sign_pem);
-    assert!(!verified && out.contains("revoked"), "openssl verify -crl_check: {out}");
+    common::assert_revoked_by_ocsp_and_crl(&ca, responder, crl_http, &sign_pem);
 
     // 6. The audit log names both people.
-    let entries = rt
-        .block_on(async {
-            ca.audit_reader(registry).await.list_audit(proto::registry::v1::ListAuditRequest::default()).await
-        })
-        .expect("ListAudit")
-        .into_inner()
-        .entries;
+    let entries = common::audit_log(&ca, &rt, registry);
     let by = |actor: &str| entries.iter().filter(|e| e.actor == actor).map(|e| e.action.clone()).collect::<Vec<_>>();
     assert!(!by("op-sato").is_empty() && !by("op-ito").is_empty(), "sato {:?}, ito {:?}", by("op-sato"), by("op-ito"));
     assert!(entries.iter().all(|e| e.actor != "console"), "an action audited under the console, not the person");

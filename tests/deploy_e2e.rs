@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{application, http_get, ocsp_query, verify_chain, verify_with_crl, write_pem, write_pem_label, Ca};
+use common::{http_get, ocsp_query, verify_chain, verify_with_crl, write_pem, write_pem_label, Ca};
 
 /// The services, each with a unit `hpki-ca-<name>.service` and a config `<name>.toml`.
 const SERVICES: [&str; 5] = ["registry", "issuance", "revocation", "crl", "ocsp"];
@@ -353,10 +353,8 @@ fn split_set_boots_from_the_shipped_configs_and_publishes_an_emergency_revocatio
 
     // A card, issued over gRPC by the RA.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("d-1", "920001", &state)).await })
-        .expect("issue through the deployed services")
-        .into_inner();
+    let card =
+        common::submit(&ca, &rt, issuance, "d-1", "920001", &state).expect("issue through the deployed services");
     let sign = state.join("d-sign.pem");
     write_pem(&sign, &card.signing_certificate);
     let auth = state.join("d-auth.pem");

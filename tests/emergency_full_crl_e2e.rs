@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{application, http_get, openssl, verify_with_crl, write_pem, write_pem_label, Ca};
+use common::{http_get, openssl, verify_with_crl, write_pem, write_pem_label, Ca};
 
 /// The full CRL at `path` of the HTTP distribution point, as a PEM file, if served.
 fn fetch_full(http: &str, path: &str, out: &Path) -> bool {
@@ -52,10 +52,7 @@ fn emergency_revocation_reaches_the_full_crl_within_five_seconds_with_deltas_on(
     let mut certs = Vec::new();
     let mut lost_card = String::new();
     for (id, licence) in [("lost", "121212"), ("kept", "343434")] {
-        let card = rt
-            .block_on(async { ca.issuance(iss).await.submit_application(application(id, licence, &dir)).await })
-            .expect("issue card")
-            .into_inner();
+        let card = common::submit(&ca, &rt, iss, id, licence, &dir).expect("issue card");
         for (name, der) in [("sign", &card.signing_certificate), ("auth", &card.authentication_certificate)] {
             let path = dir.join(format!("{id}-{name}.pem"));
             write_pem(&path, der);

@@ -119,10 +119,7 @@ fn the_hsm_goes_away_and_comes_back_without_a_restart() {
 /// A card issued while all is well; OCSP calls it good.
 fn issue_before_the_outage(s: &Scene) -> (iss::IssuedCard, PathBuf) {
     let Scene { ca, rt, issuance, responder, dir, .. } = s;
-    let lost = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-1", "810001", dir)).await })
-        .expect("issue before the outage")
-        .into_inner();
+    let lost = common::submit(ca, rt, issuance, "h-1", "810001", dir).expect("issue before the outage");
     let lost_sign = dir.join("lost-sign.pem");
     write_pem(&lost_sign, &lost.signing_certificate);
     let out = ocsp(ca, responder, &lost_sign);
@@ -144,9 +141,7 @@ fn first_outage(s: &Scene, lost: &iss::IssuedCard, lost_sign: &Path) {
 
     // An application now is refused with UNAVAILABLE, fast, and leaves no trace.
     let started = Instant::now();
-    let refused = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", dir)).await })
-        .expect_err("no issuance without the HSM");
+    let refused = common::submit(ca, rt, issuance, "h-2", "810002", dir).expect_err("no issuance without the HSM");
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("HSM"), "{}", refused.message());
     assert!(started.elapsed() < Duration::from_secs(3), "refused in {:?}", started.elapsed());
@@ -185,10 +180,7 @@ fn token_back(s: &Scene, lost: &iss::IssuedCard, lost_sign: &Path) -> iss::Issue
     say!("issuance SERVING {:?} after the token came back", back.elapsed());
 
     // The refused application goes through on retry; the card verifies.
-    let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-2", "810002", dir)).await })
-        .expect("issue after the HSM came back")
-        .into_inner();
+    let card = common::submit(ca, rt, issuance, "h-2", "810002", dir).expect("issue after the HSM came back");
     let sign = dir.join("after-sign.pem");
     write_pem(&sign, &card.signing_certificate);
     let (ok, out) = verify_chain(ca, &ca.cert_path("sign-ca.pem"), &sign);
@@ -301,10 +293,7 @@ fn outage_mid_request(s: &Scene, card: &iss::IssuedCard) {
     assert_eq!(pin, card.generated_pin, "the escrowed PIN of the card issued after the first outage");
 
     // The RA's retry returns the card either way; its certificates verify.
-    let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("h-3", "810003", dir)).await })
-        .expect("retry after the HSM came back")
-        .into_inner();
+    let card = common::submit(ca, rt, issuance, "h-3", "810003", dir).expect("retry after the HSM came back");
     let auth = dir.join("h3-auth.pem");
     write_pem(&auth, &card.authentication_certificate);
     let (ok, out) = verify_chain(ca, &ca.cert_path("auth-ca.pem"), &auth);

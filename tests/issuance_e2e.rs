@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{openssl, openssl_csr, verify_chain, write_pem, Ca};
 use proto::issuance::v1::*;
 use time::{Duration, OffsetDateTime, UtcOffset};
@@ -105,8 +107,12 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     let (ok, _) = verify_chain(&ca, &auth_ca, &sign);
     assert!(!ok, "signing certificate verified under the authentication CA");
 
-    let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", sign.to_str().unwrap()]);
-    assert!(ok, "{text}");
+    let x509_text = |cert: &Path| {
+        let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", cert.to_str().unwrap()]);
+        assert!(ok, "{text}");
+        text
+    };
+    let text = x509_text(&sign);
     for want in [
         "X509v3 Key Usage: critical",
         "Non Repudiation",
@@ -133,8 +139,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
     assert!(!text.contains("Basic Constraints"), "signing certificate must have no basicConstraints:\n{text}");
     assert!(!text.contains("Digital Signature"), "signing keyUsage is nonRepudiation only:\n{text}");
 
-    let (ok, text) = openssl(&["x509", "-noout", "-text", "-nameopt", "utf8", "-in", auth.to_str().unwrap()]);
-    assert!(ok, "{text}");
+    let text = x509_text(&auth);
     for want in [
         "X509v3 Key Usage: critical",
         "Digital Signature",
@@ -162,12 +167,7 @@ fn a_card_issued_over_grpc_verifies_with_openssl_and_carries_the_hpki_profile() 
             .args([kind, "Bunkyo Medical Clinic", INSTITUTION_KANJI])
             .output()
             .expect("python from .venv (run make setup)");
-        assert!(
-            out.status.success(),
-            "check_cert.py {kind}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::assert_success(&out, &format!("check_cert.py {kind}"));
     }
     for cert in [&sign, &auth, &root, &sign_ca, &auth_ca] {
         testkit::pkilint::assert_clean("lint_pkix_cert", &[], cert);
@@ -288,20 +288,7 @@ fn the_ceremony_is_repeatable_and_ca_keys_cannot_leave_the_token() {
 
     // The ceremony made the root's ARL; `hpki-ca arl` revokes an issuing CA certificate in the next one.
     let arl = ca.state().join("crl/arl.crl");
-    let arl_text = || {
-        openssl(&[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            arl.to_str().unwrap(),
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-noout",
-            "-verify",
-            "-text",
-        ])
-    };
+    let arl_text = || testkit::openssl::crl_text(&arl, true, &root);
     let (ok, text) = arl_text();
     assert!(ok && text.contains("verify OK"), "{text}");
     assert!(text.contains("Issuing Distribution Point: critical") && text.contains("Only CA Certificates"), "{text}");

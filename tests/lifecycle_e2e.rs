@@ -10,6 +10,7 @@ use std::path::Path;
 use common::{http_get, openssl, openssl_csr, verify_with_crl, write_pem, write_pem_label, Ca};
 use proto::issuance::v1::issuance_client::IssuanceClient;
 use proto::issuance::v1::*;
+use testkit::openssl::crl_text;
 use time::{Duration, OffsetDateTime, UtcOffset};
 use tonic::transport::Channel;
 
@@ -104,16 +105,7 @@ fn crl_texts(lab: &Lab) -> String {
         assert_eq!(status, 200);
         let path = lab.ca.dir.path().join(format!("{name}-now.crl.pem"));
         write_pem_label(&path, "X509 CRL", &body);
-        let (ok, text) = openssl(&[
-            "crl",
-            "-in",
-            path.to_str().unwrap(),
-            "-CAfile",
-            lab.ca.cert_path(ca).to_str().unwrap(),
-            "-noout",
-            "-verify",
-            "-text",
-        ]);
+        let (ok, text) = crl_text(&path, false, &lab.ca.cert_path(ca));
         assert!(ok && text.contains("verify OK"), "{text}");
         all.push_str(&text);
     }

@@ -127,20 +127,7 @@ fn unchunk(mut b: &[u8]) -> Vec<u8> {
 
 /// A DER OCSP request for `cert` without a nonce (RFC 5019), made by openssl.
 fn request_der(ca: &Ca, cert: &Path, name: &str) -> Vec<u8> {
-    let out = ca.dir.path().join(format!("{name}.req"));
-    let issuer = ca.cert_path("sign-ca.pem");
-    let (ok, text) = openssl(&[
-        "ocsp",
-        "-issuer",
-        issuer.to_str().unwrap(),
-        "-cert",
-        cert.to_str().unwrap(),
-        "-no_nonce",
-        "-reqout",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{text}");
-    std::fs::read(out).unwrap()
+    testkit::openssl::ocsp_request_der(&ca.cert_path("sign-ca.pem"), cert, &ca.dir.path().join(format!("{name}.req")))
 }
 
 /// The certificate status in a DER OCSP response ("good", "revoked",

@@ -5,8 +5,6 @@
 
 mod common;
 
-use common::application;
-
 use std::path::Path;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -29,10 +27,7 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
     let ocsp_b = replica[0].clone();
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application("o-1", "700001", &dir)).await })
-        .expect("issue")
-        .into_inner();
+    let card = common::submit(&ca, &rt, issuance, "o-1", "700001", &dir).expect("issue");
     let sign = dir.join("o-sign.pem");
     let auth = dir.join("o-auth.pem");
     write_pem(&sign, &card.signing_certificate);
@@ -91,17 +86,7 @@ fn openssl_sees_good_then_revoked_on_two_replicas_and_unknown_for_a_stranger() {
 
     // The GET form (RFC 5019), through curl-free plain HTTP: base64 of the DER request in the path.
     let req = dir.join("req.der");
-    let (ok, out) = openssl(&[
-        "ocsp",
-        "-issuer",
-        ca.cert_path("auth-ca.pem").to_str().unwrap(),
-        "-cert",
-        auth.to_str().unwrap(),
-        "-no_nonce",
-        "-reqout",
-        req.to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
+    testkit::openssl::ocsp_request_der(&ca.cert_path("auth-ca.pem"), &auth, &req);
     let b64 = std::process::Command::new("openssl")
         .args(["base64", "-A", "-in", req.to_str().unwrap()])
         .output()

@@ -3,8 +3,6 @@
 
 mod common;
 
-use common::application;
-
 use std::path::{Path, PathBuf};
 
 use common::{http_get, openssl, write_pem, write_pem_label, Ca};
@@ -18,10 +16,7 @@ fn issue(
     licence: &str,
     dir: &Path,
 ) -> (PathBuf, PathBuf, String, String, String) {
-    let card = rt
-        .block_on(async { ca.issuance(addr).await.submit_application(application(id, licence, dir)).await })
-        .expect("issue card")
-        .into_inner();
+    let card = common::submit(ca, rt, addr, id, licence, dir).expect("issue card");
     let s = dir.join(format!("{id}-sign.pem"));
     let a = dir.join(format!("{id}-auth.pem"));
     write_pem(&s, &card.signing_certificate);
@@ -54,16 +49,7 @@ fn verify_with_crls(root: &Path, issuing: &Path, crls: &[&Path], cert: &Path, de
 }
 
 fn crl_text(crl: &Path, issuing: &Path) -> String {
-    let (ok, out) = openssl(&[
-        "crl",
-        "-in",
-        crl.to_str().unwrap(),
-        "-CAfile",
-        issuing.to_str().unwrap(),
-        "-noout",
-        "-verify",
-        "-text",
-    ]);
+    let (ok, out) = testkit::openssl::crl_text(crl, false, issuing);
     assert!(ok && out.contains("verify OK"), "openssl crl -verify: {out}");
     out
 }

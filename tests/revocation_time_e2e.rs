@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{application, http_get, openssl, write_pem, write_pem_label, Ca};
+use common::{http_get, openssl, write_pem, write_pem_label, Ca};
 use testkit::pkilint;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -45,10 +45,7 @@ fn a_compromise_time_is_the_invalidity_date_and_revoked_at_cannot_be_backdated()
     let (iss, rev, crl_grpc, crl_http, ocsp) = (&addrs[0], &addrs[1], &addrs[2], &addrs[3], &addrs[4]);
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let card = rt
-        .block_on(async { ca.issuance(iss).await.submit_application(application("t-1", "333333", &dir)).await })
-        .expect("issue card")
-        .into_inner();
+    let card = common::submit(&ca, &rt, iss, "t-1", "333333", &dir).expect("issue card");
     let cert = dir.join("sign.pem");
     write_pem(&cert, &card.signing_certificate);
     let serial = card.signing_serial.clone();
@@ -121,23 +118,10 @@ fn a_compromise_time_is_the_invalidity_date_and_revoked_at_cannot_be_backdated()
 
     // OCSP: the responder follows the feed; -resp_text shows the invalidity date.
     let resp = dir.join("ocsp.der");
-    let (root, url) = (ca.cert_path("root-ca.pem"), format!("http://{ocsp}/ocsp"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
-        let (_, text) = openssl(&[
-            "ocsp",
-            "-issuer",
-            issuing.to_str().unwrap(),
-            "-cert",
-            cert.to_str().unwrap(),
-            "-url",
-            &url,
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-resp_text",
-            "-respout",
-            resp.to_str().unwrap(),
-        ]);
+        let text =
+            common::ocsp_query(&ca, ocsp, "sign-ca.pem", &cert, &["-resp_text", "-respout", resp.to_str().unwrap()]);
         if text.contains(": revoked") || Instant::now() > deadline {
             break text;
         }

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{application, http_get, ocsp_query, verify_chain, verify_with_crl, write_pem, write_pem_label, Ca};
+use common::{http_get, ocsp_query, verify_chain, verify_with_crl, write_pem, write_pem_label, Ca};
 
 #[test]
 fn split_services_issue_revoke_publish_and_checkpoint() {
@@ -28,10 +28,7 @@ fn split_services_issue_revoke_publish_and_checkpoint() {
 
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let card = rt
-        .block_on(async { ca.issuance(&issuance).await.submit_application(application("s-1", "910001", &dir)).await })
-        .expect("issue through the split services")
-        .into_inner();
+    let card = common::submit(&ca, &rt, &issuance, "s-1", "910001", &dir).expect("issue through the split services");
     let sign = dir.join("s-sign.pem");
     write_pem(&sign, &card.signing_certificate);
     let sign_ca = ca.cert_path("sign-ca.pem");

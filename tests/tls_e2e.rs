@@ -69,10 +69,8 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
             .await
             .expect("ra issues a card over mTLS")
             .into_inner();
-        let got = IssuanceClient::new(ra_iss)
-            .get_card(CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) })
-            .await
-            .expect("ra reads the card");
+        let issuance_ref = || CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) };
+        let got = IssuanceClient::new(ra_iss).get_card(issuance_ref()).await.expect("ra reads the card");
         assert_eq!(got.into_inner().card_id, card.card_id);
         let by_card = || StatusRequest { key: Some(status_request::Key::CardId(card.card_id.clone())) };
         denied(
@@ -98,9 +96,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
         let crls = CrlPublisherClient::new(ch(crl, "operator").await).get_status(CrlStatusRequest {}).await;
         crls.expect("operator reads the CRL status");
         denied(
-            IssuanceClient::new(ch(iss, "operator").await)
-                .get_card(CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) })
-                .await,
+            IssuanceClient::new(ch(iss, "operator").await).get_card(issuance_ref()).await,
             "operator",
             "hpki.issuance.v1.Issuance/GetCard",
         );
@@ -128,9 +124,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
             "hpki.revocation.v1.Revocation/GetStatus",
         );
         denied(
-            IssuanceClient::new(ch(iss, "auditor").await)
-                .get_card(CardRef { key: Some(card_ref::Key::CardId(card.card_id.clone())) })
-                .await,
+            IssuanceClient::new(ch(iss, "auditor").await).get_card(issuance_ref()).await,
             "auditor",
             "hpki.issuance.v1.Issuance/GetCard",
         );
@@ -173,12 +167,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
     assert!(out.status.success(), "audit verify over mTLS: {}", String::from_utf8_lossy(&out.stderr));
     // The RA's command line (ra certificate) reaches issuance.
     let out = ca.cli(&["card", "--url", &format!("https://{iss}"), "show", "--card", &card_id]);
-    assert!(
-        out.status.success(),
-        "card show over mTLS: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "card show over mTLS");
 }
 
 /// A call through `channel` (or its connection) fails; returns what the client saw.

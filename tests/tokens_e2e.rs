@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{application, ocsp_query, write_pem, Ca};
+use common::{ocsp_query, write_pem, Ca};
 use config::TrustDomain;
 use proto::issuance::v1 as iss;
 use proto::issuance::v1::issuance_client::IssuanceClient;
@@ -140,10 +140,7 @@ fn the_ocsp_process_holds_only_its_token_and_serves_with_a_registry_issued_respo
     // A card, issued by the issuance process.
     let dir = ca.dir.path().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let card = rt
-        .block_on(async { ca.issuance(&issuance).await.submit_application(application("t-1", "930001", &dir)).await })
-        .expect("issue through the split services")
-        .into_inner();
+    let card = common::submit(&ca, &rt, &issuance, "t-1", "930001", &dir).expect("issue through the split services");
     let sign = dir.join("t-sign.pem");
     write_pem(&sign, &card.signing_certificate);
 

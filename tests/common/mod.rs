@@ -458,6 +458,21 @@ pub fn fresh_csrs() -> (Vec<u8>, Vec<u8>) {
     (csr(), csr())
 }
 
+/// `id`'s new-card application (CSRs made under `dir`) submitted to the
+/// Issuance service at `issuance`: the issued card, or the refusal.
+pub fn submit(
+    ca: &Ca,
+    rt: &tokio::runtime::Runtime,
+    issuance: &str,
+    id: &str,
+    licence: &str,
+    dir: &Path,
+) -> Result<iss::IssuedCard, tonic::Status> {
+    let card =
+        rt.block_on(async { ca.issuance(issuance).await.submit_application(application(id, licence, dir)).await });
+    card.map(tonic::Response::into_inner)
+}
+
 /// A card issued through the Issuance service at `issuance` for `id`, with
 /// both certificates written as PEM to `<id>-sign.pem` and `<id>-auth.pem`
 /// in the CA's folder: (card id, signing PEM path, authentication PEM path).
@@ -469,10 +484,7 @@ pub fn issue_card_pems(
     licence: &str,
 ) -> (String, PathBuf, PathBuf) {
     let dir = ca.dir.path();
-    let card = rt
-        .block_on(async { ca.issuance(issuance).await.submit_application(application(id, licence, dir)).await })
-        .unwrap_or_else(|e| panic!("issue card {id}: {e:?}"))
-        .into_inner();
+    let card = submit(ca, rt, issuance, id, licence, dir).unwrap_or_else(|e| panic!("issue card {id}: {e:?}"));
     let (sign, auth) = (dir.join(format!("{id}-sign.pem")), dir.join(format!("{id}-auth.pem")));
     write_pem(&sign, &card.signing_certificate);
     write_pem(&auth, &card.authentication_certificate);
@@ -559,6 +571,50 @@ pub fn verify_responder_cert(ca: &Ca, cert: &Path) -> (bool, String) {
         "ocsphelper",
         &path(cert),
     ])
+}
+
+/// The console's CA: two-person control for emergency revocations, and the
+/// people at the console: operators op-sato and op-ito, auditor audit-kato,
+/// and the RA ra-tokyo.
+pub fn console_ca() -> Ca {
+    let ca = Ca::new("");
+    // Two-person control on (the harness writes the [revocation] section).
+    let config = std::fs::read_to_string(&ca.config).expect("config");
+    let config = config.replace("[revocation]\n", "[revocation]\nemergency_requires_approval = true\n");
+    assert!(config.contains("emergency_requires_approval = true"), "{config}");
+    std::fs::write(&ca.config, config).expect("config");
+    for (name, role) in [("op-sato", "operator"), ("op-ito", "operator"), ("audit-kato", "auditor"), ("ra-tokyo", "ra")]
+    {
+        ca.ensure_identity(name, role);
+    }
+    ca
+}
+
+/// A program the test ran must have succeeded: else the failure names it
+/// (`what`) and shows its stdout and stderr.
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{what} failed:\n{stdout}\n{stderr}");
+}
+
+/// What relying parties see of the card whose signing certificate is `cert`:
+/// OCSP at `responder` says revoked, and `openssl verify -crl_check` against
+/// the signing CA's CRL served at `crl_http` refuses it as revoked.
+pub fn assert_revoked_by_ocsp_and_crl(ca: &Ca, responder: &str, crl_http: &str, cert: &Path) {
+    let answer = ocsp_query(ca, responder, "sign-ca.pem", cert, &[]);
+    assert!(answer.contains(": revoked"), "{answer}");
+    let (verified, out) = verify_with_served_crl(ca, crl_http, cert);
+    assert!(!verified && out.contains("revoked"), "openssl verify -crl_check: {out}");
+}
+
+/// The whole audit log, read as the auditor from the registry at `registry`.
+pub fn audit_log(ca: &Ca, rt: &tokio::runtime::Runtime, registry: &str) -> Vec<proto::registry::v1::AuditEntry> {
+    rt.block_on(async {
+        ca.audit_reader(registry).await.list_audit(proto::registry::v1::ListAuditRequest::default()).await
+    })
+    .expect("ListAudit")
+    .into_inner()
+    .entries
 }
 
 /// The signing CA's full CRL as served at `crl_http`, then `openssl verify

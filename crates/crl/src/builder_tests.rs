@@ -47,6 +47,18 @@ fn verify(dir: &Path, crl_pems: &[&str], cert: &str, extra: &[&str]) -> (bool, S
     openssl(&args)
 }
 
+/// `openssl verify -crl_check` of `cert` fails, saying `because`.
+fn refused(dir: &Path, crl_pems: &[&str], cert: &str, extra: &[&str], because: &str) {
+    let (ok, out) = verify(dir, crl_pems, cert, extra);
+    assert!(!ok && out.contains(because), "{cert} with {crl_pems:?} {extra:?}: {out}");
+}
+
+/// `openssl verify -crl_check` of `cert` succeeds, saying `says`.
+fn verified(dir: &Path, crl_pems: &[&str], cert: &str, extra: &[&str], says: &str) {
+    let (ok, out) = verify(dir, crl_pems, cert, extra);
+    assert!(ok && out.contains(says), "{cert} with {crl_pems:?} {extra:?}: {out}");
+}
+
 fn write_cert(dir: &Path, name: &str, der: &[u8]) {
     std::fs::write(dir.join(name), pem("CERTIFICATE", der)).unwrap();
 }
@@ -95,10 +107,8 @@ fn full_crl_with_reasons_verifies_and_revokes_with_rsa() {
     assert!(!text.contains("Issuing Distribution Point"), "{text}");
     assert!(!text.contains("Freshest CRL"), "{text}");
 
-    let (ok, out) = verify(dir, &["sign.crl.pem"], "revoked.pem", &[]);
-    assert!(!ok && out.contains("certificate revoked"), "{out}");
-    let (ok, out) = verify(dir, &["sign.crl.pem"], "good.pem", &[]);
-    assert!(ok && out.contains("good.pem: OK"), "{out}");
+    refused(dir, &["sign.crl.pem"], "revoked.pem", &[], "certificate revoked");
+    verified(dir, &["sign.crl.pem"], "good.pem", &[], "good.pem: OK");
 }
 
 #[test]
@@ -138,15 +148,11 @@ fn delta_crl_revokes_with_use_deltas() {
     assert!(!text.contains("Freshest CRL"), "{text}");
 
     let both = ["full.crl.pem", "delta.crl.pem"];
-    let (ok, out) = verify(dir, &both, "delta.pem", &["-use_deltas"]);
-    assert!(!ok && out.contains("certificate revoked"), "{out}");
-    let (ok, out) = verify(dir, &both, "base.pem", &["-use_deltas"]);
-    assert!(!ok && out.contains("certificate revoked"), "{out}");
-    let (ok, out) = verify(dir, &both, "good.pem", &["-use_deltas"]);
-    assert!(ok && out.contains("OK"), "{out}");
+    refused(dir, &both, "delta.pem", &["-use_deltas"], "certificate revoked");
+    refused(dir, &both, "base.pem", &["-use_deltas"], "certificate revoked");
+    verified(dir, &both, "good.pem", &["-use_deltas"], "OK");
     // Without -use_deltas openssl only has the base, where the serial is not listed.
-    let (ok, out) = verify(dir, &both, "delta.pem", &[]);
-    assert!(ok && out.contains("OK"), "{out}");
+    verified(dir, &both, "delta.pem", &[], "OK");
 }
 
 #[test]
@@ -184,11 +190,9 @@ fn partition_crls_cover_only_their_partition() {
     assert!(text.contains("Only User Certificates"), "{text}");
     assert!(text.contains(&format!("URI:{}", config::delta_url(&url(3)))), "{text}");
 
-    let (ok, out) = verify(dir, &["p3.crl.pem"], "ee.pem", &[]);
-    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    refused(dir, &["p3.crl.pem"], "ee.pem", &[], "certificate revoked");
     // Partition 2's CRL does not cover the certificate's distribution point.
-    let (ok, out) = verify(dir, &["p2.crl.pem"], "ee.pem", &[]);
-    assert!(!ok && out.contains("different CRL scope"), "{out}");
+    refused(dir, &["p2.crl.pem"], "ee.pem", &[], "different CRL scope");
 
     // A partition delta with the same IDP: `late` is only in the delta.
     let mut d = partition_spec(3, 21);
@@ -197,8 +201,6 @@ fn partition_crls_cover_only_their_partition() {
     write(dir, "p3-delta.crl", &crl.der);
     let text = openssl_crl_text(&dir.join("p3-delta.crl"), &dir.join("chain.pem"));
     assert!(text.contains("X509v3 Delta CRL Indicator: critical"), "{text}");
-    let (ok, out) = verify(dir, &["p3.crl.pem", "p3-delta.crl.pem"], "late.pem", &["-use_deltas"]);
-    assert!(!ok && out.contains("certificate revoked"), "{out}");
-    let (ok, out) = verify(dir, &["p3.crl.pem"], "late.pem", &[]);
-    assert!(ok, "{out}");
+    refused(dir, &["p3.crl.pem", "p3-delta.crl.pem"], "late.pem", &["-use_deltas"], "certificate revoked");
+    verified(dir, &["p3.crl.pem"], "late.pem", &[], "");
 }

@@ -19,6 +19,18 @@ fn publisher_with(pki: &TestPki, cfg: &config::Config, source: MemorySource) -> 
     Publisher::new(cfg, source, Arc::new(store), pki.sign.clone(), pki.auth.clone()).unwrap()
 }
 
+/// A publisher (with delta CRLs on if `deltas`) after its first publication:
+/// full CRLs of both CAs. Its configuration and itself.
+async fn first_published(pki: &TestPki, deltas: bool) -> (config::Config, Arc<Publisher<MemorySource>>) {
+    let mut cfg = pki.cfg.clone();
+    if deltas {
+        cfg.profile.delta_crls = true;
+    }
+    let p = Arc::new(publisher(pki, &cfg));
+    p.publish(None, None).await.unwrap();
+    (cfg, p)
+}
+
 fn out_file(cfg: &config::Config, name: &str) -> std::path::PathBuf {
     cfg.state_path(&cfg.crl.out_dir).join(name)
 }
@@ -223,10 +235,7 @@ async fn files_of_an_older_scope_stay_published_after_the_config_changes() {
 #[tokio::test]
 async fn concurrent_publications_are_serialised_per_ca() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
-    let mut cfg = pki.cfg.clone();
-    cfg.profile.delta_crls = true;
-    let p = Arc::new(publisher(&pki, &cfg));
-    p.publish(None, None).await.unwrap();
+    let (cfg, p) = first_published(&pki, true).await;
     let mut tasks = Vec::new();
     for i in 0..6u32 {
         let p = p.clone();
@@ -269,9 +278,7 @@ async fn registry_failures_are_errors_and_nothing_is_written() {
 #[tokio::test]
 async fn a_failed_publication_is_owed_until_one_succeeds() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
-    let cfg = pki.cfg.clone();
-    let p = Arc::new(publisher(&pki, &cfg));
-    p.publish(None, None).await.unwrap();
+    let (_, p) = first_published(&pki, false).await;
     let now = time::OffsetDateTime::now_utc();
     assert!(p.due(now).is_empty(), "fresh CRLs: nothing due");
     // An emergency revocation's publication fails (registry or HSM down).
@@ -288,9 +295,7 @@ async fn a_failed_publication_is_owed_until_one_succeeds() {
 #[tokio::test]
 async fn the_schedule_retries_an_owed_publication_soon_after_the_failure_ends() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
-    let cfg = pki.cfg.clone();
-    let p = Arc::new(publisher(&pki, &cfg));
-    p.publish(None, None).await.unwrap();
+    let (_, p) = first_published(&pki, false).await;
     let before = p.store().latest().iter().map(|i| i.crl_number).max().unwrap();
     p.source().set_failing(true);
     p.publish(Some(Issuer::Signing), None).await.unwrap_err();
@@ -332,11 +337,8 @@ async fn wait_for_full(p: &Publisher<MemorySource>, url: &str, crl_number: u64) 
 async fn an_urgent_delta_is_followed_by_a_full_crl_under_the_reserved_number() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
     pki.write_chain(&pki.path("chain.pem"));
-    let mut cfg = pki.cfg.clone();
-    cfg.profile.delta_crls = true;
+    let (cfg, p) = first_published(&pki, true).await;
     let label = cfg.ca.signing.key_label.clone();
-    let p = Arc::new(publisher(&pki, &cfg));
-    p.publish(None, None).await.unwrap();
     let full_url = cfg.profile.signing_crl_url.clone();
     let base = p.store().by_url(&full_url).unwrap().info.clone().unwrap();
     p.source().revoke(&label, "5001", RevocationReason::KeyCompromise);
@@ -377,10 +379,7 @@ async fn an_urgent_delta_is_followed_by_a_full_crl_under_the_reserved_number() {
 #[tokio::test]
 async fn a_failed_full_crl_after_an_urgent_delta_is_owed_and_without_deltas_nothing_follows() {
     let pki = test_pki(KeyAlgorithm::EcdsaP256);
-    let mut cfg = pki.cfg.clone();
-    cfg.profile.delta_crls = true;
-    let p = Arc::new(publisher(&pki, &cfg));
-    p.publish(None, None).await.unwrap();
+    let (cfg, p) = first_published(&pki, true).await;
     p.source().revoke(&cfg.ca.authentication.key_label, "6001", RevocationReason::KeyCompromise);
     let urgent = p.publish_urgent(None, Some(CrlKind::Delta)).await.unwrap();
     let kinds: Vec<(&str, CrlKind)> = urgent.crls.iter().map(|i| (i.issuer.as_str(), i.kind)).collect();

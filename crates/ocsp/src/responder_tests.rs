@@ -63,6 +63,13 @@ fn responder(source: Arc<MapSource>) -> Arc<Responder> {
     Arc::new(ca().responder(ca().settings(), source))
 }
 
+/// A source that knows one certificate, good, under issuer `issuer`.
+fn knowing_good(issuer: usize, serial: &[u8]) -> Arc<MapSource> {
+    let source = Arc::new(MapSource::default());
+    source.set(serial, &ca().label(issuer), CertState::Good);
+    source
+}
+
 fn request(r: &Responder, issuer: usize, alg: HashAlg, serials: &[&[u8]], nonce: Option<&[u8]>) -> Vec<u8> {
     build(&r.issuers()[issuer].hashes, alg, serials, nonce)
 }
@@ -115,8 +122,7 @@ async fn good_revoked_unknown_and_unauthorized_with_both_hashes() {
 
 #[tokio::test]
 async fn the_second_request_is_a_cache_hit_without_registry_or_signature() {
-    let source = Arc::new(MapSource::default());
-    source.set(&[0x02, 0x01], &ca().label(1), CertState::Good);
+    let source = knowing_good(1, &[0x02, 0x01]);
     let r = responder(source.clone());
     let der = request(&r, 1, HashAlg::Sha256, &[&[0x02, 0x01]], None);
     assert!(hit(&r, &der).is_none(), "first is a miss");
@@ -167,8 +173,7 @@ async fn wait_for_hit(r: &Responder, der: &[u8], want: AnswerStatus) -> Answer {
 
 #[tokio::test]
 async fn a_status_change_from_the_feed_re_signs_the_cached_response() {
-    let source = Arc::new(MapSource::default());
-    source.set(&[0x03, 0x01], &ca().label(0), CertState::Good);
+    let source = knowing_good(0, &[0x03, 0x01]);
     let r = responder(source.clone());
     let der = request(&r, 0, HashAlg::Sha1, &[&[0x03, 0x01]], None);
     assert_eq!(r.respond(&der).await.status, AnswerStatus::Good);
@@ -307,8 +312,7 @@ async fn over_the_in_flight_cap_requests_get_try_later_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_signing_fails_the_last_valid_response_is_served_until_it_expires() {
-    let source = Arc::new(MapSource::default());
-    source.set(&[0x06, 0x01], &ca().label(0), CertState::Good);
+    let source = knowing_good(0, &[0x06, 0x01]);
     let (r, signer) = controlled_responder(ca().settings(), source);
     let der = request(&r, 0, HashAlg::Sha256, &[&[0x06, 0x01]], None);
     let first = r.respond(&der).await;
@@ -334,8 +338,7 @@ async fn when_signing_fails_the_last_valid_response_is_served_until_it_expires()
 
 #[tokio::test]
 async fn the_registry_being_down_gives_try_later_then_recovers() {
-    let source = Arc::new(MapSource::default());
-    source.set(&[0x07, 0x01], &ca().label(0), CertState::Good);
+    let source = knowing_good(0, &[0x07, 0x01]);
     source.fail.store(true, Ordering::SeqCst);
     let r = responder(source.clone());
     let der = request(&r, 0, HashAlg::Sha1, &[&[0x07, 0x01]], None);
@@ -368,8 +371,7 @@ async fn several_certificates_get_one_response_with_an_answer_each() {
 
 #[tokio::test]
 async fn nonces_are_echoed_within_the_rate_then_the_cached_response_is_served() {
-    let source = Arc::new(MapSource::default());
-    source.set(&[0x09, 0x01], &ca().label(0), CertState::Good);
+    let source = knowing_good(0, &[0x09, 0x01]);
     let settings = Settings { nonce: config::NonceMode::Echo, nonce_per_second: 2, ..ca().settings() };
     let r = Arc::new(ca().responder(settings, source.clone()));
     let plain = request(&r, 0, HashAlg::Sha1, &[&[0x09, 0x01]], None);
@@ -396,8 +398,7 @@ async fn nonces_are_echoed_within_the_rate_then_the_cached_response_is_served() 
 async fn a_flood_of_misses_gets_try_later_while_cached_answers_keep_flowing() {
     use std::net::IpAddr;
     use std::time::{Duration, Instant};
-    let source = Arc::new(MapSource::default());
-    source.set(&[0x0a, 0x01], &ca().label(0), CertState::Good);
+    let source = knowing_good(0, &[0x0a, 0x01]);
     // Known serials not signed yet (misses), and serials nobody issued (unknown).
     for i in 0..16u8 {
         source.set(&[0x0b, i], &ca().label(0), CertState::Good);

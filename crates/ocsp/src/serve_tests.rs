@@ -60,14 +60,47 @@ async fn replica_of(
     Replica { http: http_addr, metrics: metrics_addr, stop: Some(tx), task }
 }
 
-fn ocsp(ca: &TestCa, cert: &std::path::Path, at: SocketAddr) -> String {
+/// A test CA (ECDSA P-256), a store in a temporary folder with a first
+/// certificate issued, and the registry over that store on a free port.
+struct Setup {
+    ca: TestCa,
+    _db: tempfile::TempDir,
+    store: Store,
+    first: (Serial, std::path::PathBuf),
+    registry_addr: SocketAddr,
+    /// Stops the registry.
+    reg_stop: oneshot::Sender<()>,
+}
+
+async fn setup() -> Setup {
+    let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
+    let db = tempfile::tempdir().unwrap();
+    let store = Store::open(&db.path().join("db")).unwrap();
+    let first = issue(&store, &ca, 1);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry_addr = listener.local_addr().unwrap();
+    let (reg_stop, reg_rx) = oneshot::channel::<()>();
+    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), tls::GrpcKit::default(), listener, async {
+        let _ = reg_rx.await;
+    }));
+    Setup { ca, _db: db, store, first, registry_addr, reg_stop }
+}
+
+/// `openssl ocsp` for `cert` (issued by CA 0) against the responder at `at`, with
+/// `extra` options: openssl's stdout and stderr.
+fn ocsp_query(ca: &TestCa, cert: &std::path::Path, at: SocketAddr, extra: &[&str]) -> String {
     let ca_pem = ca.ca_path(0);
     let out = Command::new("openssl")
         .args(["ocsp", "-issuer", ca_pem.to_str().unwrap(), "-cert", cert.to_str().unwrap()])
         .args(["-url", &format!("http://{at}/ocsp"), "-CAfile", ca_pem.to_str().unwrap(), "-no_nonce", "-timeout", "5"])
+        .args(extra)
         .output()
         .unwrap();
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn ocsp(ca: &TestCa, cert: &std::path::Path, at: SocketAddr) -> String {
+    ocsp_query(ca, cert, at, &[])
 }
 
 async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -81,16 +114,7 @@ async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Du
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_follow_the_feed_from_issuance_to_revocation() {
-    let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
-    let db = tempfile::tempdir().unwrap();
-    let store = Store::open(&db.path().join("db")).unwrap();
-    let (first_serial, first) = issue(&store, &ca, 1);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry_addr = listener.local_addr().unwrap();
-    let (reg_stop, reg_rx) = oneshot::channel::<()>();
-    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), tls::GrpcKit::default(), listener, async {
-        let _ = reg_rx.await;
-    }));
+    let Setup { ca, _db, store, first: (first_serial, first), registry_addr, reg_stop } = setup().await;
 
     let mut replicas = vec![replica(&ca, registry_addr).await, replica(&ca, registry_addr).await];
     for r in &replicas {
@@ -194,28 +218,12 @@ fn served_responder(text: &str) -> String {
 }
 
 fn ocsp_with_text(ca: &TestCa, cert: &std::path::Path, at: SocketAddr) -> String {
-    let ca_pem = ca.ca_path(0);
-    let out = Command::new("openssl")
-        .args(["ocsp", "-issuer", ca_pem.to_str().unwrap(), "-cert", cert.to_str().unwrap()])
-        .args(["-url", &format!("http://{at}/ocsp"), "-CAfile", ca_pem.to_str().unwrap(), "-no_nonce", "-timeout", "5"])
-        .args(["-resp_text"])
-        .output()
-        .unwrap();
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    ocsp_query(ca, cert, at, &["-resp_text"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_running_responder_renews_a_due_certificate_and_rolls_over_a_revoked_one() {
-    let ca = test_ca(config::KeyAlgorithm::EcdsaP256);
-    let db = tempfile::tempdir().unwrap();
-    let store = Store::open(&db.path().join("db")).unwrap();
-    let (_, first) = issue(&store, &ca, 1);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry_addr = listener.local_addr().unwrap();
-    let (reg_stop, reg_rx) = oneshot::channel::<()>();
-    tokio::spawn(registry::serve_store(store.clone(), "JMA".into(), tls::GrpcKit::default(), listener, async {
-        let _ = reg_rx.await;
-    }));
+    let Setup { ca, _db, first: (_, first), registry_addr, reg_stop, .. } = setup().await;
 
     // Due before the start: renewed by the starting responder through the authority.
     let short = ca.make_responder_due(0);

@@ -59,6 +59,13 @@ struct Hierarchy {
     auth_ca: IssuingCa,
 }
 
+/// The parameters of `doctor()`'s signing certificate under the hierarchy's
+/// signing CA, valid for 5 years from `issued`.
+fn doctor_signing(h: &Hierarchy, cfg: &Policy, issued: time::Date, serial: &[u8]) -> rcgen::CertificateParams {
+    let (nb, na) = subscriber_validity(issued, 5, h.sign_ca.not_after());
+    subscriber_params(cfg, CertKind::Signing, &doctor(), serial, nb, na, &h.sign_ca).unwrap()
+}
+
 /// Root and both issuing CAs with keys from `keygen`, as at the key ceremony.
 fn hierarchy(keygen: impl Fn() -> KeyPair) -> Hierarchy {
     let cfg = default_cas();
@@ -114,6 +121,16 @@ fn openssl_check(dir: &Path, root: &IssuingCa, ca: &IssuingCa, ee: &[u8], name: 
     openssl(dir, &["x509", "-noout", "-text", "-nameopt", "utf8,sep_comma_plus_space", "-in", &ee_pem])
 }
 
+/// openssl's text of a certificate says every one of `has` and none of `lacks`.
+fn assert_text(text: &str, has: &[&str], lacks: &[&str]) {
+    for want in has {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    for unwanted in lacks {
+        assert!(!text.contains(unwanted), "{unwanted:?} present:\n{text}");
+    }
+}
+
 fn escaped_utf8(s: &str) -> String {
     s.bytes().map(|b| if b < 0x80 { (b as char).to_string() } else { format!("\\x{b:02X}") }).collect()
 }
@@ -133,25 +150,25 @@ fn full_chain_signing_and_authentication_certificates() {
     let sign_ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &sign_ee, "sign-ee");
     println!("{text}");
-    assert!(text.contains("Non Repudiation"), "{text}");
-    assert!(!text.contains("Digital Signature"), "{text}");
-    assert!(text.contains("X509v3 Key Usage: critical"), "{text}");
-    assert!(text.contains("X509v3 Certificate Policies: critical"), "{text}");
-    assert!(text.contains("Policy: 1.2.392.100495.1.5.1.1.0.1"), "{text}");
-    assert!(text.contains("CPS: http://127.0.0.1:8081/repository/"), "{text}");
-    assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
-    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"), "{text}");
-    assert!(text.contains("OCSP - URI:http://127.0.0.1:8082/ocsp"), "{text}");
-    assert!(!text.contains("Extended Key Usage"), "{text}");
-    assert!(!text.contains("Basic Constraints"), "{text}");
-    assert!(text.contains("X509v3 Subject Key Identifier"), "{text}");
-    assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
-    assert!(
-        text.contains("Subject: C=JP, O=MEDIS UNIVERSITY HOSPITAL, CN=Sanjushi Kagurazaka, serialNumber=JMA0000123"),
-        "{text}"
+    assert_text(
+        &text,
+        &[
+            "Non Repudiation",
+            "X509v3 Key Usage: critical",
+            "X509v3 Certificate Policies: critical",
+            "Policy: 1.2.392.100495.1.5.1.1.0.1",
+            "CPS: http://127.0.0.1:8081/repository/",
+            "X509v3 CRL Distribution Points",
+            "URI:http://127.0.0.1:8081/crl/sign.crl",
+            "OCSP - URI:http://127.0.0.1:8082/ocsp",
+            "X509v3 Subject Key Identifier",
+            "X509v3 Authority Key Identifier",
+            "Subject: C=JP, O=MEDIS UNIVERSITY HOSPITAL, CN=Sanjushi Kagurazaka, serialNumber=JMA0000123",
+            "Not Before: Feb  6 15:00:00 2026 GMT",
+            "Not After : Feb  7 14:59:59 2031 GMT",
+        ],
+        &["Digital Signature", "Extended Key Usage", "Basic Constraints"],
     );
-    assert!(text.contains("Not Before: Feb  6 15:00:00 2026 GMT"), "{text}");
-    assert!(text.contains("Not After : Feb  7 14:59:59 2031 GMT"), "{text}");
     // openssl prints a directoryName the old one-line way, escaping UTF-8 bytes as \xNN.
     // The SAN's O is the institution's kanji name, the subject's its Latin name.
     let kanji_cn = escaped_utf8("神楽坂\u{3000}三十四");
@@ -174,14 +191,19 @@ fn full_chain_signing_and_authentication_certificates() {
     let auth_ee = issue(&params, &key, &auth_ca, &auth_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &auth_ca, &auth_ee, "auth-ee");
     println!("{text}");
-    assert!(text.contains("Digital Signature"), "{text}");
-    assert!(!text.contains("Non Repudiation"), "{text}");
-    assert!(text.contains("X509v3 Key Usage: critical"), "{text}");
-    assert!(text.contains("TLS Web Client Authentication"), "{text}");
-    assert!(text.contains("Policy: 1.2.392.100495.1.5.1.2.0.1"), "{text}");
-    assert!(text.contains("X509v3 Certificate Policies: critical"), "{text}");
-    assert!(text.contains("URI:http://127.0.0.1:8081/crl/auth.crl"), "{text}");
-    assert!(text.contains("DirName:"), "{text}");
+    assert_text(
+        &text,
+        &[
+            "Digital Signature",
+            "X509v3 Key Usage: critical",
+            "TLS Web Client Authentication",
+            "Policy: 1.2.392.100495.1.5.1.2.0.1",
+            "X509v3 Certificate Policies: critical",
+            "URI:http://127.0.0.1:8081/crl/auth.crl",
+            "DirName:",
+        ],
+        &["Non Repudiation"],
+    );
     assert!(auth_ee.windows(hc_role.len()).any(|w| w == hc_role));
 
     // String types of the subject as parsed by x509-cert.
@@ -206,23 +228,18 @@ fn ocsp_disabled_means_no_aia() {
     let h = hierarchy(ec_key);
     let cfg = Policy { ocsp_url: None, ..policy() };
     let key = ec_key();
-    let (nb, na) = subscriber_validity(date!(2026 - 04 - 01), 5, h.sign_ca.not_after());
-    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x20], nb, na, &h.sign_ca).unwrap();
+    let params = doctor_signing(&h, &cfg, date!(2026 - 04 - 01), &[0x20]);
     let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "sign-ee-ec");
-    assert!(!text.contains("Authority Information Access"), "{text}");
-    assert!(!text.contains("OCSP"), "{text}");
-    assert!(text.contains("ecdsa-with-SHA256"), "{text}");
+    assert_text(&text, &["ecdsa-with-SHA256"], &["Authority Information Access", "OCSP"]);
 }
 
 #[test]
 fn issuer_field_equals_ca_subject_byte_for_byte() {
     let h = hierarchy(ec_key);
-    let cfg = policy();
     let key = ec_key();
-    let (nb, na) = subscriber_validity(date!(2026 - 04 - 01), 5, h.sign_ca.not_after());
-    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x21], nb, na, &h.sign_ca).unwrap();
+    let params = doctor_signing(&h, &policy(), date!(2026 - 04 - 01), &[0x21]);
     let ee = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
 
     let ca_tbs = tbs_of_certificate(h.sign_ca.certificate_der()).unwrap();
@@ -307,11 +324,9 @@ fn ca_with_foreign_string_types_and_two_ous_keeps_its_subject() {
 #[test]
 fn rsa_two_phase_equals_direct_rcgen_signing_byte_for_byte() {
     let h = hierarchy(rsa_key);
-    let cfg = policy();
     let (_, csr_der) = openssl_csr(&["-newkey", "rsa:2048"]);
     let key = csr::parse_and_verify(&csr_der, 2048).unwrap();
-    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let mut params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x30], nb, na, &h.sign_ca).unwrap();
+    let mut params = doctor_signing(&h, &policy(), date!(2026 - 02 - 07), &[0x30]);
 
     let two_phase = issue(&params, &key, &h.sign_ca, &h.sign_key).unwrap();
     crate::add_subject_key_identifier(&mut params, &key).unwrap();
@@ -323,10 +338,8 @@ fn rsa_two_phase_equals_direct_rcgen_signing_byte_for_byte() {
 #[test]
 fn ecdsa_two_phase_matches_direct_structure_and_accepts_raw_signatures() {
     let h = hierarchy(ec_key);
-    let cfg = policy();
     let key = ec_key();
-    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let mut params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x31], nb, na, &h.sign_ca).unwrap();
+    let mut params = doctor_signing(&h, &policy(), date!(2026 - 02 - 07), &[0x31]);
     let tbs = tbs_certificate(&params, &key, &h.sign_ca).unwrap();
 
     crate::add_subject_key_identifier(&mut params, &key).unwrap();
@@ -361,10 +374,8 @@ fn ecdsa_raw(der_sig: &[u8]) -> Vec<u8> {
 #[test]
 fn wrong_signature_is_caught_by_verify_issued() {
     let h = hierarchy(ec_key);
-    let cfg = policy();
     let key = ec_key();
-    let (nb, na) = subscriber_validity(date!(2026 - 02 - 07), 5, h.sign_ca.not_after());
-    let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &[0x32], nb, na, &h.sign_ca).unwrap();
+    let params = doctor_signing(&h, &policy(), date!(2026 - 02 - 07), &[0x32]);
     let tbs = tbs_certificate(&params, &key, &h.sign_ca).unwrap();
     // Signed by the root key instead of the signing CA key.
     let sig = h.root_key.sign(&tbs).unwrap();
@@ -504,27 +515,33 @@ fn partition_crl_distribution_point_and_freshest_crl() {
     let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "part-ee");
-    assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
-    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-p4.crl"), "{text}");
-    assert!(!text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"), "{text}");
-    assert!(text.contains("X509v3 Freshest CRL:"), "{text}");
-    assert!(!text.contains("X509v3 Freshest CRL: critical"), "{text}");
-    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-p4-delta.crl"), "{text}");
+    assert_text(
+        &text,
+        &[
+            "X509v3 CRL Distribution Points",
+            "URI:http://127.0.0.1:8081/crl/sign-p4.crl",
+            "X509v3 Freshest CRL:",
+            "URI:http://127.0.0.1:8081/crl/sign-p4-delta.crl",
+        ],
+        &["URI:http://127.0.0.1:8081/crl/sign.crl", "X509v3 Freshest CRL: critical"],
+    );
 
     // Deltas without partitions: freshestCRL is the CA's delta CRL.
     let cfg = Policy { delta_crls: true, ..policy() };
     let params = subscriber_params(&cfg, CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "delta-ee");
-    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign.crl"), "{text}");
-    assert!(text.contains("URI:http://127.0.0.1:8081/crl/sign-delta.crl"), "{text}");
+    assert_text(
+        &text,
+        &["URI:http://127.0.0.1:8081/crl/sign.crl", "URI:http://127.0.0.1:8081/crl/sign-delta.crl"],
+        &[],
+    );
 
     // Both off (the default): no freshestCRL, the CA's CRL.
     let params = subscriber_params(&policy(), CertKind::Signing, &doctor(), &serial, nb, na, &h.sign_ca).unwrap();
     let ee = issue(&params, &subject_key, &h.sign_ca, &h.sign_key).unwrap();
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "plain-ee");
-    assert!(!text.contains("Freshest CRL"), "{text}");
-    assert!(!text.contains("sign-p"), "{text}");
+    assert_text(&text, &[], &["Freshest CRL", "sign-p"]);
 }
 
 /// `[profile] authority_key_identifier_issuer_serial`: the AKI also names the

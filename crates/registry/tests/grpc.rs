@@ -11,7 +11,7 @@ use tonic::Code;
 async fn signing_serial_reserved(c: &mut RegistryClient<Channel>, licence: &str) -> (pb::Card, String) {
     let card = c.begin_application(begin_request("app-1", licence)).await.unwrap().into_inner().card.unwrap();
     let reserve = reserve_request(&card.card_id, pb::CertificateKind::Signing);
-    let serial = c.reserve_serial(reserve).await.unwrap().into_inner().serial;
+    let serial = reserve_serial(c, reserve).await;
     (card, serial)
 }
 
@@ -31,7 +31,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
 
     let mut serials = Vec::new();
     for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
-        let serial = c.reserve_serial(reserve_request(&card.card_id, kind)).await.unwrap().into_inner().serial;
+        let serial = reserve_serial(&mut c, reserve_request(&card.card_id, kind)).await;
         assert_eq!(serial.len(), 32, "16 octets in hex");
         assert!(u8::from_str_radix(&serial[..2], 16).unwrap() < 0x80, "positive");
         serials.push(serial);
@@ -57,11 +57,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
         c.store_certificate(req.clone()).await.unwrap();
         c.store_certificate(req).await.unwrap();
     }
-    let done = c
-        .complete_application(pb::CompleteApplicationRequest { card_id: card.card_id.clone(), actor: "ra-1".into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let done = complete_application(&mut c, &card.card_id).await;
     assert_eq!(done.state, pb::CardState::Active as i32);
 
     for key in
@@ -195,20 +191,10 @@ async fn bad_requests_are_refused_with_the_field_named() {
     let complete = pb::CompleteApplicationRequest { card_id: String::new(), actor: String::new() };
     assert_status(c.complete_application(complete).await, Code::InvalidArgument, "card_id: is required");
 
-    let forged = pb::AppendAuditRequest {
-        actor: "op".into(),
-        action: "certificate.store".into(),
-        subject: serial.clone(),
-        detail_json: "{}".into(),
-    };
+    let forged = forged_audit("certificate.store", &serial);
     assert_status(c.append_audit(forged).await, Code::InvalidArgument, "action: ");
     // Checkpoints come only through AppendCheckpoint (the checkpointer's identity).
-    let checkpoint = pb::AppendAuditRequest {
-        actor: "op".into(),
-        action: "audit.checkpoint".into(),
-        subject: "audit-checkpoint".into(),
-        detail_json: "{}".into(),
-    };
+    let checkpoint = forged_audit("audit.checkpoint", "audit-checkpoint");
     assert_status(c.append_audit(checkpoint).await, Code::InvalidArgument, "action: audit.checkpoint is written only");
     let entry = c
         .append_checkpoint(pb::AppendCheckpointRequest {

@@ -4,7 +4,6 @@
 use base64::Engine;
 use proto::registry::v1::{self as pb, get_card_request, list_holder_cards_request, registry_client::RegistryClient};
 use serde_json::Value;
-use store::Store;
 use testkit::registry::*;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -36,12 +35,6 @@ async fn audit(c: &mut RegistryClient<Channel>) -> Vec<pb::AuditEntry> {
 
 fn detail(entry: &pb::AuditEntry) -> Value {
     serde_json::from_str(&entry.detail_json).unwrap()
-}
-
-fn temp_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    (dir, store)
 }
 
 #[tokio::test]
@@ -97,11 +90,7 @@ async fn a_renewal_supersedes_the_active_card_which_stays_valid() {
     for kind in [pb::CertificateKind::Signing, pb::CertificateKind::Authentication] {
         serials.push(issue_certificate(&mut c, reserve_request(&new.card_id, kind)).await);
     }
-    let done = c
-        .complete_application(pb::CompleteApplicationRequest { card_id: new.card_id.clone(), actor: "ra-1".into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let done = complete_application(&mut c, &new.card_id).await;
     assert_eq!(done.state, pb::CardState::Active as i32);
     assert_eq!((done.procedure.as_str(), done.replaces_card_id.as_str()), ("renewal", old_id.as_str()));
     let by_licence = c
@@ -453,12 +442,7 @@ async fn a_pin_escrow_is_stored_once_and_disclosed_once_per_request_within_the_l
 
     // The escrow's own actions cannot be forged through AppendAudit.
     for action in ["pin.escrow", "pin.disclose", "holder.contact", "card.supersede"] {
-        let forged = pb::AppendAuditRequest {
-            actor: "op".into(),
-            action: action.into(),
-            subject: card_id.clone(),
-            detail_json: "{}".into(),
-        };
+        let forged = forged_audit(action, &card_id);
         assert_status(c.append_audit(forged).await, Code::InvalidArgument, "action: ");
     }
     assert_eq!(store.verify_audit_chain().unwrap(), log.len() as u64);

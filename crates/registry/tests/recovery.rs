@@ -10,18 +10,8 @@ async fn unresolved_certificates_are_listed_and_a_reservation_can_be_abandoned()
     let server = Server::start().await;
     let mut c = server.client().await;
     let card = c.begin_application(begin_request("app-1", "555101")).await.unwrap().into_inner().card.unwrap();
-    let reserved = c
-        .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
-        .await
-        .unwrap()
-        .into_inner()
-        .serial;
-    let precert = c
-        .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Authentication))
-        .await
-        .unwrap()
-        .into_inner()
-        .serial;
+    let reserved = reserve_serial(&mut c, reserve_request(&card.card_id, pb::CertificateKind::Signing)).await;
+    let precert = reserve_serial(&mut c, reserve_request(&card.card_id, pb::CertificateKind::Authentication)).await;
     let (der, tbs) = certificate(&precert);
     c.record_tbs(pb::RecordTbsRequest { serial: precert.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
 
@@ -60,12 +50,7 @@ async fn unresolved_certificates_are_listed_and_a_reservation_can_be_abandoned()
     assert!(c.list_unresolved(pb::ListUnresolvedRequest {}).await.unwrap().into_inner().entries.is_empty());
 
     // The slot was freed: a retry reserves a new serial.
-    let fresh = c
-        .reserve_serial(reserve_request(&card.card_id, pb::CertificateKind::Signing))
-        .await
-        .unwrap()
-        .into_inner()
-        .serial;
+    let fresh = reserve_serial(&mut c, reserve_request(&card.card_id, pb::CertificateKind::Signing)).await;
     assert_ne!(fresh, reserved);
     let audit = c.list_audit(pb::ListAuditRequest { from_sequence: 1, limit: 0 }).await.unwrap().into_inner().entries;
     assert_eq!(audit.iter().filter(|e| e.action == "serial.abandon" && e.subject == reserved).count(), 1);

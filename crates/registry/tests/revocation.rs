@@ -74,12 +74,6 @@ fn summary(changes: &[pb::StatusChange]) -> Vec<(u64, String, i32)> {
 const GOOD: i32 = pb::CertificateStatus::Good as i32;
 const REVOKED: i32 = pb::CertificateStatus::Revoked as i32;
 
-fn temp_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    (dir, store)
-}
-
 #[tokio::test]
 async fn revoking_a_certificate_is_final_and_idempotent() {
     let server = Server::start().await;
@@ -424,12 +418,7 @@ async fn approvals_need_a_second_operator() {
     assert_status(c.create_approval(bad).await, Code::InvalidArgument, "kind: ");
     let actions = audit_actions(&mut c).await;
     assert_eq!(actions, ["approval.create", "approval.approve", "approval.execute"]);
-    let forged = pb::AppendAuditRequest {
-        actor: "op".into(),
-        action: "card.revoke".into(),
-        subject: "C1".into(),
-        detail_json: "{}".into(),
-    };
+    let forged = forged_audit("card.revoke", "C1");
     assert_status(c.append_audit(forged).await, Code::InvalidArgument, "action: ");
     server.stop().await;
 }

@@ -241,21 +241,28 @@ async fn revoking_a_certificate_is_final_and_idempotent() {
     assert_eq!(r2.reason, reg::RevocationReason::AffiliationChanged as i32);
     assert_eq!(r2.revoked_at, r.revoked_at);
 
-    let unknown = c.revoke_certificate(revoke_request(&"11".repeat(16), reg::RevocationReason::Superseded)).await;
-    assert_status(unknown, Code::NotFound, "serial: ");
-    let bad = c.revoke_certificate(revoke_request("xyz", reg::RevocationReason::Superseded)).await;
-    assert_status(bad, Code::InvalidArgument, "serial: is not hex");
-    let long = c.revoke_certificate(revoke_request(&"01".repeat(21), reg::RevocationReason::Superseded)).await;
-    assert_status(long, Code::InvalidArgument, "serial: is longer than 20 octets");
-    let mut no_operator = revoke_request(&card.authentication, reg::RevocationReason::Superseded);
-    no_operator.operator.clear();
-    assert_status(c.revoke_certificate(no_operator).await, Code::InvalidArgument, "operator: is required");
-    let mut hold = revoke_request(&card.authentication, reg::RevocationReason::Superseded);
-    hold.reason = 6; // certificateHold
-    assert_status(c.revoke_certificate(hold).await, Code::InvalidArgument, "reason: 6 is not a revocation reason");
-    let mut future = revoke_request(&card.authentication, reg::RevocationReason::Superseded);
-    future.revoked_at = "2999-01-01T00:00:00Z".into();
-    assert_status(c.revoke_certificate(future).await, Code::InvalidArgument, "revoked_at: is in the future");
+    for (serial, code, message) in [
+        ("11".repeat(16), Code::NotFound, "serial: "),
+        ("xyz".into(), Code::InvalidArgument, "serial: is not hex"),
+        ("01".repeat(21), Code::InvalidArgument, "serial: is longer than 20 octets"),
+    ] {
+        assert_status(
+            c.revoke_certificate(revoke_request(&serial, reg::RevocationReason::Superseded)).await,
+            code,
+            message,
+        );
+    }
+    type Change = fn(&mut pb::RevokeCertificateRequest);
+    let cases: [(&str, Change); 3] = [
+        ("operator: is required", |r| r.operator.clear()),
+        ("reason: 6 is not a revocation reason", |r| r.reason = 6), // certificateHold
+        ("revoked_at: is in the future", |r| r.revoked_at = "2999-01-01T00:00:00Z".into()),
+    ];
+    for (message, change) in cases {
+        let mut refused = revoke_request(&card.authentication, reg::RevocationReason::Superseded);
+        change(&mut refused);
+        assert_status(c.revoke_certificate(refused).await, Code::InvalidArgument, message);
+    }
 
     // A given revocation time is kept; refused requests changed nothing.
     let status = h.card(&card.card_id).await;
@@ -264,16 +271,19 @@ async fn revoking_a_certificate_is_final_and_idempotent() {
     // Backdated beyond [revocation] max_backdate_seconds (300 s): refused, naming the field.
     let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
     let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let mut old = revoke_request(&card.authentication, reg::RevocationReason::KeyCompromise);
-    old.revoked_at = rfc(now - time::Duration::days(3));
-    assert_status(c.revoke_certificate(old).await, Code::InvalidArgument, "revoked_at: is more than 300 s before");
-    // A compromise before the certificate existed cannot be.
-    let mut before = revoke_request(&card.authentication, reg::RevocationReason::KeyCompromise);
-    before.compromised_at = "2000-01-01T00:00:00Z".into();
-    assert_status(c.revoke_certificate(before).await, Code::InvalidArgument, "compromised_at: is before the notBefore");
-    let mut later = revoke_request(&card.authentication, reg::RevocationReason::KeyCompromise);
-    later.compromised_at = "2999-01-01T00:00:00Z".into();
-    assert_status(c.revoke_certificate(later).await, Code::InvalidArgument, "compromised_at: is in the future");
+    for (revoked_at, compromised_at, message) in [
+        (rfc(now - time::Duration::days(3)), "", "revoked_at: is more than 300 s before"),
+        // A compromise before the certificate existed cannot be.
+        (String::new(), "2000-01-01T00:00:00Z", "compromised_at: is before the notBefore"),
+        (String::new(), "2999-01-01T00:00:00Z", "compromised_at: is in the future"),
+    ] {
+        let refused = pb::RevokeCertificateRequest {
+            revoked_at,
+            compromised_at: compromised_at.into(),
+            ..revoke_request(&card.authentication, reg::RevocationReason::KeyCompromise)
+        };
+        assert_status(c.revoke_certificate(refused).await, Code::InvalidArgument, message);
+    }
     // Within the skew the given time is kept, and the compromise (earlier) beside it.
     let auth_cert =
         h.card(&card.card_id).await.certificates.into_iter().find(|x| x.serial == card.authentication).unwrap();
@@ -315,16 +325,12 @@ async fn revoking_a_card_revokes_every_certificate_once() {
     assert!(again.certificates.iter().all(|r| r.already_revoked));
     assert_eq!(again.certificates[0].revoked_at, first.certificates[0].revoked_at);
 
-    assert_status(
-        c.revoke_card(pb::RevokeCardRequest { card_id: "no-such-card".into(), ..req.clone() }).await,
-        Code::NotFound,
-        "card_id: ",
-    );
-    assert_status(
-        c.revoke_card(pb::RevokeCardRequest { card_id: String::new(), ..req }).await,
-        Code::InvalidArgument,
-        "card_id: is required",
-    );
+    for (card_id, code, message) in
+        [("no-such-card", Code::NotFound, "card_id: "), ("", Code::InvalidArgument, "card_id: is required")]
+    {
+        let refused = c.revoke_card(pb::RevokeCardRequest { card_id: card_id.into(), ..req.clone() }).await;
+        assert_status(refused, code, message);
+    }
     h.stop().await;
 }
 
@@ -669,22 +675,14 @@ async fn status_by_serial_card_and_licence() {
         (card.signing.as_str(), "good")
     );
 
-    assert_status(c.get_status(pb::StatusRequest { key: None }).await, Code::InvalidArgument, "key: ");
-    assert_status(
-        c.get_status(pb::StatusRequest { key: Some(K::Serial("zz".into())) }).await,
-        Code::InvalidArgument,
-        "serial: ",
-    );
-    assert_status(
-        c.get_status(pb::StatusRequest { key: Some(K::Serial("7f".repeat(16))) }).await,
-        Code::NotFound,
-        "serial: ",
-    );
-    assert_status(
-        c.get_status(pb::StatusRequest { key: Some(K::LicenceNumber("000000".into())) }).await,
-        Code::NotFound,
-        "licence_number: ",
-    );
+    for (key, code, message) in [
+        (None, Code::InvalidArgument, "key: "),
+        (Some(K::Serial("zz".into())), Code::InvalidArgument, "serial: "),
+        (Some(K::Serial("7f".repeat(16))), Code::NotFound, "serial: "),
+        (Some(K::LicenceNumber("000000".into())), Code::NotFound, "licence_number: "),
+    ] {
+        assert_status(c.get_status(pb::StatusRequest { key }).await, code, message);
+    }
     h.stop().await;
 }
 

@@ -38,3 +38,28 @@ fn ok(out: Output, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `openssl crl -text` of the CRL in `crl` (DER if `der`, else PEM), its
+/// signature checked against the CA certificate(s) in `ca_file`:
+/// (success, stdout + stderr; "verify OK" there when the signature is good).
+pub fn crl_text(crl: &Path, der: bool, ca_file: &Path) -> (bool, String) {
+    let (crl, ca_file) = (utf8(crl), utf8(ca_file));
+    let mut args = vec!["crl"];
+    if der {
+        args.extend(["-inform", "DER"]);
+    }
+    args.extend(["-in", &crl, "-CAfile", &ca_file, "-noout", "-verify", "-text"]);
+    openssl(&args)
+}
+
+/// An OCSP request for `cert` under `issuer`, without a nonce (RFC 5019), made
+/// by `openssl ocsp -reqout` into `out`, which must succeed: the DER request.
+pub fn ocsp_request_der(issuer: &Path, cert: &Path, out: &Path) -> Vec<u8> {
+    let (issuer, cert, out_path) = (utf8(issuer), utf8(cert), utf8(out));
+    openssl_ok(&["ocsp", "-issuer", &issuer, "-cert", &cert, "-no_nonce", "-reqout", &out_path]);
+    std::fs::read(out).unwrap_or_else(|e| panic!("read {}: {e}", out.display()))
+}
+
+fn utf8(p: &Path) -> String {
+    p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display())).to_owned()
+}

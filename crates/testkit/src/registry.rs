@@ -75,6 +75,13 @@ impl Server {
     }
 }
 
+/// A fresh database in a temporary folder, which must outlive it.
+pub fn temp_store() -> (tempfile::TempDir, store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(&dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
 pub fn holder(licence: &str) -> pb::Holder {
     pb::Holder {
         family_name_kanji: "医師".into(),
@@ -126,6 +133,17 @@ pub fn certificate(serial_hex: &str) -> (Vec<u8>, Vec<u8>) {
     (der, tbs)
 }
 
+/// An AppendAudit by "op" of `action` on `subject`, with an empty detail: for
+/// the actions only the registry itself writes, which it must refuse.
+pub fn forged_audit(action: &str, subject: &str) -> pb::AppendAuditRequest {
+    pb::AppendAuditRequest {
+        actor: "op".into(),
+        action: action.into(),
+        subject: subject.into(),
+        detail_json: "{}".into(),
+    }
+}
+
 pub fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
@@ -171,15 +189,24 @@ pub async fn issue_card_from_cas(
     {
         serials.push(issue_certificate(c, reserve_request_from(&card_id, kind, label)).await);
     }
-    let complete = pb::CompleteApplicationRequest { card_id: card_id.clone(), actor: "ra-1".into() };
-    let card = c.complete_application(complete).await.unwrap().into_inner();
-    (card, serials)
+    (complete_application(c, &card_id).await, serials)
+}
+
+/// Completes the application of `card_id` (actor "ra-1"), which must succeed; the card.
+pub async fn complete_application(c: &mut RegistryClient<Channel>, card_id: &str) -> pb::Card {
+    let complete = pb::CompleteApplicationRequest { card_id: card_id.into(), actor: "ra-1".into() };
+    c.complete_application(complete).await.unwrap().into_inner()
+}
+
+/// Reserves a serial, which must succeed; the serial.
+pub async fn reserve_serial(c: &mut RegistryClient<Channel>, reserve: pb::ReserveSerialRequest) -> String {
+    c.reserve_serial(reserve).await.unwrap().into_inner().serial
 }
 
 /// Reserves a serial, then records the TBS of a stand-in certificate for it
 /// and stores the certificate, as issuance does; returns the serial.
 pub async fn issue_certificate(c: &mut RegistryClient<Channel>, reserve: pb::ReserveSerialRequest) -> String {
-    let serial = c.reserve_serial(reserve).await.unwrap().into_inner().serial;
+    let serial = reserve_serial(c, reserve).await;
     let (der, tbs) = certificate(&serial);
     c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs, crl_scope: None }).await.unwrap();
     c.store_certificate(pb::StoreCertificateRequest { serial: serial.clone(), certificate_der: der }).await.unwrap();

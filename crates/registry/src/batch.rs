@@ -13,9 +13,10 @@ use tokio::sync::oneshot;
 use crate::error::RegistryError;
 
 /// The most calls one transaction takes.
-const MAX_BATCH: usize = 32;
-/// Runners at once: while one waits for its flush, another gathers the next.
-const RUNNERS: usize = 2;
+const MAX_BATCH: usize = 64;
+/// Runners at once. One: while it writes and flushes, the next calls queue
+/// and go together (two runners made smaller batches and fewer cards/s).
+const RUNNERS: usize = 1;
 
 /// The store function that does a batch: one answer per call, in order.
 pub(crate) type RunBatch<J, R> = fn(&Store, &[J]) -> Vec<R>;

@@ -43,6 +43,40 @@ pub fn accepted(tcp: &TcpStream) {
     }
 }
 
+/// Why [`dial_http1`] got no connection.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("{authority}: {source}")]
+    Connect { authority: String, source: std::io::Error },
+    #[error("{0}")]
+    Handshake(#[source] hyper::Error),
+}
+
+/// A plain HTTP/1.1 client connection to `authority` (`host:port`), with
+/// `TCP_NODELAY` set (a failure there only makes it slower). The connection
+/// runs on a task of its own until the sender is dropped; how it ended is
+/// logged at debug level as "`purpose` connection ended".
+pub async fn dial_http1<B>(
+    authority: &str,
+    purpose: &'static str,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, DialError>
+where
+    B: HttpBody,
+{
+    let tcp = TcpStream::connect(authority)
+        .await
+        .map_err(|source| DialError::Connect { authority: authority.to_owned(), source })?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(DialError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "{purpose} connection ended");
+        }
+    });
+    Ok(sender)
+}
+
 /// What [`serve_http`] serves: a cloneable service of hyper requests.
 pub trait HttpService<B>:
     Service<

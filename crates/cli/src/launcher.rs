@@ -11,6 +11,21 @@ use crate::error::CliError;
 use crate::tokens::Tokens;
 use config::TrustDomain;
 
+/// Runs one service of the single-process layout on a task of its own, with
+/// its own copies of the config, the gRPC kit and the stop signal.
+fn spawn_service<F, Fut>(
+    cfg: &Config,
+    kit: &tls::GrpcKit,
+    stop: &watch::Receiver<bool>,
+    run: F,
+) -> tokio::task::JoinHandle<Result<(), CliError>>
+where
+    F: FnOnce(Config, tls::GrpcKit, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>> + Send + 'static,
+{
+    tokio::spawn(run(cfg.clone(), kit.clone(), stop.clone()))
+}
+
 /// Resolves when SIGINT or SIGTERM arrives (or the sender side says stop).
 pub async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
@@ -365,10 +380,7 @@ pub async fn run_all(
     ));
     say(format_args!("CA certs   {}", cfg.cert_dir().display()));
 
-    let c = cfg.clone();
-    let s = stop.clone();
-    let k = kit.clone();
-    let registry = tokio::spawn(async move {
+    let registry = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
         let pin_limits = registry::PinLimits::from_config(&c.issuance);
         registry::serve_store_with(
             store,
@@ -386,32 +398,21 @@ pub async fn run_all(
         .audit
         .checkpoint_interval()
         .map(|interval| spawn_checkpointer(&cfg, &kit, audit_token, registry_url.clone(), interval, stop.clone()));
-    let s = stop.clone();
-    let k = kit.clone();
-    let issuance = tokio::spawn(async move {
+    let issuance = spawn_service(&cfg, &kit, &stop, |_, k, s| async move {
         issuance::serve(service, k, iss_listener, shutdown_signal(s)).await.map_err(CliError::from)
     });
-    let c = cfg.clone();
-    let s = stop.clone();
     let own = tokens.get(TrustDomain::Ocsp)?.clone();
-    let k = kit.clone();
-    let ocsp = tokio::spawn(async move {
+    let ocsp = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
         ocsp::serve(&c, own, k, ocsp_http, ocsp_metrics, shutdown_signal(s))
             .await
             .map_err(|e| CliError::Ocsp(e.to_string()))
     });
-    let c = cfg.clone();
-    let s = stop.clone();
-    let k = kit.clone();
-    let crl = tokio::spawn(async move {
+    let crl = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
         crl::serve(&c, issuing, k, crl_grpc, crl_http, shutdown_signal(s))
             .await
             .map_err(|e| CliError::Crl(e.to_string()))
     });
-    let c = cfg.clone();
-    let s = stop.clone();
-    let k = kit.clone();
-    let console = tokio::spawn(async move {
+    let console = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
         match console_bound {
             Some((listener, _)) => {
                 console::serve(&c, k, listener, shutdown_signal(s)).await.map_err(|e| CliError::Client(e.to_string()))
@@ -419,9 +420,8 @@ pub async fn run_all(
             None => Ok(()),
         }
     });
-    let c = cfg.clone();
-    let revocation = tokio::spawn(async move {
-        revocation::serve(&c, kit, rev_listener, shutdown_signal(stop))
+    let revocation = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
+        revocation::serve(&c, k, rev_listener, shutdown_signal(s))
             .await
             .map_err(|e| CliError::Revocation(e.to_string()))
     });

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use der::{Decode, Encode};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 
 use ocsp::asn1::{BasicOCSPResponse, CertStatus, OCSPResponse, OCSPResponseStatus};
 use ocsp::issuers::IssuerHashes;
@@ -31,8 +30,8 @@ pub enum FetchError {
     Timeout(u64),
     #[error("{0}: not http://")]
     NotHttp(String),
-    #[error("{authority}: {source}")]
-    Connect { authority: String, source: std::io::Error },
+    #[error(transparent)]
+    Dial(#[from] tls::net::DialError),
     #[error("{0}")]
     Http(#[from] hyper::Error),
     #[error("{0}")]
@@ -128,12 +127,7 @@ pub async fn http_get(base_url: &str, path: &str) -> Result<Bytes, FetchError> {
         Some((a, p)) => (a, format!("/{p}")),
         None => (rest, String::new()),
     };
-    let tcp = tokio::net::TcpStream::connect(authority)
-        .await
-        .map_err(|source| FetchError::Connect { authority: authority.to_owned(), source })?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
+    let mut sender = tls::net::dial_http1(authority, "OCSP live query").await?;
     let req = hyper::Request::get(format!("{base}{path}"))
         .header(hyper::header::HOST, authority)
         .body(Empty::<Bytes>::new())?;

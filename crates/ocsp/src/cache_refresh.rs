@@ -40,7 +40,6 @@ use bytes::Bytes;
 use der::asn1::{AnyRef, IntRef, OctetStringRef};
 use der::Encode;
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use spki::AlgorithmIdentifierRef;
 use tokio::sync::mpsc;
 
@@ -347,19 +346,19 @@ async fn refresh_one(
 }
 
 async fn connect(authority: &str) -> Result<Sender, RefreshError> {
-    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(authority))
+    tokio::time::timeout(TIMEOUT, tls::net::dial_http1(authority, "cache refresh"))
         .await
         .map_err(|_| RefreshError::ConnectTimeout { authority: authority.to_owned() })?
-        .map_err(|source| RefreshError::Connect { authority: authority.to_owned(), source })?;
-    let _ = tcp.set_nodelay(true);
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(RefreshError::Handshake)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "cache refresh connection ended");
+        .map_err(RefreshError::from)
+}
+
+impl From<tls::net::DialError> for RefreshError {
+    fn from(e: tls::net::DialError) -> RefreshError {
+        match e {
+            tls::net::DialError::Connect { authority, source } => RefreshError::Connect { authority, source },
+            tls::net::DialError::Handshake(e) => RefreshError::Handshake(e),
         }
-    });
-    Ok(sender)
+    }
 }
 
 #[cfg(test)]

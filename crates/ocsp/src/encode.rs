@@ -11,7 +11,7 @@
 use const_oid::db::{rfc5280, rfc6960};
 use std::time::Duration;
 
-use der::asn1::{AnyRef, BitStringRef, GeneralizedTime, IntRef, Null, OctetStringRef};
+use der::asn1::{AnyRef, BitStringRef, GeneralizedTime, IntRef, Null, ObjectIdentifier, OctetStringRef};
 use der::{Encode, Header, Length, Tag};
 use spki::AlgorithmIdentifierRef;
 
@@ -36,6 +36,13 @@ pub struct Single<'a> {
 fn time(unix: i64) -> Result<GeneralizedTime, OcspError> {
     let secs = u64::try_from(unix).map_err(|_| OcspError::TimeBefore1970(unix))?;
     Ok(GeneralizedTime::from_unix_duration(Duration::from_secs(secs))?)
+}
+
+/// The extensions field holding one non-critical extension `id` with
+/// extnValue `value`; none without a value.
+fn non_critical(id: ObjectIdentifier, value: Option<&[u8]>) -> Result<Option<Vec<Extension<'_>>>, OcspError> {
+    let Some(value) = value else { return Ok(None) };
+    Ok(Some(vec![Extension { extn_id: id, critical: false, extn_value: OctetStringRef::new(value)? }]))
 }
 
 /// DER of `ResponseData` (responderID byKey) for `singles`, with the nonce
@@ -67,14 +74,7 @@ pub fn response_data(
         };
         // RFC 6960 §4.4.5 / RFC 5280 §5.3.2: the time of compromise, non-critical,
         // beside (never instead of) the revocationTime.
-        let single_extensions = match invalidity {
-            Some(value) => Some(vec![Extension {
-                extn_id: rfc5280::ID_CE_INVALIDITY_DATE,
-                critical: false,
-                extn_value: OctetStringRef::new(value)?,
-            }]),
-            None => None,
-        };
+        let single_extensions = non_critical(rfc5280::ID_CE_INVALIDITY_DATE, invalidity.as_deref())?;
         responses.push(SingleResponse {
             cert_id: CertID {
                 // With NULL parameters, as OpenSSL and most clients write it.
@@ -89,14 +89,7 @@ pub fn response_data(
             single_extensions,
         });
     }
-    let response_extensions = match nonce_extn_value {
-        Some(v) => Some(vec![Extension {
-            extn_id: rfc6960::ID_PKIX_OCSP_NONCE,
-            critical: false,
-            extn_value: OctetStringRef::new(v)?,
-        }]),
-        None => None,
-    };
+    let response_extensions = non_critical(rfc6960::ID_PKIX_OCSP_NONCE, nonce_extn_value)?;
     let data = ResponseData {
         version: asn1::Version::V1,
         responder_id: ResponderID::ByKey(OctetStringRef::new(responder_key_hash)?),

@@ -144,13 +144,13 @@ impl Metrics {
         for (i, reason) in TRY_LATER_REASONS.iter().enumerate() {
             writeln!(o, "ocsp_trylater_total{{reason=\"{reason}\"}} {}", self.try_later[i].load(Relaxed))?;
         }
-        counter(
+        counters(
             o,
-            "ocsp_cache_hits_total",
-            "Answers served from a pre-signed response.",
-            self.cache_hits.load(Relaxed),
+            &[
+                ("ocsp_cache_hits_total", "Answers served from a pre-signed response.", &self.cache_hits),
+                ("ocsp_cache_misses_total", "Answers that needed a signature.", &self.cache_misses),
+            ],
         )?;
-        counter(o, "ocsp_cache_misses_total", "Answers that needed a signature.", self.cache_misses.load(Relaxed))?;
         writeln!(o, "# HELP ocsp_signing_seconds Time to sign one response in the HSM.")?;
         writeln!(o, "# TYPE ocsp_signing_seconds histogram")?;
         for (i, le) in SIGN_BUCKETS.iter().enumerate() {
@@ -160,25 +160,27 @@ impl Metrics {
         writeln!(o, "ocsp_signing_seconds_bucket{{le=\"+Inf\"}} {count}")?;
         writeln!(o, "ocsp_signing_seconds_sum {}", self.sign_micros.load(Relaxed) as f64 / 1e6)?;
         writeln!(o, "ocsp_signing_seconds_count {count}")?;
-        counter(o, "ocsp_signing_failures_total", "Signatures that failed.", self.sign_failures.load(Relaxed))?;
-        counter(
+        counters(
             o,
-            "ocsp_refresh_failures_total",
-            "Background re-signatures that failed (the old response is served until it expires).",
-            self.refresh_failures.load(Relaxed),
-        )?;
-        counter(
-            o,
-            "ocsp_deadline_exceeded_total",
-            "Requests answered tryLater because the registry or the HSM outlasted the request deadline.",
-            self.deadline_exceeded.load(Relaxed),
-        )?;
-        counter(
-            o,
-            "ocsp_read_timeouts_total",
-            "Connections closed for sending no complete request headers in time (idle keep-alive included), \
-             and request bodies too slow to arrive (408).",
-            self.read_timeouts.load(Relaxed),
+            &[
+                ("ocsp_signing_failures_total", "Signatures that failed.", &self.sign_failures),
+                (
+                    "ocsp_refresh_failures_total",
+                    "Background re-signatures that failed (the old response is served until it expires).",
+                    &self.refresh_failures,
+                ),
+                (
+                    "ocsp_deadline_exceeded_total",
+                    "Requests answered tryLater because the registry or the HSM outlasted the request deadline.",
+                    &self.deadline_exceeded,
+                ),
+                (
+                    "ocsp_read_timeouts_total",
+                    "Connections closed for sending no complete request headers in time (idle keep-alive included), \
+                     and request bodies too slow to arrive (408).",
+                    &self.read_timeouts,
+                ),
+            ],
         )?;
         gauge(o, "ocsp_cache_entries", "Serials with a known status.", g.cache_entries as f64)?;
         gauge(o, "ocsp_cached_responses", "Pre-signed responses held.", g.cached_responses as f64)?;
@@ -202,23 +204,21 @@ impl Metrics {
             "1 while subscribed to the status feed.",
             self.feed_connected.load(Relaxed) as f64,
         )?;
-        counter(
+        counters(
             o,
-            "ocsp_feed_reconnects_total",
-            "Status-feed subscriptions started.",
-            self.feed_reconnects.load(Relaxed),
-        )?;
-        counter(
-            o,
-            "ocsp_cache_refreshes_total",
-            "Paths refreshed in the HTTP caches in front after a revocation.",
-            self.cache_refreshes.load(Relaxed),
-        )?;
-        counter(
-            o,
-            "ocsp_cache_refresh_failures_total",
-            "Cache refresh attempts that failed (each is retried).",
-            self.cache_refresh_failures.load(Relaxed),
+            &[
+                ("ocsp_feed_reconnects_total", "Status-feed subscriptions started.", &self.feed_reconnects),
+                (
+                    "ocsp_cache_refreshes_total",
+                    "Paths refreshed in the HTTP caches in front after a revocation.",
+                    &self.cache_refreshes,
+                ),
+                (
+                    "ocsp_cache_refresh_failures_total",
+                    "Cache refresh attempts that failed (each is retried).",
+                    &self.cache_refresh_failures,
+                ),
+            ],
         )?;
         gauge(
             o,
@@ -228,6 +228,14 @@ impl Metrics {
         )?;
         Ok(())
     }
+}
+
+/// Counters written in the order given, each as [`counter`] writes one.
+fn counters(o: &mut String, rows: &[(&str, &str, &AtomicU64)]) -> std::fmt::Result {
+    for (name, help, value) in rows {
+        counter(o, name, help, value.load(Relaxed))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

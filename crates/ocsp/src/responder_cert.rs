@@ -234,7 +234,8 @@ fn csr_for(key: &HsmKey) -> Result<Vec<u8>, OcspError> {
     Ok(csr.der().to_vec())
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs `f` (token or file work) on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, OcspError> + Send + 'static,
 ) -> Result<T, OcspError> {
     tokio::task::spawn_blocking(f).await.map_err(OcspError::task("blocking"))?

@@ -47,12 +47,6 @@ pub(crate) fn slots(loaded: Vec<LoadedIssuer>) -> Result<Vec<IssuerSlot>, OcspEr
         .collect()
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, OcspError> + Send + 'static,
-) -> Result<T, OcspError> {
-    tokio::task::spawn_blocking(f).await.map_err(OcspError::task("blocking"))?
-}
-
 /// Serves OCSP on `http` and Prometheus metrics on `metrics` until `shutdown`,
 /// with the responder keys in `hsm` (the `ocsp` token). The responder
 /// certificates come from the issuance service (`[ocsp] issuance_url`) before
@@ -102,7 +96,7 @@ pub async fn serve_with(
         let each = responder_cert::ensure_each(cfg, &hsm, authority.as_ref(), renew_within).await;
         log_each(&each);
         let (c, h) = (cfg.clone(), hsm.clone());
-        match blocking(move || responder_cert::load(&c, &h)).await {
+        match responder_cert::blocking(move || responder_cert::load(&c, &h)).await {
             Ok(loaded) => break slots(loaded)?,
             Err(e) if attempt >= STARTUP_ATTEMPTS || matches!(e, OcspError::Config(_)) => return Err(e),
             Err(e) => {
@@ -293,7 +287,7 @@ async fn renew_once(
     }
     // Load whatever is on disk now: ours, or a certificate another replica wrote.
     let (c, h) = (cfg.clone(), hsm.clone());
-    match blocking(move || responder_cert::load(&c, &h)).await {
+    match responder_cert::blocking(move || responder_cert::load(&c, &h)).await {
         Ok(loaded) => {
             for (i, l) in loaded.into_iter().enumerate() {
                 let current = responder.issuers().get(i).map(|s| s.responder());

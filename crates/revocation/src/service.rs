@@ -615,7 +615,9 @@ fn operator_of<T>(request: &Request<T>, given: &str) -> Result<String, Revocatio
     }
 }
 
-/// The request with its `operator` field set by [`operator_of`].
+/// The request with its `operator` field set by [`operator_of`] (a macro: the
+/// request types share no trait for the field). Used with `?` inside an
+/// `async { .. }` block, so a refused operator is answered as the call's error.
 macro_rules! with_operator {
     ($request:expr) => {{
         let request = $request;
@@ -633,10 +635,7 @@ impl Revocation for RevocationService {
         &self,
         request: Request<pb::RevokeCertificateRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        let answer = match with_operator!(request) {
-            Ok(req) => RevocationService::revoke_certificate(self, req).await,
-            Err(e) => Err(e),
-        };
+        let answer = async { RevocationService::revoke_certificate(self, with_operator!(request)?).await }.await;
         reply("RevokeCertificate", answer)
     }
 
@@ -644,10 +643,7 @@ impl Revocation for RevocationService {
         &self,
         request: Request<pb::RevokeCardRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        let answer = match with_operator!(request) {
-            Ok(req) => RevocationService::revoke_card(self, req).await,
-            Err(e) => Err(e),
-        };
+        let answer = async { RevocationService::revoke_card(self, with_operator!(request)?).await }.await;
         reply("RevokeCard", answer)
     }
 
@@ -655,10 +651,7 @@ impl Revocation for RevocationService {
         &self,
         request: Request<pb::EmergencyRevokeRequest>,
     ) -> Result<Response<pb::EmergencyRevokeResponse>, Status> {
-        let answer = match with_operator!(request) {
-            Ok(req) => RevocationService::emergency_revoke(self, req).await,
-            Err(e) => Err(e),
-        };
+        let answer = async { RevocationService::emergency_revoke(self, with_operator!(request)?).await }.await;
         reply("EmergencyRevoke", answer)
     }
 
@@ -666,10 +659,7 @@ impl Revocation for RevocationService {
         &self,
         request: Request<pb::ApproveEmergencyRequest>,
     ) -> Result<Response<pb::EmergencyRevokeResponse>, Status> {
-        let answer = match with_operator!(request) {
-            Ok(req) => self.approve(req).await,
-            Err(e) => Err(e),
-        };
+        let answer = async { self.approve(with_operator!(request)?).await }.await;
         reply("ApproveEmergencyRevocation", answer)
     }
 

@@ -27,22 +27,27 @@ pub fn id(field: &str, value: &str) -> Result<String, RevocationError> {
     if value.trim() != value {
         return Err(RevocationError::invalid(field, "has leading or trailing whitespace"));
     }
-    if value.len() > MAX_ID_LEN {
-        return Err(RevocationError::invalid(field, format!("is longer than {MAX_ID_LEN} bytes")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(RevocationError::invalid(field, "contains control characters"));
-    }
-    Ok(value.to_owned())
+    bounded_printable(field, value, MAX_ID_LEN, "contains control characters")
 }
 
 /// Optional free text, bounded and on one line.
 pub fn note(field: &str, value: &str) -> Result<String, RevocationError> {
-    if value.len() > MAX_NOTE_LEN {
-        return Err(RevocationError::invalid(field, format!("is longer than {MAX_NOTE_LEN} bytes")));
+    bounded_printable(field, value, MAX_NOTE_LEN, "contains control characters (keep it on one line)")
+}
+
+/// `value` when it is at most `max_len` bytes and has no control characters
+/// (refused with `control_message`).
+fn bounded_printable(
+    field: &str,
+    value: &str,
+    max_len: usize,
+    control_message: &'static str,
+) -> Result<String, RevocationError> {
+    if value.len() > max_len {
+        return Err(RevocationError::invalid(field, format!("is longer than {max_len} bytes")));
     }
     if value.chars().any(char::is_control) {
-        return Err(RevocationError::invalid(field, "contains control characters (keep it on one line)"));
+        return Err(RevocationError::invalid(field, control_message));
     }
     Ok(value.to_owned())
 }

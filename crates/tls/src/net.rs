@@ -43,6 +43,40 @@ pub fn accepted(tcp: &TcpStream) {
     }
 }
 
+/// Why [`dial_http1`] got no connection.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("{authority}: {source}")]
+    Connect { authority: String, source: std::io::Error },
+    #[error("{0}")]
+    Handshake(#[source] hyper::Error),
+}
+
+/// A plain HTTP/1.1 client connection to `authority` (`host:port`), with
+/// `TCP_NODELAY` set (a failure there only makes it slower). The connection
+/// runs on a task of its own until the sender is dropped; how it ended is
+/// logged at debug level as "`purpose` connection ended".
+pub async fn dial_http1<B>(
+    authority: &str,
+    purpose: &'static str,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, DialError>
+where
+    B: HttpBody,
+{
+    let tcp = TcpStream::connect(authority)
+        .await
+        .map_err(|source| DialError::Connect { authority: authority.to_owned(), source })?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(DialError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "{purpose} connection ended");
+        }
+    });
+    Ok(sender)
+}
+
 /// What [`serve_http`] serves: a cloneable service of hyper requests.
 pub trait HttpService<B>:
     Service<
@@ -129,8 +163,9 @@ pub async fn serve_http<S, B>(
     B: HttpBody,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let server = Server { service, builder: http1_builder(limits), on_header_timeout, stop };
     if limits.threads == 0 {
-        return accept_loop(listener, service, limits, slots, on_header_timeout, stop).await;
+        return accept_loop(listener, server, limits, slots).await;
     }
     // Worker threads, each a single-threaded runtime serving the connections handed to it.
     let mut workers = Vec::new();
@@ -138,12 +173,12 @@ pub async fn serve_http<S, B>(
     for i in 0..limits.threads {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Handed>();
         let load = Arc::new(AtomicUsize::new(0));
-        let (svc, on_timeout, stop, mine) = (service.clone(), on_header_timeout.clone(), stop.clone(), load.clone());
+        let (server, mine) = (server.clone(), load.clone());
         let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
             let _finished = finished;
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(worker(rx, mine, svc, limits, on_timeout, stop)),
+                Ok(rt) => rt.block_on(worker(rx, mine, server, limits)),
                 Err(e) => tracing::error!(error = %e, "cannot start an HTTP thread's runtime"),
             }
         });
@@ -156,9 +191,9 @@ pub async fn serve_http<S, B>(
         }
     }
     if workers.is_empty() {
-        return accept_loop(listener, service, limits, slots, on_header_timeout, stop).await;
+        return accept_loop(listener, server, limits, slots).await;
     }
-    let mut stop = stop;
+    let mut stop = server.stop;
     loop {
         let Some((tcp, peer, permit)) = accept_one(&listener, &slots, &mut stop).await else { break };
         let std = match tcp.into_std() {
@@ -188,19 +223,66 @@ pub async fn serve_http<S, B>(
 /// A connection handed to a worker thread: the socket, the client, its slot.
 type Handed = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
 
+/// What each connection of one listener is served with, on whichever thread
+/// serves it.
+struct Server<S, F> {
+    service: S,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    on_header_timeout: F,
+    stop: watch::Receiver<bool>,
+}
+
+// Derived Clone would want `S: Clone` and `F: Clone` spelled out anyway.
+impl<S: Clone, F: Clone> Clone for Server<S, F> {
+    fn clone(&self) -> Self {
+        Server {
+            service: self.service.clone(),
+            builder: self.builder.clone(),
+            on_header_timeout: self.on_header_timeout.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+impl<S, F> Server<S, F>
+where
+    F: Fn() + Clone + Send + Sync + 'static,
+{
+    /// Serves one accepted connection (see [`serve_connection`]).
+    fn serve<B>(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) -> impl std::future::Future<Output = ()>
+    where
+        S: HttpService<B>,
+        B: HttpBody,
+    {
+        serve_connection(
+            tcp,
+            peer,
+            permit,
+            self.service.clone(),
+            self.builder.clone(),
+            self.on_header_timeout.clone(),
+            self.stop.clone(),
+        )
+    }
+}
+
 /// One worker thread's loop: serves the connections it is handed until `stop`.
-async fn worker<S, B>(
+async fn worker<S, B, F>(
     mut handed: tokio::sync::mpsc::UnboundedReceiver<Handed>,
     load: Arc<AtomicUsize>,
-    service: S,
+    server: Server<S, F>,
     limits: HttpListenerLimits,
-    on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
-    mut stop: watch::Receiver<bool>,
 ) where
     S: HttpService<B>,
     B: HttpBody,
+    F: Fn() + Clone + Send + Sync + 'static,
 {
-    let builder = http1_builder(limits);
+    let mut stop = server.stop.clone();
     let mut connections = JoinSet::new();
     loop {
         let (std, peer, permit) = tokio::select! {
@@ -219,15 +301,7 @@ async fn worker<S, B>(
                 continue;
             }
         };
-        let conn = serve_connection(
-            tcp,
-            peer,
-            permit,
-            service.clone(),
-            builder.clone(),
-            on_header_timeout.clone(),
-            stop.clone(),
-        );
+        let conn = server.serve(tcp, peer, permit);
         connections.spawn(async move {
             let _counted = counted;
             conn.await
@@ -283,18 +357,17 @@ async fn accept_one(
     }
 }
 
-async fn accept_loop<S, B>(
+async fn accept_loop<S, B, F>(
     listener: TcpListener,
-    service: S,
+    server: Server<S, F>,
     limits: HttpListenerLimits,
     slots: Arc<Semaphore>,
-    on_header_timeout: impl Fn() + Clone + Send + Sync + 'static,
-    mut stop: watch::Receiver<bool>,
 ) where
     S: HttpService<B>,
     B: HttpBody,
+    F: Fn() + Clone + Send + Sync + 'static,
 {
-    let builder = http1_builder(limits);
+    let mut stop = server.stop.clone();
     let mut connections = JoinSet::new();
     loop {
         let next = tokio::select! {
@@ -303,15 +376,7 @@ async fn accept_loop<S, B>(
             next = accept_one(&listener, &slots, &mut stop) => next,
         };
         let Some((tcp, peer, permit)) = next else { break };
-        connections.spawn(serve_connection(
-            tcp,
-            peer,
-            permit,
-            service.clone(),
-            builder.clone(),
-            on_header_timeout.clone(),
-            stop.clone(),
-        ));
+        connections.spawn(server.serve(tcp, peer, permit));
     }
     drop(listener);
     drain(connections, limits).await;
@@ -458,6 +523,12 @@ mod tests {
             flatten_writes: false,
         };
         let (addr, _, _stop) = start(limits).await;
+        a_third_connection_waits_for_a_slot(addr).await;
+    }
+
+    /// With a cap of 2 and two idle connections open, a third is not served
+    /// until one of them closes, then it is.
+    async fn a_third_connection_waits_for_a_slot(addr: SocketAddr) {
         let idle_a = TcpStream::connect(addr).await.unwrap();
         let _idle_b = TcpStream::connect(addr).await.unwrap();
         // Give the loop time to accept both.
@@ -496,23 +567,7 @@ mod tests {
             assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(&me), "{answer}");
         }
         // The cap counts connections over both threads.
-        let idle_a = TcpStream::connect(addr).await.unwrap();
-        let _idle_b = TcpStream::connect(addr).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut third = TcpStream::connect(addr).await.unwrap();
-        assert!(
-            tokio::time::timeout(Duration::from_millis(700), get(&mut third)).await.is_err(),
-            "a third connection was served beyond the cap of 2"
-        );
-        drop(idle_a);
-        let answer = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut rest = String::new();
-            third.read_to_string(&mut rest).await.unwrap();
-            rest
-        })
-        .await
-        .expect("served once a slot freed");
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        a_third_connection_waits_for_a_slot(addr).await;
         // Stopping ends every thread: serve_http returns.
         stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(10), server).await.expect("serve_http returned").unwrap();

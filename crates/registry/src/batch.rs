@@ -131,7 +131,8 @@ mod tests {
             assert_eq!(answer, n * 2);
         }
         let batches = BATCHES.load(Ordering::SeqCst);
-        assert!((2..64).contains(&batches), "64 calls in {batches} batches");
+        // Taken together while the runner is busy (each batch takes 20 ms).
+        assert!((1..=16).contains(&batches), "64 calls in {batches} batches");
         // Alone, a call runs at once.
         assert_eq!(batcher.call(5).await.unwrap(), 10);
     }

@@ -11,10 +11,8 @@ use proto::revocation::v1 as rev;
 
 use crate::error::IssuanceError;
 use crate::fee::Procedure;
-use crate::pin::PinChoice;
 use crate::service::{
-    actor, application_record, contact_to_registry, holder_from, invalid, registry_membership, IssuanceService,
-    IssueInput,
+    actor, contact_to_registry, holder_from, invalid, registry_membership, Declared, IssuanceService,
 };
 use crate::validate::{self, check_application};
 
@@ -67,8 +65,7 @@ impl IssuanceService {
         let application_id = validate::application_id(&app.application_id)?.to_owned();
         let application_date = validate::application_date("application_date", &app.application_date, today)?;
         validate::documents(app.documents.as_ref(), application_date, self.document_max_age_months)?;
-        let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
-        let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
+        let keys = self.card_keys(&app.card_pin, &app.signing_csr, &app.authentication_csr)?;
         let old = self.card(&app.card_id).await?;
         let card = old.card.clone().unwrap_or_default();
         let mut holder = old.holder.clone().unwrap_or_default();
@@ -102,26 +99,8 @@ impl IssuanceService {
             validate::required("contact.address", &c.address)?;
             holder.contact = Some(contact_to_registry(c));
         }
-        let json = application_record(
-            &application_id,
-            application_date,
-            &app.ra_operator,
-            app.documents.as_ref(),
-            "renewal",
-            "",
-        );
-        self.issue_card(IssueInput {
-            application_id,
-            procedure: Procedure::Renewal,
-            replaces_card_id: card.card_id,
-            holder,
-            application_json: json,
-            actor: actor(&app.ra_operator),
-            signing_csr,
-            authentication_csr,
-            pin,
-        })
-        .await
+        let declared = Declared::new(&application_id, application_date, &app.ra_operator, app.documents.as_ref());
+        self.issue_card(Procedure::Renewal, declared, card.card_id, holder, keys).await
     }
 
     pub(crate) async fn reissue_card(&self, app: iss::ReissueApplication) -> Result<IssuedCard, IssuanceError> {
@@ -145,41 +124,17 @@ impl IssuanceService {
         {
             return Err(invalid("membership", "a membership change must change the membership"));
         }
-        let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
-        let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
+        let keys = self.card_keys(&app.card_pin, &app.signing_csr, &app.authentication_csr)?;
         let application_id = app.application_id.trim().to_owned();
 
         let crl_numbers =
             self.revoke_before_reissue(&application_id, &card, reason, confirmation, &app.ra_operator).await?;
-        let holder = holder_from(
-            as_new.applicant.as_ref(),
-            as_new.licence.as_ref(),
-            checked.membership,
-            as_new.contact.as_ref(),
-            &as_new.institution,
-            &as_new.institution_kanji,
-        );
-        let json = application_record(
-            &application_id,
-            checked.application_date,
-            &app.ra_operator,
-            app.documents.as_ref(),
-            "reissue",
-            reason.as_str_name(),
-        );
-        let mut issued = self
-            .issue_card(IssueInput {
-                application_id,
-                procedure: Procedure::Reissue,
-                replaces_card_id: card.card_id,
-                holder,
-                application_json: json,
-                actor: actor(&app.ra_operator),
-                signing_csr,
-                authentication_csr,
-                pin,
-            })
-            .await?;
+        let holder = holder_from(&as_new, checked.membership);
+        let declared = Declared {
+            reason: reason.as_str_name(),
+            ..Declared::new(&application_id, checked.application_date, &app.ra_operator, app.documents.as_ref())
+        };
+        let mut issued = self.issue_card(Procedure::Reissue, declared, card.card_id, holder, keys).await?;
         issued.crl_numbers = crl_numbers;
         Ok(issued)
     }

@@ -481,6 +481,16 @@ pub(crate) fn ra_who<T>(request: &Request<T>, ra_operator: &str) -> String {
     }
 }
 
+/// The request's message with its `ra_operator` (the field `ra_operator`
+/// picks) replaced by [`ra_who`]: what every RA handler works on.
+fn from_ra<T>(mut request: Request<T>, ra_operator: fn(&mut T) -> &mut String) -> T {
+    let given = std::mem::take(ra_operator(request.get_mut()));
+    let who = ra_who(&request, &given);
+    let mut message = request.into_inner();
+    *ra_operator(&mut message) = who;
+    message
+}
+
 /// The RA identity in a [`ra_who`] string.
 fn ra_identity(who: &str) -> &str {
     who.split(':').next().unwrap_or("")
@@ -605,23 +615,17 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::NewCardApplication>,
     ) -> Result<Response<IssuedCard>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut app = request.into_inner();
-        app.ra_operator = who;
+        let app = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "application.rejected", app.application_id.clone(), app.ra_operator.clone(), self.submit(app))
     }
 
     async fn renew(&self, request: Request<iss::RenewalApplication>) -> Result<Response<IssuedCard>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut app = request.into_inner();
-        app.ra_operator = who;
+        let app = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "renewal.rejected", app.application_id.clone(), app.ra_operator.clone(), self.renew_card(app))
     }
 
     async fn reissue(&self, request: Request<iss::ReissueApplication>) -> Result<Response<IssuedCard>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut app = request.into_inner();
-        app.ra_operator = who;
+        let app = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "reissue.rejected", app.application_id.clone(), app.ra_operator.clone(), self.reissue_card(app))
     }
 
@@ -629,9 +633,7 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::ContactChange>,
     ) -> Result<Response<iss::ContactChangeResult>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut req = request.into_inner();
-        req.ra_operator = who;
+        let req = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "contact.rejected", req.card_id.clone(), req.ra_operator.clone(), self.change_contact_of(req))
     }
 
@@ -639,9 +641,7 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::CessationRequest>,
     ) -> Result<Response<iss::CessationResult>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut req = request.into_inner();
-        req.ra_operator = who;
+        let req = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "cessation.rejected", req.card_id.clone(), req.ra_operator.clone(), self.cease(req))
     }
 
@@ -651,9 +651,7 @@ impl Issuance for IssuanceService {
     ) -> Result<Response<iss::PinDisclosure>, Status> {
         // The RA system's identity, for its daily cap: from its certificate, never from the request.
         let ra_identity = tls::caller(&request).map_or_else(|| ANONYMOUS.to_owned(), |c| c.identity.clone());
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut req = request.into_inner();
-        req.ra_operator = who;
+        let req = from_ra(request, |m| &mut m.ra_operator);
         handle!(
             self,
             "pin.disclosure-rejected",

@@ -208,18 +208,28 @@ impl IssuanceService {
             iss::ReissueReason::MembershipChange => reg::RevocationReason::AffiliationChanged,
             _ => reg::RevocationReason::Superseded,
         };
-        revocation
-            .revoke_card(rev::RevokeCardRequest {
-                card_id: card_id.to_owned(),
-                reason: why as i32,
-                operator: actor(operator),
-                note: format!("reissue: {}", reason.as_str_name()),
-                revoked_at: String::new(),
-                compromised_at: String::new(),
-            })
-            .await
-            .map_err(upstream("revocation"))?;
+        self.revoke_card(card_id, why, operator, format!("reissue: {}", reason.as_str_name())).await?;
         Ok(self.publish_crls(&format!("reissue of card {card_id}"), operator).await)
+    }
+
+    /// Revokes every certificate of a card now, through the revocation
+    /// service's ordinary (not emergency) path.
+    async fn revoke_card(
+        &self,
+        card_id: &str,
+        reason: reg::RevocationReason,
+        operator: &str,
+        note: String,
+    ) -> Result<rev::RevokeResponse, IssuanceError> {
+        let req = rev::RevokeCardRequest {
+            card_id: card_id.to_owned(),
+            reason: reason as i32,
+            operator: actor(operator),
+            note,
+            revoked_at: String::new(),
+            compromised_at: String::new(),
+        };
+        Ok(self.revocation.clone().revoke_card(req).await.map_err(upstream("revocation"))?.into_inner())
     }
 
     pub(crate) async fn change_contact_of(
@@ -272,19 +282,8 @@ impl IssuanceService {
         let current = self.card(&req.card_id).await?;
         let card = current.card.unwrap_or_default();
         let resp = self
-            .revocation
-            .clone()
-            .revoke_card(rev::RevokeCardRequest {
-                card_id: card.card_id.clone(),
-                reason: reg::RevocationReason::CessationOfOperation as i32,
-                operator: actor(&req.ra_operator),
-                note: req.note.clone(),
-                revoked_at: String::new(),
-                compromised_at: String::new(),
-            })
-            .await
-            .map_err(upstream("revocation"))?
-            .into_inner();
+            .revoke_card(&card.card_id, reg::RevocationReason::CessationOfOperation, &req.ra_operator, req.note.clone())
+            .await?;
         let already = !resp.certificates.is_empty() && resp.certificates.iter().all(|c| c.already_revoked);
         let crl_numbers = if already {
             Vec::new()

@@ -112,11 +112,7 @@ impl Store {
     /// and dates), so a retried call never makes a second certificate of a
     /// kind for one card. Otherwise the card must be PENDING.
     pub fn reserve_serial(&self, req: &Reservation, actor: &str) -> Result<CertificateRecord, StoreError> {
-        let (record, changed) = self.trees.transact(|tx| reserve(tx, req, actor))?;
-        if changed {
-            self.flush_grouped()?;
-        }
-        Ok(record)
+        self.transact_and_flush(Store::flush_grouped, |tx| reserve(tx, req, actor))
     }
 
     /// RESERVED -> PRECERT, keeping `tbs_der`. Recording the same bytes again is
@@ -135,11 +131,7 @@ impl Store {
         if let Some(scope) = scope {
             crate::crl_scopes::check(scope)?;
         }
-        let (record, changed) = self.trees.transact(|tx| record_tbs(tx, serial, tbs_der, scope, actor))?;
-        if changed {
-            self.flush_grouped()?;
-        }
-        Ok(record)
+        self.transact_and_flush(Store::flush_grouped, |tx| record_tbs(tx, serial, tbs_der, scope, actor))
     }
 
     /// Stores the signed certificate. `tbs_of_cert` is the tbsCertificate taken
@@ -177,11 +169,7 @@ impl Store {
     /// RecordTbs or StoreCertificate for it is refused. Abandoning an abandoned
     /// serial writes nothing; any other state is `CertificateState`.
     pub fn abandon_reservation(&self, serial: &Serial, actor: &str) -> Result<CertificateRecord, StoreError> {
-        let (record, changed) = self.trees.transact(|tx| abandon(tx, serial, actor))?;
-        if changed {
-            self.flush()?;
-        }
-        Ok(record)
+        self.transact_and_flush(Store::flush, |tx| abandon(tx, serial, actor))
     }
 
     /// Certificates still RESERVED or PRECERT, for recovery after a restart:

@@ -247,11 +247,7 @@ fn insert_reservation(
         "not_before_unix": req.not_before_unix,
         "not_after_unix": req.not_after_unix,
     });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::SERIAL_RESERVE, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::SERIAL_RESERVE, &serial, &detail)?;
     Ok((record, true))
 }
 
@@ -339,11 +335,7 @@ fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRe
         }
     }
     let detail = json!({ "card_id": record.card_id, "kind": record.kind, "slot_freed": freed });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::SERIAL_ABANDON, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::SERIAL_ABANDON, serial, &detail)?;
     Ok((record, true))
 }
 
@@ -374,11 +366,7 @@ fn record_tbs(
         crate::crl_scopes::record(tx, &record.issuer_label, scope, record.not_after_unix)?;
     }
     let detail = json!({ "card_id": record.card_id, "kind": record.kind, "tbs_sha256": sha256_hex(tbs_der) });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::TBS_RECORD, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::TBS_RECORD, serial, &detail)?;
     Ok((record, true))
 }
 
@@ -443,12 +431,21 @@ fn store_cert(
         "state": record.state,
         "feed_sequence": good,
     });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::CERTIFICATE_STORE, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::CERTIFICATE_STORE, serial, &detail)?;
     Ok((record, true, good))
+}
+
+/// Audits a step of one certificate's life: its serial is the entry's subject.
+pub(crate) fn audit_certificate(
+    tx: &Tx<'_>,
+    actor: &str,
+    action: &str,
+    serial: &Serial,
+    detail: &serde_json::Value,
+) -> TxResult<()> {
+    let subject = serial.to_hex();
+    audit::append(tx, &Event { actor, action, subject: &subject, detail_json: detail.to_string() })?;
+    Ok(())
 }
 
 /// A serial the caller named: absent is the caller's NotFound.

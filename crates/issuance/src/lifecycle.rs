@@ -12,7 +12,8 @@ use proto::revocation::v1 as rev;
 use crate::error::IssuanceError;
 use crate::fee::Procedure;
 use crate::service::{
-    actor, contact_to_registry, holder_from, invalid, registry_membership, Declared, IssuanceService,
+    actor, contact_from_registry, contact_to_registry, holder_from, invalid, registry_membership, Declared,
+    IssuanceService,
 };
 use crate::validate::{self, check_application};
 
@@ -262,19 +263,11 @@ impl IssuanceService {
             })
             .await?
             .into_inner();
-        let to_iss = |c: Option<reg::ContactAddress>| {
-            c.map(|c| iss::ContactAddress {
-                postal_code: c.postal_code,
-                address: c.address,
-                phone: c.phone,
-                email: c.email,
-            })
-        };
         Ok(iss::ContactChangeResult {
             holder_id: holder.holder_id,
             changed: resp.changed,
-            previous: to_iss(resp.previous),
-            current: to_iss(resp.holder.and_then(|h| h.contact)),
+            previous: resp.previous.map(contact_from_registry),
+            current: resp.holder.and_then(|h| h.contact).map(contact_from_registry),
         })
     }
 
@@ -316,14 +309,7 @@ fn reissue_as_new(app: &iss::ReissueApplication, old_holder: &reg::Holder) -> is
             registered_on: old_holder.licence_registered_on.clone(),
         }),
         membership: app.membership,
-        contact: app.contact.clone().or_else(|| {
-            old_holder.contact.clone().map(|c| iss::ContactAddress {
-                postal_code: c.postal_code,
-                address: c.address,
-                phone: c.phone,
-                email: c.email,
-            })
-        }),
+        contact: app.contact.clone().or_else(|| old_holder.contact.clone().map(contact_from_registry)),
         documents: app.documents.clone(),
         signing_csr: app.signing_csr.clone(),
         authentication_csr: app.authentication_csr.clone(),

@@ -529,6 +529,11 @@ fn subscriber(h: &reg::Holder) -> profile::Subscriber {
     }
 }
 
+/// A contact address the registry keeps, as the RA sees it.
+pub(crate) fn contact_from_registry(c: reg::ContactAddress) -> iss::ContactAddress {
+    iss::ContactAddress { postal_code: c.postal_code, address: c.address, phone: c.phone, email: c.email }
+}
+
 pub(crate) fn contact_to_registry(c: &iss::ContactAddress) -> reg::ContactAddress {
     reg::ContactAddress {
         postal_code: c.postal_code.trim().into(),

@@ -195,9 +195,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::ReserveSerialResponse>, Status> {
         let actor = peer(&request);
         let req = request.into_inner();
-        if req.not_before_unix >= req.not_after_unix {
-            return Err(RegistryError::invalid("not_after_unix", "must be later than not_before_unix").into());
-        }
+        validate::validity("not_after_unix", req.not_before_unix, req.not_after_unix)?;
         let kind = validate::kind("kind", req.kind)?;
         let card_id = if kind.of_card() {
             validate::id("card_id", &req.card_id)?
@@ -275,13 +273,7 @@ impl Registry for RegistryService {
             if certs.iter().any(|p: &store::PreparedCertificate| p.kind == kind) {
                 return Err(RegistryError::invalid("certificates.kind", "each kind at most once").into());
             }
-            if c.not_before_unix >= c.not_after_unix {
-                return Err(RegistryError::invalid(
-                    "certificates.not_after_unix",
-                    "must be later than not_before_unix",
-                )
-                .into());
-            }
+            validate::validity("certificates.not_after_unix", c.not_before_unix, c.not_after_unix)?;
             let serial = tbs_serial_in(["certificates.serial", "certificates.tbs_der"], &c.serial, &c.tbs_der)?;
             let scope = c.crl_scope.map(|s| crl_scope_in(s, &c.tbs_der)).transpose()?;
             certs.push(store::PreparedCertificate {

@@ -16,6 +16,17 @@ pub enum Procedure {
     Reissue,
 }
 
+impl Procedure {
+    /// The name the registry and the application record keep.
+    pub fn name(self) -> &'static str {
+        match self {
+            Procedure::New => "new",
+            Procedure::Renewal => "renewal",
+            Procedure::Reissue => "reissue",
+        }
+    }
+}
+
 /// Fees for a holder with the given membership.
 ///
 /// | | member | non-member |

@@ -11,10 +11,9 @@ use proto::revocation::v1 as rev;
 
 use crate::error::IssuanceError;
 use crate::fee::Procedure;
-use crate::pin::PinChoice;
 use crate::service::{
-    actor, application_record, contact_to_registry, holder_from, invalid, registry_membership, IssuanceService,
-    IssueInput,
+    actor, contact_from_registry, contact_to_registry, holder_from, invalid, registry_membership, Declared,
+    IssuanceService,
 };
 use crate::validate::{self, check_application};
 
@@ -67,8 +66,7 @@ impl IssuanceService {
         let application_id = validate::application_id(&app.application_id)?.to_owned();
         let application_date = validate::application_date("application_date", &app.application_date, today)?;
         validate::documents(app.documents.as_ref(), application_date, self.document_max_age_months)?;
-        let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
-        let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
+        let keys = self.card_keys(&app.card_pin, &app.signing_csr, &app.authentication_csr)?;
         let old = self.card(&app.card_id).await?;
         let card = old.card.clone().unwrap_or_default();
         let mut holder = old.holder.clone().unwrap_or_default();
@@ -102,26 +100,8 @@ impl IssuanceService {
             validate::required("contact.address", &c.address)?;
             holder.contact = Some(contact_to_registry(c));
         }
-        let json = application_record(
-            &application_id,
-            application_date,
-            &app.ra_operator,
-            app.documents.as_ref(),
-            "renewal",
-            "",
-        );
-        self.issue_card(IssueInput {
-            application_id,
-            procedure: Procedure::Renewal,
-            replaces_card_id: card.card_id,
-            holder,
-            application_json: json,
-            actor: actor(&app.ra_operator),
-            signing_csr,
-            authentication_csr,
-            pin,
-        })
-        .await
+        let declared = Declared::new(&application_id, application_date, &app.ra_operator, app.documents.as_ref());
+        self.issue_card(Procedure::Renewal, declared, card.card_id, holder, keys).await
     }
 
     pub(crate) async fn reissue_card(&self, app: iss::ReissueApplication) -> Result<IssuedCard, IssuanceError> {
@@ -145,41 +125,17 @@ impl IssuanceService {
         {
             return Err(invalid("membership", "a membership change must change the membership"));
         }
-        let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
-        let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
+        let keys = self.card_keys(&app.card_pin, &app.signing_csr, &app.authentication_csr)?;
         let application_id = app.application_id.trim().to_owned();
 
         let crl_numbers =
             self.revoke_before_reissue(&application_id, &card, reason, confirmation, &app.ra_operator).await?;
-        let holder = holder_from(
-            as_new.applicant.as_ref(),
-            as_new.licence.as_ref(),
-            checked.membership,
-            as_new.contact.as_ref(),
-            &as_new.institution,
-            &as_new.institution_kanji,
-        );
-        let json = application_record(
-            &application_id,
-            checked.application_date,
-            &app.ra_operator,
-            app.documents.as_ref(),
-            "reissue",
-            reason.as_str_name(),
-        );
-        let mut issued = self
-            .issue_card(IssueInput {
-                application_id,
-                procedure: Procedure::Reissue,
-                replaces_card_id: card.card_id,
-                holder,
-                application_json: json,
-                actor: actor(&app.ra_operator),
-                signing_csr,
-                authentication_csr,
-                pin,
-            })
-            .await?;
+        let holder = holder_from(&as_new, checked.membership);
+        let declared = Declared {
+            reason: reason.as_str_name(),
+            ..Declared::new(&application_id, checked.application_date, &app.ra_operator, app.documents.as_ref())
+        };
+        let mut issued = self.issue_card(Procedure::Reissue, declared, card.card_id, holder, keys).await?;
         issued.crl_numbers = crl_numbers;
         Ok(issued)
     }
@@ -253,18 +209,28 @@ impl IssuanceService {
             iss::ReissueReason::MembershipChange => reg::RevocationReason::AffiliationChanged,
             _ => reg::RevocationReason::Superseded,
         };
-        revocation
-            .revoke_card(rev::RevokeCardRequest {
-                card_id: card_id.to_owned(),
-                reason: why as i32,
-                operator: actor(operator),
-                note: format!("reissue: {}", reason.as_str_name()),
-                revoked_at: String::new(),
-                compromised_at: String::new(),
-            })
-            .await
-            .map_err(upstream("revocation"))?;
+        self.revoke_card(card_id, why, operator, format!("reissue: {}", reason.as_str_name())).await?;
         Ok(self.publish_crls(&format!("reissue of card {card_id}"), operator).await)
+    }
+
+    /// Revokes every certificate of a card now, through the revocation
+    /// service's ordinary (not emergency) path.
+    async fn revoke_card(
+        &self,
+        card_id: &str,
+        reason: reg::RevocationReason,
+        operator: &str,
+        note: String,
+    ) -> Result<rev::RevokeResponse, IssuanceError> {
+        let req = rev::RevokeCardRequest {
+            card_id: card_id.to_owned(),
+            reason: reason as i32,
+            operator: actor(operator),
+            note,
+            revoked_at: String::new(),
+            compromised_at: String::new(),
+        };
+        Ok(self.revocation.clone().revoke_card(req).await.map_err(upstream("revocation"))?.into_inner())
     }
 
     pub(crate) async fn change_contact_of(
@@ -297,19 +263,11 @@ impl IssuanceService {
             })
             .await?
             .into_inner();
-        let to_iss = |c: Option<reg::ContactAddress>| {
-            c.map(|c| iss::ContactAddress {
-                postal_code: c.postal_code,
-                address: c.address,
-                phone: c.phone,
-                email: c.email,
-            })
-        };
         Ok(iss::ContactChangeResult {
             holder_id: holder.holder_id,
             changed: resp.changed,
-            previous: to_iss(resp.previous),
-            current: to_iss(resp.holder.and_then(|h| h.contact)),
+            previous: resp.previous.map(contact_from_registry),
+            current: resp.holder.and_then(|h| h.contact).map(contact_from_registry),
         })
     }
 
@@ -317,19 +275,8 @@ impl IssuanceService {
         let current = self.card(&req.card_id).await?;
         let card = current.card.unwrap_or_default();
         let resp = self
-            .revocation
-            .clone()
-            .revoke_card(rev::RevokeCardRequest {
-                card_id: card.card_id.clone(),
-                reason: reg::RevocationReason::CessationOfOperation as i32,
-                operator: actor(&req.ra_operator),
-                note: req.note.clone(),
-                revoked_at: String::new(),
-                compromised_at: String::new(),
-            })
-            .await
-            .map_err(upstream("revocation"))?
-            .into_inner();
+            .revoke_card(&card.card_id, reg::RevocationReason::CessationOfOperation, &req.ra_operator, req.note.clone())
+            .await?;
         let already = !resp.certificates.is_empty() && resp.certificates.iter().all(|c| c.already_revoked);
         let crl_numbers = if already {
             Vec::new()
@@ -362,14 +309,7 @@ fn reissue_as_new(app: &iss::ReissueApplication, old_holder: &reg::Holder) -> is
             registered_on: old_holder.licence_registered_on.clone(),
         }),
         membership: app.membership,
-        contact: app.contact.clone().or_else(|| {
-            old_holder.contact.clone().map(|c| iss::ContactAddress {
-                postal_code: c.postal_code,
-                address: c.address,
-                phone: c.phone,
-                email: c.email,
-            })
-        }),
+        contact: app.contact.clone().or_else(|| old_holder.contact.clone().map(contact_from_registry)),
         documents: app.documents.clone(),
         signing_csr: app.signing_csr.clone(),
         authentication_csr: app.authentication_csr.clone(),

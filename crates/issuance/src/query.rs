@@ -7,7 +7,7 @@ use proto::registry::v1 as reg;
 use crate::error::IssuanceError;
 use crate::fee::{fee_for, Procedure};
 use crate::lifecycle::membership_of;
-use crate::service::{invalid, rfc3339, IssuanceService};
+use crate::service::{contact_from_registry, invalid, rfc3339, IssuanceService};
 
 fn state_name(s: i32) -> String {
     reg::CardState::try_from(s).map(|s| s.as_str_name().to_ascii_lowercase()).unwrap_or_default()
@@ -69,12 +69,7 @@ pub(crate) fn details(r: reg::GetCardResponse) -> iss::CardDetails {
         }),
         membership: membership as i32,
         licence_number: holder.licence_number.clone(),
-        contact: holder.contact.map(|c| iss::ContactAddress {
-            postal_code: c.postal_code,
-            address: c.address,
-            phone: c.phone,
-            email: c.email,
-        }),
+        contact: holder.contact.map(contact_from_registry),
         certificates: r.certificates.iter().map(certificate).collect(),
         fee: Some(fee_for(membership, procedure)),
     }

@@ -82,14 +82,32 @@ fn fresh_serial() -> [u8; 16] {
     }
 }
 
-/// Everything `issue_card` needs, whichever procedure asked.
-pub(crate) struct IssueInput {
-    pub application_id: String,
-    pub procedure: Procedure,
-    pub replaces_card_id: String,
-    pub holder: reg::Holder,
-    pub application_json: String,
-    pub actor: String,
+/// What the RA declared of an application, whichever procedure: kept with
+/// the card as its application record (see `application_record`).
+pub(crate) struct Declared<'a> {
+    /// As the RA sent it; the registry keys the application by it trimmed.
+    pub id: &'a str,
+    pub date: time::Date,
+    /// Also the audit actor (see `actor`).
+    pub ra_operator: &'a str,
+    pub documents: Option<&'a iss::DocumentChecks>,
+    /// Why a card is reissued; empty for the other procedures.
+    pub reason: &'a str,
+}
+
+impl<'a> Declared<'a> {
+    pub(crate) fn new(
+        id: &'a str,
+        date: time::Date,
+        ra_operator: &'a str,
+        documents: Option<&'a iss::DocumentChecks>,
+    ) -> Self {
+        Declared { id, date, ra_operator, documents, reason: "" }
+    }
+}
+
+/// The card's two keys (CSRs verified) and how its PIN is chosen.
+pub(crate) struct CardKeys {
     pub signing_csr: profile::csr::VerifiedCsr,
     pub authentication_csr: profile::csr::VerifiedCsr,
     pub pin: PinChoice,
@@ -150,39 +168,26 @@ impl IssuanceService {
         Ok((s, a))
     }
 
+    /// The PIN choice, then both CSRs, of an application, checked.
+    pub(crate) fn card_keys(
+        &self,
+        card_pin: &str,
+        signing_csr: &[u8],
+        authentication_csr: &[u8],
+    ) -> Result<CardKeys, IssuanceError> {
+        let pin = PinChoice::from_request("card_pin", card_pin)?;
+        let (signing_csr, authentication_csr) = self.csrs(signing_csr, authentication_csr)?;
+        Ok(CardKeys { signing_csr, authentication_csr, pin })
+    }
+
     async fn submit(&self, app: iss::NewCardApplication) -> Result<IssuedCard, IssuanceError> {
         let today = profile::validity::today_jst();
         let checked = check_application(&app, today, self.document_max_age_months)?;
-        let pin = PinChoice::from_request("card_pin", &app.card_pin)?;
-        let (signing_csr, authentication_csr) = self.csrs(&app.signing_csr, &app.authentication_csr)?;
-        let holder = holder_from(
-            app.applicant.as_ref(),
-            app.licence.as_ref(),
-            checked.membership,
-            app.contact.as_ref(),
-            &app.institution,
-            &app.institution_kanji,
-        );
-        let json = application_record(
-            &app.application_id,
-            checked.application_date,
-            &app.ra_operator,
-            app.documents.as_ref(),
-            "new",
-            "",
-        );
-        self.issue_card(IssueInput {
-            application_id: app.application_id.trim().to_owned(),
-            procedure: Procedure::New,
-            replaces_card_id: String::new(),
-            holder,
-            application_json: json,
-            actor: actor(&app.ra_operator),
-            signing_csr,
-            authentication_csr,
-            pin,
-        })
-        .await
+        let keys = self.card_keys(&app.card_pin, &app.signing_csr, &app.authentication_csr)?;
+        let holder = holder_from(&app, checked.membership);
+        let declared =
+            Declared::new(&app.application_id, checked.application_date, &app.ra_operator, app.documents.as_ref());
+        self.issue_card(Procedure::New, declared, String::new(), holder, keys).await
     }
 
     /// Refuses at once while the watcher knows the HSM is down, before the registry
@@ -208,27 +213,31 @@ impl IssuanceService {
         })
     }
 
-    /// The one path that makes a card.
-    pub(crate) async fn issue_card(&self, input: IssueInput) -> Result<IssuedCard, IssuanceError> {
+    /// The one path that makes a card, whichever procedure asked.
+    pub(crate) async fn issue_card(
+        &self,
+        procedure: Procedure,
+        declared: Declared<'_>,
+        replaces_card_id: String,
+        holder: reg::Holder,
+        keys: CardKeys,
+    ) -> Result<IssuedCard, IssuanceError> {
         self.hsm_known_up()?;
-        let procedure_name = match input.procedure {
-            Procedure::New => "new",
-            Procedure::Renewal => "renewal",
-            Procedure::Reissue => "reissue",
-        };
+        let procedure_name = procedure.name();
+        let actor = actor(declared.ra_operator);
         let begun = self
             .registry
             .clone()
             .begin_application(reg::BeginApplicationRequest {
-                application_id: input.application_id.clone(),
-                holder: Some(input.holder),
-                application_json: input.application_json,
-                actor: input.actor.clone(),
+                application_id: declared.id.trim().to_owned(),
+                holder: Some(holder),
+                application_json: application_record(&declared, procedure),
+                actor: actor.clone(),
                 procedure: procedure_name.into(),
-                replaces_card_id: input.replaces_card_id.clone(),
+                replaces_card_id: replaces_card_id.clone(),
                 keys: vec![
-                    card_key(reg::CertificateKind::Signing, &input.signing_csr),
-                    card_key(reg::CertificateKind::Authentication, &input.authentication_csr),
+                    card_key(reg::CertificateKind::Signing, &keys.signing_csr),
+                    card_key(reg::CertificateKind::Authentication, &keys.authentication_csr),
                 ],
             })
             .await
@@ -245,11 +254,11 @@ impl IssuanceService {
 
         // The PIN is escrowed before any certificate exists (with PrepareCard, or
         // alone), so a card is never usable without a recoverable PIN.
-        let (generated, escrow) = self.encrypt_pin(&card.card_id, input.pin, &input.actor).await?;
+        let (generated, escrow) = self.encrypt_pin(&card.card_id, keys.pin, &actor).await?;
 
-        let csrs = [&input.signing_csr, &input.authentication_csr];
+        let csrs = [&keys.signing_csr, &keys.authentication_csr];
         let (out, pin_stored) =
-            self.ensure_certificates(&card, &begun.certificates, csrs, escrow, &input.actor, &who).await?;
+            self.ensure_certificates(&card, &begun.certificates, csrs, escrow, &actor, &who).await?;
         let generated_pin = Self::pin_to_return(generated, pin_stored);
         let (sign, auth) = (&out[0], &out[1]);
         tracing::info!(card_id = %card.card_id, holder_id = %holder.holder_id, procedure = procedure_name, replayed, "card issued");
@@ -262,10 +271,10 @@ impl IssuanceService {
             authentication_serial: auth.serial.clone(),
             not_before: rfc3339(sign.not_before),
             not_after: rfc3339(sign.not_after),
-            fee: Some(fee_for(registry_membership(holder.membership), input.procedure)),
+            fee: Some(fee_for(registry_membership(holder.membership), procedure)),
             replayed,
             generated_pin: generated_pin.unwrap_or_default(),
-            replaces_card_id: input.replaces_card_id,
+            replaces_card_id,
             crl_numbers: Vec::new(),
         })
     }
@@ -472,6 +481,16 @@ pub(crate) fn ra_who<T>(request: &Request<T>, ra_operator: &str) -> String {
     }
 }
 
+/// The request's message with its `ra_operator` (the field `ra_operator`
+/// picks) replaced by [`ra_who`]: what every RA handler works on.
+fn from_ra<T>(mut request: Request<T>, ra_operator: fn(&mut T) -> &mut String) -> T {
+    let given = std::mem::take(ra_operator(request.get_mut()));
+    let who = ra_who(&request, &given);
+    let mut message = request.into_inner();
+    *ra_operator(&mut message) = who;
+    message
+}
+
 /// The RA identity in a [`ra_who`] string.
 fn ra_identity(who: &str) -> &str {
     who.split(':').next().unwrap_or("")
@@ -510,6 +529,11 @@ fn subscriber(h: &reg::Holder) -> profile::Subscriber {
     }
 }
 
+/// A contact address the registry keeps, as the RA sees it.
+pub(crate) fn contact_from_registry(c: reg::ContactAddress) -> iss::ContactAddress {
+    iss::ContactAddress { postal_code: c.postal_code, address: c.address, phone: c.phone, email: c.email }
+}
+
 pub(crate) fn contact_to_registry(c: &iss::ContactAddress) -> reg::ContactAddress {
     reg::ContactAddress {
         postal_code: c.postal_code.trim().into(),
@@ -519,17 +543,11 @@ pub(crate) fn contact_to_registry(c: &iss::ContactAddress) -> reg::ContactAddres
     }
 }
 
-/// The holder as the registry stores it (holder_id assigned by the registry).
-pub(crate) fn holder_from(
-    a: Option<&iss::Applicant>,
-    l: Option<&iss::MedicalLicence>,
-    membership: Membership,
-    contact: Option<&iss::ContactAddress>,
-    institution: &str,
-    institution_kanji: &str,
-) -> reg::Holder {
-    let a = a.cloned().unwrap_or_default();
-    let l = l.cloned().unwrap_or_default();
+/// The holder of a checked new-card application (a reissue is checked as
+/// one), as the registry stores it (holder_id assigned by the registry).
+pub(crate) fn holder_from(app: &iss::NewCardApplication, membership: Membership) -> reg::Holder {
+    let a = app.applicant.clone().unwrap_or_default();
+    let l = app.licence.clone().unwrap_or_default();
     reg::Holder {
         holder_id: String::new(),
         family_name_kanji: a.family_name_kanji.trim().into(),
@@ -545,30 +563,23 @@ pub(crate) fn holder_from(
             Membership::Member => reg::Membership::Member,
             _ => reg::Membership::NonMember,
         } as i32,
-        contact: contact.map(contact_to_registry),
-        institution: institution.trim().into(),
-        institution_kanji: institution_kanji.trim().into(),
+        contact: app.contact.as_ref().map(contact_to_registry),
+        institution: app.institution.trim().into(),
+        institution_kanji: app.institution_kanji.trim().into(),
     }
 }
 
 /// What the RA declared it checked, kept with the card (CSRs are in the certificates; the PIN nowhere).
-pub(crate) fn application_record(
-    application_id: &str,
-    application_date: time::Date,
-    ra_operator: &str,
-    docs: Option<&iss::DocumentChecks>,
-    procedure: &str,
-    reason: &str,
-) -> String {
-    let docs = docs.cloned().unwrap_or_default();
+fn application_record(declared: &Declared<'_>, procedure: Procedure) -> String {
+    let docs = declared.documents.cloned().unwrap_or_default();
     let photo_id = docs.photo_id.clone().unwrap_or_default();
     serde_json::json!({
-        "application_id": application_id,
-        "application_date": application_date.to_string(),
-        "procedure": procedure,
-        "reason": reason,
-        "ra_operator": ra_operator,
-        "ra_identity": ra_identity(ra_operator),
+        "application_id": declared.id,
+        "application_date": declared.date.to_string(),
+        "procedure": procedure.name(),
+        "reason": declared.reason,
+        "ra_operator": declared.ra_operator,
+        "ra_identity": ra_identity(declared.ra_operator),
         "documents": {
             "photo_taken_on": docs.photo_taken_on,
             "resident_record_issued_on": docs.resident_record_issued_on,
@@ -609,23 +620,17 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::NewCardApplication>,
     ) -> Result<Response<IssuedCard>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut app = request.into_inner();
-        app.ra_operator = who;
+        let app = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "application.rejected", app.application_id.clone(), app.ra_operator.clone(), self.submit(app))
     }
 
     async fn renew(&self, request: Request<iss::RenewalApplication>) -> Result<Response<IssuedCard>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut app = request.into_inner();
-        app.ra_operator = who;
+        let app = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "renewal.rejected", app.application_id.clone(), app.ra_operator.clone(), self.renew_card(app))
     }
 
     async fn reissue(&self, request: Request<iss::ReissueApplication>) -> Result<Response<IssuedCard>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut app = request.into_inner();
-        app.ra_operator = who;
+        let app = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "reissue.rejected", app.application_id.clone(), app.ra_operator.clone(), self.reissue_card(app))
     }
 
@@ -633,9 +638,7 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::ContactChange>,
     ) -> Result<Response<iss::ContactChangeResult>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut req = request.into_inner();
-        req.ra_operator = who;
+        let req = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "contact.rejected", req.card_id.clone(), req.ra_operator.clone(), self.change_contact_of(req))
     }
 
@@ -643,9 +646,7 @@ impl Issuance for IssuanceService {
         &self,
         request: Request<iss::CessationRequest>,
     ) -> Result<Response<iss::CessationResult>, Status> {
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut req = request.into_inner();
-        req.ra_operator = who;
+        let req = from_ra(request, |m| &mut m.ra_operator);
         handle!(self, "cessation.rejected", req.card_id.clone(), req.ra_operator.clone(), self.cease(req))
     }
 
@@ -655,9 +656,7 @@ impl Issuance for IssuanceService {
     ) -> Result<Response<iss::PinDisclosure>, Status> {
         // The RA system's identity, for its daily cap: from its certificate, never from the request.
         let ra_identity = tls::caller(&request).map_or_else(|| ANONYMOUS.to_owned(), |c| c.identity.clone());
-        let who = ra_who(&request, &request.get_ref().ra_operator);
-        let mut req = request.into_inner();
-        req.ra_operator = who;
+        let req = from_ra(request, |m| &mut m.ra_operator);
         handle!(
             self,
             "pin.disclosure-rejected",

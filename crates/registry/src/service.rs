@@ -9,7 +9,7 @@ use proto::registry::v1::list_holder_cards_request::Key as HolderKey;
 use proto::registry::v1::registry_server::Registry;
 use store::{
     ApplicationProcedure, DisclosureLimit, NewApplication, NewApproval, NewPinEscrow, PinDisclosureRequest, Procedure,
-    Reservation, RevocationRequest, RevokedQuery, Store, StoreError,
+    Reservation, RevocationRequest, RevokedQuery, Serial, Store, StoreError,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -195,9 +195,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::ReserveSerialResponse>, Status> {
         let actor = peer(&request);
         let req = request.into_inner();
-        if req.not_before_unix >= req.not_after_unix {
-            return Err(RegistryError::invalid("not_after_unix", "must be later than not_before_unix").into());
-        }
+        validate::validity("not_after_unix", req.not_before_unix, req.not_after_unix)?;
         let kind = validate::kind("kind", req.kind)?;
         let card_id = if kind.of_card() {
             validate::id("card_id", &req.card_id)?
@@ -223,13 +221,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::RecordTbsResponse>, Status> {
         let actor = peer(&request);
         let req = request.into_inner();
-        let serial = validate::serial("serial", &req.serial)?;
-        validate::der("tbs_der", &req.tbs_der)?;
-        // Recording bytes that cannot become this serial's certificate would
-        // only fail later, after the HSM has signed them.
-        if x509::tbs_serial("tbs_der", &req.tbs_der)? != serial.as_bytes() {
-            return Err(RegistryError::invalid("tbs_der", format!("its serial number is not {serial}")).into());
-        }
+        let serial = tbs_serial_in(["serial", "tbs_der"], &req.serial, &req.tbs_der)?;
         let scope = req.crl_scope.map(|s| crl_scope_in(s, &req.tbs_der)).transpose()?;
         self.run(move |s| s.record_tbs(&serial, &req.tbs_der, scope.as_ref(), &actor)).await?;
         Ok(Response::new(pb::RecordTbsResponse {}))
@@ -241,13 +233,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::StoreCertificateResponse>, Status> {
         let actor = peer(&request);
         let req = request.into_inner();
-        let serial = validate::serial("serial", &req.serial)?;
-        validate::der("certificate_der", &req.certificate_der)?;
-        let parsed = x509::parse_certificate("certificate_der", &req.certificate_der)?;
-        if parsed.serial != serial.as_bytes() {
-            return Err(RegistryError::invalid("certificate_der", format!("its serial number is not {serial}")).into());
-        }
-        let tbs = parsed.tbs_der.to_vec();
+        let (serial, tbs) = certificate_in(["serial", "certificate_der"], &req.serial, &req.certificate_der)?;
         self.run(move |s| s.store_certificate(&serial, &req.certificate_der, &tbs, &actor)).await?;
         Ok(Response::new(pb::StoreCertificateResponse {}))
     }
@@ -276,26 +262,8 @@ impl Registry for RegistryService {
         if req.certificates.is_empty() || req.certificates.len() > 2 {
             return Err(RegistryError::invalid("certificates", "one or two certificates of the card").into());
         }
-        let pin = match req.pin_escrow {
-            Some(pe) => {
-                let key_label = validate::id("pin_escrow.key_label", &pe.key_label)?;
-                validate::bytes_len("pin_escrow.iv", &pe.iv, PIN_IV_LEN..=PIN_IV_LEN, "the AES-GCM nonce")?;
-                validate::bytes_len(
-                    "pin_escrow.ciphertext",
-                    &pe.ciphertext,
-                    PIN_CIPHERTEXT_LEN,
-                    "the encrypted PIN and its GCM tag",
-                )?;
-                Some(NewPinEscrow {
-                    card_id: card_id.clone(),
-                    key_label,
-                    iv: pe.iv,
-                    ciphertext: pe.ciphertext,
-                    actor: pin_actor,
-                })
-            }
-            None => None,
-        };
+        let pin =
+            req.pin_escrow.map(|pe| pin_escrow_in(PREPARED_PIN_FIELDS, pe, card_id.clone(), pin_actor)).transpose()?;
         let mut certs = Vec::with_capacity(req.certificates.len());
         for c in req.certificates {
             let kind = validate::kind("certificates.kind", c.kind)?;
@@ -305,24 +273,8 @@ impl Registry for RegistryService {
             if certs.iter().any(|p: &store::PreparedCertificate| p.kind == kind) {
                 return Err(RegistryError::invalid("certificates.kind", "each kind at most once").into());
             }
-            if c.not_before_unix >= c.not_after_unix {
-                return Err(RegistryError::invalid(
-                    "certificates.not_after_unix",
-                    "must be later than not_before_unix",
-                )
-                .into());
-            }
-            let serial = validate::serial("certificates.serial", &c.serial)?;
-            validate::der("certificates.tbs_der", &c.tbs_der)?;
-            // As RecordTbs: bytes that cannot become this serial's certificate
-            // would only fail later, after the HSM has signed them.
-            if x509::tbs_serial("certificates.tbs_der", &c.tbs_der)? != serial.as_bytes() {
-                return Err(RegistryError::invalid(
-                    "certificates.tbs_der",
-                    format!("its serial number is not {serial}"),
-                )
-                .into());
-            }
+            validate::validity("certificates.not_after_unix", c.not_before_unix, c.not_after_unix)?;
+            let serial = tbs_serial_in(["certificates.serial", "certificates.tbs_der"], &c.serial, &c.tbs_der)?;
             let scope = c.crl_scope.map(|s| crl_scope_in(s, &c.tbs_der)).transpose()?;
             certs.push(store::PreparedCertificate {
                 kind,
@@ -349,17 +301,8 @@ impl Registry for RegistryService {
         }
         let mut certs = Vec::with_capacity(req.certificates.len());
         for c in req.certificates {
-            let serial = validate::serial("certificates.serial", &c.serial)?;
-            validate::der("certificates.certificate_der", &c.certificate_der)?;
-            let parsed = x509::parse_certificate("certificates.certificate_der", &c.certificate_der)?;
-            if parsed.serial != serial.as_bytes() {
-                return Err(RegistryError::invalid(
-                    "certificates.certificate_der",
-                    format!("its serial number is not {serial}"),
-                )
-                .into());
-            }
-            let tbs_of_cert = parsed.tbs_der.to_vec();
+            let fields = ["certificates.serial", "certificates.certificate_der"];
+            let (serial, tbs_of_cert) = certificate_in(fields, &c.serial, &c.certificate_der)?;
             certs.push(store::SignedCertificate { serial, certificate_der: c.certificate_der, tbs_of_cert });
         }
         let completion = store::CardCompletion { card_id, certs, cert_actor, actor };
@@ -638,10 +581,7 @@ impl Registry for RegistryService {
         let actor = actor(&request, &request.get_ref().actor)?;
         let req = request.into_inner();
         let card_id = validate::id("card_id", &req.card_id)?;
-        let key_label = validate::id("key_label", &req.key_label)?;
-        validate::bytes_len("iv", &req.iv, PIN_IV_LEN..=PIN_IV_LEN, "the AES-GCM nonce")?;
-        validate::bytes_len("ciphertext", &req.ciphertext, PIN_CIPHERTEXT_LEN, "the encrypted PIN and its GCM tag")?;
-        let new = NewPinEscrow { card_id, key_label, iv: req.iv, ciphertext: req.ciphertext, actor };
+        let new = pin_escrow_in(PIN_FIELDS, req, card_id, actor)?;
         let escrow = self.run(move |s| s.store_pin_escrow(&new)).await?;
         Ok(Response::new(convert::pin_escrow_out(escrow)))
     }
@@ -793,6 +733,57 @@ fn procedure(name: &str, replaces_card_id: &str) -> Result<ApplicationProcedure,
         Procedure::Renewal => ApplicationProcedure::Renewal { replaces_card_id },
         _ => ApplicationProcedure::Reissue { replaces_card_id },
     })
+}
+
+/// A serial and the to-be-signed certificate that must carry it: bytes that
+/// cannot become this serial's certificate would only fail later, after the
+/// HSM has signed them. `fields` names both in the request.
+fn tbs_serial_in(fields: [&'static str; 2], serial: &str, tbs_der: &[u8]) -> Result<Serial, RegistryError> {
+    let [serial_field, tbs_field] = fields;
+    let serial = validate::serial(serial_field, serial)?;
+    validate::der(tbs_field, tbs_der)?;
+    if x509::tbs_serial(tbs_field, tbs_der)? != serial.as_bytes() {
+        return Err(RegistryError::invalid(tbs_field, format!("its serial number is not {serial}")));
+    }
+    Ok(serial)
+}
+
+/// A serial and the signed certificate that must carry it, with the
+/// certificate's tbsCertificate (the store compares it with the recorded
+/// bytes). `fields` names both in the request.
+fn certificate_in(
+    fields: [&'static str; 2],
+    serial: &str,
+    certificate_der: &[u8],
+) -> Result<(Serial, Vec<u8>), RegistryError> {
+    let [serial_field, der_field] = fields;
+    let serial = validate::serial(serial_field, serial)?;
+    validate::der(der_field, certificate_der)?;
+    let parsed = x509::parse_certificate(der_field, certificate_der)?;
+    if parsed.serial != serial.as_bytes() {
+        return Err(RegistryError::invalid(der_field, format!("its serial number is not {serial}")));
+    }
+    Ok((serial, parsed.tbs_der.to_vec()))
+}
+
+/// The names of a PIN escrow's key_label, iv and ciphertext: in
+/// StorePinEscrow, and in PrepareCard's `pin_escrow`.
+const PIN_FIELDS: [&str; 3] = ["key_label", "iv", "ciphertext"];
+const PREPARED_PIN_FIELDS: [&str; 3] = ["pin_escrow.key_label", "pin_escrow.iv", "pin_escrow.ciphertext"];
+
+/// A PIN escrow to store for `card_id` (the request's own `card_id` and
+/// `actor` are the caller's to check), its fields named by `fields`.
+fn pin_escrow_in(
+    fields: [&'static str; 3],
+    pe: pb::StorePinEscrowRequest,
+    card_id: String,
+    actor: String,
+) -> Result<NewPinEscrow, RegistryError> {
+    let [key_label_field, iv_field, ciphertext_field] = fields;
+    let key_label = validate::id(key_label_field, &pe.key_label)?;
+    validate::bytes_len(iv_field, &pe.iv, PIN_IV_LEN..=PIN_IV_LEN, "the AES-GCM nonce")?;
+    validate::bytes_len(ciphertext_field, &pe.ciphertext, PIN_CIPHERTEXT_LEN, "the encrypted PIN and its GCM tag")?;
+    Ok(NewPinEscrow { card_id, key_label, iv: pe.iv, ciphertext: pe.ciphertext, actor })
 }
 
 /// The AES-GCM nonce of an escrowed PIN.

@@ -108,6 +108,15 @@ pub fn der(field: &'static str, value: &[u8]) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// A certificate's validity: `not_after_field` names the notAfter, which
+/// must come after the notBefore.
+pub fn validity(not_after_field: &'static str, not_before_unix: i64, not_after_unix: i64) -> Result<(), RegistryError> {
+    if not_before_unix >= not_after_unix {
+        return Err(RegistryError::invalid(not_after_field, "must be later than not_before_unix"));
+    }
+    Ok(())
+}
+
 pub fn kind(field: &'static str, value: i32) -> Result<CertificateKind, RegistryError> {
     use proto::registry::v1::CertificateKind as P;
     match P::try_from(value) {

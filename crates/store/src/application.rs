@@ -47,11 +47,7 @@ impl Store {
 
     /// PENDING -> ACTIVE once both certificates are ISSUED; ACTIVE stays ACTIVE.
     pub fn complete_application(&self, card_id: &str, actor: &str) -> Result<CardRecord, StoreError> {
-        let (card, changed) = self.trees.transact(|tx| complete(tx, card_id, actor))?;
-        if changed {
-            self.flush_grouped()?;
-        }
-        Ok(card)
+        self.transact_and_flush(Store::flush_grouped, |tx| complete(tx, card_id, actor))
     }
 
     pub fn get_card(&self, card_id: &str) -> Result<CardView, StoreError> {

@@ -45,7 +45,7 @@ impl Store {
     /// (compared ignoring ASCII case). The same approver again is a no-op;
     /// another approver of an approved request is refused.
     pub fn approve(&self, approval_id: &str, approver: &str) -> Result<ApprovalRecord, StoreError> {
-        self.step(|tx| {
+        self.transact_and_flush(Store::flush, |tx| {
             let mut record = require_approval(tx, approval_id)?;
             let refuse = |reason: &str| {
                 fail(StoreError::Approver { approval_id: approval_id.to_owned(), reason: reason.to_owned() })
@@ -78,7 +78,7 @@ impl Store {
 
     /// APPROVED -> EXECUTED; EXECUTED again is a no-op; AWAITING is refused.
     pub fn mark_approval_executed(&self, approval_id: &str, actor: &str) -> Result<ApprovalRecord, StoreError> {
-        self.step(|tx| {
+        self.transact_and_flush(Store::flush, |tx| {
             let mut record = require_approval(tx, approval_id)?;
             match record.state {
                 ApprovalState::Executed => return Ok((record, false)),
@@ -118,18 +118,6 @@ impl Store {
             Some(bytes) => decode("approvals", approval_id.as_bytes(), &bytes),
             None => Err(StoreError::NoSuchApproval { approval_id: approval_id.to_owned() }),
         }
-    }
-}
-
-impl Store {
-    /// Runs one step of an approval's life; a step that changed it (the bool)
-    /// is made durable before this returns.
-    fn step(&self, f: impl Fn(&Tx<'_>) -> TxResult<(ApprovalRecord, bool)>) -> Result<ApprovalRecord, StoreError> {
-        let (record, changed) = self.trees.transact(f)?;
-        if changed {
-            self.flush()?;
-        }
-        Ok(record)
     }
 }
 

@@ -112,11 +112,7 @@ impl Store {
     /// and dates), so a retried call never makes a second certificate of a
     /// kind for one card. Otherwise the card must be PENDING.
     pub fn reserve_serial(&self, req: &Reservation, actor: &str) -> Result<CertificateRecord, StoreError> {
-        let (record, changed) = self.trees.transact(|tx| reserve(tx, req, actor))?;
-        if changed {
-            self.flush_grouped()?;
-        }
-        Ok(record)
+        self.transact_and_flush(Store::flush_grouped, |tx| reserve(tx, req, actor))
     }
 
     /// RESERVED -> PRECERT, keeping `tbs_der`. Recording the same bytes again is
@@ -135,11 +131,7 @@ impl Store {
         if let Some(scope) = scope {
             crate::crl_scopes::check(scope)?;
         }
-        let (record, changed) = self.trees.transact(|tx| record_tbs(tx, serial, tbs_der, scope, actor))?;
-        if changed {
-            self.flush_grouped()?;
-        }
-        Ok(record)
+        self.transact_and_flush(Store::flush_grouped, |tx| record_tbs(tx, serial, tbs_der, scope, actor))
     }
 
     /// Stores the signed certificate. `tbs_of_cert` is the tbsCertificate taken
@@ -177,11 +169,7 @@ impl Store {
     /// RecordTbs or StoreCertificate for it is refused. Abandoning an abandoned
     /// serial writes nothing; any other state is `CertificateState`.
     pub fn abandon_reservation(&self, serial: &Serial, actor: &str) -> Result<CertificateRecord, StoreError> {
-        let (record, changed) = self.trees.transact(|tx| abandon(tx, serial, actor))?;
-        if changed {
-            self.flush()?;
-        }
-        Ok(record)
+        self.transact_and_flush(Store::flush, |tx| abandon(tx, serial, actor))
     }
 
     /// Certificates still RESERVED or PRECERT, for recovery after a restart:
@@ -259,11 +247,7 @@ fn insert_reservation(
         "not_before_unix": req.not_before_unix,
         "not_after_unix": req.not_after_unix,
     });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::SERIAL_RESERVE, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::SERIAL_RESERVE, &serial, &detail)?;
     Ok((record, true))
 }
 
@@ -351,11 +335,7 @@ fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRe
         }
     }
     let detail = json!({ "card_id": record.card_id, "kind": record.kind, "slot_freed": freed });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::SERIAL_ABANDON, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::SERIAL_ABANDON, serial, &detail)?;
     Ok((record, true))
 }
 
@@ -386,11 +366,7 @@ fn record_tbs(
         crate::crl_scopes::record(tx, &record.issuer_label, scope, record.not_after_unix)?;
     }
     let detail = json!({ "card_id": record.card_id, "kind": record.kind, "tbs_sha256": sha256_hex(tbs_der) });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::TBS_RECORD, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::TBS_RECORD, serial, &detail)?;
     Ok((record, true))
 }
 
@@ -455,12 +431,21 @@ fn store_cert(
         "state": record.state,
         "feed_sequence": good,
     });
-    let subject = serial.to_hex();
-    audit::append(
-        tx,
-        &Event { actor, action: actions::CERTIFICATE_STORE, subject: &subject, detail_json: detail.to_string() },
-    )?;
+    audit_certificate(tx, actor, actions::CERTIFICATE_STORE, serial, &detail)?;
     Ok((record, true, good))
+}
+
+/// Audits a step of one certificate's life: its serial is the entry's subject.
+pub(crate) fn audit_certificate(
+    tx: &Tx<'_>,
+    actor: &str,
+    action: &str,
+    serial: &Serial,
+    detail: &serde_json::Value,
+) -> TxResult<()> {
+    let subject = serial.to_hex();
+    audit::append(tx, &Event { actor, action, subject: &subject, detail_json: detail.to_string() })?;
+    Ok(())
 }
 
 /// A serial the caller named: absent is the caller's NotFound.

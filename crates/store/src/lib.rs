@@ -233,6 +233,21 @@ impl Store {
         Ok(record)
     }
 
+    /// Runs a transaction that says whether it wrote anything (the bool) and,
+    /// when it did, makes that durable with `flush` (`Store::flush`, or
+    /// `Store::flush_grouped` to share it) before the caller acknowledges it.
+    pub(crate) fn transact_and_flush<T>(
+        &self,
+        flush: fn(&Store) -> Result<(), StoreError>,
+        f: impl Fn(&tx::Tx<'_>) -> tx::TxResult<(T, bool)>,
+    ) -> Result<T, StoreError> {
+        let (value, changed) = self.trees.transact(f)?;
+        if changed {
+            flush(self)?;
+        }
+        Ok(value)
+    }
+
     /// Makes everything written so far durable; called before acknowledging
     /// a change. sled: an fsync. PostgreSQL: nothing, the commit was.
     fn flush(&self) -> Result<(), StoreError> {

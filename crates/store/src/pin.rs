@@ -17,11 +17,7 @@ impl Store {
     /// and ciphertext) writes nothing and returns the stored one; a different
     /// one is refused with `PinEscrowExists`: an escrow is never replaced.
     pub fn store_pin_escrow(&self, new: &NewPinEscrow) -> Result<PinEscrow, StoreError> {
-        let (escrow, changed) = self.trees.transact(|tx| store_escrow(tx, new))?;
-        if changed {
-            self.flush_grouped()?;
-        }
-        Ok(escrow)
+        self.transact_and_flush(Store::flush_grouped, |tx| store_escrow(tx, new))
     }
 
     /// Records a disclosure of the card's escrowed PIN and returns the escrow

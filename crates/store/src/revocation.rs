@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::application::{load_view, require_card};
 use crate::audit::{self, actions, Event};
-use crate::certificates::{find_certificate, require_certificate};
+use crate::certificates::{audit_certificate, find_certificate, require_certificate};
 use crate::error::StoreError;
 use crate::feed::{self, FeedChange};
 use crate::records::{
@@ -230,16 +230,7 @@ fn revoke_in_tx(
         "note": req.note,
         "feed_sequence": change.sequence,
     });
-    let subject = record.serial.to_hex();
-    audit::append(
-        tx,
-        &Event {
-            actor: &req.actor,
-            action: actions::CERTIFICATE_REVOKE,
-            subject: &subject,
-            detail_json: detail.to_string(),
-        },
-    )?;
+    audit_certificate(tx, &req.actor, actions::CERTIFICATE_REVOKE, &record.serial, &detail)?;
     Ok(change.sequence)
 }
 

@@ -231,7 +231,7 @@ fn person(app: &App, req: &Request) -> Result<tls::Caller, ConsoleError> {
     let Some(server::PeerCert(Some(der))) = req.extensions().get::<server::PeerCert>() else {
         return Err(ConsoleError::Login("no client certificate".into()));
     };
-    let caller = tls::caller_of_certificate(der).map_err(ConsoleError::Login)?;
+    let caller = tls::caller_of_certificate(der).map_err(|e| ConsoleError::Login(e.to_string()))?;
     match app.revoked.is_revoked(&caller.serial) {
         Ok(false) => {}
         Ok(true) => {

@@ -69,7 +69,7 @@ fn parse_revoked(text: &str) -> HashSet<String> {
 fn read_identity(pki: &LocalPki, name: &str) -> Result<crate::Caller, TlsError> {
     let pem = read(&pki.cert(name))?;
     let der = pem_to_der(&pem).ok_or_else(|| bad(name, format!("{} is no certificate", pki.cert(name).display())))?;
-    caller_of_certificate(&der).map_err(|why| bad(name, why))
+    caller_of_certificate(&der).map_err(|why| bad(name, why.to_string()))
 }
 
 /// Issues `name` a client certificate with `role` (`ra`, `operator`, `auditor`)

@@ -343,7 +343,10 @@ pub fn client_tls(dir: &Path, identity: &str) -> Result<ClientTlsConfig, TlsErro
 
 /// The URI SANs of a certificate.
 fn uris(der: &[u8]) -> Vec<String> {
-    let Ok(cert) = x509_cert::Certificate::from_der(der) else { return Vec::new() };
+    x509_cert::Certificate::from_der(der).map(|cert| uris_of(&cert)).unwrap_or_default()
+}
+
+fn uris_of(cert: &x509_cert::Certificate) -> Vec<String> {
     let Some(exts) = cert.tbs_certificate().extensions() else { return Vec::new() };
     let mut out = Vec::new();
     for ext in exts.iter().filter(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME) {
@@ -364,31 +367,43 @@ pub fn role_of_certificate(der: &[u8]) -> Option<Role> {
 
 /// The serial of a certificate, lower-case hex without leading zero bytes.
 pub fn serial_of_certificate(der: &[u8]) -> Option<String> {
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    x509_cert::Certificate::from_der(der).ok().map(|cert| serial_of(&cert))
+}
+
+fn serial_of(cert: &x509_cert::Certificate) -> String {
     let bytes = cert.tbs_certificate().serial_number().as_bytes();
     let trimmed: &[u8] = match bytes.iter().position(|b| *b != 0) {
         Some(i) => &bytes[i..],
         None => &bytes[bytes.len().saturating_sub(1)..],
     };
-    Some(trimmed.iter().map(|b| format!("{b:02x}")).collect())
+    trimmed.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The caller a client certificate names: its role, its identity and serial;
-/// `Err` says what is missing.
-pub fn caller_of_certificate(der: &[u8]) -> Result<Caller, String> {
-    let uris = uris(der);
-    let role = uris
-        .iter()
-        .find_map(|u| u.strip_prefix(ROLE_URI_PREFIX))
-        .ok_or_else(|| format!("no role (URI SAN {ROLE_URI_PREFIX}<role>) in the client certificate"))?;
-    let role = Role::parse(role).map_err(|e| format!("client certificate: {e}"))?;
+/// What a client certificate lacks to name a caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallerError {
+    /// Also for bytes that are no certificate: they carry no role either.
+    #[error("no role (URI SAN {ROLE_URI_PREFIX}<role>) in the client certificate")]
+    NoRole,
+    #[error("client certificate: {0}")]
+    BadRole(String),
+    #[error("no identity (URI SAN {ID_URI_PREFIX}<name>) in the client certificate")]
+    NoIdentity,
+}
+
+/// The caller a client certificate names: its role, its identity and serial
+/// (the certificate is parsed once: this runs on every call).
+pub fn caller_of_certificate(der: &[u8]) -> Result<Caller, CallerError> {
+    let cert = x509_cert::Certificate::from_der(der).map_err(|_| CallerError::NoRole)?;
+    let uris = uris_of(&cert);
+    let role = uris.iter().find_map(|u| u.strip_prefix(ROLE_URI_PREFIX)).ok_or(CallerError::NoRole)?;
+    let role = Role::parse(role).map_err(|e| CallerError::BadRole(e.to_string()))?;
     let identity = uris
         .iter()
         .find_map(|u| u.strip_prefix(ID_URI_PREFIX))
         .filter(|i| identity::check_name(i).is_ok())
-        .ok_or_else(|| format!("no identity (URI SAN {ID_URI_PREFIX}<name>) in the client certificate"))?;
-    let serial = serial_of_certificate(der).ok_or("unreadable client certificate")?;
-    Ok(Caller { identity: identity.to_owned(), role, serial })
+        .ok_or(CallerError::NoIdentity)?;
+    Ok(Caller { identity: identity.to_owned(), role, serial: serial_of(&cert) })
 }
 
 /// The decision for one call of `path` (`/package.Service/Method`) by the
@@ -400,7 +415,7 @@ pub fn authorize(path: &str, leaf: Option<&[u8]>, revoked: Option<&RevokedList>)
     let Some(leaf) = leaf else {
         return Err(tonic::Status::unauthenticated("no client certificate"));
     };
-    let caller = caller_of_certificate(leaf).map_err(tonic::Status::unauthenticated)?;
+    let caller = caller_of_certificate(leaf).map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
     if let Some(list) = revoked {
         match list.is_revoked(&caller.serial) {
             Ok(false) => {}

@@ -10,6 +10,35 @@ use rcgen::{DistinguishedName, DnType, DnValue};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 
+/// What is wrong with a name or one of its attributes; `what` is the field
+/// or config key it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("{what} is empty")]
+    Empty { what: String },
+    #[error("{what} has {chars} characters, at most {max} are allowed")]
+    TooLong { what: String, chars: usize, max: usize },
+    #[error("{what} must be a two-letter country code such as JP")]
+    Country { what: String },
+    #[error("{what} ({value:?}) must use only PrintableString characters: A-Z a-z 0-9 space ' ( ) + , - . / : = ?")]
+    NotPrintable { what: String, value: String },
+    #[error("{what} contains control characters")]
+    Control { what: String },
+    #[error("attribute {0:?} is not C, O, OU, CN, L, ST, serialNumber or a dotted OID")]
+    UnknownAttribute(String),
+    #[error("attribute {0} appears too often (at most two each of C, L, ST, O, OU, CN and one of any other type)")]
+    TooOften(ObjectIdentifier),
+    #[error("multi-valued or empty RDNs are not supported")]
+    MultiValued,
+    #[error("attribute {oid} has unsupported string type {tag}")]
+    UnsupportedType { oid: ObjectIdentifier, tag: Tag },
+    /// rcgen or UTF-8 refused a value (its own message).
+    #[error("{0}")]
+    Value(String),
+    #[error("attribute {oid}: {message}")]
+    Attribute { oid: ObjectIdentifier, message: String },
+}
+
 /// The two string types RFC 5280 lets a new CA use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StringKind {
@@ -51,27 +80,25 @@ fn upper_bound(oid: ObjectIdentifier) -> Option<usize> {
 }
 
 /// Checks emptiness, length and character set; the message names `what`.
-pub fn check_entry(entry: &NameEntry, what: &str) -> Result<(), String> {
+pub fn check_entry(entry: &NameEntry, what: &str) -> Result<(), NameError> {
+    let what = what.to_owned();
     if entry.value.trim().is_empty() {
-        return Err(format!("{what} is empty"));
+        return Err(NameError::Empty { what });
     }
     let chars = entry.value.chars().count();
-    if let Some(ub) = upper_bound(entry.oid) {
-        if chars > ub {
-            return Err(format!("{what} has {chars} characters, at most {ub} are allowed"));
+    if let Some(max) = upper_bound(entry.oid) {
+        if chars > max {
+            return Err(NameError::TooLong { what, chars, max });
         }
     }
     if entry.oid == rfc4519::COUNTRY_NAME && (chars != 2 || !entry.value.chars().all(|c| c.is_ascii_uppercase())) {
-        return Err(format!("{what} must be a two-letter country code such as JP"));
+        return Err(NameError::Country { what });
     }
     if entry.kind == StringKind::Printable && PrintableStringRef::new(&entry.value).is_err() {
-        return Err(format!(
-            "{what} ({:?}) must use only PrintableString characters: A-Z a-z 0-9 space ' ( ) + , - . / : = ?",
-            entry.value
-        ));
+        return Err(NameError::NotPrintable { what, value: entry.value.clone() });
     }
     if entry.value.chars().any(char::is_control) {
-        return Err(format!("{what} contains control characters"));
+        return Err(NameError::Control { what });
     }
     Ok(())
 }
@@ -79,7 +106,7 @@ pub fn check_entry(entry: &NameEntry, what: &str) -> Result<(), String> {
 /// Maps a config attribute name (C, O, OU, CN, L, ST, serialNumber or a
 /// dotted OID) to its type and string kind. countryName and serialNumber are
 /// PrintableString by their X.520 syntax; everything else UTF8String.
-pub fn config_attribute(attr: &str) -> Result<(ObjectIdentifier, StringKind), String> {
+pub fn config_attribute(attr: &str) -> Result<(ObjectIdentifier, StringKind), NameError> {
     let oid = match attr {
         "C" => rfc4519::COUNTRY_NAME,
         "O" => rfc4519::ORGANIZATION_NAME,
@@ -88,8 +115,7 @@ pub fn config_attribute(attr: &str) -> Result<(ObjectIdentifier, StringKind), St
         "L" => rfc4519::LOCALITY_NAME,
         "ST" => rfc4519::ST,
         "serialNumber" => rfc4519::SERIAL_NUMBER,
-        dotted => ObjectIdentifier::new(dotted)
-            .map_err(|_| format!("attribute {dotted:?} is not C, O, OU, CN, L, ST, serialNumber or a dotted OID"))?,
+        dotted => ObjectIdentifier::new(dotted).map_err(|_| NameError::UnknownAttribute(dotted.to_owned()))?,
     };
     let kind = if oid == rfc4519::COUNTRY_NAME || oid == rfc4519::SERIAL_NUMBER {
         StringKind::Printable
@@ -115,21 +141,19 @@ fn free_dn_type(dn: &DistinguishedName, oid: ObjectIdentifier) -> Option<DnType>
     slots.into_iter().find(|ty| dn.get(ty).is_none())
 }
 
-fn push(dn: &mut DistinguishedName, oid: ObjectIdentifier, value: DnValue) -> Result<(), String> {
-    let ty = free_dn_type(dn, oid).ok_or_else(|| {
-        format!("attribute {oid} appears too often (at most two each of C, L, ST, O, OU, CN and one of any other type)")
-    })?;
+fn push(dn: &mut DistinguishedName, oid: ObjectIdentifier, value: DnValue) -> Result<(), NameError> {
+    let ty = free_dn_type(dn, oid).ok_or(NameError::TooOften(oid))?;
     dn.push(ty, value);
     Ok(())
 }
 
-pub fn to_rcgen_dn(entries: &[NameEntry]) -> Result<DistinguishedName, String> {
+pub fn to_rcgen_dn(entries: &[NameEntry]) -> Result<DistinguishedName, NameError> {
     let mut dn = DistinguishedName::new();
     for e in entries {
         let value = match e.kind {
-            StringKind::Printable => {
-                DnValue::PrintableString(PrintableString::try_from(e.value.as_str()).map_err(|err| err.to_string())?)
-            }
+            StringKind::Printable => DnValue::PrintableString(
+                PrintableString::try_from(e.value.as_str()).map_err(|err| NameError::Value(err.to_string()))?,
+            ),
             StringKind::Utf8 => DnValue::Utf8String(e.value.clone()),
         };
         push(&mut dn, e.oid, value)?;
@@ -157,23 +181,23 @@ pub fn to_x509_name(entries: &[NameEntry]) -> Result<Name, der::Error> {
 /// Converts a certificate's Name into an rcgen DN that re-encodes to the same
 /// bytes: same order, same string types. Multi-valued RDNs and values rcgen
 /// cannot represent are refused rather than silently changed.
-pub fn rcgen_dn_from_x509(name: &Name) -> Result<DistinguishedName, String> {
+pub fn rcgen_dn_from_x509(name: &Name) -> Result<DistinguishedName, NameError> {
     let mut dn = DistinguishedName::new();
     for rdn in name.iter_rdn() {
         let mut atvs = rdn.iter();
         let (Some(atv), None) = (atvs.next(), atvs.next()) else {
-            return Err("multi-valued or empty RDNs are not supported".into());
+            return Err(NameError::MultiValued);
         };
         let bytes = atv.value.value();
-        let text = || String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string());
-        let bad = |e: rcgen::Error| format!("attribute {}: {e}", atv.oid);
+        let text = || String::from_utf8(bytes.to_vec()).map_err(|e| NameError::Value(e.to_string()));
+        let bad = |e: rcgen::Error| NameError::Attribute { oid: atv.oid, message: e.to_string() };
         let value = match atv.value.tag() {
             Tag::PrintableString => DnValue::PrintableString(PrintableString::try_from(text()?).map_err(bad)?),
             Tag::Utf8String => DnValue::Utf8String(text()?),
             Tag::Ia5String => DnValue::Ia5String(Ia5String::try_from(text()?).map_err(bad)?),
             Tag::TeletexString => DnValue::TeletexString(TeletexString::try_from(text()?).map_err(bad)?),
             Tag::BmpString => DnValue::BmpString(BmpString::from_utf16be(bytes.to_vec()).map_err(bad)?),
-            other => return Err(format!("attribute {} has unsupported string type {other}", atv.oid)),
+            other => return Err(NameError::UnsupportedType { oid: atv.oid, tag: other }),
         };
         push(&mut dn, atv.oid, value)?;
     }
@@ -224,15 +248,15 @@ mod tests {
         assert_eq!(back, dn);
         let mut three = entries();
         three.push(NameEntry::utf8(rfc4519::ORGANIZATIONAL_UNIT_NAME, "C"));
-        assert!(to_rcgen_dn(&three).unwrap_err().contains("2.5.4.11"));
+        assert!(to_rcgen_dn(&three).unwrap_err().to_string().contains("2.5.4.11"));
     }
 
     #[test]
     fn checks_name_the_field() {
         let e = NameEntry::printable(rfc4519::SERIAL_NUMBER, "医師");
-        assert!(check_entry(&e, "holder_id").unwrap_err().contains("holder_id"));
+        assert!(check_entry(&e, "holder_id").unwrap_err().to_string().contains("holder_id"));
         let e = NameEntry::utf8(rfc4519::COMMON_NAME, &"x".repeat(65));
-        assert!(check_entry(&e, "CN").unwrap_err().contains("64"));
+        assert!(check_entry(&e, "CN").unwrap_err().to_string().contains("64"));
         let e = NameEntry::printable(rfc4519::COUNTRY_NAME, "jp");
         assert!(check_entry(&e, "C").is_err());
         assert!(check_entry(&NameEntry::utf8(rfc4519::COMMON_NAME, "  "), "CN").is_err());
@@ -244,6 +268,6 @@ mod tests {
         assert_eq!(config_attribute("C").unwrap(), (rfc4519::COUNTRY_NAME, StringKind::Printable));
         assert_eq!(config_attribute("serialNumber").unwrap(), (rfc4519::SERIAL_NUMBER, StringKind::Printable));
         assert_eq!(config_attribute("2.5.4.97").unwrap().1, StringKind::Utf8);
-        assert!(config_attribute("Org").unwrap_err().contains("Org"));
+        assert!(config_attribute("Org").unwrap_err().to_string().contains("Org"));
     }
 }

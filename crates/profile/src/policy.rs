@@ -181,7 +181,7 @@ impl CaProfile {
             let (oid, kind) =
                 names::config_attribute(attr).map_err(|e| ProfileError::InvalidConfig(format!("{what}: {e}")))?;
             let entry = NameEntry { oid, kind, value: value.to_owned() };
-            names::check_entry(&entry, &what).map_err(ProfileError::InvalidConfig)?;
+            names::check_entry(&entry, &what).map_err(|e| ProfileError::InvalidConfig(e.to_string()))?;
             entries.push(entry);
         }
         if entries.is_empty() {

@@ -63,6 +63,7 @@ impl Subscriber {
     /// Checks every field on its own, so the message can name it.
     pub fn validate(&self) -> Result<(), ProfileError> {
         let invalid = ProfileError::InvalidSubscriber;
+        let bad_name = |e: names::NameError| ProfileError::InvalidSubscriber(e.to_string());
         let fields = [
             ("given_name_latin", &self.given_name_latin),
             ("family_name_latin", &self.family_name_latin),
@@ -70,12 +71,12 @@ impl Subscriber {
             ("family_name_kanji", &self.family_name_kanji),
         ];
         for (field, value) in fields {
-            names::check_entry(&NameEntry::utf8(rfc4519::COMMON_NAME, value), field).map_err(invalid)?;
+            names::check_entry(&NameEntry::utf8(rfc4519::COMMON_NAME, value), field).map_err(bad_name)?;
         }
         names::check_entry(&NameEntry::printable(rfc4519::SERIAL_NUMBER, &self.holder_id), "holder_id")
-            .map_err(invalid)?;
+            .map_err(bad_name)?;
         if let Some(org) = &self.institution {
-            names::check_entry(&NameEntry::utf8(rfc4519::ORGANIZATION_NAME, org), "institution").map_err(invalid)?;
+            names::check_entry(&NameEntry::utf8(rfc4519::ORGANIZATION_NAME, org), "institution").map_err(bad_name)?;
             if let Some(bad) = org.chars().find(|c| !(' '..='~').contains(c)) {
                 return Err(invalid(format!(
                     "institution: {bad:?} is not printable ASCII; the subject O holds the Latin (English or romaji) \
@@ -90,14 +91,14 @@ impl Subscriber {
                 ));
             }
             names::check_entry(&NameEntry::utf8(rfc4519::ORGANIZATION_NAME, org), "institution_kanji")
-                .map_err(invalid)?;
+                .map_err(bad_name)?;
         }
         for (cn, what) in [
             (&self.subject_entries(), "common name \"given family\" in Latin letters"),
             (&self.alt_name_entries(), "kanji common name"),
         ] {
             for entry in cn.iter().filter(|e| e.oid == rfc4519::COMMON_NAME) {
-                names::check_entry(entry, what).map_err(invalid)?;
+                names::check_entry(entry, what).map_err(bad_name)?;
             }
         }
         Ok(())
@@ -127,7 +128,8 @@ pub fn subscriber_params(
     }
 
     let mut params = CertificateParams::default();
-    params.distinguished_name = names::to_rcgen_dn(&who.subject_entries()).map_err(ProfileError::InvalidSubscriber)?;
+    params.distinguished_name =
+        names::to_rcgen_dn(&who.subject_entries()).map_err(|e| ProfileError::InvalidSubscriber(e.to_string()))?;
     params.serial_number = Some(serial_number(serial)?);
     params.not_before = not_before;
     params.not_after = not_after;

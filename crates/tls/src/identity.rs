@@ -160,17 +160,26 @@ pub struct RevokedList {
 /// Modification time and length of the file, as last read.
 type Stamp = (SystemTime, u64);
 
+/// The revoked list's file exists but cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct RevokedListError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 impl RevokedList {
     pub fn new(path: PathBuf) -> RevokedList {
         RevokedList { path, cache: Mutex::new((None, HashSet::new())) }
     }
 
     /// Whether `serial` (lower-case hex) is revoked.
-    pub fn is_revoked(&self, serial: &str) -> Result<bool, String> {
+    pub fn is_revoked(&self, serial: &str) -> Result<bool, RevokedListError> {
+        let unreadable = |source| RevokedListError { path: self.path.clone(), source };
         let stamp = match std::fs::metadata(&self.path) {
-            Ok(m) => Some((m.modified().map_err(|e| format!("{}: {e}", self.path.display()))?, m.len())),
+            Ok(m) => Some((m.modified().map_err(unreadable)?, m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+            Err(e) => return Err(unreadable(e)),
         };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.0 != stamp {
@@ -179,7 +188,7 @@ impl RevokedList {
                 Some(_) => match std::fs::read_to_string(&self.path) {
                     Ok(text) => parse_revoked(&text),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
-                    Err(e) => return Err(format!("{}: {e}", self.path.display())),
+                    Err(e) => return Err(unreadable(e)),
                 },
             };
             *cache = (stamp, set);

@@ -39,7 +39,9 @@ pub mod kit;
 pub mod metrics;
 pub mod net;
 pub mod policy;
-pub use identity::{add_identity, list_identities, revoke_identity, IdentityInfo, RevokedList, REVOKED_FILE};
+pub use identity::{
+    add_identity, list_identities, revoke_identity, IdentityInfo, RevokedList, RevokedListError, REVOKED_FILE,
+};
 pub use kit::{GrpcKit, GrpcServer, Limits, ServerError, SizeLimited};
 pub use net::incoming;
 

@@ -32,8 +32,9 @@ pub enum RegistryError {
     /// config.start) panicked or was cancelled.
     #[error("internal: {what} failed: {source}")]
     Task { what: &'static str, source: tokio::task::JoinError },
-    /// The store call of a batch panicked (see `batch`): nothing it did is
-    /// known to the caller, who may retry.
+    /// The store call of a batch panicked (see `batch`), or answered a step
+    /// with another kind's answer (a bug): nothing it did is known to the
+    /// caller, who may retry.
     #[error("internal: the store call of this batch failed")]
     BatchLost,
 }

@@ -8,8 +8,8 @@ use proto::registry::v1::get_card_request::Key;
 use proto::registry::v1::list_holder_cards_request::Key as HolderKey;
 use proto::registry::v1::registry_server::Registry;
 use store::{
-    ApplicationProcedure, DisclosureLimit, NewApplication, NewApproval, NewPinEscrow, PinDisclosureRequest, Procedure,
-    Reservation, RevocationRequest, RevokedQuery, Serial, Store, StoreError,
+    ApplicationProcedure, CardStep, CardStepDone, DisclosureLimit, NewApplication, NewApproval, NewPinEscrow,
+    PinDisclosureRequest, Procedure, Reservation, RevocationRequest, RevokedQuery, Serial, Store, StoreError,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -63,17 +63,13 @@ pub struct RegistryService {
     end_streams: Arc<watch::Sender<bool>>,
     /// BeginApplication, PrepareCard and FinishCard calls that arrive together
     /// share a transaction.
-    begin: Batcher<store::CardApplication, Result<store::BeginOutcome, StoreError>>,
-    prepare: Batcher<store::CardPreparation, store::Prepared>,
-    finish: Batcher<store::CardCompletion, Result<store::CardRecord, StoreError>>,
+    card_steps: Batcher<CardStep, Result<CardStepDone, StoreError>>,
 }
 
 impl RegistryService {
     pub fn new(store: Store, holder_id_prefix: String) -> RegistryService {
         RegistryService {
-            begin: Batcher::new(store.clone(), Store::begin_procedures),
-            prepare: Batcher::new(store.clone(), Store::prepare_cards),
-            finish: Batcher::new(store.clone(), Store::finish_cards),
+            card_steps: Batcher::new(store.clone(), Store::card_steps),
             store,
             holder_id_prefix,
             pin_limits: PinLimits::default(),
@@ -94,6 +90,12 @@ impl RegistryService {
     }
 
     /// Runs a store call off the async workers: store writes block on fsync.
+    /// One step of a card's issuance, in a transaction shared with the steps
+    /// that arrive with it (`batch`).
+    async fn card_step(&self, step: CardStep) -> Result<CardStepDone, RegistryError> {
+        Ok(self.card_steps.call(step).await??)
+    }
+
     async fn run<T, F>(&self, f: F) -> Result<T, RegistryError>
     where
         T: Send + 'static,
@@ -179,7 +181,9 @@ impl Registry for RegistryService {
             keys: convert::card_keys_in(&req.keys)?,
         };
         let application = store::CardApplication { app, procedure, holder_id_prefix: self.holder_id_prefix.clone() };
-        let outcome = self.begin.call(application).await?.map_err(RegistryError::from)?;
+        let CardStepDone::Begun(outcome) = self.card_step(CardStep::Begin(Box::new(application))).await? else {
+            return Err(RegistryError::BatchLost.into());
+        };
         let view = convert::card_view_out(outcome.view);
         Ok(Response::new(pb::BeginApplicationResponse {
             card: view.card,
@@ -287,7 +291,9 @@ impl Registry for RegistryService {
             });
         }
         let preparation = store::CardPreparation { card_id, certs, pin, actor };
-        let (_, pin_escrow_stored) = self.prepare.call(preparation).await?.map_err(RegistryError::from)?;
+        let CardStepDone::Prepared(_, pin_escrow_stored) = self.card_step(CardStep::Prepare(preparation)).await? else {
+            return Err(RegistryError::BatchLost.into());
+        };
         Ok(Response::new(pb::PrepareCardResponse { pin_escrow_stored }))
     }
 
@@ -306,7 +312,9 @@ impl Registry for RegistryService {
             certs.push(store::SignedCertificate { serial, certificate_der: c.certificate_der, tbs_of_cert });
         }
         let completion = store::CardCompletion { card_id, certs, cert_actor, actor };
-        let card = self.finish.call(completion).await?.map_err(RegistryError::from)?;
+        let CardStepDone::Finished(card) = self.card_step(CardStep::Finish(completion)).await? else {
+            return Err(RegistryError::BatchLost.into());
+        };
         Ok(Response::new(convert::card_out(card)))
     }
 

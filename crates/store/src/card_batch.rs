@@ -1,4 +1,4 @@
-//! Several cards' `begin_procedure`, `prepare_card` or `finish_card` in one
+//! Several calls of `begin_procedure`, `prepare_card` and `finish_card`, for any cards, in one
 //! transaction and one flush. Under load, every sled transaction seals and writes a log buffer of
 //! its own, so cards that arrive together are written together (issue 14's
 //! group commit, one level up from `group_commit`'s shared flush).
@@ -41,79 +41,110 @@ pub struct CardCompletion {
     pub actor: String,
 }
 
-pub type Prepared = Result<(Vec<CertificateRecord>, bool), StoreError>;
+/// One call of a card's issuance, as the registry receives them.
+#[derive(Debug, Clone)]
+pub enum CardStep {
+    Begin(Box<CardApplication>),
+    Prepare(CardPreparation),
+    Finish(CardCompletion),
+}
+
+/// A step's answer: that of `begin_procedure`, `prepare_card` or `finish_card`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CardStepDone {
+    Begun(Box<BeginOutcome>),
+    /// The certificate records, and whether this call stored the PIN escrow.
+    Prepared(Vec<CertificateRecord>, bool),
+    Finished(CardRecord),
+}
+
+/// A step's writes inside the transaction, before they are durable.
+enum Written {
+    Begun(Box<BeginOutcome>),
+    Prepared(Vec<CertificateRecord>, bool, bool),
+    Finished(CardRecord, bool, Option<u64>),
+}
+
+impl Written {
+    fn changed(&self) -> bool {
+        match self {
+            Written::Begun(outcome) => !outcome.existing,
+            Written::Prepared(_, changed, _) | Written::Finished(_, changed, _) => *changed,
+        }
+    }
+
+    fn last_good(&self) -> Option<u64> {
+        match self {
+            Written::Finished(_, _, good) => *good,
+            _ => None,
+        }
+    }
+
+    /// The answer once the writes are durable.
+    fn answer(self) -> Result<CardStepDone, StoreError> {
+        match self {
+            Written::Begun(outcome) => Ok(CardStepDone::Begun(outcome)),
+            Written::Prepared(records, _, pin_stored) => Ok(CardStepDone::Prepared(records, pin_stored)),
+            Written::Finished(card, _, _) => finished(card).map(CardStepDone::Finished),
+        }
+    }
+}
 
 impl Store {
-    /// `begin_procedure` for each application, in one transaction and one shared flush.
-    pub fn begin_procedures(&self, batch: &[CardApplication]) -> Vec<Result<BeginOutcome, StoreError>> {
-        let alone = |a: &CardApplication| self.begin_procedure(&a.app, &a.procedure, &a.holder_id_prefix);
-        if batch.len() < 2 {
-            return batch.iter().map(alone).collect();
+    /// The steps in one transaction and one shared flush, answered as if each
+    /// had been called alone in this order; the GOOD changes of the finished
+    /// cards reach the feed after the flush.
+    pub fn card_steps(&self, batch: &[CardStep]) -> Vec<Result<CardStepDone, StoreError>> {
+        let scopes_ok = batch.iter().all(|step| match step {
+            CardStep::Prepare(p) => check_scopes(&p.certs).is_ok(),
+            _ => true,
+        });
+        if batch.len() < 2 || !scopes_ok {
+            return batch.iter().map(|step| self.card_step(step)).collect();
         }
         let together = self.trees.transact(|tx| {
             let mut out = Vec::with_capacity(batch.len());
-            for a in batch {
-                out.push(begin(tx, &a.app, &a.procedure, &a.holder_id_prefix)?);
+            for step in batch {
+                out.push(match step {
+                    CardStep::Begin(a) => {
+                        Written::Begun(Box::new(begin(tx, &a.app, &a.procedure, &a.holder_id_prefix)?))
+                    }
+                    CardStep::Prepare(p) => {
+                        let pin = p.pin.as_ref().map(|new| NewPinEscrow { card_id: p.card_id.clone(), ..new.clone() });
+                        let (records, changed, pin_stored) =
+                            prepare_in(tx, &p.card_id, &p.certs, pin.as_ref(), &p.actor)?;
+                        Written::Prepared(records, changed, pin_stored)
+                    }
+                    CardStep::Finish(c) => {
+                        let (card, changed, good) = finish_in(tx, &c.card_id, &c.certs, &c.cert_actor, &c.actor)?;
+                        Written::Finished(card, changed, good)
+                    }
+                });
             }
             Ok(out)
         });
         let Ok(done) = together else {
-            return batch.iter().map(alone).collect();
+            return batch.iter().map(|step| self.card_step(step)).collect();
         };
-        let changed: Vec<bool> = done.iter().map(|outcome| !outcome.existing).collect();
-        let flushed = self.flush_each(&changed, || self.flush_grouped());
-        done.into_iter().zip(flushed).map(|(outcome, flushed)| flushed.map(|()| outcome)).collect()
-    }
-
-    /// `prepare_card` for each card, in one transaction and one shared flush.
-    pub fn prepare_cards(&self, batch: &[CardPreparation]) -> Vec<Prepared> {
-        let alone = |p: &CardPreparation| self.prepare_card(&p.card_id, &p.certs, p.pin.as_ref(), &p.actor);
-        if batch.len() < 2 || batch.iter().any(|p| check_scopes(&p.certs).is_err()) {
-            return batch.iter().map(alone).collect();
-        }
-        let pins: Vec<Option<NewPinEscrow>> = batch
-            .iter()
-            .map(|p| p.pin.as_ref().map(|new| NewPinEscrow { card_id: p.card_id.clone(), ..new.clone() }))
-            .collect();
-        let together = self.trees.transact(|tx| {
-            let mut out = Vec::with_capacity(batch.len());
-            for (p, pin) in batch.iter().zip(&pins) {
-                out.push(prepare_in(tx, &p.card_id, &p.certs, pin.as_ref(), &p.actor)?);
-            }
-            Ok(out)
-        });
-        let Ok(done) = together else {
-            return batch.iter().map(alone).collect();
-        };
-        let changed: Vec<bool> = done.iter().map(|(_, changed, _)| *changed).collect();
-        let flushed = self.flush_each(&changed, || self.flush_grouped());
-        done.into_iter()
-            .zip(flushed)
-            .map(|((records, _, pin_stored), flushed)| flushed.map(|()| (records, pin_stored)))
-            .collect()
-    }
-
-    /// `finish_card` for each card, in one transaction and one shared flush;
-    /// the GOOD changes of all reach the feed after it.
-    pub fn finish_cards(&self, batch: &[CardCompletion]) -> Vec<Result<CardRecord, StoreError>> {
-        let alone = |c: &CardCompletion| self.finish_card(&c.card_id, &c.certs, &c.cert_actor, &c.actor);
-        if batch.len() < 2 {
-            return batch.iter().map(alone).collect();
-        }
-        let together = self.trees.transact(|tx| {
-            let mut out = Vec::with_capacity(batch.len());
-            for c in batch {
-                out.push(finish_in(tx, &c.card_id, &c.certs, &c.cert_actor, &c.actor)?);
-            }
-            Ok(out)
-        });
-        let Ok(done) = together else {
-            return batch.iter().map(alone).collect();
-        };
-        let changed: Vec<bool> = done.iter().map(|(_, changed, _)| *changed).collect();
-        let last_good = done.iter().filter_map(|(_, _, good)| *good).max();
+        let changed: Vec<bool> = done.iter().map(Written::changed).collect();
+        let last_good = done.iter().filter_map(Written::last_good).max();
         let flushed = self.flush_each(&changed, || crate::feed::flush_and_raise(self, last_good));
-        done.into_iter().zip(flushed).map(|((card, _, _), flushed)| flushed.and_then(|()| finished(card))).collect()
+        done.into_iter().zip(flushed).map(|(written, flushed)| flushed.and_then(|()| written.answer())).collect()
+    }
+
+    /// One step alone, by the single call.
+    fn card_step(&self, step: &CardStep) -> Result<CardStepDone, StoreError> {
+        match step {
+            CardStep::Begin(a) => self
+                .begin_procedure(&a.app, &a.procedure, &a.holder_id_prefix)
+                .map(|o| CardStepDone::Begun(Box::new(o))),
+            CardStep::Prepare(p) => self
+                .prepare_card(&p.card_id, &p.certs, p.pin.as_ref(), &p.actor)
+                .map(|(records, pin_stored)| CardStepDone::Prepared(records, pin_stored)),
+            CardStep::Finish(c) => {
+                self.finish_card(&c.card_id, &c.certs, &c.cert_actor, &c.actor).map(CardStepDone::Finished)
+            }
+        }
     }
 
     /// One flush for every card that wrote; should it fail, each of the others
@@ -142,6 +173,47 @@ mod tests {
     use crate::records::{CardState, CertificateKind, CertificateState};
     use crate::test_support::{prepared, revocation, signed, temp_store};
     use crate::{RevocationReason, Serial};
+
+    /// The batch as steps of one kind, each answer unwrapped by `pick`.
+    fn run<J: Clone, T>(
+        store: &Store,
+        batch: &[J],
+        step: fn(J) -> CardStep,
+        pick: fn(CardStepDone) -> Option<T>,
+    ) -> Vec<Result<T, StoreError>> {
+        let steps: Vec<CardStep> = batch.iter().cloned().map(step).collect();
+        let answers = store.card_steps(&steps);
+        answers.into_iter().map(|r| r.map(|done| pick(done).expect("the answer of the step asked"))).collect()
+    }
+
+    fn prepare_cards(
+        store: &Store,
+        batch: &[CardPreparation],
+    ) -> Vec<Result<(Vec<CertificateRecord>, bool), StoreError>> {
+        run(store, batch, CardStep::Prepare, |d| match d {
+            CardStepDone::Prepared(records, pin) => Some((records, pin)),
+            _ => None,
+        })
+    }
+
+    fn finish_cards(store: &Store, batch: &[CardCompletion]) -> Vec<Result<CardRecord, StoreError>> {
+        run(store, batch, CardStep::Finish, |d| match d {
+            CardStepDone::Finished(card) => Some(card),
+            _ => None,
+        })
+    }
+
+    fn begin_procedures(store: &Store, batch: &[CardApplication]) -> Vec<Result<BeginOutcome, StoreError>> {
+        run(
+            store,
+            batch,
+            |a| CardStep::Begin(Box::new(a)),
+            |d| match d {
+                CardStepDone::Begun(outcome) => Some(*outcome),
+                _ => None,
+            },
+        )
+    }
 
     fn pending(store: &Store, n: usize) -> Vec<String> {
         (0..n)
@@ -187,7 +259,7 @@ mod tests {
         let audit_start = store.list_audit(1, None).unwrap().len() as u64;
 
         let batch: Vec<_> = cards.iter().zip(&serials).map(|(c, s)| preparation(c, s, c == &cards[1])).collect();
-        let out = store.prepare_cards(&batch);
+        let out = prepare_cards(&store, &batch);
         let pin_stored: Vec<bool> = out.iter().map(|r| r.as_ref().unwrap().1).collect();
         assert_eq!(pin_stored, [false, true, false]);
         for (card_id, s) in cards.iter().zip(&serials) {
@@ -199,11 +271,11 @@ mod tests {
         assert_eq!(store.unresolved_reservations().unwrap().len(), 6, "all recorded before anything is signed");
         // The same batch again writes nothing (retries are idempotent, as alone).
         let audit_len = store.list_audit(1, None).unwrap().len();
-        assert!(store.prepare_cards(&batch).iter().all(|r| r.as_ref().is_ok_and(|(_, pin)| !pin)));
+        assert!(prepare_cards(&store, &batch).iter().all(|r| r.as_ref().is_ok_and(|(_, pin)| !pin)));
         assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len);
 
         let batch: Vec<_> = cards.iter().zip(&serials).map(|(c, s)| completion(c, s)).collect();
-        for card in store.finish_cards(&batch) {
+        for card in finish_cards(&store, &batch) {
             assert_eq!(card.unwrap().state, CardState::Active);
         }
         let feed: Vec<Serial> = store.feed_all_after(0).unwrap().into_iter().map(|c| c.serial).collect();
@@ -232,7 +304,7 @@ mod tests {
         // Card 1 names card 0's signing serial: refused as alone, nothing of it kept.
         let mut batch: Vec<_> = cards.iter().zip(&serials).map(|(c, s)| preparation(c, s, false)).collect();
         batch[1].certs[0] = prepared(CertificateKind::Signing, &serials[0][0]);
-        let out = store.prepare_cards(&batch);
+        let out = prepare_cards(&store, &batch);
         let err = out[1].as_ref().unwrap_err();
         assert!(
             matches!(err, StoreError::CertificateState { .. }) && err.to_string().contains("already in use"),
@@ -245,7 +317,7 @@ mod tests {
 
         // Card 2 revoked meanwhile: its certificates are stored, it is not completed; card 0 is.
         store.revoke_card(&cards[2], &revocation(RevocationReason::KeyCompromise), "").unwrap();
-        let out = store.finish_cards(&[completion(&cards[0], &serials[0]), completion(&cards[2], &serials[2])]);
+        let out = finish_cards(&store, &[completion(&cards[0], &serials[0]), completion(&cards[2], &serials[2])]);
         assert_eq!(out[0].as_ref().unwrap().state, CardState::Active);
         let err = out[1].as_ref().unwrap_err();
         assert!(matches!(err, StoreError::CardNotPending { state: CardState::Revoked, .. }), "{err}");
@@ -266,7 +338,7 @@ mod tests {
         };
         // The second names the first's licence: refused as alone (the first card is pending).
         let batch = [begin("app-a", "L1"), begin("app-b", "L1"), begin("app-c", "L2")];
-        let out = store.begin_procedures(&batch);
+        let out = begin_procedures(&store, &batch);
         assert!(out[0].as_ref().is_ok_and(|o| !o.existing) && out[2].as_ref().is_ok_and(|o| !o.existing));
         let err = out[1].as_ref().unwrap_err();
         assert!(matches!(err, StoreError::ActiveCard { .. }), "{err}");
@@ -274,13 +346,40 @@ mod tests {
 
         // Retried together: the same cards, nothing new written.
         let audit_len = store.list_audit(1, None).unwrap().len();
-        let again = store.begin_procedures(&[begin("app-a", "L1"), begin("app-c", "L2")]);
+        let again = begin_procedures(&store, &[begin("app-a", "L1"), begin("app-c", "L2")]);
         for (first, again) in [&out[0], &out[2]].into_iter().zip(&again) {
             let (first, again) = (first.as_ref().unwrap(), again.as_ref().unwrap());
             assert!(again.existing);
             assert_eq!(again.view.card.card_id, first.view.card.card_id);
         }
         assert_eq!(store.list_audit(1, None).unwrap().len(), audit_len);
+        store.verify_audit_chain().unwrap();
+    }
+
+    #[test]
+    fn one_batch_may_begin_prepare_and_finish_different_cards() {
+        let (_dir, store) = temp_store();
+        let cards = pending(&store, 2);
+        let serials: Vec<[Serial; 2]> = cards.iter().map(|_| [Serial::random(), Serial::random()]).collect();
+        prepare_cards(&store, &[preparation(&cards[0], &serials[0], false)]).pop().unwrap().unwrap();
+        let batch = [
+            CardStep::Finish(completion(&cards[0], &serials[0])),
+            CardStep::Prepare(preparation(&cards[1], &serials[1], true)),
+            CardStep::Begin(Box::new(CardApplication {
+                app: application("app-new", "L9"),
+                procedure: ApplicationProcedure::New,
+                holder_id_prefix: "JMA".into(),
+            })),
+            // Card 1 is prepared earlier in this same transaction, so it can finish here too.
+            CardStep::Finish(completion(&cards[1], &serials[1])),
+        ];
+        let out: Vec<CardStepDone> = store.card_steps(&batch).into_iter().map(Result::unwrap).collect();
+        assert!(matches!(&out[0], CardStepDone::Finished(card) if card.state == CardState::Active));
+        assert!(matches!(&out[1], CardStepDone::Prepared(records, true) if records.len() == 2));
+        assert!(matches!(&out[2], CardStepDone::Begun(outcome) if !outcome.existing));
+        assert!(matches!(&out[3], CardStepDone::Finished(card) if card.state == CardState::Active));
+        assert_eq!(store.feed_position(), 4, "all four certificates GOOD and durable");
+        assert_eq!(store.get_card_by_application("app-new").unwrap().card.state, CardState::Pending);
         store.verify_audit_chain().unwrap();
     }
 }

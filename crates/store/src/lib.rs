@@ -44,7 +44,7 @@ use std::path::Path;
 pub use audit::{actions, audit_hash};
 #[cfg(feature = "bench")]
 pub use bench::{BenchImport, BenchImportReport};
-pub use card_batch::{CardApplication, CardCompletion, CardPreparation, Prepared};
+pub use card_batch::{CardApplication, CardCompletion, CardPreparation, CardStep, CardStepDone};
 pub use certificates::Reservation;
 pub use certificates::{PreparedCertificate, SignedCertificate};
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};

@@ -215,13 +215,15 @@ mod tests {
         )
     }
 
-    fn pending(store: &Store, n: usize) -> Vec<String> {
+    /// `n` pending cards, and two fresh serials for each.
+    fn pending(store: &Store, n: usize) -> (Vec<String>, Vec<[Serial; 2]>) {
         (0..n)
             .map(|i| {
                 let app = application(&format!("app-{i}"), &format!("L{i}"));
-                store.begin_application(&app, "JMA").unwrap().view.card.card_id
+                let card_id = store.begin_application(&app, "JMA").unwrap().view.card.card_id;
+                (card_id, [Serial::random(), Serial::random()])
             })
-            .collect()
+            .unzip()
     }
 
     fn preparation(card_id: &str, serials: &[Serial; 2], pin: bool) -> CardPreparation {
@@ -254,8 +256,7 @@ mod tests {
     #[test]
     fn cards_prepared_and_finished_together_are_recorded_and_audited_as_alone() {
         let (_dir, store) = temp_store();
-        let cards = pending(&store, 3);
-        let serials: Vec<[Serial; 2]> = cards.iter().map(|_| [Serial::random(), Serial::random()]).collect();
+        let (cards, serials) = pending(&store, 3);
         let audit_start = store.list_audit(1, None).unwrap().len() as u64;
 
         let batch: Vec<_> = cards.iter().zip(&serials).map(|(c, s)| preparation(c, s, c == &cards[1])).collect();
@@ -299,8 +300,7 @@ mod tests {
     #[test]
     fn a_refused_card_gets_its_own_answer_and_the_others_of_its_batch_go_on() {
         let (_dir, store) = temp_store();
-        let cards = pending(&store, 3);
-        let serials: Vec<[Serial; 2]> = cards.iter().map(|_| [Serial::random(), Serial::random()]).collect();
+        let (cards, serials) = pending(&store, 3);
         // Card 1 names card 0's signing serial: refused as alone, nothing of it kept.
         let mut batch: Vec<_> = cards.iter().zip(&serials).map(|(c, s)| preparation(c, s, false)).collect();
         batch[1].certs[0] = prepared(CertificateKind::Signing, &serials[0][0]);
@@ -359,8 +359,7 @@ mod tests {
     #[test]
     fn one_batch_may_begin_prepare_and_finish_different_cards() {
         let (_dir, store) = temp_store();
-        let cards = pending(&store, 2);
-        let serials: Vec<[Serial; 2]> = cards.iter().map(|_| [Serial::random(), Serial::random()]).collect();
+        let (cards, serials) = pending(&store, 2);
         prepare_cards(&store, &[preparation(&cards[0], &serials[0], false)]).pop().unwrap().unwrap();
         let batch = [
             CardStep::Finish(completion(&cards[0], &serials[0])),

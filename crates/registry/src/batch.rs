@@ -1,8 +1,9 @@
 //! Calls that arrive together share one store transaction (`BeginApplication`,
 //! `PrepareCard` and `FinishCard`, of any cards: `store::Store::card_steps`):
 //! a store write costs about the same for one card as for thirty, so under
-//! load the calls queue here and a runner takes them all at once. A call that finds a runner free starts at once, so a lone caller
-//! waits for nothing but its own write.
+//! load the calls queue here and a runner takes them all at once. A call that
+//! finds a runner free starts at once, so a lone caller waits for nothing but
+//! its own write.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,7 +1,8 @@
-//! Several calls of `begin_procedure`, `prepare_card` and `finish_card`, for any cards, in one
-//! transaction and one flush. Under load, every sled transaction seals and writes a log buffer of
-//! its own, so cards that arrive together are written together (issue 14's
-//! group commit, one level up from `group_commit`'s shared flush).
+//! Several calls of `begin_procedure`, `prepare_card` and `finish_card`, for
+//! any cards, in one transaction and one flush. Every sled transaction seals
+//! and writes log buffers of its own, so under load the steps that arrive
+//! together are written together (issue 14's group commit, one level up from
+//! `group_commit`'s shared flush).
 //!
 //! The answers are those the calls would give one after the other in the
 //! order given: each card's writes see the ones before it in the same

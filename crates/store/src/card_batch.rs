@@ -11,7 +11,7 @@
 //! card's answer.
 
 use crate::application::begin;
-use crate::certificates::{check_scopes, finish_in, finished, prepare_in};
+use crate::certificates::{check_scopes, escrow_of, finish_in, finished, prepare_in};
 use crate::error::StoreError;
 use crate::records::{ApplicationProcedure, BeginOutcome, CardRecord, CertificateRecord, NewApplication, NewPinEscrow};
 use crate::{PreparedCertificate, SignedCertificate, Store};
@@ -111,7 +111,7 @@ impl Store {
                         Written::Begun(Box::new(begin(tx, &a.app, &a.procedure, &a.holder_id_prefix)?))
                     }
                     CardStep::Prepare(p) => {
-                        let pin = p.pin.as_ref().map(|new| NewPinEscrow { card_id: p.card_id.clone(), ..new.clone() });
+                        let pin = escrow_of(&p.card_id, p.pin.as_ref());
                         let (records, changed, pin_stored) =
                             prepare_in(tx, &p.card_id, &p.certs, pin.as_ref(), &p.actor)?;
                         Written::Prepared(records, changed, pin_stored)

@@ -74,7 +74,7 @@ impl Store {
         actor: &str,
     ) -> Result<(Vec<CertificateRecord>, bool), StoreError> {
         check_scopes(certs)?;
-        let pin = pin.map(|new| NewPinEscrow { card_id: card_id.to_owned(), ..new.clone() });
+        let pin = escrow_of(card_id, pin);
         let (records, changed, pin_stored) =
             self.trees.transact(|tx| prepare_in(tx, card_id, certs, pin.as_ref(), actor))?;
         if changed {
@@ -476,6 +476,11 @@ pub(crate) fn check_scopes(certs: &[PreparedCertificate]) -> Result<(), StoreErr
         }
     }
     Ok(())
+}
+
+/// The PIN escrow `prepare_card` stores: the given one, as `card_id`'s.
+pub(crate) fn escrow_of(card_id: &str, pin: Option<&NewPinEscrow>) -> Option<NewPinEscrow> {
+    pin.map(|new| NewPinEscrow { card_id: card_id.to_owned(), ..new.clone() })
 }
 
 /// `prepare_card`'s writes inside a transaction: (records, changed, pin stored).

@@ -368,10 +368,6 @@ pub fn role_of_certificate(der: &[u8]) -> Option<Role> {
 }
 
 /// The serial of a certificate, lower-case hex without leading zero bytes.
-pub fn serial_of_certificate(der: &[u8]) -> Option<String> {
-    x509_cert::Certificate::from_der(der).ok().map(|cert| serial_of(&cert))
-}
-
 fn serial_of(cert: &x509_cert::Certificate) -> String {
     let bytes = cert.tbs_certificate().serial_number().as_bytes();
     let trimmed: &[u8] = match bytes.iter().position(|b| *b != 0) {

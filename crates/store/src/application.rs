@@ -6,8 +6,8 @@ use crate::audit::{self, actions, Event};
 use crate::certificates::require_certificate;
 use crate::error::StoreError;
 use crate::records::{
-    ApplicationProcedure, BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateState,
-    HolderDetails, HolderRecord, NewApplication, Procedure,
+    ApplicationProcedure, BeginOutcome, CardRecord, CardState, CardView, CertificateKind, CertificateRecord,
+    CertificateState, HolderDetails, HolderRecord, NewApplication, Procedure,
 };
 use crate::tx::{corrupt, fail, Tx, TxResult};
 use crate::Store;
@@ -324,7 +324,18 @@ fn new_card_id(tx: &Tx<'_>) -> TxResult<String> {
 }
 
 pub(crate) fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(CardRecord, bool)> {
-    let mut card = require_card(tx, card_id)?;
+    complete_with(tx, require_card(tx, card_id)?, &[], actor)
+}
+
+/// `complete` of `card` as read in this transaction; `known` are certificate
+/// records also read or written in it, so they are not decoded again.
+pub(crate) fn complete_with(
+    tx: &Tx<'_>,
+    mut card: CardRecord,
+    known: &[CertificateRecord],
+    actor: &str,
+) -> TxResult<(CardRecord, bool)> {
+    let card_id = &card.card_id.clone();
     match card.state {
         CardState::Active => return Ok((card, false)),
         CardState::Revoked => return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state }),
@@ -335,9 +346,12 @@ pub(crate) fn complete(tx: &Tx<'_>, card_id: &str, actor: &str) -> TxResult<(Car
         match card.serial(kind) {
             None => missing.push(format!("{} certificate not reserved", kind.name())),
             Some(serial) => {
-                let cert = require_certificate(tx, serial)?;
-                if cert.state != CertificateState::Issued {
-                    missing.push(format!("{} certificate {} is {}, not ISSUED", kind.name(), serial, cert.state));
+                let state = match known.iter().find(|r| r.serial == *serial) {
+                    Some(r) => r.state,
+                    None => require_certificate(tx, serial)?.state,
+                };
+                if state != CertificateState::Issued {
+                    missing.push(format!("{} certificate {} is {}, not ISSUED", kind.name(), serial, state));
                 }
             }
         }

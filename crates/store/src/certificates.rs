@@ -131,7 +131,9 @@ impl Store {
         if let Some(scope) = scope {
             crate::crl_scopes::check(scope)?;
         }
-        self.transact_and_flush(Store::flush_grouped, |tx| record_tbs(tx, serial, tbs_der, scope, actor))
+        self.transact_and_flush(Store::flush_grouped, |tx| {
+            record_tbs(tx, find_certificate(tx, serial)?, tbs_der, scope, actor)
+        })
     }
 
     /// Stores the signed certificate. `tbs_of_cert` is the tbsCertificate taken
@@ -148,7 +150,7 @@ impl Store {
         actor: &str,
     ) -> Result<CertificateRecord, StoreError> {
         let (record, changed, issued) =
-            self.trees.transact(|tx| store_cert(tx, serial, cert_der, tbs_of_cert, actor))?;
+            self.trees.transact(|tx| store_cert(tx, find_certificate(tx, serial)?, cert_der, tbs_of_cert, actor))?;
         if changed {
             crate::feed::flush_and_raise(self, issued)?;
         }
@@ -272,9 +274,8 @@ fn prepare(tx: &Tx<'_>, card_id: &str, cert: &PreparedCertificate, actor: &str) 
         });
     }
     let card = require_card(tx, card_id)?;
-    let mut reserved = false;
-    match card.serial(cert.kind) {
-        Some(existing) if *existing == cert.serial => {}
+    let (record, reserved) = match card.serial(cert.kind) {
+        Some(existing) if *existing == cert.serial => (find_certificate(tx, existing)?, false),
         Some(existing) => {
             let record = require_certificate(tx, existing)?;
             return fail(StoreError::CertificateState {
@@ -302,11 +303,10 @@ fn prepare(tx: &Tx<'_>, card_id: &str, cert: &PreparedCertificate, actor: &str) 
                 not_before_unix: cert.not_before_unix,
                 not_after_unix: cert.not_after_unix,
             };
-            insert_reservation(tx, &req, cert.serial.clone(), Some(card), actor)?;
-            reserved = true;
+            (insert_reservation(tx, &req, cert.serial.clone(), Some(card), actor)?.0, true)
         }
-    }
-    let (record, recorded) = record_tbs(tx, &cert.serial, &cert.tbs_der, cert.scope.as_ref(), actor)?;
+    };
+    let (record, recorded) = record_tbs(tx, record, &cert.tbs_der, cert.scope.as_ref(), actor)?;
     Ok((record, reserved || recorded))
 }
 
@@ -339,14 +339,15 @@ fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRe
     Ok((record, true))
 }
 
+/// `record` is the serial's, as read (or just written) in this transaction.
 fn record_tbs(
     tx: &Tx<'_>,
-    serial: &Serial,
+    mut record: CertificateRecord,
     tbs_der: &[u8],
     scope: Option<&CrlScope>,
     actor: &str,
 ) -> TxResult<(CertificateRecord, bool)> {
-    let mut record = find_certificate(tx, serial)?;
+    let serial = &record.serial.clone();
     match &record.tbs_der {
         Some(recorded) if recorded.as_slice() == tbs_der => return Ok((record, false)),
         Some(_) => return fail(StoreError::TbsConflict { serial: serial.to_hex() }),
@@ -371,19 +372,20 @@ fn record_tbs(
 }
 
 /// The record, whether anything was written, and the GOOD feed sequence if
-/// the certificate became ISSUED.
+/// the certificate became ISSUED. `record` is the serial's, as read in this
+/// transaction.
 fn store_cert(
     tx: &Tx<'_>,
-    serial: &Serial,
+    mut record: CertificateRecord,
     cert_der: &[u8],
     tbs_of_cert: &[u8],
     actor: &str,
 ) -> TxResult<(CertificateRecord, bool, Option<u64>)> {
+    let serial = &record.serial.clone();
     let mismatch = || StoreError::CertificateConflict {
         serial: serial.to_hex(),
         reason: "certificate does not match the recorded to-be-signed bytes",
     };
-    let mut record = find_certificate(tx, serial)?;
     let Some(recorded_tbs) = &record.tbs_der else {
         return fail(StoreError::CertificateState {
             serial: serial.to_hex(),
@@ -518,6 +520,7 @@ pub(crate) fn finish_in(
 ) -> TxResult<(CardRecord, bool, Option<u64>)> {
     let mut changed = false;
     let mut last_good = None;
+    let mut stored = Vec::with_capacity(certs.len());
     for cert in certs {
         let record = find_certificate(tx, &cert.serial)?;
         if record.card_id != card_id {
@@ -526,7 +529,8 @@ pub(crate) fn finish_in(
                 reason: "belongs to another card",
             });
         }
-        let (_, wrote, good) = store_cert(tx, &cert.serial, &cert.certificate_der, &cert.tbs_of_cert, cert_actor)?;
+        let (record, wrote, good) = store_cert(tx, record, &cert.certificate_der, &cert.tbs_of_cert, cert_actor)?;
+        stored.push(record);
         changed |= wrote;
         last_good = last_good.max(good);
     }
@@ -534,7 +538,7 @@ pub(crate) fn finish_in(
     if card.state == CardState::Revoked {
         return Ok((card, changed, last_good));
     }
-    let (card, completed) = crate::application::complete(tx, card_id, actor)?;
+    let (card, completed) = crate::application::complete_with(tx, card, &stored, actor)?;
     Ok((card, changed || completed, last_good))
 }
 

@@ -564,24 +564,98 @@ pub struct PinDisclosureRequest {
 }
 
 /// DER blobs as hex in JSON: half the size of serde's array of numbers.
+/// Encoded into one buffer and decoded from the borrowed string: these are the
+/// largest fields the store writes, several times a card.
 mod hex_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::Serializer;
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(bytes) => s.serialize_some(&hex::encode(bytes)),
+            Some(bytes) => {
+                let mut text = vec![0; bytes.len() * 2];
+                hex::encode_to_slice(bytes, &mut text).map_err(serde::ser::Error::custom)?;
+                s.serialize_some(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
+            }
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?.map(|h| hex::decode(h).map_err(serde::de::Error::custom)).transpose()
+        d.deserialize_option(OptionalBlob)
+    }
+
+    struct OptionalBlob;
+
+    impl<'de> Visitor<'de> for OptionalBlob {
+        type Value = Option<Vec<u8>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("null or a hex string")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(Blob).map(Some)
+        }
+    }
+
+    struct Blob;
+
+    impl Visitor<'_> for Blob {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a hex string")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+            if !text.len().is_multiple_of(2) {
+                return Err(E::custom(hex::FromHexError::OddLength));
+            }
+            let mut bytes = vec![0; text.len() / 2];
+            hex::decode_to_slice(text, &mut bytes).map_err(E::custom)?;
+            Ok(bytes)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DER blobs keep their stored form: lowercase hex or null, and upper
+    /// case, odd lengths and non-hex are refused or read as before.
+    #[test]
+    fn certificate_blobs_are_hex_as_before() {
+        let mut record: CertificateRecord = serde_json::from_value(serde_json::json!({
+            "serial": "0102", "card_id": "c", "kind": "SIGNING", "issuer_label": "l", "state": "PRECERT",
+            "tbs_der": "00ABff", "certificate_der": null,
+            "not_before_unix": 1, "not_after_unix": 2, "reserved_at_unix": 0
+        }))
+        .unwrap();
+        assert_eq!(record.tbs_der.as_deref(), Some(&[0x00, 0xab, 0xff][..]));
+        assert_eq!(record.certificate_der, None);
+        record.certificate_der = Some((0..=255).collect());
+        let text = serde_json::to_value(&record).unwrap();
+        assert_eq!(text["tbs_der"], "00abff");
+        assert_eq!(text["certificate_der"], hex::encode((0..=255).collect::<Vec<u8>>()));
+        assert_eq!(serde_json::from_value::<CertificateRecord>(text).unwrap(), record);
+        for bad in ["abc", "zz", "0g"] {
+            let mut text = serde_json::to_value(&record).unwrap();
+            text["tbs_der"] = bad.into();
+            assert!(serde_json::from_value::<CertificateRecord>(text).is_err(), "{bad}");
+        }
+    }
 
     /// A revocation as the store wrote it before the reason moved to `domain`:
     /// it must still decode, and encode to the same bytes.

@@ -20,7 +20,8 @@
 //! registry process queue instead of retrying, and SERIALIZABLE stays as the
 //! safety net. A connection that dies releases its lock with it.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::time::Duration;
 
@@ -183,6 +184,11 @@ impl Pg {
 const GET: &str = "SELECT value FROM kv WHERE tree = $1 AND key = $2";
 const UPSERT: &str =
     "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
+/// A transaction's writes, sent at its end in one statement (one row per key:
+/// an upsert may not touch a row twice).
+const UPSERT_ALL: &str = "INSERT INTO kv (tree, key, value) \
+     SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) \
+     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
 
 enum Retry {
     /// A serialization failure or deadlock: run the transaction again.
@@ -215,7 +221,7 @@ fn run_locked<T>(conn: &mut Conn, f: &impl Fn(&PgTx<'_>) -> TxResult<T>) -> Resu
         .isolation_level(IsolationLevel::Serializable)
         .start()
         .map_err(|e| classify(e.into()))?;
-    let cell = PgTx { tx: std::cell::RefCell::new(tx) };
+    let cell = PgTx { tx: RefCell::new(tx), writes: RefCell::default(), reads: RefCell::default() };
     let value = match f(&cell) {
         Ok(v) => v,
         // Dropping the transaction rolls it back.
@@ -225,13 +231,45 @@ fn run_locked<T>(conn: &mut Conn, f: &impl Fn(&PgTx<'_>) -> TxResult<T>) -> Resu
         }
         Err(ConflictableTransactionError::Storage(e)) => return Err(Retry::Fail(StoreError::Db(e))),
     };
-    cell.tx.into_inner().commit().map_err(|e| classify(e.into()))?;
+    let PgTx { tx, writes, .. } = cell;
+    let mut tx = tx.into_inner();
+    write_all(&mut tx, writes.into_inner()).map_err(|e| classify(e.into()))?;
+    tx.commit().map_err(|e| classify(e.into()))?;
     Ok(value)
 }
 
-/// One open SERIALIZABLE transaction, shared by the tables of a `Tx`.
+fn write_all(
+    tx: &mut postgres::Transaction<'_>,
+    writes: BTreeMap<(String, Vec<u8>), Vec<u8>>,
+) -> Result<(), postgres::Error> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut trees = Vec::with_capacity(writes.len());
+    let mut keys = Vec::with_capacity(writes.len());
+    let mut values = Vec::with_capacity(writes.len());
+    for ((tree, key), value) in writes {
+        trees.push(tree);
+        keys.push(key);
+        values.push(value);
+    }
+    tx.query_typed(
+        UPSERT_ALL,
+        &[(&trees, Type::TEXT_ARRAY), (&keys, Type::BYTEA_ARRAY), (&values, Type::BYTEA_ARRAY)],
+    )?;
+    Ok(())
+}
+
+/// One open SERIALIZABLE transaction, shared by the tables of a `Tx`. A row is
+/// fetched once (the snapshot does not change under the transaction) and the
+/// writes are held until its end, so a batch of card steps costs a round trip
+/// per distinct row read plus one for all its writes, not one per call.
 pub(crate) struct PgTx<'c> {
-    tx: std::cell::RefCell<postgres::Transaction<'c>>,
+    tx: RefCell<postgres::Transaction<'c>>,
+    /// (tree, key) -> value, the last written; reads see them.
+    writes: RefCell<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    /// (tree, key) -> the row as read in this transaction.
+    reads: RefCell<HashMap<(String, Vec<u8>), Option<IVec>>>,
 }
 
 /// What a store table does inside a transaction (a trait so that a `Tx`
@@ -243,16 +281,22 @@ pub(crate) trait TxOps {
 
 impl TxOps for PgTx<'_> {
     fn get(&self, tree: &str, key: &[u8]) -> TxResult<Option<IVec>> {
+        let at = (tree.to_owned(), key.to_vec());
+        if let Some(value) = self.writes.borrow().get(&at) {
+            return Ok(Some(IVec::from(value.as_slice())));
+        }
+        if let Some(row) = self.reads.borrow().get(&at) {
+            return Ok(row.clone());
+        }
         let row =
             self.tx.borrow_mut().query_typed_opt(GET, &[(&tree, Type::TEXT), (&key, Type::BYTEA)]).map_err(abort)?;
-        Ok(row.map(|r| IVec::from(r.get::<_, Vec<u8>>(0))))
+        let row = row.map(|r| IVec::from(r.get::<_, Vec<u8>>(0)));
+        self.reads.borrow_mut().insert(at, row.clone());
+        Ok(row)
     }
 
     fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> TxResult<()> {
-        self.tx
-            .borrow_mut()
-            .query_typed(UPSERT, &[(&tree, Type::TEXT), (&key, Type::BYTEA), (&value, Type::BYTEA)])
-            .map_err(abort)?;
+        self.writes.borrow_mut().insert((tree.to_owned(), key.to_vec()), value.to_vec());
         Ok(())
     }
 }

@@ -238,10 +238,7 @@ fn run_locked<T>(conn: &mut Conn, f: &impl Fn(&PgTx<'_>) -> TxResult<T>) -> Resu
     Ok(value)
 }
 
-fn write_all(
-    tx: &mut postgres::Transaction<'_>,
-    writes: BTreeMap<(String, Vec<u8>), Vec<u8>>,
-) -> Result<(), postgres::Error> {
+fn write_all(tx: &mut postgres::Transaction<'_>, writes: BTreeMap<At, Vec<u8>>) -> Result<(), postgres::Error> {
     if writes.is_empty() {
         return Ok(());
     }
@@ -260,6 +257,9 @@ fn write_all(
     Ok(())
 }
 
+/// A row's place: (tree, key).
+type At = (String, Vec<u8>);
+
 /// One open SERIALIZABLE transaction, shared by the tables of a `Tx`. A row is
 /// fetched once (the snapshot does not change under the transaction) and the
 /// writes are held until its end, so a batch of card steps costs a round trip
@@ -267,9 +267,9 @@ fn write_all(
 pub(crate) struct PgTx<'c> {
     tx: RefCell<postgres::Transaction<'c>>,
     /// (tree, key) -> value, the last written; reads see them.
-    writes: RefCell<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    writes: RefCell<BTreeMap<At, Vec<u8>>>,
     /// (tree, key) -> the row as read in this transaction.
-    reads: RefCell<HashMap<(String, Vec<u8>), Option<IVec>>>,
+    reads: RefCell<HashMap<At, Option<IVec>>>,
 }
 
 /// What a store table does inside a transaction (a trait so that a `Tx`

@@ -258,7 +258,6 @@ pub async fn run_crl(
     tokens: Tokens,
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
-    cfg.audit.validate()?;
     let (grpc, grpc_addr) = bind(&cfg.crl.listen).await?;
     let (http, http_addr) = bind(&cfg.crl.http_listen).await?;
     announce("crl", grpc_addr, "gRPC hpki.crl.v1.CrlPublisher");
@@ -322,7 +321,6 @@ pub async fn run_all(
     tokens: Tokens,
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
-    cfg.audit.validate()?;
     let issuing = tokens.get(TrustDomain::Issuing)?.clone();
     let (reg_listener, reg_addr) = bind(&cfg.registry.listen).await?;
     let (crl_grpc, crl_addr) = bind(&cfg.crl.listen).await?;

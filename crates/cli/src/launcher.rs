@@ -205,9 +205,26 @@ pub async fn run_registry(
     let (listener, addr) = bind(&cfg.registry.listen).await?;
     let metrics = metrics_listener("registry", &cfg.registry.metrics_listen).await?;
     // Announced only once the database is ours and the start is in the log.
-    let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
+    let store = open_registry(&cfg, &source).await?;
     announce("registry", addr, "gRPC hpki.registry.v1.Registry");
     serve_metrics(metrics, stop.clone());
+    serve_registry(&cfg, store, kit, listener, stop).await
+}
+
+/// The registry's database, opened and the "config.start" entry recorded.
+async fn open_registry(cfg: &Config, source: &registry::ConfigSource) -> Result<store::Store, CliError> {
+    registry::open_recording_start(cfg, source).await.map_err(|e| CliError::Registry(e.to_string()))
+}
+
+/// Serves the registry on `listener` until `stop`, with the config's PIN
+/// limits and holder id prefix.
+async fn serve_registry(
+    cfg: &Config,
+    store: store::Store,
+    kit: tls::GrpcKit,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> Result<(), CliError> {
     let pin_limits = registry::PinLimits::from_config(&cfg.issuance);
     let prefix = cfg.profile.holder_id_prefix.clone();
     registry::serve_store_with(store, prefix, pin_limits, kit, listener, shutdown_signal(stop))
@@ -258,7 +275,6 @@ pub async fn run_crl(
     tokens: Tokens,
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
-    cfg.audit.validate()?;
     let (grpc, grpc_addr) = bind(&cfg.crl.listen).await?;
     let (http, http_addr) = bind(&cfg.crl.http_listen).await?;
     announce("crl", grpc_addr, "gRPC hpki.crl.v1.CrlPublisher");
@@ -322,7 +338,6 @@ pub async fn run_all(
     tokens: Tokens,
     stop: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
-    cfg.audit.validate()?;
     let issuing = tokens.get(TrustDomain::Issuing)?.clone();
     let (reg_listener, reg_addr) = bind(&cfg.registry.listen).await?;
     let (crl_grpc, crl_addr) = bind(&cfg.crl.listen).await?;
@@ -357,7 +372,7 @@ pub async fn run_all(
     cfg.ocsp.issuance_url = format!("{scheme}://{iss_addr}");
     cfg.console.issuance_url = format!("{scheme}://{iss_addr}");
     // Announced only once the database is ours and the start is in the log.
-    let store = registry::open_recording_start(&cfg, &source).await.map_err(|e| CliError::Registry(e.to_string()))?;
+    let store = open_registry(&cfg, &source).await?;
     announce("registry", reg_addr, "gRPC hpki.registry.v1.Registry");
     announce("issuance", iss_addr, "gRPC hpki.issuance.v1.Issuance");
     announce("revocation", rev_addr, "gRPC hpki.revocation.v1.Revocation");
@@ -380,19 +395,8 @@ pub async fn run_all(
     ));
     say(format_args!("CA certs   {}", cfg.cert_dir().display()));
 
-    let registry = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
-        let pin_limits = registry::PinLimits::from_config(&c.issuance);
-        registry::serve_store_with(
-            store,
-            c.profile.holder_id_prefix.clone(),
-            pin_limits,
-            k,
-            reg_listener,
-            shutdown_signal(s),
-        )
-        .await
-        .map_err(|e| CliError::Registry(e.to_string()))
-    });
+    let registry =
+        spawn_service(&cfg, &kit, &stop, |c, k, s| async move { serve_registry(&c, store, k, reg_listener, s).await });
     let audit_token = tokens.get(TrustDomain::Audit)?.clone();
     let checkpointer = cfg
         .audit

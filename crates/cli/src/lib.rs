@@ -562,7 +562,6 @@ fn url_or(url: Option<String>, listen: &str) -> String {
 
 /// The crl process's tokens: the audit token too when it runs the checkpointer.
 fn crl_tokens(cfg: &Config) -> Result<tokens::Tokens, CliError> {
-    cfg.audit.validate()?;
     let mut domains = tokens::domains::CRL.to_vec();
     if cfg.audit.checkpoint_interval().is_some() {
         domains.extend_from_slice(tokens::domains::CHECKPOINTS);

@@ -435,32 +435,50 @@ async fn loss_report(
     if let Err(e) = ctx.check_operator_post(form.get("csrf")) {
         return e.page(l);
     }
+    let (field, msg) = match loss_request(l, &card_id, &ctx.person.identity, &form) {
+        Ok(req) => match app.revocation.clone().emergency_revoke(req).await {
+            Ok(r) => return result_page(&app, &ctx, r.into_inner()).await,
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                let (field, msg) = s.message().split_once(':').unwrap_or(("", s.message()));
+                (field.trim().trim_start_matches("confirmation.").to_owned(), msg.trim().to_owned())
+            }
+            Err(s) => return ConsoleError::upstream("revocation", s).page(l),
+        },
+        Err((field, msg)) => (field.to_owned(), msg),
+    };
+    // The card page again, its form showing what to correct.
+    answer(l, card_page(app, &ctx, &card_id, Some((&field, msg))).await)
+}
+
+/// The emergency revocation a loss-report form asks for, or the form field
+/// to correct and why.
+fn loss_request(
+    l: Lang,
+    card_id: &str,
+    operator: &str,
+    form: &HashMap<String, String>,
+) -> Result<rev::EmergencyRevokeRequest, (&'static str, String)> {
     let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     // The form's values are the domain's form names ("written_report").
     let method = match get("method").as_str() {
         "" => {
-            let msg = l.t("本人確認の方法を選んでください", "choose how the identity was confirmed").to_owned();
-            return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
+            return Err((
+                "method",
+                l.t("本人確認の方法を選んでください", "choose how the identity was confirmed").to_owned(),
+            ))
         }
         other => match other.parse::<domain::ConfirmationMethod>() {
             Ok(m) => rev::ConfirmationMethod::from(m),
-            Err(_) => {
-                let msg = format!("{other:?}: {}", l.t("不明な方法です", "unknown method"));
-                return answer(l, card_page(app, &ctx, &card_id, Some(("method", msg))).await);
-            }
+            Err(_) => return Err(("method", format!("{other:?}: {}", l.t("不明な方法です", "unknown method")))),
         },
     };
     let confirmed_by = get("confirmed_by");
     if confirmed_by.is_empty() {
-        let msg = l.t("確認者を入力してください", "say who confirmed the identity").to_owned();
-        return answer(l, card_page(app, &ctx, &card_id, Some(("confirmed_by", msg))).await);
+        return Err(("confirmed_by", l.t("確認者を入力してください", "say who confirmed the identity").to_owned()));
     }
-    let at = match confirmed_at(&get("confirmed_at")) {
-        Ok(at) => at,
-        Err(e) => return answer(l, card_page(app, &ctx, &card_id, Some(("confirmed_at", e.to_string()))).await),
-    };
-    let req = rev::EmergencyRevokeRequest {
-        card: Some(rev::emergency_revoke_request::Card::CardId(card_id.clone())),
+    let at = confirmed_at(&get("confirmed_at")).map_err(|e| ("confirmed_at", e.to_string()))?;
+    Ok(rev::EmergencyRevokeRequest {
+        card: Some(rev::emergency_revoke_request::Card::CardId(card_id.to_owned())),
         confirmation: Some(rev::IdentityConfirmation {
             confirmed_by,
             method: method as i32,
@@ -468,20 +486,10 @@ async fn loss_report(
             note: get("note"),
         }),
         // The person, relayed: the revocation service audits under them.
-        operator: ctx.person.identity.clone(),
+        operator: operator.to_owned(),
         note: get("note"),
         compromised_at: String::new(),
-    };
-    let answered = match app.revocation.clone().emergency_revoke(req).await {
-        Ok(r) => r.into_inner(),
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            let (field, msg) = s.message().split_once(':').unwrap_or(("", s.message()));
-            let field = field.trim().trim_start_matches("confirmation.").to_owned();
-            return answer(l, card_page(app, &ctx, &card_id, Some((&field, msg.trim().to_owned()))).await);
-        }
-        Err(s) => return ConsoleError::upstream("revocation", s).page(l),
-    };
-    result_page(&app, &ctx, answered).await
+    })
 }
 
 async fn approvals(State(app): State<App>, Extension(ctx): Extension<Ctx>) -> Response {

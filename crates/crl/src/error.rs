@@ -34,6 +34,15 @@ pub enum CrlError {
     /// A server or background task failed.
     #[error("internal: {0}")]
     Internal(String),
+    /// The kit's server certificate or CA made no TLS configuration.
+    #[error("internal: gRPC server TLS: {0}")]
+    GrpcTls(#[source] tonic::transport::Error),
+    /// The gRPC server could not be built otherwise (reflection, a client-only kit).
+    #[error("internal: {0}")]
+    GrpcSetup(#[source] tls::ServerError),
+    /// The gRPC server stopped with an error.
+    #[error("internal: gRPC server: {0}")]
+    GrpcServe(#[source] tonic::transport::Error),
     /// A blocking task (CRL signing) panicked or was cancelled.
     #[error("internal: {what} task failed: {source}")]
     Task { what: &'static str, source: tokio::task::JoinError },
@@ -60,6 +69,15 @@ impl CrlError {
     }
 }
 
+impl From<tls::ServerError> for CrlError {
+    fn from(e: tls::ServerError) -> Self {
+        match e {
+            tls::ServerError::Tls(e) => CrlError::GrpcTls(e),
+            other => CrlError::GrpcSetup(other),
+        }
+    }
+}
+
 impl From<der::Error> for CrlError {
     fn from(e: der::Error) -> Self {
         CrlError::Encoding(e.to_string())
@@ -83,6 +101,9 @@ impl From<CrlError> for tonic::Status {
             | CrlError::Io { .. }
             | CrlError::Encoding(_)
             | CrlError::Internal(_)
+            | CrlError::GrpcTls(_)
+            | CrlError::GrpcSetup(_)
+            | CrlError::GrpcServe(_)
             | CrlError::Task { .. }
             | CrlError::Json { .. }
             | CrlError::UnservedUrl(_)
@@ -114,6 +135,7 @@ mod tests {
         assert_eq!(code(CrlError::Registry(tonic::Status::unavailable("down"))), tonic::Code::Unavailable);
         assert_eq!(code(CrlError::Hsm(hsm::HsmError::Unavailable("gone".into()))), tonic::Code::Unavailable);
         assert_eq!(code(CrlError::BadEntry("x".into())), tonic::Code::Internal);
+        assert_eq!(code(tls::ServerError::NoServerCertificate.into()), tonic::Code::Internal);
         let msg = tonic::Status::from(CrlError::Registry(tonic::Status::not_found("no such"))).message().to_owned();
         assert!(msg.contains("no such"), "{msg}");
     }
@@ -125,6 +147,12 @@ mod tests {
         assert_eq!(
             http_status(&CrlError::Io { path: "f".into(), source: std::io::Error::other("x") }),
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let setup = CrlError::from(tls::ServerError::NoServerCertificate);
+        assert_eq!(http_status(&setup), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            setup.to_string(),
+            "internal: no server certificate in this process's gRPC kit (made for clients only)"
         );
     }
 }

@@ -55,16 +55,12 @@ pub async fn serve_publisher<S: RevocationSource>(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let server =
-        kit.server(CrlPublisherServer::new(CrlService::new(publisher.clone()))).await.map_err(|e| match e {
-            tls::ServerError::Tls(e) => CrlError::Internal(format!("gRPC server TLS: {e}")),
-            other => CrlError::Internal(other.to_string()),
-        })?;
+    let server = kit.server(CrlPublisherServer::new(CrlService::new(publisher.clone()))).await?;
     let arl_url = publisher.settings().arl_url.clone();
     let arl_watch = (!arl_url.is_empty())
         .then(|| crate::arl_watch::spawn(publisher.store().clone(), arl_url, server.health().clone(), ticks.check));
     let grpc_server = server.serve(grpc, stopped(stop_rx.clone()));
-    let grpc_server = async { grpc_server.await.map_err(|e| CrlError::Internal(format!("gRPC server: {e}"))) };
+    let grpc_server = async { grpc_server.await.map_err(CrlError::GrpcServe) };
     let http_server =
         crate::http::serve(http, publisher.store().clone(), publisher.settings().http, stopped(stop_rx.clone()));
     let scheduler = tokio::spawn(schedule::run(publisher, ticks, stop_rx));

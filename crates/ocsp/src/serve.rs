@@ -60,7 +60,6 @@ pub async fn serve(
     metrics: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OcspError> {
-    cfg.ocsp.validate()?;
     let authority: Arc<dyn ResponderAuthority> = Arc::new(IssuanceAuthority::from_config(cfg, &kit)?);
     serve_with(cfg, hsm, kit, authority, http, metrics, shutdown).await
 }
@@ -82,6 +81,8 @@ pub async fn serve_with(
     metrics: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OcspError> {
+    // `hpki-ca` validated the whole config at start; tests and the load-test
+    // server come here directly.
     cfg.ocsp.validate()?;
     let renew_within = renew_window(&cfg.ocsp);
     let client = source::registry_client(&kit, &cfg.ocsp.registry_url)?;

@@ -12,28 +12,16 @@ use x509_cert::Certificate;
 
 use crate::tbs::RawTbs;
 use crate::testutil::{
-    default_cas, openssl, openssl_csr, openssl_rsa_key, policy, ISSUING_VALIDITY_YEARS, ROOT_VALIDITY_YEARS,
+    default_cas, doctor, openssl, openssl_csr, openssl_rsa_key, policy, ISSUING_VALIDITY_YEARS, ROOT_VALIDITY_YEARS,
 };
 use crate::validity::{ca_validity, subscriber_validity};
 use crate::{
     assemble_certificate, ca_params, csr, hcrole, subscriber_params, tbs_certificate, tbs_of_certificate, CertKind,
-    IssuingCa, Policy, ProfileError, Subscriber,
+    IssuingCa, Policy, ProfileError,
 };
 
 fn pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
-}
-
-fn doctor() -> Subscriber {
-    Subscriber {
-        holder_id: "JMA0000123".into(),
-        given_name_latin: "Sanjushi".into(),
-        family_name_latin: "Kagurazaka".into(),
-        given_name_kanji: "三十四".into(),
-        family_name_kanji: "神楽坂".into(),
-        institution: Some("MEDIS UNIVERSITY HOSPITAL".into()),
-        institution_kanji: Some("医療情報大学病院".into()),
-    }
 }
 
 /// Issues through the two-phase path: record TBS, sign it, assemble.

@@ -196,15 +196,12 @@ fn ascii(url: String) -> Result<Ia5String, ProfileError> {
 mod tests {
     use super::*;
 
+    /// The test physician with these institution names.
     fn who(latin: Option<&str>, kanji: Option<&str>) -> Subscriber {
         Subscriber {
-            holder_id: "JMA0000123".into(),
-            given_name_latin: "Sanjushi".into(),
-            family_name_latin: "Kagurazaka".into(),
-            given_name_kanji: "三十四".into(),
-            family_name_kanji: "神楽坂".into(),
             institution: latin.map(Into::into),
             institution_kanji: kanji.map(Into::into),
+            ..crate::testutil::doctor()
         }
     }
 

@@ -24,6 +24,19 @@ pub(crate) fn openssl_rsa_key(bits: u32) -> String {
     std::fs::read_to_string(dir.path().join("k.pem")).unwrap()
 }
 
+/// The physician of the tests, with a hospital in both scripts.
+pub(crate) fn doctor() -> crate::Subscriber {
+    crate::Subscriber {
+        holder_id: "JMA0000123".into(),
+        given_name_latin: "Sanjushi".into(),
+        family_name_latin: "Kagurazaka".into(),
+        given_name_kanji: "三十四".into(),
+        family_name_kanji: "神楽坂".into(),
+        institution: Some("MEDIS UNIVERSITY HOSPITAL".into()),
+        institution_kanji: Some("医療情報大学病院".into()),
+    }
+}
+
 /// The policy of the default config (`[profile]` with `[public]` on loopback).
 pub(crate) fn policy() -> crate::Policy {
     let url = |u: &str| crate::CertUrl::parse(u, "test").unwrap();

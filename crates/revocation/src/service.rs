@@ -142,12 +142,7 @@ impl RevocationService {
             self.settings.max_backdate,
         )?;
         if terms.needs_not_before() {
-            let cert = self
-                .registry
-                .clone()
-                .get_certificate(reg::GetCertificateRequest { serial: serial.clone() })
-                .await?
-                .into_inner();
+            let cert = self.certificate(serial.clone()).await?;
             terms.times.check_not_before(cert.not_before_unix, &cert.serial)?;
         }
         let Terms { reason, operator, note, times } = terms;
@@ -236,7 +231,7 @@ impl RevocationService {
         // The revocation itself is now; the loss may be earlier.
         let times = RevocationTimes::check("", &req.compromised_at, now, self.settings.max_backdate)?;
 
-        let view = self.registry.clone().get_card(reg::GetCardRequest { key: Some(key) }).await?.into_inner();
+        let view = self.card(key).await?;
         let card = view.card.ok_or_else(|| missing("GetCard", "card"))?;
         let card_id = card.card_id.clone();
         let already_revoked = check_emergency_allowed(field, &card, &view.certificates)?;
@@ -455,8 +450,7 @@ impl RevocationService {
         let (view, only) = match req.key {
             Some(K::Serial(v)) => {
                 let serial = validate::serial("serial", &v)?;
-                let cert =
-                    self.registry.clone().get_certificate(reg::GetCertificateRequest { serial }).await?.into_inner();
+                let cert = self.certificate(serial).await?;
                 if cert.card_id.is_empty() {
                     // An OCSP responder certificate: it belongs to no card.
                     return Ok(pb::StatusResponse {
@@ -466,9 +460,7 @@ impl RevocationService {
                         certificates: vec![convert::status_out(&cert)],
                     });
                 }
-                let key = Key::CardId(cert.card_id.clone());
-                let view = self.registry.clone().get_card(reg::GetCardRequest { key: Some(key) }).await?;
-                (view.into_inner(), Some(cert))
+                (self.card(Key::CardId(cert.card_id.clone())).await?, Some(cert))
             }
             Some(K::CardId(v)) => (self.card(Key::CardId(validate::id("card_id", &v)?)).await?, None),
             Some(K::LicenceNumber(v)) => {
@@ -488,6 +480,10 @@ impl RevocationService {
             card_state: convert::card_state_name(card.state).into(),
             certificates: certs.iter().map(convert::status_out).collect(),
         })
+    }
+
+    async fn certificate(&self, serial: String) -> Result<reg::CertificateRecord, RevocationError> {
+        Ok(self.registry.clone().get_certificate(reg::GetCertificateRequest { serial }).await?.into_inner())
     }
 
     async fn card(&self, key: Key) -> Result<reg::GetCardResponse, RevocationError> {

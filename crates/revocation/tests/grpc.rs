@@ -140,6 +140,12 @@ impl Harness {
         self.registry.clone().get_card(reg::GetCardRequest { key: Some(key) }).await.unwrap().into_inner()
     }
 
+    /// The registry's whole audit log.
+    async fn audit_log(&self) -> Vec<reg::AuditEntry> {
+        let req = reg::ListAuditRequest { from_sequence: 0, limit: 0 };
+        self.registry.clone().list_audit(req).await.unwrap().into_inner().entries
+    }
+
     /// An ACTIVE card with an issued signing and authentication certificate.
     async fn issue_card(&self, application_id: &str, licence: &str) -> IssuedCard {
         let begin = reg::BeginApplicationRequest {
@@ -371,8 +377,8 @@ async fn emergency_by_card_id_revokes_both_for_key_compromise_and_publishes_once
     assert_eq!(h.card(&other.card_id).await.card.unwrap().state, reg::CardState::Active as i32);
 
     // Audited: the request (with the confirmation record) besides the registry's own entries.
-    let log = h.registry.clone().list_audit(reg::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap();
-    let requested: Vec<_> = log.get_ref().entries.iter().filter(|e| e.action == "emergency.requested").collect();
+    let log = h.audit_log().await;
+    let requested: Vec<_> = log.iter().filter(|e| e.action == "emergency.requested").collect();
     assert_eq!(requested.len(), 1);
     assert_eq!((requested[0].actor.as_str(), requested[0].subject.as_str()), ("op-1", card.card_id.as_str()));
     let detail: serde_json::Value = serde_json::from_str(&requested[0].detail_json).unwrap();
@@ -611,8 +617,8 @@ async fn two_person_control_waits_for_a_second_operator() {
     let repeat = c.emergency_revoke(emergency(by_card(&card.card_id), "op-a")).await.unwrap().into_inner();
     assert_eq!(repeat.state, pb::EmergencyState::Done as i32);
 
-    let log = h.registry.clone().list_audit(reg::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap();
-    let actions: Vec<_> = log.get_ref().entries.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    let log = h.audit_log().await;
+    let actions: Vec<_> = log.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
     assert!(actions.contains(&("emergency.requested", "op-a")), "{actions:?}");
     assert_eq!(actions.iter().filter(|a| a.0 == "emergency.approved").count(), 1, "{actions:?}");
     assert!(actions.contains(&("emergency.approved", "op-b")), "{actions:?}");

@@ -29,7 +29,8 @@
 //! (Purging instead needs ngx_cache_purge; Debian's 2.3 build crashes nginx
 //! 1.22 on every PURGE, so the shipped config does not use it.)
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -207,26 +208,71 @@ type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 /// Refreshes at once over this many connections to a cache.
 const LANES: usize = 4;
 
+/// Paths waiting for a refresh, likeliest forms first across revocations: a
+/// card's revocation is two feed changes of some thirty paths each, and both
+/// certificates' likeliest paths go in the first round instead of the second
+/// certificate's after all of the first's.
+#[derive(Default)]
+struct Pending {
+    queue: BinaryHeap<Reverse<Waiting>>,
+    arrivals: u64,
+}
+
+/// Ordered by rank (the path's place in its batch), then arrival.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Waiting {
+    rank: usize,
+    arrival: u64,
+    sequence: u64,
+    path: String,
+}
+
+impl Pending {
+    fn add(&mut self, batch: &Batch) {
+        for (rank, path) in batch.paths.iter().enumerate() {
+            self.arrivals += 1;
+            let waiting = Waiting { rank, arrival: self.arrivals, sequence: batch.sequence, path: path.clone() };
+            self.queue.push(Reverse(waiting));
+        }
+    }
+
+    /// A failed refresh keeps its rank and arrival, so it is taken again first.
+    fn retry(&mut self, waiting: Waiting) {
+        self.queue.push(Reverse(waiting));
+    }
+
+    fn next(&mut self) -> Option<Waiting> {
+        self.queue.pop().map(|Reverse(w)| w)
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 async fn worker(target: Target, mut rx: mpsc::UnboundedReceiver<Batch>, metrics: Arc<Metrics>) {
-    // (feed sequence, path)
-    let mut pending: VecDeque<(u64, String)> = VecDeque::new();
+    let mut pending = Pending::default();
     let mut conns: [Option<Sender>; LANES] = Default::default();
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
     loop {
         if pending.is_empty() {
             match rx.recv().await {
-                Some(batch) => pending.extend(batch.paths.iter().map(|p| (batch.sequence, p.clone()))),
+                Some(batch) => pending.add(&batch),
                 None => return,
             }
         }
         while let Ok(batch) = rx.try_recv() {
-            pending.extend(batch.paths.iter().map(|p| (batch.sequence, p.clone())));
+            pending.add(&batch);
         }
-        // One path per connection at a time, in order: the likeliest forms first.
-        let round: Vec<(u64, String)> = (0..LANES).map_while(|_| pending.pop_front()).collect();
+        // One path per connection at a time: the likeliest forms first.
+        let round: Vec<Waiting> = (0..LANES).map_while(|_| pending.next()).collect();
         let [c0, c1, c2, c3] = &mut conns;
-        let path = |i: usize| round.get(i).map(|(seq, path)| (*seq, path.as_str()));
+        let path = |i: usize| round.get(i).map(|w| (w.sequence, w.path.as_str()));
         let results = tokio::join!(
             lane(&target, c0, path(0)),
             lane(&target, c1, path(1)),
@@ -259,8 +305,8 @@ async fn worker(target: Target, mut rx: mpsc::UnboundedReceiver<Batch>, metrics:
             continue;
         }
         // Retried first, in their order, after a pause.
-        for path in failed.into_iter().rev() {
-            pending.push_front(path);
+        for waiting in failed {
+            pending.retry(waiting);
         }
         if !failing {
             tracing::error!(
@@ -364,6 +410,24 @@ impl From<tls::net::DialError> for RefreshError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_paths_go_likeliest_first_across_revocations_and_a_retry_goes_first_again() {
+        let batch = |sequence: u64, paths: &[&str]| Batch {
+            sequence,
+            paths: Arc::new(paths.iter().map(|p| p.to_string()).collect()),
+        };
+        let mut pending = Pending::default();
+        pending.add(&batch(7, &["a0", "a1", "a2"]));
+        pending.add(&batch(8, &["b0", "b1"]));
+        let first = pending.next().unwrap();
+        assert_eq!((first.sequence, first.path.as_str()), (7, "a0"));
+        pending.retry(first);
+        let order: Vec<_> = std::iter::from_fn(|| pending.next()).map(|w| (w.sequence, w.path)).collect();
+        let expected = [(7, "a0"), (8, "b0"), (7, "a1"), (8, "b1"), (7, "a2")];
+        assert_eq!(order, expected.map(|(s, p)| (s, p.to_owned())));
+        assert!(pending.is_empty());
+    }
 
     #[test]
     fn serials_become_der_integers() {

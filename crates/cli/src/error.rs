@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+/// What the operator reads after "hpki-ca: ". Errors of the other crates are
+/// kept typed; each variant's message is the one the CLI has always printed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -14,28 +16,51 @@ pub enum CliError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Ceremony(String),
+    /// The config file a ceremony records could not be read (no prefix,
+    /// unlike `Registry`, as ceremonies have always reported it).
+    #[error(transparent)]
+    CeremonyConfig(registry::RegistryError),
+    /// The clock could not be read as a certificate time.
+    #[error(transparent)]
+    Clock(#[from] time::error::ComponentRange),
+    #[error(transparent)]
+    TimeFormat(#[from] time::error::Format),
     /// A trust domain's token could not be opened (what, and why; never a PIN).
     #[error("HSM token: {0}")]
     Token(String),
     #[error(transparent)]
     Issuance(#[from] issuance::IssuanceError),
     #[error("registry: {0}")]
-    Registry(String),
+    Registry(#[from] registry::RegistryError),
     #[error("{0}")]
     Client(String),
+    /// `hpki-ca identity`: the local service-identity PKI.
+    #[error(transparent)]
+    Identity(tls::TlsError),
+    /// The gRPC TLS kit of this process.
+    #[error("TLS: {0}")]
+    Tls(tls::TlsError),
+    #[error(transparent)]
+    Console(#[from] console::StartError),
     /// An RA application file that cannot become a request.
     #[error(transparent)]
     Application(#[from] crate::card::ApplicationError),
     #[error("CRL: {0}")]
-    Crl(String),
+    Crl(#[from] crl::CrlError),
     #[error("OCSP: {0}")]
-    Ocsp(String),
+    Ocsp(#[from] ocsp::OcspError),
     #[error("revocation: {0}")]
-    Revocation(String),
+    Revocation(#[from] revocation::RevocationError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("audit log: {0}")]
     Store(#[from] store::StoreError),
+    /// The audit key file (see `From<audit::LoadError>`).
+    #[error(transparent)]
+    AuditKey(audit::LoadError),
+    /// The `audit` crate's other failures; their messages carry their prefix.
+    #[error(transparent)]
+    Audit(audit::Error),
 }
 
 pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -46,7 +71,7 @@ impl From<audit::LoadError> for CliError {
     fn from(e: audit::LoadError) -> CliError {
         match e {
             audit::LoadError::Io { path, source } => CliError::Io { path, source },
-            other => CliError::Client(other.to_string()),
+            other => CliError::AuditKey(other),
         }
     }
 }
@@ -58,11 +83,8 @@ impl From<audit::Error> for CliError {
             audit::Error::Io { path, source } => CliError::Io { path, source },
             audit::Error::Load(e) => e.into(),
             audit::Error::Hsm(e) => CliError::Hsm(e),
-            audit::Error::Registry(s) => CliError::Registry(format!("{:?}: {}", s.code(), s.message())),
-            audit::Error::EntryTime { sequence, source } => {
-                CliError::Registry(format!("audit entry {sequence}: {source}"))
-            }
-            other => CliError::Client(other.to_string()),
+            // Registry and EntryTime print "registry: ..." themselves.
+            other => CliError::Audit(other),
         }
     }
 }

@@ -154,7 +154,7 @@ pub(crate) fn status(e: tonic::Status) -> CliError {
 
 /// Now, as an RFC 3339 time.
 pub(crate) fn now_rfc3339() -> Result<String, CliError> {
-    timefmt::format_rfc3339(time::OffsetDateTime::now_utc()).map_err(|e| CliError::Client(e.to_string()))
+    timefmt::format_rfc3339(time::OffsetDateTime::now_utc()).map_err(CliError::TimeFormat)
 }
 
 fn print_certificates(certs: &[rev::RevokedCertificate]) {

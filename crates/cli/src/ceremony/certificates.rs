@@ -31,7 +31,7 @@ fn random_serial() -> [u8; 16] {
 }
 
 fn validity(years: u32, clamp: Option<OffsetDateTime>) -> Result<(OffsetDateTime, OffsetDateTime), CliError> {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).map_err(|e| CliError::Ceremony(e.to_string()))?;
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0)?;
     let year = now.year() + years as i32;
     let end = now
         .replace_year(year)

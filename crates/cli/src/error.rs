@@ -88,3 +88,29 @@ impl From<audit::Error> for CliError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CliError;
+
+    // The messages the CLI printed when these variants held strings.
+    #[test]
+    fn typed_sources_print_as_before() {
+        let registry = || registry::RegistryError::InvalidArgument { field: "card_id", reason: "empty".into() };
+        let role = || tls::TlsError::Role("boss".into());
+        let cases: [(CliError, String); 9] = [
+            (crl::CrlError::Config("x".into()).into(), "CRL: invalid configuration: x".into()),
+            (ocsp::OcspError::Busy("full").into(), "OCSP: busy: full".into()),
+            (revocation::RevocationError::Startup("no".into()).into(), "revocation: no".into()),
+            (registry().into(), "registry: card_id: empty".into()),
+            (CliError::CeremonyConfig(registry()), "card_id: empty".into()),
+            (CliError::Identity(role()), role().to_string()),
+            (CliError::Tls(role()), format!("TLS: {}", role())),
+            (console::StartError::Tls("no key".into()).into(), "console TLS: no key".into()),
+            (audit::Error::Registry(tonic::Status::unavailable("down")).into(), "registry: Unavailable: down".into()),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.to_string(), want);
+        }
+    }
+}

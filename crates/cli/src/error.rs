@@ -25,6 +25,9 @@ pub enum CliError {
     Clock(#[from] time::error::ComponentRange),
     #[error(transparent)]
     TimeFormat(#[from] time::error::Format),
+    /// `validity_years` does not fit a certificate's notAfter.
+    #[error("validity_years {years}: {source}")]
+    Validity { years: u32, source: time::error::ComponentRange },
     /// A trust domain's token could not be opened (what, and why; never a PIN).
     #[error("HSM token: {0}")]
     Token(String),
@@ -34,6 +37,12 @@ pub enum CliError {
     Registry(#[from] registry::RegistryError),
     #[error("{0}")]
     Client(String),
+    /// A service URL the gRPC kit cannot make an endpoint of.
+    #[error("{url}: {source}")]
+    Endpoint { url: String, source: tls::TlsError },
+    /// A service that did not answer; `url` as dialled.
+    #[error("cannot reach {url}: {source}")]
+    Connect { url: String, source: tonic::transport::Error },
     /// `hpki-ca identity`: the local service-identity PKI.
     #[error(transparent)]
     Identity(tls::TlsError),
@@ -98,7 +107,8 @@ mod tests {
     fn typed_sources_print_as_before() {
         let registry = || registry::RegistryError::InvalidArgument { field: "card_id", reason: "empty".into() };
         let role = || tls::TlsError::Role("boss".into());
-        let cases: [(CliError, String); 9] = [
+        let range = || time::Date::from_calendar_date(2024, time::Month::February, 30).unwrap_err();
+        let cases: [(CliError, String); 11] = [
             (crl::CrlError::Config("x".into()).into(), "CRL: invalid configuration: x".into()),
             (ocsp::OcspError::Busy("full").into(), "OCSP: busy: full".into()),
             (revocation::RevocationError::Startup("no".into()).into(), "revocation: no".into()),
@@ -106,6 +116,8 @@ mod tests {
             (CliError::CeremonyConfig(registry()), "card_id: empty".into()),
             (CliError::Identity(role()), role().to_string()),
             (CliError::Tls(role()), format!("TLS: {}", role())),
+            (CliError::Endpoint { url: "u".into(), source: role() }, format!("u: {}", role())),
+            (CliError::Validity { years: 9, source: range() }, format!("validity_years 9: {}", range())),
             (console::StartError::Tls("no key".into()).into(), "console TLS: no key".into()),
             (audit::Error::Registry(tonic::Status::unavailable("down")).into(), "registry: Unavailable: down".into()),
         ];

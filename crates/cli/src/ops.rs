@@ -141,10 +141,10 @@ pub struct EmergencyArgs {
 }
 
 pub async fn connect(kit: &tls::GrpcKit, url: &str) -> Result<Channel, CliError> {
-    let endpoint = kit.endpoint(url).map_err(|e| CliError::Client(format!("{url}: {e}")))?;
+    let endpoint = kit.endpoint(url).map_err(|source| CliError::Endpoint { url: url.to_owned(), source })?;
     // The URL as dialled: its scheme follows [tls] enabled.
-    let tried = endpoint.uri().to_string();
-    endpoint.connect().await.map_err(|e| CliError::Client(format!("cannot reach {tried}: {e}")))
+    let url = endpoint.uri().to_string();
+    endpoint.connect().await.map_err(|source| CliError::Connect { url, source })
 }
 
 /// A service's refusal, as the operator reads it: code and message.

@@ -36,7 +36,7 @@ fn validity(years: u32, clamp: Option<OffsetDateTime>) -> Result<(OffsetDateTime
     let end = now
         .replace_year(year)
         .or_else(|_| now.replace_day(28).and_then(|d| d.replace_year(year)))
-        .map_err(|e| CliError::Ceremony(format!("validity_years {years}: {e}")))?;
+        .map_err(|source| CliError::Validity { years, source })?;
     Ok((now, clamp.map_or(end, |c| end.min(c))))
 }
 

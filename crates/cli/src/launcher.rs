@@ -83,7 +83,6 @@ fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>) -> 
         return Ok(tls::GrpcKit::plain());
     }
     let dir = cfg.tls_dir();
-    let tls_err = |e: tls::TlsError| CliError::Client(format!("TLS: {e}"));
     let (serve, default) = match command {
         C::Ceremony { .. } | C::Run | C::Registry { .. } => (true, "registry"),
         C::Issuance { .. } => (true, "issuance"),
@@ -107,7 +106,7 @@ fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>) -> 
         C::Arl { .. } | C::Config { .. } | C::Identity { .. } => return Ok(tls::GrpcKit::plain()),
     };
     if serve {
-        let written = tls::ensure_local_pki(&dir).map_err(tls_err)?;
+        let written = tls::ensure_local_pki(&dir).map_err(CliError::Tls)?;
         if !written.is_empty() {
             say(format_args!("{:<15} service-identity CA and client certificates written to {}", "tls", dir.display()));
         }
@@ -118,7 +117,7 @@ fn setup_tls(cfg: &Config, command: &crate::Command, identity: Option<&str>) -> 
         (None, _, Some(op)) if tls::LocalPki { dir: dir.clone() }.cert(op).exists() => op.to_owned(),
         _ => default.to_owned(),
     };
-    tls::GrpcKit::local(&dir, serve, &chosen).map_err(tls_err)
+    tls::GrpcKit::local(&dir, serve, &chosen).map_err(CliError::Tls)
 }
 
 /// The person an operator command names with `--operator`, if any.
@@ -193,7 +192,7 @@ pub fn say(line: std::fmt::Arguments<'_>) {
 /// The config file this process runs with, digested for the registry's
 /// "config.start" audit entry (`None`: the built-in defaults).
 pub fn config_source(path: Option<&std::path::Path>) -> Result<registry::ConfigSource, CliError> {
-    registry::ConfigSource::read(path).map_err(|e| CliError::Registry(e.to_string()))
+    registry::ConfigSource::read(path).map_err(CliError::Registry)
 }
 
 pub async fn run_registry(
@@ -213,7 +212,7 @@ pub async fn run_registry(
 
 /// The registry's database, opened and the "config.start" entry recorded.
 async fn open_registry(cfg: &Config, source: &registry::ConfigSource) -> Result<store::Store, CliError> {
-    registry::open_recording_start(cfg, source).await.map_err(|e| CliError::Registry(e.to_string()))
+    registry::open_recording_start(cfg, source).await.map_err(CliError::Registry)
 }
 
 /// Serves the registry on `listener` until `stop`, with the config's PIN
@@ -229,7 +228,7 @@ async fn serve_registry(
     let prefix = cfg.profile.holder_id_prefix.clone();
     registry::serve_store_with(store, prefix, pin_limits, kit, listener, shutdown_signal(stop))
         .await
-        .map_err(|e| CliError::Registry(e.to_string()))
+        .map_err(CliError::Registry)
 }
 
 /// The periodic audit checkpointer (`audit::checkpointer`), started with the
@@ -287,9 +286,7 @@ pub async fn run_crl(
         None => None,
     };
     let issuing = tokens.get(TrustDomain::Issuing)?.clone();
-    let served = crl::serve(&cfg, issuing, kit, grpc, http, shutdown_signal(stop))
-        .await
-        .map_err(|e| CliError::Crl(e.to_string()));
+    let served = crl::serve(&cfg, issuing, kit, grpc, http, shutdown_signal(stop)).await.map_err(CliError::Crl);
     if let Some(task) = checkpointer {
         task.abort();
     }
@@ -301,7 +298,7 @@ pub async fn run_revocation(cfg: Config, kit: tls::GrpcKit, stop: watch::Receive
     let metrics = metrics_listener("revocation", &cfg.revocation.metrics_listen).await?;
     announce("revocation", addr, "gRPC hpki.revocation.v1.Revocation");
     serve_metrics(metrics, stop.clone());
-    revocation::serve(&cfg, kit, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Revocation(e.to_string()))
+    revocation::serve(&cfg, kit, listener, shutdown_signal(stop)).await.map_err(CliError::Revocation)
 }
 
 pub async fn run_ocsp(
@@ -315,13 +312,13 @@ pub async fn run_ocsp(
     announce("ocsp", http_addr, "HTTP OCSP responder, RFC 6960 / RFC 5019");
     announce("ocsp-metrics", metrics_addr, "HTTP Prometheus /metrics");
     let own = tokens.get(TrustDomain::Ocsp)?.clone();
-    ocsp::serve(&cfg, own, kit, http, metrics, shutdown_signal(stop)).await.map_err(|e| CliError::Ocsp(e.to_string()))
+    ocsp::serve(&cfg, own, kit, http, metrics, shutdown_signal(stop)).await.map_err(CliError::Ocsp)
 }
 
 pub async fn run_console(cfg: Config, kit: tls::GrpcKit, stop: watch::Receiver<bool>) -> Result<(), CliError> {
     let (listener, addr) = bind(&cfg.console.listen).await?;
     announce("console", addr, "HTTPS operator console");
-    console::serve(&cfg, kit, listener, shutdown_signal(stop)).await.map_err(|e| CliError::Client(e.to_string()))
+    console::serve(&cfg, kit, listener, shutdown_signal(stop)).await.map_err(CliError::Console)
 }
 
 fn joined<E: std::fmt::Display>(r: Result<Result<(), CliError>, E>) -> Result<(), CliError> {
@@ -407,27 +404,19 @@ pub async fn run_all(
     });
     let own = tokens.get(TrustDomain::Ocsp)?.clone();
     let ocsp = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
-        ocsp::serve(&c, own, k, ocsp_http, ocsp_metrics, shutdown_signal(s))
-            .await
-            .map_err(|e| CliError::Ocsp(e.to_string()))
+        ocsp::serve(&c, own, k, ocsp_http, ocsp_metrics, shutdown_signal(s)).await.map_err(CliError::Ocsp)
     });
     let crl = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
-        crl::serve(&c, issuing, k, crl_grpc, crl_http, shutdown_signal(s))
-            .await
-            .map_err(|e| CliError::Crl(e.to_string()))
+        crl::serve(&c, issuing, k, crl_grpc, crl_http, shutdown_signal(s)).await.map_err(CliError::Crl)
     });
     let console = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
         match console_bound {
-            Some((listener, _)) => {
-                console::serve(&c, k, listener, shutdown_signal(s)).await.map_err(|e| CliError::Client(e.to_string()))
-            }
+            Some((listener, _)) => console::serve(&c, k, listener, shutdown_signal(s)).await.map_err(CliError::Console),
             None => Ok(()),
         }
     });
     let revocation = spawn_service(&cfg, &kit, &stop, |c, k, s| async move {
-        revocation::serve(&c, k, rev_listener, shutdown_signal(s))
-            .await
-            .map_err(|e| CliError::Revocation(e.to_string()))
+        revocation::serve(&c, k, rev_listener, shutdown_signal(s)).await.map_err(CliError::Revocation)
     });
     let (r, i, c, v, o, w) = tokio::join!(registry, issuance, crl, revocation, ocsp, console);
     if let Some(task) = checkpointer {

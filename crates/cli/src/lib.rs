@@ -270,7 +270,7 @@ pub enum IdentityCommand {
 
 fn identity(cfg: &Config, command: IdentityCommand, json: bool) -> Result<(), CliError> {
     let dir = cfg.tls_dir();
-    let err = |e: tls::TlsError| CliError::Client(e.to_string());
+    let err = CliError::Identity;
     match command {
         IdentityCommand::Add { name, role } => {
             let role = tls::Role::parse(&role).map_err(err)?;
@@ -320,7 +320,7 @@ impl render::Render for tls::identity::IdentityInfo {
 /// `<name>.pem`, `<name>.key` and `ca.pem`, the password passed in the
 /// environment (never on the command line).
 fn export_p12(dir: &std::path::Path, name: &str, p12: &std::path::Path) -> Result<(), CliError> {
-    tls::identity::check_name(name).map_err(|e| CliError::Client(e.to_string()))?;
+    tls::identity::check_name(name).map_err(CliError::Identity)?;
     let pki = tls::LocalPki { dir: dir.to_owned() };
     let (cert, key) = (pki.cert(name), pki.key(name));
     if !cert.exists() || !key.exists() {
@@ -394,12 +394,10 @@ fn export_softhsm_conf(cfg: &Config) {
 /// `hpki-ca ocsp-certs`: new responder certificates for both issuing CAs now,
 /// through the issuance service, printed one line each.
 async fn renew_responders(cfg: &Config, kit: &tls::GrpcKit, hsm: &hsm::Hsm) -> Result<(), CliError> {
-    let authority = ocsp::IssuanceAuthority::from_config(cfg, kit).map_err(|e| CliError::Ocsp(e.to_string()))?;
+    let authority = ocsp::IssuanceAuthority::from_config(cfg, kit)?;
     // Everything is due within a window longer than any validity.
     let all = time::Duration::days(i64::from(cfg.ocsp.responder_validity_days) + 1);
-    let done = ocsp::ensure_responder_certificates(cfg, hsm, &authority, all)
-        .await
-        .map_err(|e| CliError::Ocsp(e.to_string()))?;
+    let done = ocsp::ensure_responder_certificates(cfg, hsm, &authority, all).await?;
     for r in &done {
         launcher::say(format_args!(
             "{:<15} key {:<8} ({:?})  certificate {:<10} {}  serial {}  (OCSP responder, until {})",

@@ -141,10 +141,10 @@ pub struct EmergencyArgs {
 }
 
 pub async fn connect(kit: &tls::GrpcKit, url: &str) -> Result<Channel, CliError> {
-    let endpoint = kit.endpoint(url).map_err(|e| CliError::Client(format!("{url}: {e}")))?;
+    let endpoint = kit.endpoint(url).map_err(|source| CliError::Endpoint { url: url.to_owned(), source })?;
     // The URL as dialled: its scheme follows [tls] enabled.
-    let tried = endpoint.uri().to_string();
-    endpoint.connect().await.map_err(|e| CliError::Client(format!("cannot reach {tried}: {e}")))
+    let url = endpoint.uri().to_string();
+    endpoint.connect().await.map_err(|source| CliError::Connect { url, source })
 }
 
 /// A service's refusal, as the operator reads it: code and message.
@@ -154,7 +154,7 @@ pub(crate) fn status(e: tonic::Status) -> CliError {
 
 /// Now, as an RFC 3339 time.
 pub(crate) fn now_rfc3339() -> Result<String, CliError> {
-    timefmt::format_rfc3339(time::OffsetDateTime::now_utc()).map_err(|e| CliError::Client(e.to_string()))
+    timefmt::format_rfc3339(time::OffsetDateTime::now_utc()).map_err(CliError::TimeFormat)
 }
 
 fn print_certificates(certs: &[rev::RevokedCertificate]) {

@@ -87,7 +87,7 @@ pub struct CeremonyLog {
 
 impl CeremonyLog {
     pub fn open(cfg: &Config, operator: &str, operation: &'static str) -> Result<CeremonyLog, CliError> {
-        let location = registry::store_location(cfg).map_err(|e| CliError::Registry(e.to_string()))?;
+        let location = registry::store_location(cfg)?;
         let database = match &location {
             store::Location::Sled { path, .. } => {
                 std::fs::create_dir_all(path).map_err(io(path))?;
@@ -129,7 +129,7 @@ impl CeremonyLog {
 
     /// `request`'s fields (what the operation was asked to do) join the detail.
     pub(super) fn start(&mut self, cfg: &Config, config_path: Option<&Path>, request: Value) -> Result<(), CliError> {
-        let source = registry::ConfigSource::read(config_path).map_err(|e| CliError::Ceremony(e.to_string()))?;
+        let source = registry::ConfigSource::read(config_path).map_err(CliError::CeremonyConfig)?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
         let mut detail = json!({
             "operation": self.operation,

@@ -31,12 +31,12 @@ fn random_serial() -> [u8; 16] {
 }
 
 fn validity(years: u32, clamp: Option<OffsetDateTime>) -> Result<(OffsetDateTime, OffsetDateTime), CliError> {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).map_err(|e| CliError::Ceremony(e.to_string()))?;
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0)?;
     let year = now.year() + years as i32;
     let end = now
         .replace_year(year)
         .or_else(|_| now.replace_day(28).and_then(|d| d.replace_year(year)))
-        .map_err(|e| CliError::Ceremony(format!("validity_years {years}: {e}")))?;
+        .map_err(|source| CliError::Validity { years, source })?;
     Ok((now, clamp.map_or(end, |c| end.min(c))))
 }
 

@@ -61,8 +61,7 @@ pub fn arl(
     audited(cfg, config_path, operator, "arl", request, |cfg, log| {
         let tokens = Tokens::open(cfg, domains::ARL)?;
         let wanted = revoke.as_ref().map(|(serial, reason)| (serial.as_str(), *reason));
-        let arl =
-            crl::publish_arl(cfg, tokens.get(TrustDomain::Root)?, wanted).map_err(|e| CliError::Crl(e.to_string()))?;
+        let arl = crl::publish_arl(cfg, tokens.get(TrustDomain::Root)?, wanted)?;
         log.arl(&arl)?;
         say(format_args!(
             "ARL number {}  entries {}  next update {}\n    {}  ->  {}\n    sha256 {}",
@@ -144,8 +143,7 @@ fn steps(cfg: &Config, log: &mut CeremonyLog) -> Result<(), CliError> {
     ));
     // The root's first ARL comes with the ceremony; `hpki-ca arl` makes the next ones.
     if !cfg.cert_dir().join("arl.json").exists() {
-        let arl =
-            crl::publish_arl(cfg, tokens.get(TrustDomain::Root)?, None).map_err(|e| CliError::Crl(e.to_string()))?;
+        let arl = crl::publish_arl(cfg, tokens.get(TrustDomain::Root)?, None)?;
         log.arl(&arl)?;
         say(format_args!("{:<15} ARL number {} written to {}", "root", arl.crl_number, arl.path.display()));
     }

@@ -49,8 +49,8 @@ impl IssuanceService {
             .await?
             .into_inner()
             .serial;
-        let serial_bytes = hex::decode(&serial).map_err(|_| IssuanceError::BadSerial(serial.clone()))?;
-        let params = profile::responder_params(&ca.ca, &ca.label, &serial_bytes, not_before, not_after)?;
+        let serial_bytes = domain::Serial::from_hex(&serial).map_err(|_| IssuanceError::BadSerial(serial.clone()))?;
+        let params = profile::responder_params(&ca.ca, &ca.label, serial_bytes.as_bytes(), not_before, not_after)?;
         let tbs = profile::tbs_certificate(&params, &csr, &ca.ca)?;
         registry
             .record_tbs(reg::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: None })

@@ -67,21 +67,6 @@ enum Plan {
     },
 }
 
-/// A fresh serial chosen by issuance (the registry refuses one in use): 16
-/// octets, the first in 0x01..=0x7f, so the INTEGER is positive and minimal
-/// with 127 random bits, as the registry's own `ReserveSerial` makes them.
-fn fresh_serial() -> [u8; 16] {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    loop {
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        bytes[0] &= 0x7f;
-        if bytes[0] != 0 {
-            return bytes;
-        }
-    }
-}
-
 /// What the RA declared of an application, whichever procedure: kept with
 /// the card as its application record (see `application_record`).
 pub(crate) struct Declared<'a> {
@@ -405,11 +390,12 @@ impl IssuanceService {
                     self.policy.validity_years,
                     ca.ca.not_after(),
                 );
-                (hex::encode(fresh_serial()), nb, na)
+                // Chosen here, as the registry's ReserveSerial would (it refuses one in use).
+                (domain::Serial::random().to_hex(), nb, na)
             }
         };
-        let serial_bytes = hex::decode(&serial).map_err(|_| IssuanceError::BadSerial(serial.clone()))?;
-        let params = profile::subscriber_params(&self.policy, kind, who, &serial_bytes, nb, na, &ca.ca)?;
+        let serial_bytes = domain::Serial::from_hex(&serial).map_err(|_| IssuanceError::BadSerial(serial.clone()))?;
+        let params = profile::subscriber_params(&self.policy, kind, who, serial_bytes.as_bytes(), nb, na, &ca.ca)?;
         let tbs = profile::tbs_certificate(&params, csr, &ca.ca)?;
         let crl_scope = reg::CrlScope {
             crl_url: self.policy.kind(kind).crl_url.as_str().to_owned(),

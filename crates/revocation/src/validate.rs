@@ -14,8 +14,8 @@ use crate::error::RevocationError;
 pub const MAX_ID_LEN: usize = 128;
 /// Free-text notes.
 pub const MAX_NOTE_LEN: usize = 1024;
-/// RFC 5280 4.1.2.2: serials are at most 20 octets.
-pub const MAX_SERIAL_OCTETS: usize = 20;
+/// RFC 5280 4.1.2.2: serials are at most 20 octets (`domain::Serial` holds to it).
+pub const MAX_SERIAL_OCTETS: usize = domain::MAX_SERIAL_LEN;
 /// Clock difference tolerated on times that must not be in the future.
 pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(2);
 
@@ -54,17 +54,15 @@ fn bounded_printable(
 
 /// A certificate serial in hex (either case); returned in lower case.
 pub fn serial(field: &str, value: &str) -> Result<String, RevocationError> {
-    if value.is_empty() {
-        return Err(RevocationError::invalid(field, "is required"));
-    }
-    let bytes = hex::decode(value).map_err(|e| RevocationError::invalid(field, format!("is not hex: {e}")))?;
-    if bytes.len() > MAX_SERIAL_OCTETS {
-        return Err(RevocationError::invalid(
+    match domain::Serial::from_hex(value) {
+        Ok(serial) => Ok(serial.to_hex()),
+        Err(domain::SerialParseError::Empty) => Err(RevocationError::invalid(field, "is required")),
+        Err(domain::SerialParseError::NotHex(e)) => Err(RevocationError::invalid(field, format!("is not hex: {e}"))),
+        Err(domain::SerialParseError::TooLong) => Err(RevocationError::invalid(
             field,
             format!("is longer than {MAX_SERIAL_OCTETS} octets (RFC 5280 4.1.2.2)"),
-        ));
+        )),
     }
-    Ok(hex::encode(bytes))
 }
 
 /// One of the RFC 5280 reasons the proto defines (UNSPECIFIED included: RFC

@@ -12,8 +12,8 @@ use crate::records::{
     RevokedEntry, StatusChange,
 };
 use crate::revocation::{encode_index_value, index_key};
-use crate::serial::Serial;
 use crate::Store;
+use domain::Serial;
 
 /// What `Store::bench_import_revoked` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

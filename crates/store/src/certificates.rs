@@ -12,9 +12,9 @@ use crate::feed::{self, FeedChange};
 use crate::records::{
     CardRecord, CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, NewPinEscrow,
 };
-use crate::serial::Serial;
 use crate::tx::{decode, fail, Tx, TxResult};
 use crate::Store;
+use domain::Serial;
 
 /// What the issuer asks a serial for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use crate::error::StoreError;
 use crate::records::{CertificateStatus, RevocationReason, StatusChange};
-use crate::serial::Serial;
 use crate::tx::{corrupt, decode, fail, Trees, Tx, TxResult};
 use crate::Store;
+use domain::Serial;
 
 /// The last sequence handed out, in `meta`.
 pub(crate) const FEED_LAST_KEY: &[u8] = b"feed_last";

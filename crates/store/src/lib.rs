@@ -34,7 +34,6 @@ mod pin;
 mod postgres;
 mod records;
 mod revocation;
-mod serial;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tx;
@@ -50,6 +49,7 @@ pub use certificates::{PreparedCertificate, SignedCertificate};
 pub use config_start::{config_changed, ConfigStart, ConfigStartOutcome, PreviousConfigStart};
 pub use crl_number::MAX_SCOPE_LEN;
 pub use crl_scopes::{CrlScope, CrlScopeRecord, MAX_SCOPE_PARTITIONS};
+pub use domain::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};
 pub use error::StoreError;
 pub use keys::spki_sha256_of;
 pub use records::{
@@ -60,7 +60,6 @@ pub use records::{
     RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
 };
 pub use revocation::{RevokedEntries, MAX_CLOCK_SKEW_SECS};
-pub use serial::{Serial, SerialParseError, MAX_SERIAL_LEN, SERIAL_LEN};
 
 /// How long `Store::open` waits for a held lock, and how often it asks.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);

@@ -13,9 +13,9 @@ use crate::records::{
     CardRevokeOutcome, CardState, CertificateKind, CertificateRecord, CertificateState, CertificateStatus, Revocation,
     RevocationReason, RevocationRequest, RevokeOutcome, RevokedEntry, RevokedQuery, StatusChange,
 };
-use crate::serial::Serial;
 use crate::tx::{corrupt, decode, fail, Tx, TxResult};
 use crate::Store;
+use domain::Serial;
 
 /// How far in the future a revocation time may lie (clocks of operator
 /// workstations drift); anything later is refused.

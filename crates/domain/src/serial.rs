@@ -1,4 +1,6 @@
-//! Certificate serial numbers: random, positive, minimal DER INTEGER content.
+//! Certificate serial numbers, the one reference to a certificate: random,
+//! positive, minimal DER INTEGER content; hex in the proto, the store and the
+//! audit log.
 
 use std::fmt;
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::Type;
-use postgres::{IsolationLevel, NoTls};
+use postgres::{IsolationLevel, NoTls, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use sled::transaction::ConflictableTransactionError;
 use sled::IVec;
@@ -56,8 +56,62 @@ const PAGE: i64 = 512;
 /// failing over) before the call fails.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+type Conn = r2d2::PooledConnection<Manager>;
+
+/// r2d2_postgres's manager, with each connection's prepared read.
+#[derive(Debug)]
+struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn { client: self.0.connect()?, get: None })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
+
+/// A pooled connection and the statement transactions read rows with,
+/// prepared on its first use (after the migrations), so PostgreSQL parses
+/// and plans it once per connection instead of once per read.
+struct PgConn {
+    client: postgres::Client,
+    get: Option<Statement>,
+}
+
+impl PgConn {
+    fn get_statement(&mut self) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = &self.get {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare_typed(GET, &[Type::TEXT, Type::BYTEA])?;
+        self.get = Some(statement.clone());
+        Ok(statement)
+    }
+}
+
+impl std::ops::Deref for PgConn {
+    type Target = postgres::Client;
+
+    fn deref(&self) -> &postgres::Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
 
 /// A pool of connections to one database; cheap to clone.
 #[derive(Clone)]
@@ -74,7 +128,7 @@ impl Pg {
         if let Some(password) = password {
             config.password(password);
         }
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = Manager(PostgresConnectionManager::new(config, NoTls));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(0))
@@ -216,12 +270,13 @@ fn run_once<T>(conn: &mut Conn, f: &impl Fn(&PgTx<'_>) -> TxResult<T>) -> Result
 }
 
 fn run_locked<T>(conn: &mut Conn, f: &impl Fn(&PgTx<'_>) -> TxResult<T>) -> Result<T, Retry> {
+    let get = conn.get_statement().map_err(|e| classify(e.into()))?;
     let tx = conn
         .build_transaction()
         .isolation_level(IsolationLevel::Serializable)
         .start()
         .map_err(|e| classify(e.into()))?;
-    let cell = PgTx { tx: RefCell::new(tx), writes: RefCell::default(), reads: RefCell::default() };
+    let cell = PgTx { tx: RefCell::new(tx), get, writes: RefCell::default(), reads: RefCell::default() };
     let value = match f(&cell) {
         Ok(v) => v,
         // Dropping the transaction rolls it back.
@@ -266,6 +321,8 @@ type At = (String, Vec<u8>);
 /// per distinct row read plus one for all its writes, not one per call.
 pub(crate) struct PgTx<'c> {
     tx: RefCell<postgres::Transaction<'c>>,
+    /// `GET`, prepared on this connection.
+    get: Statement,
     /// (tree, key) -> value, the last written; reads see them.
     writes: RefCell<BTreeMap<At, Vec<u8>>>,
     /// (tree, key) -> the row as read in this transaction.
@@ -288,8 +345,7 @@ impl TxOps for PgTx<'_> {
         if let Some(row) = self.reads.borrow().get(&at) {
             return Ok(row.clone());
         }
-        let row =
-            self.tx.borrow_mut().query_typed_opt(GET, &[(&tree, Type::TEXT), (&key, Type::BYTEA)]).map_err(abort)?;
+        let row = self.tx.borrow_mut().query_opt(&self.get, &[&tree, &key]).map_err(abort)?;
         let row = row.map(|r| IVec::from(r.get::<_, Vec<u8>>(0)));
         self.reads.borrow_mut().insert(at, row.clone());
         Ok(row)

@@ -198,7 +198,9 @@ impl Pg {
     }
 
     pub fn get(&self, tree: &str, key: &[u8]) -> Result<Option<IVec>, StoreError> {
-        let row = self.conn()?.query_typed_opt(GET, &[(&tree, Type::TEXT), (&key, Type::BYTEA)])?;
+        let mut conn = self.conn()?;
+        let get = conn.get_statement()?;
+        let row = conn.query_opt(&get, &[&tree, &key])?;
         Ok(row.map(|r| IVec::from(r.get::<_, Vec<u8>>(0))))
     }
 
@@ -233,7 +235,8 @@ impl Pg {
     }
 }
 
-// Sent with their parameter types (`query_typed`): one round trip each, no
+// `GET` is prepared once per connection (`PgConn::get_statement`); the others
+// are sent with their parameter types (`query_typed`): one round trip each, no
 // separate prepare.
 const GET: &str = "SELECT value FROM kv WHERE tree = $1 AND key = $2";
 const UPSERT: &str =

@@ -304,7 +304,7 @@ async fn worker(target: Target, mut rx: mpsc::UnboundedReceiver<Batch>, metrics:
             backoff = MIN_BACKOFF;
             continue;
         }
-        // Retried first, in their order, after a pause.
+        // After a pause; they keep their rank and arrival, so they go first again.
         for waiting in failed {
             pending.retry(waiting);
         }

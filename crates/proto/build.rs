@@ -10,6 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // The large oneof members go behind a Box, so the enums stay small.
+    tonic_prost_build::configure()
+        .boxed(".hpki.registry.v1.CardStep.step.begin")
+        .boxed(".hpki.registry.v1.CardStepAnswer.answer.begun")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! profiles (`profile` crate), record the to-be-signed certificates in the
 //! registry, sign them with the issuing CA keys in the HSM and store them.
 
+mod card_steps;
 pub mod error;
 pub mod fee;
 mod hsm_watch;

@@ -2,10 +2,11 @@
 //! renewal, reissue) goes through `issue_card`: begin the application in the
 //! registry, encrypt the PIN for escrow, then `PrepareCard` (PIN escrow, both
 //! serials reserved and both to-be-signed certificates recorded in one durable
-//! write), sign both in the
-//! HSM, and `FinishCard` (both stored and the card completed in one). A retry
-//! with the same application id resumes where a previous attempt stopped and
-//! never makes a second card.
+//! write), sign both in the HSM, and `FinishCard` (both stored and the card
+//! completed in one). The three registry steps of all cards in flight travel
+//! together in `CardSteps` calls (`card_steps`). A retry with the same
+//! application id resumes where a previous attempt stopped and never makes a
+//! second card.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use proto::registry::v1::registry_client::RegistryClient;
 use proto::revocation::v1::revocation_client::RevocationClient;
 use tonic::{transport::Channel, Request, Response, Status};
 
+use crate::card_steps::CardSteps;
 use crate::error::IssuanceError;
 use crate::fee::{fee_for, Procedure};
 use crate::hsm_watch::{self, HsmStatus};
@@ -27,6 +29,8 @@ use crate::IssuingCaKey;
 /// The service's collaborators: other services over gRPC and the HSM keys.
 pub struct IssuanceService {
     pub(crate) registry: RegistryClient<Channel>,
+    /// The card path's registry steps, sent together (`CardSteps`).
+    steps: CardSteps,
     pub(crate) revocation: RevocationClient<Channel>,
     pub(crate) crl: CrlPublisherClient<Channel>,
     /// The certificate policy, typed and checked at start.
@@ -114,6 +118,7 @@ impl IssuanceService {
     ) -> Self {
         let hsm_status = HsmStatus::new();
         IssuanceService {
+            steps: CardSteps::new(registry.clone()),
             registry,
             revocation,
             crl,
@@ -211,9 +216,8 @@ impl IssuanceService {
         let procedure_name = procedure.name();
         let actor = actor(declared.ra_operator);
         let begun = self
-            .registry
-            .clone()
-            .begin_application(reg::BeginApplicationRequest {
+            .steps
+            .begin(reg::BeginApplicationRequest {
                 application_id: declared.id.trim().to_owned(),
                 holder: Some(holder),
                 application_json: application_record(&declared, procedure),
@@ -230,8 +234,7 @@ impl IssuanceService {
                 // The only ALREADY_EXISTS of BeginApplication: a key certified before.
                 tonic::Code::AlreadyExists => IssuanceError::KeyInUse(s.message().to_owned()),
                 _ => IssuanceError::Registry(s),
-            })?
-            .into_inner();
+            })?;
         let card = begun.card.ok_or_else(|| IssuanceError::Internal("registry returned no card".into()))?;
         let holder = begun.holder.ok_or_else(|| IssuanceError::Internal("registry returned no holder".into()))?;
         let replayed = begun.existing;
@@ -293,7 +296,6 @@ impl IssuanceService {
             }
             plans.push(plan);
         }
-        let mut registry = self.registry.clone();
         let pin_stored = if to_prepare.is_empty() {
             self.store_pin_escrow(escrow).await?
         } else {
@@ -302,7 +304,7 @@ impl IssuanceService {
                 certificates: to_prepare,
                 pin_escrow: Some(escrow),
             };
-            registry.prepare_card(req).await?.into_inner().pin_escrow_stored
+            self.steps.prepare(req).await?.pin_escrow_stored
         };
         // Both signatures at once: the HSM has a pool of sessions.
         let mut signing = Vec::new();
@@ -333,8 +335,8 @@ impl IssuanceService {
             }
         }
         if !to_store.is_empty() || card.state != reg::CardState::Active as i32 {
-            registry
-                .finish_card(reg::FinishCardRequest {
+            self.steps
+                .finish(reg::FinishCardRequest {
                     card_id: card_id.clone(),
                     certificates: to_store,
                     actor: actor.to_owned(),

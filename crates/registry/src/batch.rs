@@ -51,11 +51,21 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
 
     /// Queues the call and waits for its answer.
     pub(crate) async fn call(&self, job: J) -> Result<R, RegistryError> {
-        let (answer, answered) = oneshot::channel();
+        self.call_many(vec![job]).await.pop().unwrap_or(Err(RegistryError::BatchLost))
+    }
+
+    /// Queues the calls together (one batch takes them in order, as far as
+    /// `MAX_BATCH` allows) and waits for their answers, one each, in order.
+    pub(crate) async fn call_many(&self, jobs: Vec<J>) -> Vec<Result<R, RegistryError>> {
+        let mut waits = Vec::with_capacity(jobs.len());
         let start_runner = {
             let mut st = self.inner.lock();
-            st.queue.push((job, answer));
-            let free = st.runners < RUNNERS;
+            for job in jobs {
+                let (answer, answered) = oneshot::channel();
+                st.queue.push((job, answer));
+                waits.push(answered);
+            }
+            let free = !waits.is_empty() && st.runners < RUNNERS;
             st.runners += usize::from(free);
             free
         };
@@ -63,7 +73,11 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
             let inner = self.inner.clone();
             tokio::task::spawn_blocking(move || inner.drain());
         }
-        answered.await.map_err(|_| RegistryError::BatchLost)
+        let mut answers = Vec::with_capacity(waits.len());
+        for answered in waits {
+            answers.push(answered.await.map_err(|_| RegistryError::BatchLost));
+        }
+        answers
     }
 }
 
@@ -136,6 +150,10 @@ mod tests {
         assert!((1..=16).contains(&batches), "64 calls in {batches} batches");
         // Alone, a call runs at once.
         assert_eq!(batcher.call(5).await.unwrap(), 10);
+        // Several queued at once are answered each in its place.
+        let answers: Vec<u32> = batcher.call_many(vec![1, 2, 3]).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, [2, 4, 6]);
+        assert!(batcher.call_many(Vec::new()).await.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,6 +113,7 @@
 //! services relays, and anyone else may only name themselves.
 
 mod batch;
+mod card_path;
 mod config_start;
 mod convert;
 mod error;

@@ -8,13 +8,14 @@ use proto::registry::v1::get_card_request::Key;
 use proto::registry::v1::list_holder_cards_request::Key as HolderKey;
 use proto::registry::v1::registry_server::Registry;
 use store::{
-    ApplicationProcedure, CardStep, CardStepDone, DisclosureLimit, NewApplication, NewApproval, NewPinEscrow,
-    PinDisclosureRequest, Procedure, Reservation, RevocationRequest, RevokedQuery, Serial, Store, StoreError,
+    ApplicationProcedure, CardStep, CardStepDone, DisclosureLimit, NewApproval, NewPinEscrow, PinDisclosureRequest,
+    Procedure, Reservation, RevocationRequest, RevokedQuery, Serial, Store, StoreError,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::batch::Batcher;
+use crate::card_path::{self, Caller, MAX_CARD_STEPS};
 use crate::convert;
 use crate::error::RegistryError;
 use crate::streams::{self, ChunkStream, FEED_PAGE};
@@ -96,6 +97,16 @@ impl RegistryService {
         Ok(self.card_steps.call(step).await??)
     }
 
+    /// Several steps queued at once, so they share transactions; an answer each, in order.
+    pub(crate) async fn card_steps_many(&self, steps: Vec<CardStep>) -> Vec<Result<CardStepDone, RegistryError>> {
+        let answers = self.card_steps.call_many(steps).await;
+        answers.into_iter().map(|a| Ok(a??)).collect()
+    }
+
+    pub(crate) fn holder_id_prefix(&self) -> &str {
+        &self.holder_id_prefix
+    }
+
     async fn run<T, F>(&self, f: F) -> Result<T, RegistryError>
     where
         T: Send + 'static,
@@ -112,7 +123,7 @@ impl RegistryService {
 /// Who to name in the audit log for calls whose request carries no actor:
 /// the identity of the caller's client certificate (`issuance`, `crl`...);
 /// the peer address only without TLS (`[tls] enabled = false`, development).
-fn peer<T>(request: &Request<T>) -> String {
+pub(crate) fn peer<T>(request: &Request<T>) -> String {
     if let Some(caller) = tls::caller(request) {
         return caller.identity.clone();
     }
@@ -122,21 +133,9 @@ fn peer<T>(request: &Request<T>) -> String {
     }
 }
 
-/// The request's actor if given, else the caller's identity. Only our
-/// services relay an actor (the person or RA system they act for, named by
-/// that caller's certificate); anyone else may only name themselves.
+/// The request's actor if given, else the caller's identity (`Caller::actor`).
 fn actor<T>(request: &Request<T>, given: &str) -> Result<String, RegistryError> {
-    if given.is_empty() {
-        return Ok(peer(request));
-    }
-    let given = validate::id("actor", given)?;
-    match tls::caller(request) {
-        Some(caller) if !caller.is_service() && caller.identity != given => Err(RegistryError::invalid(
-            "actor",
-            format!("{given:?} is not the caller's identity {:?}", caller.identity),
-        )),
-        _ => Ok(given),
-    }
+    Caller::of(request).actor(given)
 }
 
 /// What the operator asked for in a revoke request.
@@ -168,29 +167,11 @@ impl Registry for RegistryService {
         &self,
         request: Request<pb::BeginApplicationRequest>,
     ) -> Result<Response<pb::BeginApplicationResponse>, Status> {
-        let actor = actor(&request, &request.get_ref().actor)?;
-        let req = request.into_inner();
-        let procedure = procedure(&req.procedure, &req.replaces_card_id)?;
-        let (holder_id, holder) = convert::holder_in(req.holder)?;
-        let app = NewApplication {
-            application_id: validate::id("application_id", &req.application_id)?,
-            holder_id,
-            holder,
-            application_json: validate::json("application_json", &req.application_json)?,
-            actor,
-            keys: convert::card_keys_in(&req.keys)?,
-        };
-        let application = store::CardApplication { app, procedure, holder_id_prefix: self.holder_id_prefix.clone() };
-        let CardStepDone::Begun(outcome) = self.card_step(CardStep::Begin(Box::new(application))).await? else {
+        let step = self.begin_in(&Caller::of(&request), request.into_inner())?;
+        let CardStepDone::Begun(outcome) = self.card_step(step).await? else {
             return Err(RegistryError::BatchLost.into());
         };
-        let view = convert::card_view_out(outcome.view);
-        Ok(Response::new(pb::BeginApplicationResponse {
-            card: view.card,
-            holder: view.holder,
-            existing: outcome.existing,
-            certificates: view.certificates,
-        }))
+        Ok(Response::new(card_path::begun_out(*outcome)))
     }
 
     async fn reserve_serial(
@@ -256,66 +237,32 @@ impl Registry for RegistryService {
         &self,
         request: Request<pb::PrepareCardRequest>,
     ) -> Result<Response<pb::PrepareCardResponse>, Status> {
-        let actor = peer(&request);
-        let pin_actor = match &request.get_ref().pin_escrow {
-            Some(pe) => self::actor(&request, &pe.actor)?,
-            None => String::new(),
-        };
-        let req = request.into_inner();
-        let card_id = validate::id("card_id", &req.card_id)?;
-        if req.certificates.is_empty() || req.certificates.len() > 2 {
-            return Err(RegistryError::invalid("certificates", "one or two certificates of the card").into());
-        }
-        let pin =
-            req.pin_escrow.map(|pe| pin_escrow_in(PREPARED_PIN_FIELDS, pe, card_id.clone(), pin_actor)).transpose()?;
-        let mut certs = Vec::with_capacity(req.certificates.len());
-        for c in req.certificates {
-            let kind = validate::kind("certificates.kind", c.kind)?;
-            if !kind.of_card() {
-                return Err(RegistryError::invalid("certificates.kind", "must be SIGNING or AUTHENTICATION").into());
-            }
-            if certs.iter().any(|p: &store::PreparedCertificate| p.kind == kind) {
-                return Err(RegistryError::invalid("certificates.kind", "each kind at most once").into());
-            }
-            validate::validity("certificates.not_after_unix", c.not_before_unix, c.not_after_unix)?;
-            let serial = tbs_serial_in(["certificates.serial", "certificates.tbs_der"], &c.serial, &c.tbs_der)?;
-            let scope = c.crl_scope.map(|s| crl_scope_in(s, &c.tbs_der)).transpose()?;
-            certs.push(store::PreparedCertificate {
-                kind,
-                serial,
-                issuer_label: validate::id("certificates.issuer_label", &c.issuer_label)?,
-                not_before_unix: c.not_before_unix,
-                not_after_unix: c.not_after_unix,
-                tbs_der: c.tbs_der,
-                scope,
-            });
-        }
-        let preparation = store::CardPreparation { card_id, certs, pin, actor };
-        let CardStepDone::Prepared(_, pin_escrow_stored) = self.card_step(CardStep::Prepare(preparation)).await? else {
+        let step = self.prepare_in(&Caller::of(&request), request.into_inner())?;
+        let CardStepDone::Prepared(_, pin_escrow_stored) = self.card_step(step).await? else {
             return Err(RegistryError::BatchLost.into());
         };
         Ok(Response::new(pb::PrepareCardResponse { pin_escrow_stored }))
     }
 
     async fn finish_card(&self, request: Request<pb::FinishCardRequest>) -> Result<Response<pb::Card>, Status> {
-        let cert_actor = peer(&request);
-        let actor = actor(&request, &request.get_ref().actor)?;
-        let req = request.into_inner();
-        let card_id = validate::id("card_id", &req.card_id)?;
-        if req.certificates.len() > 2 {
-            return Err(RegistryError::invalid("certificates", "at most the card's two certificates").into());
-        }
-        let mut certs = Vec::with_capacity(req.certificates.len());
-        for c in req.certificates {
-            let fields = ["certificates.serial", "certificates.certificate_der"];
-            let (serial, tbs_of_cert) = certificate_in(fields, &c.serial, &c.certificate_der)?;
-            certs.push(store::SignedCertificate { serial, certificate_der: c.certificate_der, tbs_of_cert });
-        }
-        let completion = store::CardCompletion { card_id, certs, cert_actor, actor };
-        let CardStepDone::Finished(card) = self.card_step(CardStep::Finish(completion)).await? else {
+        let step = self.finish_in(&Caller::of(&request), request.into_inner())?;
+        let CardStepDone::Finished(card) = self.card_step(step).await? else {
             return Err(RegistryError::BatchLost.into());
         };
         Ok(Response::new(convert::card_out(card)))
+    }
+
+    async fn card_steps(
+        &self,
+        request: Request<pb::CardStepsRequest>,
+    ) -> Result<Response<pb::CardStepsResponse>, Status> {
+        let who = Caller::of(&request);
+        let steps = request.into_inner().steps;
+        if steps.is_empty() || steps.len() > MAX_CARD_STEPS {
+            let why = format!("{} steps (one to {MAX_CARD_STEPS} in a call)", steps.len());
+            return Err(RegistryError::invalid("steps", why).into());
+        }
+        Ok(Response::new(pb::CardStepsResponse { answers: self.steps(&who, steps).await }))
     }
 
     async fn get_card(&self, request: Request<pb::GetCardRequest>) -> Result<Response<pb::GetCardResponse>, Status> {
@@ -704,7 +651,7 @@ impl Registry for RegistryService {
 /// `<path>-delta.crl`), whatever the URL parser did to scheme and host. So a
 /// scope that does not belong to the certificate is refused rather than
 /// published for years.
-fn crl_scope_in(scope: pb::CrlScope, tbs_der: &[u8]) -> Result<store::CrlScope, RegistryError> {
+pub(crate) fn crl_scope_in(scope: pb::CrlScope, tbs_der: &[u8]) -> Result<store::CrlScope, RegistryError> {
     let url = validate::text("crl_scope.crl_url", &scope.crl_url, MAX_TEXT_LEN)?;
     let path = url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or("");
     let stem = path.strip_suffix(".crl").unwrap_or(path);
@@ -720,7 +667,7 @@ fn crl_scope_in(scope: pb::CrlScope, tbs_der: &[u8]) -> Result<store::CrlScope, 
     Ok(store::CrlScope { crl_url: url, partitions: scope.partitions, delta_crls: scope.delta_crls })
 }
 
-fn procedure(name: &str, replaces_card_id: &str) -> Result<ApplicationProcedure, RegistryError> {
+pub(crate) fn procedure(name: &str, replaces_card_id: &str) -> Result<ApplicationProcedure, RegistryError> {
     let procedure = match name {
         "" => Procedure::New,
         other => Procedure::from_name(other).ok_or_else(|| {
@@ -746,7 +693,7 @@ fn procedure(name: &str, replaces_card_id: &str) -> Result<ApplicationProcedure,
 /// A serial and the to-be-signed certificate that must carry it: bytes that
 /// cannot become this serial's certificate would only fail later, after the
 /// HSM has signed them. `fields` names both in the request.
-fn tbs_serial_in(fields: [&'static str; 2], serial: &str, tbs_der: &[u8]) -> Result<Serial, RegistryError> {
+pub(crate) fn tbs_serial_in(fields: [&'static str; 2], serial: &str, tbs_der: &[u8]) -> Result<Serial, RegistryError> {
     let [serial_field, tbs_field] = fields;
     let serial = validate::serial(serial_field, serial)?;
     validate::der(tbs_field, tbs_der)?;
@@ -759,7 +706,7 @@ fn tbs_serial_in(fields: [&'static str; 2], serial: &str, tbs_der: &[u8]) -> Res
 /// A serial and the signed certificate that must carry it, with the
 /// certificate's tbsCertificate (the store compares it with the recorded
 /// bytes). `fields` names both in the request.
-fn certificate_in(
+pub(crate) fn certificate_in(
     fields: [&'static str; 2],
     serial: &str,
     certificate_der: &[u8],
@@ -777,11 +724,11 @@ fn certificate_in(
 /// The names of a PIN escrow's key_label, iv and ciphertext: in
 /// StorePinEscrow, and in PrepareCard's `pin_escrow`.
 const PIN_FIELDS: [&str; 3] = ["key_label", "iv", "ciphertext"];
-const PREPARED_PIN_FIELDS: [&str; 3] = ["pin_escrow.key_label", "pin_escrow.iv", "pin_escrow.ciphertext"];
+pub(crate) const PREPARED_PIN_FIELDS: [&str; 3] = ["pin_escrow.key_label", "pin_escrow.iv", "pin_escrow.ciphertext"];
 
 /// A PIN escrow to store for `card_id` (the request's own `card_id` and
 /// `actor` are the caller's to check), its fields named by `fields`.
-fn pin_escrow_in(
+pub(crate) fn pin_escrow_in(
     fields: [&'static str; 3],
     pe: pb::StorePinEscrowRequest,
     card_id: String,

@@ -368,3 +368,109 @@ async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
     let feed = c.get_feed_position(pb::FeedPositionRequest {}).await.unwrap().into_inner();
     assert_eq!(feed.last_sequence, 2, "both certificates GOOD in the feed");
 }
+
+/// One step's answer of a CardSteps call, or its error as the step's own call would end.
+fn step_answer(a: &pb::CardStepAnswer) -> Result<&pb::card_step_answer::Answer, tonic::Status> {
+    match a.answer.as_ref() {
+        Some(pb::card_step_answer::Answer::Error(e)) => Err(tonic::Status::new(Code::from(e.code), e.message.clone())),
+        Some(answer) => Ok(answer),
+        None => panic!("a step without an answer"),
+    }
+}
+
+fn steps(steps: Vec<pb::card_step::Step>) -> pb::CardStepsRequest {
+    pb::CardStepsRequest { steps: steps.into_iter().map(|s| pb::CardStep { step: Some(s) }).collect() }
+}
+
+#[tokio::test]
+async fn card_steps_answers_each_step_in_its_place_as_its_own_call_would() {
+    use pb::card_step::Step;
+    use pb::card_step_answer::Answer;
+    let server = Server::start().await;
+    let mut c = server.client().await;
+
+    // Two cards begun in one call; a step of no kind and a bad one are refused in their places.
+    let mut nameless = begin_request("app-x", "555099");
+    nameless.application_id = String::new();
+    let mut call = steps(vec![
+        Step::Begin(Box::new(begin_request("app-a", "555021"))),
+        Step::Begin(Box::new(nameless)),
+        Step::Begin(Box::new(begin_request("app-b", "555022"))),
+    ]);
+    call.steps.insert(1, pb::CardStep { step: None });
+    let answers = c.card_steps(call).await.unwrap().into_inner().answers;
+    assert_eq!(answers.len(), 4);
+    let card_of = |a: &pb::CardStepAnswer| match step_answer(a) {
+        Ok(Answer::Begun(b)) => b.card.clone().unwrap(),
+        other => panic!("not begun: {other:?}"),
+    };
+    let (a, b) = (card_of(&answers[0]), card_of(&answers[3]));
+    assert_ne!(a.card_id, b.card_id);
+    assert_status(step_answer(&answers[1]), Code::InvalidArgument, "steps.step: ");
+    assert_status(step_answer(&answers[2]), Code::InvalidArgument, "application_id: ");
+    // The same as BeginApplication: a replay finds the card, a second application is refused.
+    let again = c.begin_application(begin_request("app-a", "555021")).await.unwrap().into_inner();
+    assert!(again.existing);
+    assert_eq!(again.card.unwrap().card_id, a.card_id);
+    let answers = c.card_steps(steps(vec![Step::Begin(Box::new(begin_request("app-c", "555021")))])).await.unwrap();
+    assert_status(
+        step_answer(&answers.into_inner().answers[0]),
+        Code::FailedPrecondition,
+        "holder.licence_number: holder already has card",
+    );
+
+    // Card a prepared and finished in one call (in order); card b's bad TBS refused beside it.
+    let serials = [fresh_serial(0x44), fresh_serial(0x66)];
+    let certs: Vec<_> = serials.iter().map(|s| certificate(s)).collect();
+    let prepared = |i: usize, kind: pb::CertificateKind| pb::PreparedCertificate {
+        kind: kind as i32,
+        serial: serials[i].clone(),
+        issuer_label: "sign-ca".into(),
+        not_before_unix: 1_700_000_000,
+        not_after_unix: 1_857_000_000,
+        tbs_der: certs[i].1.clone(),
+        crl_scope: None,
+    };
+    let both = vec![prepared(0, pb::CertificateKind::Signing), prepared(1, pb::CertificateKind::Authentication)];
+    let mut wrong = prepared(0, pb::CertificateKind::Signing);
+    wrong.serial = fresh_serial(0x55);
+    let signed = serials
+        .iter()
+        .zip(&certs)
+        .map(|(serial, (der, _))| pb::SignedCertificate { serial: serial.clone(), certificate_der: der.clone() })
+        .collect();
+    let answers = c
+        .card_steps(steps(vec![
+            Step::Prepare(pb::PrepareCardRequest { card_id: a.card_id.clone(), certificates: both, pin_escrow: None }),
+            Step::Prepare(pb::PrepareCardRequest {
+                card_id: b.card_id.clone(),
+                certificates: vec![wrong],
+                pin_escrow: None,
+            }),
+            Step::Finish(pb::FinishCardRequest {
+                card_id: a.card_id.clone(),
+                certificates: signed,
+                actor: "ra-1".into(),
+            }),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .answers;
+    assert!(matches!(step_answer(&answers[0]), Ok(Answer::Prepared(_))), "{:?}", answers[0]);
+    assert_status(step_answer(&answers[1]), Code::InvalidArgument, "certificates.tbs_der: its serial number is not");
+    let Ok(Answer::Finished(card)) = step_answer(&answers[2]) else { panic!("not finished: {:?}", answers[2]) };
+    assert_eq!((card.card_id.as_str(), card.state), (a.card_id.as_str(), pb::CardState::Active as i32));
+    let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(a.card_id.clone())) }).await.unwrap().into_inner();
+    let states: Vec<_> = view.certificates.iter().map(|r| (r.serial.clone(), r.state)).collect();
+    let issued = pb::CertificateState::Issued as i32;
+    assert_eq!(states, [(serials[0].clone(), issued), (serials[1].clone(), issued)]);
+    let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(b.card_id.clone())) }).await.unwrap().into_inner();
+    assert!(view.certificates.is_empty(), "nothing of a refused step is kept");
+
+    // Only the call as a whole: none, or more than 64 steps.
+    assert_status(c.card_steps(steps(Vec::new())).await, Code::InvalidArgument, "steps: 0 steps");
+    let many = (0..65).map(|i| Step::Begin(Box::new(begin_request(&format!("app-{i}"), "555030")))).collect();
+    assert_status(c.card_steps(steps(many)).await, Code::InvalidArgument, "steps: 65 steps");
+    server.stop().await;
+}

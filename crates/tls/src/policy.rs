@@ -66,6 +66,7 @@ pub const POLICY: &[Rule] = &[
     rule!("/hpki.registry.v1.Registry/CompleteApplication", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/PrepareCard", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/FinishCard", [ISSUANCE]),
+    rule!("/hpki.registry.v1.Registry/CardSteps", [ISSUANCE]),
     rule!("/hpki.registry.v1.Registry/GetCard", [ISSUANCE, REVOCATION]),
     rule!("/hpki.registry.v1.Registry/GetCertificate", [ISSUANCE, REVOCATION, OCSP]),
     // Not ocsp: issuance records its responder certificates (IssueResponderCertificate).

@@ -172,31 +172,18 @@ fn print_certificates(certs: &[rev::RevokedCertificate]) {
 
 pub async fn revoke(kit: &tls::GrpcKit, url: &str, a: RevokeArgs) -> Result<(), CliError> {
     let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
-    let reason = reg::RevocationReason::from(a.reason.0) as i32;
-    let resp = match (a.target.serial, a.target.card, a.target.licence) {
+    // The same revocation either way; only what it names differs.
+    let RevokeArgs { target, reason, operator, note, revoked_at, compromised_at } = a;
+    let reason = reg::RevocationReason::from(reason.0) as i32;
+    let operator = operator.unwrap_or_default();
+    let resp = match (target.serial, target.card, target.licence) {
         (Some(serial), _, _) => {
-            client
-                .revoke_certificate(rev::RevokeCertificateRequest {
-                    serial,
-                    reason,
-                    operator: a.operator.clone().unwrap_or_default(),
-                    note: a.note,
-                    revoked_at: a.revoked_at,
-                    compromised_at: a.compromised_at,
-                })
-                .await
+            let req = rev::RevokeCertificateRequest { serial, reason, operator, note, revoked_at, compromised_at };
+            client.revoke_certificate(req).await
         }
         (_, Some(card_id), _) => {
-            client
-                .revoke_card(rev::RevokeCardRequest {
-                    card_id,
-                    reason,
-                    operator: a.operator.clone().unwrap_or_default(),
-                    note: a.note,
-                    revoked_at: a.revoked_at,
-                    compromised_at: a.compromised_at,
-                })
-                .await
+            let req = rev::RevokeCardRequest { card_id, reason, operator, note, revoked_at, compromised_at };
+            client.revoke_card(req).await
         }
         _ => return Err(CliError::Client("revoke takes --serial or --card".into())),
     }

@@ -18,13 +18,13 @@ impl CaKey {
     /// Loads the CA certificate (PEM) and its key by label, refusing a
     /// certificate whose public key is not the HSM key's.
     pub fn load(hsm: &hsm::Hsm, cert_path: &Path, key_label: &str) -> Result<CaKey, CrlError> {
-        let pem = std::fs::read_to_string(cert_path).map_err(|e| {
-            CrlError::FailedPrecondition(format!(
-                "cannot read CA certificate {}: {e} (run the key ceremony first: hpki-ca ceremony)",
-                cert_path.display()
-            ))
+        let ca = profile::IssuingCa::read_pem_file(cert_path).map_err(|e| match e {
+            profile::CaFileError::Read { path, source } => CrlError::FailedPrecondition(format!(
+                "cannot read CA certificate {}: {source} (run the key ceremony first: hpki-ca ceremony)",
+                path.display()
+            )),
+            profile::CaFileError::Invalid(e) => e.into(),
         })?;
-        let ca = profile::IssuingCa::from_pem(&pem)?;
         let key = hsm.key(key_label)?;
         CaKey::new(ca, key).map_err(|e| match e {
             CrlError::FailedPrecondition(m) => CrlError::FailedPrecondition(format!("{}: {m}", cert_path.display())),
@@ -34,7 +34,7 @@ impl CaKey {
 
     /// Pairs a CA with its key after checking they belong together.
     pub fn new(ca: profile::IssuingCa, key: hsm::HsmKey) -> Result<CaKey, CrlError> {
-        if ca.subject_public_key_info_der() != key.subject_public_key_info_der().as_slice() {
+        if !ca.certifies(&key.subject_public_key_info_der()) {
             return Err(CrlError::FailedPrecondition(format!(
                 "the CA certificate does not certify the HSM key labelled {:?}",
                 key.label()

@@ -39,16 +39,15 @@ impl IssuingCaKey {
     /// Loads the CA certificate (PEM) and finds its key in the HSM by label,
     /// refusing a certificate whose public key is not the HSM key's.
     pub fn load(hsm: &hsm::Hsm, cert_path: &std::path::Path, label: &str) -> Result<Self, IssuanceError> {
-        let pem = std::fs::read_to_string(cert_path).map_err(|e| {
-            IssuanceError::Startup(format!(
-                "cannot read issuing CA certificate {}: {e} (run the key ceremony first: hpki-ca ceremony)",
-                cert_path.display()
-            ))
+        let ca = profile::IssuingCa::read_pem_file(cert_path).map_err(|e| match e {
+            profile::CaFileError::Read { path, source } => IssuanceError::Startup(format!(
+                "cannot read issuing CA certificate {}: {source} (run the key ceremony first: hpki-ca ceremony)",
+                path.display()
+            )),
+            profile::CaFileError::Invalid(e) => e.into(),
         })?;
-        let ca = profile::IssuingCa::from_pem(&pem)?;
         let key = hsm.key(label)?;
-        // The SPKI was parsed with the certificate (as the CRL publisher compares it).
-        if ca.subject_public_key_info_der() != key.subject_public_key_info_der().as_slice() {
+        if !ca.certifies(&key.subject_public_key_info_der()) {
             return Err(IssuanceError::Startup(format!(
                 "{} does not certify the HSM key labelled {label:?}",
                 cert_path.display()

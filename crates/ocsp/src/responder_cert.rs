@@ -109,13 +109,13 @@ pub(crate) fn slots(cfg: &Config) -> [Slot<'_>; 2] {
 /// An issuing CA certificate (no key: the responder checks what it serves against it).
 pub(crate) fn issuing_ca_certificate(cfg: &Config, entity: &CaEntity) -> Result<IssuingCa, OcspError> {
     let path = cfg.cert_dir().join(&entity.file_name);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        OcspError::Certificates(format!(
-            "cannot read issuing CA certificate {}: {e} (run the key ceremony first: hpki-ca ceremony)",
+    IssuingCa::read_pem_file(&path).map_err(|e| match e {
+        profile::CaFileError::Read { path, source } => OcspError::Certificates(format!(
+            "cannot read issuing CA certificate {}: {source} (run the key ceremony first: hpki-ca ceremony)",
             path.display()
-        ))
-    })?;
-    Ok(IssuingCa::from_pem(&text)?)
+        )),
+        profile::CaFileError::Invalid(e) => e.into(),
+    })
 }
 
 /// The responder keys of `base` in the token: `base` itself and its rollovers

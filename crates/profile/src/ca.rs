@@ -1,6 +1,8 @@
 //! CA certificates: the issuing CA as loaded from its certificate, and the
 //! parameters of CA certificates made at the key ceremony.
 
+use std::path::{Path, PathBuf};
+
 use const_oid::db::rfc5280;
 use der::{Decode, Encode};
 use rcgen::{
@@ -33,6 +35,16 @@ pub struct IssuingCa {
     ski: Vec<u8>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
+}
+
+/// A CA certificate file that could not be loaded. Callers word the `Read`
+/// case themselves (what the file is, what to run to make it).
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read CA certificate {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Invalid(#[from] ProfileError),
 }
 
 fn bad_ca(msg: impl Into<String>) -> ProfileError {
@@ -92,6 +104,19 @@ impl IssuingCa {
             return Err(bad_ca(format!("PEM label is \"{}\", expected \"CERTIFICATE\"", parsed.tag())));
         }
         Self::from_der(parsed.contents())
+    }
+
+    /// Reads and parses a PEM CA certificate file.
+    pub fn read_pem_file(path: &Path) -> Result<IssuingCa, CaFileError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CaFileError::Read { path: path.to_owned(), source })?;
+        Ok(Self::from_pem(&text)?)
+    }
+
+    /// Whether this certificate's public key is the one in `spki_der`
+    /// (SubjectPublicKeyInfo DER, as an HSM key reports it).
+    pub fn certifies(&self, spki_der: &[u8]) -> bool {
+        self.key.spki_der == spki_der
     }
 
     pub fn certificate_der(&self) -> &[u8] {

@@ -565,3 +565,29 @@ fn authority_key_identifier_can_name_the_issuing_ca_certificate_by_issuer_and_se
     let text = openssl_check(dir.path(), &h.root, &h.sign_ca, &ee, "aki-plain");
     assert!(!text.contains("DirName:/C=JP/O=Japan Medical Association/OU=JMA HPKI Root CA"), "{text}");
 }
+
+#[test]
+fn read_pem_file_and_certifies() {
+    let h = hierarchy(ec_key);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "sign-ca.pem", h.sign_ca.certificate_der());
+    let ca = IssuingCa::read_pem_file(&dir.path().join("sign-ca.pem")).unwrap();
+    assert_eq!(ca.certificate_der(), h.sign_ca.certificate_der());
+    assert!(ca.certifies(h.sign_ca.subject_public_key_info_der()));
+    assert!(!ca.certifies(h.root.subject_public_key_info_der()));
+
+    let missing = dir.path().join("missing.pem");
+    match IssuingCa::read_pem_file(&missing).unwrap_err() {
+        crate::CaFileError::Read { path, source } => {
+            assert_eq!(path, missing);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("{other}"),
+    }
+    std::fs::write(dir.path().join("key.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        .unwrap();
+    assert!(matches!(
+        IssuingCa::read_pem_file(&dir.path().join("key.pem")),
+        Err(crate::CaFileError::Invalid(ProfileError::InvalidCaCertificate(_)))
+    ));
+}

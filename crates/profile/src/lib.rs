@@ -25,7 +25,7 @@ mod chain_tests;
 #[cfg(test)]
 mod testutil;
 
-pub use ca::{ca_params, IssuingCa};
+pub use ca::{ca_params, CaFileError, IssuingCa};
 pub use csr::{CsrError, VerifiedCsr};
 pub use distribution::crl_partition;
 pub use error::ProfileError;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use config::{CaEntity, Config};
-use der::{Decode, Encode};
+use der::Decode;
 use hsm::{Hsm, HsmKey};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -40,30 +40,24 @@ fn validity(years: u32, clamp: Option<OffsetDateTime>) -> Result<(OffsetDateTime
     Ok((now, clamp.map_or(end, |c| end.min(c))))
 }
 
-/// Reads an existing certificate and checks it certifies `key`.
+/// Reads an existing CA certificate and checks it certifies `key`.
 fn existing_cert(path: &Path, key: &HsmKey) -> Result<Option<Vec<u8>>, CliError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(path)(e)),
+    let ca = match profile::IssuingCa::read_pem_file(path) {
+        Ok(ca) => ca,
+        Err(profile::CaFileError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(profile::CaFileError::Read { source, .. }) => return Err(io(path)(source)),
+        Err(profile::CaFileError::Invalid(e)) => return Err(CliError::Ceremony(format!("{}: {e}", path.display()))),
     };
-    let block = pem::parse(&text).map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
-    let der = block.contents().to_vec();
-    let cert =
-        x509_cert::Certificate::from_der(&der).map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
-    let spki = cert
-        .tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .map_err(|e| CliError::Ceremony(format!("{}: {e}", path.display())))?;
-    if spki != key.subject_public_key_info_der() {
+    if !ca.certifies(&key.subject_public_key_info_der()) {
         return Err(CliError::Ceremony(format!(
             "{} exists but does not certify the HSM key {:?}; refusing to overwrite it (move it away to re-issue)",
             path.display(),
             key.label()
         )));
     }
-    Ok(Some(der))
+    Ok(Some(ca.certificate_der().to_vec()))
 }
 
 fn write_pem(path: &Path, der: &[u8]) -> Result<(), CliError> {

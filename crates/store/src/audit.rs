@@ -145,10 +145,63 @@ pub(crate) fn append(tx: &Tx<'_>, event: &Event<'_>) -> TxResult<AuditRecord> {
         hash: [0; 32],
     };
     record.hash = audit_hash(&record);
-    tx.audit.put_json(&record.sequence.to_be_bytes(), &record)?;
+    if tx.audit_group.borrow().entries >= GROUP_MAX {
+        write_group(tx)?;
+    }
+    tx.audit_group.borrow_mut().push(&record)?;
     let next = Head { next_sequence: record.sequence + 1, last_hash: record.hash, last_at_unix_micros: at };
     tx.meta.put_json(HEAD_KEY, &next)?;
     Ok(record)
+}
+
+/// Entries in one group at most: sled rewrites a leaf with every value in
+/// it, so one very large value would cost more than it saves.
+const GROUP_MAX: usize = 16;
+
+/// The entries one transaction appends, stored under the first one's
+/// sequence: one entry as its JSON object (as every entry was stored before
+/// grouping), several as a JSON array of them. One write instead of one per
+/// entry (a card's issuance appends eleven).
+#[derive(Default)]
+pub(crate) struct Group {
+    first: Option<u64>,
+    /// `[` and the entries' JSON, comma-separated.
+    json: Vec<u8>,
+    entries: usize,
+}
+
+impl Group {
+    fn push(&mut self, record: &AuditRecord) -> TxResult<()> {
+        let first = *self.first.get_or_insert(record.sequence);
+        self.json.push(if self.entries == 0 { b'[' } else { b',' });
+        if let Err(e) = serde_json::to_writer(&mut self.json, record) {
+            let key = first.to_be_bytes();
+            return crate::tx::fail(crate::tx::corrupt("audit", &key, &format!("cannot encode: {e}")));
+        }
+        self.entries += 1;
+        Ok(())
+    }
+}
+
+/// Writes what the transaction appended (nothing when it appended nothing).
+pub(crate) fn write_group(tx: &Tx<'_>) -> TxResult<()> {
+    let group = std::mem::take(&mut *tx.audit_group.borrow_mut());
+    let Some(first) = group.first else { return Ok(()) };
+    let mut json = group.json;
+    if group.entries == 1 {
+        json.remove(0);
+    } else {
+        json.push(b']');
+    }
+    tx.audit.put_raw(&first.to_be_bytes(), &json)
+}
+
+/// The entries stored under one key: one object, or an array of them.
+fn decode_group(key: &[u8], value: &[u8]) -> Result<Vec<AuditRecord>, StoreError> {
+    match value.first() {
+        Some(b'[') => decode("audit", key, value),
+        _ => Ok(vec![decode("audit", key, value)?]),
+    }
 }
 
 /// A JSON document given as text (the registry checks it), for embedding in
@@ -163,12 +216,21 @@ pub(crate) fn embed_json(text: &str) -> serde_json::Value {
 /// Entries from `from` on, at most `limit` of them (`None` for all).
 pub(crate) fn list(trees: &Trees, from: u64, limit: Option<usize>) -> Result<Vec<AuditRecord>, StoreError> {
     let mut out = Vec::new();
-    for item in trees.audit.range(from.to_be_bytes()..) {
-        if limit.is_some_and(|l| out.len() >= l) {
-            break;
-        }
+    // `from` may be inside a group: start at the group's key.
+    let start = match trees.audit.last_at_or_before(from.to_be_bytes())? {
+        Some((key, _)) => key.to_vec(),
+        None => from.to_be_bytes().to_vec(),
+    };
+    for item in trees.audit.range(start..) {
         let (key, value) = item?;
-        out.push(decode("audit", &key, &value)?);
+        for record in decode_group(&key, &value)? {
+            if limit.is_some_and(|l| out.len() >= l) {
+                return Ok(out);
+            }
+            if record.sequence >= from {
+                out.push(record);
+            }
+        }
     }
     Ok(out)
 }
@@ -187,24 +249,29 @@ pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
         if key_seq != expected.next_sequence {
             return Err(broken(expected.next_sequence, "entry missing"));
         }
-        let record: AuditRecord = match serde_json::from_slice(&value) {
-            Ok(r) => r,
-            Err(_) => return Err(broken(key_seq, "entry unreadable")),
+        let group = match value.first() {
+            Some(b'[') => serde_json::from_slice::<Vec<AuditRecord>>(&value).ok().filter(|g| !g.is_empty()),
+            _ => serde_json::from_slice::<AuditRecord>(&value).ok().map(|r| vec![r]),
         };
-        if record.sequence != key_seq {
-            return Err(broken(key_seq, "entry stored under another sequence"));
+        let Some(group) = group else { return Err(broken(key_seq, "entry unreadable")) };
+        for record in group {
+            // Within a group, each entry stands where the one before leaves off.
+            let seq = expected.next_sequence;
+            if record.sequence != seq {
+                return Err(broken(seq, "entry stored under another sequence"));
+            }
+            if record.prev_hash != expected.last_hash {
+                return Err(broken(seq, "previous hash does not match"));
+            }
+            if record.at_unix_micros < expected.last_at_unix_micros {
+                return Err(broken(seq, "time runs backwards"));
+            }
+            if audit_hash(&record) != record.hash {
+                return Err(broken(seq, "hash does not match the entry"));
+            }
+            expected =
+                Head { next_sequence: seq + 1, last_hash: record.hash, last_at_unix_micros: record.at_unix_micros };
         }
-        if record.prev_hash != expected.last_hash {
-            return Err(broken(key_seq, "previous hash does not match"));
-        }
-        if record.at_unix_micros < expected.last_at_unix_micros {
-            return Err(broken(key_seq, "time runs backwards"));
-        }
-        if audit_hash(&record) != record.hash {
-            return Err(broken(key_seq, "hash does not match the entry"));
-        }
-        expected =
-            Head { next_sequence: key_seq + 1, last_hash: record.hash, last_at_unix_micros: record.at_unix_micros };
     }
     let head = match trees.meta.get(HEAD_KEY)? {
         Some(bytes) => decode::<Head>("meta", HEAD_KEY, &bytes)?,
@@ -339,6 +406,73 @@ mod tests {
             Err(StoreError::AuditChainBroken { sequence, .. }) => sequence,
             other => panic!("expected a broken chain, got {other:?}"),
         }
+    }
+
+    /// Entries 1-2 alone, 3-6 appended by one transaction, 7 alone.
+    fn a_group_of_four() -> (tempfile::TempDir, crate::Store) {
+        let (dir, store) = temp_store();
+        let event = |i: u32| Event { actor: "op", action: "test", subject: "", detail_json: format!("{{\"n\":{i}}}") };
+        for i in 1..=2 {
+            store.append_event(event(i)).unwrap();
+        }
+        store.trees.transact(|tx| (3..=6).try_for_each(|i| append(tx, &event(i)).map(drop))).unwrap();
+        store.append_event(event(7)).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_transactions_entries_are_one_record_and_read_as_before() {
+        let (_dir, store) = a_group_of_four();
+        let keys: Vec<u64> =
+            store.trees.audit.iter().map(|kv| u64::from_be_bytes(kv.unwrap().0.as_ref().try_into().unwrap())).collect();
+        assert_eq!(keys, [1, 2, 3, 7], "one key per transaction, under its first sequence");
+        assert_eq!(store.verify_audit_chain().unwrap(), 7);
+        let all = store.list_audit(0, None).unwrap();
+        assert_eq!(all.iter().map(|r| r.sequence).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+        assert!(all.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+        // From inside a group, and a limit that ends inside one.
+        let seqs =
+            |from, limit| -> Vec<u64> { store.list_audit(from, limit).unwrap().iter().map(|r| r.sequence).collect() };
+        assert_eq!(seqs(5, None), [5, 6, 7]);
+        assert_eq!(seqs(2, Some(3)), [2, 3, 4]);
+        assert_eq!(seqs(4, Some(1)), [4]);
+        assert!(seqs(8, None).is_empty());
+    }
+
+    #[test]
+    fn a_long_transaction_is_stored_in_groups_of_at_most_group_max() {
+        let (_dir, store) = temp_store();
+        let n = GROUP_MAX as u64 + 4;
+        let event = Event { actor: "op", action: "test", subject: "", detail_json: "{}".into() };
+        store.trees.transact(|tx| (0..n).try_for_each(|_| append(tx, &event).map(drop))).unwrap();
+        let keys: Vec<u64> =
+            store.trees.audit.iter().map(|kv| u64::from_be_bytes(kv.unwrap().0.as_ref().try_into().unwrap())).collect();
+        assert_eq!(keys, [1, GROUP_MAX as u64 + 1]);
+        assert_eq!(store.verify_audit_chain().unwrap(), n);
+        let tail: Vec<u64> = store.list_audit(n - 1, None).unwrap().iter().map(|r| r.sequence).collect();
+        assert_eq!(tail, [n - 1, n]);
+    }
+
+    #[test]
+    fn editing_or_dropping_an_entry_inside_a_group_breaks_the_chain_there() {
+        let (_dir, store) = a_group_of_four();
+        let key = 3u64.to_be_bytes();
+        let text = String::from_utf8(store.trees.audit.get(key).unwrap().unwrap().to_vec()).unwrap();
+        let edited = text.replace(r#"{\"n\":5}"#, r#"{\"n\":50}"#);
+        assert_ne!(edited, text);
+        store.trees.audit.insert(key, edited.as_bytes()).unwrap();
+        assert_eq!(broken_at(&store), 5);
+
+        let (_dir, store) = a_group_of_four();
+        let mut group: Vec<serde_json::Value> =
+            serde_json::from_slice(&store.trees.audit.get(key).unwrap().unwrap()).unwrap();
+        group.remove(1);
+        store.trees.audit.insert(key, serde_json::to_vec(&group).unwrap()).unwrap();
+        assert_eq!(broken_at(&store), 4);
+
+        let (_dir, store) = a_group_of_four();
+        store.trees.audit.insert(key, &b"[]"[..]).unwrap();
+        assert_eq!(broken_at(&store), 3);
     }
 
     #[test]

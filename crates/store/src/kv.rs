@@ -90,6 +90,14 @@ impl KvTree {
         }
     }
 
+    /// The entry with the greatest key at or before `key`.
+    pub fn last_at_or_before(&self, key: impl AsRef<[u8]>) -> Result<Option<(IVec, IVec)>, StoreError> {
+        match self {
+            KvTree::Sled(t) => t.range(..=key.as_ref()).next_back().transpose().map_err(StoreError::Db),
+            KvTree::Postgres { pg, name } => pg.last_at_or_before(name, key.as_ref()),
+        }
+    }
+
     pub fn iter(&self) -> KvIter {
         self.range::<&[u8], _>(..)
     }

@@ -228,6 +228,14 @@ impl Pg {
         Ok(row.map(|r| (IVec::from(r.get::<_, Vec<u8>>(0)), IVec::from(r.get::<_, Vec<u8>>(1)))))
     }
 
+    pub fn last_at_or_before(&self, tree: &str, key: &[u8]) -> Result<Option<(IVec, IVec)>, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT key, value FROM kv WHERE tree = $1 AND key <= $2 ORDER BY key DESC LIMIT 1",
+            &[&tree, &key],
+        )?;
+        Ok(row.map(|r| (IVec::from(r.get::<_, Vec<u8>>(0)), IVec::from(r.get::<_, Vec<u8>>(1)))))
+    }
+
     /// The rows of `tree` with keys within the bounds, in key order, fetched a
     /// page at a time.
     pub fn pages(&self, tree: &'static str, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Pages {

@@ -104,8 +104,34 @@ const NAMES: [&str; 12] = [
     "key_owner",
 ];
 
-/// Transactional views of the trees, each knowing its name for error messages.
-pub(crate) type Tx<'a> = Each<Table<'a>>;
+/// Transactional views of the trees, each knowing its name for error
+/// messages, and the audit entries appended so far (written as one group
+/// when the transaction's work is done: `audit::write_group`).
+pub(crate) struct Tx<'a> {
+    tables: Each<Table<'a>>,
+    pub(crate) audit_group: std::cell::RefCell<crate::audit::Group>,
+}
+
+impl<'a> Tx<'a> {
+    fn from_fn(table: impl FnMut(usize) -> Table<'a>) -> Tx<'a> {
+        Tx { tables: Each::from_fn(table), audit_group: Default::default() }
+    }
+
+    /// `f`, then the audit entries it appended.
+    fn run<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> TxResult<T> {
+        let out = f(self)?;
+        crate::audit::write_group(self)?;
+        Ok(out)
+    }
+}
+
+impl<'a> std::ops::Deref for Tx<'a> {
+    type Target = Each<Table<'a>>;
+
+    fn deref(&self) -> &Each<Table<'a>> {
+        &self.tables
+    }
+}
 
 impl Trees {
     pub fn open(db: &Db) -> Result<Trees, StoreError> {
@@ -130,14 +156,14 @@ impl Trees {
     pub fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
         match &self.backend {
             Backend::Postgres(pg) => {
-                pg.transact(|ptx| f(&Tx::from_fn(|i| Table { name: NAMES[i], inner: Inner::Postgres(ptx) })))
+                pg.transact(|ptx| Tx::from_fn(|i| Table { name: NAMES[i], inner: Inner::Postgres(ptx) }).run(&f))
             }
             Backend::Sled(sled) => {
                 let [h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko] = &sled.0;
                 (h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko)
                     .transaction(|(h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko)| {
                         let all = [h, hl, c, ca, ce, a, m, fe, ri, ap, pe, ko];
-                        f(&Tx::from_fn(|i| Table { name: NAMES[i], inner: Inner::Sled(all[i]) }))
+                        Tx::from_fn(|i| Table { name: NAMES[i], inner: Inner::Sled(all[i]) }).run(&f)
                     })
                     .map_err(|e| match e {
                         TransactionError::Abort(e) => e,

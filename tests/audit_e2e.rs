@@ -178,12 +178,21 @@ fn audit_chain_verifies_with_a_checkpoint_and_an_edited_entry_fails_at_exactly_t
     {
         let db = sled::open(&db_path).unwrap();
         let tree = db.open_tree("audit").unwrap();
-        let key = target.to_be_bytes();
-        let bytes = tree.get(key).unwrap().expect("the entry is in the audit tree");
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
-        let actor = format!("\"actor\":{}", lines[target_index]["actor"]);
-        assert!(text.contains(&actor), "{actor} not in {text}");
-        tree.insert(key, text.replacen(&actor, "\"actor\":\"mallory\"", 1).as_bytes()).unwrap();
+        // The record that holds the entry: its own, or its transaction's group (an array).
+        let (key, bytes) =
+            tree.range(..=target.to_be_bytes()).next_back().unwrap().expect("the entry is in the audit tree");
+        let mut entries: Vec<Value> = match bytes.first() {
+            Some(b'[') => serde_json::from_slice(&bytes).unwrap(),
+            _ => vec![serde_json::from_slice(&bytes).unwrap()],
+        };
+        let entry = entries.iter_mut().find(|e| e["sequence"] == target).expect("the entry is in its record");
+        assert_eq!(entry["actor"], lines[target_index]["actor"]);
+        entry["actor"] = "mallory".into();
+        let edited = match entries.len() {
+            1 => serde_json::to_vec(&entries[0]).unwrap(),
+            _ => serde_json::to_vec(&entries).unwrap(),
+        };
+        tree.insert(key, edited).unwrap();
         db.flush().unwrap();
     }
     // The store's own walk agrees on where the chain breaks.
@@ -672,12 +681,28 @@ fn a_log_cut_off_before_its_latest_checkpoint_fails_against_the_record_outside_t
     {
         let db = sled::open(&db_path).unwrap();
         let tree = db.open_tree("audit").unwrap();
-        let tail: Vec<_> = tree.range((cut + 1).to_be_bytes()..).keys().map(Result::unwrap).collect();
-        assert!(tail.len() as u64 >= latest - cut, "the tail holds the latest checkpoint");
-        for key in tail {
-            tree.remove(key).unwrap();
+        // A record holds one transaction's entries: an object, or an array of several.
+        let (mut removed, mut last) = (0u64, None);
+        for item in tree.iter() {
+            let (key, value) = item.unwrap();
+            let mut entries: Vec<store::AuditRecord> = match value.first() {
+                Some(b'[') => serde_json::from_slice(&value).unwrap(),
+                _ => vec![serde_json::from_slice(&value).unwrap()],
+            };
+            let stored = entries.len();
+            entries.retain(|e| e.sequence <= cut);
+            removed += (stored - entries.len()) as u64;
+            last = entries.last().cloned().or(last);
+            match entries.len() {
+                0 => drop(tree.remove(key).unwrap()),
+                n if n == stored => {}
+                1 => drop(tree.insert(key, serde_json::to_vec(&entries[0]).unwrap()).unwrap()),
+                _ => drop(tree.insert(key, serde_json::to_vec(&entries).unwrap()).unwrap()),
+            }
         }
-        let last: store::AuditRecord = serde_json::from_slice(&tree.get(cut.to_be_bytes()).unwrap().unwrap()).unwrap();
+        assert!(removed >= latest - cut, "the tail holds the latest checkpoint");
+        let last: store::AuditRecord = last.unwrap();
+        assert_eq!(last.sequence, cut);
         let meta = db.open_tree("meta").unwrap();
         let mut head: Value = serde_json::from_slice(&meta.get(b"audit_head").unwrap().unwrap()).unwrap();
         for field in ["next_sequence", "last_hash", "last_at_unix_micros"] {

@@ -287,6 +287,19 @@ fn fresh_serial(first: u8) -> String {
     hex::encode(bytes)
 }
 
+/// A card certificate of `kind` for PrepareCard, its TBS carrying `serial`.
+fn prepared_certificate(serial: &str, tbs_der: &[u8], kind: pb::CertificateKind) -> pb::PreparedCertificate {
+    pb::PreparedCertificate {
+        kind: kind as i32,
+        serial: serial.to_owned(),
+        issuer_label: "sign-ca".into(),
+        not_before_unix: 1_700_000_000,
+        not_after_unix: 1_857_000_000,
+        tbs_der: tbs_der.to_vec(),
+        crl_scope: None,
+    }
+}
+
 #[tokio::test]
 async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
     let server = Server::start().await;
@@ -294,15 +307,7 @@ async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
     let card = c.begin_application(begin_request("app-1", "555011")).await.unwrap().into_inner().card.unwrap();
     let serials = [fresh_serial(0x11), fresh_serial(0x22)];
     let certs: Vec<_> = serials.iter().map(|s| certificate(s)).collect();
-    let prepared = |i: usize, kind: pb::CertificateKind| pb::PreparedCertificate {
-        kind: kind as i32,
-        serial: serials[i].clone(),
-        issuer_label: "sign-ca".into(),
-        not_before_unix: 1_700_000_000,
-        not_after_unix: 1_857_000_000,
-        tbs_der: certs[i].1.clone(),
-        crl_scope: None,
-    };
+    let prepared = |i: usize, kind: pb::CertificateKind| prepared_certificate(&serials[i], &certs[i].1, kind);
     let both = vec![prepared(0, pb::CertificateKind::Signing), prepared(1, pb::CertificateKind::Authentication)];
     // The PIN escrow goes in the same write; a retry keeps the first one.
     let escrow = pb::StorePinEscrowRequest {
@@ -422,15 +427,7 @@ async fn card_steps_answers_each_step_in_its_place_as_its_own_call_would() {
     // Card a prepared and finished in one call (in order); card b's bad TBS refused beside it.
     let serials = [fresh_serial(0x44), fresh_serial(0x66)];
     let certs: Vec<_> = serials.iter().map(|s| certificate(s)).collect();
-    let prepared = |i: usize, kind: pb::CertificateKind| pb::PreparedCertificate {
-        kind: kind as i32,
-        serial: serials[i].clone(),
-        issuer_label: "sign-ca".into(),
-        not_before_unix: 1_700_000_000,
-        not_after_unix: 1_857_000_000,
-        tbs_der: certs[i].1.clone(),
-        crl_scope: None,
-    };
+    let prepared = |i: usize, kind: pb::CertificateKind| prepared_certificate(&serials[i], &certs[i].1, kind);
     let both = vec![prepared(0, pb::CertificateKind::Signing), prepared(1, pb::CertificateKind::Authentication)];
     let mut wrong = prepared(0, pb::CertificateKind::Signing);
     wrong.serial = fresh_serial(0x55);

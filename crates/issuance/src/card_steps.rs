@@ -16,6 +16,9 @@ use tonic::{transport::Channel, Status};
 
 /// The registry's limit of steps in one call.
 const MAX_STEPS: usize = 64;
+/// A call's steps take at most this share of the gRPC message limit
+/// (`[limits] max_message_bytes`), leaving room for their answers.
+const SHARE_OF_MESSAGE_LIMIT: usize = 4;
 /// Calls in flight at once: while the registry writes one batch, the next is
 /// on its way.
 const IN_FLIGHT: usize = 2;
@@ -27,12 +30,16 @@ type Reply = oneshot::Sender<Result<Answer, Status>>;
 #[derive(Clone)]
 pub(crate) struct CardSteps {
     registry: RegistryClient<Channel>,
+    /// The encoded steps of one call, at most (a lone larger step goes alone).
+    max_bytes: usize,
     queue: Arc<OnceLock<mpsc::UnboundedSender<(Step, Reply)>>>,
 }
 
 impl CardSteps {
-    pub(crate) fn new(registry: RegistryClient<Channel>) -> CardSteps {
-        CardSteps { registry, queue: Arc::new(OnceLock::new()) }
+    /// `max_message_bytes`: the gRPC message limit both ends apply.
+    pub(crate) fn new(registry: RegistryClient<Channel>, max_message_bytes: usize) -> CardSteps {
+        let max_bytes = (max_message_bytes / SHARE_OF_MESSAGE_LIMIT).max(1);
+        CardSteps { registry, max_bytes, queue: Arc::new(OnceLock::new()) }
     }
 
     pub(crate) async fn begin(
@@ -62,7 +69,7 @@ impl CardSteps {
     async fn call(&self, step: Step) -> Result<Answer, Status> {
         let queue = self.queue.get_or_init(|| {
             let (queue, queued) = mpsc::unbounded_channel();
-            tokio::spawn(send_batches(self.registry.clone(), queued));
+            tokio::spawn(send_batches(self.registry.clone(), queued, self.max_bytes));
             queue
         });
         let (reply, replied) = oneshot::channel();
@@ -71,25 +78,56 @@ impl CardSteps {
     }
 }
 
-/// Takes whatever steps are queued (up to `MAX_STEPS`) once a call may start.
-async fn send_batches(registry: RegistryClient<Channel>, mut queued: mpsc::UnboundedReceiver<(Step, Reply)>) {
+/// Takes whatever steps are queued (up to `MAX_STEPS` and `max_bytes`) once a call may start.
+async fn send_batches(
+    registry: RegistryClient<Channel>,
+    mut queued: mpsc::UnboundedReceiver<(Step, Reply)>,
+    max_bytes: usize,
+) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut carried = None;
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let Some(first) = queued.recv().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < MAX_STEPS {
-            match queued.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        let first = match carried.take() {
+            Some(step) => step,
+            None => match queued.recv().await {
+                Some(step) => step,
+                None => return,
+            },
+        };
+        let batch = take_batch(first, &mut queued, &mut carried, max_bytes);
         let registry = registry.clone();
         tokio::spawn(async move {
             send(registry, batch).await;
             drop(permit);
         });
     }
+}
+
+/// `first` and what else is queued, while the call stays within `MAX_STEPS`
+/// steps and `max_bytes` encoded; the step that would not fit is `carried`
+/// to the next call.
+fn take_batch<T>(
+    first: (Step, T),
+    queued: &mut mpsc::UnboundedReceiver<(Step, T)>,
+    carried: &mut Option<(Step, T)>,
+    max_bytes: usize,
+) -> Vec<(Step, T)> {
+    // The step's field and its repeated-field framing: a few bytes more.
+    let size = |step: &Step| step.encoded_len() + 8;
+    let mut bytes = size(&first.0);
+    let mut batch = vec![first];
+    while batch.len() < MAX_STEPS {
+        let Ok(next) = queued.try_recv() else { break };
+        let len = size(&next.0);
+        if bytes + len > max_bytes {
+            *carried = Some(next);
+            break;
+        }
+        bytes += len;
+        batch.push(next);
+    }
+    batch
 }
 
 async fn send(mut registry: RegistryClient<Channel>, batch: Vec<(Step, Reply)>) {
@@ -124,4 +162,53 @@ fn mismatch(step: &str, answer: &Answer) -> Status {
         Answer::Error(_) => "error",
     };
     Status::internal(format!("the registry answered a {step} step with {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finish(card_id: &str, der_len: usize) -> Step {
+        let certificates = vec![reg::SignedCertificate { serial: "01".into(), certificate_der: vec![0x30; der_len] }];
+        Step::Finish(reg::FinishCardRequest { card_id: card_id.into(), certificates, actor: String::new() })
+    }
+
+    fn ids(batch: &[(Step, ())]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|(step, _)| match step {
+                Step::Finish(f) => f.card_id.clone(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_call_takes_what_is_queued_up_to_the_step_and_byte_limits() {
+        let (queue, mut queued) = mpsc::unbounded_channel();
+        for i in 0..70 {
+            queue.send((finish(&format!("c{i}"), 10), ())).unwrap();
+        }
+        let mut carried = None;
+        let first = queued.try_recv().unwrap();
+        let batch = take_batch(first, &mut queued, &mut carried, usize::MAX);
+        assert_eq!(batch.len(), MAX_STEPS);
+        assert!(carried.is_none(), "the step limit leaves the rest queued");
+        let first = queued.try_recv().unwrap();
+        assert_eq!(
+            ids(&take_batch(first, &mut queued, &mut carried, usize::MAX)),
+            ["c64", "c65", "c66", "c67", "c68", "c69"]
+        );
+
+        // Bytes: two 1,000-byte steps fit in 2,100, the third waits for the next call.
+        for i in 0..3 {
+            queue.send((finish(&format!("b{i}"), 1000), ())).unwrap();
+        }
+        let first = queued.try_recv().unwrap();
+        assert_eq!(ids(&take_batch(first, &mut queued, &mut carried, 2100)), ["b0", "b1"]);
+        let next = carried.take().expect("the step that did not fit is carried");
+        // A step larger than the limit still goes, alone.
+        assert_eq!(ids(&take_batch(next, &mut queued, &mut carried, 10)), ["b2"]);
+        assert!(carried.is_none());
+    }
 }

@@ -109,6 +109,7 @@ pub fn build_service(
         hsm.clone(),
     );
     service.responder_validity_days = cfg.ocsp.responder_validity_days;
+    let service = service.with_message_limit(kit.limits().max_message_bytes);
     Ok(service)
 }
 

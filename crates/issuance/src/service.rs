@@ -118,7 +118,7 @@ impl IssuanceService {
     ) -> Self {
         let hsm_status = HsmStatus::new();
         IssuanceService {
-            steps: CardSteps::new(registry.clone()),
+            steps: CardSteps::new(registry.clone(), tls::Limits::DEFAULT.max_message_bytes),
             registry,
             revocation,
             crl,
@@ -182,6 +182,13 @@ impl IssuanceService {
 
     /// Refuses at once while the watcher knows the HSM is down, before the registry
     /// records anything.
+    /// Sizes the registry calls that carry several cards' steps to the gRPC
+    /// message limit both ends apply (`[limits] max_message_bytes`).
+    pub fn with_message_limit(mut self, max_message_bytes: usize) -> Self {
+        self.steps = CardSteps::new(self.registry.clone(), max_message_bytes);
+        self
+    }
+
     fn hsm_known_up(&self) -> Result<(), IssuanceError> {
         if self.hsm_status.is_up() {
             return Ok(());

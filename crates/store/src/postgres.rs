@@ -225,15 +225,15 @@ impl Pg {
     pub fn last(&self, tree: &str) -> Result<Option<(IVec, IVec)>, StoreError> {
         let row =
             self.conn()?.query_opt("SELECT key, value FROM kv WHERE tree = $1 ORDER BY key DESC LIMIT 1", &[&tree])?;
-        Ok(row.map(|r| (IVec::from(r.get::<_, Vec<u8>>(0)), IVec::from(r.get::<_, Vec<u8>>(1)))))
+        Ok(row.as_ref().map(key_value))
     }
 
     pub fn last_at_or_before(&self, tree: &str, key: &[u8]) -> Result<Option<(IVec, IVec)>, StoreError> {
-        let row = self.conn()?.query_opt(
+        let row = self.conn()?.query_typed_opt(
             "SELECT key, value FROM kv WHERE tree = $1 AND key <= $2 ORDER BY key DESC LIMIT 1",
-            &[&tree, &key],
+            &[(&tree, Type::TEXT), (&key, Type::BYTEA)],
         )?;
-        Ok(row.map(|r| (IVec::from(r.get::<_, Vec<u8>>(0)), IVec::from(r.get::<_, Vec<u8>>(1)))))
+        Ok(row.as_ref().map(key_value))
     }
 
     /// The rows of `tree` with keys within the bounds, in key order, fetched a
@@ -241,6 +241,11 @@ impl Pg {
     pub fn pages(&self, tree: &'static str, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Pages {
         Pages { pg: self.clone(), tree, lower, upper, buffered: VecDeque::new(), done: false }
     }
+}
+
+/// A `SELECT key, value` row.
+fn key_value(row: &postgres::Row) -> (IVec, IVec) {
+    (IVec::from(row.get::<_, Vec<u8>>(0)), IVec::from(row.get::<_, Vec<u8>>(1)))
 }
 
 // `GET` is prepared once per connection (`PgConn::get_statement`); the others
@@ -408,11 +413,10 @@ impl Pages {
         if rows.len() < PAGE as usize {
             self.done = true;
         }
-        for row in rows {
-            let key: Vec<u8> = row.get(0);
-            let value: Vec<u8> = row.get(1);
-            self.lower = Bound::Excluded(key.clone());
-            self.buffered.push_back((IVec::from(key), IVec::from(value)));
+        for row in &rows {
+            let (key, value) = key_value(row);
+            self.lower = Bound::Excluded(key.to_vec());
+            self.buffered.push_back((key, value));
         }
         Ok(())
     }

@@ -531,13 +531,13 @@ pub fn application_with_csrs(
 
 /// The signing CA key in this CA's issuing token, opened apart from the CA
 /// (before it runs): the benches' raw SoftHSM baseline.
-pub fn signing_ca_key(ca: &Ca) -> hsm::HsmKey {
+pub fn signing_ca_key(ca: &Ca, sessions: usize) -> hsm::HsmKey {
     let cfg = config::Config::load(&ca.config).expect("config");
     if let Some(conf) = cfg.softhsm2_conf() {
         std::env::set_var("SOFTHSM2_CONF", conf);
     }
     let pin = cfg.read_token_pin(config::TrustDomain::Issuing).expect("PIN of the issuing token");
-    let hsm = hsm::Hsm::open(&cfg.hsm.module, &cfg.token_label(config::TrustDomain::Issuing), &pin, 1)
+    let hsm = hsm::Hsm::open(&cfg.hsm.module, &cfg.token_label(config::TrustDomain::Issuing), &pin, sessions)
         .expect("open the issuing token");
     let key = hsm.key(&cfg.ca.signing.key_label).expect("signing CA key");
     assert_eq!(key.algorithm(), hsm::KeyAlgorithm::Rsa { bits: 2048 }, "the baseline is an RSA-2048 signature");

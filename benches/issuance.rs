@@ -7,7 +7,10 @@
 //! (every card two fresh P-256 keys, two RSA-2048 CA signatures). Prints
 //! clients, cards, cards/s, p50/p99 and the ratio to the HSM bound:
 //!
-//!   HSM bound (cards/s) = raw signatures/s on one core x cores / 2 signatures per card
+//!   HSM bound (cards/s) = raw signatures/s with all cores signing at once / 2 signatures per card
+//!
+//! (the one-core rate x cores is printed beside it: a machine whose cores slow
+//! each other down never reaches it).
 //!
 //! Targets: >= 0.5x the HSM bound at 64 clients, p99 < 50 ms at 8 clients.
 //! Exits non-zero when one is missed.

@@ -97,8 +97,7 @@ async fn serve_on(listener: TcpListener, responder: Arc<ocsp::Responder>) {
     let (_stop, never) = tokio::sync::watch::channel(false);
     // As `ocsp::serve` does with the default `[ocsp]` (http_threads = 0: the main runtime).
     let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
-    ocsp::serve_http_threads(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never)
-        .await;
+    ocsp::serve_http(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never).await;
 }
 
 /// `[ocsp] http_threads` for the bench (environment HTTP_THREADS; 0, the default: the main runtime).

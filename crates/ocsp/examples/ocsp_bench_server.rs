@@ -378,15 +378,9 @@ async fn propagation(rounds: usize) {
     let mut from_call = Vec::new();
     for (s, p) in serials.iter().zip(&paths) {
         let t0 = Instant::now();
-        grpc.revoke_certificate(reg::RevokeCertificateRequest {
-            serial: s.to_hex(),
-            reason: reg::RevocationReason::KeyCompromise as i32,
-            actor: "bench".into(),
-            note: "propagation".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        grpc.revoke_certificate(testkit::registry::revoke_cert(&s.to_hex(), reg::RevocationReason::KeyCompromise))
+            .await
+            .unwrap();
         let t1 = Instant::now();
         let mut polls = 0;
         while status_of(&client.get(p).await) != "revoked" {

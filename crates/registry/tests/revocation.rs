@@ -9,17 +9,6 @@ use testkit::registry::*;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
-fn revoke_cert(serial: &str, reason: pb::RevocationReason) -> pb::RevokeCertificateRequest {
-    pb::RevokeCertificateRequest {
-        serial: serial.into(),
-        reason: reason as i32,
-        revoked_at_unix: 0,
-        actor: "op-alice".into(),
-        note: "written cessation report".into(),
-        invalidity_date_unix: 0,
-    }
-}
-
 fn revoke_card(card_id: &str, actor: &str) -> pb::RevokeCardRequest {
     pb::RevokeCardRequest {
         card_id: card_id.into(),

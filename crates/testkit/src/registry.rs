@@ -133,6 +133,18 @@ pub fn certificate(serial_hex: &str) -> (Vec<u8>, Vec<u8>) {
     (der, tbs)
 }
 
+/// A RevokeCertificate of `serial` for `reason`, now, by "op-alice".
+pub fn revoke_cert(serial: &str, reason: pb::RevocationReason) -> pb::RevokeCertificateRequest {
+    pb::RevokeCertificateRequest {
+        serial: serial.into(),
+        reason: reason as i32,
+        revoked_at_unix: 0,
+        actor: "op-alice".into(),
+        note: "written cessation report".into(),
+        invalidity_date_unix: 0,
+    }
+}
+
 /// An AppendAudit by "op" of `action` on `subject`, with an empty detail: for
 /// the actions only the registry itself writes, which it must refuse.
 pub fn forged_audit(action: &str, subject: &str) -> pb::AppendAuditRequest {

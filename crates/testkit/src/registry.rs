@@ -22,6 +22,13 @@ impl Server {
         server
     }
 
+    /// [`Server::start`], and a client of it.
+    pub async fn start_with_client() -> (Server, RegistryClient<Channel>) {
+        let server = Server::start().await;
+        let client = server.client().await;
+        (server, client)
+    }
+
     /// A registry over the database under `state_dir`, which outlives it.
     pub async fn start_in(state_dir: std::path::PathBuf) -> Server {
         let cfg = config::Config { state_dir, ..Default::default() };

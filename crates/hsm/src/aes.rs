@@ -394,13 +394,11 @@ mod tests {
     #[test]
     fn any_change_is_a_decrypt_error_without_data() {
         // One session only, so the failures below all hit the session that must keep working.
-        let _shared = shared_hsm();
-        let t = testing::shared_token();
-        let hsm = Hsm::open(&t.module, &t.label, &t.user_pin, 1).unwrap();
+        let hsm = testing::hsm_with_pool(1);
         let key = hsm.generate_aes_key(&unique_label("tamper"), 256).unwrap();
         let other = hsm.generate_aes_key(&unique_label("tamper-other"), 256).unwrap();
         let (iv, ct) = key.encrypt_gcm(PIN, CARD).unwrap();
-        let secrets: [&[u8]; 2] = [PIN, t.user_pin.as_bytes()];
+        let secrets: [&[u8]; 2] = [PIN, testing::shared_token().user_pin.as_bytes()];
 
         assert_decrypt_error(key.decrypt_gcm(&iv, &ct, b"card-0002"), &secrets, "other aad");
         assert_decrypt_error(key.decrypt_gcm(&iv, &ct, b""), &secrets, "empty aad");
@@ -526,31 +524,19 @@ mod tests {
             }
             assert_eq!(flags.len(), 6, "{flags:?}");
 
+            // A session AES-256 key with `attributes` besides.
+            let session_key = |attributes: &[Attribute]| {
+                let mut template =
+                    vec![Attribute::Token(false), Attribute::ValueLen(Ulong::from(std::os::raw::c_ulong::from(32u32)))];
+                template.extend_from_slice(attributes);
+                s.generate_key(&Mechanism::AesKeyGen, &template).map_err(from_pkcs11)
+            };
             // Wrapping it out under a key we would know is refused.
-            let wrapping = s
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Token(false),
-                        Attribute::ValueLen(Ulong::from(std::os::raw::c_ulong::from(32u32))),
-                        Attribute::Wrap(true),
-                        Attribute::Unwrap(true),
-                        Attribute::Extractable(true),
-                    ],
-                )
-                .map_err(from_pkcs11)?;
+            let wrapping =
+                session_key(&[Attribute::Wrap(true), Attribute::Unwrap(true), Attribute::Extractable(true)])?;
             let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, wrapping, handle);
             // Control: the same wrapping key does wrap an extractable key.
-            let loose = s
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Token(false),
-                        Attribute::ValueLen(Ulong::from(std::os::raw::c_ulong::from(32u32))),
-                        Attribute::Extractable(true),
-                    ],
-                )
-                .map_err(from_pkcs11)?;
+            let loose = session_key(&[Attribute::Extractable(true)])?;
             let control = s.wrap_key(&Mechanism::AesKeyWrap, wrapping, loose);
             s.destroy_object(loose).map_err(from_pkcs11)?;
             s.destroy_object(wrapping).map_err(from_pkcs11)?;
@@ -615,13 +601,10 @@ mod tests {
 
     #[test]
     fn concurrent_encrypt_and_decrypt() {
-        let shared = shared_hsm();
-        let t = testing::shared_token();
         // A small pool of its own, so 8 threads really contend for 3 sessions.
-        let hsm = Hsm::open(&t.module, &t.label, &t.user_pin, 3).unwrap();
+        let hsm = testing::hsm_with_pool(3);
         let key = hsm.generate_aes_key(&unique_label("conc"), 256).unwrap();
         let signer = hsm.generate_key_pair(&unique_label("conc-sign"), KeyAlgorithm::EcdsaP256).unwrap();
-        drop(shared);
         let mut threads: Vec<_> = (0..8)
             .map(|t| {
                 let (key, signer) = (key.clone(), signer.clone());

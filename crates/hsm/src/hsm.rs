@@ -301,9 +301,7 @@ mod tests {
 
     #[test]
     fn open_with_the_right_pin_twice_works_and_is_logged_in() {
-        let _shared = testing::shared_hsm();
-        let t = testing::shared_token();
-        let again = Hsm::open(&t.module, &t.label, &t.user_pin, 1).unwrap();
+        let again = testing::hsm_with_pool(1);
         again.ping().unwrap();
         assert_eq!(again.token_label(), "test-token");
         assert!(format!("{again:?}").contains("test-token"));

@@ -166,7 +166,6 @@ mod tests {
 
     use super::*;
     use crate::testing::{shared_hsm, unique_label};
-    use crate::Hsm;
 
     const RSA2048: KeyAlgorithm = KeyAlgorithm::Rsa { bits: 2048 };
 
@@ -221,15 +220,12 @@ mod tests {
 
     #[test]
     fn concurrent_signing_verifies() {
-        let shared = shared_hsm();
-        let t = crate::testing::shared_token();
         // A small pool of its own, so 8 threads really contend for 3 sessions.
-        let hsm = Hsm::open(&t.module, &t.label, &t.user_pin, 3).unwrap();
+        let hsm = crate::testing::hsm_with_pool(3);
         let keys = [
             hsm.generate_key_pair(&unique_label("conc-rsa"), RSA2048).unwrap(),
             hsm.generate_key_pair(&unique_label("conc-ec"), KeyAlgorithm::EcdsaP256).unwrap(),
         ];
-        drop(shared);
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let keys = keys.clone();

@@ -15,10 +15,11 @@ use crate::{Hsm, HsmError, KeyAlgorithm};
 
 const CHILD_ENV: &str = "HSM_OUTAGE_CHILD";
 
-/// Runs `name` in a child process (`in_child` set); true in the child itself.
-fn in_child(name: &str) -> bool {
+/// Runs `name` in a child process (`in_child` set) and gives None; in the child
+/// itself, its token and the shared handle on it.
+fn in_child(name: &str) -> Option<(&'static testing::TestToken, Hsm)> {
     if std::env::var_os(CHILD_ENV).is_some() {
-        return true;
+        return Some((testing::shared_token(), testing::shared_hsm()));
     }
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
@@ -30,7 +31,7 @@ fn in_child(name: &str) -> bool {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child {name} failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("1 passed"), "{stdout}");
-    false
+    None
 }
 
 struct Folder {
@@ -77,11 +78,11 @@ fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Result<T, HsmError>) ->
 
 #[test]
 fn a_token_that_goes_away_gives_unavailable_and_is_used_again_when_it_returns() {
-    if !in_child("outage_tests::a_token_that_goes_away_gives_unavailable_and_is_used_again_when_it_returns") {
+    let Some((t, hsm)) =
+        in_child("outage_tests::a_token_that_goes_away_gives_unavailable_and_is_used_again_when_it_returns")
+    else {
         return;
-    }
-    let t = testing::shared_token();
-    let hsm = testing::shared_hsm();
+    };
     // A second handle on the same token, as another service in the process would have.
     let other = Hsm::open(&t.module, &t.label, &t.user_pin, 1).unwrap();
     let key = hsm.generate_key_pair("outage-rsa", KeyAlgorithm::Rsa { bits: 2048 }).unwrap();
@@ -121,11 +122,10 @@ fn a_token_that_goes_away_gives_unavailable_and_is_used_again_when_it_returns() 
 /// re-initialised it) must not sign in the old key's name.
 #[test]
 fn a_token_that_returns_with_another_key_under_the_label_is_refused() {
-    if !in_child("outage_tests::a_token_that_returns_with_another_key_under_the_label_is_refused") {
+    let Some((t, hsm)) = in_child("outage_tests::a_token_that_returns_with_another_key_under_the_label_is_refused")
+    else {
         return;
-    }
-    let t = testing::shared_token();
-    let hsm = testing::shared_hsm();
+    };
     let key = hsm.generate_key_pair("swapped", KeyAlgorithm::Rsa { bits: 2048 }).unwrap();
     key.sign(b"x").unwrap();
     let folder = Folder::of(t);

@@ -175,15 +175,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::testing;
-    use crate::{Hsm, HsmError};
-
-    /// A private Hsm (own pool) on the shared token.
-    fn hsm_with_pool(sessions: usize) -> Hsm {
-        let _shared = testing::shared_hsm();
-        let t = testing::shared_token();
-        Hsm::open(&t.module, &t.label, &t.user_pin, sessions).unwrap()
-    }
+    use crate::testing::hsm_with_pool;
+    use crate::HsmError;
 
     #[test]
     fn sessions_open_lazily_and_are_reused() {

@@ -66,6 +66,14 @@ pub fn shared_hsm() -> Hsm {
     .clone()
 }
 
+/// A private Hsm with a pool of `sessions` on the shared token, opened after the
+/// shared one (which sets SOFTHSM2_CONF).
+pub fn hsm_with_pool(sessions: usize) -> Hsm {
+    let _shared = shared_hsm();
+    let t = shared_token();
+    Hsm::open(&t.module, &t.label, &t.user_pin, sessions).unwrap()
+}
+
 /// A unique key label for a test (prefix + counter + pid) so tests sharing the token
 /// don't collide.
 pub fn unique_label(prefix: &str) -> String {

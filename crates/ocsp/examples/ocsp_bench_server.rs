@@ -97,8 +97,7 @@ async fn serve_on(listener: TcpListener, responder: Arc<ocsp::Responder>) {
     let (_stop, never) = tokio::sync::watch::channel(false);
     // As `ocsp::serve` does with the default `[ocsp]` (http_threads = 0: the main runtime).
     let (cap, threads) = (config::OcspConfig::default().max_connections, http_threads_env());
-    ocsp::serve_http_threads(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never)
-        .await;
+    ocsp::serve_http(listener, http::service(state, limits), limits.read_timeout, cap, threads, None, never).await;
 }
 
 /// `[ocsp] http_threads` for the bench (environment HTTP_THREADS; 0, the default: the main runtime).
@@ -379,15 +378,9 @@ async fn propagation(rounds: usize) {
     let mut from_call = Vec::new();
     for (s, p) in serials.iter().zip(&paths) {
         let t0 = Instant::now();
-        grpc.revoke_certificate(reg::RevokeCertificateRequest {
-            serial: s.to_hex(),
-            reason: reg::RevocationReason::KeyCompromise as i32,
-            actor: "bench".into(),
-            note: "propagation".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        grpc.revoke_certificate(testkit::registry::revoke_cert(&s.to_hex(), reg::RevocationReason::KeyCompromise))
+            .await
+            .unwrap();
         let t1 = Instant::now();
         let mut polls = 0;
         while status_of(&client.get(p).await) != "revoked" {

@@ -188,6 +188,11 @@ mod tests {
     use const_oid::db::rfc5912;
     use der::Decode;
 
+    /// Revoked at 1_700_000_000 for keyCompromise, with `invalidity_unix`.
+    fn key_compromise(invalidity_unix: Option<i64>) -> CertState {
+        CertState::Revoked { at_unix: 1_700_000_000, reason: Some(asn1::CRLReason::KeyCompromise), invalidity_unix }
+    }
+
     #[test]
     fn lengths_are_der() {
         for len in [0usize, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x123456] {
@@ -201,11 +206,7 @@ mod tests {
     #[test]
     fn an_invalidity_date_goes_in_single_extensions_and_not_in_the_revocation_time() {
         let issuer = IssuerHashes::new(b"n", b"k");
-        let state = CertState::Revoked {
-            at_unix: 1_700_000_000,
-            reason: Some(asn1::CRLReason::KeyCompromise),
-            invalidity_unix: Some(1_699_000_000),
-        };
+        let state = key_compromise(Some(1_699_000_000));
         let single = Single {
             alg: HashAlg::Sha256,
             issuer: &issuer,
@@ -231,11 +232,7 @@ mod tests {
     #[test]
     fn assembled_response_equals_the_typed_encoding() {
         let issuer = IssuerHashes::new(b"n", b"k");
-        let state = CertState::Revoked {
-            at_unix: 1_700_000_000,
-            reason: Some(asn1::CRLReason::KeyCompromise),
-            invalidity_unix: None,
-        };
+        let state = key_compromise(None);
         let singles = [
             Single {
                 alg: HashAlg::Sha1,

@@ -80,4 +80,4 @@ pub use responder_cert::{
     ensure_each, ensure_responder_certificates, IssuanceAuthority, Outcome, RegistryState, ResponderAuthority,
     ResponderCertStatus,
 };
-pub use serve::{metrics_router, renew_window, serve, serve_http, serve_http_threads, serve_with};
+pub use serve::{metrics_router, renew_window, serve, serve_http, serve_with};

@@ -145,9 +145,9 @@ pub async fn serve_with(
     let cap = cfg.ocsp.max_connections;
     let threads = cfg.ocsp.http_threads;
     let ocsp_server =
-        serve_http_threads(http, http::service(state, limits), limits.read_timeout, cap, threads, counted, rx.clone());
+        serve_http(http, http::service(state, limits), limits.read_timeout, cap, threads, counted, rx.clone());
     // A scraper's idle keep-alive closing is not a slow client: not counted.
-    let metrics_server = serve_http_threads(metrics, metrics_router(responder), limits.read_timeout, cap, 0, None, rx);
+    let metrics_server = serve_http(metrics, metrics_router(responder), limits.read_timeout, cap, 0, None, rx);
     tokio::join!(ocsp_server, metrics_server);
     for t in &tasks {
         t.abort();
@@ -175,27 +175,11 @@ fn log_each(each: &[Result<ResponderCertStatus, OcspError>]) {
 /// until `stop` turns true, through the shared accept loop
 /// ([`tls::net::serve_http`]): a connection must deliver a request's headers
 /// within `read_timeout` (slowloris, idle keep-alive), and at most
-/// `[ocsp] max_connections`' default are served at once. Bodies and answers
-/// are bounded by the service (see [`HttpLimits`]). Header timeouts are
-/// counted in `metrics` when given.
+/// `max_connections` are served at once, on `threads` threads with a runtime
+/// each (see [`tls::net::HttpListenerLimits::threads`]; 0: on the caller's
+/// runtime). Bodies and answers are bounded by the service (see
+/// [`HttpLimits`]). Header timeouts are counted in `metrics` when given.
 pub async fn serve_http<S, B>(
-    listener: TcpListener,
-    service: S,
-    read_timeout: Duration,
-    metrics: Option<Arc<Metrics>>,
-    stop: watch::Receiver<bool>,
-) where
-    S: HttpService<B>,
-    B: HttpBody,
-{
-    let max_connections = config::OcspConfig::default().max_connections;
-    serve_http_threads(listener, service, read_timeout, max_connections, 0, metrics, stop).await
-}
-
-/// [`serve_http`] with an explicit connection cap, on `threads` threads with a
-/// runtime each (see [`tls::net::HttpListenerLimits::threads`]; 0: on the
-/// caller's runtime).
-pub async fn serve_http_threads<S, B>(
     listener: TcpListener,
     service: S,
     read_timeout: Duration,

@@ -17,6 +17,9 @@ use tokio::sync::oneshot;
 
 use std::sync::Arc;
 
+// The workspace's test kit crate, not this crate's `testkit` module.
+use ::testkit::registry::revoke_cert;
+
 use crate::testkit::{issue_through_store, test_ca, DirectAuthority, TestCa};
 
 /// Issues a real certificate under CA 0 through the store (reserve, record, store).
@@ -135,16 +138,7 @@ async fn two_replicas_follow_the_feed_from_issuance_to_revocation() {
 
     // Emergency revocation through the registry: both replicas flip.
     let mut client = RegistryClient::connect(format!("http://{registry_addr}")).await.unwrap();
-    client
-        .revoke_certificate(reg::RevokeCertificateRequest {
-            serial: first_serial.to_hex(),
-            reason: reg::RevocationReason::KeyCompromise as i32,
-            actor: "op-test".into(),
-            note: "lost".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    client.revoke_certificate(revoke_cert(&first_serial.to_hex(), reg::RevocationReason::KeyCompromise)).await.unwrap();
     for r in &replicas {
         let took = until("revoked", Duration::from_secs(5), || {
             let text = ocsp(&ca, &first, r.http);

@@ -42,7 +42,9 @@ impl Server {
         let (stop, rx) = watch::channel(false);
         let router = http::router_with_limits(state, limits);
         let metrics = Some(responder.metrics().clone());
-        let task = tokio::spawn(crate::serve_http(listener, router, limits.read_timeout, metrics, rx));
+        let max_connections = config::OcspConfig::default().max_connections;
+        let task =
+            tokio::spawn(crate::serve_http(listener, router, limits.read_timeout, max_connections, 0, metrics, rx));
         Server { addr, stop, task }
     }
 

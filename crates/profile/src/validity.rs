@@ -85,33 +85,35 @@ mod tests {
     use super::*;
     use time::macros::{date, datetime};
 
+    /// [`subscriber_validity`], whose bounds must be in UTC.
+    fn utc_validity(issue_date: Date, years: u32, ca_end: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+        let (nb, na) = subscriber_validity(issue_date, years, ca_end);
+        assert_eq!((nb.offset(), na.offset()), (UtcOffset::UTC, UtcOffset::UTC));
+        (nb, na)
+    }
+
     #[test]
     fn medis_example() {
         let ca_end = datetime!(2042-01-01 00:00 UTC);
-        let (nb, na) = subscriber_validity(date!(2022 - 02 - 07), 5, ca_end);
-        assert_eq!(nb, datetime!(2022-02-06 15:00:00 UTC));
-        assert_eq!(na, datetime!(2027-02-07 14:59:59 UTC));
-        assert_eq!(nb.offset(), UtcOffset::UTC);
-        assert_eq!(na.offset(), UtcOffset::UTC);
+        let expected = (datetime!(2022-02-06 15:00:00 UTC), datetime!(2027-02-07 14:59:59 UTC));
+        assert_eq!(utc_validity(date!(2022 - 02 - 07), 5, ca_end), expected);
     }
 
     #[test]
     fn leap_day_ends_on_feb_28_or_29() {
         let ca_end = datetime!(2099-01-01 00:00 UTC);
-        let (nb, na) = subscriber_validity(date!(2024 - 02 - 29), 5, ca_end);
-        assert_eq!(nb, datetime!(2024-02-28 15:00:00 UTC));
-        assert_eq!(na, datetime!(2029-02-28 14:59:59 UTC));
+        let expected = (datetime!(2024-02-28 15:00:00 UTC), datetime!(2029-02-28 14:59:59 UTC));
+        assert_eq!(utc_validity(date!(2024 - 02 - 29), 5, ca_end), expected);
         // Four years on is a leap year again.
-        let (_, na) = subscriber_validity(date!(2024 - 02 - 29), 4, ca_end);
+        let (_, na) = utc_validity(date!(2024 - 02 - 29), 4, ca_end);
         assert_eq!(na, datetime!(2028-02-29 14:59:59 UTC));
     }
 
     #[test]
     fn not_after_is_clamped_to_the_ca() {
         let ca_end = datetime!(2025-06-30 12:34:56.789 UTC);
-        let (nb, na) = subscriber_validity(date!(2022 - 02 - 07), 5, ca_end);
-        assert_eq!(nb, datetime!(2022-02-06 15:00:00 UTC));
-        assert_eq!(na, datetime!(2025-06-30 12:34:56 UTC));
+        let (nb, na) = utc_validity(date!(2022 - 02 - 07), 5, ca_end);
+        assert_eq!((nb, na), (datetime!(2022-02-06 15:00:00 UTC), datetime!(2025-06-30 12:34:56 UTC)));
         assert!(is_usable(nb, na));
     }
 

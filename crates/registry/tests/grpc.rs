@@ -17,8 +17,7 @@ async fn signing_serial_reserved(c: &mut RegistryClient<Channel>, licence: &str)
 
 #[tokio::test]
 async fn an_application_goes_from_begin_to_an_active_card() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
 
     let begun = c.begin_application(begin_request("app-1", "555001")).await.unwrap().into_inner();
     assert!(!begun.existing);
@@ -105,8 +104,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
 
 #[tokio::test]
 async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothing_changes() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let (_, serial) = signing_serial_reserved(&mut c, "555002").await;
     let (_, tbs) = certificate(&serial);
     c.record_tbs(pb::RecordTbsRequest { serial: serial.clone(), tbs_der: tbs.clone(), crl_scope: None }).await.unwrap();
@@ -130,8 +128,7 @@ async fn a_certificate_that_does_not_match_the_recorded_tbs_is_refused_and_nothi
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_the_field_named() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let (card, serial) = signing_serial_reserved(&mut c, "555003").await;
 
     let mut req = begin_request("", "555004");
@@ -215,8 +212,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
 
 #[tokio::test]
 async fn audit_entries_can_be_appended_and_paged() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     for i in 0..5 {
         let req = pb::AppendAuditRequest {
             actor: "operator-1".into(),
@@ -302,8 +298,7 @@ fn prepared_certificate(serial: &str, tbs_der: &[u8], kind: pb::CertificateKind)
 
 #[tokio::test]
 async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (_server, mut c) = Server::start_with_client().await;
     let card = c.begin_application(begin_request("app-1", "555011")).await.unwrap().into_inner().card.unwrap();
     let serials = [fresh_serial(0x11), fresh_serial(0x22)];
     let certs: Vec<_> = serials.iter().map(|s| certificate(s)).collect();
@@ -391,8 +386,7 @@ fn steps(steps: Vec<pb::card_step::Step>) -> pb::CardStepsRequest {
 async fn card_steps_answers_each_step_in_its_place_as_its_own_call_would() {
     use pb::card_step::Step;
     use pb::card_step_answer::Answer;
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
 
     // Two cards begun in one call; a step of no kind and a bad one are refused in their places.
     let mut nameless = begin_request("app-x", "555099");

@@ -39,8 +39,7 @@ fn detail(entry: &pb::AuditEntry) -> Value {
 
 #[tokio::test]
 async fn a_renewal_supersedes_the_active_card_which_stays_valid() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let (old_id, old_serials) = issue_card(&mut c, "app-1", "555101").await;
     let old = card(&mut c, &old_id).await;
     assert_eq!((old.procedure.as_str(), old.replaces_card_id.as_str(), old.superseded_by.as_str()), ("new", "", ""));
@@ -117,8 +116,7 @@ async fn a_renewal_supersedes_the_active_card_which_stays_valid() {
 
 #[tokio::test]
 async fn renewals_are_refused_with_the_reason_and_the_field() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let (mine, _) = issue_card(&mut c, "app-1", "555201").await;
     let (theirs, _) = issue_card(&mut c, "app-2", "555202").await;
     let pending = c.begin_application(begin_request("app-3", "555203")).await.unwrap().into_inner();
@@ -176,8 +174,7 @@ async fn renewals_are_refused_with_the_reason_and_the_field() {
 
 #[tokio::test]
 async fn a_reissue_follows_a_revocation_and_updates_the_holder() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let (old_id, _) = issue_card(&mut c, "app-1", "555301").await;
     let revoke = pb::RevokeCardRequest {
         card_id: old_id.clone(),
@@ -238,8 +235,7 @@ fn moved() -> pb::ContactAddress {
 
 #[tokio::test]
 async fn a_contact_change_is_audited_with_old_and_new_values_and_a_no_op_writes_nothing() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let begun = c.begin_application(begin_request("app-1", "555401")).await.unwrap().into_inner();
     let holder = begun.holder.unwrap();
     let update = |contact: Option<pb::ContactAddress>, date: &str| pb::UpdateContactRequest {

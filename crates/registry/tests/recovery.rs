@@ -7,8 +7,7 @@ use tonic::Code;
 
 #[tokio::test]
 async fn unresolved_certificates_are_listed_and_a_reservation_can_be_abandoned() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let card = c.begin_application(begin_request("app-1", "555101")).await.unwrap().into_inner().card.unwrap();
     let reserved = reserve_serial(&mut c, reserve_request(&card.card_id, pb::CertificateKind::Signing)).await;
     let precert = reserve_serial(&mut c, reserve_request(&card.card_id, pb::CertificateKind::Authentication)).await;

@@ -9,17 +9,6 @@ use testkit::registry::*;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
-fn revoke_cert(serial: &str, reason: pb::RevocationReason) -> pb::RevokeCertificateRequest {
-    pb::RevokeCertificateRequest {
-        serial: serial.into(),
-        reason: reason as i32,
-        revoked_at_unix: 0,
-        actor: "op-alice".into(),
-        note: "written cessation report".into(),
-        invalidity_date_unix: 0,
-    }
-}
-
 fn revoke_card(card_id: &str, actor: &str) -> pb::RevokeCardRequest {
     pb::RevokeCardRequest {
         card_id: card_id.into(),
@@ -79,8 +68,7 @@ const REVOKED: i32 = pb::CertificateStatus::Revoked as i32;
 
 #[tokio::test]
 async fn revoking_a_certificate_is_final_and_idempotent() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let (_, serials) = issue_card(&mut c, "app-1", "600001").await;
     let before = c.get_feed_position(pb::FeedPositionRequest {}).await.unwrap().into_inner().last_sequence;
     assert_eq!(before, 2, "two GOOD changes");
@@ -189,8 +177,7 @@ async fn concurrent_card_revocations_give_one_set_of_revocations() {
 
 #[tokio::test]
 async fn a_resuming_subscriber_gets_exactly_the_changes_it_missed() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
 
     let mut feed = watch(&mut c, 0).await;
     let (card_a, serials_a) = issue_card(&mut c, "app-1", "600003").await;
@@ -251,8 +238,7 @@ async fn a_resuming_subscriber_gets_exactly_the_changes_it_missed() {
 
 #[tokio::test]
 async fn a_subscriber_sees_every_change_of_concurrent_writers_in_order() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let mut feed = watch(&mut c, 0).await;
     let writers: Vec<_> = (0..6)
         .map(|i| {
@@ -374,8 +360,7 @@ async fn crl_numbers_increase_across_restarts() {
 
 #[tokio::test]
 async fn approvals_need_a_second_operator() {
-    let server = Server::start().await;
-    let mut c = server.client().await;
+    let (server, mut c) = Server::start_with_client().await;
     let created = c
         .create_approval(pb::CreateApprovalRequest {
             kind: "emergency-revocation".into(),

@@ -22,6 +22,13 @@ impl Server {
         server
     }
 
+    /// [`Server::start`], and a client of it.
+    pub async fn start_with_client() -> (Server, RegistryClient<Channel>) {
+        let server = Server::start().await;
+        let client = server.client().await;
+        (server, client)
+    }
+
     /// A registry over the database under `state_dir`, which outlives it.
     pub async fn start_in(state_dir: std::path::PathBuf) -> Server {
         let cfg = config::Config { state_dir, ..Default::default() };
@@ -131,6 +138,18 @@ pub fn certificate(serial_hex: &str) -> (Vec<u8>, Vec<u8>) {
     let der = params.self_signed(&key).unwrap().der().to_vec();
     let tbs = x509_cert::Certificate::from_der(&der).unwrap().tbs_certificate().to_der().unwrap();
     (der, tbs)
+}
+
+/// A RevokeCertificate of `serial` for `reason`, now, by "op-alice".
+pub fn revoke_cert(serial: &str, reason: pb::RevocationReason) -> pb::RevokeCertificateRequest {
+    pb::RevokeCertificateRequest {
+        serial: serial.into(),
+        reason: reason as i32,
+        revoked_at_unix: 0,
+        actor: "op-alice".into(),
+        note: "written cessation report".into(),
+        invalidity_date_unix: 0,
+    }
 }
 
 /// An AppendAudit by "op" of `action` on `subject`, with an empty detail: for

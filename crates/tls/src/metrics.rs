@@ -122,7 +122,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let handler = MetricsService(service);
+    let handler = crate::net::Answer(move |req| metrics_page(service, &req));
     let limits = crate::net::HttpListenerLimits {
         header_read_timeout: Duration::from_secs(10),
         max_connections: 64,
@@ -132,30 +132,17 @@ pub async fn serve(
     crate::net::serve_http(listener, handler, limits, || {}, stop_rx).await;
 }
 
-/// `GET /metrics` answers [`render`]; anything else is 404.
-#[derive(Debug, Clone, Copy)]
-struct MetricsService(&'static str);
-
-impl tower_service::Service<http::Request<hyper::body::Incoming>> for MetricsService {
-    type Response = http::Response<String>;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
-        let (status, content_type, body) = if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
-            (http::StatusCode::OK, "text/plain; version=0.0.4", render(self.0))
-        } else {
-            (http::StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics\n".to_owned())
-        };
-        let mut response = http::Response::new(body);
-        *response.status_mut() = status;
-        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-        std::future::ready(Ok(response))
-    }
+/// `GET /metrics` answers [`render`]`(service)`; anything else is 404.
+fn metrics_page<B>(service: &'static str, req: &http::Request<B>) -> http::Response<String> {
+    let (status, content_type, body) = if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
+        (http::StatusCode::OK, "text/plain; version=0.0.4", render(service))
+    } else {
+        (http::StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics\n".to_owned())
+    };
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response
 }
 
 #[cfg(test)]

@@ -117,6 +117,28 @@ impl<B> HttpBody for B where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// An [`HttpService`] that answers each request at once with what `F` makes of
+/// it (a small page, such as `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer<F>(pub F);
+
+impl<F> Service<http::Request<hyper::body::Incoming>> for Answer<F>
+where
+    F: FnMut(http::Request<hyper::body::Incoming>) -> http::Response<String>,
+{
+    type Response = http::Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        std::future::ready(Ok((self.0)(req)))
+    }
+}
+
 /// Bounds of an HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpListenerLimits {
@@ -443,20 +465,8 @@ mod tests {
     use tokio_stream::StreamExt;
 
     /// Answers every request with the client's address as seen in [`PeerAddr`].
-    #[derive(Clone)]
-    struct Echo;
-
-    impl Service<http::Request<hyper::body::Incoming>> for Echo {
-        type Response = http::Response<String>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
-            let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.to_string()).unwrap_or_default();
-            std::future::ready(Ok(http::Response::new(peer)))
-        }
+    fn echo(req: http::Request<hyper::body::Incoming>) -> http::Response<String> {
+        http::Response::new(req.extensions().get::<PeerAddr>().map(|p| p.0.to_string()).unwrap_or_default())
     }
 
     async fn start(limits: HttpListenerLimits) -> (SocketAddr, Arc<AtomicUsize>, watch::Sender<bool>) {
@@ -468,7 +478,7 @@ mod tests {
         let on_timeout = move || {
             counted.fetch_add(1, Ordering::SeqCst);
         };
-        tokio::spawn(serve_http(listener, Echo, limits, on_timeout, rx));
+        tokio::spawn(serve_http(listener, Answer(echo), limits, on_timeout, rx));
         (addr, timeouts, tx)
     }
 
@@ -558,7 +568,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = watch::channel(false);
-        let server = tokio::spawn(serve_http(listener, Echo, limits, || {}, rx));
+        let server = tokio::spawn(serve_http(listener, Answer(echo), limits, || {}, rx));
         // Served, with the client's address, on every new connection.
         for _ in 0..6 {
             let mut c = TcpStream::connect(addr).await.unwrap();

@@ -1,7 +1,7 @@
 //! `make bench-issuance`: new-card issuance throughput and latency against the
 //! release `hpki-ca run` (registry + issuance over mTLS on loopback, a fresh
 //! SoftHSM token), beside the raw SoftHSM RSA-2048 signing rate measured in the
-//! same command, before and after the run (issue 14, item 5).
+//! same command, before each client level and after the last (issue 14, item 5).
 //!
 //! N RA clients (1, 8, 64), each submitting new-card applications back to back
 //! (every card two fresh P-256 keys, two RSA-2048 CA signatures). Prints
@@ -98,10 +98,25 @@ struct Row {
     per_second: f64,
     p50: Duration,
     p99: Duration,
+    /// The raw rates measured just before and just after this level.
+    raw: [Raw; 2],
 }
 
-/// One backend's run: the rows and the raw signing rate before and after.
-fn run(store: &str, cores: usize) -> (Vec<Row>, Raw, Raw) {
+impl Row {
+    fn mean(&self, f: fn(&Raw) -> f64) -> f64 {
+        (f(&self.raw[0]) + f(&self.raw[1])) / 2.0
+    }
+
+    /// The HSM bound in cards/s while this level ran.
+    fn bound(&self) -> f64 {
+        self.mean(|r| r.all) / 2.0
+    }
+}
+
+/// One backend's run. The raw signing rate is measured before each level and
+/// after the last (the CA idle meanwhile): on a shared machine it moves with
+/// the load, so each level is judged against the rates on either side of it.
+fn run(store: &str, cores: usize) -> Vec<Row> {
     // Kept until the run ends: the CA's database.
     let cluster = (store == "postgres").then(|| store::testing::PgCluster::start(&[]).expect("PostgreSQL"));
     let extra = match &cluster {
@@ -109,34 +124,36 @@ fn run(store: &str, cores: usize) -> (Vec<Row>, Raw, Raw) {
         None => String::new(),
     };
     let mut ca = Ca::new(&extra);
-    let raw_before = raw_rates(&ca, cores);
     let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let total: usize = WARMUP + LEVELS.iter().map(|(_, n)| n).sum::<usize>();
     let csrs: Arc<Vec<(Vec<u8>, Vec<u8>)>> = Arc::new((0..total).map(|_| common::fresh_csrs()).collect());
 
-    let rows = rt.block_on(async {
-        let issuance = ca.issuance(&addrs[1]).await;
-        let submit = {
-            let (issuance, csrs) = (issuance.clone(), csrs.clone());
-            move |n: usize| {
-                let (mut c, csrs) = (issuance.clone(), csrs.clone());
-                async move {
-                    let (s, a) = csrs[n].clone();
-                    let app = application_with_csrs(&format!("bi-{n}"), &format!("{}", 7_000_000 + n), s, a);
-                    let card = c.submit_application(app).await.expect("SubmitApplication").into_inner();
-                    assert!(!card.replayed && !card.card_id.is_empty(), "a new card each time");
-                }
+    let issuance = rt.block_on(ca.issuance(&addrs[1]));
+    let submit = {
+        let (issuance, csrs) = (issuance.clone(), csrs.clone());
+        move |n: usize| {
+            let (mut c, csrs) = (issuance.clone(), csrs.clone());
+            async move {
+                let (s, a) = csrs[n].clone();
+                let app = application_with_csrs(&format!("bi-{n}"), &format!("{}", 7_000_000 + n), s, a);
+                let card = c.submit_application(app).await.expect("SubmitApplication").into_inner();
+                assert!(!card.replayed && !card.card_id.is_empty(), "a new card each time");
             }
-        };
+        }
+    };
+    rt.block_on(async {
         for n in 0..WARMUP {
             submit(n).await;
         }
-        let mut next = WARMUP;
-        let mut rows = Vec::new();
-        for (clients, cards) in LEVELS {
-            let first = next;
-            next += cards;
+    });
+    let mut next = WARMUP;
+    let mut rows = Vec::new();
+    let mut before = raw_rates(&ca, cores);
+    for (clients, cards) in LEVELS {
+        let first = next;
+        next += cards;
+        let (mut times, wall) = rt.block_on(async {
             // Cards are handed out from a shared counter, so slow clients take fewer.
             let counter = Arc::new(std::sync::atomic::AtomicUsize::new(first));
             let deadline = Instant::now() + LEVEL_TIME;
@@ -163,76 +180,69 @@ fn run(store: &str, cores: usize) -> (Vec<Row>, Raw, Raw) {
             for t in tasks {
                 times.extend(t.await.expect("client task"));
             }
-            let wall = start.elapsed();
-            times.sort();
-            rows.push(Row {
-                clients,
-                cards: times.len(),
-                per_second: times.len() as f64 / wall.as_secs_f64(),
-                p50: pct(&times, 50.0),
-                p99: pct(&times, 99.0),
-            });
-        }
-        rows
-    });
+            (times, start.elapsed())
+        });
+        let after = raw_rates(&ca, cores);
+        times.sort();
+        rows.push(Row {
+            clients,
+            cards: times.len(),
+            per_second: times.len() as f64 / wall.as_secs_f64(),
+            p50: pct(&times, 50.0),
+            p99: pct(&times, 99.0),
+            raw: [before, after],
+        });
+        before = after;
+    }
     ca.take_children();
-    // Again once the CA has stopped: on a shared machine the rate moves with
-    // the load, so the bound uses the mean of both.
-    let raw_after = raw_rates(&ca, cores);
     drop(cluster);
-    (rows, raw_before, raw_after)
+    rows
 }
 
 fn main() {
     // `cargo bench` passes --bench; nothing to filter.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut runs = Vec::new();
-    for store in stores() {
-        let (rows, before, after) = run(&store, cores);
-        runs.push((store, rows, before, after));
-    }
-    let raws: Vec<Raw> = runs.iter().flat_map(|(_, _, b, a)| [*b, *a]).collect();
-    let mean = |f: fn(&Raw) -> f64| raws.iter().map(f).sum::<f64>() / raws.len() as f64;
-    let (one, all) = (mean(|r| r.one), mean(|r| r.all));
-    let bound = all / 2.0;
-    let shown = |f: fn(&Raw) -> f64| raws.iter().map(|r| format!("{:.0}", f(r))).collect::<Vec<_>>().join(", ");
+    let runs: Vec<(String, Vec<Row>)> = stores().into_iter().map(|store| (store.clone(), run(&store, cores))).collect();
 
     println!("\nissuance: release hpki-ca run (registry + issuance), mTLS on loopback, new cards");
     println!(
-        "HSM bound = raw SoftHSM RSA-2048 signatures/s with all {cores} cores signing at once ({all:.0}/s: mean of {} \
-         measured before and after each run, {RAW_SIGNATURES} signatures a thread) / 2 signatures per card = {bound:.0} cards/s",
-        shown(|r| r.all)
+        "HSM bound = raw SoftHSM RSA-2048 signatures/s with all {cores} cores signing at once / 2 signatures per card, \
+         the rate being the mean of those measured just before and just after the level ({RAW_SIGNATURES} signatures \
+         a thread, the CA idle). Beside it, the same with the one-core rate x {cores}."
     );
-    println!(
-        "one core alone: {one:.0}/s (mean of {}); x {cores} cores = {:.0}/s, so all cores at once reach {:.0} % of that",
-        shown(|r| r.one),
-        one * cores as f64,
-        100.0 * all / (one * cores as f64)
-    );
+    for (store, rows) in &runs {
+        let mut rates: Vec<Raw> = rows.iter().map(|r| r.raw[0]).collect();
+        rates.extend(rows.last().map(|r| r.raw[1]));
+        let shown = |f: fn(&Raw) -> f64| rates.iter().map(|r| format!("{:.0}", f(r))).collect::<Vec<_>>().join(", ");
+        println!("{store}: all cores {}/s; one core {}/s", shown(|r| r.all), shown(|r| r.one));
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at the end: {}\n", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    println!("| store | clients | cards | cards/s | p50 ms | p99 ms | x HSM bound | x one core x {cores} |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (store, rows, _, _) in &runs {
+    println!(
+        "| store | clients | cards | cards/s | p50 ms | p99 ms | HSM bound | x HSM bound | x one core x {cores} |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (store, rows) in &runs {
         for r in rows {
             println!(
-                "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
+                "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}x | {:.2}x |",
                 r.clients,
                 r.cards,
                 r.per_second,
                 ms(r.p50),
                 ms(r.p99),
-                r.per_second / bound,
-                r.per_second / (one * cores as f64 / 2.0)
+                r.bound(),
+                r.per_second / r.bound(),
+                r.per_second / (r.mean(|r| r.one) * cores as f64 / 2.0)
             );
         }
     }
     // The targets are sled's (the embedded default).
-    let rows: Vec<&Row> = runs.iter().filter(|(s, ..)| s == "sled").flat_map(|(_, rows, ..)| rows).collect();
+    let rows: Vec<&Row> = runs.iter().filter(|(s, _)| s == "sled").flat_map(|(_, rows)| rows).collect();
     let mut missed = Vec::new();
     for r in &rows {
-        if r.clients == 64 && r.per_second < 0.5 * bound {
-            missed.push(format!("64 clients: {:.2}x the HSM bound (target >= 0.5x)", r.per_second / bound));
+        if r.clients == 64 && r.per_second < 0.5 * r.bound() {
+            missed.push(format!("64 clients: {:.2}x the HSM bound (target >= 0.5x)", r.per_second / r.bound()));
         }
         if r.clients == 8 && ms(r.p99) >= 50.0 {
             missed.push(format!("8 clients: p99 {:.1} ms (target < 50 ms)", ms(r.p99)));

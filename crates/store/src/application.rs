@@ -410,7 +410,7 @@ mod tests {
 
     use super::*;
     use crate::records::Membership;
-    use crate::test_support::{application, temp_store};
+    use crate::test_support::{application, reopened, temp_store};
     use crate::{Reservation, Store};
 
     /// Reserves, records and stores both certificates with stand-in bytes.
@@ -620,16 +620,12 @@ mod tests {
 
     #[test]
     fn data_survives_close_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
-        let card_id = {
-            let store = Store::open_at(&path).unwrap();
+        let (_dir, store, card_id) = reopened(|store| {
             let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
-            issue_both(&store, &card_id);
+            issue_both(store, &card_id);
             store.complete_application(&card_id, "t").unwrap();
             card_id
-        };
-        let store = Store::open_at(&path).unwrap();
+        });
         let view = store.get_card_by_application("app-1").unwrap();
         assert_eq!(view.card.card_id, card_id);
         assert_eq!(view.card.state, CardState::Active);

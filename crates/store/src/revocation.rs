@@ -350,7 +350,7 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     use super::*;
-    use crate::test_support::{application, issued_card, reserved, revocation, temp_store};
+    use crate::test_support::{application, issued_card, reopened, reserved, revocation, temp_store};
     use serde_json::Value;
 
     const FAR: i64 = 4_000_000_000;
@@ -673,15 +673,11 @@ mod tests {
 
     #[test]
     fn revocations_survive_close_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
-        let serials = {
-            let store = Store::open_at(&path).unwrap();
-            let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        let (_dir, store, serials) = reopened(|store| {
+            let (card_id, serials) = issued_card(store, "app-1", "L1", "sign-ca", FAR);
             store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
             serials
-        };
-        let store = Store::open_at(&path).unwrap();
+        });
         assert_eq!(store.feed_position(), 4, "2 GOOD + 2 REVOKED");
         assert_eq!(listed(&store, &query("sign-ca")).len(), 2);
         let again = store.revoke_certificate(&serials[0], &revocation(RevocationReason::Superseded)).unwrap();

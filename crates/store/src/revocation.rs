@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::application::{load_view, require_card};
 use crate::audit::{self, actions, Event};
-use crate::certificates::{audit_certificate, find_certificate, require_certificate};
+use crate::certificates::{audit_certificate, find_certificate, require_certificate, wrong_state};
 use crate::error::StoreError;
 use crate::feed::{self, FeedChange};
 use crate::records::{
@@ -37,11 +37,7 @@ impl Store {
                 return Ok((RevokeOutcome { certificate: record, already_revoked: true }, None));
             }
             if record.state == CertificateState::Abandoned {
-                return fail(StoreError::CertificateState {
-                    serial: serial.to_hex(),
-                    state: record.state,
-                    reason: "an abandoned serial was never signed and cannot be revoked",
-                });
+                return wrong_state(serial, record.state, "an abandoned serial was never signed and cannot be revoked");
             }
             let sequence = revoke_in_tx(tx, &mut record, req, revoked_at)?;
             Ok((RevokeOutcome { certificate: record, already_revoked: false }, Some(sequence)))

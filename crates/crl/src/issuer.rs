@@ -18,13 +18,8 @@ impl CaKey {
     /// Loads the CA certificate (PEM) and its key by label, refusing a
     /// certificate whose public key is not the HSM key's.
     pub fn load(hsm: &hsm::Hsm, cert_path: &Path, key_label: &str) -> Result<CaKey, CrlError> {
-        let ca = profile::IssuingCa::read_pem_file(cert_path).map_err(|e| match e {
-            profile::CaFileError::Read { path, source } => CrlError::FailedPrecondition(format!(
-                "cannot read CA certificate {}: {source} (run the key ceremony first: hpki-ca ceremony)",
-                path.display()
-            )),
-            profile::CaFileError::Invalid(e) => e.into(),
-        })?;
+        let ca = profile::IssuingCa::read_pem_file(cert_path)
+            .map_err(|e| e.at_start("CA certificate", CrlError::FailedPrecondition))?;
         let key = hsm.key(key_label)?;
         CaKey::new(ca, key).map_err(|e| match e {
             CrlError::FailedPrecondition(m) => CrlError::FailedPrecondition(format!("{}: {m}", cert_path.display())),

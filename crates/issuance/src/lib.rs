@@ -39,13 +39,8 @@ impl IssuingCaKey {
     /// Loads the CA certificate (PEM) and finds its key in the HSM by label,
     /// refusing a certificate whose public key is not the HSM key's.
     pub fn load(hsm: &hsm::Hsm, cert_path: &std::path::Path, label: &str) -> Result<Self, IssuanceError> {
-        let ca = profile::IssuingCa::read_pem_file(cert_path).map_err(|e| match e {
-            profile::CaFileError::Read { path, source } => IssuanceError::Startup(format!(
-                "cannot read issuing CA certificate {}: {source} (run the key ceremony first: hpki-ca ceremony)",
-                path.display()
-            )),
-            profile::CaFileError::Invalid(e) => e.into(),
-        })?;
+        let ca = profile::IssuingCa::read_pem_file(cert_path)
+            .map_err(|e| e.at_start("issuing CA certificate", IssuanceError::Startup))?;
         let key = hsm.key(label)?;
         if !ca.certifies(&key.subject_public_key_info_der()) {
             return Err(IssuanceError::Startup(format!(

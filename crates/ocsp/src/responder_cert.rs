@@ -109,13 +109,7 @@ pub(crate) fn slots(cfg: &Config) -> [Slot<'_>; 2] {
 /// An issuing CA certificate (no key: the responder checks what it serves against it).
 pub(crate) fn issuing_ca_certificate(cfg: &Config, entity: &CaEntity) -> Result<IssuingCa, OcspError> {
     let path = cfg.cert_dir().join(&entity.file_name);
-    IssuingCa::read_pem_file(&path).map_err(|e| match e {
-        profile::CaFileError::Read { path, source } => OcspError::Certificates(format!(
-            "cannot read issuing CA certificate {}: {source} (run the key ceremony first: hpki-ca ceremony)",
-            path.display()
-        )),
-        profile::CaFileError::Invalid(e) => e.into(),
-    })
+    IssuingCa::read_pem_file(&path).map_err(|e| e.at_start("issuing CA certificate", OcspError::Certificates))
 }
 
 /// The responder keys of `base` in the token: `base` itself and its rollovers

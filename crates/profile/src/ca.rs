@@ -38,13 +38,29 @@ pub struct IssuingCa {
 }
 
 /// A CA certificate file that could not be loaded. Callers word the `Read`
-/// case themselves (what the file is, what to run to make it).
+/// case themselves (what the file is, what to run to make it); the services
+/// that start from the file do so with [`CaFileError::at_start`].
 #[derive(Debug, thiserror::Error)]
 pub enum CaFileError {
     #[error("cannot read CA certificate {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Invalid(#[from] ProfileError),
+}
+
+impl CaFileError {
+    /// The error of a service that cannot start without the file: `Read` as
+    /// `unreadable("cannot read <what> <path>: <cause> (run the key ceremony
+    /// first: hpki-ca ceremony)")`, `Invalid` as the service's `ProfileError`.
+    pub fn at_start<E: From<ProfileError>>(self, what: &str, unreadable: impl FnOnce(String) -> E) -> E {
+        match self {
+            CaFileError::Read { path, source } => unreadable(format!(
+                "cannot read {what} {}: {source} (run the key ceremony first: hpki-ca ceremony)",
+                path.display()
+            )),
+            CaFileError::Invalid(e) => e.into(),
+        }
+    }
 }
 
 fn bad_ca(msg: impl Into<String>) -> ProfileError {

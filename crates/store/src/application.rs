@@ -260,42 +260,16 @@ fn replaceable(
 }
 
 /// The holder details that differ, as {field: {old, new}}, for the audit log.
+/// Compared field by field as JSON objects, so a field added later is compared too.
 pub(crate) fn holder_changes(old: &HolderDetails, new: &HolderDetails) -> Map<String, Value> {
-    // Destructured so a new field cannot be left out of the comparison.
-    let HolderDetails {
-        family_name_kanji,
-        given_name_kanji,
-        family_name_kana,
-        given_name_kana,
-        family_name_latin,
-        given_name_latin,
-        date_of_birth,
-        licence_number,
-        licence_registered_on,
-        membership,
-        contact,
-        institution,
-        institution_kanji,
-    } = old;
-    let pairs = [
-        ("family_name_kanji", json!(family_name_kanji), json!(new.family_name_kanji)),
-        ("given_name_kanji", json!(given_name_kanji), json!(new.given_name_kanji)),
-        ("family_name_kana", json!(family_name_kana), json!(new.family_name_kana)),
-        ("given_name_kana", json!(given_name_kana), json!(new.given_name_kana)),
-        ("family_name_latin", json!(family_name_latin), json!(new.family_name_latin)),
-        ("given_name_latin", json!(given_name_latin), json!(new.given_name_latin)),
-        ("date_of_birth", json!(date_of_birth), json!(new.date_of_birth)),
-        ("licence_number", json!(licence_number), json!(new.licence_number)),
-        ("licence_registered_on", json!(licence_registered_on), json!(new.licence_registered_on)),
-        ("membership", json!(membership), json!(new.membership)),
-        ("contact", json!(contact), json!(new.contact)),
-        ("institution", json!(institution), json!(new.institution)),
-        ("institution_kanji", json!(institution_kanji), json!(new.institution_kanji)),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(_, old, new)| old != new)
-        .map(|(field, old, new)| (field.to_owned(), json!({ "old": old, "new": new })))
+    let (Value::Object(old), Value::Object(mut new)) = (json!(old), json!(new)) else {
+        unreachable!("HolderDetails serializes as a JSON object")
+    };
+    old.into_iter()
+        .filter_map(|(field, old)| {
+            let new = new.remove(&field).unwrap_or_default();
+            (old != new).then(|| (field, json!({ "old": old, "new": new })))
+        })
         .collect()
 }
 
@@ -410,7 +384,7 @@ mod tests {
 
     use super::*;
     use crate::records::Membership;
-    use crate::test_support::{application, temp_store};
+    use crate::test_support::{application, reopened, temp_store};
     use crate::{Reservation, Store};
 
     /// Reserves, records and stores both certificates with stand-in bytes.
@@ -620,16 +594,12 @@ mod tests {
 
     #[test]
     fn data_survives_close_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
-        let card_id = {
-            let store = Store::open_at(&path).unwrap();
+        let (_dir, store, card_id) = reopened(|store| {
             let card_id = store.begin_application(&application("app-1", "L1"), "JMA").unwrap().view.card.card_id;
-            issue_both(&store, &card_id);
+            issue_both(store, &card_id);
             store.complete_application(&card_id, "t").unwrap();
             card_id
-        };
-        let store = Store::open_at(&path).unwrap();
+        });
         let view = store.get_card_by_application("app-1").unwrap();
         assert_eq!(view.card.card_id, card_id);
         assert_eq!(view.card.state, CardState::Active);

@@ -278,11 +278,11 @@ fn prepare(tx: &Tx<'_>, card_id: &str, cert: &PreparedCertificate, actor: &str) 
         Some(existing) if *existing == cert.serial => (find_certificate(tx, existing)?, false),
         Some(existing) => {
             let record = require_certificate(tx, existing)?;
-            return fail(StoreError::CertificateState {
-                serial: existing.to_hex(),
-                state: record.state,
-                reason: "is already the card's serial of this kind (an earlier attempt's): prepare it, not another",
-            });
+            return wrong_state(
+                existing,
+                record.state,
+                "is already the card's serial of this kind (an earlier attempt's): prepare it, not another",
+            );
         }
         None => {
             check_label(&cert.issuer_label)?;
@@ -290,11 +290,7 @@ fn prepare(tx: &Tx<'_>, card_id: &str, cert: &PreparedCertificate, actor: &str) 
                 return fail(StoreError::CardNotPending { card_id: card.card_id, state: card.state });
             }
             if let Some(used) = tx.certificates.get_json::<CertificateRecord>(cert.serial.as_bytes())? {
-                return fail(StoreError::CertificateState {
-                    serial: cert.serial.to_hex(),
-                    state: used.state,
-                    reason: "this serial is already in use; choose another",
-                });
+                return wrong_state(&cert.serial, used.state, "this serial is already in use; choose another");
             }
             let req = Reservation {
                 card_id: card_id.to_owned(),
@@ -315,13 +311,7 @@ fn abandon(tx: &Tx<'_>, serial: &Serial, actor: &str) -> TxResult<(CertificateRe
     match record.state {
         CertificateState::Abandoned => return Ok((record, false)),
         CertificateState::Reserved if record.tbs_der.is_none() => {}
-        state => {
-            return fail(StoreError::CertificateState {
-                serial: serial.to_hex(),
-                state,
-                reason: "only a RESERVED serial with nothing recorded can be abandoned",
-            })
-        }
+        state => return wrong_state(serial, state, "only a RESERVED serial with nothing recorded can be abandoned"),
     }
     record.state = CertificateState::Abandoned;
     tx.certificates.put_json(serial.as_bytes(), &record)?;
@@ -354,11 +344,7 @@ fn record_tbs(
         None => {}
     }
     if record.state != CertificateState::Reserved {
-        return fail(StoreError::CertificateState {
-            serial: serial.to_hex(),
-            state: record.state,
-            reason: "to-be-signed bytes can only be recorded for a RESERVED serial",
-        });
+        return wrong_state(serial, record.state, "to-be-signed bytes can only be recorded for a RESERVED serial");
     }
     record.tbs_der = Some(tbs_der.to_vec());
     record.state = CertificateState::Precert;
@@ -387,11 +373,11 @@ fn store_cert(
         reason: "certificate does not match the recorded to-be-signed bytes",
     };
     let Some(recorded_tbs) = &record.tbs_der else {
-        return fail(StoreError::CertificateState {
-            serial: serial.to_hex(),
-            state: record.state,
-            reason: "no to-be-signed bytes recorded; record them before storing a certificate",
-        });
+        return wrong_state(
+            serial,
+            record.state,
+            "no to-be-signed bytes recorded; record them before storing a certificate",
+        );
     };
     if recorded_tbs.as_slice() != tbs_of_cert {
         return fail(mismatch());
@@ -448,6 +434,11 @@ pub(crate) fn audit_certificate(
     let subject = serial.to_hex();
     audit::append(tx, &Event { actor, action, subject: &subject, detail_json: detail.to_string() })?;
     Ok(())
+}
+
+/// Refuses a step that a serial in `state` does not allow; `reason` says which.
+pub(crate) fn wrong_state<T>(serial: &Serial, state: CertificateState, reason: &'static str) -> TxResult<T> {
+    fail(StoreError::CertificateState { serial: serial.to_hex(), state, reason })
 }
 
 /// A serial the caller named: absent is the caller's NotFound.

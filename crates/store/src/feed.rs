@@ -219,7 +219,7 @@ pub(crate) fn flush_and_raise(store: &Store, last_sequence: Option<u64>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{issued_card, revocation, temp_store};
+    use crate::test_support::{issued_card, reopened, revocation, temp_store};
 
     #[test]
     fn issuing_and_revoking_append_gapless_changes() {
@@ -273,13 +273,7 @@ mod tests {
 
     #[test]
     fn the_feed_survives_reopen_and_continues_without_gaps() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
-        {
-            let store = Store::open_at(&path).unwrap();
-            issued_card(&store, "app-1", "L1", "sign-ca", 2_000_000_000);
-        }
-        let store = Store::open_at(&path).unwrap();
+        let (_dir, store, _) = reopened(|store| issued_card(store, "app-1", "L1", "sign-ca", 2_000_000_000));
         assert_eq!(store.feed_position(), 2);
         issued_card(&store, "app-2", "L2", "sign-ca", 2_000_000_000);
         let seqs: Vec<_> = store.feed_all_after(0).unwrap().iter().map(|c| c.sequence).collect();

@@ -86,7 +86,7 @@ pub(crate) fn backfill(trees: &Trees) -> Result<bool, StoreError> {
 mod tests {
     use super::*;
     use crate::records::{CardKey, CertificateKind, RevocationReason};
-    use crate::test_support::{application, reserved, revocation, temp_store};
+    use crate::test_support::{application, reopened, reserved, revocation, temp_store};
     use crate::Store;
 
     fn keys(sign: u8, auth: u8) -> Vec<CardKey> {
@@ -139,16 +139,13 @@ mod tests {
 
     #[test]
     fn keys_of_certificates_stored_before_the_index_are_indexed_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["x".into()]).unwrap().self_signed(&key).unwrap();
         let digest = spki_sha256_of(cert.der()).unwrap();
         assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&key))));
-        let card = {
-            let store = Store::open_at(&path).unwrap();
-            let card = begin(&store, "app-1", "100001", Vec::new()).unwrap();
-            let rec = reserved(&store, &card, CertificateKind::Signing, "sign-ca", 4_000_000_000);
+        let (_dir, store, card) = reopened(|store| {
+            let card = begin(store, "app-1", "100001", Vec::new()).unwrap();
+            let rec = reserved(store, &card, CertificateKind::Signing, "sign-ca", 4_000_000_000);
             store.record_tbs(&rec.serial, b"tbs", None, "t").unwrap();
             store.store_certificate(&rec.serial, cert.der(), b"tbs", "t").unwrap();
             // As a database from before the index: no entry, no marker.
@@ -156,8 +153,7 @@ mod tests {
             store.trees.key_owner.clear().unwrap();
             store.flush().unwrap();
             card
-        };
-        let store = Store::open_at(&path).unwrap();
+        });
         let k = vec![CardKey { kind: CertificateKind::Authentication, spki_sha256: digest }];
         match begin(&store, "app-2", "100002", k) {
             Err(StoreError::KeyInUse { card_id, .. }) => assert_eq!(card_id, card),

@@ -183,7 +183,7 @@ fn ra_day_count(tx: &Tx<'_>, req: &PinDisclosureRequest, now: i64) -> TxResult<R
 mod tests {
     use super::*;
     use crate::records::DisclosureLimit;
-    use crate::test_support::{application, temp_store};
+    use crate::test_support::{application, reopened, temp_store};
 
     const CIPHERTEXT: [u8; 23] = *b"\x8f\x13enc-pin\xa7\x01tag-bytes-16";
 
@@ -219,12 +219,9 @@ mod tests {
 
     #[test]
     fn each_ra_has_a_daily_cap_over_all_cards_that_resets_at_midnight_jst_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
         // 2026-01-05T14:59:00Z = 23:59 JST.
         let before_midnight = 1_767_625_140;
-        let cards = {
-            let store = Store::open_at(&path).unwrap();
+        let (_dir, store, cards) = reopened(|store| {
             let cards: Vec<String> = (0..3)
                 .map(|i| {
                     let id = store
@@ -240,9 +237,8 @@ mod tests {
             store.disclose_pin_escrow_at(&by_ra(&cards[0], "r1", "ra-tokyo", 2), before_midnight - 7200).unwrap();
             store.disclose_pin_escrow_at(&by_ra(&cards[1], "r2", "ra-tokyo", 2), before_midnight - 60).unwrap();
             cards
-        };
+        });
         // Reopened: the count of the day is still there.
-        let store = Store::open_at(&path).unwrap();
         let entries = store.list_audit(0, None).unwrap().len();
         let err = store.disclose_pin_escrow_at(&by_ra(&cards[2], "r3", "ra-tokyo", 2), before_midnight).unwrap_err();
         match &err {
@@ -368,16 +364,12 @@ mod tests {
 
     #[test]
     fn escrows_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
-        let card_id = {
-            let store = Store::open_at(&path).unwrap();
-            let card_id = card(&store);
+        let (_dir, store, card_id) = reopened(|store| {
+            let card_id = card(store);
             store.store_pin_escrow(&escrow(&card_id)).unwrap();
             store.disclose_pin_escrow_at(&disclosure(&card_id, "req-1", 3), 1_000).unwrap();
             card_id
-        };
-        let store = Store::open_at(&path).unwrap();
+        });
         let escrow = store.get_pin_escrow(&card_id).unwrap();
         assert_eq!(escrow.ciphertext, CIPHERTEXT);
         assert_eq!(escrow.disclosures.len(), 1);

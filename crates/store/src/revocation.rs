@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::application::{load_view, require_card};
 use crate::audit::{self, actions, Event};
-use crate::certificates::{audit_certificate, find_certificate, require_certificate};
+use crate::certificates::{audit_certificate, find_certificate, require_certificate, wrong_state};
 use crate::error::StoreError;
 use crate::feed::{self, FeedChange};
 use crate::records::{
@@ -37,11 +37,7 @@ impl Store {
                 return Ok((RevokeOutcome { certificate: record, already_revoked: true }, None));
             }
             if record.state == CertificateState::Abandoned {
-                return fail(StoreError::CertificateState {
-                    serial: serial.to_hex(),
-                    state: record.state,
-                    reason: "an abandoned serial was never signed and cannot be revoked",
-                });
+                return wrong_state(serial, record.state, "an abandoned serial was never signed and cannot be revoked");
             }
             let sequence = revoke_in_tx(tx, &mut record, req, revoked_at)?;
             Ok((RevokeOutcome { certificate: record, already_revoked: false }, Some(sequence)))
@@ -350,7 +346,7 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     use super::*;
-    use crate::test_support::{application, issued_card, reserved, revocation, temp_store};
+    use crate::test_support::{application, issued_card, reopened, reserved, revocation, temp_store};
     use serde_json::Value;
 
     const FAR: i64 = 4_000_000_000;
@@ -673,15 +669,11 @@ mod tests {
 
     #[test]
     fn revocations_survive_close_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = crate::test_support::location(&dir);
-        let serials = {
-            let store = Store::open_at(&path).unwrap();
-            let (card_id, serials) = issued_card(&store, "app-1", "L1", "sign-ca", FAR);
+        let (_dir, store, serials) = reopened(|store| {
+            let (card_id, serials) = issued_card(store, "app-1", "L1", "sign-ca", FAR);
             store.revoke_card(&card_id, &revocation(RevocationReason::KeyCompromise), "").unwrap();
             serials
-        };
-        let store = Store::open_at(&path).unwrap();
+        });
         assert_eq!(store.feed_position(), 4, "2 GOOD + 2 REVOKED");
         assert_eq!(listed(&store, &query("sign-ca")).len(), 2);
         let again = store.revoke_certificate(&serials[0], &revocation(RevocationReason::Superseded)).unwrap();

@@ -12,6 +12,19 @@ pub fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// What survives a reopen: a store at a fresh `location` that `fill` writes to,
+/// closed and opened again. Returns the reopened store with `fill`'s answer.
+pub fn reopened<T>(fill: impl FnOnce(&Store) -> T) -> (tempfile::TempDir, Store, T) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = location(&dir);
+    let filled = {
+        let store = Store::open_at(&path).unwrap();
+        fill(&store)
+    };
+    let store = Store::open_at(&path).unwrap();
+    (dir, store, filled)
+}
+
 /// Where `temp_store` puts a store: reopen it with `Store::open_at`.
 pub fn location(dir: &tempfile::TempDir) -> crate::Location {
     match std::env::var("HPKI_TEST_STORE").as_deref() {

@@ -260,17 +260,27 @@ fn replaceable(
 }
 
 /// The holder details that differ, as {field: {old, new}}, for the audit log.
-/// Compared field by field as JSON objects, so a field added later is compared too.
+/// Compared field by field as JSON objects, so a field added later is compared
+/// too; one that only one side carries counts as null on the other.
 pub(crate) fn holder_changes(old: &HolderDetails, new: &HolderDetails) -> Map<String, Value> {
-    let (Value::Object(old), Value::Object(mut new)) = (json!(old), json!(new)) else {
-        unreachable!("HolderDetails serializes as a JSON object")
+    let fields = |details: &HolderDetails| match json!(details) {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
     };
-    old.into_iter()
+    let (old, mut new) = (fields(old), fields(new));
+    let mut changes: Map<String, Value> = old
+        .into_iter()
         .filter_map(|(field, old)| {
             let new = new.remove(&field).unwrap_or_default();
             (old != new).then(|| (field, json!({ "old": old, "new": new })))
         })
-        .collect()
+        .collect();
+    changes.extend(
+        new.into_iter()
+            .filter(|(_, new)| !new.is_null())
+            .map(|(field, new)| (field, json!({ "old": null, "new": new }))),
+    );
+    changes
 }
 
 /// Holder ids are the prefix and a gapless 10-digit counter, e.g. JMA0000000001.

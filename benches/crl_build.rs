@@ -279,6 +279,7 @@ mod emergency {
         let ticks = crl::schedule::Ticks::default();
         tokio::spawn(crl::serve_publisher(
             publisher,
+            None,
             tls::GrpcKit::default(),
             grpc,
             http,

@@ -78,4 +78,27 @@ fn openssl_crl_check_all_accepts_the_whole_chain_and_fails_a_lost_card() {
         let (ok, text) = verify(issuing, crl, cert);
         assert!(!ok && text.contains("certificate revoked"), "lost card, {issuing}: {text}");
     }
+
+    // The CPS qualifier every card carries names the repository on the
+    // distribution point; a relying party that takes the root and the signing
+    // CA from there verifies the good card with them.
+    let (ok, text) = openssl(&["x509", "-noout", "-text", "-in", &p(&cards[0].1)]);
+    assert!(ok, "{text}");
+    let cps = text.lines().find_map(|l| l.trim().strip_prefix("CPS: ")).unwrap_or_else(|| panic!("no CPS in:\n{text}"));
+    let after_scheme = cps.split_once("://").map_or(cps, |(_, rest)| rest);
+    let path = &after_scheme[after_scheme.find('/').unwrap_or_else(|| panic!("no path in {cps}"))..];
+    let (status, _, index) = http_get(&addrs[2], path);
+    assert_eq!(status, 200, "{cps}");
+    let index = String::from_utf8_lossy(&index);
+    assert!(index.contains("root-ca.crt") && index.contains("signing-ca.pem"), "{index}");
+    let fetched = |name: &str| {
+        let (status, _, body) = http_get(&addrs[2], &format!("{path}{name}"));
+        assert_eq!(status, 200, "{path}{name}");
+        let file = dir.join(format!("repository-{name}"));
+        std::fs::write(&file, body).unwrap();
+        file
+    };
+    let (root, signing) = (fetched("root-ca.pem"), fetched("signing-ca.pem"));
+    let (ok, text) = openssl(&["verify", "-CAfile", &p(&root), "-untrusted", &p(&signing), &p(&cards[0].1)]);
+    assert!(ok && text.contains(": OK"), "with the repository's certificates: {text}");
 }

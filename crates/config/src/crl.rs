@@ -18,6 +18,11 @@ pub struct CrlConfig {
     pub registry_url: String,
     /// Where published CRLs are written (relative to `state_dir`).
     pub out_dir: PathBuf,
+    /// The operator's documents for the repository at `profile.cps_uri` (the
+    /// CPS, the subscriber agreement), served beside the CA certificates when
+    /// that URL is an `http://` one on the distribution point (relative to
+    /// `state_dir`).
+    pub repository_dir: PathBuf,
     /// nextUpdate = thisUpdate + this many hours (full CRLs; MEDIS uses 96).
     pub next_update_hours: u32,
     /// nextUpdate of delta CRLs.
@@ -52,6 +57,7 @@ impl Default for CrlConfig {
             http_listen: "127.0.0.1:8081".into(),
             registry_url: "https://127.0.0.1:50051".into(),
             out_dir: PathBuf::from("crl"),
+            repository_dir: PathBuf::from("repository"),
             next_update_hours: 48,
             delta_next_update_hours: 24,
             interval_minutes: 24 * 60,

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::error::{http_status, CrlError};
 use crate::published::CrlStore;
+use crate::repository::Repository;
 
 /// Longest max-age we hand out, so caches re-check at least hourly.
 const MAX_AGE_CAP: i64 = 3600;
@@ -53,15 +54,18 @@ impl Default for HttpLimits {
 }
 
 pub fn router(store: Arc<CrlStore>) -> Router {
-    router_with_limits(store, HttpLimits::default())
+    router_with_limits(store, None, HttpLimits::default())
 }
 
-/// [`router`] with explicit limits: bodies over `body_bytes` (by their
-/// Content-Length, or as read) are refused with 413, requests slower than
-/// `timeout` get 503.
-pub fn router_with_limits(store: Arc<CrlStore>, limits: HttpLimits) -> Router {
-    let router = Router::new().route("/metrics", axum::routing::get(metrics)).fallback(serve_crl);
-    with_limits(router.with_state(store), limits)
+/// [`router`] with the repository (when `profile.cps_uri` is served here) and
+/// explicit limits: bodies over `body_bytes` (by their Content-Length, or as
+/// read) are refused with 413, requests slower than `timeout` get 503.
+pub fn router_with_limits(store: Arc<CrlStore>, repository: Option<Arc<Repository>>, limits: HttpLimits) -> Router {
+    let mut router = Router::new().route("/metrics", axum::routing::get(metrics)).fallback(serve_crl).with_state(store);
+    if let Some(repository) = repository {
+        router = router.merge(repository.router());
+    }
+    with_limits(router, limits)
 }
 
 /// Prometheus text: seconds until each served CRL's nextUpdate (negative once
@@ -131,6 +135,7 @@ async fn limit(limits: HttpLimits, req: Request, next: Next) -> Response {
 pub async fn serve(
     listener: TcpListener,
     store: Arc<CrlStore>,
+    repository: Option<Arc<Repository>>,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CrlError> {
@@ -146,7 +151,8 @@ pub async fn serve(
         flatten_writes: false,
     };
     let on_timeout = || tracing::debug!("CRL HTTP connection closed: no request headers in time");
-    tls::net::serve_http(listener, router_with_limits(store, limits), listener_limits, on_timeout, rx).await;
+    tls::net::serve_http(listener, router_with_limits(store, repository, limits), listener_limits, on_timeout, rx)
+        .await;
     Ok(())
 }
 
@@ -264,7 +270,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = HttpLimits { body_bytes: 1024, ..HttpLimits::default() };
-        let server = tokio::spawn(serve(listener, store, limits, async {
+        let server = tokio::spawn(serve(listener, store, None, limits, async {
             let _ = stopped.await;
         }));
 
@@ -350,7 +356,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, empty_store(dir), limits, async {
+        let server = tokio::spawn(serve(listener, empty_store(dir), None, limits, async {
             let _ = stopped.await;
         }));
         (addr, stop, server)

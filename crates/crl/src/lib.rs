@@ -15,6 +15,7 @@ pub mod issuer;
 pub mod layout;
 pub mod published;
 pub mod publisher;
+pub mod repository;
 pub mod schedule;
 mod server;
 pub mod source;
@@ -28,6 +29,7 @@ pub use error::CrlError;
 pub use issuer::CaKey;
 pub use published::{CrlInfo, CrlKind};
 pub use publisher::{FollowingFull, Issuer, Urgent};
+pub use repository::Repository;
 pub use server::{serve, serve_publisher};
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::grpc::CrlService;
 use crate::issuer::CaKey;
 use crate::published::CrlStore;
 use crate::publisher::{served_urls, Publisher};
+use crate::repository::Repository;
 use crate::schedule::{self, Ticks};
 use crate::source::{RegistrySource, RevocationSource};
 
@@ -34,12 +35,15 @@ pub async fn serve(
     let store = Arc::new(CrlStore::open(cfg.state_path(&cfg.crl.out_dir), &served_urls(cfg)?)?);
     let source = RegistrySource::connect_lazy(&kit, &cfg.crl.registry_url)?;
     let publisher = Arc::new(Publisher::new(cfg, source, store, signing, authentication)?);
-    serve_publisher(publisher, kit, grpc, http, Ticks::default(), shutdown).await
+    let repository = Repository::load(cfg)?.map(Arc::new);
+    serve_publisher(publisher, repository, kit, grpc, http, Ticks::default(), shutdown).await
 }
 
-/// [`serve`] with a ready publisher (any revocation source) and schedule ticks.
+/// [`serve`] with a ready publisher (any revocation source), the repository
+/// (if served here) and schedule ticks.
 pub async fn serve_publisher<S: RevocationSource>(
     publisher: Arc<Publisher<S>>,
+    repository: Option<Arc<Repository>>,
     kit: tls::GrpcKit,
     grpc: TcpListener,
     http: TcpListener,
@@ -61,8 +65,13 @@ pub async fn serve_publisher<S: RevocationSource>(
         .then(|| crate::arl_watch::spawn(publisher.store().clone(), arl_url, server.health().clone(), ticks.check));
     let grpc_server = server.serve(grpc, stopped(stop_rx.clone()));
     let grpc_server = async { grpc_server.await.map_err(CrlError::GrpcServe) };
-    let http_server =
-        crate::http::serve(http, publisher.store().clone(), publisher.settings().http, stopped(stop_rx.clone()));
+    let http_server = crate::http::serve(
+        http,
+        publisher.store().clone(),
+        repository,
+        publisher.settings().http,
+        stopped(stop_rx.clone()),
+    );
     let scheduler = tokio::spawn(schedule::run(publisher, ticks, stop_rx));
 
     let result = tokio::try_join!(grpc_server, http_server);
@@ -111,7 +120,7 @@ mod tests {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ticks = Ticks { check: Duration::from_millis(100), retry: Duration::from_millis(100) };
         let server =
-            tokio::spawn(serve_publisher(publisher.clone(), tls::GrpcKit::default(), grpc, http, ticks, async {
+            tokio::spawn(serve_publisher(publisher.clone(), None, tls::GrpcKit::default(), grpc, http, ticks, async {
                 let _ = stopped.await;
             }));
 

@@ -87,11 +87,13 @@ impl Repository {
     }
 }
 
-/// The path of `cps_uri` when it is an `http://` URL whose path ends in `/`.
+/// The path of `cps_uri` when it is an `http://` URL whose path ends in `/`
+/// and has only plain characters (the router takes it as a route).
 fn served_path(cps_uri: &str) -> Option<String> {
     let rest = cps_uri.strip_prefix("http://")?;
     let path = &rest[rest.find('/')?..];
-    (path.len() > 1 && path.ends_with('/') && !path.contains(['?', '#'])).then(|| path.to_owned())
+    let plain = path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~'));
+    (plain && path.len() > 1 && path.ends_with('/') && !path.contains("//")).then(|| path.to_owned())
 }
 
 /// A file name the repository serves: letters, digits, `.`, `-`, `_`, not

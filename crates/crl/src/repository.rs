@@ -174,14 +174,28 @@ async fn file(State(repo): State<Arc<Repository>>, method: Method, UrlPath(name)
     if let Some(c) = repo.certificates.iter().find(|c| c.name == name) {
         return ok(c.content_type, c.bytes.clone());
     }
-    if !plain_name(&name) || !repo.documents().await.iter().any(|(n, _)| *n == name) {
-        return plain(StatusCode::NOT_FOUND, "no such document\n");
+    let not_found = || plain(StatusCode::NOT_FOUND, "no such document\n");
+    let path = repo.dir.join(&name);
+    match tokio::fs::symlink_metadata(&path).await {
+        Ok(meta) if plain_name(&name) && meta.is_file() && meta.len() <= MAX_DOCUMENT_BYTES => {}
+        _ => return not_found(),
     }
-    match tokio::fs::read(repo.dir.join(&name)).await {
-        Ok(bytes) => ok(content_type(&name), bytes),
+    let opened = match tokio::fs::File::open(&path).await {
+        Ok(f) => f.metadata().await.map(|meta| (f, meta.len())),
+        Err(e) => Err(e),
+    };
+    match opened {
+        // Streamed: a large document never sits whole in memory per request.
+        Ok((f, len)) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type(&name))
+            .header(header::CONTENT_LENGTH, len)
+            .header(header::CACHE_CONTROL, "public, max-age=3600")
+            .body(Body::from_stream(tokio_util::io::ReaderStream::new(f)))
+            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response\n")),
         Err(e) => {
             tracing::warn!(name, error = %e, "cannot read repository document");
-            plain(StatusCode::NOT_FOUND, "no such document\n")
+            not_found()
         }
     }
 }

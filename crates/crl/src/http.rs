@@ -213,7 +213,7 @@ async fn serve_crl(State(store): State<Arc<CrlStore>>, method: Method, uri: Uri,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;

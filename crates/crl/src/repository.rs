@@ -203,7 +203,6 @@ async fn file(State(repo): State<Arc<Repository>>, method: Method, UrlPath(name)
 #[cfg(test)]
 mod tests {
     use hsm::KeyAlgorithm;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
     use crate::published::CrlStore;
@@ -212,13 +211,7 @@ mod tests {
 
     /// (status line + headers, body) of one raw HTTP/1.1 request.
     async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (String, Vec<u8>) {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        (String::from_utf8_lossy(&raw[..split]).into_owned(), raw[split + 4..].to_vec())
+        crate::http::tests::request(addr, method, path, "Content-Length: 0\r\n").await
     }
 
     #[tokio::test]

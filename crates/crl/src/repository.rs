@@ -175,9 +175,13 @@ async fn file(State(repo): State<Arc<Repository>>, method: Method, UrlPath(name)
         return ok(c.content_type, c.bytes.clone());
     }
     let not_found = || plain(StatusCode::NOT_FOUND, "no such document\n");
+    // The name first: only then is it joined to the folder at all.
+    if !plain_name(&name) {
+        return not_found();
+    }
     let path = repo.dir.join(&name);
     match tokio::fs::symlink_metadata(&path).await {
-        Ok(meta) if plain_name(&name) && meta.is_file() && meta.len() <= MAX_DOCUMENT_BYTES => {}
+        Ok(meta) if meta.is_file() && meta.len() <= MAX_DOCUMENT_BYTES => {}
         _ => return not_found(),
     }
     let opened = match tokio::fs::File::open(&path).await {

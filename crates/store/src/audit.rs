@@ -249,11 +249,10 @@ pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
         if key_seq != expected.next_sequence {
             return Err(broken(expected.next_sequence, "entry missing"));
         }
-        let group = match value.first() {
-            Some(b'[') => serde_json::from_slice::<Vec<AuditRecord>>(&value).ok().filter(|g| !g.is_empty()),
-            _ => serde_json::from_slice::<AuditRecord>(&value).ok().map(|r| vec![r]),
+        // An empty group holds no entry, so it is as unreadable as a bad one.
+        let Some(group) = decode_group(&key, &value).ok().filter(|g| !g.is_empty()) else {
+            return Err(broken(key_seq, "entry unreadable"));
         };
-        let Some(group) = group else { return Err(broken(key_seq, "entry unreadable")) };
         for record in group {
             // Within a group, each entry stands where the one before leaves off.
             let seq = expected.next_sequence;

@@ -180,8 +180,6 @@ impl IssuanceService {
         self.issue_card(Procedure::New, declared, String::new(), holder, keys).await
     }
 
-    /// Refuses at once while the watcher knows the HSM is down, before the registry
-    /// records anything.
     /// Sizes the registry calls that carry several cards' steps to the gRPC
     /// message limit both ends apply (`[limits] max_message_bytes`).
     pub fn with_message_limit(mut self, max_message_bytes: usize) -> Self {
@@ -189,6 +187,8 @@ impl IssuanceService {
         self
     }
 
+    /// Refuses at once while the watcher knows the HSM is down, before the registry
+    /// records anything.
     fn hsm_known_up(&self) -> Result<(), IssuanceError> {
         if self.hsm_status.is_up() {
             return Ok(());

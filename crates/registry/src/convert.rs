@@ -118,6 +118,7 @@ pub fn holder_cards_out(h: HolderCards) -> pb::ListHolderCardsResponse {
 }
 
 pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
+    let tbs_der = r.tbs().map(<[u8]>::to_vec).unwrap_or_default();
     let revocation = r.revocation.unwrap_or(store::Revocation {
         revoked_at_unix: 0,
         reason: RevocationReason::Unspecified,
@@ -142,7 +143,7 @@ pub fn certificate_out(r: CertificateRecord) -> pb::CertificateRecord {
             CertificateState::Revoked => pb::CertificateState::CertRevoked,
             CertificateState::Abandoned => pb::CertificateState::Abandoned,
         } as i32,
-        tbs_der: r.tbs_der.unwrap_or_default(),
+        tbs_der,
         certificate_der: r.certificate_der.unwrap_or_default(),
         not_before_unix: r.not_before_unix,
         not_after_unix: r.not_after_unix,

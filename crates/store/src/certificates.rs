@@ -338,8 +338,8 @@ fn record_tbs(
     actor: &str,
 ) -> TxResult<(CertificateRecord, bool)> {
     let serial = &record.serial.clone();
-    match &record.tbs_der {
-        Some(recorded) if recorded.as_slice() == tbs_der => return Ok((record, false)),
+    match record.tbs() {
+        Some(recorded) if recorded == tbs_der => return Ok((record, false)),
         Some(_) => return fail(StoreError::TbsConflict { serial: serial.to_hex() }),
         None => {}
     }
@@ -372,14 +372,14 @@ fn store_cert(
         serial: serial.to_hex(),
         reason: "certificate does not match the recorded to-be-signed bytes",
     };
-    let Some(recorded_tbs) = &record.tbs_der else {
+    let Some(recorded_tbs) = record.tbs() else {
         return wrong_state(
             serial,
             record.state,
             "no to-be-signed bytes recorded; record them before storing a certificate",
         );
     };
-    if recorded_tbs.as_slice() != tbs_of_cert {
+    if recorded_tbs != tbs_of_cert {
         return fail(mismatch());
     }
     if let Some(stored) = &record.certificate_der {
@@ -391,6 +391,9 @@ fn store_cert(
             serial: serial.to_hex(),
             reason: "a different certificate is already stored for this serial",
         });
+    }
+    if crate::records::first_element(cert_der) == Some(tbs_of_cert) {
+        record.tbs_der = None;
     }
     record.certificate_der = Some(cert_der.to_vec());
     let mut good = None;
@@ -858,6 +861,34 @@ mod tests {
         assert!(matches!(err, StoreError::TbsConflict { .. }));
         assert_eq!(store.get_certificate(&rec.serial).unwrap(), issued);
         assert_eq!(store.list_audit(0, None).unwrap().last().unwrap().action, "certificate.store");
+    }
+
+    #[test]
+    fn a_stored_certificate_that_holds_the_tbs_replaces_it_and_every_check_still_reads_it() {
+        let (_dir, store) = temp_store();
+        let card_id = pending_card(&store);
+        let rec = store.reserve_serial(&reservation(&card_id, CertificateKind::Signing), "iss").unwrap();
+        // DER-shaped: SEQUENCE { tbs SEQUENCE, signature BIT STRING }.
+        let tbs = [0x30, 0x03, 0x02, 0x01, 0x07];
+        let cert = [[0x30, 0x0a].as_slice(), &tbs, &[0x03, 0x03, 0x00, 0xab, 0xcd]].concat();
+        let resigned = [[0x30, 0x0a].as_slice(), &tbs, &[0x03, 0x03, 0x00, 0xee, 0xee]].concat();
+        store.record_tbs(&rec.serial, &tbs, None, "iss").unwrap();
+
+        let issued = store.store_certificate(&rec.serial, &cert, &tbs, "iss").unwrap();
+        assert_eq!((issued.tbs_der.as_deref(), issued.tbs()), (None, Some(&tbs[..])));
+        assert_eq!(store.get_certificate(&rec.serial).unwrap(), issued);
+        let entries = store.list_audit(0, None).unwrap().len();
+        assert_eq!(store.store_certificate(&rec.serial, &cert, &tbs, "iss").unwrap(), issued);
+        assert_eq!(store.record_tbs(&rec.serial, &tbs, None, "iss").unwrap(), issued, "a retried RecordTbs");
+        assert_eq!(store.list_audit(0, None).unwrap().len(), entries, "retries write nothing");
+
+        let err = store.store_certificate(&rec.serial, &resigned, &tbs, "iss").unwrap_err();
+        assert!(err.to_string().contains("a different certificate is already stored"), "{err}");
+        let err = store.store_certificate(&rec.serial, &cert, b"other-tbs", "iss").unwrap_err();
+        assert!(err.to_string().contains("certificate does not match the recorded to-be-signed bytes"), "{err}");
+        let err = store.record_tbs(&rec.serial, b"tbs-two", None, "iss").unwrap_err();
+        assert!(matches!(err, StoreError::TbsConflict { .. }), "{err}");
+        assert_eq!(store.get_certificate(&rec.serial).unwrap(), issued);
     }
 
     #[test]

@@ -249,6 +249,9 @@ pub struct CertificateRecord {
     pub kind: CertificateKind,
     pub issuer_label: String,
     pub state: CertificateState,
+    /// What the HSM is to sign, recorded before it signs. Once the certificate
+    /// is stored and carries these bytes as its first element, it is dropped
+    /// (the record would hold them twice); `tbs()` reads either.
     #[serde(with = "hex_opt")]
     pub tbs_der: Option<Vec<u8>>,
     #[serde(with = "hex_opt")]
@@ -259,6 +262,27 @@ pub struct CertificateRecord {
     /// Set once, when revoked (state `Revoked`); never changed afterwards.
     #[serde(default)]
     pub revocation: Option<Revocation>,
+}
+
+impl CertificateRecord {
+    /// The recorded to-be-signed bytes: kept as recorded, or inside the stored
+    /// certificate once it holds them.
+    pub fn tbs(&self) -> Option<&[u8]> {
+        match (&self.tbs_der, &self.certificate_der) {
+            (Some(tbs), _) => Some(tbs),
+            (None, Some(cert)) => first_element(cert),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The first TLV inside an outer DER SEQUENCE: a certificate's tbsCertificate.
+pub(crate) fn first_element(der: &[u8]) -> Option<&[u8]> {
+    use der::{Decode, Header, Reader, SliceReader, Tag};
+    let mut reader = SliceReader::new(der).ok()?;
+    let outer = Header::decode(&mut reader).ok()?;
+    outer.tag().assert_eq(Tag::Sequence).ok()?;
+    reader.tlv_bytes().ok()
 }
 
 /// RFC 5280 CRLReason, stored by its proto-style name ("KEY_COMPROMISE").

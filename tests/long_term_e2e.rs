@@ -43,7 +43,7 @@ fn verify(ca: &Ca, arl: &Path, crls: &[&Path], cert: &Path, at: Option<i64>, del
         args.extend(["-CRLfile", s(crl)]);
     }
     if deltas {
-        args.push("-use_deltas");
+        args.extend(["-use_deltas", "-extended_crl"]);
     }
     if let Some(at) = &at {
         args.extend(["-attime", at.as_str()]);

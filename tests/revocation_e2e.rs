@@ -38,7 +38,8 @@ fn fetch_crl(http: &str, path: &str, out: &Path) -> Vec<u8> {
 fn verify_with_crls(root: &Path, issuing: &Path, crls: &[&Path], cert: &Path, deltas: bool) -> (bool, String) {
     let mut args = vec!["verify", "-crl_check"];
     if deltas {
-        args.push("-use_deltas");
+        // -extended_crl: without it openssl may take a newer delta for the full CRL.
+        args.extend(["-use_deltas", "-extended_crl"]);
     }
     args.extend(["-CAfile", root.to_str().unwrap(), "-untrusted", issuing.to_str().unwrap()]);
     for c in crls {
@@ -158,11 +159,14 @@ fn emergency_then_check(deltas: bool) {
             &ca.url(rev),
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // A delta at least a second newer than the full CRL: the case in which
+        // openssl without -extended_crl would take it for the full one.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         let out = ca.cli(&["publish-crl", "--kind", "delta", "--url", &ca.url(crl_grpc)]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        for (name, issuing, kept, serial) in [
-            ("sign", ca.cert_path("sign-ca.pem"), &kept_s, &kept_ss),
-            ("auth", ca.cert_path("auth-ca.pem"), &kept_a, &kept_as),
+        for (name, issuing, kept, lost, serial) in [
+            ("sign", ca.cert_path("sign-ca.pem"), &kept_s, &lost_s, &kept_ss),
+            ("auth", ca.cert_path("auth-ca.pem"), &kept_a, &lost_a, &kept_as),
         ] {
             let (full, delta) = (dir.join(format!("{name}.crl.pem")), dir.join(format!("{name}-delta.crl.pem")));
             fetch_crl(crl_http, &format!("/crl/{name}.crl"), &full);
@@ -173,6 +177,9 @@ fn emergency_then_check(deltas: bool) {
             assert!(!crl_text(&full, &issuing).contains(&serial_in_text(serial)), "only the delta lists {serial}");
             let (ok, out) = verify_with_crls(&root, &issuing, &[&full, &delta], kept, true);
             assert!(!ok && out.contains("certificate revoked"), "{name}: {out}");
+            // The lost card is listed only in the full CRL.
+            let (ok, out) = verify_with_crls(&root, &issuing, &[&full, &delta], lost, true);
+            assert!(!ok && out.contains("certificate revoked"), "{name} lost card, newer delta: {out}\n{delta_text}");
         }
     }
 

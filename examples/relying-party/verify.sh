@@ -59,7 +59,9 @@ crls=""
 card_crl=$(uri "$cert" crlDistributionPoints); [ -n "$card_crl" ] || invalid "no CRL distribution point"
 fetch_crl "$card_crl" card
 delta=$(uri "$cert" freshestCRL)
-[ -z "$delta" ] || { fetch_crl "$delta" delta; crls="$crls -use_deltas"; }
+# -extended_crl too: without it OpenSSL 3.0 may take a delta newer than the full CRL for
+# the full one, and miss every revocation only the full lists.
+[ -z "$delta" ] || { fetch_crl "$delta" delta; crls="$crls -use_deltas -extended_crl"; }
 
 # 1b. The card: chain up to the pinned root, and its CRL (plus delta).
 # shellcheck disable=SC2086

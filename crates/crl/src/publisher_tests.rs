@@ -121,6 +121,7 @@ async fn deltas_list_only_revocations_after_the_base_and_survive_a_restart() {
             "verify",
             "-crl_check",
             "-use_deltas",
+            "-extended_crl",
             "-CRLfile",
             bundle.to_str().unwrap(),
             "-CAfile",

@@ -147,6 +147,13 @@ pub async fn connect(kit: &tls::GrpcKit, url: &str) -> Result<Channel, CliError>
     endpoint.connect().await.map_err(|source| CliError::Connect { url, source })
 }
 
+async fn revocation_client(
+    kit: &tls::GrpcKit,
+    url: &str,
+) -> Result<rev::revocation_client::RevocationClient<Channel>, CliError> {
+    Ok(kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?)))
+}
+
 /// A service's refusal, as the operator reads it: code and message.
 pub(crate) fn status(e: tonic::Status) -> CliError {
     CliError::Client(format!("{:?}: {}", e.code(), e.message()))
@@ -171,7 +178,7 @@ fn print_certificates(certs: &[rev::RevokedCertificate]) {
 }
 
 pub async fn revoke(kit: &tls::GrpcKit, url: &str, a: RevokeArgs) -> Result<(), CliError> {
-    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
+    let mut client = revocation_client(kit, url).await?;
     // The same revocation either way; only what it names differs.
     let RevokeArgs { target, reason, operator, note, revoked_at, compromised_at } = a;
     let reason = reg::RevocationReason::from(reason.0) as i32;
@@ -235,7 +242,7 @@ fn crl_summary(r: &rev::EmergencyRevokeResponse) -> String {
 }
 
 pub async fn emergency(kit: &tls::GrpcKit, url: &str, a: EmergencyArgs) -> Result<(), CliError> {
-    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
+    let mut client = revocation_client(kit, url).await?;
     let card = match (a.card, a.licence) {
         (Some(c), _) => Some(rev::emergency_revoke_request::Card::CardId(c)),
         (_, Some(l)) => Some(rev::emergency_revoke_request::Card::LicenceNumber(l)),
@@ -272,7 +279,7 @@ pub async fn approve(
     operator: Option<String>,
 ) -> Result<(), CliError> {
     let operator = operator.unwrap_or_default();
-    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
+    let mut client = revocation_client(kit, url).await?;
     let resp = client
         .approve_emergency_revocation(rev::ApproveEmergencyRequest { approval_id, operator })
         .await
@@ -318,7 +325,7 @@ pub async fn publish(
 }
 
 pub async fn status_of(kit: &tls::GrpcKit, url: &str, target: CardOrSerial) -> Result<(), CliError> {
-    let mut client = kit.client(rev::revocation_client::RevocationClient::new(connect(kit, url).await?));
+    let mut client = revocation_client(kit, url).await?;
     let key = match (target.serial, target.card, target.licence) {
         (Some(s), _, _) => rev::status_request::Key::Serial(s),
         (_, Some(c), _) => rev::status_request::Key::CardId(c),

@@ -348,6 +348,13 @@ mod tests {
     use crate::entry::SerialNumber;
     use domain::RevocationReason;
 
+    /// The entry as [`push_entry`] writes it, read back by x509-cert.
+    fn written_and_parsed(entry: &CrlEntry) -> x509_cert::crl::RevokedCert<x509_cert::certificate::Rfc5280> {
+        let mut out = Vec::new();
+        push_entry(&mut out, entry).unwrap();
+        x509_cert::crl::RevokedCert::from_der(&out).unwrap()
+    }
+
     #[test]
     fn headers_use_the_shortest_length_form() {
         for (len, expected) in [
@@ -394,9 +401,7 @@ mod tests {
                 reason,
                 invalidity_date: None,
             };
-            let mut out = Vec::new();
-            push_entry(&mut out, &entry).unwrap();
-            let parsed = x509_cert::crl::RevokedCert::<x509_cert::certificate::Rfc5280>::from_der(&out).unwrap();
+            let parsed = written_and_parsed(&entry);
             let magnitude: Vec<u8> = {
                 let b = parsed.serial_number.as_bytes();
                 b.iter().skip_while(|x| **x == 0).copied().collect()
@@ -426,9 +431,7 @@ mod tests {
                 reason,
                 invalidity_date: Some(1_699_000_000),
             };
-            let mut out = Vec::new();
-            push_entry(&mut out, &entry).unwrap();
-            let parsed = x509_cert::crl::RevokedCert::<x509_cert::certificate::Rfc5280>::from_der(&out).unwrap();
+            let parsed = written_and_parsed(&entry);
             assert_eq!(parsed.revocation_date.to_unix_duration().as_secs(), 1_700_000_000, "revocationDate unchanged");
             let exts = parsed.crl_entry_extensions.unwrap();
             let ids: Vec<String> = exts.iter().map(|e| e.extn_id.to_string()).collect();

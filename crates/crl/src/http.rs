@@ -266,13 +266,8 @@ pub(crate) mod tests {
                 },
             )
             .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = HttpLimits { body_bytes: 1024, ..HttpLimits::default() };
-        let server = tokio::spawn(serve(listener, store, None, limits, async {
-            let _ = stopped.await;
-        }));
+        let (addr, stop, server) = start(store, limits).await;
 
         let (head, body) = request(addr, "GET", "/crl/sign.crl", "").await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -349,14 +344,15 @@ pub(crate) mod tests {
         Arc::new(CrlStore::open(dir.into(), &[(url, false)]).unwrap())
     }
 
+    /// Serves `store` on a free port until the sender is used.
     async fn start(
-        dir: &std::path::Path,
+        store: Arc<CrlStore>,
         limits: HttpLimits,
     ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), CrlError>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, empty_store(dir), None, limits, async {
+        let server = tokio::spawn(serve(listener, store, None, limits, async {
             let _ = stopped.await;
         }));
         (addr, stop, server)
@@ -366,7 +362,7 @@ pub(crate) mod tests {
     async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let limits = HttpLimits { header_read_timeout: Duration::from_millis(300), ..HttpLimits::default() };
-        let (addr, stop, server) = start(dir.path(), limits).await;
+        let (addr, stop, server) = start(empty_store(dir.path()), limits).await;
         // Slowloris: the request line, then nothing more.
         let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET /crl/sign.crl HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -387,7 +383,7 @@ pub(crate) mod tests {
     async fn beyond_the_connection_cap_a_new_connection_waits_for_a_free_slot() {
         let dir = tempfile::tempdir().unwrap();
         let limits = HttpLimits { max_connections: 2, ..HttpLimits::default() };
-        let (addr, stop, server) = start(dir.path(), limits).await;
+        let (addr, stop, server) = start(empty_store(dir.path()), limits).await;
         // Two idle connections fill the cap; a third waits until one goes.
         let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
         let idle2 = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -105,6 +105,16 @@ mod tests {
         String::from_utf8_lossy(&raw).into_owned()
     }
 
+    /// A client of the publisher, once its gRPC port answers.
+    async fn publisher_client(addr: std::net::SocketAddr) -> CrlPublisherClient<tonic::transport::Channel> {
+        loop {
+            if let Ok(c) = CrlPublisherClient::connect(format!("http://{addr}")).await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     #[tokio::test]
     async fn schedule_grpc_and_http_together_then_shutdown() {
         let pki = test_pki(KeyAlgorithm::EcdsaP256);
@@ -125,12 +135,7 @@ mod tests {
             }));
 
         // The schedule publishes at start: full + delta for both CAs.
-        let mut client = loop {
-            if let Ok(c) = CrlPublisherClient::connect(format!("http://{grpc_addr}")).await {
-                break c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let mut client = publisher_client(grpc_addr).await;
         let mut latest = Vec::new();
         for _ in 0..100 {
             latest = client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner().latest;
@@ -265,12 +270,7 @@ mod tests {
             })
             .await
         });
-        let mut client = loop {
-            if let Ok(c) = CrlPublisherClient::connect(format!("http://{grpc_addr}")).await {
-                break c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let mut client = publisher_client(grpc_addr).await;
         let err = client.publish(pb::PublishRequest::default()).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
         let page = http_get(http_addr, "/crl/sign.crl").await;

@@ -296,6 +296,15 @@ fn prepared_certificate(serial: &str, tbs_der: &[u8], kind: pb::CertificateKind)
     }
 }
 
+/// Each serial with its certificate from [`certificate`], for FinishCard.
+fn signed_certificates(serials: &[String], certs: &[(Vec<u8>, Vec<u8>)]) -> Vec<pb::SignedCertificate> {
+    serials
+        .iter()
+        .zip(certs)
+        .map(|(serial, (der, _))| pb::SignedCertificate { serial: serial.clone(), certificate_der: der.clone() })
+        .collect()
+}
+
 #[tokio::test]
 async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
     let (_server, mut c) = Server::start_with_client().await;
@@ -352,11 +361,7 @@ async fn prepare_card_and_finish_card_make_an_active_card_in_two_calls() {
     let view = c.get_card(pb::GetCardRequest { key: Some(Key::CardId(other.card_id.clone())) }).await.unwrap();
     assert!(view.into_inner().certificates.is_empty());
 
-    let signed: Vec<_> = serials
-        .iter()
-        .zip(&certs)
-        .map(|(serial, (der, _))| pb::SignedCertificate { serial: serial.clone(), certificate_der: der.clone() })
-        .collect();
+    let signed = signed_certificates(&serials, &certs);
     let mut swapped = signed.clone();
     swapped[0].serial = serials[1].clone();
     let req = pb::FinishCardRequest { card_id: card.card_id.clone(), certificates: swapped, actor: "ra-1".into() };
@@ -425,11 +430,7 @@ async fn card_steps_answers_each_step_in_its_place_as_its_own_call_would() {
     let both = vec![prepared(0, pb::CertificateKind::Signing), prepared(1, pb::CertificateKind::Authentication)];
     let mut wrong = prepared(0, pb::CertificateKind::Signing);
     wrong.serial = fresh_serial(0x55);
-    let signed = serials
-        .iter()
-        .zip(&certs)
-        .map(|(serial, (der, _))| pb::SignedCertificate { serial: serial.clone(), certificate_der: der.clone() })
-        .collect();
+    let signed = signed_certificates(&serials, &certs);
     let answers = c
         .card_steps(steps(vec![
             Step::Prepare(pb::PrepareCardRequest { card_id: a.card_id.clone(), certificates: both, pin_escrow: None }),

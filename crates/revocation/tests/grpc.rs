@@ -140,6 +140,11 @@ impl Harness {
         self.registry.clone().get_card(reg::GetCardRequest { key: Some(key) }).await.unwrap().into_inner()
     }
 
+    /// The registry's record of one of the card's certificates.
+    async fn certificate(&self, card_id: &str, serial: &str) -> reg::CertificateRecord {
+        self.card(card_id).await.certificates.into_iter().find(|x| x.serial == serial).unwrap()
+    }
+
     /// The registry's whole audit log.
     async fn audit_log(&self) -> Vec<reg::AuditEntry> {
         let req = reg::ListAuditRequest { from_sequence: 0, limit: 0 };
@@ -271,8 +276,7 @@ async fn revoking_a_certificate_is_final_and_idempotent() {
     }
 
     // A given revocation time is kept; refused requests changed nothing.
-    let status = h.card(&card.card_id).await;
-    let auth = status.certificates.iter().find(|x| x.serial == card.authentication).unwrap();
+    let auth = h.certificate(&card.card_id, &card.authentication).await;
     assert_eq!(auth.state, reg::CertificateState::Issued as i32);
     // Backdated beyond [revocation] max_backdate_seconds (300 s): refused, naming the field.
     let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
@@ -291,8 +295,7 @@ async fn revoking_a_certificate_is_final_and_idempotent() {
         assert_status(c.revoke_certificate(refused).await, Code::InvalidArgument, message);
     }
     // Within the skew the given time is kept, and the compromise (earlier) beside it.
-    let auth_cert =
-        h.card(&card.card_id).await.certificates.into_iter().find(|x| x.serial == card.authentication).unwrap();
+    let auth_cert = h.certificate(&card.card_id, &card.authentication).await;
     let compromised = time::OffsetDateTime::from_unix_timestamp(auth_cert.not_before_unix)
         .unwrap()
         .max(now - time::Duration::hours(1));
@@ -303,8 +306,7 @@ async fn revoking_a_certificate_is_final_and_idempotent() {
     assert_eq!(got.certificates[0].revoked_at, rfc(now - time::Duration::minutes(2)));
     assert_eq!(got.certificates[0].compromised_at, rfc(compromised));
     assert_eq!(got.certificates[0].reason, reg::RevocationReason::Unspecified as i32);
-    let stored =
-        h.card(&card.card_id).await.certificates.into_iter().find(|x| x.serial == card.authentication).unwrap();
+    let stored = h.certificate(&card.card_id, &card.authentication).await;
     assert_eq!(stored.invalidity_date_unix, compromised.unix_timestamp());
     assert!(h.publish_calls().is_empty(), "plain revocations leave CRLs to the schedule");
     h.stop().await;

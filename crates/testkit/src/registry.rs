@@ -6,6 +6,9 @@ use proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use tonic::transport::Channel;
 use tonic::Code;
 
+/// Resolves when [`Server::stop`] is called: the shutdown signal a serve takes.
+type Stopped = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 pub struct Server {
     _dir: Option<tempfile::TempDir>,
     pub addr: std::net::SocketAddr,
@@ -32,16 +35,10 @@ impl Server {
     /// A registry over the database under `state_dir`, which outlives it.
     pub async fn start_in(state_dir: std::path::PathBuf) -> Server {
         let cfg = config::Config { state_dir, ..Default::default() };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            registry::serve(&cfg, tls::GrpcKit::default(), listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        Server { _dir: None, addr, stop: Some(stop), task }
+        Server::spawn(|listener, stopped| async move {
+            registry::serve(&cfg, tls::GrpcKit::default(), listener, stopped).await
+        })
+        .await
     }
 
     /// A registry over a store the test also uses directly.
@@ -51,15 +48,27 @@ impl Server {
 
     /// With the PIN-disclosure limits a config would give.
     pub async fn start_with_store_and_limits(store: store::Store, pin_limits: registry::PinLimits) -> Server {
+        Server::spawn(|listener, stopped| {
+            registry::serve_store_with(store, "JMA".into(), pin_limits, tls::GrpcKit::default(), listener, stopped)
+        })
+        .await
+    }
+
+    /// Runs `serve` on a free 127.0.0.1 port until [`Server::stop`]; the
+    /// listener is bound first, so clients cannot race the start.
+    async fn spawn<F>(serve: impl FnOnce(tokio::net::TcpListener, Stopped) -> F) -> Server
+    where
+        F: std::future::Future<Output = Result<(), registry::RegistryError>> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            registry::serve_store_with(store, "JMA".into(), pin_limits, tls::GrpcKit::default(), listener, async {
+        let task = tokio::spawn(serve(
+            listener,
+            Box::pin(async move {
                 let _ = stopped.await;
-            })
-            .await
-        });
+            }),
+        ));
         Server { _dir: None, addr, stop: Some(stop), task }
     }
 

@@ -104,6 +104,8 @@ struct Cards {
     /// (signing, authentication) certificate files.
     good: (PathBuf, PathBuf),
     lost: (PathBuf, PathBuf),
+    /// The CRL publisher's gRPC address.
+    crl_grpc: String,
 }
 
 fn good_and_lost_cards(extra_config: &str) -> Cards {
@@ -118,7 +120,7 @@ fn good_and_lost_cards(extra_config: &str) -> Cards {
         ocsp_front.local_addr().unwrap()
     );
     let mut ca = Ca::new(&public);
-    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl-http", "ocsp"]);
+    let addrs = ca.spawn(&["run"], &["issuance", "revocation", "crl-http", "ocsp", "crl"]);
     let (issuance, revocation) = (&addrs[0], &addrs[1]);
     forward(crl_front, addrs[2].clone());
     forward(ocsp_front, addrs[3].clone());
@@ -138,7 +140,8 @@ fn good_and_lost_cards(extra_config: &str) -> Cards {
         (ca.cert_path("root-ca.pem"), ca.cert_path("sign-ca.pem"), ca.cert_path("auth-ca.pem"));
     let lost = cards.pop().expect("lost card");
     let good = cards.pop().expect("good card");
-    Cards { ca, root, sign_ca, auth_ca, good: (good.1, good.2), lost: (lost.1, lost.2) }
+    let crl_grpc = addrs[4].clone();
+    Cards { ca, root, sign_ca, auth_ca, good: (good.1, good.2), lost: (lost.1, lost.2), crl_grpc }
 }
 
 #[test]
@@ -234,6 +237,17 @@ fn with_delta_crls_every_example_sees_an_emergency_revocation_java_through_the_f
     );
     let (code, text) = run("python", &[&c.good.0, sign_ca, root], &["--crl"]);
     assert!(code == 0 && text.starts_with("valid"), "python --crl, good card: {text}");
+
+    // A delta a second or more newer than that full CRL, which alone lists the
+    // lost card: openssl without -extended_crl would take the delta for the
+    // full CRL and find the card good there.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = c.ca.cli(&["publish-crl", "--kind", "delta", "--url", &c.ca.url(&c.crl_grpc)]);
+    assert!(out.status.success(), "publish-crl: {}", String::from_utf8_lossy(&out.stderr));
+    let (code, text) = run("openssl", &lost, &[]);
+    assert!(code == 1 && text.contains("(OCSP and CRL)"), "openssl, newer delta: {text}");
+    let (code, text) = run("python", &lost, &["--crl"]);
+    assert!(code == 1 && text.starts_with("revoked: keyCompromise at "), "python --crl, newer delta: {text}");
 }
 
 #[test]

@@ -15,6 +15,11 @@
 //! Targets: >= 0.5x the HSM bound at 64 clients, p99 < 50 ms at 8 clients.
 //! Exits non-zero when one is missed.
 //!
+//! Beside them, from `/proc`: the CA process's CPU time per card and the share
+//! of it its signing threads used. These hardly depend on how fast the
+//! machine is at the moment: with the whole machine, the CA would reach about
+//! (signing share) x (its signing speed / the raw one) of the bound.
+//!
 //! Bounded: at most `CARDS` cards and `LEVEL_TIME` per client count (a run is
 //! about a minute per backend). `STORE` picks the backends: `sled`,
 //! `postgres` (a throwaway local cluster, `store::testing`, default settings:
@@ -92,6 +97,38 @@ fn raw_rates(ca: &Ca, cores: usize) -> Raw {
     Raw { one: raw_signatures_per_second(ca, 1), all: raw_signatures_per_second(ca, cores) }
 }
 
+/// CPU seconds of a process: in all, and in its threads named `issuance-sign*`.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    total: f64,
+    signing: f64,
+}
+
+/// utime + stime of one `/proc/.../stat` line, in seconds (USER_HZ is 100 on
+/// Linux), and the thread's name.
+fn stat_seconds(line: &str) -> Option<(String, f64)> {
+    let (head, rest) = line.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((name, ticks / 100.0))
+}
+
+/// The CA's CPU so far (the process total includes threads that have ended).
+fn ca_cpu(pid: u32) -> Cpu {
+    let read = |path: String| std::fs::read_to_string(path).ok().and_then(|l| stat_seconds(&l));
+    let total = read(format!("/proc/{pid}/stat")).map_or(0.0, |(_, s)| s);
+    let mut signing = 0.0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        if let Some((name, s)) = read(format!("{}/stat", task.path().display())) {
+            if name.starts_with("issuance-sign") {
+                signing += s;
+            }
+        }
+    }
+    Cpu { total, signing }
+}
+
 struct Row {
     clients: usize,
     cards: usize,
@@ -100,6 +137,8 @@ struct Row {
     p99: Duration,
     /// The raw rates measured just before and just after this level.
     raw: [Raw; 2],
+    /// The CA's CPU during the level.
+    cpu: Cpu,
 }
 
 impl Row {
@@ -125,6 +164,7 @@ fn run(store: &str, cores: usize) -> Vec<Row> {
     };
     let mut ca = Ca::new(&extra);
     let addrs = ca.spawn(&["run"], &["registry", "issuance"]);
+    let pid = *ca.child_pids().last().expect("hpki-ca run");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let total: usize = WARMUP + LEVELS.iter().map(|(_, n)| n).sum::<usize>();
     let csrs: Arc<Vec<(Vec<u8>, Vec<u8>)>> = Arc::new((0..total).map(|_| common::fresh_csrs()).collect());
@@ -153,6 +193,7 @@ fn run(store: &str, cores: usize) -> Vec<Row> {
     for (clients, cards) in LEVELS {
         let first = next;
         next += cards;
+        let cpu_before = ca_cpu(pid);
         let (mut times, wall) = rt.block_on(async {
             // Cards are handed out from a shared counter, so slow clients take fewer.
             let counter = Arc::new(std::sync::atomic::AtomicUsize::new(first));
@@ -182,6 +223,7 @@ fn run(store: &str, cores: usize) -> Vec<Row> {
             }
             (times, start.elapsed())
         });
+        let cpu_after = ca_cpu(pid);
         let after = raw_rates(&ca, cores);
         times.sort();
         rows.push(Row {
@@ -191,6 +233,7 @@ fn run(store: &str, cores: usize) -> Vec<Row> {
             p50: pct(&times, 50.0),
             p99: pct(&times, 99.0),
             raw: [before, after],
+            cpu: Cpu { total: cpu_after.total - cpu_before.total, signing: cpu_after.signing - cpu_before.signing },
         });
         before = after;
     }
@@ -219,13 +262,14 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at the end: {}\n", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     println!(
-        "| store | clients | cards | cards/s | p50 ms | p99 ms | HSM bound | x HSM bound | x one core x {cores} |"
+        "| store | clients | cards | cards/s | p50 ms | p99 ms | HSM bound | x HSM bound | x one core x {cores} \
+         | CA CPU ms/card | signing share of it |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (store, rows) in &runs {
         for r in rows {
             println!(
-                "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}x | {:.2}x |",
+                "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}x | {:.2}x | {:.2} | {:.0} % |",
                 r.clients,
                 r.cards,
                 r.per_second,
@@ -233,7 +277,9 @@ fn main() {
                 ms(r.p99),
                 r.bound(),
                 r.per_second / r.bound(),
-                r.per_second / (r.mean(|r| r.one) * cores as f64 / 2.0)
+                r.per_second / (r.mean(|r| r.one) * cores as f64 / 2.0),
+                1000.0 * r.cpu.total / r.cards.max(1) as f64,
+                100.0 * r.cpu.signing / r.cpu.total.max(f64::MIN_POSITIVE)
             );
         }
     }

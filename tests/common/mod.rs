@@ -278,6 +278,12 @@ impl Ca {
     }
 
     /// Stops every child started so far (SIGKILL) and waits for it.
+    /// The process ids of the children spawned so far, oldest first.
+    #[allow(dead_code)] // only benches read it
+    pub fn child_pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
     pub fn take_children(&mut self) {
         for c in &mut self.children {
             let _ = c.kill();

@@ -418,7 +418,7 @@ async fn check_audit_reservations(auditor: &mut Registry, seen: &BTreeSet<String
     let mut from = 1;
     loop {
         let page = auditor
-            .list_audit(reg::ListAuditRequest { from_sequence: from, limit: 1000 })
+            .list_audit(reg::ListAuditRequest { from_sequence: from, limit: 1000, newest_first: false })
             .await
             .expect("ListAudit")
             .into_inner()

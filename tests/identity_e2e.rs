@@ -68,7 +68,7 @@ fn two_operators_two_person_control_ra_identity_and_revoked_identities() {
         assert_eq!(record["ra_identity"], "ra-tokyo", "{record}");
         assert_eq!(record["ra_operator"], "ra-tokyo:desk-7", "{record}");
         let log = RegistryClient::new(ca.grpc(&reg, "auditor").await.unwrap())
-            .list_audit(ListAuditRequest { from_sequence: 0, limit: 0 })
+            .list_audit(ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
             .await
             .expect("auditor reads")
             .into_inner()
@@ -128,7 +128,7 @@ fn two_operators_two_person_control_ra_identity_and_revoked_identities() {
     assert_eq!(text(&out).matches("KEY_COMPROMISE").count(), 2, "{}", text(&out));
     rt.block_on(async {
         let log = RegistryClient::new(ca.grpc(&reg, "auditor").await.unwrap())
-            .list_audit(ListAuditRequest { from_sequence: 0, limit: 0 })
+            .list_audit(ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
             .await
             .unwrap()
             .into_inner()

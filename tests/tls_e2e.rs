@@ -84,7 +84,9 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
             "hpki.crl.v1.CrlPublisher/GetStatus",
         );
         denied(
-            RegistryClient::new(ch(reg, "ra").await).list_audit(ListAuditRequest { from_sequence: 0, limit: 1 }).await,
+            RegistryClient::new(ch(reg, "ra").await)
+                .list_audit(ListAuditRequest { from_sequence: 0, limit: 1, newest_first: false })
+                .await,
             "ra",
             "hpki.registry.v1.Registry/ListAudit",
         );
@@ -109,7 +111,7 @@ fn each_role_reaches_its_services_and_is_denied_elsewhere() {
 
         // auditor: the audit log only.
         let audit = RegistryClient::new(ch(reg, "auditor").await)
-            .list_audit(ListAuditRequest { from_sequence: 0, limit: 0 })
+            .list_audit(ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
             .await
             .expect("auditor reads the audit log");
         assert!(!audit.into_inner().entries.is_empty());
@@ -176,7 +178,9 @@ async fn refused(channel: Result<Channel, tonic::transport::Error>) -> String {
         Err(e) => return format!("connect: {e:?}"),
         Ok(c) => c,
     };
-    let r = RegistryClient::new(channel).list_audit(ListAuditRequest { from_sequence: 0, limit: 1 }).await;
+    let r = RegistryClient::new(channel)
+        .list_audit(ListAuditRequest { from_sequence: 0, limit: 1, newest_first: false })
+        .await;
     let e = r.expect_err("the call must not succeed");
     assert!(matches!(e.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled), "{e:?}");
     format!("call: {e:?}")
@@ -208,7 +212,7 @@ fn no_certificate_a_foreign_ca_or_plain_text_cannot_connect() {
         let https = format!("https://{reg}");
         // Sanity: the auditor's certificate gets through.
         RegistryClient::new(ca.grpc(reg, "auditor").await.expect("auditor connects"))
-            .list_audit(ListAuditRequest { from_sequence: 0, limit: 1 })
+            .list_audit(ListAuditRequest { from_sequence: 0, limit: 1, newest_first: false })
             .await
             .expect("auditor reads");
 

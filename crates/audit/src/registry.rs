@@ -51,7 +51,7 @@ impl<'a> Pages<'a> {
         if self.done {
             return Ok(None);
         }
-        let request = pb::ListAuditRequest { from_sequence: self.next, limit: 0 };
+        let request = pb::ListAuditRequest { from_sequence: self.next, limit: 0, newest_first: false };
         let entries = self.client.list_audit(request).await?.into_inner().entries;
         let Some(last) = entries.last() else {
             self.done = true;

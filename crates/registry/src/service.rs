@@ -341,18 +341,23 @@ impl Registry for RegistryService {
             0 => None,
             n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         };
-        let from = req.from_sequence;
+        let (from, newest_first) = (req.from_sequence, req.newest_first);
         let entries = self
             .run(move |s| {
                 // Read page by page so a huge log is never loaded whole.
                 let mut out = Vec::new();
                 let mut bytes = 0;
-                let mut next = from;
-                loop {
+                // Where the next page starts; None once the log's end (or start) is passed.
+                let mut next = Some(if newest_first && from == 0 { u64::MAX } else { from });
+                while let Some(at) = next {
                     let want = limit.map_or(1000, |l| (l - out.len()).min(1000));
-                    let page = s.list_audit(next, Some(want))?;
+                    let page = if newest_first { s.list_audit_back(at, want)? } else { s.list_audit(at, Some(want))? };
                     let Some(last) = page.last() else { break };
-                    next = last.sequence.saturating_add(1);
+                    next = if newest_first {
+                        last.sequence.checked_sub(1).filter(|&n| n > 0)
+                    } else {
+                        last.sequence.checked_add(1)
+                    };
                     for e in page {
                         bytes += e.actor.len() + e.action.len() + e.subject.len() + e.detail_json.len() + 128;
                         out.push(e);

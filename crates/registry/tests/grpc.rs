@@ -77,7 +77,12 @@ async fn an_application_goes_from_begin_to_an_active_card() {
     let cert = c.get_certificate(pb::GetCertificateRequest { serial: serials[1].to_uppercase() }).await.unwrap();
     assert_eq!(cert.into_inner().kind, pb::CertificateKind::Authentication as i32);
 
-    let log = c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap().into_inner().entries;
+    let log = c
+        .list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
     let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -224,12 +229,33 @@ async fn audit_entries_can_be_appended_and_paged() {
         assert_eq!(entry.sequence, i + 1);
         assert_eq!(entry.hash.len(), 32);
     }
-    let page = c.list_audit(pb::ListAuditRequest { from_sequence: 2, limit: 2 }).await.unwrap().into_inner();
+    let page = c
+        .list_audit(pb::ListAuditRequest { from_sequence: 2, limit: 2, newest_first: false })
+        .await
+        .unwrap()
+        .into_inner();
     let seqs: Vec<_> = page.entries.iter().map(|e| e.sequence).collect();
     assert_eq!(seqs, [2, 3]);
-    let rest = c.list_audit(pb::ListAuditRequest { from_sequence: 4, limit: 0 }).await.unwrap().into_inner();
+    let rest = c
+        .list_audit(pb::ListAuditRequest { from_sequence: 4, limit: 0, newest_first: false })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(rest.entries.len(), 2);
     assert_eq!(rest.entries[0].prev_hash, page.entries[1].hash);
+
+    // Newest first: from the head (0), and from a sequence down.
+    let back = |from_sequence, limit| {
+        let mut c = c.clone();
+        async move {
+            let req = pb::ListAuditRequest { from_sequence, limit, newest_first: true };
+            c.list_audit(req).await.unwrap().into_inner().entries.iter().map(|e| e.sequence).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(back(0, 0).await, [5, 4, 3, 2, 1]);
+    assert_eq!(back(0, 2).await, [5, 4]);
+    assert_eq!(back(3, 0).await, [3, 2, 1]);
+    assert_eq!(back(99, 1).await, [5]);
     server.stop().await;
 }
 

@@ -30,7 +30,11 @@ async fn card(c: &mut RegistryClient<Channel>, card_id: &str) -> pb::Card {
 }
 
 async fn audit(c: &mut RegistryClient<Channel>) -> Vec<pb::AuditEntry> {
-    c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap().into_inner().entries
+    c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
 }
 
 fn detail(entry: &pb::AuditEntry) -> Value {

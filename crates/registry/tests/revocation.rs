@@ -22,7 +22,11 @@ fn revoke_card(card_id: &str, actor: &str) -> pb::RevokeCardRequest {
 }
 
 async fn audit(c: &mut RegistryClient<Channel>) -> Vec<pb::AuditEntry> {
-    c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0 }).await.unwrap().into_inner().entries
+    c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
 }
 
 async fn audit_actions(c: &mut RegistryClient<Channel>) -> Vec<String> {

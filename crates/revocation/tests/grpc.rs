@@ -147,7 +147,7 @@ impl Harness {
 
     /// The registry's whole audit log.
     async fn audit_log(&self) -> Vec<reg::AuditEntry> {
-        let req = reg::ListAuditRequest { from_sequence: 0, limit: 0 };
+        let req = reg::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false };
         self.registry.clone().list_audit(req).await.unwrap().into_inner().entries
     }
 

@@ -235,6 +235,30 @@ pub(crate) fn list(trees: &Trees, from: u64, limit: Option<usize>) -> Result<Vec
     Ok(out)
 }
 
+/// Up to `limit` entries at or before sequence `to`, newest first: one
+/// lookup per stored group, so reading the newest entries of a long log costs
+/// no more than reading its first ones.
+pub(crate) fn list_back(trees: &Trees, to: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut out = Vec::new();
+    let mut at = to;
+    while out.len() < limit {
+        let Some((key, value)) = trees.audit.last_at_or_before(at.to_be_bytes())? else { break };
+        let Ok(first) = <[u8; 8]>::try_from(key.as_ref()).map(u64::from_be_bytes) else {
+            return Err(crate::tx::corrupt("audit", &key, "malformed key in the audit tree"));
+        };
+        for record in decode_group(&key, &value)?.into_iter().rev() {
+            if record.sequence <= to && out.len() < limit {
+                out.push(record);
+            }
+        }
+        match first.checked_sub(1) {
+            Some(before) if before > 0 => at = before,
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Walks the whole chain; returns the number of entries, or the first sequence
 /// at which an entry is missing, unreadable, out of place or altered.
 pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
@@ -436,6 +460,21 @@ mod tests {
         assert_eq!(seqs(2, Some(3)), [2, 3, 4]);
         assert_eq!(seqs(4, Some(1)), [4]);
         assert!(seqs(8, None).is_empty());
+
+        // Newest first: from the head, from inside a group, across groups.
+        let back =
+            |to, limit| -> Vec<u64> { store.list_audit_back(to, limit).unwrap().iter().map(|r| r.sequence).collect() };
+        assert_eq!(back(u64::MAX, 100), [7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(back(5, 2), [5, 4]);
+        assert_eq!(back(6, 4), [6, 5, 4, 3]);
+        assert_eq!(back(7, 3), [7, 6, 5]);
+        assert_eq!(back(2, 5), [2, 1]);
+        assert!(back(0, 5).is_empty());
+        assert!(back(7, 0).is_empty());
+        let newest = store.list_audit_back(u64::MAX, 7).unwrap();
+        let mut oldest_first = store.list_audit(0, None).unwrap();
+        oldest_first.reverse();
+        assert_eq!(newest, oldest_first, "the same entries as the forward listing");
     }
 
     #[test]

@@ -218,6 +218,12 @@ impl Store {
         audit::list(&self.trees, from, limit)
     }
 
+    /// Up to `limit` audit entries at or before sequence `to` (`u64::MAX`: the
+    /// newest), newest first.
+    pub fn list_audit_back(&self, to: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::list_back(&self.trees, to, limit)
+    }
+
     /// Checks every entry's hash and link; returns how many entries there are,
     /// or `AuditChainBroken` at the first bad sequence.
     pub fn verify_audit_chain(&self) -> Result<u64, StoreError> {

@@ -8,12 +8,19 @@ use std::path::PathBuf;
 
 use audit::{Broken, CheckpointKey, Conclusion, LogSource, Pages, Recorded, Verifier};
 use proto::registry::v1 as reg;
+use proto::registry::v1::registry_client::RegistryClient;
+use tonic::transport::Channel;
 
 use crate::error::ConsoleError;
 use crate::App;
 
 /// At most this many matching entries are shown (the newest).
 pub const SHOWN: usize = 500;
+
+/// At most this many entries are read for one view: a filter whose time range
+/// holds more is searched from the newest entry of the range back this far,
+/// and the page says so.
+pub const SCANNED: usize = 200_000;
 
 /// What the audit page was asked to show.
 #[derive(Debug, Clone, Default)]
@@ -51,22 +58,91 @@ async fn walk(app: &App, mut each: impl FnMut(reg::AuditEntry) -> bool) -> Resul
     Ok(())
 }
 
-/// The matching entries (the newest [`SHOWN`], oldest first) and how many matched.
-pub async fn list(app: &App, filter: &Filter) -> Result<(Vec<reg::AuditEntry>, usize), ConsoleError> {
-    let mut shown = std::collections::VecDeque::new();
-    let mut matched = 0usize;
-    walk(app, |e| {
-        if filter.matches(&e) {
-            matched += 1;
-            if shown.len() == SHOWN {
-                shown.pop_front();
+/// What the audit view found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    /// The newest [`SHOWN`] matching entries, oldest first.
+    pub entries: Vec<reg::AuditEntry>,
+    /// How many of the entries read matched.
+    pub matched: usize,
+    /// How many entries were read.
+    pub scanned: usize,
+    /// False when the reading stopped at the limit before the filter's start.
+    pub complete: bool,
+}
+
+/// The matching entries, read newest first from the newest one the filter's
+/// end allows back to its start, at most [`SCANNED`] of them.
+pub async fn list(app: &App, filter: &Filter) -> Result<Listed, ConsoleError> {
+    list_from(app.audit_registry.clone(), filter, SCANNED).await
+}
+
+/// [`list`] with the registry and the reading limit given.
+async fn list_from(
+    mut client: RegistryClient<Channel>,
+    filter: &Filter,
+    scan_limit: usize,
+) -> Result<Listed, ConsoleError> {
+    let mut listed = Listed { entries: Vec::new(), matched: 0, scanned: 0, complete: true };
+    let mut next = match filter.to_micros {
+        None => Some(0), // 0: the newest
+        Some(to) => newest_at_or_before(&mut client, to).await?,
+    };
+    'pages: while let Some(at) = next {
+        let request = reg::ListAuditRequest { from_sequence: at, limit: 0, newest_first: true };
+        let page = client.list_audit(request).await.map_err(|s| ConsoleError::upstream("registry", s))?.into_inner();
+        let Some(last) = page.entries.last() else { break };
+        next = last.sequence.checked_sub(1).filter(|&n| n > 0);
+        for e in page.entries {
+            // Times never decrease along the chain (the store keeps them so and
+            // verification checks it): past the start, nothing older matches.
+            if filter.from_micros.is_some_and(|f| e.at_unix_micros < f) {
+                break 'pages;
             }
-            shown.push_back(e);
+            if listed.scanned == scan_limit {
+                listed.complete = false;
+                break 'pages;
+            }
+            listed.scanned += 1;
+            if filter.matches(&e) {
+                listed.matched += 1;
+                if listed.entries.len() < SHOWN {
+                    listed.entries.push(e);
+                }
+            }
         }
-        true
-    })
-    .await?;
-    Ok((shown.into(), matched))
+    }
+    listed.entries.reverse();
+    Ok(listed)
+}
+
+/// The sequence of the newest entry stamped at or before `to`, by binary
+/// search over the sequence (times never decrease along the chain); `None`
+/// when every entry is later, or the log is empty.
+async fn newest_at_or_before(client: &mut RegistryClient<Channel>, to: i64) -> Result<Option<u64>, ConsoleError> {
+    // The entry at `sequence`, or the newest before it.
+    async fn entry(
+        client: &mut RegistryClient<Channel>,
+        sequence: u64,
+    ) -> Result<Option<reg::AuditEntry>, ConsoleError> {
+        let request = reg::ListAuditRequest { from_sequence: sequence, limit: 1, newest_first: true };
+        let reply = client.list_audit(request).await.map_err(|s| ConsoleError::upstream("registry", s))?;
+        Ok(reply.into_inner().entries.into_iter().next())
+    }
+    let Some(head) = entry(client, 0).await? else { return Ok(None) };
+    if head.at_unix_micros <= to {
+        return Ok(Some(head.sequence));
+    }
+    // at(lo) <= to < at(hi), with lo = 0 standing for "before the first".
+    let (mut lo, mut hi) = (0u64, head.sequence);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match entry(client, mid).await? {
+            Some(e) if e.at_unix_micros <= to => lo = mid,
+            _ => hi = mid,
+        }
+    }
+    Ok((lo > 0).then_some(lo))
 }
 
 /// The verdict of "verify chain", as `hpki-ca audit verify` would give it.
@@ -279,5 +355,51 @@ mod tests {
         assert!(!f.matches(&entry("op-sato", "emergency.request", 9)));
         assert!(!f.matches(&entry("op-sato", "emergency.request", 21)));
         assert!(Filter::default().matches(&entry("anyone", "anything", 0)));
+    }
+
+    #[tokio::test]
+    async fn the_view_reads_back_from_the_newest_entry_the_range_allows_and_says_where_it_stopped() {
+        let (server, mut c) = testkit::registry::Server::start_with_client().await;
+        let mut stamps = Vec::new();
+        for i in 0..12u32 {
+            let actor = if i % 3 == 0 { "op-ito" } else { "op-sato" };
+            let req = reg::AppendAuditRequest {
+                actor: actor.into(),
+                action: "ra.note".into(),
+                subject: format!("s{i}"),
+                detail_json: "{}".into(),
+            };
+            let e = c.append_audit(req).await.unwrap().into_inner();
+            stamps.push((e.sequence, e.at_unix_micros));
+        }
+        let seqs = |l: &Listed| l.entries.iter().map(|e| e.sequence).collect::<Vec<_>>();
+        let listed = |filter: Filter, limit| {
+            let c = c.clone();
+            async move { list_from(c, &filter, limit).await.unwrap() }
+        };
+
+        let all = listed(Filter::default(), SCANNED).await;
+        assert_eq!(seqs(&all), (1..=12).collect::<Vec<u64>>(), "oldest first");
+        assert_eq!((all.matched, all.scanned, all.complete), (12, 12, true));
+        let ito = listed(Filter { actor: "op-ito".into(), ..Filter::default() }, SCANNED).await;
+        assert_eq!(seqs(&ito), [1, 4, 7, 10]);
+        assert_eq!((ito.matched, ito.scanned), (4, 12));
+
+        // A time range: read from the newest entry at or before its end, back
+        // to its start, and nothing outside it.
+        let (from, to) = (stamps[3].1, stamps[8].1);
+        let inside: Vec<u64> = stamps.iter().filter(|(_, at)| (from..=to).contains(at)).map(|(s, _)| *s).collect();
+        let ranged =
+            listed(Filter { from_micros: Some(from), to_micros: Some(to), ..Filter::default() }, SCANNED).await;
+        assert_eq!(seqs(&ranged), inside);
+        assert_eq!((ranged.scanned, ranged.complete), (inside.len(), true), "only the range is read");
+        let before_all = listed(Filter { to_micros: Some(stamps[0].1 - 1), ..Filter::default() }, SCANNED).await;
+        assert_eq!((before_all.entries.len(), before_all.scanned, before_all.complete), (0, 0, true));
+
+        // The reading limit: the newest entries, and the view says it stopped.
+        let capped = listed(Filter::default(), 5).await;
+        assert_eq!(seqs(&capped), [8, 9, 10, 11, 12]);
+        assert_eq!((capped.matched, capped.scanned, capped.complete), (5, 5, false));
+        server.stop().await;
     }
 }

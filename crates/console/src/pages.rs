@@ -707,7 +707,7 @@ async fn audit_page(app: &App, ctx: &Ctx, params: &HashMap<String, String>, verd
         from_micros: filter_time(&from).map_err(|e| ConsoleError::field("from", e.to_string()))?,
         to_micros: filter_time(&to).map_err(|e| ConsoleError::field("to", e.to_string()))?,
     };
-    let (entries, matched) = crate::audit::list(app, &filter).await?;
+    let crate::audit::Listed { entries, matched, scanned, complete } = crate::audit::list(app, &filter).await?;
     let body = html! {
         @if let Some(v) = &verdict { (verdict_section(l, v)) }
         form.verify method="post" action="/audit/verify" {
@@ -728,6 +728,12 @@ async fn audit_page(app: &App, ctx: &Ctx, params: &HashMap<String, String>, verd
         p #matched data-count=(matched) {
             (matched) (l.t(" 件が該当", " entries match"))
             @if matched > entries.len() { (l.t("（新しい順に ", " (the newest ")) (entries.len()) (l.t(" 件を表示）", " shown)")) }
+        }
+        @if !complete {
+            p #partial data-scanned=(scanned) {
+                (l.t("範囲の新しい方から ", "Only the newest ")) (scanned)
+                (l.t(" 件のみ検索しました。それより前は、期間を絞って表示してください。", " entries of the range were searched; narrow the time range to see older ones."))
+            }
         }
         table #audit {
             thead { tr {

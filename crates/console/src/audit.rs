@@ -92,7 +92,9 @@ async fn list_from(
         let request = reg::ListAuditRequest { from_sequence: at, limit: 0, newest_first: true };
         let page = client.list_audit(request).await.map_err(|s| ConsoleError::upstream("registry", s))?.into_inner();
         let Some(last) = page.entries.last() else { break };
-        next = last.sequence.checked_sub(1).filter(|&n| n > 0);
+        // Always downwards, even past an entry whose sequence field was edited.
+        let last = if at == 0 { last.sequence } else { last.sequence.min(at) };
+        next = last.checked_sub(1).filter(|&n| n > 0);
         for e in page.entries {
             // Times never decrease along the chain (the store keeps them so and
             // verification checks it): past the start, nothing older matches.

@@ -353,10 +353,11 @@ impl Registry for RegistryService {
                     let want = limit.map_or(1000, |l| (l - out.len()).min(1000));
                     let page = if newest_first { s.list_audit_back(at, want)? } else { s.list_audit(at, Some(want))? };
                     let Some(last) = page.last() else { break };
+                    // Always onwards, even past an entry whose sequence field was edited.
                     next = if newest_first {
-                        last.sequence.checked_sub(1).filter(|&n| n > 0)
+                        last.sequence.min(at).checked_sub(1).filter(|&n| n > 0)
                     } else {
-                        last.sequence.checked_add(1)
+                        last.sequence.max(at).checked_add(1)
                     };
                     for e in page {
                         bytes += e.actor.len() + e.action.len() + e.subject.len() + e.detail_json.len() + 128;

@@ -277,13 +277,13 @@ impl Ca {
         let _ = child.wait();
     }
 
-    /// Stops every child started so far (SIGKILL) and waits for it.
     /// The process ids of the children spawned so far, oldest first.
     #[allow(dead_code)] // only benches read it
     pub fn child_pids(&self) -> Vec<u32> {
         self.children.iter().map(Child::id).collect()
     }
 
+    /// Stops every child started so far (SIGKILL) and waits for it.
     pub fn take_children(&mut self) {
         for c in &mut self.children {
             let _ = c.kill();

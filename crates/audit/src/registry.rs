@@ -34,16 +34,24 @@ pub async fn checkpointer_client(kit: &tls::GrpcKit, url: &str) -> Result<Regist
 }
 
 /// ListAudit page by page: each reply holds up to ~2 MiB; ask again from the
-/// last sequence + 1 until a reply is empty.
+/// last sequence + 1 (newest first: - 1) until a reply is empty.
 pub struct Pages<'a> {
     client: &'a mut RegistryClient<Channel>,
+    /// Where the next page starts; newest first, 0 is the newest entry.
     next: u64,
+    newest_first: bool,
     done: bool,
 }
 
 impl<'a> Pages<'a> {
+    /// From the first entry on.
     pub fn new(client: &'a mut RegistryClient<Channel>) -> Pages<'a> {
-        Pages { client, next: 1, done: false }
+        Pages { client, next: 1, newest_first: false, done: false }
+    }
+
+    /// Newest first, from the entry at or before sequence `from` (0: the newest) back.
+    pub fn newest_first(client: &'a mut RegistryClient<Channel>, from: u64) -> Pages<'a> {
+        Pages { client, next: from, newest_first: true, done: false }
     }
 
     /// The next page, `None` after the last.
@@ -51,7 +59,7 @@ impl<'a> Pages<'a> {
         if self.done {
             return Ok(None);
         }
-        let request = pb::ListAuditRequest { from_sequence: self.next, limit: 0, newest_first: false };
+        let request = pb::ListAuditRequest { from_sequence: self.next, limit: 0, newest_first: self.newest_first };
         let entries = self.client.list_audit(request).await?.into_inner().entries;
         let Some(last) = entries.last() else {
             self.done = true;
@@ -60,8 +68,18 @@ impl<'a> Pages<'a> {
         // Entries come in key order from `next` on; an edited `sequence` field must
         // not make us ask for the same page again.
         let len = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-        match last.sequence.checked_add(1) {
-            Some(after) => self.next = after.max(self.next.saturating_add(len)),
+        let next = if self.newest_first {
+            let before = last.sequence.checked_sub(1);
+            match self.next {
+                0 => before,
+                from => before.map(|b| b.min(from.saturating_sub(len))),
+            }
+            .filter(|&n| n > 0)
+        } else {
+            last.sequence.checked_add(1).map(|after| after.max(self.next.saturating_add(len)))
+        };
+        match next {
+            Some(next) => self.next = next,
             None => self.done = true,
         }
         Ok(Some(entries))

@@ -84,18 +84,14 @@ async fn list_from(
     scan_limit: usize,
 ) -> Result<Listed, ConsoleError> {
     let mut listed = Listed { entries: Vec::new(), matched: 0, scanned: 0, complete: true };
-    let mut next = match filter.to_micros {
+    let start = match filter.to_micros {
         None => Some(0), // 0: the newest
         Some(to) => newest_at_or_before(&mut client, to).await?,
     };
-    'pages: while let Some(at) = next {
-        let request = reg::ListAuditRequest { from_sequence: at, limit: 0, newest_first: true };
-        let page = client.list_audit(request).await.map_err(|s| ConsoleError::upstream("registry", s))?.into_inner();
-        let Some(last) = page.entries.last() else { break };
-        // Always downwards, even past an entry whose sequence field was edited.
-        let last = if at == 0 { last.sequence } else { last.sequence.min(at) };
-        next = last.checked_sub(1).filter(|&n| n > 0);
-        for e in page.entries {
+    let Some(start) = start else { return Ok(listed) };
+    let mut pages = Pages::newest_first(&mut client, start);
+    'pages: while let Some(page) = pages.next().await.map_err(|s| ConsoleError::upstream("registry", s))? {
+        for e in page {
             // Times never decrease along the chain (the store keeps them so and
             // verification checks it): past the start, nothing older matches.
             if filter.from_micros.is_some_and(|f| e.at_unix_micros < f) {

@@ -243,7 +243,7 @@ pub(crate) fn list_back(trees: &Trees, to: u64, limit: usize) -> Result<Vec<Audi
     let mut at = to;
     while out.len() < limit {
         let Some((key, value)) = trees.audit.last_at_or_before(at.to_be_bytes())? else { break };
-        let Ok(first) = <[u8; 8]>::try_from(key.as_ref()).map(u64::from_be_bytes) else {
+        let Some(first) = key_sequence(&key) else {
             return Err(crate::tx::corrupt("audit", &key, "malformed key in the audit tree"));
         };
         for record in decode_group(&key, &value)?.into_iter().rev() {
@@ -259,6 +259,11 @@ pub(crate) fn list_back(trees: &Trees, to: u64, limit: usize) -> Result<Vec<Audi
     Ok(out)
 }
 
+/// The sequence a stored group's key names (its first entry's).
+fn key_sequence(key: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(key).ok().map(u64::from_be_bytes)
+}
+
 /// Walks the whole chain; returns the number of entries, or the first sequence
 /// at which an entry is missing, unreadable, out of place or altered.
 pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
@@ -266,9 +271,8 @@ pub(crate) fn verify(trees: &Trees) -> Result<u64, StoreError> {
     let mut expected = Head::genesis();
     for item in trees.audit.iter() {
         let (key, value) = item?;
-        let key_seq = match <[u8; 8]>::try_from(key.as_ref()) {
-            Ok(k) => u64::from_be_bytes(k),
-            Err(_) => return Err(broken(expected.next_sequence, "malformed key in the audit tree")),
+        let Some(key_seq) = key_sequence(&key) else {
+            return Err(broken(expected.next_sequence, "malformed key in the audit tree"));
         };
         if key_seq != expected.next_sequence {
             return Err(broken(expected.next_sequence, "entry missing"));

@@ -77,12 +77,7 @@ async fn an_application_goes_from_begin_to_an_active_card() {
     let cert = c.get_certificate(pb::GetCertificateRequest { serial: serials[1].to_uppercase() }).await.unwrap();
     assert_eq!(cert.into_inner().kind, pb::CertificateKind::Authentication as i32);
 
-    let log = c
-        .list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let log = audit_log(&mut c).await;
     let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,

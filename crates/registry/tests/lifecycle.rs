@@ -29,14 +29,6 @@ async fn card(c: &mut RegistryClient<Channel>, card_id: &str) -> pb::Card {
     c.get_card(pb::GetCardRequest { key: Some(key) }).await.unwrap().into_inner().card.unwrap()
 }
 
-async fn audit(c: &mut RegistryClient<Channel>) -> Vec<pb::AuditEntry> {
-    c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-}
-
 fn detail(entry: &pb::AuditEntry) -> Value {
     serde_json::from_str(&entry.detail_json).unwrap()
 }
@@ -107,7 +99,7 @@ async fn a_renewal_supersedes_the_active_card_which_stays_valid() {
     let next = c.begin_application(renewal("app-4", "555101", &new.card_id)).await.unwrap().into_inner();
     assert_eq!(next.card.unwrap().replaces_card_id, new.card_id);
 
-    let log = audit(&mut c).await;
+    let log = audit_log(&mut c).await;
     let supersede: Vec<_> = log.iter().filter(|e| e.action == "card.supersede").collect();
     assert_eq!(supersede.len(), 2);
     assert_eq!(supersede[0].subject, old_id);
@@ -125,7 +117,7 @@ async fn renewals_are_refused_with_the_reason_and_the_field() {
     let (theirs, _) = issue_card(&mut c, "app-2", "555202").await;
     let pending = c.begin_application(begin_request("app-3", "555203")).await.unwrap().into_inner();
     let pending = pending.card.unwrap().card_id;
-    let entries = audit(&mut c).await.len();
+    let entries = audit_log(&mut c).await.len();
 
     let r = c.begin_application(renewal("app-9", "555201", "C0000000000000000")).await;
     assert_status(r, Code::NotFound, "replaces_card_id: no such card C0000000000000000");
@@ -162,7 +154,7 @@ async fn renewals_are_refused_with_the_reason_and_the_field() {
         .await;
     assert_status(r, Code::FailedPrecondition, "holder.licence_number: holder already has an active card");
 
-    assert_eq!(audit(&mut c).await.len(), entries, "refusals write nothing");
+    assert_eq!(audit_log(&mut c).await.len(), entries, "refusals write nothing");
     assert_eq!(card(&mut c, &mine).await.superseded_by, "");
 
     // A known application_id with another procedure is a client bug.
@@ -217,7 +209,7 @@ async fn a_reissue_follows_a_revocation_and_updates_the_holder() {
     let r = c.begin_application(reissue("app-3", "555301", &old_id)).await;
     assert_status(r, Code::FailedPrecondition, &format!("replaces_card_id: already reissued as card {}", new.card_id));
 
-    let log = audit(&mut c).await;
+    let log = audit_log(&mut c).await;
     let begin = log.iter().find(|e| e.action == "application.begin" && e.subject == new.card_id).unwrap();
     let changes = &detail(begin)["holder_changes"];
     assert_eq!(changes["membership"]["old"], "MEMBER");
@@ -257,7 +249,7 @@ async fn a_contact_change_is_audited_with_old_and_new_values_and_a_no_op_writes_
     let got = c.get_card(pb::GetCardRequest { key: Some(key) }).await.unwrap().into_inner();
     assert_eq!(got.holder.unwrap().contact, Some(moved()));
 
-    let log = audit(&mut c).await;
+    let log = audit_log(&mut c).await;
     let entry = log.last().unwrap();
     assert_eq!(
         (entry.action.as_str(), entry.subject.as_str(), entry.actor.as_str()),
@@ -272,7 +264,7 @@ async fn a_contact_change_is_audited_with_old_and_new_values_and_a_no_op_writes_
     let same = c.update_contact(update(Some(moved()), "2026-01-06")).await.unwrap().into_inner();
     assert!(!same.changed);
     assert_eq!(same.previous, Some(moved()));
-    assert_eq!(audit(&mut c).await.len(), log.len(), "no entry for a no-op");
+    assert_eq!(audit_log(&mut c).await.len(), log.len(), "no entry for a no-op");
 
     assert_status(c.update_contact(update(None, "")).await, Code::InvalidArgument, "contact: is required");
     let r = c.update_contact(update(Some(moved()), "2026-02-30")).await;
@@ -281,7 +273,7 @@ async fn a_contact_change_is_audited_with_old_and_new_values_and_a_no_op_writes_
     assert_status(c.update_contact(update(Some(bad), "")).await, Code::InvalidArgument, "contact.phone: ");
     let unknown = pb::UpdateContactRequest { holder_id: "JMA0000000099".into(), ..update(Some(moved()), "") };
     assert_status(c.update_contact(unknown).await, Code::NotFound, "holder_id: no such holder JMA0000000099");
-    assert_eq!(audit(&mut c).await.len(), log.len());
+    assert_eq!(audit_log(&mut c).await.len(), log.len());
     server.stop().await;
 }
 
@@ -325,9 +317,9 @@ async fn a_pin_escrow_is_stored_once_and_disclosed_once_per_request_within_the_l
     assert_eq!((stored.card_id.as_str(), stored.key_label.as_str()), (card_id.as_str(), "pin-escrow"));
     assert_eq!((stored.iv.as_slice(), stored.ciphertext.as_slice()), (&[0xA5; 12][..], CIPHERTEXT));
     assert!(stored.stored_at_unix > 1_700_000_000);
-    let entries = audit(&mut c).await.len();
+    let entries = audit_log(&mut c).await.len();
     assert_eq!(c.store_pin_escrow(escrow(&card_id)).await.unwrap().into_inner(), stored, "idempotent");
-    assert_eq!(audit(&mut c).await.len(), entries);
+    assert_eq!(audit_log(&mut c).await.len(), entries);
     let other = pb::StorePinEscrowRequest { iv: vec![0x5A; 12], ..escrow(&card_id) };
     let r = c.store_pin_escrow(other).await;
     assert_status(r, Code::AlreadyExists, "card_id: a PIN is already escrowed for this card");
@@ -407,7 +399,7 @@ async fn a_pin_escrow_is_stored_once_and_disclosed_once_per_request_within_the_l
 
     // The log has each escrow and disclosure with its confirmation, and
     // never the ciphertext (nor the IV), in any encoding.
-    let log = audit(&mut c).await;
+    let log = audit_log(&mut c).await;
     let pin: Vec<_> =
         log.iter().filter(|e| e.action.starts_with("pin.")).map(|e| (e.action.as_str(), e.subject.as_str())).collect();
     assert_eq!(

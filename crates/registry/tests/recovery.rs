@@ -51,12 +51,7 @@ async fn unresolved_certificates_are_listed_and_a_reservation_can_be_abandoned()
     // The slot was freed: a retry reserves a new serial.
     let fresh = reserve_serial(&mut c, reserve_request(&card.card_id, pb::CertificateKind::Signing)).await;
     assert_ne!(fresh, reserved);
-    let audit = c
-        .list_audit(pb::ListAuditRequest { from_sequence: 1, limit: 0, newest_first: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let audit = audit_log(&mut c).await;
     assert_eq!(audit.iter().filter(|e| e.action == "serial.abandon" && e.subject == reserved).count(), 1);
     server.stop().await;
 }

@@ -21,16 +21,8 @@ fn revoke_card(card_id: &str, actor: &str) -> pb::RevokeCardRequest {
     }
 }
 
-async fn audit(c: &mut RegistryClient<Channel>) -> Vec<pb::AuditEntry> {
-    c.list_audit(pb::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-}
-
 async fn audit_actions(c: &mut RegistryClient<Channel>) -> Vec<String> {
-    audit(c).await.into_iter().map(|e| e.action).collect()
+    audit_log(c).await.into_iter().map(|e| e.action).collect()
 }
 
 async fn watch(c: &mut RegistryClient<Channel>, after: u64) -> Streaming<pb::StatusChange> {
@@ -167,7 +159,7 @@ async fn concurrent_card_revocations_give_one_set_of_revocations() {
     let actions = audit_actions(&mut c).await;
     assert_eq!(actions.iter().filter(|a| *a == "card.revoke").count(), 1);
     assert_eq!(actions.iter().filter(|a| *a == "certificate.revoke").count(), 2);
-    let log = audit(&mut c).await;
+    let log = audit_log(&mut c).await;
     let card_entry = log.iter().find(|e| e.action == "card.revoke").unwrap();
     assert!(card_entry.detail_json.contains(r#""method":"phone""#), "{}", card_entry.detail_json);
 

@@ -226,6 +226,12 @@ pub async fn complete_application(c: &mut RegistryClient<Channel>, card_id: &str
     c.complete_application(complete).await.unwrap().into_inner()
 }
 
+/// The whole audit log, oldest first, which must be readable.
+pub async fn audit_log(c: &mut RegistryClient<Channel>) -> Vec<pb::AuditEntry> {
+    let all = pb::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false };
+    c.list_audit(all).await.unwrap().into_inner().entries
+}
+
 /// Reserves a serial, which must succeed; the serial.
 pub async fn reserve_serial(c: &mut RegistryClient<Channel>, reserve: pb::ReserveSerialRequest) -> String {
     c.reserve_serial(reserve).await.unwrap().into_inner().serial

@@ -220,6 +220,7 @@ impl IssuanceService {
         keys: CardKeys,
     ) -> Result<IssuedCard, IssuanceError> {
         self.hsm_known_up()?;
+        let _on_path = self.steps.card();
         let procedure_name = procedure.name();
         let actor = actor(declared.ra_operator);
         let begun = self

@@ -15,10 +15,11 @@
 //! Targets: >= 0.5x the HSM bound at 64 clients, p99 < 50 ms at 8 clients.
 //! Exits non-zero when one is missed.
 //!
-//! Beside them, from `/proc`: the CA process's CPU time per card and the share
-//! of it its signing threads used. These hardly depend on how fast the
-//! machine is at the moment: with the whole machine, the CA would reach about
-//! (signing share) x (its signing speed / the raw one) of the bound.
+//! Beside them, from `/proc`: the CA process's CPU time per card, the share
+//! of it its signing threads used, and the CA's share of the machine (its CPU
+//! time over the level's length x cores). The first two hardly depend on how
+//! fast the machine is at the moment. The ratio to the bound is about
+//! (share of the machine) x (signing share) x (its signing speed / the raw one).
 //!
 //! Bounded: at most `CARDS` cards and `LEVEL_TIME` per client count (a run is
 //! about a minute per backend). `STORE` picks the backends: `sled`,
@@ -139,6 +140,8 @@ struct Row {
     raw: [Raw; 2],
     /// The CA's CPU during the level.
     cpu: Cpu,
+    /// The level's length.
+    wall: Duration,
 }
 
 impl Row {
@@ -234,6 +237,7 @@ fn run(store: &str, cores: usize) -> Vec<Row> {
             p99: pct(&times, 99.0),
             raw: [before, after],
             cpu: Cpu { total: cpu_after.total - cpu_before.total, signing: cpu_after.signing - cpu_before.signing },
+            wall,
         });
         before = after;
     }
@@ -263,13 +267,13 @@ fn main() {
     println!("load average at the end: {}\n", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     println!(
         "| store | clients | cards | cards/s | p50 ms | p99 ms | HSM bound | x HSM bound | x one core x {cores} \
-         | CA CPU ms/card | signing share of it |"
+         | CA CPU ms/card | signing share of it | CA share of the machine |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (store, rows) in &runs {
         for r in rows {
             println!(
-                "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}x | {:.2}x | {:.2} | {:.0} % |",
+                "| {store} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2}x | {:.2}x | {:.2} | {:.0} % | {:.0} % |",
                 r.clients,
                 r.cards,
                 r.per_second,
@@ -279,7 +283,8 @@ fn main() {
                 r.per_second / r.bound(),
                 r.per_second / (r.mean(|r| r.one) * cores as f64 / 2.0),
                 1000.0 * r.cpu.total / r.cards.max(1) as f64,
-                100.0 * r.cpu.signing / r.cpu.total.max(f64::MIN_POSITIVE)
+                100.0 * r.cpu.signing / r.cpu.total.max(f64::MIN_POSITIVE),
+                100.0 * r.cpu.total / (r.wall.as_secs_f64() * cores as f64).max(f64::MIN_POSITIVE)
             );
         }
     }

@@ -147,8 +147,7 @@ impl Harness {
 
     /// The registry's whole audit log.
     async fn audit_log(&self) -> Vec<reg::AuditEntry> {
-        let req = reg::ListAuditRequest { from_sequence: 0, limit: 0, newest_first: false };
-        self.registry.clone().list_audit(req).await.unwrap().into_inner().entries
+        testkit::registry::audit_log(&mut self.registry.clone()).await
     }
 
     /// An ACTIVE card with an issued signing and authentication certificate.
